@@ -1,0 +1,509 @@
+//! Host configuration: the `warden.toml` format and its typed form.
+//!
+//! ```toml
+//! [limits]                  # defaults for every plugin
+//! fuel = 1_000_000_000      # fuel per call
+//! memory = "64MiB"          # linear memory per instance (bytes or a size string)
+//! timeout-ms = 10_000       # wall-clock time per call
+//!
+//! [plugins.text]
+//! component = "plugins/text.wasm"   # relative to this file
+//! config = { ellipsis = "..." }     # passed to the plugin's init
+//! limits = { fuel = 50_000_000 }    # overrides the defaults above
+//!
+//! [plugins.files.grants]
+//! env = ["HOME"]                                            # variables passed through
+//! dirs = [{ host = "data", guest = "/data", mode = "ro" }]  # preopened directories
+//! network = ["http://127.0.0.1:8080"]                      # egress destinations
+//! ```
+//!
+//! Every table is strict: an unknown key is an error that names the key and
+//! where it is.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Default fuel per call.
+pub const DEFAULT_FUEL: u64 = 1_000_000_000;
+/// Default linear-memory cap per instance.
+pub const DEFAULT_MEMORY: u64 = 64 << 20;
+/// Default wall-clock time per call.
+pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+/// Default number of instances of one plugin that may run at once.
+pub const DEFAULT_MAX_INSTANCES: u32 = 16;
+
+/// The whole host configuration.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// Host-wide settings.
+    #[serde(default)]
+    pub host: HostSettings,
+    /// Default limits for every plugin; each plugin may override any field.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Plugins by name.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginConfig>,
+    /// Directory that relative paths are resolved against (the config
+    /// file's directory; the current directory for configs built in code).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// Host-wide settings (`[host]`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HostSettings {
+    /// Where compiled components are cached. Default: `$WARDEN_CACHE_DIR`,
+    /// else `$XDG_CACHE_HOME/warden`, else `~/.cache/warden`.
+    pub cache_dir: Option<PathBuf>,
+    /// Turns the compiled-component cache off.
+    #[serde(default)]
+    pub no_cache: bool,
+}
+
+/// Per-call limits (`[limits]`, `[plugins.NAME.limits]`). Unset fields fall
+/// back to the top-level `[limits]`, then to the built-in defaults.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Limits {
+    /// Fuel per call (roughly, wasm instructions). Default 1e9.
+    pub fuel: Option<u64>,
+    /// Linear memory per instance in bytes; the file accepts `"64MiB"`,
+    /// `"512KiB"`, `"1GiB"` or a plain integer. Default 64 MiB.
+    #[serde(default, deserialize_with = "de_size")]
+    pub memory: Option<u64>,
+    /// Wall-clock time per call in milliseconds. Default 10 000.
+    pub timeout_ms: Option<u64>,
+}
+
+impl Limits {
+    /// `self`, with unset fields taken from `fallback`.
+    pub fn or(self, fallback: Limits) -> Limits {
+        Limits {
+            fuel: self.fuel.or(fallback.fuel),
+            memory: self.memory.or(fallback.memory),
+            timeout_ms: self.timeout_ms.or(fallback.timeout_ms),
+        }
+    }
+
+    /// The effective limits with built-in defaults filled in.
+    pub fn resolve(self) -> ResolvedLimits {
+        ResolvedLimits {
+            fuel: self.fuel.unwrap_or(DEFAULT_FUEL),
+            memory: self.memory.unwrap_or(DEFAULT_MEMORY),
+            timeout_ms: self.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
+        }
+    }
+}
+
+/// Limits with every value decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ResolvedLimits {
+    /// Fuel per call.
+    pub fuel: u64,
+    /// Linear memory bytes per instance.
+    pub memory: u64,
+    /// Wall-clock milliseconds per call.
+    pub timeout_ms: u64,
+}
+
+/// How instances of a plugin are used across calls.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceMode {
+    /// Keep instances warm and reuse them (state may carry between calls of
+    /// the same instance). The default.
+    #[default]
+    Reuse,
+    /// A fresh instance for every call: nothing carries over.
+    Fresh,
+}
+
+/// One plugin (`[plugins.NAME]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PluginConfig {
+    /// Path of the `.wasm` component, relative to the config file.
+    pub component: PathBuf,
+    /// Values passed to the plugin's `init` as a JSON object.
+    #[serde(default = "empty_object")]
+    pub config: serde_json::Value,
+    /// Limits overriding the top-level `[limits]`.
+    #[serde(default)]
+    pub limits: Limits,
+    /// What the plugin may touch. Nothing unless granted.
+    #[serde(default)]
+    pub grants: Grants,
+    /// Reuse warm instances or use a fresh one per call.
+    #[serde(default)]
+    pub instances: InstanceMode,
+    /// Most instances of this plugin running at once; further calls wait.
+    #[serde(default = "default_max_instances")]
+    pub max_instances: u32,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+fn default_max_instances() -> u32 {
+    DEFAULT_MAX_INSTANCES
+}
+
+impl PluginConfig {
+    /// A plugin loaded from `component` with no config, no grants and default limits.
+    pub fn new(component: impl Into<PathBuf>) -> Self {
+        PluginConfig {
+            component: component.into(),
+            config: empty_object(),
+            limits: Limits::default(),
+            grants: Grants::default(),
+            instances: InstanceMode::Reuse,
+            max_instances: DEFAULT_MAX_INSTANCES,
+        }
+    }
+}
+
+/// What a plugin may touch (`[plugins.NAME.grants]`). Empty means nothing.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Grants {
+    /// Names of host environment variables the plugin may read.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Host directories preopened for the plugin.
+    #[serde(default)]
+    pub dirs: Vec<DirGrant>,
+    /// Egress destinations as `scheme://host:port` patterns: `*.` subdomain
+    /// wildcards (`https://*.example.com:443`) and `*` ports are allowed;
+    /// the scheme is `http`, `https`, `tcp` or `udp`.
+    #[serde(default)]
+    pub network: Vec<String>,
+}
+
+/// One preopened directory.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DirGrant {
+    /// Directory on the host, relative to the config file.
+    pub host: PathBuf,
+    /// Absolute path the guest sees, e.g. `/data`.
+    pub guest: String,
+    /// `ro` (the default) or `rw`.
+    #[serde(default)]
+    pub mode: DirMode,
+}
+
+/// Access to a granted directory.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub enum DirMode {
+    /// Read only.
+    #[default]
+    #[serde(rename = "ro", alias = "read-only")]
+    ReadOnly,
+    /// Read and write.
+    #[serde(rename = "rw", alias = "read-write")]
+    ReadWrite,
+}
+
+fn de_size<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Int(u64),
+        Text(String),
+    }
+    match Option::<Size>::deserialize(d)? {
+        None => Ok(None),
+        Some(Size::Int(n)) => Ok(Some(n)),
+        Some(Size::Text(s)) => parse_size(&s).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Parses `"64MiB"`, `"512 KiB"`, `"1GiB"`, `"1000"` into bytes.
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '_')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("invalid size `{s}`: expected e.g. \"64MiB\""))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "KB" | "k" => 1 << 10,
+        "MiB" | "M" | "MB" => 1 << 20,
+        "GiB" | "G" | "GB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "invalid size unit `{other}` in `{s}`: use B, KiB, MiB or GiB"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size `{s}` is too large"))
+}
+
+impl Config {
+    /// An empty configuration whose relative paths resolve against `base_dir`.
+    pub fn new(base_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            base_dir: base_dir.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Adds a plugin named `name`.
+    pub fn with_plugin(mut self, name: impl Into<String>, plugin: PluginConfig) -> Self {
+        self.plugins.insert(name.into(), plugin);
+        self
+    }
+
+    /// Reads and checks a configuration file.
+    pub fn from_file(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::config(path, format!("cannot read: {e}")))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = if base.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base
+        };
+        Config::from_toml(&text, &base).map_err(|e| match e {
+            Error::Config(msg) => Error::Config(format!("{}: {msg}", path.display())),
+            other => other,
+        })
+    }
+
+    /// Parses configuration text; relative paths resolve against `base_dir`.
+    pub fn from_toml(text: &str, base_dir: &Path) -> Result<Config> {
+        let de = toml::Deserializer::new(text);
+        let mut cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let location = inner
+                .span()
+                .map(|span| {
+                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                    let col = span.start
+                        - text[..span.start.min(text.len())]
+                            .rfind('\n')
+                            .map(|i| i + 1)
+                            .unwrap_or(0)
+                        + 1;
+                    format!(" (line {line}, column {col})")
+                })
+                .unwrap_or_default();
+            let what = inner.message().trim().to_string();
+            let what = what.replace("unknown field", "unknown key");
+            if path == "." || path.is_empty() {
+                Error::Config(format!("{what}{location}"))
+            } else {
+                Error::Config(format!("at `{path}`: {what}{location}"))
+            }
+        })?;
+        cfg.base_dir = base_dir.to_path_buf();
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks what serde cannot: names, paths, values in range.
+    pub fn validate(&self) -> Result<()> {
+        check_limits("limits", &self.limits)?;
+        for (name, p) in &self.plugins {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(Error::Config(format!(
+                    "plugin name `{name}`: use letters, digits, `-` and `_` only"
+                )));
+            }
+            check_limits(&format!("plugins.{name}.limits"), &p.limits)?;
+            if p.max_instances == 0 {
+                return Err(Error::Config(format!(
+                    "at `plugins.{name}.max-instances`: must be at least 1"
+                )));
+            }
+            if !p.config.is_object() {
+                return Err(Error::Config(format!(
+                    "at `plugins.{name}.config`: must be a table"
+                )));
+            }
+            for (i, d) in p.grants.dirs.iter().enumerate() {
+                if !d.guest.starts_with('/') {
+                    return Err(Error::Config(format!(
+                        "at `plugins.{name}.grants.dirs[{i}].guest`: `{}` must be an absolute path like `/data`",
+                        d.guest
+                    )));
+                }
+            }
+            for (i, pattern) in p.grants.network.iter().enumerate() {
+                crate::policy::EgressRule::parse(pattern).map_err(|e| {
+                    Error::Config(format!("at `plugins.{name}.grants.network[{i}]`: {e}"))
+                })?;
+            }
+            for (i, var) in p.grants.env.iter().enumerate() {
+                if var.is_empty() || var.contains('=') {
+                    return Err(Error::Config(format!(
+                        "at `plugins.{name}.grants.env[{i}]`: `{var}` is not a variable name"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `path` resolved against the config's directory.
+    pub fn resolve_path(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
+    /// The compiled-component cache directory, or `None` if caching is off.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        if self.host.no_cache {
+            return None;
+        }
+        if let Some(dir) = &self.host.cache_dir {
+            return Some(self.resolve_path(dir));
+        }
+        if let Some(dir) = std::env::var_os("WARDEN_CACHE_DIR").filter(|v| !v.is_empty()) {
+            return Some(PathBuf::from(dir));
+        }
+        if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+            return Some(PathBuf::from(dir).join("warden"));
+        }
+        std::env::var_os("HOME")
+            .filter(|v| !v.is_empty())
+            .map(|h| PathBuf::from(h).join(".cache/warden"))
+    }
+}
+
+fn check_limits(at: &str, l: &Limits) -> Result<()> {
+    if l.fuel == Some(0) {
+        return Err(Error::Config(format!("at `{at}.fuel`: must be at least 1")));
+    }
+    if let Some(m) = l.memory {
+        if m < 64 << 10 {
+            return Err(Error::Config(format!(
+                "at `{at}.memory`: {m} bytes is below one wasm page (64KiB)"
+            )));
+        }
+        if m > 4 << 30 {
+            return Err(Error::Config(format!(
+                "at `{at}.memory`: {m} bytes is above the 4GiB a 32-bit memory can address"
+            )));
+        }
+    }
+    if l.timeout_ms == Some(0) {
+        return Err(Error::Config(format!(
+            "at `{at}.timeout-ms`: must be at least 1"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::from_toml(text, Path::new("/cfg"))
+    }
+
+    #[test]
+    fn defaults_are_documented_values() {
+        let cfg = parse("[plugins.a]\ncomponent = 'a.wasm'\n").unwrap();
+        let p = &cfg.plugins["a"];
+        assert_eq!(
+            p.limits.or(cfg.limits).resolve(),
+            ResolvedLimits {
+                fuel: DEFAULT_FUEL,
+                memory: DEFAULT_MEMORY,
+                timeout_ms: DEFAULT_TIMEOUT_MS
+            }
+        );
+        assert_eq!(p.instances, InstanceMode::Reuse);
+        assert_eq!(p.max_instances, DEFAULT_MAX_INSTANCES);
+        assert_eq!(p.grants, Grants::default());
+        assert_eq!(p.config, serde_json::json!({}));
+        assert!(!cfg.host.no_cache);
+        assert_eq!(cfg.resolve_path(&p.component), PathBuf::from("/cfg/a.wasm"));
+        let d: DirGrant = toml::from_str("host = 'x'\nguest = '/x'").unwrap();
+        assert_eq!(d.mode, DirMode::ReadOnly);
+    }
+
+    #[test]
+    fn plugin_limits_override_field_by_field() {
+        let cfg = parse("[limits]\nfuel = 10\nmemory = '1MiB'\n[plugins.a]\ncomponent = 'a.wasm'\nlimits = { fuel = 5 }\n").unwrap();
+        let l = cfg.plugins["a"].limits.or(cfg.limits).resolve();
+        assert_eq!(
+            l,
+            ResolvedLimits {
+                fuel: 5,
+                memory: 1 << 20,
+                timeout_ms: DEFAULT_TIMEOUT_MS
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_place() {
+        let err = parse("[plugins.a]\ncomponent = 'a.wasm'\n[plugins.a.limits]\nfule = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("fule"), "{err}");
+        assert!(err.contains("plugins.a.limits"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+        let err = parse("[hots]\n").unwrap_err().to_string();
+        assert!(err.contains("hots"), "{err}");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_size("512 KiB").unwrap(), 512 << 10);
+        assert_eq!(parse_size("1_000").unwrap(), 1000);
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("MiB").is_err());
+        assert!(parse("[limits]\nmemory = '3 bananas'\n")
+            .unwrap_err()
+            .to_string()
+            .contains("bananas"));
+        assert!(parse("[limits]\nmemory = 100\n")
+            .unwrap_err()
+            .to_string()
+            .contains("below one wasm page"));
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        for (text, needle) in [
+            ("[plugins.a]\ncomponent='a'\nmax-instances = 0\n", "max-instances"),
+            ("[plugins.a]\ncomponent='a'\ngrants = { dirs = [{ host = 'd', guest = 'rel' }] }\n", "absolute"),
+            ("[plugins.a]\ncomponent='a'\ngrants = { dirs = [{ host = 'd', guest = '/d', mode = 'rwx' }] }\n", "rwx"),
+            ("[plugins.a]\ncomponent='a'\ngrants = { network = ['ftp://x:21'] }\n", "network[0]"),
+            ("[plugins.a]\ncomponent='a'\ngrants = { env = ['A=B'] }\n", "env[0]"),
+            ("[plugins.'a b']\ncomponent='a'\n", "plugin name"),
+            ("[plugins.a]\n", "component"),
+            ("[limits]\nfuel = 0\n", "fuel"),
+            ("[limits]\ntimeout-ms = 0\n", "timeout-ms"),
+            ("not toml at all", "line 1"),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text:?} -> {err}");
+        }
+    }
+}

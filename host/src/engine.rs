@@ -1,0 +1,174 @@
+//! The wasmtime engine: fuel, epoch interruption, the pooling allocator, an
+//! epoch ticker for wall-clock limits, and the on-disk cache of compiled
+//! components.
+
+use crate::error::{Error, Result};
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::Component;
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances; the granularity of wall-clock limits.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Epoch ticks that cover `timeout_ms`, rounded up, plus one so a call
+/// never gets less than its budget.
+pub(crate) fn ticks_for(timeout_ms: u64) -> u64 {
+    timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1
+}
+
+/// Builds the engine. `instances` bounds the instances alive at once across
+/// all plugins; `max_memory` is the largest memory any plugin may use.
+pub(crate) fn new_engine(instances: u32, max_memory: u64) -> Result<Engine> {
+    let mut config = wasmtime::Config::new();
+    config
+        .wasm_component_model(true)
+        .consume_fuel(true)
+        .epoch_interruption(true);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(8))
+        .total_memories(instances.saturating_mul(2))
+        .total_tables(instances.saturating_mul(4))
+        .total_stacks(instances)
+        .max_memory_size(max_memory as usize);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&config).map_err(|e| Error::Internal(format!("creating the wasm engine: {e}")))
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+pub(crate) struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    pub(crate) fn start(engine: &Engine) -> EpochTicker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let engine = engine.weak();
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("warden-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match engine.upgrade() {
+                        Some(e) => e.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .expect("spawning the epoch thread");
+        EpochTicker {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Where a component came from at load time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CompileSource {
+    /// Compiled now (and written to the cache if one is configured).
+    Compiled,
+    /// Loaded from the compiled-component cache.
+    Cache,
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn digest(bytes: &[u8]) -> String {
+    let mut hex = String::with_capacity(71);
+    hex.push_str("sha256:");
+    for b in Sha256::digest(bytes) {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    hex
+}
+
+struct ShaHasher(Sha256);
+
+impl Hasher for ShaHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+    fn finish(&self) -> u64 {
+        0
+    }
+}
+
+/// The cache file for `bytes` under `engine`: keyed by the component's
+/// content hash and the engine's compatibility hash (version and settings).
+fn cache_path(dir: &Path, engine: &Engine, bytes: &[u8]) -> PathBuf {
+    let mut h = ShaHasher(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut h);
+    h.0.update(bytes);
+    let key: String =
+        h.0.finalize()
+            .iter()
+            .take(20)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+    dir.join(format!("{key}.cwasm"))
+}
+
+/// Compiles `bytes`, or loads the compiled form from `cache_dir`.
+pub(crate) fn load_component(
+    engine: &Engine,
+    bytes: &[u8],
+    cache_dir: Option<&Path>,
+) -> Result<(Component, CompileSource), String> {
+    let Some(dir) = cache_dir else {
+        return compile(engine, bytes).map(|c| (c, CompileSource::Compiled));
+    };
+    let path = cache_path(dir, engine, bytes);
+    if path.exists() {
+        // SAFETY: the file is one this host wrote with `precompile_component`
+        // for this engine configuration (the key covers both); wasmtime also
+        // checks the compatibility header and refuses a mismatch.
+        match unsafe { Component::deserialize_file(engine, &path) } {
+            Ok(c) => return Ok((c, CompileSource::Cache)),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "ignoring unusable compiled cache entry: {e}")
+            }
+        }
+    }
+    let compiled = engine
+        .precompile_component(bytes)
+        .map_err(|e| describe_compile_error(&e))?;
+    if let Err(e) = write_atomically(dir, &path, &compiled) {
+        tracing::warn!(dir = %dir.display(), "cannot write the compiled-component cache: {e}");
+    }
+    // SAFETY: `compiled` was produced just now by this engine.
+    let component = unsafe { Component::deserialize(engine, &compiled) }
+        .map_err(|e| format!("loading compiled component: {e}"))?;
+    Ok((component, CompileSource::Compiled))
+}
+
+fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, String> {
+    Component::new(engine, bytes).map_err(|e| describe_compile_error(&e))
+}
+
+fn describe_compile_error(e: &wasmtime::Error) -> String {
+    format!("not a valid WebAssembly component: {e:#}")
+}
+
+fn write_atomically(dir: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+    std::fs::write(&tmp, data)?;
+    std::fs::rename(&tmp, path)
+}

@@ -1,0 +1,212 @@
+//! The host's error type.
+
+use std::fmt;
+
+/// Which per-plugin limit stopped a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Limit {
+    /// The call used up its fuel (`limits.fuel`).
+    Fuel,
+    /// The instance tried to grow past `limits.memory`.
+    Memory,
+    /// The call ran past `limits.timeout-ms`.
+    Time,
+    /// The guest ran out of wasm stack.
+    Stack,
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Limit::Fuel => "fuel",
+            Limit::Memory => "memory",
+            Limit::Time => "time",
+            Limit::Stack => "stack",
+        })
+    }
+}
+
+/// The kind of a failure a provider reported (the WIT `error` variant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// The input did not match what the capability accepts.
+    InvalidInput,
+    /// Something named by the input does not exist.
+    NotFound,
+    /// A remote service failed.
+    Upstream,
+    /// An operation inside the provider took too long.
+    Timeout,
+    /// The provider is not ready.
+    Unavailable,
+    /// A bug in the provider.
+    Internal,
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorKind::InvalidInput => "invalid input",
+            ErrorKind::NotFound => "not found",
+            ErrorKind::Upstream => "upstream error",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Internal => "internal error",
+        })
+    }
+}
+
+/// Everything that can go wrong in the host, from configuration to a call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration file could not be read or is invalid.
+    #[error("config error: {0}")]
+    Config(String),
+
+    /// A plugin's component could not be loaded.
+    #[error("plugin `{plugin}`: {message}")]
+    Load {
+        /// The plugin's name in the configuration.
+        plugin: String,
+        /// What went wrong.
+        message: String,
+    },
+
+    /// Two plugins declare the same capability id.
+    #[error("capability `{id}` is declared by both plugin `{first}` and plugin `{second}`")]
+    DuplicateCapability {
+        /// The capability id.
+        id: String,
+        /// The plugin loaded first.
+        first: String,
+        /// The plugin that declared it again.
+        second: String,
+    },
+
+    /// No loaded plugin offers the capability.
+    #[error("unknown capability `{id}`{}", suggest(.suggestions))]
+    UnknownCapability {
+        /// The id asked for.
+        id: String,
+        /// The nearest known ids, best first.
+        suggestions: Vec<String>,
+    },
+
+    /// No plugin has that name.
+    #[error("unknown plugin `{0}`")]
+    UnknownPlugin(String),
+
+    /// The input is not valid for the call (before any guest ran).
+    #[error("invalid input for `{capability}`: {message}")]
+    InvalidInput {
+        /// The capability called.
+        capability: String,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// Policy refused the call or one of its effects.
+    #[error("denied: {capability}: {message}")]
+    Denied {
+        /// The capability called.
+        capability: String,
+        /// Why.
+        message: String,
+    },
+
+    /// A per-plugin limit stopped the call. The instance was discarded.
+    #[error("`{capability}` stopped by the {limit} limit of plugin `{plugin}`: {detail}")]
+    LimitExceeded {
+        /// The plugin.
+        plugin: String,
+        /// The capability called.
+        capability: String,
+        /// Which limit.
+        limit: Limit,
+        /// The configured value and what happened.
+        detail: String,
+    },
+
+    /// The provider returned an error.
+    #[error("`{capability}` failed: {kind}: {message}")]
+    Capability {
+        /// The plugin.
+        plugin: String,
+        /// The capability called.
+        capability: String,
+        /// The provider's error kind.
+        kind: ErrorKind,
+        /// The provider's message.
+        message: String,
+    },
+
+    /// The guest trapped (a panic, an `unreachable`). The instance was discarded.
+    #[error("`{capability}` crashed in plugin `{plugin}`: {message}")]
+    Trap {
+        /// The plugin.
+        plugin: String,
+        /// The capability called.
+        capability: String,
+        /// The trap.
+        message: String,
+    },
+
+    /// The guest broke the contract (output that is not JSON, ...).
+    #[error("plugin `{plugin}` broke the provider contract: {message}")]
+    Contract {
+        /// The plugin.
+        plugin: String,
+        /// What it did.
+        message: String,
+    },
+
+    /// An unexpected failure inside the host.
+    #[error("internal host error: {0}")]
+    Internal(String),
+}
+
+fn suggest(s: &[String]) -> String {
+    if s.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (did you mean {}?)",
+            s.iter()
+                .map(|x| format!("`{x}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+impl Error {
+    /// The CLI exit code for this error: 2 configuration or load error,
+    /// 3 denied by policy, 4 any other capability error (limits included).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_)
+            | Error::Load { .. }
+            | Error::DuplicateCapability { .. }
+            | Error::UnknownPlugin(_) => 2,
+            Error::Denied { .. } => 3,
+            _ => 4,
+        }
+    }
+
+    pub(crate) fn config(path: &std::path::Path, msg: impl fmt::Display) -> Self {
+        Error::Config(format!("{}: {msg}", path.display()))
+    }
+
+    pub(crate) fn load(plugin: &str, msg: impl fmt::Display) -> Self {
+        Error::Load {
+            plugin: plugin.to_string(),
+            message: msg.to_string(),
+        }
+    }
+}
+
+/// Shorthand for results with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,46 @@
+//! # Warden
+//!
+//! A host for capability providers compiled to WebAssembly components. Each
+//! plugin runs under fuel, memory and wall-clock limits, in a WASI context
+//! built from its grants alone (deny by default), and its capabilities are
+//! registered by id in one registry.
+//!
+//! Embed it:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), warden::Error> {
+//! use warden::{Config, Host, PluginConfig};
+//! let config = Config::new(".").with_plugin("text", PluginConfig::new("target/components/text.wasm"));
+//! let host = Host::new(config).await?;
+//! let out = host.call("text.stats", serde_json::json!({"text": "two words"})).await?;
+//! assert_eq!(out["words"], 2);
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+pub mod config;
+mod engine;
+mod error;
+mod host;
+mod plugin;
+pub mod policy;
+mod registry;
+mod sandbox;
+
+pub use config::{
+    Config, DirGrant, DirMode, Grants, InstanceMode, Limits, PluginConfig, ResolvedLimits,
+};
+pub use engine::{digest, CompileSource};
+pub use error::{Error, ErrorKind, Limit, Result};
+pub use host::{Health, Host};
+pub use plugin::PluginInfo;
+pub use registry::{flatten_metadata, CapabilityInfo};
+
+/// The one `bindgen!` for the provider contract in `wit/`.
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "warden:provider/plugin",
+        exports: { default: async },
+    });
+}

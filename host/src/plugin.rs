@@ -1,0 +1,336 @@
+//! One loaded plugin: its pre-instantiated component, its limits and policy,
+//! and its pool of warm instances.
+
+use crate::bindings::warden::provider::types as wit;
+use crate::bindings::{Plugin as PluginBindings, PluginPre};
+use crate::config::{InstanceMode, ResolvedLimits};
+use crate::engine::{ticks_for, CompileSource};
+use crate::error::{Error, ErrorKind, Limit, Result};
+use crate::policy::Policy;
+use crate::sandbox::State;
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use wasmtime::{Engine, Store, Trap};
+
+/// Extra wall-clock time past the limit before the host abandons a call
+/// that is blocked in a host call (the epoch stops wasm code itself).
+const TIMEOUT_GRACE: Duration = Duration::from_millis(50);
+
+/// What a loaded plugin is, for listing and inspection.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PluginInfo {
+    /// Name in the configuration.
+    pub name: String,
+    /// The provider's own name.
+    pub provider: String,
+    /// The provider's version.
+    pub version: String,
+    /// The provider's description.
+    pub description: String,
+    /// Path of the component file.
+    pub component: String,
+    /// `sha256:` digest of the component bytes.
+    pub digest: String,
+    /// Whether it was compiled now or loaded from the cache.
+    pub compiled: CompileSource,
+    /// Effective limits.
+    pub limits: ResolvedLimits,
+    /// Grants as configured.
+    pub grants: crate::config::Grants,
+    /// Instance reuse mode.
+    pub instances: InstanceMode,
+    /// Most instances at once.
+    pub max_instances: u32,
+    /// Ids of its capabilities.
+    pub capabilities: Vec<String>,
+}
+
+struct Warm {
+    store: Store<State>,
+    bindings: PluginBindings,
+}
+
+pub(crate) struct LoadedPlugin {
+    pub(crate) info: PluginInfo,
+    name: Arc<str>,
+    engine: Engine,
+    pre: PluginPre<State>,
+    policy: Arc<Policy>,
+    config_json: String,
+    idle: Mutex<Vec<Warm>>,
+    permits: Semaphore,
+}
+
+impl LoadedPlugin {
+    pub(crate) fn new(
+        info: PluginInfo,
+        engine: Engine,
+        pre: PluginPre<State>,
+        policy: Arc<Policy>,
+        config_json: String,
+    ) -> Self {
+        LoadedPlugin {
+            name: Arc::from(info.name.as_str()),
+            permits: Semaphore::new(info.max_instances as usize),
+            info,
+            engine,
+            pre,
+            policy,
+            config_json,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn limits(&self) -> ResolvedLimits {
+        self.info.limits
+    }
+
+    /// A fresh store with the plugin's sandbox, its budget reset.
+    fn new_store(&self) -> Result<Store<State>> {
+        let state = State::new(self.name.clone(), self.policy.clone(), self.limits().memory)
+            .map_err(|e| Error::load(&self.name, e))?;
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_trap();
+        Ok(store)
+    }
+
+    fn arm(&self, store: &mut Store<State>) {
+        let limits = self.limits();
+        // Fuel can only be set on a store created with fuel on, which ours always are.
+        let _ = store.set_fuel(limits.fuel);
+        store.set_epoch_deadline(ticks_for(limits.timeout_ms));
+        store.data_mut().limiter.hit = None;
+    }
+
+    /// Instantiates without calling `init` (used once at load for `describe`).
+    pub(crate) async fn describe(&self) -> Result<wit::Description> {
+        let mut store = self.new_store()?;
+        self.arm(&mut store);
+        let bindings = self.instantiate(&mut store, "describe").await?;
+        let r = self
+            .timed(
+                bindings
+                    .warden_provider_provider()
+                    .call_describe(&mut store),
+            )
+            .await;
+        self.settle(&store, "describe", r)
+    }
+
+    async fn instantiate(&self, store: &mut Store<State>, during: &str) -> Result<PluginBindings> {
+        let r = self.timed(self.pre.instantiate_async(&mut *store)).await;
+        self.settle(store, during, r)
+    }
+
+    /// A new instance, initialised with the plugin's config.
+    async fn new_instance(&self, during: &str) -> Result<Warm> {
+        let mut store = self.new_store()?;
+        self.arm(&mut store);
+        let bindings = self.instantiate(&mut store, during).await?;
+        let r = self
+            .timed(
+                bindings
+                    .warden_provider_provider()
+                    .call_init(&mut store, &self.config_json),
+            )
+            .await;
+        match self.settle(&store, during, r)? {
+            Ok(()) => Ok(Warm { store, bindings }),
+            Err(e) => {
+                let (kind, message) = split_wit_error(e);
+                Err(Error::Capability {
+                    plugin: self.name.to_string(),
+                    capability: during.to_string(),
+                    kind: kind.unwrap_or(ErrorKind::Unavailable),
+                    message: format!("init failed: {message}"),
+                })
+            }
+        }
+    }
+
+    /// Checks a new instance can be created and initialised; keeps it warm.
+    pub(crate) async fn warm_up(&self) -> Result<()> {
+        let warm = self.new_instance("init").await?;
+        if self.info.instances == InstanceMode::Reuse {
+            self.idle.lock().expect("pool lock").push(warm);
+        }
+        Ok(())
+    }
+
+    /// Runs `fut` (a guest entry point) under the wall-clock limit.
+    async fn timed<T>(
+        &self,
+        fut: impl std::future::Future<Output = wasmtime::Result<T>>,
+    ) -> std::result::Result<wasmtime::Result<T>, tokio::time::error::Elapsed> {
+        let budget = Duration::from_millis(self.limits().timeout_ms) + TIMEOUT_GRACE;
+        tokio::time::timeout(budget, fut).await
+    }
+
+    /// Turns the outcome of [`timed`](Self::timed) into a typed result.
+    fn settle<T>(
+        &self,
+        store: &Store<State>,
+        capability: &str,
+        r: std::result::Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+    ) -> Result<T> {
+        match r {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(self.classify(store, capability, e)),
+            Err(_) => Err(self.limit_error(capability, Limit::Time)),
+        }
+    }
+
+    fn limit_error(&self, capability: &str, limit: Limit) -> Error {
+        let l = self.limits();
+        let detail = match limit {
+            Limit::Fuel => format!("used all {} units of fuel", l.fuel),
+            Limit::Memory => format!("tried to grow past {} bytes", l.memory),
+            Limit::Time => format!("ran longer than {} ms", l.timeout_ms),
+            Limit::Stack => "exhausted the wasm stack".to_string(),
+        };
+        Error::LimitExceeded {
+            plugin: self.name.to_string(),
+            capability: capability.to_string(),
+            limit,
+            detail,
+        }
+    }
+
+    fn classify(&self, store: &Store<State>, capability: &str, e: wasmtime::Error) -> Error {
+        let trap = e.downcast_ref::<Trap>().copied();
+        match trap {
+            Some(Trap::OutOfFuel) => return self.limit_error(capability, Limit::Fuel),
+            Some(Trap::Interrupt) => return self.limit_error(capability, Limit::Time),
+            Some(Trap::StackOverflow) => return self.limit_error(capability, Limit::Stack),
+            _ => {}
+        }
+        if let Some(limit) = store.data().limiter.hit {
+            return self.limit_error(capability, limit);
+        }
+        let message = format!("{e:#}");
+        if trap.is_none() && !message.contains("wasm trap") && !message.contains("wasm backtrace") {
+            // Instantiation failures (a memory larger than allowed, a pool
+            // exhausted) are not traps.
+            if message.contains("memory") && message.contains("minimum") {
+                return self.limit_error(capability, Limit::Memory);
+            }
+        }
+        Error::Trap {
+            plugin: self.name.to_string(),
+            capability: capability.to_string(),
+            message: first_line(&message),
+        }
+    }
+
+    /// Calls a capability of this plugin.
+    pub(crate) async fn call(&self, capability: &str, input: &Value) -> Result<Value> {
+        let input_text =
+            serde_json::to_string(input).map_err(|e| Error::Internal(e.to_string()))?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| Error::Internal("plugin is shutting down".into()))?;
+        let reused = if self.info.instances == InstanceMode::Reuse {
+            self.idle.lock().expect("pool lock").pop()
+        } else {
+            None
+        };
+        let mut warm = match reused {
+            Some(w) => w,
+            None => self.new_instance(capability).await?,
+        };
+        self.arm(&mut warm.store);
+        let r = self
+            .timed(warm.bindings.warden_provider_provider().call_call(
+                &mut warm.store,
+                capability,
+                &input_text,
+            ))
+            .await;
+        let result = self.settle(&warm.store, capability, r);
+        let outcome = match result {
+            // A trap or a limit: this instance is never entered again.
+            Err(e) => return Err(e),
+            Ok(outcome) => outcome,
+        };
+        if self.info.instances == InstanceMode::Reuse {
+            self.idle.lock().expect("pool lock").push(warm);
+        }
+        match outcome {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| Error::Contract {
+                plugin: self.name.to_string(),
+                message: format!("`{capability}` returned output that is not JSON: {e}"),
+            }),
+            Err(e) => Err(self.wit_error(capability, e)),
+        }
+    }
+
+    /// Asks a (warm or fresh) instance for its health.
+    pub(crate) async fn health(&self) -> Result<wit::HealthReport> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| Error::Internal("plugin is shutting down".into()))?;
+        let reused = if self.info.instances == InstanceMode::Reuse {
+            self.idle.lock().expect("pool lock").pop()
+        } else {
+            None
+        };
+        let mut warm = match reused {
+            Some(w) => w,
+            None => self.new_instance("health").await?,
+        };
+        self.arm(&mut warm.store);
+        let r = self
+            .timed(
+                warm.bindings
+                    .warden_provider_provider()
+                    .call_health(&mut warm.store),
+            )
+            .await;
+        let report = self.settle(&warm.store, "health", r)?;
+        if self.info.instances == InstanceMode::Reuse {
+            self.idle.lock().expect("pool lock").push(warm);
+        }
+        Ok(report)
+    }
+
+    fn wit_error(&self, capability: &str, e: wit::Error) -> Error {
+        let (kind, message) = split_wit_error(e);
+        match kind {
+            None => Error::Denied {
+                capability: capability.to_string(),
+                message,
+            },
+            Some(kind) => Error::Capability {
+                plugin: self.name.to_string(),
+                capability: capability.to_string(),
+                kind,
+                message,
+            },
+        }
+    }
+}
+
+/// The kind (None for `denied`) and message of a guest error.
+fn split_wit_error(e: wit::Error) -> (Option<ErrorKind>, String) {
+    match e {
+        wit::Error::InvalidInput(m) => (Some(ErrorKind::InvalidInput), m),
+        wit::Error::NotFound(m) => (Some(ErrorKind::NotFound), m),
+        wit::Error::Denied(m) => (None, m),
+        wit::Error::Upstream(m) => (Some(ErrorKind::Upstream), m),
+        wit::Error::Timeout(m) => (Some(ErrorKind::Timeout), m),
+        wit::Error::Unavailable(m) => (Some(ErrorKind::Unavailable), m),
+        wit::Error::Internal(m) => (Some(ErrorKind::Internal), m),
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").to_string()
+}

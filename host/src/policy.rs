@@ -1,0 +1,331 @@
+//! Policy: what one plugin may do. Built once per plugin from its grants;
+//! the code that performs an effect asks this handle and interprets nothing
+//! itself. Deny is the default: no grant, no effect.
+
+use crate::config::{DirMode, Grants};
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// The answer to "may this plugin do that?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed, by the grant quoted.
+    Allow(String),
+    /// Refused, with the reason.
+    Deny(String),
+}
+
+impl Decision {
+    /// Whether the effect may happen.
+    pub fn allowed(&self) -> bool {
+        matches!(self, Decision::Allow(_))
+    }
+}
+
+/// One egress grant: `scheme://host:port` with `*.` subdomain wildcards and a
+/// `*` port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EgressRule {
+    scheme: String,
+    host: HostPattern,
+    port: Option<u16>,
+    text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostPattern {
+    Exact(String),
+    /// `*.example.com`: any subdomain of `example.com`, not the apex.
+    Subdomains(String),
+}
+
+const SCHEMES: &[&str] = &["http", "https", "tcp", "udp"];
+
+impl EgressRule {
+    /// Parses a grant. The port is required (`*` for any).
+    pub fn parse(text: &str) -> Result<EgressRule, String> {
+        let (scheme, rest) = text
+            .split_once("://")
+            .ok_or_else(|| format!("`{text}`: expected scheme://host:port"))?;
+        let scheme = scheme.to_ascii_lowercase();
+        if !SCHEMES.contains(&scheme.as_str()) {
+            return Err(format!(
+                "`{text}`: scheme must be one of {}",
+                SCHEMES.join(", ")
+            ));
+        }
+        if rest.contains('/') || rest.contains('?') || rest.contains('@') {
+            return Err(format!(
+                "`{text}`: a grant names scheme, host and port only"
+            ));
+        }
+        let (host, port) = if let Some(stripped) = rest.strip_prefix('[') {
+            let (h, p) = stripped
+                .split_once(']')
+                .ok_or_else(|| format!("`{text}`: unclosed `[`"))?;
+            (
+                h.to_string(),
+                p.strip_prefix(':')
+                    .ok_or_else(|| format!("`{text}`: missing port"))?,
+            )
+        } else {
+            let (h, p) = rest
+                .rsplit_once(':')
+                .ok_or_else(|| format!("`{text}`: missing port (use `:*` for any)"))?;
+            (h.to_string(), p)
+        };
+        let port = match port {
+            "*" => None,
+            p => Some(
+                p.parse::<u16>()
+                    .map_err(|_| format!("`{text}`: invalid port `{p}`"))?,
+            ),
+        };
+        let host = host.to_ascii_lowercase();
+        if host.is_empty() || host == "*" {
+            return Err(format!(
+                "`{text}`: a host is required; `*` alone would allow every host"
+            ));
+        }
+        let host = match host.strip_prefix("*.") {
+            Some(base) if !base.is_empty() && !base.contains('*') => {
+                HostPattern::Subdomains(base.to_string())
+            }
+            _ if host.contains('*') => {
+                return Err(format!("`{text}`: `*` is allowed only as a leading `*.`"))
+            }
+            _ => HostPattern::Exact(host),
+        };
+        Ok(EgressRule {
+            scheme,
+            host,
+            port,
+            text: text.to_string(),
+        })
+    }
+
+    fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
+        if self.scheme != scheme || self.port.is_some_and(|p| p != port) {
+            return false;
+        }
+        match &self.host {
+            HostPattern::Exact(h) => h == host,
+            HostPattern::Subdomains(base) => {
+                host.len() > base.len() + 1
+                    && host.ends_with(base.as_str())
+                    && host.as_bytes()[host.len() - base.len() - 1] == b'.'
+            }
+        }
+    }
+}
+
+impl fmt::Display for EgressRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// A preopened directory, resolved to a host path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirAccess {
+    /// Host directory.
+    pub host: PathBuf,
+    /// Path the guest sees.
+    pub guest: String,
+    /// Read-only or read-write.
+    pub mode: DirMode,
+}
+
+/// Everything one plugin may do.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    env: Vec<String>,
+    dirs: Vec<DirAccess>,
+    egress: Vec<EgressRule>,
+}
+
+impl Policy {
+    /// A policy that allows nothing.
+    pub fn deny_all() -> Self {
+        Policy::default()
+    }
+
+    /// Builds the policy from grants; `resolve` turns grant paths into host paths.
+    pub fn from_grants(
+        grants: &Grants,
+        resolve: impl Fn(&std::path::Path) -> PathBuf,
+    ) -> Result<Self, String> {
+        let egress = grants
+            .network
+            .iter()
+            .map(|g| EgressRule::parse(g))
+            .collect::<Result<Vec<_>, _>>()?;
+        let dirs = grants
+            .dirs
+            .iter()
+            .map(|d| DirAccess {
+                host: resolve(&d.host),
+                guest: d.guest.clone(),
+                mode: d.mode,
+            })
+            .collect();
+        Ok(Policy {
+            env: grants.env.clone(),
+            dirs,
+            egress,
+        })
+    }
+
+    /// Whether the plugin may read the environment variable `name`.
+    pub fn env_allowed(&self, name: &str) -> Decision {
+        if self.env.iter().any(|n| n == name) {
+            Decision::Allow(format!("env grant `{name}`"))
+        } else {
+            Decision::Deny(format!("environment variable `{name}` is not granted"))
+        }
+    }
+
+    /// The environment the plugin sees: the granted variables that are set
+    /// in `lookup` (the host's environment in production).
+    pub fn environment(&self, lookup: impl Fn(&str) -> Option<String>) -> Vec<(String, String)> {
+        self.env
+            .iter()
+            .filter_map(|n| lookup(n).map(|v| (n.clone(), v)))
+            .collect()
+    }
+
+    /// The directories to preopen.
+    pub fn dirs(&self) -> &[DirAccess] {
+        &self.dirs
+    }
+
+    /// The egress grants.
+    pub fn egress_rules(&self) -> &[EgressRule] {
+        &self.egress
+    }
+
+    /// Whether any grant uses `scheme` (to decide whether to enable a
+    /// socket family at all).
+    pub fn any_egress(&self, scheme: &str) -> bool {
+        self.egress.iter().any(|r| r.scheme == scheme)
+    }
+
+    /// The one egress check, for HTTP requests and sockets alike: may the
+    /// plugin reach `host:port` over `scheme`? `host` is the destination
+    /// actually connected to (a name or an IP literal), never a header.
+    pub fn check_egress(&self, scheme: &str, host: &str, port: u16) -> Decision {
+        let scheme = scheme.to_ascii_lowercase();
+        let host = normalize_host(host);
+        match self.egress.iter().find(|r| r.matches(&scheme, &host, port)) {
+            Some(rule) => Decision::Allow(format!("network grant `{rule}`")),
+            None if self.egress.is_empty() => Decision::Deny(format!(
+                "{scheme}://{host}:{port}: the plugin has no network grants"
+            )),
+            None => Decision::Deny(format!("{scheme}://{host}:{port} matches no network grant")),
+        }
+    }
+}
+
+/// Lower-cases a host and strips IPv6 brackets and a trailing dot.
+fn normalize_host(host: &str) -> String {
+    let h = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    match h.parse::<IpAddr>() {
+        Ok(ip) => ip.to_string(),
+        Err(_) => h,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(network: &[&str]) -> Policy {
+        let grants = Grants {
+            network: network.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        Policy::from_grants(&grants, |p| p.to_path_buf()).unwrap()
+    }
+
+    #[test]
+    fn no_grant_denies_everything() {
+        let p = Policy::deny_all();
+        assert!(!p.check_egress("http", "example.com", 80).allowed());
+        assert!(!p.env_allowed("HOME").allowed());
+        assert!(p.environment(|_| Some("x".into())).is_empty());
+    }
+
+    #[test]
+    fn exact_wildcard_port_and_scheme() {
+        let p = policy(&[
+            "https://api.example.com:443",
+            "http://*.test.local:*",
+            "tcp://127.0.0.1:5432",
+        ]);
+        assert!(p.check_egress("https", "api.example.com", 443).allowed());
+        assert!(p.check_egress("HTTPS", "API.example.com.", 443).allowed());
+        assert!(
+            !p.check_egress("https", "api.example.com", 8443).allowed(),
+            "wrong port"
+        );
+        assert!(
+            !p.check_egress("http", "api.example.com", 443).allowed(),
+            "wrong scheme"
+        );
+        assert!(!p.check_egress("https", "evil.com", 443).allowed());
+        assert!(!p
+            .check_egress("https", "api.example.com.evil.com", 443)
+            .allowed());
+        assert!(p.check_egress("http", "a.test.local", 1).allowed());
+        assert!(p.check_egress("http", "a.b.test.local", 65535).allowed());
+        assert!(
+            !p.check_egress("http", "test.local", 80).allowed(),
+            "apex is not a subdomain"
+        );
+        assert!(!p.check_egress("http", "xtest.local", 80).allowed());
+        assert!(p.check_egress("tcp", "127.0.0.1", 5432).allowed());
+        assert!(!p.check_egress("udp", "127.0.0.1", 5432).allowed());
+        assert!(p.any_egress("tcp") && !p.any_egress("udp"));
+    }
+
+    #[test]
+    fn ipv6_literals_normalize() {
+        let p = policy(&["http://[::1]:8080"]);
+        assert!(p.check_egress("http", "[::1]", 8080).allowed());
+        assert!(p.check_egress("http", "0:0:0:0:0:0:0:1", 8080).allowed());
+    }
+
+    #[test]
+    fn bad_grants_are_rejected() {
+        for g in [
+            "example.com",
+            "ftp://x:21",
+            "http://*:80",
+            "http://x",
+            "http://x:99999",
+            "http://a.*.com:80",
+            "http://x:80/path",
+            "http://*.:80",
+        ] {
+            assert!(EgressRule::parse(g).is_err(), "{g}");
+        }
+    }
+
+    #[test]
+    fn env_grants() {
+        let grants = Grants {
+            env: vec!["A".into(), "B".into()],
+            ..Default::default()
+        };
+        let p = Policy::from_grants(&grants, |p| p.to_path_buf()).unwrap();
+        assert!(p.env_allowed("A").allowed());
+        assert!(!p.env_allowed("C").allowed());
+        let env = p.environment(|n| (n == "A").then(|| "1".to_string()));
+        assert_eq!(env, vec![("A".to_string(), "1".to_string())]);
+    }
+}

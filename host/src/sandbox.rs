@@ -1,0 +1,338 @@
+//! Per-instance sandbox state: the WASI context built from a plugin's
+//! policy, the egress hook for `wasi:http`, the resource limiter, and the
+//! host services a guest imports.
+
+use crate::bindings::warden::provider::host::{self, Level};
+use crate::config::DirMode;
+use crate::error::Limit;
+use crate::policy::Policy;
+use bytes::Bytes;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use wasmtime::component::ResourceTable;
+use wasmtime::ResourceLimiter;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+/// Longest log line or guest output line kept; the rest is cut.
+const MAX_LOG_LINE: usize = 8 * 1024;
+
+/// What lives in each instance's store.
+pub(crate) struct State {
+    plugin: Arc<str>,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: EgressHooks,
+    table: ResourceTable,
+    pub(crate) limiter: Limiter,
+}
+
+impl State {
+    /// Builds the sandbox for one instance of `plugin` from its policy alone.
+    pub(crate) fn new(plugin: Arc<str>, policy: Arc<Policy>, memory: u64) -> Result<State, String> {
+        let mut b = WasiCtxBuilder::new();
+        b.envs(&policy.environment(|name| std::env::var(name).ok()));
+        for dir in policy.dirs() {
+            let perms = match dir.mode {
+                DirMode::ReadOnly => FsPerms::ReadOnly,
+                DirMode::ReadWrite => FsPerms::ReadWrite,
+            };
+            b.preopened_dir(&dir.host, &dir.guest, perms).map_err(|e| {
+                format!("cannot open granted directory {}: {e}", dir.host.display())
+            })?;
+        }
+        b.stdout(LogStream {
+            plugin: plugin.clone(),
+            stream: "stdout",
+        });
+        b.stderr(LogStream {
+            plugin: plugin.clone(),
+            stream: "stderr",
+        });
+        b.allow_tcp(policy.any_egress("tcp"));
+        b.allow_udp(policy.any_egress("udp"));
+        // Name lookups would let a guest probe the resolver; the HTTP issue
+        // routes them through the egress policy. Until then: off.
+        b.allow_ip_name_lookup(false);
+        let check_policy = policy.clone();
+        let check_plugin = plugin.clone();
+        b.socket_addr_check(move |addr, usage| {
+            use crate::policy::Decision;
+            let ip = addr.ip().to_string();
+            // The OS binds a wildcard address with port 0 before connecting or
+            // sending; any other bind, listen or accept is never granted.
+            let implicit_bind = addr.ip().is_unspecified() && addr.port() == 0;
+            let decision = match usage {
+                SocketAddrUse::TcpConnect => check_policy.check_egress("tcp", &ip, addr.port()),
+                SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => check_policy.check_egress("udp", &ip, addr.port()),
+                SocketAddrUse::TcpBind if implicit_bind && check_policy.any_egress("tcp") => {
+                    Decision::Allow("implicit bind before a granted connect".into())
+                }
+                SocketAddrUse::UdpBind if implicit_bind && check_policy.any_egress("udp") => {
+                    Decision::Allow("implicit bind before a granted send".into())
+                }
+                SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => Decision::Deny(format!("binding {addr} is not granted")),
+                SocketAddrUse::TcpListen | SocketAddrUse::TcpAccept => {
+                    Decision::Deny(format!("listening on {addr} is not granted"))
+                }
+            };
+            if let crate::policy::Decision::Deny(reason) = &decision {
+                tracing::warn!(target: "warden::policy", plugin = %check_plugin, effect = "socket", %reason, "denied");
+            }
+            let allowed = decision.allowed();
+            Box::pin(async move { allowed })
+        });
+        Ok(State {
+            hooks: EgressHooks {
+                plugin: plugin.clone(),
+                policy,
+            },
+            plugin,
+            wasi: b.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            limiter: Limiter {
+                memory: memory as usize,
+                table_elements: 100_000,
+                hit: None,
+            },
+        })
+    }
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for State {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+impl crate::bindings::warden::provider::types::Host for State {}
+
+impl host::Host for State {
+    fn log(&mut self, level: Level, message: String) {
+        let plugin = &*self.plugin;
+        let message = clip(&message);
+        match level {
+            Level::Trace => tracing::trace!(target: "guest", plugin, "{message}"),
+            Level::Debug => tracing::debug!(target: "guest", plugin, "{message}"),
+            Level::Info => tracing::info!(target: "guest", plugin, "{message}"),
+            Level::Warn => tracing::warn!(target: "guest", plugin, "{message}"),
+            Level::Error => tracing::error!(target: "guest", plugin, "{message}"),
+        }
+    }
+}
+
+fn clip(s: &str) -> &str {
+    if s.len() <= MAX_LOG_LINE {
+        return s;
+    }
+    let mut end = MAX_LOG_LINE;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Decides every outbound `wasi:http` request with the plugin's policy.
+struct EgressHooks {
+    plugin: Arc<str>,
+    policy: Arc<Policy>,
+}
+
+impl WasiHttpHooks for EgressHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn std::future::Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<
+                            dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>>
+                                + Send,
+                        >,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        _ = fut;
+        let uri = request.uri();
+        let scheme = uri.scheme_str().unwrap_or("https").to_string();
+        let host = uri.host().unwrap_or("").to_string();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "http" { 80 } else { 443 });
+        let decision = self.policy.check_egress(&scheme, &host, port);
+        if let crate::policy::Decision::Deny(reason) = decision {
+            tracing::warn!(target: "warden::policy", plugin = %self.plugin, effect = "http", %reason, "denied");
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                res.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+/// Per-store memory and table caps; remembers which one it refused so a
+/// trap that follows can be reported as that limit.
+pub(crate) struct Limiter {
+    memory: usize,
+    table_elements: usize,
+    pub(crate) hit: Option<Limit>,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory {
+            self.hit = Some(Limit::Memory);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.table_elements {
+            self.hit = Some(Limit::Memory);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+}
+
+/// Guest stdout/stderr: each line goes to the host's log, tagged with the
+/// plugin. Never inherited from the host process.
+#[derive(Clone)]
+struct LogStream {
+    plugin: Arc<str>,
+    stream: &'static str,
+}
+
+impl IsTerminal for LogStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for LogStream {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(LineLogger::new(self.clone()))
+    }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(LineLogger::new(self.clone()))
+    }
+}
+
+struct LineLogger {
+    target: LogStream,
+    buf: Vec<u8>,
+}
+
+impl LineLogger {
+    fn new(target: LogStream) -> Self {
+        LineLogger {
+            target,
+            buf: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        for chunk in bytes.split_inclusive(|b| *b == b'\n') {
+            if self.buf.len() < MAX_LOG_LINE {
+                let room = MAX_LOG_LINE - self.buf.len();
+                self.buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            if chunk.ends_with(b"\n") {
+                self.emit();
+            }
+        }
+    }
+
+    fn emit(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let line = String::from_utf8_lossy(&self.buf);
+        let line = line.trim_end_matches(['\n', '\r']);
+        tracing::info!(target: "guest", plugin = %self.target.plugin, stream = self.target.stream, "{line}");
+        self.buf.clear();
+    }
+}
+
+impl Drop for LineLogger {
+    fn drop(&mut self) {
+        self.emit();
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for LineLogger {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for LineLogger {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.push(&bytes);
+        Ok(())
+    }
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+impl tokio::io::AsyncWrite for LineLogger {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.push(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.emit();
+        Poll::Ready(Ok(()))
+    }
+}

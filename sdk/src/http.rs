@@ -1,0 +1,216 @@
+//! Outbound HTTP through the host. Every request is checked by the host
+//! against the plugin's network grants; a refused request fails with
+//! [`Error::Denied`] and never leaves the machine.
+//!
+//! ```ignore
+//! let resp = warden_sdk::http::Request::get("http://api.example.com/items?page=1").send()?;
+//! let items: serde_json::Value = resp.json()?;
+//! ```
+
+use crate::__rt::bindings::wasi::http::outgoing_handler;
+use crate::__rt::bindings::wasi::http::types::{
+    ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, Scheme,
+};
+use crate::__rt::bindings::wasi::io::streams::StreamError;
+use crate::Error;
+
+/// An HTTP request to send with [`Request::send`].
+#[derive(Debug, Clone)]
+pub struct Request {
+    method: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+/// The response to a [`Request`].
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// HTTP status code.
+    pub status: u16,
+    /// Response headers, names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
+    /// The whole response body.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first header named `name` (case-insensitive), if any.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    /// The body as UTF-8 text (invalid sequences replaced).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    /// The body parsed as JSON.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| Error::upstream(format!("response is not the expected JSON: {e}")))
+    }
+}
+
+impl Request {
+    /// A request with `method` (e.g. `"GET"`) to the absolute `url`.
+    pub fn new(method: impl Into<String>, url: impl Into<String>) -> Self {
+        Request {
+            method: method.into(),
+            url: url.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+    /// A `GET` request to `url`.
+    pub fn get(url: impl Into<String>) -> Self {
+        Self::new("GET", url)
+    }
+    /// A `POST` request to `url`.
+    pub fn post(url: impl Into<String>) -> Self {
+        Self::new("POST", url)
+    }
+    /// Adds a header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+    /// Sets the body.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+    /// Sets a JSON body and the matching `content-type`.
+    pub fn json<T: serde::Serialize>(self, value: &T) -> Result<Self, Error> {
+        let body = serde_json::to_vec(value).map_err(|e| Error::internal(e.to_string()))?;
+        Ok(self.header("content-type", "application/json").body(body))
+    }
+
+    /// Sends the request and reads the whole response.
+    pub fn send(self) -> Result<Response, Error> {
+        let (scheme, authority, path) = split_url(&self.url)?;
+        let fields = Fields::new();
+        for (k, v) in &self.headers {
+            fields
+                .append(k, v.as_bytes())
+                .map_err(|e| Error::invalid_input(format!("header `{k}`: {e:?}")))?;
+        }
+        let req = OutgoingRequest::new(fields);
+        let method = match self.method.to_ascii_uppercase().as_str() {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "CONNECT" => Method::Connect,
+            "OPTIONS" => Method::Options,
+            "TRACE" => Method::Trace,
+            "PATCH" => Method::Patch,
+            other => Method::Other(other.to_string()),
+        };
+        let bad = |what: &str| Error::invalid_input(format!("{}: invalid {what}", self.url));
+        req.set_method(&method).map_err(|_| bad("method"))?;
+        let scheme = match scheme.as_str() {
+            "http" => Scheme::Http,
+            "https" => Scheme::Https,
+            other => Scheme::Other(other.to_string()),
+        };
+        req.set_scheme(Some(&scheme)).map_err(|_| bad("scheme"))?;
+        req.set_authority(Some(&authority))
+            .map_err(|_| bad("authority"))?;
+        req.set_path_with_query(Some(&path))
+            .map_err(|_| bad("path"))?;
+
+        let body = req
+            .body()
+            .map_err(|_| Error::internal("request body already taken"))?;
+        let future = outgoing_handler::handle(req, None).map_err(|e| map_code(&self.url, e))?;
+        {
+            let stream = body
+                .write()
+                .map_err(|_| Error::internal("request body stream"))?;
+            for chunk in self.body.chunks(4096) {
+                stream
+                    .blocking_write_and_flush(chunk)
+                    .map_err(|e| Error::upstream(format!("{}: sending body: {e:?}", self.url)))?;
+            }
+        }
+        OutgoingBody::finish(body, None).map_err(|e| map_code(&self.url, e))?;
+
+        let incoming = loop {
+            match future.get() {
+                Some(result) => break result,
+                None => future.subscribe().block(),
+            }
+        };
+        let response = incoming
+            .map_err(|_| Error::internal("response taken twice"))?
+            .map_err(|e| map_code(&self.url, e))?;
+        let status = response.status();
+        let headers = response
+            .headers()
+            .entries()
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k.to_ascii_lowercase(),
+                    String::from_utf8_lossy(&v).into_owned(),
+                )
+            })
+            .collect();
+        let body = response
+            .consume()
+            .map_err(|_| Error::internal("response body taken twice"))?;
+        let stream = body
+            .stream()
+            .map_err(|_| Error::internal("response body stream"))?;
+        let mut data = Vec::new();
+        loop {
+            match stream.blocking_read(64 * 1024) {
+                Ok(chunk) => data.extend_from_slice(&chunk),
+                Err(StreamError::Closed) => break,
+                Err(StreamError::LastOperationFailed(e)) => {
+                    return Err(Error::upstream(format!(
+                        "{}: reading body: {}",
+                        self.url,
+                        e.to_debug_string()
+                    )))
+                }
+            }
+        }
+        Ok(Response {
+            status,
+            headers,
+            body: data,
+        })
+    }
+}
+
+fn map_code(url: &str, code: ErrorCode) -> Error {
+    match code {
+        ErrorCode::HttpRequestDenied => {
+            Error::denied(format!("{url}: request denied by the host's policy"))
+        }
+        ErrorCode::ConnectionTimeout
+        | ErrorCode::ConnectionReadTimeout
+        | ErrorCode::ConnectionWriteTimeout => Error::Timeout(format!("{url}: {code:?}")),
+        other => Error::upstream(format!("{url}: {other:?}")),
+    }
+}
+
+/// Splits an absolute URL into scheme, authority and path-with-query.
+fn split_url(url: &str) -> Result<(String, String, String), Error> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| Error::invalid_input(format!("{url}: not an absolute URL")))?;
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
+        Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
+        None => (rest, "/".to_string()),
+    };
+    if authority.is_empty() {
+        return Err(Error::invalid_input(format!("{url}: no host")));
+    }
+    Ok((scheme.to_ascii_lowercase(), authority.to_string(), path))
+}

@@ -1,0 +1,118 @@
+//! # warden-sdk
+//!
+//! Write a [Warden](https://github.com/) capability provider as a plain Rust
+//! type. Implement [`Provider`], declare each capability with its schema and a
+//! typed handler, and export the type with [`export!`]:
+//!
+//! ```ignore
+//! use serde::{Deserialize, Serialize};
+//! use warden_sdk::{Capabilities, Capability, Config, Error, Provider};
+//!
+//! struct Hello;
+//!
+//! #[derive(Deserialize)]
+//! struct GreetIn { name: String }
+//! #[derive(Serialize)]
+//! struct GreetOut { greeting: String }
+//!
+//! impl Provider for Hello {
+//!     fn info() -> warden_sdk::ProviderInfo {
+//!         warden_sdk::ProviderInfo::new("hello", "0.1.0", "Says hello")
+//!     }
+//!     fn capabilities(caps: &mut Capabilities<Self>) {
+//!         caps.add(
+//!             Capability::new("hello.greet", "Greet")
+//!                 .input("[:map [:name :string]]")
+//!                 .output("[:map [:greeting :string]]"),
+//!             |_, i: GreetIn| Ok(GreetOut { greeting: format!("Hello, {}!", i.name) }),
+//!         );
+//!     }
+//!     fn init(_config: Config) -> Result<Self, Error> { Ok(Hello) }
+//! }
+//!
+//! warden_sdk::export!(Hello);
+//! ```
+//!
+//! Build it for `wasm32-wasip2` (or with the repository's `cargo xtask
+//! build-guests`) and list it in the host's `warden.toml`.
+//!
+//! Effects go through the host and are governed by the plugin's grants:
+//! [`env`] (granted variables only), [`fs`] (granted directories only),
+//! [`http`] (granted destinations only), [`log`] (always allowed, tagged with
+//! the plugin's name). A refused effect comes back as [`Error::Denied`] (or an
+//! error your code can report), never as a crash.
+#![deny(missing_docs)]
+
+#[doc(hidden)]
+pub mod __rt;
+mod capability;
+mod config;
+pub mod env;
+mod error;
+pub mod fs;
+pub mod http;
+pub mod log;
+
+pub use capability::{Capabilities, Capability, Health, ProviderInfo};
+pub use config::Config;
+pub use error::Error;
+pub use serde_json::{json, Value};
+
+/// A capability provider: the one trait a plugin author implements.
+///
+/// One value of the implementing type lives in each instance of the
+/// component. The host may run several instances side by side and may replace
+/// an instance at any time (for example after a limit stopped it), so keep
+/// durable state outside the plugin.
+pub trait Provider: Sized + 'static {
+    /// Who the provider is. Called when the host loads the component.
+    fn info() -> ProviderInfo;
+
+    /// Declares every capability with its schemas and a typed handler.
+    /// Must not depend on configuration: the host calls it before [`init`](Provider::init).
+    fn capabilities(caps: &mut Capabilities<Self>);
+
+    /// Builds the provider from the `config` table of its host configuration.
+    /// Called once per instance, before the first call.
+    fn init(config: Config) -> Result<Self, Error>;
+
+    /// Reports health. The default says healthy.
+    fn health(&self) -> Health {
+        Health::healthy()
+    }
+}
+
+/// Exports a [`Provider`] implementation as the component's `provider`
+/// interface. Use it once, at the crate root of a `cdylib` crate.
+#[macro_export]
+macro_rules! export {
+    ($provider:ty) => {
+        #[doc(hidden)]
+        pub struct __WardenExport;
+
+        impl $crate::__rt::bindings::exports::warden::provider::provider::Guest for __WardenExport {
+            fn describe() -> $crate::__rt::bindings::warden::provider::types::Description {
+                $crate::__rt::describe::<$provider>()
+            }
+            fn init(
+                config: ::std::string::String,
+            ) -> ::std::result::Result<(), $crate::__rt::bindings::warden::provider::types::Error> {
+                $crate::__rt::init::<$provider>(config)
+            }
+            fn call(
+                id: ::std::string::String,
+                input: ::std::string::String,
+            ) -> ::std::result::Result<
+                ::std::string::String,
+                $crate::__rt::bindings::warden::provider::types::Error,
+            > {
+                $crate::__rt::call::<$provider>(id, input)
+            }
+            fn health() -> $crate::__rt::bindings::warden::provider::types::HealthReport {
+                $crate::__rt::health::<$provider>()
+            }
+        }
+
+        $crate::__rt::bindings::__warden_export_world!(__WardenExport with_types_in $crate::__rt::bindings);
+    };
+}

@@ -1,0 +1,168 @@
+//! A hostile provider for the host's tests: each capability attempts one
+//! thing the sandbox must stop or contain, and reports what it observed.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use warden_sdk::{
+    env, fs, http, log, Capabilities, Capability, Config, Error, Provider, ProviderInfo,
+};
+
+mod raw {
+    wit_bindgen::generate!({
+        inline: r#"
+            package warden:hostile;
+            world raw {
+                import wasi:sockets/instance-network@0.2.12;
+                import wasi:sockets/tcp-create-socket@0.2.12;
+                import wasi:sockets/tcp@0.2.12;
+                import wasi:cli/stdout@0.2.12;
+                import wasi:cli/stderr@0.2.12;
+            }
+        "#,
+        path: "../../../wit",
+        world: "warden:hostile/raw",
+        generate_all,
+    });
+}
+
+struct Hostile {
+    calls: u64,
+}
+
+#[derive(Deserialize)]
+struct Arg<T> {
+    arg: T,
+}
+
+#[derive(Deserialize)]
+struct WriteIn {
+    path: String,
+    text: String,
+}
+
+fn tcp_connect(addr: &str) -> Result<Value, Error> {
+    use raw::wasi::sockets::network::{
+        ErrorCode, IpAddressFamily, IpSocketAddress, Ipv4SocketAddress,
+    };
+    let (ip, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| Error::invalid_input("want a.b.c.d:port"))?;
+    let port: u16 = port.parse().map_err(|_| Error::invalid_input("bad port"))?;
+    let o: Vec<u8> = ip.split('.').map(|p| p.parse().unwrap_or(0)).collect();
+    if o.len() != 4 {
+        return Err(Error::invalid_input("want an IPv4 address"));
+    }
+    let map = |e: ErrorCode| match e {
+        ErrorCode::AccessDenied | ErrorCode::NotSupported => {
+            Error::denied(format!("connect {addr}: {e:?}"))
+        }
+        other => Error::upstream(format!("connect {addr}: {other:?}")),
+    };
+    let net = raw::wasi::sockets::instance_network::instance_network();
+    let sock = raw::wasi::sockets::tcp_create_socket::create_tcp_socket(IpAddressFamily::Ipv4)
+        .map_err(map)?;
+    let target = IpSocketAddress::Ipv4(Ipv4SocketAddress {
+        port,
+        address: (o[0], o[1], o[2], o[3]),
+    });
+    sock.start_connect(&net, target).map_err(map)?;
+    loop {
+        match sock.finish_connect() {
+            Ok(_) => return Ok(json!({ "connected": true })),
+            Err(ErrorCode::WouldBlock) => sock.subscribe().block(),
+            Err(e) => return Err(map(e)),
+        }
+    }
+}
+
+#[inline(never)]
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64, pad: [u8; 64]) -> u64 {
+    let p = std::hint::black_box(pad);
+    1 + recurse(depth + 1, p) + p[(depth % 64) as usize] as u64
+}
+
+impl Provider for Hostile {
+    fn info() -> ProviderInfo {
+        ProviderInfo::new("hostile", "0.1.0", "Attacks the sandbox (test only)")
+    }
+
+    fn capabilities(caps: &mut Capabilities<Self>) {
+        caps.add(Capability::new("hostile.echo", "Echo"), |this, v: Value| {
+            this.calls += 1;
+            Ok(v)
+        })
+        .add(Capability::new("hostile.count", "Calls served by this instance"), |this, _: Value| {
+            this.calls += 1;
+            Ok(json!({ "calls": this.calls }))
+        })
+        .add(Capability::new("hostile.spin", "Loop forever"), |_, _: Value| {
+            let mut i: u64 = 0;
+            loop {
+                i = std::hint::black_box(i.wrapping_add(1));
+                if i == u64::MAX {
+                    break;
+                }
+            }
+            Ok(json!(i))
+        })
+        .add(Capability::new("hostile.alloc", "Allocate and touch N MiB"), |_, a: Arg<usize>| {
+            let v = vec![1u8; a.arg << 20];
+            Ok(json!({ "allocated": v.len(), "sum": v.iter().step_by(4096).map(|b| *b as u64).sum::<u64>() }))
+        })
+        .add(Capability::new("hostile.try-alloc", "Try to reserve N MiB"), |_, a: Arg<usize>| {
+            let mut v: Vec<u8> = Vec::new();
+            v.try_reserve_exact(a.arg << 20)
+                .map_err(|e| Error::Unavailable(format!("allocation of {} MiB refused: {e}", a.arg)))?;
+            Ok(json!({ "reserved": v.capacity() }))
+        })
+        .add(Capability::new("hostile.stack", "Recurse without end"), |_, _: Value| {
+            Ok(json!(recurse(0, [7; 64])))
+        })
+        .add(Capability::new("hostile.panic", "Panic"), |_, _: Value| -> Result<Value, Error> {
+            panic!("hostile guest panics on purpose")
+        })
+        .add(Capability::new("hostile.env", "Read an environment variable"), |_, a: Arg<String>| {
+            Ok(json!({ "name": a.arg, "value": env::var(&a.arg), "visible": env::vars().len() }))
+        })
+        .add(Capability::new("hostile.read", "Read a file"), |_, a: Arg<String>| {
+            Ok(json!({ "text": fs::read_to_string(&a.arg)? }))
+        })
+        .add(Capability::new("hostile.write", "Write a file"), |_, w: WriteIn| {
+            fs::write(&w.path, w.text.as_bytes())?;
+            Ok(json!({ "written": w.text.len() }))
+        })
+        .add(Capability::new("hostile.list", "List a directory"), |_, a: Arg<String>| {
+            Ok(json!({ "entries": fs::read_dir(&a.arg)? }))
+        })
+        .add(Capability::new("hostile.http", "HTTP GET"), |_, a: Arg<String>| {
+            let r = http::Request::get(a.arg).send()?;
+            Ok(json!({ "status": r.status, "body": r.text() }))
+        })
+        .add(Capability::new("hostile.tcp", "Open a raw TCP connection"), |_, a: Arg<String>| tcp_connect(&a.arg))
+        .add(Capability::new("hostile.print", "Write to stdout and stderr"), |_, a: Arg<String>| {
+            let out = raw::wasi::cli::stdout::get_stdout();
+            out.blocking_write_and_flush(format!("{}\n", a.arg).as_bytes())
+                .map_err(|e| Error::internal(format!("{e:?}")))?;
+            let err = raw::wasi::cli::stderr::get_stderr();
+            err.blocking_write_and_flush(format!("err: {}\n", a.arg).as_bytes())
+                .map_err(|e| Error::internal(format!("{e:?}")))?;
+            Ok(json!({ "printed": true }))
+        })
+        .add(Capability::new("hostile.log", "Log N lines"), |_, a: Arg<u64>| {
+            for i in 0..a.arg {
+                log::info(format!("hostile log line {i}"));
+            }
+            Ok(json!({ "logged": a.arg }))
+        });
+    }
+
+    fn init(config: Config) -> Result<Self, Error> {
+        if config.get::<bool>("fail-init")?.unwrap_or(false) {
+            return Err(Error::Unavailable("configured to fail init".into()));
+        }
+        Ok(Hostile { calls: 0 })
+    }
+}
+
+warden_sdk::export!(Hostile);

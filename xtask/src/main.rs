@@ -1,0 +1,359 @@
+//! Repository tasks: `cargo xtask <task>`.
+//!
+//! - `build-guests`: builds every plugin and test guest into a component under
+//!   `target/components/`, with rustup's `wasm32-wasip2` target where it is
+//!   installed and otherwise with Debian's `rustc-web` + `rust-web-src`
+//!   (`-Zbuild-std` for `wasm32-unknown-unknown`, then `wit-component`).
+//! - `demo`: builds everything and runs the demo on `examples/demo/warden.toml`.
+//! - `test`: builds everything and runs the whole test suite.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+
+/// Guest crates and the component file each becomes.
+const GUESTS: &[(&str, &str)] = &[
+    ("warden-plugin-text", "text"),
+    ("warden-plugin-files", "files"),
+    ("hello-plugin", "hello"),
+    ("guest-hostile", "hostile"),
+    ("guest-wrong-world", "wrong-world"),
+];
+
+const DEBIAN_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src"];
+const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
+const DEBIAN_CARGO: &str = "/usr/bin/cargo";
+const DEBIAN_STD_SRC: &str = "/usr/lib/rustlib/src/rust/library/Cargo.toml";
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root();
+    match args.first().map(String::as_str) {
+        Some("build-guests") => build_guests(&root).map(|_| ()),
+        Some("demo") => demo(&root),
+        Some("test") => test(&root, &args[1..]),
+        Some("help") | Some("--help") | Some("-h") | None => {
+            println!(
+                "usage: cargo xtask <task>\n\n\
+                 tasks:\n  \
+                 build-guests   build every plugin and test guest into target/components/\n  \
+                 demo           build everything and run the demo (examples/demo/warden.toml)\n  \
+                 test [ARGS]    build everything and run the whole test suite (ARGS go to cargo test)"
+            );
+            Ok(())
+        }
+        Some(other) => bail!("unknown task `{other}` (try `cargo xtask help`)"),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
+fn check(status: ExitStatus, what: &str) -> Result<()> {
+    if status.success() {
+        Ok(())
+    } else {
+        bail!("{what} failed ({status})")
+    }
+}
+
+/// A `cargo` command for the toolchain that runs this xtask.
+fn host_cargo(root: &Path) -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root);
+    cmd
+}
+
+fn rustup_has_wasip2() -> bool {
+    Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .any(|l| l.trim() == "wasm32-wasip2")
+        })
+        .unwrap_or(false)
+}
+
+fn build_guests(root: &Path) -> Result<Vec<PathBuf>> {
+    let target = target_dir(root);
+    let out_dir = target.join("components");
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let packages: Vec<String> = GUESTS
+        .iter()
+        .flat_map(|(p, _)| ["-p".to_string(), p.to_string()])
+        .collect();
+
+    let (triple, needs_componentize) = if rustup_has_wasip2() {
+        println!("xtask: guest toolchain: rustup target wasm32-wasip2 (components built directly)");
+        let status = host_cargo(root)
+            .args(["build", "--profile", "guest", "--target", "wasm32-wasip2"])
+            .args(&packages)
+            .status()
+            .context("running cargo")?;
+        check(status, "guest build (wasm32-wasip2)")?;
+        ("wasm32-wasip2", false)
+    } else {
+        ensure_debian_toolchain()?;
+        let lld_dir = rust_lld_dir()?;
+        println!(
+            "xtask: guest toolchain: Debian rustc-web ({}) with -Zbuild-std for wasm32-unknown-unknown, \
+             componentized by wit-component (rustup's wasm32-wasip2 is not installed)",
+            command_version(DEBIAN_RUSTC)
+        );
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut paths: Vec<PathBuf> = std::env::split_paths(&path).collect();
+        paths.push(lld_dir);
+        let mut cmd = Command::new(DEBIAN_CARGO);
+        cmd.current_dir(root)
+            .args([
+                "build",
+                "--profile",
+                "guest",
+                "-Zbuild-std=std,panic_abort",
+                "--target",
+                "wasm32-unknown-unknown",
+            ])
+            .args(&packages)
+            .env("PATH", std::env::join_paths(paths)?)
+            .env("RUSTC", DEBIAN_RUSTC)
+            .env("RUSTC_BOOTSTRAP", "1")
+            .env("CARGO_TARGET_DIR", &target);
+        // Whatever rustup or the outer cargo set would point the Debian cargo at the wrong compiler.
+        for var in [
+            "RUSTUP_TOOLCHAIN",
+            "RUSTC_WRAPPER",
+            "RUSTC_WORKSPACE_WRAPPER",
+            "CARGO",
+            "RUSTDOC",
+            "RUSTFLAGS",
+        ] {
+            cmd.env_remove(var);
+        }
+        check(
+            cmd.status().context("running Debian cargo")?,
+            "guest build (Debian build-std)",
+        )?;
+        ("wasm32-unknown-unknown", true)
+    };
+
+    let mut built = Vec::new();
+    for (package, name) in GUESTS {
+        let file = format!("{}.wasm", package.replace('-', "_"));
+        let artifact = target.join(triple).join("guest").join(&file);
+        let bytes =
+            std::fs::read(&artifact).with_context(|| format!("reading {}", artifact.display()))?;
+        let component = if needs_componentize {
+            wit_component::ComponentEncoder::default()
+                .module(&bytes)
+                .with_context(|| format!("decoding core module {}", artifact.display()))?
+                .validate(true)
+                .encode()
+                .with_context(|| format!("componentizing {}", artifact.display()))?
+        } else {
+            bytes
+        };
+        let dest = out_dir.join(format!("{name}.wasm"));
+        // Leave an unchanged component alone so caches keyed on it stay warm.
+        if std::fs::read(&dest)
+            .map(|old| old != component)
+            .unwrap_or(true)
+        {
+            std::fs::write(&dest, &component)
+                .with_context(|| format!("writing {}", dest.display()))?;
+        }
+        built.push(dest);
+    }
+    println!("xtask: {} components in {}", built.len(), out_dir.display());
+    Ok(built)
+}
+
+fn command_version(bin: &str) -> String {
+    Command::new(bin)
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown version".into())
+}
+
+fn debian_toolchain_present() -> bool {
+    Path::new(DEBIAN_RUSTC).exists()
+        && Path::new(DEBIAN_CARGO).exists()
+        && Path::new(DEBIAN_STD_SRC).exists()
+}
+
+fn ensure_debian_toolchain() -> Result<()> {
+    if debian_toolchain_present() {
+        return Ok(());
+    }
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.trim_ascii() == b"0")
+        .unwrap_or(false);
+    let have_apt = Path::new("/usr/bin/apt-get").exists();
+    if !(is_root && have_apt) {
+        bail!(
+            "no guest toolchain: install rustup's target (`rustup target add wasm32-wasip2`), \
+             or on Debian/Ubuntu `apt-get install {}`",
+            DEBIAN_PACKAGES.join(" ")
+        );
+    }
+    println!(
+        "xtask: installing Debian packages {}",
+        DEBIAN_PACKAGES.join(" ")
+    );
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(DEBIAN_PACKAGES)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+    };
+    if !install()?.success() {
+        check(
+            Command::new("apt-get").args(["update", "-q"]).status()?,
+            "apt-get update",
+        )?;
+        check(install()?, "apt-get install")?;
+    }
+    if !debian_toolchain_present() {
+        bail!("Debian packages installed but {DEBIAN_RUSTC} or {DEBIAN_STD_SRC} is still missing");
+    }
+    Ok(())
+}
+
+/// The directory holding `rust-lld` in the rustup toolchain's sysroot.
+fn rust_lld_dir() -> Result<PathBuf> {
+    let out = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .context("running rustc --print sysroot")?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let host = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .context("running rustc -vV")?;
+    let host = String::from_utf8_lossy(&host.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        .unwrap_or_else(|| "x86_64-unknown-linux-gnu".into());
+    let dir = sysroot.join("lib/rustlib").join(host).join("bin");
+    if !dir.join("rust-lld").exists() {
+        bail!(
+            "rust-lld not found in {} (the rustup toolchain ships it)",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+fn build_host(root: &Path) -> Result<PathBuf> {
+    let status = host_cargo(root)
+        .args(["build", "-p", "warden", "--bin", "warden"])
+        .status()?;
+    check(status, "building warden")?;
+    Ok(target_dir(root).join("debug").join("warden"))
+}
+
+fn demo(root: &Path) -> Result<()> {
+    build_guests(root)?;
+    let warden = build_host(root)?;
+    let config = root.join("examples/demo/warden.toml");
+    let cfg = config.to_str().context("non-UTF-8 path")?;
+    let steps: &[(&str, &[&str])] = &[
+        ("Every capability of every loaded plugin", &["list"]),
+        ("A plugin's descriptors, grants and limits", &["inspect", "files"]),
+        ("Successful calls", &["call", "text.case", r#"{"text":"warden keeps plugins honest","to":"title"}"#]),
+        ("", &["call", "json.flatten", r#"{"value":{"mcp":{"requires-session":true,"server":{"url":"http://x"}}}}"#]),
+        ("", &["call", "hello.greet", r#"{"name":"Ada"}"#]),
+        ("", &["call", "files.read", r#"{"path":"/data/notes.txt"}"#]),
+        (
+            "A runaway call: 100 million SHA-256 rounds, stopped by the plugin's fuel limit (exit 4)",
+            &["call", "text.hash", r#"{"text":"x","rounds":100000000}"#],
+        ),
+        ("The next call to the same plugin succeeds", &["call", "text.hash", r#"{"text":"x","rounds":3}"#]),
+        (
+            "An effect denied for lack of a grant: /data is granted read-only (exit 3)",
+            &["call", "files.write", r#"{"path":"/data/notes.txt","text":"overwritten"}"#],
+        ),
+        ("A path outside every grant (exit 3)", &["call", "files.read", r#"{"path":"/etc/passwd"}"#]),
+        ("An unknown capability gets the nearest ids (exit 4)", &["call", "text.hsh", "{}"]),
+    ];
+    for (title, args) in steps {
+        if !title.is_empty() {
+            println!("\n== {title}");
+        }
+        println!(
+            "$ warden --config examples/demo/warden.toml {}",
+            args.iter()
+                .map(|a| shell_quote(a))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let status = Command::new(&warden)
+            .args(["--config", cfg])
+            .args(*args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .status()
+            .context("running warden")?;
+        println!("(exit {})", status.code().unwrap_or(-1));
+    }
+    Ok(())
+}
+
+fn shell_quote(s: &str) -> String {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+fn test(root: &Path, extra: &[String]) -> Result<()> {
+    build_guests(root)?;
+    let status = host_cargo(root)
+        .args(["test", "--workspace", "--exclude"])
+        .args(exclude_guests())
+        .args(extra)
+        .status()?;
+    check(status, "cargo test")
+}
+
+fn exclude_guests() -> Vec<String> {
+    let mut v = Vec::new();
+    for (i, (p, _)) in GUESTS.iter().enumerate() {
+        if i > 0 {
+            v.push("--exclude".into());
+        }
+        v.push(p.to_string());
+    }
+    v.push("--exclude".into());
+    v.push("warden-sdk".into());
+    v
+}
