@@ -13,7 +13,8 @@ use crate::Error;
 
 fn map_err(path: &str, code: ErrorCode) -> Error {
     match code {
-        ErrorCode::Access | ErrorCode::NotPermitted | ErrorCode::ReadOnly => {
+        // The sandbox answers an escape through a symlink with ELOOP.
+        ErrorCode::Access | ErrorCode::NotPermitted | ErrorCode::ReadOnly | ErrorCode::Loop => {
             Error::denied(format!("{path}: {}", code.message()))
         }
         ErrorCode::NoEntry => Error::not_found(format!("{path}: no such file or directory")),
@@ -28,7 +29,9 @@ fn resolve(path: &str) -> Result<(Descriptor, String), Error> {
         let root_trim = root.trim_end_matches('/');
         let rel = if root == "." && !path.starts_with('/') {
             Some(path.to_string())
-        } else if path == root_trim || (root_trim.is_empty() && path.starts_with('/')) {
+        } else if path == root_trim {
+            Some(String::new())
+        } else if root_trim.is_empty() && path.starts_with('/') {
             Some(path.trim_start_matches('/').to_string())
         } else if let Some(rest) = path
             .strip_prefix(root_trim)

@@ -322,7 +322,10 @@ fn demo(root: &Path) -> Result<()> {
             .context("running warden")?;
         println!("(exit {})", status.code().unwrap_or(-1));
     }
-    Ok(())
+    println!("\n== The same host, embedded in a Rust program (examples/embed)");
+    println!("$ cargo run -p embed-example -- examples/demo/warden.toml");
+    let status = host_cargo(root).args(["run", "--quiet", "-p", "embed-example", "--", cfg]).status()?;
+    check(status, "the embedding example")
 }
 
 fn shell_quote(s: &str) -> String {

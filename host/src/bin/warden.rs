@@ -65,6 +65,7 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,guest=info")),
@@ -136,11 +137,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 Some(s) => s.to_string(),
             };
-            let value: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| Error::InvalidInput {
-                    capability: capability.clone(),
-                    message: format!("input is not valid JSON: {e}"),
-                })?;
+            // Not an `Error`: bad JSON on the command line is a usage error (exit 2).
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("input for `{capability}` is not valid JSON: {e}"))?;
             let out = host.call(&capability, value).await?;
             println!("{}", serde_json::to_string_pretty(&out)?);
         }

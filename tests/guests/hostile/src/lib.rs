@@ -88,7 +88,7 @@ impl Provider for Hostile {
     }
 
     fn capabilities(caps: &mut Capabilities<Self>) {
-        caps.add(Capability::new("hostile.echo", "Echo"), |this, v: Value| {
+        caps.add(Capability::new("hostile.echo", "Echo").metadata(json!({"test": {"nested": {"key": "v"}, "flag": true}})), |this, v: Value| {
             this.calls += 1;
             Ok(v)
         })

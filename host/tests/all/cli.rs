@@ -1,0 +1,143 @@
+//! The `warden` CLI: output, exit codes, and clear errors (never a panic)
+//! for bad configuration and bad components.
+
+use crate::util::*;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn warden(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_warden"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("WARDEN_CACHE_DIR", target_dir().join("warden-test-cache"))
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("running warden")
+}
+
+fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("warden.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_exit(o: &Output, code: i32, needles: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks {n:?}: {err}");
+    }
+}
+
+fn plugin(name: &str, component: &Path) -> String {
+    format!("[plugins.{name}]\ncomponent = {:?}\n", component.display().to_string())
+}
+
+#[test]
+fn list_call_inspect_and_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "{}{}grants = {{ dirs = [{{ host = \"data\", guest = \"/data\" }}] }}\nlimits = {{ fuel = 5_000_000 }}\n",
+            plugin("text", &component("text")),
+            plugin("hostile", &component("hostile"))
+        ),
+    );
+    let list = warden(&cfg, &["list"]);
+    assert_exit(&list, 0, &[]);
+    let out = String::from_utf8_lossy(&list.stdout);
+    assert!(out.contains("text.case") && out.contains("hostile.spin"), "{out}");
+
+    let json = warden(&cfg, &["list", "--json"]);
+    let caps: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let echo = caps.as_array().unwrap().iter().find(|c| c["id"] == "hostile.echo").unwrap();
+    assert_eq!(echo["flat-metadata"]["test.nested.key"], "v");
+
+    let call = warden(&cfg, &["call", "text.stats", r#"{"text":"a b c"}"#]);
+    assert_exit(&call, 0, &[]);
+    let v: serde_json::Value = serde_json::from_slice(&call.stdout).unwrap();
+    assert_eq!(v["words"], 3);
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["--config", cfg.to_str().unwrap(), "call", "text.stats", "-"])
+        .env("WARDEN_CACHE_DIR", target_dir().join("warden-test-cache"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(br#"{"text":"from stdin"}"#).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["words"], 2);
+
+    assert_exit(&warden(&cfg, &["call", "hostile.write", r#"{"path":"/data/x","text":"y"}"#]), 3, &["denied"]);
+    assert!(!dir.path().join("data/x").exists());
+    assert_exit(&warden(&cfg, &["call", "hostile.spin"]), 4, &["fuel limit"]);
+    assert_exit(&warden(&cfg, &["call", "text.cas", "{}"]), 4, &["unknown capability", "text.case"]);
+    assert_exit(&warden(&cfg, &["call", "text.stats", "{not json"]), 2, &["not valid JSON"]);
+    assert_exit(&warden(&cfg, &["frobnicate"]), 2, &[]);
+    assert_exit(&warden(&cfg, &["inspect", "nope"]), 2, &["unknown plugin `nope`"]);
+
+    let inspect = warden(&cfg, &["inspect", "hostile"]);
+    assert_exit(&inspect, 0, &[]);
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    for needle in ["fuel 5000000", "/data (ro)", "hostile.spin", "sha256:", "test.nested.key"] {
+        assert!(text.contains(needle), "inspect lacks {needle}: {text}");
+    }
+    let help = Command::new(env!("CARGO_BIN_EXE_warden")).arg("--help").output().unwrap();
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("inspect"));
+}
+
+#[test]
+fn guest_stdout_goes_to_the_log_not_to_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &plugin("hostile", &component("hostile")));
+    let o = warden(&cfg, &["call", "hostile.print", r#"{"arg":"canary-line"}"#]);
+    assert_exit(&o, 0, &["canary-line", "hostile", "stdout", "stderr"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains("canary-line"), "guest output reached stdout: {out}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["printed"], true);
+    let logged = warden(&cfg, &["call", "hostile.log", r#"{"arg":2}"#]);
+    assert_exit(&logged, 0, &["hostile log line 1", "plugin=\"hostile\""]);
+}
+
+#[test]
+fn bad_configs_are_clear_errors_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let text = component("text");
+    let not_wasm = d.join("not.wasm");
+    std::fs::write(&not_wasm, "this is text").unwrap();
+    let corrupt = d.join("corrupt.wasm");
+    std::fs::write(&corrupt, b"\0asm\x0d\0\x01\0garbage").unwrap();
+    let cases: Vec<(String, Vec<String>)> = vec![
+        (format!("{}fuel = 3\n", plugin("text", &text)), vec!["unknown key `fuel`".into(), "plugins.text".into(), "line 3".into()]),
+        (format!("[limits]\nfule = 3\n{}", plugin("text", &text)), vec!["fule".into(), "limits".into()]),
+        (plugin("text", &d.join("missing.wasm")), vec!["missing.wasm".into(), "cannot read".into()]),
+        (plugin("text", &not_wasm), vec!["not a WebAssembly file".into()]),
+        (plugin("text", &corrupt), vec!["not a valid WebAssembly component".into()]),
+        (plugin("other", &component("wrong-world")), vec!["does not implement".into(), "other".into()]),
+        (format!("{}{}", plugin("one", &text), plugin("two", &text)), vec!["`one`".into(), "`two`".into(), "text.case".into()]),
+        (format!("{}grants = {{ dirs = [{{ host = \"nowhere\", guest = \"/x\" }}] }}\n", plugin("text", &text)), vec!["nowhere".into(), "does not exist".into()]),
+        ("[plugins.text]\ncomponent = 3\n".into(), vec!["component".into()]),
+        ("this is = not = toml".into(), vec!["line 1".into()]),
+    ];
+    for (i, (toml, needles)) in cases.iter().enumerate() {
+        let cfg_dir = d.join(format!("case{i}"));
+        std::fs::create_dir(&cfg_dir).unwrap();
+        let cfg = write_config(&cfg_dir, toml);
+        let o = warden(&cfg, &["list"]);
+        let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+        assert_exit(&o, 2, &needles);
+    }
+    assert_exit(&warden(&d.join("absent.toml"), &["list"]), 2, &["absent.toml", "cannot read"]);
+}

@@ -1,0 +1,10 @@
+//! Integration tests against real components built from `plugins/` and
+//! `tests/guests/` (build them with `cargo xtask build-guests`; `cargo xtask
+//! test` does it for you).
+
+mod cache;
+mod cli;
+mod concurrency;
+mod limits;
+mod util;
+mod wasi;
