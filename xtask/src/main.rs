@@ -324,7 +324,9 @@ fn demo(root: &Path) -> Result<()> {
     }
     println!("\n== The same host, embedded in a Rust program (examples/embed)");
     println!("$ cargo run -p embed-example -- examples/demo/warden.toml");
-    let status = host_cargo(root).args(["run", "--quiet", "-p", "embed-example", "--", cfg]).status()?;
+    let status = host_cargo(root)
+        .args(["run", "--quiet", "-p", "embed-example", "--", cfg])
+        .status()?;
     check(status, "the embedding example")
 }
 

@@ -22,13 +22,25 @@ struct CaseOut {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let path = std::env::args().nth(1).unwrap_or_else(|| "examples/demo/warden.toml".into());
+    let path = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "examples/demo/warden.toml".into());
     // Build the host from a config file. (`Host::new(Config::new(..).with_plugin(..))`
     // builds one in code.)
-    let host = Host::from_config_file(path.as_ref()).await.with_context(|| format!("loading {path}"))?;
+    let host = Host::from_config_file(path.as_ref())
+        .await
+        .with_context(|| format!("loading {path}"))?;
 
     // Typed calls with serde values.
-    let out: CaseOut = host.call_typed("text.case", &CaseIn { text: "embedded warden", to: "snake" }).await?;
+    let out: CaseOut = host
+        .call_typed(
+            "text.case",
+            &CaseIn {
+                text: "embedded warden",
+                to: "snake",
+            },
+        )
+        .await?;
     println!("typed call: text.case -> {}", out.text);
 
     // 64 concurrent calls from 64 tasks, all on one host.
@@ -36,7 +48,9 @@ async fn main() -> anyhow::Result<()> {
     for i in 0..64 {
         let host = host.clone();
         tasks.push(tokio::spawn(async move {
-            host.call("text.stats", json!({ "text": "word ".repeat(i) })).await.map(|v| (i, v))
+            host.call("text.stats", json!({ "text": "word ".repeat(i) }))
+                .await
+                .map(|v| (i, v))
         }));
     }
     let mut correct = 0;
@@ -49,9 +63,18 @@ async fn main() -> anyhow::Result<()> {
     println!("concurrent calls: {correct}/64 correct");
 
     // A runaway call is stopped by its limit; the same host serves the next call.
-    let runaway = host.call("text.hash", json!({ "text": "x", "rounds": 100_000_000u64 })).await;
+    let runaway = host
+        .call(
+            "text.hash",
+            json!({ "text": "x", "rounds": 100_000_000u64 }),
+        )
+        .await;
     match runaway {
-        Err(Error::LimitExceeded { limit: Limit::Fuel | Limit::Time, ref detail, .. }) => {
+        Err(Error::LimitExceeded {
+            limit: Limit::Fuel | Limit::Time,
+            ref detail,
+            ..
+        }) => {
             println!("runaway call stopped: {detail}")
         }
         other => anyhow::bail!("expected the runaway call to hit a limit, got {other:?}"),

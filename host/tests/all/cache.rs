@@ -13,12 +13,21 @@ fn cfg(cache: &std::path::Path) -> Config {
 async fn second_start_loads_from_the_cache() {
     let dir = tempfile::tempdir().unwrap();
     let first = Host::new(cfg(dir.path())).await.unwrap();
-    assert_eq!(first.compile_source("hello").unwrap(), CompileSource::Compiled);
+    assert_eq!(
+        first.compile_source("hello").unwrap(),
+        CompileSource::Compiled
+    );
     let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(entries.len(), 1, "one cache entry");
     let second = Host::new(cfg(dir.path())).await.unwrap();
-    assert_eq!(second.compile_source("hello").unwrap(), CompileSource::Cache);
-    assert!(second.call("hello.greet", serde_json::json!({"name": "x"})).await.is_ok());
+    assert_eq!(
+        second.compile_source("hello").unwrap(),
+        CompileSource::Cache
+    );
+    assert!(second
+        .call("hello.greet", serde_json::json!({"name": "x"}))
+        .await
+        .is_ok());
 }
 
 #[tokio::test]
@@ -29,8 +38,14 @@ async fn a_corrupt_cache_entry_is_recompiled() {
         std::fs::write(e.unwrap().path(), b"garbage").unwrap();
     }
     let host = Host::new(cfg(dir.path())).await.unwrap();
-    assert_eq!(host.compile_source("hello").unwrap(), CompileSource::Compiled);
-    assert!(host.call("hello.greet", serde_json::json!({"name": "x"})).await.is_ok());
+    assert_eq!(
+        host.compile_source("hello").unwrap(),
+        CompileSource::Compiled
+    );
+    assert!(host
+        .call("hello.greet", serde_json::json!({"name": "x"}))
+        .await
+        .is_ok());
 }
 
 #[tokio::test]
@@ -39,6 +54,9 @@ async fn no_cache_means_no_files() {
     let mut c = cfg(dir.path());
     c.host.no_cache = true;
     let host = Host::new(c).await.unwrap();
-    assert_eq!(host.compile_source("hello").unwrap(), CompileSource::Compiled);
+    assert_eq!(
+        host.compile_source("hello").unwrap(),
+        CompileSource::Compiled
+    );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }

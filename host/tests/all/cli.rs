@@ -36,7 +36,10 @@ fn assert_exit(o: &Output, code: i32, needles: &[&str]) {
 }
 
 fn plugin(name: &str, component: &Path) -> String {
-    format!("[plugins.{name}]\ncomponent = {:?}\n", component.display().to_string())
+    format!(
+        "[plugins.{name}]\ncomponent = {:?}\n",
+        component.display().to_string()
+    )
 }
 
 #[test]
@@ -54,11 +57,19 @@ fn list_call_inspect_and_exit_codes() {
     let list = warden(&cfg, &["list"]);
     assert_exit(&list, 0, &[]);
     let out = String::from_utf8_lossy(&list.stdout);
-    assert!(out.contains("text.case") && out.contains("hostile.spin"), "{out}");
+    assert!(
+        out.contains("text.case") && out.contains("hostile.spin"),
+        "{out}"
+    );
 
     let json = warden(&cfg, &["list", "--json"]);
     let caps: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    let echo = caps.as_array().unwrap().iter().find(|c| c["id"] == "hostile.echo").unwrap();
+    let echo = caps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "hostile.echo")
+        .unwrap();
     assert_eq!(echo["flat-metadata"]["test.nested.key"], "v");
 
     let call = warden(&cfg, &["call", "text.stats", r#"{"text":"a b c"}"#]);
@@ -74,25 +85,61 @@ fn list_call_inspect_and_exit_codes() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(br#"{"text":"from stdin"}"#).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"text":"from stdin"}"#)
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["words"], 2);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["words"],
+        2
+    );
 
-    assert_exit(&warden(&cfg, &["call", "hostile.write", r#"{"path":"/data/x","text":"y"}"#]), 3, &["denied"]);
+    assert_exit(
+        &warden(
+            &cfg,
+            &["call", "hostile.write", r#"{"path":"/data/x","text":"y"}"#],
+        ),
+        3,
+        &["denied"],
+    );
     assert!(!dir.path().join("data/x").exists());
     assert_exit(&warden(&cfg, &["call", "hostile.spin"]), 4, &["fuel limit"]);
-    assert_exit(&warden(&cfg, &["call", "text.cas", "{}"]), 4, &["unknown capability", "text.case"]);
-    assert_exit(&warden(&cfg, &["call", "text.stats", "{not json"]), 2, &["not valid JSON"]);
+    assert_exit(
+        &warden(&cfg, &["call", "text.cas", "{}"]),
+        4,
+        &["unknown capability", "text.case"],
+    );
+    assert_exit(
+        &warden(&cfg, &["call", "text.stats", "{not json"]),
+        2,
+        &["not valid JSON"],
+    );
     assert_exit(&warden(&cfg, &["frobnicate"]), 2, &[]);
-    assert_exit(&warden(&cfg, &["inspect", "nope"]), 2, &["unknown plugin `nope`"]);
+    assert_exit(
+        &warden(&cfg, &["inspect", "nope"]),
+        2,
+        &["unknown plugin `nope`"],
+    );
 
     let inspect = warden(&cfg, &["inspect", "hostile"]);
     assert_exit(&inspect, 0, &[]);
     let text = String::from_utf8_lossy(&inspect.stdout);
-    for needle in ["fuel 5000000", "/data (ro)", "hostile.spin", "sha256:", "test.nested.key"] {
+    for needle in [
+        "fuel 5000000",
+        "/data (ro)",
+        "hostile.spin",
+        "sha256:",
+        "test.nested.key",
+    ] {
         assert!(text.contains(needle), "inspect lacks {needle}: {text}");
     }
-    let help = Command::new(env!("CARGO_BIN_EXE_warden")).arg("--help").output().unwrap();
+    let help = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .arg("--help")
+        .output()
+        .unwrap();
     assert_eq!(help.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&help.stdout).contains("inspect"));
 }
@@ -104,8 +151,14 @@ fn guest_stdout_goes_to_the_log_not_to_stdout() {
     let o = warden(&cfg, &["call", "hostile.print", r#"{"arg":"canary-line"}"#]);
     assert_exit(&o, 0, &["canary-line", "hostile", "stdout", "stderr"]);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(!out.contains("canary-line"), "guest output reached stdout: {out}");
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["printed"], true);
+    assert!(
+        !out.contains("canary-line"),
+        "guest output reached stdout: {out}"
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["printed"],
+        true
+    );
     let logged = warden(&cfg, &["call", "hostile.log", r#"{"arg":2}"#]);
     assert_exit(&logged, 0, &["hostile log line 1", "plugin=\"hostile\""]);
 }
@@ -120,15 +173,49 @@ fn bad_configs_are_clear_errors_with_exit_2() {
     let corrupt = d.join("corrupt.wasm");
     std::fs::write(&corrupt, b"\0asm\x0d\0\x01\0garbage").unwrap();
     let cases: Vec<(String, Vec<String>)> = vec![
-        (format!("{}fuel = 3\n", plugin("text", &text)), vec!["unknown key `fuel`".into(), "plugins.text".into(), "line 3".into()]),
-        (format!("[limits]\nfule = 3\n{}", plugin("text", &text)), vec!["fule".into(), "limits".into()]),
-        (plugin("text", &d.join("missing.wasm")), vec!["missing.wasm".into(), "cannot read".into()]),
-        (plugin("text", &not_wasm), vec!["not a WebAssembly file".into()]),
-        (plugin("text", &corrupt), vec!["not a valid WebAssembly component".into()]),
-        (plugin("other", &component("wrong-world")), vec!["does not implement".into(), "other".into()]),
-        (format!("{}{}", plugin("one", &text), plugin("two", &text)), vec!["`one`".into(), "`two`".into(), "text.case".into()]),
-        (format!("{}grants = {{ dirs = [{{ host = \"nowhere\", guest = \"/x\" }}] }}\n", plugin("text", &text)), vec!["nowhere".into(), "does not exist".into()]),
-        ("[plugins.text]\ncomponent = 3\n".into(), vec!["component".into()]),
+        (
+            format!("{}fuel = 3\n", plugin("text", &text)),
+            vec![
+                "unknown key `fuel`".into(),
+                "plugins.text".into(),
+                "line 3".into(),
+            ],
+        ),
+        (
+            format!("[limits]\nfule = 3\n{}", plugin("text", &text)),
+            vec!["fule".into(), "limits".into()],
+        ),
+        (
+            plugin("text", &d.join("missing.wasm")),
+            vec!["missing.wasm".into(), "cannot read".into()],
+        ),
+        (
+            plugin("text", &not_wasm),
+            vec!["not a WebAssembly file".into()],
+        ),
+        (
+            plugin("text", &corrupt),
+            vec!["not a valid WebAssembly component".into()],
+        ),
+        (
+            plugin("other", &component("wrong-world")),
+            vec!["does not implement".into(), "other".into()],
+        ),
+        (
+            format!("{}{}", plugin("one", &text), plugin("two", &text)),
+            vec!["`one`".into(), "`two`".into(), "text.case".into()],
+        ),
+        (
+            format!(
+                "{}grants = {{ dirs = [{{ host = \"nowhere\", guest = \"/x\" }}] }}\n",
+                plugin("text", &text)
+            ),
+            vec!["nowhere".into(), "does not exist".into()],
+        ),
+        (
+            "[plugins.text]\ncomponent = 3\n".into(),
+            vec!["component".into()],
+        ),
         ("this is = not = toml".into(), vec!["line 1".into()]),
     ];
     for (i, (toml, needles)) in cases.iter().enumerate() {
@@ -139,5 +226,9 @@ fn bad_configs_are_clear_errors_with_exit_2() {
         let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
         assert_exit(&o, 2, &needles);
     }
-    assert_exit(&warden(&d.join("absent.toml"), &["list"]), 2, &["absent.toml", "cannot read"]);
+    assert_exit(
+        &warden(&d.join("absent.toml"), &["list"]),
+        2,
+        &["absent.toml", "cannot read"],
+    );
 }

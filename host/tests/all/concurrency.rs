@@ -9,14 +9,19 @@ use warden::{Host, PluginConfig};
 async fn many_concurrent_calls_are_all_correct() {
     let mut text = PluginConfig::new(component("text"));
     text.max_instances = 4; // fewer instances than callers: calls queue, none fail
-    let cfg = config(Path::new(".")).with_plugin("text", text).with_plugin("hostile", hostile());
+    let cfg = config(Path::new("."))
+        .with_plugin("text", text)
+        .with_plugin("hostile", hostile());
     let host = Host::new(cfg).await.unwrap();
     let mut tasks = Vec::new();
     for i in 0..128usize {
         let host = host.clone();
         tasks.push(tokio::spawn(async move {
             if i % 2 == 0 {
-                let out = host.call("text.stats", json!({"text": "w ".repeat(i)})).await.unwrap();
+                let out = host
+                    .call("text.stats", json!({"text": "w ".repeat(i)}))
+                    .await
+                    .unwrap();
                 assert_eq!(out["words"], i, "call {i}");
             } else {
                 let out = host.call("hostile.echo", json!({"i": i})).await.unwrap();
@@ -41,22 +46,63 @@ async fn typed_calls_and_the_text_plugin() {
         text: String,
     }
     let host = host_with("text", PluginConfig::new(component("text"))).await;
-    for (to, want) in [("snake", "hello_big_world"), ("kebab", "hello-big-world"), ("camel", "helloBigWorld"), ("pascal", "HelloBigWorld"), ("upper", "HELLO BIG-WORLD")] {
-        let out: Out = host.call_typed("text.case", &In { text: "Hello big-World", to }).await.unwrap();
+    for (to, want) in [
+        ("snake", "hello_big_world"),
+        ("kebab", "hello-big-world"),
+        ("camel", "helloBigWorld"),
+        ("pascal", "HelloBigWorld"),
+        ("upper", "HELLO BIG-WORLD"),
+    ] {
+        let out: Out = host
+            .call_typed(
+                "text.case",
+                &In {
+                    text: "Hello big-World",
+                    to,
+                },
+            )
+            .await
+            .unwrap();
         assert_eq!(out.text, want);
     }
-    let merged = host.call("json.merge", json!({"base": {"a": 1, "b": {"c": 2}}, "patch": {"b": {"c": null, "d": 3}}})).await.unwrap();
+    let merged = host
+        .call(
+            "json.merge",
+            json!({"base": {"a": 1, "b": {"c": 2}}, "patch": {"b": {"c": null, "d": 3}}}),
+        )
+        .await
+        .unwrap();
     assert_eq!(merged, json!({"a": 1, "b": {"d": 3}}));
-    let got = host.call("json.get", json!({"value": {"items": [{"name": "x"}]}, "pointer": "/items/0/name"})).await.unwrap();
+    let got = host
+        .call(
+            "json.get",
+            json!({"value": {"items": [{"name": "x"}]}, "pointer": "/items/0/name"}),
+        )
+        .await
+        .unwrap();
     assert_eq!(got, json!({"found": true, "value": "x"}));
-    let t = host.call("text.truncate", json!({"text": "abcdefghij", "max": 5})).await.unwrap();
+    let t = host
+        .call("text.truncate", json!({"text": "abcdefghij", "max": 5}))
+        .await
+        .unwrap();
     assert_eq!(t, json!({"text": "abcd…", "truncated": true}));
-    match host.call("text.case", json!({"text": "x", "to": "sideways"})).await {
-        Err(warden::Error::Capability { kind: warden::ErrorKind::InvalidInput, .. }) => {}
+    match host
+        .call("text.case", json!({"text": "x", "to": "sideways"}))
+        .await
+    {
+        Err(warden::Error::Capability {
+            kind: warden::ErrorKind::InvalidInput,
+            ..
+        }) => {}
         other => panic!("{other:?}"),
     }
     match host.call("text.case", json!({"nope": 1})).await {
-        Err(e @ warden::Error::Capability { kind: warden::ErrorKind::InvalidInput, .. }) => assert_eq!(e.exit_code(), 4),
+        Err(
+            e @ warden::Error::Capability {
+                kind: warden::ErrorKind::InvalidInput,
+                ..
+            },
+        ) => assert_eq!(e.exit_code(), 4),
         other => panic!("{other:?}"),
     }
 }

@@ -6,15 +6,25 @@ use serde_json::json;
 use std::time::Duration;
 use warden::{Error, ErrorKind, InstanceMode, Limit, Limits};
 
-fn limited(fuel: Option<u64>, memory: Option<u64>, timeout_ms: Option<u64>) -> warden::PluginConfig {
+fn limited(
+    fuel: Option<u64>,
+    memory: Option<u64>,
+    timeout_ms: Option<u64>,
+) -> warden::PluginConfig {
     let mut p = hostile();
-    p.limits = Limits { fuel, memory, timeout_ms };
+    p.limits = Limits {
+        fuel,
+        memory,
+        timeout_ms,
+    };
     p
 }
 
 fn expect_limit(r: warden::Result<serde_json::Value>, want: Limit) {
     match r {
-        Err(Error::LimitExceeded { limit, ref detail, .. }) if limit == want => {
+        Err(Error::LimitExceeded {
+            limit, ref detail, ..
+        }) if limit == want => {
             assert!(!detail.is_empty());
         }
         other => panic!("expected the {want} limit, got {other:?}"),
@@ -22,7 +32,10 @@ fn expect_limit(r: warden::Result<serde_json::Value>, want: Limit) {
 }
 
 async fn still_serves(host: &warden::Host) {
-    let out = host.call("hostile.echo", json!({"still": "alive"})).await.expect("next call works");
+    let out = host
+        .call("hostile.echo", json!({"still": "alive"}))
+        .await
+        .expect("next call works");
     assert_eq!(out, json!({"still": "alive"}));
 }
 
@@ -40,14 +53,20 @@ async fn time_limit_stops_a_loop_and_the_next_call_works() {
     let started = std::time::Instant::now();
     let err = host.call("hostile.spin", json!(null)).await;
     expect_limit(err, Limit::Time);
-    assert!(started.elapsed() < Duration::from_secs(10), "the loop was not stopped in time");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the loop was not stopped in time"
+    );
     still_serves(&host).await;
 }
 
 #[tokio::test]
 async fn memory_limit_stops_a_memory_bomb_and_the_next_call_works() {
     let host = host_with("hostile", limited(None, Some(16 << 20), None)).await;
-    expect_limit(host.call("hostile.alloc", json!({"arg": 64})).await, Limit::Memory);
+    expect_limit(
+        host.call("hostile.alloc", json!({"arg": 64})).await,
+        Limit::Memory,
+    );
     still_serves(&host).await;
     // Within the limit, allocation works.
     let ok = host.call("hostile.alloc", json!({"arg": 4})).await.unwrap();
@@ -58,7 +77,11 @@ async fn memory_limit_stops_a_memory_bomb_and_the_next_call_works() {
 async fn a_refused_reservation_is_an_error_the_guest_reports() {
     let host = host_with("hostile", limited(None, Some(16 << 20), None)).await;
     match host.call("hostile.try-alloc", json!({"arg": 64})).await {
-        Err(Error::Capability { kind: ErrorKind::Unavailable, message, .. }) => assert!(message.contains("refused"), "{message}"),
+        Err(Error::Capability {
+            kind: ErrorKind::Unavailable,
+            message,
+            ..
+        }) => assert!(message.contains("refused"), "{message}"),
         other => panic!("{other:?}"),
     }
     still_serves(&host).await;
@@ -70,7 +93,9 @@ async fn stack_overflow_and_panic_are_contained() {
     expect_limit(host.call("hostile.stack", json!(null)).await, Limit::Stack);
     still_serves(&host).await;
     match host.call("hostile.panic", json!(null)).await {
-        Err(Error::Trap { plugin, capability, .. }) => {
+        Err(Error::Trap {
+            plugin, capability, ..
+        }) => {
             assert_eq!(plugin, "hostile");
             assert_eq!(capability, "hostile.panic");
         }
@@ -82,10 +107,21 @@ async fn stack_overflow_and_panic_are_contained() {
 #[tokio::test]
 async fn a_trapped_instance_is_discarded() {
     let host = host_with("hostile", limited(Some(5_000_000), None, None)).await;
-    assert_eq!(host.call("hostile.count", json!(null)).await.unwrap()["calls"], 1);
-    assert_eq!(host.call("hostile.count", json!(null)).await.unwrap()["calls"], 2, "warm instance reused");
+    assert_eq!(
+        host.call("hostile.count", json!(null)).await.unwrap()["calls"],
+        1
+    );
+    assert_eq!(
+        host.call("hostile.count", json!(null)).await.unwrap()["calls"],
+        2,
+        "warm instance reused"
+    );
     expect_limit(host.call("hostile.spin", json!(null)).await, Limit::Fuel);
-    assert_eq!(host.call("hostile.count", json!(null)).await.unwrap()["calls"], 1, "a fresh instance after the trap");
+    assert_eq!(
+        host.call("hostile.count", json!(null)).await.unwrap()["calls"],
+        1,
+        "a fresh instance after the trap"
+    );
 }
 
 #[tokio::test]
@@ -94,7 +130,10 @@ async fn fresh_mode_gives_every_call_a_new_instance() {
     p.instances = InstanceMode::Fresh;
     let host = host_with("hostile", p).await;
     for _ in 0..3 {
-        assert_eq!(host.call("hostile.count", json!(null)).await.unwrap()["calls"], 1);
+        assert_eq!(
+            host.call("hostile.count", json!(null)).await.unwrap()["calls"],
+            1
+        );
     }
 }
 
@@ -109,7 +148,10 @@ async fn other_calls_are_served_while_one_runs_away() {
     for i in 0..20 {
         assert_eq!(host.call("hostile.echo", json!(i)).await.unwrap(), json!(i));
     }
-    assert!(!runaway.is_finished(), "the runaway call should still be running");
+    assert!(
+        !runaway.is_finished(),
+        "the runaway call should still be running"
+    );
     expect_limit(runaway.await.unwrap(), Limit::Time);
 }
 
@@ -117,12 +159,20 @@ async fn other_calls_are_served_while_one_runs_away() {
 async fn config_reaches_init_and_a_failing_init_is_a_load_error() {
     let mut p = hostile();
     p.config = json!({"fail-init": true});
-    let err = warden::Host::new(config(std::path::Path::new(".")).with_plugin("bad", p)).await.err().expect("load fails");
+    let err = warden::Host::new(config(std::path::Path::new(".")).with_plugin("bad", p))
+        .await
+        .err()
+        .expect("load fails");
     assert_eq!(err.exit_code(), 2, "{err}");
     assert!(err.to_string().contains("configured to fail init"), "{err}");
 
     let mut hello = warden::PluginConfig::new(component("hello"));
     hello.config = json!({"greeting": "Ahoy"});
     let host = host_with("hello", hello).await;
-    assert_eq!(host.call("hello.greet", json!({"name": "Ada"})).await.unwrap()["message"], "Ahoy, Ada!");
+    assert_eq!(
+        host.call("hello.greet", json!({"name": "Ada"}))
+            .await
+            .unwrap()["message"],
+        "Ahoy, Ada!"
+    );
 }

@@ -10,7 +10,11 @@ pub fn target_dir() -> PathBuf {
 /// The component `name` built by `cargo xtask build-guests`.
 pub fn component(name: &str) -> PathBuf {
     let path = target_dir().join("components").join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} is missing: run `cargo xtask build-guests` (or `cargo xtask test`)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask build-guests` (or `cargo xtask test`)",
+        path.display()
+    );
     path
 }
 
@@ -26,7 +30,9 @@ pub fn hostile() -> PluginConfig {
 }
 
 pub async fn host_with(name: &str, plugin: PluginConfig) -> Host {
-    Host::new(config(Path::new(".")).with_plugin(name, plugin)).await.expect("host loads")
+    Host::new(config(Path::new(".")).with_plugin(name, plugin))
+        .await
+        .expect("host loads")
 }
 
 /// A TCP server on 127.0.0.1 that counts connections and answers each with
@@ -45,7 +51,12 @@ pub fn http_server(body: &'static str) -> (u16, std::sync::Arc<std::sync::atomic
             let mut buf = [0u8; 4096];
             let _ = s.set_read_timeout(Some(std::time::Duration::from_millis(500)));
             let _ = s.read(&mut buf);
-            let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}", body.len(), body);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                body.len(),
+                body
+            );
         }
     });
     (port, count)

@@ -36,16 +36,35 @@ fn expect_denied(r: warden::Result<serde_json::Value>) -> String {
 #[tokio::test]
 async fn only_granted_env_vars_are_visible() {
     set_env();
-    let host = host_with("hostile", with_grants(Grants { env: vec!["WARDEN_TEST_VISIBLE".into()], ..Default::default() })).await;
-    let out = host.call("hostile.env", json!({"arg": "WARDEN_TEST_VISIBLE"})).await.unwrap();
+    let host = host_with(
+        "hostile",
+        with_grants(Grants {
+            env: vec!["WARDEN_TEST_VISIBLE".into()],
+            ..Default::default()
+        }),
+    )
+    .await;
+    let out = host
+        .call("hostile.env", json!({"arg": "WARDEN_TEST_VISIBLE"}))
+        .await
+        .unwrap();
     assert_eq!(out["value"], "granted-value");
-    assert_eq!(out["visible"], 1, "only the granted variable is in the environment");
+    assert_eq!(
+        out["visible"], 1,
+        "only the granted variable is in the environment"
+    );
     for name in ["WARDEN_TEST_SECRET", "PATH", "HOME"] {
-        let out = host.call("hostile.env", json!({"arg": name})).await.unwrap();
+        let out = host
+            .call("hostile.env", json!({"arg": name}))
+            .await
+            .unwrap();
         assert_eq!(out["value"], json!(null), "{name} leaked");
     }
     let none = host_with("hostile", hostile()).await;
-    let out = none.call("hostile.env", json!({"arg": "WARDEN_TEST_VISIBLE"})).await.unwrap();
+    let out = none
+        .call("hostile.env", json!({"arg": "WARDEN_TEST_VISIBLE"}))
+        .await
+        .unwrap();
     assert_eq!(out["value"], json!(null));
     assert_eq!(out["visible"], 0);
 }
@@ -68,14 +87,27 @@ fn dirs() -> Dirs {
     std::fs::write(&outside, "outside-secret").unwrap();
     #[cfg(unix)]
     std::os::unix::fs::symlink(&outside, ro.join("link")).unwrap();
-    Dirs { ro, rw, outside, _tmp: tmp }
+    Dirs {
+        ro,
+        rw,
+        outside,
+        _tmp: tmp,
+    }
 }
 
 fn dir_grants(d: &Dirs) -> Grants {
     Grants {
         dirs: vec![
-            DirGrant { host: d.ro.clone(), guest: "/data".into(), mode: DirMode::ReadOnly },
-            DirGrant { host: d.rw.clone(), guest: "/out".into(), mode: DirMode::ReadWrite },
+            DirGrant {
+                host: d.ro.clone(),
+                guest: "/data".into(),
+                mode: DirMode::ReadOnly,
+            },
+            DirGrant {
+                host: d.rw.clone(),
+                guest: "/out".into(),
+                mode: DirMode::ReadWrite,
+            },
         ],
         ..Default::default()
     }
@@ -85,10 +117,28 @@ fn dir_grants(d: &Dirs) -> Grants {
 async fn files_inside_a_grant_work() {
     let d = dirs();
     let host = host_with("hostile", with_grants(dir_grants(&d))).await;
-    assert_eq!(host.call("hostile.read", json!({"arg": "/data/canary.txt"})).await.unwrap()["text"], "original");
-    host.call("hostile.write", json!({"path": "/out/new.txt", "text": "written"})).await.unwrap();
-    assert_eq!(std::fs::read_to_string(d.rw.join("new.txt")).unwrap(), "written");
-    assert_eq!(host.call("hostile.list", json!({"arg": "/data"})).await.unwrap()["entries"], json!(["canary.txt", "link"]));
+    assert_eq!(
+        host.call("hostile.read", json!({"arg": "/data/canary.txt"}))
+            .await
+            .unwrap()["text"],
+        "original"
+    );
+    host.call(
+        "hostile.write",
+        json!({"path": "/out/new.txt", "text": "written"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(d.rw.join("new.txt")).unwrap(),
+        "written"
+    );
+    assert_eq!(
+        host.call("hostile.list", json!({"arg": "/data"}))
+            .await
+            .unwrap()["entries"],
+        json!(["canary.txt", "link"])
+    );
 }
 
 #[tokio::test]
@@ -96,37 +146,93 @@ async fn files_outside_every_grant_are_denied() {
     let d = dirs();
     let host = host_with("hostile", with_grants(dir_grants(&d))).await;
     let escape_abs = d.outside.display().to_string();
-    for path in ["/etc/passwd", escape_abs.as_str(), "/data/../outside.txt", "/data/link", "/data/../../etc/passwd"] {
+    for path in [
+        "/etc/passwd",
+        escape_abs.as_str(),
+        "/data/../outside.txt",
+        "/data/link",
+        "/data/../../etc/passwd",
+    ] {
         let msg = expect_denied(host.call("hostile.read", json!({"arg": path})).await);
         assert!(!msg.contains("outside-secret"), "{msg}");
     }
     // No grants at all: not even a preopen exists.
     let none = host_with("hostile", hostile()).await;
-    expect_denied(none.call("hostile.read", json!({"arg": "/data/canary.txt"})).await);
+    expect_denied(
+        none.call("hostile.read", json!({"arg": "/data/canary.txt"}))
+            .await,
+    );
 }
 
 #[tokio::test]
 async fn writes_to_a_read_only_grant_are_denied() {
     let d = dirs();
     let host = host_with("hostile", with_grants(dir_grants(&d))).await;
-    expect_denied(host.call("hostile.write", json!({"path": "/data/canary.txt", "text": "tampered"})).await);
-    expect_denied(host.call("hostile.write", json!({"path": "/data/new.txt", "text": "tampered"})).await);
-    expect_denied(host.call("hostile.write", json!({"path": "/out/../ro/canary.txt", "text": "tampered"})).await);
-    assert_eq!(std::fs::read_to_string(d.ro.join("canary.txt")).unwrap(), "original", "canary changed");
-    assert!(!d.ro.join("new.txt").exists(), "file created in a read-only grant");
-    assert_eq!(std::fs::read_to_string(&d.outside).unwrap(), "outside-secret");
+    expect_denied(
+        host.call(
+            "hostile.write",
+            json!({"path": "/data/canary.txt", "text": "tampered"}),
+        )
+        .await,
+    );
+    expect_denied(
+        host.call(
+            "hostile.write",
+            json!({"path": "/data/new.txt", "text": "tampered"}),
+        )
+        .await,
+    );
+    expect_denied(
+        host.call(
+            "hostile.write",
+            json!({"path": "/out/../ro/canary.txt", "text": "tampered"}),
+        )
+        .await,
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.ro.join("canary.txt")).unwrap(),
+        "original",
+        "canary changed"
+    );
+    assert!(
+        !d.ro.join("new.txt").exists(),
+        "file created in a read-only grant"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&d.outside).unwrap(),
+        "outside-secret"
+    );
 }
 
 #[tokio::test]
 async fn http_without_a_grant_is_denied_and_nothing_connects() {
     let (port, hits) = http_server("ok");
     let host = host_with("hostile", hostile()).await;
-    let msg = expect_denied(host.call("hostile.http", json!({"arg": format!("http://127.0.0.1:{port}/")})).await);
+    let msg = expect_denied(
+        host.call(
+            "hostile.http",
+            json!({"arg": format!("http://127.0.0.1:{port}/")}),
+        )
+        .await,
+    );
     assert!(msg.contains("denied"), "{msg}");
     // A grant for another port, scheme or host does not help.
-    let other = Grants { network: vec![format!("http://127.0.0.1:{}", port.wrapping_add(1)), format!("https://127.0.0.1:{port}"), format!("http://localhost:{port}")], ..Default::default() };
+    let other = Grants {
+        network: vec![
+            format!("http://127.0.0.1:{}", port.wrapping_add(1)),
+            format!("https://127.0.0.1:{port}"),
+            format!("http://localhost:{port}"),
+        ],
+        ..Default::default()
+    };
     let host = host_with("hostile", with_grants(other)).await;
-    expect_denied(host.call("hostile.http", json!({"arg": format!("http://127.0.0.1:{port}/")})).await);
+    expect_denied(
+        host.call(
+            "hostile.http",
+            json!({"arg": format!("http://127.0.0.1:{port}/")}),
+        )
+        .await,
+    );
     std::thread::sleep(std::time::Duration::from_millis(100));
     assert_eq!(hits.load(Ordering::SeqCst), 0, "the server was reached");
 }
@@ -134,9 +240,18 @@ async fn http_without_a_grant_is_denied_and_nothing_connects() {
 #[tokio::test]
 async fn http_with_a_grant_reaches_the_server() {
     let (port, hits) = http_server("hello from the test server");
-    let grants = Grants { network: vec![format!("http://127.0.0.1:{port}")], ..Default::default() };
+    let grants = Grants {
+        network: vec![format!("http://127.0.0.1:{port}")],
+        ..Default::default()
+    };
     let host = host_with("hostile", with_grants(grants)).await;
-    let out = host.call("hostile.http", json!({"arg": format!("http://127.0.0.1:{port}/x?y=1")})).await.unwrap();
+    let out = host
+        .call(
+            "hostile.http",
+            json!({"arg": format!("http://127.0.0.1:{port}/x?y=1")}),
+        )
+        .await
+        .unwrap();
     assert_eq!(out["status"], 200);
     assert_eq!(out["body"], "hello from the test server");
     assert_eq!(hits.load(Ordering::SeqCst), 1);
@@ -146,20 +261,43 @@ async fn http_with_a_grant_reaches_the_server() {
 async fn raw_tcp_obeys_the_same_grants() {
     let (port, hits) = http_server("");
     let host = host_with("hostile", hostile()).await;
-    expect_denied(host.call("hostile.tcp", json!({"arg": format!("127.0.0.1:{port}")})).await);
+    expect_denied(
+        host.call("hostile.tcp", json!({"arg": format!("127.0.0.1:{port}")}))
+            .await,
+    );
     // An HTTP grant is not a TCP grant.
-    let http_only = Grants { network: vec![format!("http://127.0.0.1:{port}")], ..Default::default() };
+    let http_only = Grants {
+        network: vec![format!("http://127.0.0.1:{port}")],
+        ..Default::default()
+    };
     let host = host_with("hostile", with_grants(http_only)).await;
-    expect_denied(host.call("hostile.tcp", json!({"arg": format!("127.0.0.1:{port}")})).await);
+    expect_denied(
+        host.call("hostile.tcp", json!({"arg": format!("127.0.0.1:{port}")}))
+            .await,
+    );
     std::thread::sleep(std::time::Duration::from_millis(100));
     assert_eq!(hits.load(Ordering::SeqCst), 0);
 
-    let tcp = Grants { network: vec![format!("tcp://127.0.0.1:{port}")], ..Default::default() };
+    let tcp = Grants {
+        network: vec![format!("tcp://127.0.0.1:{port}")],
+        ..Default::default()
+    };
     let host = host_with("hostile", with_grants(tcp)).await;
-    assert_eq!(host.call("hostile.tcp", json!({"arg": format!("127.0.0.1:{port}")})).await.unwrap()["connected"], true);
+    assert_eq!(
+        host.call("hostile.tcp", json!({"arg": format!("127.0.0.1:{port}")}))
+            .await
+            .unwrap()["connected"],
+        true
+    );
     // Granted port only.
     let (other_port, other_hits) = http_server("");
-    expect_denied(host.call("hostile.tcp", json!({"arg": format!("127.0.0.1:{other_port}")})).await);
+    expect_denied(
+        host.call(
+            "hostile.tcp",
+            json!({"arg": format!("127.0.0.1:{other_port}")}),
+        )
+        .await,
+    );
     std::thread::sleep(std::time::Duration::from_millis(100));
     assert_eq!(other_hits.load(Ordering::SeqCst), 0);
 }

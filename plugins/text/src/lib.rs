@@ -120,9 +120,11 @@ fn convert_case(text: &str, to: &str) -> Result<String, Error> {
             })
             .collect(),
         "pascal" => ws.iter().map(|w| capitalize(w)).collect(),
-        other => return Err(Error::invalid_input(format!(
+        other => {
+            return Err(Error::invalid_input(format!(
             "unknown case `{other}`: expected upper, lower, title, snake, kebab, camel or pascal"
-        ))),
+        )))
+        }
     })
 }
 
