@@ -211,14 +211,9 @@ impl LoadedPlugin {
         if let Some(limit) = store.data().limiter.hit {
             return self.limit_error(capability, limit);
         }
+        // A memory refused while instantiating (an initial size above the
+        // cap) was recorded by the limiter above; anything else is a trap.
         let message = format!("{e:#}");
-        if trap.is_none() && !message.contains("wasm trap") && !message.contains("wasm backtrace") {
-            // Instantiation failures (a memory larger than allowed, a pool
-            // exhausted) are not traps.
-            if message.contains("memory") && message.contains("minimum") {
-                return self.limit_error(capability, Limit::Memory);
-            }
-        }
         Error::Trap {
             plugin: self.name.to_string(),
             capability: capability.to_string(),
