@@ -155,9 +155,7 @@ impl LoadedPlugin {
     /// Checks a new instance can be created and initialised; keeps it warm.
     pub(crate) async fn warm_up(&self) -> Result<()> {
         let warm = self.new_instance("init").await?;
-        if self.info.instances == InstanceMode::Reuse {
-            self.idle.lock().expect("pool lock").push(warm);
-        }
+        self.checkin(warm);
         Ok(())
     }
 
@@ -221,11 +219,10 @@ impl LoadedPlugin {
         }
     }
 
-    /// Calls a capability of this plugin.
-    pub(crate) async fn call(&self, capability: &str, input: &Value) -> Result<Value> {
-        let input_text =
-            serde_json::to_string(input).map_err(|e| Error::Internal(e.to_string()))?;
-        let _permit = self
+    /// Takes a permit and an instance (warm if one is idle, else new), armed
+    /// with a fresh budget. `during` names the call for errors.
+    async fn checkout(&self, during: &str) -> Result<(tokio::sync::SemaphorePermit<'_>, Warm)> {
+        let permit = self
             .permits
             .acquire()
             .await
@@ -237,9 +234,25 @@ impl LoadedPlugin {
         };
         let mut warm = match reused {
             Some(w) => w,
-            None => self.new_instance(capability).await?,
+            None => self.new_instance(during).await?,
         };
         self.arm(&mut warm.store);
+        Ok((permit, warm))
+    }
+
+    /// Returns a healthy instance to the idle pool (in reuse mode). An
+    /// instance that trapped or hit a limit must never come back here.
+    fn checkin(&self, warm: Warm) {
+        if self.info.instances == InstanceMode::Reuse {
+            self.idle.lock().expect("pool lock").push(warm);
+        }
+    }
+
+    /// Calls a capability of this plugin.
+    pub(crate) async fn call(&self, capability: &str, input: &Value) -> Result<Value> {
+        let input_text =
+            serde_json::to_string(input).map_err(|e| Error::Internal(e.to_string()))?;
+        let (_permit, mut warm) = self.checkout(capability).await?;
         let r = self
             .timed(warm.bindings.warden_provider_provider().call_call(
                 &mut warm.store,
@@ -253,9 +266,7 @@ impl LoadedPlugin {
             Err(e) => return Err(e),
             Ok(outcome) => outcome,
         };
-        if self.info.instances == InstanceMode::Reuse {
-            self.idle.lock().expect("pool lock").push(warm);
-        }
+        self.checkin(warm);
         match outcome {
             Ok(text) => serde_json::from_str(&text).map_err(|e| Error::Contract {
                 plugin: self.name.to_string(),
@@ -267,21 +278,7 @@ impl LoadedPlugin {
 
     /// Asks a (warm or fresh) instance for its health.
     pub(crate) async fn health(&self) -> Result<wit::HealthReport> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| Error::Internal("plugin is shutting down".into()))?;
-        let reused = if self.info.instances == InstanceMode::Reuse {
-            self.idle.lock().expect("pool lock").pop()
-        } else {
-            None
-        };
-        let mut warm = match reused {
-            Some(w) => w,
-            None => self.new_instance("health").await?,
-        };
-        self.arm(&mut warm.store);
+        let (_permit, mut warm) = self.checkout("health").await?;
         let r = self
             .timed(
                 warm.bindings
@@ -290,9 +287,7 @@ impl LoadedPlugin {
             )
             .await;
         let report = self.settle(&warm.store, "health", r)?;
-        if self.info.instances == InstanceMode::Reuse {
-            self.idle.lock().expect("pool lock").push(warm);
-        }
+        self.checkin(warm);
         Ok(report)
     }
 
