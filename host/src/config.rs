@@ -47,6 +47,9 @@ pub struct Config {
     /// Plugins by name.
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginConfig>,
+    /// The marketplace store.
+    #[serde(default)]
+    pub marketplace: MarketplaceSettings,
     /// Directory that relative paths are resolved against (the config
     /// file's directory; the current directory for configs built in code).
     #[serde(skip)]
@@ -63,6 +66,17 @@ pub struct HostSettings {
     /// Turns the compiled-component cache off.
     #[serde(default)]
     pub no_cache: bool,
+}
+
+/// The marketplace store (`[marketplace]`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MarketplaceSettings {
+    /// Directory where `warden import` keeps imported capabilities (one
+    /// `.rtfs` file each), loaded at every start. Default for a config file:
+    /// `.warden/marketplace` beside it; configs built in code have none
+    /// unless set (imports then live in memory only).
+    pub dir: Option<PathBuf>,
 }
 
 /// Per-call limits (`[limits]`, `[plugins.NAME.limits]`). Unset fields fall
@@ -310,6 +324,9 @@ impl Config {
             }
         })?;
         cfg.base_dir = base_dir.to_path_buf();
+        if cfg.marketplace.dir.is_none() {
+            cfg.marketplace.dir = Some(PathBuf::from(".warden/marketplace"));
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -369,6 +386,14 @@ impl Config {
         } else {
             self.base_dir.join(path)
         }
+    }
+
+    /// The marketplace store directory, if any.
+    pub fn marketplace_dir(&self) -> Option<PathBuf> {
+        self.marketplace
+            .dir
+            .as_deref()
+            .map(|d| self.resolve_path(d))
     }
 
     /// The compiled-component cache directory, or `None` if caching is off.
@@ -440,6 +465,11 @@ mod tests {
         assert_eq!(p.grants, Grants::default());
         assert_eq!(p.config, serde_json::json!({}));
         assert!(!cfg.host.no_cache);
+        assert_eq!(
+            cfg.marketplace_dir(),
+            Some(PathBuf::from("/cfg/.warden/marketplace"))
+        );
+        assert_eq!(Config::new("/x").marketplace_dir(), None);
         assert_eq!(cfg.resolve_path(&p.component), PathBuf::from("/cfg/a.wasm"));
         let d: DirGrant = toml::from_str("host = 'x'\nguest = '/x'").unwrap();
         assert_eq!(d.mode, DirMode::ReadOnly);

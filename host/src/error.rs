@@ -154,6 +154,30 @@ pub enum Error {
         message: String,
     },
 
+    /// The provider's output does not match the capability's output schema.
+    #[error("`{capability}` returned output that breaks its schema: {message}")]
+    InvalidOutput {
+        /// The plugin.
+        plugin: String,
+        /// The capability called.
+        capability: String,
+        /// Where and how it breaks the schema.
+        message: String,
+    },
+
+    /// The capability is registered (imported) but nothing loaded serves it.
+    #[error("capability `{capability}` (provider :{provider}) is registered, but no loaded plugin serves :{provider} capabilities")]
+    NotServed {
+        /// The capability.
+        capability: String,
+        /// Its provider kind.
+        provider: String,
+    },
+
+    /// A snapshot or the marketplace store could not be read or written.
+    #[error("marketplace: {0}")]
+    Marketplace(String),
+
     /// The guest broke the contract (output that is not JSON, ...).
     #[error("plugin `{plugin}` broke the provider contract: {message}")]
     Contract {

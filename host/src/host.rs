@@ -4,14 +4,16 @@ use crate::bindings::{Plugin as PluginBindings, PluginPre};
 use crate::config::{Config, InstanceMode};
 use crate::engine::{self, CompileSource, EpochTicker};
 use crate::error::{Error, Result};
+use crate::marketplace::{self, Manifest, ProviderKind};
 use crate::plugin::{LoadedPlugin, PluginInfo};
 use crate::policy::Policy;
-use crate::registry::{flatten_metadata, parse_metadata, CapabilityInfo, Registry};
+use crate::registry::{parse_metadata, CapabilityInfo, Registered, Registry, Source};
+use crate::route::Route;
 use crate::sandbox::State;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use wasmtime::component::{HasSelf, Linker};
 
 /// Instances kept in reserve beyond the plugins' `max-instances` (describe
@@ -35,9 +37,32 @@ pub struct Host {
 
 struct Inner {
     plugins: Vec<Arc<LoadedPlugin>>,
-    registry: Registry,
+    registry: RwLock<Registry>,
+    store: Option<PathBuf>,
     // Dropped last: stops the epoch thread once no call can be running.
     _ticker: EpochTicker,
+}
+
+/// What [`Host::import`] did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImportReport {
+    /// Ids registered for the first time.
+    pub registered: Vec<String>,
+    /// Ids that replaced an earlier import.
+    pub updated: Vec<String>,
+    /// Ids (or files) skipped, with the reason.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// What [`Host::export_rtfs`] and [`Host::export_json`] did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ExportReport {
+    /// Ids written.
+    pub exported: Vec<String>,
+    /// Files written.
+    pub files: Vec<PathBuf>,
+    /// Ids skipped (not serializable), with the reason.
+    pub skipped: Vec<(String, String)>,
 }
 
 /// Health of one plugin, as it reports it.
@@ -154,28 +179,17 @@ impl Host {
             plugin.info.description = description.info.description;
             let index = plugins.len();
             for d in description.capabilities {
-                if d.id.trim().is_empty() {
-                    return Err(Error::load(name, "declares a capability with an empty id"));
+                let id = d.id.clone();
+                let info = descriptor_info(d, name)
+                    .map_err(|e| Error::load(name, format!("capability `{id}`: {e}")))?;
+                if let Route::Session { key } = &info.route {
+                    return Err(Error::load(
+                        name,
+                        format!("capability `{id}` asks for a session (metadata `{key}`), and this host does not pool sessions yet"),
+                    ));
                 }
-                let metadata = parse_metadata(&d.metadata)
-                    .map_err(|e| Error::load(name, format!("capability `{}`: {e}", d.id)))?;
-                plugin.info.capabilities.push(d.id.clone());
-                registry.insert(
-                    index,
-                    CapabilityInfo {
-                        flat_metadata: flatten_metadata(&metadata),
-                        metadata,
-                        id: d.id,
-                        name: d.name,
-                        version: d.version,
-                        description: d.description,
-                        plugin: name.clone(),
-                        input_schema: d.input_schema,
-                        output_schema: d.output_schema,
-                        permissions: d.permissions,
-                        effects: d.effects,
-                    },
-                )?;
+                plugin.info.capabilities.push(id);
+                registry.insert(Source::Plugin(index), info)?;
             }
             plugin.warm_up().await.map_err(|e| match e {
                 e @ Error::Load { .. } => e,
@@ -184,19 +198,65 @@ impl Host {
             tracing::debug!(plugin = %name, compiled = ?compiled, "loaded");
             plugins.push(Arc::new(plugin));
         }
+        let store = config.marketplace_dir();
+        if let Some(dir) = store.as_deref().filter(|d| d.is_dir()) {
+            for (file, entry) in marketplace::read_path(dir)
+                .map_err(|e| Error::Marketplace(format!("store {}: {e}", dir.display())))?
+            {
+                let m = entry
+                    .map_err(|e| Error::Marketplace(format!("store {}: {e}", file.display())))?;
+                let info = CapabilityInfo::from_manifest(m, None)
+                    .map_err(|e| Error::Marketplace(format!("store {}: {e}", file.display())))?;
+                registry.insert(Source::Imported, info)?;
+            }
+        }
         Ok(Host {
             inner: Arc::new(Inner {
                 plugins,
-                registry,
+                registry: RwLock::new(registry),
+                store,
                 _ticker: ticker,
             }),
         })
     }
 
+    fn registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        self.inner
+            .registry
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Calls capability `id` with a JSON `input` and returns its JSON output.
+    ///
+    /// The input is checked against the capability's input schema before
+    /// any guest code runs, and the output against its output schema after.
     pub async fn call(&self, id: &str, input: Value) -> Result<Value> {
-        let (index, _) = self.inner.registry.get(id)?;
-        self.inner.plugins[*index].call(id, &input).await
+        let (source, info) = self.registry().get(id)?;
+        info.input_type
+            .validate(&input)
+            .map_err(|e| Error::InvalidInput {
+                capability: id.to_string(),
+                message: e.to_string(),
+            })?;
+        let plugin = match source {
+            Source::Plugin(index) => &self.inner.plugins[index],
+            Source::Imported => {
+                return Err(Error::NotServed {
+                    capability: id.to_string(),
+                    provider: info.provider.name().to_string(),
+                })
+            }
+        };
+        let output = plugin.call(id, &input).await?;
+        info.output_type
+            .validate(&output)
+            .map_err(|e| Error::InvalidOutput {
+                plugin: plugin.info.name.clone(),
+                capability: id.to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(output)
     }
 
     /// Like [`call`](Self::call), with typed input and output.
@@ -216,14 +276,131 @@ impl Host {
         })
     }
 
-    /// Every registered capability, in load order.
-    pub fn capabilities(&self) -> Vec<&CapabilityInfo> {
-        self.inner.registry.iter().collect()
+    /// Every registered capability: plugins' in load order, then imported ones.
+    pub fn capabilities(&self) -> Vec<Arc<CapabilityInfo>> {
+        self.registry().iter().cloned().collect()
     }
 
     /// The capability `id`, or an error naming the nearest ids.
-    pub fn capability(&self, id: &str) -> Result<&CapabilityInfo> {
-        self.inner.registry.get(id).map(|(_, c)| c)
+    pub fn capability(&self, id: &str) -> Result<Arc<CapabilityInfo>> {
+        self.registry().get(id).map(|(_, c)| c)
+    }
+
+    /// The registered capabilities of serializable provider kinds, and the
+    /// others with the reason they cannot be exported.
+    fn exportable(&self) -> (Vec<Manifest>, Vec<(String, String)>) {
+        let mut out = Vec::new();
+        let mut skipped = Vec::new();
+        for c in self.capabilities() {
+            if c.provider.serializable() {
+                out.push(c.manifest());
+            } else {
+                let by = c
+                    .plugin
+                    .as_deref()
+                    .map(|p| format!(" of plugin `{p}`"))
+                    .unwrap_or_default();
+                skipped.push((
+                    c.id.clone(),
+                    format!(":{} capability{by} is runtime-only", c.provider),
+                ));
+            }
+        }
+        (out, skipped)
+    }
+
+    /// Writes every serializable capability to `dir` as one `.rtfs` snapshot
+    /// file each; the others are skipped and named in the report.
+    pub fn export_rtfs(&self, dir: &Path) -> Result<ExportReport> {
+        let (caps, skipped) = self.exportable();
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Marketplace(format!("{}: {e}", dir.display())))?;
+        let mut report = ExportReport {
+            skipped,
+            ..Default::default()
+        };
+        for m in caps {
+            let path = dir.join(marketplace::file_name(&m.id, "rtfs"));
+            write_file(
+                &path,
+                &marketplace::snapshot_to_rtfs(std::slice::from_ref(&m)),
+            )?;
+            report.exported.push(m.id);
+            report.files.push(path);
+        }
+        Ok(report)
+    }
+
+    /// Writes every serializable capability to one JSON snapshot `file`.
+    pub fn export_json(&self, file: &Path) -> Result<ExportReport> {
+        let (caps, skipped) = self.exportable();
+        write_file(file, &marketplace::snapshot_to_json(&caps))?;
+        Ok(ExportReport {
+            exported: caps.into_iter().map(|m| m.id).collect(),
+            files: vec![file.to_path_buf()],
+            skipped,
+        })
+    }
+
+    /// Imports the capabilities in `path` (an `.rtfs` or `.json` snapshot, or
+    /// a directory of them) into the registry and the marketplace store.
+    /// Capabilities of runtime-only kinds, invalid entries and ids a plugin
+    /// already serves are skipped and named in the report; re-importing an
+    /// imported id replaces it.
+    pub fn import(&self, path: &Path) -> Result<ImportReport> {
+        let entries = marketplace::read_path(path).map_err(Error::Marketplace)?;
+        let mut report = ImportReport::default();
+        let mut registry = self
+            .inner
+            .registry
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        for (file, entry) in entries {
+            let m = match entry {
+                Ok(m) => m,
+                Err(e) => {
+                    report.skipped.push((file.display().to_string(), e));
+                    continue;
+                }
+            };
+            if !m.provider.serializable() {
+                report.skipped.push((
+                    m.id.clone(),
+                    format!(
+                        ":{} capabilities are runtime-only and cannot be imported",
+                        m.provider
+                    ),
+                ));
+                continue;
+            }
+            let id = m.id.clone();
+            let info = match CapabilityInfo::from_manifest(m.clone(), None) {
+                Ok(i) => i,
+                Err(e) => {
+                    report.skipped.push((id, e));
+                    continue;
+                }
+            };
+            match registry.insert(Source::Imported, info) {
+                Ok(outcome) => {
+                    if let Some(dir) = &self.inner.store {
+                        std::fs::create_dir_all(dir).map_err(|e| {
+                            Error::Marketplace(format!("store {}: {e}", dir.display()))
+                        })?;
+                        write_file(
+                            &dir.join(marketplace::file_name(&id, "rtfs")),
+                            &marketplace::snapshot_to_rtfs(&[m]),
+                        )?;
+                    }
+                    match outcome {
+                        Registered::New => report.registered.push(id),
+                        Registered::Replaced => report.updated.push(id),
+                    }
+                }
+                Err(e) => report.skipped.push((id, e.to_string())),
+            }
+        }
+        Ok(report)
     }
 
     /// Every loaded plugin.
@@ -259,6 +436,11 @@ impl Host {
         })
     }
 
+    /// The marketplace store directory, if the host has one.
+    pub fn store_dir(&self) -> Option<&Path> {
+        self.inner.store.as_deref()
+    }
+
     /// Whether plugin `name` was compiled at load or came from the cache.
     pub fn compile_source(&self, name: &str) -> Result<CompileSource> {
         Ok(self.plugin(name)?.compiled)
@@ -268,4 +450,45 @@ impl Host {
     pub fn instance_mode(&self, name: &str) -> Result<InstanceMode> {
         Ok(self.plugin(name)?.instances)
     }
+}
+
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp~");
+    std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| Error::Marketplace(format!("writing {}: {e}", path.display())))
+}
+
+/// A plugin's descriptor as a registry entry.
+fn descriptor_info(
+    d: crate::bindings::warden::provider::types::CapabilityDescriptor,
+    plugin: &str,
+) -> std::result::Result<CapabilityInfo, String> {
+    let metadata = parse_metadata(&d.metadata)?;
+    let provider = if d.provider_kind.trim().is_empty() {
+        ProviderKind::Plugin
+    } else {
+        ProviderKind::parse(d.provider_kind.trim())
+            .ok_or_else(|| format!("unknown provider kind `{}`", d.provider_kind))?
+    };
+    let provider_meta = match parse_metadata(&d.provider_meta)
+        .map_err(|e| e.replace("metadata", "provider-meta"))?
+    {
+        Value::Object(o) => o,
+        _ => unreachable!("parse_metadata returns objects"),
+    };
+    let manifest = Manifest {
+        id: d.id,
+        name: d.name,
+        version: d.version,
+        description: d.description,
+        provider,
+        provider_meta,
+        input_schema: d.input_schema,
+        output_schema: d.output_schema,
+        metadata,
+        permissions: d.permissions,
+        effects: d.effects,
+    };
+    CapabilityInfo::from_manifest(manifest, Some(plugin.to_string()))
 }

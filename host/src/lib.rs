@@ -22,19 +22,27 @@ pub mod config;
 mod engine;
 mod error;
 mod host;
+pub mod marketplace;
 mod plugin;
 pub mod policy;
 mod registry;
+pub mod route;
+pub mod rtfs;
 mod sandbox;
+pub mod schema;
 
 pub use config::{
     Config, DirGrant, DirMode, Grants, InstanceMode, Limits, PluginConfig, ResolvedLimits,
 };
 pub use engine::{digest, CompileSource};
 pub use error::{Error, ErrorKind, Limit, Result};
+pub use host::{ExportReport, ImportReport};
 pub use host::{Health, Host};
+pub use marketplace::{Manifest, ProviderKind};
 pub use plugin::PluginInfo;
 pub use registry::{flatten_metadata, CapabilityInfo};
+pub use route::{Hints, Route};
+pub use schema::TypeExpr;
 
 /// The one `bindgen!` for the provider contract in `wit/`.
 mod bindings {

@@ -1,11 +1,16 @@
 //! The marketplace registry: every capability of every loaded plugin, by id.
 
 use crate::error::{Error, Result};
+use crate::marketplace::{Manifest, ProviderKind};
+use crate::route::{Hints, Route};
+use crate::schema::TypeExpr;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-/// One registered capability.
+/// One registered capability: its manifest, who serves it, and what the
+/// host derived from it (parsed schemas, route, hints).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct CapabilityInfo {
@@ -17,13 +22,18 @@ pub struct CapabilityInfo {
     pub version: String,
     /// What it does.
     pub description: String,
-    /// The plugin that serves it.
-    pub plugin: String,
+    /// The plugin that serves it; `None` for an imported capability no
+    /// loaded plugin serves.
+    pub plugin: Option<String>,
+    /// The kind of provider behind it.
+    pub provider: ProviderKind,
+    /// The provider's parameters (secrets by name only).
+    pub provider_meta: Map<String, Value>,
     /// Input schema (RTFS type expression).
     pub input_schema: String,
     /// Output schema (RTFS type expression).
     pub output_schema: String,
-    /// Metadata as the provider declared it (hierarchical).
+    /// Metadata as declared (hierarchical).
     pub metadata: Value,
     /// Metadata flattened to dotted keys, as used for routing.
     pub flat_metadata: BTreeMap<String, Value>,
@@ -31,6 +41,72 @@ pub struct CapabilityInfo {
     pub permissions: Vec<String>,
     /// Effects it may have.
     pub effects: Vec<String>,
+    /// How calls are served, decided from the metadata.
+    pub route: Route,
+    /// Retry and rate-limit hints from the metadata.
+    pub hints: Hints,
+    #[serde(skip)]
+    pub(crate) input_type: TypeExpr,
+    #[serde(skip)]
+    pub(crate) output_type: TypeExpr,
+}
+
+impl CapabilityInfo {
+    /// Checks a manifest and derives what the host routes and validates with.
+    pub fn from_manifest(
+        m: Manifest,
+        plugin: Option<String>,
+    ) -> std::result::Result<CapabilityInfo, String> {
+        let input_type =
+            TypeExpr::parse(&m.input_schema).map_err(|e| format!("input schema: {e}"))?;
+        let output_type =
+            TypeExpr::parse(&m.output_schema).map_err(|e| format!("output schema: {e}"))?;
+        if !m.metadata.is_object() {
+            return Err("metadata must be a JSON object".into());
+        }
+        if m.provider.serializable() {
+            crate::marketplace::check_provider_meta(m.provider, &m.provider_meta)?;
+        }
+        let flat_metadata = flatten_metadata(&m.metadata);
+        let route = crate::route::route(&flat_metadata)?;
+        let hints = crate::route::hints(&flat_metadata)?;
+        Ok(CapabilityInfo {
+            id: m.id,
+            name: m.name,
+            version: m.version,
+            description: m.description,
+            plugin,
+            provider: m.provider,
+            provider_meta: m.provider_meta,
+            input_schema: input_type.to_text(),
+            output_schema: output_type.to_text(),
+            metadata: m.metadata,
+            flat_metadata,
+            permissions: m.permissions,
+            effects: m.effects,
+            route,
+            hints,
+            input_type,
+            output_type,
+        })
+    }
+
+    /// The capability as a marketplace manifest.
+    pub fn manifest(&self) -> Manifest {
+        Manifest {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            version: self.version.clone(),
+            description: self.description.clone(),
+            provider: self.provider,
+            provider_meta: self.provider_meta.clone(),
+            input_schema: self.input_schema.clone(),
+            output_schema: self.output_schema.clone(),
+            metadata: self.metadata.clone(),
+            permissions: self.permissions.clone(),
+            effects: self.effects.clone(),
+        }
+    }
 }
 
 /// Flattens nested objects into dotted keys: `{"mcp":{"requires-session":true}}`
@@ -70,35 +146,63 @@ pub(crate) fn parse_metadata(text: &str) -> std::result::Result<Value, String> {
     }
 }
 
-/// Capabilities by id, each pointing at the plugin (by index) that serves it.
+/// Where a capability came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// Declared by the plugin at this index.
+    Plugin(usize),
+    /// Imported from a snapshot into the marketplace store.
+    Imported,
+}
+
+/// What registering an imported capability did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Registered {
+    New,
+    Replaced,
+}
+
+/// Capabilities by id.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
-    by_id: HashMap<String, (usize, CapabilityInfo)>,
+    by_id: HashMap<String, (Source, Arc<CapabilityInfo>)>,
     ordered: Vec<String>,
 }
 
 impl Registry {
-    pub(crate) fn insert(&mut self, plugin_index: usize, info: CapabilityInfo) -> Result<()> {
-        if let Some((_, existing)) = self.by_id.get(&info.id) {
+    pub(crate) fn insert(&mut self, source: Source, info: CapabilityInfo) -> Result<Registered> {
+        if let Some((existing_source, existing)) = self.by_id.get(&info.id) {
+            // Re-importing an imported capability replaces it (an edited snapshot).
+            if *existing_source == Source::Imported && source == Source::Imported {
+                self.by_id.insert(info.id.clone(), (source, Arc::new(info)));
+                return Ok(Registered::Replaced);
+            }
+            let name = |s: &Source, i: &CapabilityInfo| match s {
+                Source::Plugin(_) => i.plugin.clone().unwrap_or_default(),
+                Source::Imported => "the marketplace store".to_string(),
+            };
             return Err(Error::DuplicateCapability {
                 id: info.id.clone(),
-                first: existing.plugin.clone(),
-                second: info.plugin,
+                first: name(existing_source, existing),
+                second: name(&source, &info),
             });
         }
         self.ordered.push(info.id.clone());
-        self.by_id.insert(info.id.clone(), (plugin_index, info));
-        Ok(())
+        self.by_id.insert(info.id.clone(), (source, Arc::new(info)));
+        Ok(Registered::New)
     }
 
-    pub(crate) fn get(&self, id: &str) -> Result<&(usize, CapabilityInfo)> {
-        self.by_id.get(id).ok_or_else(|| Error::UnknownCapability {
-            id: id.to_string(),
-            suggestions: self.nearest(id),
-        })
+    pub(crate) fn get(&self, id: &str) -> Result<(Source, Arc<CapabilityInfo>)> {
+        self.by_id
+            .get(id)
+            .map(|(s, i)| (*s, i.clone()))
+            .ok_or_else(|| Error::UnknownCapability {
+                id: id.to_string(),
+                suggestions: self.nearest(id),
+            })
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &CapabilityInfo> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<CapabilityInfo>> {
         self.ordered.iter().map(|id| &self.by_id[id].1)
     }
 
@@ -137,19 +241,20 @@ mod tests {
     use serde_json::json;
 
     fn cap(id: &str, plugin: &str) -> CapabilityInfo {
-        CapabilityInfo {
+        let m = Manifest {
             id: id.into(),
             name: id.into(),
             version: "1".into(),
             description: String::new(),
-            plugin: plugin.into(),
+            provider: ProviderKind::Plugin,
+            provider_meta: Map::new(),
             input_schema: ":any".into(),
             output_schema: ":any".into(),
             metadata: json!({}),
-            flat_metadata: BTreeMap::new(),
             permissions: vec![],
             effects: vec![],
-        }
+        };
+        CapabilityInfo::from_manifest(m, Some(plugin.into())).unwrap()
     }
 
     #[test]
@@ -174,8 +279,11 @@ mod tests {
     #[test]
     fn duplicates_name_both_plugins() {
         let mut r = Registry::default();
-        r.insert(0, cap("a.b", "one")).unwrap();
-        let err = r.insert(1, cap("a.b", "two")).unwrap_err().to_string();
+        r.insert(Source::Plugin(0), cap("a.b", "one")).unwrap();
+        let err = r
+            .insert(Source::Plugin(1), cap("a.b", "two"))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("one") && err.contains("two") && err.contains("a.b"),
             "{err}"
@@ -186,7 +294,7 @@ mod tests {
     fn unknown_ids_suggest_the_nearest() {
         let mut r = Registry::default();
         for id in ["text.hash", "text.case", "json.get", "files.read"] {
-            r.insert(0, cap(id, "p")).unwrap();
+            r.insert(Source::Plugin(0), cap(id, "p")).unwrap();
         }
         match r.get("text.hsh").unwrap_err() {
             Error::UnknownCapability { suggestions, .. } => assert_eq!(suggestions[0], "text.hash"),

@@ -90,6 +90,12 @@ pub fn describe<P: Provider>() -> wit::Description {
                 metadata: c.metadata.to_string(),
                 permissions: c.permissions.clone(),
                 effects: c.effects.clone(),
+                provider_kind: c.provider_kind.clone(),
+                provider_meta: if c.provider_meta.is_null() {
+                    String::new()
+                } else {
+                    c.provider_meta.to_string()
+                },
             })
             .collect(),
     })

@@ -71,6 +71,8 @@ pub struct Capability {
     pub(crate) metadata: Value,
     pub(crate) permissions: Vec<String>,
     pub(crate) effects: Vec<String>,
+    pub(crate) provider_kind: String,
+    pub(crate) provider_meta: Value,
 }
 
 impl Capability {
@@ -87,6 +89,8 @@ impl Capability {
             metadata: Value::Object(Default::default()),
             permissions: Vec::new(),
             effects: Vec::new(),
+            provider_kind: String::new(),
+            provider_meta: Value::Null,
         }
     }
     /// Sets what the capability does.
@@ -118,6 +122,15 @@ impl Capability {
     /// Adds a permission the capability needs, e.g. `read:weather`.
     pub fn permission(mut self, permission: impl Into<String>) -> Self {
         self.permissions.push(permission.into());
+        self
+    }
+    /// Declares that the capability stands for a remote service of `kind`
+    /// (`Http`, `Mcp`, `A2A`, `RemoteRTFS`) with its parameters, e.g.
+    /// `json!({"server-url": "http://...", "tool-name": "add"})`, so the host's
+    /// marketplace can export it. Name secrets (`auth-secret`), never embed them.
+    pub fn provider(mut self, kind: impl Into<String>, meta: Value) -> Self {
+        self.provider_kind = kind.into();
+        self.provider_meta = meta;
         self
     }
     /// Adds an effect the capability may have, e.g. `call:external_api`.

@@ -45,6 +45,27 @@ enum Command {
         /// Input as JSON, or `-` to read it from stdin. Default: `{}`.
         input: Option<String>,
     },
+    /// Export every serializable capability as RTFS files or one JSON file.
+    #[command(group = clap::ArgGroup::new("format").required(true))]
+    Export {
+        /// Write one `.rtfs` snapshot file per capability into DIR.
+        #[arg(long, value_name = "DIR", group = "format")]
+        rtfs: Option<PathBuf>,
+        /// Write one JSON snapshot to FILE.
+        #[arg(long, value_name = "FILE", group = "format")]
+        json: Option<PathBuf>,
+    },
+    /// Import capabilities from a snapshot file or a directory of them into
+    /// the marketplace store; reports what was registered and what was skipped.
+    Import {
+        /// A `.rtfs` or `.json` snapshot, or a directory of them.
+        path: PathBuf,
+    },
+    /// Work with RTFS type-expression schemas.
+    Schema {
+        #[command(subcommand)]
+        command: SchemaCommand,
+    },
     /// Show a plugin's descriptors, grants and limits.
     Inspect {
         /// Plugin name from the configuration.
@@ -53,6 +74,78 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum SchemaCommand {
+    /// Check a JSON value against a schema: prints OK, or the error path (exit 4).
+    Check {
+        /// The schema, e.g. `[:map [:name :string]]`.
+        schema: String,
+        /// The JSON value, or `-` for stdin.
+        json: String,
+    },
+    /// Print the JSON Schema equivalent of a schema.
+    ToJson {
+        /// The schema.
+        schema: String,
+    },
+    /// Convert a JSON Schema (text, or `-` for stdin) into a schema; losses go to stderr.
+    FromJson {
+        /// The JSON Schema.
+        json: String,
+    },
+}
+
+fn read_arg(text: &str) -> anyhow::Result<String> {
+    if text == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading stdin")?;
+        Ok(s)
+    } else {
+        Ok(text.to_string())
+    }
+}
+
+/// `warden schema ...` needs no configuration.
+fn schema_command(cmd: SchemaCommand) -> anyhow::Result<ExitCode> {
+    use warden::TypeExpr;
+    match cmd {
+        SchemaCommand::Check { schema, json } => {
+            let ty = TypeExpr::parse(&schema)?;
+            let value: serde_json::Value = serde_json::from_str(&read_arg(&json)?)
+                .map_err(|e| anyhow::anyhow!("the value is not valid JSON: {e}"))?;
+            match ty.validate(&value) {
+                Ok(()) => {
+                    println!("OK");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    println!("{e}");
+                    Ok(ExitCode::from(4))
+                }
+            }
+        }
+        SchemaCommand::ToJson { schema } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&TypeExpr::parse(&schema)?.to_json_schema())?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        SchemaCommand::FromJson { json } => {
+            let value: serde_json::Value = serde_json::from_str(&read_arg(&json)?)
+                .map_err(|e| anyhow::anyhow!("not valid JSON: {e}"))?;
+            let (ty, notes) = TypeExpr::from_json_schema(&value);
+            for n in notes {
+                eprintln!("note: {n}");
+            }
+            println!("{ty}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -81,6 +174,15 @@ fn main() -> ExitCode {
             return ExitCode::from(4);
         }
     };
+    if let Command::Schema { command } = cli.command {
+        return match schema_command(command) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -110,7 +212,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let w_id = caps.iter().map(|c| c.id.len()).max().unwrap_or(2).max(2);
                 let w_pl = caps
                     .iter()
-                    .map(|c| c.plugin.len())
+                    .map(|c| c.plugin.as_deref().map_or(1, str::len))
                     .max()
                     .unwrap_or(6)
                     .max(6);
@@ -121,7 +223,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     } else {
                         &c.description
                     };
-                    println!("{:w_id$}  {:w_pl$}  {}", c.id, c.plugin, text);
+                    println!(
+                        "{:w_id$}  {:w_pl$}  {}",
+                        c.id,
+                        c.plugin.as_deref().unwrap_or("-"),
+                        text
+                    );
                 }
             }
         }
@@ -143,12 +250,54 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let out = host.call(&capability, value).await?;
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
+        Command::Export { rtfs, json } => {
+            let report = match (rtfs, json) {
+                (Some(dir), _) => host.export_rtfs(&dir)?,
+                (None, Some(file)) => host.export_json(&file)?,
+                (None, None) => unreachable!("clap requires one of --rtfs, --json"),
+            };
+            println!("exported {} capabilities", report.exported.len());
+            for f in &report.files {
+                println!("  {}", f.display());
+            }
+            for (id, why) in &report.skipped {
+                eprintln!("notice: skipped {id}: {why}");
+            }
+        }
+        Command::Import { path } => {
+            let report = host.import(&path)?;
+            for id in &report.registered {
+                println!("registered {id}");
+            }
+            for id in &report.updated {
+                println!("updated    {id}");
+            }
+            for (id, why) in &report.skipped {
+                println!("skipped    {id}: {why}");
+            }
+            match host.store_dir() {
+                Some(dir) => println!(
+                    "{} registered, {} updated, {} skipped (store: {})",
+                    report.registered.len(),
+                    report.updated.len(),
+                    report.skipped.len(),
+                    dir.display()
+                ),
+                None => println!(
+                    "{} registered, {} updated, {} skipped",
+                    report.registered.len(),
+                    report.updated.len(),
+                    report.skipped.len()
+                ),
+            }
+        }
+        Command::Schema { .. } => unreachable!("handled before loading the host"),
         Command::Inspect { plugin, json } => {
             let info = host.plugin(&plugin)?;
             let caps: Vec<_> = host
                 .capabilities()
                 .into_iter()
-                .filter(|c| c.plugin == plugin)
+                .filter(|c| c.plugin.as_deref() == Some(plugin.as_str()))
                 .collect();
             if json {
                 let v = serde_json::json!({ "plugin": info, "capabilities": caps });

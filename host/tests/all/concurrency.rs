@@ -86,23 +86,29 @@ async fn typed_calls_and_the_text_plugin() {
         .await
         .unwrap();
     assert_eq!(t, json!({"text": "abcd…", "truncated": true}));
+    // The host checks the declared schema before the guest runs.
     match host
         .call("text.case", json!({"text": "x", "to": "sideways"}))
+        .await
+    {
+        Err(e @ warden::Error::InvalidInput { .. }) => {
+            assert!(e.to_string().contains("$.to: expected one of"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    match host.call("text.case", json!({"nope": 1})).await {
+        Err(e @ warden::Error::InvalidInput { .. }) => assert_eq!(e.exit_code(), 4),
+        other => panic!("{other:?}"),
+    }
+    // What the schema lets through, the guest's typed input still checks.
+    match host
+        .call("text.case", json!({"text": "x", "to": "upper", "nope": 1}))
         .await
     {
         Err(warden::Error::Capability {
             kind: warden::ErrorKind::InvalidInput,
             ..
         }) => {}
-        other => panic!("{other:?}"),
-    }
-    match host.call("text.case", json!({"nope": 1})).await {
-        Err(
-            e @ warden::Error::Capability {
-                kind: warden::ErrorKind::InvalidInput,
-                ..
-            },
-        ) => assert_eq!(e.exit_code(), 4),
         other => panic!("{other:?}"),
     }
 }

@@ -6,5 +6,7 @@ mod cache;
 mod cli;
 mod concurrency;
 mod limits;
+mod marketplace;
+mod schema;
 mod util;
 mod wasi;

@@ -309,5 +309,5 @@ async fn metadata_is_flattened_for_routing() {
     assert_eq!(cap.flat_metadata["test.nested.key"], json!("v"));
     assert_eq!(cap.flat_metadata["test.flag"], json!(true));
     assert_eq!(cap.metadata["test"]["nested"]["key"], "v");
-    assert_eq!(cap.plugin, "hostile");
+    assert_eq!(cap.plugin.as_deref(), Some("hostile"));
 }

@@ -96,6 +96,31 @@ impl Provider for Hostile {
             this.calls += 1;
             Ok(json!({ "calls": this.calls }))
         })
+        .add(
+            Capability::new("hostile.typed", "Counts calls that passed the input schema")
+                .input("[:map [:n :int]]")
+                .output("[:map [:n :int] [:calls :int]]"),
+            |this, v: Value| {
+                this.calls += 1;
+                Ok(json!({ "n": v["n"], "calls": this.calls }))
+            },
+        )
+        .add(
+            Capability::new("hostile.bad-output", "Returns output that breaks its schema").output("[:map [:ok :bool]]"),
+            |_, _: Value| Ok(json!({ "ok": "yes" })),
+        )
+        .add(
+            Capability::new("hostile.remote", "Stands for a remote MCP tool")
+                .describe("An Mcp-kind capability, exportable to snapshots")
+                .version("2.1.0")
+                .input("[:map [:a :int] [:b :int]]")
+                .output(":int")
+                .metadata(json!({"mcp": {"server-url": "http://127.0.0.1:9/mcp", "tool-name": "add"}}))
+                .permission("call:add")
+                .effect("call:external_api")
+                .provider("Mcp", json!({"server-url": "http://127.0.0.1:9/mcp", "tool-name": "add", "auth-secret": "DEMO_TOKEN"})),
+            |_, v: Value| Ok(json!(v["a"].as_i64().unwrap_or(0) + v["b"].as_i64().unwrap_or(0))),
+        )
         .add(Capability::new("hostile.spin", "Loop forever"), |_, _: Value| {
             let mut i: u64 = 0;
             loop {
