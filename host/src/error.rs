@@ -214,7 +214,8 @@ impl Error {
             Error::Config(_)
             | Error::Load { .. }
             | Error::DuplicateCapability { .. }
-            | Error::UnknownPlugin(_) => 2,
+            | Error::UnknownPlugin(_)
+            | Error::Marketplace(_) => 2,
             Error::Denied { .. } => 3,
             _ => 4,
         }

@@ -299,6 +299,14 @@ fn demo(root: &Path) -> Result<()> {
         ),
         ("A path outside every grant (exit 3)", &["call", "files.read", r#"{"path":"/etc/passwd"}"#]),
         ("An unknown capability gets the nearest ids (exit 4)", &["call", "text.hsh", "{}"]),
+        (
+            "Input is checked against the capability's schema before the plugin runs (exit 4)",
+            &["call", "text.case", r#"{"text":"x","to":"sideways"}"#],
+        ),
+        (
+            "Schemas are RTFS type expressions; errors name the exact path",
+            &["schema", "check", "[:map [:items [:vector [:map [:name :string]]]]]", r#"{"items":[{"name":"a"},{"name":7}]}"#],
+        ),
     ];
     for (title, args) in steps {
         if !title.is_empty() {

@@ -232,3 +232,143 @@ fn bad_configs_are_clear_errors_with_exit_2() {
         &["absent.toml", "cannot read"],
     );
 }
+
+#[test]
+fn export_import_and_schema_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &plugin("hostile", &component("hostile")));
+
+    // Export: the plugin's Mcp capability is written; runtime-only ones are named as skipped.
+    let out_dir = dir.path().join("exported");
+    let o = warden(&cfg, &["export", "--rtfs", out_dir.to_str().unwrap()]);
+    assert_exit(&o, 0, &["notice: skipped hostile.echo", "runtime-only"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("exported 1 capabilities"));
+    let file = out_dir.join("hostile.remote.rtfs");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.starts_with(";; Warden marketplace snapshot") && text.contains(":module"),
+        "{text}"
+    );
+
+    // Edit by hand: a new id and description, then import it.
+    let edited = text
+        .replace("\"hostile.remote\"", "\"edited.remote\"")
+        .replace(
+            "An Mcp-kind capability, exportable to snapshots",
+            "Edited by hand",
+        );
+    let edited_file = dir.path().join("edited.rtfs");
+    std::fs::write(&edited_file, edited).unwrap();
+    let o = warden(&cfg, &["import", edited_file.to_str().unwrap()]);
+    assert_exit(&o, 0, &[]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("registered edited.remote") && stdout.contains("1 registered"),
+        "{stdout}"
+    );
+    assert!(
+        dir.path()
+            .join(".warden/marketplace/edited.remote.rtfs")
+            .exists(),
+        "stored beside the config"
+    );
+
+    // A later process sees it.
+    let list = warden(&cfg, &["list", "--json"]);
+    let caps: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let cap = caps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "edited.remote")
+        .expect("imported capability listed");
+    assert_eq!(cap["description"], "Edited by hand");
+    assert_eq!(cap["provider"], "Mcp");
+    assert_eq!(cap["plugin"], serde_json::Value::Null);
+
+    // JSON export holds both; importing it again updates the imported one and skips the plugin's.
+    let json_file = dir.path().join("all.json");
+    assert_exit(
+        &warden(&cfg, &["export", "--json", json_file.to_str().unwrap()]),
+        0,
+        &[],
+    );
+    let o = warden(&cfg, &["import", json_file.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("updated    edited.remote") && stdout.contains("skipped    hostile.remote"),
+        "{stdout}"
+    );
+
+    // Usage errors.
+    assert_exit(&warden(&cfg, &["export"]), 2, &[]);
+    assert_exit(
+        &warden(
+            &cfg,
+            &["import", dir.path().join("missing").to_str().unwrap()],
+        ),
+        2,
+        &["missing"],
+    );
+    let broken = dir.path().join("broken.rtfs");
+    std::fs::write(&broken, "{:id \"x\"\n :provider :Http").unwrap();
+    assert_exit(
+        &warden(&cfg, &["import", broken.to_str().unwrap()]),
+        2,
+        &["line 2", "unclosed"],
+    );
+
+    // schema check prints OK or the error path.
+    let ok = warden(
+        &cfg,
+        &[
+            "schema",
+            "check",
+            "[:map [:items [:vector [:map [:name :string]]]]]",
+            r#"{"items":[{"name":"a"}]}"#,
+        ],
+    );
+    assert_exit(&ok, 0, &[]);
+    assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), "OK");
+    let bad = warden(
+        &cfg,
+        &[
+            "schema",
+            "check",
+            "[:map [:items [:vector [:map [:name :string]]]]]",
+            r#"{"items":[{"name":"a"},{"name":"b"},{"name":"c"},{"name":4}]}"#,
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(4));
+    assert_eq!(
+        String::from_utf8_lossy(&bad.stdout).trim(),
+        "$.items[3].name: expected :string, got number"
+    );
+    assert_exit(
+        &warden(&cfg, &["schema", "check", "[:mapp]", "{}"]),
+        2,
+        &["unknown type constructor"],
+    );
+    let js = warden(&cfg, &["schema", "to-json", "[:map [:a :int?]]"]);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&js.stdout).unwrap(),
+        serde_json::json!({"type": "object", "properties": {"a": {"type": "integer"}}})
+    );
+    let back = warden(
+        &cfg,
+        &[
+            "schema",
+            "from-json",
+            r#"{"type":"object","properties":{"a":{"type":"integer","minimum":1}},"required":["a"]}"#,
+        ],
+    );
+    assert_exit(
+        &back,
+        0,
+        &["note: $.a: constraint `minimum` is not checked"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&back.stdout).trim(),
+        "[:map [:a :int]]"
+    );
+}
