@@ -50,6 +50,18 @@ pub struct Config {
     /// The marketplace store.
     #[serde(default)]
     pub marketplace: MarketplaceSettings,
+    /// Named secrets and where their values come from. Plugins get a secret
+    /// only through a grant that binds it to destinations.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// Which plugin serves capabilities of each provider kind, e.g.
+    /// `Http = "http"`: declared and imported `:Http` capabilities are called
+    /// through that plugin.
+    #[serde(default)]
+    pub providers: BTreeMap<String, String>,
+    /// Capabilities declared in the configuration (marketplace manifests).
+    #[serde(default)]
+    pub capabilities: Vec<crate::marketplace::Manifest>,
     /// Directory that relative paths are resolved against (the config
     /// file's directory; the current directory for configs built in code).
     #[serde(skip)]
@@ -66,6 +78,23 @@ pub struct HostSettings {
     /// Turns the compiled-component cache off.
     #[serde(default)]
     pub no_cache: bool,
+    /// Fixed name resolutions used by egress instead of DNS
+    /// (`{ "api.internal" = "10.0.0.7" }`), like curl's `--resolve`. The
+    /// address is still checked: a private one needs a by-name grant.
+    #[serde(default)]
+    pub resolve: BTreeMap<String, std::net::IpAddr>,
+}
+
+/// Where a secret's value comes from (`[secrets.NAME]`): exactly one of
+/// `env` (a host environment variable) or `file` (a file holding the value;
+/// surrounding whitespace is trimmed).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SecretSource {
+    /// Host environment variable holding the value.
+    pub env: Option<String>,
+    /// File holding the value, relative to the config file.
+    pub file: Option<PathBuf>,
 }
 
 /// The marketplace store (`[marketplace]`).
@@ -92,7 +121,29 @@ pub struct Limits {
     pub memory: Option<u64>,
     /// Wall-clock time per call in milliseconds. Default 10 000.
     pub timeout_ms: Option<u64>,
+    /// Largest HTTP response body per request, in bytes (or a size string).
+    /// Default 10 MiB.
+    #[serde(default, deserialize_with = "de_size")]
+    pub max_response_bytes: Option<u64>,
+    /// Most outbound HTTP requests per call. Default 100.
+    pub max_requests: Option<u32>,
+    /// Most bytes sent and received over HTTP per call (or a size string).
+    /// Default 50 MiB.
+    #[serde(default, deserialize_with = "de_size")]
+    pub max_egress_bytes: Option<u64>,
+    /// Timeout of one outbound request (connect, first byte, between bytes),
+    /// in milliseconds. Default 30 000.
+    pub request_timeout_ms: Option<u64>,
 }
+
+/// Default largest HTTP response body.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 10 << 20;
+/// Default most HTTP requests per call.
+pub const DEFAULT_MAX_REQUESTS: u32 = 100;
+/// Default most HTTP bytes per call.
+pub const DEFAULT_MAX_EGRESS_BYTES: u64 = 50 << 20;
+/// Default timeout of one outbound request.
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
 
 impl Limits {
     /// `self`, with unset fields taken from `fallback`.
@@ -101,6 +152,10 @@ impl Limits {
             fuel: self.fuel.or(fallback.fuel),
             memory: self.memory.or(fallback.memory),
             timeout_ms: self.timeout_ms.or(fallback.timeout_ms),
+            max_response_bytes: self.max_response_bytes.or(fallback.max_response_bytes),
+            max_requests: self.max_requests.or(fallback.max_requests),
+            max_egress_bytes: self.max_egress_bytes.or(fallback.max_egress_bytes),
+            request_timeout_ms: self.request_timeout_ms.or(fallback.request_timeout_ms),
         }
     }
 
@@ -110,6 +165,14 @@ impl Limits {
             fuel: self.fuel.unwrap_or(DEFAULT_FUEL),
             memory: self.memory.unwrap_or(DEFAULT_MEMORY),
             timeout_ms: self.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
+            max_response_bytes: self
+                .max_response_bytes
+                .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
+            max_requests: self.max_requests.unwrap_or(DEFAULT_MAX_REQUESTS),
+            max_egress_bytes: self.max_egress_bytes.unwrap_or(DEFAULT_MAX_EGRESS_BYTES),
+            request_timeout_ms: self
+                .request_timeout_ms
+                .unwrap_or(DEFAULT_REQUEST_TIMEOUT_MS),
         }
     }
 }
@@ -124,6 +187,14 @@ pub struct ResolvedLimits {
     pub memory: u64,
     /// Wall-clock milliseconds per call.
     pub timeout_ms: u64,
+    /// Largest HTTP response body per request.
+    pub max_response_bytes: u64,
+    /// Most HTTP requests per call.
+    pub max_requests: u32,
+    /// Most HTTP bytes per call, both directions.
+    pub max_egress_bytes: u64,
+    /// Timeout of one outbound request.
+    pub request_timeout_ms: u64,
 }
 
 /// How instances of a plugin are used across calls.
@@ -198,6 +269,22 @@ pub struct Grants {
     /// the scheme is `http`, `https`, `tcp` or `udp`.
     #[serde(default)]
     pub network: Vec<String>,
+    /// Secrets the plugin may send, each bound to destinations (egress
+    /// patterns). The guest writes `{{secret:NAME}}` in a request header;
+    /// the host substitutes the value only on a request to a bound
+    /// destination. The guest never sees the value.
+    #[serde(default)]
+    pub secrets: Vec<SecretGrant>,
+}
+
+/// One secret granted to a plugin.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SecretGrant {
+    /// The secret's name (a key of `[secrets]`).
+    pub name: String,
+    /// Destinations it may be sent to, as `scheme://host:port` patterns.
+    pub hosts: Vec<String>,
 }
 
 /// One preopened directory.
@@ -333,6 +420,7 @@ impl Config {
 
     /// Checks what serde cannot: names, paths, values in range.
     pub fn validate(&self) -> Result<()> {
+        self.validate_globals()?;
         check_limits("limits", &self.limits)?;
         for (name, p) in &self.plugins {
             if name.is_empty()
@@ -368,6 +456,26 @@ impl Config {
                     Error::Config(format!("at `plugins.{name}.grants.network[{i}]`: {e}"))
                 })?;
             }
+            for (i, g) in p.grants.secrets.iter().enumerate() {
+                if !self.secrets.contains_key(&g.name) {
+                    return Err(Error::Config(format!(
+                        "at `plugins.{name}.grants.secrets[{i}]`: secret `{}` is not defined in [secrets]",
+                        g.name
+                    )));
+                }
+                if g.hosts.is_empty() {
+                    return Err(Error::Config(format!(
+                        "at `plugins.{name}.grants.secrets[{i}].hosts`: bind the secret to at least one destination"
+                    )));
+                }
+                for (j, pattern) in g.hosts.iter().enumerate() {
+                    crate::policy::EgressRule::parse(pattern).map_err(|e| {
+                        Error::Config(format!(
+                            "at `plugins.{name}.grants.secrets[{i}].hosts[{j}]`: {e}"
+                        ))
+                    })?;
+                }
+            }
             for (i, var) in p.grants.env.iter().enumerate() {
                 if var.is_empty() || var.contains('=') {
                     return Err(Error::Config(format!(
@@ -377,6 +485,73 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    fn validate_globals(&self) -> Result<()> {
+        for (name, src) in &self.secrets {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+            {
+                return Err(Error::Config(format!(
+                    "secret name `{name}`: use letters, digits, `_`, `-` and `.` only"
+                )));
+            }
+            match (&src.env, &src.file) {
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => {
+                    return Err(Error::Config(format!(
+                        "at `secrets.{name}`: set exactly one of `env` or `file`"
+                    )));
+                }
+            }
+        }
+        for (kind, plugin) in &self.providers {
+            let k = crate::marketplace::ProviderKind::parse(kind).ok_or_else(|| {
+                Error::Config(format!("at `providers.{kind}`: unknown provider kind"))
+            })?;
+            if !k.serializable() {
+                return Err(Error::Config(format!("at `providers.{kind}`: only Http, Mcp, A2A and RemoteRTFS are served by plugins")));
+            }
+            if !self.plugins.contains_key(plugin) {
+                return Err(Error::Config(format!(
+                    "at `providers.{kind}`: no plugin named `{plugin}`"
+                )));
+            }
+        }
+        for (i, m) in self.capabilities.iter().enumerate() {
+            m.check()
+                .map_err(|e| Error::Config(format!("at `capabilities[{i}]` (`{}`): {e}", m.id)))?;
+        }
+        Ok(())
+    }
+
+    /// Reads the value of secret `name` from its source.
+    pub fn secret_value(&self, name: &str) -> Result<String> {
+        let src = self
+            .secrets
+            .get(name)
+            .ok_or_else(|| Error::Config(format!("secret `{name}` is not defined")))?;
+        match (&src.env, &src.file) {
+            (Some(var), _) => std::env::var(var).map_err(|_| {
+                Error::Config(format!(
+                    "secret `{name}`: environment variable `{var}` is not set"
+                ))
+            }),
+            (None, Some(file)) => {
+                let path = self.resolve_path(file);
+                std::fs::read_to_string(&path)
+                    .map(|v| v.trim().to_string())
+                    .map_err(|e| {
+                        Error::Config(format!(
+                            "secret `{name}`: cannot read {}: {e}",
+                            path.display()
+                        ))
+                    })
+            }
+            (None, None) => Err(Error::Config(format!("secret `{name}` has no source"))),
+        }
     }
 
     /// `path` resolved against the config's directory.
@@ -457,9 +632,15 @@ mod tests {
             ResolvedLimits {
                 fuel: DEFAULT_FUEL,
                 memory: DEFAULT_MEMORY,
-                timeout_ms: DEFAULT_TIMEOUT_MS
+                timeout_ms: DEFAULT_TIMEOUT_MS,
+                max_response_bytes: 10 << 20,
+                max_requests: 100,
+                max_egress_bytes: 50 << 20,
+                request_timeout_ms: 30_000,
             }
         );
+        assert!(cfg.secrets.is_empty() && cfg.providers.is_empty() && cfg.capabilities.is_empty());
+        assert!(cfg.host.resolve.is_empty());
         assert_eq!(p.instances, InstanceMode::Reuse);
         assert_eq!(p.max_instances, DEFAULT_MAX_INSTANCES);
         assert_eq!(p.grants, Grants::default());
@@ -484,7 +665,7 @@ mod tests {
             ResolvedLimits {
                 fuel: 5,
                 memory: 1 << 20,
-                timeout_ms: DEFAULT_TIMEOUT_MS
+                ..Limits::default().resolve()
             }
         );
     }

@@ -2,16 +2,18 @@
 
 use crate::bindings::{Plugin as PluginBindings, PluginPre};
 use crate::config::{Config, InstanceMode};
+use crate::egress::Egress;
 use crate::engine::{self, CompileSource, EpochTicker};
 use crate::error::{Error, Result};
 use crate::marketplace::{self, Manifest, ProviderKind};
 use crate::plugin::{LoadedPlugin, PluginInfo};
-use crate::policy::Policy;
+use crate::policy::{BoundSecret, EgressRule, Policy, SecretValue};
 use crate::registry::{parse_metadata, CapabilityInfo, Registered, Registry, Source};
 use crate::route::Route;
 use crate::sandbox::State;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use wasmtime::component::{HasSelf, Linker};
@@ -37,6 +39,8 @@ pub struct Host {
 
 struct Inner {
     plugins: Vec<Arc<LoadedPlugin>>,
+    /// For each provider kind a plugin serves: (plugin index, its entry capability).
+    servers: HashMap<ProviderKind, (usize, String)>,
     registry: RwLock<Registry>,
     store: Option<PathBuf>,
     // Dropped last: stops the epoch thread once no call can be running.
@@ -108,6 +112,7 @@ impl Host {
             .map_err(|e| Error::Internal(e.to_string()))?;
 
         let cache_dir = config.cache_dir();
+        let resolve = Arc::new(config.host.resolve.clone());
         let mut plugins = Vec::new();
         let mut registry = Registry::default();
         for (name, pc) in &config.plugins {
@@ -163,13 +168,35 @@ impl Host {
                 max_instances: pc.max_instances,
                 capabilities: Vec::new(),
             };
-            let mut plugin = LoadedPlugin::new(
-                info,
-                engine.clone(),
-                pre,
+            let secrets = pc
+                .grants
+                .secrets
+                .iter()
+                .map(|g| {
+                    let value = config
+                        .secret_value(&g.name)
+                        .map_err(|e| Error::load(name, e))?;
+                    let hosts = g
+                        .hosts
+                        .iter()
+                        .map(|h| EgressRule::parse(h))
+                        .collect::<std::result::Result<Vec<_>, _>>()
+                        .map_err(|e| Error::load(name, e))?;
+                    Ok(BoundSecret {
+                        name: g.name.clone(),
+                        value: SecretValue::new(value),
+                        hosts,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let policy = policy.with_secrets(secrets);
+            let egress = Arc::new(Egress::new(
+                Arc::from(name.as_str()),
                 Arc::new(policy),
-                pc.config.to_string(),
-            );
+                resolve.clone(),
+            ));
+            let mut plugin =
+                LoadedPlugin::new(info, engine.clone(), pre, egress, pc.config.to_string());
             let description = plugin
                 .describe()
                 .await
@@ -198,6 +225,35 @@ impl Host {
             tracing::debug!(plugin = %name, compiled = ?compiled, "loaded");
             plugins.push(Arc::new(plugin));
         }
+        let mut servers = HashMap::new();
+        for (kind, plugin_name) in &config.providers {
+            let kind = ProviderKind::parse(kind).expect("validated");
+            let index = plugins
+                .iter()
+                .position(|p| &p.info.name == plugin_name)
+                .expect("validated");
+            let entry = registry
+                .iter()
+                .find(|c| c.plugin.as_deref() == Some(plugin_name.as_str()) && c.flat_metadata.get("warden.serves").and_then(Value::as_str) == Some(kind.name()))
+                .map(|c| c.id.clone())
+                .ok_or_else(|| {
+                    Error::load(
+                        plugin_name,
+                        format!("serves no :{kind} capabilities (none of its capabilities has metadata warden.serves = \"{kind}\")"),
+                    )
+                })?;
+            servers.insert(kind, (index, entry));
+        }
+        let served_by = |kind: ProviderKind| {
+            servers
+                .get(&kind)
+                .map(|(i, _): &(usize, String)| plugins[*i].info.name.clone())
+        };
+        for m in &config.capabilities {
+            let info = CapabilityInfo::from_manifest(m.clone(), served_by(m.provider))
+                .map_err(|e| Error::Config(format!("capability `{}`: {e}", m.id)))?;
+            registry.insert(Source::Declared, info)?;
+        }
         let store = config.marketplace_dir();
         if let Some(dir) = store.as_deref().filter(|d| d.is_dir()) {
             for (file, entry) in marketplace::read_path(dir)
@@ -205,7 +261,8 @@ impl Host {
             {
                 let m = entry
                     .map_err(|e| Error::Marketplace(format!("store {}: {e}", file.display())))?;
-                let info = CapabilityInfo::from_manifest(m, None)
+                let by = served_by(m.provider);
+                let info = CapabilityInfo::from_manifest(m, by)
                     .map_err(|e| Error::Marketplace(format!("store {}: {e}", file.display())))?;
                 registry.insert(Source::Imported, info)?;
             }
@@ -213,6 +270,7 @@ impl Host {
         Ok(Host {
             inner: Arc::new(Inner {
                 plugins,
+                servers,
                 registry: RwLock::new(registry),
                 store,
                 _ticker: ticker,
@@ -239,16 +297,26 @@ impl Host {
                 capability: id.to_string(),
                 message: e.to_string(),
             })?;
-        let plugin = match source {
-            Source::Plugin(index) => &self.inner.plugins[index],
-            Source::Imported => {
-                return Err(Error::NotServed {
-                    capability: id.to_string(),
-                    provider: info.provider.name().to_string(),
-                })
+        let (plugin, output) = match source {
+            Source::Plugin(index) => {
+                let plugin = &self.inner.plugins[index];
+                (plugin, plugin.call(id, &input).await?)
+            }
+            Source::Imported | Source::Declared => {
+                let Some((index, entry)) = self.inner.servers.get(&info.provider) else {
+                    return Err(Error::NotServed {
+                        capability: id.to_string(),
+                        provider: info.provider.name().to_string(),
+                    });
+                };
+                let plugin = &self.inner.plugins[*index];
+                let request = serde_json::json!({
+                    "capability": { "id": info.id, "provider-meta": info.provider_meta, "retry": info.hints.retry },
+                    "input": input,
+                });
+                (plugin, plugin.call(entry, &request).await?)
             }
         };
-        let output = plugin.call(id, &input).await?;
         info.output_type
             .validate(&output)
             .map_err(|e| Error::InvalidOutput {
@@ -374,7 +442,12 @@ impl Host {
                 continue;
             }
             let id = m.id.clone();
-            let info = match CapabilityInfo::from_manifest(m.clone(), None) {
+            let by = self
+                .inner
+                .servers
+                .get(&m.provider)
+                .map(|(i, _)| self.inner.plugins[*i].info.name.clone());
+            let info = match CapabilityInfo::from_manifest(m.clone(), by) {
                 Ok(i) => i,
                 Err(e) => {
                     report.skipped.push((id, e));

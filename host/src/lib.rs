@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+mod egress;
 mod engine;
 mod error;
 mod host;
@@ -33,6 +34,7 @@ pub mod schema;
 
 pub use config::{
     Config, DirGrant, DirMode, Grants, InstanceMode, Limits, PluginConfig, ResolvedLimits,
+    SecretGrant,
 };
 pub use engine::{digest, CompileSource};
 pub use error::{Error, ErrorKind, Limit, Result};

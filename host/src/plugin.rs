@@ -4,9 +4,9 @@
 use crate::bindings::warden::provider::types as wit;
 use crate::bindings::{Plugin as PluginBindings, PluginPre};
 use crate::config::{InstanceMode, ResolvedLimits};
+use crate::egress::Egress;
 use crate::engine::{ticks_for, CompileSource};
 use crate::error::{Error, ErrorKind, Limit, Result};
-use crate::policy::Policy;
 use crate::sandbox::State;
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
@@ -58,7 +58,7 @@ pub(crate) struct LoadedPlugin {
     name: Arc<str>,
     engine: Engine,
     pre: PluginPre<State>,
-    policy: Arc<Policy>,
+    egress: Arc<Egress>,
     config_json: String,
     idle: Mutex<Vec<Warm>>,
     permits: Semaphore,
@@ -69,7 +69,7 @@ impl LoadedPlugin {
         info: PluginInfo,
         engine: Engine,
         pre: PluginPre<State>,
-        policy: Arc<Policy>,
+        egress: Arc<Egress>,
         config_json: String,
     ) -> Self {
         LoadedPlugin {
@@ -78,7 +78,7 @@ impl LoadedPlugin {
             info,
             engine,
             pre,
-            policy,
+            egress,
             config_json,
             idle: Mutex::new(Vec::new()),
         }
@@ -90,7 +90,7 @@ impl LoadedPlugin {
 
     /// A fresh store with the plugin's sandbox, its budget reset.
     fn new_store(&self) -> Result<Store<State>> {
-        let state = State::new(self.name.clone(), self.policy.clone(), self.limits().memory)
+        let state = State::new(self.name.clone(), self.egress.clone(), self.limits())
             .map_err(|e| Error::load(&self.name, e))?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -104,6 +104,7 @@ impl LoadedPlugin {
         let _ = store.set_fuel(limits.fuel);
         store.set_epoch_deadline(ticks_for(limits.timeout_ms));
         store.data_mut().limiter.hit = None;
+        store.data_mut().hooks.reset();
     }
 
     /// Instantiates without calling `init` (used once at load for `describe`).

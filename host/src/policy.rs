@@ -105,6 +105,11 @@ impl EgressRule {
         })
     }
 
+    /// Whether the grant names one host exactly (not a `*.` wildcard).
+    pub fn is_by_name(&self) -> bool {
+        matches!(self.host, HostPattern::Exact(_))
+    }
+
     fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
         if self.scheme != scheme || self.port.is_some_and(|p| p != port) {
             return false;
@@ -137,12 +142,45 @@ pub struct DirAccess {
     pub mode: DirMode,
 }
 
+/// A secret's value. Never printed: `Debug` shows only the length.
+#[derive(Clone)]
+pub struct SecretValue(String);
+
+impl SecretValue {
+    /// Wraps a value.
+    pub fn new(value: String) -> Self {
+        SecretValue(value)
+    }
+    /// The value, for substitution into a request.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretValue(<{} bytes redacted>)", self.0.len())
+    }
+}
+
+/// A secret granted to a plugin, bound to destinations.
+#[derive(Debug, Clone)]
+pub struct BoundSecret {
+    /// Its name.
+    pub name: String,
+    /// Its value.
+    pub value: SecretValue,
+    /// Where it may be sent.
+    pub hosts: Vec<EgressRule>,
+}
+
 /// Everything one plugin may do.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     env: Vec<String>,
     dirs: Vec<DirAccess>,
     egress: Vec<EgressRule>,
+    secrets: Vec<BoundSecret>,
 }
 
 impl Policy {
@@ -174,7 +212,64 @@ impl Policy {
             env: grants.env.clone(),
             dirs,
             egress,
+            secrets: Vec::new(),
         })
+    }
+
+    /// Adds the plugin's bound secrets.
+    pub fn with_secrets(mut self, secrets: Vec<BoundSecret>) -> Self {
+        self.secrets = secrets;
+        self
+    }
+
+    /// The value of secret `name` for a request to `scheme://host:port`,
+    /// or why it may not be sent there. Reasons name the secret, never its value.
+    pub fn secret_for(
+        &self,
+        name: &str,
+        scheme: &str,
+        host: &str,
+        port: u16,
+    ) -> Result<&SecretValue, String> {
+        let secret = self
+            .secrets
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| format!("secret `{name}` is not granted to this plugin"))?;
+        let host = normalize_host(host);
+        if secret
+            .hosts
+            .iter()
+            .any(|r| r.matches(&scheme.to_ascii_lowercase(), &host, port))
+        {
+            Ok(&secret.value)
+        } else {
+            Err(format!(
+                "secret `{name}` may not be sent to {scheme}://{host}:{port}"
+            ))
+        }
+    }
+
+    /// Whether the plugin has any secrets (to skip scanning headers otherwise).
+    pub fn has_secrets(&self) -> bool {
+        !self.secrets.is_empty()
+    }
+
+    /// The check after name resolution: may the plugin connect to `ip`,
+    /// which `host` resolved to? A loopback, private, link-local or
+    /// unique-local address needs a grant that names `host` exactly.
+    pub fn check_resolved(&self, scheme: &str, host: &str, port: u16, ip: IpAddr) -> Decision {
+        let host_n = normalize_host(host);
+        if host_n.parse::<IpAddr>().is_ok() || is_public(ip) {
+            return Decision::Allow(format!("{host_n} -> {ip}"));
+        }
+        let scheme = scheme.to_ascii_lowercase();
+        match self.egress.iter().find(|r| r.matches(&scheme, &host_n, port) && r.is_by_name()) {
+            Some(rule) => Decision::Allow(format!("{host_n} -> {ip}, granted by name in `{rule}`")),
+            None => Decision::Deny(format!(
+                "{host_n} resolves to the non-public address {ip}; only a grant naming `{host_n}` exactly allows that"
+            )),
+        }
     }
 
     /// Whether the plugin may read the environment variable `name`.
@@ -223,6 +318,36 @@ impl Policy {
                 "{scheme}://{host}:{port}: the plugin has no network grants"
             )),
             None => Decision::Deny(format!("{scheme}://{host}:{port} matches no network grant")),
+        }
+    }
+}
+
+/// Whether `ip` is a public unicast address (not loopback, private,
+/// link-local, unique-local, shared, unspecified, broadcast or multicast).
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (o[1] & 0xc0) == 64))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let seg = v6.segments();
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (seg[0] & 0xfe00) == 0xfc00
+                || (seg[0] & 0xffc0) == 0xfe80)
         }
     }
 }
@@ -314,6 +439,78 @@ mod tests {
         ] {
             assert!(EgressRule::parse(g).is_err(), "{g}");
         }
+    }
+
+    #[test]
+    fn private_addresses_need_a_by_name_grant() {
+        let p = policy(&[
+            "http://*.example.test:*",
+            "http://named.example.test:80",
+            "http://10.1.2.3:80",
+        ]);
+        let private: IpAddr = "127.0.0.1".parse().unwrap();
+        let public: IpAddr = "93.184.216.34".parse().unwrap();
+        assert!(!p
+            .check_resolved("http", "any.example.test", 80, private)
+            .allowed());
+        assert!(p
+            .check_resolved("http", "any.example.test", 80, public)
+            .allowed());
+        assert!(p
+            .check_resolved("http", "named.example.test", 80, private)
+            .allowed());
+        assert!(
+            p.check_resolved("http", "10.1.2.3", 80, "10.1.2.3".parse().unwrap())
+                .allowed(),
+            "a granted literal"
+        );
+        for ip in [
+            "10.0.0.1",
+            "172.16.5.4",
+            "192.168.1.1",
+            "169.254.1.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["8.8.8.8", "2606:4700::1111"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn secrets_go_only_where_they_are_bound() {
+        let p = Policy::deny_all().with_secrets(vec![BoundSecret {
+            name: "TOKEN".into(),
+            value: SecretValue::new("s3cr3t".into()),
+            hosts: vec![EgressRule::parse("https://api.example.com:443").unwrap()],
+        }]);
+        assert_eq!(
+            p.secret_for("TOKEN", "https", "api.example.com", 443)
+                .unwrap()
+                .expose(),
+            "s3cr3t"
+        );
+        let wrong_host = p.secret_for("TOKEN", "https", "evil.com", 443).unwrap_err();
+        let wrong_port = p
+            .secret_for("TOKEN", "https", "api.example.com", 8443)
+            .unwrap_err();
+        let unknown = p
+            .secret_for("OTHER", "https", "api.example.com", 443)
+            .unwrap_err();
+        for msg in [&wrong_host, &wrong_port, &unknown] {
+            assert!(!msg.contains("s3cr3t"));
+        }
+        assert!(unknown.contains("not granted"));
+        assert!(
+            !format!("{p:?}").contains("s3cr3t"),
+            "Debug leaks the value"
+        );
     }
 
     #[test]

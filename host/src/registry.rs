@@ -153,6 +153,8 @@ pub(crate) enum Source {
     Plugin(usize),
     /// Imported from a snapshot into the marketplace store.
     Imported,
+    /// Declared in the host configuration (`[[capabilities]]`).
+    Declared,
 }
 
 /// What registering an imported capability did.
@@ -180,6 +182,7 @@ impl Registry {
             let name = |s: &Source, i: &CapabilityInfo| match s {
                 Source::Plugin(_) => i.plugin.clone().unwrap_or_default(),
                 Source::Imported => "the marketplace store".to_string(),
+                Source::Declared => "the configuration's [[capabilities]]".to_string(),
             };
             return Err(Error::DuplicateCapability {
                 id: info.id.clone(),

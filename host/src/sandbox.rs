@@ -4,8 +4,9 @@
 
 use crate::bindings::warden::provider::host::{self, Level};
 use crate::config::DirMode;
+use crate::config::ResolvedLimits;
+use crate::egress::{Egress, EgressHooks};
 use crate::error::Limit;
-use crate::policy::Policy;
 use bytes::Bytes;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// Longest log line or guest output line kept; the rest is cut.
 const MAX_LOG_LINE: usize = 8 * 1024;
@@ -26,14 +27,20 @@ pub(crate) struct State {
     plugin: Arc<str>,
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    hooks: EgressHooks,
+    pub(crate) hooks: EgressHooks,
     table: ResourceTable,
     pub(crate) limiter: Limiter,
 }
 
 impl State {
     /// Builds the sandbox for one instance of `plugin` from its policy alone.
-    pub(crate) fn new(plugin: Arc<str>, policy: Arc<Policy>, memory: u64) -> Result<State, String> {
+    pub(crate) fn new(
+        plugin: Arc<str>,
+        egress: Arc<Egress>,
+        limits: ResolvedLimits,
+    ) -> Result<State, String> {
+        let policy = egress.policy().clone();
+        let memory = limits.memory;
         let mut b = WasiCtxBuilder::new();
         b.envs(&policy.environment(|name| std::env::var(name).ok()));
         for dir in policy.dirs() {
@@ -87,10 +94,7 @@ impl State {
             Box::pin(async move { allowed })
         });
         Ok(State {
-            hooks: EgressHooks {
-                plugin: plugin.clone(),
-                policy,
-            },
+            hooks: EgressHooks::new(egress, limits),
             plugin,
             wasi: b.build(),
             http: WasiHttpCtx::new(),
@@ -148,55 +152,6 @@ fn clip(s: &str) -> &str {
         end -= 1;
     }
     &s[..end]
-}
-
-/// Decides every outbound `wasi:http` request with the plugin's policy.
-struct EgressHooks {
-    plugin: Arc<str>,
-    policy: Arc<Policy>,
-}
-
-impl WasiHttpHooks for EgressHooks {
-    fn send_request(
-        &mut self,
-        request: http::Request<wasmtime_wasi_http::WasiBody>,
-        options: Option<wasmtime_wasi_http::RequestOptions>,
-        fut: Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-    ) -> Box<
-        dyn std::future::Future<
-                Output = Result<
-                    (
-                        http::Response<wasmtime_wasi_http::WasiBody>,
-                        Box<
-                            dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>>
-                                + Send,
-                        >,
-                    ),
-                    wasmtime_wasi_http::Error,
-                >,
-            > + Send,
-    > {
-        _ = fut;
-        let uri = request.uri();
-        let scheme = uri.scheme_str().unwrap_or("https").to_string();
-        let host = uri.host().unwrap_or("").to_string();
-        let port = uri
-            .port_u16()
-            .unwrap_or(if scheme == "http" { 80 } else { 443 });
-        let decision = self.policy.check_egress(&scheme, &host, port);
-        if let crate::policy::Decision::Deny(reason) = decision {
-            tracing::warn!(target: "warden::policy", plugin = %self.plugin, effect = "http", %reason, "denied");
-            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
-        }
-        Box::new(async move {
-            use http_body_util::BodyExt;
-            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                res.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>,
-            ))
-        })
-    }
 }
 
 /// Per-store memory and table caps; remembers which one it refused so a

@@ -14,6 +14,7 @@ pub mod bindings {
                 import wasi:cli/environment@0.2.12;
                 import wasi:filesystem/preopens@0.2.12;
                 import wasi:filesystem/types@0.2.12;
+                import wasi:clocks/monotonic-clock@0.2.12;
             }
         "#,
         path: "../wit",

@@ -9,7 +9,8 @@
 
 use crate::__rt::bindings::wasi::http::outgoing_handler;
 use crate::__rt::bindings::wasi::http::types::{
-    ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, Scheme,
+    http_error_code, ErrorCode, Fields, HeaderError, Method, OutgoingBody, OutgoingRequest,
+    RequestOptions, Scheme,
 };
 use crate::__rt::bindings::wasi::io::streams::StreamError;
 use crate::Error;
@@ -21,6 +22,7 @@ pub struct Request {
     url: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    timeout: Option<std::time::Duration>,
 }
 
 /// The response to a [`Request`].
@@ -61,6 +63,7 @@ impl Request {
             url: url.into(),
             headers: Vec::new(),
             body: Vec::new(),
+            timeout: None,
         }
     }
     /// A `GET` request to `url`.
@@ -81,6 +84,12 @@ impl Request {
         self.body = body.into();
         self
     }
+    /// Sets the timeout for connecting and for the first byte of the
+    /// response (the host may enforce a shorter one).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
     /// Sets a JSON body and the matching `content-type`.
     pub fn json<T: serde::Serialize>(self, value: &T) -> Result<Self, Error> {
         let body = serde_json::to_vec(value).map_err(|e| Error::internal(e.to_string()))?;
@@ -91,10 +100,26 @@ impl Request {
     pub fn send(self) -> Result<Response, Error> {
         let (scheme, authority, path) = split_url(&self.url)?;
         let fields = Fields::new();
+        let has_length = self
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
+        if !has_length
+            && (!self.body.is_empty()
+                || matches!(
+                    self.method.to_ascii_uppercase().as_str(),
+                    "POST" | "PUT" | "PATCH"
+                ))
+        {
+            let _ = fields.append("content-length", self.body.len().to_string().as_bytes());
+        }
         for (k, v) in &self.headers {
-            fields
-                .append(k, v.as_bytes())
-                .map_err(|e| Error::invalid_input(format!("header `{k}`: {e:?}")))?;
+            fields.append(k, v.as_bytes()).map_err(|e| match e {
+                HeaderError::Forbidden => {
+                    Error::denied(format!("header `{k}` may not be set by a plugin"))
+                }
+                other => Error::invalid_input(format!("header `{k}`: {other:?}")),
+            })?;
         }
         let req = OutgoingRequest::new(fields);
         let method = match self.method.to_ascii_uppercase().as_str() {
@@ -125,18 +150,37 @@ impl Request {
         let body = req
             .body()
             .map_err(|_| Error::internal("request body already taken"))?;
-        let future = outgoing_handler::handle(req, None).map_err(|e| map_code(&self.url, e))?;
+        let options = self.timeout.map(|t| {
+            let o = RequestOptions::new();
+            let ns = u64::try_from(t.as_nanos()).unwrap_or(u64::MAX);
+            let _ = o.set_connect_timeout(Some(ns));
+            let _ = o.set_first_byte_timeout(Some(ns));
+            let _ = o.set_between_bytes_timeout(Some(ns));
+            o
+        });
+        let future = outgoing_handler::handle(req, options).map_err(|e| map_code(&self.url, e))?;
+        // A write can fail because the host refused the request; the
+        // response future then says why, so it is consulted first.
+        let mut send_error = None;
         {
             let stream = body
                 .write()
                 .map_err(|_| Error::internal("request body stream"))?;
             for chunk in self.body.chunks(4096) {
-                stream
-                    .blocking_write_and_flush(chunk)
-                    .map_err(|e| Error::upstream(format!("{}: sending body: {e:?}", self.url)))?;
+                if let Err(e) = stream.blocking_write_and_flush(chunk) {
+                    send_error = Some(Error::upstream(format!(
+                        "{}: sending body: {e:?}",
+                        self.url
+                    )));
+                    break;
+                }
             }
         }
-        OutgoingBody::finish(body, None).map_err(|e| map_code(&self.url, e))?;
+        if send_error.is_none() {
+            if let Err(e) = OutgoingBody::finish(body, None) {
+                send_error = Some(map_code(&self.url, e));
+            }
+        }
 
         let incoming = loop {
             match future.get() {
@@ -147,6 +191,9 @@ impl Request {
         let response = incoming
             .map_err(|_| Error::internal("response taken twice"))?
             .map_err(|e| map_code(&self.url, e))?;
+        if let Some(e) = send_error {
+            return Err(e);
+        }
         let status = response.status();
         let headers = response
             .headers()
@@ -171,11 +218,16 @@ impl Request {
                 Ok(chunk) => data.extend_from_slice(&chunk),
                 Err(StreamError::Closed) => break,
                 Err(StreamError::LastOperationFailed(e)) => {
-                    return Err(Error::upstream(format!(
-                        "{}: reading body: {}",
-                        self.url,
-                        e.to_debug_string()
-                    )))
+                    let text = e.to_debug_string();
+                    return Err(match http_error_code(&e) {
+                        Some(code) => map_code(&self.url, code),
+                        // wasi-http 0.2 hands body errors over as text; the
+                        // host's size cut is recognised by it.
+                        None if text.contains("body size exceeds limit") => {
+                            map_code(&self.url, ErrorCode::HttpResponseBodySize(None))
+                        }
+                        None => Error::upstream(format!("{}: reading body: {text}", self.url)),
+                    });
                 }
             }
         }
@@ -192,9 +244,15 @@ fn map_code(url: &str, code: ErrorCode) -> Error {
         ErrorCode::HttpRequestDenied => {
             Error::denied(format!("{url}: request denied by the host's policy"))
         }
+        ErrorCode::HttpResponseBodySize(_) | ErrorCode::HttpRequestBodySize(_) => {
+            Error::denied(format!(
+            "{url}: cut by the host: the response or the call's traffic exceeds the plugin's limit"
+        ))
+        }
         ErrorCode::ConnectionTimeout
         | ErrorCode::ConnectionReadTimeout
-        | ErrorCode::ConnectionWriteTimeout => Error::Timeout(format!("{url}: {code:?}")),
+        | ErrorCode::ConnectionWriteTimeout
+        | ErrorCode::HttpResponseTimeout => Error::Timeout(format!("{url}: {code:?}")),
         other => Error::upstream(format!("{url}: {other:?}")),
     }
 }

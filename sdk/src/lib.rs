@@ -52,6 +52,7 @@ mod error;
 pub mod fs;
 pub mod http;
 pub mod log;
+pub mod time;
 
 pub use capability::{Capabilities, Capability, Health, ProviderInfo};
 pub use config::Config;

@@ -15,6 +15,7 @@ use std::process::{Command, ExitStatus};
 const GUESTS: &[(&str, &str)] = &[
     ("warden-plugin-text", "text"),
     ("warden-plugin-files", "files"),
+    ("warden-plugin-http", "http"),
     ("hello-plugin", "hello"),
     ("guest-hostile", "hostile"),
     ("guest-wrong-world", "wrong-world"),

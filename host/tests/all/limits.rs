@@ -16,6 +16,7 @@ fn limited(
         fuel,
         memory,
         timeout_ms,
+        ..Limits::default()
     };
     p
 }

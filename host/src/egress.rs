@@ -1,0 +1,621 @@
+//! The one door to the network for `wasi:http`: every outbound request of a
+//! plugin is decided here by its [`Policy`], on the destination actually
+//! connected to.
+//!
+//! Per request: the per-call request cap; the `Host` header must match the
+//! destination; the egress grant for `scheme://host:port`; secret
+//! placeholders (`{{secret:NAME}}` in header values) substituted only for a
+//! destination the secret is bound to; name resolution (or the configured
+//! `[host] resolve` table) with every address checked, a non-public one
+//! needing a by-name grant; the connection made to the checked address.
+//! Responses are cut at `max-response-bytes` and a call's traffic at
+//! `max-egress-bytes`. Redirects are never followed here: a guest that
+//! follows one makes a new request, checked again. Each attempt is one
+//! structured event (`target: warden::egress`).
+//!
+//! Connections are kept alive and reused per plugin and destination.
+
+use crate::config::ResolvedLimits;
+use crate::policy::{Decision, Policy};
+use bytes::Bytes;
+use http::header::{HeaderValue, HOST};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::client::conn::http1::SendRequest;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
+
+/// Idle connections kept per destination.
+const MAX_IDLE_PER_DESTINATION: usize = 32;
+const SECRET_OPEN: &str = "{{secret:";
+
+type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
+type SendFuture =
+    Box<dyn Future<Output = Result<(http::Response<WasiBody>, IoFuture), HttpError>> + Send>;
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Destination {
+    https: bool,
+    host: String,
+    port: u16,
+}
+
+/// A plugin's egress: its policy, resolution table and connection pool.
+/// Shared by all instances of the plugin.
+pub(crate) struct Egress {
+    plugin: Arc<str>,
+    policy: Arc<Policy>,
+    resolve: Arc<BTreeMap<String, IpAddr>>,
+    idle: Mutex<HashMap<Destination, Vec<SendRequest<WasiBody>>>>,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+impl Egress {
+    pub(crate) fn new(
+        plugin: Arc<str>,
+        policy: Arc<Policy>,
+        resolve: Arc<BTreeMap<String, IpAddr>>,
+    ) -> Egress {
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+        };
+        let tls = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Egress {
+            plugin,
+            policy,
+            resolve,
+            idle: Mutex::new(HashMap::new()),
+            tls: Arc::new(tls),
+        }
+    }
+
+    pub(crate) fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    fn take_idle(&self, dest: &Destination) -> Option<SendRequest<WasiBody>> {
+        let mut idle = self.idle.lock().expect("egress pool lock");
+        let list = idle.get_mut(dest)?;
+        let mut busy = Vec::new();
+        let mut found = None;
+        while let Some(sender) = list.pop() {
+            if sender.is_closed() {
+                continue;
+            }
+            if sender.is_ready() {
+                found = Some(sender);
+                break;
+            }
+            busy.push(sender);
+        }
+        list.extend(busy);
+        found
+    }
+
+    fn put_idle(&self, dest: Destination, sender: SendRequest<WasiBody>) {
+        let mut idle = self.idle.lock().expect("egress pool lock");
+        let list = idle.entry(dest).or_default();
+        list.retain(|s| !s.is_closed());
+        if list.len() < MAX_IDLE_PER_DESTINATION {
+            list.push(sender);
+        }
+    }
+
+    /// Resolves `dest` and connects to the first address the policy allows.
+    async fn connect(
+        &self,
+        dest: &Destination,
+        scheme: &str,
+        timeout: Duration,
+    ) -> Result<SendRequest<WasiBody>, Refusal> {
+        let addrs: Vec<IpAddr> = if let Ok(ip) = dest
+            .host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
+            vec![ip]
+        } else if let Some(ip) = self.resolve.get(&dest.host) {
+            vec![*ip]
+        } else {
+            match tokio::time::timeout(
+                timeout,
+                tokio::net::lookup_host((dest.host.as_str(), dest.port)),
+            )
+            .await
+            {
+                Ok(Ok(found)) => found.map(|a| a.ip()).collect(),
+                Ok(Err(_)) => {
+                    return Err(Refusal::Failed(
+                        HttpError::DestinationNotFound,
+                        format!("cannot resolve {}", dest.host),
+                    ))
+                }
+                Err(_) => {
+                    return Err(Refusal::Failed(
+                        HttpError::DnsTimeout,
+                        format!("resolving {} timed out", dest.host),
+                    ))
+                }
+            }
+        };
+        let mut last_denial = None;
+        for ip in addrs {
+            match self
+                .policy
+                .check_resolved(scheme, &dest.host, dest.port, ip)
+            {
+                Decision::Deny(reason) => {
+                    last_denial = Some(reason);
+                    continue;
+                }
+                Decision::Allow(_) => {}
+            }
+            let addr = SocketAddr::new(ip, dest.port);
+            let tcp =
+                match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+                    Ok(Ok(tcp)) => tcp,
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        return Err(Refusal::Failed(
+                            HttpError::ConnectionRefused,
+                            format!("{addr}: connection refused"),
+                        ))
+                    }
+                    Ok(Err(e)) => {
+                        return Err(Refusal::Failed(
+                            HttpError::Connect(e),
+                            format!("{addr}: cannot connect"),
+                        ))
+                    }
+                    Err(_) => {
+                        return Err(Refusal::Failed(
+                            HttpError::ConnectionTimeout,
+                            format!("{addr}: connect timed out"),
+                        ))
+                    }
+                };
+            let _ = tcp.set_nodelay(true);
+            let sender = if dest.https {
+                let name =
+                    rustls::pki_types::ServerName::try_from(dest.host.clone()).map_err(|_| {
+                        Refusal::Failed(
+                            HttpError::HttpRequestUriInvalid,
+                            format!("{}: not a TLS server name", dest.host),
+                        )
+                    })?;
+                let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| {
+                        Refusal::Failed(HttpError::Tls(e), format!("{addr}: TLS handshake failed"))
+                    })?;
+                handshake(tls).await?
+            } else {
+                handshake(tcp).await?
+            };
+            return Ok(sender);
+        }
+        Err(Refusal::Denied(last_denial.unwrap_or_else(|| {
+            format!("{} resolved to no address", dest.host)
+        })))
+    }
+}
+
+async fn handshake<S>(io: S) -> Result<SendRequest<WasiBody>, Refusal>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| Refusal::Failed(HttpError::from(e), "HTTP handshake failed".into()))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+enum Refusal {
+    /// Policy said no: the guest sees `HttpRequestDenied`.
+    Denied(String),
+    /// The network said no.
+    Failed(HttpError, String),
+}
+
+/// The `wasi:http` hooks of one instance: its plugin's egress plus the
+/// budget of the current call.
+pub(crate) struct EgressHooks {
+    egress: Arc<Egress>,
+    limits: ResolvedLimits,
+    requests: u32,
+    bytes: Arc<AtomicU64>,
+}
+
+impl EgressHooks {
+    pub(crate) fn new(egress: Arc<Egress>, limits: ResolvedLimits) -> Self {
+        EgressHooks {
+            egress,
+            limits,
+            requests: 0,
+            bytes: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Starts a new call's budget.
+    pub(crate) fn reset(&mut self) {
+        self.requests = 0;
+        self.bytes = Arc::new(AtomicU64::new(0));
+    }
+}
+
+/// One egress attempt, as logged.
+struct Attempt {
+    plugin: Arc<str>,
+    method: String,
+    destination: String,
+    started: Instant,
+}
+
+impl Attempt {
+    fn deny(&self, reason: &str) {
+        tracing::warn!(
+            target: "warden::egress",
+            plugin = %self.plugin, method = %self.method, destination = %self.destination,
+            decision = "deny", %reason, duration_ms = self.started.elapsed().as_millis() as u64,
+            "egress denied"
+        );
+    }
+    fn failed(&self, reason: &str) {
+        tracing::info!(
+            target: "warden::egress",
+            plugin = %self.plugin, method = %self.method, destination = %self.destination,
+            decision = "allow", %reason, duration_ms = self.started.elapsed().as_millis() as u64,
+            "egress failed"
+        );
+    }
+    fn done(&self, status: u16, bytes_in: u64, bytes_out: u64, outcome: &str) {
+        tracing::info!(
+            target: "warden::egress",
+            plugin = %self.plugin, method = %self.method, destination = %self.destination,
+            decision = "allow", status, bytes_in, bytes_out, outcome,
+            duration_ms = self.started.elapsed().as_millis() as u64,
+            "egress"
+        );
+    }
+}
+
+fn denied(attempt: &Attempt, reason: &str) -> SendFuture {
+    attempt.deny(reason);
+    Box::new(async { Err(HttpError::HttpRequestDenied) })
+}
+
+impl wasmtime_wasi_http::WasiHttpHooks for EgressHooks {
+    fn send_request(
+        &mut self,
+        mut request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: IoFuture,
+    ) -> SendFuture {
+        _ = fut;
+        let uri = request.uri().clone();
+        let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
+        let host = uri
+            .host()
+            .unwrap_or("")
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        let https = scheme == "https";
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let attempt = Attempt {
+            plugin: self.egress.plugin.clone(),
+            method: request.method().to_string(),
+            destination: format!("{scheme}://{host}:{port}"),
+            started: Instant::now(),
+        };
+
+        self.requests += 1;
+        if self.requests > self.limits.max_requests {
+            return denied(
+                &attempt,
+                &format!(
+                    "more than {} requests in one call (limits.max-requests)",
+                    self.limits.max_requests
+                ),
+            );
+        }
+        if let Some(h) = request.headers().get(HOST) {
+            let expected = uri
+                .authority()
+                .map(|a| a.as_str().to_ascii_lowercase())
+                .unwrap_or_default();
+            let given = h.to_str().unwrap_or("").to_ascii_lowercase();
+            if given != expected && given != host {
+                return denied(
+                    &attempt,
+                    &format!("Host header `{given}` does not match the destination `{expected}`"),
+                );
+            }
+        }
+        if let Decision::Deny(reason) = self.egress.policy.check_egress(&scheme, &host, port) {
+            return denied(&attempt, &reason);
+        }
+        let declared_length = request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        if self
+            .bytes
+            .load(Ordering::Relaxed)
+            .saturating_add(declared_length)
+            > self.limits.max_egress_bytes
+        {
+            return denied(
+                &attempt,
+                &format!(
+                    "the request body would exceed limits.max-egress-bytes ({})",
+                    self.limits.max_egress_bytes
+                ),
+            );
+        }
+        // Secrets: substituted here, for bound destinations only.
+        for value in request.headers_mut().values_mut() {
+            let Ok(text) = value.to_str() else { continue };
+            if !text.contains(SECRET_OPEN) {
+                continue;
+            }
+            match substitute(text, |name| {
+                self.egress
+                    .policy
+                    .secret_for(name, &scheme, &host, port)
+                    .map(|v| v.expose().to_string())
+            }) {
+                Ok(replaced) => match HeaderValue::from_str(&replaced) {
+                    Ok(mut v) => {
+                        v.set_sensitive(true);
+                        *value = v;
+                    }
+                    Err(_) => {
+                        return denied(&attempt, "a secret's value is not a valid header value")
+                    }
+                },
+                Err(reason) => return denied(&attempt, &reason),
+            }
+        }
+
+        let egress = self.egress.clone();
+        let total = self.bytes.clone();
+        let limits = self.limits;
+        let dest = Destination { https, host, port };
+        Box::new(async move {
+            let budget = Duration::from_millis(limits.request_timeout_ms);
+            let connect_timeout = options
+                .and_then(|o| o.connect_timeout)
+                .map_or(budget, |t| t.min(budget));
+            let first_byte_timeout = options
+                .and_then(|o| o.first_byte_timeout)
+                .map_or(budget, |t| t.min(budget));
+            let mut sender = match egress.take_idle(&dest) {
+                Some(s) => s,
+                None => match egress.connect(&dest, &scheme, connect_timeout).await {
+                    Ok(s) => s,
+                    Err(Refusal::Denied(reason)) => {
+                        attempt.deny(&reason);
+                        return Err(HttpError::HttpRequestDenied);
+                    }
+                    Err(Refusal::Failed(e, reason)) => {
+                        attempt.failed(&reason);
+                        return Err(e);
+                    }
+                },
+            };
+            // Origin form on the wire; the connection already names the host.
+            let path = request
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "/".into());
+            *request.uri_mut() = http::Uri::builder()
+                .path_and_query(path)
+                .build()
+                .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+            let sent = Arc::new(AtomicU64::new(0));
+            let request = request.map(|b| {
+                Counted {
+                    inner: b,
+                    seen: 0,
+                    per_body_limit: u64::MAX,
+                    total: total.clone(),
+                    total_limit: limits.max_egress_bytes,
+                    also: Some(sent.clone()),
+                    on_end: None,
+                }
+                .boxed_unsync()
+            });
+            let response = sender.send_request(request);
+            egress.put_idle(dest, sender);
+            let response = match tokio::time::timeout(first_byte_timeout, response).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    attempt.failed("request failed");
+                    return Err(HttpError::from(e));
+                }
+                Err(_) => {
+                    attempt.failed("no response in time");
+                    return Err(HttpError::ConnectionReadTimeout);
+                }
+            };
+            let status = response.status().as_u16();
+            if let Some(len) = response
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            {
+                if len > limits.max_response_bytes {
+                    attempt.done(
+                        status,
+                        0,
+                        sent.load(Ordering::Relaxed),
+                        "response larger than limits.max-response-bytes",
+                    );
+                    return Err(HttpError::HttpResponseBodySize(Some(len)));
+                }
+            }
+            let on_end: Box<dyn FnOnce(u64, &str) + Send> = Box::new(move |bytes_in, outcome| {
+                attempt.done(status, bytes_in, sent.load(Ordering::Relaxed), outcome)
+            });
+            let response = response.map(|incoming| {
+                Counted {
+                    inner: incoming.map_err(HttpError::from),
+                    seen: 0,
+                    per_body_limit: limits.max_response_bytes,
+                    total,
+                    total_limit: limits.max_egress_bytes,
+                    also: None,
+                    on_end: Some(on_end),
+                }
+                .boxed_unsync()
+            });
+            Ok((response, Box::new(async { Ok(()) }) as IoFuture))
+        })
+    }
+}
+
+/// Replaces each `{{secret:NAME}}` in `text` with `lookup(NAME)`.
+fn substitute(
+    text: &str,
+    lookup: impl Fn(&str) -> Result<String, String>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(SECRET_OPEN) {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + SECRET_OPEN.len()..];
+        let end = after
+            .find("}}")
+            .ok_or("unterminated `{{secret:` placeholder")?;
+        out.push_str(&lookup(after[..end].trim())?);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A body that counts its bytes against a per-body and a per-call limit and
+/// reports the outcome once when it ends.
+struct Counted<B> {
+    inner: B,
+    seen: u64,
+    per_body_limit: u64,
+    total: Arc<AtomicU64>,
+    total_limit: u64,
+    also: Option<Arc<AtomicU64>>,
+    on_end: Option<Box<dyn FnOnce(u64, &str) + Send>>,
+}
+
+impl<B> Counted<B> {
+    fn finish(&mut self, outcome: &str) {
+        if let Some(f) = self.on_end.take() {
+            f(self.seen, outcome);
+        }
+    }
+}
+
+impl<B> Drop for Counted<B> {
+    fn drop(&mut self) {
+        self.finish("body dropped before its end");
+    }
+}
+
+impl<B: Body<Data = Bytes, Error = HttpError> + Unpin> Body for Counted<B> {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            Poll::Ready(None) => {
+                self.finish("complete");
+                return Poll::Ready(None);
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.finish("body error");
+                return Poll::Ready(Some(Err(e)));
+            }
+            Poll::Pending => return Poll::Pending,
+        };
+        if let Some(data) = frame.data_ref() {
+            let n = data.len() as u64;
+            self.seen += n;
+            if let Some(also) = &self.also {
+                also.fetch_add(n, Ordering::Relaxed);
+            }
+            let total = self.total.fetch_add(n, Ordering::Relaxed) + n;
+            if self.seen > self.per_body_limit {
+                self.finish("cut: larger than limits.max-response-bytes");
+                return Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(Some(self.seen)))));
+            }
+            if total > self.total_limit {
+                self.finish("cut: call exceeded limits.max-egress-bytes");
+                let e = if self.also.is_some() {
+                    HttpError::HttpRequestBodySize(Some(total))
+                } else {
+                    HttpError::HttpResponseBodySize(Some(total))
+                };
+                return Poll::Ready(Some(Err(e)));
+            }
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_substituted_or_refused() {
+        let lookup = |n: &str| {
+            if n == "A" {
+                Ok("va".to_string())
+            } else {
+                Err(format!("secret `{n}` is not granted"))
+            }
+        };
+        assert_eq!(
+            substitute("Bearer {{secret:A}}", lookup).unwrap(),
+            "Bearer va"
+        );
+        assert_eq!(
+            substitute("{{secret:A}}:{{secret: A }}", lookup).unwrap(),
+            "va:va"
+        );
+        assert!(substitute("x {{secret:B}}", lookup)
+            .unwrap_err()
+            .contains("`B`"));
+        assert!(substitute("x {{secret:A", lookup).is_err());
+        assert_eq!(substitute("plain", lookup).unwrap(), "plain");
+    }
+}

@@ -1,0 +1,492 @@
+//! Declarative HTTP capabilities.
+//!
+//! The host routes every capability of provider kind `:Http` (declared in
+//! its config or imported from a snapshot) to `http.invoke`, with the
+//! capability's provider-meta and the caller's input. The provider-meta says
+//! how to build the request:
+//!
+//! | key | meaning |
+//! |---|---|
+//! | `base-url` | required, e.g. `https://api.example.com/v1` |
+//! | `method` | default `GET` |
+//! | `path` | template appended to the base URL: `/users/{user}/repos` |
+//! | `query` | input fields sent as query parameters: `["page", "q"]`, or `{"param": "{field}"}` |
+//! | `headers` | `{"accept": "application/json", "x-id": "{id}"}`; may hold `{{secret:NAME}}` |
+//! | `body` | `"input"` (the whole input as JSON), a list of input fields, or `"none"`; default `"input"` for POST/PUT/PATCH |
+//! | `auth-secret` | sends `authorization: Bearer {{secret:NAME}}` (`auth-scheme`, `auth-header` adjust it) |
+//! | `timeout-ms` | per-request timeout |
+//! | `expect-status` | accepted statuses, default any 2xx |
+//! | `response-headers` | response headers copied into the output |
+//! | `follow-redirects` | follow up to 5 redirects for GET/HEAD (default true); each hop is checked by the host again |
+//! | `retry-non-idempotent` | allow the retry hint to retry POST/PATCH (default false) |
+//!
+//! The output is `{"status": 200, "headers": {...}, "body": <JSON or text>}`.
+//! Retries follow the capability's `*.retry-strategy` hint: idempotent
+//! methods only (unless declared), on connection failures and 5xx.
+
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::time::Duration;
+use warden_sdk::http::{Request, Response};
+use warden_sdk::{log, time, Capabilities, Capability, Config, Error, Provider, ProviderInfo};
+
+struct Http;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Invoke {
+    capability: Target,
+    #[serde(default)]
+    input: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Target {
+    id: String,
+    #[serde(rename = "provider-meta")]
+    meta: Map<String, Value>,
+    #[serde(default)]
+    retry: Option<Retry>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "kebab-case")]
+struct Retry {
+    attempts: u32,
+    backoff_ms: u64,
+    exponential: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    method: Option<String>,
+    url: String,
+    #[serde(default)]
+    headers: Map<String, Value>,
+    body: Option<Value>,
+    #[serde(rename = "timeout-ms")]
+    timeout_ms: Option<u64>,
+}
+
+fn meta_str<'a>(meta: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, Error> {
+    match meta.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(Error::invalid_input(format!(
+            "provider-meta `{key}` must be a string, got {other}"
+        ))),
+    }
+}
+
+fn meta_bool(meta: &Map<String, Value>, key: &str, default: bool) -> Result<bool, Error> {
+    match meta.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(Error::invalid_input(format!(
+            "provider-meta `{key}` must be true or false, got {other}"
+        ))),
+    }
+}
+
+/// Text of an input value for a URL or header.
+fn scalar_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Fills `{field}` from the input; `{{...}}` is left as written (secret
+/// placeholders are the host's business).
+fn render(template: &str, input: &Value, encode: bool) -> Result<String, Error> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i..];
+        if let Some(stripped) = after.strip_prefix("{{") {
+            let end = stripped
+                .find("}}")
+                .ok_or_else(|| Error::invalid_input(format!("unclosed `{{{{` in `{template}`")))?;
+            out.push_str(&after[..end + 4]);
+            rest = &stripped[end + 2..];
+            continue;
+        }
+        let end = after
+            .find('}')
+            .ok_or_else(|| Error::invalid_input(format!("unclosed `{{` in `{template}`")))?;
+        let field = &after[1..end];
+        let value = input.get(field).filter(|v| !v.is_null()).ok_or_else(|| {
+            Error::invalid_input(format!(
+                "input field `{field}` is required by the template `{template}`"
+            ))
+        })?;
+        let text = scalar_text(value);
+        out.push_str(&if encode { percent_encode(&text) } else { text });
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn build_url(meta: &Map<String, Value>, input: &Value) -> Result<String, Error> {
+    let base = meta_str(meta, "base-url")?
+        .ok_or_else(|| Error::invalid_input("provider-meta `base-url` is required"))?;
+    let path = render(meta_str(meta, "path")?.unwrap_or(""), input, true)?;
+    let mut url = format!(
+        "{}{}",
+        base.trim_end_matches('/'),
+        if path.is_empty() || path.starts_with('/') {
+            path
+        } else {
+            format!("/{path}")
+        }
+    );
+    let mut params: Vec<(String, String)> = Vec::new();
+    match meta.get("query") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(fields)) => {
+            for f in fields {
+                let name = f.as_str().ok_or_else(|| {
+                    Error::invalid_input("provider-meta `query` lists field names")
+                })?;
+                if let Some(v) = input.get(name).filter(|v| !v.is_null()) {
+                    match v {
+                        Value::Array(items) => {
+                            params.extend(items.iter().map(|i| (name.to_string(), scalar_text(i))))
+                        }
+                        other => params.push((name.to_string(), scalar_text(other))),
+                    }
+                }
+            }
+        }
+        Some(Value::Object(map)) => {
+            for (param, template) in map {
+                let t = template.as_str().ok_or_else(|| {
+                    Error::invalid_input("provider-meta `query` values are templates")
+                })?;
+                params.push((param.clone(), render(t, input, false)?));
+            }
+        }
+        Some(other) => {
+            return Err(Error::invalid_input(format!(
+                "provider-meta `query` must be a list or a map, got {other}"
+            )))
+        }
+    }
+    if !params.is_empty() {
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(
+            &params
+                .iter()
+                .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
+                .collect::<Vec<_>>()
+                .join("&"),
+        );
+    }
+    Ok(url)
+}
+
+fn body_for(
+    meta: &Map<String, Value>,
+    method: &str,
+    input: &Value,
+) -> Result<Option<Value>, Error> {
+    let default = if matches!(method, "POST" | "PUT" | "PATCH") {
+        "input"
+    } else {
+        "none"
+    };
+    match meta.get("body") {
+        None | Some(Value::Null) => Ok((default == "input").then(|| input.clone())),
+        Some(Value::String(s)) if s == "input" => Ok(Some(input.clone())),
+        Some(Value::String(s)) if s == "none" => Ok(None),
+        Some(Value::Array(fields)) => {
+            let mut obj = Map::new();
+            for f in fields {
+                let name = f.as_str().ok_or_else(|| {
+                    Error::invalid_input("provider-meta `body` lists field names")
+                })?;
+                if let Some(v) = input.get(name) {
+                    obj.insert(name.to_string(), v.clone());
+                }
+            }
+            Ok(Some(Value::Object(obj)))
+        }
+        Some(other) => Err(Error::invalid_input(format!(
+            "provider-meta `body` must be \"input\", \"none\" or a list of fields, got {other}"
+        ))),
+    }
+}
+
+fn output(resp: &Response, wanted: &[String]) -> Value {
+    let mut headers = Map::new();
+    for name in wanted {
+        if let Some(v) = resp.header(name) {
+            headers.insert(name.to_ascii_lowercase(), json!(v));
+        }
+    }
+    let is_json = resp
+        .header("content-type")
+        .is_some_and(|c| c.contains("json"));
+    let body = if is_json {
+        serde_json::from_slice(&resp.body).unwrap_or_else(|_| json!(resp.text()))
+    } else if resp.body.is_empty() {
+        Value::Null
+    } else {
+        json!(resp.text())
+    };
+    json!({ "status": resp.status, "headers": headers, "body": body })
+}
+
+fn resolve_location(current: &str, location: &str) -> String {
+    if location.contains("://") {
+        return location.to_string();
+    }
+    let (scheme, rest) = current.split_once("://").unwrap_or(("http", current));
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    if location.starts_with('/') {
+        format!("{scheme}://{authority}{location}")
+    } else {
+        let base = current.rsplit_once('/').map(|(b, _)| b).unwrap_or(current);
+        format!("{base}/{location}")
+    }
+}
+
+fn invoke(inv: Invoke) -> Result<Value, Error> {
+    let meta = &inv.capability.meta;
+    let input = &inv.input;
+    let method = meta_str(meta, "method")?
+        .unwrap_or("GET")
+        .to_ascii_uppercase();
+    let mut url = build_url(meta, input)?;
+    let body = body_for(meta, &method, input)?;
+    let mut headers: Vec<(String, String)> = Vec::new();
+    if let Some(Value::Object(h)) = meta.get("headers") {
+        for (k, v) in h {
+            let t = v.as_str().ok_or_else(|| {
+                Error::invalid_input(format!("provider-meta header `{k}` must be a string"))
+            })?;
+            headers.push((k.clone(), render(t, input, false)?));
+        }
+    }
+    if let Some(secret) = meta_str(meta, "auth-secret")? {
+        let scheme = meta_str(meta, "auth-scheme")?.unwrap_or("Bearer");
+        let header = meta_str(meta, "auth-header")?.unwrap_or("authorization");
+        let value = if scheme.is_empty() {
+            format!("{{{{secret:{secret}}}}}")
+        } else {
+            format!("{scheme} {{{{secret:{secret}}}}}")
+        };
+        headers.push((header.to_string(), value));
+    }
+    let timeout = match meta.get("timeout-ms") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(Duration::from_millis(v.as_u64().ok_or_else(|| {
+            Error::invalid_input("provider-meta `timeout-ms` must be an integer")
+        })?)),
+    };
+    let expect: Vec<u16> = match meta.get("expect-status") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| {
+                i.as_u64()
+                    .and_then(|n| u16::try_from(n).ok())
+                    .ok_or_else(|| {
+                        Error::invalid_input("provider-meta `expect-status` lists status codes")
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => {
+            return Err(Error::invalid_input(format!(
+                "provider-meta `expect-status` must be a list, got {other}"
+            )))
+        }
+    };
+    let wanted: Vec<String> = match meta.get("response-headers") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let idempotent = matches!(
+        method.as_str(),
+        "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
+    );
+    let may_retry = idempotent || meta_bool(meta, "retry-non-idempotent", false)?;
+    let retry = inv.capability.retry.filter(|_| may_retry);
+    let follow =
+        meta_bool(meta, "follow-redirects", true)? && matches!(method.as_str(), "GET" | "HEAD");
+    let body_bytes = match &body {
+        Some(b) => Some(serde_json::to_vec(b).map_err(|e| Error::internal(e.to_string()))?),
+        None => None,
+    };
+
+    let send = |url: &str| -> Result<Response, Error> {
+        let mut req = Request::new(method.clone(), url);
+        for (k, v) in &headers {
+            req = req.header(k.clone(), v.clone());
+        }
+        if let Some(b) = &body_bytes {
+            if !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            {
+                req = req.header("content-type", "application/json");
+            }
+            req = req.body(b.clone());
+        }
+        if let Some(t) = timeout {
+            req = req.timeout(t);
+        }
+        req.send()
+    };
+
+    let attempts = retry.map_or(1, |r| r.attempts.max(1));
+    let mut redirects = 0;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = send(&url);
+        let retryable = match &result {
+            Ok(r) => r.status >= 500,
+            Err(Error::Upstream(_)) | Err(Error::Timeout(_)) => true,
+            Err(_) => false,
+        };
+        if retryable && attempt < attempts {
+            let r = retry.expect("attempts > 1 only with a retry strategy");
+            let factor = if r.exponential {
+                1u64 << (attempt - 1).min(16)
+            } else {
+                1
+            };
+            log::debug(format!(
+                "{}: attempt {attempt} failed, retrying",
+                inv.capability.id
+            ));
+            time::sleep(Duration::from_millis(r.backoff_ms.saturating_mul(factor)));
+            continue;
+        }
+        let resp = result?;
+        if follow && (300..400).contains(&resp.status) && resp.status != 304 {
+            if let Some(loc) = resp.header("location") {
+                redirects += 1;
+                if redirects > 5 {
+                    return Err(Error::upstream(format!(
+                        "{}: more than 5 redirects",
+                        inv.capability.id
+                    )));
+                }
+                url = resolve_location(&url, loc);
+                attempt = 0;
+                continue;
+            }
+        }
+        let ok = if expect.is_empty() {
+            (200..300).contains(&resp.status)
+        } else {
+            expect.contains(&resp.status)
+        };
+        if !ok {
+            let snippet: String = resp.text().chars().take(200).collect();
+            return Err(Error::upstream(format!(
+                "{}: unexpected status {}: {snippet}",
+                inv.capability.id, resp.status
+            )));
+        }
+        return Ok(output(&resp, &wanted));
+    }
+}
+
+impl Provider for Http {
+    fn info() -> ProviderInfo {
+        ProviderInfo::new(
+            "http",
+            env!("CARGO_PKG_VERSION"),
+            "Declarative HTTP capabilities",
+        )
+    }
+
+    fn capabilities(caps: &mut Capabilities<Self>) {
+        caps.add(
+            Capability::new("http.invoke", "Serve an :Http capability")
+                .describe("Runs a declared :Http capability (the host routes them here)")
+                .input("[:map [:capability [:map [:id :string] [:provider-meta [:map [:base-url :string]]]]] [:input :any]]")
+                .output("[:map [:status :int] [:headers [:map]] [:body :any]]")
+                .metadata(json!({"warden": {"serves": "Http"}}))
+                .effect("call:external_api"),
+            |_, i: Invoke| invoke(i),
+        )
+        .add(
+            Capability::new("http.request", "HTTP request")
+                .describe("Sends one HTTP request to a granted destination and returns status, headers and body")
+                .input("[:map [:url :string] [:method :string?] [:headers {:optional true} [:map]] [:body :any?] [:timeout-ms :int?]]")
+                .output("[:map [:status :int] [:headers [:map]] [:body :any]]")
+                .effect("call:external_api"),
+            |_, r: Raw| {
+                let mut req = Request::new(r.method.unwrap_or_else(|| "GET".into()).to_ascii_uppercase(), r.url);
+                let mut names = Vec::new();
+                for (k, v) in r.headers {
+                    req = req.header(k.clone(), scalar_text(&v));
+                    names.push(k);
+                }
+                if let Some(b) = r.body.filter(|b| !b.is_null()) {
+                    req = req.json(&b)?;
+                }
+                if let Some(t) = r.timeout_ms {
+                    req = req.timeout(Duration::from_millis(t));
+                }
+                let resp = req.send()?;
+                let all: Vec<String> = resp.headers.iter().map(|(k, _)| k.clone()).collect();
+                Ok(output(&resp, &all))
+            },
+        );
+    }
+
+    fn init(_config: Config) -> Result<Self, Error> {
+        Ok(Http)
+    }
+}
+
+warden_sdk::export!(Http);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_and_urls() {
+        let input = json!({"user": "a b", "page": 2, "tags": ["x", "y"], "q": null});
+        let meta = json!({"base-url": "http://h/api/", "path": "/users/{user}/repos", "query": ["page", "tags", "q"]});
+        assert_eq!(
+            build_url(meta.as_object().unwrap(), &input).unwrap(),
+            "http://h/api/users/a%20b/repos?page=2&tags=x&tags=y"
+        );
+        assert_eq!(
+            render("Bearer {{secret:T}} {user}", &input, false).unwrap(),
+            "Bearer {{secret:T}} a b"
+        );
+        assert!(render("{missing}", &input, false).is_err());
+        assert_eq!(resolve_location("http://h:1/a/b?x", "/c"), "http://h:1/c");
+        assert_eq!(
+            resolve_location("http://h:1/a/b", "http://o:2/"),
+            "http://o:2/"
+        );
+    }
+}
