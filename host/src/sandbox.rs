@@ -87,8 +87,15 @@ impl State {
                     Decision::Deny(format!("listening on {addr} is not granted"))
                 }
             };
-            if let crate::policy::Decision::Deny(reason) = &decision {
-                tracing::warn!(target: "warden::policy", plugin = %check_plugin, effect = "socket", %reason, "denied");
+            match &decision {
+                crate::policy::Decision::Deny(reason) => tracing::warn!(
+                    target: "warden::egress", plugin = %check_plugin, effect = "socket", usage = ?usage,
+                    destination = %addr, decision = "deny", %reason, "egress denied"
+                ),
+                crate::policy::Decision::Allow(reason) => tracing::info!(
+                    target: "warden::egress", plugin = %check_plugin, effect = "socket", usage = ?usage,
+                    destination = %addr, decision = "allow", %reason, "egress"
+                ),
             }
             let allowed = decision.allowed();
             Box::pin(async move { allowed })

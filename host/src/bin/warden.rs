@@ -318,6 +318,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "limits      fuel {} per call, memory {} bytes, timeout {} ms",
                     info.limits.fuel, info.limits.memory, info.limits.timeout_ms
                 );
+                println!(
+                    "http        {} requests and {} bytes per call, {} bytes per response, {} ms per request",
+                    info.limits.max_requests,
+                    info.limits.max_egress_bytes,
+                    info.limits.max_response_bytes,
+                    info.limits.request_timeout_ms
+                );
                 let g = &info.grants;
                 let none = |v: &[String]| {
                     if v.is_empty() {
@@ -345,6 +352,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .collect();
                 println!("grants.dirs {}", none(&dirs));
                 println!("grants.net  {}", none(&g.network));
+                let secrets: Vec<String> = g
+                    .secrets
+                    .iter()
+                    .map(|s| format!("{} -> {}", s.name, s.hosts.join(" ")))
+                    .collect();
+                println!("grants.sec  {}", none(&secrets));
                 println!("capabilities:");
                 for c in caps {
                     println!("  {} ({} {})", c.id, c.name, c.version);

@@ -108,6 +108,13 @@ async fn get_and_post_capabilities_work() {
     );
     assert_eq!(s.count(), 2);
     let seen = s.seen();
+    assert!(
+        !seen[0]
+            .headers
+            .iter()
+            .any(|(k, _)| k == "transfer-encoding" || k == "content-length"),
+        "a GET carries no body"
+    );
     assert_eq!(
         (seen[0].method.as_str(), seen[0].target.as_str()),
         ("GET", "/json?page=2&q=a%20b")

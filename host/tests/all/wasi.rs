@@ -206,7 +206,8 @@ async fn writes_to_a_read_only_grant_are_denied() {
 
 #[tokio::test]
 async fn http_without_a_grant_is_denied_and_nothing_connects() {
-    let (port, hits) = http_server("ok");
+    let server = TestServer::start();
+    let (port, hits) = (server.port, server.connections.clone());
     let host = host_with("hostile", hostile()).await;
     let msg = expect_denied(
         host.call(
@@ -239,7 +240,8 @@ async fn http_without_a_grant_is_denied_and_nothing_connects() {
 
 #[tokio::test]
 async fn http_with_a_grant_reaches_the_server() {
-    let (port, hits) = http_server("hello from the test server");
+    let server = TestServer::start();
+    let (port, hits) = (server.port, server.connections.clone());
     let grants = Grants {
         network: vec![format!("http://127.0.0.1:{port}")],
         ..Default::default()
@@ -248,18 +250,19 @@ async fn http_with_a_grant_reaches_the_server() {
     let out = host
         .call(
             "hostile.http",
-            json!({"arg": format!("http://127.0.0.1:{port}/x?y=1")}),
+            json!({"arg": format!("http://127.0.0.1:{port}/tiny?y=1")}),
         )
         .await
         .unwrap();
     assert_eq!(out["status"], 200);
-    assert_eq!(out["body"], "hello from the test server");
+    assert_eq!(out["body"], r#"{"ok":true}"#);
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
 async fn raw_tcp_obeys_the_same_grants() {
-    let (port, hits) = http_server("");
+    let server = TestServer::start();
+    let (port, hits) = (server.port, server.connections.clone());
     let host = host_with("hostile", hostile()).await;
     expect_denied(
         host.call("hostile.tcp", json!({"arg": format!("127.0.0.1:{port}")}))
@@ -290,7 +293,8 @@ async fn raw_tcp_obeys_the_same_grants() {
         true
     );
     // Granted port only.
-    let (other_port, other_hits) = http_server("");
+    let other_server = TestServer::start();
+    let (other_port, other_hits) = (other_server.port, other_server.connections.clone());
     expect_denied(
         host.call(
             "hostile.tcp",

@@ -1,0 +1,195 @@
+//! A small HTTP/1.1 server for tests and benchmarks (shared by both).
+#![allow(dead_code)]
+
+/// What the test server received.
+#[derive(Debug, Clone, Default)]
+pub struct Seen {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// An HTTP/1.1 server on 127.0.0.1 with keep-alive, for egress tests. It
+/// records every request and connection; it never echoes `authorization`.
+///
+/// Routes: `/json` (JSON describing the request), `/echo` (the request body
+/// back as JSON), `/big?n=N[&chunked=1]`, `/redirect?to=URL`, `/flaky`
+/// (500 for the first two requests, then 200), `/slow?ms=N`, `/status/N`.
+pub struct TestServer {
+    pub port: u16,
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
+    pub connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let flaky = Arc::new(AtomicUsize::new(0));
+        let (r, c) = (requests.clone(), connections.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                c.fetch_add(1, Ordering::SeqCst);
+                let (r, flaky) = (r.clone(), flaky.clone());
+                std::thread::spawn(move || serve_connection(stream, r, flaky));
+            }
+        });
+        TestServer {
+            port,
+            requests,
+            connections,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn serve_connection(
+    stream: std::net::TcpStream,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
+    flaky: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let _ = stream.set_nodelay(true);
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut out = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let (method, target) = (
+            parts.next().unwrap_or("").to_string(),
+            parts.next().unwrap_or("").to_string(),
+        );
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+            }
+        }
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let seen = Seen {
+            method: method.clone(),
+            target: target.clone(),
+            headers: headers.clone(),
+            body: body.clone(),
+        };
+        requests.lock().unwrap().push(seen);
+        let (path, query) = target.split_once('?').unwrap_or((target.as_str(), ""));
+        let param = |name: &str| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .map(str::to_string)
+        };
+        let close = headers
+            .iter()
+            .any(|(k, v)| k == "connection" && v.eq_ignore_ascii_case("close"));
+        let mut status = 200;
+        let mut extra = String::new();
+        let mut chunked = false;
+        let body_out: Vec<u8> = match path {
+            "/json" => {
+                let visible: serde_json::Map<String, serde_json::Value> = headers
+                    .iter()
+                    .filter(|(k, _)| k != "authorization")
+                    .map(|(k, v)| (k.clone(), serde_json::json!(v)))
+                    .collect();
+                serde_json::to_vec(&serde_json::json!({"method": method, "path": path, "query": query, "headers": visible})).unwrap()
+            }
+            "/echo" => serde_json::to_vec(&serde_json::json!({"method": method, "got": serde_json::from_slice::<serde_json::Value>(&body).unwrap_or(serde_json::Value::Null)})).unwrap(),
+            "/big" => {
+                chunked = param("chunked").is_some();
+                vec![b'x'; param("n").and_then(|n| n.parse().ok()).unwrap_or(0)]
+            }
+            "/redirect" => {
+                status = 302;
+                extra = format!("Location: {}\r\n", param("to").unwrap_or_default().replace("%2F", "/").replace("%3A", ":"));
+                Vec::new()
+            }
+            "/tiny" => br#"{"ok":true}"#.to_vec(),
+            "/flaky" => {
+                if flaky.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
+                    status = 500;
+                }
+                br#"{"flaky":true}"#.to_vec()
+            }
+            "/slow" => {
+                std::thread::sleep(std::time::Duration::from_millis(param("ms").and_then(|n| n.parse().ok()).unwrap_or(1000)));
+                br#"{"slow":true}"#.to_vec()
+            }
+            p if p.starts_with("/status/") => {
+                status = p[8..].parse().unwrap_or(500);
+                Vec::new()
+            }
+            _ => {
+                status = 404;
+                b"not found".to_vec()
+            }
+        };
+        let ctype = if body_out.first() == Some(&b'{') {
+            "application/json"
+        } else {
+            "text/plain"
+        };
+        let mut resp =
+            format!("HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\nx-served-by: test\r\n{extra}");
+        if chunked {
+            resp.push_str("transfer-encoding: chunked\r\n\r\n");
+            let mut bytes = resp.into_bytes();
+            for chunk in body_out.chunks(1000) {
+                bytes.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                bytes.extend_from_slice(chunk);
+                bytes.extend_from_slice(b"\r\n");
+            }
+            bytes.extend_from_slice(b"0\r\n\r\n");
+            if out.write_all(&bytes).is_err() {
+                return;
+            }
+        } else {
+            resp.push_str(&format!("content-length: {}\r\n\r\n", body_out.len()));
+            let mut bytes = resp.into_bytes();
+            bytes.extend_from_slice(&body_out);
+            if out.write_all(&bytes).is_err() {
+                return;
+            }
+        }
+        if close {
+            return;
+        }
+    }
+}
