@@ -221,6 +221,59 @@ impl Error {
         }
     }
 
+    /// The same error, naming `id` as the capability called (for calls the
+    /// host routed to a provider plugin's entry point).
+    pub(crate) fn for_capability(self, id: &str) -> Error {
+        let id = id.to_string();
+        match self {
+            Error::Denied { message, .. } => Error::Denied {
+                capability: id,
+                message,
+            },
+            Error::InvalidInput { message, .. } => Error::InvalidInput {
+                capability: id,
+                message,
+            },
+            Error::LimitExceeded {
+                plugin,
+                limit,
+                detail,
+                ..
+            } => Error::LimitExceeded {
+                plugin,
+                capability: id,
+                limit,
+                detail,
+            },
+            Error::Capability {
+                plugin,
+                kind,
+                message,
+                ..
+            } => Error::Capability {
+                plugin,
+                capability: id,
+                kind,
+                message,
+            },
+            Error::Trap {
+                plugin, message, ..
+            } => Error::Trap {
+                plugin,
+                capability: id,
+                message,
+            },
+            Error::InvalidOutput {
+                plugin, message, ..
+            } => Error::InvalidOutput {
+                plugin,
+                capability: id,
+                message,
+            },
+            other => other,
+        }
+    }
+
     pub(crate) fn config(path: &std::path::Path, msg: impl fmt::Display) -> Self {
         Error::Config(format!("{}: {msg}", path.display()))
     }

@@ -314,7 +314,11 @@ impl Host {
                     "capability": { "id": info.id, "provider-meta": info.provider_meta, "retry": info.hints.retry },
                     "input": input,
                 });
-                (plugin, plugin.call(entry, &request).await?)
+                let output = plugin
+                    .call(entry, &request)
+                    .await
+                    .map_err(|e| e.for_capability(id))?;
+                (plugin, output)
             }
         };
         info.output_type

@@ -331,12 +331,121 @@ fn demo(root: &Path) -> Result<()> {
             .context("running warden")?;
         println!("(exit {})", status.code().unwrap_or(-1));
     }
+    http_demo(root, &warden)?;
     println!("\n== The same host, embedded in a Rust program (examples/embed)");
     println!("$ cargo run -p embed-example -- examples/demo/warden.toml");
     let status = host_cargo(root)
         .args(["run", "--quiet", "-p", "embed-example", "--", cfg])
         .status()?;
     check(status, "the embedding example")
+}
+
+/// A tiny weather server for the demo: answers `/weather?city=X` and
+/// remembers whether the request carried the demo's bearer token.
+fn demo_server() -> Result<(
+    u16,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+)> {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let token_seen = std::sync::Arc::new(AtomicBool::new(false));
+    let (h, t) = (hits.clone(), token_seen.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            h.fetch_add(1, Ordering::SeqCst);
+            let mut reader = BufReader::new(match stream.try_clone() {
+                Ok(s) => s,
+                Err(_) => continue,
+            });
+            let mut first = String::new();
+            let _ = reader.read_line(&mut first);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+                if line
+                    .to_ascii_lowercase()
+                    .starts_with("authorization: bearer demo-token-")
+                {
+                    t.store(true, Ordering::SeqCst);
+                }
+            }
+            let city = first
+                .split("city=")
+                .nth(1)
+                .and_then(|c| c.split([' ', '&']).next())
+                .unwrap_or("nowhere")
+                .to_string();
+            let body = format!(r#"{{"city":"{city}","temp":21.5}}"#);
+            let mut stream = stream;
+            let _ = write!(stream, "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+        }
+    });
+    Ok((port, hits, token_seen))
+}
+
+fn http_demo(root: &Path, warden: &Path) -> Result<()> {
+    use std::sync::atomic::Ordering;
+    let (port, hits, token_seen) = demo_server()?;
+    let (other_port, other_hits, _) = demo_server()?;
+    let template = std::fs::read_to_string(root.join("examples/demo/http.toml"))
+        .context("reading examples/demo/http.toml")?;
+    let dir = target_dir(root).join("demo");
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("http.toml");
+    std::fs::write(
+        &config,
+        template
+            .replace("@OTHER_PORT@", &other_port.to_string())
+            .replace("@PORT@", &port.to_string()),
+    )?;
+    let run = |title: &str, args: &[&str]| -> Result<()> {
+        println!("\n== {title}");
+        println!(
+            "$ warden --config target/demo/http.toml {}",
+            args.iter()
+                .map(|a| shell_quote(a))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let status = Command::new(warden)
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("DEMO_TOKEN", "demo-token-7f3a")
+            .env("RUST_LOG", "warn,warden::egress=warn")
+            .status()
+            .context("running warden")?;
+        println!("(exit {})", status.code().unwrap_or(-1));
+        Ok(())
+    };
+    run(
+        "An :Http capability declared in config, served by plugins/http through governed egress (local server on 127.0.0.1)",
+        &["call", "weather.now", r#"{"city":"Oslo"}"#],
+    )?;
+    println!(
+        "(the server received the bearer token: {}; the plugin never saw it)",
+        if token_seen.load(Ordering::SeqCst) {
+            "yes"
+        } else {
+            "no"
+        }
+    );
+    run(
+        "A destination the plugin has no grant for (exit 3)",
+        &["call", "weather.elsewhere", r#"{"city":"Oslo"}"#],
+    )?;
+    println!(
+        "(requests that reached the granted server: {}; the ungranted one: {})",
+        hits.load(Ordering::SeqCst),
+        other_hits.load(Ordering::SeqCst)
+    );
+    Ok(())
 }
 
 fn shell_quote(s: &str) -> String {

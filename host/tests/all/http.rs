@@ -251,6 +251,10 @@ async fn secrets_reach_only_bound_hosts_and_nothing_else_sees_them() {
     );
     let msg = expect_denied(host.call("secret.wrong.host", json!({})).await);
     assert!(!msg.contains("tok-0123"), "{msg}");
+    assert!(
+        msg.contains("secret.wrong.host"),
+        "the error names the capability called: {msg}"
+    );
     expect_denied(host.call("secret.not.granted", json!({})).await);
     assert_eq!(s.count(), 1);
     assert_eq!(other.count(), 0);
