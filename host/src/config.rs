@@ -612,6 +612,18 @@ fn check_limits(at: &str, l: &Limits) -> Result<()> {
             "at `{at}.timeout-ms`: must be at least 1"
         )));
     }
+    for (field, zero) in [
+        ("max-response-bytes", l.max_response_bytes == Some(0)),
+        ("max-requests", l.max_requests == Some(0)),
+        ("max-egress-bytes", l.max_egress_bytes == Some(0)),
+        ("request-timeout-ms", l.request_timeout_ms == Some(0)),
+    ] {
+        if zero {
+            return Err(Error::Config(format!(
+                "at `{at}.{field}`: must be at least 1"
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -683,6 +695,23 @@ mod tests {
     }
 
     #[test]
+    fn secrets_read_from_env_or_file() {
+        let dir = std::env::temp_dir().join(format!("warden-secret-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("tok"), "  from-file\n").unwrap();
+        std::env::set_var("WARDEN_CONFIG_TEST_SECRET", "from-env");
+        let cfg = Config::from_toml("[secrets.F]\nfile = 'tok'\n[secrets.E]\nenv = 'WARDEN_CONFIG_TEST_SECRET'\n[secrets.M]\nenv = 'WARDEN_CONFIG_TEST_UNSET'\n", &dir).unwrap();
+        assert_eq!(cfg.secret_value("F").unwrap(), "from-file");
+        assert_eq!(cfg.secret_value("E").unwrap(), "from-env");
+        assert!(cfg
+            .secret_value("M")
+            .unwrap_err()
+            .to_string()
+            .contains("WARDEN_CONFIG_TEST_UNSET"));
+        assert!(cfg.secret_value("Z").is_err());
+    }
+
+    #[test]
     fn sizes() {
         assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
         assert_eq!(parse_size("512 KiB").unwrap(), 512 << 10);
@@ -712,6 +741,18 @@ mod tests {
             ("[limits]\nfuel = 0\n", "fuel"),
             ("[limits]\ntimeout-ms = 0\n", "timeout-ms"),
             ("not toml at all", "line 1"),
+            ("[plugins.a]\ncomponent='a'\ngrants = { secrets = [{ name = 'NOPE', hosts = ['http://x:1'] }] }\n", "not defined in [secrets]"),
+            ("[secrets.T]\nenv='A'\n[plugins.a]\ncomponent='a'\ngrants = { secrets = [{ name = 'T', hosts = [] }] }\n", "at least one destination"),
+            ("[secrets.T]\nenv='A'\n[plugins.a]\ncomponent='a'\ngrants = { secrets = [{ name = 'T', hosts = ['x'] }] }\n", "hosts[0]"),
+            ("[secrets.T]\nenv = 'A'\nfile = 'f'\n", "exactly one of"),
+            ("[secrets.T]\n", "exactly one of"),
+            ("providers = { Http = 'nobody' }\n", "no plugin named `nobody`"),
+            ("[plugins.a]\ncomponent='a'\n[providers]\nLocal = 'a'\n", "only Http"),
+            ("[plugins.a]\ncomponent='a'\n[providers]\nFtp = 'a'\n", "unknown provider kind"),
+            ("[limits]\nmax-requests = 0\n", "max-requests"),
+            ("[limits]\nmax-response-bytes = 0\n", "max-response-bytes"),
+            ("[[capabilities]]\nid='x'\nname='x'\nversion='1'\nprovider='Http'\ninput-schema=':any'\noutput-schema=':any'\n", "base-url"),
+            ("[host]\nresolve = { 'a.test' = 'not-an-ip' }\n", "resolve"),
         ] {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(needle), "{text:?} -> {err}");
