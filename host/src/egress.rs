@@ -254,7 +254,13 @@ impl EgressHooks {
     /// Starts a new call's budget.
     pub(crate) fn reset(&mut self) {
         self.requests = 0;
-        self.bytes = Arc::new(AtomicU64::new(0));
+        // A body still held from the last call keeps counting into its own
+        // budget; only then is a new counter needed.
+        if Arc::strong_count(&self.bytes) == 1 {
+            self.bytes.store(0, Ordering::Relaxed);
+        } else {
+            self.bytes = Arc::new(AtomicU64::new(0));
+        }
     }
 }
 
