@@ -4,23 +4,13 @@
 //!
 //! Run: `cargo bench -p warden --bench calls`.
 
+#[path = "../tests/support/components.rs"]
+mod components;
+
+use components::component;
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
-use std::path::{Path, PathBuf};
 use warden::{Config, Host, InstanceMode, PluginConfig};
-
-fn component(name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let p = target.join("components").join(format!("{name}.wasm"));
-    assert!(
-        p.exists(),
-        "{} missing: run `cargo xtask build-guests`",
-        p.display()
-    );
-    p
-}
 
 fn host(rt: &tokio::runtime::Runtime, mode: InstanceMode) -> Host {
     let mut plugin = PluginConfig::new(component("hostile"));

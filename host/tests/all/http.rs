@@ -143,35 +143,23 @@ async fn denied_destinations_receive_nothing() {
     let s = TestServer::start();
     let other = TestServer::start();
     let port = s.port;
+    // Each of these must be refused before anything reaches a server.
+    let refused = [
+        ("by.name.localhost", format!("http://localhost:{port}")),
+        ("wildcard.mismatch", format!("http://api.other.test:{port}")),
+        ("wrong.port", other.url("")),
+        ("wrong.scheme", format!("https://127.0.0.1:{port}")),
+        ("ip.literal", format!("http://[::1]:{port}")),
+        (
+            "private.by.wildcard",
+            format!("http://svc.example.test:{port}"),
+        ),
+    ];
     let mut setup = Setup::new(&[
         grant(&s),
         format!("http://*.example.test:{port}"),
         format!("http://named.example.test:{port}"),
     ])
-    .cap(
-        "by.name.localhost",
-        json!({"base-url": format!("http://localhost:{port}"), "path": "/json"}),
-    )
-    .cap(
-        "wildcard.mismatch",
-        json!({"base-url": format!("http://api.other.test:{port}"), "path": "/json"}),
-    )
-    .cap(
-        "wrong.port",
-        json!({"base-url": other.url(""), "path": "/json"}),
-    )
-    .cap(
-        "wrong.scheme",
-        json!({"base-url": format!("https://127.0.0.1:{port}"), "path": "/json"}),
-    )
-    .cap(
-        "ip.literal",
-        json!({"base-url": format!("http://[::1]:{port}"), "path": "/json"}),
-    )
-    .cap(
-        "private.by.wildcard",
-        json!({"base-url": format!("http://svc.example.test:{port}"), "path": "/json"}),
-    )
     .cap(
         "private.by.name",
         json!({"base-url": format!("http://named.example.test:{port}"), "path": "/json"}),
@@ -184,24 +172,16 @@ async fn denied_destinations_receive_nothing() {
         "spoofed.host",
         json!({"base-url": s.url(""), "path": "/json", "headers": {"host": "evil.example"}}),
     );
-    setup
-        .resolve
-        .insert("svc.example.test".into(), "127.0.0.1".parse().unwrap());
-    setup
-        .resolve
-        .insert("named.example.test".into(), "127.0.0.1".parse().unwrap());
-    setup
-        .resolve
-        .insert("api.other.test".into(), "127.0.0.1".parse().unwrap());
+    for (id, base) in &refused {
+        setup = setup.cap(id, json!({"base-url": base, "path": "/json"}));
+    }
+    for name in ["svc.example.test", "named.example.test", "api.other.test"] {
+        setup
+            .resolve
+            .insert(name.into(), "127.0.0.1".parse().unwrap());
+    }
     let host = setup.host().await;
-    for id in [
-        "by.name.localhost",
-        "wildcard.mismatch",
-        "wrong.port",
-        "wrong.scheme",
-        "ip.literal",
-        "private.by.wildcard",
-    ] {
+    for (id, _) in &refused {
         let msg = expect_denied(host.call(id, json!({})).await);
         assert!(msg.contains("denied"), "{id}: {msg}");
         assert_eq!(s.count(), 0, "{id} reached the server");

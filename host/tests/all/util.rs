@@ -1,22 +1,8 @@
-use std::path::{Path, PathBuf};
+#[path = "../support/components.rs"]
+mod components;
+pub use components::{component, target_dir};
+use std::path::Path;
 use warden::{Config, Host, PluginConfig};
-
-pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
-}
-
-/// The component `name` built by `cargo xtask build-guests`.
-pub fn component(name: &str) -> PathBuf {
-    let path = target_dir().join("components").join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo xtask build-guests` (or `cargo xtask test`)",
-        path.display()
-    );
-    path
-}
 
 /// A config for tests: shared compiled cache under target/, paths relative to `base`.
 pub fn config(base: &Path) -> Config {
