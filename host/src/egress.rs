@@ -118,12 +118,8 @@ impl Egress {
         scheme: &str,
         timeout: Duration,
     ) -> Result<SendRequest<WasiBody>, Refusal> {
-        let addrs: Vec<IpAddr> = if let Ok(ip) = dest
-            .host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-        {
+        // `dest.host` is already lower-case and without IPv6 brackets.
+        let addrs: Vec<IpAddr> = if let Ok(ip) = dest.host.parse::<IpAddr>() {
             vec![ip]
         } else if let Some(ip) = self.resolve.get(&dest.host) {
             vec![*ip]

@@ -725,33 +725,23 @@ fn single_type(
         "boolean" => TypeExpr::Bool,
         "null" => TypeExpr::Nil,
         "object" => object(obj, at, notes, depth),
-        "array" => {
-            if let Some(Json::Array(prefix)) = obj.get("prefixItems") {
-                return TypeExpr::Tuple(
-                    prefix
-                        .iter()
-                        .enumerate()
-                        .map(|(i, p)| from_js(p, &format!("{at}[{i}]"), notes, depth + 1))
-                        .collect(),
-                );
-            }
-            match obj.get("items") {
-                Some(Json::Array(prefix)) => TypeExpr::Tuple(
-                    prefix
-                        .iter()
-                        .enumerate()
-                        .map(|(i, p)| from_js(p, &format!("{at}[{i}]"), notes, depth + 1))
-                        .collect(),
-                ),
-                Some(items) => TypeExpr::Vector(Box::new(from_js(
-                    items,
-                    &format!("{at}[]"),
-                    notes,
-                    depth + 1,
-                ))),
-                None => TypeExpr::Vector(Box::new(TypeExpr::Any)),
-            }
-        }
+        "array" => match (obj.get("prefixItems"), obj.get("items")) {
+            // 2020-12 `prefixItems`, or the older array form of `items`.
+            (Some(Json::Array(prefix)), _) | (_, Some(Json::Array(prefix))) => TypeExpr::Tuple(
+                prefix
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| from_js(p, &format!("{at}[{i}]"), notes, depth + 1))
+                    .collect(),
+            ),
+            (_, Some(items)) => TypeExpr::Vector(Box::new(from_js(
+                items,
+                &format!("{at}[]"),
+                notes,
+                depth + 1,
+            ))),
+            (_, None) => TypeExpr::Vector(Box::new(TypeExpr::Any)),
+        },
         other => {
             notes.push(format!(
                 "{at}: type `{other}` is not understood; became :any"

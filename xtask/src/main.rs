@@ -310,26 +310,14 @@ fn demo(root: &Path) -> Result<()> {
         ),
     ];
     for (title, args) in steps {
-        if !title.is_empty() {
-            println!("\n== {title}");
-        }
-        println!(
-            "$ warden --config examples/demo/warden.toml {}",
-            args.iter()
-                .map(|a| shell_quote(a))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-        let status = Command::new(&warden)
-            .args(["--config", cfg])
-            .args(*args)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .status()
-            .context("running warden")?;
-        println!("(exit {})", status.code().unwrap_or(-1));
+        demo_step(
+            &warden,
+            &config,
+            "examples/demo/warden.toml",
+            title,
+            args,
+            &[],
+        )?;
     }
     http_demo(root, &warden)?;
     println!("\n== The same host, embedded in a Rust program (examples/embed)");
@@ -404,25 +392,15 @@ fn http_demo(root: &Path, warden: &Path) -> Result<()> {
             .replace("@OTHER_PORT@", &other_port.to_string())
             .replace("@PORT@", &port.to_string()),
     )?;
-    let run = |title: &str, args: &[&str]| -> Result<()> {
-        println!("\n== {title}");
-        println!(
-            "$ warden --config target/demo/http.toml {}",
-            args.iter()
-                .map(|a| shell_quote(a))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-        let status = Command::new(warden)
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .env("DEMO_TOKEN", "demo-token-7f3a")
-            .env("RUST_LOG", "warn,warden::egress=warn")
-            .status()
-            .context("running warden")?;
-        println!("(exit {})", status.code().unwrap_or(-1));
-        Ok(())
+    let run = |title: &str, args: &[&str]| {
+        demo_step(
+            warden,
+            &config,
+            "target/demo/http.toml",
+            title,
+            args,
+            &[("DEMO_TOKEN", "demo-token-7f3a")],
+        )
     };
     run(
         "An :Http capability declared in config, served by plugins/http through governed egress (local server on 127.0.0.1)",
@@ -445,6 +423,42 @@ fn http_demo(root: &Path, warden: &Path) -> Result<()> {
         hits.load(Ordering::SeqCst),
         other_hits.load(Ordering::SeqCst)
     );
+    Ok(())
+}
+
+/// One demo step: prints its title (if any) and the command as a user
+/// would type it (`shown` is the config path to print), runs it, and prints
+/// the exit code. Failing commands are part of the demo, not errors.
+fn demo_step(
+    warden: &Path,
+    config: &Path,
+    shown: &str,
+    title: &str,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> Result<()> {
+    if !title.is_empty() {
+        println!("\n== {title}");
+    }
+    println!(
+        "$ warden --config {shown} {}",
+        args.iter()
+            .map(|a| shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let status = Command::new(warden)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .envs(envs.iter().copied())
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .status()
+        .context("running warden")?;
+    println!("(exit {})", status.code().unwrap_or(-1));
     Ok(())
 }
 
