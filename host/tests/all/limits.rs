@@ -177,3 +177,26 @@ async fn config_reaches_init_and_a_failing_init_is_a_load_error() {
         "Ahoy, Ada!"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_instances_makes_further_calls_wait() {
+    let mut p = limited(Some(u64::MAX / 2), None, Some(800));
+    p.max_instances = 1;
+    let host = host_with("hostile", p).await;
+    let started = std::time::Instant::now();
+    let runaway = {
+        let host = host.clone();
+        tokio::spawn(async move { host.call("hostile.spin", json!(null)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The only instance is busy for the runaway's whole 800 ms budget: this
+    // call can run only after it is stopped (without the cap it would be
+    // served at once, about 100 ms in).
+    assert_eq!(host.call("hostile.echo", json!(1)).await.unwrap(), json!(1));
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "a second instance ran beside the first ({:?})",
+        started.elapsed()
+    );
+    expect_limit(runaway.await.unwrap(), Limit::Time);
+}
