@@ -45,6 +45,9 @@ fn http(c: &mut Criterion) {
         permissions: vec![],
         effects: vec![],
     });
+    let mut hostile = PluginConfig::new(component("hostile"));
+    hostile.grants.network = vec![format!("http://127.0.0.1:{}", server.port)];
+    let config = config.with_plugin("hostile", hostile);
     let host = rt.block_on(Host::new(config)).expect("host loads");
     let client = reqwest::Client::new();
 
@@ -55,6 +58,17 @@ fn http(c: &mut Criterion) {
             assert_eq!(out["body"]["ok"], true);
         })
     });
+    group.bench_function(
+        "warden: plain GET from a minimal guest (SDK, no plugins/http)",
+        |b| {
+            b.iter(|| {
+                let out = rt
+                    .block_on(host.call("hostile.http", json!({"arg": url})))
+                    .unwrap();
+                assert_eq!(out["status"], 200);
+            })
+        },
+    );
     group.bench_function("reqwest: direct", |b| {
         b.iter(|| {
             rt.block_on(async {

@@ -296,20 +296,46 @@ impl Attempt {
     }
 }
 
-fn denied(attempt: &Attempt, reason: &str) -> SendFuture {
-    attempt.deny(reason);
-    Box::new(async { Err(HttpError::HttpRequestDenied) })
+/// Why a request did not get a response.
+pub(crate) enum Failure {
+    /// Policy said no (the reason names the rule; never a secret value).
+    Denied(String),
+    /// The network or the peer failed.
+    Failed(HttpError, String),
 }
 
-impl wasmtime_wasi_http::WasiHttpHooks for EgressHooks {
-    fn send_request(
+/// A request body: a stream from `wasi:http`, or whole bytes (which can be
+/// sent again when a kept-alive connection turns out to be closed).
+pub(crate) enum OutBody {
+    Stream(WasiBody),
+    Full(Bytes),
+}
+
+/// Timeouts asked for by the guest; each is capped by the plugin's
+/// `request-timeout-ms`.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Timeouts {
+    pub(crate) connect: Option<Duration>,
+    pub(crate) first_byte: Option<Duration>,
+}
+
+type Dispatch = Pin<Box<dyn Future<Output = Result<http::Response<WasiBody>, Failure>> + Send>>;
+
+impl EgressHooks {
+    /// The plugin's limits for this instance.
+    pub(crate) fn limits(&self) -> ResolvedLimits {
+        self.limits
+    }
+
+    /// Decides a request and, if allowed, returns the future that sends it.
+    /// The one path for `wasi:http` and `warden:provider/http-client`.
+    pub(crate) fn dispatch(
         &mut self,
-        mut request: http::Request<WasiBody>,
-        options: Option<RequestOptions>,
-        fut: IoFuture,
-    ) -> SendFuture {
-        _ = fut;
-        let uri = request.uri().clone();
+        mut head: http::request::Parts,
+        body: OutBody,
+        timeouts: Timeouts,
+    ) -> Dispatch {
+        let uri = head.uri.clone();
         let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
         let host = uri
             .host()
@@ -321,58 +347,64 @@ impl wasmtime_wasi_http::WasiHttpHooks for EgressHooks {
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let attempt = Attempt {
             plugin: self.egress.plugin.clone(),
-            method: request.method().to_string(),
+            method: head.method.to_string(),
             destination: format!("{scheme}://{host}:{port}"),
             started: Instant::now(),
+        };
+        let deny = |attempt: Attempt, reason: String| -> Dispatch {
+            attempt.deny(&reason);
+            Box::pin(async move { Err(Failure::Denied(reason)) })
         };
 
         self.requests += 1;
         if self.requests > self.limits.max_requests {
-            return denied(
-                &attempt,
-                &format!(
-                    "more than {} requests in one call (limits.max-requests)",
-                    self.limits.max_requests
-                ),
+            let reason = format!(
+                "more than {} requests in one call (limits.max-requests)",
+                self.limits.max_requests
             );
+            return deny(attempt, reason);
         }
-        if let Some(h) = request.headers().get(HOST) {
+        if scheme != "http" && scheme != "https" {
+            return deny(attempt, format!("scheme `{scheme}` is not HTTP"));
+        }
+        if let Some(h) = head.headers.get(HOST) {
             let expected = uri
                 .authority()
                 .map(|a| a.as_str().to_ascii_lowercase())
                 .unwrap_or_default();
             let given = h.to_str().unwrap_or("").to_ascii_lowercase();
             if given != expected && given != host {
-                return denied(
-                    &attempt,
-                    &format!("Host header `{given}` does not match the destination `{expected}`"),
+                return deny(
+                    attempt,
+                    format!("Host header `{given}` does not match the destination `{expected}`"),
                 );
             }
         }
         if let Decision::Deny(reason) = self.egress.policy.check_egress(&scheme, &host, port) {
-            return denied(&attempt, &reason);
+            return deny(attempt, reason);
         }
-        let declared_length = request
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-            .unwrap_or(0);
+        let declared_length = match &body {
+            OutBody::Full(b) => b.len() as u64,
+            OutBody::Stream(_) => head
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                .unwrap_or(0),
+        };
         if self
             .bytes
             .load(Ordering::Relaxed)
             .saturating_add(declared_length)
             > self.limits.max_egress_bytes
         {
-            return denied(
-                &attempt,
-                &format!(
-                    "the request body would exceed limits.max-egress-bytes ({})",
-                    self.limits.max_egress_bytes
-                ),
+            let reason = format!(
+                "the request body would exceed limits.max-egress-bytes ({})",
+                self.limits.max_egress_bytes
             );
+            return deny(attempt, reason);
         }
         // Secrets: substituted here, for bound destinations only.
-        for value in request.headers_mut().values_mut() {
+        for value in head.headers.values_mut() {
             let Ok(text) = value.to_str() else { continue };
             if !text.contains(SECRET_OPEN) {
                 continue;
@@ -389,51 +421,48 @@ impl wasmtime_wasi_http::WasiHttpHooks for EgressHooks {
                         *value = v;
                     }
                     Err(_) => {
-                        return denied(&attempt, "a secret's value is not a valid header value")
+                        return deny(
+                            attempt,
+                            "a secret's value is not a valid header value".into(),
+                        )
                     }
                 },
-                Err(reason) => return denied(&attempt, &reason),
+                Err(reason) => return deny(attempt, reason),
             }
         }
+        if !head.headers.contains_key(HOST) {
+            if let Some(Ok(v)) = uri.authority().map(|a| HeaderValue::from_str(a.as_str())) {
+                head.headers.insert(HOST, v);
+            }
+        }
+        // Origin form on the wire; the connection already names the host.
+        let path = uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        head.uri = match http::Uri::builder().path_and_query(path).build() {
+            Ok(u) => u,
+            Err(_) => {
+                return Box::pin(async move {
+                    attempt.failed("invalid path");
+                    Err(Failure::Failed(
+                        HttpError::HttpRequestUriInvalid,
+                        "invalid path".into(),
+                    ))
+                })
+            }
+        };
 
         let egress = self.egress.clone();
         let total = self.bytes.clone();
         let limits = self.limits;
         let dest = Destination { https, host, port };
-        Box::new(async move {
+        Box::pin(async move {
             let budget = Duration::from_millis(limits.request_timeout_ms);
-            let connect_timeout = options
-                .and_then(|o| o.connect_timeout)
-                .map_or(budget, |t| t.min(budget));
-            let first_byte_timeout = options
-                .and_then(|o| o.first_byte_timeout)
-                .map_or(budget, |t| t.min(budget));
-            let mut sender = match egress.take_idle(&dest) {
-                Some(s) => s,
-                None => match egress.connect(&dest, &scheme, connect_timeout).await {
-                    Ok(s) => s,
-                    Err(Refusal::Denied(reason)) => {
-                        attempt.deny(&reason);
-                        return Err(HttpError::HttpRequestDenied);
-                    }
-                    Err(Refusal::Failed(e, reason)) => {
-                        attempt.failed(&reason);
-                        return Err(e);
-                    }
-                },
-            };
-            // Origin form on the wire; the connection already names the host.
-            let path = request
-                .uri()
-                .path_and_query()
-                .map(|p| p.as_str().to_string())
-                .unwrap_or_else(|| "/".into());
-            *request.uri_mut() = http::Uri::builder()
-                .path_and_query(path)
-                .build()
-                .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+            let connect_timeout = timeouts.connect.map_or(budget, |t| t.min(budget));
+            let first_byte_timeout = timeouts.first_byte.map_or(budget, |t| t.min(budget));
             let sent = Arc::new(AtomicU64::new(0));
-            let request = request.map(|b| {
+            let counted = |b: WasiBody| {
                 Counted {
                     inner: b,
                     seen: 0,
@@ -444,18 +473,72 @@ impl wasmtime_wasi_http::WasiHttpHooks for EgressHooks {
                     on_end: None,
                 }
                 .boxed_unsync()
-            });
-            let response = sender.send_request(request);
-            egress.put_idle(dest, sender);
-            let response = match tokio::time::timeout(first_byte_timeout, response).await {
-                Ok(Ok(r)) => r,
-                Ok(Err(e)) => {
-                    attempt.failed("request failed");
-                    return Err(HttpError::from(e));
+            };
+            let full = |b: &Bytes| {
+                http_body_util::Full::new(b.clone())
+                    .map_err(|never| match never {})
+                    .boxed_unsync()
+            };
+            let (replay, first_body) = match body {
+                OutBody::Stream(b) => (None, b),
+                OutBody::Full(b) => {
+                    let first = full(&b);
+                    (Some(b), first)
                 }
-                Err(_) => {
-                    attempt.failed("no response in time");
-                    return Err(HttpError::ConnectionReadTimeout);
+            };
+            let mut first_body = Some(first_body);
+            let mut reused = egress.take_idle(&dest);
+            let response = loop {
+                let was_reused = reused.is_some();
+                let mut sender = match reused.take() {
+                    Some(s) => s,
+                    None => match egress.connect(&dest, &scheme, connect_timeout).await {
+                        Ok(s) => s,
+                        Err(Refusal::Denied(reason)) => {
+                            attempt.deny(&reason);
+                            return Err(Failure::Denied(reason));
+                        }
+                        Err(Refusal::Failed(e, reason)) => {
+                            attempt.failed(&reason);
+                            return Err(Failure::Failed(e, reason));
+                        }
+                    },
+                };
+                let body = match first_body.take() {
+                    Some(b) => b,
+                    None => full(replay.as_ref().expect("only whole bodies are sent again")),
+                };
+                let request = http::Request::from_parts(head.clone(), counted(body));
+                let response = sender.send_request(request);
+                let response = tokio::time::timeout(first_byte_timeout, response).await;
+                match response {
+                    Ok(Ok(r)) => {
+                        egress.put_idle(dest.clone(), sender);
+                        break r;
+                    }
+                    // A kept-alive connection the peer had closed: once more
+                    // on a new one, when the body can be sent again.
+                    Ok(Err(e))
+                        if was_reused
+                            && replay.is_some()
+                            && (e.is_canceled() || e.is_closed() || e.is_incomplete_message()) =>
+                    {
+                        tracing::debug!(target: "warden::egress", destination = %attempt.destination, "kept-alive connection was closed; reconnecting");
+                        sent.store(0, Ordering::Relaxed);
+                        continue;
+                    }
+                    Ok(Err(e)) => {
+                        attempt.failed("request failed");
+                        let reason = format!("request failed: {e}");
+                        return Err(Failure::Failed(HttpError::from(e), reason));
+                    }
+                    Err(_) => {
+                        attempt.failed("no response in time");
+                        return Err(Failure::Failed(
+                            HttpError::ConnectionReadTimeout,
+                            format!("no response within {} ms", first_byte_timeout.as_millis()),
+                        ));
+                    }
                 }
             };
             let status = response.status().as_u16();
@@ -471,13 +554,19 @@ impl wasmtime_wasi_http::WasiHttpHooks for EgressHooks {
                         sent.load(Ordering::Relaxed),
                         "response larger than limits.max-response-bytes",
                     );
-                    return Err(HttpError::HttpResponseBodySize(Some(len)));
+                    return Err(Failure::Failed(
+                        HttpError::HttpResponseBodySize(Some(len)),
+                        format!(
+                            "the response ({len} bytes) is larger than limits.max-response-bytes ({})",
+                            limits.max_response_bytes
+                        ),
+                    ));
                 }
             }
             let on_end: Box<dyn FnOnce(u64, &str) + Send> = Box::new(move |bytes_in, outcome| {
                 attempt.done(status, bytes_in, sent.load(Ordering::Relaxed), outcome)
             });
-            let response = response.map(|incoming| {
+            Ok(response.map(|incoming| {
                 Counted {
                     inner: incoming.map_err(HttpError::from),
                     seen: 0,
@@ -488,8 +577,31 @@ impl wasmtime_wasi_http::WasiHttpHooks for EgressHooks {
                     on_end: Some(on_end),
                 }
                 .boxed_unsync()
-            });
-            Ok((response, Box::new(async { Ok(()) }) as IoFuture))
+            }))
+        })
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpHooks for EgressHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: IoFuture,
+    ) -> SendFuture {
+        _ = fut;
+        let (head, body) = request.into_parts();
+        let timeouts = Timeouts {
+            connect: options.and_then(|o| o.connect_timeout),
+            first_byte: options.and_then(|o| o.first_byte_timeout),
+        };
+        let dispatch = self.dispatch(head, OutBody::Stream(body), timeouts);
+        Box::new(async move {
+            match dispatch.await {
+                Ok(response) => Ok((response, Box::new(async { Ok(()) }) as IoFuture)),
+                Err(Failure::Denied(_)) => Err(HttpError::HttpRequestDenied),
+                Err(Failure::Failed(e, _)) => Err(e),
+            }
         })
     }
 }

@@ -1,12 +1,11 @@
 //! [`Host`]: loads plugins from a [`Config`], keeps the registry, routes calls.
 
-use crate::bindings::{Plugin as PluginBindings, PluginPre};
 use crate::config::{Config, InstanceMode};
 use crate::egress::Egress;
 use crate::engine::{self, CompileSource, EpochTicker};
 use crate::error::{Error, Result};
 use crate::marketplace::{self, Manifest, ProviderKind};
-use crate::plugin::{LoadedPlugin, PluginInfo};
+use crate::plugin::{Exports, LoadedPlugin, PluginInfo};
 use crate::policy::{BoundSecret, EgressRule, Policy, SecretValue};
 use crate::registry::{parse_metadata, CapabilityInfo, Registered, Registry, Source};
 use crate::route::Route;
@@ -108,7 +107,7 @@ impl Host {
             .map_err(|e| Error::Internal(e.to_string()))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| Error::Internal(e.to_string()))?;
-        PluginBindings::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
+        crate::bindings::HostView::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
             .map_err(|e| Error::Internal(e.to_string()))?;
 
         let cache_dir = config.cache_dir();
@@ -135,7 +134,7 @@ impl Host {
             let pre = linker.instantiate_pre(&component).map_err(|e| {
                 Error::load(name, format!("{}: cannot be linked: {e:#}", path.display()))
             })?;
-            let pre = PluginPre::new(pre).map_err(|e| {
+            let exports = Exports::new(&pre).map_err(|e| {
                 Error::load(
                     name,
                     format!(
@@ -195,8 +194,14 @@ impl Host {
                 Arc::new(policy),
                 resolve.clone(),
             ));
-            let mut plugin =
-                LoadedPlugin::new(info, engine.clone(), pre, egress, pc.config.to_string());
+            let mut plugin = LoadedPlugin::new(
+                info,
+                engine.clone(),
+                pre,
+                exports,
+                egress,
+                pc.config.to_string(),
+            );
             let description = plugin
                 .describe()
                 .await

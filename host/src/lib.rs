@@ -48,9 +48,22 @@ pub use schema::TypeExpr;
 
 /// The one `bindgen!` for the provider contract in `wit/`.
 mod bindings {
+    // Every Warden interface and no WASI: the host links WASI from
+    // `wasmtime-wasi` itself. A plugin may leave `session-handler` out.
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "warden:provider/plugin",
+        inline: "
+            package warden:host-view;
+            world host-view {
+                import warden:provider/host@0.1.0;
+                import warden:provider/http-client@0.1.0;
+                export warden:provider/provider@0.1.0;
+                export warden:provider/session-handler@0.1.0;
+            }
+        ",
+        world: "warden:host-view/host-view",
+        imports: { "warden:provider/http-client": async | trappable },
         exports: { default: async },
+        with: { "warden:provider/http-client.body": crate::sandbox::ResponseBody },
     });
 }

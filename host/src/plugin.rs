@@ -1,8 +1,8 @@
 //! One loaded plugin: its pre-instantiated component, its limits and policy,
 //! and its pool of warm instances.
 
+use crate::bindings::exports::warden::provider::{provider, session_handler};
 use crate::bindings::warden::provider::types as wit;
-use crate::bindings::{Plugin as PluginBindings, PluginPre};
 use crate::config::{InstanceMode, ResolvedLimits};
 use crate::egress::Egress;
 use crate::engine::{ticks_for, CompileSource};
@@ -12,6 +12,7 @@ use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
+use wasmtime::component::InstancePre;
 use wasmtime::{Engine, Store, Trap};
 
 /// Extra wall-clock time past the limit before the host abandons a call
@@ -48,16 +49,35 @@ pub struct PluginInfo {
     pub capabilities: Vec<String>,
 }
 
-struct Warm {
-    store: Store<State>,
-    bindings: PluginBindings,
+/// The exports of a plugin, looked up once per component.
+pub(crate) struct Exports {
+    provider: provider::GuestIndices,
+    /// `None` when the plugin exports no `session-handler`.
+    sessions: Option<session_handler::GuestIndices>,
+}
+
+impl Exports {
+    /// Finds the exports in `pre`: `provider` is required.
+    pub(crate) fn new(pre: &InstancePre<State>) -> wasmtime::Result<Exports> {
+        Ok(Exports {
+            provider: provider::GuestIndices::new(pre)?,
+            sessions: session_handler::GuestIndices::new(pre).ok(),
+        })
+    }
+}
+
+pub(crate) struct Warm {
+    pub(crate) store: Store<State>,
+    provider: provider::Guest,
+    pub(crate) sessions: Option<session_handler::Guest>,
 }
 
 pub(crate) struct LoadedPlugin {
     pub(crate) info: PluginInfo,
     name: Arc<str>,
     engine: Engine,
-    pre: PluginPre<State>,
+    pre: InstancePre<State>,
+    exports: Exports,
     egress: Arc<Egress>,
     config_json: String,
     idle: Mutex<Vec<Warm>>,
@@ -68,7 +88,8 @@ impl LoadedPlugin {
     pub(crate) fn new(
         info: PluginInfo,
         engine: Engine,
-        pre: PluginPre<State>,
+        pre: InstancePre<State>,
+        exports: Exports,
         egress: Arc<Egress>,
         config_json: String,
     ) -> Self {
@@ -78,6 +99,7 @@ impl LoadedPlugin {
             info,
             engine,
             pre,
+            exports,
             egress,
             config_json,
             idle: Mutex::new(Vec::new()),
@@ -111,36 +133,47 @@ impl LoadedPlugin {
     pub(crate) async fn describe(&self) -> Result<wit::Description> {
         let mut store = self.new_store()?;
         self.arm(&mut store);
-        let bindings = self.instantiate(&mut store, "describe").await?;
-        let r = self
-            .timed(
-                bindings
-                    .warden_provider_provider()
-                    .call_describe(&mut store),
-            )
-            .await;
+        let (provider, _) = self.instantiate(&mut store, "describe").await?;
+        let r = self.timed(provider.call_describe(&mut store)).await;
         self.settle(&store, "describe", r)
     }
 
-    async fn instantiate(&self, store: &mut Store<State>, during: &str) -> Result<PluginBindings> {
+    async fn instantiate(
+        &self,
+        store: &mut Store<State>,
+        during: &str,
+    ) -> Result<(provider::Guest, Option<session_handler::Guest>)> {
         let r = self.timed(self.pre.instantiate_async(&mut *store)).await;
-        self.settle(store, during, r)
+        let instance = self.settle(store, during, r)?;
+        let provider = self
+            .exports
+            .provider
+            .load(&mut *store, &instance)
+            .map_err(|e| self.classify(store, during, e))?;
+        let sessions = match &self.exports.sessions {
+            Some(s) => Some(
+                s.load(&mut *store, &instance)
+                    .map_err(|e| self.classify(store, during, e))?,
+            ),
+            None => None,
+        };
+        Ok((provider, sessions))
     }
 
     /// A new instance, initialised with the plugin's config.
     async fn new_instance(&self, during: &str) -> Result<Warm> {
         let mut store = self.new_store()?;
         self.arm(&mut store);
-        let bindings = self.instantiate(&mut store, during).await?;
+        let (provider, sessions) = self.instantiate(&mut store, during).await?;
         let r = self
-            .timed(
-                bindings
-                    .warden_provider_provider()
-                    .call_init(&mut store, &self.config_json),
-            )
+            .timed(provider.call_init(&mut store, &self.config_json))
             .await;
         match self.settle(&store, during, r)? {
-            Ok(()) => Ok(Warm { store, bindings }),
+            Ok(()) => Ok(Warm {
+                store,
+                provider,
+                sessions,
+            }),
             Err(e) => {
                 let (kind, message) = split_wit_error(e);
                 Err(Error::Capability {
@@ -255,11 +288,10 @@ impl LoadedPlugin {
             serde_json::to_string(input).map_err(|e| Error::Internal(e.to_string()))?;
         let (_permit, mut warm) = self.checkout(capability).await?;
         let r = self
-            .timed(warm.bindings.warden_provider_provider().call_call(
-                &mut warm.store,
-                capability,
-                &input_text,
-            ))
+            .timed(
+                warm.provider
+                    .call_call(&mut warm.store, capability, &input_text),
+            )
             .await;
         let result = self.settle(&warm.store, capability, r);
         let outcome = match result {
@@ -280,13 +312,7 @@ impl LoadedPlugin {
     /// Asks a (warm or fresh) instance for its health.
     pub(crate) async fn health(&self) -> Result<wit::HealthReport> {
         let (_permit, mut warm) = self.checkout("health").await?;
-        let r = self
-            .timed(
-                warm.bindings
-                    .warden_provider_provider()
-                    .call_health(&mut warm.store),
-            )
-            .await;
+        let r = self.timed(warm.provider.call_health(&mut warm.store)).await;
         let report = self.settle(&warm.store, "health", r)?;
         self.checkin(warm);
         Ok(report)

@@ -3,14 +3,19 @@
 //! host services a guest imports.
 
 use crate::bindings::warden::provider::host::{self, Level};
+use crate::bindings::warden::provider::http_client;
+use crate::bindings::warden::provider::types::Error as WitError;
 use crate::config::DirMode;
 use crate::config::ResolvedLimits;
 use crate::egress::{Egress, EgressHooks};
+use crate::egress::{Failure, OutBody, Timeouts};
 use crate::error::Limit;
 use bytes::Bytes;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
+use wasmtime::component::Resource;
 use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
@@ -147,6 +152,217 @@ impl host::Host for State {
             Level::Warn => tracing::warn!(target: "guest", plugin, "{message}"),
             Level::Error => tracing::error!(target: "guest", plugin, "{message}"),
         }
+    }
+}
+
+/// A response body handed to a guest by `http-client.send`.
+pub struct ResponseBody {
+    body: wasmtime_wasi_http::WasiBody,
+    /// Longest wait for each chunk.
+    wait: Duration,
+    /// The end was seen (or the body failed): later reads return `none`.
+    done: bool,
+}
+
+/// Most bytes one `read` hands over.
+const MAX_READ: usize = 256 * 1024;
+
+impl http_client::Host for State {
+    async fn send(
+        &mut self,
+        request: http_client::Request,
+    ) -> wasmtime::Result<Result<http_client::Response, WitError>> {
+        let url = request.url.clone();
+        let head = match build_head(&request) {
+            Ok(h) => h,
+            Err(e) => return Ok(Err(WitError::InvalidInput(format!("{url}: {e}")))),
+        };
+        let wait = match request.timeout_ms {
+            0 => None,
+            ms => Some(Duration::from_millis(ms.into())),
+        };
+        let timeouts = Timeouts {
+            connect: wait,
+            first_byte: wait,
+        };
+        let limit = Duration::from_millis(self.hooks.limits().request_timeout_ms);
+        let dispatch =
+            self.hooks
+                .dispatch(head, OutBody::Full(Bytes::from(request.body)), timeouts);
+        let response = match dispatch.await {
+            Ok(r) => r,
+            Err(f) => return Ok(Err(failure_error(&url, f))),
+        };
+        let (parts, body) = response.into_parts();
+        let headers = parts
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let body = self.table.push(ResponseBody {
+            body,
+            wait: wait.map_or(limit, |w| w.min(limit)),
+            done: false,
+        })?;
+        Ok(Ok(http_client::Response {
+            status: parts.status.as_u16(),
+            headers,
+            body,
+        }))
+    }
+}
+
+impl http_client::HostBody for State {
+    async fn read(
+        &mut self,
+        body: Resource<ResponseBody>,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, WitError>> {
+        use http_body_util::BodyExt;
+        let body = self.table.get_mut(&body)?;
+        if body.done {
+            return Ok(Ok(None));
+        }
+        let mut out: Vec<u8> = Vec::new();
+        loop {
+            // Wait for the first frame; then take whatever else is ready.
+            let next = if out.is_empty() {
+                match tokio::time::timeout(body.wait, body.body.frame()).await {
+                    Ok(n) => n,
+                    Err(_) => {
+                        body.done = true;
+                        return Ok(Err(WitError::Timeout(format!(
+                            "no response data within {} ms",
+                            body.wait.as_millis()
+                        ))));
+                    }
+                }
+            } else {
+                let ready = std::future::poll_fn(|cx| {
+                    use http_body::Body;
+                    match Pin::new(&mut body.body).poll_frame(cx) {
+                        Poll::Ready(n) => Poll::Ready(Some(n)),
+                        Poll::Pending => Poll::Ready(None),
+                    }
+                })
+                .await;
+                match ready {
+                    Some(n) => n,
+                    None => break,
+                }
+            };
+            match next {
+                None => {
+                    body.done = true;
+                    break;
+                }
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        out.extend_from_slice(&data);
+                    }
+                    if out.len() >= MAX_READ {
+                        break;
+                    }
+                }
+                Some(Err(e)) => {
+                    body.done = true;
+                    return Ok(Err(body_error(e)));
+                }
+            }
+        }
+        if out.is_empty() && body.done {
+            return Ok(Ok(None));
+        }
+        Ok(Ok(Some(out)))
+    }
+
+    async fn drop(&mut self, body: Resource<ResponseBody>) -> wasmtime::Result<()> {
+        self.table.delete(body)?;
+        Ok(())
+    }
+}
+
+fn build_head(r: &http_client::Request) -> Result<http::request::Parts, String> {
+    let method = http::Method::from_bytes(r.method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| format!("invalid method `{}`", r.method))?;
+    let uri: http::Uri = r.url.parse().map_err(|e| format!("invalid URL: {e}"))?;
+    if uri.scheme().is_none() || uri.host().is_none() {
+        return Err("not an absolute URL".into());
+    }
+    let mut b = http::Request::builder().method(method.clone()).uri(uri);
+    let mut has_length = false;
+    for (k, v) in &r.headers {
+        let name = http::header::HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| format!("invalid header name `{k}`"))?;
+        if is_forbidden(&name) {
+            return Err(format!("header `{k}` is set by the host"));
+        }
+        has_length |= name == http::header::CONTENT_LENGTH;
+        let value = http::HeaderValue::from_str(v)
+            .map_err(|_| format!("invalid value for header `{k}`"))?;
+        b = b.header(name, value);
+    }
+    if !has_length
+        && (!r.body.is_empty()
+            || matches!(
+                method,
+                http::Method::POST | http::Method::PUT | http::Method::PATCH
+            ))
+    {
+        b = b.header(http::header::CONTENT_LENGTH, r.body.len());
+    }
+    let (parts, ()) = b.body(()).map_err(|e| e.to_string())?.into_parts();
+    Ok(parts)
+}
+
+/// Hop-by-hop headers the host's connection manages (as `wasi:http` forbids them).
+fn is_forbidden(name: &http::header::HeaderName) -> bool {
+    use http::header::*;
+    [
+        CONNECTION,
+        TRANSFER_ENCODING,
+        UPGRADE,
+        TE,
+        PROXY_AUTHORIZATION,
+    ]
+    .contains(name)
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
+}
+
+fn failure_error(url: &str, f: Failure) -> WitError {
+    use wasmtime_wasi_http::Error as E;
+    match f {
+        Failure::Denied(reason) => WitError::Denied(format!("{url}: denied by the host: {reason}")),
+        Failure::Failed(E::HttpResponseBodySize(_) | E::HttpRequestBodySize(_), reason) => {
+            WitError::Denied(format!("{url}: cut by the host: {reason}"))
+        }
+        Failure::Failed(
+            E::ConnectionTimeout
+            | E::ConnectionReadTimeout
+            | E::DnsTimeout
+            | E::HttpResponseTimeout,
+            reason,
+        ) => WitError::Timeout(format!("{url}: {reason}")),
+        Failure::Failed(_, reason) => WitError::Upstream(format!("{url}: {reason}")),
+    }
+}
+
+fn body_error(e: wasmtime_wasi_http::Error) -> WitError {
+    use wasmtime_wasi_http::Error as E;
+    match e {
+        E::HttpResponseBodySize(n) => WitError::Denied(format!(
+            "response body cut by the host after {} bytes: larger than limits.max-response-bytes",
+            n.unwrap_or(0)
+        )),
+        E::HttpRequestBodySize(_) => WitError::Denied(
+            "cut by the host: the call's traffic exceeds limits.max-egress-bytes".into(),
+        ),
+        other => WitError::Upstream(format!("reading the response body: {other}")),
     }
 }
 

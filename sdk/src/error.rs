@@ -88,3 +88,17 @@ impl From<Error> for WitError {
         }
     }
 }
+
+impl From<WitError> for Error {
+    fn from(e: WitError) -> Self {
+        match e {
+            WitError::InvalidInput(m) => Error::InvalidInput(m),
+            WitError::NotFound(m) => Error::NotFound(m),
+            WitError::Denied(m) => Error::Denied(m),
+            WitError::Upstream(m) => Error::Upstream(m),
+            WitError::Timeout(m) => Error::Timeout(m),
+            WitError::Unavailable(m) => Error::Unavailable(m),
+            WitError::Internal(m) => Error::Internal(m),
+        }
+    }
+}

@@ -7,6 +7,7 @@
 //! let items: serde_json::Value = resp.json()?;
 //! ```
 
+use crate::__rt::bindings::warden::provider::http_client;
 use crate::__rt::bindings::wasi::http::outgoing_handler;
 use crate::__rt::bindings::wasi::http::types::{
     http_error_code, ErrorCode, Fields, HeaderError, Method, OutgoingBody, OutgoingRequest,
@@ -55,6 +56,44 @@ impl Response {
     }
 }
 
+/// A response whose body is read chunk by chunk.
+#[derive(Debug)]
+pub struct StreamingResponse {
+    /// HTTP status code.
+    pub status: u16,
+    /// Response headers, names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
+    body: Option<http_client::Body>,
+}
+
+impl StreamingResponse {
+    /// The first header named `name` (case-insensitive), if any.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The next chunk of the body, or `None` at its end.
+    pub fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, Error> {
+        let Some(body) = &self.body else {
+            return Ok(None);
+        };
+        match body.read() {
+            Ok(Some(chunk)) => Ok(Some(chunk)),
+            Ok(None) => {
+                self.body = None;
+                Ok(None)
+            }
+            Err(e) => {
+                self.body = None;
+                Err(e.into())
+            }
+        }
+    }
+}
+
 impl Request {
     /// A request with `method` (e.g. `"GET"`) to the absolute `url`.
     pub fn new(method: impl Into<String>, url: impl Into<String>) -> Self {
@@ -98,6 +137,46 @@ impl Request {
 
     /// Sends the request and reads the whole response.
     pub fn send(self) -> Result<Response, Error> {
+        let streaming = self.send_streaming()?;
+        let mut body = Vec::new();
+        let (status, headers) = (streaming.status, streaming.headers.clone());
+        let mut streaming = streaming;
+        while let Some(chunk) = streaming.next_chunk()? {
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Sends the request and returns once the response head is in; read
+    /// the body with [`StreamingResponse::next_chunk`]. Dropping the
+    /// response early stops reading (e.g. once the wanted SSE event came).
+    pub fn send_streaming(self) -> Result<StreamingResponse, Error> {
+        let timeout_ms = self.timeout.map_or(0, |t| {
+            u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1)
+        });
+        let response = http_client::send(&http_client::Request {
+            method: self.method,
+            url: self.url,
+            headers: self.headers,
+            body: self.body,
+            timeout_ms,
+        })
+        .map_err(Error::from)?;
+        Ok(StreamingResponse {
+            status: response.status,
+            headers: response.headers,
+            body: Some(response.body),
+        })
+    }
+
+    /// Sends the request through `wasi:http` resources and streams instead
+    /// of the host's whole-message import. Governed the same way; slower.
+    /// For hosts that offer only `wasi:http`.
+    pub fn send_wasi_http(self) -> Result<Response, Error> {
         let (scheme, authority, path) = split_url(&self.url)?;
         let fields = Fields::new();
         let has_length = self

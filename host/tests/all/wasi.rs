@@ -204,19 +204,14 @@ async fn writes_to_a_read_only_grant_are_denied() {
     );
 }
 
+/// The SDK's whole-message import and `wasi:http` are governed alike.
+const HTTP_CAPS: [&str; 2] = ["hostile.http", "hostile.http-wasi"];
+
 #[tokio::test]
 async fn http_without_a_grant_is_denied_and_nothing_connects() {
     let server = TestServer::start();
     let (port, hits) = (server.port, server.connections.clone());
     let host = host_with("hostile", hostile()).await;
-    let msg = expect_denied(
-        host.call(
-            "hostile.http",
-            json!({"arg": format!("http://127.0.0.1:{port}/")}),
-        )
-        .await,
-    );
-    assert!(msg.contains("denied"), "{msg}");
     // A grant for another port, scheme or host does not help.
     let other = Grants {
         network: vec![
@@ -226,14 +221,19 @@ async fn http_without_a_grant_is_denied_and_nothing_connects() {
         ],
         ..Default::default()
     };
-    let host = host_with("hostile", with_grants(other)).await;
-    expect_denied(
-        host.call(
-            "hostile.http",
-            json!({"arg": format!("http://127.0.0.1:{port}/")}),
-        )
-        .await,
-    );
+    let near_miss = host_with("hostile", with_grants(other)).await;
+    for cap in HTTP_CAPS {
+        let msg = expect_denied(
+            host.call(cap, json!({"arg": format!("http://127.0.0.1:{port}/")}))
+                .await,
+        );
+        assert!(msg.contains("denied"), "{cap}: {msg}");
+        expect_denied(
+            near_miss
+                .call(cap, json!({"arg": format!("http://127.0.0.1:{port}/")}))
+                .await,
+        );
+    }
     std::thread::sleep(std::time::Duration::from_millis(100));
     assert_eq!(hits.load(Ordering::SeqCst), 0, "the server was reached");
 }
@@ -241,22 +241,24 @@ async fn http_without_a_grant_is_denied_and_nothing_connects() {
 #[tokio::test]
 async fn http_with_a_grant_reaches_the_server() {
     let server = TestServer::start();
-    let (port, hits) = (server.port, server.connections.clone());
+    let (port, seen) = (server.port, server.requests.clone());
     let grants = Grants {
         network: vec![format!("http://127.0.0.1:{port}")],
         ..Default::default()
     };
     let host = host_with("hostile", with_grants(grants)).await;
-    let out = host
-        .call(
-            "hostile.http",
-            json!({"arg": format!("http://127.0.0.1:{port}/tiny?y=1")}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(out["status"], 200);
-    assert_eq!(out["body"], r#"{"ok":true}"#);
-    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    for (n, cap) in HTTP_CAPS.into_iter().enumerate() {
+        let out = host
+            .call(
+                cap,
+                json!({"arg": format!("http://127.0.0.1:{port}/tiny?y=1")}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out["status"], 200, "{cap}");
+        assert_eq!(out["body"], r#"{"ok":true}"#, "{cap}");
+        assert_eq!(seen.lock().unwrap().len(), n + 1, "{cap}");
+    }
 }
 
 #[tokio::test]

@@ -164,6 +164,10 @@ impl Provider for Hostile {
             let r = http::Request::get(a.arg).send()?;
             Ok(json!({ "status": r.status, "body": r.text() }))
         })
+        .add(Capability::new("hostile.http-wasi", "HTTP GET through wasi:http"), |_, a: Arg<String>| {
+            let r = http::Request::get(a.arg).send_wasi_http()?;
+            Ok(json!({ "status": r.status, "body": r.text() }))
+        })
         .add(Capability::new("hostile.tcp", "Open a raw TCP connection"), |_, a: Arg<String>| tcp_connect(&a.arg))
         .add(Capability::new("hostile.print", "Write to stdout and stderr"), |_, a: Arg<String>| {
             let out = raw::wasi::cli::stdout::get_stdout();
