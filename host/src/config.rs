@@ -230,6 +230,54 @@ pub struct PluginConfig {
     /// Most instances of this plugin running at once; further calls wait.
     #[serde(default = "default_max_instances")]
     pub max_instances: u32,
+    /// The session pool for capabilities that ask for a session.
+    #[serde(default)]
+    pub sessions: SessionSettings,
+}
+
+/// The session pool of one plugin (`[plugins.NAME.sessions]`).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SessionSettings {
+    /// A session unused this long is closed (the server sees it end).
+    #[serde(default = "default_idle_ttl_ms")]
+    pub idle_ttl_ms: u64,
+    /// Most open sessions per server (per `*.server`/`*.server-url` in the
+    /// capability's metadata). A new one beyond it closes the least recently
+    /// used idle session of that server, or fails if all are busy.
+    #[serde(default = "default_max_per_server")]
+    pub max_per_server: u32,
+    /// Most open sessions of the plugin in all; each is one instance.
+    #[serde(default = "default_max_sessions")]
+    pub max: u32,
+    /// How often capabilities of a source that failed discovery (a server
+    /// that was down) are asked for again.
+    #[serde(default = "default_discovery_retry_ms")]
+    pub discovery_retry_ms: u64,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        SessionSettings {
+            idle_ttl_ms: default_idle_ttl_ms(),
+            max_per_server: default_max_per_server(),
+            max: default_max_sessions(),
+            discovery_retry_ms: default_discovery_retry_ms(),
+        }
+    }
+}
+
+fn default_idle_ttl_ms() -> u64 {
+    5 * 60 * 1000
+}
+fn default_max_per_server() -> u32 {
+    8
+}
+fn default_max_sessions() -> u32 {
+    16
+}
+fn default_discovery_retry_ms() -> u64 {
+    10_000
 }
 
 fn empty_object() -> serde_json::Value {
@@ -250,6 +298,7 @@ impl PluginConfig {
             grants: Grants::default(),
             instances: InstanceMode::Reuse,
             max_instances: DEFAULT_MAX_INSTANCES,
+            sessions: SessionSettings::default(),
         }
     }
 }
@@ -433,6 +482,19 @@ impl Config {
                 )));
             }
             check_limits(&format!("plugins.{name}.limits"), &p.limits)?;
+            let sessions = &p.sessions;
+            for (key, bad) in [
+                ("idle-ttl-ms", sessions.idle_ttl_ms == 0),
+                ("max-per-server", sessions.max_per_server == 0),
+                ("max", sessions.max == 0),
+                ("discovery-retry-ms", sessions.discovery_retry_ms == 0),
+            ] {
+                if bad {
+                    return Err(Error::Config(format!(
+                        "at `plugins.{name}.sessions.{key}`: must be at least 1"
+                    )));
+                }
+            }
             if p.max_instances == 0 {
                 return Err(Error::Config(format!(
                     "at `plugins.{name}.max-instances`: must be at least 1"

@@ -10,11 +10,14 @@ use crate::policy::{BoundSecret, EgressRule, Policy, SecretValue};
 use crate::registry::{parse_metadata, CapabilityInfo, Registered, Registry, Source};
 use crate::route::Route;
 use crate::sandbox::State;
+use crate::sessions;
+use crate::sessions::SessionPool;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 use wasmtime::component::{HasSelf, Linker};
 
 /// Instances kept in reserve beyond the plugins' `max-instances` (describe
@@ -42,6 +45,9 @@ struct Inner {
     servers: HashMap<ProviderKind, (usize, String)>,
     registry: RwLock<Registry>,
     store: Option<PathBuf>,
+    sessions: SessionPool,
+    /// Per plugin with `discovery`: which sources are registered or pending.
+    discovery: tokio::sync::Mutex<HashMap<usize, Discovery>>,
     // Dropped last: stops the epoch thread once no call can be running.
     _ticker: EpochTicker,
 }
@@ -91,7 +97,7 @@ impl Host {
         let total: u32 = config
             .plugins
             .values()
-            .map(|p| p.max_instances)
+            .map(|p| p.max_instances + p.sessions.max)
             .sum::<u32>()
             + SPARE_INSTANCES;
         let max_memory = config
@@ -114,6 +120,7 @@ impl Host {
         let resolve = Arc::new(config.host.resolve.clone());
         let mut plugins = Vec::new();
         let mut registry = Registry::default();
+        let mut discovery = HashMap::new();
         for (name, pc) in &config.plugins {
             let path = config.resolve_path(&pc.component);
             let bytes = std::fs::read(&path).map_err(|e| {
@@ -166,6 +173,7 @@ impl Host {
                 instances: pc.instances,
                 max_instances: pc.max_instances,
                 capabilities: Vec::new(),
+                sessions: pc.sessions,
             };
             let secrets = pc
                 .grants
@@ -215,10 +223,12 @@ impl Host {
                 let info = descriptor_info(d, name)
                     .map_err(|e| Error::load(name, format!("capability `{id}`: {e}")))?;
                 if let Route::Session { key } = &info.route {
-                    return Err(Error::load(
-                        name,
-                        format!("capability `{id}` asks for a session (metadata `{key}`), and this host does not pool sessions yet"),
-                    ));
+                    if !plugin.has_sessions() {
+                        return Err(Error::load(
+                            name,
+                            format!("capability `{id}` asks for a session (metadata `{key}`), and the plugin exports no session-handler"),
+                        ));
+                    }
                 }
                 plugin.info.capabilities.push(id);
                 registry.insert(Source::Plugin(index), info)?;
@@ -228,7 +238,22 @@ impl Host {
                 other => Error::load(name, other),
             })?;
             tracing::debug!(plugin = %name, compiled = ?compiled, "loaded");
-            plugins.push(Arc::new(plugin));
+            let plugin = Arc::new(plugin);
+            if plugin.has_discovery() {
+                let found = plugin
+                    .discover()
+                    .await
+                    .map_err(|e| Error::load(name, format!("discover failed: {e}")))?;
+                discovery.insert(index, Discovery::default());
+                register_sources(
+                    &plugin,
+                    index,
+                    found,
+                    &mut registry,
+                    discovery.get_mut(&index).expect("inserted"),
+                );
+            }
+            plugins.push(plugin);
         }
         let mut servers = HashMap::new();
         for (kind, plugin_name) in &config.providers {
@@ -272,15 +297,21 @@ impl Host {
                 registry.insert(Source::Imported, info)?;
             }
         }
-        Ok(Host {
+        let sweep_every =
+            sessions::sweep_interval(plugins.iter().map(|p| p.info.sessions.idle_ttl_ms));
+        let host = Host {
             inner: Arc::new(Inner {
                 plugins,
                 servers,
                 registry: RwLock::new(registry),
                 store,
+                sessions: SessionPool::default(),
+                discovery: tokio::sync::Mutex::new(discovery),
                 _ticker: ticker,
             }),
-        })
+        };
+        host.start_background(sweep_every);
+        Ok(host)
     }
 
     fn registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
@@ -294,8 +325,34 @@ impl Host {
     ///
     /// The input is checked against the capability's input schema before
     /// any guest code runs, and the output against its output schema after.
+    /// A capability that asks for a session runs in the default session;
+    /// see [`call_in_session`](Self::call_in_session).
     pub async fn call(&self, id: &str, input: Value) -> Result<Value> {
-        let (source, info) = self.registry().get(id)?;
+        self.call_in_session(id, input, None).await
+    }
+
+    /// Like [`call`](Self::call); a capability that asks for a session runs
+    /// in the session of `session_key` (separate agents or conversations
+    /// pass separate keys; `None` is [`DEFAULT_SESSION_KEY`](crate::DEFAULT_SESSION_KEY)).
+    /// Other capabilities ignore the key.
+    pub async fn call_in_session(
+        &self,
+        id: &str,
+        input: Value,
+        session_key: Option<&str>,
+    ) -> Result<Value> {
+        let found = self.registry().get(id);
+        let (source, info) = match found {
+            Ok(f) => f,
+            Err(e) => {
+                // A source that failed discovery may offer it by now.
+                if self.retry_discovery(false).await {
+                    self.registry().get(id)?
+                } else {
+                    return Err(e);
+                }
+            }
+        };
         info.input_type
             .validate(&input)
             .map_err(|e| Error::InvalidInput {
@@ -305,7 +362,17 @@ impl Host {
         let (plugin, output) = match source {
             Source::Plugin(index) => {
                 let plugin = &self.inner.plugins[index];
-                (plugin, plugin.call(id, &input).await?)
+                let output = match info.route {
+                    Route::Session { .. } => {
+                        let key = session_key.unwrap_or(crate::sessions::DEFAULT_SESSION_KEY);
+                        self.inner
+                            .sessions
+                            .call(plugin, index, &info, &input, key)
+                            .await?
+                    }
+                    Route::Direct => plugin.call(id, &input).await?,
+                };
+                (plugin, output)
             }
             Source::Imported | Source::Declared => {
                 let Some((index, entry)) = self.inner.servers.get(&info.provider) else {
@@ -334,6 +401,108 @@ impl Host {
                 message: e.to_string(),
             })?;
         Ok(output)
+    }
+
+    /// Number of open sessions in the pool.
+    pub fn open_sessions(&self) -> usize {
+        self.inner.sessions.len()
+    }
+
+    /// Closes every pooled session (each provider ends its remote session,
+    /// e.g. an MCP server sees `DELETE`). Call it before exiting; calls made
+    /// afterwards open new sessions.
+    pub async fn shutdown(&self) {
+        self.inner.sessions.close_all().await;
+    }
+
+    /// Asks plugins again for the sources that failed discovery (a server
+    /// that was down) and registers what they offer now. With `force` false
+    /// this happens at most once per plugin's `sessions.discovery-retry-ms`.
+    /// Returns whether anything new was registered.
+    pub async fn retry_discovery(&self, force: bool) -> bool {
+        let mut states = self.inner.discovery.lock().await;
+        let mut any = false;
+        for (index, state) in states.iter_mut() {
+            if state.pending.is_empty() {
+                continue;
+            }
+            let plugin = &self.inner.plugins[*index];
+            let every = Duration::from_millis(plugin.info.sessions.discovery_retry_ms);
+            if !force && state.last_attempt.is_some_and(|t| t.elapsed() < every) {
+                continue;
+            }
+            state.last_attempt = Some(Instant::now());
+            match plugin.discover().await {
+                Ok(found) => {
+                    let mut registry = self
+                        .inner
+                        .registry
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner());
+                    any |= register_sources(plugin, *index, found, &mut registry, state) > 0;
+                }
+                Err(e) => {
+                    tracing::warn!(plugin = %plugin.info.name, "discovery failed: {e}");
+                }
+            }
+        }
+        any
+    }
+
+    /// Sources of plugin `name` whose capabilities are not registered, with
+    /// the reason (e.g. the server is down).
+    pub async fn pending_sources(&self, name: &str) -> Result<Vec<(String, String)>> {
+        let index = self
+            .inner
+            .plugins
+            .iter()
+            .position(|p| p.info.name == name)
+            .ok_or_else(|| Error::UnknownPlugin(name.to_string()))?;
+        let states = self.inner.discovery.lock().await;
+        Ok(states
+            .get(&index)
+            .map(|s| {
+                s.pending
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Background work that holds no strong reference to the host: the
+    /// session sweeper and discovery retries. Both stop with the host.
+    fn start_background(&self, sweep_every: Duration) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(sweep_every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                inner.sessions.sweep().await;
+            }
+        });
+        let retry_every = self
+            .inner
+            .plugins
+            .iter()
+            .filter(|p| p.has_discovery())
+            .map(|p| p.info.sessions.discovery_retry_ms)
+            .min();
+        if let Some(ms) = retry_every {
+            let weak = Arc::downgrade(&self.inner);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(ms));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let Some(inner) = weak.upgrade() else { break };
+                    Host { inner }.retry_discovery(false).await;
+                }
+            });
+        }
     }
 
     /// Like [`call`](Self::call), with typed input and output.
@@ -566,11 +735,93 @@ fn descriptor_info(
         description: d.description,
         provider,
         provider_meta,
-        input_schema: d.input_schema,
-        output_schema: d.output_schema,
+        input_schema: schema_text(&d.input_schema).map_err(|e| format!("input schema: {e}"))?,
+        output_schema: schema_text(&d.output_schema).map_err(|e| format!("output schema: {e}"))?,
         metadata,
         permissions: d.permissions,
         effects: d.effects,
     };
     CapabilityInfo::from_manifest(manifest, Some(plugin.to_string()))
+}
+
+/// Discovery state of one plugin.
+#[derive(Default)]
+struct Discovery {
+    /// Sources whose capabilities are registered.
+    registered: std::collections::BTreeSet<String>,
+    /// Sources that failed, with the reason.
+    pending: std::collections::BTreeMap<String, String>,
+    last_attempt: Option<Instant>,
+}
+
+/// Registers the capabilities of sources not registered yet; remembers the
+/// failed ones. Returns how many capabilities were registered.
+fn register_sources(
+    plugin: &LoadedPlugin,
+    index: usize,
+    found: Vec<crate::bindings::exports::warden::provider::discovery::Source>,
+    registry: &mut Registry,
+    state: &mut Discovery,
+) -> usize {
+    let name = &plugin.info.name;
+    let mut count = 0;
+    for source in found {
+        if state.registered.contains(&source.name) {
+            continue;
+        }
+        match source.capabilities {
+            Err(e) => {
+                let reason = crate::plugin::wit_error_text(&e);
+                tracing::warn!(
+                    plugin = %name, source = %source.name,
+                    "source unavailable, its capabilities are not registered (retried every {} ms): {reason}",
+                    plugin.info.sessions.discovery_retry_ms
+                );
+                state.pending.insert(source.name, reason);
+            }
+            Ok(descriptors) => {
+                for d in descriptors {
+                    let id = d.id.clone();
+                    let info = match descriptor_info(d, name) {
+                        Ok(i) => i,
+                        Err(e) => {
+                            tracing::warn!(plugin = %name, source = %source.name, "capability `{id}` skipped: {e}");
+                            continue;
+                        }
+                    };
+                    if matches!(info.route, Route::Session { .. }) && !plugin.has_sessions() {
+                        tracing::warn!(plugin = %name, "capability `{id}` skipped: it asks for a session and the plugin exports no session-handler");
+                        continue;
+                    }
+                    match registry.insert(Source::Plugin(index), info) {
+                        Ok(_) => count += 1,
+                        Err(e) => {
+                            tracing::warn!(plugin = %name, source = %source.name, "capability `{id}` skipped: {e}")
+                        }
+                    }
+                }
+                if state.pending.remove(&source.name).is_some() {
+                    tracing::info!(plugin = %name, source = %source.name, "source available again; its capabilities are registered");
+                }
+                state.registered.insert(source.name);
+            }
+        }
+    }
+    count
+}
+
+/// A descriptor's schema as an RTFS type expression: JSON Schema object
+/// texts (as MCP tools give) are converted; anything else is taken as RTFS.
+fn schema_text(text: &str) -> std::result::Result<String, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(":any".into());
+    }
+    if !t.starts_with('{') {
+        return Ok(t.to_string());
+    }
+    let json: Value =
+        serde_json::from_str(t).map_err(|e| format!("not valid JSON Schema text: {e}"))?;
+    let (ty, _lost) = crate::schema::TypeExpr::from_json_schema(&json);
+    Ok(ty.to_text())
 }

@@ -31,10 +31,11 @@ pub mod route;
 pub mod rtfs;
 mod sandbox;
 pub mod schema;
+mod sessions;
 
 pub use config::{
     Config, DirGrant, DirMode, Grants, InstanceMode, Limits, PluginConfig, ResolvedLimits,
-    SecretGrant,
+    SecretGrant, SessionSettings,
 };
 pub use engine::{digest, CompileSource};
 pub use error::{Error, ErrorKind, Limit, Result};
@@ -45,11 +46,13 @@ pub use plugin::PluginInfo;
 pub use registry::{flatten_metadata, CapabilityInfo};
 pub use route::{Hints, Route};
 pub use schema::TypeExpr;
+pub use sessions::DEFAULT_SESSION_KEY;
 
 /// The one `bindgen!` for the provider contract in `wit/`.
 mod bindings {
     // Every Warden interface and no WASI: the host links WASI from
-    // `wasmtime-wasi` itself. A plugin may leave `session-handler` out.
+    // `wasmtime-wasi` itself. A plugin may leave `session-handler` and
+    // `discovery` out.
     wasmtime::component::bindgen!({
         path: "../wit",
         inline: "
@@ -59,6 +62,7 @@ mod bindings {
                 import warden:provider/http-client@0.1.0;
                 export warden:provider/provider@0.1.0;
                 export warden:provider/session-handler@0.1.0;
+                export warden:provider/discovery@0.1.0;
             }
         ",
         world: "warden:host-view/host-view",

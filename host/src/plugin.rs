@@ -1,7 +1,7 @@
 //! One loaded plugin: its pre-instantiated component, its limits and policy,
 //! and its pool of warm instances.
 
-use crate::bindings::exports::warden::provider::{provider, session_handler};
+use crate::bindings::exports::warden::provider::{discovery, provider, session_handler};
 use crate::bindings::warden::provider::types as wit;
 use crate::config::{InstanceMode, ResolvedLimits};
 use crate::egress::Egress;
@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use wasmtime::component::InstancePre;
+use wasmtime::component::{InstancePre, ResourceAny};
 use wasmtime::{Engine, Store, Trap};
 
 /// Extra wall-clock time past the limit before the host abandons a call
@@ -47,6 +47,8 @@ pub struct PluginInfo {
     pub max_instances: u32,
     /// Ids of its capabilities.
     pub capabilities: Vec<String>,
+    /// Its session pool settings.
+    pub sessions: crate::config::SessionSettings,
 }
 
 /// The exports of a plugin, looked up once per component.
@@ -54,6 +56,8 @@ pub(crate) struct Exports {
     provider: provider::GuestIndices,
     /// `None` when the plugin exports no `session-handler`.
     sessions: Option<session_handler::GuestIndices>,
+    /// `None` when the plugin exports no `discovery`.
+    discovery: Option<discovery::GuestIndices>,
 }
 
 impl Exports {
@@ -62,6 +66,7 @@ impl Exports {
         Ok(Exports {
             provider: provider::GuestIndices::new(pre)?,
             sessions: session_handler::GuestIndices::new(pre).ok(),
+            discovery: discovery::GuestIndices::new(pre).ok(),
         })
     }
 }
@@ -69,7 +74,14 @@ impl Exports {
 pub(crate) struct Warm {
     pub(crate) store: Store<State>,
     provider: provider::Guest,
-    pub(crate) sessions: Option<session_handler::Guest>,
+    sessions: Option<session_handler::Guest>,
+    discovery: Option<discovery::Guest>,
+}
+
+/// An open session: its own instance and the guest's session resource.
+pub(crate) struct LiveSession {
+    warm: Warm,
+    handle: ResourceAny,
 }
 
 pub(crate) struct LoadedPlugin {
@@ -133,7 +145,7 @@ impl LoadedPlugin {
     pub(crate) async fn describe(&self) -> Result<wit::Description> {
         let mut store = self.new_store()?;
         self.arm(&mut store);
-        let (provider, _) = self.instantiate(&mut store, "describe").await?;
+        let (provider, _, _) = self.instantiate(&mut store, "describe").await?;
         let r = self.timed(provider.call_describe(&mut store)).await;
         self.settle(&store, "describe", r)
     }
@@ -142,7 +154,11 @@ impl LoadedPlugin {
         &self,
         store: &mut Store<State>,
         during: &str,
-    ) -> Result<(provider::Guest, Option<session_handler::Guest>)> {
+    ) -> Result<(
+        provider::Guest,
+        Option<session_handler::Guest>,
+        Option<discovery::Guest>,
+    )> {
         let r = self.timed(self.pre.instantiate_async(&mut *store)).await;
         let instance = self.settle(store, during, r)?;
         let provider = self
@@ -157,14 +173,21 @@ impl LoadedPlugin {
             ),
             None => None,
         };
-        Ok((provider, sessions))
+        let discovery = match &self.exports.discovery {
+            Some(d) => Some(
+                d.load(&mut *store, &instance)
+                    .map_err(|e| self.classify(store, during, e))?,
+            ),
+            None => None,
+        };
+        Ok((provider, sessions, discovery))
     }
 
     /// A new instance, initialised with the plugin's config.
     async fn new_instance(&self, during: &str) -> Result<Warm> {
         let mut store = self.new_store()?;
         self.arm(&mut store);
-        let (provider, sessions) = self.instantiate(&mut store, during).await?;
+        let (provider, sessions, discovery) = self.instantiate(&mut store, during).await?;
         let r = self
             .timed(provider.call_init(&mut store, &self.config_json))
             .await;
@@ -173,6 +196,7 @@ impl LoadedPlugin {
                 store,
                 provider,
                 sessions,
+                discovery,
             }),
             Err(e) => {
                 let (kind, message) = split_wit_error(e);
@@ -318,6 +342,105 @@ impl LoadedPlugin {
         Ok(report)
     }
 
+    /// Whether the plugin exports `session-handler`.
+    pub(crate) fn has_sessions(&self) -> bool {
+        self.exports.sessions.is_some()
+    }
+
+    /// Whether the plugin exports `discovery`.
+    pub(crate) fn has_discovery(&self) -> bool {
+        self.exports.discovery.is_some()
+    }
+
+    /// Asks an instance for the capabilities it finds at run time.
+    pub(crate) async fn discover(&self) -> Result<Vec<discovery::Source>> {
+        let (_permit, mut warm) = self.checkout("discover").await?;
+        let Some(guest) = warm.discovery.clone() else {
+            self.checkin(warm);
+            return Ok(Vec::new());
+        };
+        let r = self.timed(guest.call_discover(&mut warm.store)).await;
+        let sources = self.settle(&warm.store, "discover", r)?;
+        self.checkin(warm);
+        Ok(sources)
+    }
+
+    /// Opens a session for `capability` in a new instance of its own.
+    pub(crate) async fn open_session(
+        &self,
+        capability: &str,
+        config: &Value,
+    ) -> Result<LiveSession> {
+        let mut warm = self.new_instance(capability).await?;
+        let Some(guest) = warm.sessions.clone() else {
+            return Err(Error::Contract {
+                plugin: self.name.to_string(),
+                message: format!(
+                    "`{capability}` asks for a session, and the plugin exports no session-handler"
+                ),
+            });
+        };
+        self.arm(&mut warm.store);
+        let config = config.to_string();
+        let r = self
+            .timed(
+                guest
+                    .session()
+                    .call_open(&mut warm.store, capability, &config),
+            )
+            .await;
+        match self.settle(&warm.store, capability, r)? {
+            Ok(handle) => Ok(LiveSession { warm, handle }),
+            Err(e) => Err(self.wit_error(capability, e)),
+        }
+    }
+
+    /// Calls `capability` within `live`. The outer error means the session's
+    /// instance trapped or hit a limit: drop the session, never enter it again.
+    pub(crate) async fn session_call(
+        &self,
+        live: &mut LiveSession,
+        capability: &str,
+        input: &Value,
+    ) -> std::result::Result<Result<Value>, Error> {
+        let input_text =
+            serde_json::to_string(input).map_err(|e| Error::Internal(e.to_string()))?;
+        let guest = live
+            .warm
+            .sessions
+            .clone()
+            .expect("a live session has a handler");
+        self.arm(&mut live.warm.store);
+        let r = self
+            .timed(guest.session().call_call(
+                &mut live.warm.store,
+                live.handle,
+                capability,
+                &input_text,
+            ))
+            .await;
+        let outcome = self.settle(&live.warm.store, capability, r)?;
+        Ok(match outcome {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| Error::Contract {
+                plugin: self.name.to_string(),
+                message: format!("`{capability}` returned output that is not JSON: {e}"),
+            }),
+            Err(e) => Err(self.wit_error(capability, e)),
+        })
+    }
+
+    /// Closes a session: the guest's resource is dropped (a provider ends the
+    /// remote session then, e.g. MCP `DELETE`) and its instance discarded.
+    pub(crate) async fn close_session(&self, mut live: LiveSession) {
+        self.arm(&mut live.warm.store);
+        let r = self
+            .timed(live.handle.resource_drop_async(&mut live.warm.store))
+            .await;
+        if let Err(e) = self.settle(&live.warm.store, "close session", r) {
+            tracing::warn!(plugin = %self.name, "closing a session failed: {e}");
+        }
+    }
+
     fn wit_error(&self, capability: &str, e: wit::Error) -> Error {
         let (kind, message) = split_wit_error(e);
         match kind {
@@ -350,4 +473,13 @@ fn split_wit_error(e: wit::Error) -> (Option<ErrorKind>, String) {
 
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").to_string()
+}
+
+/// A guest error as text, for logs: `kind: message`.
+pub(crate) fn wit_error_text(e: &wit::Error) -> String {
+    let (kind, message) = split_wit_error(e.clone());
+    match kind {
+        Some(k) => format!("{k}: {message}"),
+        None => format!("denied: {message}"),
+    }
 }

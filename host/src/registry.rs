@@ -175,7 +175,10 @@ impl Registry {
     pub(crate) fn insert(&mut self, source: Source, info: CapabilityInfo) -> Result<Registered> {
         if let Some((existing_source, existing)) = self.by_id.get(&info.id) {
             // Re-importing an imported capability replaces it (an edited snapshot).
-            if *existing_source == Source::Imported && source == Source::Imported {
+            // A plugin that discovers it later serves it live: it replaces it too.
+            if *existing_source == Source::Imported
+                && matches!(source, Source::Imported | Source::Plugin(_))
+            {
                 self.by_id.insert(info.id.clone(), (source, Arc::new(info)));
                 return Ok(Registered::Replaced);
             }

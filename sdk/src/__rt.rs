@@ -10,7 +10,7 @@ pub mod bindings {
         inline: r#"
             package warden:sdk;
             world guest {
-                include warden:provider/http-plugin@0.1.0;
+                include warden:provider/discovery-plugin@0.1.0;
                 import wasi:cli/environment@0.2.12;
                 import wasi:filesystem/preopens@0.2.12;
                 import wasi:filesystem/types@0.2.12;
@@ -69,6 +69,26 @@ pub fn json_kind(v: &serde_json::Value) -> &'static str {
     }
 }
 
+fn descriptor(c: &crate::Capability) -> wit::CapabilityDescriptor {
+    wit::CapabilityDescriptor {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        version: c.version.clone(),
+        description: c.description.clone(),
+        input_schema: c.input_schema.clone(),
+        output_schema: c.output_schema.clone(),
+        metadata: c.metadata.to_string(),
+        permissions: c.permissions.clone(),
+        effects: c.effects.clone(),
+        provider_kind: c.provider_kind.clone(),
+        provider_meta: if c.provider_meta.is_null() {
+            String::new()
+        } else {
+            c.provider_meta.to_string()
+        },
+    }
+}
+
 pub fn describe<P: Provider>() -> wit::Description {
     let info = P::info();
     with_state::<P, _>(|state| wit::Description {
@@ -81,25 +101,89 @@ pub fn describe<P: Provider>() -> wit::Description {
             .caps
             .entries
             .iter()
-            .map(|(c, _)| wit::CapabilityDescriptor {
-                id: c.id.clone(),
-                name: c.name.clone(),
-                version: c.version.clone(),
-                description: c.description.clone(),
-                input_schema: c.input_schema.clone(),
-                output_schema: c.output_schema.clone(),
-                metadata: c.metadata.to_string(),
-                permissions: c.permissions.clone(),
-                effects: c.effects.clone(),
-                provider_kind: c.provider_kind.clone(),
-                provider_meta: if c.provider_meta.is_null() {
-                    String::new()
-                } else {
-                    c.provider_meta.to_string()
-                },
-            })
+            .map(|(c, _)| descriptor(c))
             .collect(),
     })
+}
+
+pub fn discover<P: Provider>() -> Vec<bindings::exports::warden::provider::discovery::Source> {
+    with_state::<P, _>(|state| {
+        let Some(provider) = state.provider.as_mut() else {
+            return Vec::new();
+        };
+        provider
+            .discover()
+            .into_iter()
+            .map(|s| bindings::exports::warden::provider::discovery::Source {
+                name: s.name,
+                capabilities: s
+                    .capabilities
+                    .map(|caps| caps.iter().map(descriptor).collect())
+                    .map_err(Into::into),
+            })
+            .collect()
+    })
+}
+
+/// Runs `f` on the initialised provider.
+fn with_provider<P: Provider, R>(f: impl FnOnce(&mut P) -> Result<R, Error>) -> Result<R, Error> {
+    with_state::<P, _>(|state| match state.provider.as_mut() {
+        Some(p) => f(p),
+        None => Err(Error::Unavailable("provider called before init".into())),
+    })
+}
+
+/// The session resource of a provider with [`crate::Sessions`].
+pub struct SessionOf<P: crate::Sessions> {
+    inner: RefCell<Option<P::Session>>,
+}
+
+impl<P: crate::Sessions> SessionOf<P> {
+    pub fn open(capability: String, config: String) -> Result<Self, wit::Error> {
+        let config = crate::SessionConfig::from_json(capability, &config)?;
+        let session = with_provider::<P, _>(|p| p.open(config))?;
+        Ok(SessionOf::<P> {
+            inner: RefCell::new(Some(session)),
+        })
+    }
+
+    pub fn call(&self, capability: String, input: String) -> Result<String, wit::Error> {
+        let input: serde_json::Value = serde_json::from_str(&input)
+            .map_err(|e| Error::invalid_input(format!("input is not JSON: {e}")))?;
+        let mut slot = self.inner.borrow_mut();
+        let session = slot
+            .as_mut()
+            .ok_or_else(|| Error::Unavailable("session is closed".into()))?;
+        let out = with_provider::<P, _>(|p| p.call(session, &capability, input))?;
+        serde_json::to_string(&out).map_err(|e| Error::internal(e.to_string()).into())
+    }
+}
+
+impl<P: crate::Sessions> Drop for SessionOf<P> {
+    fn drop(&mut self) {
+        if let Some(session) = self.inner.get_mut().take() {
+            // The provider may be gone if the instance is being torn down.
+            let _ = with_state::<P, _>(|state| match state.provider.as_mut() {
+                Some(p) => {
+                    p.close(session);
+                    Ok::<(), Error>(())
+                }
+                None => Ok(()),
+            });
+        }
+    }
+}
+
+/// The session resource of a provider without sessions.
+pub struct NoSessions;
+
+impl NoSessions {
+    pub fn open(capability: String, _config: String) -> Result<Self, wit::Error> {
+        Err(Error::NotFound(format!("`{capability}`: this provider has no sessions")).into())
+    }
+    pub fn call(&self, _capability: String, _input: String) -> Result<String, wit::Error> {
+        Err(Error::internal("this provider has no sessions").into())
+    }
 }
 
 pub fn init<P: Provider>(config: String) -> Result<(), wit::Error> {

@@ -49,3 +49,44 @@ impl Config {
         &self.values
     }
 }
+
+/// What the host says when it opens a session: which capability the first
+/// call is for, that capability's flattened metadata and provider
+/// parameters, and the caller's session key.
+#[derive(Debug, Clone, Default)]
+pub struct SessionConfig {
+    /// The capability the session is opened for.
+    pub capability: String,
+    /// Its flattened metadata (`mcp.server-url`, ...).
+    pub metadata: Map<String, Value>,
+    /// Its provider parameters, if any.
+    pub provider_meta: Map<String, Value>,
+    /// The caller's session key (`default` when the caller gave none).
+    pub session_key: String,
+}
+
+impl SessionConfig {
+    pub(crate) fn from_json(capability: String, text: &str) -> Result<Self, Error> {
+        let v: Value = serde_json::from_str(text)
+            .map_err(|e| Error::invalid_input(format!("session config is not JSON: {e}")))?;
+        let map = |k: &str| match v.get(k) {
+            Some(Value::Object(m)) => m.clone(),
+            _ => Map::new(),
+        };
+        Ok(SessionConfig {
+            metadata: map("metadata"),
+            provider_meta: map("provider-meta"),
+            session_key: v
+                .get("session-key")
+                .and_then(Value::as_str)
+                .unwrap_or("default")
+                .to_string(),
+            capability,
+        })
+    }
+
+    /// The metadata value at the flattened `key` as text, if it is one.
+    pub fn meta_str(&self, key: &str) -> Option<&str> {
+        self.metadata.get(key).and_then(Value::as_str)
+    }
+}

@@ -54,8 +54,8 @@ pub mod http;
 pub mod log;
 pub mod time;
 
-pub use capability::{Capabilities, Capability, Health, ProviderInfo};
-pub use config::Config;
+pub use capability::{Capabilities, Capability, Health, ProviderInfo, Source};
+pub use config::{Config, SessionConfig};
 pub use error::Error;
 pub use serde_json::{json, Value};
 
@@ -81,13 +81,56 @@ pub trait Provider: Sized + 'static {
     fn health(&self) -> Health {
         Health::healthy()
     }
+
+    /// Capabilities found at run time, per source (for example one per
+    /// remote server), beyond the static ones of
+    /// [`capabilities`](Provider::capabilities). Called after
+    /// [`init`](Provider::init), and again later while a source failed. Calls
+    /// to them go to [`Sessions`] when their metadata asks for a session.
+    /// The default finds none.
+    fn discover(&mut self) -> Vec<Source> {
+        Vec::new()
+    }
+}
+
+/// A stateful provider: the host keeps one session per caller (and per
+/// server) in a pool and routes each capability whose metadata has a
+/// `*.requires-session` key here. Export it with `export!(T, sessions)`.
+pub trait Sessions: Provider {
+    /// One session's state.
+    type Session: 'static;
+
+    /// Opens a session for a call to `config.capability`.
+    fn open(&mut self, config: SessionConfig) -> Result<Self::Session, Error>;
+
+    /// Runs `capability` within `session`.
+    fn call(
+        &mut self,
+        session: &mut Self::Session,
+        capability: &str,
+        input: Value,
+    ) -> Result<Value, Error>;
+
+    /// Closes `session` (the host dropped it: idle, evicted or shutting
+    /// down). The default just drops it.
+    fn close(&mut self, session: Self::Session) {
+        drop(session);
+    }
 }
 
 /// Exports a [`Provider`] implementation as the component's `provider`
-/// interface. Use it once, at the crate root of a `cdylib` crate.
+/// interface. Use it once, at the crate root of a `cdylib` crate:
+/// `export!(T)`, or `export!(T, sessions)` when `T` also implements
+/// [`Sessions`].
 #[macro_export]
 macro_rules! export {
     ($provider:ty) => {
+        $crate::export!(@with $provider, $crate::__rt::NoSessions);
+    };
+    ($provider:ty, sessions) => {
+        $crate::export!(@with $provider, $crate::__rt::SessionOf<$provider>);
+    };
+    (@with $provider:ty, $session:ty) => {
         #[doc(hidden)]
         pub struct __WardenExport;
 
@@ -111,6 +154,43 @@ macro_rules! export {
             }
             fn health() -> $crate::__rt::bindings::warden::provider::types::HealthReport {
                 $crate::__rt::health::<$provider>()
+            }
+        }
+
+        impl $crate::__rt::bindings::exports::warden::provider::discovery::Guest for __WardenExport {
+            fn discover() -> ::std::vec::Vec<$crate::__rt::bindings::exports::warden::provider::discovery::Source> {
+                $crate::__rt::discover::<$provider>()
+            }
+        }
+
+        impl $crate::__rt::bindings::exports::warden::provider::session_handler::Guest for __WardenExport {
+            type Session = __WardenSession;
+        }
+
+        #[doc(hidden)]
+        pub struct __WardenSession($session);
+
+        impl $crate::__rt::bindings::exports::warden::provider::session_handler::GuestSession for __WardenSession {
+            fn open(
+                capability: ::std::string::String,
+                config: ::std::string::String,
+            ) -> ::std::result::Result<
+                $crate::__rt::bindings::exports::warden::provider::session_handler::Session,
+                $crate::__rt::bindings::warden::provider::types::Error,
+            > {
+                <$session>::open(capability, config).map(|s| {
+                    $crate::__rt::bindings::exports::warden::provider::session_handler::Session::new(__WardenSession(s))
+                })
+            }
+            fn call(
+                &self,
+                capability: ::std::string::String,
+                input: ::std::string::String,
+            ) -> ::std::result::Result<
+                ::std::string::String,
+                $crate::__rt::bindings::warden::provider::types::Error,
+            > {
+                self.0.call(capability, input)
             }
         }
 

@@ -9,5 +9,6 @@ mod http;
 mod limits;
 mod marketplace;
 mod schema;
+mod sessions;
 mod util;
 mod wasi;

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use warden_sdk::{
     env, fs, http, log, Capabilities, Capability, Config, Error, Provider, ProviderInfo,
+    SessionConfig, Sessions,
 };
 
 mod raw {
@@ -184,6 +185,22 @@ impl Provider for Hostile {
             }
             Ok(json!({ "logged": a.arg }))
         });
+        let in_session = json!({"test": {"requires-session": true, "server": "one"}});
+        for (id, what) in [
+            ("hostile.session-count", "Count calls within the session"),
+            ("hostile.session-trap", "Trap inside the session"),
+            (
+                "hostile.session-key",
+                "The session key the host opened the session with",
+            ),
+        ] {
+            caps.add(
+                Capability::new(id, what).metadata(in_session.clone()),
+                |_, _: Value| -> Result<Value, Error> {
+                    Err(Error::internal("called outside a session"))
+                },
+            );
+        }
     }
 
     fn init(config: Config) -> Result<Self, Error> {
@@ -194,4 +211,39 @@ impl Provider for Hostile {
     }
 }
 
-warden_sdk::export!(Hostile);
+/// A session: its calls so far and the key it was opened with.
+struct Counter {
+    calls: u64,
+    key: String,
+}
+
+impl Sessions for Hostile {
+    type Session = Counter;
+
+    fn open(&mut self, config: SessionConfig) -> Result<Counter, Error> {
+        if config.meta_str("test.server") != Some("one") {
+            return Err(Error::invalid_input("metadata test.server missing"));
+        }
+        Ok(Counter {
+            calls: 0,
+            key: config.session_key,
+        })
+    }
+
+    fn call(
+        &mut self,
+        session: &mut Counter,
+        capability: &str,
+        _input: Value,
+    ) -> Result<Value, Error> {
+        session.calls += 1;
+        match capability {
+            "hostile.session-count" => Ok(json!(session.calls)),
+            "hostile.session-key" => Ok(json!(session.key)),
+            "hostile.session-trap" => panic!("hostile: trap inside a session"),
+            other => Err(Error::not_found(other.to_string())),
+        }
+    }
+}
+
+warden_sdk::export!(Hostile, sessions);

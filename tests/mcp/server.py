@@ -1,0 +1,110 @@
+"""An MCP server on the official Python SDK, for Warden's tests and benchmarks.
+
+Serves streamable HTTP on 127.0.0.1 at /mcp. Tools:
+  count()        calls so far in this MCP session (1, 2, 3, ...)
+  add(a, b)      a + b
+  echo(text)     text
+  fail(message)  a tool error (isError) with message
+  secret_tool()  hidden by a deny filter in tests
+
+Options: --port P (0 picks one; the chosen port is printed as `PORT <n>`),
+--json (JSON responses instead of SSE), --stateless, --token T (bearer auth),
+--log FILE (one line per HTTP request: `METHOD session-id`).
+"""
+
+import argparse
+import asyncio
+import socket
+import sys
+
+import uvicorn
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver import Context, MCPServer
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--port", type=int, default=0)
+ap.add_argument("--json", action="store_true")
+ap.add_argument("--stateless", action="store_true")
+ap.add_argument("--token")
+ap.add_argument("--log")
+args = ap.parse_args()
+
+sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+sock.bind(("127.0.0.1", args.port))
+port = sock.getsockname()[1]
+
+
+class Verifier:
+    async def verify_token(self, token: str):
+        if token == args.token:
+            return AccessToken(token=token, client_id="warden-test", scopes=[])
+        return None
+
+
+auth = {}
+if args.token:
+    base = f"http://127.0.0.1:{port}"
+    auth = dict(
+        token_verifier=Verifier(),
+        auth=AuthSettings(issuer_url=base, resource_server_url=f"{base}/mcp", required_scopes=[]),
+    )
+
+server = MCPServer("warden-test", **auth)
+counts: dict[str, int] = {}
+
+
+@server.tool()
+def count(ctx: Context) -> int:
+    """Counts calls in this MCP session."""
+    headers = ctx.headers or {}
+    sid = headers.get("mcp-session-id", "")
+    counts[sid] = counts.get(sid, 0) + 1
+    return counts[sid]
+
+
+@server.tool()
+def add(a: int, b: int) -> int:
+    """Adds two integers."""
+    return a + b
+
+
+@server.tool()
+def echo(text: str) -> str:
+    """Returns its input."""
+    return text
+
+
+@server.tool()
+def fail(message: str) -> str:
+    """Always fails with a tool error."""
+    raise ValueError(message)
+
+
+@server.tool()
+def secret_tool() -> str:
+    """A tool the tests filter out."""
+    return "should not be reachable"
+
+
+app = server.streamable_http_app(json_response=args.json, stateless_http=args.stateless)
+
+
+class RequestLog:
+    def __init__(self, inner, path):
+        self.inner = inner
+        self.path = path
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and self.path:
+            sid = dict(scope["headers"]).get(b"mcp-session-id", b"-").decode()
+            with open(self.path, "a") as f:
+                f.write(f"{scope['method']} {sid}\n")
+        await self.inner(scope, receive, send)
+
+
+config = uvicorn.Config(RequestLog(app, args.log), log_level="warning")
+userver = uvicorn.Server(config)
+print(f"PORT {port}", flush=True)
+asyncio.run(userver.serve(sockets=[sock]))
