@@ -518,11 +518,7 @@ impl EgressHooks {
                     }
                     // A kept-alive connection the peer had closed: once more
                     // on a new one, when the body can be sent again.
-                    Ok(Err(e))
-                        if was_reused
-                            && replay.is_some()
-                            && (e.is_canceled() || e.is_closed() || e.is_incomplete_message()) =>
-                    {
+                    Ok(Err(e)) if was_reused && replay.is_some() && stale_connection(&e) => {
                         tracing::debug!(target: "warden::egress", destination = %attempt.destination, "kept-alive connection was closed; reconnecting");
                         sent.store(0, Ordering::Relaxed);
                         continue;
@@ -604,6 +600,23 @@ impl wasmtime_wasi_http::WasiHttpHooks for EgressHooks {
             }
         })
     }
+}
+
+/// Whether `e` says a kept-alive connection was already closed by the peer
+/// (so the request was not taken by it).
+fn stale_connection(e: &hyper::Error) -> bool {
+    if e.is_canceled() || e.is_closed() || e.is_incomplete_message() {
+        return true;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            return matches!(io.kind(), ConnectionReset | BrokenPipe | ConnectionAborted);
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// Replaces each `{{secret:NAME}}` in `text` with `lookup(NAME)`.

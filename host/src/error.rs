@@ -95,6 +95,20 @@ pub enum Error {
         suggestions: Vec<String>,
     },
 
+    /// The capability is not registered because the source that would
+    /// offer it failed discovery (e.g. its server is down); it is retried.
+    #[error("capability `{id}` is not available: source `{source_name}` of plugin `{plugin}` could not be listed ({reason}); the host keeps retrying")]
+    SourceUnavailable {
+        /// The id asked for.
+        id: String,
+        /// The plugin.
+        plugin: String,
+        /// The source (e.g. the MCP server's name).
+        source_name: String,
+        /// Why it failed last.
+        reason: String,
+    },
+
     /// No plugin has that name.
     #[error("unknown plugin `{0}`")]
     UnknownPlugin(String),

@@ -346,10 +346,11 @@ impl Host {
             Ok(f) => f,
             Err(e) => {
                 // A source that failed discovery may offer it by now.
-                if self.retry_discovery(false).await {
-                    self.registry().get(id)?
-                } else {
-                    return Err(e);
+                self.retry_discovery(false).await;
+                let again = self.registry().get(id);
+                match again {
+                    Ok(f) => f,
+                    Err(_) => return Err(self.unavailable_source(id).await.unwrap_or(e)),
                 }
             }
         };
@@ -447,6 +448,27 @@ impl Host {
             }
         }
         any
+    }
+
+    /// For an unknown `id`: the failed source that likely offers it, if any
+    /// (a source whose name appears as a segment of the id, e.g. `demo` in
+    /// `mcp.demo.add`).
+    async fn unavailable_source(&self, id: &str) -> Option<Error> {
+        let states = self.inner.discovery.lock().await;
+        let segments: Vec<&str> = id.split('.').collect();
+        for (index, state) in states.iter() {
+            for (source, reason) in &state.pending {
+                if segments.contains(&source.as_str()) {
+                    return Some(Error::SourceUnavailable {
+                        id: id.to_string(),
+                        plugin: self.inner.plugins[*index].info.name.clone(),
+                        source_name: source.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+            }
+        }
+        None
     }
 
     /// Sources of plugin `name` whose capabilities are not registered, with

@@ -21,6 +21,7 @@ import uvicorn
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--port", type=int, default=0)
@@ -33,6 +34,7 @@ args = ap.parse_args()
 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 sock.bind(("127.0.0.1", args.port))
+sock.listen(128)
 port = sock.getsockname()[1]
 
 
@@ -79,7 +81,7 @@ def echo(text: str) -> str:
 @server.tool()
 def fail(message: str) -> str:
     """Always fails with a tool error."""
-    raise ValueError(message)
+    raise ToolError(message)
 
 
 @server.tool()

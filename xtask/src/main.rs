@@ -16,6 +16,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("warden-plugin-text", "text"),
     ("warden-plugin-files", "files"),
     ("warden-plugin-http", "http"),
+    ("warden-plugin-mcp", "mcp"),
     ("hello-plugin", "hello"),
     ("guest-hostile", "hostile"),
     ("guest-wrong-world", "wrong-world"),
@@ -39,12 +40,14 @@ fn run() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("build-guests") => build_guests(&root).map(|_| ()),
         Some("demo") => demo(&root),
+        Some("python-env") => ensure_python_mcp(&root).map(|_| ()),
         Some("test") => test(&root, &args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             println!(
                 "usage: cargo xtask <task>\n\n\
                  tasks:\n  \
                  build-guests   build every plugin and test guest into target/components/\n  \
+                 python-env     create .venv/ with the MCP Python SDK (for the MCP tests)\n  \
                  demo           build everything and run the demo (examples/demo/warden.toml)\n  \
                  test [ARGS]    build everything and run the whole test suite (ARGS go to cargo test)"
             );
@@ -207,6 +210,21 @@ fn ensure_debian_toolchain() -> Result<()> {
     if debian_toolchain_present() {
         return Ok(());
     }
+    apt_install(DEBIAN_PACKAGES).with_context(|| {
+        format!(
+            "no guest toolchain: install rustup's target (`rustup target add wasm32-wasip2`), \
+             or on Debian/Ubuntu `apt-get install {}`",
+            DEBIAN_PACKAGES.join(" ")
+        )
+    })?;
+    if !debian_toolchain_present() {
+        bail!("Debian packages installed but {DEBIAN_RUSTC} or {DEBIAN_STD_SRC} is still missing");
+    }
+    Ok(())
+}
+
+/// Installs Debian packages with apt-get (as root only).
+fn apt_install(packages: &[&str]) -> Result<()> {
     let is_root = Command::new("id")
         .arg("-u")
         .output()
@@ -215,19 +233,15 @@ fn ensure_debian_toolchain() -> Result<()> {
     let have_apt = Path::new("/usr/bin/apt-get").exists();
     if !(is_root && have_apt) {
         bail!(
-            "no guest toolchain: install rustup's target (`rustup target add wasm32-wasip2`), \
-             or on Debian/Ubuntu `apt-get install {}`",
-            DEBIAN_PACKAGES.join(" ")
+            "cannot install {} (needs root and apt-get)",
+            packages.join(" ")
         );
     }
-    println!(
-        "xtask: installing Debian packages {}",
-        DEBIAN_PACKAGES.join(" ")
-    );
+    println!("xtask: installing Debian packages {}", packages.join(" "));
     let install = || {
         Command::new("apt-get")
             .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(DEBIAN_PACKAGES)
+            .args(packages)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
     };
@@ -238,10 +252,60 @@ fn ensure_debian_toolchain() -> Result<()> {
         )?;
         check(install()?, "apt-get install")?;
     }
-    if !debian_toolchain_present() {
-        bail!("Debian packages installed but {DEBIAN_RUSTC} or {DEBIAN_STD_SRC} is still missing");
-    }
     Ok(())
+}
+
+/// The Python package the MCP tests' server is built on.
+const PYTHON_MCP: &str = "mcp==2.3.0";
+
+/// A virtual environment in `.venv/` with the official MCP Python SDK, for
+/// the MCP tests' and benchmark's server (`tests/mcp/server.py`).
+fn ensure_python_mcp(root: &Path) -> Result<PathBuf> {
+    let venv = root.join(".venv");
+    let python = venv.join("bin/python");
+    let ready = || {
+        Command::new(&python)
+            .args(["-c", "import mcp.server.mcpserver, uvicorn"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if ready() {
+        return Ok(python);
+    }
+    let make_venv = || {
+        Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !make_venv() {
+        // Debian splits venv (and ensurepip) out of python3.
+        apt_install(&["python3", "python3-venv"])
+            .context("cannot create a Python virtual environment")?;
+        if !make_venv() {
+            bail!("python3 -m venv {} failed", venv.display());
+        }
+    }
+    println!("xtask: installing {PYTHON_MCP} into {}", venv.display());
+    check(
+        Command::new(venv.join("bin/pip"))
+            .args([
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                PYTHON_MCP,
+            ])
+            .status()
+            .context("running pip")?,
+        "pip install",
+    )?;
+    if !ready() {
+        bail!("{PYTHON_MCP} installed but `import mcp.server.mcpserver` still fails");
+    }
+    Ok(python)
 }
 
 /// The directory holding `rust-lld` in the rustup toolchain's sysroot.
@@ -474,6 +538,7 @@ fn shell_quote(s: &str) -> String {
 
 fn test(root: &Path, extra: &[String]) -> Result<()> {
     build_guests(root)?;
+    ensure_python_mcp(root)?;
     // Guest crates compile natively too (their imports become stubs), so
     // their unit tests run with everything else.
     let status = host_cargo(root)

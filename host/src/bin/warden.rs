@@ -44,6 +44,10 @@ enum Command {
         capability: String,
         /// Input as JSON, or `-` to read it from stdin. Default: `{}`.
         input: Option<String>,
+        /// Session key for a capability that asks for a session (separate
+        /// keys get separate sessions). Default: `default`.
+        #[arg(long, value_name = "KEY")]
+        session: Option<String>,
     },
     /// Export every serializable capability as RTFS files or one JSON file.
     #[command(group = clap::ArgGroup::new("format").required(true))]
@@ -232,7 +236,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Call { capability, input } => {
+        Command::Call {
+            capability,
+            input,
+            session,
+        } => {
             let text = match input.as_deref() {
                 None => "{}".to_string(),
                 Some("-") => {
@@ -247,8 +255,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // Not an `Error`: bad JSON on the command line is a usage error (exit 2).
             let value: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| anyhow::anyhow!("input for `{capability}` is not valid JSON: {e}"))?;
-            let out = host.call(&capability, value).await?;
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            let out = host
+                .call_in_session(&capability, value, session.as_deref())
+                .await;
+            // Sessions end with the process: their servers see them closed.
+            host.shutdown().await;
+            println!("{}", serde_json::to_string_pretty(&out?)?);
         }
         Command::Export { rtfs, json } => {
             let report = match (rtfs, json) {

@@ -8,6 +8,7 @@ mod concurrency;
 mod http;
 mod limits;
 mod marketplace;
+mod mcp;
 mod schema;
 mod sessions;
 mod util;

@@ -24,3 +24,7 @@ pub async fn host_with(name: &str, plugin: PluginConfig) -> Host {
 #[path = "../support/http_server.rs"]
 mod http_server;
 pub use http_server::TestServer;
+
+#[path = "../support/mcp_server.rs"]
+mod mcp_server;
+pub use mcp_server::McpServer;

@@ -1,0 +1,156 @@
+//! A real MCP server for tests and benchmarks: `tests/mcp/server.py` on the
+//! official Python SDK, run from the repository's `.venv` (`cargo xtask
+//! test` or `cargo xtask python-env` creates it).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct McpServer {
+    child: Option<Child>,
+    pub port: u16,
+    args: Vec<String>,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn python() -> PathBuf {
+    let p = repo().join(".venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo xtask python-env` (or `cargo xtask test`)",
+        p.display()
+    );
+    p
+}
+
+impl McpServer {
+    /// Starts a server on a free port. `args`: `--json`, `--stateless`,
+    /// `--token T`.
+    pub fn start(args: &[&str]) -> McpServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = McpServer {
+            child: None,
+            port: 0,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            log: dir.path().join("requests.log"),
+            _dir: dir,
+        };
+        s.spawn();
+        s
+    }
+
+    /// A port nothing listens on (for a server that is down).
+    pub fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// Starts a server on `port` (which must be free).
+    pub fn start_on(port: u16, args: &[&str]) -> McpServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = McpServer {
+            child: None,
+            port,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            log: dir.path().join("requests.log"),
+            _dir: dir,
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut child = Command::new(python())
+                .arg(repo().join("tests/mcp/server.py"))
+                .args(["--port", &self.port.to_string(), "--log"])
+                .arg(&self.log)
+                .args(&self.args)
+                .stdout(Stdio::piped())
+                .stderr(if std::env::var_os("WARDEN_TEST_VERBOSE").is_some() {
+                    Stdio::inherit()
+                } else {
+                    Stdio::null()
+                })
+                .spawn()
+                .expect("starting the MCP test server");
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            if let Some(port) = line.trim().strip_prefix("PORT ") {
+                self.port = port.parse().unwrap();
+                self.child = Some(child);
+                return;
+            }
+            // The port may still be held by a server just stopped.
+            let _ = child.kill();
+            let _ = child.wait();
+            assert!(
+                Instant::now() < deadline,
+                "the MCP test server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/mcp", self.port)
+    }
+
+    pub fn origin(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops the server and starts a new process on the same port: every
+    /// session it knew is gone.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Every HTTP request the server saw: (method, mcp-session-id or `-`).
+    pub fn requests(&self) -> Vec<(String, String)> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let (m, s) = l.split_once(' ')?;
+                Some((m.to_string(), s.to_string()))
+            })
+            .collect()
+    }
+
+    /// Session ids the server saw `DELETE`d.
+    pub fn deleted(&self) -> Vec<String> {
+        self.requests()
+            .into_iter()
+            .filter(|(m, _)| m == "DELETE")
+            .map(|(_, s)| s)
+            .collect()
+    }
+}
+
+impl Drop for McpServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

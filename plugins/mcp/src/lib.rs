@@ -1,0 +1,276 @@
+//! The MCP provider: each configured Model Context Protocol server's tools
+//! become capabilities `mcp.<server>.<tool>`, served in pooled sessions.
+//!
+//! Configuration (`[plugins.mcp.config]`):
+//!
+//! ```toml
+//! [plugins.mcp.config.servers.demo]
+//! url = "http://127.0.0.1:8000/mcp"
+//! auth-secret = "DEMO_TOKEN"          # optional: bearer token, by secret name
+//! timeout-ms = 10000                  # optional
+//! tools = { allow = ["*"], deny = ["admin_*"] }   # optional globs on tool names
+//! ```
+//!
+//! Every request goes through the host's egress policy: grant the server's
+//! origin in `grants.network` and the secret in `grants.secrets`.
+
+mod client;
+
+use client::{Client, Endpoint};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use warden_sdk::{
+    Capabilities, Capability, Config, Error, Provider, ProviderInfo, SessionConfig, Sessions,
+    Source,
+};
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct McpConfig {
+    #[serde(default)]
+    servers: BTreeMap<String, ServerConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ServerConfig {
+    url: String,
+    auth_secret: Option<String>,
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    tools: ToolFilter,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ToolFilter {
+    /// Globs; empty means every tool.
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    deny: Vec<String>,
+}
+
+impl ToolFilter {
+    fn admits(&self, tool: &str) -> bool {
+        (self.allow.is_empty() || self.allow.iter().any(|g| glob(g, tool)))
+            && !self.deny.iter().any(|g| glob(g, tool))
+    }
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+fn glob(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+struct Mcp {
+    servers: BTreeMap<String, ServerConfig>,
+}
+
+impl Mcp {
+    fn endpoint(&self, name: &str) -> Option<Endpoint> {
+        self.servers.get(name).map(|s| Endpoint {
+            name: name.to_string(),
+            url: s.url.clone(),
+            auth_secret: s.auth_secret.clone(),
+            timeout: s.timeout_ms.map(Duration::from_millis),
+        })
+    }
+
+    fn tools_of(&self, name: &str) -> Result<Vec<Capability>, Error> {
+        let server = &self.servers[name];
+        let mut client = Client::connect(self.endpoint(name).expect("configured"))?;
+        let tools = client.list_tools();
+        client.close();
+        let mut caps = Vec::new();
+        for tool in tools? {
+            let Some(tool_name) = tool.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            if !server.tools.admits(tool_name) {
+                continue;
+            }
+            caps.push(capability(name, server, tool_name, &tool));
+        }
+        Ok(caps)
+    }
+}
+
+/// The capability for one tool.
+fn capability(server: &str, config: &ServerConfig, tool_name: &str, tool: &Value) -> Capability {
+    let text = |k: &str| {
+        tool.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let title = match text("title") {
+        t if t.is_empty() => tool_name.to_string(),
+        t => t,
+    };
+    let schema = |k: &str| match tool.get(k) {
+        Some(s @ Value::Object(_)) => s.to_string(),
+        _ => ":any".to_string(),
+    };
+    let mut meta = Map::new();
+    meta.insert("server-url".into(), json!(config.url));
+    meta.insert("tool-name".into(), json!(tool_name));
+    if let Some(secret) = &config.auth_secret {
+        meta.insert("auth-secret".into(), json!(secret));
+    }
+    Capability::new(format!("mcp.{server}.{tool_name}"), title)
+        .describe(text("description"))
+        .input(schema("inputSchema"))
+        .output(schema("outputSchema"))
+        .metadata(json!({"mcp": {
+            "requires-session": true,
+            "server": server,
+            "server-url": config.url,
+            "tool-name": tool_name,
+        }}))
+        .effect("call:external_api")
+        .provider("Mcp", Value::Object(meta))
+}
+
+/// One session with one server.
+struct McpSession {
+    client: Client,
+    prefix: String,
+}
+
+impl Provider for Mcp {
+    fn info() -> ProviderInfo {
+        ProviderInfo::new(
+            "mcp",
+            env!("CARGO_PKG_VERSION"),
+            "Model Context Protocol client: each configured server's tools as capabilities, in sessions",
+        )
+    }
+
+    fn capabilities(_caps: &mut Capabilities<Self>) {}
+
+    fn init(config: Config) -> Result<Self, Error> {
+        let config: McpConfig = config.parse()?;
+        for (name, s) in &config.servers {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(Error::invalid_input(format!(
+                    "server name `{name}`: use letters, digits, `-` and `_` only"
+                )));
+            }
+            if !(s.url.starts_with("http://") || s.url.starts_with("https://")) {
+                return Err(Error::invalid_input(format!(
+                    "servers.{name}.url: `{}` is not an http(s) URL",
+                    s.url
+                )));
+            }
+        }
+        Ok(Mcp {
+            servers: config.servers,
+        })
+    }
+
+    fn discover(&mut self) -> Vec<Source> {
+        let names: Vec<String> = self.servers.keys().cloned().collect();
+        names
+            .into_iter()
+            .map(|name| match self.tools_of(&name) {
+                Ok(caps) => Source::found(name, caps),
+                Err(e) => Source::failed(name, e),
+            })
+            .collect()
+    }
+}
+
+impl Sessions for Mcp {
+    type Session = McpSession;
+
+    fn open(&mut self, config: SessionConfig) -> Result<McpSession, Error> {
+        let server = config.meta_str("mcp.server").ok_or_else(|| {
+            Error::invalid_input(format!(
+                "`{}`: metadata mcp.server is missing",
+                config.capability
+            ))
+        })?;
+        let endpoint = self.endpoint(server).ok_or_else(|| {
+            Error::not_found(format!(
+                "`{}`: MCP server `{server}` is not configured",
+                config.capability
+            ))
+        })?;
+        Ok(McpSession {
+            client: Client::connect(endpoint)?,
+            prefix: format!("mcp.{server}."),
+        })
+    }
+
+    fn call(
+        &mut self,
+        session: &mut McpSession,
+        capability: &str,
+        input: Value,
+    ) -> Result<Value, Error> {
+        let tool = capability.strip_prefix(&session.prefix).ok_or_else(|| {
+            Error::not_found(format!(
+                "`{capability}` is not a tool of this session's server"
+            ))
+        })?;
+        let result = session.client.call_tool(tool, input)?;
+        Ok(match result.get("structuredContent") {
+            Some(s) if !s.is_null() => s.clone(),
+            _ => json!({"content": result.get("content").cloned().unwrap_or(json!([]))}),
+        })
+    }
+
+    fn close(&mut self, mut session: McpSession) {
+        session.client.close();
+    }
+}
+
+warden_sdk::export!(Mcp, sessions);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_and_filters() {
+        assert!(glob("*", "anything"));
+        assert!(glob("add", "add"));
+        assert!(!glob("add", "adder"));
+        assert!(glob("secret_*", "secret_tool"));
+        assert!(glob("*_tool", "secret_tool"));
+        assert!(glob("a*c*e", "abcde"));
+        assert!(!glob("a*c*e", "abde"));
+        let f = ToolFilter {
+            allow: vec![],
+            deny: vec!["secret_*".into()],
+        };
+        assert!(f.admits("count") && !f.admits("secret_tool"));
+        let f = ToolFilter {
+            allow: vec!["c*".into()],
+            deny: vec![],
+        };
+        assert!(f.admits("count") && !f.admits("add"));
+    }
+}
