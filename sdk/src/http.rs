@@ -24,6 +24,7 @@ pub struct Request {
     headers: Vec<(String, String)>,
     body: Vec<u8>,
     timeout: Option<std::time::Duration>,
+    wasi_http: bool,
 }
 
 /// The response to a [`Request`].
@@ -63,7 +64,14 @@ pub struct StreamingResponse {
     pub status: u16,
     /// Response headers, names in lower case, in the order received.
     pub headers: Vec<(String, String)>,
-    body: Option<http_client::Body>,
+    body: BodyState,
+}
+
+#[derive(Debug)]
+enum BodyState {
+    Host(http_client::Body),
+    Buffered(Vec<u8>),
+    Done,
 }
 
 impl StreamingResponse {
@@ -77,19 +85,17 @@ impl StreamingResponse {
 
     /// The next chunk of the body, or `None` at its end.
     pub fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, Error> {
-        let Some(body) = &self.body else {
-            return Ok(None);
-        };
-        match body.read() {
-            Ok(Some(chunk)) => Ok(Some(chunk)),
-            Ok(None) => {
-                self.body = None;
-                Ok(None)
-            }
-            Err(e) => {
-                self.body = None;
-                Err(e.into())
-            }
+        match std::mem::replace(&mut self.body, BodyState::Done) {
+            BodyState::Done => Ok(None),
+            BodyState::Buffered(data) => Ok(Some(data)),
+            BodyState::Host(body) => match body.read() {
+                Ok(Some(chunk)) => {
+                    self.body = BodyState::Host(body);
+                    Ok(Some(chunk))
+                }
+                Ok(None) => Ok(None),
+                Err(e) => Err(e.into()),
+            },
         }
     }
 }
@@ -103,6 +109,7 @@ impl Request {
             headers: Vec::new(),
             body: Vec::new(),
             timeout: None,
+            wasi_http: false,
         }
     }
     /// A `GET` request to `url`.
@@ -151,10 +158,30 @@ impl Request {
         })
     }
 
+    /// Sends through `wasi:http` resources and streams instead of the host's
+    /// whole-message import (governed the same way; slower). For hosts that
+    /// offer only `wasi:http`. A streaming response is then read whole first.
+    pub fn via_wasi_http(mut self) -> Self {
+        self.wasi_http = true;
+        self
+    }
+
     /// Sends the request and returns once the response head is in; read
     /// the body with [`StreamingResponse::next_chunk`]. Dropping the
     /// response early stops reading (e.g. once the wanted SSE event came).
     pub fn send_streaming(self) -> Result<StreamingResponse, Error> {
+        if self.wasi_http {
+            let r = self.send_wasi_http()?;
+            return Ok(StreamingResponse {
+                status: r.status,
+                headers: r.headers,
+                body: if r.body.is_empty() {
+                    BodyState::Done
+                } else {
+                    BodyState::Buffered(r.body)
+                },
+            });
+        }
         let timeout_ms = self.timeout.map_or(0, |t| {
             u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1)
         });
@@ -169,13 +196,12 @@ impl Request {
         Ok(StreamingResponse {
             status: response.status,
             headers: response.headers,
-            body: Some(response.body),
+            body: BodyState::Host(response.body),
         })
     }
 
-    /// Sends the request through `wasi:http` resources and streams instead
-    /// of the host's whole-message import. Governed the same way; slower.
-    /// For hosts that offer only `wasi:http`.
+    /// Sends the request through `wasi:http` and reads the whole response
+    /// (see [`via_wasi_http`](Self::via_wasi_http)).
     pub fn send_wasi_http(self) -> Result<Response, Error> {
         let (scheme, authority, path) = split_url(&self.url)?;
         let fields = Fields::new();

@@ -86,6 +86,18 @@ async fn tools_become_capabilities_with_converted_schemas_and_metadata() {
     assert!(matches!(add.route, warden::Route::Session { .. }));
     assert_eq!(add.provider, warden::ProviderKind::Mcp);
     assert!(add.input_schema.contains(":a :int"), "{}", add.input_schema);
+    // Exported to the marketplace as :Mcp, the secret by name only.
+    let dir = tempfile::tempdir().unwrap();
+    let report = host.export_json(&dir.path().join("snap.json")).unwrap();
+    assert!(
+        report.exported.contains(&"mcp.demo.add".to_string()),
+        "{report:?}"
+    );
+    let snap = std::fs::read_to_string(dir.path().join("snap.json")).unwrap();
+    assert!(
+        snap.contains("\"Mcp\"") && snap.contains("tool-name"),
+        "{snap}"
+    );
     // The deny filter hides a tool.
     assert!(matches!(
         host.capability("mcp.demo.secret_tool"),
@@ -142,6 +154,23 @@ async fn a_session_key_counts_in_its_own_session_sse_and_json() {
             "{deleted:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn the_client_also_works_through_wasi_http() {
+    let server = McpServer::start(&[]);
+    let mut c = mcp_config(&[Server::of("demo", &server)], SessionSettings::default());
+    c.plugins.get_mut("mcp").unwrap().config["transport"] = json!("wasi-http");
+    let host = Host::new(c).await.expect("host loads");
+    for n in 1..=3 {
+        assert_eq!(count(&host, "k").await, n);
+    }
+    host.shutdown().await;
+    assert_eq!(
+        server.deleted().iter().filter(|s| *s != "-").count(),
+        2,
+        "discovery's session and the call's"
+    );
 }
 
 #[tokio::test]

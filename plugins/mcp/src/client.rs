@@ -22,6 +22,8 @@ pub struct Endpoint {
     pub auth_secret: Option<String>,
     /// Per-request timeout.
     pub timeout: Option<Duration>,
+    /// Send through `wasi:http` instead of the host's `http-client`.
+    pub wasi_http: bool,
 }
 
 /// Why a request failed.
@@ -179,6 +181,9 @@ impl Client {
         }
         if let Some(t) = self.endpoint.timeout {
             req = req.timeout(t);
+        }
+        if self.endpoint.wasi_http {
+            req = req.via_wasi_http();
         }
         req
     }

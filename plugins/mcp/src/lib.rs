@@ -11,6 +11,9 @@
 //! tools = { allow = ["*"], deny = ["admin_*"] }   # optional globs on tool names
 //! ```
 //!
+//! `transport = "wasi-http"` (top level) sends through `wasi:http` instead of
+//! the host's whole-message `http-client` import.
+//!
 //! Every request goes through the host's egress policy: grant the server's
 //! origin in `grants.network` and the secret in `grants.secrets`.
 
@@ -28,9 +31,22 @@ use warden_sdk::{
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+#[serde(rename_all = "kebab-case")]
 struct McpConfig {
     #[serde(default)]
     servers: BTreeMap<String, ServerConfig>,
+    /// `host` (default): the host's `http-client` import; `wasi-http`:
+    /// `wasi:http`. Both go through the same egress policy.
+    #[serde(default)]
+    transport: Transport,
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum Transport {
+    #[default]
+    Host,
+    WasiHttp,
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,6 +98,7 @@ fn glob(pattern: &str, text: &str) -> bool {
 
 struct Mcp {
     servers: BTreeMap<String, ServerConfig>,
+    transport: Transport,
 }
 
 impl Mcp {
@@ -91,6 +108,7 @@ impl Mcp {
             url: s.url.clone(),
             auth_secret: s.auth_secret.clone(),
             timeout: s.timeout_ms.map(Duration::from_millis),
+            wasi_http: self.transport == Transport::WasiHttp,
         })
     }
 
@@ -187,6 +205,7 @@ impl Provider for Mcp {
         }
         Ok(Mcp {
             servers: config.servers,
+            transport: config.transport,
         })
     }
 
