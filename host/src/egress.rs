@@ -16,6 +16,7 @@
 //! Connections are kept alive and reused per plugin and destination.
 
 use crate::config::ResolvedLimits;
+use crate::governance::Auditor;
 use crate::policy::{Decision, Policy};
 use bytes::Bytes;
 use http::header::{HeaderValue, HOST};
@@ -233,15 +234,17 @@ enum Refusal {
 /// budget of the current call.
 pub(crate) struct EgressHooks {
     egress: Arc<Egress>,
+    auditor: Auditor,
     limits: ResolvedLimits,
     requests: u32,
     bytes: Arc<AtomicU64>,
 }
 
 impl EgressHooks {
-    pub(crate) fn new(egress: Arc<Egress>, limits: ResolvedLimits) -> Self {
+    pub(crate) fn new(egress: Arc<Egress>, limits: ResolvedLimits, auditor: Auditor) -> Self {
         EgressHooks {
             egress,
+            auditor,
             limits,
             requests: 0,
             bytes: Arc::new(AtomicU64::new(0)),
@@ -263,6 +266,7 @@ impl EgressHooks {
 
 /// One egress attempt, as logged.
 struct Attempt {
+    auditor: Auditor,
     plugin: Arc<str>,
     method: String,
     destination: String,
@@ -271,6 +275,12 @@ struct Attempt {
 
 impl Attempt {
     fn deny(&self, reason: &str) {
+        self.auditor.record(
+            "egress",
+            &format!("{} {}", self.method, self.destination),
+            "deny",
+            reason,
+        );
         tracing::warn!(
             target: "warden::egress",
             plugin = %self.plugin, method = %self.method, destination = %self.destination,
@@ -323,6 +333,11 @@ pub(crate) struct Timeouts {
 type Dispatch = Pin<Box<dyn Future<Output = Result<http::Response<WasiBody>, Failure>> + Send>>;
 
 impl EgressHooks {
+    /// The plugin's policy.
+    pub(crate) fn policy(&self) -> &Policy {
+        &self.egress.policy
+    }
+
     /// The plugin's limits for this instance.
     pub(crate) fn limits(&self) -> ResolvedLimits {
         self.limits
@@ -347,6 +362,7 @@ impl EgressHooks {
         let https = scheme == "https";
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let attempt = Attempt {
+            auditor: self.auditor.clone(),
             plugin: self.egress.plugin.clone(),
             method: head.method.to_string(),
             destination: format!("{scheme}://{host}:{port}"),
@@ -410,11 +426,23 @@ impl EgressHooks {
             if !text.contains(SECRET_OPEN) {
                 continue;
             }
+            let destination = &attempt.destination;
+            let auditor = &self.auditor;
             match substitute(text, |name| {
-                self.egress
-                    .policy
-                    .secret_for(name, &scheme, &host, port)
-                    .map(|v| v.expose().to_string())
+                let found = self.egress.policy.secret_for(name, &scheme, &host, port);
+                let target = format!("{name} -> {destination}");
+                match &found {
+                    Ok(_) => {
+                        if !auditor.record("secret", &target, "allow", "bound to this destination")
+                        {
+                            return Err("the audit log cannot be written".to_string());
+                        }
+                    }
+                    Err(reason) => {
+                        auditor.record("secret", &target, "deny", reason);
+                    }
+                }
+                found.map(|v| v.expose().to_string())
             }) {
                 Ok(replaced) => match HeaderValue::from_str(&replaced) {
                     Ok(mut v) => {
@@ -430,6 +458,14 @@ impl EgressHooks {
                 },
                 Err(reason) => return deny(attempt, reason),
             }
+        }
+        if !self.auditor.record(
+            "egress",
+            &format!("{} {}", attempt.method, attempt.destination),
+            "allow",
+            "granted",
+        ) {
+            return deny(attempt, "the audit log cannot be written".into());
         }
         if !head.headers.contains_key(HOST) {
             if let Some(Ok(v)) = uri.authority().map(|a| HeaderValue::from_str(a.as_str())) {

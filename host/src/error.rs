@@ -109,6 +109,24 @@ pub enum Error {
         reason: String,
     },
 
+    /// A rate limit of the policy refused the call.
+    #[error("rate limited: {capability}: {message}")]
+    RateLimited {
+        /// The capability.
+        capability: String,
+        /// Which limit.
+        message: String,
+    },
+
+    /// The plugin's `max-concurrent` slots stayed full for `max-wait-ms`.
+    #[error("busy: {capability}: {message}")]
+    Busy {
+        /// The capability.
+        capability: String,
+        /// Which limit.
+        message: String,
+    },
+
     /// No plugin has that name.
     #[error("unknown plugin `{0}`")]
     UnknownPlugin(String),
@@ -230,7 +248,7 @@ impl Error {
             | Error::DuplicateCapability { .. }
             | Error::UnknownPlugin(_)
             | Error::Marketplace(_) => 2,
-            Error::Denied { .. } => 3,
+            Error::Denied { .. } | Error::RateLimited { .. } | Error::Busy { .. } => 3,
             _ => 4,
         }
     }

@@ -4,6 +4,7 @@ use crate::config::{Config, InstanceMode};
 use crate::egress::Egress;
 use crate::engine::{self, CompileSource, EpochTicker};
 use crate::error::{Error, Result};
+use crate::governance::{Approver, Auditor, Governance};
 use crate::marketplace::{self, Manifest, ProviderKind};
 use crate::plugin::{Exports, LoadedPlugin, PluginInfo};
 use crate::policy::{BoundSecret, EgressRule, Policy, SecretValue};
@@ -46,6 +47,7 @@ struct Inner {
     registry: RwLock<Registry>,
     store: Option<PathBuf>,
     sessions: SessionPool,
+    governance: Governance,
     /// Per plugin with `discovery`: which sources are registered or pending.
     discovery: tokio::sync::Mutex<HashMap<usize, Discovery>>,
     // Dropped last: stops the epoch thread once no call can be running.
@@ -94,6 +96,7 @@ impl Host {
     /// descriptors into the registry, and initialises one instance.
     pub async fn new(config: Config) -> Result<Host> {
         config.validate()?;
+        let governance = Governance::new(&config)?;
         let total: u32 = config
             .plugins
             .values()
@@ -115,6 +118,10 @@ impl Host {
             .map_err(|e| Error::Internal(e.to_string()))?;
         crate::bindings::HostView::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
             .map_err(|e| Error::Internal(e.to_string()))?;
+        linker.allow_shadowing(true);
+        crate::sandbox::add_audited_open_at(&mut linker)
+            .map_err(|e| Error::Internal(format!("{e:#}")))?;
+        linker.allow_shadowing(false);
 
         let cache_dir = config.cache_dir();
         let resolve = Arc::new(config.host.resolve.clone());
@@ -202,12 +209,37 @@ impl Host {
                 Arc::new(policy),
                 resolve.clone(),
             ));
+            if let Some(pinned) = governance.pinned_digest(name) {
+                if !pinned.eq_ignore_ascii_case(&info.digest) {
+                    let message = format!(
+                        "{} has digest {}, but policy.plugins.{name}.digest pins {pinned}",
+                        path.display(),
+                        info.digest
+                    );
+                    governance.record(crate::audit::Entry {
+                        plugin: name.clone(),
+                        digest: info.digest.clone(),
+                        effect: "load",
+                        target: path.display().to_string(),
+                        decision: "deny",
+                        reason: message.clone(),
+                        ..Default::default()
+                    })?;
+                    return Err(Error::load(name, message));
+                }
+            }
+            let auditor = Auditor::new(
+                governance.audit().cloned(),
+                Arc::from(name.as_str()),
+                Arc::from(info.digest.as_str()),
+            );
             let mut plugin = LoadedPlugin::new(
                 info,
                 engine.clone(),
                 pre,
                 exports,
                 egress,
+                auditor,
                 pc.config.to_string(),
             );
             let description = plugin
@@ -306,6 +338,7 @@ impl Host {
                 registry: RwLock::new(registry),
                 store,
                 sessions: SessionPool::default(),
+                governance,
                 discovery: tokio::sync::Mutex::new(discovery),
                 _ticker: ticker,
             }),
@@ -360,38 +393,80 @@ impl Host {
                 capability: id.to_string(),
                 message: e.to_string(),
             })?;
-        let (plugin, output) = match source {
-            Source::Plugin(index) => {
-                let plugin = &self.inner.plugins[index];
-                let output = match info.route {
-                    Route::Session { .. } => {
-                        let key = session_key.unwrap_or(crate::sessions::DEFAULT_SESSION_KEY);
-                        self.inner
-                            .sessions
-                            .call(plugin, index, &info, &input, key)
-                            .await?
-                    }
-                    Route::Direct => plugin.call(id, &input).await?,
-                };
-                (plugin, output)
+        // The plugin that serves the call, for governance and the audit log.
+        let served = match source {
+            Source::Plugin(index) => Some((index, None)),
+            Source::Imported | Source::Declared => self
+                .inner
+                .servers
+                .get(&info.provider)
+                .map(|(i, entry)| (*i, Some(entry.clone()))),
+        };
+        let Some((index, entry)) = served else {
+            return Err(Error::NotServed {
+                capability: id.to_string(),
+                provider: info.provider.name().to_string(),
+            });
+        };
+        let plugin = &self.inner.plugins[index];
+        let governance = &self.inner.governance;
+        let call_id = governance.call_id();
+        let started = Instant::now();
+        let _admission = governance
+            .admit(
+                &info,
+                &plugin.info.name,
+                &plugin.info.digest,
+                &input,
+                session_key,
+                &call_id,
+            )
+            .await?;
+        let result = self
+            .run(plugin, index, entry, &info, input, session_key, &call_id)
+            .await;
+        governance.finish(
+            &info,
+            &plugin.info.name,
+            &plugin.info.digest,
+            &call_id,
+            started,
+            &result,
+        )?;
+        result
+    }
+
+    /// Runs an admitted call and checks its output.
+    #[allow(clippy::too_many_arguments)]
+    async fn run(
+        &self,
+        plugin: &Arc<LoadedPlugin>,
+        index: usize,
+        entry: Option<String>,
+        info: &CapabilityInfo,
+        input: Value,
+        session_key: Option<&str>,
+        call_id: &str,
+    ) -> Result<Value> {
+        let id = info.id.as_str();
+        let output = match (entry, &info.route) {
+            (None, Route::Session { .. }) => {
+                let key = session_key.unwrap_or(crate::sessions::DEFAULT_SESSION_KEY);
+                self.inner
+                    .sessions
+                    .call(plugin, index, info, &input, key, call_id)
+                    .await?
             }
-            Source::Imported | Source::Declared => {
-                let Some((index, entry)) = self.inner.servers.get(&info.provider) else {
-                    return Err(Error::NotServed {
-                        capability: id.to_string(),
-                        provider: info.provider.name().to_string(),
-                    });
-                };
-                let plugin = &self.inner.plugins[*index];
+            (None, Route::Direct) => plugin.call(id, &input, call_id).await?,
+            (Some(entry), _) => {
                 let request = serde_json::json!({
                     "capability": { "id": info.id, "provider-meta": info.provider_meta, "retry": info.hints.retry },
                     "input": input,
                 });
-                let output = plugin
-                    .call(entry, &request)
+                plugin
+                    .call(&entry, &request, call_id)
                     .await
-                    .map_err(|e| e.for_capability(id))?;
-                (plugin, output)
+                    .map_err(|e| e.for_capability(id))?
             }
         };
         info.output_type
@@ -404,6 +479,17 @@ impl Host {
         Ok(output)
     }
 
+    /// Sets the approver asked about calls that match an `approve` rule
+    /// (`None`: such calls are denied). Guests cannot reach it.
+    pub fn set_approver(&self, approver: Option<Arc<dyn Approver>>) {
+        self.inner.governance.set_approver(approver);
+    }
+
+    /// The audit log's file, if the host keeps one.
+    pub fn audit_path(&self) -> Option<&Path> {
+        self.inner.governance.audit().map(|a| a.path())
+    }
+
     /// Number of open sessions in the pool.
     pub fn open_sessions(&self) -> usize {
         self.inner.sessions.len()
@@ -414,6 +500,11 @@ impl Host {
     /// afterwards open new sessions.
     pub async fn shutdown(&self) {
         self.inner.sessions.close_all().await;
+        if let Some(audit) = self.inner.governance.audit() {
+            if let Err(e) = audit.flush() {
+                tracing::error!("{e}");
+            }
+        }
     }
 
     /// Asks plugins again for the sources that failed discovery (a server

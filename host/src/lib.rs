@@ -18,10 +18,12 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod audit;
 pub mod config;
 mod egress;
 mod engine;
 mod error;
+mod governance;
 mod host;
 pub mod marketplace;
 mod plugin;
@@ -34,11 +36,12 @@ pub mod schema;
 mod sessions;
 
 pub use config::{
-    Config, DirGrant, DirMode, Grants, InstanceMode, Limits, PluginConfig, ResolvedLimits,
-    SecretGrant, SessionSettings,
+    AuditSettings, CallPolicy, CallRule, Config, DirGrant, DirMode, Grants, InstanceMode, Limits,
+    PluginConfig, PluginRules, ResolvedLimits, RuleDecision, SecretGrant, SessionSettings,
 };
 pub use engine::{digest, CompileSource};
 pub use error::{Error, ErrorKind, Limit, Result};
+pub use governance::{Approval, ApprovalRequest, Approver};
 pub use host::{ExportReport, ImportReport};
 pub use host::{Health, Host};
 pub use marketplace::{Manifest, ProviderKind};

@@ -7,6 +7,7 @@ use crate::config::{InstanceMode, ResolvedLimits};
 use crate::egress::Egress;
 use crate::engine::{ticks_for, CompileSource};
 use crate::error::{Error, ErrorKind, Limit, Result};
+use crate::governance::Auditor;
 use crate::sandbox::State;
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
@@ -91,6 +92,7 @@ pub(crate) struct LoadedPlugin {
     pre: InstancePre<State>,
     exports: Exports,
     egress: Arc<Egress>,
+    auditor: Auditor,
     config_json: String,
     idle: Mutex<Vec<Warm>>,
     permits: Semaphore,
@@ -103,6 +105,7 @@ impl LoadedPlugin {
         pre: InstancePre<State>,
         exports: Exports,
         egress: Arc<Egress>,
+        auditor: Auditor,
         config_json: String,
     ) -> Self {
         LoadedPlugin {
@@ -113,6 +116,7 @@ impl LoadedPlugin {
             pre,
             exports,
             egress,
+            auditor,
             config_json,
             idle: Mutex::new(Vec::new()),
         }
@@ -124,8 +128,13 @@ impl LoadedPlugin {
 
     /// A fresh store with the plugin's sandbox, its budget reset.
     fn new_store(&self) -> Result<Store<State>> {
-        let state = State::new(self.name.clone(), self.egress.clone(), self.limits())
-            .map_err(|e| Error::load(&self.name, e))?;
+        let state = State::new(
+            self.name.clone(),
+            self.egress.clone(),
+            self.limits(),
+            self.auditor.for_instance(),
+        )
+        .map_err(|e| Error::load(&self.name, e))?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
@@ -257,6 +266,15 @@ impl LoadedPlugin {
     }
 
     fn classify(&self, store: &Store<State>, capability: &str, e: wasmtime::Error) -> Error {
+        let error = self.classify_inner(store, capability, e);
+        store
+            .data()
+            .auditor
+            .record("limit", capability, "deny", &error.to_string());
+        error
+    }
+
+    fn classify_inner(&self, store: &Store<State>, capability: &str, e: wasmtime::Error) -> Error {
         let trap = e.downcast_ref::<Trap>().copied();
         match trap {
             Some(Trap::OutOfFuel) => return self.limit_error(capability, Limit::Fuel),
@@ -307,10 +325,16 @@ impl LoadedPlugin {
     }
 
     /// Calls a capability of this plugin.
-    pub(crate) async fn call(&self, capability: &str, input: &Value) -> Result<Value> {
+    pub(crate) async fn call(
+        &self,
+        capability: &str,
+        input: &Value,
+        call_id: &str,
+    ) -> Result<Value> {
         let input_text =
             serde_json::to_string(input).map_err(|e| Error::Internal(e.to_string()))?;
         let (_permit, mut warm) = self.checkout(capability).await?;
+        warm.store.data().auditor.enter(capability, call_id);
         let r = self
             .timed(
                 warm.provider
@@ -370,8 +394,10 @@ impl LoadedPlugin {
         &self,
         capability: &str,
         config: &Value,
+        call_id: &str,
     ) -> Result<LiveSession> {
         let mut warm = self.new_instance(capability).await?;
+        warm.store.data().auditor.enter(capability, call_id);
         let Some(guest) = warm.sessions.clone() else {
             return Err(Error::Contract {
                 plugin: self.name.to_string(),
@@ -402,7 +428,9 @@ impl LoadedPlugin {
         live: &mut LiveSession,
         capability: &str,
         input: &Value,
+        call_id: &str,
     ) -> std::result::Result<Result<Value>, Error> {
+        live.warm.store.data().auditor.enter(capability, call_id);
         let input_text =
             serde_json::to_string(input).map_err(|e| Error::Internal(e.to_string()))?;
         let guest = live

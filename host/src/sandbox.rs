@@ -10,6 +10,7 @@ use crate::config::ResolvedLimits;
 use crate::egress::{Egress, EgressHooks};
 use crate::egress::{Failure, OutBody, Timeouts};
 use crate::error::Limit;
+use crate::governance::Auditor;
 use bytes::Bytes;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub(crate) struct State {
     pub(crate) hooks: EgressHooks,
     table: ResourceTable,
     pub(crate) limiter: Limiter,
+    pub(crate) auditor: Auditor,
 }
 
 impl State {
@@ -43,6 +45,7 @@ impl State {
         plugin: Arc<str>,
         egress: Arc<Egress>,
         limits: ResolvedLimits,
+        auditor: Auditor,
     ) -> Result<State, String> {
         let policy = egress.policy().clone();
         let memory = limits.memory;
@@ -72,6 +75,7 @@ impl State {
         b.allow_ip_name_lookup(false);
         let check_policy = policy.clone();
         let check_plugin = plugin.clone();
+        let check_auditor = auditor.clone();
         b.socket_addr_check(move |addr, usage| {
             use crate::policy::Decision;
             let ip = addr.ip().to_string();
@@ -92,21 +96,30 @@ impl State {
                     Decision::Deny(format!("listening on {addr} is not granted"))
                 }
             };
-            match &decision {
-                crate::policy::Decision::Deny(reason) => tracing::warn!(
-                    target: "warden::egress", plugin = %check_plugin, effect = "socket", usage = ?usage,
-                    destination = %addr, decision = "deny", %reason, "egress denied"
-                ),
-                crate::policy::Decision::Allow(reason) => tracing::info!(
-                    target: "warden::egress", plugin = %check_plugin, effect = "socket", usage = ?usage,
-                    destination = %addr, decision = "allow", %reason, "egress"
-                ),
-            }
-            let allowed = decision.allowed();
+            let target = format!("{usage:?} {addr}");
+            let audited = match &decision {
+                crate::policy::Decision::Deny(reason) => {
+                    tracing::warn!(
+                        target: "warden::egress", plugin = %check_plugin, effect = "socket", usage = ?usage,
+                        destination = %addr, decision = "deny", %reason, "egress denied"
+                    );
+                    check_auditor.record("socket", &target, "deny", reason)
+                }
+                crate::policy::Decision::Allow(reason) => {
+                    tracing::info!(
+                        target: "warden::egress", plugin = %check_plugin, effect = "socket", usage = ?usage,
+                        destination = %addr, decision = "allow", %reason, "egress"
+                    );
+                    check_auditor.record("socket", &target, "allow", reason)
+                }
+            };
+            // Fail closed: an effect that cannot be audited does not happen.
+            let allowed = decision.allowed() && audited;
             Box::pin(async move { allowed })
         });
         Ok(State {
-            hooks: EgressHooks::new(egress, limits),
+            hooks: EgressHooks::new(egress, limits, auditor.clone()),
+            auditor,
             plugin,
             wasi: b.build(),
             http: WasiHttpCtx::new(),
@@ -142,6 +155,22 @@ impl WasiHttpView for State {
 impl crate::bindings::warden::provider::types::Host for State {}
 
 impl host::Host for State {
+    fn env_var(&mut self, name: String) -> Result<Option<String>, WitError> {
+        use crate::policy::Decision;
+        match self.hooks.policy().env_allowed(&name) {
+            Decision::Allow(reason) => {
+                if !self.auditor.record("env", &name, "allow", &reason) {
+                    return Err(WitError::Denied("the audit log cannot be written".into()));
+                }
+                Ok(std::env::var(&name).ok())
+            }
+            Decision::Deny(reason) => {
+                self.auditor.record("env", &name, "deny", &reason);
+                Err(WitError::Denied(reason))
+            }
+        }
+    }
+
     fn log(&mut self, level: Level, message: String) {
         let plugin = &*self.plugin;
         let message = clip(&message);
@@ -284,6 +313,62 @@ impl http_client::HostBody for State {
         self.table.delete(body)?;
         Ok(())
     }
+}
+
+/// Replaces `wasi:filesystem` `open-at` with the same call plus an audit
+/// record: every file or directory a guest opens (or is refused) is logged.
+pub(crate) fn add_audited_open_at(
+    linker: &mut wasmtime::component::Linker<State>,
+) -> wasmtime::Result<()> {
+    use wasmtime_wasi::filesystem::WasiFilesystemView;
+    use wasmtime_wasi::p2::bindings::filesystem::types::{
+        Descriptor, DescriptorFlags, ErrorCode, HostDescriptor, OpenFlags, PathFlags,
+    };
+    type Args = (
+        Resource<Descriptor>,
+        PathFlags,
+        String,
+        OpenFlags,
+        DescriptorFlags,
+    );
+    let mut instance = linker.instance("wasi:filesystem/types@0.2.12")?;
+    instance.func_wrap_async(
+        "[method]descriptor.open-at",
+        |mut store: wasmtime::StoreContextMut<'_, State>,
+         (fd, path_flags, path, oflags, flags): Args| {
+            Box::new(async move {
+                let state = store.data_mut();
+                let writes = flags.contains(DescriptorFlags::WRITE)
+                    || oflags.contains(OpenFlags::CREATE)
+                    || oflags.contains(OpenFlags::TRUNCATE);
+                let result = {
+                    let mut view = state.filesystem();
+                    HostDescriptor::open_at(&mut view, fd, path_flags, path.clone(), oflags, flags)
+                        .await
+                };
+                let result = match result {
+                    Ok(fd) => Ok(fd),
+                    Err(e) => Err(e.downcast()?),
+                };
+                let target = format!("{} {path}", if writes { "write" } else { "read" });
+                let (decision, reason) = match &result {
+                    Ok(_) => ("allow", "within a granted directory".to_string()),
+                    Err(
+                        code @ (ErrorCode::NotPermitted
+                        | ErrorCode::Access
+                        | ErrorCode::ReadOnly
+                        | ErrorCode::Loop),
+                    ) => ("deny", format!("outside the plugin's grants ({code:?})")),
+                    Err(code) => ("allow", format!("failed: {code:?}")),
+                };
+                if !state.auditor.record("file", &target, decision, &reason) && result.is_ok() {
+                    return Ok((Err(ErrorCode::Access),));
+                }
+                Ok((result,))
+            })
+        },
+    )?;
+    Ok(())
 }
 
 fn build_head(r: &http_client::Request) -> Result<http::request::Parts, String> {

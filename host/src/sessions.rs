@@ -97,6 +97,7 @@ impl SessionPool {
         info: &CapabilityInfo,
         input: &Value,
         caller: &str,
+        call_id: &str,
     ) -> Result<Value> {
         let key = Key {
             plugin: index,
@@ -126,7 +127,7 @@ impl SessionPool {
                 "provider-meta": info.provider_meta,
                 "session-key": caller,
             });
-            match plugin.open_session(&info.id, &config).await {
+            match plugin.open_session(&info.id, &config, call_id).await {
                 Ok(s) => {
                     tracing::debug!(plugin = %plugin.info.name, server = %key.scope, caller, "session opened");
                     *live = Some(s);
@@ -138,7 +139,7 @@ impl SessionPool {
             }
         }
         let session = live.as_mut().expect("opened above");
-        let result = plugin.session_call(session, &info.id, input).await;
+        let result = plugin.session_call(session, &info.id, input, call_id).await;
         slot.touch();
         match result {
             Ok(outcome) => outcome,

@@ -1,0 +1,460 @@
+//! The audit log: append-only JSON lines, one record per decision (a call,
+//! an effect, a limit), each chained to the one before by a SHA-256 hash so
+//! that an edit, a deletion or a reordering is caught by [`verify`].
+//!
+//! A record's `hash` is the SHA-256 of the record serialized with `hash`
+//! empty; `prev` is the previous record's `hash` (64 zeros for the very
+//! first). `seq` counts up by one. Rotation moves the full file aside as
+//! `<path>.<first seq, 12 digits>` and starts a new one whose first record
+//! chains to the last of the old: `warden audit verify path.* path` checks
+//! the whole history in order.
+//!
+//! Records carry names, never secret values.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The `prev` of the first record of a log.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// When records reach the disk (`[audit] sync`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncPolicy {
+    /// `fsync` after every record: nothing acknowledged is lost on a crash.
+    Always,
+    /// Every record is handed to the OS at once (lost only if the machine
+    /// fails). The default.
+    #[default]
+    Flush,
+    /// Records are buffered and written every 64 records, at rotation and at
+    /// shutdown (fastest; a crash loses the buffer).
+    Buffered,
+}
+
+/// Records buffered before a write with [`SyncPolicy::Buffered`].
+const BUFFERED_RECORDS: u64 = 64;
+
+/// One audit record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    /// Position in the whole history, from 1.
+    pub seq: u64,
+    /// UTC time, RFC 3339 with milliseconds.
+    pub time: String,
+    /// The plugin concerned (empty for host-level records).
+    pub plugin: String,
+    /// The plugin's component digest (`sha256:...`).
+    pub digest: String,
+    /// The capability called.
+    pub capability: String,
+    /// The call this record belongs to.
+    pub call_id: String,
+    /// `call`, `approval`, `egress`, `socket`, `secret`, `env`, `file`,
+    /// `limit`, `log`, `session`, `load`.
+    pub effect: String,
+    /// What the effect was aimed at (a URL, an address, a path, a name).
+    pub target: String,
+    /// `allow` or `deny` (or `error` for a call that failed after being allowed).
+    pub decision: String,
+    /// Why.
+    pub reason: String,
+    /// How long it took, when it is a span.
+    pub duration_ms: Option<u64>,
+    /// The previous record's hash.
+    pub prev: String,
+    /// This record's hash.
+    pub hash: String,
+}
+
+impl Record {
+    fn compute_hash(&self) -> String {
+        let mut unhashed = self.clone();
+        unhashed.hash = String::new();
+        let text = serde_json::to_string(&unhashed).expect("records serialize");
+        hex(&Sha256::digest(text.as_bytes()))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What an effect or decision contributes; the log fills in the rest.
+#[derive(Debug, Clone, Default)]
+pub struct Entry {
+    /// See [`Record::plugin`].
+    pub plugin: String,
+    /// See [`Record::digest`].
+    pub digest: String,
+    /// See [`Record::capability`].
+    pub capability: String,
+    /// See [`Record::call_id`].
+    pub call_id: String,
+    /// See [`Record::effect`].
+    pub effect: &'static str,
+    /// See [`Record::target`].
+    pub target: String,
+    /// See [`Record::decision`].
+    pub decision: &'static str,
+    /// See [`Record::reason`].
+    pub reason: String,
+    /// See [`Record::duration_ms`].
+    pub duration_ms: Option<u64>,
+}
+
+struct Writer {
+    file: BufWriter<File>,
+    size: u64,
+    seq: u64,
+    prev: String,
+    unsynced: u64,
+}
+
+/// An open audit log. Shared by every plugin of a host.
+pub struct AuditLog {
+    path: PathBuf,
+    sync: SyncPolicy,
+    rotate_bytes: u64,
+    writer: Mutex<Writer>,
+}
+
+/// Why an audit log cannot be opened, written or verified.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The file could not be read or written.
+    #[error("audit log {path}: {message}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// The existing log's last record is damaged; the host will not append
+    /// to a chain it cannot continue.
+    #[error("audit log {path}: its last record is damaged ({message}); move the file aside (and verify it) before starting")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl AuditLog {
+    /// Opens (or creates) the log at `path`, continuing its chain.
+    pub fn open(path: &Path, sync: SyncPolicy, rotate_bytes: u64) -> Result<AuditLog, AuditError> {
+        let io = |e: std::io::Error| AuditError::Io {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let (seq, prev) = match last_record(path).map_err(io)? {
+            None => (0, GENESIS.to_string()),
+            Some(Ok(r)) => (r.seq, r.hash),
+            Some(Err(message)) => {
+                return Err(AuditError::Damaged {
+                    path: path.to_path_buf(),
+                    message,
+                })
+            }
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io)?;
+        let size = file.metadata().map_err(io)?.len();
+        Ok(AuditLog {
+            path: path.to_path_buf(),
+            sync,
+            rotate_bytes,
+            writer: Mutex::new(Writer {
+                file: BufWriter::new(file),
+                size,
+                seq,
+                prev,
+                unsynced: 0,
+            }),
+        })
+    }
+
+    /// The log's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one record. An error means the record was not written: the
+    /// caller fails closed.
+    pub fn append(&self, entry: Entry) -> Result<Record, AuditError> {
+        let io = |e: std::io::Error| AuditError::Io {
+            path: self.path.clone(),
+            message: e.to_string(),
+        };
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if self.rotate_bytes > 0 && w.size >= self.rotate_bytes {
+            self.rotate(&mut w).map_err(io)?;
+        }
+        let mut record = Record {
+            seq: w.seq + 1,
+            time: rfc3339(SystemTime::now()),
+            plugin: entry.plugin,
+            digest: entry.digest,
+            capability: entry.capability,
+            call_id: entry.call_id,
+            effect: entry.effect.to_string(),
+            target: entry.target,
+            decision: entry.decision.to_string(),
+            reason: entry.reason,
+            duration_ms: entry.duration_ms,
+            prev: w.prev.clone(),
+            hash: String::new(),
+        };
+        record.hash = record.compute_hash();
+        let mut line = serde_json::to_string(&record).expect("records serialize");
+        line.push('\n');
+        w.file.write_all(line.as_bytes()).map_err(io)?;
+        w.unsynced += 1;
+        match self.sync {
+            SyncPolicy::Always => {
+                w.file.flush().map_err(io)?;
+                w.file.get_ref().sync_data().map_err(io)?;
+            }
+            SyncPolicy::Flush => w.file.flush().map_err(io)?,
+            SyncPolicy::Buffered => {
+                if w.unsynced >= BUFFERED_RECORDS {
+                    w.file.flush().map_err(io)?;
+                    w.unsynced = 0;
+                }
+            }
+        }
+        w.size += line.len() as u64;
+        w.seq = record.seq;
+        w.prev = record.hash.clone();
+        Ok(record)
+    }
+
+    /// Writes buffered records and syncs the file.
+    pub fn flush(&self) -> Result<(), AuditError> {
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        w.file
+            .flush()
+            .and_then(|_| w.file.get_ref().sync_data())
+            .map_err(|e| AuditError::Io {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
+        w.unsynced = 0;
+        Ok(())
+    }
+
+    fn rotate(&self, w: &mut Writer) -> std::io::Result<()> {
+        w.file.flush()?;
+        w.file.get_ref().sync_data()?;
+        let first = first_seq(&self.path)?.unwrap_or(w.seq + 1);
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(format!(".{first:012}"));
+        std::fs::rename(&self.path, PathBuf::from(name))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        w.file = BufWriter::new(file);
+        w.size = 0;
+        w.unsynced = 0;
+        Ok(())
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+fn first_seq(path: &Path) -> std::io::Result<Option<u64>> {
+    let file = File::open(path)?;
+    let mut line = String::new();
+    BufReader::new(file).read_line(&mut line)?;
+    Ok(serde_json::from_str::<Record>(&line).ok().map(|r| r.seq))
+}
+
+/// The last record of `path`: `None` if the file is absent or empty.
+fn last_record(path: &Path) -> std::io::Result<Option<Result<Record, String>>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Some(last) = text.lines().rev().find(|l| !l.trim().is_empty()) else {
+        return Ok(None);
+    };
+    Ok(Some(match serde_json::from_str::<Record>(last) {
+        Ok(r) if r.compute_hash() == r.hash => Ok(r),
+        Ok(_) => Err("its hash does not match its content".into()),
+        Err(e) => Err(format!("not a record: {e}")),
+    }))
+}
+
+/// The outcome of [`verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every record is intact and chained: how many there were.
+    Ok {
+        /// Records checked.
+        records: u64,
+    },
+    /// The first bad record.
+    Bad {
+        /// The file holding it.
+        file: PathBuf,
+        /// Its line, from 1.
+        line: usize,
+        /// Its `seq`, if it could be read.
+        seq: Option<u64>,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Checks `files` (oldest first) as one chain: every record parses, its hash
+/// matches its content, `seq` counts up by one and `prev` is the previous
+/// record's hash. The first file may start mid-history (after older files
+/// were archived): its first record is then taken as the anchor.
+pub fn verify(files: &[PathBuf]) -> Result<Verdict, AuditError> {
+    let mut prev: Option<(u64, String)> = None;
+    let mut records = 0;
+    for file in files {
+        let f = File::open(file).map_err(|e| AuditError::Io {
+            path: file.clone(),
+            message: e.to_string(),
+        })?;
+        for (i, line) in BufReader::new(f).lines().enumerate() {
+            let line = line.map_err(|e| AuditError::Io {
+                path: file.clone(),
+                message: e.to_string(),
+            })?;
+            let bad = |seq: Option<u64>, reason: String| Verdict::Bad {
+                file: file.clone(),
+                line: i + 1,
+                seq,
+                reason,
+            };
+            if line.trim().is_empty() {
+                return Ok(bad(None, "empty line".into()));
+            }
+            let record: Record = match serde_json::from_str(&line) {
+                Ok(r) => r,
+                Err(e) => return Ok(bad(None, format!("not a valid record: {e}"))),
+            };
+            if record.compute_hash() != record.hash {
+                return Ok(bad(
+                    Some(record.seq),
+                    "its hash does not match its content (edited)".into(),
+                ));
+            }
+            match &prev {
+                None if record.seq == 1 && record.prev != GENESIS => {
+                    return Ok(bad(
+                        Some(record.seq),
+                        "the first record does not start the chain".into(),
+                    ))
+                }
+                None => {}
+                Some((seq, hash)) => {
+                    if record.seq != seq + 1 {
+                        return Ok(bad(
+                            Some(record.seq),
+                            format!(
+                                "expected seq {}, found {} (a record is missing or out of order)",
+                                seq + 1,
+                                record.seq
+                            ),
+                        ));
+                    }
+                    if &record.prev != hash {
+                        return Ok(bad(
+                            Some(record.seq),
+                            "it does not chain to the record before it".into(),
+                        ));
+                    }
+                }
+            }
+            prev = Some((record.seq, record.hash));
+            records += 1;
+        }
+    }
+    Ok(Verdict::Ok { records })
+}
+
+/// `time` as RFC 3339 UTC with milliseconds.
+pub(crate) fn rfc3339(time: SystemTime) -> String {
+    let d = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_millis(1_795_314_096_789)),
+            "2026-11-22T02:21:36.789Z"
+        );
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00.000Z"
+        );
+    }
+
+    fn entry(n: u32) -> Entry {
+        Entry {
+            effect: "call",
+            decision: "allow",
+            capability: format!("c{n}"),
+            ..Entry::default()
+        }
+    }
+
+    #[test]
+    fn a_reopened_log_continues_its_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        {
+            let log = AuditLog::open(&path, SyncPolicy::Flush, 0).unwrap();
+            log.append(entry(1)).unwrap();
+        }
+        let log = AuditLog::open(&path, SyncPolicy::Flush, 0).unwrap();
+        assert_eq!(log.append(entry(2)).unwrap().seq, 2);
+        assert_eq!(verify(&[path]).unwrap(), Verdict::Ok { records: 2 });
+    }
+}

@@ -1,0 +1,444 @@
+//! Governance of calls: the `[policy]` rules (allow, deny or approval by
+//! capability id), rate limits, per-plugin concurrency, and the audit log
+//! every decision is written to. Effects inside a call are audited by the
+//! sandbox through an [`Auditor`].
+
+use crate::audit::{AuditLog, Entry};
+use crate::config::{CallPolicy, CallRule, Config, RuleDecision};
+use crate::error::{Error, Result};
+use crate::registry::CapabilityInfo;
+use serde_json::Value;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// A call waiting for approval, as the [`Approver`] sees it.
+#[derive(Debug, Clone)]
+pub struct ApprovalRequest {
+    /// The capability called.
+    pub capability: String,
+    /// The plugin that would serve it.
+    pub plugin: String,
+    /// The call's input (already checked against the input schema).
+    pub input: Value,
+    /// The caller's session key, if any.
+    pub session_key: Option<String>,
+    /// The rule's capability pattern that asked for approval.
+    pub rule: String,
+    /// The call's id in the audit log.
+    pub call_id: String,
+}
+
+/// An approver's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Approval {
+    /// The call may run.
+    Approve,
+    /// The call is refused, with the reason given to the caller.
+    Deny(String),
+}
+
+/// Decides calls that match an `approve` rule. Supplied by the embedder
+/// ([`Host::set_approver`](crate::Host::set_approver)); nothing a guest does
+/// can reach it. Without one, such calls are denied.
+pub trait Approver: Send + Sync {
+    /// Approves or denies one call.
+    fn approve<'a>(
+        &'a self,
+        request: &'a ApprovalRequest,
+    ) -> Pin<Box<dyn Future<Output = Approval> + Send + 'a>>;
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+pub(crate) fn glob(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if text.len() < first.len() + last.len() || !text.starts_with(first) || !text.ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+struct Slots {
+    semaphore: Arc<Semaphore>,
+    max: u32,
+    wait: Duration,
+}
+
+/// The host's governance: rules, windows, slots, approver, audit log.
+pub(crate) struct Governance {
+    policy: CallPolicy,
+    slots: HashMap<String, Slots>,
+    windows: Mutex<HashMap<String, VecDeque<Instant>>>,
+    approver: RwLock<Option<Arc<dyn Approver>>>,
+    audit: Option<Arc<AuditLog>>,
+    call_prefix: String,
+    next_call: AtomicU64,
+}
+
+/// What a call was admitted with; released when the call ends.
+pub(crate) struct Admission {
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Governance {
+    pub(crate) fn new(config: &Config) -> Result<Governance> {
+        let audit = match &config.audit {
+            None => None,
+            Some(a) => Some(Arc::new(
+                AuditLog::open(&config.resolve_path(&a.path), a.sync, a.rotate_bytes)
+                    .map_err(|e| Error::Config(e.to_string()))?,
+            )),
+        };
+        let slots = config
+            .policy
+            .plugins
+            .iter()
+            .filter_map(|(name, p)| {
+                let max = p.max_concurrent?;
+                Some((
+                    name.clone(),
+                    Slots {
+                        semaphore: Arc::new(Semaphore::new(max as usize)),
+                        max,
+                        wait: Duration::from_millis(p.max_wait_ms),
+                    },
+                ))
+            })
+            .collect();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Ok(Governance {
+            policy: config.policy.clone(),
+            slots,
+            windows: Mutex::new(HashMap::new()),
+            approver: RwLock::new(None),
+            audit,
+            call_prefix: format!("{:x}{:x}", nanos, std::process::id()),
+            next_call: AtomicU64::new(1),
+        })
+    }
+
+    pub(crate) fn audit(&self) -> Option<&Arc<AuditLog>> {
+        self.audit.as_ref()
+    }
+
+    pub(crate) fn set_approver(&self, approver: Option<Arc<dyn Approver>>) {
+        *self.approver.write().unwrap_or_else(|e| e.into_inner()) = approver;
+    }
+
+    /// A new call id, unique across hosts and restarts.
+    pub(crate) fn call_id(&self) -> String {
+        format!(
+            "{}-{}",
+            self.call_prefix,
+            self.next_call.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// The component digest a plugin must have, if pinned.
+    pub(crate) fn pinned_digest(&self, plugin: &str) -> Option<&str> {
+        self.policy.plugins.get(plugin)?.digest.as_deref()
+    }
+
+    /// Writes one record; an error means it was not written (fail closed).
+    pub(crate) fn record(&self, entry: Entry) -> Result<()> {
+        match &self.audit {
+            None => Ok(()),
+            Some(log) => log
+                .append(entry)
+                .map(|_| ())
+                .map_err(|e| Error::Internal(format!("{e}; refusing to go on unaudited"))),
+        }
+    }
+
+    fn rule(&self, id: &str) -> (RuleDecision, Option<&CallRule>) {
+        match self.policy.rules.iter().find(|r| glob(&r.capability, id)) {
+            Some(r) => (r.decision, Some(r)),
+            None => (self.policy.default, None),
+        }
+    }
+
+    /// Counts one call in the sliding window `key`; `Err` when `limit`
+    /// calls already happened within `per`.
+    fn take(&self, key: &str, limit: u32, per: Duration) -> std::result::Result<(), ()> {
+        let now = Instant::now();
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let window = windows.entry(key.to_string()).or_default();
+        while window
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= per)
+        {
+            window.pop_front();
+        }
+        if window.len() >= limit as usize {
+            return Err(());
+        }
+        window.push_back(now);
+        Ok(())
+    }
+
+    /// Decides whether a call may run: the rule, the rate limits, approval,
+    /// a concurrency slot. Every decision is audited; a denial is a typed error.
+    pub(crate) async fn admit(
+        &self,
+        info: &CapabilityInfo,
+        plugin: &str,
+        digest: &str,
+        input: &Value,
+        session_key: Option<&str>,
+        call_id: &str,
+    ) -> Result<Admission> {
+        let id = info.id.as_str();
+        let entry = |decision: &'static str, reason: String| Entry {
+            plugin: plugin.to_string(),
+            digest: digest.to_string(),
+            capability: id.to_string(),
+            call_id: call_id.to_string(),
+            effect: "call",
+            target: id.to_string(),
+            decision,
+            reason,
+            duration_ms: None,
+        };
+        let deny = |error: Error| -> Result<Admission> {
+            self.record(entry("deny", error.to_string()))?;
+            Err(error)
+        };
+        let (decision, rule) = self.rule(id);
+        let rule_name = rule.map_or_else(
+            || "policy.default".to_string(),
+            |r| format!("policy rule `{}`", r.capability),
+        );
+        if decision == RuleDecision::Deny {
+            let why = rule
+                .and_then(|r| r.reason.clone())
+                .map_or_else(String::new, |r| format!(": {r}"));
+            return deny(Error::Denied {
+                capability: id.to_string(),
+                message: format!("refused by {rule_name}{why}"),
+            });
+        }
+        // Rate limits: the rule's per capability, the plugin's, the metadata hint's.
+        let minute = Duration::from_secs(60);
+        if let Some(n) = rule.and_then(|r| r.calls_per_minute) {
+            if self
+                .take(&format!("rule:{}:{id}", rule_name), n, minute)
+                .is_err()
+            {
+                return deny(Error::RateLimited {
+                    capability: id.to_string(),
+                    message: format!(
+                        "more than {n} calls per minute ({rule_name}, calls-per-minute)"
+                    ),
+                });
+            }
+        }
+        if let Some(n) = self
+            .policy
+            .plugins
+            .get(plugin)
+            .and_then(|p| p.calls_per_minute)
+        {
+            if self.take(&format!("plugin:{plugin}"), n, minute).is_err() {
+                return deny(Error::RateLimited {
+                    capability: id.to_string(),
+                    message: format!(
+                        "more than {n} calls per minute to plugin `{plugin}` (policy.plugins.{plugin}.calls-per-minute)"
+                    ),
+                });
+            }
+        }
+        if let Some(r) = &info.hints.rate_limit {
+            let per = Duration::from_secs(r.per_seconds);
+            if self.take(&format!("hint:{id}"), r.calls, per).is_err() {
+                return deny(Error::RateLimited {
+                    capability: id.to_string(),
+                    message: format!(
+                        "more than {} calls per {} s (the capability's rate-limit metadata)",
+                        r.calls, r.per_seconds
+                    ),
+                });
+            }
+        }
+        if decision == RuleDecision::Approve {
+            let approver = self
+                .approver
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let request = ApprovalRequest {
+                capability: id.to_string(),
+                plugin: plugin.to_string(),
+                input: input.clone(),
+                session_key: session_key.map(str::to_string),
+                rule: rule.map_or_else(|| "*".into(), |r| r.capability.clone()),
+                call_id: call_id.to_string(),
+            };
+            let answer = match approver {
+                None => Approval::Deny("it needs approval and this host has no approver".into()),
+                Some(a) => a.approve(&request).await,
+            };
+            let mut approval = entry(
+                if answer == Approval::Approve {
+                    "allow"
+                } else {
+                    "deny"
+                },
+                match &answer {
+                    Approval::Approve => format!("approved ({rule_name})"),
+                    Approval::Deny(why) => format!("not approved ({rule_name}): {why}"),
+                },
+            );
+            approval.effect = "approval";
+            self.record(approval)?;
+            if let Approval::Deny(why) = answer {
+                return Err(Error::Denied {
+                    capability: id.to_string(),
+                    message: format!("not approved: {why}"),
+                });
+            }
+        }
+        let slot = match self.slots.get(plugin) {
+            None => None,
+            Some(s) => {
+                match tokio::time::timeout(s.wait, s.semaphore.clone().acquire_owned()).await {
+                    Ok(Ok(permit)) => Some(permit),
+                    _ => {
+                        return deny(Error::Busy {
+                            capability: id.to_string(),
+                            message: format!(
+                                "plugin `{plugin}` already runs {} calls (policy.plugins.{plugin}.max-concurrent); waited {} ms",
+                                s.max,
+                                s.wait.as_millis()
+                            ),
+                        })
+                    }
+                }
+            }
+        };
+        self.record(entry("allow", format!("allowed by {rule_name}")))?;
+        Ok(Admission { _slot: slot })
+    }
+
+    /// Records how an admitted call ended.
+    pub(crate) fn finish(
+        &self,
+        info: &CapabilityInfo,
+        plugin: &str,
+        digest: &str,
+        call_id: &str,
+        started: Instant,
+        outcome: &Result<Value>,
+    ) -> Result<()> {
+        let (decision, reason) = match outcome {
+            Ok(_) => ("ok", "completed".to_string()),
+            Err(e) => ("error", e.to_string()),
+        };
+        self.record(Entry {
+            plugin: plugin.to_string(),
+            digest: digest.to_string(),
+            capability: info.id.clone(),
+            call_id: call_id.to_string(),
+            effect: "call",
+            target: info.id.clone(),
+            decision,
+            reason,
+            duration_ms: Some(started.elapsed().as_millis() as u64),
+        })
+    }
+}
+
+/// Writes a plugin's effect decisions to the audit log, tagged with the
+/// call in progress in its instance.
+#[derive(Clone)]
+pub(crate) struct Auditor {
+    log: Option<Arc<AuditLog>>,
+    plugin: Arc<str>,
+    digest: Arc<str>,
+    scope: Arc<Mutex<(String, String)>>,
+}
+
+impl Auditor {
+    pub(crate) fn new(log: Option<Arc<AuditLog>>, plugin: Arc<str>, digest: Arc<str>) -> Auditor {
+        Auditor {
+            log,
+            plugin,
+            digest,
+            scope: Arc::new(Mutex::new((String::new(), String::new()))),
+        }
+    }
+
+    /// The same log and plugin with a scope of its own (one per instance).
+    pub(crate) fn for_instance(&self) -> Auditor {
+        Auditor::new(self.log.clone(), self.plugin.clone(), self.digest.clone())
+    }
+
+    /// The call now running in this instance.
+    pub(crate) fn enter(&self, capability: &str, call_id: &str) {
+        *self.scope.lock().unwrap_or_else(|e| e.into_inner()) =
+            (capability.to_string(), call_id.to_string());
+    }
+
+    /// Records an effect decision. `false` if it could not be written: the
+    /// caller then refuses the effect (fail closed).
+    pub(crate) fn record(
+        &self,
+        effect: &'static str,
+        target: &str,
+        decision: &'static str,
+        reason: &str,
+    ) -> bool {
+        let Some(log) = &self.log else { return true };
+        let (capability, call_id) = self.scope.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match log.append(Entry {
+            plugin: self.plugin.to_string(),
+            digest: self.digest.to_string(),
+            capability,
+            call_id,
+            effect,
+            target: target.to_string(),
+            decision,
+            reason: reason.to_string(),
+            duration_ms: None,
+        }) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(plugin = %self.plugin, "audit log: {e}");
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob;
+
+    #[test]
+    fn globs() {
+        assert!(glob("*", "a.b"));
+        assert!(glob("files.*", "files.read"));
+        assert!(!glob("files.*", "text.files"));
+        assert!(glob("mcp.*.delete_*", "mcp.demo.delete_all"));
+        assert!(!glob("mcp.*.delete_*", "mcp.demo.add"));
+        assert!(glob("text.case", "text.case"));
+        assert!(!glob("text.case", "text.cases"));
+        assert!(!glob("a*a", "a"));
+    }
+}
