@@ -223,6 +223,12 @@ pub struct Limits {
     /// Timeout of one outbound request (connect, first byte, between bytes),
     /// in milliseconds. Default 30 000.
     pub request_timeout_ms: Option<u64>,
+    /// Largest output of one call, in bytes (or a size string). Default 4 MiB.
+    #[serde(default, deserialize_with = "de_size")]
+    pub max_output_bytes: Option<u64>,
+    /// Most log lines (host log and stdout/stderr) kept per call; the rest
+    /// are dropped and counted in one audit record. Default 1000.
+    pub max_log_lines: Option<u32>,
 }
 
 /// Default largest HTTP response body.
@@ -233,6 +239,10 @@ pub const DEFAULT_MAX_REQUESTS: u32 = 100;
 pub const DEFAULT_MAX_EGRESS_BYTES: u64 = 50 << 20;
 /// Default timeout of one outbound request.
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
+/// Default largest output of one call.
+pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 4 << 20;
+/// Default most log lines per call.
+pub const DEFAULT_MAX_LOG_LINES: u32 = 1000;
 
 impl Limits {
     /// `self`, with unset fields taken from `fallback`.
@@ -245,6 +255,8 @@ impl Limits {
             max_requests: self.max_requests.or(fallback.max_requests),
             max_egress_bytes: self.max_egress_bytes.or(fallback.max_egress_bytes),
             request_timeout_ms: self.request_timeout_ms.or(fallback.request_timeout_ms),
+            max_output_bytes: self.max_output_bytes.or(fallback.max_output_bytes),
+            max_log_lines: self.max_log_lines.or(fallback.max_log_lines),
         }
     }
 
@@ -262,6 +274,8 @@ impl Limits {
             request_timeout_ms: self
                 .request_timeout_ms
                 .unwrap_or(DEFAULT_REQUEST_TIMEOUT_MS),
+            max_output_bytes: self.max_output_bytes.unwrap_or(DEFAULT_MAX_OUTPUT_BYTES),
+            max_log_lines: self.max_log_lines.unwrap_or(DEFAULT_MAX_LOG_LINES),
         }
     }
 }
@@ -284,6 +298,10 @@ pub struct ResolvedLimits {
     pub max_egress_bytes: u64,
     /// Timeout of one outbound request.
     pub request_timeout_ms: u64,
+    /// Largest output of one call.
+    pub max_output_bytes: u64,
+    /// Most log lines per call.
+    pub max_log_lines: u32,
 }
 
 /// How instances of a plugin are used across calls.
@@ -812,6 +830,7 @@ fn check_limits(at: &str, l: &Limits) -> Result<()> {
         ("max-requests", l.max_requests == Some(0)),
         ("max-egress-bytes", l.max_egress_bytes == Some(0)),
         ("request-timeout-ms", l.request_timeout_ms == Some(0)),
+        ("max-output-bytes", l.max_output_bytes == Some(0)),
     ] {
         if zero {
             return Err(Error::Config(format!(
@@ -844,6 +863,8 @@ mod tests {
                 max_requests: 100,
                 max_egress_bytes: 50 << 20,
                 request_timeout_ms: 30_000,
+                max_output_bytes: 4 << 20,
+                max_log_lines: 1000,
             }
         );
         assert!(cfg.secrets.is_empty() && cfg.providers.is_empty() && cfg.capabilities.is_empty());

@@ -14,6 +14,8 @@ pub enum Limit {
     Time,
     /// The guest ran out of wasm stack.
     Stack,
+    /// The call's output was larger than `limits.max-output-bytes`.
+    Output,
 }
 
 impl fmt::Display for Limit {
@@ -23,6 +25,7 @@ impl fmt::Display for Limit {
             Limit::Memory => "memory",
             Limit::Time => "time",
             Limit::Stack => "stack",
+            Limit::Output => "output",
         })
     }
 }

@@ -148,6 +148,7 @@ impl LoadedPlugin {
         store.set_epoch_deadline(ticks_for(limits.timeout_ms));
         store.data_mut().limiter.hit = None;
         store.data_mut().hooks.reset();
+        store.data().reset_log_budget();
     }
 
     /// Instantiates without calling `init` (used once at load for `describe`).
@@ -249,6 +250,15 @@ impl LoadedPlugin {
         }
     }
 
+    fn output_too_large(&self, store: &Store<State>, capability: &str) -> Error {
+        let e = self.limit_error(capability, Limit::Output);
+        store
+            .data()
+            .auditor
+            .record("limit", capability, "deny", &e.to_string());
+        e
+    }
+
     fn limit_error(&self, capability: &str, limit: Limit) -> Error {
         let l = self.limits();
         let detail = match limit {
@@ -256,6 +266,7 @@ impl LoadedPlugin {
             Limit::Memory => format!("tried to grow past {} bytes", l.memory),
             Limit::Time => format!("ran longer than {} ms", l.timeout_ms),
             Limit::Stack => "exhausted the wasm stack".to_string(),
+            Limit::Output => format!("returned more than {} bytes", l.max_output_bytes),
         };
         Error::LimitExceeded {
             plugin: self.name.to_string(),
@@ -342,11 +353,18 @@ impl LoadedPlugin {
             )
             .await;
         let result = self.settle(&warm.store, capability, r);
+        warm.store.data().end_call(capability);
         let outcome = match result {
             // A trap or a limit: this instance is never entered again.
             Err(e) => return Err(e),
             Ok(outcome) => outcome,
         };
+        if let Ok(text) = &outcome {
+            if text.len() as u64 > self.limits().max_output_bytes {
+                // Discarded with its grown memory.
+                return Err(self.output_too_large(&warm.store, capability));
+            }
+        }
         self.checkin(warm);
         match outcome {
             Ok(text) => serde_json::from_str(&text).map_err(|e| Error::Contract {
@@ -447,7 +465,14 @@ impl LoadedPlugin {
                 &input_text,
             ))
             .await;
-        let outcome = self.settle(&live.warm.store, capability, r)?;
+        let outcome = self.settle(&live.warm.store, capability, r);
+        live.warm.store.data().end_call(capability);
+        let outcome = outcome?;
+        if let Ok(text) = &outcome {
+            if text.len() as u64 > self.limits().max_output_bytes {
+                return Ok(Err(self.output_too_large(&live.warm.store, capability)));
+            }
+        }
         Ok(match outcome {
             Ok(text) => serde_json::from_str(&text).map_err(|e| Error::Contract {
                 plugin: self.name.to_string(),

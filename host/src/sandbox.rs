@@ -37,6 +37,58 @@ pub(crate) struct State {
     table: ResourceTable,
     pub(crate) limiter: Limiter,
     pub(crate) auditor: Auditor,
+    log_budget: Arc<LogBudget>,
+}
+
+/// Log lines a call may still write (`limits.max-log-lines`), shared by the
+/// host log import and the guest's stdout/stderr.
+pub(crate) struct LogBudget {
+    limit: u32,
+    used: std::sync::atomic::AtomicU32,
+    dropped: std::sync::atomic::AtomicU64,
+}
+
+impl LogBudget {
+    fn new(limit: u32) -> Self {
+        LogBudget {
+            limit,
+            used: Default::default(),
+            dropped: Default::default(),
+        }
+    }
+    /// Whether one more line may be written.
+    fn take(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.used.fetch_add(1, Relaxed) < self.limit {
+            true
+        } else {
+            self.dropped.fetch_add(1, Relaxed);
+            false
+        }
+    }
+}
+
+impl State {
+    /// Starts a new call's log budget.
+    pub(crate) fn reset_log_budget(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.log_budget.used.store(0, Relaxed);
+        self.log_budget.dropped.store(0, Relaxed);
+    }
+
+    /// Ends a call: a flood of log lines is reported once and audited.
+    pub(crate) fn end_call(&self, capability: &str) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let dropped = self.log_budget.dropped.swap(0, Relaxed);
+        if dropped > 0 {
+            let reason = format!(
+                "{dropped} log lines dropped past limits.max-log-lines ({})",
+                self.log_budget.limit
+            );
+            tracing::warn!(target: "guest", plugin = %self.plugin, capability, "{reason}");
+            self.auditor.record("log", capability, "deny", &reason);
+        }
+    }
 }
 
 impl State {
@@ -60,13 +112,16 @@ impl State {
                 format!("cannot open granted directory {}: {e}", dir.host.display())
             })?;
         }
+        let log_budget = Arc::new(LogBudget::new(limits.max_log_lines));
         b.stdout(LogStream {
             plugin: plugin.clone(),
             stream: "stdout",
+            budget: log_budget.clone(),
         });
         b.stderr(LogStream {
             plugin: plugin.clone(),
             stream: "stderr",
+            budget: log_budget.clone(),
         });
         b.allow_tcp(policy.any_egress("tcp"));
         b.allow_udp(policy.any_egress("udp"));
@@ -120,6 +175,7 @@ impl State {
         Ok(State {
             hooks: EgressHooks::new(egress, limits, auditor.clone()),
             auditor,
+            log_budget,
             plugin,
             wasi: b.build(),
             http: WasiHttpCtx::new(),
@@ -172,6 +228,9 @@ impl host::Host for State {
     }
 
     fn log(&mut self, level: Level, message: String) {
+        if !self.log_budget.take() {
+            return;
+        }
         let plugin = &*self.plugin;
         let message = clip(&message);
         match level {
@@ -504,6 +563,7 @@ impl ResourceLimiter for Limiter {
 struct LogStream {
     plugin: Arc<str>,
     stream: &'static str,
+    budget: Arc<LogBudget>,
 }
 
 impl IsTerminal for LogStream {
@@ -549,6 +609,10 @@ impl LineLogger {
 
     fn emit(&mut self) {
         if self.buf.is_empty() {
+            return;
+        }
+        if !self.target.budget.take() {
+            self.buf.clear();
             return;
         }
         let line = String::from_utf8_lossy(&self.buf);

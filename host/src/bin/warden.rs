@@ -31,6 +31,32 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum AuditCommand {
+    /// Check that FILE... (oldest first: rotated files, then the current
+    /// one) form one intact hash chain. Prints OK, or names the first bad
+    /// record and exits 1.
+    Verify {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Print the last records of the audit log (FILE, or the `[audit] path`
+    /// of the configuration).
+    Tail {
+        /// The log file.
+        file: Option<PathBuf>,
+        /// How many records.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        lines: usize,
+        /// Keep printing records as they are appended (follows rotation).
+        #[arg(short, long)]
+        follow: bool,
+        /// Print the raw JSON records.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// List every capability of every loaded plugin.
     List {
@@ -64,6 +90,11 @@ enum Command {
     Import {
         /// A `.rtfs` or `.json` snapshot, or a directory of them.
         path: PathBuf,
+    },
+    /// Check or follow the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
     },
     /// Work with RTFS type-expression schemas.
     Schema {
@@ -178,6 +209,15 @@ fn main() -> ExitCode {
             return ExitCode::from(4);
         }
     };
+    if let Command::Audit { command } = cli.command {
+        return match audit_command(command, &cli.config) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if let Command::Schema { command } = cli.command {
         return match schema_command(command) {
             Ok(code) => code,
@@ -202,6 +242,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let host = Host::from_config_file(&cli.config).await?;
+    host.set_approver(Some(std::sync::Arc::new(TerminalApprover)));
     match cli.command {
         Command::List { json } => {
             let caps = host.capabilities();
@@ -303,7 +344,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ),
             }
         }
-        Command::Schema { .. } => unreachable!("handled before loading the host"),
+        Command::Schema { .. } | Command::Audit { .. } => {
+            unreachable!("handled before loading the host")
+        }
         Command::Inspect { plugin, json } => {
             let info = host.plugin(&plugin)?;
             let caps: Vec<_> = host
@@ -392,4 +435,165 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Asks on the controlling terminal whether a call may run; denies, saying
+/// why, where there is no terminal (a script, CI, a pipe).
+struct TerminalApprover;
+
+impl warden::Approver for TerminalApprover {
+    fn approve<'a>(
+        &'a self,
+        request: &'a warden::ApprovalRequest,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = warden::Approval> + Send + 'a>> {
+        let prompt = format!(
+            "warden: `{}` (plugin `{}`) needs approval under policy rule `{}`.\n  input: {}\nAllow this call? [y/N] ",
+            request.capability, request.plugin, request.rule, request.input
+        );
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || ask_terminal(&prompt))
+                .await
+                .unwrap_or_else(|e| {
+                    warden::Approval::Deny(format!("the approval prompt failed: {e}"))
+                })
+        })
+    }
+}
+
+fn ask_terminal(prompt: &str) -> warden::Approval {
+    use std::io::{BufRead, Write};
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty");
+    let Ok(mut tty) = tty else {
+        return warden::Approval::Deny(
+            "it needs approval and there is no terminal to ask on".into(),
+        );
+    };
+    if tty
+        .write_all(prompt.as_bytes())
+        .and_then(|_| tty.flush())
+        .is_err()
+    {
+        return warden::Approval::Deny(
+            "it needs approval and the terminal cannot be written".into(),
+        );
+    }
+    let mut answer = String::new();
+    if std::io::BufReader::new(tty).read_line(&mut answer).is_err() {
+        return warden::Approval::Deny("it needs approval and the terminal cannot be read".into());
+    }
+    match answer.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => warden::Approval::Approve,
+        _ => warden::Approval::Deny("declined at the terminal".into()),
+    }
+}
+
+fn audit_command(command: AuditCommand, config: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use warden::audit::{verify, Verdict};
+    match command {
+        AuditCommand::Verify { files } => match verify(&files)? {
+            Verdict::Ok { records } => {
+                println!(
+                    "OK: {records} records in {} file(s), one intact chain",
+                    files.len()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Verdict::Bad {
+                file,
+                line,
+                seq,
+                reason,
+            } => {
+                let seq = seq.map_or_else(String::new, |s| format!(" (seq {s})"));
+                println!("BAD: {} line {line}{seq}: {reason}", file.display());
+                Ok(ExitCode::from(1))
+            }
+        },
+        AuditCommand::Tail {
+            file,
+            lines,
+            follow,
+            json,
+        } => {
+            let path = match file {
+                Some(f) => f,
+                None => {
+                    let cfg = warden::Config::from_file(config)?;
+                    let audit = cfg.audit.as_ref().with_context(|| {
+                        format!(
+                            "{} has no [audit] section; name the log file",
+                            config.display()
+                        )
+                    })?;
+                    cfg.resolve_path(&audit.path)
+                }
+            };
+            tail(&path, lines, follow, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_record(line: &str, json: bool) {
+    if json {
+        println!("{line}");
+        return;
+    }
+    match serde_json::from_str::<warden::audit::Record>(line) {
+        Ok(r) => println!(
+            "{:>6} {} {:<5} {:<8} {:<10} {:<24} {} — {}",
+            r.seq, r.time, r.decision, r.effect, r.plugin, r.capability, r.target, r.reason
+        ),
+        Err(_) => println!("(unreadable record) {line}"),
+    }
+}
+
+fn tail(path: &std::path::Path, lines: usize, follow: bool, json: bool) -> anyhow::Result<()> {
+    use std::io::{BufRead, Seek, SeekFrom};
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let all: Vec<&str> = text.lines().collect();
+    for line in &all[all.len().saturating_sub(lines)..] {
+        print_record(line, json);
+    }
+    if !follow {
+        return Ok(());
+    }
+    let mut offset = text.len() as u64;
+    let mut pending = String::new();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let Ok(mut file) = std::fs::File::open(path) else {
+            continue;
+        };
+        let len = file.metadata()?.len();
+        if len < offset {
+            // Rotated: the new file starts from the beginning.
+            offset = 0;
+            pending.clear();
+        }
+        if len == offset {
+            continue;
+        }
+        file.seek(SeekFrom::Start(offset))?;
+        let mut reader = std::io::BufReader::new(file);
+        loop {
+            let mut line = String::new();
+            let n = reader.read_line(&mut line)?;
+            if n == 0 {
+                break;
+            }
+            offset += n as u64;
+            pending.push_str(&line);
+            if pending.ends_with('\n') {
+                print_record(pending.trim_end(), json);
+                pending.clear();
+            }
+        }
+        use std::io::Write;
+        std::io::stdout().flush()?;
+    }
 }

@@ -5,6 +5,7 @@
 mod cache;
 mod cli;
 mod concurrency;
+mod governance;
 mod http;
 mod limits;
 mod marketplace;

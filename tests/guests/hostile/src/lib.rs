@@ -36,6 +36,12 @@ struct Arg<T> {
 }
 
 #[derive(Deserialize)]
+struct SecretIn {
+    url: String,
+    secret: String,
+}
+
+#[derive(Deserialize)]
 struct WriteIn {
     path: String,
     text: String,
@@ -168,6 +174,22 @@ impl Provider for Hostile {
         .add(Capability::new("hostile.http-wasi", "HTTP GET through wasi:http"), |_, a: Arg<String>| {
             let r = http::Request::get(a.arg).send_wasi_http()?;
             Ok(json!({ "status": r.status, "body": r.text() }))
+        })
+        .add(Capability::new("hostile.env-strict", "Ask the host for an environment variable"), |_, a: Arg<String>| {
+            Ok(json!({ "value": env::try_var(&a.arg)? }))
+        })
+        .add(Capability::new("hostile.big-output", "Return N MiB of text"), |_, a: Arg<usize>| {
+            Ok(json!("x".repeat(a.arg << 20)))
+        })
+        .add(Capability::new("hostile.http-secret", "GET with a secret placeholder in a header"), |_, a: SecretIn| {
+            let r = http::Request::get(a.url)
+                .header("authorization", format!("Bearer {{{{secret:{}}}}}", a.secret))
+                .send()?;
+            Ok(json!({ "status": r.status }))
+        })
+        .add(Capability::new("hostile.sleep", "Sleep N ms"), |_, a: Arg<u64>| {
+            warden_sdk::time::sleep(std::time::Duration::from_millis(a.arg));
+            Ok(json!({ "slept": a.arg }))
         })
         .add(Capability::new("hostile.tcp", "Open a raw TCP connection"), |_, a: Arg<String>| tcp_connect(&a.arg))
         .add(Capability::new("hostile.print", "Write to stdout and stderr"), |_, a: Arg<String>| {
