@@ -16,6 +16,8 @@ pub enum Limit {
     Stack,
     /// The call's output was larger than `limits.max-output-bytes`.
     Output,
+    /// The call wrote more than `limits.max-log-lines` log lines.
+    Log,
 }
 
 impl fmt::Display for Limit {
@@ -26,6 +28,7 @@ impl fmt::Display for Limit {
             Limit::Time => "time",
             Limit::Stack => "stack",
             Limit::Output => "output",
+            Limit::Log => "log",
         })
     }
 }

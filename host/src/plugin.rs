@@ -267,6 +267,7 @@ impl LoadedPlugin {
             Limit::Time => format!("ran longer than {} ms", l.timeout_ms),
             Limit::Stack => "exhausted the wasm stack".to_string(),
             Limit::Output => format!("returned more than {} bytes", l.max_output_bytes),
+            Limit::Log => format!("wrote more than {} log lines", l.max_log_lines),
         };
         Error::LimitExceeded {
             plugin: self.name.to_string(),
@@ -353,7 +354,7 @@ impl LoadedPlugin {
             )
             .await;
         let result = self.settle(&warm.store, capability, r);
-        warm.store.data().end_call(capability);
+        let flooded = warm.store.data().end_call(capability);
         let outcome = match result {
             // A trap or a limit: this instance is never entered again.
             Err(e) => return Err(e),
@@ -366,6 +367,9 @@ impl LoadedPlugin {
             }
         }
         self.checkin(warm);
+        if flooded {
+            return Err(self.limit_error(capability, Limit::Log));
+        }
         match outcome {
             Ok(text) => serde_json::from_str(&text).map_err(|e| Error::Contract {
                 plugin: self.name.to_string(),
@@ -466,8 +470,11 @@ impl LoadedPlugin {
             ))
             .await;
         let outcome = self.settle(&live.warm.store, capability, r);
-        live.warm.store.data().end_call(capability);
+        let flooded = live.warm.store.data().end_call(capability);
         let outcome = outcome?;
+        if flooded {
+            return Ok(Err(self.limit_error(capability, Limit::Log)));
+        }
         if let Ok(text) = &outcome {
             if text.len() as u64 > self.limits().max_output_bytes {
                 return Ok(Err(self.output_too_large(&live.warm.store, capability)));

@@ -76,8 +76,9 @@ impl State {
         self.log_budget.dropped.store(0, Relaxed);
     }
 
-    /// Ends a call: a flood of log lines is reported once and audited.
-    pub(crate) fn end_call(&self, capability: &str) {
+    /// Ends a call: a flood of log lines is reported once and audited;
+    /// returns whether there was one.
+    pub(crate) fn end_call(&self, capability: &str) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
         let dropped = self.log_budget.dropped.swap(0, Relaxed);
         if dropped > 0 {
@@ -88,6 +89,7 @@ impl State {
             tracing::warn!(target: "guest", plugin = %self.plugin, capability, "{reason}");
             self.auditor.record("log", capability, "deny", &reason);
         }
+        dropped > 0
     }
 }
 
@@ -123,8 +125,10 @@ impl State {
             stream: "stderr",
             budget: log_budget.clone(),
         });
-        b.allow_tcp(policy.any_egress("tcp"));
-        b.allow_udp(policy.any_egress("udp"));
+        // Sockets may be created; every bind, connect and send is decided
+        // (and audited) by the address check below, which denies by default.
+        b.allow_tcp(true);
+        b.allow_udp(true);
         // Name lookups would let a guest probe the resolver; the HTTP issue
         // routes them through the egress policy. Until then: off.
         b.allow_ip_name_lookup(false);

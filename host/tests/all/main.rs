@@ -6,6 +6,7 @@ mod cache;
 mod cli;
 mod concurrency;
 mod governance;
+mod hostile_suite;
 mod http;
 mod limits;
 mod marketplace;
