@@ -35,10 +35,15 @@ pub(crate) fn new_engine(instances: u32, max_memory: u64) -> Result<Engine> {
         .total_memories(instances.saturating_mul(2))
         .total_tables(instances.saturating_mul(4))
         .total_stacks(instances)
+        .table_elements(MAX_TABLE_ELEMENTS)
         .max_memory_size(max_memory as usize);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config).map_err(|e| Error::Internal(format!("creating the wasm engine: {e}")))
 }
+
+/// Most elements of one table of an instance (`table.grow` past it fails,
+/// and the call is stopped with the memory limit).
+pub(crate) const MAX_TABLE_ELEMENTS: usize = 20_000;
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
 pub(crate) struct EpochTicker {

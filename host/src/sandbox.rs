@@ -186,7 +186,7 @@ impl State {
             table: ResourceTable::new(),
             limiter: Limiter {
                 memory: memory as usize,
-                table_elements: 100_000,
+                table_elements: crate::engine::MAX_TABLE_ELEMENTS,
                 hit: None,
             },
         })
@@ -558,6 +558,18 @@ impl ResourceLimiter for Limiter {
             return Ok(false);
         }
         Ok(true)
+    }
+
+    // Growth refused by the engine itself (past the pool's per-instance
+    // maximum) counts as the same limit.
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.hit = Some(Limit::Memory);
+        Ok(())
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.hit = Some(Limit::Memory);
+        Ok(())
     }
 }
 

@@ -187,8 +187,47 @@ fn build_guests(root: &Path) -> Result<Vec<PathBuf>> {
         }
         built.push(dest);
     }
+    built.push(build_wat_guest(
+        root,
+        &out_dir,
+        "tests/guests/table-bomb.wat",
+        "table-bomb",
+    )?);
     println!("xtask: {} components in {}", built.len(), out_dir.display());
     Ok(built)
+}
+
+/// A guest written in WebAssembly text: the `warden:provider/plugin` world
+/// is embedded and the module encoded as a component.
+fn build_wat_guest(root: &Path, out_dir: &Path, source: &str, name: &str) -> Result<PathBuf> {
+    let path = root.join(source);
+    let mut module =
+        wat::parse_file(&path).with_context(|| format!("parsing {}", path.display()))?;
+    let mut resolve = wit_parser::Resolve::default();
+    let (pkg, _) = resolve.push_dir(root.join("wit")).context("reading wit/")?;
+    let world = resolve
+        .select_world(&[pkg], Some("plugin"))
+        .context("world warden:provider/plugin")?;
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+        false,
+    )?;
+    let component = wit_component::ComponentEncoder::default()
+        .module(&module)?
+        .validate(true)
+        .encode()
+        .with_context(|| format!("componentizing {}", path.display()))?;
+    let dest = out_dir.join(format!("{name}.wasm"));
+    if std::fs::read(&dest)
+        .map(|old| old != component)
+        .unwrap_or(true)
+    {
+        std::fs::write(&dest, &component).with_context(|| format!("writing {}", dest.display()))?;
+    }
+    Ok(dest)
 }
 
 fn command_version(bin: &str) -> String {

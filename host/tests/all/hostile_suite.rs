@@ -76,7 +76,13 @@ async fn world() -> World {
         name: "SUITE_TOKEN".into(),
         hosts: vec![format!("http://127.0.0.1:{}", granted.port)],
     }];
-    let mut c = config(Path::new(".")).with_plugin("hostile", p);
+    let mut c = config(Path::new("."))
+        .with_plugin("hostile", p)
+        // Written in WebAssembly text: Rust cannot emit `table.grow`.
+        .with_plugin(
+            "tablebomb",
+            warden::PluginConfig::new(crate::util::component("table-bomb")),
+        );
     c.host.resolve = BTreeMap::from([("internal.test".to_string(), "127.0.0.1".parse().unwrap())]);
     c.secrets.insert(
         "SUITE_TOKEN".into(),
@@ -191,6 +197,13 @@ async fn every_attack_is_contained_denied_typed_and_audited() {
             "hostile.stack",
             json!({}),
             Expect::Limit(Limit::Stack),
+            "limit",
+        ),
+        (
+            "table growth",
+            "tablebomb.grow",
+            json!({}),
+            Expect::Limit(Limit::Memory),
             "limit",
         ),
         (
