@@ -182,7 +182,10 @@ impl Egress {
                     }
                 };
             let _ = tcp.set_nodelay(true);
-            let tcp = QuickAck(tcp);
+            let tcp = QuickAck {
+                tcp,
+                unacked: false,
+            };
             let sender = if dest.https {
                 let name =
                     rustls::pki_types::ServerName::try_from(dest.host.clone()).map_err(|_| {
@@ -643,7 +646,14 @@ impl wasmtime_wasi_http::WasiHttpHooks for EgressHooks {
 /// connection Linux delays ACKs; a server that writes a response's head and
 /// body separately without `TCP_NODELAY` then holds the body until that
 /// delayed ACK (about 40 ms), which would dominate every call.
-struct QuickAck(tokio::net::TcpStream);
+/// The ACK is forced only when a read finds nothing more to read after
+/// data came in (the peer may be holding the rest back): a response that
+/// arrives whole costs no extra system call.
+struct QuickAck {
+    tcp: tokio::net::TcpStream,
+    /// Data was read since the last forced ACK.
+    unacked: bool,
+}
 
 impl QuickAck {
     fn ack_now(&self) {
@@ -654,7 +664,7 @@ impl QuickAck {
             // SAFETY: a valid socket fd and a pointer to a c_int of the given size.
             unsafe {
                 libc::setsockopt(
-                    self.0.as_raw_fd(),
+                    self.tcp.as_raw_fd(),
                     libc::IPPROTO_TCP,
                     libc::TCP_QUICKACK,
                     &one as *const libc::c_int as *const libc::c_void,
@@ -672,9 +682,14 @@ impl tokio::io::AsyncRead for QuickAck {
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
-        let r = Pin::new(&mut self.0).poll_read(cx, buf);
-        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.ack_now();
+        let r = Pin::new(&mut self.tcp).poll_read(cx, buf);
+        match r {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => self.unacked = true,
+            Poll::Pending if self.unacked => {
+                self.unacked = false;
+                self.ack_now();
+            }
+            _ => {}
         }
         r
     }
@@ -686,23 +701,23 @@ impl tokio::io::AsyncWrite for QuickAck {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, data)
+        Pin::new(&mut self.tcp).poll_write(cx, data)
     }
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
+        self.tcp.is_write_vectored()
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+        Pin::new(&mut self.tcp).poll_flush(cx)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
     }
 }
 
