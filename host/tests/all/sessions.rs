@@ -110,3 +110,29 @@ async fn concurrent_calls_on_one_key_share_one_session() {
     assert_eq!(seen, (1..=20).collect::<Vec<_>>());
     assert_eq!(host.open_sessions(), 1);
 }
+
+#[tokio::test]
+async fn max_caps_the_plugins_sessions_across_servers() {
+    let mut plugin = hostile();
+    plugin.sessions = SessionSettings {
+        max: 2,
+        ..SessionSettings::default()
+    };
+    let host = host_with("hostile", plugin).await;
+    let two = |key: &'static str| {
+        let host = host.clone();
+        async move {
+            host.call_in_session("hostile.session-count-two", json!({}), Some(key))
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(count(&host, Some("a")).await, 1);
+    assert_eq!(two("b").await, 1);
+    assert_eq!(count(&host, Some("a")).await, 2);
+    // A third session anywhere closes the least recently used one (`b` on server two).
+    assert_eq!(two("c").await, 1);
+    assert_eq!(host.open_sessions(), 2);
+    assert_eq!(count(&host, Some("a")).await, 3);
+    assert_eq!(two("b").await, 1);
+}

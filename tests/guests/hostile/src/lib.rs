@@ -207,6 +207,11 @@ impl Provider for Hostile {
             }
             Ok(json!({ "logged": a.arg }))
         });
+        caps.add(
+            Capability::new("hostile.session-count-two", "Count calls within a session with server two")
+                .metadata(json!({"test": {"requires-session": true, "server": "two"}})),
+            |_, _: Value| -> Result<Value, Error> { Err(Error::internal("called outside a session")) },
+        );
         let in_session = json!({"test": {"requires-session": true, "server": "one"}});
         for (id, what) in [
             ("hostile.session-count", "Count calls within the session"),
@@ -243,7 +248,7 @@ impl Sessions for Hostile {
     type Session = Counter;
 
     fn open(&mut self, config: SessionConfig) -> Result<Counter, Error> {
-        if config.meta_str("test.server") != Some("one") {
+        if config.meta_str("test.server").is_none() {
             return Err(Error::invalid_input("metadata test.server missing"));
         }
         Ok(Counter {
@@ -260,7 +265,7 @@ impl Sessions for Hostile {
     ) -> Result<Value, Error> {
         session.calls += 1;
         match capability {
-            "hostile.session-count" => Ok(json!(session.calls)),
+            "hostile.session-count" | "hostile.session-count-two" => Ok(json!(session.calls)),
             "hostile.session-key" => Ok(json!(session.key)),
             "hostile.session-trap" => panic!("hostile: trap inside a session"),
             other => Err(Error::not_found(other.to_string())),
