@@ -397,3 +397,120 @@ url = "{}"
         "{sessions:?} vs {deleted:?}"
     );
 }
+
+/// A server that answers each request with the next canned response
+/// (`Connection: close`), for protocol violations the Python SDK never makes.
+fn canned_server(
+    responses: Vec<(u16, &'static str, String)>,
+) -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        for (status, ctype, body) in responses {
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut buf = vec![0; length];
+            let _ = reader.read_exact(&mut buf);
+            let mut out = stream;
+            let _ = write!(
+                out,
+                "HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\nmcp-session-id: s1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, handle)
+}
+
+#[tokio::test]
+async fn protocol_violations_are_typed_errors_not_crashes() {
+    let init = r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":"x","version":"1"}}}"#.to_string();
+    let cases: Vec<(&str, Vec<(u16, &'static str, String)>, &str)> = vec![
+        (
+            "garbage instead of JSON",
+            vec![(200, "application/json", "<html>nope".into())],
+            "not JSON",
+        ),
+        (
+            "an unknown protocol version",
+            vec![(
+                200,
+                "application/json",
+                init.replace("2025-11-25", "1999-01-01"),
+            )],
+            "1999-01-01",
+        ),
+        (
+            "an SSE stream that ends without the response",
+            vec![(
+                200,
+                "text/event-stream",
+                "event: message\ndata: \n\n".into(),
+            )],
+            "without the response",
+        ),
+        (
+            "a server error",
+            vec![(500, "text/plain", "boom".into())],
+            "500",
+        ),
+        (
+            "tools/list is not JSON",
+            vec![
+                (200, "application/json", init.clone()),
+                (202, "application/json", String::new()),
+                (
+                    200,
+                    "application/json",
+                    "{\"jsonrpc\":\"2.0\",\"id\":2,".into(),
+                ),
+            ],
+            "not JSON",
+        ),
+        (
+            "a JSON-RPC error",
+            vec![
+                (200, "application/json", init.clone()),
+                (202, "application/json", String::new()),
+                (
+                    200,
+                    "application/json",
+                    r#"{"jsonrpc":"2.0","id":2,"error":{"code":-32601,"message":"no tools here"}}"#
+                        .into(),
+                ),
+            ],
+            "no tools here",
+        ),
+    ];
+    for (name, responses, expect) in cases {
+        let (port, server) = canned_server(responses);
+        let down = Server {
+            name: "demo",
+            url: format!("http://127.0.0.1:{port}/mcp"),
+            origin: format!("http://127.0.0.1:{port}"),
+            secret: None,
+            extra: json!({}),
+        };
+        let host = Host::new(mcp_config(&[down], SessionSettings::default()))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: the host must start: {e}"));
+        let pending = host.pending_sources("mcp").await.unwrap();
+        assert_eq!(pending.len(), 1, "{name}");
+        assert!(pending[0].1.contains(expect), "{name}: {pending:?}");
+        drop(host);
+        let _ = server.join();
+    }
+}

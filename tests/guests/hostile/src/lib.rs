@@ -208,9 +208,14 @@ impl Provider for Hostile {
             Ok(json!({ "logged": a.arg }))
         });
         caps.add(
-            Capability::new("hostile.session-count-two", "Count calls within a session with server two")
-                .metadata(json!({"test": {"requires-session": true, "server": "two"}})),
-            |_, _: Value| -> Result<Value, Error> { Err(Error::internal("called outside a session")) },
+            Capability::new(
+                "hostile.session-count-two",
+                "Count calls within a session with server two",
+            )
+            .metadata(json!({"test": {"requires-session": true, "server": "two"}})),
+            |_, _: Value| -> Result<Value, Error> {
+                Err(Error::internal("called outside a session"))
+            },
         );
         let in_session = json!({"test": {"requires-session": true, "server": "one"}});
         for (id, what) in [
