@@ -205,7 +205,7 @@ impl AuditLog {
         }
         let mut record = Record {
             seq: w.seq + 1,
-            time: rfc3339(SystemTime::now()),
+            time: rfc3339(SystemTime::now(), true),
             plugin: entry.plugin,
             digest: entry.digest,
             capability: entry.capability,
@@ -395,8 +395,8 @@ pub fn verify(files: &[PathBuf]) -> Result<Verdict, AuditError> {
     Ok(Verdict::Ok { records })
 }
 
-/// `time` as RFC 3339 UTC with milliseconds.
-pub(crate) fn rfc3339(time: SystemTime) -> String {
+/// `time` as RFC 3339 UTC, with milliseconds if `millis`.
+pub(crate) fn rfc3339(time: SystemTime, millis: bool) -> String {
     let d = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
@@ -410,12 +410,16 @@ pub(crate) fn rfc3339(time: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
+    let fraction = if millis {
+        format!(".{:03}", d.subsec_millis())
+    } else {
+        String::new()
+    };
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{fraction}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60,
-        d.subsec_millis()
     )
 }
 
@@ -425,13 +429,14 @@ mod tests {
 
     #[test]
     fn rfc3339_formats_known_instants() {
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(UNIX_EPOCH, true), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(UNIX_EPOCH, false), "1970-01-01T00:00:00Z");
         assert_eq!(
-            rfc3339(UNIX_EPOCH + Duration::from_millis(1_795_314_096_789)),
+            rfc3339(UNIX_EPOCH + Duration::from_millis(1_795_314_096_789), true),
             "2026-11-22T02:21:36.789Z"
         );
         assert_eq!(
-            rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400), true),
             "2000-02-29T00:00:00.000Z"
         );
     }
