@@ -54,6 +54,21 @@ struct Inner {
     _ticker: EpochTicker,
 }
 
+impl Drop for Inner {
+    /// A host dropped without [`Host::shutdown`] still ends its sessions
+    /// (best effort, on the current runtime if there is one).
+    fn drop(&mut self) {
+        if self.sessions.len() == 0 {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let sessions = std::mem::take(&mut self.sessions);
+        runtime.spawn(async move { sessions.close_all().await });
+    }
+}
+
 /// What [`Host::import`] did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ImportReport {

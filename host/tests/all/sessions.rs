@@ -136,3 +136,24 @@ async fn max_caps_the_plugins_sessions_across_servers() {
     assert_eq!(count(&host, Some("a")).await, 3);
     assert_eq!(two("b").await, 1);
 }
+
+#[tokio::test]
+async fn a_host_dropped_without_shutdown_still_closes_its_sessions() {
+    let server = crate::util::McpServer::start(&[]);
+    let mut p = warden::PluginConfig::new(crate::util::component("mcp"));
+    p.grants.network = vec![server.origin()];
+    p.config = json!({"servers": {"demo": {"url": server.url()}}});
+    let host = Host::new(crate::util::config(std::path::Path::new(".")).with_plugin("mcp", p))
+        .await
+        .unwrap();
+    host.call("mcp.demo.add", json!({"a": 1, "b": 1}))
+        .await
+        .unwrap();
+    let before = server.deleted().len();
+    drop(host);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.deleted().len() == before {
+        assert!(std::time::Instant::now() < deadline, "no DELETE after drop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
