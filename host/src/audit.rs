@@ -7,7 +7,9 @@
 //! first). `seq` counts up by one. Rotation moves the full file aside as
 //! `<path>.<first seq, 12 digits>` and starts a new one whose first record
 //! chains to the last of the old: `warden audit verify path.* path` checks
-//! the whole history in order.
+//! the whole history in order. Appends take an advisory lock on
+//! `.<name>.lock` beside the log and first catch up with what other
+//! processes appended, so several hosts or CLI runs keep one chain.
 //!
 //! Records carry names, never secret values.
 
@@ -115,6 +117,51 @@ struct Writer {
     seq: u64,
     prev: String,
     unsynced: u64,
+    /// (device, inode) of the file written, to notice a rotation by another process.
+    id: (u64, u64),
+}
+
+fn file_id(meta: &std::fs::Metadata) -> (u64, u64) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        (meta.dev(), meta.ino())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        (0, 0)
+    }
+}
+
+/// An exclusive advisory lock on `<log>.lock`, held while a record is
+/// appended, so that several processes (CLI runs, hosts) sharing one log
+/// keep one chain.
+struct Locked<'a>(&'a File);
+
+impl<'a> Locked<'a> {
+    fn new(file: &'a File) -> std::io::Result<Locked<'a>> {
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: flock on a valid, open file descriptor.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        Ok(Locked(file))
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: as above.
+            unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+        }
+    }
 }
 
 /// An open audit log. Shared by every plugin of a host.
@@ -123,6 +170,7 @@ pub struct AuditLog {
     sync: SyncPolicy,
     rotate_bytes: u64,
     writer: Mutex<Writer>,
+    lock: File,
 }
 
 /// Why an audit log cannot be opened, written or verified.
@@ -157,6 +205,17 @@ impl AuditLog {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
+        // `.<name>.lock` beside the log, out of the way of `<name>.*` globs.
+        let mut lock_name = std::ffi::OsString::from(".");
+        lock_name.push(path.file_name().unwrap_or_default());
+        lock_name.push(".lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path.with_file_name(lock_name))
+            .map_err(io)?;
+        let _locked = Locked::new(&lock).map_err(io)?;
         let (seq, prev) = match last_record(path).map_err(io)? {
             None => (0, GENESIS.to_string()),
             Some(Ok(r)) => (r.seq, r.hash),
@@ -172,7 +231,9 @@ impl AuditLog {
             .append(true)
             .open(path)
             .map_err(io)?;
-        let size = file.metadata().map_err(io)?.len();
+        let meta = file.metadata().map_err(io)?;
+        let (size, id) = (meta.len(), file_id(&meta));
+        drop(_locked);
         Ok(AuditLog {
             path: path.to_path_buf(),
             sync,
@@ -183,8 +244,54 @@ impl AuditLog {
                 seq,
                 prev,
                 unsynced: 0,
+                id,
             }),
+            lock,
         })
+    }
+
+    /// Catches up with records other processes appended (or a rotation
+    /// they did) since this one last wrote. Called with the lock held.
+    fn catch_up(&self, w: &mut Writer) -> std::io::Result<()> {
+        let meta = match std::fs::metadata(&self.path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Moved away by another process's rotation, not yet recreated.
+                w.file = BufWriter::new(
+                    OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&self.path)?,
+                );
+                let meta = w.file.get_ref().metadata()?;
+                w.id = file_id(&meta);
+                w.size = meta.len();
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let id = file_id(&meta);
+        if id == w.id && meta.len() == w.size {
+            return Ok(());
+        }
+        if id != w.id {
+            w.file = BufWriter::new(OpenOptions::new().append(true).open(&self.path)?);
+            w.id = id;
+        }
+        w.size = meta.len();
+        match last_record(&self.path)? {
+            Some(Ok(r)) => {
+                w.seq = r.seq;
+                w.prev = r.hash;
+            }
+            Some(Err(message)) => {
+                return Err(std::io::Error::other(format!(
+                    "another writer left a damaged record: {message}"
+                )))
+            }
+            None => {}
+        }
+        Ok(())
     }
 
     /// The log's file.
@@ -200,6 +307,12 @@ impl AuditLog {
             message: e.to_string(),
         };
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let _locked = Locked::new(&self.lock).map_err(io)?;
+        // Buffered records are this process's alone; otherwise every record
+        // continues whatever the file holds now.
+        if self.sync != SyncPolicy::Buffered {
+            self.catch_up(&mut w).map_err(io)?;
+        }
         if self.rotate_bytes > 0 && w.size >= self.rotate_bytes {
             self.rotate(&mut w).map_err(io)?;
         }
@@ -267,6 +380,7 @@ impl AuditLog {
             .create(true)
             .append(true)
             .open(&self.path)?;
+        w.id = file_id(&file.metadata()?);
         w.file = BufWriter::new(file);
         w.size = 0;
         w.unsynced = 0;
@@ -289,11 +403,18 @@ fn first_seq(path: &Path) -> std::io::Result<Option<u64>> {
 
 /// The last record of `path`: `None` if the file is absent or empty.
 fn last_record(path: &Path) -> std::io::Result<Option<Result<Record, String>>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = match File::open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
+    // The last record is within the file's last MiB.
+    let len = file.metadata()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(1 << 20)))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let text = String::from_utf8_lossy(&bytes);
     let Some(last) = text.lines().rev().find(|l| !l.trim().is_empty()) else {
         return Ok(None);
     };
@@ -448,6 +569,39 @@ mod tests {
             capability: format!("c{n}"),
             ..Entry::default()
         }
+    }
+
+    #[test]
+    fn two_writers_keep_one_chain_across_rotations() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        let a = AuditLog::open(&path, SyncPolicy::Flush, 2000).unwrap();
+        let b = AuditLog::open(&path, SyncPolicy::Always, 2000).unwrap();
+        let threads: Vec<_> = [a, b]
+            .into_iter()
+            .map(|log| {
+                std::thread::spawn(move || {
+                    for n in 0..40 {
+                        log.append(entry(n)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().to_string();
+                name.starts_with("a.jsonl.")
+            })
+            .collect();
+        files.sort();
+        assert!(files.len() >= 2, "rotated: {files:?}");
+        files.push(path);
+        assert_eq!(verify(&files).unwrap(), Verdict::Ok { records: 80 });
     }
 
     #[test]

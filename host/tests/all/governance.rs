@@ -425,6 +425,12 @@ async fn audit_verify_catches_an_edit_a_deletion_and_a_swap() {
     assert!(!ok && text.contains("line 5"), "{text}");
 }
 
+/// A rotated log file: `audit.jsonl.<first seq>`.
+fn rotated(p: &Path) -> bool {
+    p.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("audit.jsonl."))
+}
+
 #[tokio::test]
 async fn rotation_carries_the_chain_over() {
     let dir = tempfile::tempdir().unwrap();
@@ -432,7 +438,7 @@ async fn rotation_carries_the_chain_over() {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p != &log && p.to_string_lossy().contains("audit.jsonl."))
+        .filter(|p| rotated(p))
         .collect();
     files.sort();
     assert!(files.len() >= 2, "rotated: {files:?}");
@@ -450,7 +456,7 @@ async fn rotation_carries_the_chain_over() {
     let mut all: Vec<PathBuf> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().contains("audit.jsonl."))
+        .filter(|p| rotated(p))
         .collect();
     all.sort();
     all.push(log.clone());
