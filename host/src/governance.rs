@@ -193,8 +193,8 @@ impl Governance {
         Ok(())
     }
 
-    /// Decides whether a call may run: the rule, the rate limits, approval,
-    /// a concurrency slot. Every decision is audited; a denial is a typed error.
+    /// Decides whether a call may run: the rule, then `validate` (the input
+    /// against its schema), the rate limits, approval, a concurrency slot. Every decision is audited; a denial is a typed error.
     pub(crate) async fn admit(
         &self,
         info: &CapabilityInfo,
@@ -203,6 +203,7 @@ impl Governance {
         input: &Value,
         session_key: Option<&str>,
         call_id: &str,
+        validate: impl FnOnce() -> Result<()>,
     ) -> Result<Admission> {
         let id = info.id.as_str();
         let entry = |decision: &'static str, reason: String| Entry {
@@ -233,6 +234,11 @@ impl Governance {
                 capability: id.to_string(),
                 message: format!("refused by {rule_name}{why}"),
             });
+        }
+        // A refused capability reveals nothing, not even its schema; past
+        // this point the input must fit it (an approver sees valid input).
+        if let Err(e) = validate() {
+            return deny(e);
         }
         // Rate limits: the rule's per capability, the plugin's, the metadata hint's.
         let minute = Duration::from_secs(60);

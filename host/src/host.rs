@@ -402,12 +402,14 @@ impl Host {
                 }
             }
         };
-        info.input_type
-            .validate(&input)
-            .map_err(|e| Error::InvalidInput {
-                capability: id.to_string(),
-                message: e.to_string(),
-            })?;
+        let validate = || {
+            info.input_type
+                .validate(&input)
+                .map_err(|e| Error::InvalidInput {
+                    capability: id.to_string(),
+                    message: e.to_string(),
+                })
+        };
         // The plugin that serves the call, for governance and the audit log.
         let served = match source {
             Source::Plugin(index) => Some((index, None)),
@@ -418,6 +420,7 @@ impl Host {
                 .map(|(i, entry)| (*i, Some(entry.clone()))),
         };
         let Some((index, entry)) = served else {
+            validate()?;
             return Err(Error::NotServed {
                 capability: id.to_string(),
                 provider: info.provider.name().to_string(),
@@ -435,6 +438,7 @@ impl Host {
                 &input,
                 session_key,
                 &call_id,
+                validate,
             )
             .await?;
         let result = self

@@ -421,8 +421,11 @@ pub(crate) fn add_audited_open_at(
                         | ErrorCode::Access
                         | ErrorCode::ReadOnly
                         | ErrorCode::Loop),
-                    ) => ("deny", format!("outside the plugin's grants ({code:?})")),
-                    Err(code) => ("allow", format!("failed: {code:?}")),
+                    ) => (
+                        "deny",
+                        format!("outside the plugin's grants ({})", code.name()),
+                    ),
+                    Err(code) => ("allow", format!("failed: {}", code.name())),
                 };
                 if !state.auditor.record("file", &target, decision, &reason) && result.is_ok() {
                     return Ok((Err(ErrorCode::Access),));

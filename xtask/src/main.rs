@@ -412,7 +412,22 @@ fn demo(root: &Path) -> Result<()> {
             &["schema", "check", "[:map [:items [:vector [:map [:name :string]]]]]", r#"{"items":[{"name":"a"},{"name":7}]}"#],
         ),
     ];
-    for (title, args) in steps {
+    let audit = target_dir(root).join("demo/audit.jsonl");
+    // A fresh log per demo run (the config writes it under target/demo).
+    let _ = std::fs::remove_file(&audit);
+    let audit_arg = audit.to_str().context("non-UTF-8 path")?.to_string();
+    let governance: &[(&str, &[&str])] = &[
+        (
+            "A call the policy refuses before the plugin runs (exit 3)",
+            &["call", "json.merge", r#"{"a":{},"b":{}}"#],
+        ),
+        (
+            "Every decision is in the hash-chained audit log",
+            &["audit", "tail", "-n", "6"],
+        ),
+        ("", &["audit", "verify", &audit_arg]),
+    ];
+    for (title, args) in steps.iter().chain(governance) {
         demo_step(
             &warden,
             &config,
