@@ -82,7 +82,9 @@ async fn the_default_allows_and_a_deny_rule_refuses_before_the_guest_runs() {
     let mut deny = rule("hostile.e*", RuleDecision::Deny);
     deny.reason = Some("echo is off today".into());
     c.policy.rules.push(deny);
-    c.policy.rules.push(rule("hostile.typed", RuleDecision::Deny));
+    c.policy
+        .rules
+        .push(rule("hostile.typed", RuleDecision::Deny));
     let host = Host::new(c).await.unwrap();
     // A refused capability reveals nothing: the rule comes before the schema check.
     let err = host
