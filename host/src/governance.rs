@@ -338,7 +338,9 @@ impl Governance {
                 }
             }
         };
-        self.record(entry("allow", format!("allowed by {rule_name}")))?;
+        if self.audit.is_some() {
+            self.record(entry("allow", format!("allowed by {rule_name}")))?;
+        }
         Ok(Admission { _slot: slot })
     }
 
@@ -352,6 +354,10 @@ impl Governance {
         started: Instant,
         outcome: &Result<Value>,
     ) -> Result<()> {
+        // Nothing to build on the call path when there is no log.
+        if self.audit.is_none() {
+            return Ok(());
+        }
         let (decision, reason) = match outcome {
             Ok(_) => ("ok", "completed".to_string()),
             Err(e) => ("error", e.to_string()),
