@@ -14,7 +14,6 @@
 //! Records carry names, never secret values.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -80,12 +79,8 @@ impl Record {
         let mut unhashed = self.clone();
         unhashed.hash = String::new();
         let text = serde_json::to_string(&unhashed).expect("records serialize");
-        hex(&Sha256::digest(text.as_bytes()))
+        crate::engine::sha256_hex(text.as_bytes())
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What an effect or decision contributes; the log fills in the rest.

@@ -43,6 +43,16 @@ impl Slot {
     fn idle_for(&self) -> Duration {
         self.last_used.lock().expect("slot lock").elapsed()
     }
+    fn expired(&self) -> bool {
+        self.idle_for() >= Duration::from_millis(self.plugin.info.sessions.idle_ttl_ms)
+    }
+    /// Closes the session (waiting for a call in progress), if it is open.
+    async fn close(&self) {
+        let taken = self.live.lock().await.take();
+        if let Some(live) = taken {
+            self.plugin.close_session(live).await;
+        }
+    }
 }
 
 /// Every open session of a host.
@@ -208,10 +218,7 @@ impl SessionPool {
             };
             self.remove(&victim_key, &victim);
             tracing::info!(plugin = %victim.plugin.info.name, server = %victim_key.scope, caller = %victim_key.caller, "closing the least recently used session to make room");
-            let taken = victim.live.lock().await.take();
-            if let Some(live) = taken {
-                victim.plugin.close_session(live).await;
-            }
+            victim.close().await;
         }
     }
 
@@ -221,10 +228,7 @@ impl SessionPool {
             let slots = self.slots();
             slots
                 .iter()
-                .filter(|(_, s)| {
-                    s.idle_for() >= Duration::from_millis(s.plugin.info.sessions.idle_ttl_ms)
-                        && s.live.try_lock().is_ok()
-                })
+                .filter(|(_, s)| s.expired() && s.live.try_lock().is_ok())
                 .map(|(k, s)| (k.clone(), s.clone()))
                 .collect()
         };
@@ -232,7 +236,7 @@ impl SessionPool {
             let taken = {
                 let mut live = slot.live.lock().await;
                 // Used again since it was picked: keep it.
-                if slot.idle_for() < Duration::from_millis(slot.plugin.info.sessions.idle_ttl_ms) {
+                if !slot.expired() {
                     continue;
                 }
                 self.remove(&key, &slot);
@@ -249,10 +253,7 @@ impl SessionPool {
     pub(crate) async fn close_all(&self) {
         let all: Vec<(Key, Arc<Slot>)> = self.slots().drain().collect();
         for (_, slot) in all {
-            let taken = slot.live.lock().await.take();
-            if let Some(live) = taken {
-                slot.plugin.close_session(live).await;
-            }
+            slot.close().await;
         }
     }
 }

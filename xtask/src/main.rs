@@ -176,16 +176,7 @@ fn build_guests(root: &Path) -> Result<Vec<PathBuf>> {
         } else {
             bytes
         };
-        let dest = out_dir.join(format!("{name}.wasm"));
-        // Leave an unchanged component alone so caches keyed on it stay warm.
-        if std::fs::read(&dest)
-            .map(|old| old != component)
-            .unwrap_or(true)
-        {
-            std::fs::write(&dest, &component)
-                .with_context(|| format!("writing {}", dest.display()))?;
-        }
-        built.push(dest);
+        built.push(write_component(&out_dir, name, &component)?);
     }
     built.push(build_wat_guest(
         root,
@@ -220,12 +211,18 @@ fn build_wat_guest(root: &Path, out_dir: &Path, source: &str, name: &str) -> Res
         .validate(true)
         .encode()
         .with_context(|| format!("componentizing {}", path.display()))?;
+    write_component(out_dir, name, &component)
+}
+
+/// Writes `out_dir/<name>.wasm`, leaving an unchanged component alone so
+/// caches keyed on it stay warm.
+fn write_component(out_dir: &Path, name: &str, component: &[u8]) -> Result<PathBuf> {
     let dest = out_dir.join(format!("{name}.wasm"));
     if std::fs::read(&dest)
         .map(|old| old != component)
         .unwrap_or(true)
     {
-        std::fs::write(&dest, &component).with_context(|| format!("writing {}", dest.display()))?;
+        std::fs::write(&dest, component).with_context(|| format!("writing {}", dest.display()))?;
     }
     Ok(dest)
 }

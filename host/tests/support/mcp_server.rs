@@ -34,16 +34,7 @@ impl McpServer {
     /// Starts a server on a free port. `args`: `--json`, `--stateless`,
     /// `--token T`.
     pub fn start(args: &[&str]) -> McpServer {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = McpServer {
-            child: None,
-            port: 0,
-            args: args.iter().map(|a| a.to_string()).collect(),
-            log: dir.path().join("requests.log"),
-            _dir: dir,
-        };
-        s.spawn();
-        s
+        Self::start_on(0, args)
     }
 
     /// A port nothing listens on (for a server that is down).
@@ -55,7 +46,7 @@ impl McpServer {
             .port()
     }
 
-    /// Starts a server on `port` (which must be free).
+    /// Starts a server on `port` (which must be free; 0 picks one).
     pub fn start_on(port: u16, args: &[&str]) -> McpServer {
         let dir = tempfile::tempdir().unwrap();
         let mut s = McpServer {
