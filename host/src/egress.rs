@@ -55,7 +55,7 @@ pub(crate) struct Egress {
     plugin: Arc<str>,
     policy: Arc<Policy>,
     resolve: Arc<BTreeMap<String, IpAddr>>,
-    idle: Mutex<HashMap<Destination, Vec<SendRequest<WasiBody>>>>,
+    idle: Mutex<HashMap<Destination, Vec<Conn>>>,
     tls: Arc<rustls::ClientConfig>,
 }
 
@@ -84,31 +84,31 @@ impl Egress {
         &self.policy
     }
 
-    fn take_idle(&self, dest: &Destination) -> Option<SendRequest<WasiBody>> {
+    fn take_idle(&self, dest: &Destination) -> Option<Conn> {
         let mut idle = self.idle.lock().expect("egress pool lock");
         let list = idle.get_mut(dest)?;
         let mut busy = Vec::new();
         let mut found = None;
-        while let Some(sender) = list.pop() {
-            if sender.is_closed() {
+        while let Some(conn) = list.pop() {
+            if conn.sender.is_closed() {
                 continue;
             }
-            if sender.is_ready() {
-                found = Some(sender);
+            if conn.sender.is_ready() {
+                found = Some(conn);
                 break;
             }
-            busy.push(sender);
+            busy.push(conn);
         }
         list.extend(busy);
         found
     }
 
-    fn put_idle(&self, dest: Destination, sender: SendRequest<WasiBody>) {
+    fn put_idle(&self, dest: Destination, conn: Conn) {
         let mut idle = self.idle.lock().expect("egress pool lock");
         let list = idle.entry(dest).or_default();
-        list.retain(|s| !s.is_closed());
+        list.retain(|c| !c.sender.is_closed());
         if list.len() < MAX_IDLE_PER_DESTINATION {
-            list.push(sender);
+            list.push(conn);
         }
     }
 
@@ -118,7 +118,7 @@ impl Egress {
         dest: &Destination,
         scheme: &str,
         timeout: Duration,
-    ) -> Result<SendRequest<WasiBody>, Refusal> {
+    ) -> Result<Conn, Refusal> {
         // `dest.host` is already lower-case and without IPv6 brackets.
         let addrs: Vec<IpAddr> = if let Ok(ip) = dest.host.parse::<IpAddr>() {
             vec![ip]
@@ -182,10 +182,9 @@ impl Egress {
                     }
                 };
             let _ = tcp.set_nodelay(true);
-            let tcp = QuickAck {
-                tcp,
-                unacked: false,
-            };
+            let acker = Arc::new(Acker::new(&tcp));
+            // Under TLS the bytes read are records, not HTTP: no head scan.
+            let tcp = QuickAck::new(tcp, acker.clone(), !dest.https);
             let sender = if dest.https {
                 let name =
                     rustls::pki_types::ServerName::try_from(dest.host.clone()).map_err(|_| {
@@ -204,7 +203,7 @@ impl Egress {
             } else {
                 handshake(tcp).await?
             };
-            return Ok(sender);
+            return Ok(Conn { sender, acker });
         }
         Err(Refusal::Denied(last_denial.unwrap_or_else(|| {
             format!("{} resolved to no address", dest.host)
@@ -224,6 +223,13 @@ where
         let _ = conn.await;
     });
     Ok(sender)
+}
+
+/// A kept-alive HTTP/1.1 connection: the sender and the connection's ACK
+/// control (used by the response body; see [`QuickAck`]).
+struct Conn {
+    sender: SendRequest<WasiBody>,
+    acker: Arc<Acker>,
 }
 
 enum Refusal {
@@ -511,6 +517,7 @@ impl EgressHooks {
                     total_limit: limits.max_egress_bytes,
                     also: Some(sent.clone()),
                     on_end: None,
+                    acker: None,
                 }
                 .boxed_unsync()
             };
@@ -528,9 +535,9 @@ impl EgressHooks {
             };
             let mut first_body = Some(first_body);
             let mut reused = egress.take_idle(&dest);
-            let response = loop {
+            let (response, acker) = loop {
                 let was_reused = reused.is_some();
-                let mut sender = match reused.take() {
+                let Conn { mut sender, acker } = match reused.take() {
                     Some(s) => s,
                     None => match egress.connect(&dest, &scheme, connect_timeout).await {
                         Ok(s) => s,
@@ -553,8 +560,14 @@ impl EgressHooks {
                 let response = tokio::time::timeout(first_byte_timeout, response).await;
                 match response {
                     Ok(Ok(r)) => {
-                        egress.put_idle(dest.clone(), sender);
-                        break r;
+                        egress.put_idle(
+                            dest.clone(),
+                            Conn {
+                                sender,
+                                acker: acker.clone(),
+                            },
+                        );
+                        break (r, acker);
                     }
                     // A kept-alive connection the peer had closed: once more
                     // on a new one, when the body can be sent again.
@@ -611,6 +624,7 @@ impl EgressHooks {
                     total_limit: limits.max_egress_bytes,
                     also: None,
                     on_end: Some(on_end),
+                    acker: Some(acker),
                 }
                 .boxed_unsync()
             }))
@@ -642,36 +656,117 @@ impl wasmtime_wasi_http::WasiHttpHooks for EgressHooks {
     }
 }
 
-/// A TCP stream that acknowledges what it reads at once. On a kept-alive
-/// connection Linux delays ACKs; a server that writes a response's head and
-/// body separately without `TCP_NODELAY` then holds the body until that
-/// delayed ACK (about 40 ms), which would dominate every call.
-/// The ACK is forced only when a read finds nothing more to read after
-/// data came in (the peer may be holding the rest back): a response that
-/// arrives whole costs no extra system call.
+/// Forces TCP ACKs on one connection when a response is awaited.
+///
+/// On a kept-alive connection Linux delays ACKs (about 40 ms). A server that
+/// writes a response's head and body separately without `TCP_NODELAY` holds
+/// the body back until it sees the ACK of the head (Nagle), which would
+/// dominate every call. So an ACK is forced while a response is incomplete
+/// and we are waiting: by [`QuickAck`] while the head is not all in, and by
+/// the response body when it has to wait for data. A response that arrives
+/// whole costs no extra system call and no extra packet: its ACK rides on
+/// the next request.
+struct Acker {
+    /// The socket while it is open. Cleared (under the lock) before the
+    /// socket closes, so a forced ACK never reaches a reused descriptor.
+    #[cfg(target_os = "linux")]
+    fd: Mutex<Option<std::os::fd::RawFd>>,
+    /// Data was read since our last ACK or write.
+    unacked: std::sync::atomic::AtomicBool,
+}
+
+impl Acker {
+    fn new(tcp: &tokio::net::TcpStream) -> Acker {
+        #[cfg(not(target_os = "linux"))]
+        let _ = tcp;
+        Acker {
+            #[cfg(target_os = "linux")]
+            fd: Mutex::new(Some(std::os::fd::AsRawFd::as_raw_fd(tcp))),
+            unacked: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Sends the ACK now if data read has not been acknowledged yet.
+    fn ack_if_owed(&self) {
+        if !self.unacked.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        {
+            let fd = self.fd.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(fd) = *fd {
+                let one: libc::c_int = 1;
+                // SAFETY: `fd` is an open socket (it is cleared under this
+                // lock before the socket closes) and `one` is a c_int of the
+                // size given.
+                unsafe {
+                    libc::setsockopt(
+                        fd,
+                        libc::IPPROTO_TCP,
+                        libc::TCP_QUICKACK,
+                        &one as *const libc::c_int as *const libc::c_void,
+                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    );
+                }
+            }
+        }
+    }
+
+    fn closing(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            *self.fd.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+}
+
+/// The TCP stream of a connection. It notes what it reads for its
+/// [`Acker`] and, for plain HTTP, whether the response head (up to the
+/// blank line) is in since the last request was written; a read that has to
+/// wait while the head is incomplete forces the ACK. Under TLS it cannot
+/// see the head and forces the ACK whenever a read has to wait after data.
 struct QuickAck {
     tcp: tokio::net::TcpStream,
-    /// Data was read since the last forced ACK.
-    unacked: bool,
+    acker: Arc<Acker>,
+    scan_head: bool,
+    head_done: bool,
+    /// The last bytes read, to find a `\r\n\r\n` split across reads.
+    tail: u32,
 }
 
 impl QuickAck {
-    fn ack_now(&self) {
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::AsRawFd;
-            let one: libc::c_int = 1;
-            // SAFETY: a valid socket fd and a pointer to a c_int of the given size.
-            unsafe {
-                libc::setsockopt(
-                    self.tcp.as_raw_fd(),
-                    libc::IPPROTO_TCP,
-                    libc::TCP_QUICKACK,
-                    &one as *const libc::c_int as *const libc::c_void,
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                );
+    fn new(tcp: tokio::net::TcpStream, acker: Arc<Acker>, scan_head: bool) -> QuickAck {
+        QuickAck {
+            tcp,
+            acker,
+            scan_head,
+            head_done: false,
+            tail: 0,
+        }
+    }
+
+    fn scan(&mut self, data: &[u8]) {
+        const END: u32 = u32::from_be_bytes(*b"\r\n\r\n");
+        for &b in data {
+            self.tail = (self.tail << 8) | u32::from(b);
+            if self.tail == END {
+                self.head_done = true;
+                return;
             }
         }
+    }
+
+    fn wrote(&mut self) {
+        // A segment we send carries the ACK; the next response starts.
+        self.acker.unacked.store(false, Ordering::Relaxed);
+        self.head_done = false;
+        self.tail = 0;
+    }
+}
+
+impl Drop for QuickAck {
+    fn drop(&mut self) {
+        self.acker.closing();
     }
 }
 
@@ -684,11 +779,14 @@ impl tokio::io::AsyncRead for QuickAck {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.tcp).poll_read(cx, buf);
         match r {
-            Poll::Ready(Ok(())) if buf.filled().len() > before => self.unacked = true,
-            Poll::Pending if self.unacked => {
-                self.unacked = false;
-                self.ack_now();
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                self.acker.unacked.store(true, Ordering::Relaxed);
+                if self.scan_head && !self.head_done {
+                    let this = &mut *self;
+                    this.scan(&buf.filled()[before..]);
+                }
             }
+            Poll::Pending if !(self.scan_head && self.head_done) => self.acker.ack_if_owed(),
             _ => {}
         }
         r
@@ -701,14 +799,22 @@ impl tokio::io::AsyncWrite for QuickAck {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.tcp).poll_write(cx, data)
+        let r = Pin::new(&mut self.tcp).poll_write(cx, data);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.wrote();
+        }
+        r
     }
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.wrote();
+        }
+        r
     }
     fn is_write_vectored(&self) -> bool {
         self.tcp.is_write_vectored()
@@ -768,6 +874,9 @@ struct Counted<B> {
     total_limit: u64,
     also: Option<Arc<AtomicU64>>,
     on_end: Option<Box<dyn FnOnce(u64, &str) + Send>>,
+    /// For a response body: the connection's ACK control, used when the
+    /// body has to wait for data.
+    acker: Option<Arc<Acker>>,
 }
 
 impl<B> Counted<B> {
@@ -802,7 +911,12 @@ impl<B: Body<Data = Bytes, Error = HttpError> + Unpin> Body for Counted<B> {
                 self.finish("body error");
                 return Poll::Ready(Some(Err(e)));
             }
-            Poll::Pending => return Poll::Pending,
+            Poll::Pending => {
+                if let Some(acker) = &self.acker {
+                    acker.ack_if_owed();
+                }
+                return Poll::Pending;
+            }
         };
         if let Some(data) = frame.data_ref() {
             let n = data.len() as u64;
