@@ -259,6 +259,56 @@ pub struct ResponseBody {
 /// Most bytes one `read` hands over.
 const MAX_READ: usize = 256 * 1024;
 
+impl ResponseBody {
+    /// The next bytes of the body, up to [`MAX_READ`]: with `wait`, waits
+    /// (up to `self.wait`) for the first frame, then takes whatever else is
+    /// ready; without, takes only what is ready now (maybe nothing).
+    async fn take(&mut self, wait: bool) -> Result<Vec<u8>, WitError> {
+        use http_body_util::BodyExt;
+        let mut out: Vec<u8> = Vec::new();
+        while !self.done && out.len() < MAX_READ {
+            let next = if wait && out.is_empty() {
+                match tokio::time::timeout(self.wait, self.body.frame()).await {
+                    Ok(n) => n,
+                    Err(_) => {
+                        self.done = true;
+                        return Err(WitError::Timeout(format!(
+                            "no response data within {} ms",
+                            self.wait.as_millis()
+                        )));
+                    }
+                }
+            } else {
+                let ready = std::future::poll_fn(|cx| {
+                    use http_body::Body;
+                    match Pin::new(&mut self.body).poll_frame(cx) {
+                        Poll::Ready(n) => Poll::Ready(Some(n)),
+                        Poll::Pending => Poll::Ready(None),
+                    }
+                })
+                .await;
+                match ready {
+                    Some(n) => n,
+                    None => break,
+                }
+            };
+            match next {
+                None => self.done = true,
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        out.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(e)) => {
+                    self.done = true;
+                    return Err(body_error(e));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl http_client::Host for State {
     async fn send(
         &mut self,
@@ -296,14 +346,26 @@ impl http_client::Host for State {
                 )
             })
             .collect();
-        let body = self.table.push(ResponseBody {
+        let mut body = ResponseBody {
             body,
             wait: wait.map_or(limit, |w| w.min(limit)),
             done: false,
-        })?;
+        };
+        // What came with the head goes with it: a small response needs no
+        // `read` at all.
+        let body_start = match body.take(false).await {
+            Ok(data) => data,
+            Err(e) => return Ok(Err(e)),
+        };
+        let body = if body.done {
+            None
+        } else {
+            Some(self.table.push(body)?)
+        };
         Ok(Ok(http_client::Response {
             status: parts.status.as_u16(),
             headers,
+            body_start,
             body,
         }))
     }
@@ -314,62 +376,12 @@ impl http_client::HostBody for State {
         &mut self,
         body: Resource<ResponseBody>,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, WitError>> {
-        use http_body_util::BodyExt;
         let body = self.table.get_mut(&body)?;
-        if body.done {
-            return Ok(Ok(None));
-        }
-        let mut out: Vec<u8> = Vec::new();
-        loop {
-            // Wait for the first frame; then take whatever else is ready.
-            let next = if out.is_empty() {
-                match tokio::time::timeout(body.wait, body.body.frame()).await {
-                    Ok(n) => n,
-                    Err(_) => {
-                        body.done = true;
-                        return Ok(Err(WitError::Timeout(format!(
-                            "no response data within {} ms",
-                            body.wait.as_millis()
-                        ))));
-                    }
-                }
-            } else {
-                let ready = std::future::poll_fn(|cx| {
-                    use http_body::Body;
-                    match Pin::new(&mut body.body).poll_frame(cx) {
-                        Poll::Ready(n) => Poll::Ready(Some(n)),
-                        Poll::Pending => Poll::Ready(None),
-                    }
-                })
-                .await;
-                match ready {
-                    Some(n) => n,
-                    None => break,
-                }
-            };
-            match next {
-                None => {
-                    body.done = true;
-                    break;
-                }
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        out.extend_from_slice(&data);
-                    }
-                    if out.len() >= MAX_READ {
-                        break;
-                    }
-                }
-                Some(Err(e)) => {
-                    body.done = true;
-                    return Ok(Err(body_error(e)));
-                }
-            }
-        }
-        if out.is_empty() && body.done {
-            return Ok(Ok(None));
-        }
-        Ok(Ok(Some(out)))
+        Ok(match body.take(true).await {
+            Ok(out) if out.is_empty() && body.done => Ok(None),
+            Ok(out) => Ok(Some(out)),
+            Err(e) => Err(e),
+        })
     }
 
     async fn drop(&mut self, body: Resource<ResponseBody>) -> wasmtime::Result<()> {

@@ -74,6 +74,8 @@ pub struct StreamingResponse {
 
 #[derive(Debug)]
 enum BodyState {
+    /// What came with the head, then the rest from the host.
+    Start(Vec<u8>, http_client::Body),
     Host(http_client::Body),
     Buffered(Vec<u8>),
     Done,
@@ -90,6 +92,10 @@ impl StreamingResponse {
         match std::mem::replace(&mut self.body, BodyState::Done) {
             BodyState::Done => Ok(None),
             BodyState::Buffered(data) => Ok(Some(data)),
+            BodyState::Start(data, body) => {
+                self.body = BodyState::Host(body);
+                Ok(Some(data))
+            }
             BodyState::Host(body) => match body.read() {
                 Ok(Some(chunk)) => {
                     self.body = BodyState::Host(body);
@@ -146,12 +152,15 @@ impl Request {
 
     /// Sends the request and reads the whole response.
     pub fn send(self) -> Result<Response, Error> {
-        let streaming = self.send_streaming()?;
+        let mut streaming = self.send_streaming()?;
         let mut body = Vec::new();
-        let (status, headers) = (streaming.status, streaming.headers.clone());
-        let mut streaming = streaming;
+        let (status, headers) = (streaming.status, std::mem::take(&mut streaming.headers));
         while let Some(chunk) = streaming.next_chunk()? {
-            body.extend_from_slice(&chunk);
+            if body.is_empty() {
+                body = chunk;
+            } else {
+                body.extend_from_slice(&chunk);
+            }
         }
         Ok(Response {
             status,
@@ -195,10 +204,17 @@ impl Request {
             timeout_ms,
         })
         .map_err(Error::from)?;
+        let start = response.body_start;
+        let body = match response.body {
+            Some(rest) if start.is_empty() => BodyState::Host(rest),
+            Some(rest) => BodyState::Start(start, rest),
+            None if start.is_empty() => BodyState::Done,
+            None => BodyState::Buffered(start),
+        };
         Ok(StreamingResponse {
             status: response.status,
             headers: response.headers,
-            body: BodyState::Host(response.body),
+            body,
         })
     }
 

@@ -24,13 +24,23 @@
 //! Retries follow the capability's `*.retry-strategy` hint: idempotent
 //! methods only (unless declared), on connection failures and 5xx.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::Duration;
 use warden_sdk::http::{Request, Response};
 use warden_sdk::{log, time, Capabilities, Capability, Config, Error, Provider, ProviderInfo};
 
-struct Http;
+/// Most capability plans kept (more are rebuilt on use).
+const MAX_PLANS: usize = 1024;
+
+struct Http {
+    /// Per capability id: its provider-meta text and the plan read from it,
+    /// so a repeated call does not interpret the meta again.
+    plans: HashMap<String, (Box<str>, Rc<Plan>)>,
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,7 +55,7 @@ struct Invoke {
 struct Target {
     id: String,
     #[serde(rename = "provider-meta")]
-    meta: Map<String, Value>,
+    meta: Box<RawValue>,
     #[serde(default)]
     retry: Option<Retry>,
 }
@@ -233,24 +243,47 @@ fn body_for(
     }
 }
 
-fn output(resp: &Response, wanted: &[String]) -> Value {
-    let mut headers = Map::new();
+/// The output: `{"status": .., "headers": {..}, "body": ..}`. A JSON body
+/// is passed through as written (checked, not rebuilt).
+#[derive(Serialize)]
+struct Output<'a> {
+    status: u16,
+    headers: std::collections::BTreeMap<String, &'a str>,
+    body: OutBody<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum OutBody<'a> {
+    Json(&'a RawValue),
+    Text(String),
+    Null,
+}
+
+fn output<'a>(resp: &'a Response, wanted: &[String]) -> Output<'a> {
+    let mut headers = std::collections::BTreeMap::new();
     for name in wanted {
         if let Some(v) = resp.header(name) {
-            headers.insert(name.to_ascii_lowercase(), json!(v));
+            headers.insert(name.to_ascii_lowercase(), v);
         }
     }
     let is_json = resp
         .header("content-type")
         .is_some_and(|c| c.contains("json"));
-    let body = if is_json {
-        serde_json::from_slice(&resp.body).unwrap_or_else(|_| json!(resp.text()))
-    } else if resp.body.is_empty() {
-        Value::Null
-    } else {
-        json!(resp.text())
+    let json = || {
+        let text = std::str::from_utf8(&resp.body).ok()?;
+        serde_json::from_str::<&RawValue>(text).ok()
     };
-    json!({ "status": resp.status, "headers": headers, "body": body })
+    let body = match (is_json, resp.body.is_empty()) {
+        (true, _) => json().map_or_else(|| OutBody::Text(resp.text()), OutBody::Json),
+        (false, true) => OutBody::Null,
+        (false, false) => OutBody::Text(resp.text()),
+    };
+    Output {
+        status: resp.status,
+        headers,
+        body,
+    }
 }
 
 fn resolve_location(current: &str, location: &str) -> String {
@@ -267,72 +300,132 @@ fn resolve_location(current: &str, location: &str) -> String {
     }
 }
 
-fn invoke(inv: Invoke) -> Result<Value, Error> {
-    let meta = &inv.capability.meta;
-    let input = &inv.input;
-    let method = meta_str(meta, "method")?
-        .unwrap_or("GET")
-        .to_ascii_uppercase();
-    let mut url = build_url(meta, input)?;
-    let body = body_for(meta, &method, input)?;
-    let mut headers: Vec<(String, String)> = Vec::new();
-    if let Some(Value::Object(h)) = meta.get("headers") {
-        for (k, v) in h {
-            let t = v.as_str().ok_or_else(|| {
-                Error::invalid_input(format!("provider-meta header `{k}` must be a string"))
-            })?;
-            headers.push((k.clone(), render(t, input, false)?));
+/// How to serve one capability, read once from its provider-meta.
+struct Plan {
+    meta: Map<String, Value>,
+    method: String,
+    headers: Vec<(String, String)>,
+    timeout: Option<Duration>,
+    expect: Vec<u16>,
+    wanted: Vec<String>,
+    may_retry: bool,
+    follow: bool,
+}
+
+impl Plan {
+    fn new(meta: Map<String, Value>) -> Result<Plan, Error> {
+        let method = meta_str(&meta, "method")?
+            .unwrap_or("GET")
+            .to_ascii_uppercase();
+        meta_str(&meta, "base-url")?
+            .ok_or_else(|| Error::invalid_input("provider-meta `base-url` is required"))?;
+        let mut headers: Vec<(String, String)> = Vec::new();
+        if let Some(Value::Object(h)) = meta.get("headers") {
+            for (k, v) in h {
+                let t = v.as_str().ok_or_else(|| {
+                    Error::invalid_input(format!("provider-meta header `{k}` must be a string"))
+                })?;
+                headers.push((k.clone(), t.to_string()));
+            }
         }
-    }
-    if let Some(secret) = meta_str(meta, "auth-secret")? {
-        let scheme = meta_str(meta, "auth-scheme")?.unwrap_or("Bearer");
-        let header = meta_str(meta, "auth-header")?.unwrap_or("authorization");
-        let value = if scheme.is_empty() {
-            format!("{{{{secret:{secret}}}}}")
-        } else {
-            format!("{scheme} {{{{secret:{secret}}}}}")
+        if let Some(secret) = meta_str(&meta, "auth-secret")? {
+            let scheme = meta_str(&meta, "auth-scheme")?.unwrap_or("Bearer");
+            let header = meta_str(&meta, "auth-header")?.unwrap_or("authorization");
+            // `{{...}}` is left alone by `render`.
+            let value = if scheme.is_empty() {
+                format!("{{{{secret:{secret}}}}}")
+            } else {
+                format!("{scheme} {{{{secret:{secret}}}}}")
+            };
+            headers.push((header.to_string(), value));
+        }
+        let timeout = match meta.get("timeout-ms") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(Duration::from_millis(v.as_u64().ok_or_else(|| {
+                Error::invalid_input("provider-meta `timeout-ms` must be an integer")
+            })?)),
         };
-        headers.push((header.to_string(), value));
+        let expect: Vec<u16> = match meta.get("expect-status") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|i| {
+                    i.as_u64()
+                        .and_then(|n| u16::try_from(n).ok())
+                        .ok_or_else(|| {
+                            Error::invalid_input("provider-meta `expect-status` lists status codes")
+                        })
+                })
+                .collect::<Result<_, _>>()?,
+            Some(other) => {
+                return Err(Error::invalid_input(format!(
+                    "provider-meta `expect-status` must be a list, got {other}"
+                )))
+            }
+        };
+        let wanted: Vec<String> = match meta.get("response-headers") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let idempotent = matches!(
+            method.as_str(),
+            "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
+        );
+        let may_retry = idempotent || meta_bool(&meta, "retry-non-idempotent", false)?;
+        let follow = meta_bool(&meta, "follow-redirects", true)?
+            && matches!(method.as_str(), "GET" | "HEAD");
+        Ok(Plan {
+            meta,
+            method,
+            headers,
+            timeout,
+            expect,
+            wanted,
+            may_retry,
+            follow,
+        })
     }
-    let timeout = match meta.get("timeout-ms") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(Duration::from_millis(v.as_u64().ok_or_else(|| {
-            Error::invalid_input("provider-meta `timeout-ms` must be an integer")
-        })?)),
-    };
-    let expect: Vec<u16> = match meta.get("expect-status") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|i| {
-                i.as_u64()
-                    .and_then(|n| u16::try_from(n).ok())
-                    .ok_or_else(|| {
-                        Error::invalid_input("provider-meta `expect-status` lists status codes")
-                    })
-            })
-            .collect::<Result<_, _>>()?,
-        Some(other) => {
-            return Err(Error::invalid_input(format!(
-                "provider-meta `expect-status` must be a list, got {other}"
-            )))
+}
+
+impl Http {
+    /// The plan for `target`, read again only when its provider-meta changed.
+    fn plan(&mut self, target: &Target) -> Result<Rc<Plan>, Error> {
+        let text = target.meta.get();
+        if let Some((seen, plan)) = self.plans.get(&target.id) {
+            if **seen == *text {
+                return Ok(plan.clone());
+            }
         }
-    };
-    let wanted: Vec<String> = match meta.get("response-headers") {
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(|i| i.as_str().map(str::to_string))
-            .collect(),
-        _ => Vec::new(),
-    };
-    let idempotent = matches!(
-        method.as_str(),
-        "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
-    );
-    let may_retry = idempotent || meta_bool(meta, "retry-non-idempotent", false)?;
-    let retry = inv.capability.retry.filter(|_| may_retry);
-    let follow =
-        meta_bool(meta, "follow-redirects", true)? && matches!(method.as_str(), "GET" | "HEAD");
+        let meta: Map<String, Value> = serde_json::from_str(text)
+            .map_err(|e| Error::invalid_input(format!("provider-meta must be a map: {e}")))?;
+        let plan = Rc::new(Plan::new(meta)?);
+        if self.plans.len() >= MAX_PLANS {
+            self.plans.clear();
+        }
+        self.plans
+            .insert(target.id.clone(), (text.into(), plan.clone()));
+        Ok(plan)
+    }
+}
+
+fn invoke(plan: &Plan, inv: Invoke) -> Result<String, Error> {
+    let meta = &plan.meta;
+    let input = &inv.input;
+    let method = &plan.method;
+    let mut url = build_url(meta, input)?;
+    let body = body_for(meta, method, input)?;
+    let mut headers: Vec<(String, String)> = Vec::with_capacity(plan.headers.len());
+    for (k, t) in &plan.headers {
+        headers.push((k.clone(), render(t, input, false)?));
+    }
+    let timeout = plan.timeout;
+    let expect = &plan.expect;
+    let wanted = &plan.wanted;
+    let retry = inv.capability.retry.filter(|_| plan.may_retry);
+    let follow = plan.follow;
     let body_bytes = match &body {
         Some(b) => Some(serde_json::to_vec(b).map_err(|e| Error::internal(e.to_string()))?),
         None => None,
@@ -410,7 +503,8 @@ fn invoke(inv: Invoke) -> Result<Value, Error> {
                 inv.capability.id, resp.status
             )));
         }
-        return Ok(output(&resp, &wanted));
+        return serde_json::to_string(&output(&resp, wanted))
+            .map_err(|e| Error::internal(e.to_string()));
     }
 }
 
@@ -431,7 +525,12 @@ impl Provider for Http {
                 .output("[:map [:status :int] [:headers [:map]] [:body :any]]")
                 .metadata(json!({"warden": {"serves": "Http"}}))
                 .effect("call:external_api"),
-            |_, i: Invoke| invoke(i),
+            |this, i: Invoke| {
+                let plan = this.plan(&i.capability)?;
+                let text = invoke(&plan, i)?;
+                // Already JSON: handed to the host as written.
+                RawValue::from_string(text).map_err(|e| Error::internal(e.to_string()))
+            },
         )
         .add(
             Capability::new("http.request", "HTTP request")
@@ -454,13 +553,15 @@ impl Provider for Http {
                 }
                 let resp = req.send()?;
                 let all: Vec<String> = resp.headers.iter().map(|(k, _)| k.clone()).collect();
-                Ok(output(&resp, &all))
+                serde_json::to_value(output(&resp, &all)).map_err(|e| Error::internal(e.to_string()))
             },
         );
     }
 
     fn init(_config: Config) -> Result<Self, Error> {
-        Ok(Http)
+        Ok(Http {
+            plans: HashMap::new(),
+        })
     }
 }
 
