@@ -478,12 +478,13 @@ impl Host {
             }
             (None, Route::Direct) => plugin.call(id, &input, call_id).await?,
             (Some(entry), _) => {
-                let request = serde_json::json!({
-                    "capability": { "id": info.id, "provider-meta": info.provider_meta, "retry": info.hints.retry },
-                    "input": input,
-                });
+                let request = format!(
+                    r#"{{"capability":{},"input":{}}}"#,
+                    info.served_as,
+                    serde_json::Value::to_string(&input)
+                );
                 plugin
-                    .call(&entry, &request, call_id)
+                    .call_text(&entry, &request, call_id)
                     .await
                     .map_err(|e| e.for_capability(id))?
             }

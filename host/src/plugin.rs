@@ -345,12 +345,22 @@ impl LoadedPlugin {
     ) -> Result<Value> {
         let input_text =
             serde_json::to_string(input).map_err(|e| Error::Internal(e.to_string()))?;
+        self.call_text(capability, &input_text, call_id).await
+    }
+
+    /// Calls a capability with its input already JSON text.
+    pub(crate) async fn call_text(
+        &self,
+        capability: &str,
+        input_text: &str,
+        call_id: &str,
+    ) -> Result<Value> {
         let (_permit, mut warm) = self.checkout(capability).await?;
         warm.store.data().auditor.enter(capability, call_id);
         let r = self
             .timed(
                 warm.provider
-                    .call_call(&mut warm.store, capability, &input_text),
+                    .call_call(&mut warm.store, capability, input_text),
             )
             .await;
         let result = self.settle(&warm.store, capability, r);

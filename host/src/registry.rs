@@ -49,6 +49,10 @@ pub struct CapabilityInfo {
     pub(crate) input_type: TypeExpr,
     #[serde(skip)]
     pub(crate) output_type: TypeExpr,
+    /// What a plugin serving this capability for its provider kind is told
+    /// about it (`{"id", "provider-meta", "retry"}` as JSON text), made once.
+    #[serde(skip)]
+    pub(crate) served_as: Arc<str>,
 }
 
 impl CapabilityInfo {
@@ -70,6 +74,11 @@ impl CapabilityInfo {
         let flat_metadata = flatten_metadata(&m.metadata);
         let route = crate::route::route(&flat_metadata)?;
         let hints = crate::route::hints(&flat_metadata)?;
+        let served_as = serde_json::json!({
+            "id": m.id, "provider-meta": m.provider_meta, "retry": hints.retry,
+        })
+        .to_string()
+        .into();
         Ok(CapabilityInfo {
             id: m.id,
             name: m.name,
@@ -88,6 +97,7 @@ impl CapabilityInfo {
             hints,
             input_type,
             output_type,
+            served_as,
         })
     }
 

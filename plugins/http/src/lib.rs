@@ -411,7 +411,7 @@ impl Http {
     }
 }
 
-fn invoke(plan: &Plan, inv: Invoke) -> Result<String, Error> {
+fn invoke(plan: &Plan, inv: Invoke) -> Result<Box<RawValue>, Error> {
     let meta = &plan.meta;
     let input = &inv.input;
     let method = &plan.method;
@@ -503,7 +503,9 @@ fn invoke(plan: &Plan, inv: Invoke) -> Result<String, Error> {
                 inv.capability.id, resp.status
             )));
         }
-        return serde_json::to_string(&output(&resp, wanted))
+        // Serialized here, where the response still lives; handed to the
+        // host as written.
+        return serde_json::value::to_raw_value(&output(&resp, wanted))
             .map_err(|e| Error::internal(e.to_string()));
     }
 }
@@ -527,9 +529,7 @@ impl Provider for Http {
                 .effect("call:external_api"),
             |this, i: Invoke| {
                 let plan = this.plan(&i.capability)?;
-                let text = invoke(&plan, i)?;
-                // Already JSON: handed to the host as written.
-                RawValue::from_string(text).map_err(|e| Error::internal(e.to_string()))
+                invoke(&plan, i)
             },
         )
         .add(
