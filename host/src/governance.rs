@@ -403,8 +403,20 @@ impl Auditor {
 
     /// The call now running in this instance.
     pub(crate) fn enter(&self, capability: &str, call_id: &str) {
-        *self.scope.lock().unwrap_or_else(|e| e.into_inner()) =
-            (capability.to_string(), call_id.to_string());
+        if self.log.is_none() {
+            return;
+        }
+        let mut scope = self.scope.lock().unwrap_or_else(|e| e.into_inner());
+        scope.0.clear();
+        scope.0.push_str(capability);
+        scope.1.clear();
+        scope.1.push_str(call_id);
+    }
+
+    /// Whether decisions are written anywhere (callers may skip building
+    /// a record's text otherwise).
+    pub(crate) fn active(&self) -> bool {
+        self.log.is_some()
     }
 
     /// Records an effect decision. `false` if it could not be written: the
