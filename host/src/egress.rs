@@ -277,7 +277,7 @@ impl EgressHooks {
 struct Attempt {
     auditor: Auditor,
     plugin: Arc<str>,
-    method: String,
+    method: http::Method,
     destination: String,
     started: Instant,
 }
@@ -373,7 +373,7 @@ impl EgressHooks {
         let attempt = Attempt {
             auditor: self.auditor.clone(),
             plugin: self.egress.plugin.clone(),
-            method: head.method.to_string(),
+            method: head.method.clone(),
             destination: format!("{scheme}://{host}:{port}"),
             started: Instant::now(),
         };
@@ -406,7 +406,7 @@ impl EgressHooks {
                 );
             }
         }
-        if let Decision::Deny(reason) = self.egress.policy.check_egress(&scheme, &host, port) {
+        if let Some(reason) = self.egress.policy.egress_denial(&scheme, &host, port) {
             return deny(attempt, reason);
         }
         let declared_length = match &body {
@@ -543,7 +543,10 @@ impl EgressHooks {
                 let was_reused = reused.is_some();
                 let Conn { mut sender, acker } = match reused.take() {
                     Some(s) => s,
-                    None => match egress.connect(&dest, &scheme, connect_timeout).await {
+                    // Boxed: connecting is rare next to reuse, and its future
+                    // (resolution, TCP, TLS) would otherwise make every
+                    // request's future large.
+                    None => match Box::pin(egress.connect(&dest, &scheme, connect_timeout)).await {
                         Ok(s) => s,
                         Err(Refusal::Denied(reason)) => {
                             attempt.deny(&reason);

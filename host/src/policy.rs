@@ -3,6 +3,7 @@
 //! itself. Deny is the default: no grant, no effect.
 
 use crate::config::{DirMode, Grants};
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -310,14 +311,28 @@ impl Policy {
     /// plugin reach `host:port` over `scheme`? `host` is the destination
     /// actually connected to (a name or an IP literal), never a header.
     pub fn check_egress(&self, scheme: &str, host: &str, port: u16) -> Decision {
-        let scheme = scheme.to_ascii_lowercase();
+        match self.granting_rule(scheme, host, port) {
+            Ok(rule) => Decision::Allow(format!("network grant `{rule}`")),
+            Err(reason) => Decision::Deny(reason),
+        }
+    }
+
+    /// [`check_egress`](Self::check_egress) without building the reason
+    /// for an allowed destination (the per-request path): `None` when
+    /// allowed, else why not.
+    pub fn egress_denial(&self, scheme: &str, host: &str, port: u16) -> Option<String> {
+        self.granting_rule(scheme, host, port).err()
+    }
+
+    fn granting_rule(&self, scheme: &str, host: &str, port: u16) -> Result<&EgressRule, String> {
+        let scheme = lower(scheme);
         let host = normalize_host(host);
         match self.egress.iter().find(|r| r.matches(&scheme, &host, port)) {
-            Some(rule) => Decision::Allow(format!("network grant `{rule}`")),
-            None if self.egress.is_empty() => Decision::Deny(format!(
+            Some(rule) => Ok(rule),
+            None if self.egress.is_empty() => Err(format!(
                 "{scheme}://{host}:{port}: the plugin has no network grants"
             )),
-            None => Decision::Deny(format!("{scheme}://{host}:{port} matches no network grant")),
+            None => Err(format!("{scheme}://{host}:{port} matches no network grant")),
         }
     }
 }
@@ -353,15 +368,29 @@ pub fn is_public(ip: IpAddr) -> bool {
 }
 
 /// Lower-cases a host and strips IPv6 brackets and a trailing dot.
-fn normalize_host(host: &str) -> String {
+/// `s` in lower case, borrowed when it already is.
+fn lower(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// A host as grants name it: lower case, no brackets or trailing dot, an IP
+/// literal in its canonical form.
+fn normalize_host(host: &str) -> Cow<'_, str> {
     let h = host
         .trim_start_matches('[')
         .trim_end_matches(']')
-        .trim_end_matches('.')
-        .to_ascii_lowercase();
+        .trim_end_matches('.');
+    if h.parse::<std::net::Ipv4Addr>().is_ok() {
+        // The IPv4 parser takes only the canonical dotted form.
+        return Cow::Borrowed(h);
+    }
     match h.parse::<IpAddr>() {
-        Ok(ip) => ip.to_string(),
-        Err(_) => h,
+        Ok(ip) => Cow::Owned(ip.to_string()),
+        Err(_) => lower(h),
     }
 }
 

@@ -314,11 +314,11 @@ impl http_client::Host for State {
         &mut self,
         request: http_client::Request,
     ) -> wasmtime::Result<Result<http_client::Response, WitError>> {
-        let url = request.url.clone();
         let head = match build_head(&request) {
             Ok(h) => h,
-            Err(e) => return Ok(Err(WitError::InvalidInput(format!("{url}: {e}")))),
+            Err(e) => return Ok(Err(WitError::InvalidInput(format!("{}: {e}", request.url)))),
         };
+        let url = request.url;
         let wait = match request.timeout_ms {
             0 => None,
             ms => Some(Duration::from_millis(ms.into())),
@@ -450,8 +450,12 @@ pub(crate) fn add_audited_open_at(
 }
 
 fn build_head(r: &http_client::Request) -> Result<http::request::Parts, String> {
-    let method = http::Method::from_bytes(r.method.to_ascii_uppercase().as_bytes())
-        .map_err(|_| format!("invalid method `{}`", r.method))?;
+    let method = if r.method.bytes().any(|b| b.is_ascii_lowercase()) {
+        http::Method::from_bytes(r.method.to_ascii_uppercase().as_bytes())
+    } else {
+        http::Method::from_bytes(r.method.as_bytes())
+    }
+    .map_err(|_| format!("invalid method `{}`", r.method))?;
     let uri: http::Uri = r.url.parse().map_err(|e| format!("invalid URL: {e}"))?;
     if uri.scheme().is_none() || uri.host().is_none() {
         return Err("not an absolute URL".into());
