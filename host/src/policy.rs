@@ -367,7 +367,6 @@ pub fn is_public(ip: IpAddr) -> bool {
     }
 }
 
-/// Lower-cases a host and strips IPv6 brackets and a trailing dot.
 /// `s` in lower case, borrowed when it already is.
 fn lower(s: &str) -> Cow<'_, str> {
     if s.bytes().any(|b| b.is_ascii_uppercase()) {

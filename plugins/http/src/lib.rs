@@ -260,7 +260,9 @@ enum OutBody<'a> {
     Null,
 }
 
-fn output<'a>(resp: &'a Response, wanted: &[String]) -> Output<'a> {
+/// The output of a response, serialized here, where the response still
+/// lives, and handed to the host as written.
+fn output(resp: &Response, wanted: &[String]) -> Result<Box<RawValue>, Error> {
     let mut headers = std::collections::BTreeMap::new();
     for name in wanted {
         if let Some(v) = resp.header(name) {
@@ -279,11 +281,12 @@ fn output<'a>(resp: &'a Response, wanted: &[String]) -> Output<'a> {
         (false, true) => OutBody::Null,
         (false, false) => OutBody::Text(resp.text()),
     };
-    Output {
+    serde_json::value::to_raw_value(&Output {
         status: resp.status,
         headers,
         body,
-    }
+    })
+    .map_err(|e| Error::internal(e.to_string()))
 }
 
 fn resolve_location(current: &str, location: &str) -> String {
@@ -503,10 +506,7 @@ fn invoke(plan: &Plan, inv: Invoke) -> Result<Box<RawValue>, Error> {
                 inv.capability.id, resp.status
             )));
         }
-        // Serialized here, where the response still lives; handed to the
-        // host as written.
-        return serde_json::value::to_raw_value(&output(&resp, wanted))
-            .map_err(|e| Error::internal(e.to_string()));
+        return output(&resp, wanted);
     }
 }
 
@@ -553,7 +553,7 @@ impl Provider for Http {
                 }
                 let resp = req.send()?;
                 let all: Vec<String> = resp.headers.iter().map(|(k, _)| k.clone()).collect();
-                serde_json::to_value(output(&resp, &all)).map_err(|e| Error::internal(e.to_string()))
+                output(&resp, &all)
             },
         );
     }
