@@ -164,6 +164,23 @@ impl<P: 'static> Capabilities<P> {
         F: Fn(&mut P, I) -> Result<O, Error> + 'static,
     {
         let id = capability.id.clone();
+        self.add_raw(capability, move |provider, input: I| {
+            let output = handler(provider, input)?;
+            serde_json::to_string(&output)
+                .map_err(|e| Error::internal(format!("output of `{id}` cannot be serialized: {e}")))
+        })
+    }
+
+    /// Like [`add`](Self::add), for a handler that writes its output as JSON
+    /// text itself, for example to pass a JSON document it received through
+    /// without building it again. The host still checks that the text is
+    /// JSON and matches the output schema.
+    pub fn add_raw<I, F>(&mut self, capability: Capability, handler: F) -> &mut Self
+    where
+        I: DeserializeOwned,
+        F: Fn(&mut P, I) -> Result<String, Error> + 'static,
+    {
+        let id = capability.id.clone();
         let erased: Handler<P> = Box::new(move |provider, input| {
             let text = if input.trim().is_empty() {
                 "null"
@@ -172,9 +189,7 @@ impl<P: 'static> Capabilities<P> {
             };
             let typed: I = serde_json::from_str(text)
                 .map_err(|e| Error::invalid_input(format!("input for `{id}`: {e}")))?;
-            let output = handler(provider, typed)?;
-            serde_json::to_string(&output)
-                .map_err(|e| Error::internal(format!("output of `{id}` cannot be serialized: {e}")))
+            handler(provider, typed)
         });
         self.entries.push((capability, erased));
         self

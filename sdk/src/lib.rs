@@ -45,6 +45,7 @@
 
 #[doc(hidden)]
 pub mod __rt;
+pub mod alloc;
 mod capability;
 mod config;
 pub mod env;
@@ -58,6 +59,16 @@ pub use capability::{Capabilities, Capability, Health, ProviderInfo, Source};
 pub use config::{Config, SessionConfig};
 pub use error::Error;
 pub use serde_json::{json, Value};
+
+/// The guest's global allocator (see [`alloc`]); off with the default
+/// `allocator` feature, for a provider that brings its own.
+#[cfg(all(
+    feature = "allocator",
+    target_family = "wasm",
+    not(target_feature = "atomics")
+))]
+#[global_allocator]
+static ALLOCATOR: alloc::SizeClasses = alloc::SizeClasses::new();
 
 /// A capability provider: the one trait a plugin author implements.
 ///

@@ -24,10 +24,11 @@
 //! Retries follow the capability's `*.retry-strategy` hint: idempotent
 //! methods only (unless declared), on connection failures and 5xx.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 use std::time::Duration;
 use warden_sdk::http::{Request, Response};
@@ -39,7 +40,40 @@ const MAX_PLANS: usize = 1024;
 struct Http {
     /// Per capability id: its provider-meta text and the plan read from it,
     /// so a repeated call does not interpret the meta again.
-    plans: HashMap<String, (Box<str>, Rc<Plan>)>,
+    plans: HashMap<String, (Box<str>, Rc<Plan>), BuildHasherDefault<Fnv>>,
+}
+
+/// FNV-1a: the plan table's keys are capability ids from the host's
+/// configuration, short and not chosen by an attacker; SipHash's setup
+/// costs more than the lookup.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// `a == b`, eight bytes at a time (wasm's `memcmp` goes byte by byte).
+fn same_text(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut wa, mut wb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().unwrap_or_default());
+    (&mut wa).zip(&mut wb).all(|(x, y)| word(x) == word(y)) && wa.remainder() == wb.remainder()
 }
 
 #[derive(Deserialize)]
@@ -157,15 +191,13 @@ fn build_url(meta: &Map<String, Value>, input: &Value) -> Result<String, Error> 
     let base = meta_str(meta, "base-url")?
         .ok_or_else(|| Error::invalid_input("provider-meta `base-url` is required"))?;
     let path = render(meta_str(meta, "path")?.unwrap_or(""), input, true)?;
-    let mut url = format!(
-        "{}{}",
-        base.trim_end_matches('/'),
-        if path.is_empty() || path.starts_with('/') {
-            path
-        } else {
-            format!("/{path}")
-        }
-    );
+    let base = base.trim_end_matches('/');
+    let mut url = String::with_capacity(base.len() + path.len() + 1);
+    url.push_str(base);
+    if !path.is_empty() && !path.starts_with('/') {
+        url.push('/');
+    }
+    url.push_str(&path);
     let mut params: Vec<(String, String)> = Vec::new();
     match meta.get("query") {
         None | Some(Value::Null) => {}
@@ -243,26 +275,40 @@ fn body_for(
     }
 }
 
-/// The output: `{"status": .., "headers": {..}, "body": ..}`. A JSON body
-/// is passed through as written (checked, not rebuilt).
-#[derive(Serialize)]
-struct Output<'a> {
-    status: u16,
-    headers: std::collections::BTreeMap<String, &'a str>,
-    body: OutBody<'a>,
+/// Whether `text` contains `needle` (ASCII, any case).
+fn contains_ignore_case(text: &str, needle: &str) -> bool {
+    text.as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
-#[derive(Serialize)]
-#[serde(untagged)]
-enum OutBody<'a> {
-    Json(&'a RawValue),
-    Text(String),
-    Null,
+/// Appends `n` in decimal.
+fn push_u16(out: &mut Vec<u8>, n: u16) {
+    let mut digits = [0u8; 5];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
-/// The output of a response, serialized here, where the response still
-/// lives, and handed to the host as written.
-fn output(resp: &Response, wanted: &[String]) -> Result<Box<RawValue>, Error> {
+/// Appends `s` as a JSON string.
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// The output of a response: `{"status": .., "headers": {..}, "body": ..}`,
+/// written here, where the response still lives. A JSON body is passed
+/// through as written (checked, not rebuilt); another body becomes a string,
+/// an empty one null.
+fn output(resp: &Response, wanted: &[String]) -> String {
     let mut headers = std::collections::BTreeMap::new();
     for name in wanted {
         if let Some(v) = resp.header(name) {
@@ -271,22 +317,32 @@ fn output(resp: &Response, wanted: &[String]) -> Result<Box<RawValue>, Error> {
     }
     let is_json = resp
         .header("content-type")
-        .is_some_and(|c| c.contains("json"));
-    let json = || {
-        let text = std::str::from_utf8(&resp.body).ok()?;
-        serde_json::from_str::<&RawValue>(text).ok()
-    };
-    let body = match (is_json, resp.body.is_empty()) {
-        (true, _) => json().map_or_else(|| OutBody::Text(resp.text()), OutBody::Json),
-        (false, true) => OutBody::Null,
-        (false, false) => OutBody::Text(resp.text()),
-    };
-    serde_json::value::to_raw_value(&Output {
-        status: resp.status,
-        headers,
-        body,
-    })
-    .map_err(|e| Error::internal(e.to_string()))
+        .is_some_and(|c| contains_ignore_case(c, "json"));
+    let json = is_json
+        .then(|| std::str::from_utf8(&resp.body).ok())
+        .flatten()
+        .filter(|text| serde_json::from_str::<&RawValue>(text).is_ok());
+    let mut out = Vec::with_capacity(resp.body.len() + 48);
+    out.extend_from_slice(b"{\"status\":");
+    push_u16(&mut out, resp.status);
+    out.extend_from_slice(b",\"headers\":{");
+    for (i, (k, v)) in headers.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_json_str(&mut out, k);
+        out.push(b':');
+        push_json_str(&mut out, v);
+    }
+    out.extend_from_slice(b"},\"body\":");
+    match json {
+        Some(text) => out.extend_from_slice(text.as_bytes()),
+        None if resp.body.is_empty() && !is_json => out.extend_from_slice(b"null"),
+        None => push_json_str(&mut out, &resp.text()),
+    }
+    out.push(b'}');
+    // Only UTF-8 was written: JSON text, and a body that is valid UTF-8.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 fn resolve_location(current: &str, location: &str) -> String {
@@ -398,7 +454,7 @@ impl Http {
     fn plan(&mut self, target: &Target) -> Result<Rc<Plan>, Error> {
         let text = target.meta.get();
         if let Some((seen, plan)) = self.plans.get(&target.id) {
-            if **seen == *text {
+            if same_text(seen, text) {
                 return Ok(plan.clone());
             }
         }
@@ -414,7 +470,7 @@ impl Http {
     }
 }
 
-fn invoke(plan: &Plan, inv: Invoke) -> Result<Box<RawValue>, Error> {
+fn invoke(plan: &Plan, inv: Invoke) -> Result<String, Error> {
     let meta = &plan.meta;
     let input = &inv.input;
     let method = &plan.method;
@@ -506,7 +562,7 @@ fn invoke(plan: &Plan, inv: Invoke) -> Result<Box<RawValue>, Error> {
                 inv.capability.id, resp.status
             )));
         }
-        return output(&resp, wanted);
+        return Ok(output(&resp, wanted));
     }
 }
 
@@ -520,7 +576,7 @@ impl Provider for Http {
     }
 
     fn capabilities(caps: &mut Capabilities<Self>) {
-        caps.add(
+        caps.add_raw(
             Capability::new("http.invoke", "Serve an :Http capability")
                 .describe("Runs a declared :Http capability (the host routes them here)")
                 .input("[:map [:capability [:map [:id :string] [:provider-meta [:map [:base-url :string]]]]] [:input :any]]")
@@ -532,7 +588,7 @@ impl Provider for Http {
                 invoke(&plan, i)
             },
         )
-        .add(
+        .add_raw(
             Capability::new("http.request", "HTTP request")
                 .describe("Sends one HTTP request to a granted destination and returns status, headers and body")
                 .input("[:map [:url :string] [:method :string?] [:headers {:optional true} [:map]] [:body :any?] [:timeout-ms :int?]]")
@@ -553,14 +609,14 @@ impl Provider for Http {
                 }
                 let resp = req.send()?;
                 let all: Vec<String> = resp.headers.iter().map(|(k, _)| k.clone()).collect();
-                output(&resp, &all)
+                Ok(output(&resp, &all))
             },
         );
     }
 
     fn init(_config: Config) -> Result<Self, Error> {
         Ok(Http {
-            plans: HashMap::new(),
+            plans: HashMap::default(),
         })
     }
 }
@@ -570,6 +626,53 @@ warden_sdk::export!(Http);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outputs() {
+        let resp = |ctype: &str, body: &[u8]| Response {
+            status: 201,
+            headers: vec![
+                ("Content-Type".into(), ctype.into()),
+                ("x-q".into(), "a\"b\\c\u{1}".into()),
+            ],
+            body: body.to_vec(),
+        };
+        let parse = |s: String| serde_json::from_str::<Value>(&s).unwrap();
+        let wanted = ["X-Q".to_string(), "missing".to_string()];
+        assert_eq!(
+            parse(output(
+                &resp("Application/JSON; charset=utf-8", b" {\"ok\": [1]} "),
+                &wanted
+            )),
+            json!({"status": 201, "headers": {"x-q": "a\"b\\c\u{1}"}, "body": {"ok": [1]}})
+        );
+        // Not JSON after all, not JSON, empty, not UTF-8.
+        assert_eq!(
+            parse(output(&resp("application/json", b"{\"a\":1} x"), &[]))["body"],
+            "{\"a\":1} x"
+        );
+        assert_eq!(
+            parse(output(&resp("text/plain", b"hi \"there\""), &[]))["body"],
+            "hi \"there\""
+        );
+        assert_eq!(
+            parse(output(&resp("text/plain", b""), &[]))["body"],
+            Value::Null
+        );
+        assert_eq!(
+            parse(output(&resp("application/json", b""), &[]))["body"],
+            ""
+        );
+        assert_eq!(
+            parse(output(&resp("text/plain", b"a\xffb"), &[]))["body"],
+            "a\u{fffd}b"
+        );
+        let mut r = resp("x", b"");
+        for status in [0, 7, 200, 65535] {
+            r.status = status;
+            assert_eq!(parse(output(&r, &[]))["status"], status);
+        }
+    }
 
     #[test]
     fn templates_and_urls() {
@@ -584,6 +687,21 @@ mod tests {
             "Bearer {{secret:T}} a b"
         );
         assert!(render("{missing}", &input, false).is_err());
+        for (a, b) in [
+            ("", ""),
+            ("abc", "abc"),
+            ("0123456789abcdefXY", "0123456789abcdefXY"),
+        ] {
+            assert!(same_text(a, b));
+        }
+        for (a, b) in [
+            ("a", ""),
+            ("abc", "abd"),
+            ("0123456789abcdefXY", "0123456789abcdefXZ"),
+            ("01234567", "01234568"),
+        ] {
+            assert!(!same_text(a, b));
+        }
         assert_eq!(resolve_location("http://h:1/a/b?x", "/c"), "http://h:1/c");
         assert_eq!(
             resolve_location("http://h:1/a/b", "http://o:2/"),
