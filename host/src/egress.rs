@@ -339,6 +339,17 @@ pub(crate) struct Timeouts {
     pub(crate) first_byte: Option<Duration>,
 }
 
+/// `scheme://host:port`, as audit records and errors name a destination.
+fn destination_text(scheme: &str, host: &str, port: u16) -> String {
+    let mut out = String::with_capacity(scheme.len() + host.len() + 9);
+    out.push_str(scheme);
+    out.push_str("://");
+    out.push_str(host);
+    out.push(':');
+    out.push_str(itoa::Buffer::new().format(port));
+    out
+}
+
 type Dispatch = Pin<Box<dyn Future<Output = Result<http::Response<WasiBody>, Failure>> + Send>>;
 
 impl EgressHooks {
@@ -374,7 +385,7 @@ impl EgressHooks {
             auditor: self.auditor.clone(),
             plugin: self.egress.plugin.clone(),
             method: head.method.clone(),
-            destination: format!("{scheme}://{host}:{port}"),
+            destination: destination_text(&scheme, &host, port),
             started: Instant::now(),
         };
         let deny = |attempt: Attempt, reason: String| -> Dispatch {

@@ -144,11 +144,12 @@ impl Governance {
 
     /// A new call id, unique across hosts and restarts.
     pub(crate) fn call_id(&self) -> String {
-        format!(
-            "{}-{}",
-            self.call_prefix,
-            self.next_call.fetch_add(1, Ordering::Relaxed)
-        )
+        let n = self.next_call.fetch_add(1, Ordering::Relaxed);
+        let mut id = String::with_capacity(self.call_prefix.len() + 21);
+        id.push_str(&self.call_prefix);
+        id.push('-');
+        id.push_str(itoa::Buffer::new().format(n));
+        id
     }
 
     /// The component digest a plugin must have, if pinned.

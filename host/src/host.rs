@@ -478,11 +478,13 @@ impl Host {
             }
             (None, Route::Direct) => plugin.call(id, &input, call_id).await?,
             (Some(entry), _) => {
-                let request = format!(
-                    r#"{{"capability":{},"input":{}}}"#,
-                    info.served_as,
-                    serde_json::Value::to_string(&input)
-                );
+                let input = input.to_string();
+                let mut request = String::with_capacity(info.served_as.len() + input.len() + 26);
+                request.push_str(r#"{"capability":"#);
+                request.push_str(&info.served_as);
+                request.push_str(r#","input":"#);
+                request.push_str(&input);
+                request.push('}');
                 plugin
                     .call_text(&entry, &request, call_id)
                     .await

@@ -309,6 +309,22 @@ impl ResponseBody {
     }
 }
 
+/// `headers` as `name: value` lines, each ended by CR LF (hyper has checked
+/// that no name holds `:` and no value CR or LF).
+fn field_lines(headers: &http::HeaderMap) -> String {
+    let mut out = String::with_capacity(headers.len() * 40);
+    for (k, v) in headers {
+        out.push_str(k.as_str());
+        out.push_str(": ");
+        match v.to_str() {
+            Ok(text) => out.push_str(text),
+            Err(_) => out.push_str(&String::from_utf8_lossy(v.as_bytes())),
+        }
+        out.push_str("\r\n");
+    }
+    out
+}
+
 impl http_client::Host for State {
     async fn send(
         &mut self,
@@ -336,16 +352,7 @@ impl http_client::Host for State {
             Err(f) => return Ok(Err(failure_error(&url, f))),
         };
         let (parts, body) = response.into_parts();
-        let headers = parts
-            .headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        let headers = field_lines(&parts.headers);
         let mut body = ResponseBody {
             body,
             wait: wait.map_or(limit, |w| w.min(limit)),

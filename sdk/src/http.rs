@@ -213,7 +213,7 @@ impl Request {
         };
         Ok(StreamingResponse {
             status: response.status,
-            headers: response.headers,
+            headers: parse_fields(&response.headers),
             body,
         })
     }
@@ -380,6 +380,41 @@ fn map_code(url: &str, code: ErrorCode) -> Error {
     }
 }
 
+/// The host's `name: value` lines (each ended by CR LF) as pairs. One pass
+/// over the bytes: short lines make `str` searching cost more than it saves.
+fn parse_fields(lines: &str) -> Vec<(String, String)> {
+    let bytes = lines.as_bytes();
+    let mut fields = Vec::with_capacity(8);
+    let mut start = 0;
+    while start < bytes.len() {
+        let mut colon = None;
+        let mut end = start;
+        while end < bytes.len() && bytes[end] != b'\n' {
+            if colon.is_none() && bytes[end] == b':' {
+                colon = Some(end);
+            }
+            end += 1;
+        }
+        let next = end + 1;
+        if end > start && bytes[end - 1] == b'\r' {
+            end -= 1;
+        }
+        if let Some(colon) = colon.filter(|&c| c < end) {
+            let mut value = colon + 1;
+            if value < end && bytes[value] == b' ' {
+                value += 1;
+            }
+            // Every index is at an ASCII byte, so a char boundary.
+            fields.push((
+                lines[start..colon].to_string(),
+                lines[value..end].to_string(),
+            ));
+        }
+        start = next;
+    }
+    fields
+}
+
 /// Splits an absolute URL into scheme, authority and path-with-query.
 fn split_url(url: &str) -> Result<(String, String, String), Error> {
     let (scheme, rest) = url
@@ -394,4 +429,31 @@ fn split_url(url: &str) -> Result<(String, String, String), Error> {
         return Err(Error::invalid_input(format!("{url}: no host")));
     }
     Ok((scheme.to_ascii_lowercase(), authority.to_string(), path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_lines() {
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(parse_fields(""), pairs(&[]));
+        assert_eq!(parse_fields("\r\n\n:\r\nno colon\r\n"), pairs(&[("", "")]));
+        assert_eq!(parse_fields("a:b"), pairs(&[("a", "b")]));
+        assert_eq!(parse_fields("é: ü\r\n"), pairs(&[("é", "ü")]));
+        assert_eq!(
+            parse_fields("content-type: a/b\r\nx-a: b: c\r\nempty: \r\nx-a: 2\r\n"),
+            pairs(&[
+                ("content-type", "a/b"),
+                ("x-a", "b: c"),
+                ("empty", ""),
+                ("x-a", "2")
+            ])
+        );
+    }
 }

@@ -187,91 +187,155 @@ fn render(template: &str, input: &Value, encode: bool) -> Result<String, Error> 
     Ok(out)
 }
 
-fn build_url(meta: &Map<String, Value>, input: &Value) -> Result<String, Error> {
-    let base = meta_str(meta, "base-url")?
-        .ok_or_else(|| Error::invalid_input("provider-meta `base-url` is required"))?;
-    let path = render(meta_str(meta, "path")?.unwrap_or(""), input, true)?;
-    let base = base.trim_end_matches('/');
-    let mut url = String::with_capacity(base.len() + path.len() + 1);
-    url.push_str(base);
-    if !path.is_empty() && !path.starts_with('/') {
-        url.push('/');
+/// Query parameters from the input.
+enum Query {
+    /// `["page", "q"]`: these input fields, when present (a list repeats).
+    Fields(Vec<String>),
+    /// `{"param": "{field}"}`: each parameter from a template.
+    Templates(Vec<(String, String)>),
+}
+
+/// The request body.
+enum BodySpec {
+    None,
+    /// The whole input as JSON.
+    Input,
+    /// An object of these input fields.
+    Fields(Vec<String>),
+}
+
+/// How the URL is built: `base` (no trailing `/`) + the `path` template +
+/// the query.
+struct UrlPlan {
+    base: String,
+    path: String,
+    query: Option<Query>,
+}
+
+impl UrlPlan {
+    fn new(meta: &Map<String, Value>) -> Result<UrlPlan, Error> {
+        let base = meta_str(meta, "base-url")?
+            .ok_or_else(|| Error::invalid_input("provider-meta `base-url` is required"))?;
+        let path = meta_str(meta, "path")?.unwrap_or("").to_string();
+        let query = match meta.get("query") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(fields)) => Some(Query::Fields(
+                fields
+                    .iter()
+                    .map(|f| {
+                        f.as_str().map(str::to_string).ok_or_else(|| {
+                            Error::invalid_input("provider-meta `query` lists field names")
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            )),
+            Some(Value::Object(map)) => Some(Query::Templates(
+                map.iter()
+                    .map(|(param, template)| {
+                        let t = template.as_str().ok_or_else(|| {
+                            Error::invalid_input("provider-meta `query` values are templates")
+                        })?;
+                        Ok((param.clone(), t.to_string()))
+                    })
+                    .collect::<Result<_, Error>>()?,
+            )),
+            Some(other) => {
+                return Err(Error::invalid_input(format!(
+                    "provider-meta `query` must be a list or a map, got {other}"
+                )))
+            }
+        };
+        Ok(UrlPlan {
+            base: base.trim_end_matches('/').to_string(),
+            path,
+            query,
+        })
     }
-    url.push_str(&path);
-    let mut params: Vec<(String, String)> = Vec::new();
-    match meta.get("query") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(fields)) => {
-            for f in fields {
-                let name = f.as_str().ok_or_else(|| {
-                    Error::invalid_input("provider-meta `query` lists field names")
-                })?;
-                if let Some(v) = input.get(name).filter(|v| !v.is_null()) {
-                    match v {
-                        Value::Array(items) => {
-                            params.extend(items.iter().map(|i| (name.to_string(), scalar_text(i))))
+
+    /// The URL for `input`.
+    fn build(&self, input: &Value) -> Result<String, Error> {
+        let path = render(&self.path, input, true)?;
+        let mut url = String::with_capacity(self.base.len() + path.len() + 1);
+        url.push_str(&self.base);
+        if !path.is_empty() && !path.starts_with('/') {
+            url.push('/');
+        }
+        url.push_str(&path);
+        let mut params: Vec<(&str, String)> = Vec::new();
+        match &self.query {
+            None => {}
+            Some(Query::Fields(fields)) => {
+                for name in fields {
+                    match input.get(name) {
+                        None | Some(Value::Null) => {}
+                        Some(Value::Array(items)) => {
+                            params.extend(items.iter().map(|i| (name.as_str(), scalar_text(i))))
                         }
-                        other => params.push((name.to_string(), scalar_text(other))),
+                        Some(other) => params.push((name, scalar_text(other))),
                     }
                 }
             }
-        }
-        Some(Value::Object(map)) => {
-            for (param, template) in map {
-                let t = template.as_str().ok_or_else(|| {
-                    Error::invalid_input("provider-meta `query` values are templates")
-                })?;
-                params.push((param.clone(), render(t, input, false)?));
-            }
-        }
-        Some(other) => {
-            return Err(Error::invalid_input(format!(
-                "provider-meta `query` must be a list or a map, got {other}"
-            )))
-        }
-    }
-    if !params.is_empty() {
-        url.push(if url.contains('?') { '&' } else { '?' });
-        url.push_str(
-            &params
-                .iter()
-                .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
-                .collect::<Vec<_>>()
-                .join("&"),
-        );
-    }
-    Ok(url)
-}
-
-fn body_for(
-    meta: &Map<String, Value>,
-    method: &str,
-    input: &Value,
-) -> Result<Option<Value>, Error> {
-    let default = if matches!(method, "POST" | "PUT" | "PATCH") {
-        "input"
-    } else {
-        "none"
-    };
-    match meta.get("body") {
-        None | Some(Value::Null) => Ok((default == "input").then(|| input.clone())),
-        Some(Value::String(s)) if s == "input" => Ok(Some(input.clone())),
-        Some(Value::String(s)) if s == "none" => Ok(None),
-        Some(Value::Array(fields)) => {
-            let mut obj = Map::new();
-            for f in fields {
-                let name = f.as_str().ok_or_else(|| {
-                    Error::invalid_input("provider-meta `body` lists field names")
-                })?;
-                if let Some(v) = input.get(name) {
-                    obj.insert(name.to_string(), v.clone());
+            Some(Query::Templates(templates)) => {
+                for (param, template) in templates {
+                    params.push((param, render(template, input, false)?));
                 }
             }
-            Ok(Some(Value::Object(obj)))
         }
-        Some(other) => Err(Error::invalid_input(format!(
-            "provider-meta `body` must be \"input\", \"none\" or a list of fields, got {other}"
-        ))),
+        for (i, (k, v)) in params.iter().enumerate() {
+            url.push(match i {
+                0 if url.contains('?') => '&',
+                0 => '?',
+                _ => '&',
+            });
+            url.push_str(&percent_encode(k));
+            url.push('=');
+            url.push_str(&percent_encode(v));
+        }
+        Ok(url)
+    }
+}
+
+impl BodySpec {
+    fn new(meta: &Map<String, Value>, method: &str) -> Result<BodySpec, Error> {
+        Ok(match meta.get("body") {
+            None | Some(Value::Null) if matches!(method, "POST" | "PUT" | "PATCH") => {
+                BodySpec::Input
+            }
+            None | Some(Value::Null) => BodySpec::None,
+            Some(Value::String(s)) if s == "input" => BodySpec::Input,
+            Some(Value::String(s)) if s == "none" => BodySpec::None,
+            Some(Value::Array(fields)) => BodySpec::Fields(
+                fields
+                    .iter()
+                    .map(|f| {
+                        f.as_str().map(str::to_string).ok_or_else(|| {
+                            Error::invalid_input("provider-meta `body` lists field names")
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            Some(other) => {
+                return Err(Error::invalid_input(format!(
+                "provider-meta `body` must be \"input\", \"none\" or a list of fields, got {other}"
+            )))
+            }
+        })
+    }
+
+    /// The body for `input`, as JSON.
+    fn build(&self, input: &Value) -> Result<Option<Vec<u8>>, Error> {
+        let bytes = match self {
+            BodySpec::None => return Ok(None),
+            BodySpec::Input => serde_json::to_vec(input),
+            BodySpec::Fields(fields) => {
+                let obj: Map<String, Value> = fields
+                    .iter()
+                    .filter_map(|name| Some((name.clone(), input.get(name)?.clone())))
+                    .collect();
+                serde_json::to_vec(&obj)
+            }
+        };
+        bytes.map(Some).map_err(|e| Error::internal(e.to_string()))
     }
 }
 
@@ -361,7 +425,8 @@ fn resolve_location(current: &str, location: &str) -> String {
 
 /// How to serve one capability, read once from its provider-meta.
 struct Plan {
-    meta: Map<String, Value>,
+    url: UrlPlan,
+    body: BodySpec,
     method: String,
     headers: Vec<(String, String)>,
     timeout: Option<Duration>,
@@ -376,8 +441,8 @@ impl Plan {
         let method = meta_str(&meta, "method")?
             .unwrap_or("GET")
             .to_ascii_uppercase();
-        meta_str(&meta, "base-url")?
-            .ok_or_else(|| Error::invalid_input("provider-meta `base-url` is required"))?;
+        let url = UrlPlan::new(&meta)?;
+        let body = BodySpec::new(&meta, &method)?;
         let mut headers: Vec<(String, String)> = Vec::new();
         if let Some(Value::Object(h)) = meta.get("headers") {
             for (k, v) in h {
@@ -437,7 +502,8 @@ impl Plan {
         let follow = meta_bool(&meta, "follow-redirects", true)?
             && matches!(method.as_str(), "GET" | "HEAD");
         Ok(Plan {
-            meta,
+            url,
+            body,
             method,
             headers,
             timeout,
@@ -471,11 +537,10 @@ impl Http {
 }
 
 fn invoke(plan: &Plan, inv: Invoke) -> Result<String, Error> {
-    let meta = &plan.meta;
     let input = &inv.input;
     let method = &plan.method;
-    let mut url = build_url(meta, input)?;
-    let body = body_for(meta, method, input)?;
+    let mut url = plan.url.build(input)?;
+    let body_bytes = plan.body.build(input)?;
     let mut headers: Vec<(String, String)> = Vec::with_capacity(plan.headers.len());
     for (k, t) in &plan.headers {
         headers.push((k.clone(), render(t, input, false)?));
@@ -485,10 +550,6 @@ fn invoke(plan: &Plan, inv: Invoke) -> Result<String, Error> {
     let wanted = &plan.wanted;
     let retry = inv.capability.retry.filter(|_| plan.may_retry);
     let follow = plan.follow;
-    let body_bytes = match &body {
-        Some(b) => Some(serde_json::to_vec(b).map_err(|e| Error::internal(e.to_string()))?),
-        None => None,
-    };
 
     let send = |url: &str| -> Result<Response, Error> {
         let mut req = Request::new(method.clone(), url);
@@ -679,9 +740,51 @@ mod tests {
         let input = json!({"user": "a b", "page": 2, "tags": ["x", "y"], "q": null});
         let meta = json!({"base-url": "http://h/api/", "path": "/users/{user}/repos", "query": ["page", "tags", "q"]});
         assert_eq!(
-            build_url(meta.as_object().unwrap(), &input).unwrap(),
+            UrlPlan::new(meta.as_object().unwrap())
+                .unwrap()
+                .build(&input)
+                .unwrap(),
             "http://h/api/users/a%20b/repos?page=2&tags=x&tags=y"
         );
+        let url = |meta: Value| {
+            UrlPlan::new(meta.as_object().unwrap())
+                .and_then(|p| p.build(&input))
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            url(json!({"base-url": "http://h", "path": "p?x=1", "query": {"u": "{user}/{page}"}})),
+            Ok("http://h/p?x=1&u=a%20b%2F2".to_string())
+        );
+        assert_eq!(
+            url(json!({"base-url": "http://h/"})),
+            Ok("http://h".to_string())
+        );
+        assert!(url(json!({"path": "/p"})).unwrap_err().contains("base-url"));
+        assert!(url(json!({"base-url": "http://h", "query": 3}))
+            .unwrap_err()
+            .contains("query"));
+        assert!(url(json!({"base-url": "http://h", "path": "/{nope}"}))
+            .unwrap_err()
+            .contains("nope"));
+
+        let body = |meta: Value, method: &str| {
+            BodySpec::new(meta.as_object().unwrap(), method)
+                .and_then(|b| b.build(&input))
+                .map(|b| b.map(|b| String::from_utf8(b).unwrap()))
+        };
+        assert_eq!(body(json!({}), "GET").unwrap(), None);
+        assert_eq!(
+            body(json!({}), "POST").unwrap().as_deref(),
+            Some(r#"{"page":2,"q":null,"tags":["x","y"],"user":"a b"}"#)
+        );
+        assert_eq!(body(json!({"body": "none"}), "PUT").unwrap(), None);
+        assert_eq!(
+            body(json!({"body": ["user", "q", "absent"]}), "GET")
+                .unwrap()
+                .as_deref(),
+            Some(r#"{"q":null,"user":"a b"}"#)
+        );
+        assert!(body(json!({"body": 1}), "GET").is_err());
         assert_eq!(
             render("Bearer {{secret:T}} {user}", &input, false).unwrap(),
             "Bearer {{secret:T}} a b"
