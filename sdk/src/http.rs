@@ -32,24 +32,112 @@ pub struct Request {
 pub struct Response {
     /// HTTP status code.
     pub status: u16,
-    /// Response headers, names in lower case, in the order received.
-    pub headers: Vec<(String, String)>,
+    /// Response headers.
+    pub headers: Headers,
     /// The whole response body.
     pub body: Vec<u8>,
 }
 
-/// The first header named `name` (case-insensitive) in `headers`.
-fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+/// Response header fields: names in lower case, in the order received. Kept
+/// as the host sent them (`name: value` lines) and read in place, without a
+/// string per name and value.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    /// `name: value` lines, each ended by CR LF.
+    lines: String,
+}
+
+impl Headers {
+    /// Fields from `(name, value)` pairs; names are lower-cased, and CR and
+    /// LF in a value become spaces.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut lines = String::new();
+        for (name, value) in pairs {
+            let clean = |c: char| {
+                if c == '\r' || c == '\n' || c == ':' {
+                    ' '
+                } else {
+                    c
+                }
+            };
+            lines.extend(name.chars().map(|c| clean(c).to_ascii_lowercase()));
+            lines.push_str(": ");
+            lines.extend(value.chars().map(|c| if c == ':' { c } else { clean(c) }));
+            lines.push_str("\r\n");
+        }
+        Headers { lines }
+    }
+
+    /// The value of the first field named `name` (case-insensitive), if any.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// Every field, as `(name, value)`, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        FieldLines {
+            lines: &self.lines,
+            at: 0,
+        }
+    }
+
+    /// Whether there are no fields.
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+}
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// The fields of `name: value` lines (each ended by CR LF), in one pass
+/// over the bytes: short lines make `str` searching cost more than it saves.
+struct FieldLines<'a> {
+    lines: &'a str,
+    at: usize,
+}
+
+impl<'a> Iterator for FieldLines<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let bytes = self.lines.as_bytes();
+        while self.at < bytes.len() {
+            let start = self.at;
+            let mut colon = None;
+            let mut end = start;
+            while end < bytes.len() && bytes[end] != b'\n' {
+                if colon.is_none() && bytes[end] == b':' {
+                    colon = Some(end);
+                }
+                end += 1;
+            }
+            self.at = end + 1;
+            if end > start && bytes[end - 1] == b'\r' {
+                end -= 1;
+            }
+            if let Some(colon) = colon.filter(|&c| c < end) {
+                let mut value = colon + 1;
+                if value < end && bytes[value] == b' ' {
+                    value += 1;
+                }
+                // Every index is at an ASCII byte, so a char boundary.
+                return Some((&self.lines[start..colon], &self.lines[value..end]));
+            }
+        }
+        None
+    }
 }
 
 impl Response {
     /// The first header named `name` (case-insensitive), if any.
     pub fn header(&self, name: &str) -> Option<&str> {
-        find_header(&self.headers, name)
+        self.headers.get(name)
     }
     /// The body as UTF-8 text (invalid sequences replaced).
     pub fn text(&self) -> String {
@@ -67,8 +155,8 @@ impl Response {
 pub struct StreamingResponse {
     /// HTTP status code.
     pub status: u16,
-    /// Response headers, names in lower case, in the order received.
-    pub headers: Vec<(String, String)>,
+    /// Response headers.
+    pub headers: Headers,
     body: BodyState,
 }
 
@@ -84,7 +172,7 @@ enum BodyState {
 impl StreamingResponse {
     /// The first header named `name` (case-insensitive), if any.
     pub fn header(&self, name: &str) -> Option<&str> {
-        find_header(&self.headers, name)
+        self.headers.get(name)
     }
 
     /// The next chunk of the body, or `None` at its end.
@@ -213,7 +301,9 @@ impl Request {
         };
         Ok(StreamingResponse {
             status: response.status,
-            headers: parse_fields(&response.headers),
+            headers: Headers {
+                lines: response.headers,
+            },
             body,
         })
     }
@@ -318,17 +408,17 @@ impl Request {
             return Err(e);
         }
         let status = response.status();
-        let headers = response
-            .headers()
-            .entries()
-            .into_iter()
-            .map(|(k, v)| {
-                (
-                    k.to_ascii_lowercase(),
-                    String::from_utf8_lossy(&v).into_owned(),
-                )
-            })
+        let entries = response.headers().entries();
+        let values: Vec<std::borrow::Cow<str>> = entries
+            .iter()
+            .map(|(_, v)| String::from_utf8_lossy(v))
             .collect();
+        let headers = Headers::from_pairs(
+            entries
+                .iter()
+                .zip(&values)
+                .map(|((k, _), v)| (k.as_str(), v.as_ref())),
+        );
         let body = response
             .consume()
             .map_err(|_| Error::internal("response body taken twice"))?;
@@ -380,41 +470,6 @@ fn map_code(url: &str, code: ErrorCode) -> Error {
     }
 }
 
-/// The host's `name: value` lines (each ended by CR LF) as pairs. One pass
-/// over the bytes: short lines make `str` searching cost more than it saves.
-fn parse_fields(lines: &str) -> Vec<(String, String)> {
-    let bytes = lines.as_bytes();
-    let mut fields = Vec::with_capacity(8);
-    let mut start = 0;
-    while start < bytes.len() {
-        let mut colon = None;
-        let mut end = start;
-        while end < bytes.len() && bytes[end] != b'\n' {
-            if colon.is_none() && bytes[end] == b':' {
-                colon = Some(end);
-            }
-            end += 1;
-        }
-        let next = end + 1;
-        if end > start && bytes[end - 1] == b'\r' {
-            end -= 1;
-        }
-        if let Some(colon) = colon.filter(|&c| c < end) {
-            let mut value = colon + 1;
-            if value < end && bytes[value] == b' ' {
-                value += 1;
-            }
-            // Every index is at an ASCII byte, so a char boundary.
-            fields.push((
-                lines[start..colon].to_string(),
-                lines[value..end].to_string(),
-            ));
-        }
-        start = next;
-    }
-    fields
-}
-
 /// Splits an absolute URL into scheme, authority and path-with-query.
 fn split_url(url: &str) -> Result<(String, String, String), Error> {
     let (scheme, rest) = url
@@ -437,23 +492,47 @@ mod tests {
 
     #[test]
     fn field_lines() {
+        let fields = |lines: &str| -> Vec<(String, String)> {
+            Headers {
+                lines: lines.to_string(),
+            }
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+        };
         let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
             v.iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect()
         };
-        assert_eq!(parse_fields(""), pairs(&[]));
-        assert_eq!(parse_fields("\r\n\n:\r\nno colon\r\n"), pairs(&[("", "")]));
-        assert_eq!(parse_fields("a:b"), pairs(&[("a", "b")]));
-        assert_eq!(parse_fields("é: ü\r\n"), pairs(&[("é", "ü")]));
+        assert_eq!(fields(""), pairs(&[]));
+        assert_eq!(fields("\r\n\n:\r\nno colon\r\n"), pairs(&[("", "")]));
+        assert_eq!(fields("a:b"), pairs(&[("a", "b")]));
+        assert_eq!(fields("é: ü\r\n"), pairs(&[("é", "ü")]));
+        let lines = "content-type: a/b\r\nx-a: b: c\r\nempty: \r\nx-a: 2\r\n";
         assert_eq!(
-            parse_fields("content-type: a/b\r\nx-a: b: c\r\nempty: \r\nx-a: 2\r\n"),
+            fields(lines),
             pairs(&[
                 ("content-type", "a/b"),
                 ("x-a", "b: c"),
                 ("empty", ""),
                 ("x-a", "2")
             ])
+        );
+        let h = Headers {
+            lines: lines.to_string(),
+        };
+        assert_eq!(h.get("X-A"), Some("b: c"));
+        assert_eq!(h.get("missing"), None);
+        assert!(!h.is_empty() && Headers::default().is_empty());
+        let built = Headers::from_pairs([("X-A", "b: c"), ("Bad:\r\nName", "v\r\nw")]);
+        assert_eq!(
+            built.iter().collect::<Vec<_>>(),
+            vec![("x-a", "b: c"), ("bad   name", "v  w")]
+        );
+        assert_eq!(
+            format!("{built:?}"),
+            r#"[("x-a", "b: c"), ("bad   name", "v  w")]"#
         );
     }
 }

@@ -669,7 +669,7 @@ impl Provider for Http {
                     req = req.timeout(Duration::from_millis(t));
                 }
                 let resp = req.send()?;
-                let all: Vec<String> = resp.headers.iter().map(|(k, _)| k.clone()).collect();
+                let all: Vec<String> = resp.headers.iter().map(|(k, _)| k.to_string()).collect();
                 Ok(output(&resp, &all))
             },
         );
@@ -692,10 +692,10 @@ mod tests {
     fn outputs() {
         let resp = |ctype: &str, body: &[u8]| Response {
             status: 201,
-            headers: vec![
-                ("Content-Type".into(), ctype.into()),
-                ("x-q".into(), "a\"b\\c\u{1}".into()),
-            ],
+            headers: warden_sdk::http::Headers::from_pairs([
+                ("Content-Type", ctype),
+                ("x-q", "a\"b\\c\u{1}"),
+            ]),
             body: body.to_vec(),
         };
         let parse = |s: String| serde_json::from_str::<Value>(&s).unwrap();
