@@ -101,6 +101,19 @@ unsafe impl GlobalAlloc for SizeClasses {
     }
 
     #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if class(layout).is_none() {
+            // The standard allocator knows when fresh memory is zero already.
+            return System.alloc_zeroed(layout);
+        }
+        let p = self.alloc(layout);
+        if !p.is_null() {
+            ptr::write_bytes(p, 0, layout.size());
+        }
+        p
+    }
+
+    #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         let Some(c) = class(layout) else {
             return System.dealloc(ptr, layout);
@@ -178,8 +191,14 @@ mod tests {
 
             // Zeroed memory from a reused block is zeroed.
             let z = a.alloc_zeroed(layout(40, 8));
+            assert_eq!(z, s);
             assert!(std::slice::from_raw_parts(z, 40).iter().all(|&b| b == 0));
             a.dealloc(z, layout(40, 8));
+            let big = a.alloc_zeroed(layout(MAX_SIZE * 2, 8));
+            assert!(std::slice::from_raw_parts(big, MAX_SIZE * 2)
+                .iter()
+                .all(|&b| b == 0));
+            a.dealloc(big, layout(MAX_SIZE * 2, 8));
 
             // More frees than KEEP: the rest go back, the list stays capped.
             let blocks: Vec<*mut u8> = (0..KEEP + 10).map(|_| a.alloc(layout(100, 1))).collect();
