@@ -187,6 +187,18 @@ fn render(template: &str, input: &Value, encode: bool) -> Result<String, Error> 
     Ok(out)
 }
 
+/// The input field names listed by provider-meta `key`.
+fn field_names(fields: &[Value], key: &str) -> Result<Vec<String>, Error> {
+    fields
+        .iter()
+        .map(|f| {
+            f.as_str().map(str::to_string).ok_or_else(|| {
+                Error::invalid_input(format!("provider-meta `{key}` lists field names"))
+            })
+        })
+        .collect()
+}
+
 /// Query parameters from the input.
 enum Query {
     /// `["page", "q"]`: these input fields, when present (a list repeats).
@@ -219,16 +231,7 @@ impl UrlPlan {
         let path = meta_str(meta, "path")?.unwrap_or("").to_string();
         let query = match meta.get("query") {
             None | Some(Value::Null) => None,
-            Some(Value::Array(fields)) => Some(Query::Fields(
-                fields
-                    .iter()
-                    .map(|f| {
-                        f.as_str().map(str::to_string).ok_or_else(|| {
-                            Error::invalid_input("provider-meta `query` lists field names")
-                        })
-                    })
-                    .collect::<Result<_, _>>()?,
-            )),
+            Some(Value::Array(fields)) => Some(Query::Fields(field_names(fields, "query")?)),
             Some(Value::Object(map)) => Some(Query::Templates(
                 map.iter()
                     .map(|(param, template)| {
@@ -304,16 +307,7 @@ impl BodySpec {
             None | Some(Value::Null) => BodySpec::None,
             Some(Value::String(s)) if s == "input" => BodySpec::Input,
             Some(Value::String(s)) if s == "none" => BodySpec::None,
-            Some(Value::Array(fields)) => BodySpec::Fields(
-                fields
-                    .iter()
-                    .map(|f| {
-                        f.as_str().map(str::to_string).ok_or_else(|| {
-                            Error::invalid_input("provider-meta `body` lists field names")
-                        })
-                    })
-                    .collect::<Result<_, _>>()?,
-            ),
+            Some(Value::Array(fields)) => BodySpec::Fields(field_names(fields, "body")?),
             Some(other) => {
                 return Err(Error::invalid_input(format!(
                 "provider-meta `body` must be \"input\", \"none\" or a list of fields, got {other}"
