@@ -12,7 +12,8 @@
 //!
 //! Installed as the global allocator on single-threaded wasm when the
 //! `allocator` feature is on (the default). A provider that brings its own
-//! `#[global_allocator]` turns the feature off.
+//! `#[global_allocator]` turns the feature off. Private to the crate: the
+//! lists are not synchronised, which is sound only where there is one thread.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
@@ -24,12 +25,12 @@ const MIN_SHIFT: u32 = 4;
 /// Number of size classes: 16, 32, .. 1024 bytes.
 const CLASSES: usize = 7;
 /// Largest size served from the lists.
-pub(crate) const MAX_SIZE: usize = 1 << (MIN_SHIFT as usize + CLASSES - 1);
+const MAX_SIZE: usize = 1 << (MIN_SHIFT as usize + CLASSES - 1);
 /// Largest alignment served from the lists (what the standard allocator
 /// gives every block it hands out for them).
 const ALIGN: usize = 8;
 /// Most free blocks kept per class.
-pub(crate) const KEEP: u32 = 64;
+const KEEP: u32 = 64;
 
 struct Free {
     next: *mut Free,

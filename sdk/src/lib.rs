@@ -45,7 +45,16 @@
 
 #[doc(hidden)]
 pub mod __rt;
-pub mod alloc;
+// Not public: its `Sync` holds only on single-threaded wasm.
+#[cfg_attr(
+    not(all(
+        feature = "allocator",
+        target_family = "wasm",
+        not(target_feature = "atomics")
+    )),
+    allow(dead_code)
+)]
+mod alloc;
 mod capability;
 mod config;
 pub mod env;
@@ -60,8 +69,9 @@ pub use config::{Config, SessionConfig};
 pub use error::Error;
 pub use serde_json::{json, Value};
 
-/// The guest's global allocator (see [`alloc`]); off with the default
-/// `allocator` feature, for a provider that brings its own.
+/// The guest's global allocator: freed blocks of up to 1 KiB are kept in
+/// per-size-class lists in front of the standard allocator. Turn off the
+/// default `allocator` feature to bring your own.
 #[cfg(all(
     feature = "allocator",
     target_family = "wasm",
