@@ -48,21 +48,27 @@ pub struct Headers {
 }
 
 impl Headers {
-    /// Fields from `(name, value)` pairs; names are lower-cased, and CR and
-    /// LF in a value become spaces.
-    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+    /// Fields from `(name, value)` pairs. Names are lower-cased; CR, LF and
+    /// `:` in a name and CR and LF in a value become spaces, so every pair
+    /// stays one line.
+    pub fn from_pairs<N, V>(pairs: impl IntoIterator<Item = (N, V)>) -> Self
+    where
+        N: AsRef<str>,
+        V: AsRef<str>,
+    {
         let mut lines = String::new();
         for (name, value) in pairs {
-            let clean = |c: char| {
-                if c == '\r' || c == '\n' || c == ':' {
-                    ' '
-                } else {
-                    c
-                }
+            let in_name = |c: char| match c {
+                '\r' | '\n' | ':' => ' ',
+                c => c.to_ascii_lowercase(),
             };
-            lines.extend(name.chars().map(|c| clean(c).to_ascii_lowercase()));
+            let in_value = |c: char| match c {
+                '\r' | '\n' => ' ',
+                c => c,
+            };
+            lines.extend(name.as_ref().chars().map(in_name));
             lines.push_str(": ");
-            lines.extend(value.chars().map(|c| if c == ':' { c } else { clean(c) }));
+            lines.extend(value.as_ref().chars().map(in_value));
             lines.push_str("\r\n");
         }
         Headers { lines }
@@ -408,16 +414,12 @@ impl Request {
             return Err(e);
         }
         let status = response.status();
-        let entries = response.headers().entries();
-        let values: Vec<std::borrow::Cow<str>> = entries
-            .iter()
-            .map(|(_, v)| String::from_utf8_lossy(v))
-            .collect();
         let headers = Headers::from_pairs(
-            entries
+            response
+                .headers()
+                .entries()
                 .iter()
-                .zip(&values)
-                .map(|((k, _), v)| (k.as_str(), v.as_ref())),
+                .map(|(k, v)| (k.as_str(), String::from_utf8_lossy(v))),
         );
         let body = response
             .consume()

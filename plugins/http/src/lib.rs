@@ -363,14 +363,24 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// The output of a response: `{"status": .., "headers": {..}, "body": ..}`,
-/// written here, where the response still lives. A JSON body is passed
+/// written here, where the response still lives. `wanted` names the headers
+/// copied (`None`: all; the first value of a name). A JSON body is passed
 /// through as written (checked, not rebuilt); another body becomes a string,
 /// an empty one null.
-fn output(resp: &Response, wanted: &[String]) -> String {
+fn output(resp: &Response, wanted: Option<&[String]>) -> String {
     let mut headers = std::collections::BTreeMap::new();
-    for name in wanted {
-        if let Some(v) = resp.header(name) {
-            headers.insert(name.to_ascii_lowercase(), v);
+    match wanted {
+        Some(names) => {
+            for name in names {
+                if let Some(v) = resp.header(name) {
+                    headers.insert(name.to_ascii_lowercase(), v);
+                }
+            }
+        }
+        None => {
+            for (name, v) in resp.headers.iter() {
+                headers.entry(name.to_ascii_lowercase()).or_insert(v);
+            }
         }
     }
     let is_json = resp
@@ -617,7 +627,7 @@ fn invoke(plan: &Plan, inv: Invoke) -> Result<String, Error> {
                 inv.capability.id, resp.status
             )));
         }
-        return Ok(output(&resp, wanted));
+        return Ok(output(&resp, Some(wanted)));
     }
 }
 
@@ -651,10 +661,9 @@ impl Provider for Http {
                 .effect("call:external_api"),
             |_, r: Raw| {
                 let mut req = Request::new(r.method.unwrap_or_else(|| "GET".into()).to_ascii_uppercase(), r.url);
-                let mut names = Vec::new();
                 for (k, v) in r.headers {
-                    req = req.header(k.clone(), scalar_text(&v));
-                    names.push(k);
+                    let value = scalar_text(&v);
+                    req = req.header(k, value);
                 }
                 if let Some(b) = r.body.filter(|b| !b.is_null()) {
                     req = req.json(&b)?;
@@ -663,8 +672,7 @@ impl Provider for Http {
                     req = req.timeout(Duration::from_millis(t));
                 }
                 let resp = req.send()?;
-                let all: Vec<String> = resp.headers.iter().map(|(k, _)| k.to_string()).collect();
-                Ok(output(&resp, &all))
+                Ok(output(&resp, None))
             },
         );
     }
@@ -697,35 +705,42 @@ mod tests {
         assert_eq!(
             parse(output(
                 &resp("Application/JSON; charset=utf-8", b" {\"ok\": [1]} "),
-                &wanted
+                Some(&wanted)
             )),
             json!({"status": 201, "headers": {"x-q": "a\"b\\c\u{1}"}, "body": {"ok": [1]}})
         );
+        // All headers, the first value of a repeated name.
+        let mut twice = resp("text/plain", b"");
+        twice.headers = warden_sdk::http::Headers::from_pairs([("a", "1"), ("B", "2"), ("a", "3")]);
+        assert_eq!(
+            parse(output(&twice, None))["headers"],
+            json!({"a": "1", "b": "2"})
+        );
         // Not JSON after all, not JSON, empty, not UTF-8.
         assert_eq!(
-            parse(output(&resp("application/json", b"{\"a\":1} x"), &[]))["body"],
+            parse(output(&resp("application/json", b"{\"a\":1} x"), Some(&[])))["body"],
             "{\"a\":1} x"
         );
         assert_eq!(
-            parse(output(&resp("text/plain", b"hi \"there\""), &[]))["body"],
+            parse(output(&resp("text/plain", b"hi \"there\""), Some(&[])))["body"],
             "hi \"there\""
         );
         assert_eq!(
-            parse(output(&resp("text/plain", b""), &[]))["body"],
+            parse(output(&resp("text/plain", b""), Some(&[])))["body"],
             Value::Null
         );
         assert_eq!(
-            parse(output(&resp("application/json", b""), &[]))["body"],
+            parse(output(&resp("application/json", b""), Some(&[])))["body"],
             ""
         );
         assert_eq!(
-            parse(output(&resp("text/plain", b"a\xffb"), &[]))["body"],
+            parse(output(&resp("text/plain", b"a\xffb"), Some(&[])))["body"],
             "a\u{fffd}b"
         );
         let mut r = resp("x", b"");
         for status in [0, 7, 200, 65535] {
             r.status = status;
-            assert_eq!(parse(output(&r, &[]))["status"], status);
+            assert_eq!(parse(output(&r, Some(&[])))["status"], status);
         }
     }
 
