@@ -5,26 +5,9 @@ use crate::{Capabilities, Config, Error, Provider};
 use std::any::Any;
 use std::cell::RefCell;
 
-pub mod bindings {
-    wit_bindgen::generate!({
-        inline: r#"
-            package warden:sdk;
-            world guest {
-                include warden:provider/discovery-plugin@0.1.0;
-                import wasi:cli/environment@0.2.12;
-                import wasi:filesystem/preopens@0.2.12;
-                import wasi:filesystem/types@0.2.12;
-                import wasi:clocks/monotonic-clock@0.2.12;
-            }
-        "#,
-        path: "../wit",
-        world: "warden:sdk/guest",
-        default_bindings_module: "warden_sdk::__rt::bindings",
-        pub_export_macro: true,
-        export_macro_name: "__warden_export_world",
-        generate_all,
-    });
-}
+/// Generated from `wit/` and `sdk/wit/guest.wit` by `cargo xtask bindings`.
+#[rustfmt::skip]
+pub mod bindings;
 
 use bindings::warden::provider::types as wit;
 

@@ -1,11 +1,16 @@
 //! Repository tasks: `cargo xtask <task>`.
 //!
+//! - `bindings [--check]`: generates the guests' WIT bindings into their
+//!   crates (committed source; see `bindings.rs`), or checks they are current.
 //! - `build-guests`: builds every plugin and test guest into a component under
 //!   `target/components/`, with rustup's `wasm32-wasip2` target where it is
 //!   installed and otherwise with Debian's `rustc-web` + `rust-web-src`
 //!   (`-Zbuild-std` for `wasm32-unknown-unknown`, then `wit-component`).
 //! - `demo`: builds everything and runs the demo on `examples/demo/warden.toml`.
-//! - `test`: builds everything and runs the whole test suite.
+//! - `test`: checks the bindings, builds everything and runs the whole test
+//!   suite.
+
+mod bindings;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -38,6 +43,11 @@ fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = workspace_root();
     match args.first().map(String::as_str) {
+        Some("bindings") => match args.get(1).map(String::as_str) {
+            None => bindings::run(&root, false),
+            Some("--check") => bindings::run(&root, true),
+            Some(other) => bail!("unknown argument `{other}` to `bindings` (want `--check` or nothing)"),
+        },
         Some("build-guests") => build_guests(&root).map(|_| ()),
         Some("demo") => demo(&root),
         Some("python-env") => ensure_python_mcp(&root).map(|_| ()),
@@ -46,10 +56,12 @@ fn run() -> Result<()> {
             println!(
                 "usage: cargo xtask <task>\n\n\
                  tasks:\n  \
+                 bindings       regenerate the guests' WIT bindings (--check: fail if stale)\n  \
                  build-guests   build every plugin and test guest into target/components/\n  \
                  python-env     create .venv/ with the MCP Python SDK (for the MCP tests)\n  \
                  demo           build everything and run the demo (examples/demo/warden.toml)\n  \
-                 test [ARGS]    build everything and run the whole test suite (ARGS go to cargo test)"
+                 test [ARGS]    check the bindings, build everything and run the whole test suite\n                 \
+                 (ARGS go to cargo test)"
             );
             Ok(())
         }
@@ -118,11 +130,11 @@ fn build_guests(root: &Path) -> Result<Vec<PathBuf>> {
         ("wasm32-wasip2", false)
     } else {
         ensure_debian_toolchain()?;
+        let version = debian_rustc_version(root)?;
         let lld_dir = rust_lld_dir()?;
         println!(
-            "xtask: guest toolchain: Debian rustc-web ({}) with -Zbuild-std for wasm32-unknown-unknown, \
-             componentized by wit-component (rustup's wasm32-wasip2 is not installed)",
-            command_version(DEBIAN_RUSTC)
+            "xtask: guest toolchain: Debian rustc-web ({version}) with -Zbuild-std for wasm32-unknown-unknown, \
+             componentized by wit-component (rustup's wasm32-wasip2 is not installed)"
         );
         let path = std::env::var_os("PATH").unwrap_or_default();
         let mut paths: Vec<PathBuf> = std::env::split_paths(&path).collect();
@@ -227,13 +239,63 @@ fn write_component(out_dir: &Path, name: &str, component: &[u8]) -> Result<PathB
     Ok(dest)
 }
 
-fn command_version(bin: &str) -> String {
-    Command::new(bin)
+/// The Debian compiler's version line, once it is known to be at least the
+/// guests' minimum (the workspace's `rust-version`).
+fn debian_rustc_version(root: &Path) -> Result<String> {
+    let minimum = guest_rust_version(root)?;
+    let out = Command::new(DEBIAN_RUSTC)
         .arg("--version")
+        .env_remove("RUSTUP_TOOLCHAIN")
         .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown version".into())
+        .with_context(|| format!("running {DEBIAN_RUSTC} --version"))?;
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let found = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(parse_version)
+        .with_context(|| format!("cannot read a version from `{DEBIAN_RUSTC} --version`: {line:?}"))?;
+    if found < minimum.1 {
+        bail!(
+            "{DEBIAN_RUSTC} is {line}, but the guest crates need rustc {} or later \
+             (`rust-version` in Cargo.toml): upgrade the Debian packages ({}) \
+             or install rustup's target (`rustup target add wasm32-wasip2`)",
+            minimum.0,
+            DEBIAN_PACKAGES.join(" ")
+        );
+    }
+    Ok(line)
+}
+
+/// The workspace's `rust-version`: the oldest compiler the guests build with,
+/// as text and as (major, minor, patch).
+fn guest_rust_version(root: &Path) -> Result<(String, (u32, u32, u32))> {
+    let manifest = root.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let doc: toml::Table =
+        toml::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))?;
+    let value = doc
+        .get("workspace")
+        .and_then(|w| w.get("package"))
+        .and_then(|p| p.get("rust-version"))
+        .and_then(|v| v.as_str())
+        .context("Cargo.toml has no [workspace.package] rust-version")?;
+    let parsed = parse_version(value)
+        .with_context(|| format!("[workspace.package] rust-version {value:?} is not a version"))?;
+    Ok((value.to_string(), parsed))
+}
+
+/// `1.85`, `1.85.0` or `1.85.0-beta.1` as (major, minor, patch).
+fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
+    let core = text.split(['-', '+']).next()?;
+    let mut parts = core.split('.').map(|p| p.parse::<u32>().ok());
+    let major = parts.next()??;
+    let minor = parts.next()??;
+    let patch = parts.next().unwrap_or(Some(0))?;
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((major, minor, patch))
 }
 
 fn debian_toolchain_present() -> bool {
@@ -651,6 +713,7 @@ fn shell_quote(s: &str) -> String {
 }
 
 fn test(root: &Path, extra: &[String]) -> Result<()> {
+    bindings::run(root, true)?;
     build_guests(root)?;
     ensure_python_mcp(root)?;
     // Guest crates compile natively too (their imports become stubs), so
@@ -660,4 +723,20 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         .args(extra)
         .status()?;
     check(status, "cargo test")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_version;
+
+    #[test]
+    fn versions_compare_by_number() {
+        assert_eq!(parse_version("1.85"), Some((1, 85, 0)));
+        assert_eq!(parse_version("1.85.0"), Some((1, 85, 0)));
+        assert_eq!(parse_version("1.90.1-beta.2"), Some((1, 90, 1)));
+        assert!(parse_version("1.9.0") < parse_version("1.85.0"));
+        assert_eq!(parse_version("1"), None);
+        assert_eq!(parse_version("1.x"), None);
+        assert_eq!(parse_version("1.2.3.4"), None);
+    }
 }

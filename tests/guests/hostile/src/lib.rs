@@ -8,23 +8,9 @@ use warden_sdk::{
     SessionConfig, Sessions,
 };
 
-mod raw {
-    wit_bindgen::generate!({
-        inline: r#"
-            package warden:hostile;
-            world raw {
-                import wasi:sockets/instance-network@0.2.12;
-                import wasi:sockets/tcp-create-socket@0.2.12;
-                import wasi:sockets/tcp@0.2.12;
-                import wasi:cli/stdout@0.2.12;
-                import wasi:cli/stderr@0.2.12;
-            }
-        "#,
-        path: "../../../wit",
-        world: "warden:hostile/raw",
-        generate_all,
-    });
-}
+/// Raw WASI imports, generated from `wit/raw.wit` by `cargo xtask bindings`.
+#[rustfmt::skip]
+mod raw;
 
 struct Hostile {
     calls: u64,

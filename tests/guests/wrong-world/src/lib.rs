@@ -1,19 +1,15 @@
 //! A valid component that exports something other than `warden:provider/provider`.
 
-wit_bindgen::generate!({
-    inline: r#"
-        package other:thing;
-        interface greeter { hello: func() -> string; }
-        world other { export greeter; }
-    "#,
-});
+/// Generated from `wit/other.wit` by `cargo xtask bindings`.
+#[rustfmt::skip]
+mod bindings;
 
 struct Other;
 
-impl exports::other::thing::greeter::Guest for Other {
+impl bindings::exports::other::thing::greeter::Guest for Other {
     fn hello() -> String {
         "not a provider".into()
     }
 }
 
-export!(Other);
+bindings::export!(Other);
