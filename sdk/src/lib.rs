@@ -1,6 +1,6 @@
 //! # warden-sdk
 //!
-//! Write a [Warden](https://github.com/) capability provider as a plain Rust
+//! Write a Warden capability provider as a plain Rust
 //! type. Implement [`Provider`], declare each capability with its schema and a
 //! typed handler, and export the type with [`export!`]:
 //!
@@ -33,8 +33,10 @@
 //! warden_sdk::export!(Hello);
 //! ```
 //!
-//! Build it for `wasm32-wasip2` (or with the repository's `cargo xtask
-//! build-guests`) and list it in the host's `warden.toml`.
+//! Build it with `cargo build --release --target wasm32-wasip2` (or, without
+//! that rustup target, with the Debian recipe in the repository's README or
+//! its `cargo xtask build-plugin DIR`) and list it in the host's
+//! `warden.toml`.
 //!
 //! Effects go through the host and are governed by the plugin's grants:
 //! [`env`] (granted variables only), [`fs`] (granted directories only),

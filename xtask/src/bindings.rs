@@ -86,7 +86,10 @@ pub fn run(root: &Path, check: bool) -> Result<()> {
         );
     }
     if check {
-        println!("xtask: guest bindings match wit/ ({} files)", BINDINGS.len());
+        println!(
+            "xtask: guest bindings match wit/ ({} files)",
+            BINDINGS.len()
+        );
     }
     Ok(())
 }
@@ -94,9 +97,7 @@ pub fn run(root: &Path, check: bool) -> Result<()> {
 fn generate(root: &Path, b: &Bindings) -> Result<String> {
     let mut resolve = Resolve::default();
     if b.uses_contract {
-        resolve
-            .push_dir(root.join("wit"))
-            .context("reading wit/")?;
+        resolve.push_dir(root.join("wit")).context("reading wit/")?;
     }
     let pkg = resolve
         .push_file(root.join(b.world_file))

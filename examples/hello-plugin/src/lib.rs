@@ -1,5 +1,6 @@
 //! The smallest useful Warden plugin: one capability, typed input and output.
-//! Build: `cargo xtask build-guests`; call: `warden call hello.greet '{"name":"Ada"}'`.
+//! Build: `cargo build --release --target wasm32-wasip2` (or `cargo xtask
+//! build-plugin examples/hello-plugin`); call: `warden call hello.greet '{"name":"Ada"}'`.
 use serde::{Deserialize, Serialize};
 use warden_sdk::{Capabilities, Capability, Config, Error, Provider, ProviderInfo};
 
