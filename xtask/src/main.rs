@@ -17,7 +17,7 @@ mod toolchain;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use sys::{apt_install, check};
+use sys::{apt_install, check, Manifest};
 use toolchain::Toolchain;
 
 /// Guest crates of this workspace and the component file each becomes.
@@ -137,20 +137,12 @@ fn build_guests(root: &Path) -> Result<Vec<PathBuf>> {
 /// part of this workspace) with `cargo build --release` for the guest
 /// target, artifacts under `target`, and returns its component.
 fn build_plugin(toolchain: &Toolchain, dir: &Path, target: &Path) -> Result<Vec<u8>> {
-    let manifest = dir.join("Cargo.toml");
-    let text = std::fs::read_to_string(&manifest)
-        .with_context(|| format!("reading {}", manifest.display()))?;
-    let doc: toml::Table =
-        toml::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))?;
-    let package = doc
-        .get("package")
-        .and_then(|p| p.get("name"))
-        .and_then(|n| n.as_str())
-        .with_context(|| format!("{} has no [package] name", manifest.display()))?;
-    let lib = doc
-        .get("lib")
-        .and_then(|l| l.get("name"))
-        .and_then(|n| n.as_str())
+    let manifest = Manifest::read(dir)?;
+    let package = manifest
+        .str(&["package", "name"])
+        .with_context(|| format!("{} has no [package] name", manifest.path.display()))?;
+    let lib = manifest
+        .str(&["lib", "name"])
         .map(str::to_string)
         .unwrap_or_else(|| package.replace('-', "_"));
     toolchain.build(

@@ -1,7 +1,7 @@
-//! Running commands: exit statuses and Debian packages.
+//! Running commands (exit statuses, Debian packages) and reading manifests.
 
-use anyhow::{bail, Result};
-use std::path::Path;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 
 /// An error naming `what` unless `status` is success.
@@ -43,4 +43,31 @@ pub fn apt_install(packages: &[&str]) -> Result<()> {
         check(install()?, "apt-get install")?;
     }
     Ok(())
+}
+
+/// A crate's or workspace's `Cargo.toml`, parsed.
+pub struct Manifest {
+    pub path: PathBuf,
+    doc: toml::Table,
+}
+
+impl Manifest {
+    /// Reads `dir/Cargo.toml`.
+    pub fn read(dir: &Path) -> Result<Manifest> {
+        let path = dir.join("Cargo.toml");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let doc = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        Ok(Manifest { path, doc })
+    }
+
+    /// The string at `keys` (`["package", "name"]`), if there is one.
+    pub fn str(&self, keys: &[&str]) -> Option<&str> {
+        let (last, tables) = keys.split_last()?;
+        let mut table = &self.doc;
+        for key in tables {
+            table = table.get(*key)?.as_table()?;
+        }
+        table.get(*last)?.as_str()
+    }
 }

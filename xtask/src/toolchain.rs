@@ -2,7 +2,7 @@
 //! installed, otherwise Debian's `rustc-web` with `-Zbuild-std` for
 //! `wasm32-unknown-unknown` and `wit-component` to make the component.
 
-use crate::sys::{apt_install, check};
+use crate::sys::{apt_install, check, Manifest};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -183,16 +183,9 @@ fn debian_rustc_version(root: &Path) -> Result<String> {
 /// The workspace's `rust-version`: the oldest compiler the guests build with,
 /// as text and as (major, minor, patch).
 fn guest_rust_version(root: &Path) -> Result<(String, (u32, u32, u32))> {
-    let manifest = root.join("Cargo.toml");
-    let text = std::fs::read_to_string(&manifest)
-        .with_context(|| format!("reading {}", manifest.display()))?;
-    let doc: toml::Table =
-        toml::from_str(&text).with_context(|| format!("parsing {}", manifest.display()))?;
-    let value = doc
-        .get("workspace")
-        .and_then(|w| w.get("package"))
-        .and_then(|p| p.get("rust-version"))
-        .and_then(|v| v.as_str())
+    let manifest = Manifest::read(root)?;
+    let value = manifest
+        .str(&["workspace", "package", "rust-version"])
         .context("Cargo.toml has no [workspace.package] rust-version")?;
     let parsed = parse_version(value)
         .with_context(|| format!("[workspace.package] rust-version {value:?} is not a version"))?;
