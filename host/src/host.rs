@@ -8,7 +8,7 @@ use crate::governance::{Approver, Auditor, Governance};
 use crate::marketplace::{self, Manifest, ProviderKind};
 use crate::plugin::{Exports, LoadedPlugin, PluginInfo};
 use crate::policy::{BoundSecret, EgressRule, Policy, SecretValue};
-use crate::registry::{parse_metadata, CapabilityInfo, Registered, Registry, Source};
+use crate::registry::{CapabilityInfo, Registered, Registry, Source};
 use crate::route::Route;
 use crate::sandbox::State;
 use crate::sessions;
@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
+use warden_manifest::metadata::parse_metadata;
 use wasmtime::component::{HasSelf, Linker};
 
 /// Instances kept in reserve beyond the plugins' `max-instances` (describe

@@ -25,15 +25,20 @@ mod engine;
 mod error;
 mod governance;
 mod host;
-pub mod marketplace;
 mod plugin;
 pub mod policy;
 mod registry;
-pub mod route;
-pub mod rtfs;
 mod sandbox;
-pub mod schema;
 mod sessions;
+
+pub use warden_manifest::{route, rtfs, schema};
+
+/// Marketplace snapshots and the capability manifest (from
+/// [`warden_manifest::manifest`] and [`warden_manifest::snapshot`]).
+pub mod marketplace {
+    pub use warden_manifest::manifest::*;
+    pub use warden_manifest::snapshot::*;
+}
 
 pub use config::{
     AuditSettings, CallPolicy, CallRule, Config, DirGrant, DirMode, Grants, InstanceMode, Limits,
@@ -46,10 +51,11 @@ pub use host::{ExportReport, ImportReport};
 pub use host::{Health, Host};
 pub use marketplace::{Manifest, ProviderKind};
 pub use plugin::PluginInfo;
-pub use registry::{flatten_metadata, CapabilityInfo};
+pub use registry::CapabilityInfo;
 pub use route::{Hints, Route};
 pub use schema::TypeExpr;
 pub use sessions::DEFAULT_SESSION_KEY;
+pub use warden_manifest::metadata::flatten_metadata;
 
 /// The one `bindgen!` for the provider contract in `wit/`.
 mod bindings {

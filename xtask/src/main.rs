@@ -292,7 +292,7 @@ fn ensure_python_mcp(root: &Path) -> Result<PathBuf> {
 
 fn build_host(root: &Path) -> Result<PathBuf> {
     let status = host_cargo(root)
-        .args(["build", "-p", "warden", "--bin", "warden"])
+        .args(["build", "-p", "warden-cli", "--bin", "warden"])
         .status()?;
     check(status, "building warden")?;
     Ok(target_dir(root).join("debug").join("warden"))

@@ -57,7 +57,7 @@ async fn count(host: &Host) -> u64 {
 }
 
 fn warden(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_warden"))
+    Command::new(crate::util::warden_cli())
         .args(args)
         .env("WARDEN_CACHE_DIR", target_dir().join("warden-test-cache"))
         .output()
@@ -355,7 +355,7 @@ fn the_cli_approver_denies_clearly_without_a_terminal() {
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warden"));
+    let mut cmd = Command::new(crate::util::warden_cli());
     cmd.arg("--config")
         .arg(&cfg)
         .args(["call", "hostile.echo", "{}"])

@@ -469,7 +469,7 @@ output-schema = ":any"
     )
     .unwrap();
     let run = |id: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        std::process::Command::new(crate::util::warden_cli())
             .args(["--config", cfg.to_str().unwrap(), "call", id, "{}"])
             .env("WARDEN_CACHE_DIR", target_dir().join("warden-test-cache"))
             .env("RUST_LOG", "trace")

@@ -3,7 +3,6 @@
 //! test` does it for you).
 
 mod cache;
-mod cli;
 mod concurrency;
 mod governance;
 mod hostile_suite;
@@ -11,7 +10,6 @@ mod http;
 mod limits;
 mod marketplace;
 mod mcp;
-mod schema;
 mod sessions;
 mod util;
 mod wasi;

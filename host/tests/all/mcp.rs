@@ -359,7 +359,7 @@ url = "{}"
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+    let out = std::process::Command::new(crate::util::warden_cli())
         .arg("--config")
         .arg(&cfg)
         .args([

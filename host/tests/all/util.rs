@@ -1,8 +1,28 @@
 #[path = "../support/components.rs"]
 mod components;
 pub use components::{component, target_dir};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use warden::{Config, Host, PluginConfig};
+
+/// The `warden` CLI binary (crate `warden-cli`), beside this test binary's
+/// directory. `cargo test --workspace` (and so `cargo xtask test`) builds it
+/// before running any test; with `cargo test -p warden` build it first.
+pub fn warden_cli() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test binary> -> target/<profile>/warden
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary under target/<profile>/deps")
+        .join(format!("warden{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: build the CLI with `cargo build -p warden-cli` \
+         (`cargo xtask test` does it)",
+        bin.display()
+    );
+    bin
+}
 
 /// A config for tests: shared compiled cache under target/, paths relative to `base`.
 pub fn config(base: &Path) -> Config {

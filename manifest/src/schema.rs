@@ -13,7 +13,7 @@
 //! | `[:optional T]` | `T` or nil |
 //!
 //! ```
-//! use warden::schema::TypeExpr;
+//! use warden_manifest::schema::TypeExpr;
 //! let s = TypeExpr::parse("[:map [:items [:vector [:map [:name :string]]]]]").unwrap();
 //! let err = s.validate(&serde_json::json!({"items": [{"name": "a"}, {"name": 3}]})).unwrap_err();
 //! assert_eq!(err.to_string(), "$.items[1].name: expected :string, got number");
@@ -486,7 +486,7 @@ impl TypeExpr {
 
 /// A map key as a keyword where it can be one, else as a string.
 fn field_key(name: &str) -> Rtfs {
-    crate::marketplace::key_to_rtfs(name)
+    rtfs::key_to_rtfs(name)
 }
 
 fn primitive(k: &str) -> Result<TypeExpr, SchemaError> {

@@ -3,8 +3,8 @@
 
 use proptest::prelude::*;
 use serde_json::{json, Value as Json};
-use warden::rtfs::{self, Value as Rtfs};
-use warden::schema::{Field, Literal, TypeExpr};
+use warden_manifest::rtfs::{self, Value as Rtfs};
+use warden_manifest::schema::{Field, Literal, TypeExpr};
 
 #[test]
 fn every_form_accepts_and_rejects() {
@@ -368,12 +368,12 @@ proptest! {
     fn reader_never_panics_on_arbitrary_bytes(b in prop::collection::vec(any::<u8>(), 0..256)) {
         let s = String::from_utf8_lossy(&b);
         let _ = rtfs::read_all(&s);
-        let _ = warden::marketplace::snapshot_from_rtfs(&s);
+        let _ = warden_manifest::snapshot::snapshot_from_rtfs(&s);
     }
 
     #[test]
     fn reader_never_panics_on_rtfs_like_text(s in "[\\[\\]{}():\"\\\\a-z0-9 .;#\\n-]{0,64}") {
         let _ = rtfs::read_all(&s);
-        let _ = warden::marketplace::snapshot_from_rtfs(&s);
+        let _ = warden_manifest::snapshot::snapshot_from_rtfs(&s);
     }
 }

@@ -3,7 +3,7 @@
 //! booleans, `nil`, vectors, maps and `;` comments (commas are whitespace).
 //!
 //! ```
-//! use warden::rtfs::{read, print, Value};
+//! use warden_manifest::rtfs::{read, print, Value};
 //! let v = read(r#"{:id "text.case" :tags [:a :b] ; a comment
 //!                  :limit 3}"#).unwrap();
 //! assert_eq!(v.get("limit"), Some(&Value::Int(3)));
@@ -480,6 +480,19 @@ fn pretty(v: &Value, indent: usize, out: &mut String) {
             out.push('}');
         }
         _ => out.push_str(&inline),
+    }
+}
+
+/// A map key as a keyword where it can be one (`:base-url`), else a string.
+pub fn key_to_rtfs(k: &str) -> Value {
+    let keyword_safe = !k.is_empty()
+        && !k.starts_with(|c: char| c.is_ascii_digit())
+        && k.chars()
+            .all(|c| c.is_alphanumeric() || "-_.?!*+/<>=".contains(c));
+    if keyword_safe {
+        Value::Keyword(k.to_string())
+    } else {
+        Value::String(k.to_string())
     }
 }
 

@@ -236,7 +236,7 @@ fn parse_rate(v: &Value) -> Result<RateLimit, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::flatten_metadata;
+    use crate::metadata::flatten_metadata;
     use serde_json::json;
 
     fn flat(v: Value) -> BTreeMap<String, Value> {

@@ -1,7 +1,10 @@
 //! The `warden` CLI: output, exit codes, and clear errors (never a panic)
 //! for bad configuration and bad components.
 
-use crate::util::*;
+#[path = "../../host/tests/support/components.rs"]
+mod components;
+
+use components::{component, target_dir};
 use std::path::Path;
 use std::process::{Command, Output};
 

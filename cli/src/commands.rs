@@ -1,0 +1,205 @@
+//! The subcommands that load a host from the configuration: `list`,
+//! `call`, `export`, `import`, `inspect`.
+
+use crate::approver::TerminalApprover;
+use crate::{Cli, Command};
+use anyhow::Context;
+use std::io::Read;
+use warden::Host;
+
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
+    let host = Host::from_config_file(&cli.config).await?;
+    host.set_approver(Some(std::sync::Arc::new(TerminalApprover)));
+    match cli.command {
+        Command::List { json } => {
+            let caps = host.capabilities();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&caps)?);
+            } else if caps.is_empty() {
+                println!(
+                    "no capabilities (no plugins configured in {})",
+                    cli.config.display()
+                );
+            } else {
+                let w_id = caps.iter().map(|c| c.id.len()).max().unwrap_or(2).max(2);
+                let w_pl = caps
+                    .iter()
+                    .map(|c| c.plugin.as_deref().map_or(1, str::len))
+                    .max()
+                    .unwrap_or(6)
+                    .max(6);
+                println!("{:w_id$}  {:w_pl$}  DESCRIPTION", "ID", "PLUGIN");
+                for c in caps {
+                    let text = if c.description.is_empty() {
+                        &c.name
+                    } else {
+                        &c.description
+                    };
+                    println!(
+                        "{:w_id$}  {:w_pl$}  {}",
+                        c.id,
+                        c.plugin.as_deref().unwrap_or("-"),
+                        text
+                    );
+                }
+            }
+        }
+        Command::Call {
+            capability,
+            input,
+            session,
+        } => {
+            let text = match input.as_deref() {
+                None => "{}".to_string(),
+                Some("-") => {
+                    let mut s = String::new();
+                    std::io::stdin()
+                        .read_to_string(&mut s)
+                        .context("reading input from stdin")?;
+                    s
+                }
+                Some(s) => s.to_string(),
+            };
+            // Not an `Error`: bad JSON on the command line is a usage error (exit 2).
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("input for `{capability}` is not valid JSON: {e}"))?;
+            let out = host
+                .call_in_session(&capability, value, session.as_deref())
+                .await;
+            // Sessions end with the process: their servers see them closed.
+            host.shutdown().await;
+            println!("{}", serde_json::to_string_pretty(&out?)?);
+        }
+        Command::Export { rtfs, json } => {
+            let report = match (rtfs, json) {
+                (Some(dir), _) => host.export_rtfs(&dir)?,
+                (None, Some(file)) => host.export_json(&file)?,
+                (None, None) => unreachable!("clap requires one of --rtfs, --json"),
+            };
+            println!("exported {} capabilities", report.exported.len());
+            for f in &report.files {
+                println!("  {}", f.display());
+            }
+            for (id, why) in &report.skipped {
+                eprintln!("notice: skipped {id}: {why}");
+            }
+        }
+        Command::Import { path } => {
+            let report = host.import(&path)?;
+            for id in &report.registered {
+                println!("registered {id}");
+            }
+            for id in &report.updated {
+                println!("updated    {id}");
+            }
+            for (id, why) in &report.skipped {
+                println!("skipped    {id}: {why}");
+            }
+            match host.store_dir() {
+                Some(dir) => println!(
+                    "{} registered, {} updated, {} skipped (store: {})",
+                    report.registered.len(),
+                    report.updated.len(),
+                    report.skipped.len(),
+                    dir.display()
+                ),
+                None => println!(
+                    "{} registered, {} updated, {} skipped",
+                    report.registered.len(),
+                    report.updated.len(),
+                    report.skipped.len()
+                ),
+            }
+        }
+        Command::Schema { .. } | Command::Audit { .. } => {
+            unreachable!("handled before loading the host")
+        }
+        Command::Inspect { plugin, json } => {
+            let info = host.plugin(&plugin)?;
+            let caps: Vec<_> = host
+                .capabilities()
+                .into_iter()
+                .filter(|c| c.plugin.as_deref() == Some(plugin.as_str()))
+                .collect();
+            if json {
+                let v = serde_json::json!({ "plugin": info, "capabilities": caps });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("plugin      {}", info.name);
+                println!(
+                    "provider    {} {} - {}",
+                    info.provider, info.version, info.description
+                );
+                println!("component   {}", info.component);
+                println!("digest      {}", info.digest);
+                println!(
+                    "instances   {:?}, at most {} at once",
+                    info.instances, info.max_instances
+                );
+                println!(
+                    "limits      fuel {} per call, memory {} bytes, timeout {} ms",
+                    info.limits.fuel, info.limits.memory, info.limits.timeout_ms
+                );
+                println!(
+                    "http        {} requests and {} bytes per call, {} bytes per response, {} ms per request",
+                    info.limits.max_requests,
+                    info.limits.max_egress_bytes,
+                    info.limits.max_response_bytes,
+                    info.limits.request_timeout_ms
+                );
+                let g = &info.grants;
+                let none = |v: &[String]| {
+                    if v.is_empty() {
+                        "none".to_string()
+                    } else {
+                        v.join(", ")
+                    }
+                };
+                println!("grants.env  {}", none(&g.env));
+                let dirs: Vec<String> = g
+                    .dirs
+                    .iter()
+                    .map(|d| {
+                        format!(
+                            "{} -> {} ({})",
+                            d.host.display(),
+                            d.guest,
+                            if d.mode == warden::DirMode::ReadWrite {
+                                "rw"
+                            } else {
+                                "ro"
+                            }
+                        )
+                    })
+                    .collect();
+                println!("grants.dirs {}", none(&dirs));
+                println!("grants.net  {}", none(&g.network));
+                let secrets: Vec<String> = g
+                    .secrets
+                    .iter()
+                    .map(|s| format!("{} -> {}", s.name, s.hosts.join(" ")))
+                    .collect();
+                println!("grants.sec  {}", none(&secrets));
+                println!("capabilities:");
+                for c in caps {
+                    println!("  {} ({} {})", c.id, c.name, c.version);
+                    if !c.description.is_empty() {
+                        println!("    {}", c.description);
+                    }
+                    println!("    input   {}", c.input_schema);
+                    println!("    output  {}", c.output_schema);
+                    for (k, v) in &c.flat_metadata {
+                        println!("    meta    {k} = {v}");
+                    }
+                    if !c.permissions.is_empty() {
+                        println!("    perms   {}", c.permissions.join(", "));
+                    }
+                    if !c.effects.is_empty() {
+                        println!("    effects {}", c.effects.join(", "));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}

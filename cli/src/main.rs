@@ -1,0 +1,196 @@
+//! `warden`: list, call and inspect sandboxed capability providers.
+//!
+//! Exit codes: 0 ok, 2 usage or configuration error, 3 denied by policy,
+//! 4 capability error (limits included).
+
+mod approver;
+mod audit;
+mod commands;
+mod schema;
+
+use audit::audit_command;
+use clap::{Parser, Subcommand};
+use commands::run;
+use schema::schema_command;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use warden::Error;
+
+#[derive(Parser)]
+#[command(
+    name = "warden",
+    version,
+    about = "Run capability providers as sandboxed WebAssembly components"
+)]
+struct Cli {
+    /// Configuration file.
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "warden.toml",
+        value_name = "FILE"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check that FILE... (oldest first: rotated files, then the current
+    /// one) form one intact hash chain. Prints OK, or names the first bad
+    /// record and exits 1.
+    Verify {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Print the last records of the audit log (FILE, or the `[audit] path`
+    /// of the configuration).
+    Tail {
+        /// The log file.
+        file: Option<PathBuf>,
+        /// How many records.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        lines: usize,
+        /// Keep printing records as they are appended (follows rotation).
+        #[arg(short, long)]
+        follow: bool,
+        /// Print the raw JSON records.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List every capability of every loaded plugin.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Call a capability; prints its JSON result on stdout.
+    Call {
+        /// Capability id, e.g. `text.case`.
+        capability: String,
+        /// Input as JSON, or `-` to read it from stdin. Default: `{}`.
+        input: Option<String>,
+        /// Session key for a capability that asks for a session (separate
+        /// keys get separate sessions). Default: `default`.
+        #[arg(long, value_name = "KEY")]
+        session: Option<String>,
+    },
+    /// Export every serializable capability as RTFS files or one JSON file.
+    #[command(group = clap::ArgGroup::new("format").required(true))]
+    Export {
+        /// Write one `.rtfs` snapshot file per capability into DIR.
+        #[arg(long, value_name = "DIR", group = "format")]
+        rtfs: Option<PathBuf>,
+        /// Write one JSON snapshot to FILE.
+        #[arg(long, value_name = "FILE", group = "format")]
+        json: Option<PathBuf>,
+    },
+    /// Import capabilities from a snapshot file or a directory of them into
+    /// the marketplace store; reports what was registered and what was skipped.
+    Import {
+        /// A `.rtfs` or `.json` snapshot, or a directory of them.
+        path: PathBuf,
+    },
+    /// Check or follow the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Work with RTFS type-expression schemas.
+    Schema {
+        #[command(subcommand)]
+        command: SchemaCommand,
+    },
+    /// Show a plugin's descriptors, grants and limits.
+    Inspect {
+        /// Plugin name from the configuration.
+        plugin: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchemaCommand {
+    /// Check a JSON value against a schema: prints OK, or the error path (exit 4).
+    Check {
+        /// The schema, e.g. `[:map [:name :string]]`.
+        schema: String,
+        /// The JSON value, or `-` for stdin.
+        json: String,
+    },
+    /// Print the JSON Schema equivalent of a schema.
+    ToJson {
+        /// The schema.
+        schema: String,
+    },
+    /// Convert a JSON Schema (text, or `-` for stdin) into a schema; losses go to stderr.
+    FromJson {
+        /// The JSON Schema.
+        json: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,guest=info")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(4);
+        }
+    };
+    if let Command::Audit { command } = cli.command {
+        return match audit_command(command, &cli.config) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    if let Command::Schema { command } = cli.command {
+        return match schema_command(command) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = match e.downcast_ref::<Error>() {
+                Some(err) => err.exit_code(),
+                None => 2,
+            };
+            eprintln!("error: {e:#}");
+            ExitCode::from(code as u8)
+        }
+    }
+}
