@@ -21,6 +21,10 @@
 //! where it is.
 
 use crate::error::{Error, Result};
+pub use crate::governance::{
+    AuditSettings, CallPolicy, CallRule, DirGrant, DirMode, Grants, PluginRules, RuleDecision,
+    SecretGrant,
+};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -61,7 +65,7 @@ pub struct Config {
     pub providers: BTreeMap<String, String>,
     /// Capabilities declared in the configuration (marketplace manifests).
     #[serde(default)]
-    pub capabilities: Vec<crate::marketplace::Manifest>,
+    pub capabilities: Vec<warden_manifest::Manifest>,
     /// Rules for calls: allow, deny or ask for approval by capability id,
     /// rate limits, concurrency, component pinning.
     #[serde(default)]
@@ -72,89 +76,6 @@ pub struct Config {
     /// file's directory; the current directory for configs built in code).
     #[serde(skip)]
     pub base_dir: PathBuf,
-}
-
-/// Rules for calls (`[policy]`). Effects are governed by each plugin's
-/// grants; these rules decide whether a call runs at all.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct CallPolicy {
-    /// What happens to a call no rule matches. Default `allow`; `deny`
-    /// turns the rules into an allow-list.
-    #[serde(default)]
-    pub default: RuleDecision,
-    /// Rules by capability id glob, first match wins (`[[policy.rules]]`).
-    #[serde(default)]
-    pub rules: Vec<CallRule>,
-    /// Per plugin rules (`[policy.plugins.NAME]`).
-    #[serde(default)]
-    pub plugins: BTreeMap<String, PluginRules>,
-}
-
-/// What a rule does with a call.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum RuleDecision {
-    /// The call runs.
-    #[default]
-    Allow,
-    /// The call is refused (exit 3).
-    Deny,
-    /// The call waits for the embedder's approver (the CLI asks on the
-    /// terminal and denies where there is none).
-    Approve,
-}
-
-/// One rule (`[[policy.rules]]`).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct CallRule {
-    /// Capability ids it matches: `*` matches any run of characters
-    /// (`files.*`, `mcp.*.delete_*`).
-    pub capability: String,
-    /// What it does. Default `allow`.
-    #[serde(default)]
-    pub decision: RuleDecision,
-    /// At most this many calls per minute to each capability it matches.
-    pub calls_per_minute: Option<u32>,
-    /// Shown to the caller when the rule denies.
-    pub reason: Option<String>,
-}
-
-/// Per plugin rules (`[policy.plugins.NAME]`).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct PluginRules {
-    /// At most this many calls per minute to the plugin, all capabilities together.
-    pub calls_per_minute: Option<u32>,
-    /// At most this many calls to the plugin at once; a further call waits
-    /// up to `max-wait-ms`, then fails (exit 3).
-    pub max_concurrent: Option<u32>,
-    /// How long a call waits for a `max-concurrent` slot.
-    #[serde(default = "default_max_wait_ms")]
-    pub max_wait_ms: u64,
-    /// The component's expected digest (`sha256:<64 hex>`); another
-    /// component refuses to load.
-    pub digest: Option<String>,
-}
-
-fn default_max_wait_ms() -> u64 {
-    1000
-}
-
-/// The audit log (`[audit]`).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct AuditSettings {
-    /// The JSON-lines file, relative to the config file.
-    pub path: PathBuf,
-    /// When records reach the disk: `always` (fsync each), `flush` (default:
-    /// each handed to the OS), `buffered`.
-    #[serde(default)]
-    pub sync: crate::audit::SyncPolicy,
-    /// Rotate the file once it reaches this size (0: never).
-    #[serde(default)]
-    pub rotate_bytes: u64,
 }
 
 /// Host-wide settings (`[host]`).
@@ -410,64 +331,6 @@ impl PluginConfig {
     }
 }
 
-/// What a plugin may touch (`[plugins.NAME.grants]`). Empty means nothing.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Grants {
-    /// Names of host environment variables the plugin may read.
-    #[serde(default)]
-    pub env: Vec<String>,
-    /// Host directories preopened for the plugin.
-    #[serde(default)]
-    pub dirs: Vec<DirGrant>,
-    /// Egress destinations as `scheme://host:port` patterns: `*.` subdomain
-    /// wildcards (`https://*.example.com:443`) and `*` ports are allowed;
-    /// the scheme is `http`, `https`, `tcp` or `udp`.
-    #[serde(default)]
-    pub network: Vec<String>,
-    /// Secrets the plugin may send, each bound to destinations (egress
-    /// patterns). The guest writes `{{secret:NAME}}` in a request header;
-    /// the host substitutes the value only on a request to a bound
-    /// destination. The guest never sees the value.
-    #[serde(default)]
-    pub secrets: Vec<SecretGrant>,
-}
-
-/// One secret granted to a plugin.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct SecretGrant {
-    /// The secret's name (a key of `[secrets]`).
-    pub name: String,
-    /// Destinations it may be sent to, as `scheme://host:port` patterns.
-    pub hosts: Vec<String>,
-}
-
-/// One preopened directory.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct DirGrant {
-    /// Directory on the host, relative to the config file.
-    pub host: PathBuf,
-    /// Absolute path the guest sees, e.g. `/data`.
-    pub guest: String,
-    /// `ro` (the default) or `rw`.
-    #[serde(default)]
-    pub mode: DirMode,
-}
-
-/// Access to a granted directory.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
-pub enum DirMode {
-    /// Read only.
-    #[default]
-    #[serde(rename = "ro", alias = "read-only")]
-    ReadOnly,
-    /// Read and write.
-    #[serde(rename = "rw", alias = "read-write")]
-    ReadWrite,
-}
-
 fn de_size<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u64>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -613,85 +476,16 @@ impl Config {
                     "at `plugins.{name}.config`: must be a table"
                 )));
             }
-            for (i, d) in p.grants.dirs.iter().enumerate() {
-                if !d.guest.starts_with('/') {
-                    return Err(Error::Config(format!(
-                        "at `plugins.{name}.grants.dirs[{i}].guest`: `{}` must be an absolute path like `/data`",
-                        d.guest
-                    )));
-                }
-            }
-            for (i, pattern) in p.grants.network.iter().enumerate() {
-                crate::policy::EgressRule::parse(pattern).map_err(|e| {
-                    Error::Config(format!("at `plugins.{name}.grants.network[{i}]`: {e}"))
-                })?;
-            }
-            for (i, g) in p.grants.secrets.iter().enumerate() {
-                if !self.secrets.contains_key(&g.name) {
-                    return Err(Error::Config(format!(
-                        "at `plugins.{name}.grants.secrets[{i}]`: secret `{}` is not defined in [secrets]",
-                        g.name
-                    )));
-                }
-                if g.hosts.is_empty() {
-                    return Err(Error::Config(format!(
-                        "at `plugins.{name}.grants.secrets[{i}].hosts`: bind the secret to at least one destination"
-                    )));
-                }
-                for (j, pattern) in g.hosts.iter().enumerate() {
-                    crate::policy::EgressRule::parse(pattern).map_err(|e| {
-                        Error::Config(format!(
-                            "at `plugins.{name}.grants.secrets[{i}].hosts[{j}]`: {e}"
-                        ))
-                    })?;
-                }
-            }
-            for (i, var) in p.grants.env.iter().enumerate() {
-                if var.is_empty() || var.contains('=') {
-                    return Err(Error::Config(format!(
-                        "at `plugins.{name}.grants.env[{i}]`: `{var}` is not a variable name"
-                    )));
-                }
-            }
+            p.grants.validate(&format!("plugins.{name}.grants"), |s| {
+                self.secrets.contains_key(s)
+            })?;
         }
         Ok(())
     }
 
     fn validate_policy(&self) -> Result<()> {
-        for (i, r) in self.policy.rules.iter().enumerate() {
-            if r.capability.trim().is_empty() {
-                return Err(Error::Config(format!(
-                    "at `policy.rules[{i}].capability`: must not be empty (use `*` for every capability)"
-                )));
-            }
-            if r.calls_per_minute == Some(0) {
-                return Err(Error::Config(format!(
-                    "at `policy.rules[{i}].calls-per-minute`: must be at least 1 (use decision = \"deny\" to refuse calls)"
-                )));
-            }
-        }
-        for (name, p) in &self.policy.plugins {
-            if !self.plugins.contains_key(name) {
-                return Err(Error::Config(format!(
-                    "at `policy.plugins.{name}`: no plugin `{name}` is configured"
-                )));
-            }
-            if p.calls_per_minute == Some(0) || p.max_concurrent == Some(0) {
-                return Err(Error::Config(format!(
-                    "at `policy.plugins.{name}`: calls-per-minute and max-concurrent must be at least 1"
-                )));
-            }
-            if let Some(d) = &p.digest {
-                let ok = d
-                    .strip_prefix("sha256:")
-                    .is_some_and(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()));
-                if !ok {
-                    return Err(Error::Config(format!(
-                        "at `policy.plugins.{name}.digest`: `{d}` is not `sha256:` and 64 hex digits"
-                    )));
-                }
-            }
-        }
+        self.policy
+            .validate(|name| self.plugins.contains_key(name))?;
         if let Some(a) = &self.audit {
             if a.path.as_os_str().is_empty() {
                 return Err(Error::Config("at `audit.path`: must not be empty".into()));
@@ -721,7 +515,7 @@ impl Config {
             }
         }
         for (kind, plugin) in &self.providers {
-            let k = crate::marketplace::ProviderKind::parse(kind).ok_or_else(|| {
+            let k = warden_manifest::ProviderKind::parse(kind).ok_or_else(|| {
                 Error::Config(format!("at `providers.{kind}`: unknown provider kind"))
             })?;
             if !k.serializable() {

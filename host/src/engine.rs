@@ -94,19 +94,6 @@ pub enum CompileSource {
     Cache,
 }
 
-/// `sha256:<hex>` of `bytes`.
-pub fn digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", sha256_hex(bytes))
-}
-
-/// The SHA-256 of `bytes` in lower-case hex.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 struct ShaHasher(Sha256);
 
 impl Hasher for ShaHasher {

@@ -4,12 +4,11 @@ use crate::config::{Config, InstanceMode};
 use crate::egress::Egress;
 use crate::engine::{self, CompileSource, EpochTicker};
 use crate::error::{Error, Result};
+use crate::governance::audit::AuditLog;
+use crate::governance::policy::{BoundSecret, EgressRule, Policy, SecretValue};
 use crate::governance::{Approver, Auditor, Governance};
-use crate::marketplace::{self, Manifest, ProviderKind};
 use crate::plugin::{Exports, LoadedPlugin, PluginInfo};
-use crate::policy::{BoundSecret, EgressRule, Policy, SecretValue};
 use crate::registry::{CapabilityInfo, Registered, Registry, Source};
-use crate::route::Route;
 use crate::sandbox::State;
 use crate::sessions;
 use crate::sessions::SessionPool;
@@ -20,6 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use warden_manifest::metadata::parse_metadata;
+use warden_manifest::route::Route;
+use warden_manifest::snapshot as marketplace;
+use warden_manifest::{Manifest, ProviderKind};
 use wasmtime::component::{HasSelf, Linker};
 
 /// Instances kept in reserve beyond the plugins' `max-instances` (describe
@@ -112,7 +114,14 @@ impl Host {
     /// descriptors into the registry, and initialises one instance.
     pub async fn new(config: Config) -> Result<Host> {
         config.validate()?;
-        let governance = Governance::new(&config)?;
+        let audit_log = match &config.audit {
+            None => None,
+            Some(a) => Some(Arc::new(
+                AuditLog::open(&config.resolve_path(&a.path), a.sync, a.rotate_bytes)
+                    .map_err(|e| Error::Config(e.to_string()))?,
+            )),
+        };
+        let governance = Governance::new(config.policy.clone(), audit_log);
         let total: u32 = config
             .plugins
             .values()
@@ -189,7 +198,7 @@ impl Host {
                 version: String::new(),
                 description: String::new(),
                 component: path.display().to_string(),
-                digest: engine::digest(&bytes),
+                digest: crate::digest::digest(&bytes),
                 compiled,
                 limits: pc.limits.or(config.limits).resolve(),
                 grants: pc.grants.clone(),
@@ -232,7 +241,7 @@ impl Host {
                         path.display(),
                         info.digest
                     );
-                    governance.record(crate::audit::Entry {
+                    governance.record(crate::governance::audit::Entry {
                         plugin: name.clone(),
                         digest: info.digest.clone(),
                         effect: "load",
@@ -433,7 +442,8 @@ impl Host {
         let started = Instant::now();
         let _admission = governance
             .admit(
-                &info,
+                &info.id,
+                info.hints.rate_limit.as_ref(),
                 &plugin.info.name,
                 &plugin.info.digest,
                 &input,
@@ -446,7 +456,7 @@ impl Host {
             .run(plugin, index, entry, &info, input, session_key, &call_id)
             .await;
         governance.finish(
-            &info,
+            &info.id,
             &plugin.info.name,
             &plugin.info.digest,
             &call_id,
@@ -958,6 +968,6 @@ fn schema_text(text: &str) -> std::result::Result<String, String> {
     }
     let json: Value =
         serde_json::from_str(t).map_err(|e| format!("not valid JSON Schema text: {e}"))?;
-    let (ty, _lost) = crate::schema::TypeExpr::from_json_schema(&json);
+    let (ty, _lost) = warden_manifest::schema::TypeExpr::from_json_schema(&json);
     Ok(ty.to_text())
 }

@@ -18,19 +18,20 @@
 //! ```
 #![deny(missing_docs)]
 
-pub mod audit;
+mod bindings;
 pub mod config;
+mod digest;
 mod egress;
 mod engine;
 mod error;
 mod governance;
 mod host;
 mod plugin;
-pub mod policy;
 mod registry;
 mod sandbox;
 mod sessions;
 
+pub use governance::{audit, policy};
 pub use warden_manifest::{route, rtfs, schema};
 
 /// Marketplace snapshots and the capability manifest (from
@@ -44,7 +45,8 @@ pub use config::{
     AuditSettings, CallPolicy, CallRule, Config, DirGrant, DirMode, Grants, InstanceMode, Limits,
     PluginConfig, PluginRules, ResolvedLimits, RuleDecision, SecretGrant, SessionSettings,
 };
-pub use engine::{digest, CompileSource};
+pub use digest::digest;
+pub use engine::CompileSource;
 pub use error::{Error, ErrorKind, Limit, Result};
 pub use governance::{Approval, ApprovalRequest, Approver};
 pub use host::{ExportReport, ImportReport};
@@ -56,27 +58,3 @@ pub use route::{Hints, Route};
 pub use schema::TypeExpr;
 pub use sessions::DEFAULT_SESSION_KEY;
 pub use warden_manifest::metadata::flatten_metadata;
-
-/// The one `bindgen!` for the provider contract in `wit/`.
-mod bindings {
-    // Every Warden interface and no WASI: the host links WASI from
-    // `wasmtime-wasi` itself. A plugin may leave `session-handler` and
-    // `discovery` out.
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        inline: "
-            package warden:host-view;
-            world host-view {
-                import warden:provider/host@0.1.0;
-                import warden:provider/http-client@0.1.0;
-                export warden:provider/provider@0.1.0;
-                export warden:provider/session-handler@0.1.0;
-                export warden:provider/discovery@0.1.0;
-            }
-        ",
-        world: "warden:host-view/host-view",
-        imports: { "warden:provider/http-client": async | trappable },
-        exports: { default: async },
-        with: { "warden:provider/http-client.body": crate::sandbox::ResponseBody },
-    });
-}

@@ -1,14 +1,14 @@
 //! The marketplace registry: every capability of every loaded plugin, by id.
 
 use crate::error::{Error, Result};
-use crate::marketplace::{Manifest, ProviderKind};
-use crate::route::{Hints, Route};
-use crate::schema::TypeExpr;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use warden_manifest::metadata::flatten_metadata;
+use warden_manifest::route::{Hints, Route};
+use warden_manifest::schema::TypeExpr;
+use warden_manifest::{Manifest, ProviderKind};
 
 /// One registered capability: its manifest, who serves it, and what the
 /// host derived from it (parsed schemas, route, hints).
@@ -70,11 +70,11 @@ impl CapabilityInfo {
             return Err("metadata must be a JSON object".into());
         }
         if m.provider.serializable() {
-            crate::marketplace::check_provider_meta(m.provider, &m.provider_meta)?;
+            warden_manifest::manifest::check_provider_meta(m.provider, &m.provider_meta)?;
         }
         let flat_metadata = flatten_metadata(&m.metadata);
-        let route = crate::route::route(&flat_metadata)?;
-        let hints = crate::route::hints(&flat_metadata)?;
+        let route = warden_manifest::route::route(&flat_metadata)?;
+        let hints = warden_manifest::route::hints(&flat_metadata)?;
         let served_as = serde_json::json!({
             "id": m.id, "provider-meta": m.provider_meta, "retry": hints.retry,
         })

@@ -136,7 +136,7 @@ impl State {
         let check_plugin = plugin.clone();
         let check_auditor = auditor.clone();
         b.socket_addr_check(move |addr, usage| {
-            use crate::policy::Decision;
+            use crate::governance::policy::Decision;
             let ip = addr.ip().to_string();
             // The OS binds a wildcard address with port 0 before connecting or
             // sending; any other bind, listen or accept is never granted.
@@ -157,14 +157,14 @@ impl State {
             };
             let target = format!("{usage:?} {addr}");
             let audited = match &decision {
-                crate::policy::Decision::Deny(reason) => {
+                crate::governance::policy::Decision::Deny(reason) => {
                     tracing::warn!(
                         target: "warden::egress", plugin = %check_plugin, effect = "socket", usage = ?usage,
                         destination = %addr, decision = "deny", %reason, "egress denied"
                     );
                     check_auditor.record("socket", &target, "deny", reason)
                 }
-                crate::policy::Decision::Allow(reason) => {
+                crate::governance::policy::Decision::Allow(reason) => {
                     tracing::info!(
                         target: "warden::egress", plugin = %check_plugin, effect = "socket", usage = ?usage,
                         destination = %addr, decision = "allow", %reason, "egress"
@@ -216,7 +216,7 @@ impl crate::bindings::warden::provider::types::Host for State {}
 
 impl host::Host for State {
     fn env_var(&mut self, name: String) -> Result<Option<String>, WitError> {
-        use crate::policy::Decision;
+        use crate::governance::policy::Decision;
         match self.hooks.policy().env_allowed(&name) {
             Decision::Allow(reason) => {
                 if !self.auditor.record("env", &name, "allow", &reason) {

@@ -14,11 +14,11 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::plugin::{LiveSession, LoadedPlugin};
 use crate::registry::CapabilityInfo;
-use crate::route::Route;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use warden_manifest::route::Route;
 
 /// The caller's session key when none is given.
 pub const DEFAULT_SESSION_KEY: &str = "default";

@@ -2,7 +2,8 @@
 //! the code that performs an effect asks this handle and interprets nothing
 //! itself. Deny is the default: no grant, no effect.
 
-use crate::config::{DirMode, Grants};
+pub use super::grants::EgressRule;
+use super::grants::{DirMode, Grants};
 use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
@@ -21,114 +22,6 @@ impl Decision {
     /// Whether the effect may happen.
     pub fn allowed(&self) -> bool {
         matches!(self, Decision::Allow(_))
-    }
-}
-
-/// One egress grant: `scheme://host:port` with `*.` subdomain wildcards and a
-/// `*` port.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EgressRule {
-    scheme: String,
-    host: HostPattern,
-    port: Option<u16>,
-    text: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum HostPattern {
-    Exact(String),
-    /// `*.example.com`: any subdomain of `example.com`, not the apex.
-    Subdomains(String),
-}
-
-const SCHEMES: &[&str] = &["http", "https", "tcp", "udp"];
-
-impl EgressRule {
-    /// Parses a grant. The port is required (`*` for any).
-    pub fn parse(text: &str) -> Result<EgressRule, String> {
-        let (scheme, rest) = text
-            .split_once("://")
-            .ok_or_else(|| format!("`{text}`: expected scheme://host:port"))?;
-        let scheme = scheme.to_ascii_lowercase();
-        if !SCHEMES.contains(&scheme.as_str()) {
-            return Err(format!(
-                "`{text}`: scheme must be one of {}",
-                SCHEMES.join(", ")
-            ));
-        }
-        if rest.contains('/') || rest.contains('?') || rest.contains('@') {
-            return Err(format!(
-                "`{text}`: a grant names scheme, host and port only"
-            ));
-        }
-        let (host, port) = if let Some(stripped) = rest.strip_prefix('[') {
-            let (h, p) = stripped
-                .split_once(']')
-                .ok_or_else(|| format!("`{text}`: unclosed `[`"))?;
-            (
-                h.to_string(),
-                p.strip_prefix(':')
-                    .ok_or_else(|| format!("`{text}`: missing port"))?,
-            )
-        } else {
-            let (h, p) = rest
-                .rsplit_once(':')
-                .ok_or_else(|| format!("`{text}`: missing port (use `:*` for any)"))?;
-            (h.to_string(), p)
-        };
-        let port = match port {
-            "*" => None,
-            p => Some(
-                p.parse::<u16>()
-                    .map_err(|_| format!("`{text}`: invalid port `{p}`"))?,
-            ),
-        };
-        let host = host.to_ascii_lowercase();
-        if host.is_empty() || host == "*" {
-            return Err(format!(
-                "`{text}`: a host is required; `*` alone would allow every host"
-            ));
-        }
-        let host = match host.strip_prefix("*.") {
-            Some(base) if !base.is_empty() && !base.contains('*') => {
-                HostPattern::Subdomains(base.to_string())
-            }
-            _ if host.contains('*') => {
-                return Err(format!("`{text}`: `*` is allowed only as a leading `*.`"))
-            }
-            _ => HostPattern::Exact(host),
-        };
-        Ok(EgressRule {
-            scheme,
-            host,
-            port,
-            text: text.to_string(),
-        })
-    }
-
-    /// Whether the grant names one host exactly (not a `*.` wildcard).
-    pub fn is_by_name(&self) -> bool {
-        matches!(self.host, HostPattern::Exact(_))
-    }
-
-    fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
-        if self.scheme != scheme || self.port.is_some_and(|p| p != port) {
-            return false;
-        }
-        match &self.host {
-            HostPattern::Exact(h) => h == host,
-            HostPattern::Subdomains(base) => {
-                host.len() > base.len() + 1
-                    && host.ends_with(base.as_str())
-                    && host.as_bytes()[host.len() - base.len() - 1] == b'.'
-            }
-        }
-    }
-}
-
-impl fmt::Display for EgressRule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
     }
 }
 
@@ -304,7 +197,7 @@ impl Policy {
     /// Whether any grant uses `scheme` (to decide whether to enable a
     /// socket family at all).
     pub fn any_egress(&self, scheme: &str) -> bool {
-        self.egress.iter().any(|r| r.scheme == scheme)
+        self.egress.iter().any(|r| r.scheme() == scheme)
     }
 
     /// The one egress check, for HTTP requests and sockets alike: may the

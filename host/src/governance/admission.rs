@@ -1,12 +1,11 @@
 //! Governance of calls: the `[policy]` rules (allow, deny or approval by
 //! capability id), rate limits, per-plugin concurrency, and the audit log
 //! every decision is written to. Effects inside a call are audited by the
-//! sandbox through an [`Auditor`].
+//! sandbox through an [`Auditor`](super::audit::Auditor).
 
-use crate::audit::{AuditLog, Entry};
-use crate::config::{CallPolicy, CallRule, Config, RuleDecision};
+use super::audit::{AuditLog, Entry};
+use super::rules::{CallPolicy, CallRule, RuleDecision};
 use crate::error::{Error, Result};
-use crate::registry::CapabilityInfo;
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -15,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use warden_manifest::route::RateLimit;
 
 /// A call waiting for approval, as the [`Approver`] sees it.
 #[derive(Debug, Clone)]
@@ -96,16 +96,9 @@ pub(crate) struct Admission {
 }
 
 impl Governance {
-    pub(crate) fn new(config: &Config) -> Result<Governance> {
-        let audit = match &config.audit {
-            None => None,
-            Some(a) => Some(Arc::new(
-                AuditLog::open(&config.resolve_path(&a.path), a.sync, a.rotate_bytes)
-                    .map_err(|e| Error::Config(e.to_string()))?,
-            )),
-        };
-        let slots = config
-            .policy
+    /// Governance by `policy`, writing to `audit` if there is a log.
+    pub(crate) fn new(policy: CallPolicy, audit: Option<Arc<AuditLog>>) -> Governance {
+        let slots = policy
             .plugins
             .iter()
             .filter_map(|(name, p)| {
@@ -123,15 +116,15 @@ impl Governance {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        Ok(Governance {
-            policy: config.policy.clone(),
+        Governance {
+            policy,
             slots,
             windows: Mutex::new(HashMap::new()),
             approver: RwLock::new(None),
             audit,
             call_prefix: format!("{:x}{:x}", nanos, std::process::id()),
             next_call: AtomicU64::new(1),
-        })
+        }
     }
 
     pub(crate) fn audit(&self) -> Option<&Arc<AuditLog>> {
@@ -196,9 +189,12 @@ impl Governance {
 
     /// Decides whether a call may run: the rule, then `validate` (the input
     /// against its schema), the rate limits, approval, a concurrency slot. Every decision is audited; a denial is a typed error.
+    /// `rate_hint` is the capability's `*.rate-limit` metadata.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn admit(
         &self,
-        info: &CapabilityInfo,
+        id: &str,
+        rate_hint: Option<&RateLimit>,
         plugin: &str,
         digest: &str,
         input: &Value,
@@ -206,7 +202,6 @@ impl Governance {
         call_id: &str,
         validate: impl FnOnce() -> Result<()>,
     ) -> Result<Admission> {
-        let id = info.id.as_str();
         let entry = |decision: &'static str, reason: String| Entry {
             plugin: plugin.to_string(),
             digest: digest.to_string(),
@@ -271,7 +266,7 @@ impl Governance {
                 });
             }
         }
-        if let Some(r) = &info.hints.rate_limit {
+        if let Some(r) = rate_hint {
             let per = Duration::from_secs(r.per_seconds);
             if self.take(&format!("hint:{id}"), r.calls, per).is_err() {
                 return deny(Error::RateLimited {
@@ -348,7 +343,7 @@ impl Governance {
     /// Records how an admitted call ended.
     pub(crate) fn finish(
         &self,
-        info: &CapabilityInfo,
+        id: &str,
         plugin: &str,
         digest: &str,
         call_id: &str,
@@ -366,88 +361,14 @@ impl Governance {
         self.record(Entry {
             plugin: plugin.to_string(),
             digest: digest.to_string(),
-            capability: info.id.clone(),
+            capability: id.to_string(),
             call_id: call_id.to_string(),
             effect: "call",
-            target: info.id.clone(),
+            target: id.to_string(),
             decision,
             reason,
             duration_ms: Some(started.elapsed().as_millis() as u64),
         })
-    }
-}
-
-/// Writes a plugin's effect decisions to the audit log, tagged with the
-/// call in progress in its instance.
-#[derive(Clone)]
-pub(crate) struct Auditor {
-    log: Option<Arc<AuditLog>>,
-    plugin: Arc<str>,
-    digest: Arc<str>,
-    scope: Arc<Mutex<(String, String)>>,
-}
-
-impl Auditor {
-    pub(crate) fn new(log: Option<Arc<AuditLog>>, plugin: Arc<str>, digest: Arc<str>) -> Auditor {
-        Auditor {
-            log,
-            plugin,
-            digest,
-            scope: Arc::new(Mutex::new((String::new(), String::new()))),
-        }
-    }
-
-    /// The same log and plugin with a scope of its own (one per instance).
-    pub(crate) fn for_instance(&self) -> Auditor {
-        Auditor::new(self.log.clone(), self.plugin.clone(), self.digest.clone())
-    }
-
-    /// The call now running in this instance.
-    pub(crate) fn enter(&self, capability: &str, call_id: &str) {
-        if self.log.is_none() {
-            return;
-        }
-        let mut scope = self.scope.lock().unwrap_or_else(|e| e.into_inner());
-        scope.0.clear();
-        scope.0.push_str(capability);
-        scope.1.clear();
-        scope.1.push_str(call_id);
-    }
-
-    /// Whether decisions are written anywhere (callers may skip building
-    /// a record's text otherwise).
-    pub(crate) fn active(&self) -> bool {
-        self.log.is_some()
-    }
-
-    /// Records an effect decision. `false` if it could not be written: the
-    /// caller then refuses the effect (fail closed).
-    pub(crate) fn record(
-        &self,
-        effect: &'static str,
-        target: &str,
-        decision: &'static str,
-        reason: &str,
-    ) -> bool {
-        let Some(log) = &self.log else { return true };
-        let (capability, call_id) = self.scope.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        match log.append(Entry {
-            plugin: self.plugin.to_string(),
-            digest: self.digest.to_string(),
-            capability,
-            call_id,
-            effect,
-            target: target.to_string(),
-            decision,
-            reason: reason.to_string(),
-            duration_ms: None,
-        }) {
-            Ok(_) => true,
-            Err(e) => {
-                tracing::error!(plugin = %self.plugin, "audit log: {e}");
-                false
-            }
-        }
     }
 }
 

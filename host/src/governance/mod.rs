@@ -1,0 +1,26 @@
+//! Governance: what a plugin may do and whether a call may run, and the
+//! record of every decision. Imports nothing above it (no configuration
+//! loading, registry, runtime, sandbox or egress): those hand it plain
+//! values.
+//!
+//! - [`grants`]: a plugin's grants (`[plugins.NAME.grants]`) and the
+//!   destination pattern syntax.
+//! - [`policy`]: the effect policy built from the grants, the one handle the
+//!   code performing an effect asks.
+//! - [`rules`]: the `[policy]` table; [`admission`] enforces it per call
+//!   (rules, rate limits, approval, concurrency slots).
+//! - [`audit`]: the hash-chained audit log (`[audit]`) and the per-instance
+//!   effect recorder.
+
+pub(crate) mod admission;
+pub mod audit;
+pub(crate) mod grants;
+pub mod policy;
+pub(crate) mod rules;
+
+pub(crate) use admission::Governance;
+pub use admission::{Approval, ApprovalRequest, Approver};
+pub use audit::AuditSettings;
+pub(crate) use audit::Auditor;
+pub use grants::{DirGrant, DirMode, Grants, SecretGrant};
+pub use rules::{CallPolicy, CallRule, PluginRules, RuleDecision};

@@ -1,0 +1,116 @@
+//! The `[policy]` table: rules that decide whether a call runs at all
+//! (enforced by [`Governance`](super::admission::Governance)).
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Rules for calls (`[policy]`). Effects are governed by each plugin's
+/// grants; these rules decide whether a call runs at all.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CallPolicy {
+    /// What happens to a call no rule matches. Default `allow`; `deny`
+    /// turns the rules into an allow-list.
+    #[serde(default)]
+    pub default: RuleDecision,
+    /// Rules by capability id glob, first match wins (`[[policy.rules]]`).
+    #[serde(default)]
+    pub rules: Vec<CallRule>,
+    /// Per plugin rules (`[policy.plugins.NAME]`).
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginRules>,
+}
+
+/// What a rule does with a call.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuleDecision {
+    /// The call runs.
+    #[default]
+    Allow,
+    /// The call is refused (exit 3).
+    Deny,
+    /// The call waits for the embedder's approver (the CLI asks on the
+    /// terminal and denies where there is none).
+    Approve,
+}
+
+/// One rule (`[[policy.rules]]`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CallRule {
+    /// Capability ids it matches: `*` matches any run of characters
+    /// (`files.*`, `mcp.*.delete_*`).
+    pub capability: String,
+    /// What it does. Default `allow`.
+    #[serde(default)]
+    pub decision: RuleDecision,
+    /// At most this many calls per minute to each capability it matches.
+    pub calls_per_minute: Option<u32>,
+    /// Shown to the caller when the rule denies.
+    pub reason: Option<String>,
+}
+
+/// Per plugin rules (`[policy.plugins.NAME]`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PluginRules {
+    /// At most this many calls per minute to the plugin, all capabilities together.
+    pub calls_per_minute: Option<u32>,
+    /// At most this many calls to the plugin at once; a further call waits
+    /// up to `max-wait-ms`, then fails (exit 3).
+    pub max_concurrent: Option<u32>,
+    /// How long a call waits for a `max-concurrent` slot.
+    #[serde(default = "default_max_wait_ms")]
+    pub max_wait_ms: u64,
+    /// The component's expected digest (`sha256:<64 hex>`); another
+    /// component refuses to load.
+    pub digest: Option<String>,
+}
+
+fn default_max_wait_ms() -> u64 {
+    1000
+}
+
+impl CallPolicy {
+    /// Checks what serde cannot; `plugin_exists` says whether a plugin of
+    /// that name is configured.
+    pub(crate) fn validate(&self, plugin_exists: impl Fn(&str) -> bool) -> Result<()> {
+        for (i, r) in self.rules.iter().enumerate() {
+            if r.capability.trim().is_empty() {
+                return Err(Error::Config(format!(
+                    "at `policy.rules[{i}].capability`: must not be empty (use `*` for every capability)"
+                )));
+            }
+            if r.calls_per_minute == Some(0) {
+                return Err(Error::Config(format!(
+                    "at `policy.rules[{i}].calls-per-minute`: must be at least 1 (use decision = \"deny\" to refuse calls)"
+                )));
+            }
+        }
+        for (name, p) in &self.plugins {
+            if !plugin_exists(name) {
+                return Err(Error::Config(format!(
+                    "at `policy.plugins.{name}`: no plugin `{name}` is configured"
+                )));
+            }
+            if p.calls_per_minute == Some(0) || p.max_concurrent == Some(0) {
+                return Err(Error::Config(format!(
+                    "at `policy.plugins.{name}`: calls-per-minute and max-concurrent must be at least 1"
+                )));
+            }
+            if let Some(d) = &p.digest {
+                let ok = d
+                    .strip_prefix("sha256:")
+                    .is_some_and(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()));
+                if !ok {
+                    return Err(Error::Config(format!(
+                        "at `policy.plugins.{name}.digest`: `{d}` is not `sha256:` and 64 hex digits"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
