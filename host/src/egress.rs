@@ -353,11 +353,6 @@ fn destination_text(scheme: &str, host: &str, port: u16) -> String {
 type Dispatch = Pin<Box<dyn Future<Output = Result<http::Response<WasiBody>, Failure>> + Send>>;
 
 impl EgressHooks {
-    /// The plugin's policy.
-    pub(crate) fn policy(&self) -> &Policy {
-        &self.egress.policy
-    }
-
     /// The plugin's limits for this instance.
     pub(crate) fn limits(&self) -> ResolvedLimits {
         self.limits

@@ -3,6 +3,7 @@
 //! components.
 
 use crate::error::{Error, Result};
+use crate::sandbox::MAX_TABLE_ELEMENTS;
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -40,10 +41,6 @@ pub(crate) fn new_engine(instances: u32, max_memory: u64) -> Result<Engine> {
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config).map_err(|e| Error::Internal(format!("creating the wasm engine: {e}")))
 }
-
-/// Most elements of one table of an instance (`table.grow` past it fails,
-/// and the call is stopped with the memory limit).
-pub(crate) const MAX_TABLE_ELEMENTS: usize = 20_000;
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
 pub(crate) struct EpochTicker {

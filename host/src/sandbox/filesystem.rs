@@ -1,0 +1,64 @@
+//! `wasi:filesystem` `open-at`, audited.
+
+use wasmtime::component::Resource;
+
+use super::*;
+
+/// Replaces `wasi:filesystem` `open-at` with the same call plus an audit
+/// record: every file or directory a guest opens (or is refused) is logged.
+pub(crate) fn add_audited_open_at(
+    linker: &mut wasmtime::component::Linker<State>,
+) -> wasmtime::Result<()> {
+    use wasmtime_wasi::filesystem::WasiFilesystemView;
+    use wasmtime_wasi::p2::bindings::filesystem::types::{
+        Descriptor, DescriptorFlags, ErrorCode, HostDescriptor, OpenFlags, PathFlags,
+    };
+    type Args = (
+        Resource<Descriptor>,
+        PathFlags,
+        String,
+        OpenFlags,
+        DescriptorFlags,
+    );
+    let mut instance = linker.instance("wasi:filesystem/types@0.2.12")?;
+    instance.func_wrap_async(
+        "[method]descriptor.open-at",
+        |mut store: wasmtime::StoreContextMut<'_, State>,
+         (fd, path_flags, path, oflags, flags): Args| {
+            Box::new(async move {
+                let state = store.data_mut();
+                let writes = flags.contains(DescriptorFlags::WRITE)
+                    || oflags.contains(OpenFlags::CREATE)
+                    || oflags.contains(OpenFlags::TRUNCATE);
+                let result = {
+                    let mut view = state.filesystem();
+                    HostDescriptor::open_at(&mut view, fd, path_flags, path.clone(), oflags, flags)
+                        .await
+                };
+                let result = match result {
+                    Ok(fd) => Ok(fd),
+                    Err(e) => Err(e.downcast()?),
+                };
+                let target = format!("{} {path}", if writes { "write" } else { "read" });
+                let (decision, reason) = match &result {
+                    Ok(_) => ("allow", "within a granted directory".to_string()),
+                    Err(
+                        code @ (ErrorCode::NotPermitted
+                        | ErrorCode::Access
+                        | ErrorCode::ReadOnly
+                        | ErrorCode::Loop),
+                    ) => (
+                        "deny",
+                        format!("outside the plugin's grants ({})", code.name()),
+                    ),
+                    Err(code) => ("allow", format!("failed: {}", code.name())),
+                };
+                if !state.auditor.record("file", &target, decision, &reason) && result.is_ok() {
+                    return Ok((Err(ErrorCode::Access),));
+                }
+                Ok((result,))
+            })
+        },
+    )?;
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! Guest stdout and stderr: lines to the host's log, within the log budget.
+
+use bytes::Bytes;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+use super::*;
+
+/// Guest stdout/stderr: each line goes to the host's log, tagged with the
+/// plugin. Never inherited from the host process.
+#[derive(Clone)]
+pub(super) struct LogStream {
+    pub(super) plugin: Arc<str>,
+    pub(super) stream: &'static str,
+    pub(super) budget: Arc<LogBudget>,
+}
+
+impl IsTerminal for LogStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for LogStream {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(LineLogger::new(self.clone()))
+    }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(LineLogger::new(self.clone()))
+    }
+}
+
+struct LineLogger {
+    target: LogStream,
+    buf: Vec<u8>,
+}
+
+impl LineLogger {
+    fn new(target: LogStream) -> Self {
+        LineLogger {
+            target,
+            buf: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        for chunk in bytes.split_inclusive(|b| *b == b'\n') {
+            if self.buf.len() < MAX_LOG_LINE {
+                let room = MAX_LOG_LINE - self.buf.len();
+                self.buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            if chunk.ends_with(b"\n") {
+                self.emit();
+            }
+        }
+    }
+
+    fn emit(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        if !self.target.budget.take() {
+            self.buf.clear();
+            return;
+        }
+        let line = String::from_utf8_lossy(&self.buf);
+        let line = line.trim_end_matches(['\n', '\r']);
+        tracing::info!(target: "guest", plugin = %self.target.plugin, stream = self.target.stream, "{line}");
+        self.buf.clear();
+    }
+}
+
+impl Drop for LineLogger {
+    fn drop(&mut self) {
+        self.emit();
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for LineLogger {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for LineLogger {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.push(&bytes);
+        Ok(())
+    }
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+impl tokio::io::AsyncWrite for LineLogger {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.push(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.emit();
+        Poll::Ready(Ok(()))
+    }
+}
