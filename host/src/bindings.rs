@@ -18,5 +18,15 @@ wasmtime::component::bindgen!({
     world: "warden:host-view/host-view",
     imports: { "warden:provider/http-client": async | trappable },
     exports: { default: async },
-    with: { "warden:provider/http-client.body": crate::sandbox::ResponseBody },
+    with: { "warden:provider/http-client.body": ResponseBody },
 });
+
+/// A response body handed to a guest by `http-client.send`: the resource
+/// `warden:provider/http-client.body` (read by the sandbox).
+pub struct ResponseBody {
+    pub(crate) body: wasmtime_wasi_http::WasiBody,
+    /// Longest wait for each chunk.
+    pub(crate) wait: std::time::Duration,
+    /// The end was seen (or the body failed): later reads return `none`.
+    pub(crate) done: bool,
+}

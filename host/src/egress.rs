@@ -15,9 +15,9 @@
 //!
 //! Connections are kept alive and reused per plugin and destination.
 
-use crate::config::ResolvedLimits;
 use crate::governance::policy::{Decision, Policy};
 use crate::governance::Auditor;
+use crate::limits::ResolvedLimits;
 use bytes::Bytes;
 use http::header::{HeaderValue, HOST};
 use http_body::{Body, Frame, SizeHint};

@@ -2,16 +2,16 @@
 
 use crate::config::{Config, InstanceMode};
 use crate::egress::Egress;
-use crate::engine::{self, CompileSource, EpochTicker};
 use crate::error::{Error, Result};
 use crate::governance::audit::AuditLog;
 use crate::governance::policy::{BoundSecret, EgressRule, Policy, SecretValue};
 use crate::governance::{Approver, Auditor, Governance};
-use crate::plugin::{Exports, LoadedPlugin, PluginInfo};
 use crate::registry::{CapabilityInfo, Registered, Registry, Source};
+use crate::runtime::engine::{self, CompileSource, EpochTicker};
+use crate::runtime::plugin::{Exports, LoadedPlugin, PluginInfo};
+use crate::runtime::sessions;
+use crate::runtime::sessions::SessionPool;
 use crate::sandbox::State;
-use crate::sessions;
-use crate::sessions::SessionPool;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -481,7 +481,7 @@ impl Host {
         let id = info.id.as_str();
         let output = match (entry, &info.route) {
             (None, Route::Session { .. }) => {
-                let key = session_key.unwrap_or(crate::sessions::DEFAULT_SESSION_KEY);
+                let key = session_key.unwrap_or(crate::runtime::sessions::DEFAULT_SESSION_KEY);
                 self.inner
                     .sessions
                     .call(plugin, index, info, &input, key, call_id)
@@ -917,7 +917,7 @@ fn register_sources(
         }
         match source.capabilities {
             Err(e) => {
-                let reason = crate::plugin::wit_error_text(&e);
+                let reason = crate::runtime::plugin::wit_error_text(&e);
                 tracing::warn!(
                     plugin = %name, source = %source.name,
                     "source unavailable, its capabilities are not registered (retried every {} ms): {reason}",

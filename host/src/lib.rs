@@ -22,14 +22,13 @@ mod bindings;
 pub mod config;
 mod digest;
 mod egress;
-mod engine;
 mod error;
 mod governance;
 mod host;
-mod plugin;
+mod limits;
 mod registry;
+mod runtime;
 mod sandbox;
-mod sessions;
 
 pub use governance::{audit, policy};
 pub use warden_manifest::{route, rtfs, schema};
@@ -46,15 +45,15 @@ pub use config::{
     PluginConfig, PluginRules, ResolvedLimits, RuleDecision, SecretGrant, SessionSettings,
 };
 pub use digest::digest;
-pub use engine::CompileSource;
 pub use error::{Error, ErrorKind, Limit, Result};
 pub use governance::{Approval, ApprovalRequest, Approver};
 pub use host::{ExportReport, ImportReport};
 pub use host::{Health, Host};
 pub use marketplace::{Manifest, ProviderKind};
-pub use plugin::PluginInfo;
 pub use registry::CapabilityInfo;
 pub use route::{Hints, Route};
+pub use runtime::CompileSource;
+pub use runtime::PluginInfo;
+pub use runtime::DEFAULT_SESSION_KEY;
 pub use schema::TypeExpr;
-pub use sessions::DEFAULT_SESSION_KEY;
 pub use warden_manifest::metadata::flatten_metadata;

@@ -3,6 +3,7 @@
 
 use crate::bindings::warden::provider::http_client;
 use crate::bindings::warden::provider::types::Error as WitError;
+use crate::bindings::ResponseBody;
 use crate::egress::{Failure, OutBody, Timeouts};
 use bytes::Bytes;
 use std::pin::Pin;
@@ -11,15 +12,6 @@ use std::time::Duration;
 use wasmtime::component::Resource;
 
 use super::*;
-
-/// A response body handed to a guest by `http-client.send`.
-pub struct ResponseBody {
-    body: wasmtime_wasi_http::WasiBody,
-    /// Longest wait for each chunk.
-    wait: Duration,
-    /// The end was seen (or the body failed): later reads return `none`.
-    done: bool,
-}
 
 /// Most bytes one `read` hands over.
 const MAX_READ: usize = 256 * 1024;

@@ -3,9 +3,9 @@
 //! host services a guest imports.
 
 use crate::config::DirMode;
-use crate::config::ResolvedLimits;
 use crate::egress::{Egress, EgressHooks};
 use crate::governance::Auditor;
+use crate::limits::ResolvedLimits;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -19,7 +19,6 @@ mod services;
 mod sockets;
 
 pub(crate) use filesystem::add_audited_open_at;
-pub use http_client::ResponseBody;
 pub(crate) use limiter::{Limiter, MAX_TABLE_ELEMENTS};
 use output::LogStream;
 

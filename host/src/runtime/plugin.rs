@@ -3,11 +3,12 @@
 
 use crate::bindings::exports::warden::provider::{discovery, provider, session_handler};
 use crate::bindings::warden::provider::types as wit;
-use crate::config::{InstanceMode, ResolvedLimits};
+use crate::config::InstanceMode;
 use crate::egress::Egress;
-use crate::engine::{ticks_for, CompileSource};
 use crate::error::{Error, ErrorKind, Limit, Result};
 use crate::governance::Auditor;
+use crate::limits::ResolvedLimits;
+use crate::runtime::engine::{ticks_for, CompileSource};
 use crate::sandbox::State;
 use serde_json::Value;
 use std::sync::{Arc, Mutex};

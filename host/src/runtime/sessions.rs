@@ -12,8 +12,8 @@
 //! remote session (an MCP `DELETE`).
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::plugin::{LiveSession, LoadedPlugin};
 use crate::registry::CapabilityInfo;
+use crate::runtime::plugin::{LiveSession, LoadedPlugin};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,11 @@
+//! The runtime: the engine and its compiled cache, each plugin's loaded
+//! component with its instance pool, and the session pool. Stands on the
+//! sandbox (per-instance state), egress and governance.
+
+pub(crate) mod engine;
+pub(crate) mod plugin;
+pub(crate) mod sessions;
+
+pub use engine::CompileSource;
+pub use plugin::PluginInfo;
+pub use sessions::DEFAULT_SESSION_KEY;
