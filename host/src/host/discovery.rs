@@ -1,0 +1,184 @@
+//! Capabilities found at run time: each plugin's discovery sources, the
+//! ones that failed (retried in the background), and the session sweeper.
+
+use super::descriptor::descriptor_info;
+use super::*;
+
+impl Host {
+    /// Asks plugins again for the sources that failed discovery (a server
+    /// that was down) and registers what they offer now. With `force` false
+    /// this happens at most once per plugin's `sessions.discovery-retry-ms`.
+    /// Returns whether anything new was registered.
+    pub async fn retry_discovery(&self, force: bool) -> bool {
+        let mut states = self.inner.discovery.lock().await;
+        let mut any = false;
+        for (index, state) in states.iter_mut() {
+            if state.pending.is_empty() {
+                continue;
+            }
+            let plugin = &self.inner.plugins[*index];
+            let every = Duration::from_millis(plugin.info.sessions.discovery_retry_ms);
+            if !force && state.last_attempt.is_some_and(|t| t.elapsed() < every) {
+                continue;
+            }
+            state.last_attempt = Some(Instant::now());
+            match plugin.discover().await {
+                Ok(found) => {
+                    let mut registry = self
+                        .inner
+                        .registry
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner());
+                    any |= register_sources(plugin, *index, found, &mut registry, state) > 0;
+                }
+                Err(e) => {
+                    tracing::warn!(plugin = %plugin.info.name, "discovery failed: {e}");
+                }
+            }
+        }
+        any
+    }
+
+    /// For an unknown `id`: the failed source that likely offers it, if any
+    /// (a source whose name appears as a segment of the id, e.g. `demo` in
+    /// `mcp.demo.add`).
+    pub(super) async fn unavailable_source(&self, id: &str) -> Option<Error> {
+        let states = self.inner.discovery.lock().await;
+        let segments: Vec<&str> = id.split('.').collect();
+        for (index, state) in states.iter() {
+            for (source, reason) in &state.pending {
+                if segments.contains(&source.as_str()) {
+                    return Some(Error::SourceUnavailable {
+                        id: id.to_string(),
+                        plugin: self.inner.plugins[*index].info.name.clone(),
+                        source_name: source.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+            }
+        }
+        None
+    }
+
+    /// Sources of plugin `name` whose capabilities are not registered, with
+    /// the reason (e.g. the server is down).
+    pub async fn pending_sources(&self, name: &str) -> Result<Vec<(String, String)>> {
+        let index = self
+            .inner
+            .plugins
+            .iter()
+            .position(|p| p.info.name == name)
+            .ok_or_else(|| Error::UnknownPlugin(name.to_string()))?;
+        let states = self.inner.discovery.lock().await;
+        Ok(states
+            .get(&index)
+            .map(|s| {
+                s.pending
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Background work that holds no strong reference to the host: the
+    /// session sweeper and discovery retries. Both stop with the host.
+    pub(super) fn start_background(&self, sweep_every: Duration) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(sweep_every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                inner.sessions.sweep().await;
+            }
+        });
+        let retry_every = self
+            .inner
+            .plugins
+            .iter()
+            .filter(|p| p.has_discovery())
+            .map(|p| p.info.sessions.discovery_retry_ms)
+            .min();
+        if let Some(ms) = retry_every {
+            let weak = Arc::downgrade(&self.inner);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(ms));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let Some(inner) = weak.upgrade() else { break };
+                    Host { inner }.retry_discovery(false).await;
+                }
+            });
+        }
+    }
+}
+
+/// Discovery state of one plugin.
+#[derive(Default)]
+pub(super) struct Discovery {
+    /// Sources whose capabilities are registered.
+    registered: std::collections::BTreeSet<String>,
+    /// Sources that failed, with the reason.
+    pending: std::collections::BTreeMap<String, String>,
+    last_attempt: Option<Instant>,
+}
+
+/// Registers the capabilities of sources not registered yet; remembers the
+/// failed ones. Returns how many capabilities were registered.
+pub(super) fn register_sources(
+    plugin: &LoadedPlugin,
+    index: usize,
+    found: Vec<crate::bindings::exports::warden::provider::discovery::Source>,
+    registry: &mut Registry,
+    state: &mut Discovery,
+) -> usize {
+    let name = &plugin.info.name;
+    let mut count = 0;
+    for source in found {
+        if state.registered.contains(&source.name) {
+            continue;
+        }
+        match source.capabilities {
+            Err(e) => {
+                let reason = crate::runtime::plugin::wit_error_text(&e);
+                tracing::warn!(
+                    plugin = %name, source = %source.name,
+                    "source unavailable, its capabilities are not registered (retried every {} ms): {reason}",
+                    plugin.info.sessions.discovery_retry_ms
+                );
+                state.pending.insert(source.name, reason);
+            }
+            Ok(descriptors) => {
+                for d in descriptors {
+                    let id = d.id.clone();
+                    let info = match descriptor_info(d, name) {
+                        Ok(i) => i,
+                        Err(e) => {
+                            tracing::warn!(plugin = %name, source = %source.name, "capability `{id}` skipped: {e}");
+                            continue;
+                        }
+                    };
+                    if matches!(info.route, Route::Session { .. }) && !plugin.has_sessions() {
+                        tracing::warn!(plugin = %name, "capability `{id}` skipped: it asks for a session and the plugin exports no session-handler");
+                        continue;
+                    }
+                    match registry.insert(Source::Plugin(index), info) {
+                        Ok(_) => count += 1,
+                        Err(e) => {
+                            tracing::warn!(plugin = %name, source = %source.name, "capability `{id}` skipped: {e}")
+                        }
+                    }
+                }
+                if state.pending.remove(&source.name).is_some() {
+                    tracing::info!(plugin = %name, source = %source.name, "source available again; its capabilities are registered");
+                }
+                state.registered.insert(source.name);
+            }
+        }
+    }
+    count
+}

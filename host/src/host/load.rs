@@ -1,0 +1,387 @@
+//! Loading: [`Host::new`] as named steps: the governance and its audit log,
+//! the engine and linker, each plugin (its component, policy, instance and
+//! descriptors), the provider kinds plugins serve, and the declared and
+//! stored capabilities.
+
+use super::descriptor::descriptor_info;
+use super::discovery::{register_sources, Discovery};
+use super::*;
+use crate::config::PluginConfig;
+use wasmtime::Engine;
+
+/// What loading builds up, plugin by plugin.
+#[derive(Default)]
+struct Loaded {
+    plugins: Vec<Arc<LoadedPlugin>>,
+    registry: Registry,
+    discovery: HashMap<usize, Discovery>,
+}
+
+/// The engine side every plugin is loaded with.
+struct Runtime {
+    engine: Engine,
+    linker: Linker<State>,
+    cache_dir: Option<PathBuf>,
+    resolve: Arc<std::collections::BTreeMap<String, std::net::IpAddr>>,
+}
+
+impl Host {
+    /// Loads every plugin of `config`: compiles (or loads from the cache)
+    /// each component, checks it implements the provider world, reads its
+    /// descriptors into the registry, and initialises one instance.
+    pub async fn new(config: Config) -> Result<Host> {
+        config.validate()?;
+        let governance = open_governance(&config)?;
+        let (runtime, ticker) = start_runtime(&config)?;
+        let mut loaded = Loaded::default();
+        for (name, pc) in &config.plugins {
+            load_plugin(&config, &runtime, &governance, &mut loaded, name, pc).await?;
+        }
+        let Loaded {
+            plugins,
+            mut registry,
+            discovery,
+        } = loaded;
+        let servers = provider_servers(&config, &plugins, &registry)?;
+        let served_by = |kind: ProviderKind| {
+            servers
+                .get(&kind)
+                .map(|(i, _): &(usize, String)| plugins[*i].info.name.clone())
+        };
+        register_declared(&config, &served_by, &mut registry)?;
+        let store = config.marketplace_dir();
+        register_stored(store.as_deref(), &served_by, &mut registry)?;
+        let sweep_every =
+            sessions::sweep_interval(plugins.iter().map(|p| p.info.sessions.idle_ttl_ms));
+        let host = Host {
+            inner: Arc::new(Inner {
+                plugins,
+                servers,
+                registry: RwLock::new(registry),
+                store,
+                sessions: SessionPool::default(),
+                governance,
+                discovery: tokio::sync::Mutex::new(discovery),
+                _ticker: ticker,
+            }),
+        };
+        host.start_background(sweep_every);
+        Ok(host)
+    }
+}
+
+/// The `[policy]` rules with the `[audit]` log they write to.
+fn open_governance(config: &Config) -> Result<Governance> {
+    let audit_log = match &config.audit {
+        None => None,
+        Some(a) => Some(Arc::new(
+            AuditLog::open(&config.resolve_path(&a.path), a.sync, a.rotate_bytes)
+                .map_err(|e| Error::Config(e.to_string()))?,
+        )),
+    };
+    Ok(Governance::new(config.policy.clone(), audit_log))
+}
+
+/// The engine, sized for every plugin's instances and largest memory, its
+/// epoch ticker, and the linker with WASI, `wasi:http` and the Warden
+/// interfaces (`open-at` replaced by its audited form).
+fn start_runtime(config: &Config) -> Result<(Runtime, EpochTicker)> {
+    let total: u32 = config
+        .plugins
+        .values()
+        .map(|p| p.max_instances + p.sessions.max)
+        .sum::<u32>()
+        + SPARE_INSTANCES;
+    let max_memory = config
+        .plugins
+        .values()
+        .map(|p| p.limits.or(config.limits).resolve().memory)
+        .max()
+        .unwrap_or(crate::config::DEFAULT_MEMORY);
+    let engine = engine::new_engine(total, max_memory)?;
+    let ticker = EpochTicker::start(&engine);
+    let mut linker: Linker<State> = Linker::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    crate::bindings::HostView::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    linker.allow_shadowing(true);
+    crate::sandbox::add_audited_open_at(&mut linker)
+        .map_err(|e| Error::Internal(format!("{e:#}")))?;
+    linker.allow_shadowing(false);
+    let runtime = Runtime {
+        engine,
+        linker,
+        cache_dir: config.cache_dir(),
+        resolve: Arc::new(config.host.resolve.clone()),
+    };
+    Ok((runtime, ticker))
+}
+
+/// The component file of plugin `name`: its path and bytes.
+fn read_component(config: &Config, name: &str, pc: &PluginConfig) -> Result<(PathBuf, Vec<u8>)> {
+    let path = config.resolve_path(&pc.component);
+    let bytes = std::fs::read(&path).map_err(|e| {
+        Error::load(
+            name,
+            format!("cannot read component {}: {e}", path.display()),
+        )
+    })?;
+    if !bytes.starts_with(b"\0asm") {
+        return Err(Error::load(
+            name,
+            format!("{} is not a WebAssembly file", path.display()),
+        ));
+    }
+    Ok((path, bytes))
+}
+
+/// The effect policy of plugin `name`: its grants, granted directories that
+/// exist, and its secrets bound to their destinations.
+fn plugin_policy(config: &Config, name: &str, pc: &PluginConfig) -> Result<Policy> {
+    let policy = Policy::from_grants(&pc.grants, |p| config.resolve_path(p))
+        .map_err(|e| Error::load(name, e))?;
+    for dir in policy.dirs() {
+        if !dir.host.is_dir() {
+            return Err(Error::load(
+                name,
+                format!("granted directory {} does not exist", dir.host.display()),
+            ));
+        }
+    }
+    let secrets = pc
+        .grants
+        .secrets
+        .iter()
+        .map(|g| {
+            let value = config
+                .secret_value(&g.name)
+                .map_err(|e| Error::load(name, e))?;
+            let hosts = g
+                .hosts
+                .iter()
+                .map(|h| EgressRule::parse(h))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| Error::load(name, e))?;
+            Ok(BoundSecret {
+                name: g.name.clone(),
+                value: SecretValue::new(value),
+                hosts,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(policy.with_secrets(secrets))
+}
+
+/// Refuses (and audits) a component whose digest differs from the one
+/// `policy.plugins.NAME.digest` pins.
+fn check_pinned_digest(
+    governance: &Governance,
+    name: &str,
+    path: &Path,
+    digest: &str,
+) -> Result<()> {
+    let Some(pinned) = governance.pinned_digest(name) else {
+        return Ok(());
+    };
+    if pinned.eq_ignore_ascii_case(digest) {
+        return Ok(());
+    }
+    let message = format!(
+        "{} has digest {digest}, but policy.plugins.{name}.digest pins {pinned}",
+        path.display(),
+    );
+    governance.record(crate::governance::audit::Entry {
+        plugin: name.to_string(),
+        digest: digest.to_string(),
+        effect: "load",
+        target: path.display().to_string(),
+        decision: "deny",
+        reason: message.clone(),
+        ..Default::default()
+    })?;
+    Err(Error::load(name, message))
+}
+
+/// Loads plugin `name`: compiles and links its component, builds its
+/// sandbox's policy and egress, describes it into the registry, warms up an
+/// instance, and discovers its sources.
+async fn load_plugin(
+    config: &Config,
+    runtime: &Runtime,
+    governance: &Governance,
+    loaded: &mut Loaded,
+    name: &str,
+    pc: &PluginConfig,
+) -> Result<()> {
+    let (path, bytes) = read_component(config, name, pc)?;
+    let (component, compiled) =
+        engine::load_component(&runtime.engine, &bytes, runtime.cache_dir.as_deref())
+            .map_err(|e| Error::load(name, format!("{}: {e}", path.display())))?;
+    let pre = runtime
+        .linker
+        .instantiate_pre(&component)
+        .map_err(|e| Error::load(name, format!("{}: cannot be linked: {e:#}", path.display())))?;
+    let exports = Exports::new(&pre).map_err(|e| {
+        Error::load(
+            name,
+            format!(
+                "{} does not implement the warden:provider/plugin world: {e:#}",
+                path.display()
+            ),
+        )
+    })?;
+    let policy = plugin_policy(config, name, pc)?;
+    let info = PluginInfo {
+        name: name.to_string(),
+        provider: String::new(),
+        version: String::new(),
+        description: String::new(),
+        component: path.display().to_string(),
+        digest: crate::digest::digest(&bytes),
+        compiled,
+        limits: pc.limits.or(config.limits).resolve(),
+        grants: pc.grants.clone(),
+        instances: pc.instances,
+        max_instances: pc.max_instances,
+        capabilities: Vec::new(),
+        sessions: pc.sessions,
+    };
+    let egress = Arc::new(Egress::new(
+        Arc::from(name),
+        Arc::new(policy),
+        runtime.resolve.clone(),
+    ));
+    check_pinned_digest(governance, name, &path, &info.digest)?;
+    let auditor = Auditor::new(
+        governance.audit().cloned(),
+        Arc::from(name),
+        Arc::from(info.digest.as_str()),
+    );
+    let mut plugin = LoadedPlugin::new(
+        info,
+        runtime.engine.clone(),
+        pre,
+        exports,
+        egress,
+        auditor,
+        pc.config.to_string(),
+    );
+    let index = loaded.plugins.len();
+    describe_into(&mut plugin, index, &mut loaded.registry).await?;
+    plugin.warm_up().await.map_err(|e| match e {
+        e @ Error::Load { .. } => e,
+        other => Error::load(name, other),
+    })?;
+    tracing::debug!(plugin = %name, compiled = ?compiled, "loaded");
+    let plugin = Arc::new(plugin);
+    if plugin.has_discovery() {
+        let found = plugin
+            .discover()
+            .await
+            .map_err(|e| Error::load(name, format!("discover failed: {e}")))?;
+        let state = loaded.discovery.entry(index).or_default();
+        register_sources(&plugin, index, found, &mut loaded.registry, state);
+    }
+    loaded.plugins.push(plugin);
+    Ok(())
+}
+
+/// Asks a plugin to describe itself and registers its static capabilities
+/// (refusing one that asks for a session the plugin cannot hold).
+async fn describe_into(
+    plugin: &mut LoadedPlugin,
+    index: usize,
+    registry: &mut Registry,
+) -> Result<()> {
+    let name = plugin.info.name.clone();
+    let description = plugin
+        .describe()
+        .await
+        .map_err(|e| Error::load(&name, format!("describe failed: {e}")))?;
+    plugin.info.provider = description.info.name;
+    plugin.info.version = description.info.version;
+    plugin.info.description = description.info.description;
+    for d in description.capabilities {
+        let id = d.id.clone();
+        let info = descriptor_info(d, &name)
+            .map_err(|e| Error::load(&name, format!("capability `{id}`: {e}")))?;
+        if let Route::Session { key } = &info.route {
+            if !plugin.has_sessions() {
+                return Err(Error::load(
+                    &name,
+                    format!("capability `{id}` asks for a session (metadata `{key}`), and the plugin exports no session-handler"),
+                ));
+            }
+        }
+        plugin.info.capabilities.push(id);
+        registry.insert(Source::Plugin(index), info)?;
+    }
+    Ok(())
+}
+
+/// For each `[providers]` kind: the plugin that serves it and its entry
+/// capability (the one whose metadata says `warden.serves = KIND`).
+fn provider_servers(
+    config: &Config,
+    plugins: &[Arc<LoadedPlugin>],
+    registry: &Registry,
+) -> Result<HashMap<ProviderKind, (usize, String)>> {
+    let mut servers = HashMap::new();
+    for (kind, plugin_name) in &config.providers {
+        let kind = ProviderKind::parse(kind).expect("validated");
+        let index = plugins
+            .iter()
+            .position(|p| &p.info.name == plugin_name)
+            .expect("validated");
+        let entry = registry
+            .iter()
+            .find(|c| c.plugin.as_deref() == Some(plugin_name.as_str()) && c.flat_metadata.get("warden.serves").and_then(Value::as_str) == Some(kind.name()))
+            .map(|c| c.id.clone())
+            .ok_or_else(|| {
+                Error::load(
+                    plugin_name,
+                    format!("serves no :{kind} capabilities (none of its capabilities has metadata warden.serves = \"{kind}\")"),
+                )
+            })?;
+        servers.insert(kind, (index, entry));
+    }
+    Ok(servers)
+}
+
+/// Capabilities declared in the configuration (`[[capabilities]]`).
+fn register_declared(
+    config: &Config,
+    served_by: &dyn Fn(ProviderKind) -> Option<String>,
+    registry: &mut Registry,
+) -> Result<()> {
+    for m in &config.capabilities {
+        let info = CapabilityInfo::from_manifest(m.clone(), served_by(m.provider))
+            .map_err(|e| Error::Config(format!("capability `{}`: {e}", m.id)))?;
+        registry.insert(Source::Declared, info)?;
+    }
+    Ok(())
+}
+
+/// Capabilities imported earlier into the marketplace store.
+fn register_stored(
+    store: Option<&Path>,
+    served_by: &dyn Fn(ProviderKind) -> Option<String>,
+    registry: &mut Registry,
+) -> Result<()> {
+    let Some(dir) = store.filter(|d| d.is_dir()) else {
+        return Ok(());
+    };
+    for (file, entry) in snapshot::read_path(dir)
+        .map_err(|e| Error::Marketplace(format!("store {}: {e}", dir.display())))?
+    {
+        let m = entry.map_err(|e| Error::Marketplace(format!("store {}: {e}", file.display())))?;
+        let by = served_by(m.provider);
+        let info = CapabilityInfo::from_manifest(m, by)
+            .map_err(|e| Error::Marketplace(format!("store {}: {e}", file.display())))?;
+        registry.insert(Source::Imported, info)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,361 @@
+//! [`Host`]: loads plugins from a [`Config`], keeps the registry, routes calls.
+
+use crate::config::{Config, InstanceMode};
+use crate::egress::Egress;
+use crate::error::{Error, Result};
+use crate::governance::audit::AuditLog;
+use crate::governance::policy::{BoundSecret, EgressRule, Policy, SecretValue};
+use crate::governance::{Approver, Auditor, Governance};
+use crate::registry::{CapabilityInfo, Registered, Registry, Source};
+use crate::runtime::engine::{self, CompileSource, EpochTicker};
+use crate::runtime::plugin::{Exports, LoadedPlugin, PluginInfo};
+use crate::runtime::sessions;
+use crate::runtime::sessions::SessionPool;
+use crate::sandbox::State;
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use warden_manifest::metadata::parse_metadata;
+use warden_manifest::route::Route;
+use warden_manifest::snapshot;
+use warden_manifest::{Manifest, ProviderKind};
+use wasmtime::component::{HasSelf, Linker};
+
+mod descriptor;
+mod discovery;
+mod load;
+mod snapshots;
+
+use discovery::Discovery;
+
+/// Instances kept in reserve beyond the plugins' `max-instances` (describe
+/// at load, health checks).
+const SPARE_INSTANCES: u32 = 8;
+
+/// An embeddable Warden host. Cheap to clone; every clone shares the same
+/// plugins. Calls may run concurrently from many tasks.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), warden::Error> {
+/// let host = warden::Host::from_config_file("warden.toml".as_ref()).await?;
+/// let out = host.call("text.case", serde_json::json!({"text": "hi there", "to": "upper"})).await?;
+/// assert_eq!(out["text"], "HI THERE");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    plugins: Vec<Arc<LoadedPlugin>>,
+    /// For each provider kind a plugin serves: (plugin index, its entry capability).
+    servers: HashMap<ProviderKind, (usize, String)>,
+    registry: RwLock<Registry>,
+    store: Option<PathBuf>,
+    sessions: SessionPool,
+    governance: Governance,
+    /// Per plugin with `discovery`: which sources are registered or pending.
+    discovery: tokio::sync::Mutex<HashMap<usize, Discovery>>,
+    // Dropped last: stops the epoch thread once no call can be running.
+    _ticker: EpochTicker,
+}
+
+impl Drop for Inner {
+    /// A host dropped without [`Host::shutdown`] still ends its sessions
+    /// (best effort, on the current runtime if there is one).
+    fn drop(&mut self) {
+        if self.sessions.len() == 0 {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let sessions = std::mem::take(&mut self.sessions);
+        runtime.spawn(async move { sessions.close_all().await });
+    }
+}
+
+/// What [`Host::import`] did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImportReport {
+    /// Ids registered for the first time.
+    pub registered: Vec<String>,
+    /// Ids that replaced an earlier import.
+    pub updated: Vec<String>,
+    /// Ids (or files) skipped, with the reason.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// What [`Host::export_rtfs`] and [`Host::export_json`] did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ExportReport {
+    /// Ids written.
+    pub exported: Vec<String>,
+    /// Files written.
+    pub files: Vec<PathBuf>,
+    /// Ids skipped (not serializable), with the reason.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Health of one plugin, as it reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
+    /// `healthy`, `degraded` or `unhealthy`.
+    pub status: String,
+    /// Detail from the plugin.
+    pub message: String,
+}
+
+impl Host {
+    /// Reads `path` and loads every plugin it lists.
+    pub async fn from_config_file(path: &Path) -> Result<Host> {
+        Host::new(Config::from_file(path)?).await
+    }
+
+    fn registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        self.inner
+            .registry
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Calls capability `id` with a JSON `input` and returns its JSON output.
+    ///
+    /// The input is checked against the capability's input schema before
+    /// any guest code runs, and the output against its output schema after.
+    /// A capability that asks for a session runs in the default session;
+    /// see [`call_in_session`](Self::call_in_session).
+    pub async fn call(&self, id: &str, input: Value) -> Result<Value> {
+        self.call_in_session(id, input, None).await
+    }
+
+    /// Like [`call`](Self::call); a capability that asks for a session runs
+    /// in the session of `session_key` (separate agents or conversations
+    /// pass separate keys; `None` is [`DEFAULT_SESSION_KEY`](crate::DEFAULT_SESSION_KEY)).
+    /// Other capabilities ignore the key.
+    pub async fn call_in_session(
+        &self,
+        id: &str,
+        input: Value,
+        session_key: Option<&str>,
+    ) -> Result<Value> {
+        let found = self.registry().get(id);
+        let (source, info) = match found {
+            Ok(f) => f,
+            Err(e) => {
+                // A source that failed discovery may offer it by now.
+                self.retry_discovery(false).await;
+                let again = self.registry().get(id);
+                match again {
+                    Ok(f) => f,
+                    Err(_) => return Err(self.unavailable_source(id).await.unwrap_or(e)),
+                }
+            }
+        };
+        let validate = || {
+            info.input_type
+                .validate(&input)
+                .map_err(|e| Error::InvalidInput {
+                    capability: id.to_string(),
+                    message: e.to_string(),
+                })
+        };
+        // The plugin that serves the call, for governance and the audit log.
+        let served = match source {
+            Source::Plugin(index) => Some((index, None)),
+            Source::Imported | Source::Declared => self
+                .inner
+                .servers
+                .get(&info.provider)
+                .map(|(i, entry)| (*i, Some(entry.clone()))),
+        };
+        let Some((index, entry)) = served else {
+            validate()?;
+            return Err(Error::NotServed {
+                capability: id.to_string(),
+                provider: info.provider.name().to_string(),
+            });
+        };
+        let plugin = &self.inner.plugins[index];
+        let governance = &self.inner.governance;
+        let call_id = governance.call_id();
+        let started = Instant::now();
+        let _admission = governance
+            .admit(
+                &info.id,
+                info.hints.rate_limit.as_ref(),
+                &plugin.info.name,
+                &plugin.info.digest,
+                &input,
+                session_key,
+                &call_id,
+                validate,
+            )
+            .await?;
+        let result = self
+            .run(plugin, index, entry, &info, input, session_key, &call_id)
+            .await;
+        governance.finish(
+            &info.id,
+            &plugin.info.name,
+            &plugin.info.digest,
+            &call_id,
+            started,
+            &result,
+        )?;
+        result
+    }
+
+    /// Runs an admitted call and checks its output.
+    #[allow(clippy::too_many_arguments)]
+    async fn run(
+        &self,
+        plugin: &Arc<LoadedPlugin>,
+        index: usize,
+        entry: Option<String>,
+        info: &CapabilityInfo,
+        input: Value,
+        session_key: Option<&str>,
+        call_id: &str,
+    ) -> Result<Value> {
+        let id = info.id.as_str();
+        let output = match (entry, &info.route) {
+            (None, Route::Session { .. }) => {
+                let key = session_key.unwrap_or(crate::runtime::sessions::DEFAULT_SESSION_KEY);
+                self.inner
+                    .sessions
+                    .call(plugin, index, info, &input, key, call_id)
+                    .await?
+            }
+            (None, Route::Direct) => plugin.call(id, &input, call_id).await?,
+            (Some(entry), _) => {
+                let input = input.to_string();
+                let mut request = String::with_capacity(info.served_as.len() + input.len() + 26);
+                request.push_str(r#"{"capability":"#);
+                request.push_str(&info.served_as);
+                request.push_str(r#","input":"#);
+                request.push_str(&input);
+                request.push('}');
+                plugin
+                    .call_text(&entry, &request, call_id)
+                    .await
+                    .map_err(|e| e.for_capability(id))?
+            }
+        };
+        info.output_type
+            .validate(&output)
+            .map_err(|e| Error::InvalidOutput {
+                plugin: plugin.info.name.clone(),
+                capability: id.to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(output)
+    }
+
+    /// Sets the approver asked about calls that match an `approve` rule
+    /// (`None`: such calls are denied). Guests cannot reach it.
+    pub fn set_approver(&self, approver: Option<Arc<dyn Approver>>) {
+        self.inner.governance.set_approver(approver);
+    }
+
+    /// The audit log's file, if the host keeps one.
+    pub fn audit_path(&self) -> Option<&Path> {
+        self.inner.governance.audit().map(|a| a.path())
+    }
+
+    /// Number of open sessions in the pool.
+    pub fn open_sessions(&self) -> usize {
+        self.inner.sessions.len()
+    }
+
+    /// Closes every pooled session (each provider ends its remote session,
+    /// e.g. an MCP server sees `DELETE`). Call it before exiting; calls made
+    /// afterwards open new sessions.
+    pub async fn shutdown(&self) {
+        self.inner.sessions.close_all().await;
+        if let Some(audit) = self.inner.governance.audit() {
+            if let Err(e) = audit.flush() {
+                tracing::error!("{e}");
+            }
+        }
+    }
+
+    /// Like [`call`](Self::call), with typed input and output.
+    pub async fn call_typed<I: Serialize, O: DeserializeOwned>(
+        &self,
+        id: &str,
+        input: &I,
+    ) -> Result<O> {
+        let input = serde_json::to_value(input).map_err(|e| Error::InvalidInput {
+            capability: id.into(),
+            message: e.to_string(),
+        })?;
+        let out = self.call(id, input).await?;
+        serde_json::from_value(out).map_err(|e| Error::InvalidInput {
+            capability: id.into(),
+            message: format!("output does not fit the requested type: {e}"),
+        })
+    }
+
+    /// Every registered capability: plugins' in load order, then imported ones.
+    pub fn capabilities(&self) -> Vec<Arc<CapabilityInfo>> {
+        self.registry().iter().cloned().collect()
+    }
+
+    /// The capability `id`, or an error naming the nearest ids.
+    pub fn capability(&self, id: &str) -> Result<Arc<CapabilityInfo>> {
+        self.registry().get(id).map(|(_, c)| c)
+    }
+
+    /// Every loaded plugin.
+    pub fn plugins(&self) -> Vec<&PluginInfo> {
+        self.inner.plugins.iter().map(|p| &p.info).collect()
+    }
+
+    /// The plugin named `name`.
+    pub fn plugin(&self, name: &str) -> Result<&PluginInfo> {
+        self.find(name).map(|p| &p.info)
+    }
+
+    fn find(&self, name: &str) -> Result<&Arc<LoadedPlugin>> {
+        self.inner
+            .plugins
+            .iter()
+            .find(|p| p.info.name == name)
+            .ok_or_else(|| Error::UnknownPlugin(name.to_string()))
+    }
+
+    /// Asks plugin `name` for its health.
+    pub async fn health(&self, name: &str) -> Result<Health> {
+        let report = self.find(name)?.health().await?;
+        use crate::bindings::warden::provider::types::HealthStatus;
+        let status = match report.status {
+            HealthStatus::Healthy => "healthy",
+            HealthStatus::Degraded => "degraded",
+            HealthStatus::Unhealthy => "unhealthy",
+        };
+        Ok(Health {
+            status: status.into(),
+            message: report.message,
+        })
+    }
+
+    /// The marketplace store directory, if the host has one.
+    pub fn store_dir(&self) -> Option<&Path> {
+        self.inner.store.as_deref()
+    }
+
+    /// Whether plugin `name` was compiled at load or came from the cache.
+    pub fn compile_source(&self, name: &str) -> Result<CompileSource> {
+        Ok(self.plugin(name)?.compiled)
+    }
+
+    /// Whether plugin `name` reuses instances.
+    pub fn instance_mode(&self, name: &str) -> Result<InstanceMode> {
+        Ok(self.plugin(name)?.instances)
+    }
+}
