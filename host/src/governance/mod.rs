@@ -9,11 +9,12 @@
 //!   code performing an effect asks.
 //! - [`rules`]: the `[policy]` table; [`admission`] enforces it per call
 //!   (rules, rate limits, approval, concurrency slots).
-//! - [`audit`]: the hash-chained audit log (`[audit]`) and the per-instance
-//!   effect recorder.
+//! - [`audit`]: the hash-chained audit log (`[audit]`); [`auditor`] records
+//!   each instance's effect decisions in it.
 
 pub(crate) mod admission;
 pub mod audit;
+pub(crate) mod auditor;
 pub(crate) mod grants;
 pub mod policy;
 pub(crate) mod rules;
@@ -21,6 +22,6 @@ pub(crate) mod rules;
 pub(crate) use admission::Governance;
 pub use admission::{Approval, ApprovalRequest, Approver};
 pub use audit::AuditSettings;
-pub(crate) use audit::Auditor;
+pub(crate) use auditor::Auditor;
 pub use grants::{DirGrant, DirMode, Grants, SecretGrant};
 pub use rules::{CallPolicy, CallRule, PluginRules, RuleDecision};

@@ -1,0 +1,446 @@
+//! The decision sequence of one request: per-call cap, `Host` header,
+//! grant, secret substitution, resolution and address checks, then the
+//! request on a pooled or new connection; each attempt logged and audited.
+
+use super::*;
+use crate::governance::Auditor;
+use crate::limits::ResolvedLimits;
+use bytes::Bytes;
+use http::header::{HeaderValue, HOST};
+use http_body_util::BodyExt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
+
+/// The `wasi:http` hooks of one instance: its plugin's egress plus the
+/// budget of the current call.
+pub(crate) struct EgressHooks {
+    egress: Arc<Egress>,
+    auditor: Auditor,
+    limits: ResolvedLimits,
+    requests: u32,
+    bytes: Arc<AtomicU64>,
+}
+
+impl EgressHooks {
+    pub(crate) fn new(egress: Arc<Egress>, limits: ResolvedLimits, auditor: Auditor) -> Self {
+        EgressHooks {
+            egress,
+            auditor,
+            limits,
+            requests: 0,
+            bytes: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Starts a new call's budget.
+    pub(crate) fn reset(&mut self) {
+        self.requests = 0;
+        // A body still held from the last call keeps counting into its own
+        // budget; only then is a new counter needed.
+        if Arc::strong_count(&self.bytes) == 1 {
+            self.bytes.store(0, Ordering::Relaxed);
+        } else {
+            self.bytes = Arc::new(AtomicU64::new(0));
+        }
+    }
+}
+
+/// One egress attempt, as logged.
+struct Attempt {
+    auditor: Auditor,
+    plugin: Arc<str>,
+    method: http::Method,
+    destination: String,
+    started: Instant,
+}
+
+impl Attempt {
+    fn deny(&self, reason: &str) {
+        self.auditor.record(
+            "egress",
+            &format!("{} {}", self.method, self.destination),
+            "deny",
+            reason,
+        );
+        tracing::warn!(
+            target: "warden::egress",
+            plugin = %self.plugin, method = %self.method, destination = %self.destination,
+            decision = "deny", %reason, duration_ms = self.started.elapsed().as_millis() as u64,
+            "egress denied"
+        );
+    }
+    fn failed(&self, reason: &str) {
+        tracing::info!(
+            target: "warden::egress",
+            plugin = %self.plugin, method = %self.method, destination = %self.destination,
+            decision = "allow", %reason, duration_ms = self.started.elapsed().as_millis() as u64,
+            "egress failed"
+        );
+    }
+    fn done(&self, status: u16, bytes_in: u64, bytes_out: u64, outcome: &str) {
+        tracing::info!(
+            target: "warden::egress",
+            plugin = %self.plugin, method = %self.method, destination = %self.destination,
+            decision = "allow", status, bytes_in, bytes_out, outcome,
+            duration_ms = self.started.elapsed().as_millis() as u64,
+            "egress"
+        );
+    }
+}
+
+/// Why a request did not get a response.
+pub(crate) enum Failure {
+    /// Policy said no (the reason names the rule; never a secret value).
+    Denied(String),
+    /// The network or the peer failed.
+    Failed(HttpError, String),
+}
+
+/// A request body: a stream from `wasi:http`, or whole bytes (which can be
+/// sent again when a kept-alive connection turns out to be closed).
+pub(crate) enum OutBody {
+    Stream(WasiBody),
+    Full(Bytes),
+}
+
+/// Timeouts asked for by the guest; each is capped by the plugin's
+/// `request-timeout-ms`.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Timeouts {
+    pub(crate) connect: Option<Duration>,
+    pub(crate) first_byte: Option<Duration>,
+}
+
+/// `scheme://host:port`, as audit records and errors name a destination.
+fn destination_text(scheme: &str, host: &str, port: u16) -> String {
+    let mut out = String::with_capacity(scheme.len() + host.len() + 9);
+    out.push_str(scheme);
+    out.push_str("://");
+    out.push_str(host);
+    out.push(':');
+    out.push_str(itoa::Buffer::new().format(port));
+    out
+}
+
+type Dispatch = Pin<Box<dyn Future<Output = Result<http::Response<WasiBody>, Failure>> + Send>>;
+
+impl EgressHooks {
+    /// The plugin's limits for this instance.
+    pub(crate) fn limits(&self) -> ResolvedLimits {
+        self.limits
+    }
+
+    /// Decides a request and, if allowed, returns the future that sends it.
+    /// The one path for `wasi:http` and `warden:provider/http-client`.
+    pub(crate) fn dispatch(
+        &mut self,
+        mut head: http::request::Parts,
+        body: OutBody,
+        timeouts: Timeouts,
+    ) -> Dispatch {
+        let uri = head.uri.clone();
+        let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
+        let host = uri
+            .host()
+            .unwrap_or("")
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        let https = scheme == "https";
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let attempt = Attempt {
+            auditor: self.auditor.clone(),
+            plugin: self.egress.plugin.clone(),
+            method: head.method.clone(),
+            destination: destination_text(&scheme, &host, port),
+            started: Instant::now(),
+        };
+        let deny = |attempt: Attempt, reason: String| -> Dispatch {
+            attempt.deny(&reason);
+            Box::pin(async move { Err(Failure::Denied(reason)) })
+        };
+
+        self.requests += 1;
+        if self.requests > self.limits.max_requests {
+            let reason = format!(
+                "more than {} requests in one call (limits.max-requests)",
+                self.limits.max_requests
+            );
+            return deny(attempt, reason);
+        }
+        if scheme != "http" && scheme != "https" {
+            return deny(attempt, format!("scheme `{scheme}` is not HTTP"));
+        }
+        if let Some(h) = head.headers.get(HOST) {
+            let expected = uri
+                .authority()
+                .map(|a| a.as_str().to_ascii_lowercase())
+                .unwrap_or_default();
+            let given = h.to_str().unwrap_or("").to_ascii_lowercase();
+            if given != expected && given != host {
+                return deny(
+                    attempt,
+                    format!("Host header `{given}` does not match the destination `{expected}`"),
+                );
+            }
+        }
+        if let Some(reason) = self.egress.policy.egress_denial(&scheme, &host, port) {
+            return deny(attempt, reason);
+        }
+        let declared_length = match &body {
+            OutBody::Full(b) => b.len() as u64,
+            OutBody::Stream(_) => head
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                .unwrap_or(0),
+        };
+        if self
+            .bytes
+            .load(Ordering::Relaxed)
+            .saturating_add(declared_length)
+            > self.limits.max_egress_bytes
+        {
+            let reason = format!(
+                "the request body would exceed limits.max-egress-bytes ({})",
+                self.limits.max_egress_bytes
+            );
+            return deny(attempt, reason);
+        }
+        // Secrets: substituted here, for bound destinations only.
+        for value in head.headers.values_mut() {
+            let Ok(text) = value.to_str() else { continue };
+            if !text.contains(SECRET_OPEN) {
+                continue;
+            }
+            let destination = &attempt.destination;
+            let auditor = &self.auditor;
+            match substitute(text, |name| {
+                let found = self.egress.policy.secret_for(name, &scheme, &host, port);
+                let target = format!("{name} -> {destination}");
+                match &found {
+                    Ok(_) => {
+                        if !auditor.record("secret", &target, "allow", "bound to this destination")
+                        {
+                            return Err("the audit log cannot be written".to_string());
+                        }
+                    }
+                    Err(reason) => {
+                        auditor.record("secret", &target, "deny", reason);
+                    }
+                }
+                found.map(|v| v.expose().to_string())
+            }) {
+                Ok(replaced) => match HeaderValue::from_str(&replaced) {
+                    Ok(mut v) => {
+                        v.set_sensitive(true);
+                        *value = v;
+                    }
+                    Err(_) => {
+                        return deny(
+                            attempt,
+                            "a secret's value is not a valid header value".into(),
+                        )
+                    }
+                },
+                Err(reason) => return deny(attempt, reason),
+            }
+        }
+        if self.auditor.active()
+            && !self.auditor.record(
+                "egress",
+                &format!("{} {}", attempt.method, attempt.destination),
+                "allow",
+                "granted",
+            )
+        {
+            return deny(attempt, "the audit log cannot be written".into());
+        }
+        if !head.headers.contains_key(HOST) {
+            if let Some(Ok(v)) = uri.authority().map(|a| HeaderValue::from_str(a.as_str())) {
+                head.headers.insert(HOST, v);
+            }
+        }
+        // Origin form on the wire; the connection already names the host.
+        let mut origin = uri.into_parts();
+        origin.scheme = None;
+        origin.authority = None;
+        if origin.path_and_query.is_none() {
+            origin.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        head.uri = match http::Uri::from_parts(origin) {
+            Ok(u) => u,
+            Err(_) => {
+                return Box::pin(async move {
+                    attempt.failed("invalid path");
+                    Err(Failure::Failed(
+                        HttpError::HttpRequestUriInvalid,
+                        "invalid path".into(),
+                    ))
+                })
+            }
+        };
+
+        let egress = self.egress.clone();
+        let total = self.bytes.clone();
+        let limits = self.limits;
+        let dest = Destination { https, host, port };
+        Box::pin(async move {
+            let budget = Duration::from_millis(limits.request_timeout_ms);
+            let connect_timeout = timeouts.connect.map_or(budget, |t| t.min(budget));
+            let first_byte_timeout = timeouts.first_byte.map_or(budget, |t| t.min(budget));
+            let sent = Arc::new(AtomicU64::new(0));
+            let counted = |b: WasiBody| {
+                Counted {
+                    inner: b,
+                    seen: 0,
+                    per_body_limit: u64::MAX,
+                    total: total.clone(),
+                    total_limit: limits.max_egress_bytes,
+                    also: Some(sent.clone()),
+                    on_end: None,
+                    acker: None,
+                }
+                .boxed_unsync()
+            };
+            let full = |b: &Bytes| {
+                http_body_util::Full::new(b.clone())
+                    .map_err(|never| match never {})
+                    .boxed_unsync()
+            };
+            let (replay, first_body) = match body {
+                OutBody::Stream(b) => (None, b),
+                OutBody::Full(b) => {
+                    let first = full(&b);
+                    (Some(b), first)
+                }
+            };
+            let mut first_body = Some(first_body);
+            let mut reused = egress.take_idle(&dest);
+            let (response, acker) = loop {
+                let was_reused = reused.is_some();
+                let Conn { mut sender, acker } = match reused.take() {
+                    Some(s) => s,
+                    // Boxed: connecting is rare next to reuse, and its future
+                    // (resolution, TCP, TLS) would otherwise make every
+                    // request's future large.
+                    None => match Box::pin(egress.connect(&dest, &scheme, connect_timeout)).await {
+                        Ok(s) => s,
+                        Err(Refusal::Denied(reason)) => {
+                            attempt.deny(&reason);
+                            return Err(Failure::Denied(reason));
+                        }
+                        Err(Refusal::Failed(e, reason)) => {
+                            attempt.failed(&reason);
+                            return Err(Failure::Failed(e, reason));
+                        }
+                    },
+                };
+                let body = match first_body.take() {
+                    Some(b) => b,
+                    None => full(replay.as_ref().expect("only whole bodies are sent again")),
+                };
+                let request = http::Request::from_parts(head.clone(), counted(body));
+                let response = sender.send_request(request);
+                let response = tokio::time::timeout(first_byte_timeout, response).await;
+                match response {
+                    Ok(Ok(r)) => {
+                        egress.put_idle(
+                            dest.clone(),
+                            Conn {
+                                sender,
+                                acker: acker.clone(),
+                            },
+                        );
+                        break (r, acker);
+                    }
+                    // A kept-alive connection the peer had closed: once more
+                    // on a new one, when the body can be sent again.
+                    Ok(Err(e)) if was_reused && replay.is_some() && stale_connection(&e) => {
+                        tracing::debug!(target: "warden::egress", destination = %attempt.destination, "kept-alive connection was closed; reconnecting");
+                        sent.store(0, Ordering::Relaxed);
+                        continue;
+                    }
+                    Ok(Err(e)) => {
+                        attempt.failed("request failed");
+                        let reason = format!("request failed: {e}");
+                        return Err(Failure::Failed(HttpError::from(e), reason));
+                    }
+                    Err(_) => {
+                        attempt.failed("no response in time");
+                        return Err(Failure::Failed(
+                            HttpError::ConnectionReadTimeout,
+                            format!("no response within {} ms", first_byte_timeout.as_millis()),
+                        ));
+                    }
+                }
+            };
+            let status = response.status().as_u16();
+            if let Some(len) = response
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            {
+                if len > limits.max_response_bytes {
+                    attempt.done(
+                        status,
+                        0,
+                        sent.load(Ordering::Relaxed),
+                        "response larger than limits.max-response-bytes",
+                    );
+                    return Err(Failure::Failed(
+                        HttpError::HttpResponseBodySize(Some(len)),
+                        format!(
+                            "the response ({len} bytes) is larger than limits.max-response-bytes ({})",
+                            limits.max_response_bytes
+                        ),
+                    ));
+                }
+            }
+            let on_end: Box<dyn FnOnce(u64, &str) + Send> = Box::new(move |bytes_in, outcome| {
+                attempt.done(status, bytes_in, sent.load(Ordering::Relaxed), outcome)
+            });
+            Ok(response.map(|incoming| {
+                Counted {
+                    inner: incoming.map_err(HttpError::from),
+                    seen: 0,
+                    per_body_limit: limits.max_response_bytes,
+                    total,
+                    total_limit: limits.max_egress_bytes,
+                    also: None,
+                    on_end: Some(on_end),
+                    acker: Some(acker),
+                }
+                .boxed_unsync()
+            }))
+        })
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpHooks for EgressHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: IoFuture,
+    ) -> SendFuture {
+        _ = fut;
+        let (head, body) = request.into_parts();
+        let timeouts = Timeouts {
+            connect: options.and_then(|o| o.connect_timeout),
+            first_byte: options.and_then(|o| o.first_byte_timeout),
+        };
+        let dispatch = self.dispatch(head, OutBody::Stream(body), timeouts);
+        Box::new(async move {
+            match dispatch.await {
+                Ok(response) => Ok((response, Box::new(async { Ok(()) }) as IoFuture)),
+                Err(Failure::Denied(_)) => Err(HttpError::HttpRequestDenied),
+                Err(Failure::Failed(e, _)) => Err(e),
+            }
+        })
+    }
+}
