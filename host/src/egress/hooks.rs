@@ -3,6 +3,7 @@
 //! request on a pooled or new connection; each attempt logged and audited.
 
 use super::*;
+use crate::governance::audit::{Effect, Outcome};
 use crate::governance::Auditor;
 use crate::limits::ResolvedLimits;
 use bytes::Bytes;
@@ -61,9 +62,9 @@ struct Attempt {
 impl Attempt {
     fn deny(&self, reason: &str) {
         self.auditor.record(
-            "egress",
+            Effect::Egress,
             &format!("{} {}", self.method, self.destination),
-            "deny",
+            Outcome::Deny,
             reason,
         );
         tracing::warn!(
@@ -224,13 +225,17 @@ impl EgressHooks {
                 let target = format!("{name} -> {destination}");
                 match &found {
                     Ok(_) => {
-                        if !auditor.record("secret", &target, "allow", "bound to this destination")
-                        {
+                        if !auditor.record(
+                            Effect::Secret,
+                            &target,
+                            Outcome::Allow,
+                            "bound to this destination",
+                        ) {
                             return Err("the audit log cannot be written".to_string());
                         }
                     }
                     Err(reason) => {
-                        auditor.record("secret", &target, "deny", reason);
+                        auditor.record(Effect::Secret, &target, Outcome::Deny, reason);
                     }
                 }
                 found.map(|v| v.expose().to_string())
@@ -252,9 +257,9 @@ impl EgressHooks {
         }
         if self.auditor.active()
             && !self.auditor.record(
-                "egress",
+                Effect::Egress,
                 &format!("{} {}", attempt.method, attempt.destination),
-                "allow",
+                Outcome::Allow,
                 "granted",
             )
         {

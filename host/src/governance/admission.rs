@@ -3,7 +3,7 @@
 //! every decision is written to. Effects inside a call are audited by the
 //! sandbox through an [`Auditor`](super::audit::Auditor).
 
-use super::audit::{AuditLog, Entry};
+use super::audit::{AuditLog, Effect, Entry, Outcome};
 use super::rules::{CallPolicy, CallRule, RuleDecision};
 use crate::error::{Error, Result};
 use serde_json::Value;
@@ -202,19 +202,19 @@ impl Governance {
         call_id: &str,
         validate: impl FnOnce() -> Result<()>,
     ) -> Result<Admission> {
-        let entry = |decision: &'static str, reason: String| Entry {
+        let entry = |decision: Outcome, reason: String| Entry {
             plugin: plugin.to_string(),
             digest: digest.to_string(),
             capability: id.to_string(),
             call_id: call_id.to_string(),
-            effect: "call",
+            effect: Effect::Call,
             target: id.to_string(),
             decision,
             reason,
             duration_ms: None,
         };
         let deny = |error: Error| -> Result<Admission> {
-            self.record(entry("deny", error.to_string()))?;
+            self.record(entry(Outcome::Deny, error.to_string()))?;
             Err(error)
         };
         let (decision, rule) = self.rule(id);
@@ -298,16 +298,16 @@ impl Governance {
             };
             let mut approval = entry(
                 if answer == Approval::Approve {
-                    "allow"
+                    Outcome::Allow
                 } else {
-                    "deny"
+                    Outcome::Deny
                 },
                 match &answer {
                     Approval::Approve => format!("approved ({rule_name})"),
                     Approval::Deny(why) => format!("not approved ({rule_name}): {why}"),
                 },
             );
-            approval.effect = "approval";
+            approval.effect = Effect::Approval;
             self.record(approval)?;
             if let Approval::Deny(why) = answer {
                 return Err(Error::Denied {
@@ -335,7 +335,7 @@ impl Governance {
             }
         };
         if self.audit.is_some() {
-            self.record(entry("allow", format!("allowed by {rule_name}")))?;
+            self.record(entry(Outcome::Allow, format!("allowed by {rule_name}")))?;
         }
         Ok(Admission { _slot: slot })
     }
@@ -355,15 +355,15 @@ impl Governance {
             return Ok(());
         }
         let (decision, reason) = match outcome {
-            Ok(_) => ("ok", "completed".to_string()),
-            Err(e) => ("error", e.to_string()),
+            Ok(_) => (Outcome::Ok, "completed".to_string()),
+            Err(e) => (Outcome::Error, e.to_string()),
         };
         self.record(Entry {
             plugin: plugin.to_string(),
             digest: digest.to_string(),
             capability: id.to_string(),
             call_id: call_id.to_string(),
-            effect: "call",
+            effect: Effect::Call,
             target: id.to_string(),
             decision,
             reason,

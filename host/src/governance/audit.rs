@@ -83,6 +83,77 @@ impl Record {
     }
 }
 
+/// What a record is about: a call, its approval, a plugin's load, a limit
+/// that stopped a call, or one effect of a guest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Effect {
+    /// A call admitted, refused or ended (`call`).
+    #[default]
+    Call,
+    /// An approver's answer (`approval`).
+    Approval,
+    /// A component refused at load (`load`).
+    Load,
+    /// A limit that stopped a call (`limit`).
+    Limit,
+    /// An environment variable read (`env`).
+    Env,
+    /// A file or directory opened (`file`).
+    File,
+    /// Log lines dropped over the budget (`log`).
+    Log,
+    /// A socket bind, connect or send (`socket`).
+    Socket,
+    /// An outbound HTTP request (`egress`).
+    Egress,
+    /// A secret substituted into a request (`secret`).
+    Secret,
+}
+
+impl Effect {
+    /// The name written in records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effect::Call => "call",
+            Effect::Approval => "approval",
+            Effect::Load => "load",
+            Effect::Limit => "limit",
+            Effect::Env => "env",
+            Effect::File => "file",
+            Effect::Log => "log",
+            Effect::Socket => "socket",
+            Effect::Egress => "egress",
+            Effect::Secret => "secret",
+        }
+    }
+}
+
+/// What was decided, or how an admitted call ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Outcome {
+    /// Allowed (`allow`).
+    #[default]
+    Allow,
+    /// Refused (`deny`).
+    Deny,
+    /// The call completed (`ok`).
+    Ok,
+    /// The call failed (`error`).
+    Error,
+}
+
+impl Outcome {
+    /// The name written in records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allow => "allow",
+            Outcome::Deny => "deny",
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+        }
+    }
+}
+
 /// What an effect or decision contributes; the log fills in the rest.
 #[derive(Debug, Clone, Default)]
 pub struct Entry {
@@ -95,11 +166,11 @@ pub struct Entry {
     /// See [`Record::call_id`].
     pub call_id: String,
     /// See [`Record::effect`].
-    pub effect: &'static str,
+    pub effect: Effect,
     /// See [`Record::target`].
     pub target: String,
     /// See [`Record::decision`].
-    pub decision: &'static str,
+    pub decision: Outcome,
     /// See [`Record::reason`].
     pub reason: String,
     /// See [`Record::duration_ms`].
@@ -318,9 +389,9 @@ impl AuditLog {
             digest: entry.digest,
             capability: entry.capability,
             call_id: entry.call_id,
-            effect: entry.effect.to_string(),
+            effect: entry.effect.as_str().to_string(),
             target: entry.target,
-            decision: entry.decision.to_string(),
+            decision: entry.decision.as_str().to_string(),
             reason: entry.reason,
             duration_ms: entry.duration_ms,
             prev: w.prev.clone(),
@@ -532,8 +603,8 @@ mod tests {
 
     fn entry(n: u32) -> Entry {
         Entry {
-            effect: "call",
-            decision: "allow",
+            effect: Effect::Call,
+            decision: Outcome::Allow,
             capability: format!("c{n}"),
             ..Entry::default()
         }

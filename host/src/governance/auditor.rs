@@ -1,7 +1,7 @@
 //! The per-instance effect recorder: each effect decision of a plugin,
 //! tagged with the call running in its instance, written to the audit log.
 
-use super::audit::{AuditLog, Entry};
+use super::audit::{AuditLog, Effect, Entry, Outcome};
 use std::sync::{Arc, Mutex};
 
 /// Writes a plugin's effect decisions to the audit log, tagged with the
@@ -51,9 +51,9 @@ impl Auditor {
     /// caller then refuses the effect (fail closed).
     pub(crate) fn record(
         &self,
-        effect: &'static str,
+        effect: Effect,
         target: &str,
-        decision: &'static str,
+        decision: Outcome,
         reason: &str,
     ) -> bool {
         let Some(log) = &self.log else { return true };

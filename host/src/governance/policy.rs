@@ -25,6 +25,25 @@ impl Decision {
     }
 }
 
+/// What a guest does with a socket address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketUse {
+    /// Connect a TCP socket.
+    TcpConnect,
+    /// Bind a TCP socket.
+    TcpBind,
+    /// Listen on a TCP socket.
+    TcpListen,
+    /// Accept on a TCP socket.
+    TcpAccept,
+    /// Bind a UDP socket.
+    UdpBind,
+    /// Send a UDP datagram.
+    UdpSend,
+    /// Receive UDP datagrams from an address.
+    UdpReceive,
+}
+
 /// A preopened directory, resolved to a host path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirAccess {
@@ -194,6 +213,32 @@ impl Policy {
         &self.egress
     }
 
+    /// Decides one use of a socket address by a guest (`wasi:sockets`):
+    /// connects and sends by the egress grants; the implicit bind of a
+    /// wildcard address with port 0 that the OS makes before a granted
+    /// connect or send; any other bind, listen or accept is never granted.
+    pub fn check_socket(&self, usage: SocketUse, addr: std::net::SocketAddr) -> Decision {
+        let ip = addr.ip().to_string();
+        let implicit_bind = addr.ip().is_unspecified() && addr.port() == 0;
+        match usage {
+            SocketUse::TcpConnect => self.check_egress("tcp", &ip, addr.port()),
+            SocketUse::UdpSend | SocketUse::UdpReceive => {
+                self.check_egress("udp", &ip, addr.port())
+            }
+            SocketUse::TcpBind if implicit_bind && self.any_egress("tcp") => {
+                Decision::Allow("implicit bind before a granted connect".into())
+            }
+            SocketUse::UdpBind if implicit_bind && self.any_egress("udp") => {
+                Decision::Allow("implicit bind before a granted send".into())
+            }
+            SocketUse::TcpBind | SocketUse::UdpBind => {
+                Decision::Deny(format!("binding {addr} is not granted"))
+            }
+            SocketUse::TcpListen | SocketUse::TcpAccept => {
+                Decision::Deny(format!("listening on {addr} is not granted"))
+            }
+        }
+    }
     /// Whether any grant uses `scheme` (to decide whether to enable a
     /// socket family at all).
     pub fn any_egress(&self, scheme: &str) -> bool {

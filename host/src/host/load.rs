@@ -196,9 +196,9 @@ fn check_pinned_digest(
     governance.record(crate::governance::audit::Entry {
         plugin: name.to_string(),
         digest: digest.to_string(),
-        effect: "load",
+        effect: crate::governance::audit::Effect::Load,
         target: path.display().to_string(),
-        decision: "deny",
+        decision: crate::governance::audit::Outcome::Deny,
         reason: message.clone(),
         ..Default::default()
     })?;

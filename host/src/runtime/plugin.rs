@@ -6,6 +6,7 @@ use crate::bindings::warden::provider::types as wit;
 use crate::config::InstanceMode;
 use crate::egress::Egress;
 use crate::error::{Error, ErrorKind, Limit, Result};
+use crate::governance::audit::{Effect, Outcome};
 use crate::governance::Auditor;
 use crate::limits::ResolvedLimits;
 use crate::runtime::engine::{ticks_for, CompileSource};
@@ -256,7 +257,7 @@ impl LoadedPlugin {
         store
             .data()
             .auditor
-            .record("limit", capability, "deny", &e.to_string());
+            .record(Effect::Limit, capability, Outcome::Deny, &e.to_string());
         e
     }
 
@@ -283,7 +284,7 @@ impl LoadedPlugin {
         store
             .data()
             .auditor
-            .record("limit", capability, "deny", &error.to_string());
+            .record(Effect::Limit, capability, Outcome::Deny, &error.to_string());
         error
     }
 

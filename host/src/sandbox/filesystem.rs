@@ -1,5 +1,6 @@
 //! `wasi:filesystem` `open-at`, audited.
 
+use crate::governance::audit::{Effect, Outcome};
 use wasmtime::component::Resource;
 
 use super::*;
@@ -41,19 +42,23 @@ pub(crate) fn add_audited_open_at(
                 };
                 let target = format!("{} {path}", if writes { "write" } else { "read" });
                 let (decision, reason) = match &result {
-                    Ok(_) => ("allow", "within a granted directory".to_string()),
+                    Ok(_) => (Outcome::Allow, "within a granted directory".to_string()),
                     Err(
                         code @ (ErrorCode::NotPermitted
                         | ErrorCode::Access
                         | ErrorCode::ReadOnly
                         | ErrorCode::Loop),
                     ) => (
-                        "deny",
+                        Outcome::Deny,
                         format!("outside the plugin's grants ({})", code.name()),
                     ),
-                    Err(code) => ("allow", format!("failed: {}", code.name())),
+                    Err(code) => (Outcome::Allow, format!("failed: {}", code.name())),
                 };
-                if !state.auditor.record("file", &target, decision, &reason) && result.is_ok() {
+                if !state
+                    .auditor
+                    .record(Effect::File, &target, decision, &reason)
+                    && result.is_ok()
+                {
                     return Ok((Err(ErrorCode::Access),));
                 }
                 Ok((result,))

@@ -4,6 +4,7 @@
 
 use crate::config::DirMode;
 use crate::egress::{Egress, EgressHooks};
+use crate::governance::audit::{Effect, Outcome};
 use crate::governance::Auditor;
 use crate::limits::ResolvedLimits;
 use std::sync::Arc;
@@ -98,7 +99,8 @@ impl State {
                 self.log_budget.limit
             );
             tracing::warn!(target: "guest", plugin = %self.plugin, capability, "{reason}");
-            self.auditor.record("log", capability, "deny", &reason);
+            self.auditor
+                .record(Effect::Log, capability, Outcome::Deny, &reason);
         }
         dropped > 0
     }

@@ -2,6 +2,7 @@
 
 use crate::bindings::warden::provider::host::{self, Level};
 use crate::bindings::warden::provider::types::Error as WitError;
+use crate::governance::audit::{Effect, Outcome};
 
 use super::*;
 
@@ -10,13 +11,17 @@ impl host::Host for State {
         use crate::governance::policy::Decision;
         match self.policy.env_allowed(&name) {
             Decision::Allow(reason) => {
-                if !self.auditor.record("env", &name, "allow", &reason) {
+                if !self
+                    .auditor
+                    .record(Effect::Env, &name, Outcome::Allow, &reason)
+                {
                     return Err(WitError::Denied("the audit log cannot be written".into()));
                 }
                 Ok(std::env::var(&name).ok())
             }
             Decision::Deny(reason) => {
-                self.auditor.record("env", &name, "deny", &reason);
+                self.auditor
+                    .record(Effect::Env, &name, Outcome::Deny, &reason);
                 Err(WitError::Denied(reason))
             }
         }

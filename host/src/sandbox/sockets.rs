@@ -1,6 +1,7 @@
 //! `wasi:sockets`: every bind, connect and send is decided by the plugin's
 //! policy and audited; name lookups are off.
 
+use crate::governance::audit::{Effect, Outcome};
 use crate::governance::Auditor;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,44 +24,32 @@ pub(crate) fn check(
     let check_plugin = plugin;
     let check_auditor = auditor;
     move |addr, usage| {
-        use crate::governance::policy::Decision;
-        let ip = addr.ip().to_string();
-        // The OS binds a wildcard address with port 0 before connecting or
-        // sending; any other bind, listen or accept is never granted.
-        let implicit_bind = addr.ip().is_unspecified() && addr.port() == 0;
-        let decision = match usage {
-            SocketAddrUse::TcpConnect => check_policy.check_egress("tcp", &ip, addr.port()),
-            SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => {
-                check_policy.check_egress("udp", &ip, addr.port())
-            }
-            SocketAddrUse::TcpBind if implicit_bind && check_policy.any_egress("tcp") => {
-                Decision::Allow("implicit bind before a granted connect".into())
-            }
-            SocketAddrUse::UdpBind if implicit_bind && check_policy.any_egress("udp") => {
-                Decision::Allow("implicit bind before a granted send".into())
-            }
-            SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => {
-                Decision::Deny(format!("binding {addr} is not granted"))
-            }
-            SocketAddrUse::TcpListen | SocketAddrUse::TcpAccept => {
-                Decision::Deny(format!("listening on {addr} is not granted"))
-            }
+        use crate::governance::policy::{Decision, SocketUse};
+        let usage_kind = match usage {
+            SocketAddrUse::TcpConnect => SocketUse::TcpConnect,
+            SocketAddrUse::TcpBind => SocketUse::TcpBind,
+            SocketAddrUse::TcpListen => SocketUse::TcpListen,
+            SocketAddrUse::TcpAccept => SocketUse::TcpAccept,
+            SocketAddrUse::UdpBind => SocketUse::UdpBind,
+            SocketAddrUse::UdpSend => SocketUse::UdpSend,
+            SocketAddrUse::UdpReceive => SocketUse::UdpReceive,
         };
+        let decision = check_policy.check_socket(usage_kind, addr);
         let target = format!("{usage:?} {addr}");
         let audited = match &decision {
-            crate::governance::policy::Decision::Deny(reason) => {
+            Decision::Deny(reason) => {
                 tracing::warn!(
                     target: "warden::egress", plugin = %check_plugin, effect = "socket", usage = ?usage,
                     destination = %addr, decision = "deny", %reason, "egress denied"
                 );
-                check_auditor.record("socket", &target, "deny", reason)
+                check_auditor.record(Effect::Socket, &target, Outcome::Deny, reason)
             }
-            crate::governance::policy::Decision::Allow(reason) => {
+            Decision::Allow(reason) => {
                 tracing::info!(
                     target: "warden::egress", plugin = %check_plugin, effect = "socket", usage = ?usage,
                     destination = %addr, decision = "allow", %reason, "egress"
                 );
-                check_auditor.record("socket", &target, "allow", reason)
+                check_auditor.record(Effect::Socket, &target, Outcome::Allow, reason)
             }
         };
         // Fail closed: an effect that cannot be audited does not happen.
