@@ -7,6 +7,7 @@ use super::descriptor::descriptor_info;
 use super::discovery::{register_sources, Discovery};
 use super::*;
 use crate::config::PluginConfig;
+use crate::sandbox::SandboxSpec;
 use wasmtime::Engine;
 
 /// What loading builds up, plugin by plugin.
@@ -260,13 +261,18 @@ async fn load_plugin(
         Arc::from(name),
         Arc::from(info.digest.as_str()),
     );
+    let sandbox = SandboxSpec {
+        plugin: Arc::from(name),
+        egress,
+        limits: info.limits,
+        auditor,
+    };
     let mut plugin = LoadedPlugin::new(
         info,
         runtime.engine.clone(),
         pre,
         exports,
-        egress,
-        auditor,
+        sandbox,
         pc.config.to_string(),
     );
     let index = loaded.plugins.len();

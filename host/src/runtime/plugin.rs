@@ -4,13 +4,11 @@
 use crate::bindings::exports::warden::provider::{discovery, provider, session_handler};
 use crate::bindings::warden::provider::types as wit;
 use crate::config::InstanceMode;
-use crate::egress::Egress;
 use crate::error::{Error, ErrorKind, Limit, Result};
 use crate::governance::audit::{Effect, Outcome};
-use crate::governance::Auditor;
 use crate::limits::ResolvedLimits;
 use crate::runtime::engine::{ticks_for, CompileSource};
-use crate::sandbox::State;
+use crate::sandbox::{SandboxSpec, State};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -93,8 +91,7 @@ pub(crate) struct LoadedPlugin {
     engine: Engine,
     pre: InstancePre<State>,
     exports: Exports,
-    egress: Arc<Egress>,
-    auditor: Auditor,
+    sandbox: SandboxSpec,
     config_json: String,
     idle: Mutex<Vec<Warm>>,
     permits: Semaphore,
@@ -106,19 +103,17 @@ impl LoadedPlugin {
         engine: Engine,
         pre: InstancePre<State>,
         exports: Exports,
-        egress: Arc<Egress>,
-        auditor: Auditor,
+        sandbox: SandboxSpec,
         config_json: String,
     ) -> Self {
         LoadedPlugin {
-            name: Arc::from(info.name.as_str()),
+            name: sandbox.plugin.clone(),
             permits: Semaphore::new(info.max_instances as usize),
             info,
             engine,
             pre,
             exports,
-            egress,
-            auditor,
+            sandbox,
             config_json,
             idle: Mutex::new(Vec::new()),
         }
@@ -130,13 +125,7 @@ impl LoadedPlugin {
 
     /// A fresh store with the plugin's sandbox, its budget reset.
     fn new_store(&self) -> Result<Store<State>> {
-        let state = State::new(
-            self.name.clone(),
-            self.egress.clone(),
-            self.limits(),
-            self.auditor.for_instance(),
-        )
-        .map_err(|e| Error::load(&self.name, e))?;
+        let state = State::new(&self.sandbox).map_err(|e| Error::load(&self.name, e))?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();

@@ -106,14 +106,23 @@ impl State {
     }
 }
 
+/// What every instance of one plugin is sandboxed by, built once when the
+/// plugin loads: its name, its egress (which holds its policy), its limits,
+/// and its audit recorder.
+pub(crate) struct SandboxSpec {
+    pub(crate) plugin: Arc<str>,
+    pub(crate) egress: Arc<Egress>,
+    pub(crate) limits: ResolvedLimits,
+    pub(crate) auditor: Auditor,
+}
+
 impl State {
-    /// Builds the sandbox for one instance of `plugin` from its policy alone.
-    pub(crate) fn new(
-        plugin: Arc<str>,
-        egress: Arc<Egress>,
-        limits: ResolvedLimits,
-        auditor: Auditor,
-    ) -> Result<State, String> {
+    /// Builds the sandbox for one instance from its plugin's spec alone.
+    pub(crate) fn new(spec: &SandboxSpec) -> Result<State, String> {
+        let plugin = spec.plugin.clone();
+        let egress = spec.egress.clone();
+        let limits = spec.limits;
+        let auditor = spec.auditor.for_instance();
         let policy = egress.policy().clone();
         let memory = limits.memory;
         let mut b = WasiCtxBuilder::new();
