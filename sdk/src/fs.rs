@@ -3,7 +3,7 @@
 //! Paths are guest paths: `/data/in.txt` where a grant maps some host
 //! directory to `/data`. A path outside every granted directory, an escape by
 //! `..` or a symlink, and a write into a read-only grant all fail with
-//! [`Error::Denied`](crate::Error::Denied).
+//! [`Error::Denied`].
 
 use crate::__rt::bindings::wasi::filesystem::preopens;
 use crate::__rt::bindings::wasi::filesystem::types::{

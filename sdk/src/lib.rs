@@ -39,7 +39,7 @@
 //! `warden.toml`.
 //!
 //! Effects go through the host and are governed by the plugin's grants:
-//! [`env`] (granted variables only), [`fs`] (granted directories only),
+//! [`env`](mod@env) (granted variables only), [`fs`] (granted directories only),
 //! [`http`] (granted destinations only), [`log`] (always allowed, tagged with
 //! the plugin's name). A refused effect comes back as [`Error::Denied`] (or an
 //! error your code can report), never as a crash.
