@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
+pub use super::effects::{Effect, Outcome};
+
 /// The `prev` of the first record of a log.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -80,77 +82,6 @@ impl Record {
         unhashed.hash = String::new();
         let text = serde_json::to_string(&unhashed).expect("records serialize");
         crate::digest::sha256_hex(text.as_bytes())
-    }
-}
-
-/// What a record is about: a call, its approval, a plugin's load, a limit
-/// that stopped a call, or one effect of a guest.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Effect {
-    /// A call admitted, refused or ended (`call`).
-    #[default]
-    Call,
-    /// An approver's answer (`approval`).
-    Approval,
-    /// A component refused at load (`load`).
-    Load,
-    /// A limit that stopped a call (`limit`).
-    Limit,
-    /// An environment variable read (`env`).
-    Env,
-    /// A file or directory opened (`file`).
-    File,
-    /// Log lines dropped over the budget (`log`).
-    Log,
-    /// A socket bind, connect or send (`socket`).
-    Socket,
-    /// An outbound HTTP request (`egress`).
-    Egress,
-    /// A secret substituted into a request (`secret`).
-    Secret,
-}
-
-impl Effect {
-    /// The name written in records.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Effect::Call => "call",
-            Effect::Approval => "approval",
-            Effect::Load => "load",
-            Effect::Limit => "limit",
-            Effect::Env => "env",
-            Effect::File => "file",
-            Effect::Log => "log",
-            Effect::Socket => "socket",
-            Effect::Egress => "egress",
-            Effect::Secret => "secret",
-        }
-    }
-}
-
-/// What was decided, or how an admitted call ended.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Outcome {
-    /// Allowed (`allow`).
-    #[default]
-    Allow,
-    /// Refused (`deny`).
-    Deny,
-    /// The call completed (`ok`).
-    Ok,
-    /// The call failed (`error`).
-    Error,
-}
-
-impl Outcome {
-    /// The name written in records.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Allow => "allow",
-            Outcome::Deny => "deny",
-            Outcome::Ok => "ok",
-            Outcome::Error => "error",
-        }
     }
 }
 

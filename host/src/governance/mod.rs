@@ -15,6 +15,7 @@
 pub(crate) mod admission;
 pub mod audit;
 pub(crate) mod auditor;
+mod effects;
 pub(crate) mod grants;
 pub mod policy;
 pub(crate) mod rules;
