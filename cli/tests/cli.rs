@@ -205,10 +205,6 @@ fn bad_configs_are_clear_errors_with_exit_2() {
             vec!["does not implement".into(), "other".into()],
         ),
         (
-            format!("{}{}", plugin("one", &text), plugin("two", &text)),
-            vec!["`one`".into(), "`two`".into(), "text.case".into()],
-        ),
-        (
             format!(
                 "{}grants = {{ dirs = [{{ host = \"nowhere\", guest = \"/x\" }}] }}\n",
                 plugin("text", &text)
@@ -234,6 +230,27 @@ fn bad_configs_are_clear_errors_with_exit_2() {
         2,
         &["absent.toml", "cannot read"],
     );
+}
+
+#[test]
+fn a_second_claim_on_an_id_is_a_warning_not_a_failure() {
+    // Issue 14: an id belongs to the plugin that registered it first; the
+    // host starts, and the later claim is refused with a warning naming both.
+    let dir = tempfile::tempdir().unwrap();
+    let text = component("text");
+    let cfg = write_config(
+        dir.path(),
+        &format!("{}{}", plugin("one", &text), plugin("two", &text)),
+    );
+    let o = warden(&cfg, &["list"]);
+    assert_exit(&o, 0, &["text.case", "owner=one", "claimant=two"]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("text.case "))
+        .expect("text.case listed");
+    assert!(line.contains(" one "), "{line}");
+    assert!(!stdout.contains(" two "), "{stdout}");
 }
 
 #[test]

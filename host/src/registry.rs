@@ -148,11 +148,10 @@ pub(crate) struct Registry {
 impl Registry {
     pub(crate) fn insert(&mut self, source: Source, info: CapabilityInfo) -> Result<Registered> {
         if let Some((existing_source, existing)) = self.by_id.get(&info.id) {
-            // Re-importing an imported capability replaces it (an edited snapshot).
-            // A plugin that discovers it later serves it live: it replaces it too.
-            if *existing_source == Source::Imported
-                && matches!(source, Source::Imported | Source::Plugin(_))
-            {
+            // An id belongs to whoever registered it first. Re-importing an
+            // imported capability replaces it (an edited snapshot); any other
+            // later claim, a plugin's discovery included, is refused.
+            if *existing_source == Source::Imported && source == Source::Imported {
                 self.by_id.insert(info.id.clone(), (source, Arc::new(info)));
                 return Ok(Registered::Replaced);
             }

@@ -26,6 +26,9 @@ pub enum Effect {
     Egress,
     /// A secret substituted into a request (`secret`).
     Secret,
+    /// A claim on a capability id (`register`): refused when the id is
+    /// registered already.
+    Register,
 }
 
 impl Effect {
@@ -42,6 +45,7 @@ impl Effect {
             Effect::Socket => "socket",
             Effect::Egress => "egress",
             Effect::Secret => "secret",
+            Effect::Register => "register",
         }
     }
 }

@@ -29,7 +29,14 @@ impl Host {
                         .registry
                         .write()
                         .unwrap_or_else(|e| e.into_inner());
-                    any |= register_sources(plugin, *index, found, &mut registry, state) > 0;
+                    any |= register_sources(
+                        plugin,
+                        *index,
+                        found,
+                        &mut registry,
+                        state,
+                        &self.inner.governance,
+                    ) > 0;
                 }
                 Err(e) => {
                     tracing::warn!(plugin = %plugin.info.name, "discovery failed: {e}");
@@ -135,6 +142,7 @@ pub(super) fn register_sources(
     found: Vec<crate::bindings::exports::warden::provider::discovery::Source>,
     registry: &mut Registry,
     state: &mut Discovery,
+    governance: &Governance,
 ) -> usize {
     let name = &plugin.info.name;
     let mut count = 0;
@@ -169,7 +177,9 @@ pub(super) fn register_sources(
                     match registry.insert(Source::Plugin(index), info) {
                         Ok(_) => count += 1,
                         Err(e) => {
-                            tracing::warn!(plugin = %name, source = %source.name, "capability `{id}` skipped: {e}")
+                            if let Err(e) = super::refuse_claim(governance, name, e) {
+                                tracing::warn!(plugin = %name, source = %source.name, "capability `{id}` skipped: {e}")
+                            }
                         }
                     }
                 }

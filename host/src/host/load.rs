@@ -49,9 +49,9 @@ impl Host {
                 .get(&kind)
                 .map(|(i, _): &(usize, String)| plugins[*i].info.name.clone())
         };
-        register_declared(&config, &served_by, &mut registry)?;
+        register_declared(&config, &served_by, &mut registry, &governance)?;
         let store = config.marketplace_dir();
-        register_stored(store.as_deref(), &served_by, &mut registry)?;
+        register_stored(store.as_deref(), &served_by, &mut registry, &governance)?;
         let sweep_every =
             sessions::sweep_interval(plugins.iter().map(|p| p.info.sessions.idle_ttl_ms));
         let host = Host {
@@ -276,7 +276,7 @@ async fn load_plugin(
         pc.config.to_string(),
     );
     let index = loaded.plugins.len();
-    describe_into(&mut plugin, index, &mut loaded.registry).await?;
+    describe_into(&mut plugin, index, &mut loaded.registry, governance).await?;
     plugin.warm_up().await.map_err(|e| match e {
         e @ Error::Load { .. } => e,
         other => Error::load(name, other),
@@ -289,7 +289,14 @@ async fn load_plugin(
             .await
             .map_err(|e| Error::load(name, format!("discover failed: {e}")))?;
         let state = loaded.discovery.entry(index).or_default();
-        register_sources(&plugin, index, found, &mut loaded.registry, state);
+        register_sources(
+            &plugin,
+            index,
+            found,
+            &mut loaded.registry,
+            state,
+            governance,
+        );
     }
     loaded.plugins.push(plugin);
     Ok(())
@@ -301,6 +308,7 @@ async fn describe_into(
     plugin: &mut LoadedPlugin,
     index: usize,
     registry: &mut Registry,
+    governance: &Governance,
 ) -> Result<()> {
     let name = plugin.info.name.clone();
     let description = plugin
@@ -322,8 +330,10 @@ async fn describe_into(
                 ));
             }
         }
-        plugin.info.capabilities.push(id);
-        registry.insert(Source::Plugin(index), info)?;
+        match registry.insert(Source::Plugin(index), info) {
+            Ok(_) => plugin.info.capabilities.push(id),
+            Err(e) => refuse_claim(governance, &name, e)?,
+        }
     }
     Ok(())
 }
@@ -362,11 +372,14 @@ fn register_declared(
     config: &Config,
     served_by: &dyn Fn(ProviderKind) -> Option<String>,
     registry: &mut Registry,
+    governance: &Governance,
 ) -> Result<()> {
     for m in &config.capabilities {
         let info = CapabilityInfo::from_manifest(m.clone(), served_by(m.provider))
             .map_err(|e| Error::Config(format!("capability `{}`: {e}", m.id)))?;
-        registry.insert(Source::Declared, info)?;
+        if let Err(e) = registry.insert(Source::Declared, info) {
+            refuse_claim(governance, "", e)?;
+        }
     }
     Ok(())
 }
@@ -376,6 +389,7 @@ fn register_stored(
     store: Option<&Path>,
     served_by: &dyn Fn(ProviderKind) -> Option<String>,
     registry: &mut Registry,
+    governance: &Governance,
 ) -> Result<()> {
     let Some(dir) = store.filter(|d| d.is_dir()) else {
         return Ok(());
@@ -387,7 +401,9 @@ fn register_stored(
         let by = served_by(m.provider);
         let info = CapabilityInfo::from_manifest(m, by)
             .map_err(|e| Error::Marketplace(format!("store {}: {e}", file.display())))?;
-        registry.insert(Source::Imported, info)?;
+        if let Err(e) = registry.insert(Source::Imported, info) {
+            refuse_claim(governance, "", e)?;
+        }
     }
     Ok(())
 }

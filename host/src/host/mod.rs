@@ -359,3 +359,24 @@ impl Host {
         Ok(self.plugin(name)?.instances)
     }
 }
+
+/// A claim on a capability id that is registered already is refused for that
+/// id only: warned about and audited, naming the owner and the claimant.
+/// Other errors are returned.
+pub(super) fn refuse_claim(governance: &Governance, claimant: &str, error: Error) -> Result<()> {
+    let Error::DuplicateCapability { id, first, second } = error else {
+        return Err(error);
+    };
+    tracing::warn!(
+        capability = %id, owner = %first, claimant = %second,
+        "capability id already registered: the later claim is refused"
+    );
+    governance.record(crate::governance::audit::Entry {
+        plugin: claimant.to_string(),
+        effect: crate::governance::audit::Effect::Register,
+        target: id.clone(),
+        decision: crate::governance::audit::Outcome::Deny,
+        reason: format!("`{id}` belongs to {first}; the claim by {second} is refused"),
+        ..Default::default()
+    })
+}

@@ -10,6 +10,7 @@ mod http;
 mod limits;
 mod marketplace;
 mod mcp;
+mod ownership;
 mod sessions;
 mod util;
 mod wasi;
