@@ -17,7 +17,7 @@ mod toolchain;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use sys::{apt_install, check, Manifest};
+use sys::{apt_install, check, host_cargo, Manifest};
 use toolchain::Toolchain;
 
 /// Guest crates of this workspace and the component file each becomes.
@@ -88,13 +88,6 @@ fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
-}
-
-/// A `cargo` command for the toolchain that runs this xtask.
-fn host_cargo(root: &Path) -> Command {
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(root);
-    cmd
 }
 
 fn build_guests(root: &Path) -> Result<Vec<PathBuf>> {

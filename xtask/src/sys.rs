@@ -4,6 +4,13 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 
+/// A `cargo` command in `dir` for the toolchain that runs this xtask.
+pub fn host_cargo(dir: &Path) -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(dir);
+    cmd
+}
+
 /// An error naming `what` unless `status` is success.
 pub fn check(status: ExitStatus, what: &str) -> Result<()> {
     if status.success() {

@@ -2,7 +2,7 @@
 //! installed, otherwise Debian's `rustc-web` with `-Zbuild-std` for
 //! `wasm32-unknown-unknown` and `wit-component` to make the component.
 
-use crate::sys::{apt_install, check, Manifest};
+use crate::sys::{apt_install, check, host_cargo, Manifest};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -55,8 +55,7 @@ impl Toolchain {
     pub fn build(&self, dir: &Path, target: &Path, args: &[&str], what: &str) -> Result<()> {
         let mut cmd = match self {
             Toolchain::Rustup => {
-                let mut cmd =
-                    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+                let mut cmd = host_cargo(dir);
                 cmd.args(["build", "--target", self.triple()]);
                 cmd
             }

@@ -202,16 +202,8 @@ impl Governance {
         call_id: &str,
         validate: impl FnOnce() -> Result<()>,
     ) -> Result<Admission> {
-        let entry = |decision: Outcome, reason: String| Entry {
-            plugin: plugin.to_string(),
-            digest: digest.to_string(),
-            capability: id.to_string(),
-            call_id: call_id.to_string(),
-            effect: Effect::Call,
-            target: id.to_string(),
-            decision,
-            reason,
-            duration_ms: None,
+        let entry = |decision: Outcome, reason: String| {
+            call_entry(id, plugin, digest, call_id, decision, reason, None)
         };
         let deny = |error: Error| -> Result<Admission> {
             self.record(entry(Outcome::Deny, error.to_string()))?;
@@ -358,17 +350,38 @@ impl Governance {
             Ok(_) => (Outcome::Ok, "completed".to_string()),
             Err(e) => (Outcome::Error, e.to_string()),
         };
-        self.record(Entry {
-            plugin: plugin.to_string(),
-            digest: digest.to_string(),
-            capability: id.to_string(),
-            call_id: call_id.to_string(),
-            effect: Effect::Call,
-            target: id.to_string(),
+        self.record(call_entry(
+            id,
+            plugin,
+            digest,
+            call_id,
             decision,
             reason,
-            duration_ms: Some(started.elapsed().as_millis() as u64),
-        })
+            Some(started.elapsed().as_millis() as u64),
+        ))
+    }
+}
+
+/// The record of a decision about call `call_id` of capability `id`.
+fn call_entry(
+    id: &str,
+    plugin: &str,
+    digest: &str,
+    call_id: &str,
+    decision: Outcome,
+    reason: String,
+    duration_ms: Option<u64>,
+) -> Entry {
+    Entry {
+        plugin: plugin.to_string(),
+        digest: digest.to_string(),
+        capability: id.to_string(),
+        call_id: call_id.to_string(),
+        effect: Effect::Call,
+        target: id.to_string(),
+        decision,
+        reason,
+        duration_ms,
     }
 }
 

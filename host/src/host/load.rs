@@ -250,19 +250,20 @@ async fn load_plugin(
         capabilities: Vec::new(),
         sessions: pc.sessions,
     };
+    let plugin_name: Arc<str> = Arc::from(name);
     let egress = Arc::new(Egress::new(
-        Arc::from(name),
+        plugin_name.clone(),
         Arc::new(policy),
         runtime.resolve.clone(),
     ));
     check_pinned_digest(governance, name, &path, &info.digest)?;
     let auditor = Auditor::new(
         governance.audit().cloned(),
-        Arc::from(name),
+        plugin_name.clone(),
         Arc::from(info.digest.as_str()),
     );
     let sandbox = SandboxSpec {
-        plugin: Arc::from(name),
+        plugin: plugin_name,
         egress,
         limits: info.limits,
         auditor,

@@ -10,7 +10,7 @@ use crate::limits::ResolvedLimits;
 use crate::runtime::engine::{ticks_for, CompileSource};
 use crate::sandbox::{SandboxSpec, State};
 use serde_json::Value;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use wasmtime::component::{InstancePre, ResourceAny};
@@ -87,7 +87,6 @@ pub(crate) struct LiveSession {
 
 pub(crate) struct LoadedPlugin {
     pub(crate) info: PluginInfo,
-    name: Arc<str>,
     engine: Engine,
     pre: InstancePre<State>,
     exports: Exports,
@@ -107,7 +106,6 @@ impl LoadedPlugin {
         config_json: String,
     ) -> Self {
         LoadedPlugin {
-            name: sandbox.plugin.clone(),
             permits: Semaphore::new(info.max_instances as usize),
             info,
             engine,
@@ -120,12 +118,17 @@ impl LoadedPlugin {
     }
 
     fn limits(&self) -> ResolvedLimits {
-        self.info.limits
+        self.sandbox.limits
+    }
+
+    /// The plugin's name, as errors and records give it.
+    fn name(&self) -> &str {
+        &self.sandbox.plugin
     }
 
     /// A fresh store with the plugin's sandbox, its budget reset.
     fn new_store(&self) -> Result<Store<State>> {
-        let state = State::new(&self.sandbox).map_err(|e| Error::load(&self.name, e))?;
+        let state = State::new(&self.sandbox).map_err(|e| Error::load(self.name(), e))?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
@@ -202,7 +205,7 @@ impl LoadedPlugin {
             Err(e) => {
                 let (kind, message) = split_wit_error(e);
                 Err(Error::Capability {
-                    plugin: self.name.to_string(),
+                    plugin: self.name().to_string(),
                     capability: during.to_string(),
                     kind: kind.unwrap_or(ErrorKind::Unavailable),
                     message: format!("init failed: {message}"),
@@ -261,7 +264,7 @@ impl LoadedPlugin {
             Limit::Log => format!("wrote more than {} log lines", l.max_log_lines),
         };
         Error::LimitExceeded {
-            plugin: self.name.to_string(),
+            plugin: self.name().to_string(),
             capability: capability.to_string(),
             limit,
             detail,
@@ -292,7 +295,7 @@ impl LoadedPlugin {
         // cap) was recorded by the limiter above; anything else is a trap.
         let message = format!("{e:#}");
         Error::Trap {
-            plugin: self.name.to_string(),
+            plugin: self.name().to_string(),
             capability: capability.to_string(),
             message: first_line(&message),
         }
@@ -373,7 +376,7 @@ impl LoadedPlugin {
         }
         match outcome {
             Ok(text) => serde_json::from_str(&text).map_err(|e| Error::Contract {
-                plugin: self.name.to_string(),
+                plugin: self.name().to_string(),
                 message: format!("`{capability}` returned output that is not JSON: {e}"),
             }),
             Err(e) => Err(self.wit_error(capability, e)),
@@ -423,7 +426,7 @@ impl LoadedPlugin {
         warm.store.data().auditor.enter(capability, call_id);
         let Some(guest) = warm.sessions.clone() else {
             return Err(Error::Contract {
-                plugin: self.name.to_string(),
+                plugin: self.name().to_string(),
                 message: format!(
                     "`{capability}` asks for a session, and the plugin exports no session-handler"
                 ),
@@ -483,7 +486,7 @@ impl LoadedPlugin {
         }
         Ok(match outcome {
             Ok(text) => serde_json::from_str(&text).map_err(|e| Error::Contract {
-                plugin: self.name.to_string(),
+                plugin: self.name().to_string(),
                 message: format!("`{capability}` returned output that is not JSON: {e}"),
             }),
             Err(e) => Err(self.wit_error(capability, e)),
@@ -498,7 +501,7 @@ impl LoadedPlugin {
             .timed(live.handle.resource_drop_async(&mut live.warm.store))
             .await;
         if let Err(e) = self.settle(&live.warm.store, "close session", r) {
-            tracing::warn!(plugin = %self.name, "closing a session failed: {e}");
+            tracing::warn!(plugin = %self.name(), "closing a session failed: {e}");
         }
     }
 
@@ -510,7 +513,7 @@ impl LoadedPlugin {
                 message,
             },
             Some(kind) => Error::Capability {
-                plugin: self.name.to_string(),
+                plugin: self.name().to_string(),
                 capability: capability.to_string(),
                 kind,
                 message,
