@@ -182,7 +182,14 @@ fn main() -> ExitCode {
             }
         };
     }
-    match runtime.block_on(run(cli)) {
+    // Plugins' caps on sockets and files must fit under the open-file
+    // limit with the host's reserve; a server raises it as far as allowed.
+    warden::raise_open_file_limit();
+    let result = runtime.block_on(run(cli));
+    // A host thread still blocked in a guest's file or socket operation
+    // (past its call's time limit) must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let code = match e.downcast_ref::<Error>() {

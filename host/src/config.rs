@@ -475,6 +475,8 @@ mod tests {
                 request_timeout_ms: 30_000,
                 max_output_bytes: 4 << 20,
                 max_log_lines: 1000,
+                max_sockets: 16,
+                max_files: 32,
             }
         );
         assert!(cfg.secrets.is_empty() && cfg.providers.is_empty() && cfg.capabilities.is_empty());

@@ -18,6 +18,12 @@ pub enum Limit {
     Output,
     /// The call wrote more than `limits.max-log-lines` log lines.
     Log,
+    /// Every instance slot of the plugin (`max-instances` plus
+    /// `sessions.max` plus one) was in use; no other plugin's slots are taken.
+    Instances,
+    /// The instance held more host-side resources (header sets, streams,
+    /// sockets, descriptors, ...) than its share of host memory allows.
+    HostState,
 }
 
 impl fmt::Display for Limit {
@@ -29,6 +35,8 @@ impl fmt::Display for Limit {
             Limit::Stack => "stack",
             Limit::Output => "output",
             Limit::Log => "log",
+            Limit::Instances => "instances",
+            Limit::HostState => "host-state",
         })
     }
 }

@@ -43,6 +43,15 @@ pub struct Limits {
     /// Most log lines (host log and stdout/stderr) kept per call; the rest
     /// are dropped and counted in one audit record. Default 1000.
     pub max_log_lines: Option<u32>,
+    /// Most sockets the plugin holds open at once, across all its
+    /// instances. Creating one more fails in the guest with
+    /// `new-socket-limit` and is audited. Default 16.
+    pub max_sockets: Option<u32>,
+    /// Most files and directories the plugin holds open at once (opened by
+    /// the guest, not counting the granted directories themselves), across
+    /// all its instances. Opening one more fails in the guest with `quota`
+    /// and is audited. Default 32.
+    pub max_files: Option<u32>,
 }
 
 /// Default largest HTTP response body.
@@ -57,6 +66,10 @@ pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 4 << 20;
 /// Default most log lines per call.
 pub const DEFAULT_MAX_LOG_LINES: u32 = 1000;
+/// Default most open sockets per plugin.
+pub const DEFAULT_MAX_SOCKETS: u32 = 16;
+/// Default most open files per plugin.
+pub const DEFAULT_MAX_FILES: u32 = 32;
 
 impl Limits {
     /// `self`, with unset fields taken from `fallback`.
@@ -71,6 +84,8 @@ impl Limits {
             request_timeout_ms: self.request_timeout_ms.or(fallback.request_timeout_ms),
             max_output_bytes: self.max_output_bytes.or(fallback.max_output_bytes),
             max_log_lines: self.max_log_lines.or(fallback.max_log_lines),
+            max_sockets: self.max_sockets.or(fallback.max_sockets),
+            max_files: self.max_files.or(fallback.max_files),
         }
     }
 
@@ -90,6 +105,8 @@ impl Limits {
                 .unwrap_or(DEFAULT_REQUEST_TIMEOUT_MS),
             max_output_bytes: self.max_output_bytes.unwrap_or(DEFAULT_MAX_OUTPUT_BYTES),
             max_log_lines: self.max_log_lines.unwrap_or(DEFAULT_MAX_LOG_LINES),
+            max_sockets: self.max_sockets.unwrap_or(DEFAULT_MAX_SOCKETS),
+            max_files: self.max_files.unwrap_or(DEFAULT_MAX_FILES),
         }
     }
 }
@@ -116,6 +133,10 @@ pub struct ResolvedLimits {
     pub max_output_bytes: u64,
     /// Most log lines per call.
     pub max_log_lines: u32,
+    /// Most open sockets of the plugin.
+    pub max_sockets: u32,
+    /// Most open files of the plugin.
+    pub max_files: u32,
 }
 
 fn de_size<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<u64>, D::Error> {

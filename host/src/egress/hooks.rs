@@ -60,18 +60,14 @@ struct Attempt {
 }
 
 impl Attempt {
+    /// Audits a denial; the auditor logs the warning, within the call's
+    /// log budget.
     fn deny(&self, reason: &str) {
         self.auditor.record(
             Effect::Egress,
             &format!("{} {}", self.method, self.destination),
             Outcome::Deny,
             reason,
-        );
-        tracing::warn!(
-            target: "warden::egress",
-            plugin = %self.plugin, method = %self.method, destination = %self.destination,
-            decision = "deny", %reason, duration_ms = self.started.elapsed().as_millis() as u64,
-            "egress denied"
         );
     }
     fn failed(&self, reason: &str) {

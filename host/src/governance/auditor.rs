@@ -1,8 +1,145 @@
 //! The per-instance effect recorder: each effect decision of a plugin,
-//! tagged with the call running in its instance, written to the audit log.
+//! tagged with the call running in its instance, written to the audit log,
+//! with the volume one call can cause bounded:
+//! - every guest-supplied text in a record (target, reason) is cut to
+//!   [`MAX_FIELD_BYTES`], marked with its original length;
+//! - after [`DENIALS_WRITTEN_PER_EFFECT`] denials of one effect in a call,
+//!   further ones are counted and written as one summary record when the
+//!   call ends;
+//! - a call writes at most [`MAX_RECORDS_PER_CALL`] records one by one;
+//!   past that, allowed effects are refused (an effect that cannot be
+//!   recorded does not happen) and counted in the summary;
+//! - the warning a denial logs is taken from the call's log budget
+//!   (`limits.max-log-lines`), like the guest's own log lines.
 
 use super::audit::{AuditLog, Effect, Entry, Outcome};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+
+/// Longest guest-supplied text kept in one field of a record.
+pub(crate) const MAX_FIELD_BYTES: usize = 1024;
+/// Records one call writes one by one at most.
+pub(crate) const MAX_RECORDS_PER_CALL: u32 = 1000;
+/// Denials of one effect one call writes one by one; the rest are counted.
+pub(crate) const DENIALS_WRITTEN_PER_EFFECT: u32 = 10;
+
+/// `s` cut to `max` bytes on a character boundary, with a marker that
+/// gives the original length.
+pub(crate) fn clip_field(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…[truncated, {} bytes]", &s[..end], s.len()).into()
+}
+
+/// Log lines a call may still write (`limits.max-log-lines`), shared by the
+/// host log import, the guest's stdout/stderr and the warnings its denials
+/// cause.
+pub(crate) struct LogBudget {
+    pub(crate) limit: u32,
+    used: AtomicU32,
+    dropped: AtomicU64,
+}
+
+impl LogBudget {
+    pub(crate) fn new(limit: u32) -> Self {
+        LogBudget {
+            limit,
+            used: Default::default(),
+            dropped: Default::default(),
+        }
+    }
+    /// Whether one more line may be written.
+    pub(crate) fn take(&self) -> bool {
+        if self.used.fetch_add(1, Relaxed) < self.limit {
+            true
+        } else {
+            self.dropped.fetch_add(1, Relaxed);
+            false
+        }
+    }
+    /// Starts a new call's budget.
+    pub(crate) fn reset(&self) {
+        self.used.store(0, Relaxed);
+        self.dropped.store(0, Relaxed);
+    }
+    /// Lines dropped since the last call to this (or to `reset`).
+    pub(crate) fn take_dropped(&self) -> u64 {
+        self.dropped.swap(0, Relaxed)
+    }
+}
+
+/// Effects counted instead of written in the call in progress.
+#[derive(Default)]
+struct Counted {
+    denied: u32,
+    refused: u32,
+    last_target: String,
+}
+
+/// The call in progress in one instance and what it has written.
+#[derive(Default)]
+struct Scope {
+    capability: String,
+    call_id: String,
+    written: u32,
+    denials: Vec<(Effect, u32)>,
+    counted: Vec<(Effect, Counted)>,
+}
+
+enum Admit {
+    Write,
+    Count,
+    Refuse,
+}
+
+impl Scope {
+    fn admit(&mut self, effect: Effect, decision: Outcome, target: &str) -> Admit {
+        let over = self.written >= MAX_RECORDS_PER_CALL;
+        let admit = if decision == Outcome::Deny {
+            let n = match self.denials.iter_mut().find(|(e, _)| *e == effect) {
+                Some((_, n)) => n,
+                None => {
+                    self.denials.push((effect, 0));
+                    &mut self.denials.last_mut().expect("pushed").1
+                }
+            };
+            *n += 1;
+            if over || *n > DENIALS_WRITTEN_PER_EFFECT {
+                Admit::Count
+            } else {
+                Admit::Write
+            }
+        } else if over {
+            Admit::Refuse
+        } else {
+            Admit::Write
+        };
+        match admit {
+            Admit::Write => self.written += 1,
+            Admit::Count | Admit::Refuse => {
+                let c = match self.counted.iter_mut().find(|(e, _)| *e == effect) {
+                    Some((_, c)) => c,
+                    None => {
+                        self.counted.push((effect, Counted::default()));
+                        &mut self.counted.last_mut().expect("pushed").1
+                    }
+                };
+                match admit {
+                    Admit::Count => c.denied += 1,
+                    _ => c.refused += 1,
+                }
+                c.last_target.clear();
+                c.last_target.push_str(&clip_field(target, MAX_FIELD_BYTES));
+            }
+        }
+        admit
+    }
+}
 
 /// Writes a plugin's effect decisions to the audit log, tagged with the
 /// call in progress in its instance.
@@ -11,7 +148,8 @@ pub(crate) struct Auditor {
     log: Option<Arc<AuditLog>>,
     plugin: Arc<str>,
     digest: Arc<str>,
-    scope: Arc<Mutex<(String, String)>>,
+    scope: Arc<Mutex<Scope>>,
+    log_budget: Option<Arc<LogBudget>>,
 }
 
 impl Auditor {
@@ -20,25 +158,90 @@ impl Auditor {
             log,
             plugin,
             digest,
-            scope: Arc::new(Mutex::new((String::new(), String::new()))),
+            scope: Default::default(),
+            log_budget: None,
         }
     }
 
-    /// The same log and plugin with a scope of its own (one per instance).
-    pub(crate) fn for_instance(&self) -> Auditor {
-        Auditor::new(self.log.clone(), self.plugin.clone(), self.digest.clone())
+    /// The same log and plugin with a scope of its own (one per instance),
+    /// its warnings taken from `log_budget`.
+    pub(crate) fn for_instance(&self, log_budget: Arc<LogBudget>) -> Auditor {
+        Auditor {
+            log_budget: Some(log_budget),
+            ..Auditor::new(self.log.clone(), self.plugin.clone(), self.digest.clone())
+        }
     }
 
-    /// The call now running in this instance.
+    fn scope(&self) -> std::sync::MutexGuard<'_, Scope> {
+        self.scope.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The call now running in this instance (what the previous one counted
+    /// is written first).
     pub(crate) fn enter(&self, capability: &str, call_id: &str) {
-        if self.log.is_none() {
-            return;
+        self.finish();
+        let mut scope = self.scope();
+        scope.capability.clear();
+        scope.capability.push_str(capability);
+        scope.call_id.clear();
+        scope.call_id.push_str(call_id);
+    }
+
+    /// Ends the entry into the guest in progress: what it counted instead
+    /// of writing is written as one summary record per effect, and the
+    /// per-call counts start again.
+    pub(crate) fn finish(&self) {
+        let (counted, capability, call_id) = {
+            let mut scope = self.scope();
+            scope.written = 0;
+            scope.denials.clear();
+            if scope.counted.is_empty() {
+                return;
+            }
+            (
+                std::mem::take(&mut scope.counted),
+                scope.capability.clone(),
+                scope.call_id.clone(),
+            )
+        };
+        let Some(log) = &self.log else { return };
+        for (effect, c) in counted {
+            let mut reason = String::new();
+            if c.denied > 0 {
+                reason.push_str(&format!(
+                    "{} further `{}` denials in this call were counted, not written one by one \
+                     (more than {DENIALS_WRITTEN_PER_EFFECT} of one effect, or past \
+                     {MAX_RECORDS_PER_CALL} records)",
+                    c.denied,
+                    effect.as_str()
+                ));
+            }
+            if c.refused > 0 {
+                if !reason.is_empty() {
+                    reason.push_str("; ");
+                }
+                reason.push_str(&format!(
+                    "{} `{}` effects were refused: the call had written its \
+                     {MAX_RECORDS_PER_CALL} audit records",
+                    c.refused,
+                    effect.as_str()
+                ));
+            }
+            let result = log.append(Entry {
+                plugin: self.plugin.to_string(),
+                digest: self.digest.to_string(),
+                capability: capability.clone(),
+                call_id: call_id.clone(),
+                effect,
+                target: format!("{} more, last: {}", c.denied + c.refused, c.last_target),
+                decision: Outcome::Deny,
+                reason,
+                duration_ms: None,
+            });
+            if let Err(e) = result {
+                tracing::error!(plugin = %self.plugin, "audit log: {e}");
+            }
         }
-        let mut scope = self.scope.lock().unwrap_or_else(|e| e.into_inner());
-        scope.0.clear();
-        scope.0.push_str(capability);
-        scope.1.clear();
-        scope.1.push_str(call_id);
     }
 
     /// Whether decisions are written anywhere (callers may skip building
@@ -47,8 +250,9 @@ impl Auditor {
         self.log.is_some()
     }
 
-    /// Records an effect decision. `false` if it could not be written: the
-    /// caller then refuses the effect (fail closed).
+    /// Records an effect decision; a denial also logs a warning, within the
+    /// call's log budget. `false` if it could not be written: the caller
+    /// then refuses the effect (fail closed).
     pub(crate) fn record(
         &self,
         effect: Effect,
@@ -56,17 +260,37 @@ impl Auditor {
         decision: Outcome,
         reason: &str,
     ) -> bool {
+        let (capability, call_id) = {
+            let mut scope = self.scope();
+            if self.log.is_none() && decision != Outcome::Deny {
+                return true;
+            }
+            match scope.admit(effect, decision, target) {
+                Admit::Write => {}
+                // A denial: the effect does not happen either way.
+                Admit::Count => return true,
+                Admit::Refuse => return false,
+            }
+            (scope.capability.clone(), scope.call_id.clone())
+        };
+        let target = clip_field(target, MAX_FIELD_BYTES);
+        let reason = clip_field(reason, MAX_FIELD_BYTES);
+        if decision == Outcome::Deny && self.log_budget.as_ref().is_none_or(|b| b.take()) {
+            tracing::warn!(
+                target: "warden::audit", plugin = %self.plugin, effect = effect.as_str(),
+                %target, %reason, "denied"
+            );
+        }
         let Some(log) = &self.log else { return true };
-        let (capability, call_id) = self.scope.lock().unwrap_or_else(|e| e.into_inner()).clone();
         match log.append(Entry {
             plugin: self.plugin.to_string(),
             digest: self.digest.to_string(),
             capability,
             call_id,
             effect,
-            target: target.to_string(),
+            target: target.into_owned(),
             decision,
-            reason: reason.to_string(),
+            reason: reason.into_owned(),
             duration_ms: None,
         }) {
             Ok(_) => true,
@@ -75,5 +299,49 @@ impl Auditor {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_fields_are_cut_with_their_length() {
+        let long = "é".repeat(1000);
+        let cut = clip_field(&long, 11);
+        assert_eq!(cut, "ééééé…[truncated, 2000 bytes]");
+        assert_eq!(clip_field("short", 11), "short");
+    }
+
+    #[test]
+    fn repeated_denials_are_counted_and_allows_refused_past_the_cap() {
+        let mut s = Scope::default();
+        for i in 0..DENIALS_WRITTEN_PER_EFFECT {
+            assert!(matches!(
+                s.admit(Effect::Socket, Outcome::Deny, &i.to_string()),
+                Admit::Write
+            ));
+        }
+        assert!(matches!(
+            s.admit(Effect::Socket, Outcome::Deny, "x"),
+            Admit::Count
+        ));
+        // Another effect has its own count.
+        assert!(matches!(
+            s.admit(Effect::File, Outcome::Deny, "f"),
+            Admit::Write
+        ));
+        while s.written < MAX_RECORDS_PER_CALL {
+            assert!(matches!(
+                s.admit(Effect::Egress, Outcome::Allow, "e"),
+                Admit::Write
+            ));
+        }
+        assert!(matches!(
+            s.admit(Effect::Egress, Outcome::Allow, "e"),
+            Admit::Refuse
+        ));
+        assert_eq!(s.counted.len(), 2);
     }
 }

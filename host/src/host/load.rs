@@ -7,7 +7,7 @@ use super::descriptor::descriptor_info;
 use super::discovery::{register_sources, Discovery};
 use super::*;
 use crate::config::PluginConfig;
-use crate::sandbox::SandboxSpec;
+use crate::sandbox::{DescriptorBudget, SandboxSpec};
 use wasmtime::Engine;
 
 /// What loading builds up, plugin by plugin.
@@ -90,9 +90,10 @@ fn start_runtime(config: &Config) -> Result<(Runtime, EpochTicker)> {
     let total: u32 = config
         .plugins
         .values()
-        .map(|p| p.max_instances + p.sessions.max)
-        .sum::<u32>()
-        + SPARE_INSTANCES;
+        .map(crate::runtime::plugin::instance_share)
+        .fold(0u32, u32::saturating_add)
+        .max(1);
+    check_descriptor_reserve(config)?;
     let max_memory = config
         .plugins
         .values()
@@ -111,6 +112,8 @@ fn start_runtime(config: &Config) -> Result<(Runtime, EpochTicker)> {
     linker.allow_shadowing(true);
     crate::sandbox::add_audited_open_at(&mut linker)
         .map_err(|e| Error::Internal(format!("{e:#}")))?;
+    crate::sandbox::add_counted_socket_creation(&mut linker)
+        .map_err(|e| Error::Internal(format!("{e:#}")))?;
     linker.allow_shadowing(false);
     let runtime = Runtime {
         engine,
@@ -119,6 +122,34 @@ fn start_runtime(config: &Config) -> Result<(Runtime, EpochTicker)> {
         resolve: Arc::new(config.host.resolve.clone()),
     };
     Ok((runtime, ticker))
+}
+
+/// Refuses a configuration whose plugins may hold so many sockets and files
+/// together that the host could not keep
+/// [`HOST_DESCRIPTOR_RESERVE`](crate::sandbox::HOST_DESCRIPTOR_RESERVE)
+/// descriptors for itself under the process's open-file limit.
+fn check_descriptor_reserve(config: &Config) -> Result<()> {
+    let Some(limit) = crate::sandbox::open_file_limit() else {
+        return Ok(());
+    };
+    let caps: u64 = config
+        .plugins
+        .values()
+        .map(|p| {
+            let l = p.limits.or(config.limits).resolve();
+            u64::from(l.max_sockets) + u64::from(l.max_files)
+        })
+        .sum();
+    let reserve = crate::sandbox::HOST_DESCRIPTOR_RESERVE;
+    if caps + reserve > limit {
+        return Err(Error::Config(format!(
+            "the plugins may hold {caps} sockets and files together (limits.max-sockets + \
+             limits.max-files of each), and the host keeps {reserve} descriptors for itself, \
+             but this process may open only {limit} (ulimit -n): lower those limits or raise \
+             the open-file limit"
+        )));
+    }
+    Ok(())
 }
 
 /// The component file of plugin `name`: its path and bytes.
@@ -267,6 +298,7 @@ async fn load_plugin(
         egress,
         limits: info.limits,
         auditor,
+        descriptors: DescriptorBudget::new(info.limits.max_sockets, info.limits.max_files),
     };
     let mut plugin = LoadedPlugin::new(
         info,
@@ -275,6 +307,7 @@ async fn load_plugin(
         exports,
         sandbox,
         pc.config.to_string(),
+        crate::runtime::plugin::instance_share(pc),
     );
     let index = loaded.plugins.len();
     describe_into(&mut plugin, index, &mut loaded.registry, governance).await?;

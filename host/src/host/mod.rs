@@ -31,10 +31,6 @@ mod snapshots;
 
 use discovery::Discovery;
 
-/// Instances kept in reserve beyond the plugins' `max-instances` (describe
-/// at load, health checks).
-const SPARE_INSTANCES: u32 = 8;
-
 /// An embeddable Warden host. Cheap to clone; every clone shares the same
 /// plugins. Calls may run concurrently from many tasks.
 ///

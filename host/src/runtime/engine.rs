@@ -13,29 +13,41 @@ use std::time::Duration;
 use wasmtime::component::Component;
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-/// How often the epoch advances; the granularity of wall-clock limits.
+/// How often the epoch advances: the granularity of wall-clock limits, and
+/// the longest a guest runs before it yields to the async runtime.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
 
-/// Epoch ticks that cover `timeout_ms`, rounded up, plus one so a call
-/// never gets less than its budget.
-pub(crate) fn ticks_for(timeout_ms: u64) -> u64 {
-    timeout_ms.div_ceil(EPOCH_TICK.as_millis() as u64) + 1
-}
+/// Most core instances one component may create; a component that needs
+/// more fails to instantiate (as that plugin's load error).
+pub(crate) const CORE_INSTANCES_PER_COMPONENT: u32 = 64;
+/// Most linear memories one component may define, in all its modules.
+pub(crate) const MEMORIES_PER_COMPONENT: u32 = 4;
+/// Most tables one component may define, in all its modules.
+pub(crate) const TABLES_PER_COMPONENT: u32 = 16;
 
-/// Builds the engine. `instances` bounds the instances alive at once across
-/// all plugins; `max_memory` is the largest memory any plugin may use.
-pub(crate) fn new_engine(instances: u32, max_memory: u64) -> Result<Engine> {
+/// Builds the engine. `slots` is the sum of every plugin's instance share
+/// (each instance slot of a plugin is reserved for that plugin alone, see
+/// `LoadedPlugin`); the pool holds exactly enough core instances, memories
+/// and tables for every slot to be filled by a component at the
+/// per-component caps, so no plugin can exhaust another's part of the pool.
+/// `max_memory` is the largest memory any plugin may use.
+pub(crate) fn new_engine(slots: u32, max_memory: u64) -> Result<Engine> {
     let mut config = wasmtime::Config::new();
     config
         .wasm_component_model(true)
         .consume_fuel(true)
         .epoch_interruption(true);
     let mut pool = PoolingAllocationConfig::default();
-    pool.total_component_instances(instances)
-        .total_core_instances(instances.saturating_mul(8))
-        .total_memories(instances.saturating_mul(2))
-        .total_tables(instances.saturating_mul(4))
-        .total_stacks(instances)
+    pool.total_component_instances(slots)
+        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(TABLES_PER_COMPONENT)
+        .max_memories_per_module(MEMORIES_PER_COMPONENT)
+        .max_tables_per_module(TABLES_PER_COMPONENT)
+        .total_core_instances(slots.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+        .total_memories(slots.saturating_mul(MEMORIES_PER_COMPONENT))
+        .total_tables(slots.saturating_mul(TABLES_PER_COMPONENT))
+        .total_stacks(slots)
         .table_elements(MAX_TABLE_ELEMENTS)
         .max_memory_size(max_memory as usize);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));

@@ -7,14 +7,23 @@ use crate::config::InstanceMode;
 use crate::error::{Error, ErrorKind, Limit, Result};
 use crate::governance::audit::{Effect, Outcome};
 use crate::limits::ResolvedLimits;
-use crate::runtime::engine::{ticks_for, CompileSource};
+use crate::runtime::engine::CompileSource;
 use crate::sandbox::{SandboxSpec, State};
 use serde_json::Value;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use wasmtime::component::{InstancePre, ResourceAny};
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+
+/// The instance slots reserved for one plugin in the engine's pool: its
+/// `max-instances`, its `sessions.max`, and one for describe and health.
+/// Every store of the plugin holds one; no other plugin can take them.
+pub(crate) fn instance_share(pc: &crate::config::PluginConfig) -> u32 {
+    pc.max_instances
+        .saturating_add(pc.sessions.max)
+        .saturating_add(1)
+}
 
 /// Extra wall-clock time past the limit before the host abandons a call
 /// that is blocked in a host call (the epoch stops wasm code itself).
@@ -94,6 +103,9 @@ pub(crate) struct LoadedPlugin {
     config_json: String,
     idle: Mutex<Vec<Warm>>,
     permits: Semaphore,
+    /// This plugin's share of the pool ([`instance_share`]).
+    slots: Arc<Semaphore>,
+    share: u32,
 }
 
 impl LoadedPlugin {
@@ -104,8 +116,11 @@ impl LoadedPlugin {
         exports: Exports,
         sandbox: SandboxSpec,
         config_json: String,
+        share: u32,
     ) -> Self {
         LoadedPlugin {
+            slots: Arc::new(Semaphore::new(share as usize)),
+            share,
             permits: Semaphore::new(info.max_instances as usize),
             info,
             engine,
@@ -126,12 +141,31 @@ impl LoadedPlugin {
         &self.sandbox.plugin
     }
 
-    /// A fresh store with the plugin's sandbox, its budget reset.
-    fn new_store(&self) -> Result<Store<State>> {
-        let state = State::new(&self.sandbox).map_err(|e| Error::load(self.name(), e))?;
+    /// A fresh store with the plugin's sandbox, in one of its pool slots.
+    /// `during` names the call for the error when every slot is taken.
+    fn new_store(&self, during: &str) -> Result<Store<State>> {
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            let e = self.limit_error(during, Limit::Instances);
+            self.sandbox
+                .auditor
+                .record(Effect::Limit, during, Outcome::Deny, &e.to_string());
+            return Err(e);
+        };
+        let state = State::new(&self.sandbox, slot).map_err(|e| Error::load(self.name(), e))?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
+        // At every epoch tick the guest yields to the async runtime, so a
+        // busy plugin delays others by at most one tick; past the call's
+        // deadline it is stopped with the time limit.
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                return Err(Trap::Interrupt.into());
+            }
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            ))
+        });
         Ok(store)
     }
 
@@ -139,7 +173,8 @@ impl LoadedPlugin {
         let limits = self.limits();
         // Fuel can only be set on a store created with fuel on, which ours always are.
         let _ = store.set_fuel(limits.fuel);
-        store.set_epoch_deadline(ticks_for(limits.timeout_ms));
+        store.set_epoch_deadline(1);
+        store.data_mut().deadline = Instant::now() + Duration::from_millis(limits.timeout_ms);
         store.data_mut().limiter.hit = None;
         store.data_mut().hooks.reset();
         store.data().reset_log_budget();
@@ -147,7 +182,7 @@ impl LoadedPlugin {
 
     /// Instantiates without calling `init` (used once at load for `describe`).
     pub(crate) async fn describe(&self) -> Result<wit::Description> {
-        let mut store = self.new_store()?;
+        let mut store = self.new_store("describe")?;
         self.arm(&mut store);
         let (provider, _, _) = self.instantiate(&mut store, "describe").await?;
         let r = self.timed(provider.call_describe(&mut store)).await;
@@ -189,7 +224,7 @@ impl LoadedPlugin {
 
     /// A new instance, initialised with the plugin's config.
     async fn new_instance(&self, during: &str) -> Result<Warm> {
-        let mut store = self.new_store()?;
+        let mut store = self.new_store(during)?;
         self.arm(&mut store);
         let (provider, sessions, discovery) = self.instantiate(&mut store, during).await?;
         let r = self
@@ -262,6 +297,15 @@ impl LoadedPlugin {
             Limit::Stack => "exhausted the wasm stack".to_string(),
             Limit::Output => format!("returned more than {} bytes", l.max_output_bytes),
             Limit::Log => format!("wrote more than {} log lines", l.max_log_lines),
+            Limit::Instances => format!(
+                "all {} of its instance slots are in use (max-instances {} + sessions.max {} + 1)",
+                self.share, self.info.max_instances, self.info.sessions.max
+            ),
+            Limit::HostState => format!(
+                "held more host resources (header sets, streams, sockets, files) than the {} its {}-byte memory limit allows",
+                crate::sandbox::max_host_resources(l.memory),
+                l.memory
+            ),
         };
         Error::LimitExceeded {
             plugin: self.name().to_string(),
@@ -290,6 +334,15 @@ impl LoadedPlugin {
         }
         if let Some(limit) = store.data().limiter.hit {
             return self.limit_error(capability, limit);
+        }
+        let table_full = e.chain().any(|c| {
+            matches!(
+                c.downcast_ref::<wasmtime::component::ResourceTableError>(),
+                Some(wasmtime::component::ResourceTableError::Full)
+            )
+        });
+        if table_full {
+            return self.limit_error(capability, Limit::HostState);
         }
         // A memory refused while instantiating (an initial size above the
         // cap) was recorded by the limiter above; anything else is a trap.

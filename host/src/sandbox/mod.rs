@@ -5,6 +5,7 @@
 use crate::config::DirMode;
 use crate::egress::{Egress, EgressHooks};
 use crate::governance::audit::{Effect, Outcome};
+use crate::governance::auditor::LogBudget;
 use crate::governance::Auditor;
 use crate::limits::ResolvedLimits;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+mod descriptors;
 mod filesystem;
 mod http_client;
 mod limiter;
@@ -19,7 +21,10 @@ mod output;
 mod services;
 mod sockets;
 
+pub(crate) use descriptors::{open_file_limit, DescriptorBudget, HOST_DESCRIPTOR_RESERVE};
+pub use descriptors::raise_open_file_limit;
 pub(crate) use filesystem::add_audited_open_at;
+pub(crate) use sockets::add_counted_socket_creation;
 pub(crate) use limiter::{Limiter, MAX_TABLE_ELEMENTS};
 use output::LogStream;
 
@@ -50,49 +55,40 @@ pub(crate) struct State {
     pub(crate) limiter: Limiter,
     pub(crate) auditor: Auditor,
     log_budget: Arc<LogBudget>,
+    /// The sockets and files this instance holds, charged to its plugin.
+    held: descriptors::Held,
+    /// When the call in progress must stop (checked at each epoch tick).
+    pub(crate) deadline: std::time::Instant,
+    /// This instance's slot in its plugin's share of the pool; given back
+    /// when the store is dropped.
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
-/// Log lines a call may still write (`limits.max-log-lines`), shared by the
-/// host log import and the guest's stdout/stderr.
-pub(crate) struct LogBudget {
-    limit: u32,
-    used: std::sync::atomic::AtomicU32,
-    dropped: std::sync::atomic::AtomicU64,
-}
+/// Header bytes one `wasi:http` `fields` may hold.
+const FIELD_SIZE_LIMIT: usize = 64 << 10;
 
-impl LogBudget {
-    fn new(limit: u32) -> Self {
-        LogBudget {
-            limit,
-            used: Default::default(),
-            dropped: Default::default(),
-        }
-    }
-    /// Whether one more line may be written.
-    fn take(&self) -> bool {
-        use std::sync::atomic::Ordering::Relaxed;
-        if self.used.fetch_add(1, Relaxed) < self.limit {
-            true
-        } else {
-            self.dropped.fetch_add(1, Relaxed);
-            false
-        }
-    }
+/// Most host resources (header sets, bodies, streams, sockets, descriptors,
+/// ...) one instance may hold: as many as header sets of
+/// [`FIELD_SIZE_LIMIT`] fit in its memory limit, so host-side state a guest
+/// creates is bounded by as much again as its memory; at least 256.
+pub(crate) fn max_host_resources(memory: u64) -> usize {
+    ((memory / FIELD_SIZE_LIMIT as u64) as usize).clamp(256, 1 << 16)
 }
 
 impl State {
-    /// Starts a new call's log budget.
+    /// Starts a new entry into the guest: what the previous one counted is
+    /// audited, and the log and audit budgets start again.
     pub(crate) fn reset_log_budget(&self) {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.log_budget.used.store(0, Relaxed);
-        self.log_budget.dropped.store(0, Relaxed);
+        self.auditor.finish();
+        self.log_budget.reset();
     }
 
-    /// Ends a call: a flood of log lines is reported once and audited;
-    /// returns whether there was one.
+    /// Ends a call: what the auditor counted instead of writing is written,
+    /// and a flood of log lines is reported once and audited; returns
+    /// whether there was one.
     pub(crate) fn end_call(&self, capability: &str) -> bool {
-        use std::sync::atomic::Ordering::Relaxed;
-        let dropped = self.log_budget.dropped.swap(0, Relaxed);
+        self.auditor.finish();
+        let dropped = self.log_budget.take_dropped();
         if dropped > 0 {
             let reason = format!(
                 "{dropped} log lines dropped past limits.max-log-lines ({})",
@@ -114,15 +110,22 @@ pub(crate) struct SandboxSpec {
     pub(crate) egress: Arc<Egress>,
     pub(crate) limits: ResolvedLimits,
     pub(crate) auditor: Auditor,
+    /// Its caps on open sockets and files, shared by all its instances.
+    pub(crate) descriptors: Arc<DescriptorBudget>,
 }
 
 impl State {
-    /// Builds the sandbox for one instance from its plugin's spec alone.
-    pub(crate) fn new(spec: &SandboxSpec) -> Result<State, String> {
+    /// Builds the sandbox for one instance from its plugin's spec alone,
+    /// in the pool slot `slot` of that plugin.
+    pub(crate) fn new(
+        spec: &SandboxSpec,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) -> Result<State, String> {
         let plugin = spec.plugin.clone();
         let egress = spec.egress.clone();
         let limits = spec.limits;
-        let auditor = spec.auditor.for_instance();
+        let log_budget = Arc::new(LogBudget::new(limits.max_log_lines));
+        let auditor = spec.auditor.for_instance(log_budget.clone());
         let policy = egress.policy().clone();
         let memory = limits.memory;
         let mut b = WasiCtxBuilder::new();
@@ -136,7 +139,6 @@ impl State {
                 format!("cannot open granted directory {}: {e}", dir.host.display())
             })?;
         }
-        let log_budget = Arc::new(LogBudget::new(limits.max_log_lines));
         b.stdout(LogStream {
             plugin: plugin.clone(),
             stream: "stdout",
@@ -159,21 +161,56 @@ impl State {
             plugin.clone(),
             auditor.clone(),
         ));
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(max_host_resources(memory));
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(FIELD_SIZE_LIMIT);
         Ok(State {
+            held: descriptors::Held::new(spec.descriptors.clone(), policy.dirs().len()),
+            deadline: std::time::Instant::now(),
+            _slot: slot,
             policy,
             hooks: EgressHooks::new(egress, limits, auditor.clone()),
             auditor,
             log_budget,
             plugin,
             wasi: b.build(),
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
-            limiter: Limiter {
-                memory: memory as usize,
-                table_elements: limiter::MAX_TABLE_ELEMENTS,
-                hit: None,
-            },
+            http,
+            table,
+            limiter: Limiter::new(memory as usize, limiter::MAX_TABLE_ELEMENTS),
         })
+    }
+}
+
+impl State {
+    /// Takes one socket or file from the plugin's cap for a creation about
+    /// to happen; `false` (audited as a denial of `target`) at the cap.
+    fn take_descriptor(&mut self, kind: descriptors::Kind, target: &str) -> bool {
+        let Err(max) = self.held.take(kind, &mut self.table) else {
+            return true;
+        };
+        let (effect, field, what) = match kind {
+            descriptors::Kind::Socket => (Effect::Socket, "max-sockets", "sockets"),
+            descriptors::Kind::File => (Effect::File, "max-files", "files"),
+        };
+        let reason =
+            format!("limits.{field} ({max}) reached: the plugin holds {max} open {what}");
+        self.auditor.record(effect, target, Outcome::Deny, &reason);
+        false
+    }
+
+    /// Gives back what [`take_descriptor`](Self::take_descriptor) took, for
+    /// a creation that failed.
+    fn give_back_descriptor(&mut self, kind: descriptors::Kind) {
+        self.held.give_back(kind);
+    }
+}
+
+impl Drop for State {
+    // An instance discarded mid-call (a trap, a limit) still writes what its
+    // auditor counted.
+    fn drop(&mut self) {
+        self.auditor.finish();
     }
 }
 

@@ -1,5 +1,6 @@
 //! `wasi:sockets`: every bind, connect and send is decided by the plugin's
-//! policy and audited; name lookups are off.
+//! policy and audited; sockets are counted against the plugin's cap; name
+//! lookups are off.
 
 use crate::governance::audit::{Effect, Outcome};
 use crate::governance::Auditor;
@@ -37,11 +38,8 @@ pub(crate) fn check(
         let decision = check_policy.check_socket(usage_kind, addr);
         let target = format!("{usage:?} {addr}");
         let audited = match &decision {
+            // The auditor logs the warning, within the call's log budget.
             Decision::Deny(reason) => {
-                tracing::warn!(
-                    target: "warden::egress", plugin = %check_plugin, effect = "socket", usage = ?usage,
-                    destination = %addr, decision = "deny", %reason, "egress denied"
-                );
                 check_auditor.record(Effect::Socket, &target, Outcome::Deny, reason)
             }
             Decision::Allow(reason) => {
@@ -56,4 +54,69 @@ pub(crate) fn check(
         let allowed = decision.allowed() && audited;
         Box::pin(async move { allowed })
     }
+}
+
+/// Replaces `wasi:sockets` `create-tcp-socket` and `create-udp-socket` with
+/// the same calls charged to the plugin's `limits.max-sockets`: past it, the
+/// guest gets `new-socket-limit` and the refusal is audited.
+pub(crate) fn add_counted_socket_creation(
+    linker: &mut wasmtime::component::Linker<super::State>,
+) -> wasmtime::Result<()> {
+    use super::descriptors::Kind;
+    use wasmtime::component::Resource;
+    use wasmtime_wasi::p2::bindings::sockets::network::{ErrorCode, IpAddressFamily};
+    use wasmtime_wasi::p2::bindings::sockets::{tcp_create_socket, udp_create_socket};
+    use wasmtime_wasi::p2::{TcpSocket, UdpSocket};
+    use wasmtime_wasi::sockets::WasiSocketsView;
+
+    fn target(proto: &str, family: IpAddressFamily) -> String {
+        let family = match family {
+            IpAddressFamily::Ipv4 => "ipv4",
+            IpAddressFamily::Ipv6 => "ipv6",
+        };
+        format!("create {proto} socket ({family})")
+    }
+
+    let mut tcp = linker.instance("wasi:sockets/tcp-create-socket@0.2.12")?;
+    tcp.func_wrap(
+        "create-tcp-socket",
+        |mut store: wasmtime::StoreContextMut<'_, super::State>,
+         (family,): (IpAddressFamily,)|
+         -> wasmtime::Result<(Result<Resource<TcpSocket>, ErrorCode>,)> {
+            let state = store.data_mut();
+            if !state.take_descriptor(Kind::Socket, &target("tcp", family)) {
+                return Ok((Err(ErrorCode::NewSocketLimit),));
+            }
+            match tcp_create_socket::Host::create_tcp_socket(&mut state.sockets(), family) {
+                Ok(socket) => Ok((Ok(socket),)),
+                Err(e) => {
+                    state.give_back_descriptor(Kind::Socket);
+                    Ok((Err(e.downcast()?),))
+                }
+            }
+        },
+    )?;
+    let mut udp = linker.instance("wasi:sockets/udp-create-socket@0.2.12")?;
+    udp.func_wrap_async(
+        "create-udp-socket",
+        |mut store: wasmtime::StoreContextMut<'_, super::State>,
+         (family,): (IpAddressFamily,)| {
+            Box::new(async move {
+                let state = store.data_mut();
+                if !state.take_descriptor(Kind::Socket, &target("udp", family)) {
+                    return Ok((Err(ErrorCode::NewSocketLimit),));
+                }
+                let created =
+                    udp_create_socket::Host::create_udp_socket(&mut state.sockets(), family).await;
+                match created {
+                    Ok(socket) => Ok((Ok::<Resource<UdpSocket>, ErrorCode>(socket),)),
+                    Err(e) => {
+                        state.give_back_descriptor(Kind::Socket);
+                        Ok((Err(e.downcast()?),))
+                    }
+                }
+            })
+        },
+    )?;
+    Ok(())
 }

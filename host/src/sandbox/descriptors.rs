@@ -1,0 +1,193 @@
+//! Per-plugin caps on open sockets and files (`limits.max-sockets`,
+//! `limits.max-files`), counted across all of a plugin's instances, and the
+//! host's own reserve of descriptors.
+//!
+//! Each instance counts what its resource table holds when it creates one
+//! more (so sockets and files the guest closed are given back then) and
+//! gives everything back when it is dropped. An instance's count of other
+//! instances can only be too high (a close not yet recounted), never too
+//! low: the cap is never exceeded.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use wasmtime::component::ResourceTable;
+
+/// Descriptors the host keeps for itself (its own sockets and files, audit
+/// log, compiled cache, loading plugins): the plugins' caps together must
+/// leave at least this many under the process's open-file limit.
+pub(crate) const HOST_DESCRIPTOR_RESERVE: u64 = 256;
+
+/// What a guest can hold open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Socket,
+    File,
+}
+
+/// One plugin's caps and what its instances hold.
+pub(crate) struct DescriptorBudget {
+    sockets: AtomicU32,
+    files: AtomicU32,
+    max_sockets: u32,
+    max_files: u32,
+}
+
+impl DescriptorBudget {
+    pub(crate) fn new(max_sockets: u32, max_files: u32) -> Arc<Self> {
+        Arc::new(DescriptorBudget {
+            sockets: AtomicU32::new(0),
+            files: AtomicU32::new(0),
+            max_sockets,
+            max_files,
+        })
+    }
+
+    fn counter(&self, kind: Kind) -> (&AtomicU32, u32) {
+        match kind {
+            Kind::Socket => (&self.sockets, self.max_sockets),
+            Kind::File => (&self.files, self.max_files),
+        }
+    }
+}
+
+/// What one instance holds, as last counted.
+pub(crate) struct Held {
+    budget: Arc<DescriptorBudget>,
+    sockets: u32,
+    files: u32,
+    /// Directory entries the guest was handed for its grants (not opened by it).
+    preopens: u32,
+}
+
+impl Held {
+    pub(crate) fn new(budget: Arc<DescriptorBudget>, preopens: usize) -> Held {
+        Held {
+            budget,
+            sockets: 0,
+            files: 0,
+            preopens: preopens as u32,
+        }
+    }
+
+    fn mine(&mut self, kind: Kind) -> &mut u32 {
+        match kind {
+            Kind::Socket => &mut self.sockets,
+            Kind::File => &mut self.files,
+        }
+    }
+
+    /// Counts the sockets and files `table` holds now and updates the
+    /// plugin's totals.
+    fn recount(&mut self, table: &mut ResourceTable) {
+        let (mut sockets, mut files) = (0u32, 0u32);
+        for entry in table.iter_mut() {
+            let entry: &dyn std::any::Any = entry;
+            if entry.is::<wasmtime_wasi::p2::TcpSocket>()
+                || entry.is::<wasmtime_wasi::p2::UdpSocket>()
+            {
+                sockets += 1;
+            } else if entry.is::<wasmtime_wasi::filesystem::Descriptor>() {
+                files += 1;
+            }
+        }
+        // Granted directories handed to the guest are not its opens.
+        let files = files.saturating_sub(self.preopens);
+        for (kind, now) in [(Kind::Socket, sockets), (Kind::File, files)] {
+            let before = std::mem::replace(self.mine(kind), now);
+            let (total, _) = self.budget.counter(kind);
+            if now > before {
+                total.fetch_add(now - before, Ordering::Relaxed);
+            } else {
+                total.fetch_sub(before - now, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Takes one `kind` for a socket or file about to be created, or
+    /// returns the cap that refuses it. [`give_back`](Self::give_back)
+    /// returns it if the creation then fails.
+    pub(crate) fn take(&mut self, kind: Kind, table: &mut ResourceTable) -> Result<(), u32> {
+        self.recount(table);
+        let (total, max) = self.budget.counter(kind);
+        total
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .map_err(|_| max)?;
+        *self.mine(kind) += 1;
+        Ok(())
+    }
+
+    /// Returns what [`take`](Self::take) took for a creation that failed.
+    pub(crate) fn give_back(&mut self, kind: Kind) {
+        let mine = self.mine(kind);
+        if *mine > 0 {
+            *mine -= 1;
+            self.budget.counter(kind).0.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.budget
+            .sockets
+            .fetch_sub(self.sockets, Ordering::Relaxed);
+        self.budget.files.fetch_sub(self.files, Ordering::Relaxed);
+    }
+}
+
+/// The process's soft limit on open files; `None` where it cannot be read
+/// or is unlimited.
+#[cfg(unix)]
+pub(crate) fn open_file_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid rlimit for getrlimit to write.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0
+        || lim.rlim_cur == libc::RLIM_INFINITY
+    {
+        return None;
+    }
+    Some(lim.rlim_cur as u64)
+}
+
+#[cfg(not(unix))]
+pub(crate) fn open_file_limit() -> Option<u64> {
+    None
+}
+
+/// Raises the process's soft open-file limit to its hard limit (what a
+/// server does at start; the `warden` CLI calls it). Returns the new soft
+/// limit.
+#[cfg(unix)]
+pub fn raise_open_file_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid rlimit for getrlimit/setrlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return None;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    Some(lim.rlim_cur as u64)
+}
+
+/// Does nothing where there is no such limit.
+#[cfg(not(unix))]
+pub fn raise_open_file_limit() -> Option<u64> {
+    None
+}
