@@ -116,12 +116,14 @@ fn build_guests(root: &Path) -> Result<Vec<PathBuf>> {
         let component = build_plugin(&toolchain, &root.join(dir), &target)?;
         built.push(write_component(&out_dir, name, &component)?);
     }
-    built.push(build_wat_guest(
-        root,
-        &out_dir,
-        "tests/guests/table-bomb.wat",
-        "table-bomb",
-    )?);
+    for name in ["table-bomb", "memory-bomb", "many-memories"] {
+        built.push(build_wat_guest(
+            root,
+            &out_dir,
+            &format!("tests/guests/{name}.wat"),
+            name,
+        )?);
+    }
     println!("xtask: {} components in {}", built.len(), out_dir.display());
     Ok(built)
 }

@@ -278,7 +278,7 @@ impl Auditor {
         if decision == Outcome::Deny && self.log_budget.as_ref().is_none_or(|b| b.take()) {
             tracing::warn!(
                 target: "warden::audit", plugin = %self.plugin, effect = effect.as_str(),
-                %target, %reason, "denied"
+                %target, decision = "deny", %reason, "denied"
             );
         }
         let Some(log) = &self.log else { return true };

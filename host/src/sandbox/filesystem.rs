@@ -48,16 +48,21 @@ pub(crate) fn add_audited_open_at(
                         .ok()
                         .map(|stat| stat.type_)
                 };
-                if let Some(
-                    kind @ (DescriptorType::Fifo
-                    | DescriptorType::Socket
-                    | DescriptorType::CharacterDevice
-                    | DescriptorType::BlockDevice),
-                ) = existing
-                {
-                    let reason = format!(
-                        "special file ({kind:?}) refused: opening it could block the host"
-                    );
+                // FIFOs and sockets are `unknown` to WASI.
+                if let Some(kind) = existing.filter(|k| {
+                    !matches!(
+                        k,
+                        DescriptorType::RegularFile
+                            | DescriptorType::Directory
+                            | DescriptorType::SymbolicLink
+                    )
+                }) {
+                    let kind = match kind {
+                        DescriptorType::Unknown => "a FIFO or socket".to_string(),
+                        other => format!("{other:?}"),
+                    };
+                    let reason =
+                        format!("special file ({kind}) refused: opening it could block the host");
                     state
                         .auditor
                         .record(Effect::File, &target, Outcome::Deny, &reason);

@@ -10,6 +10,7 @@ mod http;
 mod limits;
 mod marketplace;
 mod mcp;
+mod neighbours;
 mod ownership;
 mod sessions;
 mod util;

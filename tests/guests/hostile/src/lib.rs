@@ -14,6 +14,23 @@ mod raw;
 
 struct Hostile {
     calls: u64,
+    /// Host resources kept alive across calls (sockets, header sets, files).
+    kept: Vec<Box<dyn std::any::Any>>,
+}
+
+#[derive(Deserialize)]
+struct OpenMany {
+    path: String,
+    n: usize,
+}
+
+#[derive(Deserialize)]
+struct EnvFlood {
+    n: usize,
+    #[serde(default)]
+    len: usize,
+    /// Ask for this name every time instead of made-up ones.
+    name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -187,6 +204,76 @@ impl Provider for Hostile {
                 .map_err(|e| Error::internal(format!("{e:?}")))?;
             Ok(json!({ "printed": true }))
         })
+        .add(Capability::new("hostile.sockets", "Create N TCP sockets and keep them"), |this, a: Arg<usize>| {
+            use raw::wasi::sockets::{network::IpAddressFamily, tcp_create_socket::create_tcp_socket};
+            for i in 0..a.arg {
+                match create_tcp_socket(IpAddressFamily::Ipv4) {
+                    Ok(s) => this.kept.push(Box::new(s)),
+                    Err(e) => return Ok(json!({ "created": i, "error": format!("{e:?}") })),
+                }
+            }
+            Ok(json!({ "created": a.arg }))
+        })
+        .add(Capability::new("hostile.release", "Drop every kept resource"), |this, _: Value| {
+            let n = this.kept.len();
+            this.kept.clear();
+            Ok(json!({ "released": n }))
+        })
+        .add(Capability::new("hostile.fields", "Create N wasi:http header sets of 60 KiB and keep them"), |this, a: Arg<usize>| {
+            let value = vec![b'v'; 60 << 10];
+            for i in 0..a.arg {
+                let fields = raw::wasi::http::types::Fields::new();
+                if let Err(e) = fields.append("x-big", &value) {
+                    return Ok(json!({ "created": i, "error": format!("{e:?}") }));
+                }
+                this.kept.push(Box::new(fields));
+            }
+            Ok(json!({ "created": a.arg }))
+        })
+        .add(Capability::new("hostile.open-many", "Open a file N times and keep it open"), |this, a: OpenMany| {
+            use raw::wasi::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags};
+            let (dir, rest) = raw::wasi::filesystem::preopens::get_directories()
+                .into_iter()
+                .find_map(|(d, at)| {
+                    let rest = a.path.strip_prefix(&at)?.trim_start_matches('/').to_string();
+                    Some((d, rest))
+                })
+                .ok_or_else(|| Error::invalid_input("no granted directory holds that path"))?;
+            for i in 0..a.n {
+                match dir.open_at(PathFlags::empty(), &rest, OpenFlags::empty(), DescriptorFlags::READ) {
+                    Ok(f) => this.kept.push(Box::new(f)),
+                    Err(e) => return Ok(json!({ "opened": i, "error": format!("{e:?}") })),
+                }
+            }
+            Ok(json!({ "opened": a.n }))
+        })
+        .add(Capability::new("hostile.deny-flood", "Try N ungranted TCP connects, one socket each"), |_, a: Arg<usize>| {
+            let mut denied = 0;
+            for i in 0..a.arg {
+                let addr = format!("127.0.0.1:{}", 1 + i % 60000);
+                if let Err(Error::Denied(_)) = tcp_connect(&addr) {
+                    denied += 1;
+                }
+            }
+            Ok(json!({ "denied": denied }))
+        })
+        .add(Capability::new("hostile.env-flood", "Ask for N environment variables with names of LEN bytes"), |_, a: EnvFlood| {
+            let mut denied = 0;
+            for i in 0..a.n {
+                let name = match &a.name {
+                    Some(name) => name.clone(),
+                    None => {
+                        let mut name = format!("HOSTILE_{i}_");
+                        name.extend(std::iter::repeat_n('X', a.len.saturating_sub(name.len())));
+                        name
+                    }
+                };
+                if env::try_var(&name).is_err() {
+                    denied += 1;
+                }
+            }
+            Ok(json!({ "denied": denied }))
+        })
         .add(Capability::new("hostile.log", "Log N lines"), |_, a: Arg<u64>| {
             for i in 0..a.arg {
                 log::info(format!("hostile log line {i}"));
@@ -225,7 +312,10 @@ impl Provider for Hostile {
         if config.get::<bool>("fail-init")?.unwrap_or(false) {
             return Err(Error::Unavailable("configured to fail init".into()));
         }
-        Ok(Hostile { calls: 0 })
+        Ok(Hostile {
+            calls: 0,
+            kept: Vec::new(),
+        })
     }
 }
 
