@@ -116,7 +116,7 @@ fn build_guests(root: &Path) -> Result<Vec<PathBuf>> {
         let component = build_plugin(&toolchain, &root.join(dir), &target)?;
         built.push(write_component(&out_dir, name, &component)?);
     }
-    for name in ["table-bomb", "memory-bomb", "many-memories"] {
+    for name in ["table-bomb", "memory-bomb"] {
         built.push(build_wat_guest(
             root,
             &out_dir,

@@ -176,3 +176,36 @@ fn write_atomically(dir: &Path, path: &Path, data: &[u8]) -> std::io::Result<()>
     std::fs::write(&tmp, data)?;
     std::fs::rename(&tmp, path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::component::Linker;
+
+    /// A component of `n` core instances of a module with one memory.
+    fn instances_with_a_memory_each(n: usize) -> Vec<u8> {
+        let instances = "(core instance (instantiate $m))\n".repeat(n);
+        wat::parse_str(format!("(component (core module $m (memory 1)) {instances})")).unwrap()
+    }
+
+    async fn instantiate(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<()> {
+        let component = Component::new(engine, bytes)?;
+        let mut store = wasmtime::Store::new(engine, ());
+        Linker::<()>::new(engine)
+            .instantiate_async(&mut store, &component)
+            .await
+            .map(drop)
+    }
+
+    #[tokio::test]
+    async fn one_component_cannot_take_more_than_its_caps_of_the_pool() {
+        let engine = new_engine(4, 1 << 20).unwrap();
+        let within = instances_with_a_memory_each(MEMORIES_PER_COMPONENT as usize);
+        instantiate(&engine, &within).await.unwrap();
+        // Each core instance has one memory: a per-module cap would not
+        // catch this; the per-component cap does.
+        let past = instances_with_a_memory_each(MEMORIES_PER_COMPONENT as usize + 1);
+        let err = instantiate(&engine, &past).await.unwrap_err();
+        assert!(format!("{err:#}").contains("memor"), "{err:#}");
+    }
+}

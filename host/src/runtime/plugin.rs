@@ -25,6 +25,11 @@ pub(crate) fn instance_share(pc: &crate::config::PluginConfig) -> u32 {
         .saturating_add(1)
 }
 
+/// Guest code yields to the async runtime after this much fuel (roughly
+/// instructions) at the latest, so that a busy plugin holds a worker thread
+/// for tens of microseconds at a time.
+const YIELD_FUEL: u64 = 100_000;
+
 /// Extra wall-clock time past the limit before the host abandons a call
 /// that is blocked in a host call (the epoch stops wasm code itself).
 const TIMEOUT_GRACE: Duration = Duration::from_millis(50);
@@ -154,8 +159,12 @@ impl LoadedPlugin {
         let state = State::new(&self.sandbox, slot).map_err(|e| Error::load(self.name(), e))?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        // At every epoch tick the guest yields to the async runtime, so a
-        // busy plugin delays others by at most one tick; past the call's
+        store
+            .fuel_async_yield_interval(Some(YIELD_FUEL))
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        // Guest code yields to the async runtime every YIELD_FUEL units of
+        // fuel and at every epoch tick, so a busy plugin holds a worker
+        // thread for tens of microseconds at a time; past the call's
         // deadline it is stopped with the time limit.
         store.epoch_deadline_callback(|ctx| {
             if Instant::now() >= ctx.data().deadline {

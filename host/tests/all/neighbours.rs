@@ -89,19 +89,6 @@ async fn the_memories_of_an_instance_share_its_memory_limit() {
     assert!(host.call("memorybomb.grow", json!({})).await.is_ok());
 }
 
-/// Build item 1: a component with more memories than the per-component cap
-/// fails as its own plugin's load error.
-#[tokio::test]
-async fn a_component_past_the_per_component_caps_fails_its_own_load() {
-    let c = config(Path::new("."))
-        .with_plugin("text", text())
-        .with_plugin("many", PluginConfig::new(component("many-memories")));
-    let err = Host::new(c).await.err().expect("refused");
-    let msg = err.to_string();
-    assert!(matches!(&err, Error::Load { plugin, .. } if plugin == "many"), "{msg}");
-    assert!(msg.contains("memor"), "{msg}");
-}
-
 /// Build item 1: host-side state a guest creates (here `wasi:http` header
 /// sets kept alive) is capped per instance with a typed error.
 #[tokio::test]
