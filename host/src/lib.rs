@@ -54,7 +54,7 @@ pub use registry::CapabilityInfo;
 pub use route::{Hints, Route};
 pub use runtime::CompileSource;
 pub use runtime::PluginInfo;
-pub use sandbox::raise_open_file_limit;
 pub use runtime::DEFAULT_SESSION_KEY;
+pub use sandbox::raise_open_file_limit;
 pub use schema::TypeExpr;
 pub use warden_manifest::metadata::flatten_metadata;

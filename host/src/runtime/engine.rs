@@ -185,7 +185,10 @@ mod tests {
     /// A component of `n` core instances of a module with one memory.
     fn instances_with_a_memory_each(n: usize) -> Vec<u8> {
         let instances = "(core instance (instantiate $m))\n".repeat(n);
-        wat::parse_str(format!("(component (core module $m (memory 1)) {instances})")).unwrap()
+        wat::parse_str(format!(
+            "(component (core module $m (memory 1)) {instances})"
+        ))
+        .unwrap()
     }
 
     async fn instantiate(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<()> {

@@ -151,6 +151,7 @@ pub(crate) fn open_file_limit() -> Option<u64> {
     {
         return None;
     }
+    #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every unix
     Some(lim.rlim_cur as u64)
 }
 
@@ -183,6 +184,7 @@ pub fn raise_open_file_limit() -> Option<u64> {
             }
         }
     }
+    #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every unix
     Some(lim.rlim_cur as u64)
 }
 

@@ -21,12 +21,12 @@ mod output;
 mod services;
 mod sockets;
 
-pub(crate) use descriptors::{open_file_limit, DescriptorBudget, HOST_DESCRIPTOR_RESERVE};
 pub use descriptors::raise_open_file_limit;
+pub(crate) use descriptors::{open_file_limit, DescriptorBudget, HOST_DESCRIPTOR_RESERVE};
 pub(crate) use filesystem::add_audited_open_at;
-pub(crate) use sockets::add_counted_socket_creation;
 pub(crate) use limiter::{Limiter, MAX_TABLE_ELEMENTS};
 use output::LogStream;
+pub(crate) use sockets::add_counted_socket_creation;
 
 /// Longest log line or guest output line kept; the rest is cut.
 const MAX_LOG_LINE: usize = 8 * 1024;
@@ -193,8 +193,7 @@ impl State {
             descriptors::Kind::Socket => (Effect::Socket, "max-sockets", "sockets"),
             descriptors::Kind::File => (Effect::File, "max-files", "files"),
         };
-        let reason =
-            format!("limits.{field} ({max}) reached: the plugin holds {max} open {what}");
+        let reason = format!("limits.{field} ({max}) reached: the plugin holds {max} open {what}");
         self.auditor.record(effect, target, Outcome::Deny, &reason);
         false
     }

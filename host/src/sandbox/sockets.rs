@@ -99,8 +99,7 @@ pub(crate) fn add_counted_socket_creation(
     let mut udp = linker.instance("wasi:sockets/udp-create-socket@0.2.12")?;
     udp.func_wrap_async(
         "create-udp-socket",
-        |mut store: wasmtime::StoreContextMut<'_, super::State>,
-         (family,): (IpAddressFamily,)| {
+        |mut store: wasmtime::StoreContextMut<'_, super::State>, (family,): (IpAddressFamily,)| {
             Box::new(async move {
                 let state = store.data_mut();
                 if !state.take_descriptor(Kind::Socket, &target("udp", family)) {

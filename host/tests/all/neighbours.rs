@@ -44,12 +44,7 @@ fn expect_limit(r: &warden::Result<Value>, plugin: &str, want: Limit) {
 }
 
 /// Records of `plugin` whose effect is `effect` and whose reason contains `reason`.
-fn matching<'a>(
-    all: &'a [Record],
-    plugin: &str,
-    effect: &str,
-    reason: &str,
-) -> Vec<&'a Record> {
+fn matching<'a>(all: &'a [Record], plugin: &str, effect: &str, reason: &str) -> Vec<&'a Record> {
     all.iter()
         .filter(|r| r.plugin == plugin && r.effect == effect && r.reason.contains(reason))
         .collect()
@@ -84,7 +79,7 @@ async fn the_memories_of_an_instance_share_its_memory_limit() {
         .as_u64()
         .unwrap();
     // One page is the ABI memory's; the rest of 8 MiB (128 pages) at most.
-    assert!(pages >= 64 && pages < 128, "grew {pages} pages under 8 MiB");
+    assert!((64..128).contains(&pages), "grew {pages} pages under 8 MiB");
     // The next call (same warm instance, nothing left to grow) still works.
     assert!(host.call("memorybomb.grow", json!({})).await.is_ok());
 }
@@ -151,7 +146,8 @@ async fn each_plugin_keeps_its_own_share_of_the_pool() {
         assert!(out["text"].as_str().unwrap().starts_with("CALL "));
     }
     while let Some(r) = bombs.join_next().await {
-        r.unwrap().expect("the bomb's own share holds its instances");
+        r.unwrap()
+            .expect("the bomb's own share holds its instances");
     }
 }
 
@@ -180,11 +176,18 @@ async fn sockets_and_files_are_capped_per_plugin() {
     let host = Host::new(c).await.unwrap();
     let sockets = |n: u64| {
         let host = host.clone();
-        async move { host.call("hostile.sockets", json!({ "arg": n })).await.unwrap() }
+        async move {
+            host.call("hostile.sockets", json!({ "arg": n }))
+                .await
+                .unwrap()
+        }
     };
     let out = sockets(10).await;
     assert_eq!(out["created"], 4, "{out}");
-    assert!(out["error"].as_str().unwrap().contains("new-socket-limit"), "{out}");
+    assert!(
+        out["error"].as_str().unwrap().contains("new-socket-limit"),
+        "{out}"
+    );
     // While that instance is busy, a second one gets nothing more.
     let busy = {
         let host = host.clone();
@@ -249,7 +252,10 @@ async fn a_busy_plugin_does_not_hold_up_another() {
     }
     // Stated bound: 500 ms (one epoch tick is 5 ms). Without yielding, the
     // spinning calls hold both workers for their whole 3 s.
-    assert!(slowest < Duration::from_millis(500), "slowest call {slowest:?}");
+    assert!(
+        slowest < Duration::from_millis(500),
+        "slowest call {slowest:?}"
+    );
     while let Some(r) = spins.join_next().await {
         expect_limit(&r.unwrap(), "hostile", Limit::Time);
     }
@@ -349,10 +355,16 @@ async fn audit_and_log_volume_is_bounded_per_call() {
         .unwrap();
     assert_eq!(out["denied"], 20_000);
     let out = host
-        .call("hostile.env-flood", json!({"n": 1100, "name": "HOSTILE_OK"}))
+        .call(
+            "hostile.env-flood",
+            json!({"n": 1100, "name": "HOSTILE_OK"}),
+        )
         .await
         .unwrap();
-    assert_eq!(out["denied"], 100, "allowed effects past the cap are refused");
+    assert_eq!(
+        out["denied"], 100,
+        "allowed effects past the cap are refused"
+    );
 
     let all = records(&log);
     let env_denied: Vec<_> = all
@@ -368,7 +380,9 @@ async fn audit_and_log_volume_is_bounded_per_call() {
     assert!(env_denied[10].reason.contains("40 further `env` denials"));
     let sockets = matching(&all, "hostile", "socket", "");
     assert_eq!(sockets.len(), 11);
-    assert!(sockets[10].reason.contains("19990 further `socket` denials"));
+    assert!(sockets[10]
+        .reason
+        .contains("19990 further `socket` denials"));
     assert_eq!(
         all.iter()
             .filter(|r| r.effect == "env" && r.decision == "allow")
@@ -394,7 +408,12 @@ async fn audit_and_log_volume_is_bounded_per_call() {
     )
     .unwrap();
     let out = std::process::Command::new(warden_cli())
-        .args(["--config", cfg.to_str().unwrap(), "call", "hostile.deny-flood"])
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "call",
+            "hostile.deny-flood",
+        ])
         .arg(r#"{"arg":20000}"#)
         .env("WARDEN_CACHE_DIR", target_dir().join("warden-test-cache"))
         .env("RUST_LOG", "warn")
@@ -454,7 +473,9 @@ async fn an_honest_plugin_is_unaffected_by_a_noisy_neighbour() {
     // usurper 3 x 2 x 64 MiB. Constant: 200 MiB for the host and test.
     let configured: u64 = (4 * 2 * 64 + 4 * 2 * 16 + 4 * 2 * 16 + 3 * 2 * 64) << 20;
     let bound = configured + (200 << 20);
-    let host = Host::new(c).await.expect("a claim on owned ids does not stop the host");
+    let host = Host::new(c)
+        .await
+        .expect("a claim on owned ids does not stop the host");
     case(&host, "warm").await.unwrap();
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -476,9 +497,15 @@ async fn an_honest_plugin_is_unaffected_by_a_noisy_neighbour() {
         ("sockets", attack("hostile.sockets", json!({"arg": 1000}))),
         ("fields", attack("hostile.fields", json!({"arg": 5000}))),
         ("fifo", attack("hostile.read", json!({"arg": "/rw/fifo"}))),
-        ("files", attack("hostile.open-many", json!({"path": "/rw/f", "n": 100}))),
+        (
+            "files",
+            attack("hostile.open-many", json!({"path": "/rw/f", "n": 100})),
+        ),
         ("deny", attack("hostile.deny-flood", json!({"arg": 5000}))),
-        ("env", attack("hostile.env-flood", json!({"n": 20, "len": 100_000}))),
+        (
+            "env",
+            attack("hostile.env-flood", json!({"n": 20, "len": 100_000})),
+        ),
         ("bomb", attack("memorybomb.grow", json!({}))),
     ];
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -511,7 +538,10 @@ async fn an_honest_plugin_is_unaffected_by_a_noisy_neighbour() {
     expect_limit(first("alloc"), "hostile", Limit::Memory);
     expect_limit(first("fields"), "hostile", Limit::HostState);
     let s = first("sockets").as_ref().unwrap();
-    assert!(s["error"].as_str().unwrap().contains("new-socket-limit"), "{s}");
+    assert!(
+        s["error"].as_str().unwrap().contains("new-socket-limit"),
+        "{s}"
+    );
     assert!(s["created"].as_u64().unwrap() <= 4);
     let f = first("files").as_ref().unwrap();
     assert!(f["opened"].as_u64().unwrap() <= 4, "{f}");
@@ -536,7 +566,11 @@ async fn an_honest_plugin_is_unaffected_by_a_noisy_neighbour() {
             "no `{effect}` record with `{reason}`"
         );
     }
-    assert!(all.iter().any(|r| r.plugin == "usurper" && r.effect == "register"));
-    assert!(all.iter().all(|r| r.plugin != "text" || r.decision != "deny"));
+    assert!(all
+        .iter()
+        .any(|r| r.plugin == "usurper" && r.effect == "register"));
+    assert!(all
+        .iter()
+        .all(|r| r.plugin != "text" || r.decision != "deny"));
     warden::audit::verify(&[log]).expect("the chain verifies");
 }
