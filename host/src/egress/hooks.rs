@@ -113,6 +113,21 @@ pub(crate) struct Timeouts {
 }
 
 /// `scheme://host:port`, as audit records and errors name a destination.
+/// The port written in an authority (`user@host:port`, `[v6]:port`), as
+/// text: `http::Uri::port` drops one that does not fit 16 bits.
+fn explicit_port(authority: &str) -> Option<&str> {
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let after_host = match host_port.rfind(']') {
+        Some(i) => &host_port[i + 1..],
+        None => host_port,
+    };
+    // An empty port (`host:`) means the scheme's default.
+    after_host
+        .rsplit_once(':')
+        .map(|(_, p)| p)
+        .filter(|p| !p.is_empty())
+}
+
 fn destination_text(scheme: &str, host: &str, port: u16) -> String {
     let mut out = String::with_capacity(scheme.len() + host.len() + 9);
     out.push_str(scheme);
@@ -141,24 +156,46 @@ impl EgressHooks {
     ) -> Dispatch {
         let uri = head.uri.clone();
         let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
+        // One form of the name for policy, pins, secrets and the pool: a
+        // trailing dot (`api.internal.`) names the same host.
         let host = uri
             .host()
             .unwrap_or("")
             .trim_start_matches('[')
             .trim_end_matches(']')
+            .trim_end_matches('.')
             .to_ascii_lowercase();
         let https = scheme == "https";
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let default_port = if https { 443 } else { 80 };
+        // A port that does not fit 16 bits is refused, never replaced by the
+        // scheme's default.
+        let port_text = uri.authority().and_then(|a| explicit_port(a.as_str()));
+        let port = port_text.map(|p| p.parse::<u16>());
         let attempt = Attempt {
             auditor: self.auditor.clone(),
             plugin: self.egress.plugin.clone(),
             method: head.method.clone(),
-            destination: destination_text(&scheme, &host, port),
+            destination: match &port {
+                Some(Err(_)) => format!("{uri}"),
+                Some(Ok(p)) => destination_text(&scheme, &host, *p),
+                None => destination_text(&scheme, &host, default_port),
+            },
             started: Instant::now(),
         };
         let deny = |attempt: Attempt, reason: String| -> Dispatch {
             attempt.deny(&reason);
             Box::pin(async move { Err(Failure::Denied(reason)) })
+        };
+        let port = match port {
+            None => default_port,
+            Some(Ok(p)) => p,
+            Some(Err(_)) => {
+                let reason = format!(
+                    "`{}` is not a valid port (0-65535)",
+                    port_text.unwrap_or_default()
+                );
+                return deny(attempt, reason);
+            }
         };
 
         self.requests += 1;
@@ -178,7 +215,7 @@ impl EgressHooks {
                 .map(|a| a.as_str().to_ascii_lowercase())
                 .unwrap_or_default();
             let given = h.to_str().unwrap_or("").to_ascii_lowercase();
-            if given != expected && given != host {
+            if given != expected && given.trim_end_matches('.') != host {
                 return deny(
                     attempt,
                     format!("Host header `{given}` does not match the destination `{expected}`"),

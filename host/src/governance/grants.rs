@@ -210,8 +210,11 @@ impl EgressRule {
         }
         match &self.host {
             HostPattern::Exact(h) => h == host,
+            // A wildcard names domains: it never matches an IP literal
+            // (`*.0.0.1` is not `127.0.0.1`).
             HostPattern::Subdomains(base) => {
-                host.len() > base.len() + 1
+                host.parse::<std::net::IpAddr>().is_err()
+                    && host.len() > base.len() + 1
                     && host.ends_with(base.as_str())
                     && host.as_bytes()[host.len() - base.len() - 1] == b'.'
             }

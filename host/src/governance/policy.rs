@@ -214,9 +214,11 @@ impl Policy {
     }
 
     /// Decides one use of a socket address by a guest (`wasi:sockets`):
-    /// connects and sends by the egress grants; the implicit bind of a
-    /// wildcard address with port 0 that the OS makes before a granted
-    /// connect or send; any other bind, listen or accept is never granted.
+    /// connects and sends by the egress grants; a bind of the wildcard
+    /// address with port 0 (the ephemeral bind the OS makes before a connect
+    /// or send, which reaches nothing by itself) always, so that a refused
+    /// connect is judged, and recorded, on the address it tried; any other
+    /// bind, listen or accept is never granted.
     pub fn check_socket(&self, usage: SocketUse, addr: std::net::SocketAddr) -> Decision {
         let ip = addr.ip().to_string();
         let implicit_bind = addr.ip().is_unspecified() && addr.port() == 0;
@@ -225,12 +227,9 @@ impl Policy {
             SocketUse::UdpSend | SocketUse::UdpReceive => {
                 self.check_egress("udp", &ip, addr.port())
             }
-            SocketUse::TcpBind if implicit_bind && self.any_egress("tcp") => {
-                Decision::Allow("implicit bind before a granted connect".into())
-            }
-            SocketUse::UdpBind if implicit_bind && self.any_egress("udp") => {
-                Decision::Allow("implicit bind before a granted send".into())
-            }
+            SocketUse::TcpBind | SocketUse::UdpBind if implicit_bind => Decision::Allow(
+                "an ephemeral bind of the wildcard address reaches nothing by itself".into(),
+            ),
             SocketUse::TcpBind | SocketUse::UdpBind => {
                 Decision::Deny(format!("binding {addr} is not granted"))
             }
@@ -275,8 +274,13 @@ impl Policy {
     }
 }
 
-/// Whether `ip` is a public unicast address (not loopback, private,
-/// link-local, unique-local, shared, unspecified, broadcast or multicast).
+/// Whether `ip` is a globally reachable unicast address: not in any block
+/// of the IANA IPv4 and IPv6 special-purpose address registries that is not
+/// globally reachable (loopback, private, shared, link-local, documentation,
+/// benchmarking, reserved, site-local, unique-local, discard, ORCHID, SRv6,
+/// multicast, ...). An IPv6 address that embeds an IPv4 address (mapped,
+/// compatible, NAT64 `64:ff9b::/96`, 6to4 `2002::/16`) is judged as that
+/// IPv4 address; other IPv6 addresses must be global unicast (`2000::/3`).
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
@@ -289,18 +293,48 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || v4.is_multicast()
                 || v4.is_documentation()
                 || o[0] == 0
-                || (o[0] == 100 && (o[1] & 0xc0) == 64))
+                // 100.64.0.0/10 shared address space
+                || (o[0] == 100 && (o[1] & 0xc0) == 64)
+                // 192.0.0.0/24 IETF protocol assignments
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+                // 192.88.99.0/24 deprecated 6to4 relay anycast
+                || (o[0] == 192 && o[1] == 88 && o[2] == 99)
+                // 198.18.0.0/15 benchmarking
+                || (o[0] == 198 && (o[1] & 0xfe) == 18)
+                // 240.0.0.0/4 reserved
+                || (o[0] & 0xf0) == 240)
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
             let seg = v6.segments();
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (seg[0] & 0xfe00) == 0xfc00
-                || (seg[0] & 0xffc0) == 0xfe80)
+            let embedded = |hi: u16, lo: u16| {
+                let [a, b] = hi.to_be_bytes();
+                let [c, d] = lo.to_be_bytes();
+                is_public(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d)))
+            };
+            // ::ffff:a.b.c.d (mapped) and ::a.b.c.d (compatible, deprecated).
+            if seg[..5] == [0; 5]
+                && (seg[5] == 0xffff || (seg[5] == 0 && !v6.is_loopback() && !v6.is_unspecified()))
+            {
+                return embedded(seg[6], seg[7]);
+            }
+            // 64:ff9b::/96 NAT64 well-known prefix.
+            if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return embedded(seg[6], seg[7]);
+            }
+            // 2002::/16 6to4: the IPv4 address is in bits 16..48.
+            if seg[0] == 0x2002 {
+                return embedded(seg[1], seg[2]);
+            }
+            // Only global unicast (2000::/3) can be public ...
+            if (seg[0] & 0xe000) != 0x2000 {
+                return false;
+            }
+            // ... minus its special-purpose blocks: 2001::/23 IETF protocol
+            // assignments (Teredo, benchmarking, ORCHID, ...), 2001:db8::/32
+            // and 3fff::/20 documentation.
+            !((seg[0] == 0x2001 && seg[1] < 0x0200)
+                || (seg[0] == 0x2001 && seg[1] == 0x0db8)
+                || (seg[0] == 0x3fff && (seg[1] & 0xf000) == 0))
         }
     }
 }
@@ -385,6 +419,48 @@ mod tests {
     }
 
     #[test]
+    fn a_wildcard_never_matches_an_ip_literal() {
+        let p = policy(&[
+            "tcp://*.0.0.1:*",
+            "http://*.1:80",
+            "http://*.example.com:80",
+        ]);
+        for (scheme, host, port) in [
+            ("tcp", "127.0.0.1", 22),
+            ("http", "10.0.0.1", 80),
+            ("http", "::1", 80),
+        ] {
+            assert!(!p.check_egress(scheme, host, port).allowed(), "{host}");
+        }
+        let addr = "127.0.0.1:22".parse().unwrap();
+        assert!(!p.check_socket(SocketUse::TcpConnect, addr).allowed());
+        assert!(p.check_egress("http", "a.example.com", 80).allowed());
+    }
+
+    #[test]
+    fn a_denied_connect_is_judged_on_the_address_tried() {
+        // No tcp grant: the implicit ephemeral bind the OS makes before a
+        // connect is not what is refused; the connect is, naming its address.
+        let p = policy(&["http://127.0.0.1:80"]);
+        let any: std::net::SocketAddr = "0.0.0.0:0".parse().unwrap();
+        assert!(p.check_socket(SocketUse::TcpBind, any).allowed());
+        assert!(p
+            .check_socket(SocketUse::UdpBind, "[::]:0".parse().unwrap())
+            .allowed());
+        let tried = "10.1.2.3:5432".parse().unwrap();
+        match p.check_socket(SocketUse::TcpConnect, tried) {
+            Decision::Deny(reason) => assert!(reason.contains("10.1.2.3:5432"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        // A bind to a chosen address or port stays refused.
+        for bind in ["0.0.0.0:8080", "127.0.0.1:0"] {
+            assert!(!p
+                .check_socket(SocketUse::TcpBind, bind.parse().unwrap())
+                .allowed());
+        }
+    }
+
+    #[test]
     fn ipv6_literals_normalize() {
         let p = policy(&["http://[::1]:8080"]);
         assert!(p.check_egress("http", "[::1]", 8080).allowed());
@@ -441,10 +517,41 @@ mod tests {
             "0.0.0.0",
             "100.64.0.1",
             "::ffff:127.0.0.1",
+            // Embedding private IPv4 space: NAT64, compatible, 6to4.
+            "64:ff9b::7f00:1",
+            "64:ff9b::a00:1",
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "2002:7f00:1::1",
+            "2002:c0a8:101::1",
+            // Special-purpose blocks.
+            "fec0::1",
+            "198.18.0.1",
+            "198.19.255.255",
+            "240.0.0.1",
+            "255.255.255.254",
+            "192.0.0.8",
+            "192.88.99.1",
+            "64:ff9b:1::1",
+            "100::1",
+            "2001:db8::1",
+            "2001::1",
+            "2001:2::1",
+            "2001:20::1",
+            "3fff::1",
+            "5f00::1",
+            "ff02::1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["8.8.8.8", "2606:4700::1111"] {
+        for ip in [
+            "8.8.8.8",
+            "2606:4700::1111",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+            "198.20.0.1",
+            "2400:cb00::1",
+        ] {
             assert!(is_public(ip.parse().unwrap()), "{ip}");
         }
     }

@@ -68,7 +68,7 @@ impl LineLogger {
             return;
         }
         let line = String::from_utf8_lossy(&self.buf);
-        let line = line.trim_end_matches(['\n', '\r']);
+        let line = super::services::one_line(line.trim_end_matches(['\n', '\r']));
         tracing::info!(target: "guest", plugin = %self.target.plugin, stream = self.target.stream, "{line}");
         self.buf.clear();
     }

@@ -32,7 +32,7 @@ impl host::Host for State {
             return;
         }
         let plugin = &*self.plugin;
-        let message = clip(&message);
+        let message = one_line(clip(&message));
         match level {
             Level::Trace => tracing::trace!(target: "guest", plugin, "{message}"),
             Level::Debug => tracing::debug!(target: "guest", plugin, "{message}"),
@@ -40,5 +40,39 @@ impl host::Host for State {
             Level::Warn => tracing::warn!(target: "guest", plugin, "{message}"),
             Level::Error => tracing::error!(target: "guest", plugin, "{message}"),
         }
+    }
+}
+
+/// `s` with line breaks and other control characters escaped, so that one
+/// guest message is one log line and cannot forge others.
+pub(super) fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return s.into();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_message_is_one_line() {
+        let forged = "ok\n2026-12-01T00:00:00Z  INFO warden: fake\r\x1b[31m";
+        let line = super::one_line(forged);
+        assert!(!line.contains('\n') && !line.contains('\r') && !line.contains('\x1b'));
+        assert_eq!(
+            line,
+            "ok\\n2026-12-01T00:00:00Z  INFO warden: fake\\r\\u{1b}[31m"
+        );
+        assert_eq!(super::one_line("plain"), "plain");
     }
 }

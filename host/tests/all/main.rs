@@ -4,6 +4,7 @@
 
 mod cache;
 mod concurrency;
+mod exactness;
 mod governance;
 mod hostile_suite;
 mod http;
