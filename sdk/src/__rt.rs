@@ -72,7 +72,18 @@ fn descriptor(c: &crate::Capability) -> wit::CapabilityDescriptor {
     }
 }
 
+/// Sends a panic's message to the host's log at error level before the
+/// instance traps, so the host can give the crash's cause (on targets
+/// without a stderr, the default hook's message would be lost).
+fn report_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| crate::log::error(format!("panic: {info}"))));
+    });
+}
+
 pub fn describe<P: Provider>() -> wit::Description {
+    report_panics();
     let info = P::info();
     with_state::<P, _>(|state| wit::Description {
         info: wit::ProviderInfo {
@@ -170,6 +181,7 @@ impl NoSessions {
 }
 
 pub fn init<P: Provider>(config: String) -> Result<(), wit::Error> {
+    report_panics();
     let config = Config::from_json(&config)?;
     let provider = P::init(config)?;
     with_state::<P, _>(|state| state.provider = Some(provider));

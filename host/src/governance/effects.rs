@@ -14,6 +14,8 @@ pub enum Effect {
     Load,
     /// A limit that stopped a call (`limit`).
     Limit,
+    /// A guest that crashed (`trap`): a panic, an exception, `unreachable`.
+    Trap,
     /// An environment variable read (`env`).
     Env,
     /// A file or directory opened (`file`).
@@ -39,6 +41,7 @@ impl Effect {
             Effect::Approval => "approval",
             Effect::Load => "load",
             Effect::Limit => "limit",
+            Effect::Trap => "trap",
             Effect::Env => "env",
             Effect::File => "file",
             Effect::Log => "log",

@@ -36,7 +36,19 @@ impl Host {
         let (runtime, ticker) = start_runtime(&config)?;
         let mut loaded = Loaded::default();
         for (name, pc) in &config.plugins {
-            load_plugin(&config, &runtime, &governance, &mut loaded, name, pc).await?;
+            if let Err(e) = load_plugin(&config, &runtime, &governance, &mut loaded, name, pc).await
+            {
+                // A refused load is on the record, whatever refused it.
+                governance.record(crate::governance::audit::Entry {
+                    plugin: name.clone(),
+                    effect: crate::governance::audit::Effect::Load,
+                    target: config.resolve_path(&pc.component).display().to_string(),
+                    decision: crate::governance::audit::Outcome::Deny,
+                    reason: e.to_string(),
+                    ..Default::default()
+                })?;
+                return Err(e);
+            }
         }
         let Loaded {
             plugins,
@@ -207,7 +219,7 @@ fn plugin_policy(config: &Config, name: &str, pc: &PluginConfig) -> Result<Polic
     Ok(policy.with_secrets(secrets))
 }
 
-/// Refuses (and audits) a component whose digest differs from the one
+/// Refuses a component whose digest differs from the one
 /// `policy.plugins.NAME.digest` pins.
 fn check_pinned_digest(
     governance: &Governance,
@@ -225,15 +237,6 @@ fn check_pinned_digest(
         "{} has digest {digest}, but policy.plugins.{name}.digest pins {pinned}",
         path.display(),
     );
-    governance.record(crate::governance::audit::Entry {
-        plugin: name.to_string(),
-        digest: digest.to_string(),
-        effect: crate::governance::audit::Effect::Load,
-        target: path.display().to_string(),
-        decision: crate::governance::audit::Outcome::Deny,
-        reason: message.clone(),
-        ..Default::default()
-    })?;
     Err(Error::load(name, message))
 }
 

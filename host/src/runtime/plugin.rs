@@ -284,7 +284,15 @@ impl LoadedPlugin {
         match r {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(self.classify(store, capability, e)),
-            Err(_) => Err(self.limit_error(capability, Limit::Time)),
+            // Stopped while waiting in a host call: recorded like any limit.
+            Err(_) => {
+                let e = self.limit_error(capability, Limit::Time);
+                store
+                    .data()
+                    .auditor
+                    .record(Effect::Limit, capability, Outcome::Deny, &e.to_string());
+                Err(e)
+            }
         }
     }
 
@@ -324,12 +332,18 @@ impl LoadedPlugin {
         }
     }
 
+    /// The typed error for a failed entry into the guest, audited as a
+    /// `limit` or a `trap`.
     fn classify(&self, store: &Store<State>, capability: &str, e: wasmtime::Error) -> Error {
         let error = self.classify_inner(store, capability, e);
+        let effect = match error {
+            Error::Trap { .. } => Effect::Trap,
+            _ => Effect::Limit,
+        };
         store
             .data()
             .auditor
-            .record(Effect::Limit, capability, Outcome::Deny, &error.to_string());
+            .record(effect, capability, Outcome::Deny, &error.to_string());
         error
     }
 
@@ -355,11 +369,10 @@ impl LoadedPlugin {
         }
         // A memory refused while instantiating (an initial size above the
         // cap) was recorded by the limiter above; anything else is a trap.
-        let message = format!("{e:#}");
         Error::Trap {
             plugin: self.name().to_string(),
             capability: capability.to_string(),
-            message: first_line(&message),
+            message: crash_cause(&e, &store.data().stderr_tail()),
         }
     }
 
@@ -597,8 +610,26 @@ fn split_wit_error(e: wit::Error) -> (Option<ErrorKind>, String) {
     }
 }
 
-fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or("").to_string()
+/// Why a guest crashed, in full: the error's first line and its root cause
+/// (the trap: `unreachable`, an out-of-bounds access, ...; wasmtime puts the
+/// backtrace between them), then the last lines the guest wrote to stderr
+/// or logged as warnings and errors (where a Python traceback or a JS
+/// exception is printed, and where the SDK sends a Rust panic's message).
+fn crash_cause(e: &wasmtime::Error, stderr_tail: &[String]) -> String {
+    let outer = e.to_string();
+    let outer = outer.lines().next().unwrap_or("").trim_end_matches(':');
+    let root = e.root_cause().to_string();
+    let root = root.lines().next().unwrap_or("");
+    let mut cause = if root.is_empty() || root == outer {
+        outer.to_string()
+    } else {
+        format!("{outer}: {root}")
+    };
+    if !stderr_tail.is_empty() {
+        cause.push_str("; the guest's last error output: ");
+        cause.push_str(&stderr_tail.join(" | "));
+    }
+    cause
 }
 
 /// A guest error as text, for logs: `kind: message`.

@@ -25,7 +25,7 @@ pub use descriptors::raise_open_file_limit;
 pub(crate) use descriptors::{open_file_limit, DescriptorBudget, HOST_DESCRIPTOR_RESERVE};
 pub(crate) use filesystem::add_audited_open_at;
 pub(crate) use limiter::{Limiter, MAX_TABLE_ELEMENTS};
-use output::LogStream;
+use output::{LogStream, StderrTail};
 pub(crate) use sockets::add_counted_socket_creation;
 
 /// Longest log line or guest output line kept; the rest is cut.
@@ -55,6 +55,7 @@ pub(crate) struct State {
     pub(crate) limiter: Limiter,
     pub(crate) auditor: Auditor,
     log_budget: Arc<LogBudget>,
+    stderr_tail: Arc<StderrTail>,
     /// The sockets and files this instance holds, charged to its plugin.
     held: descriptors::Held,
     /// When the call in progress must stop (checked at each epoch tick).
@@ -81,6 +82,12 @@ impl State {
     pub(crate) fn reset_log_budget(&self) {
         self.auditor.finish();
         self.log_budget.reset();
+        self.stderr_tail.clear();
+    }
+
+    /// The last lines the guest wrote to stderr in this entry.
+    pub(crate) fn stderr_tail(&self) -> Vec<String> {
+        self.stderr_tail.lines()
     }
 
     /// Ends a call: what the auditor counted instead of writing is written,
@@ -139,15 +146,18 @@ impl State {
                 format!("cannot open granted directory {}: {e}", dir.host.display())
             })?;
         }
+        let stderr_tail = Arc::new(StderrTail::default());
         b.stdout(LogStream {
             plugin: plugin.clone(),
             stream: "stdout",
             budget: log_budget.clone(),
+            tail: None,
         });
         b.stderr(LogStream {
             plugin: plugin.clone(),
             stream: "stderr",
             budget: log_budget.clone(),
+            tail: Some(stderr_tail.clone()),
         });
         // Sockets may be created; every bind, connect and send is decided
         // (and audited) by the address check below, which denies by default.
@@ -173,6 +183,7 @@ impl State {
             hooks: EgressHooks::new(egress, limits, auditor.clone()),
             auditor,
             log_budget,
+            stderr_tail,
             plugin,
             wasi: b.build(),
             http,

@@ -16,6 +16,38 @@ pub(super) struct LogStream {
     pub(super) plugin: Arc<str>,
     pub(super) stream: &'static str,
     pub(super) budget: Arc<LogBudget>,
+    /// For stderr: its last lines, kept even past the log budget, for the
+    /// cause of a crash.
+    pub(super) tail: Option<Arc<StderrTail>>,
+}
+
+/// The last lines a guest wrote to stderr, or logged as warnings and errors,
+/// in the current call (bounded).
+#[derive(Default)]
+pub(crate) struct StderrTail(std::sync::Mutex<std::collections::VecDeque<String>>);
+
+/// Lines kept, and bytes kept of each.
+const TAIL_LINES: usize = 5;
+const TAIL_LINE_BYTES: usize = 240;
+
+impl StderrTail {
+    pub(crate) fn push(&self, line: &str) {
+        if line.trim().is_empty() {
+            return;
+        }
+        let line = crate::governance::auditor::clip_field(line, TAIL_LINE_BYTES).into_owned();
+        let mut lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if lines.len() == TAIL_LINES {
+            lines.pop_front();
+        }
+        lines.push_back(line);
+    }
+    pub(crate) fn clear(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+    pub(crate) fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+    }
 }
 
 impl IsTerminal for LogStream {
@@ -63,12 +95,15 @@ impl LineLogger {
         if self.buf.is_empty() {
             return;
         }
+        let line = String::from_utf8_lossy(&self.buf);
+        let line = super::services::one_line(line.trim_end_matches(['\n', '\r']));
+        if let Some(tail) = &self.target.tail {
+            tail.push(&line);
+        }
         if !self.target.budget.take() {
             self.buf.clear();
             return;
         }
-        let line = String::from_utf8_lossy(&self.buf);
-        let line = super::services::one_line(line.trim_end_matches(['\n', '\r']));
         tracing::info!(target: "guest", plugin = %self.target.plugin, stream = self.target.stream, "{line}");
         self.buf.clear();
     }

@@ -1,6 +1,7 @@
-//! Destinations are judged exactly as they are reached (issue 15, the
-//! exactness items done so far): a trailing dot names the same host, and a
-//! port that does not fit 16 bits is refused, not replaced.
+//! Destinations are judged exactly as they are reached, and records say
+//! what happened (issue 15, the items done so far): a trailing dot names the
+//! same host, a port that does not fit 16 bits is refused, a crash is a
+//! `trap` with its cause, host-side waits and refused loads are recorded.
 
 use crate::util::*;
 use serde_json::json;
@@ -49,4 +50,58 @@ async fn a_port_past_65535_is_refused_not_defaulted() {
         }
     }
     assert_eq!(server.count(), 0);
+}
+
+fn audited(c: warden::Config, dir: &Path) -> (warden::Config, std::path::PathBuf) {
+    let mut c = c;
+    let path = dir.join("audit.jsonl");
+    c.audit = Some(warden::AuditSettings {
+        path: path.clone(),
+        sync: warden::audit::SyncPolicy::Flush,
+        rotate_bytes: 0,
+    });
+    (c, path)
+}
+
+/// A crash is a `trap` record (not a limit) with its whole cause; a limit
+/// hit while the guest waits in a host call is a `limit` record; a refused
+/// load is a `load` record.
+#[tokio::test]
+async fn records_say_what_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = hostile();
+    p.limits.timeout_ms = Some(300);
+    let (c, log) = audited(config(Path::new(".")).with_plugin("hostile", p), dir.path());
+    let host = Host::new(c).await.unwrap();
+    let message = match host.call("hostile.panic", json!(null)).await {
+        Err(Error::Trap { message, .. }) => message,
+        other => panic!("{other:?}"),
+    };
+    // The trap itself and the guest's own words, not a cut-off backtrace header.
+    assert!(message.contains("unreachable"), "{message}");
+    assert!(message.contains("hostile guest panics on purpose"), "{message}");
+    // Stopped while sleeping in the host (no wasm running to interrupt).
+    let r = host.call("hostile.sleep", json!({"arg": 5000})).await;
+    assert!(matches!(r, Err(Error::LimitExceeded { limit: warden::Limit::Time, .. })), "{r:?}");
+    host.shutdown().await;
+
+    let mut w = warden::PluginConfig::new(component("wrong-world"));
+    w.max_instances = 1;
+    let (c, _) = audited(config(Path::new(".")).with_plugin("wrong", w), dir.path());
+    assert!(Host::new(c).await.is_err());
+
+    let all = crate::governance::records(&log);
+    let trap: Vec<_> = all.iter().filter(|r| r.effect == "trap").collect();
+    assert_eq!(trap.len(), 1, "{all:#?}");
+    assert!(trap[0].reason.contains("hostile guest panics on purpose"));
+    assert!(!all
+        .iter()
+        .any(|r| r.effect == "limit" && r.capability == "hostile.panic"));
+    assert!(all.iter().any(|r| r.effect == "limit"
+        && r.capability == "hostile.sleep"
+        && r.reason.contains("time limit")));
+    assert!(all
+        .iter()
+        .any(|r| r.effect == "load" && r.plugin == "wrong" && r.decision == "deny"));
+    warden::audit::verify(&[log]).expect("the chain verifies");
 }
