@@ -70,7 +70,25 @@ impl Attempt {
             reason,
         );
     }
+    /// Audits the decision to connect (after resolution); `false` if it
+    /// could not be recorded.
+    fn allowed(&self, reason: &str) -> bool {
+        self.auditor.record(
+            Effect::Egress,
+            &format!("{} {}", self.method, self.destination),
+            Outcome::Allow,
+            reason,
+        )
+    }
+    /// Audits (as `error`) and logs a request that was allowed and failed:
+    /// the name did not resolve, the connection or the exchange failed.
     fn failed(&self, reason: &str) {
+        self.auditor.record(
+            Effect::Egress,
+            &format!("{} {}", self.method, self.destination),
+            Outcome::Error,
+            reason,
+        );
         tracing::info!(
             target: "warden::egress",
             plugin = %self.plugin, method = %self.method, destination = %self.destination,
@@ -288,16 +306,8 @@ impl EgressHooks {
                 Err(reason) => return deny(attempt, reason),
             }
         }
-        if self.auditor.active()
-            && !self.auditor.record(
-                Effect::Egress,
-                &format!("{} {}", attempt.method, attempt.destination),
-                Outcome::Allow,
-                "granted",
-            )
-        {
-            return deny(attempt, "the audit log cannot be written".into());
-        }
+        // The allow is recorded where the destination is decided: after
+        // name resolution, for the address actually connected to.
         if !head.headers.contains_key(HOST) {
             if let Some(Ok(v)) = uri.authority().map(|a| HeaderValue::from_str(a.as_str())) {
                 head.headers.insert(HOST, v);
@@ -362,21 +372,34 @@ impl EgressHooks {
             let (response, acker) = loop {
                 let was_reused = reused.is_some();
                 let Conn { mut sender, acker } = match reused.take() {
-                    Some(s) => s,
-                    // Boxed: connecting is rare next to reuse, and its future
-                    // (resolution, TCP, TLS) would otherwise make every
-                    // request's future large.
-                    None => match Box::pin(egress.connect(&dest, &scheme, connect_timeout)).await {
-                        Ok(s) => s,
-                        Err(Refusal::Denied(reason)) => {
+                    Some(s) => {
+                        if !attempt.allowed("granted; a kept-alive connection") {
+                            let reason = "the audit log cannot be written".to_string();
                             attempt.deny(&reason);
                             return Err(Failure::Denied(reason));
                         }
-                        Err(Refusal::Failed(e, reason)) => {
-                            attempt.failed(&reason);
-                            return Err(Failure::Failed(e, reason));
+                        s
+                    }
+                    // Boxed: connecting is rare next to reuse, and its future
+                    // (resolution, TCP, TLS) would otherwise make every
+                    // request's future large.
+                    None => {
+                        match Box::pin(egress.connect(&dest, &scheme, connect_timeout, &|reason| {
+                            attempt.allowed(&format!("granted; {reason}"))
+                        }))
+                        .await
+                        {
+                            Ok(s) => s,
+                            Err(Refusal::Denied(reason)) => {
+                                attempt.deny(&reason);
+                                return Err(Failure::Denied(reason));
+                            }
+                            Err(Refusal::Failed(e, reason)) => {
+                                attempt.failed(&reason);
+                                return Err(Failure::Failed(e, reason));
+                            }
                         }
-                    },
+                    }
                 };
                 let body = match first_body.take() {
                     Some(b) => b,

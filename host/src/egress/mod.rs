@@ -114,11 +114,14 @@ impl Egress {
     }
 
     /// Resolves `dest` and connects to the first address the policy allows.
+    /// `allowed` records the decision for that address before anything
+    /// connects to it; `false` (it could not be recorded) refuses it.
     async fn connect(
         &self,
         dest: &Destination,
         scheme: &str,
         timeout: Duration,
+        allowed: &(dyn Fn(&str) -> bool + Send + Sync),
     ) -> Result<Conn, Refusal> {
         // `dest.host` is already lower-case and without IPv6 brackets.
         let addrs: Vec<IpAddr> = if let Ok(ip) = dest.host.parse::<IpAddr>() {
@@ -157,7 +160,11 @@ impl Egress {
                     last_denial = Some(reason);
                     continue;
                 }
-                Decision::Allow(_) => {}
+                Decision::Allow(reason) => {
+                    if !allowed(&reason) {
+                        return Err(Refusal::Denied("the audit log cannot be written".into()));
+                    }
+                }
             }
             let addr = SocketAddr::new(ip, dest.port);
             let tcp =

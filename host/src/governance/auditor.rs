@@ -244,12 +244,6 @@ impl Auditor {
         }
     }
 
-    /// Whether decisions are written anywhere (callers may skip building
-    /// a record's text otherwise).
-    pub(crate) fn active(&self) -> bool {
-        self.log.is_some()
-    }
-
     /// Records an effect decision; a denial also logs a warning, within the
     /// call's log budget. `false` if it could not be written: the caller
     /// then refuses the effect (fail closed).

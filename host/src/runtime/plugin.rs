@@ -287,10 +287,12 @@ impl LoadedPlugin {
             // Stopped while waiting in a host call: recorded like any limit.
             Err(_) => {
                 let e = self.limit_error(capability, Limit::Time);
-                store
-                    .data()
-                    .auditor
-                    .record(Effect::Limit, capability, Outcome::Deny, &e.to_string());
+                store.data().auditor.record(
+                    Effect::Limit,
+                    capability,
+                    Outcome::Deny,
+                    &e.to_string(),
+                );
                 Err(e)
             }
         }

@@ -46,7 +46,12 @@ impl StderrTail {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
     pub(crate) fn lines(&self) -> Vec<String> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 }
 

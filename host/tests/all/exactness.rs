@@ -79,10 +79,22 @@ async fn records_say_what_happened() {
     };
     // The trap itself and the guest's own words, not a cut-off backtrace header.
     assert!(message.contains("unreachable"), "{message}");
-    assert!(message.contains("hostile guest panics on purpose"), "{message}");
+    assert!(
+        message.contains("hostile guest panics on purpose"),
+        "{message}"
+    );
     // Stopped while sleeping in the host (no wasm running to interrupt).
     let r = host.call("hostile.sleep", json!({"arg": 5000})).await;
-    assert!(matches!(r, Err(Error::LimitExceeded { limit: warden::Limit::Time, .. })), "{r:?}");
+    assert!(
+        matches!(
+            r,
+            Err(Error::LimitExceeded {
+                limit: warden::Limit::Time,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
     host.shutdown().await;
 
     let mut w = warden::PluginConfig::new(component("wrong-world"));
@@ -104,4 +116,61 @@ async fn records_say_what_happened() {
         .iter()
         .any(|r| r.effect == "load" && r.plugin == "wrong" && r.decision == "deny"));
     warden::audit::verify(&[log]).expect("the chain verifies");
+}
+
+/// An egress `allow` is written after name resolution, for the address
+/// connected to; a resolution denial is one `deny`, and a failure after an
+/// allow is an `error` record.
+#[tokio::test]
+async fn egress_is_recorded_after_resolution() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start();
+    let mut p = hostile();
+    p.grants.network = vec![
+        format!("http://api.internal:{}", server.port),
+        format!("http://*.wild.internal:{}", server.port),
+        "http://warden-test.invalid:80".into(),
+    ];
+    let (mut c, log) = audited(config(Path::new(".")).with_plugin("hostile", p), dir.path());
+    c.host.resolve = BTreeMap::from([
+        ("api.internal".to_string(), "127.0.0.1".parse().unwrap()),
+        ("a.wild.internal".to_string(), "127.0.0.1".parse().unwrap()),
+    ]);
+    let host = Host::new(c).await.unwrap();
+    let ok = format!("http://api.internal:{}/json", server.port);
+    host.call("hostile.http", json!({ "arg": ok }))
+        .await
+        .unwrap();
+    // A wildcard grant does not reach a private address.
+    let private = format!("http://a.wild.internal:{}/json", server.port);
+    assert!(host
+        .call("hostile.http", json!({ "arg": private }))
+        .await
+        .is_err());
+    let nxdomain = "http://warden-test.invalid/json";
+    assert!(host
+        .call("hostile.http", json!({ "arg": nxdomain }))
+        .await
+        .is_err());
+    host.shutdown().await;
+
+    let all = crate::governance::records(&log);
+    let egress = |target: &str| -> Vec<(String, String)> {
+        all.iter()
+            .filter(|r| r.effect == "egress" && r.target.contains(target))
+            .map(|r| (r.decision.clone(), r.reason.clone()))
+            .collect()
+    };
+    let ok = egress("api.internal");
+    assert_eq!(ok.len(), 1, "{ok:?}");
+    assert_eq!(ok[0].0, "allow");
+    assert!(ok[0].1.contains("-> 127.0.0.1"), "{ok:?}");
+    let private = egress("a.wild.internal");
+    assert_eq!(private.len(), 1, "{private:?}");
+    assert_eq!(private[0].0, "deny");
+    let nxdomain = egress("warden-test.invalid");
+    assert_eq!(nxdomain.len(), 1, "{nxdomain:?}");
+    assert_eq!(nxdomain[0].0, "error");
+    assert!(nxdomain[0].1.contains("cannot resolve"), "{nxdomain:?}");
+    assert_eq!(server.count(), 1);
 }
