@@ -227,11 +227,20 @@ impl EgressHooks {
         if scheme != "http" && scheme != "https" {
             return deny(attempt, format!("scheme `{scheme}` is not HTTP"));
         }
+        // The authority without userinfo: what a Host header may say.
+        let expected = uri
+            .authority()
+            .map(|a| {
+                let a = a.as_str();
+                a.rsplit_once('@')
+                    .map_or(a, |(_, h)| h)
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_default();
+        if head.headers.get_all(HOST).iter().nth(1).is_some() {
+            return deny(attempt, "more than one Host header".into());
+        }
         if let Some(h) = head.headers.get(HOST) {
-            let expected = uri
-                .authority()
-                .map(|a| a.as_str().to_ascii_lowercase())
-                .unwrap_or_default();
             let given = h.to_str().unwrap_or("").to_ascii_lowercase();
             if given != expected && given.trim_end_matches('.') != host {
                 return deny(
@@ -309,7 +318,8 @@ impl EgressHooks {
         // The allow is recorded where the destination is decided: after
         // name resolution, for the address actually connected to.
         if !head.headers.contains_key(HOST) {
-            if let Some(Ok(v)) = uri.authority().map(|a| HeaderValue::from_str(a.as_str())) {
+            // Never the URL's userinfo.
+            if let Ok(v) = HeaderValue::from_str(&expected) {
                 head.headers.insert(HOST, v);
             }
         }

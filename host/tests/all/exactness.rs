@@ -174,3 +174,40 @@ async fn egress_is_recorded_after_resolution() {
     assert!(nxdomain[0].1.contains("cannot resolve"), "{nxdomain:?}");
     assert_eq!(server.count(), 1);
 }
+
+/// Only one Host header, and it names the destination; URL userinfo never
+/// reaches the Host header the host generates.
+#[tokio::test]
+async fn host_headers_are_exact() {
+    let server = TestServer::start();
+    let mut p = hostile();
+    p.grants.network = vec![format!("http://127.0.0.1:{}", server.port)];
+    let host = host_with("hostile", p).await;
+    let authority = format!("127.0.0.1:{}", server.port);
+    let two = json!({
+        "url": server.url("/json"),
+        "headers": [["host", authority], ["host", "evil.example"]],
+    });
+    match host.call("hostile.http-headers", two).await {
+        Err(Error::Denied { message, .. }) => {
+            assert!(message.contains("more than one Host header"), "{message}")
+        }
+        other => panic!("expected a denial, got {other:?}"),
+    }
+    assert_eq!(server.count(), 0);
+
+    let with_userinfo = format!("http://user:pw@127.0.0.1:{}/json", server.port);
+    let out = host
+        .call("hostile.http", json!({ "arg": with_userinfo }))
+        .await
+        .unwrap();
+    assert_eq!(out["status"], 200);
+    let seen = server.seen();
+    let sent: Vec<_> = seen[0]
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("host"))
+        .map(|(_, v)| v.clone())
+        .collect();
+    assert_eq!(sent, vec![authority]);
+}

@@ -413,18 +413,40 @@ fn output(resp: &Response, wanted: Option<&[String]>) -> String {
     String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
+/// Where a redirect's `Location` points, resolved against the URL that was
+/// requested (RFC 3986: absolute only with a scheme of its own; `//host`
+/// keeps the scheme; `/path` keeps the authority; anything else is relative
+/// to the current path's directory). A `://` later in a relative reference
+/// (`/next?u=http://x`) does not make it absolute.
 fn resolve_location(current: &str, location: &str) -> String {
-    if location.contains("://") {
+    if has_scheme(location) {
         return location.to_string();
     }
     let (scheme, rest) = current.split_once("://").unwrap_or(("http", current));
-    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
-    if location.starts_with('/') {
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path_and_query) = rest.split_at(authority_end);
+    let path = path_and_query.split(['?', '#']).next().unwrap_or("");
+    if let Some(net) = location.strip_prefix("//") {
+        format!("{scheme}://{net}")
+    } else if location.starts_with('/') {
         format!("{scheme}://{authority}{location}")
+    } else if location.starts_with('?') {
+        format!("{scheme}://{authority}{path}{location}")
     } else {
-        let base = current.rsplit_once('/').map(|(b, _)| b).unwrap_or(current);
-        format!("{base}/{location}")
+        let dir = path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+        format!("{scheme}://{authority}{dir}/{location}")
     }
+}
+
+/// Whether `reference` starts with a URI scheme (`ALPHA *( ALPHA / DIGIT /
+/// "+" / "-" / "." ) ":"`).
+fn has_scheme(reference: &str) -> bool {
+    let Some((scheme, _)) = reference.split_once(':') else {
+        return false;
+    };
+    let mut bytes = scheme.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
 }
 
 /// How to serve one capability, read once from its provider-meta.
@@ -819,5 +841,21 @@ mod tests {
             resolve_location("http://h:1/a/b", "http://o:2/"),
             "http://o:2/"
         );
+    }
+
+    #[test]
+    fn locations_resolve_as_rfc_3986_says() {
+        let cur = "http://h:8/a/b?q=1";
+        for (location, want) in [
+            ("https://other/x", "https://other/x"),
+            ("//other/x", "http://other/x"),
+            ("/next?u=http://evil/", "http://h:8/next?u=http://evil/"),
+            ("c?u=http://evil/", "http://h:8/a/c?u=http://evil/"),
+            ("?page=2", "http://h:8/a/b?page=2"),
+            ("c", "http://h:8/a/c"),
+        ] {
+            assert_eq!(resolve_location(cur, location), want, "{location}");
+        }
+        assert_eq!(resolve_location("http://h", "c"), "http://h/c");
     }
 }

@@ -19,6 +19,12 @@ struct Hostile {
 }
 
 #[derive(Deserialize)]
+struct HeadersIn {
+    url: String,
+    headers: Vec<(String, String)>,
+}
+
+#[derive(Deserialize)]
 struct OpenMany {
     path: String,
     n: usize,
@@ -176,6 +182,14 @@ impl Provider for Hostile {
         })
         .add(Capability::new("hostile.http-wasi", "HTTP GET through wasi:http"), |_, a: Arg<String>| {
             let r = http::Request::get(a.arg).send_wasi_http()?;
+            Ok(json!({ "status": r.status, "body": r.text() }))
+        })
+        .add(Capability::new("hostile.http-headers", "HTTP GET with the given headers"), |_, a: HeadersIn| {
+            let mut request = http::Request::get(a.url);
+            for (name, value) in a.headers {
+                request = request.header(name, value);
+            }
+            let r = request.send()?;
             Ok(json!({ "status": r.status, "body": r.text() }))
         })
         .add(Capability::new("hostile.env-strict", "Ask the host for an environment variable"), |_, a: Arg<String>| {
