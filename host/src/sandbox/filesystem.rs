@@ -83,19 +83,7 @@ pub(crate) fn add_audited_open_at(
                         Err(e.downcast()?)
                     }
                 };
-                let (decision, reason) = match &result {
-                    Ok(_) => (Outcome::Allow, "within a granted directory".to_string()),
-                    Err(
-                        code @ (ErrorCode::NotPermitted
-                        | ErrorCode::Access
-                        | ErrorCode::ReadOnly
-                        | ErrorCode::Loop),
-                    ) => (
-                        Outcome::Deny,
-                        format!("outside the plugin's grants ({})", code.name()),
-                    ),
-                    Err(code) => (Outcome::Allow, format!("failed: {}", code.name())),
-                };
+                let (decision, reason) = judged(result.as_ref().map(drop).map_err(|c| *c));
                 if !state
                     .auditor
                     .record(Effect::File, &target, decision, &reason)
@@ -104,6 +92,153 @@ pub(crate) fn add_audited_open_at(
                     return Ok((Err(ErrorCode::Access),));
                 }
                 Ok((result,))
+            })
+        },
+    )?;
+    add_audited_changes(&mut instance)?;
+    Ok(())
+}
+
+use wasmtime_wasi::p2::bindings::filesystem::types::ErrorCode;
+
+/// What the outcome of a filesystem call says about the policy: allowed (it
+/// worked, or failed for a reason of its own), or denied by the grants.
+fn judged(result: Result<(), ErrorCode>) -> (Outcome, String) {
+    match result {
+        Ok(()) => (Outcome::Allow, "within a granted directory".to_string()),
+        Err(
+            code @ (ErrorCode::NotPermitted
+            | ErrorCode::Access
+            | ErrorCode::ReadOnly
+            | ErrorCode::Loop),
+        ) => (
+            Outcome::Deny,
+            format!("outside the plugin's grants ({})", code.name()),
+        ),
+        Err(code) => (Outcome::Allow, format!("failed: {}", code.name())),
+    }
+}
+
+/// Records a change to a granted directory with its outcome.
+fn record_change(
+    state: &State,
+    target: &str,
+    result: Result<(), ErrorCode>,
+) -> Result<(), ErrorCode> {
+    let (decision, reason) = judged(result);
+    state
+        .auditor
+        .record(Effect::File, target, decision, &reason);
+    result
+}
+
+/// Whether a symbolic link's target stays inside the directory it is made
+/// in, whatever that directory is: relative, and no `..` component.
+fn contained_link_target(target: &str) -> bool {
+    !target.starts_with('/') && !target.split('/').any(|c| c == "..")
+}
+
+/// `create-directory-at`, `remove-directory-at`, `unlink-file-at`,
+/// `rename-at` and `symlink-at` with an audit record each; a symbolic link
+/// whose target is absolute or climbs with `..` is refused (`not-permitted`),
+/// and so is every hard link (`link-at`): a hard link can carry a file out
+/// of a read-only grant into a writable one.
+fn add_audited_changes(
+    instance: &mut wasmtime::component::LinkerInstance<'_, State>,
+) -> wasmtime::Result<()> {
+    use wasmtime_wasi::filesystem::WasiFilesystemView;
+    use wasmtime_wasi::p2::bindings::filesystem::types::{Descriptor, HostDescriptor, PathFlags};
+    type Fd = Resource<Descriptor>;
+    type Done = wasmtime::Result<(Result<(), ErrorCode>,)>;
+    async fn finish(state: &mut State, target: String, r: wasmtime_wasi::p2::FsResult<()>) -> Done {
+        let result = match r {
+            Ok(()) => Ok(()),
+            Err(e) => Err(e.downcast()?),
+        };
+        Ok((record_change(state, &target, result),))
+    }
+    instance.func_wrap_async(
+        "[method]descriptor.create-directory-at",
+        |mut store: wasmtime::StoreContextMut<'_, State>, (fd, path): (Fd, String)| {
+            Box::new(async move {
+                let state = store.data_mut();
+                let r =
+                    HostDescriptor::create_directory_at(&mut state.filesystem(), fd, path.clone())
+                        .await;
+                finish(state, format!("mkdir {path}"), r).await
+            })
+        },
+    )?;
+    instance.func_wrap_async(
+        "[method]descriptor.remove-directory-at",
+        |mut store: wasmtime::StoreContextMut<'_, State>, (fd, path): (Fd, String)| {
+            Box::new(async move {
+                let state = store.data_mut();
+                let r =
+                    HostDescriptor::remove_directory_at(&mut state.filesystem(), fd, path.clone())
+                        .await;
+                finish(state, format!("rmdir {path}"), r).await
+            })
+        },
+    )?;
+    instance.func_wrap_async(
+        "[method]descriptor.unlink-file-at",
+        |mut store: wasmtime::StoreContextMut<'_, State>, (fd, path): (Fd, String)| {
+            Box::new(async move {
+                let state = store.data_mut();
+                let r =
+                    HostDescriptor::unlink_file_at(&mut state.filesystem(), fd, path.clone()).await;
+                finish(state, format!("unlink {path}"), r).await
+            })
+        },
+    )?;
+    instance.func_wrap_async(
+        "[method]descriptor.rename-at",
+        |mut store: wasmtime::StoreContextMut<'_, State>,
+         (fd, old, new_fd, new): (Fd, String, Fd, String)| {
+            Box::new(async move {
+                let state = store.data_mut();
+                let target = format!("rename {old} -> {new}");
+                let r =
+                    HostDescriptor::rename_at(&mut state.filesystem(), fd, old, new_fd, new).await;
+                finish(state, target, r).await
+            })
+        },
+    )?;
+    instance.func_wrap_async(
+        "[method]descriptor.symlink-at",
+        |mut store: wasmtime::StoreContextMut<'_, State>,
+         (fd, target_path, link): (Fd, String, String)| {
+            Box::new(async move {
+                let state = store.data_mut();
+                let target = format!("symlink {link} -> {target_path}");
+                if !contained_link_target(&target_path) {
+                    state.auditor.record(
+                        Effect::File,
+                        &target,
+                        Outcome::Deny,
+                        "a symbolic link must point inside its own directory (relative, no `..`)",
+                    );
+                    return Ok((Err(ErrorCode::NotPermitted),));
+                }
+                let r = HostDescriptor::symlink_at(&mut state.filesystem(), fd, target_path, link)
+                    .await;
+                finish(state, target, r).await
+            })
+        },
+    )?;
+    instance.func_wrap_async(
+        "[method]descriptor.link-at",
+        |mut store: wasmtime::StoreContextMut<'_, State>,
+         (_fd, _flags, old, _new_fd, new): (Fd, PathFlags, String, Fd, String)| {
+            Box::new(async move {
+                store.data_mut().auditor.record(
+                    Effect::File,
+                    &format!("link {new} -> {old}"),
+                    Outcome::Deny,
+                    "hard links are not allowed: one could carry a file out of a read-only grant",
+                );
+                Ok((Err::<(), _>(ErrorCode::NotPermitted),))
             })
         },
     )?;

@@ -211,3 +211,66 @@ async fn host_headers_are_exact() {
         .collect();
     assert_eq!(sent, vec![authority]);
 }
+
+/// Every change to a granted directory is audited; a symbolic link that
+/// could point out of it and every hard link are refused.
+#[tokio::test]
+async fn directory_changes_are_audited_and_links_cannot_escape() {
+    let dir = tempfile::tempdir().unwrap();
+    let rw = dir.path().join("rw");
+    std::fs::create_dir(&rw).unwrap();
+    std::fs::write(rw.join("f"), "x").unwrap();
+    let mut p = hostile();
+    p.grants.dirs = vec![warden::DirGrant {
+        host: rw.clone(),
+        guest: "/rw".into(),
+        mode: warden::DirMode::ReadWrite,
+    }];
+    let (c, log) = audited(config(Path::new(".")).with_plugin("hostile", p), dir.path());
+    let host = Host::new(c).await.unwrap();
+    let out = host
+        .call("hostile.fs-changes", json!({"arg": "/rw"}))
+        .await
+        .unwrap();
+    host.shutdown().await;
+    for (op, want) in [
+        ("mkdir", "ok"),
+        ("symlink-in", "ok"),
+        ("rename", "ok"),
+        ("unlink", "ok"),
+        ("rmdir", "ok"),
+    ] {
+        assert_eq!(out[op], want, "{op}: {out}");
+    }
+    for op in ["symlink-out", "symlink-abs", "link"] {
+        assert!(
+            out[op].as_str().unwrap().contains("not-permitted"),
+            "{op}: {out}"
+        );
+    }
+    assert!(std::fs::symlink_metadata(rw.join("evil")).is_err());
+    assert!(std::fs::symlink_metadata(rw.join("evil2")).is_err());
+    assert!(std::fs::symlink_metadata(rw.join("hard")).is_err());
+    assert!(std::fs::symlink_metadata(rw.join("good")).is_ok());
+
+    let all = crate::governance::records(&log);
+    let file = |prefix: &str, decision: &str| {
+        all.iter()
+            .filter(|r| {
+                r.effect == "file" && r.target.starts_with(prefix) && r.decision == decision
+            })
+            .count()
+    };
+    for prefix in [
+        "mkdir d",
+        "rename f -> g",
+        "unlink g",
+        "rmdir d",
+        "symlink good -> f",
+    ] {
+        assert_eq!(file(prefix, "allow"), 1, "{prefix}: {all:#?}");
+    }
+    for prefix in ["symlink evil ->", "symlink evil2 ->", "link hard -> f"] {
+        assert_eq!(file(prefix, "deny"), 1, "{prefix}: {all:#?}");
+    }
+}

@@ -192,6 +192,27 @@ impl Provider for Hostile {
             let r = request.send()?;
             Ok(json!({ "status": r.status, "body": r.text() }))
         })
+        .add(Capability::new("hostile.fs-changes", "mkdir, symlinks (one escaping), a hard link, rename, unlink, rmdir in a granted directory"), |_, a: Arg<String>| {
+            let dir = raw::wasi::filesystem::preopens::get_directories()
+                .into_iter()
+                .find_map(|(d, at)| (at == a.arg).then_some(d))
+                .ok_or_else(|| Error::invalid_input("no such granted directory"))?;
+            let show = |r: Result<(), raw::wasi::filesystem::types::ErrorCode>| match r {
+                Ok(()) => "ok".to_string(),
+                Err(e) => format!("{e:?}"),
+            };
+            use raw::wasi::filesystem::types::PathFlags;
+            Ok(json!({
+                "mkdir": show(dir.create_directory_at("d")),
+                "symlink-out": show(dir.symlink_at("../../../etc/passwd", "evil")),
+                "symlink-abs": show(dir.symlink_at("/etc/passwd", "evil2")),
+                "symlink-in": show(dir.symlink_at("f", "good")),
+                "link": show(dir.link_at(PathFlags::empty(), "f", &dir, "hard")),
+                "rename": show(dir.rename_at("f", &dir, "g")),
+                "unlink": show(dir.unlink_file_at("g")),
+                "rmdir": show(dir.remove_directory_at("d")),
+            }))
+        })
         .add(Capability::new("hostile.env-strict", "Ask the host for an environment variable"), |_, a: Arg<String>| {
             Ok(json!({ "value": env::try_var(&a.arg)? }))
         })
