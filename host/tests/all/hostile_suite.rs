@@ -295,14 +295,14 @@ async fn every_attack_is_contained_denied_typed_and_audited() {
             "hostile.panic",
             json!({}),
             Expect::Trap,
-            "limit",
+            "trap",
         ),
         (
             "trap mid-session",
             "hostile.session-trap",
             json!({}),
             Expect::Trap,
-            "limit",
+            "trap",
         ),
     ];
     assert!(attacks.len() >= 15);

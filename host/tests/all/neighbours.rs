@@ -97,7 +97,10 @@ async fn host_side_state_is_capped_with_a_typed_error() {
     let r = host.call("hostile.fields", json!({"arg": 2000})).await;
     expect_limit(&r, "hostile", Limit::HostState);
     // Fewer fit, and stay alive in the warm instance.
-    let out = host.call("hostile.fields", json!({"arg": 200})).await.unwrap();
+    let out = host
+        .call("hostile.fields", json!({"arg": 200}))
+        .await
+        .unwrap();
     assert_eq!(out["created"], 200);
     assert!(host.call("hostile.echo", json!(1)).await.is_ok());
     let all = records(&log);
