@@ -6,12 +6,13 @@
 //! - [`grants`]: a plugin's grants (`[plugins.NAME.grants]`) and the
 //!   destination pattern syntax.
 //! - [`policy`]: the effect policy built from the grants, the one handle the
-//!   code performing an effect asks.
+//!   code performing an effect asks; `addresses` says which are public.
 //! - [`rules`]: the `[policy]` table; [`admission`] enforces it per call
 //!   (rules, rate limits, approval, concurrency slots).
 //! - [`audit`]: the hash-chained audit log (`[audit]`); [`auditor`] records
 //!   each instance's effect decisions in it.
 
+mod addresses;
 pub(crate) mod admission;
 pub mod audit;
 pub(crate) mod auditor;

@@ -152,7 +152,7 @@ pub(super) fn register_sources(
         }
         match source.capabilities {
             Err(e) => {
-                let reason = crate::runtime::plugin::wit_error_text(&e);
+                let reason = crate::runtime::outcome::wit_error_text(&e);
                 tracing::warn!(
                     plugin = %name, source = %source.name,
                     "source unavailable, its capabilities are not registered (retried every {} ms): {reason}",

@@ -102,7 +102,7 @@ fn start_runtime(config: &Config) -> Result<(Runtime, EpochTicker)> {
     let total: u32 = config
         .plugins
         .values()
-        .map(crate::runtime::plugin::instance_share)
+        .map(crate::runtime::engine::instance_share)
         .fold(0u32, u32::saturating_add)
         .max(1);
     check_descriptor_reserve(config)?;
@@ -310,7 +310,7 @@ async fn load_plugin(
         exports,
         sandbox,
         pc.config.to_string(),
-        crate::runtime::plugin::instance_share(pc),
+        crate::runtime::engine::instance_share(pc),
     );
     let index = loaded.plugins.len();
     describe_into(&mut plugin, index, &mut loaded.registry, governance).await?;

@@ -25,6 +25,15 @@ pub(crate) const MEMORIES_PER_COMPONENT: u32 = 4;
 /// Most tables one component may define, in all its modules.
 pub(crate) const TABLES_PER_COMPONENT: u32 = 16;
 
+/// The instance slots reserved for one plugin in the engine's pool: its
+/// `max-instances`, its `sessions.max`, and one for describe and health.
+/// Every store of the plugin holds one; no other plugin can take them.
+pub(crate) fn instance_share(pc: &crate::config::PluginConfig) -> u32 {
+    pc.max_instances
+        .saturating_add(pc.sessions.max)
+        .saturating_add(1)
+}
+
 /// Builds the engine. `slots` is the sum of every plugin's instance share
 /// (each instance slot of a plugin is reserved for that plugin alone, see
 /// `LoadedPlugin`); the pool holds exactly enough core instances, memories

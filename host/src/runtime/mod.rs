@@ -3,6 +3,7 @@
 //! sandbox (per-instance state), egress and governance.
 
 pub(crate) mod engine;
+pub(crate) mod outcome;
 pub(crate) mod plugin;
 pub(crate) mod sessions;
 

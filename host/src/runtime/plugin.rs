@@ -8,6 +8,7 @@ use crate::error::{Error, ErrorKind, Limit, Result};
 use crate::governance::audit::{Effect, Outcome};
 use crate::limits::ResolvedLimits;
 use crate::runtime::engine::CompileSource;
+use crate::runtime::outcome::{crash_cause, split_wit_error};
 use crate::sandbox::{SandboxSpec, State};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
@@ -15,15 +16,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use wasmtime::component::{InstancePre, ResourceAny};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
-
-/// The instance slots reserved for one plugin in the engine's pool: its
-/// `max-instances`, its `sessions.max`, and one for describe and health.
-/// Every store of the plugin holds one; no other plugin can take them.
-pub(crate) fn instance_share(pc: &crate::config::PluginConfig) -> u32 {
-    pc.max_instances
-        .saturating_add(pc.sessions.max)
-        .saturating_add(1)
-}
 
 /// Guest code yields to the async runtime after this much fuel (roughly
 /// instructions) at the latest, so that a busy plugin holds a worker thread
@@ -108,7 +100,7 @@ pub(crate) struct LoadedPlugin {
     config_json: String,
     idle: Mutex<Vec<Warm>>,
     permits: Semaphore,
-    /// This plugin's share of the pool ([`instance_share`]).
+    /// This plugin's share of the pool ([`instance_share`](crate::runtime::engine::instance_share)).
     slots: Arc<Semaphore>,
     share: u32,
 }
@@ -596,49 +588,5 @@ impl LoadedPlugin {
                 message,
             },
         }
-    }
-}
-
-/// The kind (None for `denied`) and message of a guest error.
-fn split_wit_error(e: wit::Error) -> (Option<ErrorKind>, String) {
-    match e {
-        wit::Error::InvalidInput(m) => (Some(ErrorKind::InvalidInput), m),
-        wit::Error::NotFound(m) => (Some(ErrorKind::NotFound), m),
-        wit::Error::Denied(m) => (None, m),
-        wit::Error::Upstream(m) => (Some(ErrorKind::Upstream), m),
-        wit::Error::Timeout(m) => (Some(ErrorKind::Timeout), m),
-        wit::Error::Unavailable(m) => (Some(ErrorKind::Unavailable), m),
-        wit::Error::Internal(m) => (Some(ErrorKind::Internal), m),
-    }
-}
-
-/// Why a guest crashed, in full: the error's first line and its root cause
-/// (the trap: `unreachable`, an out-of-bounds access, ...; wasmtime puts the
-/// backtrace between them), then the last lines the guest wrote to stderr
-/// or logged as warnings and errors (where a Python traceback or a JS
-/// exception is printed, and where the SDK sends a Rust panic's message).
-fn crash_cause(e: &wasmtime::Error, stderr_tail: &[String]) -> String {
-    let outer = e.to_string();
-    let outer = outer.lines().next().unwrap_or("").trim_end_matches(':');
-    let root = e.root_cause().to_string();
-    let root = root.lines().next().unwrap_or("");
-    let mut cause = if root.is_empty() || root == outer {
-        outer.to_string()
-    } else {
-        format!("{outer}: {root}")
-    };
-    if !stderr_tail.is_empty() {
-        cause.push_str("; the guest's last error output: ");
-        cause.push_str(&stderr_tail.join(" | "));
-    }
-    cause
-}
-
-/// A guest error as text, for logs: `kind: message`.
-pub(crate) fn wit_error_text(e: &wit::Error) -> String {
-    let (kind, message) = split_wit_error(e.clone());
-    match kind {
-        Some(k) => format!("{k}: {message}"),
-        None => format!("denied: {message}"),
     }
 }
