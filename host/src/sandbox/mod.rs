@@ -33,14 +33,7 @@ const MAX_LOG_LINE: usize = 8 * 1024;
 
 /// `s` cut to at most [`MAX_LOG_LINE`] bytes, on a character boundary.
 fn clip(s: &str) -> &str {
-    if s.len() <= MAX_LOG_LINE {
-        return s;
-    }
-    let mut end = MAX_LOG_LINE;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    crate::governance::auditor::prefix(s, MAX_LOG_LINE)
 }
 
 /// What lives in each instance's store.
