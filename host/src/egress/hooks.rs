@@ -60,27 +60,35 @@ struct Attempt {
 }
 
 impl Attempt {
-    /// Writes its audit record (target `METHOD scheme://host:port`);
-    /// `false` if it could not be written.
-    fn record(&self, decision: Outcome, reason: &str) -> bool {
-        let target = format!("{} {}", self.method, self.destination);
-        self.auditor
-            .record(Effect::Egress, &target, decision, reason)
-    }
     /// Audits a denial; the auditor logs the warning, within the call's
     /// log budget.
     fn deny(&self, reason: &str) {
-        self.record(Outcome::Deny, reason);
+        self.auditor.record(
+            Effect::Egress,
+            &format!("{} {}", self.method, self.destination),
+            Outcome::Deny,
+            reason,
+        );
     }
     /// Audits the decision to connect (after resolution); `false` if it
     /// could not be recorded.
     fn allowed(&self, reason: &str) -> bool {
-        self.record(Outcome::Allow, reason)
+        self.auditor.record(
+            Effect::Egress,
+            &format!("{} {}", self.method, self.destination),
+            Outcome::Allow,
+            reason,
+        )
     }
     /// Audits (as `error`) and logs a request that was allowed and failed:
     /// the name did not resolve, the connection or the exchange failed.
     fn failed(&self, reason: &str) {
-        self.record(Outcome::Error, reason);
+        self.auditor.record(
+            Effect::Egress,
+            &format!("{} {}", self.method, self.destination),
+            Outcome::Error,
+            reason,
+        );
         tracing::info!(
             target: "warden::egress",
             plugin = %self.plugin, method = %self.method, destination = %self.destination,
@@ -122,15 +130,11 @@ pub(crate) struct Timeouts {
     pub(crate) first_byte: Option<Duration>,
 }
 
-/// An authority without its userinfo: `host[:port]`.
-fn host_port(authority: &str) -> &str {
-    authority.rsplit_once('@').map_or(authority, |(_, h)| h)
-}
-
+/// `scheme://host:port`, as audit records and errors name a destination.
 /// The port written in an authority (`user@host:port`, `[v6]:port`), as
 /// text: `http::Uri::port` drops one that does not fit 16 bits.
 fn explicit_port(authority: &str) -> Option<&str> {
-    let host_port = host_port(authority);
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let after_host = match host_port.rfind(']') {
         Some(i) => &host_port[i + 1..],
         None => host_port,
@@ -142,7 +146,6 @@ fn explicit_port(authority: &str) -> Option<&str> {
         .filter(|p| !p.is_empty())
 }
 
-/// `scheme://host:port`, as audit records and errors name a destination.
 fn destination_text(scheme: &str, host: &str, port: u16) -> String {
     let mut out = String::with_capacity(scheme.len() + host.len() + 9);
     out.push_str(scheme);
@@ -227,7 +230,12 @@ impl EgressHooks {
         // The authority without userinfo: what a Host header may say.
         let expected = uri
             .authority()
-            .map(|a| host_port(a.as_str()).to_ascii_lowercase())
+            .map(|a| {
+                let a = a.as_str();
+                a.rsplit_once('@')
+                    .map_or(a, |(_, h)| h)
+                    .to_ascii_lowercase()
+            })
             .unwrap_or_default();
         if head.headers.get_all(HOST).iter().nth(1).is_some() {
             return deny(attempt, "more than one Host header".into());

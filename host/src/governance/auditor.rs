@@ -23,26 +23,17 @@ pub(crate) const MAX_RECORDS_PER_CALL: u32 = 1000;
 /// Denials of one effect one call writes one by one; the rest are counted.
 pub(crate) const DENIALS_WRITTEN_PER_EFFECT: u32 = 10;
 
-/// The longest prefix of `s` of at most `max` bytes that ends on a
-/// character boundary.
-pub(crate) fn prefix(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
 /// `s` cut to `max` bytes on a character boundary, with a marker that
 /// gives the original length.
 pub(crate) fn clip_field(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
     if s.len() <= max {
         return s.into();
     }
-    format!("{}…[truncated, {} bytes]", prefix(s, max), s.len()).into()
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…[truncated, {} bytes]", &s[..end], s.len()).into()
 }
 
 /// Log lines a call may still write (`limits.max-log-lines`), shared by the
@@ -82,14 +73,10 @@ impl LogBudget {
     }
 }
 
-/// One effect's tally in the call in progress: its denials, and those
-/// counted instead of written.
+/// Effects counted instead of written in the call in progress.
 #[derive(Default)]
-struct Tally {
-    denials: u32,
-    /// Denials counted, not written.
+struct Counted {
     denied: u32,
-    /// Allowed effects refused past the record cap.
     refused: u32,
     last_target: String,
 }
@@ -100,7 +87,8 @@ struct Scope {
     capability: String,
     call_id: String,
     written: u32,
-    tallies: Vec<(Effect, Tally)>,
+    denials: Vec<(Effect, u32)>,
+    counted: Vec<(Effect, Counted)>,
 }
 
 enum Admit {
@@ -110,43 +98,43 @@ enum Admit {
 }
 
 impl Scope {
-    fn tally(&mut self, effect: Effect) -> &mut Tally {
-        let i = match self.tallies.iter().position(|(e, _)| *e == effect) {
-            Some(i) => i,
-            None => {
-                self.tallies.push((effect, Tally::default()));
-                self.tallies.len() - 1
-            }
-        };
-        &mut self.tallies[i].1
-    }
-
     fn admit(&mut self, effect: Effect, decision: Outcome, target: &str) -> Admit {
         let over = self.written >= MAX_RECORDS_PER_CALL;
-        let tally = self.tally(effect);
-        let admit = match decision {
-            Outcome::Deny => {
-                tally.denials += 1;
-                if over || tally.denials > DENIALS_WRITTEN_PER_EFFECT {
-                    tally.denied += 1;
-                    Admit::Count
-                } else {
-                    Admit::Write
+        let admit = if decision == Outcome::Deny {
+            let n = match self.denials.iter_mut().find(|(e, _)| *e == effect) {
+                Some((_, n)) => n,
+                None => {
+                    self.denials.push((effect, 0));
+                    &mut self.denials.last_mut().expect("pushed").1
                 }
+            };
+            *n += 1;
+            if over || *n > DENIALS_WRITTEN_PER_EFFECT {
+                Admit::Count
+            } else {
+                Admit::Write
             }
-            _ if over => {
-                tally.refused += 1;
-                Admit::Refuse
-            }
-            _ => Admit::Write,
+        } else if over {
+            Admit::Refuse
+        } else {
+            Admit::Write
         };
         match admit {
             Admit::Write => self.written += 1,
             Admit::Count | Admit::Refuse => {
-                tally.last_target.clear();
-                tally
-                    .last_target
-                    .push_str(&clip_field(target, MAX_FIELD_BYTES));
+                let c = match self.counted.iter_mut().find(|(e, _)| *e == effect) {
+                    Some((_, c)) => c,
+                    None => {
+                        self.counted.push((effect, Counted::default()));
+                        &mut self.counted.last_mut().expect("pushed").1
+                    }
+                };
+                match admit {
+                    Admit::Count => c.denied += 1,
+                    _ => c.refused += 1,
+                }
+                c.last_target.clear();
+                c.last_target.push_str(&clip_field(target, MAX_FIELD_BYTES));
             }
         }
         admit
@@ -203,23 +191,20 @@ impl Auditor {
     /// of writing is written as one summary record per effect, and the
     /// per-call counts start again.
     pub(crate) fn finish(&self) {
-        let (tallies, capability, call_id) = {
+        let (counted, capability, call_id) = {
             let mut scope = self.scope();
             scope.written = 0;
-            if scope.tallies.iter().all(|(_, t)| t.denied + t.refused == 0) {
-                scope.tallies.clear();
+            scope.denials.clear();
+            if scope.counted.is_empty() {
                 return;
             }
             (
-                std::mem::take(&mut scope.tallies),
+                std::mem::take(&mut scope.counted),
                 scope.capability.clone(),
                 scope.call_id.clone(),
             )
         };
         let Some(log) = &self.log else { return };
-        let counted = tallies
-            .into_iter()
-            .filter(|(_, t)| t.denied + t.refused > 0);
         for (effect, c) in counted {
             let mut reason = String::new();
             if c.denied > 0 {
@@ -351,11 +336,6 @@ mod tests {
             s.admit(Effect::Egress, Outcome::Allow, "e"),
             Admit::Refuse
         ));
-        let counted = |e: Effect| {
-            let t = s.tallies.iter().find(|(x, _)| *x == e).map(|(_, t)| t);
-            t.map_or(0, |t| t.denied + t.refused)
-        };
-        assert_eq!((counted(Effect::Socket), counted(Effect::Egress)), (1, 1));
-        assert_eq!(counted(Effect::File), 0);
+        assert_eq!(s.counted.len(), 2);
     }
 }

@@ -7,9 +7,9 @@ use super::grants::{DirMode, Grants};
 use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
-use std::path::PathBuf;
 
 pub use super::addresses::is_public;
+use std::path::PathBuf;
 
 /// The answer to "may this plugin do that?".
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,16 +44,6 @@ pub enum SocketUse {
     UdpSend,
     /// Receive UDP datagrams from an address.
     UdpReceive,
-}
-
-impl SocketUse {
-    /// Whether this is a bind of the wildcard address to an ephemeral port
-    /// (what the OS does before a connect or send): it reaches nothing.
-    pub fn is_ephemeral_bind(self, addr: std::net::SocketAddr) -> bool {
-        matches!(self, SocketUse::TcpBind | SocketUse::UdpBind)
-            && addr.ip().is_unspecified()
-            && addr.port() == 0
-    }
 }
 
 /// A preopened directory, resolved to a host path.
@@ -233,12 +223,13 @@ impl Policy {
     /// bind, listen or accept is never granted.
     pub fn check_socket(&self, usage: SocketUse, addr: std::net::SocketAddr) -> Decision {
         let ip = addr.ip().to_string();
+        let implicit_bind = addr.ip().is_unspecified() && addr.port() == 0;
         match usage {
             SocketUse::TcpConnect => self.check_egress("tcp", &ip, addr.port()),
             SocketUse::UdpSend | SocketUse::UdpReceive => {
                 self.check_egress("udp", &ip, addr.port())
             }
-            _ if usage.is_ephemeral_bind(addr) => Decision::Allow(
+            SocketUse::TcpBind | SocketUse::UdpBind if implicit_bind => Decision::Allow(
                 "an ephemeral bind of the wildcard address reaches nothing by itself".into(),
             ),
             SocketUse::TcpBind | SocketUse::UdpBind => {

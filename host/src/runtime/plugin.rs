@@ -142,7 +142,11 @@ impl LoadedPlugin {
     /// `during` names the call for the error when every slot is taken.
     fn new_store(&self, during: &str) -> Result<Store<State>> {
         let Ok(slot) = self.slots.clone().try_acquire_owned() else {
-            return Err(self.recorded_limit(&self.sandbox.auditor, during, Limit::Instances));
+            let e = self.limit_error(during, Limit::Instances);
+            self.sandbox
+                .auditor
+                .record(Effect::Limit, during, Outcome::Deny, &e.to_string());
+            return Err(e);
         };
         let state = State::new(&self.sandbox, slot).map_err(|e| Error::load(self.name(), e))?;
         let mut store = Store::new(&self.engine, state);
@@ -273,19 +277,25 @@ impl LoadedPlugin {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(self.classify(store, capability, e)),
             // Stopped while waiting in a host call: recorded like any limit.
-            Err(_) => Err(self.recorded_limit(&store.data().auditor, capability, Limit::Time)),
+            Err(_) => {
+                let e = self.limit_error(capability, Limit::Time);
+                store.data().auditor.record(
+                    Effect::Limit,
+                    capability,
+                    Outcome::Deny,
+                    &e.to_string(),
+                );
+                Err(e)
+            }
         }
     }
 
-    /// The error for `limit`, written to the audit log by `auditor`.
-    fn recorded_limit(
-        &self,
-        auditor: &crate::governance::Auditor,
-        capability: &str,
-        limit: Limit,
-    ) -> Error {
-        let e = self.limit_error(capability, limit);
-        auditor.record(Effect::Limit, capability, Outcome::Deny, &e.to_string());
+    fn output_too_large(&self, store: &Store<State>, capability: &str) -> Error {
+        let e = self.limit_error(capability, Limit::Output);
+        store
+            .data()
+            .auditor
+            .record(Effect::Limit, capability, Outcome::Deny, &e.to_string());
         e
     }
 
@@ -426,11 +436,7 @@ impl LoadedPlugin {
         if let Ok(text) = &outcome {
             if text.len() as u64 > self.limits().max_output_bytes {
                 // Discarded with its grown memory.
-                return Err(self.recorded_limit(
-                    &warm.store.data().auditor,
-                    capability,
-                    Limit::Output,
-                ));
+                return Err(self.output_too_large(&warm.store, capability));
             }
         }
         self.checkin(warm);
@@ -544,11 +550,7 @@ impl LoadedPlugin {
         }
         if let Ok(text) = &outcome {
             if text.len() as u64 > self.limits().max_output_bytes {
-                return Ok(Err(self.recorded_limit(
-                    &live.warm.store.data().auditor,
-                    capability,
-                    Limit::Output,
-                )));
+                return Ok(Err(self.output_too_large(&live.warm.store, capability)));
             }
         }
         Ok(match outcome {

@@ -137,24 +137,22 @@ impl Drop for Held {
     }
 }
 
-/// The process's open-file limits (soft and hard).
+/// The process's soft limit on open files; `None` where it cannot be read
+/// or is unlimited.
 #[cfg(unix)]
-fn nofile() -> Option<libc::rlimit> {
+pub(crate) fn open_file_limit() -> Option<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: `lim` is a valid rlimit for getrlimit to write.
-    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0).then_some(lim)
-}
-
-/// The process's soft limit on open files; `None` where it cannot be read
-/// or is unlimited.
-#[cfg(unix)]
-pub(crate) fn open_file_limit() -> Option<u64> {
-    let lim = nofile()?;
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0
+        || lim.rlim_cur == libc::RLIM_INFINITY
+    {
+        return None;
+    }
     #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every unix
-    (lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur as u64)
+    Some(lim.rlim_cur as u64)
 }
 
 #[cfg(not(unix))]
@@ -167,15 +165,23 @@ pub(crate) fn open_file_limit() -> Option<u64> {
 /// limit.
 #[cfg(unix)]
 pub fn raise_open_file_limit() -> Option<u64> {
-    let mut lim = nofile()?;
-    if lim.rlim_cur < lim.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: lim.rlim_max,
-            rlim_max: lim.rlim_max,
-        };
-        // SAFETY: `raised` is a valid rlimit for setrlimit to read.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            lim.rlim_cur = lim.rlim_max;
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid rlimit for getrlimit/setrlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return None;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
         }
     }
     #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every unix

@@ -119,6 +119,19 @@ fn judged(result: Result<(), ErrorCode>) -> (Outcome, String) {
     }
 }
 
+/// Records a change to a granted directory with its outcome.
+fn record_change(
+    state: &State,
+    target: &str,
+    result: Result<(), ErrorCode>,
+) -> Result<(), ErrorCode> {
+    let (decision, reason) = judged(result);
+    state
+        .auditor
+        .record(Effect::File, target, decision, &reason);
+    result
+}
+
 /// Whether a symbolic link's target stays inside the directory it is made
 /// in, whatever that directory is: relative, and no `..` component.
 fn contained_link_target(target: &str) -> bool {
@@ -137,49 +150,48 @@ fn add_audited_changes(
     use wasmtime_wasi::p2::bindings::filesystem::types::{Descriptor, HostDescriptor, PathFlags};
     type Fd = Resource<Descriptor>;
     type Done = wasmtime::Result<(Result<(), ErrorCode>,)>;
-    /// Records a change to a granted directory with its outcome.
-    fn finish(state: &State, target: &str, r: wasmtime_wasi::p2::FsResult<()>) -> Done {
+    async fn finish(state: &mut State, target: String, r: wasmtime_wasi::p2::FsResult<()>) -> Done {
         let result = match r {
             Ok(()) => Ok(()),
             Err(e) => Err(e.downcast()?),
         };
-        let (decision, reason) = judged(result);
-        state
-            .auditor
-            .record(Effect::File, target, decision, &reason);
-        Ok((result,))
+        Ok((record_change(state, &target, result),))
     }
-    // The calls that take one path: `verb path` is the record's target.
-    macro_rules! path_change {
-        ($name:literal, $method:ident, $verb:literal) => {
-            instance.func_wrap_async(
-                $name,
-                |mut store: wasmtime::StoreContextMut<'_, State>, (fd, path): (Fd, String)| {
-                    Box::new(async move {
-                        let state = store.data_mut();
-                        let target = format!(concat!($verb, " {}"), path);
-                        let r = HostDescriptor::$method(&mut state.filesystem(), fd, path).await;
-                        finish(state, &target, r)
-                    })
-                },
-            )?;
-        };
-    }
-    path_change!(
+    instance.func_wrap_async(
         "[method]descriptor.create-directory-at",
-        create_directory_at,
-        "mkdir"
-    );
-    path_change!(
+        |mut store: wasmtime::StoreContextMut<'_, State>, (fd, path): (Fd, String)| {
+            Box::new(async move {
+                let state = store.data_mut();
+                let r =
+                    HostDescriptor::create_directory_at(&mut state.filesystem(), fd, path.clone())
+                        .await;
+                finish(state, format!("mkdir {path}"), r).await
+            })
+        },
+    )?;
+    instance.func_wrap_async(
         "[method]descriptor.remove-directory-at",
-        remove_directory_at,
-        "rmdir"
-    );
-    path_change!(
+        |mut store: wasmtime::StoreContextMut<'_, State>, (fd, path): (Fd, String)| {
+            Box::new(async move {
+                let state = store.data_mut();
+                let r =
+                    HostDescriptor::remove_directory_at(&mut state.filesystem(), fd, path.clone())
+                        .await;
+                finish(state, format!("rmdir {path}"), r).await
+            })
+        },
+    )?;
+    instance.func_wrap_async(
         "[method]descriptor.unlink-file-at",
-        unlink_file_at,
-        "unlink"
-    );
+        |mut store: wasmtime::StoreContextMut<'_, State>, (fd, path): (Fd, String)| {
+            Box::new(async move {
+                let state = store.data_mut();
+                let r =
+                    HostDescriptor::unlink_file_at(&mut state.filesystem(), fd, path.clone()).await;
+                finish(state, format!("unlink {path}"), r).await
+            })
+        },
+    )?;
     instance.func_wrap_async(
         "[method]descriptor.rename-at",
         |mut store: wasmtime::StoreContextMut<'_, State>,
@@ -189,7 +201,7 @@ fn add_audited_changes(
                 let target = format!("rename {old} -> {new}");
                 let r =
                     HostDescriptor::rename_at(&mut state.filesystem(), fd, old, new_fd, new).await;
-                finish(state, &target, r)
+                finish(state, target, r).await
             })
         },
     )?;
@@ -211,7 +223,7 @@ fn add_audited_changes(
                 }
                 let r = HostDescriptor::symlink_at(&mut state.filesystem(), fd, target_path, link)
                     .await;
-                finish(state, &target, r)
+                finish(state, target, r).await
             })
         },
     )?;

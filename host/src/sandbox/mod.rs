@@ -33,7 +33,14 @@ const MAX_LOG_LINE: usize = 8 * 1024;
 
 /// `s` cut to at most [`MAX_LOG_LINE`] bytes, on a character boundary.
 fn clip(s: &str) -> &str {
-    crate::governance::auditor::prefix(s, MAX_LOG_LINE)
+    if s.len() <= MAX_LOG_LINE {
+        return s;
+    }
+    let mut end = MAX_LOG_LINE;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// What lives in each instance's store.

@@ -28,19 +28,18 @@ impl host::Host for State {
     }
 
     fn log(&mut self, level: Level, message: String) {
-        let logged = self.log_budget.take();
-        // Errors past the budget are still kept for the cause of a crash.
-        if !logged && level != Level::Error {
-            return;
-        }
-        let message = one_line(clip(&message));
-        if matches!(level, Level::Warn | Level::Error) {
-            self.stderr_tail.push(&message);
-        }
-        if !logged {
+        if !self.log_budget.take() {
+            if matches!(level, Level::Error) {
+                self.stderr_tail.push(&one_line(clip(&message)));
+            }
             return;
         }
         let plugin = &*self.plugin;
+        let message = one_line(clip(&message));
+        if matches!(level, Level::Warn | Level::Error) {
+            // Kept for the cause of a crash that may follow.
+            self.stderr_tail.push(&message);
+        }
         match level {
             Level::Trace => tracing::trace!(target: "guest", plugin, "{message}"),
             Level::Debug => tracing::debug!(target: "guest", plugin, "{message}"),

@@ -36,17 +36,15 @@ pub(crate) fn check(
             SocketAddrUse::UdpReceive => SocketUse::UdpReceive,
         };
         let decision = check_policy.check_socket(usage_kind, addr);
-        // The wildcard ephemeral bind the OS makes before a connect or send
-        // reaches nothing: the connect or send is what is recorded.
-        if decision.allowed() && usage_kind.is_ephemeral_bind(addr) {
-            return Box::pin(async { true });
-        }
         let target = format!("{usage:?} {addr}");
         let audited = match &decision {
             // The auditor logs the warning, within the call's log budget.
             Decision::Deny(reason) => {
                 check_auditor.record(Effect::Socket, &target, Outcome::Deny, reason)
             }
+            // The wildcard ephemeral bind the OS makes before a connect or
+            // send reaches nothing: the connect or send is what is recorded.
+            Decision::Allow(_) if is_ephemeral_bind(usage, addr) => true,
             Decision::Allow(reason) => {
                 tracing::info!(
                     target: "warden::egress", plugin = %check_plugin, effect = "socket", usage = ?usage,
@@ -59,6 +57,13 @@ pub(crate) fn check(
         let allowed = decision.allowed() && audited;
         Box::pin(async move { allowed })
     }
+}
+
+/// A bind of the wildcard address to an ephemeral port.
+fn is_ephemeral_bind(usage: SocketAddrUse, addr: std::net::SocketAddr) -> bool {
+    matches!(usage, SocketAddrUse::TcpBind | SocketAddrUse::UdpBind)
+        && addr.ip().is_unspecified()
+        && addr.port() == 0
 }
 
 /// Replaces `wasi:sockets` `create-tcp-socket` and `create-udp-socket` with

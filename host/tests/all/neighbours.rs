@@ -8,8 +8,11 @@ use crate::util::*;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use warden::audit::Record;
-use warden::{DirMode, Error, Host, InstanceMode, Limit, Limits, PluginConfig};
+use warden::audit::{Record, SyncPolicy};
+use warden::{
+    AuditSettings, Config, DirGrant, DirMode, Error, Host, InstanceMode, Limit, Limits,
+    PluginConfig,
+};
 
 fn bomb(memory: u64) -> PluginConfig {
     let mut p = PluginConfig::new(component("memory-bomb"));
@@ -19,6 +22,16 @@ fn bomb(memory: u64) -> PluginConfig {
 
 fn text() -> PluginConfig {
     PluginConfig::new(component("text"))
+}
+
+fn audited(mut c: Config, dir: &Path) -> (Config, PathBuf) {
+    let path = dir.join("audit.jsonl");
+    c.audit = Some(AuditSettings {
+        path: path.clone(),
+        sync: SyncPolicy::Flush,
+        rotate_bytes: 0,
+    });
+    (c, path)
 }
 
 fn expect_limit(r: &warden::Result<Value>, plugin: &str, want: Limit) {
@@ -78,7 +91,7 @@ async fn host_side_state_is_capped_with_a_typed_error() {
     let dir = tempfile::tempdir().unwrap();
     let mut p = hostile();
     p.limits.memory = Some(8 << 20);
-    let (c, log) = with_audit(config(Path::new(".")).with_plugin("hostile", p), dir.path());
+    let (c, log) = audited(config(Path::new(".")).with_plugin("hostile", p), dir.path());
     let host = Host::new(c).await.unwrap();
     // 2,000 sets of 60 KiB would be 120 MB; at most 256 are kept (15 MB).
     let r = host.call("hostile.fields", json!({"arg": 2000})).await;
@@ -147,13 +160,19 @@ async fn each_plugin_keeps_its_own_share_of_the_pool() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sockets_and_files_are_capped_per_plugin() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, ro) = granted_dir(dir.path(), "ro", DirMode::ReadOnly);
+    let ro = dir.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    std::fs::write(ro.join("f"), "x").unwrap();
     let mut p = hostile();
     p.max_instances = 2;
     p.limits.max_sockets = Some(4);
     p.limits.max_files = Some(3);
-    p.grants.dirs = vec![ro];
-    let (c, log) = with_audit(
+    p.grants.dirs = vec![DirGrant {
+        host: ro.clone(),
+        guest: "/ro".into(),
+        mode: DirMode::ReadOnly,
+    }];
+    let (c, log) = audited(
         config(Path::new(".")).with_plugin("hostile", p.clone()),
         dir.path(),
     );
@@ -258,12 +277,17 @@ fn fifo(dir: &Path) -> PathBuf {
 #[tokio::test]
 async fn a_fifo_is_refused_at_once_and_the_cli_exits() {
     let dir = tempfile::tempdir().unwrap();
-    let (rw, grant) = granted_dir(dir.path(), "rw", DirMode::ReadWrite);
+    let rw = dir.path().join("rw");
+    std::fs::create_dir(&rw).unwrap();
     fifo(&rw);
     let mut p = hostile();
     p.limits.timeout_ms = Some(3000);
-    p.grants.dirs = vec![grant];
-    let (c, log) = with_audit(config(Path::new(".")).with_plugin("hostile", p), dir.path());
+    p.grants.dirs = vec![DirGrant {
+        host: rw.clone(),
+        guest: "/rw".into(),
+        mode: DirMode::ReadWrite,
+    }];
+    let (c, log) = audited(config(Path::new(".")).with_plugin("hostile", p), dir.path());
     let host = Host::new(c).await.unwrap();
     let r = host.call("hostile.read", json!({"arg": "/rw/fifo"})).await;
     assert!(
@@ -320,7 +344,7 @@ async fn audit_and_log_volume_is_bounded_per_call() {
     let dir = tempfile::tempdir().unwrap();
     let mut p = hostile();
     p.grants.env = vec!["HOSTILE_OK".into()];
-    let (c, log) = with_audit(config(Path::new(".")).with_plugin("hostile", p), dir.path());
+    let (c, log) = audited(config(Path::new(".")).with_plugin("hostile", p), dir.path());
     let host = Host::new(c).await.unwrap();
 
     let out = host
@@ -407,7 +431,9 @@ async fn audit_and_log_volume_is_bounded_per_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_honest_plugin_is_unaffected_by_a_noisy_neighbour() {
     let dir = tempfile::tempdir().unwrap();
-    let (rw, grant) = granted_dir(dir.path(), "rw", DirMode::ReadWrite);
+    let rw = dir.path().join("rw");
+    std::fs::create_dir(&rw).unwrap();
+    std::fs::write(rw.join("f"), "x").unwrap();
     fifo(&rw);
     let mut h = hostile();
     h.max_instances = 2;
@@ -421,7 +447,11 @@ async fn an_honest_plugin_is_unaffected_by_a_noisy_neighbour() {
         max_log_lines: Some(20),
         ..Limits::default()
     };
-    h.grants.dirs = vec![grant];
+    h.grants.dirs = vec![DirGrant {
+        host: rw.clone(),
+        guest: "/rw".into(),
+        mode: DirMode::ReadWrite,
+    }];
     let mut b = bomb(16 << 20);
     b.max_instances = 2;
     b.sessions.max = 1;
@@ -433,7 +463,7 @@ async fn an_honest_plugin_is_unaffected_by_a_noisy_neighbour() {
     let mut claimer = hostile();
     claimer.max_instances = 1;
     claimer.sessions.max = 1;
-    let (c, log) = with_audit(
+    let (c, log) = audited(
         config(Path::new("."))
             .with_plugin("text", t)
             .with_plugin("hostile", h)

@@ -7,7 +7,17 @@ use crate::util::*;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use warden::{Host, Manifest, PluginConfig, ProviderKind};
+use warden::audit::SyncPolicy;
+use warden::{AuditSettings, Config, Host, Manifest, PluginConfig, ProviderKind};
+
+fn audited(mut c: Config, dir: &Path) -> Config {
+    c.audit = Some(AuditSettings {
+        path: dir.join("audit.jsonl"),
+        sync: SyncPolicy::Flush,
+        rotate_bytes: 0,
+    });
+    c
+}
 
 fn register_records(log: &Path) -> Vec<Value> {
     std::fs::read_to_string(log)
@@ -52,7 +62,7 @@ fn store_with(dir: &Path, m: &Manifest) -> PathBuf {
 async fn a_second_plugin_claiming_the_same_ids_does_not_stop_the_host() {
     let dir = tempfile::tempdir().unwrap();
     let text = || PluginConfig::new(component("text"));
-    let (c, _) = with_audit(
+    let c = audited(
         config(Path::new("."))
             .with_plugin("first", text())
             .with_plugin("second", text()),
@@ -92,7 +102,7 @@ async fn background_discovery_cannot_take_an_imported_id() {
     p.config = json!({"servers": {"demo": {"url": format!("http://127.0.0.1:{port}/mcp")}}});
     p.grants.network = vec![format!("http://127.0.0.1:{port}")];
     p.sessions.discovery_retry_ms = 100;
-    let (mut c, _) = with_audit(config(Path::new(".")).with_plugin("mcp", p), dir.path());
+    let mut c = audited(config(Path::new(".")).with_plugin("mcp", p), dir.path());
     c.marketplace.dir = Some(store);
     let host = Host::new(c).await.expect("the host starts");
     let before = host.capability("mcp.demo.add").unwrap();

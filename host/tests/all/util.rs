@@ -2,7 +2,7 @@
 mod components;
 pub use components::{component, target_dir};
 use std::path::{Path, PathBuf};
-use warden::{AuditSettings, Config, DirGrant, DirMode, Host, PluginConfig};
+use warden::{Config, Host, PluginConfig};
 
 /// The `warden` CLI binary (crate `warden-cli`), beside this test binary's
 /// directory. `cargo test --workspace` (and so `cargo xtask test`) builds it
@@ -29,32 +29,6 @@ pub fn config(base: &Path) -> Config {
     let mut c = Config::new(base);
     c.host.cache_dir = Some(target_dir().join("warden-test-cache"));
     c
-}
-
-/// `c` with its audit log at `dir/audit.jsonl`, flushed per record, and
-/// that log's path.
-pub fn with_audit(mut c: Config, dir: &Path) -> (Config, PathBuf) {
-    let path = dir.join("audit.jsonl");
-    c.audit = Some(AuditSettings {
-        path: path.clone(),
-        sync: warden::audit::SyncPolicy::Flush,
-        rotate_bytes: 0,
-    });
-    (c, path)
-}
-
-/// A new directory `name` in `dir` holding a file `f`, and its grant as
-/// `/name` in `mode`.
-pub fn granted_dir(dir: &Path, name: &str, mode: DirMode) -> (PathBuf, DirGrant) {
-    let host = dir.join(name);
-    std::fs::create_dir(&host).unwrap();
-    std::fs::write(host.join("f"), "x").unwrap();
-    let grant = DirGrant {
-        host: host.clone(),
-        guest: format!("/{name}"),
-        mode,
-    };
-    (host, grant)
 }
 
 pub fn hostile() -> PluginConfig {
