@@ -272,34 +272,53 @@ impl EgressHooks {
             );
             return deny(attempt, reason);
         }
-        // Secrets: substituted here, for bound destinations only.
-        for value in head.headers.values_mut() {
+        // Secrets: substituted here, for the destinations, headers and
+        // methods they are bound to; each value sent is cut out of the
+        // response.
+        let mut sent_secrets: Vec<(String, SecretValue)> = Vec::new();
+        let method = head.method.clone();
+        for (header, value) in head.headers.iter_mut() {
             let Ok(text) = value.to_str() else { continue };
             if !text.contains(SECRET_OPEN) {
                 continue;
             }
             let destination = &attempt.destination;
             let auditor = &self.auditor;
-            match substitute(text, |name| {
-                let found = self.egress.policy.secret_for(name, &scheme, &host, port);
-                let target = format!("{name} -> {destination}");
-                match &found {
-                    Ok(_) => {
+            let policy = &self.egress.policy;
+            let replaced = substitute(text, |name| {
+                let found = policy.secret_for(
+                    name,
+                    SecretUse {
+                        scheme: &scheme,
+                        host: &host,
+                        port,
+                        header: header.as_str(),
+                        method: method.as_str(),
+                    },
+                );
+                let target = format!("{name} -> {method} {destination} ({header})");
+                match found {
+                    Ok(v) => {
                         if !auditor.record(
                             Effect::Secret,
                             &target,
                             Outcome::Allow,
-                            "bound to this destination",
+                            "bound to this destination, header and method",
                         ) {
                             return Err("the audit log cannot be written".to_string());
                         }
+                        if !sent_secrets.iter().any(|(n, _)| n == name) {
+                            sent_secrets.push((name.to_string(), v.clone()));
+                        }
+                        Ok(v.expose().to_string())
                     }
                     Err(reason) => {
-                        auditor.record(Effect::Secret, &target, Outcome::Deny, reason);
+                        auditor.record(Effect::Secret, &target, Outcome::Deny, &reason);
+                        Err(reason)
                     }
                 }
-                found.map(|v| v.expose().to_string())
-            }) {
+            });
+            match replaced {
                 Ok(replaced) => match HeaderValue::from_str(&replaced) {
                     Ok(mut v) => {
                         v.set_sensitive(true);
@@ -315,6 +334,8 @@ impl EgressHooks {
                 Err(reason) => return deny(attempt, reason),
             }
         }
+        let redaction = Redaction::new(sent_secrets.iter().map(|(_, v)| v.expose()))
+            .map(|r| (r, sent_secrets.into_iter().map(|(n, _)| n).collect::<Vec<_>>().join(", ")));
         // The allow is recorded where the destination is decided: after
         // name resolution, for the address actually connected to.
         if !head.headers.contains_key(HOST) {
@@ -472,22 +493,52 @@ impl EgressHooks {
                     ));
                 }
             }
+            let auditor = attempt.auditor.clone();
+            let destination = attempt.destination.clone();
             let on_end: Box<dyn FnOnce(u64, &str) + Send> = Box::new(move |bytes_in, outcome| {
                 attempt.done(status, bytes_in, sent.load(Ordering::Relaxed), outcome)
             });
-            Ok(response.map(|incoming| {
-                Counted {
-                    inner: incoming.map_err(HttpError::from),
-                    seen: 0,
-                    per_body_limit: limits.max_response_bytes,
-                    total,
-                    total_limit: limits.max_egress_bytes,
-                    also: None,
-                    on_end: Some(on_end),
-                    acker: Some(acker),
-                }
-                .boxed_unsync()
-            }))
+            let (mut head, incoming) = response.into_parts();
+            let counted = Counted {
+                inner: incoming.map_err(HttpError::from),
+                seen: 0,
+                per_body_limit: limits.max_response_bytes,
+                total,
+                total_limit: limits.max_egress_bytes,
+                also: None,
+                on_end: Some(on_end),
+                acker: Some(acker),
+            };
+            let Some((redaction, names)) = redaction else {
+                return Ok(http::Response::from_parts(head, counted.boxed_unsync()));
+            };
+            // The response may quote the request (an echo, an error page):
+            // the guest never gets a value back.
+            let target = format!("{names} <- {destination}");
+            let record = move |auditor: &Auditor, part: &str, n: usize| {
+                auditor.record(
+                    Effect::Secret,
+                    &target,
+                    Outcome::Deny,
+                    &format!("the response {part} quoted a secret's value: {n} redacted"),
+                );
+            };
+            let in_head = redaction.head(&mut head.headers);
+            if in_head > 0 {
+                record(&auditor, "head", in_head);
+            }
+            // Redaction changes the body's length.
+            head.headers.remove(http::header::CONTENT_LENGTH);
+            let body = Redacted::new(
+                counted,
+                redaction,
+                Box::new(move |n| {
+                    if n > 0 {
+                        record(&auditor, "body", n);
+                    }
+                }),
+            );
+            Ok(http::Response::from_parts(head, body.boxed_unsync()))
         })
     }
 }

@@ -5,7 +5,8 @@
 //! Per request: the per-call request cap; the `Host` header must match the
 //! destination; the egress grant for `scheme://host:port`; secret
 //! placeholders (`{{secret:NAME}}` in header values) substituted only for a
-//! destination the secret is bound to; name resolution (or the configured
+//! destination, header and method the secret is bound to, and every value
+//! sent cut out of the response; name resolution (or the configured
 //! `[host] resolve` table) with every address checked, a non-public one
 //! needing a by-name grant; the connection made to the checked address.
 //! Responses are cut at `max-response-bytes` and a call's traffic at
@@ -15,7 +16,7 @@
 //!
 //! Connections are kept alive and reused per plugin and destination.
 
-use crate::governance::policy::{Decision, Policy};
+use crate::governance::policy::{Decision, Policy, SecretUse, SecretValue};
 use hyper::client::conn::http1::SendRequest;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -33,7 +34,7 @@ mod secrets;
 use ack::{Acker, QuickAck};
 use counted::Counted;
 pub(crate) use hooks::{EgressHooks, Failure, OutBody, Timeouts};
-use secrets::substitute;
+use secrets::{substitute, Redacted, Redaction};
 
 /// Idle connections kept per destination.
 const MAX_IDLE_PER_DESTINATION: usize = 32;

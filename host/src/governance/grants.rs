@@ -23,9 +23,10 @@ pub struct Grants {
     #[serde(default)]
     pub network: Vec<String>,
     /// Secrets the plugin may send, each bound to destinations (egress
-    /// patterns). The guest writes `{{secret:NAME}}` in a request header;
-    /// the host substitutes the value only on a request to a bound
-    /// destination. The guest never sees the value.
+    /// patterns), to the header names it may fill and to methods. The guest
+    /// writes `{{secret:NAME}}` in a request header; the host substitutes
+    /// the value only there, and redacts it from the response. The guest
+    /// never sees the value.
     #[serde(default)]
     pub secrets: Vec<SecretGrant>,
 }
@@ -38,6 +39,31 @@ pub struct SecretGrant {
     pub name: String,
     /// Destinations it may be sent to, as `scheme://host:port` patterns.
     pub hosts: Vec<String>,
+    /// Request headers it may fill (case-insensitive); `authorization`
+    /// when not given.
+    #[serde(default = "default_secret_headers")]
+    pub headers: Vec<String>,
+    /// Methods of the requests it may be sent with; when not given, any
+    /// method but `TRACE` and `CONNECT` (which reflect or tunnel a request).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+}
+
+impl SecretGrant {
+    /// Secret `name` bound to `hosts`, for the `authorization` header and
+    /// any method but `TRACE` and `CONNECT`.
+    pub fn new(name: impl Into<String>, hosts: Vec<String>) -> Self {
+        SecretGrant {
+            name: name.into(),
+            hosts,
+            headers: default_secret_headers(),
+            methods: Vec::new(),
+        }
+    }
+}
+
+fn default_secret_headers() -> Vec<String> {
+    vec!["authorization".to_string()]
 }
 
 /// One preopened directory.
@@ -98,6 +124,30 @@ impl Grants {
                 EgressRule::parse(pattern).map_err(|e| {
                     Error::Config(format!("at `{at}.secrets[{i}].hosts[{j}]`: {e}"))
                 })?;
+            }
+            if g.headers.is_empty() {
+                return Err(Error::Config(format!(
+                    "at `{at}.secrets[{i}].headers`: name at least one header the secret may fill"
+                )));
+            }
+            for (j, header) in g.headers.iter().enumerate() {
+                if http::header::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                    return Err(Error::Config(format!(
+                        "at `{at}.secrets[{i}].headers[{j}]`: `{header}` is not a header name"
+                    )));
+                }
+                if header.eq_ignore_ascii_case("host") {
+                    return Err(Error::Config(format!(
+                        "at `{at}.secrets[{i}].headers[{j}]`: a secret may not fill `Host`"
+                    )));
+                }
+            }
+            for (j, method) in g.methods.iter().enumerate() {
+                if http::Method::from_bytes(method.as_bytes()).is_err() || method.is_empty() {
+                    return Err(Error::Config(format!(
+                        "at `{at}.secrets[{i}].methods[{j}]`: `{method}` is not an HTTP method"
+                    )));
+                }
             }
         }
         for (i, var) in self.env.iter().enumerate() {

@@ -87,6 +87,27 @@ pub struct BoundSecret {
     pub value: SecretValue,
     /// Where it may be sent.
     pub hosts: Vec<EgressRule>,
+    /// The request headers it may fill, in lower case.
+    pub headers: Vec<String>,
+    /// The methods it may be sent with, in upper case; empty: any but
+    /// `TRACE` and `CONNECT`.
+    pub methods: Vec<String>,
+}
+
+/// Where a secret would be sent: the request's destination, method and
+/// the header it would fill.
+#[derive(Debug, Clone, Copy)]
+pub struct SecretUse<'a> {
+    /// `http` or `https`.
+    pub scheme: &'a str,
+    /// The destination host.
+    pub host: &'a str,
+    /// The destination port.
+    pub port: u16,
+    /// The header the placeholder is in.
+    pub header: &'a str,
+    /// The request method.
+    pub method: &'a str,
 }
 
 /// Everything one plugin may do.
@@ -137,32 +158,47 @@ impl Policy {
         self
     }
 
-    /// The value of secret `name` for a request to `scheme://host:port`,
-    /// or why it may not be sent there. Reasons name the secret, never its value.
+    /// The value of secret `name` for header `header` of a `method`
+    /// request to `scheme://host:port`, or why it may not be sent there.
+    /// Reasons name the secret, never its value.
     pub fn secret_for(
         &self,
         name: &str,
-        scheme: &str,
-        host: &str,
-        port: u16,
+        use_: SecretUse<'_>,
     ) -> Result<&SecretValue, String> {
+        let SecretUse { scheme, host, port, header, method } = use_;
         let secret = self
             .secrets
             .iter()
             .find(|s| s.name == name)
             .ok_or_else(|| format!("secret `{name}` is not granted to this plugin"))?;
         let host = normalize_host(host);
-        if secret
+        if !secret
             .hosts
             .iter()
             .any(|r| r.matches(&scheme.to_ascii_lowercase(), &host, port))
         {
-            Ok(&secret.value)
-        } else {
-            Err(format!(
+            return Err(format!(
                 "secret `{name}` may not be sent to {scheme}://{host}:{port}"
-            ))
+            ));
         }
+        if !secret.headers.iter().any(|h| h.eq_ignore_ascii_case(header)) {
+            return Err(format!(
+                "secret `{name}` may not fill header `{header}` (it may fill: {})",
+                secret.headers.join(", ")
+            ));
+        }
+        let method_ok = if secret.methods.is_empty() {
+            !method.eq_ignore_ascii_case("TRACE") && !method.eq_ignore_ascii_case("CONNECT")
+        } else {
+            secret.methods.iter().any(|m| m.eq_ignore_ascii_case(method))
+        };
+        if !method_ok {
+            return Err(format!(
+                "secret `{name}` may not be sent with a {method} request"
+            ));
+        }
+        Ok(&secret.value)
     }
 
     /// Whether the plugin has any secrets (to skip scanning headers otherwise).
@@ -446,29 +482,49 @@ mod tests {
     }
 
     #[test]
-    fn secrets_go_only_where_they_are_bound() {
-        let p = Policy::deny_all().with_secrets(vec![BoundSecret {
-            name: "TOKEN".into(),
-            value: SecretValue::new("s3cr3t".into()),
-            hosts: vec![EgressRule::parse("https://api.example.com:443").unwrap()],
-        }]);
-        assert_eq!(
-            p.secret_for("TOKEN", "https", "api.example.com", 443)
-                .unwrap()
-                .expose(),
-            "s3cr3t"
-        );
-        let wrong_host = p.secret_for("TOKEN", "https", "evil.com", 443).unwrap_err();
-        let wrong_port = p
-            .secret_for("TOKEN", "https", "api.example.com", 8443)
-            .unwrap_err();
-        let unknown = p
-            .secret_for("OTHER", "https", "api.example.com", 443)
-            .unwrap_err();
-        for msg in [&wrong_host, &wrong_port, &unknown] {
-            assert!(!msg.contains("s3cr3t"));
+    fn secrets_go_only_where_and_how_they_are_bound() {
+        let bound = |methods: &[&str]| {
+            Policy::deny_all().with_secrets(vec![BoundSecret {
+                name: "TOKEN".into(),
+                value: SecretValue::new("s3cr3t".into()),
+                hosts: vec![EgressRule::parse("https://api.example.com:443").unwrap()],
+                headers: vec!["authorization".into(), "x-api-key".into()],
+                methods: methods.iter().map(|m| m.to_string()).collect(),
+            }])
+        };
+        let at = |host, port, header, method| SecretUse {
+            scheme: "https",
+            host,
+            port,
+            header,
+            method,
+        };
+        let p = bound(&[]);
+        let post_only = bound(&["POST"]);
+        let ok = at("api.example.com", 443, "Authorization", "GET");
+        assert_eq!(p.secret_for("TOKEN", ok).unwrap().expose(), "s3cr3t");
+        assert!(p
+            .secret_for("TOKEN", at("api.example.com", 443, "X-Api-Key", "POST"))
+            .is_ok());
+        let refused = [
+            p.secret_for("TOKEN", at("evil.com", 443, "authorization", "GET")),
+            p.secret_for("TOKEN", at("api.example.com", 8443, "authorization", "GET")),
+            p.secret_for("OTHER", ok),
+            p.secret_for("TOKEN", at("api.example.com", 443, "x-leak", "GET")),
+            p.secret_for("TOKEN", at("api.example.com", 443, "authorization", "TRACE")),
+            p.secret_for("TOKEN", at("api.example.com", 443, "authorization", "CONNECT")),
+            post_only.secret_for("TOKEN", ok),
+        ];
+        for r in &refused {
+            let msg = r.as_ref().unwrap_err();
+            assert!(!msg.contains("s3cr3t"), "{msg}");
         }
-        assert!(unknown.contains("not granted"));
+        assert!(refused[2].as_ref().unwrap_err().contains("not granted"));
+        assert!(refused[3].as_ref().unwrap_err().contains("`x-leak`"));
+        assert!(refused[6].as_ref().unwrap_err().contains("GET"));
+        assert!(bound(&["TRACE"])
+            .secret_for("TOKEN", at("api.example.com", 443, "authorization", "trace"))
+            .is_ok());
         assert!(
             !format!("{p:?}").contains("s3cr3t"),
             "Debug leaks the value"

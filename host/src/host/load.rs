@@ -213,6 +213,8 @@ fn plugin_policy(config: &Config, name: &str, pc: &PluginConfig) -> Result<Polic
                 name: g.name.clone(),
                 value: SecretValue::new(value),
                 hosts,
+                headers: g.headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
+                methods: g.methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -52,17 +52,6 @@ async fn a_port_past_65535_is_refused_not_defaulted() {
     assert_eq!(server.count(), 0);
 }
 
-fn audited(c: warden::Config, dir: &Path) -> (warden::Config, std::path::PathBuf) {
-    let mut c = c;
-    let path = dir.join("audit.jsonl");
-    c.audit = Some(warden::AuditSettings {
-        path: path.clone(),
-        sync: warden::audit::SyncPolicy::Flush,
-        rotate_bytes: 0,
-    });
-    (c, path)
-}
-
 /// A crash is a `trap` record (not a limit) with its whole cause; a limit
 /// hit while the guest waits in a host call is a `limit` record; a refused
 /// load is a `load` record.
@@ -71,7 +60,7 @@ async fn records_say_what_happened() {
     let dir = tempfile::tempdir().unwrap();
     let mut p = hostile();
     p.limits.timeout_ms = Some(300);
-    let (c, log) = audited(config(Path::new(".")).with_plugin("hostile", p), dir.path());
+    let (c, log) = with_audit(config(Path::new(".")).with_plugin("hostile", p), dir.path());
     let host = Host::new(c).await.unwrap();
     let message = match host.call("hostile.panic", json!(null)).await {
         Err(Error::Trap { message, .. }) => message,
@@ -99,7 +88,7 @@ async fn records_say_what_happened() {
 
     let mut w = warden::PluginConfig::new(component("wrong-world"));
     w.max_instances = 1;
-    let (c, _) = audited(config(Path::new(".")).with_plugin("wrong", w), dir.path());
+    let (c, _) = with_audit(config(Path::new(".")).with_plugin("wrong", w), dir.path());
     assert!(Host::new(c).await.is_err());
 
     let all = crate::governance::records(&log);
@@ -131,7 +120,7 @@ async fn egress_is_recorded_after_resolution() {
         format!("http://*.wild.internal:{}", server.port),
         "http://warden-test.invalid:80".into(),
     ];
-    let (mut c, log) = audited(config(Path::new(".")).with_plugin("hostile", p), dir.path());
+    let (mut c, log) = with_audit(config(Path::new(".")).with_plugin("hostile", p), dir.path());
     c.host.resolve = BTreeMap::from([
         ("api.internal".to_string(), "127.0.0.1".parse().unwrap()),
         ("a.wild.internal".to_string(), "127.0.0.1".parse().unwrap()),
@@ -226,7 +215,7 @@ async fn directory_changes_are_audited_and_links_cannot_escape() {
         guest: "/rw".into(),
         mode: warden::DirMode::ReadWrite,
     }];
-    let (c, log) = audited(config(Path::new(".")).with_plugin("hostile", p), dir.path());
+    let (c, log) = with_audit(config(Path::new(".")).with_plugin("hostile", p), dir.path());
     let host = Host::new(c).await.unwrap();
     let out = host
         .call("hostile.fs-changes", json!({"arg": "/rw"}))

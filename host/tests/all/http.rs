@@ -210,10 +210,7 @@ async fn secrets_reach_only_bound_hosts_and_nothing_else_sees_them() {
         .cap("with.secret", json!({"base-url": s.url(""), "path": "/json", "auth-secret": "TEST_TOKEN"}))
         .cap("secret.wrong.host", json!({"base-url": other.url(""), "path": "/json", "auth-secret": "TEST_TOKEN"}))
         .cap("secret.not.granted", json!({"base-url": s.url(""), "path": "/json", "headers": {"x-key": "{{secret:OTHER}}"}}));
-    setup.secrets = vec![SecretGrant {
-        name: "TEST_TOKEN".into(),
-        hosts: vec![grant(&s)],
-    }];
+    setup.secrets = vec![SecretGrant::new("TEST_TOKEN", vec![grant(&s)])];
     let host = setup.host().await;
     let out = host.call("with.secret", json!({})).await.unwrap();
     assert_eq!(

@@ -13,6 +13,7 @@ mod marketplace;
 mod mcp;
 mod neighbours;
 mod ownership;
+mod secrets;
 mod sessions;
 mod util;
 mod wasi;

@@ -8,9 +8,9 @@ use crate::util::*;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use warden::audit::{Record, SyncPolicy};
+use warden::audit::Record;
 use warden::{
-    AuditSettings, Config, DirGrant, DirMode, Error, Host, InstanceMode, Limit, Limits,
+    DirGrant, DirMode, Error, Host, InstanceMode, Limit, Limits,
     PluginConfig,
 };
 
@@ -22,16 +22,6 @@ fn bomb(memory: u64) -> PluginConfig {
 
 fn text() -> PluginConfig {
     PluginConfig::new(component("text"))
-}
-
-fn audited(mut c: Config, dir: &Path) -> (Config, PathBuf) {
-    let path = dir.join("audit.jsonl");
-    c.audit = Some(AuditSettings {
-        path: path.clone(),
-        sync: SyncPolicy::Flush,
-        rotate_bytes: 0,
-    });
-    (c, path)
 }
 
 fn expect_limit(r: &warden::Result<Value>, plugin: &str, want: Limit) {
@@ -91,7 +81,7 @@ async fn host_side_state_is_capped_with_a_typed_error() {
     let dir = tempfile::tempdir().unwrap();
     let mut p = hostile();
     p.limits.memory = Some(8 << 20);
-    let (c, log) = audited(config(Path::new(".")).with_plugin("hostile", p), dir.path());
+    let (c, log) = with_audit(config(Path::new(".")).with_plugin("hostile", p), dir.path());
     let host = Host::new(c).await.unwrap();
     // 2,000 sets of 60 KiB would be 120 MB; at most 256 are kept (15 MB).
     let r = host.call("hostile.fields", json!({"arg": 2000})).await;
@@ -172,7 +162,7 @@ async fn sockets_and_files_are_capped_per_plugin() {
         guest: "/ro".into(),
         mode: DirMode::ReadOnly,
     }];
-    let (c, log) = audited(
+    let (c, log) = with_audit(
         config(Path::new(".")).with_plugin("hostile", p.clone()),
         dir.path(),
     );
@@ -287,7 +277,7 @@ async fn a_fifo_is_refused_at_once_and_the_cli_exits() {
         guest: "/rw".into(),
         mode: DirMode::ReadWrite,
     }];
-    let (c, log) = audited(config(Path::new(".")).with_plugin("hostile", p), dir.path());
+    let (c, log) = with_audit(config(Path::new(".")).with_plugin("hostile", p), dir.path());
     let host = Host::new(c).await.unwrap();
     let r = host.call("hostile.read", json!({"arg": "/rw/fifo"})).await;
     assert!(
@@ -344,7 +334,7 @@ async fn audit_and_log_volume_is_bounded_per_call() {
     let dir = tempfile::tempdir().unwrap();
     let mut p = hostile();
     p.grants.env = vec!["HOSTILE_OK".into()];
-    let (c, log) = audited(config(Path::new(".")).with_plugin("hostile", p), dir.path());
+    let (c, log) = with_audit(config(Path::new(".")).with_plugin("hostile", p), dir.path());
     let host = Host::new(c).await.unwrap();
 
     let out = host
@@ -463,7 +453,7 @@ async fn an_honest_plugin_is_unaffected_by_a_noisy_neighbour() {
     let mut claimer = hostile();
     claimer.max_instances = 1;
     claimer.sessions.max = 1;
-    let (c, log) = audited(
+    let (c, log) = with_audit(
         config(Path::new("."))
             .with_plugin("text", t)
             .with_plugin("hostile", h)

@@ -31,6 +31,18 @@ pub fn config(base: &Path) -> Config {
     c
 }
 
+/// `c` writing its audit log to `dir/audit.jsonl` (flushed per record);
+/// returns the log's path too.
+pub fn with_audit(mut c: Config, dir: &Path) -> (Config, PathBuf) {
+    let path = dir.join("audit.jsonl");
+    c.audit = Some(warden::AuditSettings {
+        path: path.clone(),
+        sync: warden::audit::SyncPolicy::Flush,
+        rotate_bytes: 0,
+    });
+    (c, path)
+}
+
 pub fn hostile() -> PluginConfig {
     PluginConfig::new(component("hostile"))
 }

@@ -98,8 +98,30 @@ fn serve_connection(
             .find(|(k, _)| k == "content-length")
             .and_then(|(_, v)| v.parse().ok())
             .unwrap_or(0);
+        let chunked_request = headers
+            .iter()
+            .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
         let mut body = vec![0u8; len];
-        if reader.read_exact(&mut body).is_err() {
+        if chunked_request {
+            body.clear();
+            loop {
+                let mut size = String::new();
+                if reader.read_line(&mut size).unwrap_or(0) == 0 {
+                    return;
+                }
+                let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+                    return;
+                };
+                let mut chunk = vec![0u8; n + 2];
+                if reader.read_exact(&mut chunk).is_err() {
+                    return;
+                }
+                if n == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
+        } else if reader.read_exact(&mut body).is_err() {
             return;
         }
         let seen = Seen {
@@ -122,6 +144,7 @@ fn serve_connection(
         let mut status = 200;
         let mut extra = String::new();
         let mut chunked = false;
+        let mut chunk_size = 1000;
         let body_out: Vec<u8> = match path {
             "/json" => {
                 let visible: serde_json::Map<String, serde_json::Value> = headers
@@ -140,6 +163,20 @@ fn serve_connection(
                 status = 302;
                 extra = format!("Location: {}\r\n", param("to").unwrap_or_default().replace("%2F", "/").replace("%3A", ":"));
                 Vec::new()
+            }
+            // Quotes the whole request back, as echo and debug endpoints
+            // do: in the body (in small chunks, as text and as JSON) and in
+            // response headers.
+            "/reflect" => {
+                chunked = true;
+                chunk_size = 7;
+                let mut text = format!("{method} {target}\n");
+                for (k, v) in &headers {
+                    text.push_str(&format!("{k}: {v}\n"));
+                    extra.push_str(&format!("x-echo: {v}\r\n"));
+                }
+                text.push_str(&serde_json::to_string(&headers).unwrap());
+                text.into_bytes()
             }
             "/tiny" => br#"{"ok":true}"#.to_vec(),
             "/flaky" => {
@@ -171,7 +208,7 @@ fn serve_connection(
         if chunked {
             resp.push_str("transfer-encoding: chunked\r\n\r\n");
             let mut bytes = resp.into_bytes();
-            for chunk in body_out.chunks(1000) {
+            for chunk in body_out.chunks(chunk_size) {
                 bytes.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
                 bytes.extend_from_slice(chunk);
                 bytes.extend_from_slice(b"\r\n");

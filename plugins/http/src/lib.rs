@@ -154,9 +154,32 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
+const SECRET_OPEN: &str = "{{secret:";
+
+/// Refuses a secret placeholder that comes from a caller: only the
+/// capability's declaration may name a secret.
+fn no_placeholder_from_caller(text: &str, what: &str) -> Result<(), Error> {
+    if text.contains(SECRET_OPEN) {
+        return Err(Error::denied(format!(
+            "{what} holds a `{SECRET_OPEN}...}}}}` placeholder: secrets are named by the capability's declaration, never by its caller"
+        )));
+    }
+    Ok(())
+}
+
 /// Fills `{field}` from the input; `{{...}}` is left as written (secret
-/// placeholders are the host's business).
+/// placeholders are the host's business). A placeholder that the input
+/// would add, whole or pieced together from several fields, is refused.
 fn render(template: &str, input: &Value, encode: bool) -> Result<String, Error> {
+    let out = fill(template, input, encode)?;
+    if out.matches(SECRET_OPEN).count() > template.matches(SECRET_OPEN).count() {
+        return no_placeholder_from_caller(&out, &format!("the input rendered into `{template}`"))
+            .map(|_| out);
+    }
+    Ok(out)
+}
+
+fn fill(template: &str, input: &Value, encode: bool) -> Result<String, Error> {
     let mut out = String::new();
     let mut rest = template;
     while let Some(i) = rest.find('{') {
@@ -685,6 +708,7 @@ impl Provider for Http {
                 let mut req = Request::new(r.method.unwrap_or_else(|| "GET".into()).to_ascii_uppercase(), r.url);
                 for (k, v) in r.headers {
                     let value = scalar_text(&v);
+                    no_placeholder_from_caller(&value, &format!("header `{k}`"))?;
                     req = req.header(k, value);
                 }
                 if let Some(b) = r.body.filter(|b| !b.is_null()) {
@@ -821,6 +845,13 @@ mod tests {
             "Bearer {{secret:T}} a b"
         );
         assert!(render("{missing}", &input, false).is_err());
+        // A placeholder from the input, whole or pieced together, is refused.
+        let sneaky = json!({"id": "{{secret:T}}", "a": "{{sec", "b": "ret:T}}"});
+        for template in ["{id}", "x-{a}{b}", "Bearer {{secret:T}} {a}{b}"] {
+            let e = render(template, &sneaky, false).unwrap_err();
+            assert!(matches!(e, Error::Denied(_)), "{template}: {e:?}");
+        }
+        assert!(render("{a}", &sneaky, false).is_ok());
         for (a, b) in [
             ("", ""),
             ("abc", "abc"),

@@ -25,6 +25,16 @@ struct HeadersIn {
 }
 
 #[derive(Deserialize)]
+struct RequestIn {
+    url: String,
+    method: String,
+    headers: Vec<(String, String)>,
+    /// Through `wasi:http` rather than the host's HTTP client.
+    #[serde(default)]
+    wasi: bool,
+}
+
+#[derive(Deserialize)]
 struct OpenMany {
     path: String,
     n: usize,
@@ -218,6 +228,16 @@ impl Provider for Hostile {
         })
         .add(Capability::new("hostile.big-output", "Return N MiB of text"), |_, a: Arg<usize>| {
             Ok(json!("x".repeat(a.arg << 20)))
+        })
+        .add(Capability::new("hostile.request", "Any method and headers; returns the whole response"), |_, a: RequestIn| {
+            let mut request = http::Request::new(a.method, a.url);
+            for (name, value) in a.headers {
+                request = request.header(name, value);
+            }
+            let r = if a.wasi { request.send_wasi_http()? } else { request.send()? };
+            let headers: Vec<(String, String)> =
+                r.headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            Ok(json!({ "status": r.status, "headers": headers, "body": String::from_utf8_lossy(&r.body) }))
         })
         .add(Capability::new("hostile.http-secret", "GET with a secret placeholder in a header"), |_, a: SecretIn| {
             let r = http::Request::get(a.url)

@@ -1,0 +1,215 @@
+//! Secrets stay out of plugins (issue 15): a value is substituted only into
+//! the headers and methods it is bound to, never from a caller's input, and
+//! is cut out of everything the response hands back, against a granted
+//! server that quotes every request it gets.
+
+use crate::util::*;
+use serde_json::{json, Value};
+use std::path::Path;
+use warden::{Error, Host, Manifest, PluginConfig, ProviderKind, SecretGrant};
+
+const TOKEN: &str = "tok\"9f3-very-secret";
+const KEY: &str = "key-77c1-also-secret";
+
+fn http_cap(id: &str, meta: Value) -> Manifest {
+    Manifest {
+        id: id.into(),
+        name: id.into(),
+        version: "1.0.0".into(),
+        description: String::new(),
+        provider: ProviderKind::Http,
+        provider_meta: meta.as_object().unwrap().clone(),
+        input_schema: ":any".into(),
+        output_schema: ":any".into(),
+        metadata: json!({}),
+        permissions: vec![],
+        effects: vec![],
+    }
+}
+
+async fn host(server: &TestServer, dir: &Path) -> (Host, std::path::PathBuf) {
+    let origin = format!("http://127.0.0.1:{}", server.port);
+    let secrets = vec![
+        // The default binding: the `authorization` header, any method but
+        // TRACE and CONNECT.
+        SecretGrant::new("TOKEN", vec![origin.clone()]),
+        SecretGrant {
+            headers: vec!["X-Api-Key".into()],
+            methods: vec!["POST".into()],
+            ..SecretGrant::new("KEY", vec![origin.clone()])
+        },
+    ];
+    let mut hostile = hostile();
+    hostile.grants.network = vec![origin.clone()];
+    hostile.grants.secrets = secrets.clone();
+    let mut http = PluginConfig::new(component("http"));
+    http.grants.network = vec![origin.clone()];
+    http.grants.secrets = secrets;
+    let c = config(Path::new("."))
+        .with_plugin("hostile", hostile)
+        .with_plugin("http", http);
+    let (mut c, log) = with_audit(c, dir);
+    for (name, var, value) in [
+        ("TOKEN", "WARDEN_SECRETS_TEST_TOKEN", TOKEN),
+        ("KEY", "WARDEN_SECRETS_TEST_KEY", KEY),
+    ] {
+        std::env::set_var(var, value);
+        c.secrets.insert(
+            name.into(),
+            warden::config::SecretSource {
+                env: Some(var.into()),
+                file: None,
+            },
+        );
+    }
+    c.providers.insert("Http".into(), "http".into());
+    c.capabilities = vec![
+        http_cap(
+            "reflect.with-token",
+            json!({"base-url": server.url(""), "path": "/reflect", "auth-secret": "TOKEN", "headers": {"x-request-id": "{id}"}}),
+        ),
+        http_cap(
+            "reflect.by-template",
+            json!({"base-url": server.url(""), "path": "/reflect", "headers": {"authorization": "{auth}"}}),
+        ),
+    ];
+    (Host::new(c).await.expect("host loads"), log)
+}
+
+/// What the hostile plugin sends: `method` with `headers`, through the
+/// host's HTTP client or `wasi:http`.
+fn request(server: &TestServer, method: &str, headers: &[(&str, &str)], wasi: bool) -> Value {
+    json!({"url": server.url("/reflect"), "method": method, "headers": headers, "wasi": wasi})
+}
+
+fn assert_no_value(out: &Value) {
+    let text = out.to_string();
+    for value in [TOKEN, KEY, &serde_json::to_string(TOKEN).unwrap()] {
+        let bare = value.trim_matches('"');
+        assert!(!text.contains(bare), "the plugin got a secret back: {text}");
+    }
+}
+
+fn denied(r: warden::Result<Value>, what: &str) -> String {
+    match r {
+        Err(e @ Error::Denied { .. }) => {
+            let text = e.to_string();
+            assert!(!text.contains(TOKEN) && !text.contains(KEY), "{text}");
+            text
+        }
+        other => panic!("{what}: expected a denial, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_plugin_never_reads_a_substituted_value_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start();
+    let (host, log) = host(&server, dir.path()).await;
+    let mut sent = 0;
+
+    // Bound uses: the value reaches the server, which quotes it in its
+    // response head and body (in 7-byte chunks); the plugin sees neither.
+    for wasi in [false, true] {
+        for (method, headers, value) in [
+            ("GET", vec![("authorization", "Bearer {{secret:TOKEN}}")], TOKEN),
+            ("DELETE", vec![("Authorization", "{{secret:TOKEN}}")], TOKEN),
+            ("POST", vec![("x-api-key", "{{secret:KEY}}")], KEY),
+        ] {
+            let out = host
+                .call("hostile.request", request(&server, method, &headers, wasi))
+                .await
+                .unwrap_or_else(|e| panic!("{method} {headers:?}: {e}"));
+            sent += 1;
+            assert_eq!(out["status"], 200, "{out}");
+            assert_no_value(&out);
+            let body = out["body"].as_str().unwrap();
+            assert!(body.starts_with(method), "{body}");
+            assert!(body.contains("[redacted]"), "{body}");
+            let quoted = server.seen().last().unwrap().headers.clone();
+            assert!(
+                quoted.iter().any(|(_, v)| v.contains(value)),
+                "the server got the value: {quoted:?}"
+            );
+            // The head quoted it too, and no length was left to tell.
+            let head = out["headers"].to_string();
+            assert!(head.contains("[redacted]"), "{head}");
+            assert!(!head.contains("content-length"), "{head}");
+        }
+    }
+    assert_eq!(server.count(), sent);
+
+    // Unbound uses are refused before anything is sent.
+    for wasi in [false, true] {
+        for (method, headers) in [
+            ("TRACE", vec![("authorization", "{{secret:TOKEN}}")]),
+            ("CONNECT", vec![("authorization", "{{secret:TOKEN}}")]),
+            ("GET", vec![("x-leak", "{{secret:TOKEN}}")]),
+            ("GET", vec![("authorization", "{{secret:KEY}}")]),
+            ("PUT", vec![("x-api-key", "{{secret:KEY}}")]),
+            ("GET", vec![("cookie", "a={{secret:TOKEN}}")]),
+        ] {
+            let r = host
+                .call("hostile.request", request(&server, method, &headers, wasi))
+                .await;
+            let what = format!("{method} {headers:?} (wasi: {wasi})");
+            let message = denied(r, &what);
+            // The SDK's client carries the reason; `wasi:http` only says
+            // `HttpRequestDenied`.
+            assert!(wasi || message.contains("secret `"), "{what}: {message}");
+        }
+    }
+    assert_eq!(server.count(), sent, "a refused request reached the server");
+
+    // Through plugins/http: a placeholder from the caller is refused, in a
+    // passed-through header, in a header rendered from input, whole or in
+    // pieces.
+    for (cap, input) in [
+        (
+            "http.request",
+            json!({"url": server.url("/reflect"), "headers": {"x-leak": "{{secret:TOKEN}}"}}),
+        ),
+        (
+            "http.request",
+            json!({"url": server.url("/reflect"), "headers": {"authorization": "Bearer {{secret:TOKEN}}"}}),
+        ),
+        ("reflect.with-token", json!({"id": "{{secret:TOKEN}}"})),
+        ("reflect.by-template", json!({"auth": "{{secret:TOKEN}}"})),
+        ("reflect.with-token", json!({"id": ["{{secret:", "TOKEN}}"]})),
+    ] {
+        let message = denied(host.call(cap, input.clone()).await, cap);
+        assert!(message.contains("never by its caller"), "{cap} {input}: {message}");
+    }
+    assert_eq!(server.count(), sent, "a refused request reached the server");
+    // The capability's own binding still works, and its response is
+    // redacted for plugins/http as for any plugin.
+    let out = host
+        .call("reflect.with-token", json!({"id": "r-1"}))
+        .await
+        .unwrap();
+    assert_no_value(&out);
+    assert!(out.to_string().contains("Bearer [redacted]"), "{out}");
+    assert_eq!(server.count(), sent + 1);
+    host.shutdown().await;
+
+    let all = crate::governance::records(&log);
+    let secret = |decision: &str, reason: &str| {
+        all.iter()
+            .filter(|r| r.effect == "secret" && r.decision == decision && r.reason.contains(reason))
+            .count()
+    };
+    // Each refusal above is a `secret` denial naming what was wrong.
+    assert_eq!(secret("deny", "with a TRACE request"), 2, "{all:#?}");
+    assert_eq!(secret("deny", "with a CONNECT request"), 2);
+    assert_eq!(secret("deny", "may not fill header `x-leak`"), 2);
+    assert_eq!(secret("deny", "may not fill header `cookie`"), 2);
+    assert_eq!(secret("deny", "with a PUT request"), 2);
+    // Each redaction is recorded, for the head and for the body.
+    assert!(secret("deny", "response head quoted a secret's value") >= 7);
+    assert!(secret("deny", "response body quoted a secret's value") >= 7);
+    assert_eq!(secret("allow", "bound to this destination"), sent + 1);
+    assert!(all
+        .iter()
+        .all(|r| !r.reason.contains(TOKEN) && !r.target.contains(KEY)));
+    warden::audit::verify(&[log]).expect("the chain verifies");
+}
