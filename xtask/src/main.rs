@@ -2,7 +2,8 @@
 //!
 //! - `bindings [--check]`: generates the guests' WIT bindings into their
 //!   crates (committed source; see `bindings.rs`), or checks they are current.
-//! - `build-guests`: builds every plugin and test guest into a component under
+//! - `build-guests`: builds every plugin and test guest (Rust, WAT and, with
+//!   componentize-py in `.venv/`, Python) into a component under
 //!   `target/components/`, with rustup's `wasm32-wasip2` target where it is
 //!   installed and otherwise with Debian's `rustc-web` + `rust-web-src`
 //!   (`-Zbuild-std` for `wasm32-unknown-unknown`, then `wit-component`).
@@ -53,10 +54,13 @@ fn run() -> Result<()> {
                 bail!("unknown argument `{other}` to `bindings` (want `--check` or nothing)")
             }
         },
-        Some("build-guests") => build_guests(&root).map(|_| ()),
+        Some("build-guests") => {
+            build_guests(&root)?;
+            build_python_guests(&root).map(|_| ())
+        }
         Some("build-plugin") => build_plugin_task(&args[1..]),
         Some("demo") => demo(&root),
-        Some("python-env") => ensure_python_mcp(&root).map(|_| ()),
+        Some("python-env") => ensure_python_env(&root).map(|_| ()),
         Some("test") => test(&root, &args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             println!(
@@ -66,7 +70,7 @@ fn run() -> Result<()> {
                  build-guests   build every plugin and test guest into target/components/\n  \
                  build-plugin DIR [--out FILE]\n                 \
                  build the plugin crate in DIR (anywhere) into a component\n  \
-                 python-env     create .venv/ with the MCP Python SDK (for the MCP tests)\n  \
+                 python-env     create .venv/ with the MCP Python SDK and componentize-py (for the tests)\n  \
                  demo           build everything and run the demo (examples/demo/warden.toml)\n  \
                  test [ARGS]    check the bindings, build everything and run the whole test suite\n                 \
                  (ARGS go to cargo test)"
@@ -237,16 +241,27 @@ const PYTHON_MCP: &str = "mcp==2.3.0";
 
 /// A virtual environment in `.venv/` with the official MCP Python SDK, for
 /// the MCP tests' and benchmark's server (`tests/mcp/server.py`).
-fn ensure_python_mcp(root: &Path) -> Result<PathBuf> {
+/// The Python packages the tests use, installed into `.venv/`: the MCP SDK
+/// (for MCP servers and clients) and componentize-py (for Python guests).
+const PYTHON_PACKAGES: &[&str] = &[PYTHON_MCP, COMPONENTIZE_PY];
+const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+
+/// Python guests (a folder holding `app.py`, world `plugin` of `wit/`) and
+/// the component file each becomes.
+const PYTHON_GUESTS: &[(&str, &str)] = &[("tests/guests/python-net", "python-net")];
+
+fn ensure_python_env(root: &Path) -> Result<PathBuf> {
     let venv = root.join(".venv");
     let python = venv.join("bin/python");
     let ready = || {
-        Command::new(&python)
-            .args(["-c", "import mcp.server.mcpserver, uvicorn"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+        let quiet = |c: &mut Command| {
+            c.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        quiet(Command::new(&python).args(["-c", "import mcp.server.mcpserver, uvicorn"]))
+            && quiet(Command::new(venv.join("bin/componentize-py")).arg("--version"))
     };
     if ready() {
         return Ok(python);
@@ -258,7 +273,7 @@ fn ensure_python_mcp(root: &Path) -> Result<PathBuf> {
             .status()
             .is_ok_and(|s| s.success())
     };
-    if !make_venv() {
+    if !python.exists() && !make_venv() {
         // Debian splits venv (and ensurepip) out of python3.
         apt_install(&["python3", "python3-venv"])
             .context("cannot create a Python virtual environment")?;
@@ -266,23 +281,71 @@ fn ensure_python_mcp(root: &Path) -> Result<PathBuf> {
             bail!("python3 -m venv {} failed", venv.display());
         }
     }
-    println!("xtask: installing {PYTHON_MCP} into {}", venv.display());
+    println!(
+        "xtask: installing {} into {}",
+        PYTHON_PACKAGES.join(", "),
+        venv.display()
+    );
     check(
         Command::new(venv.join("bin/pip"))
-            .args([
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                PYTHON_MCP,
-            ])
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(PYTHON_PACKAGES)
             .status()
             .context("running pip")?,
         "pip install",
     )?;
     if !ready() {
-        bail!("{PYTHON_MCP} installed but `import mcp.server.mcpserver` still fails");
+        bail!(
+            "{} installed but `import mcp.server.mcpserver` or `componentize-py --version` still fails",
+            PYTHON_PACKAGES.join(", ")
+        );
     }
     Ok(python)
+}
+
+/// Builds each Python guest with componentize-py into `target/components/`,
+/// unless its component is newer than its sources and the WIT.
+fn build_python_guests(root: &Path) -> Result<Vec<PathBuf>> {
+    ensure_python_env(root)?;
+    let componentize = root.join(".venv/bin/componentize-py");
+    let out_dir = target_dir(root).join("components");
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let newest = |dir: &Path| -> Result<std::time::SystemTime> {
+        let mut newest = std::time::SystemTime::UNIX_EPOCH;
+        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+            let meta = entry?.metadata()?;
+            if meta.is_file() {
+                newest = newest.max(meta.modified()?);
+            }
+        }
+        Ok(newest)
+    };
+    let mut built = Vec::new();
+    for (dir, name) in PYTHON_GUESTS {
+        let src = root.join(dir);
+        let out = out_dir.join(format!("{name}.wasm"));
+        let sources = newest(&src)?.max(newest(&root.join("wit"))?);
+        let current = std::fs::metadata(&out)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t >= sources);
+        if !current {
+            println!("xtask: building {dir} with {COMPONENTIZE_PY} (about 15 s)");
+            check(
+                Command::new(&componentize)
+                    .current_dir(root)
+                    .args(["-d", "wit", "-w", "plugin", "componentize", "app", "-p"])
+                    .arg(&src)
+                    .arg("-o")
+                    .arg(&out)
+                    .stdout(std::process::Stdio::null())
+                    .status()
+                    .context("running componentize-py")?,
+                "componentize-py",
+            )?;
+        }
+        built.push(out);
+    }
+    Ok(built)
 }
 
 fn build_host(root: &Path) -> Result<PathBuf> {
@@ -462,7 +525,7 @@ fn http_demo(root: &Path, warden: &Path) -> Result<()> {
 /// capabilities served in sessions.
 fn mcp_demo(root: &Path, warden: &Path) -> Result<()> {
     use std::io::{BufRead, BufReader};
-    let python = ensure_python_mcp(root)?;
+    let python = ensure_python_env(root)?;
     let dir = target_dir(root).join("demo");
     std::fs::create_dir_all(&dir)?;
     let log = dir.join("mcp-requests.log");
@@ -581,7 +644,7 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     bindings::run(root, true)?;
     package_sdk(root)?;
     build_guests(root)?;
-    ensure_python_mcp(root)?;
+    build_python_guests(root)?;
     // Guest crates compile natively too (their imports become stubs), so
     // their unit tests run with everything else.
     let status = host_cargo(root)

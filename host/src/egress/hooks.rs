@@ -159,6 +159,11 @@ fn destination_text(scheme: &str, host: &str, port: u16) -> String {
 type Dispatch = Pin<Box<dyn Future<Output = Result<http::Response<WasiBody>, Failure>> + Send>>;
 
 impl EgressHooks {
+    /// The plugin's egress (its policy, resolution and connections).
+    pub(crate) fn egress(&self) -> &Arc<Egress> {
+        &self.egress
+    }
+
     /// The plugin's limits for this instance.
     pub(crate) fn limits(&self) -> ResolvedLimits {
         self.limits

@@ -114,6 +114,43 @@ impl Egress {
         }
     }
 
+    /// The addresses of `host` (lower case, no brackets or trailing dot):
+    /// an IP literal as it is, a `[host] resolve` pin, else the system
+    /// resolver within `timeout`. The one resolution for HTTP and for a
+    /// guest's own lookups.
+    pub(crate) async fn resolve(
+        &self,
+        host: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<Vec<IpAddr>, Refusal> {
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(vec![ip]);
+        }
+        if let Some(ip) = self.resolve.get(host) {
+            return Ok(vec![*ip]);
+        }
+        match tokio::time::timeout(timeout, tokio::net::lookup_host((host, port))).await {
+            Ok(Ok(found)) => {
+                let mut addrs: Vec<IpAddr> = Vec::new();
+                for ip in found.map(|a| a.ip().to_canonical()) {
+                    if !addrs.contains(&ip) {
+                        addrs.push(ip);
+                    }
+                }
+                Ok(addrs)
+            }
+            Ok(Err(_)) => Err(Refusal::Failed(
+                HttpError::DestinationNotFound,
+                format!("cannot resolve {host}"),
+            )),
+            Err(_) => Err(Refusal::Failed(
+                HttpError::DnsTimeout,
+                format!("resolving {host} timed out"),
+            )),
+        }
+    }
+
     /// Resolves `dest` and connects to the first address the policy allows.
     /// `allowed` records the decision for that address before anything
     /// connects to it; `false` (it could not be recorded) refuses it.
@@ -124,33 +161,7 @@ impl Egress {
         timeout: Duration,
         allowed: &(dyn Fn(&str) -> bool + Send + Sync),
     ) -> Result<Conn, Refusal> {
-        // `dest.host` is already lower-case and without IPv6 brackets.
-        let addrs: Vec<IpAddr> = if let Ok(ip) = dest.host.parse::<IpAddr>() {
-            vec![ip]
-        } else if let Some(ip) = self.resolve.get(&dest.host) {
-            vec![*ip]
-        } else {
-            match tokio::time::timeout(
-                timeout,
-                tokio::net::lookup_host((dest.host.as_str(), dest.port)),
-            )
-            .await
-            {
-                Ok(Ok(found)) => found.map(|a| a.ip()).collect(),
-                Ok(Err(_)) => {
-                    return Err(Refusal::Failed(
-                        HttpError::DestinationNotFound,
-                        format!("cannot resolve {}", dest.host),
-                    ))
-                }
-                Err(_) => {
-                    return Err(Refusal::Failed(
-                        HttpError::DnsTimeout,
-                        format!("resolving {} timed out", dest.host),
-                    ))
-                }
-            }
-        };
+        let addrs = self.resolve(&dest.host, dest.port, timeout).await?;
         let mut last_denial = None;
         for ip in addrs {
             match self
@@ -241,7 +252,7 @@ struct Conn {
     acker: Arc<Acker>,
 }
 
-enum Refusal {
+pub(crate) enum Refusal {
     /// Policy said no: the guest sees `HttpRequestDenied`.
     Denied(String),
     /// The network said no.

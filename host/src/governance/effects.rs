@@ -26,6 +26,8 @@ pub enum Effect {
     Socket,
     /// An outbound HTTP request (`egress`).
     Egress,
+    /// A name lookup (`lookup`).
+    Lookup,
     /// A secret substituted into a request (`secret`).
     Secret,
     /// A claim on a capability id (`register`): refused when the id is
@@ -47,6 +49,7 @@ impl Effect {
             Effect::Log => "log",
             Effect::Socket => "socket",
             Effect::Egress => "egress",
+            Effect::Lookup => "lookup",
             Effect::Secret => "secret",
             Effect::Register => "register",
         }

@@ -258,6 +258,11 @@ impl EgressRule {
         if self.scheme != scheme || self.port.is_some_and(|p| p != port) {
             return false;
         }
+        self.matches_host(host)
+    }
+
+    /// Whether it names `host` (normalized), on any scheme and port.
+    pub(crate) fn matches_host(&self, host: &str) -> bool {
         match &self.host {
             HostPattern::Exact(h) => h == host,
             // A wildcard names domains: it never matches an IP literal

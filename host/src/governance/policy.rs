@@ -223,6 +223,27 @@ impl Policy {
         }
     }
 
+    /// May the plugin look up `name` (`wasi:sockets/ip-name-lookup`)? Only
+    /// when some network grant names it, on any scheme and port: a lookup of
+    /// any other name would only probe the resolver.
+    pub fn lookup_decision(&self, name: &str) -> Decision {
+        let name = normalize_host(name);
+        match self.egress.iter().find(|r| r.matches_host(&name)) {
+            Some(rule) => Decision::Allow(format!("network grant `{rule}` names `{name}`")),
+            None if self.egress.is_empty() => Decision::Deny(format!(
+                "looking up `{name}`: the plugin has no network grants"
+            )),
+            None => Decision::Deny(format!("looking up `{name}`: no network grant names it")),
+        }
+    }
+
+    /// Whether a lookup of `name` may answer `ip`: a public address, or any
+    /// address when a grant names `name` exactly (the rule HTTP follows).
+    pub fn lookup_answer_allowed(&self, name: &str, ip: IpAddr) -> bool {
+        let name = normalize_host(name);
+        is_public(ip) || self.egress.iter().any(|r| r.is_by_name() && r.matches_host(&name))
+    }
+
     /// Whether the plugin may read the environment variable `name`.
     pub fn env_allowed(&self, name: &str) -> Decision {
         if self.env.iter().any(|n| n == name) {
@@ -257,14 +278,37 @@ impl Policy {
     /// or send, which reaches nothing by itself) always, so that a refused
     /// connect is judged, and recorded, on the address it tried; any other
     /// bind, listen or accept is never granted.
-    pub fn check_socket(&self, usage: SocketUse, addr: std::net::SocketAddr) -> Decision {
+    ///
+    /// `names` are the names the plugin looked up that answered this
+    /// address: a grant naming one of them allows it too, under the rule
+    /// for resolved addresses ([`check_resolved`](Self::check_resolved)).
+    pub fn check_socket(
+        &self,
+        usage: SocketUse,
+        addr: std::net::SocketAddr,
+        names: &[String],
+    ) -> Decision {
         let ip = addr.ip().to_string();
         let implicit_bind = addr.ip().is_unspecified() && addr.port() == 0;
-        match usage {
-            SocketUse::TcpConnect => self.check_egress("tcp", &ip, addr.port()),
-            SocketUse::UdpSend | SocketUse::UdpReceive => {
-                self.check_egress("udp", &ip, addr.port())
+        let by_address_or_name = |scheme: &str| {
+            let by_address = self.check_egress(scheme, &ip, addr.port());
+            if by_address.allowed() {
+                return by_address;
             }
+            for name in names {
+                if let Ok(rule) = self.granting_rule(scheme, name, addr.port()) {
+                    if let Decision::Allow(how) =
+                        self.check_resolved(scheme, name, addr.port(), addr.ip())
+                    {
+                        return Decision::Allow(format!("network grant `{rule}` ({how})"));
+                    }
+                }
+            }
+            by_address
+        };
+        match usage {
+            SocketUse::TcpConnect => by_address_or_name("tcp"),
+            SocketUse::UdpSend | SocketUse::UdpReceive => by_address_or_name("udp"),
             SocketUse::TcpBind | SocketUse::UdpBind if implicit_bind => Decision::Allow(
                 "an ephemeral bind of the wildcard address reaches nothing by itself".into(),
             ),
@@ -406,7 +450,7 @@ mod tests {
             assert!(!p.check_egress(scheme, host, port).allowed(), "{host}");
         }
         let addr = "127.0.0.1:22".parse().unwrap();
-        assert!(!p.check_socket(SocketUse::TcpConnect, addr).allowed());
+        assert!(!p.check_socket(SocketUse::TcpConnect, addr, &[]).allowed());
         assert!(p.check_egress("http", "a.example.com", 80).allowed());
     }
 
@@ -416,21 +460,65 @@ mod tests {
         // connect is not what is refused; the connect is, naming its address.
         let p = policy(&["http://127.0.0.1:80"]);
         let any: std::net::SocketAddr = "0.0.0.0:0".parse().unwrap();
-        assert!(p.check_socket(SocketUse::TcpBind, any).allowed());
+        assert!(p.check_socket(SocketUse::TcpBind, any, &[]).allowed());
         assert!(p
-            .check_socket(SocketUse::UdpBind, "[::]:0".parse().unwrap())
+            .check_socket(SocketUse::UdpBind, "[::]:0".parse().unwrap(), &[])
             .allowed());
         let tried = "10.1.2.3:5432".parse().unwrap();
-        match p.check_socket(SocketUse::TcpConnect, tried) {
+        match p.check_socket(SocketUse::TcpConnect, tried, &[]) {
             Decision::Deny(reason) => assert!(reason.contains("10.1.2.3:5432"), "{reason}"),
             other => panic!("{other:?}"),
         }
         // A bind to a chosen address or port stays refused.
         for bind in ["0.0.0.0:8080", "127.0.0.1:0"] {
             assert!(!p
-                .check_socket(SocketUse::TcpBind, bind.parse().unwrap())
+                .check_socket(SocketUse::TcpBind, bind.parse().unwrap(), &[])
                 .allowed());
         }
+    }
+
+    #[test]
+    fn lookups_follow_the_grants_and_the_resolved_address_rule() {
+        let p = policy(&[
+            "tcp://db.internal:5432",
+            "tcp://*.example.com:443",
+            "udp://127.0.0.1:53",
+        ]);
+        for name in ["db.internal", "DB.Internal.", "api.example.com"] {
+            assert!(p.lookup_decision(name).allowed(), "{name}");
+        }
+        for name in ["evil.com", "example.com", "internal", "localhost"] {
+            assert!(!p.lookup_decision(name).allowed(), "{name}");
+        }
+        assert!(!Policy::deny_all().lookup_decision("db.internal").allowed());
+        let private: IpAddr = "10.0.0.5".parse().unwrap();
+        let public: IpAddr = "93.184.216.34".parse().unwrap();
+        // A name granted exactly may answer a private address; a wildcard
+        // name only public ones.
+        assert!(p.lookup_answer_allowed("db.internal", private));
+        assert!(!p.lookup_answer_allowed("api.example.com", private));
+        assert!(p.lookup_answer_allowed("api.example.com", public));
+        // A connect to an address the plugin looked up is judged by the
+        // name's grant, on that grant's scheme and port only.
+        let names = ["db.internal".to_string()];
+        let db = std::net::SocketAddr::new(private, 5432);
+        assert!(!p.check_socket(SocketUse::TcpConnect, db, &[]).allowed());
+        assert!(p.check_socket(SocketUse::TcpConnect, db, &names).allowed());
+        let other_port = std::net::SocketAddr::new(private, 22);
+        assert!(!p.check_socket(SocketUse::TcpConnect, other_port, &names).allowed());
+        assert!(!p.check_socket(SocketUse::UdpSend, db, &names).allowed());
+        let wild = ["a.example.com".to_string()];
+        let https_private = std::net::SocketAddr::new(private, 443);
+        assert!(!p
+            .check_socket(SocketUse::TcpConnect, https_private, &wild)
+            .allowed());
+        let https_public = std::net::SocketAddr::new(public, 443);
+        assert!(p
+            .check_socket(SocketUse::TcpConnect, https_public, &wild)
+            .allowed());
+        assert!(!p
+            .check_socket(SocketUse::TcpConnect, https_public, &[])
+            .allowed());
     }
 
     #[test]

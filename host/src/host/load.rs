@@ -126,6 +126,8 @@ fn start_runtime(config: &Config) -> Result<(Runtime, EpochTicker)> {
         .map_err(|e| Error::Internal(format!("{e:#}")))?;
     crate::sandbox::add_counted_socket_creation(&mut linker)
         .map_err(|e| Error::Internal(format!("{e:#}")))?;
+    crate::sandbox::add_governed_lookup(&mut linker)
+        .map_err(|e| Error::Internal(format!("{e:#}")))?;
     linker.allow_shadowing(false);
     let runtime = Runtime {
         engine,

@@ -17,6 +17,7 @@ mod descriptors;
 mod filesystem;
 mod http_client;
 mod limiter;
+mod lookup;
 mod output;
 mod services;
 mod sockets;
@@ -25,6 +26,7 @@ pub use descriptors::raise_open_file_limit;
 pub(crate) use descriptors::{open_file_limit, DescriptorBudget, HOST_DESCRIPTOR_RESERVE};
 pub(crate) use filesystem::add_audited_open_at;
 pub(crate) use limiter::{Limiter, MAX_TABLE_ELEMENTS};
+pub(crate) use lookup::add_governed_lookup;
 use output::{LogStream, StderrTail};
 pub(crate) use sockets::add_counted_socket_creation;
 
@@ -56,6 +58,8 @@ pub(crate) struct State {
     pub(crate) auditor: Auditor,
     log_budget: Arc<LogBudget>,
     stderr_tail: Arc<StderrTail>,
+    /// The names this instance looked up, for judging its connects.
+    looked_up: Arc<lookup::LookedUp>,
     /// The sockets and files this instance holds, charged to its plugin.
     held: descriptors::Held,
     /// When the call in progress must stop (checked at each epoch tick).
@@ -163,13 +167,15 @@ impl State {
         // (and audited) by the address check below, which denies by default.
         b.allow_tcp(true);
         b.allow_udp(true);
-        // Name lookups would let a guest probe the resolver; the HTTP issue
-        // routes them through the egress policy. Until then: off.
+        // Name lookups are governed by `lookup.rs`, which replaces WASI's
+        // resolver in the linker; WASI's own stays off.
         b.allow_ip_name_lookup(false);
+        let looked_up = Arc::new(lookup::LookedUp::default());
         b.socket_addr_check(sockets::check(
             policy.clone(),
             plugin.clone(),
             auditor.clone(),
+            looked_up.clone(),
         ));
         let mut table = ResourceTable::new();
         table.set_max_capacity(max_host_resources(memory));
@@ -177,6 +183,7 @@ impl State {
         http.set_field_size_limit(FIELD_SIZE_LIMIT);
         Ok(State {
             held: descriptors::Held::new(spec.descriptors.clone(), policy.dirs().len()),
+            looked_up,
             deadline: std::time::Instant::now(),
             _slot: slot,
             policy,

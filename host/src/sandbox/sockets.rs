@@ -1,6 +1,7 @@
 //! `wasi:sockets`: every bind, connect and send is decided by the plugin's
-//! policy and audited; sockets are counted against the plugin's cap; name
-//! lookups are off.
+//! policy and audited, a connect to an address the instance looked up by
+//! the grant that names the host; sockets are counted against the plugin's
+//! cap.
 
 use crate::governance::audit::{Effect, Outcome};
 use crate::governance::Auditor;
@@ -14,6 +15,7 @@ pub(crate) fn check(
     policy: Arc<crate::governance::policy::Policy>,
     plugin: Arc<str>,
     auditor: Auditor,
+    looked_up: Arc<super::lookup::LookedUp>,
 ) -> impl Fn(
     std::net::SocketAddr,
     SocketAddrUse,
@@ -35,7 +37,8 @@ pub(crate) fn check(
             SocketAddrUse::UdpSend => SocketUse::UdpSend,
             SocketAddrUse::UdpReceive => SocketUse::UdpReceive,
         };
-        let decision = check_policy.check_socket(usage_kind, addr);
+        let names = looked_up.names_for(addr.ip());
+        let decision = check_policy.check_socket(usage_kind, addr, &names);
         let target = format!("{usage:?} {addr}");
         let audited = match &decision {
             // The auditor logs the warning, within the call's log budget.

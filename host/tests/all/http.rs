@@ -5,23 +5,7 @@ use crate::util::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
-use warden::{Config, Error, Host, Limits, Manifest, PluginConfig, ProviderKind, SecretGrant};
-
-fn cap(id: &str, meta: Value) -> Manifest {
-    Manifest {
-        id: id.into(),
-        name: id.into(),
-        version: "1.0.0".into(),
-        description: String::new(),
-        provider: ProviderKind::Http,
-        provider_meta: meta.as_object().unwrap().clone(),
-        input_schema: ":any".into(),
-        output_schema: "[:map [:status :int] [:headers [:map]] [:body :any]]".into(),
-        metadata: json!({}),
-        permissions: vec![],
-        effects: vec![],
-    }
-}
+use warden::{Config, Error, Host, Limits, Manifest, PluginConfig, SecretGrant};
 
 struct Setup {
     network: Vec<String>,
@@ -42,7 +26,7 @@ impl Setup {
         }
     }
     fn cap(mut self, id: &str, meta: Value) -> Setup {
-        self.caps.push(cap(id, meta));
+        self.caps.push(http_capability(id, meta));
         self
     }
     async fn host(self) -> Host {
@@ -314,12 +298,12 @@ async fn request_timeout_is_a_typed_error() {
 async fn retries_follow_the_metadata_hint_for_idempotent_methods_only() {
     let s = TestServer::start();
     let mut setup = Setup::new(&[grant(&s)]);
-    let mut get = cap(
+    let mut get = http_capability(
         "flaky.get",
         json!({"base-url": s.url(""), "path": "/flaky"}),
     );
     get.metadata = json!({"http": {"retry-strategy": {"attempts": 3, "backoff-ms": 10}}});
-    let mut post = cap(
+    let mut post = http_capability(
         "flaky.post",
         json!({"base-url": s.url(""), "method": "POST", "path": "/flaky"}),
     );

@@ -13,6 +13,7 @@ mod marketplace;
 mod mcp;
 mod neighbours;
 mod ownership;
+mod python;
 mod secrets;
 mod sessions;
 mod util;

@@ -6,26 +6,10 @@
 use crate::util::*;
 use serde_json::{json, Value};
 use std::path::Path;
-use warden::{Error, Host, Manifest, PluginConfig, ProviderKind, SecretGrant};
+use warden::{Error, Host, PluginConfig, SecretGrant};
 
 const TOKEN: &str = "tok\"9f3-very-secret";
 const KEY: &str = "key-77c1-also-secret";
-
-fn http_cap(id: &str, meta: Value) -> Manifest {
-    Manifest {
-        id: id.into(),
-        name: id.into(),
-        version: "1.0.0".into(),
-        description: String::new(),
-        provider: ProviderKind::Http,
-        provider_meta: meta.as_object().unwrap().clone(),
-        input_schema: ":any".into(),
-        output_schema: ":any".into(),
-        metadata: json!({}),
-        permissions: vec![],
-        effects: vec![],
-    }
-}
 
 async fn host(server: &TestServer, dir: &Path) -> (Host, std::path::PathBuf) {
     let origin = format!("http://127.0.0.1:{}", server.port);
@@ -64,11 +48,11 @@ async fn host(server: &TestServer, dir: &Path) -> (Host, std::path::PathBuf) {
     }
     c.providers.insert("Http".into(), "http".into());
     c.capabilities = vec![
-        http_cap(
+        http_capability(
             "reflect.with-token",
             json!({"base-url": server.url(""), "path": "/reflect", "auth-secret": "TOKEN", "headers": {"x-request-id": "{id}"}}),
         ),
-        http_cap(
+        http_capability(
             "reflect.by-template",
             json!({"base-url": server.url(""), "path": "/reflect", "headers": {"authorization": "{auth}"}}),
         ),

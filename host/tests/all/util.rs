@@ -43,6 +43,26 @@ pub fn with_audit(mut c: Config, dir: &Path) -> (Config, PathBuf) {
     (c, path)
 }
 
+/// A capability served by `plugins/http` (provider kind `:Http`) with
+/// provider-meta `meta`.
+pub fn http_capability(id: &str, meta: serde_json::Value) -> warden::Manifest {
+    use serde_json::json;
+    use warden::{Manifest, ProviderKind};
+    Manifest {
+        id: id.into(),
+        name: id.into(),
+        version: "1.0.0".into(),
+        description: String::new(),
+        provider: ProviderKind::Http,
+        provider_meta: meta.as_object().unwrap().clone(),
+        input_schema: ":any".into(),
+        output_schema: "[:map [:status :int] [:headers [:map]] [:body :any]]".into(),
+        metadata: json!({}),
+        permissions: vec![],
+        effects: vec![],
+    }
+}
+
 pub fn hostile() -> PluginConfig {
     PluginConfig::new(component("hostile"))
 }
