@@ -24,12 +24,22 @@ pub fn audited(dir: &Path) -> Config {
     c
 }
 
+/// The records of the log at `path` (none if it does not exist), after
+/// checking that its chain verifies: every test that reads a log checks it.
 pub fn records(path: &Path) -> Vec<Record> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    if !text.is_empty() {
+        assert_chain(path);
+    }
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// Panics unless the log at `path` verifies as one intact chain.
+pub fn assert_chain(path: &Path) {
+    match warden::audit::verify(&[path.to_path_buf()]) {
+        Ok(warden::audit::Verdict::Ok { .. }) => {}
+        other => panic!("{}: the audit chain does not verify: {other:?}", path.display()),
+    }
 }
 
 fn rule(capability: &str, decision: RuleDecision) -> CallRule {

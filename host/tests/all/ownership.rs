@@ -20,11 +20,10 @@ fn audited(mut c: Config, dir: &Path) -> Config {
 }
 
 fn register_records(log: &Path) -> Vec<Value> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|r| r["effect"] == "register")
+    crate::governance::records(log)
+        .into_iter()
+        .filter(|r| r.effect == "register")
+        .map(|r| serde_json::to_value(r).unwrap())
         .collect()
 }
 

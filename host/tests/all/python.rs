@@ -121,5 +121,5 @@ async fn python_networking_works_under_grants_and_only_there() {
         && r.decision == "deny"
         && r.target.ends_with(&format!("127.0.0.1:{}", ungranted.port))));
     assert!(all.iter().any(|r| r.effect == "trap" && r.reason.contains("ValueError")));
-    warden::audit::verify(&[log]).expect("the chain verifies");
+    crate::governance::assert_chain(&log);
 }
