@@ -5,6 +5,7 @@ Serves streamable HTTP on 127.0.0.1 at /mcp. Tools:
   add(a, b)      a + b
   echo(text)     text
   fail(message)  a tool error (isError) with message
+  slow(ms)       sleeps ms milliseconds, then answers "slept"
   secret_tool()  hidden by a deny filter in tests
 
 Options: --port P (0 picks one; the chosen port is printed as `PORT <n>`),
@@ -82,6 +83,13 @@ def echo(text: str) -> str:
 def fail(message: str) -> str:
     """Always fails with a tool error."""
     raise ToolError(message)
+
+
+@server.tool()
+async def slow(ms: int) -> str:
+    """Sleeps `ms` milliseconds."""
+    await asyncio.sleep(ms / 1000)
+    return "slept"
 
 
 @server.tool()

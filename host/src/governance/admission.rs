@@ -90,9 +90,80 @@ pub(crate) struct Governance {
     next_call: AtomicU64,
 }
 
-/// What a call was admitted with; released when the call ends.
-pub(crate) struct Admission {
+/// An admitted call: what it was admitted with (released when it ends),
+/// and the promise of its end record. [`end`](Admission::end) writes the
+/// record with the call's outcome; if the call is dropped before (its caller
+/// went away), `Drop` writes it as `cancelled`. Either way, exactly once.
+pub(crate) struct Admission<'a> {
     _slot: Option<OwnedSemaphorePermit>,
+    governance: &'a Governance,
+    call: CallIds<'a>,
+    started: Instant,
+    open: bool,
+}
+
+/// What names one call in its records.
+#[derive(Clone, Copy)]
+pub(crate) struct CallIds<'a> {
+    /// The capability id.
+    pub(crate) id: &'a str,
+    /// The plugin that serves it.
+    pub(crate) plugin: &'a str,
+    /// That plugin's component digest.
+    pub(crate) digest: &'a str,
+    /// The call's id.
+    pub(crate) call_id: &'a str,
+}
+
+impl Admission<'_> {
+    /// Records how the call ended; an error means the record could not be
+    /// written (the caller fails closed).
+    pub(crate) fn end(mut self, outcome: &Result<Value>) -> Result<()> {
+        self.open = false;
+        // Nothing to build on the call path when there is no log.
+        if self.governance.audit.is_none() {
+            return Ok(());
+        }
+        let (decision, reason) = match outcome {
+            Ok(_) => (Outcome::Ok, "completed".to_string()),
+            Err(e) => (Outcome::Error, e.to_string()),
+        };
+        self.record_end(decision, reason)
+    }
+
+    fn record_end(&self, decision: Outcome, reason: String) -> Result<()> {
+        let CallIds {
+            id,
+            plugin,
+            digest,
+            call_id,
+        } = self.call;
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.governance.record(call_entry(
+            id,
+            plugin,
+            digest,
+            call_id,
+            decision,
+            reason,
+            Some(ms),
+        ))
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        if !self.open || self.governance.audit.is_none() {
+            return;
+        }
+        let reason = format!(
+            "the caller went away after {} ms; what the call did until then is recorded above under its call id, and its result is discarded",
+            self.started.elapsed().as_millis()
+        );
+        if let Err(e) = self.record_end(Outcome::Cancelled, reason) {
+            tracing::error!(call_id = self.call.call_id, "{e}");
+        }
+    }
 }
 
 impl Governance {
@@ -191,17 +262,21 @@ impl Governance {
     /// against its schema), the rate limits, approval, a concurrency slot. Every decision is audited; a denial is a typed error.
     /// `rate_hint` is the capability's `*.rate-limit` metadata.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn admit(
-        &self,
-        id: &str,
+    pub(crate) async fn admit<'a>(
+        &'a self,
+        call: CallIds<'a>,
+        started: Instant,
         rate_hint: Option<&RateLimit>,
-        plugin: &str,
-        digest: &str,
         input: &Value,
         session_key: Option<&str>,
-        call_id: &str,
         validate: impl FnOnce() -> Result<()>,
-    ) -> Result<Admission> {
+    ) -> Result<Admission<'a>> {
+        let CallIds {
+            id,
+            plugin,
+            digest,
+            call_id,
+        } = call;
         let entry = |decision: Outcome, reason: String| {
             call_entry(id, plugin, digest, call_id, decision, reason, None)
         };
@@ -329,36 +404,13 @@ impl Governance {
         if self.audit.is_some() {
             self.record(entry(Outcome::Allow, format!("allowed by {rule_name}")))?;
         }
-        Ok(Admission { _slot: slot })
-    }
-
-    /// Records how an admitted call ended.
-    pub(crate) fn finish(
-        &self,
-        id: &str,
-        plugin: &str,
-        digest: &str,
-        call_id: &str,
-        started: Instant,
-        outcome: &Result<Value>,
-    ) -> Result<()> {
-        // Nothing to build on the call path when there is no log.
-        if self.audit.is_none() {
-            return Ok(());
-        }
-        let (decision, reason) = match outcome {
-            Ok(_) => (Outcome::Ok, "completed".to_string()),
-            Err(e) => (Outcome::Error, e.to_string()),
-        };
-        self.record(call_entry(
-            id,
-            plugin,
-            digest,
-            call_id,
-            decision,
-            reason,
-            Some(started.elapsed().as_millis() as u64),
-        ))
+        Ok(Admission {
+            _slot: slot,
+            governance: self,
+            call,
+            started,
+            open: true,
+        })
     }
 }
 

@@ -68,6 +68,8 @@ pub enum Outcome {
     Ok,
     /// The call failed (`error`).
     Error,
+    /// The call's caller went away before it ended (`cancelled`).
+    Cancelled,
 }
 
 impl Outcome {
@@ -78,6 +80,7 @@ impl Outcome {
             Outcome::Deny => "deny",
             Outcome::Ok => "ok",
             Outcome::Error => "error",
+            Outcome::Cancelled => "cancelled",
         }
     }
 }

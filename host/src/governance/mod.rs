@@ -23,6 +23,7 @@ pub(crate) mod rules;
 
 pub(crate) use admission::Governance;
 pub use admission::{Approval, ApprovalRequest, Approver};
+pub(crate) use admission::CallIds;
 pub use audit::AuditSettings;
 pub(crate) use auditor::Auditor;
 pub use grants::{DirGrant, DirMode, Grants, SecretGrant};

@@ -72,7 +72,7 @@ impl Host {
                 servers,
                 registry: RwLock::new(registry),
                 store,
-                sessions: SessionPool::default(),
+                sessions: Arc::default(),
                 governance,
                 discovery: tokio::sync::Mutex::new(discovery),
                 _ticker: ticker,

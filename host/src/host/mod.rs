@@ -5,7 +5,7 @@ use crate::egress::Egress;
 use crate::error::{Error, Result};
 use crate::governance::audit::AuditLog;
 use crate::governance::policy::{BoundSecret, EgressRule, Policy, SecretValue};
-use crate::governance::{Approver, Auditor, Governance};
+use crate::governance::{Approver, Auditor, CallIds, Governance};
 use crate::registry::{CapabilityInfo, Registered, Registry, Source};
 use crate::runtime::engine::{self, CompileSource, EpochTicker};
 use crate::runtime::plugin::{Exports, LoadedPlugin, PluginInfo};
@@ -52,7 +52,7 @@ struct Inner {
     servers: HashMap<ProviderKind, (usize, String)>,
     registry: RwLock<Registry>,
     store: Option<PathBuf>,
-    sessions: SessionPool,
+    sessions: Arc<SessionPool>,
     governance: Governance,
     /// Per plugin with `discovery`: which sources are registered or pending.
     discovery: tokio::sync::Mutex<HashMap<usize, Discovery>>,
@@ -180,29 +180,26 @@ impl Host {
         let governance = &self.inner.governance;
         let call_id = governance.call_id();
         let started = Instant::now();
-        let _admission = governance
+        let call = CallIds {
+            id: &info.id,
+            plugin: &plugin.info.name,
+            digest: &plugin.info.digest,
+            call_id: &call_id,
+        };
+        let admission = governance
             .admit(
-                &info.id,
+                call,
+                started,
                 info.hints.rate_limit.as_ref(),
-                &plugin.info.name,
-                &plugin.info.digest,
                 &input,
                 session_key,
-                &call_id,
                 validate,
             )
             .await?;
         let result = self
             .run(plugin, index, entry, &info, input, session_key, &call_id)
             .await;
-        governance.finish(
-            &info.id,
-            &plugin.info.name,
-            &plugin.info.digest,
-            &call_id,
-            started,
-            &result,
-        )?;
+        admission.end(&result)?;
         result
     }
 
@@ -213,7 +210,7 @@ impl Host {
         plugin: &Arc<LoadedPlugin>,
         index: usize,
         entry: Option<String>,
-        info: &CapabilityInfo,
+        info: &Arc<CapabilityInfo>,
         input: Value,
         session_key: Option<&str>,
         call_id: &str,
@@ -224,7 +221,7 @@ impl Host {
                 let key = session_key.unwrap_or(crate::runtime::sessions::DEFAULT_SESSION_KEY);
                 self.inner
                     .sessions
-                    .call(plugin, index, info, &input, key, call_id)
+                    .call(plugin, index, info, input, key, call_id)
                     .await?
             }
             (None, Route::Direct) => plugin.call(id, &input, call_id).await?,

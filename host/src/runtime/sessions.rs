@@ -100,12 +100,18 @@ impl SessionPool {
     }
 
     /// Calls `info` within the session of `caller` (opened if needed).
+    ///
+    /// The call runs in a task of its own: a caller that goes away (a
+    /// timeout, a dropped request) leaves it to run on to its end, within the
+    /// plugin's limits, and its result is discarded. So a session is never
+    /// left half inside a call, and the next call on its key finds it whole.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn call(
-        &self,
+        self: &Arc<Self>,
         plugin: &Arc<LoadedPlugin>,
         index: usize,
-        info: &CapabilityInfo,
-        input: &Value,
+        info: &Arc<CapabilityInfo>,
+        input: Value,
         caller: &str,
         call_id: &str,
     ) -> Result<Value> {
@@ -126,10 +132,34 @@ impl SessionPool {
             })
             .clone();
         slot.touch();
+        let pool = self.clone();
+        let plugin = plugin.clone();
+        let info = info.clone();
+        let call_id = call_id.to_string();
+        let task = tokio::spawn(async move {
+            pool.call_in(&key, &slot, &plugin, &info, &input, &call_id)
+                .await
+        });
+        match task.await {
+            Ok(result) => result,
+            Err(e) => Err(Error::Internal(format!("a session call failed: {e}"))),
+        }
+    }
+
+    async fn call_in(
+        &self,
+        key: &Key,
+        slot: &Arc<Slot>,
+        plugin: &Arc<LoadedPlugin>,
+        info: &CapabilityInfo,
+        input: &Value,
+        call_id: &str,
+    ) -> Result<Value> {
+        let caller = key.caller.as_str();
         let mut live = slot.live.lock().await;
         if live.is_none() {
-            if let Err(e) = self.make_room(&key, &slot).await {
-                self.remove(&key, &slot);
+            if let Err(e) = self.make_room(key, slot).await {
+                self.remove(key, slot);
                 return Err(e);
             }
             let config = json!({
@@ -143,7 +173,7 @@ impl SessionPool {
                     *live = Some(s);
                 }
                 Err(e) => {
-                    self.remove(&key, &slot);
+                    self.remove(key, slot);
                     return Err(e);
                 }
             }
@@ -157,7 +187,7 @@ impl SessionPool {
                 // The instance trapped or hit a limit: never entered again.
                 *live = None;
                 drop(live);
-                self.remove(&key, &slot);
+                self.remove(key, slot);
                 tracing::warn!(plugin = %plugin.info.name, server = %key.scope, caller, "session dropped: {fatal}");
                 Err(fatal)
             }

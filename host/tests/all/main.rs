@@ -3,6 +3,7 @@
 //! test` does it for you).
 
 mod cache;
+mod cancellation;
 mod concurrency;
 mod exactness;
 mod governance;

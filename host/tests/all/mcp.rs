@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use warden::{Config, Error, Host, PluginConfig, SecretGrant, SessionSettings};
 
 /// One configured server for the plugin.
-struct Server<'a> {
+pub(crate) struct Server<'a> {
     name: &'a str,
     url: String,
     origin: String,
@@ -17,7 +17,7 @@ struct Server<'a> {
 }
 
 impl<'a> Server<'a> {
-    fn of(name: &'a str, s: &McpServer) -> Server<'a> {
+    pub(crate) fn of(name: &'a str, s: &McpServer) -> Server<'a> {
         Server {
             name,
             url: s.url(),
@@ -28,7 +28,7 @@ impl<'a> Server<'a> {
     }
 }
 
-fn mcp_config(servers: &[Server], sessions: SessionSettings) -> Config {
+pub(crate) fn mcp_config(servers: &[Server], sessions: SessionSettings) -> Config {
     let mut p = PluginConfig::new(component("mcp"));
     let mut table = serde_json::Map::new();
     for s in servers {
