@@ -118,20 +118,25 @@ pub(crate) struct CallIds<'a> {
 impl Admission<'_> {
     /// Records how the call ended; an error means the record could not be
     /// written (the caller fails closed).
-    pub(crate) fn end(mut self, outcome: &Result<Value>) -> Result<()> {
-        self.open = false;
+    pub(crate) async fn end(mut self, outcome: &Result<Value>) -> Result<()> {
         // Nothing to build on the call path when there is no log.
         if self.governance.audit.is_none() {
+            self.open = false;
             return Ok(());
         }
         let (decision, reason) = match outcome {
             Ok(_) => (Outcome::Ok, "completed".to_string()),
             Err(e) => (Outcome::Error, e.to_string()),
         };
-        self.record_end(decision, reason)
+        let entry = self.end_entry(decision, reason);
+        // Queued now: dropped while waiting for the writer, the record is
+        // still written, and `Drop` writes no second one.
+        let queued = self.governance.record_async(entry);
+        self.open = false;
+        queued.await
     }
 
-    fn record_end(&self, decision: Outcome, reason: String) -> Result<()> {
+    fn end_entry(&self, decision: Outcome, reason: String) -> Entry {
         let CallIds {
             id,
             plugin,
@@ -139,15 +144,7 @@ impl Admission<'_> {
             call_id,
         } = self.call;
         let ms = self.started.elapsed().as_millis() as u64;
-        self.governance.record(call_entry(
-            id,
-            plugin,
-            digest,
-            call_id,
-            decision,
-            reason,
-            Some(ms),
-        ))
+        call_entry(id, plugin, digest, call_id, decision, reason, Some(ms))
     }
 }
 
@@ -160,7 +157,9 @@ impl Drop for Admission<'_> {
             "the caller went away after {} ms; what the call did until then is recorded above under its call id, and its result is discarded",
             self.started.elapsed().as_millis()
         );
-        if let Err(e) = self.record_end(Outcome::Cancelled, reason) {
+        // Nobody is left to wait for it.
+        let entry = self.end_entry(Outcome::Cancelled, reason);
+        if let Some(Err(e)) = self.governance.audit.as_ref().map(|a| a.append_detached(entry)) {
             tracing::error!(call_id = self.call.call_id, "{e}");
         }
     }
@@ -225,10 +224,22 @@ impl Governance {
     pub(crate) fn record(&self, entry: Entry) -> Result<()> {
         match &self.audit {
             None => Ok(()),
-            Some(log) => log
-                .append(entry)
-                .map(|_| ())
-                .map_err(|e| Error::Internal(format!("{e}; refusing to go on unaudited"))),
+            Some(log) => log.append(entry).map_err(unaudited),
+        }
+    }
+
+    /// [`record`](Self::record) from async code: waits for the writer
+    /// without holding a thread. The record is queued at once.
+    pub(crate) fn record_async(
+        &self,
+        entry: Entry,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + '_ {
+        let queued = self.audit.as_ref().map(|log| log.append_async(entry));
+        async move {
+            match queued {
+                None => Ok(()),
+                Some(f) => f.await.map_err(unaudited),
+            }
         }
     }
 
@@ -375,7 +386,7 @@ impl Governance {
                 },
             );
             approval.effect = Effect::Approval;
-            self.record(approval)?;
+            self.record_async(approval).await?;
             if let Approval::Deny(why) = answer {
                 return Err(Error::Denied {
                     capability: id.to_string(),
@@ -401,17 +412,28 @@ impl Governance {
                 }
             }
         };
-        if self.audit.is_some() {
-            self.record(entry(Outcome::Allow, format!("allowed by {rule_name}")))?;
-        }
-        Ok(Admission {
+        let mut admission = Admission {
             _slot: slot,
             governance: self,
             call,
             started,
             open: true,
-        })
+        };
+        if self.audit.is_some() {
+            // Queued now; from here on the call has an end record, even if
+            // it is dropped while the writer is at work.
+            let queued = self.record_async(entry(Outcome::Allow, format!("allowed by {rule_name}")));
+            if let Err(e) = queued.await {
+                admission.open = false;
+                return Err(e);
+            }
+        }
+        Ok(admission)
     }
+}
+
+fn unaudited(e: crate::governance::audit::AuditError) -> Error {
+    Error::Internal(format!("{e}; refusing to go on unaudited"))
 }
 
 /// The record of a decision about call `call_id` of capability `id`.

@@ -14,13 +14,12 @@
 //! Records carry names, never secret values.
 
 use serde::{Deserialize, Serialize};
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::SystemTime;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 
 pub use super::effects::{Effect, Outcome};
+pub use super::journal::AuditLog;
 
 /// The `prev` of the first record of a log.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -40,8 +39,6 @@ pub enum SyncPolicy {
     Buffered,
 }
 
-/// Records buffered before a write with [`SyncPolicy::Buffered`].
-const BUFFERED_RECORDS: u64 = 64;
 
 /// One audit record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,7 +74,7 @@ pub struct Record {
 }
 
 impl Record {
-    fn compute_hash(&self) -> String {
+    pub(super) fn compute_hash(&self) -> String {
         let mut unhashed = self.clone();
         unhashed.hash = String::new();
         let text = serde_json::to_string(&unhashed).expect("records serialize");
@@ -108,68 +105,6 @@ pub struct Entry {
     pub duration_ms: Option<u64>,
 }
 
-struct Writer {
-    file: BufWriter<File>,
-    size: u64,
-    seq: u64,
-    prev: String,
-    unsynced: u64,
-    /// (device, inode) of the file written, to notice a rotation by another process.
-    id: (u64, u64),
-}
-
-fn file_id(meta: &std::fs::Metadata) -> (u64, u64) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        (meta.dev(), meta.ino())
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = meta;
-        (0, 0)
-    }
-}
-
-/// An exclusive advisory lock on `<log>.lock`, held while a record is
-/// appended, so that several processes (CLI runs, hosts) sharing one log
-/// keep one chain.
-struct Locked<'a>(&'a File);
-
-impl<'a> Locked<'a> {
-    fn new(file: &'a File) -> std::io::Result<Locked<'a>> {
-        #[cfg(unix)]
-        {
-            use std::os::fd::AsRawFd;
-            // SAFETY: flock on a valid, open file descriptor.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-        Ok(Locked(file))
-    }
-}
-
-impl Drop for Locked<'_> {
-    fn drop(&mut self) {
-        #[cfg(unix)]
-        {
-            use std::os::fd::AsRawFd;
-            // SAFETY: as above.
-            unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
-        }
-    }
-}
-
-/// An open audit log. Shared by every plugin of a host.
-pub struct AuditLog {
-    path: PathBuf,
-    sync: SyncPolicy,
-    rotate_bytes: u64,
-    writer: Mutex<Writer>,
-    lock: File,
-}
-
 /// Why an audit log cannot be opened, written or verified.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -190,236 +125,6 @@ pub enum AuditError {
         /// What is wrong.
         message: String,
     },
-}
-
-impl AuditLog {
-    /// Opens (or creates) the log at `path`, continuing its chain.
-    pub fn open(path: &Path, sync: SyncPolicy, rotate_bytes: u64) -> Result<AuditLog, AuditError> {
-        let io = |e: std::io::Error| AuditError::Io {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        // `.<name>.lock` beside the log, out of the way of `<name>.*` globs.
-        let mut lock_name = std::ffi::OsString::from(".");
-        lock_name.push(path.file_name().unwrap_or_default());
-        lock_name.push(".lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path.with_file_name(lock_name))
-            .map_err(io)?;
-        let _locked = Locked::new(&lock).map_err(io)?;
-        let (seq, prev) = match last_record(path).map_err(io)? {
-            None => (0, GENESIS.to_string()),
-            Some(Ok(r)) => (r.seq, r.hash),
-            Some(Err(message)) => {
-                return Err(AuditError::Damaged {
-                    path: path.to_path_buf(),
-                    message,
-                })
-            }
-        };
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(io)?;
-        let meta = file.metadata().map_err(io)?;
-        let (size, id) = (meta.len(), file_id(&meta));
-        drop(_locked);
-        Ok(AuditLog {
-            path: path.to_path_buf(),
-            sync,
-            rotate_bytes,
-            writer: Mutex::new(Writer {
-                file: BufWriter::new(file),
-                size,
-                seq,
-                prev,
-                unsynced: 0,
-                id,
-            }),
-            lock,
-        })
-    }
-
-    /// Catches up with records other processes appended (or a rotation
-    /// they did) since this one last wrote. Called with the lock held.
-    fn catch_up(&self, w: &mut Writer) -> std::io::Result<()> {
-        let meta = match std::fs::metadata(&self.path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // Moved away by another process's rotation, not yet recreated.
-                w.file = BufWriter::new(
-                    OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&self.path)?,
-                );
-                let meta = w.file.get_ref().metadata()?;
-                w.id = file_id(&meta);
-                w.size = meta.len();
-                return Ok(());
-            }
-            Err(e) => return Err(e),
-        };
-        let id = file_id(&meta);
-        if id == w.id && meta.len() == w.size {
-            return Ok(());
-        }
-        if id != w.id {
-            w.file = BufWriter::new(OpenOptions::new().append(true).open(&self.path)?);
-            w.id = id;
-        }
-        w.size = meta.len();
-        match last_record(&self.path)? {
-            Some(Ok(r)) => {
-                w.seq = r.seq;
-                w.prev = r.hash;
-            }
-            Some(Err(message)) => {
-                return Err(std::io::Error::other(format!(
-                    "another writer left a damaged record: {message}"
-                )))
-            }
-            None => {}
-        }
-        Ok(())
-    }
-
-    /// The log's file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Appends one record. An error means the record was not written: the
-    /// caller fails closed.
-    pub fn append(&self, entry: Entry) -> Result<Record, AuditError> {
-        let io = |e: std::io::Error| AuditError::Io {
-            path: self.path.clone(),
-            message: e.to_string(),
-        };
-        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let _locked = Locked::new(&self.lock).map_err(io)?;
-        // Buffered records are this process's alone; otherwise every record
-        // continues whatever the file holds now.
-        if self.sync != SyncPolicy::Buffered {
-            self.catch_up(&mut w).map_err(io)?;
-        }
-        if self.rotate_bytes > 0 && w.size >= self.rotate_bytes {
-            self.rotate(&mut w).map_err(io)?;
-        }
-        let mut record = Record {
-            seq: w.seq + 1,
-            time: warden_manifest::time::rfc3339(SystemTime::now(), true),
-            plugin: entry.plugin,
-            digest: entry.digest,
-            capability: entry.capability,
-            call_id: entry.call_id,
-            effect: entry.effect.as_str().to_string(),
-            target: entry.target,
-            decision: entry.decision.as_str().to_string(),
-            reason: entry.reason,
-            duration_ms: entry.duration_ms,
-            prev: w.prev.clone(),
-            hash: String::new(),
-        };
-        record.hash = record.compute_hash();
-        let mut line = serde_json::to_string(&record).expect("records serialize");
-        line.push('\n');
-        w.file.write_all(line.as_bytes()).map_err(io)?;
-        w.unsynced += 1;
-        match self.sync {
-            SyncPolicy::Always => {
-                w.file.flush().map_err(io)?;
-                w.file.get_ref().sync_data().map_err(io)?;
-            }
-            SyncPolicy::Flush => w.file.flush().map_err(io)?,
-            SyncPolicy::Buffered => {
-                if w.unsynced >= BUFFERED_RECORDS {
-                    w.file.flush().map_err(io)?;
-                    w.unsynced = 0;
-                }
-            }
-        }
-        w.size += line.len() as u64;
-        w.seq = record.seq;
-        w.prev = record.hash.clone();
-        Ok(record)
-    }
-
-    /// Writes buffered records and syncs the file.
-    pub fn flush(&self) -> Result<(), AuditError> {
-        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        w.file
-            .flush()
-            .and_then(|_| w.file.get_ref().sync_data())
-            .map_err(|e| AuditError::Io {
-                path: self.path.clone(),
-                message: e.to_string(),
-            })?;
-        w.unsynced = 0;
-        Ok(())
-    }
-
-    fn rotate(&self, w: &mut Writer) -> std::io::Result<()> {
-        w.file.flush()?;
-        w.file.get_ref().sync_data()?;
-        let first = first_seq(&self.path)?.unwrap_or(w.seq + 1);
-        let mut name = self.path.as_os_str().to_owned();
-        name.push(format!(".{first:012}"));
-        std::fs::rename(&self.path, PathBuf::from(name))?;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
-        w.id = file_id(&file.metadata()?);
-        w.file = BufWriter::new(file);
-        w.size = 0;
-        w.unsynced = 0;
-        Ok(())
-    }
-}
-
-impl Drop for AuditLog {
-    fn drop(&mut self) {
-        let _ = self.flush();
-    }
-}
-
-fn first_seq(path: &Path) -> std::io::Result<Option<u64>> {
-    let file = File::open(path)?;
-    let mut line = String::new();
-    BufReader::new(file).read_line(&mut line)?;
-    Ok(serde_json::from_str::<Record>(&line).ok().map(|r| r.seq))
-}
-
-/// The last record of `path`: `None` if the file is absent or empty.
-fn last_record(path: &Path) -> std::io::Result<Option<Result<Record, String>>> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    // The last record is within the file's last MiB.
-    let len = file.metadata()?.len();
-    file.seek(SeekFrom::Start(len.saturating_sub(1 << 20)))?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    let text = String::from_utf8_lossy(&bytes);
-    let Some(last) = text.lines().rev().find(|l| !l.trim().is_empty()) else {
-        return Ok(None);
-    };
-    Ok(Some(match serde_json::from_str::<Record>(last) {
-        Ok(r) if r.compute_hash() == r.hash => Ok(r),
-        Ok(_) => Err("its hash does not match its content".into()),
-        Err(e) => Err(format!("not a record: {e}")),
-    }))
 }
 
 /// The outcome of [`verify`].
@@ -583,7 +288,10 @@ mod tests {
             log.append(entry(1)).unwrap();
         }
         let log = AuditLog::open(&path, SyncPolicy::Flush, 0).unwrap();
-        assert_eq!(log.append(entry(2)).unwrap().seq, 2);
-        assert_eq!(verify(&[path]).unwrap(), Verdict::Ok { records: 2 });
+        log.append(entry(2)).unwrap();
+        assert_eq!(verify(&[path.clone()]).unwrap(), Verdict::Ok { records: 2 });
+        let text = std::fs::read_to_string(&path).unwrap();
+        let last: Record = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        assert_eq!(last.seq, 2);
     }
 }

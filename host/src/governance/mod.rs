@@ -18,6 +18,7 @@ pub mod audit;
 pub(crate) mod auditor;
 mod effects;
 pub(crate) mod grants;
+mod journal;
 pub mod policy;
 pub(crate) mod rules;
 

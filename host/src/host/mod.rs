@@ -199,7 +199,7 @@ impl Host {
         let result = self
             .run(plugin, index, entry, &info, input, session_key, &call_id)
             .await;
-        admission.end(&result)?;
+        admission.end(&result).await?;
         result
     }
 
