@@ -34,6 +34,9 @@ pub struct RetryStrategy {
     pub backoff_ms: u64,
     /// Whether the delay doubles each time.
     pub exponential: bool,
+    /// Whether each delay is drawn at random between half and all of it, so
+    /// that calls that failed together do not retry in lockstep (default).
+    pub jitter: bool,
 }
 
 /// Rate-limit hint (`*.rate-limit`).
@@ -140,9 +143,9 @@ fn parse_retry(v: &Value) -> Result<Option<RetryStrategy>, String> {
         Value::String(s) if s == "none" => Ok(None),
         Value::Object(o) => {
             for k in o.keys() {
-                if !["attempts", "backoff-ms", "backoff"].contains(&k.as_str()) {
+                if !["attempts", "backoff-ms", "backoff", "jitter"].contains(&k.as_str()) {
                     return Err(format!(
-                        "unknown field `{k}` (expected attempts, backoff-ms, backoff)"
+                        "unknown field `{k}` (expected attempts, backoff-ms, backoff, jitter)"
                     ));
                 }
             }
@@ -170,14 +173,20 @@ fn parse_retry(v: &Value) -> Result<Option<RetryStrategy>, String> {
                     ))
                 }
             };
+            let jitter = match o.get("jitter") {
+                None => true,
+                Some(Value::Bool(b)) => *b,
+                Some(other) => return Err(format!("jitter must be true or false, got {other}")),
+            };
             Ok(Some(RetryStrategy {
                 attempts,
                 backoff_ms,
                 exponential,
+                jitter,
             }))
         }
         other => Err(format!(
-            "expected {{attempts, backoff-ms, backoff}} or \"none\", got {other}"
+            "expected {{attempts, backoff-ms, backoff, jitter}} or \"none\", got {other}"
         )),
     }
 }
@@ -293,7 +302,8 @@ mod tests {
             Some(RetryStrategy {
                 attempts: 3,
                 backoff_ms: 50,
-                exponential: false
+                exponential: false,
+                jitter: true
             })
         );
         assert_eq!(
@@ -315,13 +325,15 @@ mod tests {
             })
         );
         assert_eq!(h.retry, None);
+        let steady = hints(&flat(json!({"http": {"retry-strategy": {"attempts": 2, "jitter": false}}}))).unwrap();
+        assert!(!steady.retry.unwrap().jitter);
         for (meta, needle) in [
             (
                 json!({"http": {"retry-strategy": {"attempts": 0}}}),
                 "attempts",
             ),
             (
-                json!({"http": {"retry-strategy": {"attempts": 2, "jitter": true}}}),
+                json!({"http": {"retry-strategy": {"attempts": 2, "jitter": "yes"}}}),
                 "jitter",
             ),
             (

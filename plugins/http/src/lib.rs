@@ -100,6 +100,36 @@ struct Retry {
     attempts: u32,
     backoff_ms: u64,
     exponential: bool,
+    #[serde(default = "yes")]
+    jitter: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Retry {
+    /// The wait before retry number `attempt` (from 1): `backoff-ms`,
+    /// doubled each time if exponential, and with jitter drawn from `seed`
+    /// between half and all of it.
+    fn delay(&self, attempt: u32, seed: u64) -> Duration {
+        let factor = if self.exponential {
+            1u64 << (attempt - 1).min(16)
+        } else {
+            1
+        };
+        let full = self.backoff_ms.saturating_mul(factor);
+        if !self.jitter || full < 2 {
+            return Duration::from_millis(full);
+        }
+        // splitmix64: spreads close seeds (clock readings) apart.
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let half = full / 2;
+        Duration::from_millis(half + z % (full - half + 1))
+    }
 }
 
 #[derive(Deserialize)]
@@ -633,16 +663,13 @@ fn invoke(plan: &Plan, inv: Invoke) -> Result<String, Error> {
         };
         if retryable && attempt < attempts {
             let r = retry.expect("attempts > 1 only with a retry strategy");
-            let factor = if r.exponential {
-                1u64 << (attempt - 1).min(16)
-            } else {
-                1
-            };
+            let wait = r.delay(attempt, time::monotonic_nanos());
             log::debug(format!(
-                "{}: attempt {attempt} failed, retrying",
-                inv.capability.id
+                "{}: attempt {attempt} failed, retrying in {} ms",
+                inv.capability.id,
+                wait.as_millis()
             ));
-            time::sleep(Duration::from_millis(r.backoff_ms.saturating_mul(factor)));
+            time::sleep(wait);
             continue;
         }
         let resp = result?;
@@ -845,6 +872,18 @@ mod tests {
             "Bearer {{secret:T}} a b"
         );
         assert!(render("{missing}", &input, false).is_err());
+        // Retry delays: exact without jitter; with it, between half and all
+        // of the delay, and not the same for every seed.
+        let steady = Retry { attempts: 3, backoff_ms: 100, exponential: true, jitter: false };
+        assert_eq!(steady.delay(1, 7), Duration::from_millis(100));
+        assert_eq!(steady.delay(3, 7), Duration::from_millis(400));
+        let jittered = Retry { jitter: true, ..steady };
+        let waits: std::collections::BTreeSet<_> =
+            (0..50u64).map(|seed| jittered.delay(2, seed)).collect();
+        assert!(waits.len() > 10, "{waits:?}");
+        assert!(waits
+            .iter()
+            .all(|w| (100..=200).contains(&(w.as_millis() as u64))));
         // A placeholder from the input, whole or pieced together, is refused.
         let sneaky = json!({"id": "{{secret:T}}", "a": "{{sec", "b": "ret:T}}"});
         for template in ["{id}", "x-{a}{b}", "Bearer {{secret:T}} {a}{b}"] {
