@@ -139,6 +139,23 @@ pub trait Sessions: Provider {
     fn close(&mut self, session: Self::Session) {
         drop(session);
     }
+
+    /// What a fresh instance would need to end `session`'s remote state if
+    /// this instance dies (a trap, a limit) and cannot close it: for
+    /// example a server and its session id. The host asks after each open
+    /// and call and hands the last answer to [`release`](Sessions::release).
+    /// The default: nothing to end.
+    fn remote_state(&self, session: &Self::Session) -> String {
+        let _ = session;
+        String::new()
+    }
+
+    /// Ends the remote state a dead instance's session left, from what
+    /// [`remote_state`](Sessions::remote_state) reported; `config` is the
+    /// session's. Runs on a fresh instance. The default does nothing.
+    fn release(&mut self, config: SessionConfig, state: &str) {
+        let _ = (config, state);
+    }
 }
 
 /// Exports a [`Provider`] implementation as the component's `provider`
@@ -188,6 +205,13 @@ macro_rules! export {
 
         impl $crate::__rt::bindings::exports::warden::provider::session_handler::Guest for __WardenExport {
             type Session = __WardenSession;
+            fn release(
+                capability: ::std::string::String,
+                config: ::std::string::String,
+                state: ::std::string::String,
+            ) {
+                <$session>::release(capability, config, state)
+            }
         }
 
         #[doc(hidden)]
@@ -214,6 +238,9 @@ macro_rules! export {
                 $crate::__rt::bindings::warden::provider::types::Error,
             > {
                 self.0.call(capability, input)
+            }
+            fn remote_state(&self) -> ::std::string::String {
+                self.0.remote_state()
             }
         }
 

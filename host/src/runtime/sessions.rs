@@ -7,7 +7,8 @@
 //! `sessions.idle-ttl-ms` are closed by a sweeper; at
 //! `sessions.max-per-server` (or `sessions.max` for the plugin) the least
 //! recently used idle session is closed to make room. A session whose
-//! instance traps or hits a limit is dropped; the next call opens a new one.
+//! instance traps or hits a limit is dropped (a fresh instance is handed its
+//! remote state to end, e.g. an MCP `DELETE`); the next call opens a new one.
 //! Closing drops the guest's session resource, so the provider can end the
 //! remote session (an MCP `DELETE`).
 
@@ -185,10 +186,15 @@ impl SessionPool {
             Ok(outcome) => outcome,
             Err(fatal) => {
                 // The instance trapped or hit a limit: never entered again.
-                *live = None;
+                // A fresh instance ends the session's remote state.
+                let remains = live.take().map(|dead| dead.remains);
                 drop(live);
                 self.remove(key, slot);
                 tracing::warn!(plugin = %plugin.info.name, server = %key.scope, caller, "session dropped: {fatal}");
+                if let Some(remains) = remains {
+                    let plugin = plugin.clone();
+                    tokio::spawn(async move { plugin.release_session(remains).await });
+                }
                 Err(fatal)
             }
         }

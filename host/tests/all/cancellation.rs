@@ -118,3 +118,61 @@ async fn abandoned_calls_leave_nothing_broken() {
     assert!(!cancelled.is_empty());
     assert!(cancelled.iter().all(|r| r.reason.contains("the caller went away")));
 }
+
+/// A session whose instance dies (here: its time limit) cannot drop its
+/// own resource; a fresh instance is handed the session's remote state and
+/// ends it on the server.
+#[tokio::test]
+async fn a_dead_sessions_remote_state_is_released_by_a_fresh_instance() {
+    let server = McpServer::start(&[]);
+    let mut c = mcp_config(&[Server::of("demo", &server)], SessionSettings::default());
+    c.plugins.get_mut("mcp").unwrap().limits.timeout_ms = Some(600);
+    let host = Host::new(c).await.expect("host loads");
+    let discovery = server.requests().len();
+    let first = host
+        .call_in_session("mcp.demo.count", json!({}), Some("k"))
+        .await
+        .unwrap();
+    assert_eq!(first["result"], 1);
+    // The sessions of calls (discovery, at load, had its own).
+    let sessions = |server: &McpServer| -> Vec<String> {
+        server.requests()[discovery..]
+            .iter()
+            .cloned()
+            .filter(|(m, s)| m == "POST" && s != "-")
+            .map(|(_, s)| s)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    };
+    let opened = sessions(&server);
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    let err = host
+        .call_in_session("mcp.demo.slow", json!({"ms": 3000}), Some("k"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, warden::Error::LimitExceeded { limit: warden::Limit::Time, .. }),
+        "{err:?}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !server.deleted().contains(&opened[0]) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dead session was never closed: {:?}",
+            server.requests()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The next call opens a new session, which works.
+    let again = host
+        .call_in_session("mcp.demo.count", json!({}), Some("k"))
+        .await
+        .unwrap();
+    assert_eq!(again["result"], 1);
+    host.shutdown().await;
+    let deleted = server.deleted();
+    for s in sessions(&server) {
+        assert!(deleted.contains(&s), "{s} never closed: {deleted:?}");
+    }
+}

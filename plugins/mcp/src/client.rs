@@ -153,6 +153,25 @@ impl Client {
         }
     }
 
+    /// A client for a session another instance opened (to end it): no
+    /// request is sent.
+    pub fn resume(endpoint: Endpoint, session_id: String, protocol: String) -> Client {
+        Client {
+            endpoint,
+            session_id: Some(session_id),
+            protocol,
+            next_id: 1,
+        }
+    }
+
+    /// The session id the server gave and the protocol version agreed, if
+    /// the server keeps sessions.
+    pub fn session(&self) -> Option<(&str, &str)> {
+        self.session_id
+            .as_deref()
+            .map(|id| (id, self.protocol.as_str()))
+    }
+
     /// Ends the session (`DELETE`). A stateless server (405) or one that
     /// already forgot it is fine.
     pub fn close(&mut self) {

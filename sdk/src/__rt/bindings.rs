@@ -14006,8 +14006,95 @@ pub mod exports {
                         }
                     }
                 }
+                #[doc(hidden)]
+                #[allow(non_snake_case, unused_unsafe)]
+                pub unsafe fn _export_method_session_remote_state_cabi<T_: GuestSession>(
+                    arg0: *mut u8,
+                ) -> *mut u8 {
+                    unsafe {
+                        #[cfg(target_arch = "wasm32")] _rt::run_ctors_once();
+                        let result0 = {
+                            T_::remote_state(
+                                SessionBorrow::lift(
+                                        core::ptr::with_exposed_provenance(arg0 as u32 as usize),
+                                    )
+                                    .get(),
+                            )
+                        };
+                        let ptr1 = (&raw mut _RET_AREA.0).cast::<u8>();
+                        let vec2 = (result0.into_bytes()).into_boxed_slice();
+                        let ptr2 = vec2.as_ptr().cast::<u8>();
+                        let len2 = vec2.len();
+                        ::core::mem::forget(vec2);
+                        *ptr1.add(::core::mem::size_of::<*const u8>()).cast::<usize>() = len2;
+                        *ptr1.add(0).cast::<*mut u8>() = ptr2.cast_mut();
+                        ptr1
+                    }
+                }
+                #[doc(hidden)]
+                #[allow(non_snake_case)]
+                pub unsafe fn __post_return_method_session_remote_state<
+                    T_: GuestSession,
+                >(arg0: *mut u8) {
+                    unsafe {
+                        let l0 = *arg0.add(0).cast::<*mut u8>();
+                        let l1 = *arg0
+                            .add(::core::mem::size_of::<*const u8>())
+                            .cast::<usize>();
+                        _rt::cabi_dealloc(l0, l1, 1);
+                    }
+                }
+                #[doc(hidden)]
+                #[allow(non_snake_case, unused_unsafe)]
+                pub unsafe fn _export_release_cabi<T_: Guest>(
+                    arg0: *mut u8,
+                    arg1: usize,
+                    arg2: *mut u8,
+                    arg3: usize,
+                    arg4: *mut u8,
+                    arg5: usize,
+                ) {
+                    unsafe {
+                        #[cfg(target_arch = "wasm32")] _rt::run_ctors_once();
+                        {
+                            let len0 = arg1;
+                            let bytes0 = _rt::Vec::from_raw_parts(
+                                arg0.cast(),
+                                len0,
+                                len0,
+                            );
+                            let len1 = arg3;
+                            let bytes1 = _rt::Vec::from_raw_parts(
+                                arg2.cast(),
+                                len1,
+                                len1,
+                            );
+                            let len2 = arg5;
+                            let bytes2 = _rt::Vec::from_raw_parts(
+                                arg4.cast(),
+                                len2,
+                                len2,
+                            );
+                            T_::release(
+                                _rt::string_lift(bytes0),
+                                _rt::string_lift(bytes1),
+                                _rt::string_lift(bytes2),
+                            )
+                        };
+                    }
+                }
                 pub trait Guest {
                     type Session: GuestSession;
+                    /// Ends the remote state of a session whose instance died (a trap, a
+                    /// limit) and so could not drop its resource. Called on a fresh
+                    /// instance, after `init`, with the session's `config` (as given to
+                    /// `open`) and the last `remote-state` it reported.
+                    #[allow(async_fn_in_trait)]
+                    fn release(
+                        capability_id: _rt::String,
+                        config: _rt::String,
+                        state: _rt::String,
+                    ) -> ();
                 }
                 pub trait GuestSession: wit_bindgen::rt::Resource {
                     #[doc(hidden)]
@@ -14102,6 +14189,12 @@ pub mod exports {
                         capability_id: _rt::String,
                         input: _rt::String,
                     ) -> ::core::result::Result<_rt::String, Error>;
+                    /// What another instance would need to end this session's remote
+                    /// state (for MCP: the server and its session id), as text the
+                    /// provider reads back in `release`; empty when there is none. The
+                    /// host asks after `open` and after each `call`.
+                    #[allow(async_fn_in_trait)]
+                    fn remote_state(&self) -> _rt::String;
                 }
                 #[doc(hidden)]
                 #[macro_export]
@@ -14131,8 +14224,25 @@ pub mod exports {
                         unsafe extern "C" fn _post_return_method_session_call(arg0 : *
                         mut u8,) { unsafe { $($path_to_types)*::
                         __post_return_method_session_call::<<$ty as $($path_to_types)*::
-                        Guest >::Session > (arg0) } } const _ : () = { #[doc(hidden)]
-                        #[unsafe (export_name =
+                        Guest >::Session > (arg0) } } #[unsafe (export_name =
+                        "warden:provider/session-handler@0.1.0#[method]session.remote-state")]
+                        unsafe extern "C" fn export_method_session_remote_state(arg0 : *
+                        mut u8,) -> * mut u8 { unsafe { $($path_to_types)*::
+                        _export_method_session_remote_state_cabi::<<$ty as
+                        $($path_to_types)*:: Guest >::Session > (arg0) } } #[unsafe
+                        (export_name =
+                        "cabi_post_warden:provider/session-handler@0.1.0#[method]session.remote-state")]
+                        unsafe extern "C" fn
+                        _post_return_method_session_remote_state(arg0 : * mut u8,) {
+                        unsafe { $($path_to_types)*::
+                        __post_return_method_session_remote_state::<<$ty as
+                        $($path_to_types)*:: Guest >::Session > (arg0) } } #[unsafe
+                        (export_name = "warden:provider/session-handler@0.1.0#release")]
+                        unsafe extern "C" fn export_release(arg0 : * mut u8, arg1 :
+                        usize, arg2 : * mut u8, arg3 : usize, arg4 : * mut u8, arg5 :
+                        usize,) { unsafe { $($path_to_types)*::
+                        _export_release_cabi::<$ty > (arg0, arg1, arg2, arg3, arg4, arg5)
+                        } } const _ : () = { #[doc(hidden)] #[unsafe (export_name =
                         "warden:provider/session-handler@0.1.0#[dtor]session")]
                         #[allow(non_snake_case)] unsafe extern "C" fn dtor(rep : * mut
                         u8) { unsafe { $($path_to_types)*:: Session::dtor::< <$ty as
@@ -15367,9 +15477,9 @@ macro_rules! __export_guest_impl {
         (link_section =
         "component-type:wit-bindgen:0.63.0:warden:sdk:guest:imports and exports")]
         #[doc(hidden)] #[allow(clippy::octal_escapes)] pub static
-        __WIT_BINDGEN_COMPONENT_TYPE : [u8; 11414] = *
+        __WIT_BINDGEN_COMPONENT_TYPE : [u8; 11505] = *
         b"\
-\0asm\x0d\0\x01\0\0\x19\x16wit-component-encoding\x04\0\x07\x9aX\x01A\x02\x01A0\x01\
+\0asm\x0d\0\x01\0\0\x19\x16wit-component-encoding\x04\0\x07\xf5X\x01A\x02\x01A0\x01\
 B\x0a\x01o\x02ss\x01p\0\x01@\0\0\x01\x04\0\x0fget-environment\x01\x02\x01ps\x01@\
 \0\0\x03\x04\0\x0dget-arguments\x01\x04\x01ks\x01@\0\0\x05\x04\0\x0binitial-cwd\x01\
 \x06\x03\0\x1bwasi:cli/environment@0.2.12\x05\0\x01B\x04\x04\0\x05error\x03\x01\x01\
@@ -15585,19 +15695,21 @@ level\x03\x07messages\x01\0\x04\0\x03log\x01\x04\x01ks\x01j\x01\x05\x01\x01\x01@
 \0\x05error\x03\0\0\x02\x03\x02\x01\x1a\x04\0\x15capability-descriptor\x03\0\x02\
 \x01p\x03\x01j\x01\x04\x01\x01\x01r\x02\x04names\x0ccapabilities\x05\x04\0\x06so\
 urce\x03\0\x06\x01p\x07\x01@\0\0\x08\x04\0\x08discover\x01\x09\x04\0\x1fwarden:p\
-rovider/discovery@0.1.0\x05\x1b\x01B\x0b\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\
+rovider/discovery@0.1.0\x05\x1b\x01B\x0f\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\
 \0\x04\0\x07session\x03\x01\x01i\x02\x01j\x01\x03\x01\x01\x01@\x02\x0dcapability\
 -ids\x06configs\0\x04\x04\0\x14[static]session.open\x01\x05\x01h\x02\x01j\x01s\x01\
 \x01\x01@\x03\x04self\x06\x0dcapability-ids\x05inputs\0\x07\x04\0\x14[method]ses\
-sion.call\x01\x08\x04\0%warden:provider/session-handler@0.1.0\x05\x1c\x02\x03\0\x08\
-\x0bdescription\x02\x03\0\x08\x0dhealth-report\x01B\x10\x02\x03\x02\x01\x10\x04\0\
-\x05error\x03\0\0\x02\x03\x02\x01\x1d\x04\0\x0bdescription\x03\0\x02\x02\x03\x02\
-\x01\x1e\x04\0\x0dhealth-report\x03\0\x04\x01@\0\0\x03\x04\0\x08describe\x01\x06\
-\x01j\0\x01\x01\x01@\x01\x06configs\0\x07\x04\0\x04init\x01\x08\x01j\x01s\x01\x01\
-\x01@\x02\x0dcapability-ids\x05inputs\0\x09\x04\0\x04call\x01\x0a\x01@\0\0\x05\x04\
-\0\x06health\x01\x0b\x04\0\x1ewarden:provider/provider@0.1.0\x05\x1f\x04\0\x10wa\
-rden:sdk/guest\x04\0\x0b\x0b\x01\0\x05guest\x03\0\0\0G\x09producers\x01\x0cproce\
-ssed-by\x02\x0dwit-component\x070.262.0\x10wit-bindgen-rust\x060.63.0";
+sion.call\x01\x08\x01@\x01\x04self\x06\0s\x04\0\x1c[method]session.remote-state\x01\
+\x09\x01@\x03\x0dcapability-ids\x06configs\x05states\x01\0\x04\0\x07release\x01\x0a\
+\x04\0%warden:provider/session-handler@0.1.0\x05\x1c\x02\x03\0\x08\x0bdescriptio\
+n\x02\x03\0\x08\x0dhealth-report\x01B\x10\x02\x03\x02\x01\x10\x04\0\x05error\x03\
+\0\0\x02\x03\x02\x01\x1d\x04\0\x0bdescription\x03\0\x02\x02\x03\x02\x01\x1e\x04\0\
+\x0dhealth-report\x03\0\x04\x01@\0\0\x03\x04\0\x08describe\x01\x06\x01j\0\x01\x01\
+\x01@\x01\x06configs\0\x07\x04\0\x04init\x01\x08\x01j\x01s\x01\x01\x01@\x02\x0dc\
+apability-ids\x05inputs\0\x09\x04\0\x04call\x01\x0a\x01@\0\0\x05\x04\0\x06health\
+\x01\x0b\x04\0\x1ewarden:provider/provider@0.1.0\x05\x1f\x04\0\x10warden:sdk/gue\
+st\x04\0\x0b\x0b\x01\0\x05guest\x03\0\0\0G\x09producers\x01\x0cprocessed-by\x02\x0d\
+wit-component\x070.262.0\x10wit-bindgen-rust\x060.63.0";
         };
     };
 }
