@@ -10,8 +10,9 @@
 //! OS, `buffered` writes every [`BUFFERED_RECORDS`] records. Each waiting
 //! writer is released when its batch is done, with the batch's result: an
 //! error means the record was not written and the effect must not happen.
-//! With `buffered` nobody waits; a failed batch makes the next appends fail
-//! until one succeeds.
+//! With `buffered`, async callers wait only for the writer to take their
+//! record and sync callers not at all; a failed batch makes the next
+//! appends fail until one succeeds.
 
 use super::audit::{AuditError, Entry, Record, SyncPolicy, GENESIS};
 use std::fs::{File, OpenOptions};
@@ -142,6 +143,7 @@ impl AuditLog {
             prev,
             unsynced: 0,
             id,
+            line: Vec::with_capacity(1024),
         };
         let (queue, jobs) = std::sync::mpsc::sync_channel(QUEUE);
         let failing = Arc::new(AtomicBool::new(false));
@@ -189,9 +191,9 @@ impl AuditLog {
     }
 
     /// Queues one record; `Some` what to wait for, `None` if nobody waits
-    /// (`buffered`).
-    fn queue(&self, entry: Entry) -> Result<Option<Arc<Done>>, AuditError> {
-        if self.sync == SyncPolicy::Buffered {
+    /// (`buffered`, from a thread that must not wait).
+    fn queue(&self, entry: Entry, wait: bool) -> Result<Option<Arc<Done>>, AuditError> {
+        if !wait {
             self.send(Job::Append(entry, None))?;
             if self.failing.load(Ordering::Relaxed) {
                 return Err(self.error("the last records could not be written"));
@@ -208,7 +210,7 @@ impl AuditLog {
     /// record was not written: the caller fails closed. From async code,
     /// use [`append_async`](Self::append_async).
     pub fn append(&self, entry: Entry) -> Result<(), AuditError> {
-        match self.queue(entry)? {
+        match self.queue(entry, self.sync != SyncPolicy::Buffered)? {
             None => Ok(()),
             Some(done) => done.wait().map_err(|m| self.error(m)),
         }
@@ -216,12 +218,14 @@ impl AuditLog {
 
     /// [`append`](Self::append) without holding a thread while waiting.
     /// The record is queued when this is called, not when the future is
-    /// first polled: dropping the future does not take it back.
+    /// first polled: dropping the future does not take it back. With
+    /// `buffered` it waits only until the writer has taken the record (so
+    /// that a burst of records holds its tasks back, not the threads).
     pub fn append_async(
         &self,
         entry: Entry,
     ) -> impl Future<Output = Result<(), AuditError>> + Send + '_ {
-        let queued = self.queue(entry);
+        let queued = self.queue(entry, true);
         async move {
             match queued? {
                 None => Ok(()),
@@ -267,6 +271,8 @@ struct Writer {
     unsynced: u64,
     /// (device, inode) of the file written, to notice a rotation by another process.
     id: (u64, u64),
+    /// One record's text, reused.
+    line: Vec<u8>,
 }
 
 impl Writer {
@@ -280,7 +286,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let result = self.write(&batch).map_err(|e| e.to_string());
+            let result = self.write(&mut batch).map_err(|e| e.to_string());
             if let Err(e) = &result {
                 tracing::error!(path = %self.path.display(), "audit log: {e}");
                 self.recover();
@@ -299,7 +305,7 @@ impl Writer {
     }
 
     /// Writes one batch under the lock, then syncs it as the policy says.
-    fn write(&mut self, batch: &[Job]) -> std::io::Result<()> {
+    fn write(&mut self, batch: &mut [Job]) -> std::io::Result<()> {
         let appends = batch.iter().any(|j| matches!(j, Job::Append(..)));
         let sync_asked = batch.iter().any(|j| matches!(j, Job::Sync(_)));
         if appends {
@@ -310,9 +316,11 @@ impl Writer {
             if self.sync != SyncPolicy::Buffered {
                 self.catch_up()?;
             }
-            for job in batch {
+            // One time for the batch: its records are written together.
+            let now = warden_manifest::time::rfc3339(SystemTime::now(), true);
+            for job in batch.iter_mut() {
                 if let Job::Append(entry, _) = job {
-                    self.append(entry)?;
+                    self.append(std::mem::take(entry), &now)?;
                 }
             }
             match self.sync {
@@ -341,33 +349,40 @@ impl Writer {
         Ok(())
     }
 
-    fn append(&mut self, entry: &Entry) -> std::io::Result<()> {
+    fn append(&mut self, entry: Entry, now: &str) -> std::io::Result<()> {
         if self.rotate_bytes > 0 && self.size >= self.rotate_bytes {
             self.rotate()?;
         }
-        let mut record = Record {
+        let record = Record {
             seq: self.seq + 1,
-            time: warden_manifest::time::rfc3339(SystemTime::now(), true),
-            plugin: entry.plugin.clone(),
-            digest: entry.digest.clone(),
-            capability: entry.capability.clone(),
-            call_id: entry.call_id.clone(),
+            time: now.to_string(),
+            plugin: entry.plugin,
+            digest: entry.digest,
+            capability: entry.capability,
+            call_id: entry.call_id,
             effect: entry.effect.as_str().to_string(),
-            target: entry.target.clone(),
+            target: entry.target,
             decision: entry.decision.as_str().to_string(),
-            reason: entry.reason.clone(),
+            reason: entry.reason,
             duration_ms: entry.duration_ms,
             prev: std::mem::take(&mut self.prev),
             hash: String::new(),
         };
-        record.hash = record.compute_hash();
-        let mut line = serde_json::to_string(&record).expect("records serialize");
-        line.push('\n');
-        self.file.write_all(line.as_bytes())?;
+        // Serialized once: the hash is taken over the record with `hash`
+        // empty (its last field), then written into that same text.
+        let line = &mut self.line;
+        line.clear();
+        serde_json::to_writer(&mut *line, &record).expect("records serialize");
+        debug_assert!(line.ends_with(br#""hash":""}"#));
+        let hash = crate::digest::sha256_hex(line);
+        line.truncate(line.len() - 2);
+        line.extend_from_slice(hash.as_bytes());
+        line.extend_from_slice(b"\"}\n");
+        self.file.write_all(line)?;
         self.unsynced += 1;
         self.size += line.len() as u64;
         self.seq = record.seq;
-        self.prev = record.hash;
+        self.prev = hash;
         Ok(())
     }
 
