@@ -325,7 +325,10 @@ mod tests {
             })
         );
         assert_eq!(h.retry, None);
-        let steady = hints(&flat(json!({"http": {"retry-strategy": {"attempts": 2, "jitter": false}}}))).unwrap();
+        let steady = hints(&flat(
+            json!({"http": {"retry-strategy": {"attempts": 2, "jitter": false}}}),
+        ))
+        .unwrap();
         assert!(!steady.retry.unwrap().jitter);
         for (meta, needle) in [
             (

@@ -339,8 +339,16 @@ impl EgressHooks {
                 Err(reason) => return deny(attempt, reason),
             }
         }
-        let redaction = Redaction::new(sent_secrets.iter().map(|(_, v)| v.expose()))
-            .map(|r| (r, sent_secrets.into_iter().map(|(n, _)| n).collect::<Vec<_>>().join(", ")));
+        let redaction = Redaction::new(sent_secrets.iter().map(|(_, v)| v.expose())).map(|r| {
+            (
+                r,
+                sent_secrets
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
+        });
         // The allow is recorded where the destination is decided: after
         // name resolution, for the address actually connected to.
         if !head.headers.contains_key(HOST) {

@@ -159,7 +159,12 @@ impl Drop for Admission<'_> {
         );
         // Nobody is left to wait for it.
         let entry = self.end_entry(Outcome::Cancelled, reason);
-        if let Some(Err(e)) = self.governance.audit.as_ref().map(|a| a.append_detached(entry)) {
+        if let Some(Err(e)) = self
+            .governance
+            .audit
+            .as_ref()
+            .map(|a| a.append_detached(entry))
+        {
             tracing::error!(call_id = self.call.call_id, "{e}");
         }
     }
@@ -422,7 +427,8 @@ impl Governance {
         if self.audit.is_some() {
             // Queued now; from here on the call has an end record, even if
             // it is dropped while the writer is at work.
-            let queued = self.record_async(entry(Outcome::Allow, format!("allowed by {rule_name}")));
+            let queued =
+                self.record_async(entry(Outcome::Allow, format!("allowed by {rule_name}")));
             if let Err(e) = queued.await {
                 admission.open = false;
                 return Err(e);

@@ -39,7 +39,6 @@ pub enum SyncPolicy {
     Buffered,
 }
 
-
 /// One audit record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -289,7 +288,10 @@ mod tests {
         }
         let log = AuditLog::open(&path, SyncPolicy::Flush, 0).unwrap();
         log.append(entry(2)).unwrap();
-        assert_eq!(verify(&[path.clone()]).unwrap(), Verdict::Ok { records: 2 });
+        assert_eq!(
+            verify(std::slice::from_ref(&path)).unwrap(),
+            Verdict::Ok { records: 2 }
+        );
         let text = std::fs::read_to_string(&path).unwrap();
         let last: Record = serde_json::from_str(text.lines().last().unwrap()).unwrap();
         assert_eq!(last.seq, 2);

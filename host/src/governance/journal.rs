@@ -49,10 +49,13 @@ enum Job {
     Sync(Arc<Done>),
 }
 
+/// One append's result (once the writer has it) and the task waiting for it.
+type DoneState = (Option<Result<(), String>>, Option<Waker>);
+
 /// Where the writer leaves one waiting append's result.
 #[derive(Default)]
 struct Done {
-    state: Mutex<(Option<Result<(), String>>, Option<Waker>)>,
+    state: Mutex<DoneState>,
     ready: Condvar,
 }
 

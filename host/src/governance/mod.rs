@@ -22,9 +22,9 @@ mod journal;
 pub mod policy;
 pub(crate) mod rules;
 
+pub(crate) use admission::CallIds;
 pub(crate) use admission::Governance;
 pub use admission::{Approval, ApprovalRequest, Approver};
-pub(crate) use admission::CallIds;
 pub use audit::AuditSettings;
 pub(crate) use auditor::Auditor;
 pub use grants::{DirGrant, DirMode, Grants, SecretGrant};

@@ -161,12 +161,14 @@ impl Policy {
     /// The value of secret `name` for header `header` of a `method`
     /// request to `scheme://host:port`, or why it may not be sent there.
     /// Reasons name the secret, never its value.
-    pub fn secret_for(
-        &self,
-        name: &str,
-        use_: SecretUse<'_>,
-    ) -> Result<&SecretValue, String> {
-        let SecretUse { scheme, host, port, header, method } = use_;
+    pub fn secret_for(&self, name: &str, use_: SecretUse<'_>) -> Result<&SecretValue, String> {
+        let SecretUse {
+            scheme,
+            host,
+            port,
+            header,
+            method,
+        } = use_;
         let secret = self
             .secrets
             .iter()
@@ -182,7 +184,11 @@ impl Policy {
                 "secret `{name}` may not be sent to {scheme}://{host}:{port}"
             ));
         }
-        if !secret.headers.iter().any(|h| h.eq_ignore_ascii_case(header)) {
+        if !secret
+            .headers
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(header))
+        {
             return Err(format!(
                 "secret `{name}` may not fill header `{header}` (it may fill: {})",
                 secret.headers.join(", ")
@@ -191,7 +197,10 @@ impl Policy {
         let method_ok = if secret.methods.is_empty() {
             !method.eq_ignore_ascii_case("TRACE") && !method.eq_ignore_ascii_case("CONNECT")
         } else {
-            secret.methods.iter().any(|m| m.eq_ignore_ascii_case(method))
+            secret
+                .methods
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(method))
         };
         if !method_ok {
             return Err(format!(
@@ -241,7 +250,11 @@ impl Policy {
     /// address when a grant names `name` exactly (the rule HTTP follows).
     pub fn lookup_answer_allowed(&self, name: &str, ip: IpAddr) -> bool {
         let name = normalize_host(name);
-        is_public(ip) || self.egress.iter().any(|r| r.is_by_name() && r.matches_host(&name))
+        is_public(ip)
+            || self
+                .egress
+                .iter()
+                .any(|r| r.is_by_name() && r.matches_host(&name))
     }
 
     /// Whether the plugin may read the environment variable `name`.
@@ -505,7 +518,9 @@ mod tests {
         assert!(!p.check_socket(SocketUse::TcpConnect, db, &[]).allowed());
         assert!(p.check_socket(SocketUse::TcpConnect, db, &names).allowed());
         let other_port = std::net::SocketAddr::new(private, 22);
-        assert!(!p.check_socket(SocketUse::TcpConnect, other_port, &names).allowed());
+        assert!(!p
+            .check_socket(SocketUse::TcpConnect, other_port, &names)
+            .allowed());
         assert!(!p.check_socket(SocketUse::UdpSend, db, &names).allowed());
         let wild = ["a.example.com".to_string()];
         let https_private = std::net::SocketAddr::new(private, 443);
@@ -599,8 +614,14 @@ mod tests {
             p.secret_for("TOKEN", at("api.example.com", 8443, "authorization", "GET")),
             p.secret_for("OTHER", ok),
             p.secret_for("TOKEN", at("api.example.com", 443, "x-leak", "GET")),
-            p.secret_for("TOKEN", at("api.example.com", 443, "authorization", "TRACE")),
-            p.secret_for("TOKEN", at("api.example.com", 443, "authorization", "CONNECT")),
+            p.secret_for(
+                "TOKEN",
+                at("api.example.com", 443, "authorization", "TRACE"),
+            ),
+            p.secret_for(
+                "TOKEN",
+                at("api.example.com", 443, "authorization", "CONNECT"),
+            ),
             post_only.secret_for("TOKEN", ok),
         ];
         for r in &refused {
@@ -611,7 +632,10 @@ mod tests {
         assert!(refused[3].as_ref().unwrap_err().contains("`x-leak`"));
         assert!(refused[6].as_ref().unwrap_err().contains("GET"));
         assert!(bound(&["TRACE"])
-            .secret_for("TOKEN", at("api.example.com", 443, "authorization", "trace"))
+            .secret_for(
+                "TOKEN",
+                at("api.example.com", 443, "authorization", "trace")
+            )
             .is_ok());
         assert!(
             !format!("{p:?}").contains("s3cr3t"),

@@ -25,7 +25,10 @@ pub(crate) fn split_wit_error(e: wit::Error) -> (Option<ErrorKind>, String) {
 pub(crate) fn crash_cause(e: &wasmtime::Error, stderr_tail: &[String]) -> String {
     let mut cause = if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
         // `exit()`, Python's `sys.exit`, JavaScript's `process.exit`.
-        format!("the guest exited with status {} instead of returning", exit.0)
+        format!(
+            "the guest exited with status {} instead of returning",
+            exit.0
+        )
     } else {
         let outer = e.to_string();
         let outer = outer.lines().next().unwrap_or("").trim_end_matches(':');
@@ -47,6 +50,15 @@ pub(crate) fn crash_cause(e: &wasmtime::Error, stderr_tail: &[String]) -> String
     cause
 }
 
+/// A guest error as text, for logs: `kind: message`.
+pub(crate) fn wit_error_text(e: &wit::Error) -> String {
+    let (kind, message) = split_wit_error(e.clone());
+    match kind {
+        Some(k) => format!("{k}: {message}"),
+        None => format!("denied: {message}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,20 +69,14 @@ mod tests {
             .context("error while executing at wasm backtrace:\n    0: 0x1 - f");
         let text = crash_cause(&trap, &["panicked: boom".into()]);
         assert!(text.starts_with("wasm trap: wasm `unreachable`"), "{text}");
-        assert!(text.ends_with("the guest's last error output: panicked: boom"), "{text}");
+        assert!(
+            text.ends_with("the guest's last error output: panicked: boom"),
+            "{text}"
+        );
         let exit = wasmtime::Error::new(wasmtime_wasi::I32Exit(3));
         assert_eq!(
             crash_cause(&exit, &[]),
             "the guest exited with status 3 instead of returning"
         );
-    }
-}
-
-/// A guest error as text, for logs: `kind: message`.
-pub(crate) fn wit_error_text(e: &wit::Error) -> String {
-    let (kind, message) = split_wit_error(e.clone());
-    match kind {
-        Some(k) => format!("{k}: {message}"),
-        None => format!("denied: {message}"),
     }
 }

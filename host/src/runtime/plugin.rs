@@ -565,9 +565,10 @@ impl LoadedPlugin {
         }
         let released = async {
             let mut warm = self.new_instance("release").await?;
-            let guest = warm.sessions.clone().ok_or_else(|| {
-                Error::Internal("a session without a session handler".into())
-            })?;
+            let guest = warm
+                .sessions
+                .clone()
+                .ok_or_else(|| Error::Internal("a session without a session handler".into()))?;
             self.arm(&mut warm.store);
             let r = self
                 .timed(guest.call_release(
@@ -580,8 +581,12 @@ impl LoadedPlugin {
             self.settle(&warm.store, "release session", r)
         };
         match released.await {
-            Ok(()) => tracing::debug!(plugin = %self.name(), capability = %remains.capability, "released a dead session's remote state"),
-            Err(e) => tracing::warn!(plugin = %self.name(), "releasing a dead session's remote state failed: {e}"),
+            Ok(()) => {
+                tracing::debug!(plugin = %self.name(), capability = %remains.capability, "released a dead session's remote state")
+            }
+            Err(e) => {
+                tracing::warn!(plugin = %self.name(), "releasing a dead session's remote state failed: {e}")
+            }
         }
     }
 

@@ -155,7 +155,10 @@ impl Resolver {
                 .iter()
                 .partition(|ip| policy.lookup_answer_allowed(&host, **ip));
             let list = |ips: &[IpAddr]| {
-                ips.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(", ")
+                ips.iter()
+                    .map(IpAddr::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             };
             if allowed.is_empty() {
                 let reason = format!(

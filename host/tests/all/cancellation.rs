@@ -59,7 +59,10 @@ async fn abandoned_calls_leave_nothing_broken() {
             .call_in_session("mcp.demo.count", json!({}), Some("k"))
             .await
             .unwrap_or_else(|e| panic!("round {round}: {e}"));
-        assert_eq!(n["result"], round, "round {round}: the session was replaced");
+        assert_eq!(
+            n["result"], round,
+            "round {round}: the session was replaced"
+        );
         // The same for the hostile plugin's own sessions and plain calls.
         let sleep = host.call_in_session("hostile.session-count", json!({}), Some("h"));
         let _ = tokio::time::timeout(ms(rng.below(3)), sleep).await;
@@ -95,7 +98,10 @@ async fn abandoned_calls_leave_nothing_broken() {
     let deleted = server.deleted();
     assert!(!opened.is_empty());
     for session in &opened {
-        assert!(deleted.contains(session), "{session} was never closed: {deleted:?}");
+        assert!(
+            deleted.contains(session),
+            "{session} was never closed: {deleted:?}"
+        );
     }
 
     // Every admitted call ends exactly once.
@@ -116,7 +122,9 @@ async fn abandoned_calls_leave_nothing_broken() {
     }
     let cancelled: Vec<_> = all.iter().filter(|r| r.decision == "cancelled").collect();
     assert!(!cancelled.is_empty());
-    assert!(cancelled.iter().all(|r| r.reason.contains("the caller went away")));
+    assert!(cancelled
+        .iter()
+        .all(|r| r.reason.contains("the caller went away")));
 }
 
 /// A session whose instance dies (here: its time limit) cannot drop its
@@ -138,9 +146,8 @@ async fn a_dead_sessions_remote_state_is_released_by_a_fresh_instance() {
     let sessions = |server: &McpServer| -> Vec<String> {
         server.requests()[discovery..]
             .iter()
-            .cloned()
             .filter(|(m, s)| m == "POST" && s != "-")
-            .map(|(_, s)| s)
+            .map(|(_, s)| s.clone())
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect()
@@ -152,7 +159,13 @@ async fn a_dead_sessions_remote_state_is_released_by_a_fresh_instance() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, warden::Error::LimitExceeded { limit: warden::Limit::Time, .. }),
+        matches!(
+            err,
+            warden::Error::LimitExceeded {
+                limit: warden::Limit::Time,
+                ..
+            }
+        ),
         "{err:?}"
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

@@ -31,14 +31,19 @@ pub fn records(path: &Path) -> Vec<Record> {
     if !text.is_empty() {
         assert_chain(path);
     }
-    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// Panics unless the log at `path` verifies as one intact chain.
 pub fn assert_chain(path: &Path) {
     match warden::audit::verify(&[path.to_path_buf()]) {
         Ok(warden::audit::Verdict::Ok { .. }) => {}
-        other => panic!("{}: the audit chain does not verify: {other:?}", path.display()),
+        other => panic!(
+            "{}: the audit chain does not verify: {other:?}",
+            path.display()
+        ),
     }
 }
 

@@ -72,7 +72,10 @@ async fn world() -> World {
         format!("http://127.0.0.1:{}", other.port),
         format!("http://*.test:{}", granted.port),
     ];
-    p.grants.secrets = vec![SecretGrant::new("SUITE_TOKEN", vec![format!("http://127.0.0.1:{}", granted.port)])];
+    p.grants.secrets = vec![SecretGrant::new(
+        "SUITE_TOKEN",
+        vec![format!("http://127.0.0.1:{}", granted.port)],
+    )];
     let mut c = config(Path::new("."))
         .with_plugin("hostile", p)
         // Written in WebAssembly text: Rust cannot emit `table.grow`.

@@ -35,7 +35,9 @@ pub(crate) fn mcp_config(servers: &[Server], sessions: SessionSettings) -> Confi
         let mut entry = json!({ "url": s.url });
         if let Some(secret) = s.secret {
             entry["auth-secret"] = json!(secret);
-            p.grants.secrets.push(SecretGrant::new(secret, vec![s.origin.clone()]));
+            p.grants
+                .secrets
+                .push(SecretGrant::new(secret, vec![s.origin.clone()]));
         }
         for (k, v) in s.extra.as_object().unwrap() {
             entry[k] = v.clone();

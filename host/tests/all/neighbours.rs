@@ -9,10 +9,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use warden::audit::Record;
-use warden::{
-    DirGrant, DirMode, Error, Host, InstanceMode, Limit, Limits,
-    PluginConfig,
-};
+use warden::{DirGrant, DirMode, Error, Host, InstanceMode, Limit, Limits, PluginConfig};
 
 fn bomb(memory: u64) -> PluginConfig {
     let mut p = PluginConfig::new(component("memory-bomb"));

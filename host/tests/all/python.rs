@@ -22,10 +22,7 @@ async fn python_networking_works_under_grants_and_only_there() {
         format!("tcp://127.0.0.1:{}", by_address.port),
         format!("tcp://granted.test:{}", by_name.port),
     ];
-    let (mut c, log) = with_audit(
-        config(Path::new(".")).with_plugin("py", p),
-        dir.path(),
-    );
+    let (mut c, log) = with_audit(config(Path::new(".")).with_plugin("py", p), dir.path());
     c.host.resolve = BTreeMap::from([
         ("granted.test".to_string(), "127.0.0.1".parse().unwrap()),
         ("other.test".to_string(), "127.0.0.1".parse().unwrap()),
@@ -41,7 +38,10 @@ async fn python_networking_works_under_grants_and_only_there() {
     let url = format!("http://granted.test:{}/json", by_name.port);
     let out = host.call("py.fetch", json!({ "url": url })).await.unwrap();
     assert_eq!(out["status"], 200, "{out}");
-    assert!(out["body"].as_str().unwrap().contains("granted.test"), "{out}");
+    assert!(
+        out["body"].as_str().unwrap().contains("granted.test"),
+        "{out}"
+    );
     // socket.create_connection by name, plain text both ways.
     let request = "GET /tiny HTTP/1.1\r\nHost: granted.test\r\nConnection: close\r\n\r\n";
     let out = host
@@ -59,7 +59,10 @@ async fn python_networking_works_under_grants_and_only_there() {
     // Refused: a name no grant names (before any lookup), an address and
     // port no grant names (at the connect).
     let refused = [
-        ("py.fetch", json!({"url": format!("http://other.test:{}/json", ungranted.port)})),
+        (
+            "py.fetch",
+            json!({"url": format!("http://other.test:{}/json", ungranted.port)}),
+        ),
         ("py.fetch", json!({"url": ungranted.url("/json")})),
         (
             "py.connect",
@@ -92,7 +95,10 @@ async fn python_networking_works_under_grants_and_only_there() {
     // So is `sys.exit`, which answers nothing.
     match host.call("py.exit", json!({"code": 3})).await {
         Err(Error::Trap { message, .. }) => {
-            assert!(message.contains("the guest exited with status"), "{message}")
+            assert!(
+                message.contains("the guest exited with status"),
+                "{message}"
+            )
         }
         other => panic!("expected a crash, got {other:?}"),
     }
@@ -120,6 +126,8 @@ async fn python_networking_works_under_grants_and_only_there() {
     assert!(all.iter().any(|r| r.effect == "socket"
         && r.decision == "deny"
         && r.target.ends_with(&format!("127.0.0.1:{}", ungranted.port))));
-    assert!(all.iter().any(|r| r.effect == "trap" && r.reason.contains("ValueError")));
+    assert!(all
+        .iter()
+        .any(|r| r.effect == "trap" && r.reason.contains("ValueError")));
     crate::governance::assert_chain(&log);
 }

@@ -96,7 +96,11 @@ async fn a_plugin_never_reads_a_substituted_value_back() {
     // response head and body (in 7-byte chunks); the plugin sees neither.
     for wasi in [false, true] {
         for (method, headers, value) in [
-            ("GET", vec![("authorization", "Bearer {{secret:TOKEN}}")], TOKEN),
+            (
+                "GET",
+                vec![("authorization", "Bearer {{secret:TOKEN}}")],
+                TOKEN,
+            ),
             ("DELETE", vec![("Authorization", "{{secret:TOKEN}}")], TOKEN),
             ("POST", vec![("x-api-key", "{{secret:KEY}}")], KEY),
         ] {
@@ -159,10 +163,16 @@ async fn a_plugin_never_reads_a_substituted_value_back() {
         ),
         ("reflect.with-token", json!({"id": "{{secret:TOKEN}}"})),
         ("reflect.by-template", json!({"auth": "{{secret:TOKEN}}"})),
-        ("reflect.with-token", json!({"id": ["{{secret:", "TOKEN}}"]})),
+        (
+            "reflect.with-token",
+            json!({"id": ["{{secret:", "TOKEN}}"]}),
+        ),
     ] {
         let message = denied(host.call(cap, input.clone()).await, cap);
-        assert!(message.contains("never by its caller"), "{cap} {input}: {message}");
+        assert!(
+            message.contains("never by its caller"),
+            "{cap} {input}: {message}"
+        );
     }
     assert_eq!(server.count(), sent, "a refused request reached the server");
     // The capability's own binding still works, and its response is

@@ -874,10 +874,18 @@ mod tests {
         assert!(render("{missing}", &input, false).is_err());
         // Retry delays: exact without jitter; with it, between half and all
         // of the delay, and not the same for every seed.
-        let steady = Retry { attempts: 3, backoff_ms: 100, exponential: true, jitter: false };
+        let steady = Retry {
+            attempts: 3,
+            backoff_ms: 100,
+            exponential: true,
+            jitter: false,
+        };
         assert_eq!(steady.delay(1, 7), Duration::from_millis(100));
         assert_eq!(steady.delay(3, 7), Duration::from_millis(400));
-        let jittered = Retry { jitter: true, ..steady };
+        let jittered = Retry {
+            jitter: true,
+            ..steady
+        };
         let waits: std::collections::BTreeSet<_> =
             (0..50u64).map(|seed| jittered.delay(2, seed)).collect();
         assert!(waits.len() > 10, "{waits:?}");
