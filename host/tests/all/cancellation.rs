@@ -134,7 +134,7 @@ async fn abandoned_calls_leave_nothing_broken() {
 async fn a_dead_sessions_remote_state_is_released_by_a_fresh_instance() {
     let server = McpServer::start(&[]);
     let mut c = mcp_config(&[Server::of("demo", &server)], SessionSettings::default());
-    c.plugins.get_mut("mcp").unwrap().limits.timeout_ms = Some(600);
+    c.plugins.get_mut("mcp").unwrap().limits.timeout_ms = Some(1500);
     let host = Host::new(c).await.expect("host loads");
     let discovery = server.requests().len();
     let first = host
@@ -155,7 +155,7 @@ async fn a_dead_sessions_remote_state_is_released_by_a_fresh_instance() {
     let opened = sessions(&server);
     assert_eq!(opened.len(), 1, "{opened:?}");
     let err = host
-        .call_in_session("mcp.demo.slow", json!({"ms": 3000}), Some("k"))
+        .call_in_session("mcp.demo.slow", json!({"ms": 6000}), Some("k"))
         .await
         .unwrap_err();
     assert!(
