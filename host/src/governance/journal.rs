@@ -37,10 +37,11 @@ const MAX_BATCH: usize = 4096;
 pub struct AuditLog {
     path: PathBuf,
     sync: SyncPolicy,
-    queue: Mutex<Option<SyncSender<Job>>>,
+    /// `None` once closed (in `Drop`).
+    queue: Option<SyncSender<Job>>,
     /// The last batch failed (for `buffered` appends, which do not wait).
     failing: Arc<AtomicBool>,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 enum Job {
@@ -158,9 +159,9 @@ impl AuditLog {
         Ok(AuditLog {
             path: path.to_path_buf(),
             sync,
-            queue: Mutex::new(Some(queue)),
+            queue: Some(queue),
             failing,
-            thread: Mutex::new(Some(thread)),
+            thread: Some(thread),
         })
     }
 
@@ -180,9 +181,7 @@ impl AuditLog {
     fn send(&self, job: Job) -> Result<(), AuditError> {
         let queue = self
             .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .as_ref()
             .ok_or_else(|| self.error("the log is closed"))?;
         match queue.try_send(job) {
             Ok(()) => Ok(()),
@@ -254,8 +253,8 @@ impl AuditLog {
 impl Drop for AuditLog {
     /// Closes the queue; the writer writes what is left, syncs and ends.
     fn drop(&mut self) {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        self.queue.take();
+        if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
