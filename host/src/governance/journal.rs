@@ -260,6 +260,24 @@ impl Drop for AuditLog {
     }
 }
 
+/// The next job: one already queued or arriving within a few microseconds
+/// is taken without sleeping (a sleeping writer costs each waiting call a
+/// wake-up); then the writer sleeps until one comes. `None` once every
+/// handle is gone.
+fn next_job(jobs: &Receiver<Job>) -> Option<Job> {
+    for _ in 0..SPINS {
+        match jobs.try_recv() {
+            Ok(job) => return Some(job),
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => return None,
+            Err(std::sync::mpsc::TryRecvError::Empty) => std::thread::yield_now(),
+        }
+    }
+    jobs.recv().ok()
+}
+
+/// Polls of an empty queue before the writer sleeps.
+const SPINS: u32 = 64;
+
 /// The writer thread's state: the file and the chain.
 struct Writer {
     path: PathBuf,
@@ -280,7 +298,7 @@ struct Writer {
 impl Writer {
     fn run(mut self, jobs: Receiver<Job>, failing: &AtomicBool) {
         let mut batch = Vec::new();
-        while let Ok(first) = jobs.recv() {
+        while let Some(first) = next_job(&jobs) {
             batch.push(first);
             while batch.len() < MAX_BATCH {
                 match jobs.try_recv() {
