@@ -111,7 +111,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 ),
             }
         }
-        Command::Schema { .. } | Command::Audit { .. } => {
+        Command::Schema { .. } | Command::Audit { .. } | Command::Serve { .. } => {
             unreachable!("handled before loading the host")
         }
         Command::Inspect { plugin, json } => {

@@ -7,6 +7,7 @@ mod approver;
 mod audit;
 mod commands;
 mod schema;
+mod serve;
 
 use audit::audit_command;
 use clap::{Parser, Subcommand};
@@ -107,6 +108,25 @@ enum Command {
         #[command(subcommand)]
         command: SchemaCommand,
     },
+    /// Serve every capability as an MCP tool, to agents: over stdio (for a
+    /// client that launches `warden serve --stdio`) and/or streamable HTTP
+    /// at /mcp. Speaks MCP 2026-07-28 and 2025-11-25. Reloads when the
+    /// configuration or a component changes, or on SIGHUP; stops gracefully
+    /// on SIGTERM/SIGINT.
+    #[command(group = clap::ArgGroup::new("transport").required(true).multiple(true))]
+    Serve {
+        /// Serve one client on stdin/stdout.
+        #[arg(long, group = "transport")]
+        stdio: bool,
+        /// Serve streamable HTTP on ADDR (a port alone means 127.0.0.1).
+        #[arg(long, value_name = "ADDR", group = "transport", num_args = 0..=1,
+              default_missing_value = "127.0.0.1:8700", value_parser = serve::parse_addr)]
+        http: Option<std::net::SocketAddr>,
+        /// Do not reload when the configuration or a component changes
+        /// (SIGHUP still reloads).
+        #[arg(long)]
+        no_watch: bool,
+    },
     /// Show a plugin's descriptors, grants and limits.
     Inspect {
         /// Plugin name from the configuration.
@@ -185,7 +205,12 @@ fn main() -> ExitCode {
     // Plugins' caps on sockets and files must fit under the open-file
     // limit with the host's reserve; a server raises it as far as allowed.
     warden::raise_open_file_limit();
-    let result = runtime.block_on(run(cli));
+    let result = match cli.command {
+        Command::Serve { stdio, http, no_watch } => {
+            runtime.block_on(serve::serve(&cli.config, stdio, http, !no_watch))
+        }
+        _ => runtime.block_on(run(cli)),
+    };
     // A host thread still blocked in a guest's file or socket operation
     // (past its call's time limit) must not keep the process alive.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));

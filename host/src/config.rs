@@ -26,6 +26,8 @@ pub use crate::governance::{
     SecretGrant,
 };
 use crate::limits::check_limits;
+mod serve;
+pub use serve::{ServeSettings, ServeToken};
 pub use crate::limits::{
     parse_size, Limits, ResolvedLimits, DEFAULT_FUEL, DEFAULT_MAX_EGRESS_BYTES,
     DEFAULT_MAX_LOG_LINES, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_REQUESTS,
@@ -72,6 +74,9 @@ pub struct Config {
     pub policy: CallPolicy,
     /// The tamper-evident audit log; none if absent.
     pub audit: Option<AuditSettings>,
+    /// How `warden serve` lets MCP clients in.
+    #[serde(default)]
+    pub serve: ServeSettings,
     /// Directory that relative paths are resolved against (the config
     /// file's directory; the current directory for configs built in code).
     #[serde(skip)]
@@ -339,6 +344,7 @@ impl Config {
     fn validate_policy(&self) -> Result<()> {
         self.policy
             .validate(|name| self.plugins.contains_key(name))?;
+        self.serve.validate(|s| self.secrets.contains_key(s))?;
         if let Some(a) = &self.audit {
             if a.path.as_os_str().is_empty() {
                 return Err(Error::Config("at `audit.path`: must not be empty".into()));

@@ -253,6 +253,32 @@ fn suggest(s: &[String]) -> String {
 }
 
 impl Error {
+    /// A stable name for the kind of error, for machines (`denied`,
+    /// `limit-exceeded`, `invalid-input`, ...; a provider's own error is
+    /// `capability`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "config",
+            Error::Load { .. } => "load",
+            Error::DuplicateCapability { .. } => "duplicate-capability",
+            Error::UnknownCapability { .. } => "unknown-capability",
+            Error::SourceUnavailable { .. } => "source-unavailable",
+            Error::RateLimited { .. } => "rate-limited",
+            Error::Busy { .. } => "busy",
+            Error::UnknownPlugin(_) => "unknown-plugin",
+            Error::InvalidInput { .. } => "invalid-input",
+            Error::Denied { .. } => "denied",
+            Error::LimitExceeded { .. } => "limit-exceeded",
+            Error::Capability { .. } => "capability",
+            Error::Trap { .. } => "trap",
+            Error::InvalidOutput { .. } => "invalid-output",
+            Error::NotServed { .. } => "not-served",
+            Error::Marketplace(_) => "marketplace",
+            Error::Contract { .. } => "contract",
+            Error::Internal(_) => "internal",
+        }
+    }
+
     /// The CLI exit code for this error: 2 configuration or load error,
     /// 3 denied by policy, 4 any other capability error (limits included).
     pub fn exit_code(&self) -> i32 {

@@ -57,6 +57,16 @@ pub struct CapabilityInfo {
 }
 
 impl CapabilityInfo {
+    /// The parsed input schema.
+    pub fn input_type(&self) -> &TypeExpr {
+        &self.input_type
+    }
+
+    /// The parsed output schema.
+    pub fn output_type(&self) -> &TypeExpr {
+        &self.output_type
+    }
+
     /// Checks a manifest and derives what the host routes and validates with.
     pub fn from_manifest(
         m: Manifest,

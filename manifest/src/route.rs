@@ -72,6 +72,14 @@ fn names_hint(key: &str, hint: &str) -> bool {
     })
 }
 
+/// The value of the first flattened metadata key that names `hint` in any
+/// namespace (`mcp.annotations.read-only-hint`, `read_only_hint`, ...).
+pub fn find_hint<'a>(flat: &'a BTreeMap<String, Value>, hint: &str) -> Option<&'a Value> {
+    flat.iter()
+        .find(|(key, _)| names_hint(key, hint))
+        .map(|(_, v)| v)
+}
+
 /// Decides the route from flattened metadata.
 pub fn route(flat: &BTreeMap<String, Value>) -> Result<Route, String> {
     let mut asked: Option<String> = None;

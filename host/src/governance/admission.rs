@@ -113,6 +113,8 @@ pub(crate) struct CallIds<'a> {
     pub(crate) digest: &'a str,
     /// The call's id.
     pub(crate) call_id: &'a str,
+    /// Who asked for it, when known.
+    pub(crate) client: Option<&'a str>,
 }
 
 impl Admission<'_> {
@@ -137,14 +139,8 @@ impl Admission<'_> {
     }
 
     fn end_entry(&self, decision: Outcome, reason: String) -> Entry {
-        let CallIds {
-            id,
-            plugin,
-            digest,
-            call_id,
-        } = self.call;
         let ms = self.started.elapsed().as_millis() as u64;
-        call_entry(id, plugin, digest, call_id, decision, reason, Some(ms))
+        call_entry(&self.call, decision, reason, Some(ms))
     }
 }
 
@@ -248,6 +244,17 @@ impl Governance {
         }
     }
 
+    /// The pattern of the rule that asks for approval of calls to `id`, or
+    /// `None` when such calls are not subject to approval.
+    pub(crate) fn approval_rule(&self, id: &str) -> Option<String> {
+        match self.rule(id) {
+            (RuleDecision::Approve, rule) => {
+                Some(rule.map_or_else(|| "*".into(), |r| r.capability.clone()))
+            }
+            _ => None,
+        }
+    }
+
     fn rule(&self, id: &str) -> (RuleDecision, Option<&CallRule>) {
         match self.policy.rules.iter().find(|r| glob(&r.capability, id)) {
             Some(r) => (r.decision, Some(r)),
@@ -285,17 +292,16 @@ impl Governance {
         rate_hint: Option<&RateLimit>,
         input: &Value,
         session_key: Option<&str>,
+        approver: Option<&Arc<dyn Approver>>,
         validate: impl FnOnce() -> Result<()>,
     ) -> Result<Admission<'a>> {
         let CallIds {
             id,
             plugin,
-            digest,
             call_id,
+            ..
         } = call;
-        let entry = |decision: Outcome, reason: String| {
-            call_entry(id, plugin, digest, call_id, decision, reason, None)
-        };
+        let entry = |decision: Outcome, reason: String| call_entry(&call, decision, reason, None);
         let deny = |error: Error| -> Result<Admission> {
             self.record(entry(Outcome::Deny, error.to_string()))?;
             Err(error)
@@ -362,11 +368,14 @@ impl Governance {
             }
         }
         if decision == RuleDecision::Approve {
-            let approver = self
-                .approver
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
+            // The call's own approver (the client that asked, under `warden
+            // serve`) comes first; the host's otherwise.
+            let approver = approver.cloned().or_else(|| {
+                self.approver
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+            });
             let request = ApprovalRequest {
                 capability: id.to_string(),
                 plugin: plugin.to_string(),
@@ -444,24 +453,22 @@ fn unaudited(e: crate::governance::audit::AuditError) -> Error {
 
 /// The record of a decision about call `call_id` of capability `id`.
 fn call_entry(
-    id: &str,
-    plugin: &str,
-    digest: &str,
-    call_id: &str,
+    call: &CallIds<'_>,
     decision: Outcome,
     reason: String,
     duration_ms: Option<u64>,
 ) -> Entry {
     Entry {
-        plugin: plugin.to_string(),
-        digest: digest.to_string(),
-        capability: id.to_string(),
-        call_id: call_id.to_string(),
+        plugin: call.plugin.to_string(),
+        digest: call.digest.to_string(),
+        capability: call.id.to_string(),
+        call_id: call.call_id.to_string(),
         effect: Effect::Call,
-        target: id.to_string(),
+        target: call.id.to_string(),
         decision,
         reason,
         duration_ms,
+        client: call.client.map(str::to_string),
     }
 }
 

@@ -66,6 +66,11 @@ pub struct Record {
     pub reason: String,
     /// How long it took, when it is a span.
     pub duration_ms: Option<u64>,
+    /// Who asked for the call, when the host knows (`warden serve` names the
+    /// MCP client's principal and session). Absent from records without one,
+    /// so logs written before this field existed still verify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
     /// The previous record's hash.
     pub prev: String,
     /// This record's hash.
@@ -102,6 +107,8 @@ pub struct Entry {
     pub reason: String,
     /// See [`Record::duration_ms`].
     pub duration_ms: Option<u64>,
+    /// See [`Record::client`].
+    pub client: Option<String>,
 }
 
 /// Why an audit log cannot be opened, written or verified.

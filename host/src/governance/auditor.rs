@@ -237,6 +237,7 @@ impl Auditor {
                 decision: Outcome::Deny,
                 reason,
                 duration_ms: None,
+                client: None,
             });
             if let Err(e) = result {
                 tracing::error!(plugin = %self.plugin, "audit log: {e}");
@@ -286,6 +287,7 @@ impl Auditor {
             decision,
             reason: reason.into_owned(),
             duration_ms: None,
+            client: None,
         }) {
             Ok(_) => true,
             Err(e) => {

@@ -385,6 +385,7 @@ impl Writer {
             decision: entry.decision.as_str().to_string(),
             reason: entry.reason,
             duration_ms: entry.duration_ms,
+            client: entry.client,
             prev: std::mem::take(&mut self.prev),
             hash: String::new(),
         };

@@ -75,6 +75,18 @@ impl Drop for Inner {
     }
 }
 
+/// Who a call is made for ([`Host::call_with`]).
+#[derive(Clone, Copy, Default)]
+pub struct CallContext<'a> {
+    /// The session a capability that asks for one runs in (`None`:
+    /// [`DEFAULT_SESSION_KEY`](crate::DEFAULT_SESSION_KEY)).
+    pub session_key: Option<&'a str>,
+    /// The caller, named in the call's audit records (`client` field).
+    pub client: Option<&'a str>,
+    /// Asked when a rule says `approve`; the host's approver otherwise.
+    pub approver: Option<&'a Arc<dyn Approver>>,
+}
+
 /// What [`Host::import`] did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ImportReport {
@@ -139,6 +151,24 @@ impl Host {
         input: Value,
         session_key: Option<&str>,
     ) -> Result<Value> {
+        let context = CallContext {
+            session_key,
+            ..CallContext::default()
+        };
+        self.call_with(id, input, &context).await
+    }
+
+    /// Like [`call`](Self::call), on behalf of a caller described by
+    /// `context`: its session key, the client named in the call's audit
+    /// records, and the approver asked when a rule says `approve` (instead
+    /// of the host's).
+    pub async fn call_with(
+        &self,
+        id: &str,
+        input: Value,
+        context: &CallContext<'_>,
+    ) -> Result<Value> {
+        let session_key = context.session_key;
         let found = self.registry().get(id);
         let (source, info) = match found {
             Ok(f) => f,
@@ -185,6 +215,7 @@ impl Host {
             plugin: &plugin.info.name,
             digest: &plugin.info.digest,
             call_id: &call_id,
+            client: context.client,
         };
         let admission = governance
             .admit(
@@ -193,6 +224,7 @@ impl Host {
                 info.hints.rate_limit.as_ref(),
                 &input,
                 session_key,
+                context.approver,
                 validate,
             )
             .await?;
@@ -255,6 +287,12 @@ impl Host {
         self.inner.governance.set_approver(approver);
     }
 
+    /// The pattern of the `[policy]` rule that makes calls to `id` wait for
+    /// approval, or `None` when they do not.
+    pub fn approval_rule(&self, id: &str) -> Option<String> {
+        self.inner.governance.approval_rule(id)
+    }
+
     /// The audit log's file, if the host keeps one.
     pub fn audit_path(&self) -> Option<&Path> {
         self.inner.governance.audit().map(|a| a.path())
@@ -263,6 +301,13 @@ impl Host {
     /// Number of open sessions in the pool.
     pub fn open_sessions(&self) -> usize {
         self.inner.sessions.len()
+    }
+
+    /// Ends every session opened under `session_key` (a client that went
+    /// away): each provider ends its remote session, e.g. an MCP server sees
+    /// `DELETE`. Returns how many were open.
+    pub async fn end_sessions(&self, session_key: &str) -> usize {
+        self.inner.sessions.close_caller(session_key).await
     }
 
     /// Closes every pooled session (each provider ends its remote session,

@@ -285,6 +285,22 @@ impl SessionPool {
         }
     }
 
+    /// Closes every session of caller key `caller`, on every plugin and
+    /// server (waiting for calls in progress); returns how many.
+    pub(crate) async fn close_caller(&self, caller: &str) -> usize {
+        let mine: Vec<(Key, Arc<Slot>)> = {
+            let mut slots = self.slots();
+            let keys: Vec<Key> = slots.keys().filter(|k| k.caller == caller).cloned().collect();
+            keys.into_iter()
+                .filter_map(|k| slots.remove(&k).map(|s| (k, s)))
+                .collect()
+        };
+        for (_, slot) in &mine {
+            slot.close().await;
+        }
+        mine.len()
+    }
+
     /// Closes every session (waiting for calls in progress).
     pub(crate) async fn close_all(&self) {
         let all: Vec<(Key, Arc<Slot>)> = self.slots().drain().collect();

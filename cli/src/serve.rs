@@ -1,0 +1,46 @@
+//! `warden serve`: the host as an MCP server.
+
+use anyhow::Context;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use warden_serve::Server;
+
+pub(crate) async fn serve(config: &Path, stdio: bool, http: Option<SocketAddr>, watch: bool) -> anyhow::Result<()> {
+    eprintln!("warden serve: loading {} (the first load of a plugin compiles it; later loads come from the cache)", config.display());
+    let server = Server::from_config_file(config).await?;
+    let tools = server.host().capabilities().len();
+    let mut transports: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> = Vec::new();
+    if let Some(addr) = http {
+        let listener = server.bind_http(addr).await?;
+        eprintln!(
+            "warden serve: {tools} tools over MCP at http://{}/mcp (revisions {} and {})",
+            listener.local_addr(),
+            warden_serve::MODERN,
+            warden_serve::HANDSHAKE.join(", ")
+        );
+        transports.push(listener.run());
+    }
+    if stdio {
+        eprintln!("warden serve: {tools} tools over MCP on stdin/stdout");
+        transports.push(Box::pin(server.stdio()));
+    }
+    if watch {
+        let w = server.watch();
+        tokio::spawn(w);
+    }
+    server.run_until_signal(transports).await;
+    eprintln!("warden serve: stopped");
+    Ok(())
+}
+
+/// Parses `--http`'s value: an address, or a port on 127.0.0.1.
+pub(crate) fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse::<SocketAddr>()
+        .with_context(|| format!("`{text}` is not an address such as 127.0.0.1:8700"))
+        .map_err(|e| format!("{e:#}"))
+}

@@ -1,0 +1,325 @@
+//! Approval through the client: a call whose rule says `approve` asks the
+//! client's user, never the model.
+//!
+//! - 2025-11-25: an `elicitation/create` request on the call's own channel
+//!   ([`Elicit`]).
+//! - 2026-07-28: an `input_required` result whose `requestState` is
+//!   authenticated here ([`States`]): HMAC-SHA256 over the principal, the
+//!   tool, the exact arguments, an expiry and a nonce. The state is usable
+//!   once; the client's answer counts only together with it.
+
+use crate::protocol::RpcError;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use warden::{Approval, ApprovalRequest, Approver};
+
+/// The key of the one input request an approval asks.
+pub(crate) const INPUT_KEY: &str = "warden-approval";
+/// Redeemed states remembered at most (each until it expires).
+const MAX_REDEEMED: usize = 100_000;
+
+/// The elicitation that asks the user about one call.
+pub(crate) fn elicitation(tool: &str, rule: &str, args: &Value) -> Value {
+    let mut shown = args.to_string();
+    if shown.len() > 2000 {
+        let cut = (0..=2000).rev().find(|i| shown.is_char_boundary(*i)).unwrap_or(0);
+        shown.truncate(cut);
+        shown.push_str("...");
+    }
+    json!({
+        "mode": "form",
+        "message": format!("Warden asks: may the agent call `{tool}` (policy rule `{rule}`) with these arguments?\n{shown}"),
+        "requestedSchema": {
+            "type": "object",
+            "properties": {
+                "approve": {
+                    "type": "boolean",
+                    "title": "Approve this call",
+                    "description": format!("Allow this one call of `{tool}`"),
+                }
+            },
+            "required": ["approve"],
+        },
+    })
+}
+
+/// Reads the user's answer to [`elicitation`]: approved only on `accept`
+/// with `approve: true`.
+pub(crate) fn answer(result: &Value) -> Approval {
+    match result.get("action").and_then(Value::as_str) {
+        Some("accept") if result.pointer("/content/approve") == Some(&Value::Bool(true)) => {
+            Approval::Approve
+        }
+        Some("accept") => Approval::Deny("the user did not approve it".into()),
+        Some("decline") => Approval::Deny("the user declined it".into()),
+        Some("cancel") => Approval::Deny("the user dismissed the request".into()),
+        _ => Approval::Deny("the client's answer to the approval request was not understood".into()),
+    }
+}
+
+/// Sends a request to the client and waits for its answer.
+pub(crate) trait BackChannel: Send + Sync {
+    fn request<'a>(
+        &'a self,
+        method: &'a str,
+        params: Value,
+    ) -> Pin<Box<dyn Future<Output = Result<Value, String>> + Send + 'a>>;
+}
+
+/// Asks through a 2025-11-25 client's elicitation.
+pub(crate) struct Elicit {
+    pub channel: Arc<dyn BackChannel>,
+    pub timeout: Duration,
+    pub tool: String,
+}
+
+impl Approver for Elicit {
+    fn approve<'a>(
+        &'a self,
+        request: &'a ApprovalRequest,
+    ) -> Pin<Box<dyn Future<Output = Approval> + Send + 'a>> {
+        Box::pin(async move {
+            let params = elicitation(&self.tool, &request.rule, &request.input);
+            let asked = self.channel.request("elicitation/create", params);
+            match tokio::time::timeout(self.timeout, asked).await {
+                Ok(Ok(result)) => answer(&result),
+                Ok(Err(e)) => Approval::Deny(format!("the approval request failed: {e}")),
+                Err(_) => Approval::Deny(format!(
+                    "the user did not answer within {} s",
+                    self.timeout.as_secs()
+                )),
+            }
+        })
+    }
+}
+
+/// An answer decided before the call (from a redeemed `requestState`, or a
+/// refusal for a client that cannot ask).
+pub(crate) struct Decided(pub Approval);
+
+impl Approver for Decided {
+    fn approve<'a>(
+        &'a self,
+        _request: &'a ApprovalRequest,
+    ) -> Pin<Box<dyn Future<Output = Approval> + Send + 'a>> {
+        Box::pin(std::future::ready(self.0.clone()))
+    }
+}
+
+/// Issues and redeems `requestState` values.
+pub(crate) struct States {
+    key: [u8; 32],
+    ttl: Duration,
+    /// Redeemed nonces, until their expiry (unix ms).
+    redeemed: Mutex<HashMap<[u8; 16], u64>>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    getrandom::getrandom(&mut b).expect("the system's random source works");
+    b
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 || !text.is_ascii() {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
+}
+
+/// JSON with object keys sorted, so equal arguments give equal bytes.
+fn canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String((*k).clone()).to_string());
+                out.push(':');
+                canonical(&map[*k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(v, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+fn hmac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
+    let mut inner_key = [0x36u8; 64];
+    let mut outer_key = [0x5cu8; 64];
+    for (i, k) in key.iter().enumerate() {
+        inner_key[i] ^= k;
+        outer_key[i] ^= k;
+    }
+    let mut inner = Sha256::new();
+    inner.update(inner_key);
+    for p in parts {
+        inner.update((p.len() as u64).to_be_bytes());
+        inner.update(p);
+    }
+    let mut outer = Sha256::new();
+    outer.update(outer_key);
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+impl States {
+    pub(crate) fn new(ttl: Duration) -> Self {
+        States {
+            key: random(),
+            ttl,
+            redeemed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn mac(&self, principal: &str, tool: &str, args: &Value, expiry: u64, nonce: &[u8]) -> [u8; 32] {
+        let mut text = String::new();
+        canonical(args, &mut text);
+        let digest = Sha256::digest(text.as_bytes());
+        hmac(
+            &self.key,
+            &[b"warden-approval-v1", principal.as_bytes(), tool.as_bytes(), &digest, &expiry.to_be_bytes(), nonce],
+        )
+    }
+
+    /// A state for one approval of `tool` with exactly `args` by `principal`.
+    pub(crate) fn issue(&self, principal: &str, tool: &str, args: &Value) -> String {
+        let expiry = now_ms() + self.ttl.as_millis() as u64;
+        let nonce: [u8; 16] = random();
+        let mac = self.mac(principal, tool, args, expiry, &nonce);
+        format!("v1.{expiry}.{}.{}", hex(&nonce), hex(&mac))
+    }
+
+    /// Checks a state the client sent back and uses it up.
+    pub(crate) fn redeem(
+        &self,
+        state: &str,
+        principal: &str,
+        tool: &str,
+        args: &Value,
+    ) -> Result<(), RpcError> {
+        let bad = |why: &str| Err(RpcError::invalid_params(format!("requestState refused: {why}")));
+        let parts: Vec<&str> = state.split('.').collect();
+        let [version, expiry, nonce, mac] = parts[..] else {
+            return bad("malformed");
+        };
+        let (Ok(expiry), Some(nonce), Some(mac)) = (expiry.parse::<u64>(), unhex(nonce), unhex(mac)) else {
+            return bad("malformed");
+        };
+        if version != "v1" || nonce.len() != 16 || mac.len() != 32 {
+            return bad("malformed");
+        }
+        let expected = self.mac(principal, tool, args, expiry, &nonce);
+        // Constant time: every byte is compared.
+        let diff = expected.iter().zip(&mac).fold(0u8, |d, (a, b)| d | (a ^ b));
+        if diff != 0 {
+            return bad("it was not issued by this server for this client, tool and arguments");
+        }
+        let now = now_ms();
+        if now > expiry {
+            return bad("it has expired; call the tool again to be asked anew");
+        }
+        let nonce: [u8; 16] = nonce.try_into().expect("16 bytes");
+        let mut redeemed = self.redeemed.lock().unwrap_or_else(|e| e.into_inner());
+        redeemed.retain(|_, until| *until >= now);
+        if redeemed.len() >= MAX_REDEEMED {
+            return bad("too many approvals are in use; try again later");
+        }
+        if redeemed.insert(nonce, expiry).is_some() {
+            return bad("it has been used already");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_is_bound_and_usable_once() {
+        let states = States::new(Duration::from_secs(60));
+        let args = json!({"b": 1, "a": [true, {"y": 2, "x": 1}]});
+        let same = json!({"a": [true, {"x": 1, "y": 2}], "b": 1});
+        let s = states.issue("alice", "files.delete", &args);
+        assert!(states.redeem(&s, "bob", "files.delete", &args).is_err());
+        assert!(states.redeem(&s, "alice", "files.write", &args).is_err());
+        assert!(states.redeem(&s, "alice", "files.delete", &json!({"b": 2})).is_err());
+        let mut forged = s.clone();
+        forged.replace_range(3..4, if &s[3..4] == "9" { "8" } else { "9" });
+        assert!(states.redeem(&forged, "alice", "files.delete", &args).is_err());
+        states.redeem(&s, "alice", "files.delete", &same).unwrap();
+        let again = states.redeem(&s, "alice", "files.delete", &args).unwrap_err();
+        assert!(again.message.contains("used already"), "{}", again.message);
+        let other = States::new(Duration::from_secs(60));
+        assert!(other.redeem(&states.issue("a", "t", &args), "a", "t", &args).is_err());
+        let expired = States::new(Duration::ZERO);
+        let s = expired.issue("a", "t", &args);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(expired.redeem(&s, "a", "t", &args).unwrap_err().message.contains("expired"));
+    }
+
+    #[test]
+    fn hmac_matches_a_known_vector() {
+        // HMAC is over length-prefixed parts; check the construction against
+        // RFC 4231 test case 2 by feeding one part without the prefix.
+        let mut key = [0u8; 32];
+        key[..4].copy_from_slice(b"Jefe");
+        let mut inner_key = [0x36u8; 64];
+        let mut outer_key = [0x5cu8; 64];
+        for (i, k) in key.iter().enumerate() {
+            inner_key[i] ^= k;
+            outer_key[i] ^= k;
+        }
+        let inner = Sha256::new().chain_update(inner_key).chain_update(b"what do ya want for nothing?").finalize();
+        let mac = Sha256::new().chain_update(outer_key).chain_update(inner).finalize();
+        assert_eq!(hex(&mac), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    }
+
+    #[test]
+    fn answers_are_read_strictly() {
+        assert_eq!(answer(&json!({"action": "accept", "content": {"approve": true}})), Approval::Approve);
+        for a in [
+            json!({"action": "accept", "content": {"approve": false}}),
+            json!({"action": "accept", "content": {"approve": "true"}}),
+            json!({"action": "decline"}),
+            json!({"action": "cancel"}),
+            json!({}),
+        ] {
+            assert!(matches!(answer(&a), Approval::Deny(_)), "{a}");
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! What each MCP method does, in either revision.
+
+use crate::approval::{self, BackChannel, Decided, Elicit};
+use crate::protocol::{self, Envelope, RpcError, HANDSHAKE, MODERN};
+use crate::sessions::Session;
+use crate::{tools, Shared};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use warden::{Approval, Approver, CallContext};
+
+const INSTRUCTIONS: &str = "Tools served by Warden: each runs in a sandboxed WebAssembly plugin under limits and policy, and every call is audited. A refusal is a tool error that names the rule.";
+
+/// Who sent a request, and how to reach it.
+pub(crate) struct Caller {
+    pub principal: String,
+    /// `stdio` or `http`.
+    pub transport: &'static str,
+    /// The 2025-11-25 session the request belongs to.
+    pub session: Option<Arc<Session>>,
+    /// Where requests to the client can go while this request runs.
+    pub back: Option<Arc<dyn BackChannel>>,
+}
+
+fn server_info() -> Value {
+    json!({"name": "warden", "title": "Warden", "version": env!("CARGO_PKG_VERSION")})
+}
+
+fn capabilities() -> Value {
+    json!({"tools": {"listChanged": true}})
+}
+
+impl Shared {
+    /// `initialize` (2025-11-25 and older): opens a session.
+    pub(crate) fn initialize(&self, params: &Value, principal: &str) -> Result<(Arc<Session>, Value), RpcError> {
+        let asked = params.get("protocolVersion").and_then(Value::as_str);
+        let Some(asked) = asked else {
+            return Err(RpcError::invalid_params("initialize needs `protocolVersion`"));
+        };
+        // A version it does not know gets the newest handshake revision (the
+        // client then decides); 2026-07-28 has no handshake.
+        let version = HANDSHAKE.iter().find(|v| **v == asked).copied().unwrap_or(HANDSHAKE[0]);
+        let client = protocol::client_label(params.get("clientInfo"));
+        let elicitation = params.pointer("/capabilities/elicitation").is_some_and(|e| !e.is_null());
+        let session = self
+            .sessions
+            .open(principal, version, client, elicitation)
+            .ok_or_else(|| RpcError::new(protocol::BUSY, "too many open sessions; try again later"))?;
+        let result = json!({
+            "protocolVersion": version,
+            "capabilities": capabilities(),
+            "serverInfo": server_info(),
+            "instructions": INSTRUCTIONS,
+        });
+        Ok((session, result))
+    }
+
+    /// Answers one request (anything but `initialize` and
+    /// `subscriptions/listen`, which the transports handle).
+    pub(crate) async fn handle(self: &Arc<Self>, method: &str, params: Value, caller: &Caller) -> Result<Value, RpcError> {
+        if protocol::is_modern(&params) || method == "server/discover" {
+            let envelope = protocol::envelope(&params)?;
+            return self.modern(method, params, &envelope, caller).await;
+        }
+        let Some(session) = &caller.session else {
+            return Err(RpcError::new(
+                protocol::INVALID_REQUEST,
+                format!("no session: send `initialize` first, or a {MODERN} request with `_meta`"),
+            ));
+        };
+        match method {
+            "initialize" => Err(RpcError::new(protocol::INVALID_REQUEST, "this session is initialized already")),
+            "ping" => Ok(json!({})),
+            "tools/list" => {
+                check_cursor(&params)?;
+                Ok(json!({"tools": tools::list(&self.host())}))
+            }
+            "tools/call" => self.call_tool(&params, caller, Era::Legacy(session)).await,
+            other => Err(RpcError::new(protocol::METHOD_NOT_FOUND, format!("Method not found: {other}"))),
+        }
+    }
+
+    async fn modern(self: &Arc<Self>, method: &str, params: Value, envelope: &Envelope, caller: &Caller) -> Result<Value, RpcError> {
+        let mut result = match method {
+            "server/discover" => {
+                let mut supported = vec![MODERN];
+                supported.extend(HANDSHAKE);
+                json!({
+                    "supportedVersions": supported,
+                    "capabilities": capabilities(),
+                    "instructions": INSTRUCTIONS,
+                    "ttlMs": 0,
+                    "cacheScope": self.cache_scope(),
+                })
+            }
+            "tools/list" => {
+                check_cursor(&params)?;
+                json!({
+                    "tools": tools::list(&self.host()),
+                    "ttlMs": 0,
+                    "cacheScope": self.cache_scope(),
+                })
+            }
+            "tools/call" => self.call_tool(&params, caller, Era::Modern(envelope)).await?,
+            other => {
+                return Err(RpcError::new(protocol::METHOD_NOT_FOUND, format!("Method not found: {other}")))
+            }
+        };
+        if result.get("resultType").is_none() {
+            result["resultType"] = json!("complete");
+        }
+        let meta = result
+            .as_object_mut()
+            .expect("results are objects")
+            .entry("_meta")
+            .or_insert_with(|| json!({}));
+        meta[protocol::META_SERVER_INFO] = server_info();
+        Ok(result)
+    }
+
+    /// The tool list is the same for every client; with authentication on,
+    /// a shared cache must not hand it to someone without a token.
+    fn cache_scope(&self) -> &'static str {
+        if self.requires_auth() {
+            "private"
+        } else {
+            "public"
+        }
+    }
+
+    async fn call_tool(self: &Arc<Self>, params: &Value, caller: &Caller, era: Era<'_>) -> Result<Value, RpcError> {
+        let Some(name) = params.get("name").and_then(Value::as_str) else {
+            return Err(RpcError::invalid_params("tools/call needs `name`, a string"));
+        };
+        let args = match params.get("arguments") {
+            None | Some(Value::Null) => json!({}),
+            Some(a @ Value::Object(_)) => a.clone(),
+            Some(_) => return Err(RpcError::invalid_params("`arguments` must be an object")),
+        };
+        let host = self.host();
+        let info = host
+            .capability(name)
+            .map_err(|_| RpcError::invalid_params(format!("Unknown tool: {name}")))?;
+        let principal = caller.principal.as_str();
+        let (key, client, handle) = match era {
+            Era::Legacy(s) => (
+                s.pool_key(),
+                format!("{principal} via {} ({}, session {})", caller.transport, s.client, &s.id[..8]),
+                None,
+            ),
+            Era::Modern(e) => {
+                let who = protocol::client_label(e.client_info.as_ref());
+                match &e.session {
+                    Some(h) => (
+                        format!("mcp:{principal}:h:{h}"),
+                        format!("{principal} via {} ({who}, handle {h})", caller.transport),
+                        Some(h.clone()),
+                    ),
+                    None => (format!("mcp:{principal}"), format!("{principal} via {} ({who})", caller.transport), None),
+                }
+            }
+        };
+        let mut approver: Option<Arc<dyn Approver>> = None;
+        if let Some(rule) = host.approval_rule(name) {
+            approver = Some(match era {
+                Era::Legacy(s) => match (&caller.back, s.elicitation) {
+                    (Some(back), true) => Arc::new(Elicit {
+                        channel: back.clone(),
+                        timeout: Duration::from_millis(self.settings.approval_timeout_ms),
+                        tool: name.to_string(),
+                    }),
+                    (_, false) => cannot_ask("it did not declare the elicitation capability"),
+                    (None, true) => cannot_ask("its request cannot carry a question (send `Accept: text/event-stream`)"),
+                },
+                Era::Modern(e) => match params.get("requestState") {
+                    Some(Value::String(state)) => {
+                        self.states.redeem(state, principal, name, &args)?;
+                        let response = params.pointer(&format!("/inputResponses/{}", approval::INPUT_KEY));
+                        let Some(response) = response else {
+                            return Err(RpcError::invalid_params(format!(
+                                "`inputResponses` lacks `{}`",
+                                approval::INPUT_KEY
+                            )));
+                        };
+                        Arc::new(Decided(approval::answer(response)))
+                    }
+                    Some(_) => return Err(RpcError::invalid_params("`requestState` must be a string")),
+                    None if e.capabilities.get("elicitation").is_some_and(|v| !v.is_null()) => {
+                        let state = self.states.issue(principal, name, &args);
+                        return Ok(json!({
+                            "resultType": "input_required",
+                            "inputRequests": {
+                                approval::INPUT_KEY: {
+                                    "method": "elicitation/create",
+                                    "params": approval::elicitation(name, &rule, &args),
+                                }
+                            },
+                            "requestState": state,
+                        }));
+                    }
+                    None => cannot_ask("it did not declare the elicitation capability"),
+                },
+            });
+        }
+        let context = CallContext {
+            session_key: Some(&key),
+            client: Some(&client),
+            approver: approver.as_ref(),
+        };
+        let outcome = host.call_with(name, args, &context).await;
+        let mut result = tools::result(&info, outcome);
+        if let Some(h) = handle {
+            result["_meta"]["dev.warden/session"] = json!(h);
+        }
+        Ok(result)
+    }
+}
+
+enum Era<'a> {
+    Legacy(&'a Arc<Session>),
+    Modern(&'a Envelope),
+}
+
+fn cannot_ask(why: &str) -> Arc<dyn Approver> {
+    Arc::new(Decided(Approval::Deny(format!(
+        "it needs the user's approval and this MCP client cannot ask its user: {why}"
+    ))))
+}
+
+/// The whole list fits one page: any cursor is one this server never gave.
+fn check_cursor(params: &Value) -> Result<(), RpcError> {
+    match params.get("cursor") {
+        None | Some(Value::Null) => Ok(()),
+        Some(_) => Err(RpcError::invalid_params("unknown cursor (the tool list has one page)")),
+    }
+}

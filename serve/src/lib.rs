@@ -1,0 +1,323 @@
+//! # `warden serve`
+//!
+//! One long-lived [`Host`] whose capabilities are MCP tools, served over
+//! stdio and streamable HTTP (path `/mcp`). Both protocol revisions come
+//! from one endpoint: 2026-07-28 (stateless: `server/discover`, `_meta` on
+//! every request, `subscriptions/listen`) and 2025-11-25 (`initialize`,
+//! `Mcp-Session-Id`, `notifications/tools/list_changed`), with the older
+//! handshake revisions.
+//!
+//! Every `tools/call` goes through [`Host::call_with`]: policy, schema
+//! checks, limits and the audit log, whose call records name the client.
+//! Calls that need approval ask the client's user (elicitation, or an
+//! `input_required` result with an authenticated `requestState`).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), warden_serve::ServeError> {
+//! let server = warden_serve::Server::from_config_file("warden.toml".as_ref()).await?;
+//! let http = server.bind_http("127.0.0.1:8700".parse().unwrap()).await?;
+//! println!("MCP at http://{}/mcp", http.local_addr());
+//! server.run_until_signal(vec![http.run()]).await;
+//! # Ok(()) }
+//! ```
+
+mod approval;
+mod dispatch;
+pub mod http;
+mod protocol;
+mod reload;
+mod sessions;
+pub mod stdio;
+mod tools;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::{watch, Notify, Semaphore};
+use warden::{Config, Host, ServeSettings};
+
+pub use protocol::{HANDSHAKE, MODERN};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration or a plugin could not be loaded.
+    #[error(transparent)]
+    Host(#[from] warden::Error),
+    /// A listening socket could not be opened.
+    #[error("cannot listen on {addr}: {message}")]
+    Bind {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// What failed.
+        message: String,
+    },
+    /// The HTTP transport would be open to the network without tokens.
+    #[error("refusing to listen on {0} without authentication: add bearer tokens under [serve] tokens, or bind 127.0.0.1")]
+    Unauthenticated(std::net::SocketAddr),
+}
+
+/// State shared by every transport.
+pub(crate) struct Shared {
+    host: RwLock<Host>,
+    config_path: Option<PathBuf>,
+    pub(crate) settings: ServeSettings,
+    /// Bearer token values and the principal each stands for.
+    tokens: Vec<(String, String)>,
+    pub(crate) states: approval::States,
+    pub(crate) sessions: sessions::Sessions,
+    /// Bumped whenever the tool list changes.
+    pub(crate) changes: watch::Sender<u64>,
+    /// Set once shutdown begins.
+    pub(crate) stopping: watch::Sender<bool>,
+    /// Requests of each principal in flight.
+    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    in_flight: std::sync::atomic::AtomicUsize,
+    idle: Notify,
+}
+
+/// A running server. Cheap to clone.
+#[derive(Clone)]
+pub struct Server {
+    shared: Arc<Shared>,
+}
+
+/// A request counted in flight until dropped.
+pub(crate) struct InFlight {
+    shared: Arc<Shared>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        if self.shared.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.idle.notify_waiters();
+        }
+    }
+}
+
+impl Shared {
+    pub(crate) fn host(&self) -> Host {
+        self.host.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The principal a bearer token stands for (compared in constant time).
+    pub(crate) fn principal_for(&self, token: &str) -> Option<&str> {
+        let mut found = None;
+        for (value, principal) in &self.tokens {
+            let same = value.len() == token.len()
+                && value.bytes().zip(token.bytes()).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0;
+            if same && found.is_none() {
+                found = Some(principal.as_str());
+            }
+        }
+        found
+    }
+
+    pub(crate) fn requires_auth(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+
+    /// Counts a request of `principal` in flight; `None` past the limit or
+    /// once shutdown began.
+    pub(crate) fn enter(self: &Arc<Self>, principal: &str) -> Option<InFlight> {
+        use std::sync::atomic::Ordering;
+        if *self.stopping.borrow() {
+            return None;
+        }
+        let semaphore = {
+            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            slots
+                .entry(principal.to_string())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.settings.max_concurrent_per_client as usize)))
+                .clone()
+        };
+        let slot = semaphore.try_acquire_owned().ok()?;
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        Some(InFlight {
+            shared: self.clone(),
+            _slot: slot,
+        })
+    }
+
+    /// Ends a 2025-11-25 session and the host sessions opened under it.
+    pub(crate) async fn end_session(&self, session: &sessions::Session) {
+        let n = self.host().end_sessions(&session.pool_key()).await;
+        tracing::debug!(session = %session.id, closed = n, "MCP session ended");
+    }
+}
+
+impl Server {
+    /// Loads the configuration file and its plugins.
+    pub async fn from_config_file(path: &Path) -> Result<Server, ServeError> {
+        let config = Config::from_file(path)?;
+        let settings = config.serve.clone();
+        let tokens = tokens(&config)?;
+        let host = Host::new(config).await?;
+        Ok(Server::build(host, settings, tokens, Some(path.to_path_buf())))
+    }
+
+    /// Serves an existing host (an embedder's), with `settings` and bearer
+    /// tokens as (value, principal) pairs.
+    pub fn from_host(host: Host, settings: ServeSettings, tokens: Vec<(String, String)>) -> Server {
+        Server::build(host, settings, tokens, None)
+    }
+
+    fn build(host: Host, settings: ServeSettings, tokens: Vec<(String, String)>, config_path: Option<PathBuf>) -> Server {
+        let shared = Arc::new(Shared {
+            host: RwLock::new(host),
+            config_path,
+            states: approval::States::new(Duration::from_millis(settings.approval_timeout_ms)),
+            sessions: sessions::Sessions::new(
+                settings.max_sessions as usize,
+                Duration::from_millis(settings.session_idle_ms),
+            ),
+            settings,
+            tokens,
+            changes: watch::channel(0).0,
+            stopping: watch::channel(false).0,
+            slots: Mutex::new(HashMap::new()),
+            in_flight: 0.into(),
+            idle: Notify::new(),
+        });
+        let server = Server { shared };
+        server.spawn_sweeper();
+        server
+    }
+
+    /// Open MCP sessions (revision 2025-11-25 clients).
+    pub fn client_sessions(&self) -> usize {
+        self.shared.sessions.len()
+    }
+
+    /// The host being served (the current one, after reloads).
+    pub fn host(&self) -> Host {
+        self.shared.host()
+    }
+
+    /// Opens the HTTP transport on `addr` (port 0 picks one).
+    pub async fn bind_http(&self, addr: std::net::SocketAddr) -> Result<http::HttpServer, ServeError> {
+        http::HttpServer::bind(self.shared.clone(), addr).await
+    }
+
+    /// Serves one client over stdin/stdout until stdin closes.
+    pub fn stdio(&self) -> impl Future<Output = ()> + Send + 'static {
+        stdio::serve(self.shared.clone(), tokio::io::stdin(), tokio::io::stdout())
+    }
+
+    /// Reloads the configuration now; see [`watch`](Self::watch).
+    pub async fn reload(&self) -> Result<bool, ServeError> {
+        reload::reload(&self.shared).await
+    }
+
+    /// Watches the configuration file and the plugins' components, and
+    /// reloads when one changes (checked by digest), or on SIGHUP.
+    pub fn watch(&self) -> impl Future<Output = ()> + Send + 'static {
+        reload::watch(self.shared.clone())
+    }
+
+    /// Runs `transports` until SIGTERM or SIGINT (or until every transport
+    /// ends, e.g. stdin closed), then shuts down gracefully.
+    pub async fn run_until_signal(&self, transports: Vec<Pin<Box<dyn Future<Output = ()> + Send>>>) {
+        let mut set = tokio::task::JoinSet::new();
+        for t in transports {
+            set.spawn(t);
+        }
+        tokio::select! {
+            _ = async { while set.join_next().await.is_some() {} } => tracing::info!("every transport ended"),
+            s = signal() => tracing::info!("{s}: shutting down"),
+        }
+        self.shutdown().await;
+        // Transports end once they see the shutdown (listen streams get
+        // their closing result first).
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while set.join_next().await.is_some() {}
+        })
+        .await;
+    }
+
+    /// Stops accepting requests, lets calls in flight finish (up to
+    /// `shutdown-grace-ms`), ends every session (MCP servers behind the
+    /// host see `DELETE`) and flushes the audit log.
+    pub async fn shutdown(&self) {
+        use std::sync::atomic::Ordering;
+        let shared = &self.shared;
+        shared.stopping.send_replace(true);
+        let grace = Duration::from_millis(shared.settings.shutdown_grace_ms);
+        let drained = tokio::time::timeout(grace, async {
+            loop {
+                let notified = shared.idle.notified();
+                if shared.in_flight.load(Ordering::Acquire) == 0 {
+                    break;
+                }
+                notified.await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                calls = shared.in_flight.load(Ordering::Acquire),
+                "calls still running after {} ms are abandoned",
+                grace.as_millis()
+            );
+        }
+        for s in shared.sessions.drain() {
+            shared.end_session(&s).await;
+        }
+        shared.host().shutdown().await;
+    }
+
+    fn spawn_sweeper(&self) {
+        let weak = Arc::downgrade(&self.shared);
+        let every = Duration::from_millis((self.shared.settings.session_idle_ms / 4).clamp(50, 60_000));
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(shared) = weak.upgrade() else { return };
+                for s in shared.sessions.expired() {
+                    tracing::info!(session = %s.id, principal = %s.principal, "MCP session idle too long: ended");
+                    shared.end_session(&s).await;
+                }
+            }
+        });
+    }
+}
+
+/// Bearer tokens of `[serve]`, read from their secrets.
+fn tokens(config: &Config) -> Result<Vec<(String, String)>, ServeError> {
+    let mut out = Vec::new();
+    for t in &config.serve.tokens {
+        let value = config.secret_value(&t.secret)?;
+        if value.len() < 16 {
+            return Err(warden::Error::Config(format!(
+                "at `serve.tokens`: the token in secret `{}` is shorter than 16 characters",
+                t.secret
+            ))
+            .into());
+        }
+        out.push((value, t.principal.clone()));
+    }
+    Ok(out)
+}
+
+async fn signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        std::future::pending::<()>().await;
+        unreachable!()
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+/// Resolves once shutdown has begun.
+pub(crate) async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|s| *s).await;
+}

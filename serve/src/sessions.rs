@@ -1,0 +1,211 @@
+//! Sessions of 2025-11-25 clients (`initialize`, `Mcp-Session-Id`), each
+//! bound to the principal that opened it; and the requests this server sends
+//! a client (elicitation) while one of its calls waits.
+
+use crate::approval::{random, hex, BackChannel};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// One client session.
+pub(crate) struct Session {
+    pub id: String,
+    pub principal: String,
+    pub version: String,
+    /// `name version` from `clientInfo`.
+    pub client: String,
+    /// The client declared `elicitation`: it can ask its user.
+    pub elicitation: bool,
+    pub initialized: AtomicBool,
+    last_used: Mutex<Instant>,
+    /// Requests sent to the client, by id, waiting for its answer.
+    waiting: Mutex<HashMap<String, oneshot::Sender<Value>>>,
+    next: AtomicU64,
+    /// The client's requests in progress, to cancel on `notifications/cancelled`.
+    running: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+}
+
+impl Session {
+    /// The host's session key for calls of this client session.
+    pub(crate) fn pool_key(&self) -> String {
+        format!("mcp:{}:{}", self.principal, self.id)
+    }
+
+    pub(crate) fn touch(&self) {
+        *self.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.last_used.lock().unwrap_or_else(|e| e.into_inner()).elapsed()
+    }
+
+    /// Hands the client's answer to the request waiting for it; `false` if
+    /// none waits under that id.
+    pub(crate) fn deliver(&self, id: &Value, body: Value) -> bool {
+        let key = id.to_string();
+        let waiter = self.waiting.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+        waiter.is_some_and(|w| w.send(body).is_ok())
+    }
+
+    pub(crate) fn track(&self, id: &Value, task: tokio::task::AbortHandle) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.retain(|_, t| !t.is_finished());
+        running.insert(id.to_string(), task);
+    }
+
+    pub(crate) fn untrack(&self, id: &Value) {
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&id.to_string());
+    }
+
+    /// `notifications/cancelled`: stops the request (its call's end is
+    /// recorded as `cancelled`).
+    pub(crate) fn cancel(&self, id: &Value) {
+        if let Some(t) = self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&id.to_string()) {
+            t.abort();
+        }
+    }
+
+    fn abort_all(&self) {
+        for (_, t) in self.running.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+            t.abort();
+        }
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+/// Where messages to one client go.
+#[derive(Clone)]
+pub(crate) enum Sink {
+    /// SSE events of one HTTP response.
+    Events(mpsc::Sender<bytes::Bytes>),
+    /// Lines on stdout.
+    Lines(mpsc::Sender<String>),
+}
+
+impl Sink {
+    pub(crate) async fn send(&self, message: &Value) -> bool {
+        match self {
+            Sink::Events(tx) => tx.send(crate::http::sse_event(message)).await.is_ok(),
+            Sink::Lines(tx) => tx.send(message.to_string()).await.is_ok(),
+        }
+    }
+}
+
+/// Requests to the client of `session` through `sink`.
+pub(crate) struct Outbound {
+    pub session: Arc<Session>,
+    pub sink: Sink,
+}
+
+impl BackChannel for Outbound {
+    fn request<'a>(
+        &'a self,
+        method: &'a str,
+        params: Value,
+    ) -> Pin<Box<dyn Future<Output = Result<Value, String>> + Send + 'a>> {
+        Box::pin(async move {
+            let n = self.session.next.fetch_add(1, Ordering::Relaxed);
+            let id = Value::String(format!("warden-{n}"));
+            let (tx, rx) = oneshot::channel();
+            self.session
+                .waiting
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id.to_string(), tx);
+            let message = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+            if !self.sink.send(&message).await {
+                return Err("the client is gone".into());
+            }
+            let answer = rx.await.map_err(|_| "the session ended".to_string())?;
+            match (answer.get("result"), answer.get("error")) {
+                (Some(r), _) => Ok(r.clone()),
+                (None, Some(e)) => Err(format!("the client answered with an error: {e}")),
+                _ => Err("the client's answer has neither result nor error".into()),
+            }
+        })
+    }
+}
+
+/// Every open session.
+pub(crate) struct Sessions {
+    map: Mutex<HashMap<String, Arc<Session>>>,
+    max: usize,
+    idle: Duration,
+}
+
+impl Sessions {
+    pub(crate) fn new(max: usize, idle: Duration) -> Self {
+        Sessions {
+            map: Mutex::new(HashMap::new()),
+            max,
+            idle,
+        }
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Opens a session; `None` when `max` are open already.
+    pub(crate) fn open(&self, principal: &str, version: &str, client: String, elicitation: bool) -> Option<Arc<Session>> {
+        let session = Arc::new(Session {
+            id: hex(&random::<16>()),
+            principal: principal.to_string(),
+            version: version.to_string(),
+            client,
+            elicitation,
+            initialized: AtomicBool::new(false),
+            last_used: Mutex::new(Instant::now()),
+            waiting: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(1),
+            running: Mutex::new(HashMap::new()),
+        });
+        let mut map = self.map();
+        if map.len() >= self.max {
+            return None;
+        }
+        map.insert(session.id.clone(), session.clone());
+        Some(session)
+    }
+
+    /// The session `id`, if it is open and belongs to `principal`.
+    pub(crate) fn get(&self, id: &str, principal: &str) -> Option<Arc<Session>> {
+        let found = self.map().get(id).cloned()?;
+        (found.principal == principal).then(|| {
+            found.touch();
+            found
+        })
+    }
+
+    /// Ends a session: its requests in progress stop; returns it so that
+    /// the caller can end its host sessions.
+    pub(crate) fn remove(&self, id: &str) -> Option<Arc<Session>> {
+        let s = self.map().remove(id)?;
+        s.abort_all();
+        Some(s)
+    }
+
+    /// Removes sessions idle longer than the limit and returns them.
+    pub(crate) fn expired(&self) -> Vec<Arc<Session>> {
+        let mut map = self.map();
+        let idle: Vec<String> = map
+            .iter()
+            .filter(|(_, s)| s.idle_for() >= self.idle && s.running.lock().map(|r| r.values().all(|t| t.is_finished())).unwrap_or(true))
+            .map(|(k, _)| k.clone())
+            .collect();
+        idle.iter().filter_map(|k| map.remove(k)).collect()
+    }
+
+    pub(crate) fn drain(&self) -> Vec<Arc<Session>> {
+        self.map().drain().map(|(_, s)| s).collect()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map().len()
+    }
+}

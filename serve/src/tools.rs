@@ -1,0 +1,89 @@
+//! The registry's capabilities as MCP tools, and call outcomes as tool
+//! results.
+
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use warden::{CapabilityInfo, Error, Host};
+
+/// Annotations read from capability metadata (in any namespace, e.g.
+/// `mcp.annotations.read-only-hint` or `read-only-hint`).
+const ANNOTATIONS: [(&str, &str); 4] = [
+    ("read-only-hint", "readOnlyHint"),
+    ("destructive-hint", "destructiveHint"),
+    ("idempotent-hint", "idempotentHint"),
+    ("open-world-hint", "openWorldHint"),
+];
+
+/// The tool list, in a deterministic order (by name).
+pub(crate) fn list(host: &Host) -> Vec<Value> {
+    let mut caps = host.capabilities();
+    caps.sort_by(|a, b| a.id.cmp(&b.id));
+    caps.iter().map(|c| tool(c)).collect()
+}
+
+/// An MCP tool's output schema and structured content must be objects; a
+/// capability whose output is not a map is wrapped as `{"result": ...}`.
+fn wraps_output(info: &CapabilityInfo) -> bool {
+    !matches!(info.output_type(), warden::TypeExpr::Map(_))
+}
+
+fn tool(info: &Arc<CapabilityInfo>) -> Value {
+    let mut input = info.input_type().to_json_schema();
+    if input.get("type").and_then(Value::as_str) != Some("object") {
+        // MCP requires an object schema for arguments; a capability taking
+        // something else cannot be called as a tool with its own shape.
+        input = json!({"type": "object", "description": format!("input: {}", info.input_schema)});
+    }
+    let output = if wraps_output(info) {
+        json!({"type": "object", "properties": {"result": info.output_type().to_json_schema()}, "required": ["result"]})
+    } else {
+        info.output_type().to_json_schema()
+    };
+    let mut t = json!({
+        "name": info.id,
+        "title": info.name,
+        "description": info.description,
+        "inputSchema": input,
+        "outputSchema": output,
+    });
+    let mut annotations = Map::new();
+    for (hint, key) in ANNOTATIONS {
+        if let Some(Value::Bool(b)) = warden::route::find_hint(&info.flat_metadata, hint) {
+            annotations.insert(key.into(), Value::Bool(*b));
+        }
+    }
+    if !annotations.is_empty() {
+        t["annotations"] = Value::Object(annotations);
+    }
+    t["_meta"] = json!({
+        "dev.warden/version": info.version,
+        "dev.warden/plugin": info.plugin,
+        "dev.warden/provider": info.provider.name(),
+    });
+    t
+}
+
+/// A call's outcome as a tool result: structured content plus a text block,
+/// or `isError` with the typed error's text.
+pub(crate) fn result(info: &CapabilityInfo, outcome: Result<Value, Error>) -> Value {
+    match outcome {
+        Ok(out) => {
+            let text = out.to_string();
+            let structured = if wraps_output(info) {
+                json!({"result": out})
+            } else {
+                out
+            };
+            json!({
+                "content": [{"type": "text", "text": text}],
+                "structuredContent": structured,
+                "isError": false,
+            })
+        }
+        Err(e) => json!({
+            "content": [{"type": "text", "text": e.to_string()}],
+            "isError": true,
+            "_meta": {"dev.warden/error": e.code()},
+        }),
+    }
+}
