@@ -145,7 +145,7 @@ impl Shared {
         let (key, client, handle) = match era {
             Era::Legacy(s) => (
                 s.pool_key(),
-                format!("{principal} via {} ({}, session {})", caller.transport, s.client, &s.id[..8]),
+                format!("{principal} over {} ({}, session {})", caller.transport, s.client, &s.id[..8]),
                 None,
             ),
             Era::Modern(e) => {
@@ -153,10 +153,10 @@ impl Shared {
                 match &e.session {
                     Some(h) => (
                         format!("mcp:{principal}:h:{h}"),
-                        format!("{principal} via {} ({who}, handle {h})", caller.transport),
+                        format!("{principal} over {} ({who}, handle {h})", caller.transport),
                         Some(h.clone()),
                     ),
-                    None => (format!("mcp:{principal}"), format!("{principal} via {} ({who})", caller.transport), None),
+                    None => (format!("mcp:{principal}"), format!("{principal} over {} ({who})", caller.transport), None),
                 }
             }
         };
