@@ -100,23 +100,20 @@ pub fn describe<P: Provider>() -> wit::Description {
     })
 }
 
-pub fn discover<P: Provider>() -> Vec<bindings::exports::warden::provider::discovery::Source> {
-    with_state::<P, _>(|state| {
-        let Some(provider) = state.provider.as_mut() else {
-            return Vec::new();
-        };
-        provider
-            .discover()
-            .into_iter()
-            .map(|s| bindings::exports::warden::provider::discovery::Source {
-                name: s.name,
-                capabilities: s
-                    .capabilities
-                    .map(|caps| caps.iter().map(descriptor).collect())
-                    .map_err(Into::into),
-            })
-            .collect()
+pub fn sources<P: Provider>() -> Vec<String> {
+    with_state::<P, _>(|state| match state.provider.as_mut() {
+        Some(provider) => provider.sources(),
+        None => Vec::new(),
     })
+}
+
+pub fn discover<P: Provider>(name: String) -> Result<Vec<wit::CapabilityDescriptor>, wit::Error> {
+    with_provider::<P, _>(|provider| {
+        provider
+            .discover(&name)
+            .map(|caps| caps.iter().map(descriptor).collect())
+    })
+    .map_err(Into::into)
 }
 
 /// Runs `f` on the initialised provider.

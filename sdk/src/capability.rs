@@ -196,28 +196,3 @@ impl<P: 'static> Capabilities<P> {
     }
 }
 
-/// The capabilities found from one source by
-/// [`Provider::discover`](crate::Provider::discover).
-#[derive(Debug, Clone)]
-pub struct Source {
-    pub(crate) name: String,
-    pub(crate) capabilities: Result<Vec<Capability>, Error>,
-}
-
-impl Source {
-    /// `name` offers `capabilities`. Their schemas may be RTFS type
-    /// expressions or JSON Schema texts; the host converts the latter.
-    pub fn found(name: impl Into<String>, capabilities: Vec<Capability>) -> Self {
-        Source {
-            name: name.into(),
-            capabilities: Ok(capabilities),
-        }
-    }
-    /// `name` could not be listed now; the host warns and asks again later.
-    pub fn failed(name: impl Into<String>, error: Error) -> Self {
-        Source {
-            name: name.into(),
-            capabilities: Err(error),
-        }
-    }
-}

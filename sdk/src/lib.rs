@@ -66,7 +66,7 @@ pub mod http;
 pub mod log;
 pub mod time;
 
-pub use capability::{Capabilities, Capability, Health, ProviderInfo, Source};
+pub use capability::{Capabilities, Capability, Health, ProviderInfo};
 pub use config::{Config, SessionConfig};
 pub use error::Error;
 pub use serde_json::{json, Value};
@@ -105,14 +105,21 @@ pub trait Provider: Sized + 'static {
         Health::healthy()
     }
 
-    /// Capabilities found at run time, per source (for example one per
+    /// The sources of capabilities found at run time (for example one per
     /// remote server), beyond the static ones of
     /// [`capabilities`](Provider::capabilities). Called after
-    /// [`init`](Provider::init), and again later while a source failed. Calls
-    /// to them go to [`Sessions`] when their metadata asks for a session.
-    /// The default finds none.
-    fn discover(&mut self) -> Vec<Source> {
+    /// [`init`](Provider::init); should not do remote calls. The default has
+    /// none.
+    fn sources(&mut self) -> Vec<String> {
         Vec::new()
+    }
+
+    /// The capabilities of one of [`sources`](Provider::sources). The host
+    /// asks each source in a call of its own, under its own time limit, and
+    /// asks a failed source again later. Calls to the capabilities go to
+    /// [`Sessions`] when their metadata asks for a session.
+    fn discover(&mut self, source: &str) -> Result<Vec<Capability>, Error> {
+        Err(Error::not_found(format!("no source `{source}`")))
     }
 }
 
@@ -198,8 +205,11 @@ macro_rules! export {
         }
 
         impl $crate::__rt::bindings::exports::warden::provider::discovery::Guest for __WardenExport {
-            fn discover() -> ::std::vec::Vec<$crate::__rt::bindings::exports::warden::provider::discovery::Source> {
-                $crate::__rt::discover::<$provider>()
+            fn sources() -> ::std::vec::Vec<::std::string::String> {
+                $crate::__rt::sources::<$provider>()
+            }
+            fn discover(name: ::std::string::String) -> ::std::result::Result<::std::vec::Vec<$crate::__rt::bindings::exports::warden::provider::discovery::CapabilityDescriptor>, $crate::__rt::bindings::exports::warden::provider::discovery::Error> {
+                $crate::__rt::discover::<$provider>(name)
             }
         }
 

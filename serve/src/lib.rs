@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     pub(crate) sessions: sessions::Sessions,
     /// Bumped whenever the tool list changes.
     pub(crate) changes: watch::Sender<u64>,
+    /// Bumped whenever a reload swaps the host.
+    pub(crate) swaps: watch::Sender<u64>,
     /// Set once shutdown begins.
     pub(crate) stopping: watch::Sender<bool>,
     /// Requests of each principal in flight.
@@ -179,6 +181,7 @@ impl Server {
             settings,
             tokens,
             changes: watch::channel(0).0,
+            swaps: watch::channel(0).0,
             stopping: watch::channel(false).0,
             slots: Mutex::new(HashMap::new()),
             in_flight: 0.into(),
@@ -186,6 +189,7 @@ impl Server {
         });
         let server = Server { shared };
         server.spawn_sweeper();
+        server.spawn_catalog_forwarder();
         server
     }
 
@@ -269,6 +273,35 @@ impl Server {
             shared.end_session(&s).await;
         }
         shared.host().shutdown().await;
+    }
+
+    /// Capabilities the host registers later (a discovery source that came
+    /// up) change the tool list: clients are told.
+    fn spawn_catalog_forwarder(&self) {
+        let weak = Arc::downgrade(&self.shared);
+        let mut swaps = self.shared.swaps.subscribe();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        runtime.spawn(async move {
+            loop {
+                let Some(shared) = weak.upgrade() else { return };
+                let mut catalog = shared.host().catalog_changes();
+                drop(shared);
+                tokio::select! {
+                    r = catalog.changed() => {
+                        let Some(shared) = weak.upgrade() else { return };
+                        if r.is_ok() {
+                            tracing::info!("capabilities were registered: the tool list changed");
+                            shared.changes.send_modify(|n| *n += 1);
+                        } else {
+                            drop(shared);
+                            // That host is gone: wait for its replacement.
+                            if swaps.changed().await.is_err() { return; }
+                        }
+                    }
+                    r = swaps.changed() => if r.is_err() { return },
+                }
+            }
+        });
     }
 
     fn spawn_sweeper(&self) {

@@ -69,6 +69,7 @@ pub(crate) async fn reload(shared: &Arc<Shared>) -> Result<bool, ServeError> {
     let before = tool_list(&shared.host());
     let after = tool_list(&host);
     let old = std::mem::replace(&mut *shared.host.write().unwrap_or_else(|e| e.into_inner()), host);
+    shared.swaps.send_modify(|n| *n += 1);
     let changed = before != after;
     tracing::info!(ms = started.elapsed().as_millis() as u64, tools_changed = changed, "configuration reloaded");
     if changed {

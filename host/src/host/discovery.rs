@@ -22,7 +22,7 @@ impl Host {
                 continue;
             }
             state.last_attempt = Some(Instant::now());
-            match plugin.discover().await {
+            match discover_all(plugin, &state.registered).await {
                 Ok(found) => {
                     let mut registry = self
                         .inner
@@ -42,6 +42,9 @@ impl Host {
                     tracing::warn!(plugin = %plugin.info.name, "discovery failed: {e}");
                 }
             }
+        }
+        if any {
+            self.catalog_changed();
         }
         any
     }
@@ -128,10 +131,47 @@ impl Host {
 #[derive(Default)]
 pub(super) struct Discovery {
     /// Sources whose capabilities are registered.
-    registered: std::collections::BTreeSet<String>,
+    pub(super) registered: std::collections::BTreeSet<String>,
     /// Sources that failed, with the reason.
     pending: std::collections::BTreeMap<String, String>,
     last_attempt: Option<Instant>,
+}
+
+/// What one source offered, or why it could not be listed.
+pub(super) struct Found {
+    name: String,
+    capabilities: std::result::Result<Vec<crate::bindings::warden::provider::types::CapabilityDescriptor>, String>,
+}
+
+/// Asks `plugin` for its sources, then each source not in `registered` for
+/// its capabilities: each in a call of its own, all at once, so a source
+/// that hangs costs only its own call's time limit.
+pub(super) async fn discover_all(
+    plugin: &Arc<LoadedPlugin>,
+    registered: &std::collections::BTreeSet<String>,
+) -> Result<Vec<Found>> {
+    let names = plugin.sources().await?;
+    let mut asks = tokio::task::JoinSet::new();
+    for name in names.into_iter().filter(|n| !registered.contains(n)) {
+        let plugin = plugin.clone();
+        asks.spawn(async move {
+            let capabilities = match plugin.discover(&name).await {
+                Ok(Ok(found)) => Ok(found),
+                Ok(Err(e)) => Err(crate::runtime::outcome::wit_error_text(&e)),
+                Err(e) => Err(e.to_string()),
+            };
+            Found { name, capabilities }
+        });
+    }
+    let mut found = Vec::new();
+    while let Some(done) = asks.join_next().await {
+        match done {
+            Ok(f) => found.push(f),
+            Err(e) => tracing::error!(plugin = %plugin.info.name, "discovery task failed: {e}"),
+        }
+    }
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(found)
 }
 
 /// Registers the capabilities of sources not registered yet; remembers the
@@ -139,7 +179,7 @@ pub(super) struct Discovery {
 pub(super) fn register_sources(
     plugin: &LoadedPlugin,
     index: usize,
-    found: Vec<crate::bindings::exports::warden::provider::discovery::Source>,
+    found: Vec<Found>,
     registry: &mut Registry,
     state: &mut Discovery,
     governance: &Governance,
@@ -151,8 +191,7 @@ pub(super) fn register_sources(
             continue;
         }
         match source.capabilities {
-            Err(e) => {
-                let reason = crate::runtime::outcome::wit_error_text(&e);
+            Err(reason) => {
                 tracing::warn!(
                     plugin = %name, source = %source.name,
                     "source unavailable, its capabilities are not registered (retried every {} ms): {reason}",

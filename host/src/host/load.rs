@@ -4,7 +4,7 @@
 //! stored capabilities.
 
 use super::descriptor::descriptor_info;
-use super::discovery::{register_sources, Discovery};
+use super::discovery::{discover_all, register_sources, Discovery};
 use super::*;
 use crate::config::PluginConfig;
 use crate::sandbox::{DescriptorBudget, SandboxSpec};
@@ -75,6 +75,7 @@ impl Host {
                 sessions: Arc::default(),
                 governance,
                 discovery: tokio::sync::Mutex::new(discovery),
+                catalog: tokio::sync::watch::channel(0).0,
                 _ticker: ticker,
             }),
         };
@@ -325,11 +326,10 @@ async fn load_plugin(
     tracing::debug!(plugin = %name, compiled = ?compiled, "loaded");
     let plugin = Arc::new(plugin);
     if plugin.has_discovery() {
-        let found = plugin
-            .discover()
-            .await
-            .map_err(|e| Error::load(name, format!("discover failed: {e}")))?;
         let state = loaded.discovery.entry(index).or_default();
+        let found = discover_all(&plugin, &state.registered)
+            .await
+            .map_err(|e| Error::load(name, format!("listing its discovery sources failed: {e}")))?;
         register_sources(
             &plugin,
             index,

@@ -56,6 +56,8 @@ struct Inner {
     governance: Governance,
     /// Per plugin with `discovery`: which sources are registered or pending.
     discovery: tokio::sync::Mutex<HashMap<usize, Discovery>>,
+    /// Bumped whenever capabilities are registered after load.
+    catalog: tokio::sync::watch::Sender<u64>,
     // Dropped last: stops the epoch thread once no call can be running.
     _ticker: EpochTicker,
 }
@@ -170,17 +172,11 @@ impl Host {
     ) -> Result<Value> {
         let session_key = context.session_key;
         let found = self.registry().get(id);
+        // Discovery never runs inside a call: a source that failed is asked
+        // again in the background; meanwhile the error names it.
         let (source, info) = match found {
             Ok(f) => f,
-            Err(e) => {
-                // A source that failed discovery may offer it by now.
-                self.retry_discovery(false).await;
-                let again = self.registry().get(id);
-                match again {
-                    Ok(f) => f,
-                    Err(_) => return Err(self.unavailable_source(id).await.unwrap_or(e)),
-                }
-            }
+            Err(e) => return Err(self.unavailable_source(id).await.unwrap_or(e)),
         };
         let validate = || {
             info.input_type
@@ -291,6 +287,17 @@ impl Host {
     /// approval, or `None` when they do not.
     pub fn approval_rule(&self, id: &str) -> Option<String> {
         self.inner.governance.approval_rule(id)
+    }
+
+    /// Changes whenever capabilities are registered after the host started
+    /// (a discovery source that came up, an import): a server tells its
+    /// clients that the list changed.
+    pub fn catalog_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.catalog.subscribe()
+    }
+
+    pub(crate) fn catalog_changed(&self) {
+        self.inner.catalog.send_modify(|n| *n += 1);
     }
 
     /// The audit log's file, if the host keeps one.

@@ -120,6 +120,10 @@ impl Host {
                 Err(e) => report.skipped.push((id, e.to_string())),
             }
         }
+        drop(registry);
+        if !report.registered.is_empty() || !report.updated.is_empty() {
+            self.catalog_changed();
+        }
         Ok(report)
     }
 }

@@ -468,17 +468,34 @@ impl LoadedPlugin {
         self.exports.discovery.is_some()
     }
 
-    /// Asks an instance for the capabilities it finds at run time.
-    pub(crate) async fn discover(&self) -> Result<Vec<discovery::Source>> {
+    /// The names of the plugin's discovery sources.
+    pub(crate) async fn sources(&self) -> Result<Vec<String>> {
         let (_permit, mut warm) = self.checkout("discover").await?;
         let Some(guest) = warm.discovery.clone() else {
             self.checkin(warm);
             return Ok(Vec::new());
         };
-        let r = self.timed(guest.call_discover(&mut warm.store)).await;
-        let sources = self.settle(&warm.store, "discover", r)?;
+        let r = self.timed(guest.call_sources(&mut warm.store)).await;
+        let names = self.settle(&warm.store, "discover", r)?;
         self.checkin(warm);
-        Ok(sources)
+        Ok(names)
+    }
+
+    /// Asks an instance for the capabilities of source `name`, in a call of
+    /// its own (under the plugin's time limit).
+    pub(crate) async fn discover(
+        &self,
+        name: &str,
+    ) -> Result<std::result::Result<Vec<wit::CapabilityDescriptor>, wit::Error>> {
+        let (_permit, mut warm) = self.checkout("discover").await?;
+        let Some(guest) = warm.discovery.clone() else {
+            self.checkin(warm);
+            return Ok(Ok(Vec::new()));
+        };
+        let r = self.timed(guest.call_discover(&mut warm.store, name)).await;
+        let found = self.settle(&warm.store, "discover", r)?;
+        self.checkin(warm);
+        Ok(found)
     }
 
     fn wit_error(&self, capability: &str, e: wit::Error) -> Error {

@@ -26,7 +26,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use warden_sdk::{
     Capabilities, Capability, Config, Error, Provider, ProviderInfo, SessionConfig, Sessions,
-    Source,
 };
 
 #[derive(Debug, Deserialize, Default)]
@@ -209,15 +208,15 @@ impl Provider for Mcp {
         })
     }
 
-    fn discover(&mut self) -> Vec<Source> {
-        let names: Vec<String> = self.servers.keys().cloned().collect();
-        names
-            .into_iter()
-            .map(|name| match self.tools_of(&name) {
-                Ok(caps) => Source::found(name, caps),
-                Err(e) => Source::failed(name, e),
-            })
-            .collect()
+    fn sources(&mut self) -> Vec<String> {
+        self.servers.keys().cloned().collect()
+    }
+
+    fn discover(&mut self, source: &str) -> Result<Vec<Capability>, Error> {
+        if !self.servers.contains_key(source) {
+            return Err(Error::not_found(format!("no MCP server `{source}` is configured")));
+        }
+        self.tools_of(source)
     }
 }
 

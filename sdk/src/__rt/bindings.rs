@@ -12716,9 +12716,11 @@ pub mod exports {
     pub mod warden {
         pub mod provider {
             /// Providers whose capabilities depend on configuration or on remote
-            /// services (an MCP server's tools) export this as well. The host calls
-            /// `discover` on an initialised instance after `describe`, registers what it
-            /// returns, and calls it again later while some source failed.
+            /// services (an MCP server's tools) export this as well. After `describe`,
+            /// the host asks an initialised instance for its `sources`, then asks each
+            /// source for its capabilities in a call of its own (concurrently, each
+            /// under its own time limit, so one slow source holds up no other),
+            /// registers what they return, and asks a failed source again later.
             #[allow(dead_code, async_fn_in_trait, unused_imports, clippy::all)]
             pub mod discovery {
                 #[used]
@@ -12727,637 +12729,643 @@ pub mod exports {
                 use super::super::super::super::_rt;
                 pub type Error = super::super::super::super::warden::provider::types::Error;
                 pub type CapabilityDescriptor = super::super::super::super::warden::provider::types::CapabilityDescriptor;
-                /// The capabilities found from one source, e.g. one MCP server.
-                #[derive(Clone)]
-                pub struct Source {
-                    /// The source's name, unique within the provider.
-                    pub name: _rt::String,
-                    /// Its capabilities, or why they could not be listed. A failed
-                    /// source leaves its capabilities unregistered; the host warns and
-                    /// asks again later.
-                    pub capabilities: ::core::result::Result<
-                        _rt::Vec<CapabilityDescriptor>,
-                        Error,
-                    >,
-                }
-                impl ::core::fmt::Debug for Source {
-                    fn fmt(
-                        &self,
-                        f: &mut ::core::fmt::Formatter<'_>,
-                    ) -> ::core::fmt::Result {
-                        f.debug_struct("Source")
-                            .field("name", &self.name)
-                            .field("capabilities", &self.capabilities)
-                            .finish()
-                    }
-                }
                 #[doc(hidden)]
                 #[allow(non_snake_case, unused_unsafe)]
-                pub unsafe fn _export_discover_cabi<T_: Guest>() -> *mut u8 {
+                pub unsafe fn _export_sources_cabi<T_: Guest>() -> *mut u8 {
                     unsafe {
                         #[cfg(target_arch = "wasm32")] _rt::run_ctors_once();
-                        let result0 = { T_::discover() };
+                        let result0 = { T_::sources() };
                         let ptr1 = (&raw mut _RET_AREA.0).cast::<u8>();
-                        let vec27 = result0;
-                        let len27 = vec27.len();
-                        let layout27 = _rt::alloc::Layout::from_size_align(
-                                vec27.len() * (6 * ::core::mem::size_of::<*const u8>()),
+                        let vec3 = result0;
+                        let len3 = vec3.len();
+                        let layout3 = _rt::alloc::Layout::from_size_align(
+                                vec3.len() * (2 * ::core::mem::size_of::<*const u8>()),
                                 ::core::mem::size_of::<*const u8>(),
                             )
                             .unwrap();
-                        let (result27, _cleanup27) = wit_bindgen::rt::Cleanup::new(
-                            layout27,
+                        let (result3, _cleanup3) = wit_bindgen::rt::Cleanup::new(
+                            layout3,
                         );
-                        if let Some(cleanup) = _cleanup27 {
+                        if let Some(cleanup) = _cleanup3 {
                             cleanup.forget();
                         }
-                        for (i, e) in vec27.into_iter().enumerate() {
-                            let base = result27
-                                .add(i * (6 * ::core::mem::size_of::<*const u8>()));
+                        for (i, e) in vec3.into_iter().enumerate() {
+                            let base = result3
+                                .add(i * (2 * ::core::mem::size_of::<*const u8>()));
                             {
-                                let Source { name: name2, capabilities: capabilities2 } = e;
-                                let vec3 = (name2.into_bytes()).into_boxed_slice();
-                                let ptr3 = vec3.as_ptr().cast::<u8>();
-                                let len3 = vec3.len();
-                                ::core::mem::forget(vec3);
+                                let vec2 = (e.into_bytes()).into_boxed_slice();
+                                let ptr2 = vec2.as_ptr().cast::<u8>();
+                                let len2 = vec2.len();
+                                ::core::mem::forget(vec2);
                                 *base
                                     .add(::core::mem::size_of::<*const u8>())
-                                    .cast::<usize>() = len3;
-                                *base.add(0).cast::<*mut u8>() = ptr3.cast_mut();
-                                match capabilities2 {
-                                    Ok(e) => {
-                                        *base
-                                            .add(2 * ::core::mem::size_of::<*const u8>())
-                                            .cast::<u8>() = (0i32) as u8;
-                                        let vec18 = e;
-                                        let len18 = vec18.len();
-                                        let layout18 = _rt::alloc::Layout::from_size_align(
-                                                vec18.len() * (22 * ::core::mem::size_of::<*const u8>()),
-                                                ::core::mem::size_of::<*const u8>(),
-                                            )
-                                            .unwrap();
-                                        let (result18, _cleanup18) = wit_bindgen::rt::Cleanup::new(
-                                            layout18,
-                                        );
-                                        if let Some(cleanup) = _cleanup18 {
-                                            cleanup.forget();
-                                        }
-                                        for (i, e) in vec18.into_iter().enumerate() {
-                                            let base = result18
-                                                .add(i * (22 * ::core::mem::size_of::<*const u8>()));
-                                            {
-                                                let super::super::super::super::warden::provider::types::CapabilityDescriptor {
-                                                    id: id4,
-                                                    name: name4,
-                                                    version: version4,
-                                                    description: description4,
-                                                    input_schema: input_schema4,
-                                                    output_schema: output_schema4,
-                                                    metadata: metadata4,
-                                                    permissions: permissions4,
-                                                    effects: effects4,
-                                                    provider_kind: provider_kind4,
-                                                    provider_meta: provider_meta4,
-                                                } = e;
-                                                let vec5 = (id4.into_bytes()).into_boxed_slice();
-                                                let ptr5 = vec5.as_ptr().cast::<u8>();
-                                                let len5 = vec5.len();
-                                                ::core::mem::forget(vec5);
-                                                *base
-                                                    .add(::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>() = len5;
-                                                *base.add(0).cast::<*mut u8>() = ptr5.cast_mut();
-                                                let vec6 = (name4.into_bytes()).into_boxed_slice();
-                                                let ptr6 = vec6.as_ptr().cast::<u8>();
-                                                let len6 = vec6.len();
-                                                ::core::mem::forget(vec6);
-                                                *base
-                                                    .add(3 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>() = len6;
-                                                *base
-                                                    .add(2 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>() = ptr6.cast_mut();
-                                                let vec7 = (version4.into_bytes()).into_boxed_slice();
-                                                let ptr7 = vec7.as_ptr().cast::<u8>();
-                                                let len7 = vec7.len();
-                                                ::core::mem::forget(vec7);
-                                                *base
-                                                    .add(5 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>() = len7;
-                                                *base
-                                                    .add(4 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>() = ptr7.cast_mut();
-                                                let vec8 = (description4.into_bytes()).into_boxed_slice();
-                                                let ptr8 = vec8.as_ptr().cast::<u8>();
-                                                let len8 = vec8.len();
-                                                ::core::mem::forget(vec8);
-                                                *base
-                                                    .add(7 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>() = len8;
-                                                *base
-                                                    .add(6 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>() = ptr8.cast_mut();
-                                                let vec9 = (input_schema4.into_bytes()).into_boxed_slice();
-                                                let ptr9 = vec9.as_ptr().cast::<u8>();
-                                                let len9 = vec9.len();
-                                                ::core::mem::forget(vec9);
-                                                *base
-                                                    .add(9 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>() = len9;
-                                                *base
-                                                    .add(8 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>() = ptr9.cast_mut();
-                                                let vec10 = (output_schema4.into_bytes())
-                                                    .into_boxed_slice();
-                                                let ptr10 = vec10.as_ptr().cast::<u8>();
-                                                let len10 = vec10.len();
-                                                ::core::mem::forget(vec10);
-                                                *base
-                                                    .add(11 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>() = len10;
-                                                *base
-                                                    .add(10 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>() = ptr10.cast_mut();
-                                                let vec11 = (metadata4.into_bytes()).into_boxed_slice();
-                                                let ptr11 = vec11.as_ptr().cast::<u8>();
-                                                let len11 = vec11.len();
-                                                ::core::mem::forget(vec11);
-                                                *base
-                                                    .add(13 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>() = len11;
-                                                *base
-                                                    .add(12 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>() = ptr11.cast_mut();
-                                                let vec13 = permissions4;
-                                                let len13 = vec13.len();
-                                                let layout13 = _rt::alloc::Layout::from_size_align(
-                                                        vec13.len() * (2 * ::core::mem::size_of::<*const u8>()),
-                                                        ::core::mem::size_of::<*const u8>(),
-                                                    )
-                                                    .unwrap();
-                                                let (result13, _cleanup13) = wit_bindgen::rt::Cleanup::new(
-                                                    layout13,
-                                                );
-                                                if let Some(cleanup) = _cleanup13 {
-                                                    cleanup.forget();
-                                                }
-                                                for (i, e) in vec13.into_iter().enumerate() {
-                                                    let base = result13
-                                                        .add(i * (2 * ::core::mem::size_of::<*const u8>()));
-                                                    {
-                                                        let vec12 = (e.into_bytes()).into_boxed_slice();
-                                                        let ptr12 = vec12.as_ptr().cast::<u8>();
-                                                        let len12 = vec12.len();
-                                                        ::core::mem::forget(vec12);
-                                                        *base
-                                                            .add(::core::mem::size_of::<*const u8>())
-                                                            .cast::<usize>() = len12;
-                                                        *base.add(0).cast::<*mut u8>() = ptr12.cast_mut();
-                                                    }
-                                                }
-                                                *base
-                                                    .add(15 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>() = len13;
-                                                *base
-                                                    .add(14 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>() = result13;
-                                                let vec15 = effects4;
-                                                let len15 = vec15.len();
-                                                let layout15 = _rt::alloc::Layout::from_size_align(
-                                                        vec15.len() * (2 * ::core::mem::size_of::<*const u8>()),
-                                                        ::core::mem::size_of::<*const u8>(),
-                                                    )
-                                                    .unwrap();
-                                                let (result15, _cleanup15) = wit_bindgen::rt::Cleanup::new(
-                                                    layout15,
-                                                );
-                                                if let Some(cleanup) = _cleanup15 {
-                                                    cleanup.forget();
-                                                }
-                                                for (i, e) in vec15.into_iter().enumerate() {
-                                                    let base = result15
-                                                        .add(i * (2 * ::core::mem::size_of::<*const u8>()));
-                                                    {
-                                                        let vec14 = (e.into_bytes()).into_boxed_slice();
-                                                        let ptr14 = vec14.as_ptr().cast::<u8>();
-                                                        let len14 = vec14.len();
-                                                        ::core::mem::forget(vec14);
-                                                        *base
-                                                            .add(::core::mem::size_of::<*const u8>())
-                                                            .cast::<usize>() = len14;
-                                                        *base.add(0).cast::<*mut u8>() = ptr14.cast_mut();
-                                                    }
-                                                }
-                                                *base
-                                                    .add(17 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>() = len15;
-                                                *base
-                                                    .add(16 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>() = result15;
-                                                let vec16 = (provider_kind4.into_bytes())
-                                                    .into_boxed_slice();
-                                                let ptr16 = vec16.as_ptr().cast::<u8>();
-                                                let len16 = vec16.len();
-                                                ::core::mem::forget(vec16);
-                                                *base
-                                                    .add(19 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>() = len16;
-                                                *base
-                                                    .add(18 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>() = ptr16.cast_mut();
-                                                let vec17 = (provider_meta4.into_bytes())
-                                                    .into_boxed_slice();
-                                                let ptr17 = vec17.as_ptr().cast::<u8>();
-                                                let len17 = vec17.len();
-                                                ::core::mem::forget(vec17);
-                                                *base
-                                                    .add(21 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>() = len17;
-                                                *base
-                                                    .add(20 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>() = ptr17.cast_mut();
-                                            }
-                                        }
-                                        *base
-                                            .add(4 * ::core::mem::size_of::<*const u8>())
-                                            .cast::<usize>() = len18;
-                                        *base
-                                            .add(3 * ::core::mem::size_of::<*const u8>())
-                                            .cast::<*mut u8>() = result18;
-                                    }
-                                    Err(e) => {
-                                        *base
-                                            .add(2 * ::core::mem::size_of::<*const u8>())
-                                            .cast::<u8>() = (1i32) as u8;
-                                        use super::super::super::super::warden::provider::types::Error as V26;
-                                        match e {
-                                            V26::InvalidInput(e) => {
-                                                *base
-                                                    .add(3 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<u8>() = (0i32) as u8;
-                                                let vec19 = (e.into_bytes()).into_boxed_slice();
-                                                let ptr19 = vec19.as_ptr().cast::<u8>();
-                                                let len19 = vec19.len();
-                                                ::core::mem::forget(vec19);
-                                                *base
-                                                    .add(5 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>() = len19;
-                                                *base
-                                                    .add(4 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>() = ptr19.cast_mut();
-                                            }
-                                            V26::NotFound(e) => {
-                                                *base
-                                                    .add(3 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<u8>() = (1i32) as u8;
-                                                let vec20 = (e.into_bytes()).into_boxed_slice();
-                                                let ptr20 = vec20.as_ptr().cast::<u8>();
-                                                let len20 = vec20.len();
-                                                ::core::mem::forget(vec20);
-                                                *base
-                                                    .add(5 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>() = len20;
-                                                *base
-                                                    .add(4 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>() = ptr20.cast_mut();
-                                            }
-                                            V26::Denied(e) => {
-                                                *base
-                                                    .add(3 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<u8>() = (2i32) as u8;
-                                                let vec21 = (e.into_bytes()).into_boxed_slice();
-                                                let ptr21 = vec21.as_ptr().cast::<u8>();
-                                                let len21 = vec21.len();
-                                                ::core::mem::forget(vec21);
-                                                *base
-                                                    .add(5 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>() = len21;
-                                                *base
-                                                    .add(4 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>() = ptr21.cast_mut();
-                                            }
-                                            V26::Upstream(e) => {
-                                                *base
-                                                    .add(3 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<u8>() = (3i32) as u8;
-                                                let vec22 = (e.into_bytes()).into_boxed_slice();
-                                                let ptr22 = vec22.as_ptr().cast::<u8>();
-                                                let len22 = vec22.len();
-                                                ::core::mem::forget(vec22);
-                                                *base
-                                                    .add(5 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>() = len22;
-                                                *base
-                                                    .add(4 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>() = ptr22.cast_mut();
-                                            }
-                                            V26::Timeout(e) => {
-                                                *base
-                                                    .add(3 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<u8>() = (4i32) as u8;
-                                                let vec23 = (e.into_bytes()).into_boxed_slice();
-                                                let ptr23 = vec23.as_ptr().cast::<u8>();
-                                                let len23 = vec23.len();
-                                                ::core::mem::forget(vec23);
-                                                *base
-                                                    .add(5 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>() = len23;
-                                                *base
-                                                    .add(4 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>() = ptr23.cast_mut();
-                                            }
-                                            V26::Unavailable(e) => {
-                                                *base
-                                                    .add(3 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<u8>() = (5i32) as u8;
-                                                let vec24 = (e.into_bytes()).into_boxed_slice();
-                                                let ptr24 = vec24.as_ptr().cast::<u8>();
-                                                let len24 = vec24.len();
-                                                ::core::mem::forget(vec24);
-                                                *base
-                                                    .add(5 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>() = len24;
-                                                *base
-                                                    .add(4 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>() = ptr24.cast_mut();
-                                            }
-                                            V26::Internal(e) => {
-                                                *base
-                                                    .add(3 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<u8>() = (6i32) as u8;
-                                                let vec25 = (e.into_bytes()).into_boxed_slice();
-                                                let ptr25 = vec25.as_ptr().cast::<u8>();
-                                                let len25 = vec25.len();
-                                                ::core::mem::forget(vec25);
-                                                *base
-                                                    .add(5 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>() = len25;
-                                                *base
-                                                    .add(4 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>() = ptr25.cast_mut();
-                                            }
-                                        }
-                                    }
-                                };
+                                    .cast::<usize>() = len2;
+                                *base.add(0).cast::<*mut u8>() = ptr2.cast_mut();
                             }
                         }
-                        *ptr1.add(::core::mem::size_of::<*const u8>()).cast::<usize>() = len27;
-                        *ptr1.add(0).cast::<*mut u8>() = result27;
+                        *ptr1.add(::core::mem::size_of::<*const u8>()).cast::<usize>() = len3;
+                        *ptr1.add(0).cast::<*mut u8>() = result3;
                         ptr1
                     }
                 }
                 #[doc(hidden)]
                 #[allow(non_snake_case)]
-                pub unsafe fn __post_return_discover<T_: Guest>(arg0: *mut u8) {
+                pub unsafe fn __post_return_sources<T_: Guest>(arg0: *mut u8) {
                     unsafe {
                         let l0 = *arg0.add(0).cast::<*mut u8>();
                         let l1 = *arg0
                             .add(::core::mem::size_of::<*const u8>())
                             .cast::<usize>();
-                        let base51 = l0;
-                        let len51 = l1;
-                        for i in 0..len51 {
-                            let base = base51
-                                .add(i * (6 * ::core::mem::size_of::<*const u8>()));
+                        let base4 = l0;
+                        let len4 = l1;
+                        for i in 0..len4 {
+                            let base = base4
+                                .add(i * (2 * ::core::mem::size_of::<*const u8>()));
                             {
                                 let l2 = *base.add(0).cast::<*mut u8>();
                                 let l3 = *base
                                     .add(::core::mem::size_of::<*const u8>())
                                     .cast::<usize>();
                                 _rt::cabi_dealloc(l2, l3, 1);
-                                let l4 = i32::from(
-                                    *base
-                                        .add(2 * ::core::mem::size_of::<*const u8>())
-                                        .cast::<u8>(),
-                                );
-                                match l4 {
-                                    0 => {
-                                        let l5 = *base
-                                            .add(3 * ::core::mem::size_of::<*const u8>())
-                                            .cast::<*mut u8>();
-                                        let l6 = *base
-                                            .add(4 * ::core::mem::size_of::<*const u8>())
-                                            .cast::<usize>();
-                                        let base35 = l5;
-                                        let len35 = l6;
-                                        for i in 0..len35 {
-                                            let base = base35
-                                                .add(i * (22 * ::core::mem::size_of::<*const u8>()));
-                                            {
-                                                let l7 = *base.add(0).cast::<*mut u8>();
-                                                let l8 = *base
-                                                    .add(::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>();
-                                                _rt::cabi_dealloc(l7, l8, 1);
-                                                let l9 = *base
-                                                    .add(2 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>();
-                                                let l10 = *base
-                                                    .add(3 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>();
-                                                _rt::cabi_dealloc(l9, l10, 1);
-                                                let l11 = *base
-                                                    .add(4 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>();
-                                                let l12 = *base
-                                                    .add(5 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>();
-                                                _rt::cabi_dealloc(l11, l12, 1);
-                                                let l13 = *base
-                                                    .add(6 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>();
-                                                let l14 = *base
-                                                    .add(7 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>();
-                                                _rt::cabi_dealloc(l13, l14, 1);
-                                                let l15 = *base
-                                                    .add(8 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>();
-                                                let l16 = *base
-                                                    .add(9 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>();
-                                                _rt::cabi_dealloc(l15, l16, 1);
-                                                let l17 = *base
-                                                    .add(10 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>();
-                                                let l18 = *base
-                                                    .add(11 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>();
-                                                _rt::cabi_dealloc(l17, l18, 1);
-                                                let l19 = *base
-                                                    .add(12 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>();
-                                                let l20 = *base
-                                                    .add(13 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>();
-                                                _rt::cabi_dealloc(l19, l20, 1);
-                                                let l21 = *base
-                                                    .add(14 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>();
-                                                let l22 = *base
-                                                    .add(15 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>();
-                                                let base25 = l21;
-                                                let len25 = l22;
-                                                for i in 0..len25 {
-                                                    let base = base25
-                                                        .add(i * (2 * ::core::mem::size_of::<*const u8>()));
-                                                    {
-                                                        let l23 = *base.add(0).cast::<*mut u8>();
-                                                        let l24 = *base
-                                                            .add(::core::mem::size_of::<*const u8>())
-                                                            .cast::<usize>();
-                                                        _rt::cabi_dealloc(l23, l24, 1);
-                                                    }
-                                                }
-                                                _rt::cabi_dealloc(
-                                                    base25,
-                                                    len25 * (2 * ::core::mem::size_of::<*const u8>()),
-                                                    ::core::mem::size_of::<*const u8>(),
-                                                );
-                                                let l26 = *base
-                                                    .add(16 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>();
-                                                let l27 = *base
-                                                    .add(17 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>();
-                                                let base30 = l26;
-                                                let len30 = l27;
-                                                for i in 0..len30 {
-                                                    let base = base30
-                                                        .add(i * (2 * ::core::mem::size_of::<*const u8>()));
-                                                    {
-                                                        let l28 = *base.add(0).cast::<*mut u8>();
-                                                        let l29 = *base
-                                                            .add(::core::mem::size_of::<*const u8>())
-                                                            .cast::<usize>();
-                                                        _rt::cabi_dealloc(l28, l29, 1);
-                                                    }
-                                                }
-                                                _rt::cabi_dealloc(
-                                                    base30,
-                                                    len30 * (2 * ::core::mem::size_of::<*const u8>()),
-                                                    ::core::mem::size_of::<*const u8>(),
-                                                );
-                                                let l31 = *base
-                                                    .add(18 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>();
-                                                let l32 = *base
-                                                    .add(19 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>();
-                                                _rt::cabi_dealloc(l31, l32, 1);
-                                                let l33 = *base
-                                                    .add(20 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>();
-                                                let l34 = *base
-                                                    .add(21 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>();
-                                                _rt::cabi_dealloc(l33, l34, 1);
-                                            }
-                                        }
-                                        _rt::cabi_dealloc(
-                                            base35,
-                                            len35 * (22 * ::core::mem::size_of::<*const u8>()),
-                                            ::core::mem::size_of::<*const u8>(),
-                                        );
-                                    }
-                                    _ => {
-                                        let l36 = i32::from(
-                                            *base
-                                                .add(3 * ::core::mem::size_of::<*const u8>())
-                                                .cast::<u8>(),
-                                        );
-                                        match l36 {
-                                            0 => {
-                                                let l37 = *base
-                                                    .add(4 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>();
-                                                let l38 = *base
-                                                    .add(5 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>();
-                                                _rt::cabi_dealloc(l37, l38, 1);
-                                            }
-                                            1 => {
-                                                let l39 = *base
-                                                    .add(4 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>();
-                                                let l40 = *base
-                                                    .add(5 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>();
-                                                _rt::cabi_dealloc(l39, l40, 1);
-                                            }
-                                            2 => {
-                                                let l41 = *base
-                                                    .add(4 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>();
-                                                let l42 = *base
-                                                    .add(5 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>();
-                                                _rt::cabi_dealloc(l41, l42, 1);
-                                            }
-                                            3 => {
-                                                let l43 = *base
-                                                    .add(4 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>();
-                                                let l44 = *base
-                                                    .add(5 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>();
-                                                _rt::cabi_dealloc(l43, l44, 1);
-                                            }
-                                            4 => {
-                                                let l45 = *base
-                                                    .add(4 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>();
-                                                let l46 = *base
-                                                    .add(5 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>();
-                                                _rt::cabi_dealloc(l45, l46, 1);
-                                            }
-                                            5 => {
-                                                let l47 = *base
-                                                    .add(4 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>();
-                                                let l48 = *base
-                                                    .add(5 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>();
-                                                _rt::cabi_dealloc(l47, l48, 1);
-                                            }
-                                            _ => {
-                                                let l49 = *base
-                                                    .add(4 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<*mut u8>();
-                                                let l50 = *base
-                                                    .add(5 * ::core::mem::size_of::<*const u8>())
-                                                    .cast::<usize>();
-                                                _rt::cabi_dealloc(l49, l50, 1);
-                                            }
-                                        }
-                                    }
-                                }
                             }
                         }
                         _rt::cabi_dealloc(
-                            base51,
-                            len51 * (6 * ::core::mem::size_of::<*const u8>()),
+                            base4,
+                            len4 * (2 * ::core::mem::size_of::<*const u8>()),
                             ::core::mem::size_of::<*const u8>(),
                         );
                     }
                 }
+                #[doc(hidden)]
+                #[allow(non_snake_case, unused_unsafe)]
+                pub unsafe fn _export_discover_cabi<T_: Guest>(
+                    arg0: *mut u8,
+                    arg1: usize,
+                ) -> *mut u8 {
+                    unsafe {
+                        #[cfg(target_arch = "wasm32")] _rt::run_ctors_once();
+                        let result1 = {
+                            let len0 = arg1;
+                            let bytes0 = _rt::Vec::from_raw_parts(
+                                arg0.cast(),
+                                len0,
+                                len0,
+                            );
+                            T_::discover(_rt::string_lift(bytes0))
+                        };
+                        let ptr2 = (&raw mut _RET_AREA.0).cast::<u8>();
+                        match result1 {
+                            Ok(e) => {
+                                *ptr2.add(0).cast::<u8>() = (0i32) as u8;
+                                let vec17 = e;
+                                let len17 = vec17.len();
+                                let layout17 = _rt::alloc::Layout::from_size_align(
+                                        vec17.len() * (22 * ::core::mem::size_of::<*const u8>()),
+                                        ::core::mem::size_of::<*const u8>(),
+                                    )
+                                    .unwrap();
+                                let (result17, _cleanup17) = wit_bindgen::rt::Cleanup::new(
+                                    layout17,
+                                );
+                                if let Some(cleanup) = _cleanup17 {
+                                    cleanup.forget();
+                                }
+                                for (i, e) in vec17.into_iter().enumerate() {
+                                    let base = result17
+                                        .add(i * (22 * ::core::mem::size_of::<*const u8>()));
+                                    {
+                                        let super::super::super::super::warden::provider::types::CapabilityDescriptor {
+                                            id: id3,
+                                            name: name3,
+                                            version: version3,
+                                            description: description3,
+                                            input_schema: input_schema3,
+                                            output_schema: output_schema3,
+                                            metadata: metadata3,
+                                            permissions: permissions3,
+                                            effects: effects3,
+                                            provider_kind: provider_kind3,
+                                            provider_meta: provider_meta3,
+                                        } = e;
+                                        let vec4 = (id3.into_bytes()).into_boxed_slice();
+                                        let ptr4 = vec4.as_ptr().cast::<u8>();
+                                        let len4 = vec4.len();
+                                        ::core::mem::forget(vec4);
+                                        *base
+                                            .add(::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>() = len4;
+                                        *base.add(0).cast::<*mut u8>() = ptr4.cast_mut();
+                                        let vec5 = (name3.into_bytes()).into_boxed_slice();
+                                        let ptr5 = vec5.as_ptr().cast::<u8>();
+                                        let len5 = vec5.len();
+                                        ::core::mem::forget(vec5);
+                                        *base
+                                            .add(3 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>() = len5;
+                                        *base
+                                            .add(2 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>() = ptr5.cast_mut();
+                                        let vec6 = (version3.into_bytes()).into_boxed_slice();
+                                        let ptr6 = vec6.as_ptr().cast::<u8>();
+                                        let len6 = vec6.len();
+                                        ::core::mem::forget(vec6);
+                                        *base
+                                            .add(5 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>() = len6;
+                                        *base
+                                            .add(4 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>() = ptr6.cast_mut();
+                                        let vec7 = (description3.into_bytes()).into_boxed_slice();
+                                        let ptr7 = vec7.as_ptr().cast::<u8>();
+                                        let len7 = vec7.len();
+                                        ::core::mem::forget(vec7);
+                                        *base
+                                            .add(7 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>() = len7;
+                                        *base
+                                            .add(6 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>() = ptr7.cast_mut();
+                                        let vec8 = (input_schema3.into_bytes()).into_boxed_slice();
+                                        let ptr8 = vec8.as_ptr().cast::<u8>();
+                                        let len8 = vec8.len();
+                                        ::core::mem::forget(vec8);
+                                        *base
+                                            .add(9 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>() = len8;
+                                        *base
+                                            .add(8 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>() = ptr8.cast_mut();
+                                        let vec9 = (output_schema3.into_bytes()).into_boxed_slice();
+                                        let ptr9 = vec9.as_ptr().cast::<u8>();
+                                        let len9 = vec9.len();
+                                        ::core::mem::forget(vec9);
+                                        *base
+                                            .add(11 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>() = len9;
+                                        *base
+                                            .add(10 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>() = ptr9.cast_mut();
+                                        let vec10 = (metadata3.into_bytes()).into_boxed_slice();
+                                        let ptr10 = vec10.as_ptr().cast::<u8>();
+                                        let len10 = vec10.len();
+                                        ::core::mem::forget(vec10);
+                                        *base
+                                            .add(13 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>() = len10;
+                                        *base
+                                            .add(12 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>() = ptr10.cast_mut();
+                                        let vec12 = permissions3;
+                                        let len12 = vec12.len();
+                                        let layout12 = _rt::alloc::Layout::from_size_align(
+                                                vec12.len() * (2 * ::core::mem::size_of::<*const u8>()),
+                                                ::core::mem::size_of::<*const u8>(),
+                                            )
+                                            .unwrap();
+                                        let (result12, _cleanup12) = wit_bindgen::rt::Cleanup::new(
+                                            layout12,
+                                        );
+                                        if let Some(cleanup) = _cleanup12 {
+                                            cleanup.forget();
+                                        }
+                                        for (i, e) in vec12.into_iter().enumerate() {
+                                            let base = result12
+                                                .add(i * (2 * ::core::mem::size_of::<*const u8>()));
+                                            {
+                                                let vec11 = (e.into_bytes()).into_boxed_slice();
+                                                let ptr11 = vec11.as_ptr().cast::<u8>();
+                                                let len11 = vec11.len();
+                                                ::core::mem::forget(vec11);
+                                                *base
+                                                    .add(::core::mem::size_of::<*const u8>())
+                                                    .cast::<usize>() = len11;
+                                                *base.add(0).cast::<*mut u8>() = ptr11.cast_mut();
+                                            }
+                                        }
+                                        *base
+                                            .add(15 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>() = len12;
+                                        *base
+                                            .add(14 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>() = result12;
+                                        let vec14 = effects3;
+                                        let len14 = vec14.len();
+                                        let layout14 = _rt::alloc::Layout::from_size_align(
+                                                vec14.len() * (2 * ::core::mem::size_of::<*const u8>()),
+                                                ::core::mem::size_of::<*const u8>(),
+                                            )
+                                            .unwrap();
+                                        let (result14, _cleanup14) = wit_bindgen::rt::Cleanup::new(
+                                            layout14,
+                                        );
+                                        if let Some(cleanup) = _cleanup14 {
+                                            cleanup.forget();
+                                        }
+                                        for (i, e) in vec14.into_iter().enumerate() {
+                                            let base = result14
+                                                .add(i * (2 * ::core::mem::size_of::<*const u8>()));
+                                            {
+                                                let vec13 = (e.into_bytes()).into_boxed_slice();
+                                                let ptr13 = vec13.as_ptr().cast::<u8>();
+                                                let len13 = vec13.len();
+                                                ::core::mem::forget(vec13);
+                                                *base
+                                                    .add(::core::mem::size_of::<*const u8>())
+                                                    .cast::<usize>() = len13;
+                                                *base.add(0).cast::<*mut u8>() = ptr13.cast_mut();
+                                            }
+                                        }
+                                        *base
+                                            .add(17 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>() = len14;
+                                        *base
+                                            .add(16 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>() = result14;
+                                        let vec15 = (provider_kind3.into_bytes())
+                                            .into_boxed_slice();
+                                        let ptr15 = vec15.as_ptr().cast::<u8>();
+                                        let len15 = vec15.len();
+                                        ::core::mem::forget(vec15);
+                                        *base
+                                            .add(19 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>() = len15;
+                                        *base
+                                            .add(18 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>() = ptr15.cast_mut();
+                                        let vec16 = (provider_meta3.into_bytes())
+                                            .into_boxed_slice();
+                                        let ptr16 = vec16.as_ptr().cast::<u8>();
+                                        let len16 = vec16.len();
+                                        ::core::mem::forget(vec16);
+                                        *base
+                                            .add(21 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>() = len16;
+                                        *base
+                                            .add(20 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>() = ptr16.cast_mut();
+                                    }
+                                }
+                                *ptr2
+                                    .add(2 * ::core::mem::size_of::<*const u8>())
+                                    .cast::<usize>() = len17;
+                                *ptr2
+                                    .add(::core::mem::size_of::<*const u8>())
+                                    .cast::<*mut u8>() = result17;
+                            }
+                            Err(e) => {
+                                *ptr2.add(0).cast::<u8>() = (1i32) as u8;
+                                use super::super::super::super::warden::provider::types::Error as V25;
+                                match e {
+                                    V25::InvalidInput(e) => {
+                                        *ptr2
+                                            .add(::core::mem::size_of::<*const u8>())
+                                            .cast::<u8>() = (0i32) as u8;
+                                        let vec18 = (e.into_bytes()).into_boxed_slice();
+                                        let ptr18 = vec18.as_ptr().cast::<u8>();
+                                        let len18 = vec18.len();
+                                        ::core::mem::forget(vec18);
+                                        *ptr2
+                                            .add(3 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>() = len18;
+                                        *ptr2
+                                            .add(2 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>() = ptr18.cast_mut();
+                                    }
+                                    V25::NotFound(e) => {
+                                        *ptr2
+                                            .add(::core::mem::size_of::<*const u8>())
+                                            .cast::<u8>() = (1i32) as u8;
+                                        let vec19 = (e.into_bytes()).into_boxed_slice();
+                                        let ptr19 = vec19.as_ptr().cast::<u8>();
+                                        let len19 = vec19.len();
+                                        ::core::mem::forget(vec19);
+                                        *ptr2
+                                            .add(3 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>() = len19;
+                                        *ptr2
+                                            .add(2 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>() = ptr19.cast_mut();
+                                    }
+                                    V25::Denied(e) => {
+                                        *ptr2
+                                            .add(::core::mem::size_of::<*const u8>())
+                                            .cast::<u8>() = (2i32) as u8;
+                                        let vec20 = (e.into_bytes()).into_boxed_slice();
+                                        let ptr20 = vec20.as_ptr().cast::<u8>();
+                                        let len20 = vec20.len();
+                                        ::core::mem::forget(vec20);
+                                        *ptr2
+                                            .add(3 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>() = len20;
+                                        *ptr2
+                                            .add(2 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>() = ptr20.cast_mut();
+                                    }
+                                    V25::Upstream(e) => {
+                                        *ptr2
+                                            .add(::core::mem::size_of::<*const u8>())
+                                            .cast::<u8>() = (3i32) as u8;
+                                        let vec21 = (e.into_bytes()).into_boxed_slice();
+                                        let ptr21 = vec21.as_ptr().cast::<u8>();
+                                        let len21 = vec21.len();
+                                        ::core::mem::forget(vec21);
+                                        *ptr2
+                                            .add(3 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>() = len21;
+                                        *ptr2
+                                            .add(2 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>() = ptr21.cast_mut();
+                                    }
+                                    V25::Timeout(e) => {
+                                        *ptr2
+                                            .add(::core::mem::size_of::<*const u8>())
+                                            .cast::<u8>() = (4i32) as u8;
+                                        let vec22 = (e.into_bytes()).into_boxed_slice();
+                                        let ptr22 = vec22.as_ptr().cast::<u8>();
+                                        let len22 = vec22.len();
+                                        ::core::mem::forget(vec22);
+                                        *ptr2
+                                            .add(3 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>() = len22;
+                                        *ptr2
+                                            .add(2 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>() = ptr22.cast_mut();
+                                    }
+                                    V25::Unavailable(e) => {
+                                        *ptr2
+                                            .add(::core::mem::size_of::<*const u8>())
+                                            .cast::<u8>() = (5i32) as u8;
+                                        let vec23 = (e.into_bytes()).into_boxed_slice();
+                                        let ptr23 = vec23.as_ptr().cast::<u8>();
+                                        let len23 = vec23.len();
+                                        ::core::mem::forget(vec23);
+                                        *ptr2
+                                            .add(3 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>() = len23;
+                                        *ptr2
+                                            .add(2 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>() = ptr23.cast_mut();
+                                    }
+                                    V25::Internal(e) => {
+                                        *ptr2
+                                            .add(::core::mem::size_of::<*const u8>())
+                                            .cast::<u8>() = (6i32) as u8;
+                                        let vec24 = (e.into_bytes()).into_boxed_slice();
+                                        let ptr24 = vec24.as_ptr().cast::<u8>();
+                                        let len24 = vec24.len();
+                                        ::core::mem::forget(vec24);
+                                        *ptr2
+                                            .add(3 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>() = len24;
+                                        *ptr2
+                                            .add(2 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>() = ptr24.cast_mut();
+                                    }
+                                }
+                            }
+                        };
+                        ptr2
+                    }
+                }
+                #[doc(hidden)]
+                #[allow(non_snake_case)]
+                pub unsafe fn __post_return_discover<T_: Guest>(arg0: *mut u8) {
+                    unsafe {
+                        let l0 = i32::from(*arg0.add(0).cast::<u8>());
+                        match l0 {
+                            0 => {
+                                let l1 = *arg0
+                                    .add(::core::mem::size_of::<*const u8>())
+                                    .cast::<*mut u8>();
+                                let l2 = *arg0
+                                    .add(2 * ::core::mem::size_of::<*const u8>())
+                                    .cast::<usize>();
+                                let base31 = l1;
+                                let len31 = l2;
+                                for i in 0..len31 {
+                                    let base = base31
+                                        .add(i * (22 * ::core::mem::size_of::<*const u8>()));
+                                    {
+                                        let l3 = *base.add(0).cast::<*mut u8>();
+                                        let l4 = *base
+                                            .add(::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>();
+                                        _rt::cabi_dealloc(l3, l4, 1);
+                                        let l5 = *base
+                                            .add(2 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>();
+                                        let l6 = *base
+                                            .add(3 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>();
+                                        _rt::cabi_dealloc(l5, l6, 1);
+                                        let l7 = *base
+                                            .add(4 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>();
+                                        let l8 = *base
+                                            .add(5 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>();
+                                        _rt::cabi_dealloc(l7, l8, 1);
+                                        let l9 = *base
+                                            .add(6 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>();
+                                        let l10 = *base
+                                            .add(7 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>();
+                                        _rt::cabi_dealloc(l9, l10, 1);
+                                        let l11 = *base
+                                            .add(8 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>();
+                                        let l12 = *base
+                                            .add(9 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>();
+                                        _rt::cabi_dealloc(l11, l12, 1);
+                                        let l13 = *base
+                                            .add(10 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>();
+                                        let l14 = *base
+                                            .add(11 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>();
+                                        _rt::cabi_dealloc(l13, l14, 1);
+                                        let l15 = *base
+                                            .add(12 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>();
+                                        let l16 = *base
+                                            .add(13 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>();
+                                        _rt::cabi_dealloc(l15, l16, 1);
+                                        let l17 = *base
+                                            .add(14 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>();
+                                        let l18 = *base
+                                            .add(15 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>();
+                                        let base21 = l17;
+                                        let len21 = l18;
+                                        for i in 0..len21 {
+                                            let base = base21
+                                                .add(i * (2 * ::core::mem::size_of::<*const u8>()));
+                                            {
+                                                let l19 = *base.add(0).cast::<*mut u8>();
+                                                let l20 = *base
+                                                    .add(::core::mem::size_of::<*const u8>())
+                                                    .cast::<usize>();
+                                                _rt::cabi_dealloc(l19, l20, 1);
+                                            }
+                                        }
+                                        _rt::cabi_dealloc(
+                                            base21,
+                                            len21 * (2 * ::core::mem::size_of::<*const u8>()),
+                                            ::core::mem::size_of::<*const u8>(),
+                                        );
+                                        let l22 = *base
+                                            .add(16 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>();
+                                        let l23 = *base
+                                            .add(17 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>();
+                                        let base26 = l22;
+                                        let len26 = l23;
+                                        for i in 0..len26 {
+                                            let base = base26
+                                                .add(i * (2 * ::core::mem::size_of::<*const u8>()));
+                                            {
+                                                let l24 = *base.add(0).cast::<*mut u8>();
+                                                let l25 = *base
+                                                    .add(::core::mem::size_of::<*const u8>())
+                                                    .cast::<usize>();
+                                                _rt::cabi_dealloc(l24, l25, 1);
+                                            }
+                                        }
+                                        _rt::cabi_dealloc(
+                                            base26,
+                                            len26 * (2 * ::core::mem::size_of::<*const u8>()),
+                                            ::core::mem::size_of::<*const u8>(),
+                                        );
+                                        let l27 = *base
+                                            .add(18 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>();
+                                        let l28 = *base
+                                            .add(19 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>();
+                                        _rt::cabi_dealloc(l27, l28, 1);
+                                        let l29 = *base
+                                            .add(20 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>();
+                                        let l30 = *base
+                                            .add(21 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>();
+                                        _rt::cabi_dealloc(l29, l30, 1);
+                                    }
+                                }
+                                _rt::cabi_dealloc(
+                                    base31,
+                                    len31 * (22 * ::core::mem::size_of::<*const u8>()),
+                                    ::core::mem::size_of::<*const u8>(),
+                                );
+                            }
+                            _ => {
+                                let l32 = i32::from(
+                                    *arg0.add(::core::mem::size_of::<*const u8>()).cast::<u8>(),
+                                );
+                                match l32 {
+                                    0 => {
+                                        let l33 = *arg0
+                                            .add(2 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>();
+                                        let l34 = *arg0
+                                            .add(3 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>();
+                                        _rt::cabi_dealloc(l33, l34, 1);
+                                    }
+                                    1 => {
+                                        let l35 = *arg0
+                                            .add(2 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>();
+                                        let l36 = *arg0
+                                            .add(3 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>();
+                                        _rt::cabi_dealloc(l35, l36, 1);
+                                    }
+                                    2 => {
+                                        let l37 = *arg0
+                                            .add(2 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>();
+                                        let l38 = *arg0
+                                            .add(3 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>();
+                                        _rt::cabi_dealloc(l37, l38, 1);
+                                    }
+                                    3 => {
+                                        let l39 = *arg0
+                                            .add(2 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>();
+                                        let l40 = *arg0
+                                            .add(3 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>();
+                                        _rt::cabi_dealloc(l39, l40, 1);
+                                    }
+                                    4 => {
+                                        let l41 = *arg0
+                                            .add(2 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>();
+                                        let l42 = *arg0
+                                            .add(3 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>();
+                                        _rt::cabi_dealloc(l41, l42, 1);
+                                    }
+                                    5 => {
+                                        let l43 = *arg0
+                                            .add(2 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>();
+                                        let l44 = *arg0
+                                            .add(3 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>();
+                                        _rt::cabi_dealloc(l43, l44, 1);
+                                    }
+                                    _ => {
+                                        let l45 = *arg0
+                                            .add(2 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<*mut u8>();
+                                        let l46 = *arg0
+                                            .add(3 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>();
+                                        _rt::cabi_dealloc(l45, l46, 1);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
                 pub trait Guest {
-                    /// Lists every source and its capabilities. A capability's
-                    /// `input-schema` and `output-schema` may be RTFS type expressions or
-                    /// JSON Schema object texts (starting with `{`), which the host converts.
+                    /// The names of the provider's sources (e.g. one per MCP server),
+                    /// unique within it. Should be quick: no remote calls.
                     #[allow(async_fn_in_trait)]
-                    fn discover() -> _rt::Vec<Source>;
+                    fn sources() -> _rt::Vec<_rt::String>;
+                    /// The capabilities of source `name`, or why they cannot be listed now.
+                    /// A capability's `input-schema` and `output-schema` may be RTFS type
+                    /// expressions or JSON Schema object texts (starting with `{`), which
+                    /// the host converts.
+                    #[allow(async_fn_in_trait)]
+                    fn discover(
+                        name: _rt::String,
+                    ) -> ::core::result::Result<_rt::Vec<CapabilityDescriptor>, Error>;
                 }
                 #[doc(hidden)]
                 #[macro_export]
                 macro_rules! __export_warden_provider_discovery_0_1_0_cabi {
                     ($ty:ident with_types_in $($path_to_types:tt)*) => {
                         const _ : () = { #[unsafe (export_name =
+                        "warden:provider/discovery@0.1.0#sources")] unsafe extern "C" fn
+                        export_sources() -> * mut u8 { unsafe { $($path_to_types)*::
+                        _export_sources_cabi::<$ty > () } } #[unsafe (export_name =
+                        "cabi_post_warden:provider/discovery@0.1.0#sources")] unsafe
+                        extern "C" fn _post_return_sources(arg0 : * mut u8,) { unsafe {
+                        $($path_to_types)*:: __post_return_sources::<$ty > (arg0) } }
+                        #[unsafe (export_name =
                         "warden:provider/discovery@0.1.0#discover")] unsafe extern "C" fn
-                        export_discover() -> * mut u8 { unsafe { $($path_to_types)*::
-                        _export_discover_cabi::<$ty > () } } #[unsafe (export_name =
+                        export_discover(arg0 : * mut u8, arg1 : usize,) -> * mut u8 {
+                        unsafe { $($path_to_types)*:: _export_discover_cabi::<$ty >
+                        (arg0, arg1) } } #[unsafe (export_name =
                         "cabi_post_warden:provider/discovery@0.1.0#discover")] unsafe
                         extern "C" fn _post_return_discover(arg0 : * mut u8,) { unsafe {
                         $($path_to_types)*:: __post_return_discover::<$ty > (arg0) } } };
@@ -13370,10 +13378,10 @@ pub mod exports {
                 struct _RetArea(
                     [::core::mem::MaybeUninit<
                         u8,
-                    >; 2 * ::core::mem::size_of::<*const u8>()],
+                    >; 4 * ::core::mem::size_of::<*const u8>()],
                 );
                 static mut _RET_AREA: _RetArea = _RetArea(
-                    [::core::mem::MaybeUninit::uninit(); 2
+                    [::core::mem::MaybeUninit::uninit(); 4
                         * ::core::mem::size_of::<*const u8>()],
                 );
             }
@@ -15477,9 +15485,9 @@ macro_rules! __export_guest_impl {
         (link_section =
         "component-type:wit-bindgen:0.63.0:warden:sdk:guest:imports and exports")]
         #[doc(hidden)] #[allow(clippy::octal_escapes)] pub static
-        __WIT_BINDGEN_COMPONENT_TYPE : [u8; 11505] = *
+        __WIT_BINDGEN_COMPONENT_TYPE : [u8; 11493] = *
         b"\
-\0asm\x0d\0\x01\0\0\x19\x16wit-component-encoding\x04\0\x07\xf5X\x01A\x02\x01A0\x01\
+\0asm\x0d\0\x01\0\0\x19\x16wit-component-encoding\x04\0\x07\xe9X\x01A\x02\x01A0\x01\
 B\x0a\x01o\x02ss\x01p\0\x01@\0\0\x01\x04\0\x0fget-environment\x01\x02\x01ps\x01@\
 \0\0\x03\x04\0\x0dget-arguments\x01\x04\x01ks\x01@\0\0\x05\x04\0\x0binitial-cwd\x01\
 \x06\x03\0\x1bwasi:cli/environment@0.2.12\x05\0\x01B\x04\x04\0\x05error\x03\x01\x01\
@@ -15693,23 +15701,23 @@ level\x03\x07messages\x01\0\x04\0\x03log\x01\x04\x01ks\x01j\x01\x05\x01\x01\x01@
 \x01\x04names\0\x06\x04\0\x07env-var\x01\x07\x03\0\x1awarden:provider/host@0.1.0\
 \x05\x19\x02\x03\0\x08\x15capability-descriptor\x01B\x0b\x02\x03\x02\x01\x10\x04\
 \0\x05error\x03\0\0\x02\x03\x02\x01\x1a\x04\0\x15capability-descriptor\x03\0\x02\
-\x01p\x03\x01j\x01\x04\x01\x01\x01r\x02\x04names\x0ccapabilities\x05\x04\0\x06so\
-urce\x03\0\x06\x01p\x07\x01@\0\0\x08\x04\0\x08discover\x01\x09\x04\0\x1fwarden:p\
-rovider/discovery@0.1.0\x05\x1b\x01B\x0f\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\
-\0\x04\0\x07session\x03\x01\x01i\x02\x01j\x01\x03\x01\x01\x01@\x02\x0dcapability\
--ids\x06configs\0\x04\x04\0\x14[static]session.open\x01\x05\x01h\x02\x01j\x01s\x01\
-\x01\x01@\x03\x04self\x06\x0dcapability-ids\x05inputs\0\x07\x04\0\x14[method]ses\
-sion.call\x01\x08\x01@\x01\x04self\x06\0s\x04\0\x1c[method]session.remote-state\x01\
-\x09\x01@\x03\x0dcapability-ids\x06configs\x05states\x01\0\x04\0\x07release\x01\x0a\
-\x04\0%warden:provider/session-handler@0.1.0\x05\x1c\x02\x03\0\x08\x0bdescriptio\
-n\x02\x03\0\x08\x0dhealth-report\x01B\x10\x02\x03\x02\x01\x10\x04\0\x05error\x03\
-\0\0\x02\x03\x02\x01\x1d\x04\0\x0bdescription\x03\0\x02\x02\x03\x02\x01\x1e\x04\0\
-\x0dhealth-report\x03\0\x04\x01@\0\0\x03\x04\0\x08describe\x01\x06\x01j\0\x01\x01\
-\x01@\x01\x06configs\0\x07\x04\0\x04init\x01\x08\x01j\x01s\x01\x01\x01@\x02\x0dc\
-apability-ids\x05inputs\0\x09\x04\0\x04call\x01\x0a\x01@\0\0\x05\x04\0\x06health\
-\x01\x0b\x04\0\x1ewarden:provider/provider@0.1.0\x05\x1f\x04\0\x10warden:sdk/gue\
-st\x04\0\x0b\x0b\x01\0\x05guest\x03\0\0\0G\x09producers\x01\x0cprocessed-by\x02\x0d\
-wit-component\x070.262.0\x10wit-bindgen-rust\x060.63.0";
+\x01ps\x01@\0\0\x04\x04\0\x07sources\x01\x05\x01p\x03\x01j\x01\x06\x01\x01\x01@\x01\
+\x04names\0\x07\x04\0\x08discover\x01\x08\x04\0\x1fwarden:provider/discovery@0.1\
+.0\x05\x1b\x01B\x0f\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\0\x04\0\x07session\x03\
+\x01\x01i\x02\x01j\x01\x03\x01\x01\x01@\x02\x0dcapability-ids\x06configs\0\x04\x04\
+\0\x14[static]session.open\x01\x05\x01h\x02\x01j\x01s\x01\x01\x01@\x03\x04self\x06\
+\x0dcapability-ids\x05inputs\0\x07\x04\0\x14[method]session.call\x01\x08\x01@\x01\
+\x04self\x06\0s\x04\0\x1c[method]session.remote-state\x01\x09\x01@\x03\x0dcapabi\
+lity-ids\x06configs\x05states\x01\0\x04\0\x07release\x01\x0a\x04\0%warden:provid\
+er/session-handler@0.1.0\x05\x1c\x02\x03\0\x08\x0bdescription\x02\x03\0\x08\x0dh\
+ealth-report\x01B\x10\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\0\x02\x03\x02\x01\
+\x1d\x04\0\x0bdescription\x03\0\x02\x02\x03\x02\x01\x1e\x04\0\x0dhealth-report\x03\
+\0\x04\x01@\0\0\x03\x04\0\x08describe\x01\x06\x01j\0\x01\x01\x01@\x01\x06configs\
+\0\x07\x04\0\x04init\x01\x08\x01j\x01s\x01\x01\x01@\x02\x0dcapability-ids\x05inp\
+uts\0\x09\x04\0\x04call\x01\x0a\x01@\0\0\x05\x04\0\x06health\x01\x0b\x04\0\x1ewa\
+rden:provider/provider@0.1.0\x05\x1f\x04\0\x10warden:sdk/guest\x04\0\x0b\x0b\x01\
+\0\x05guest\x03\0\0\0G\x09producers\x01\x0cprocessed-by\x02\x0dwit-component\x07\
+0.262.0\x10wit-bindgen-rust\x060.63.0";
         };
     };
 }
