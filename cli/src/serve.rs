@@ -26,10 +26,7 @@ pub(crate) async fn serve(config: &Path, stdio: bool, http: Option<SocketAddr>, 
         eprintln!("warden serve: {tools} tools over MCP on stdin/stdout");
         transports.push(Box::pin(server.stdio()));
     }
-    if watch {
-        let w = server.watch();
-        tokio::spawn(w);
-    }
+    tokio::spawn(server.watch(watch));
     server.run_until_signal(transports).await;
     eprintln!("warden serve: stopped");
     Ok(())

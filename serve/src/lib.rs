@@ -218,10 +218,10 @@ impl Server {
         reload::reload(&self.shared).await
     }
 
-    /// Watches the configuration file and the plugins' components, and
-    /// reloads when one changes (checked by digest), or on SIGHUP.
-    pub fn watch(&self) -> impl Future<Output = ()> + Send + 'static {
-        reload::watch(self.shared.clone())
+    /// Reloads on SIGHUP and, with `files`, when the configuration file or
+    /// a plugin's component changes (checked by digest).
+    pub fn watch(&self, files: bool) -> impl Future<Output = ()> + Send + 'static {
+        reload::watch(self.shared.clone(), files)
     }
 
     /// Runs `transports` until SIGTERM or SIGINT (or until every transport

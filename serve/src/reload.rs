@@ -85,15 +85,15 @@ pub(crate) async fn reload(shared: &Arc<Shared>) -> Result<bool, ServeError> {
     Ok(changed)
 }
 
-/// Reloads on SIGHUP and on file changes, until shutdown.
-pub(crate) async fn watch(shared: Arc<Shared>) {
+/// Reloads on SIGHUP and (with `files`) on file changes, until shutdown.
+pub(crate) async fn watch(shared: Arc<Shared>, files_too: bool) {
     let Some(path) = shared.config_path.clone() else { return };
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut stopping = shared.stopping.subscribe();
     let mut seen = fingerprint(&files(&path), &BTreeMap::new());
     loop {
         let signalled = tokio::select! {
-            _ = tokio::time::sleep(POLL) => false,
+            _ = tokio::time::sleep(POLL), if files_too => false,
             Some(_) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
             _ = crate::stopped(&mut stopping) => return,
         };

@@ -1,0 +1,122 @@
+//! Real MCP clients against `warden serve`.
+
+use crate::util::*;
+use serde_json::Value;
+use std::time::Duration;
+
+fn checks(report: &[Value]) -> Vec<String> {
+    report.iter().filter_map(|r| r["check"].as_str().map(str::to_string)).collect()
+}
+
+/// The suite (list, valid and invalid input, a limit, a denial, an
+/// approval granted and one refused, session continuity, an unknown tool, a
+/// second client) passes in each revision, and the audit log names each
+/// client.
+#[test]
+fn the_python_sdk_client_works_in_both_revisions_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), &base_config(dir.path()), &[]);
+    for mode in ["auto", "legacy"] {
+        let report = python_client(&["suite", "--mode", mode, "--url", &serve.url]);
+        let expected = [
+            "version", "list", "call", "invalid", "limit", "denied", "approved", "refused", "session", "unknown",
+            "second-client",
+        ];
+        assert_eq!(checks(&report), expected, "{mode}: {report:?}");
+        let version = &report[0]["version"];
+        assert_eq!(version, if mode == "auto" { "2026-07-28" } else { "2025-11-25" });
+    }
+    let records = audit(&dir.path().join("audit.jsonl"));
+    let calls: Vec<&Value> = records.iter().filter(|r| r["effect"] == "call").collect();
+    assert!(!calls.is_empty());
+    for c in &calls {
+        let client = c["client"].as_str().unwrap_or_else(|| panic!("a call record without a client: {c}"));
+        assert!(client.starts_with("local over http ("), "{client}");
+    }
+    assert!(calls.iter().any(|c| c["client"].as_str().unwrap().contains("suite-client 1.0, handle suite")));
+    assert!(calls.iter().any(|c| c["client"].as_str().unwrap().contains("suite-client 1.0, session ")));
+    let approvals: Vec<&Value> = records.iter().filter(|r| r["effect"] == "approval").collect();
+    assert_eq!(approvals.len(), 6, "two asked and answered per revision, one refusal without elicitation each: {approvals:?}");
+}
+
+#[test]
+fn the_python_sdk_client_works_in_both_revisions_over_stdio() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("warden.toml");
+    std::fs::write(&config, base_config(dir.path())).unwrap();
+    for mode in ["auto", "legacy"] {
+        let report = python_client(&["suite", "--mode", mode, "--stdio", warden_bin(), config.to_str().unwrap()]);
+        assert_eq!(report.last().unwrap()["done"], true, "{mode}: {report:?}");
+    }
+    let records = audit(&dir.path().join("audit.jsonl"));
+    assert!(records
+        .iter()
+        .filter(|r| r["effect"] == "call")
+        .all(|r| r["client"].as_str().unwrap().starts_with("stdio over stdio")));
+}
+
+/// A 2026-07-28 session handle keeps its session across connections; a
+/// 2025-11-25 client gets a session per connection.
+#[test]
+fn sessions_are_per_client_and_handles_carry_across_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), &base_config(dir.path()), &[]);
+    let counts = |args: &[&str]| -> Vec<i64> {
+        let r = python_client(args);
+        r[0]["counts"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect()
+    };
+    let url = serve.url.as_str();
+    assert_eq!(counts(&["count", "--url", url, "--handle", "a"]), [1, 2, 3]);
+    assert_eq!(counts(&["count", "--url", url, "--handle", "b"]), [1, 2, 3]);
+    assert_eq!(counts(&["count", "--url", url, "--handle", "a"]), [4, 5, 6]);
+    assert_eq!(counts(&["count", "--url", url, "--mode", "legacy"]), [1, 2, 3]);
+    assert_eq!(counts(&["count", "--url", url, "--mode", "legacy"]), [1, 2, 3]);
+}
+
+/// Editing the configuration adds a plugin: clients of both revisions are
+/// notified and see its tools.
+#[test]
+fn a_config_edit_notifies_clients_and_they_see_the_new_tools() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = base_config(dir.path());
+    let serve = Serve::start(dir.path(), &config, &[]);
+    let spawn = |mode: &str| {
+        std::process::Command::new(python())
+            .arg(repo().join("tests/serve/client.py"))
+            .args(["watch", "--mode", mode, "--url", &serve.url])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut watchers = [spawn("auto"), spawn("legacy")];
+    // Both are listening before the edit.
+    let mut readers: Vec<_> = watchers
+        .iter_mut()
+        .map(|w| std::io::BufReader::new(w.stdout.take().unwrap()))
+        .collect();
+    for r in readers.iter_mut() {
+        let mut line = String::new();
+        std::io::BufRead::read_line(r, &mut line).unwrap();
+        assert!(line.contains("ready"), "{line}");
+    }
+    let files = crate::components::component("files");
+    std::fs::write(
+        &serve.config,
+        format!("{config}\n[plugins.files]\ncomponent = \"{}\"\n", files.display()),
+    )
+    .unwrap();
+    for (mut w, r) in watchers.into_iter().zip(readers) {
+        let lines: Vec<Value> = std::io::BufRead::lines(r)
+            .map_while(Result::ok)
+            .filter_map(|l| serde_json::from_str(&l).ok())
+            .collect();
+        let status = w.wait().unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(w.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert!(status.success(), "{err}");
+        let last = lines.last().unwrap();
+        assert_eq!(last["added"], serde_json::json!(["files.list", "files.read", "files.write"]), "{lines:?}");
+    }
+    serve.wait_for_log("tools_changed=true", Duration::from_secs(5));
+}

@@ -1,0 +1,120 @@
+//! A server that stays up: MCP sources discovered apart (a hanging one
+//! holds up nothing else), reload on SIGHUP, graceful shutdown that ends
+//! sessions upstream and leaves an intact audit log.
+
+use crate::components::component;
+use crate::mcp_server::McpServer;
+use crate::util::*;
+use serde_json::json;
+use std::net::TcpListener;
+use std::time::Duration;
+
+fn mcp_config(dir: &std::path::Path, servers: &[(&str, u16)], timeout_ms: u64) -> String {
+    let mut grants = Vec::new();
+    let mut tables = String::new();
+    for (name, port) in servers {
+        grants.push(format!("\"http://127.0.0.1:{port}\""));
+        tables.push_str(&format!(
+            "[plugins.mcp.config.servers.{name}]\nurl = \"http://127.0.0.1:{port}/mcp\"\n"
+        ));
+    }
+    format!(
+        "{}\n[plugins.mcp]\ncomponent = \"{}\"\ngrants = {{ network = [{}] }}\nlimits = {{ timeout-ms = {timeout_ms} }}\n\
+         sessions = {{ discovery-retry-ms = 200 }}\n{tables}",
+        base_config(dir),
+        component("mcp").display(),
+        grants.join(", "),
+    )
+}
+
+#[test]
+fn shutdown_lets_calls_finish_ends_sessions_upstream_and_flushes_the_log() {
+    let upstream = McpServer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = Serve::start(dir.path(), &mcp_config(dir.path(), &[("demo", upstream.port)], 10_000), &[]);
+    let p = serve.port;
+    // Two clients hold sessions on the upstream server through Warden.
+    for handle in ["one", "two"] {
+        for n in 1..=2 {
+            let (_, m) = modern(p, 1, "tools/call", json!({"name": "mcp.demo.count", "arguments": {}, "_meta": {"dev.warden/session": handle}}), &[]);
+            assert_eq!(m["result"]["structuredContent"]["result"], n, "{m}");
+        }
+    }
+    // A slow call is in flight when the signal comes: it finishes.
+    let slow = std::thread::spawn(move || {
+        modern(p, 2, "tools/call", json!({"name": "mcp.demo.slow", "arguments": {"ms": 700}}), &[])
+    });
+    std::thread::sleep(Duration::from_millis(250));
+    // (Discovery's own short sessions may have ended already.)
+    let before = upstream.deleted().len();
+    let status = serve.signal_and_wait("TERM");
+    assert!(status.success(), "{status:?}\n{}", serve.log());
+    let (_, m) = slow.join().unwrap();
+    assert_eq!(m["result"]["isError"], false, "{m}");
+    let deleted = upstream.deleted();
+    assert!(deleted.len() >= before + 2, "upstream sessions ended: {deleted:?}\n{}", serve.log());
+    let records = audit(&dir.path().join("audit.jsonl"));
+    let slow_end = records
+        .iter()
+        .filter(|r| r["effect"] == "call" && r["capability"] == "mcp.demo.slow")
+        .last()
+        .unwrap();
+    assert_eq!(slow_end["decision"], "ok", "{slow_end}");
+}
+
+#[test]
+fn a_hanging_mcp_source_holds_up_no_other_and_is_named() {
+    let upstream = McpServer::start(&[]);
+    // Accepts connections and never answers.
+    let hang = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hang_port = hang.local_addr().unwrap().port();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for s in hang.incoming().map_while(Result::ok) {
+            keep.lock().unwrap().push(s);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(
+        dir.path(),
+        &mcp_config(dir.path(), &[("demo", upstream.port), ("stuck", hang_port)], 1_500),
+        &[],
+    );
+    let p = serve.port;
+    let (_, m) = modern(p, 1, "tools/list", json!({}), &[]);
+    let names: Vec<&str> = m["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"mcp.demo.add"), "{names:?}");
+    assert!(!names.iter().any(|n| n.starts_with("mcp.stuck.")), "{names:?}");
+    let (_, m) = modern(p, 2, "tools/call", json!({"name": "mcp.demo.add", "arguments": {"a": 2, "b": 3}}), &[]);
+    assert_eq!(m["result"]["structuredContent"]["result"], 5, "{m}");
+    // A tool of the stuck source is not served; the error says which source.
+    let (_, m) = modern(p, 3, "tools/call", json!({"name": "mcp.stuck.add", "arguments": {}}), &[]);
+    assert!(m["error"]["message"].as_str().unwrap().contains("Unknown tool"), "{m}");
+    assert!(serve.log().contains("stuck"), "the log names the stuck source:\n{}", serve.log());
+}
+
+#[test]
+fn sighup_reloads_and_a_broken_config_keeps_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = base_config(dir.path());
+    let serve = Serve::start(dir.path(), &config, &["--no-watch"]);
+    let p = serve.port;
+    let has = |id: &str| {
+        let (_, m) = modern(p, 1, "tools/list", json!({}), &[]);
+        m["result"]["tools"].as_array().unwrap().iter().any(|t| t["name"] == id)
+    };
+    assert!(!has("files.read"));
+    // Without the watcher, an edit alone changes nothing; SIGHUP reloads.
+    std::fs::write(&serve.config, format!("{config}\n[plugins.files]\ncomponent = \"{}\"\n", component("files").display())).unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(!has("files.read"));
+    serve.signal("HUP");
+    serve.wait_for_log("configuration reloaded", Duration::from_secs(60));
+    assert!(has("files.read"));
+    // A broken file is reported and the running host stays.
+    std::fs::write(&serve.config, "[plugins.files\n").unwrap();
+    serve.signal("HUP");
+    serve.wait_for_log("reload failed", Duration::from_secs(30));
+    assert!(has("files.read"));
+}

@@ -1,0 +1,13 @@
+//! `warden serve` driven by real MCP clients: the official Python SDK
+//! (both protocol revisions, stdio and HTTP), the TypeScript v2 client, MCP
+//! Inspector's CLI, and raw HTTP for the transport's refusals.
+
+#[path = "../../../host/tests/support/components.rs"]
+mod components;
+#[path = "../../../host/tests/support/mcp_server.rs"]
+mod mcp_server;
+
+mod clients;
+mod lifecycle;
+mod transport;
+mod util;
