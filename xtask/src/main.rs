@@ -303,6 +303,39 @@ fn ensure_python_env(root: &Path) -> Result<PathBuf> {
     Ok(python)
 }
 
+/// The MCP clients the `warden serve` tests drive from npm (the TypeScript
+/// SDK v2 client and MCP Inspector's CLI), installed from
+/// `tests/serve/package-lock.json` into `tests/serve/node_modules/`.
+fn ensure_node_clients(root: &Path) -> Result<()> {
+    let dir = root.join("tests/serve");
+    let lock = dir.join("package-lock.json");
+    let stamp = dir.join("node_modules/.package-lock.json");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if modified(&stamp).is_some_and(|s| modified(&lock).is_some_and(|l| s >= l)) {
+        return Ok(());
+    }
+    let has_npm = || {
+        Command::new("npm")
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has_npm() {
+        apt_install(&["nodejs", "npm"]).context("the serve tests need node and npm")?;
+    }
+    println!("xtask: installing the npm MCP clients into {}", dir.join("node_modules").display());
+    check(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
+            .status()
+            .context("running npm")?,
+        "npm ci",
+    )
+}
+
 /// Builds each Python guest with componentize-py into `target/components/`,
 /// unless its component is newer than its sources and the WIT.
 fn build_python_guests(root: &Path) -> Result<Vec<PathBuf>> {
@@ -645,6 +678,7 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     package_sdk(root)?;
     build_guests(root)?;
     build_python_guests(root)?;
+    ensure_node_clients(root)?;
     // Guest crates compile natively too (their imports become stubs), so
     // their unit tests run with everything else.
     let status = host_cargo(root)

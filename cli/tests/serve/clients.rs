@@ -120,3 +120,72 @@ fn a_config_edit_notifies_clients_and_they_see_the_new_tools() {
     }
     serve.wait_for_log("tools_changed=true", Duration::from_secs(5));
 }
+
+fn node_modules() -> std::path::PathBuf {
+    let dir = repo().join("tests/serve/node_modules");
+    assert!(
+        dir.join("@modelcontextprotocol/client").exists(),
+        "{} is missing: run `cargo xtask test` (it runs npm ci in tests/serve)",
+        dir.display()
+    );
+    dir
+}
+
+fn node(args: &[&str]) -> (bool, String, String) {
+    node_modules();
+    let out = std::process::Command::new("node")
+        .args(args)
+        .current_dir(repo().join("tests/serve"))
+        .output()
+        .expect("running node");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The TypeScript SDK v2 client, negotiating 2026-07-28 (`auto`) and
+/// speaking 2025-11-25 (`legacy`): list, calls, a denial, approval granted
+/// and refused through its elicitation handler, session continuity.
+#[test]
+fn the_typescript_client_works_in_both_revisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), &base_config(dir.path()), &[]);
+    for mode in ["auto", "legacy"] {
+        let (ok, out, err) = node(&["client.mjs", &serve.url, mode]);
+        assert!(ok, "{mode}: {err}\n{out}");
+        let lines: Vec<Value> = out.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        assert_eq!(lines[0]["modern"], mode == "auto", "{lines:?}");
+        assert_eq!(lines.last().unwrap()["done"], true, "{lines:?}");
+    }
+    let records = audit(&dir.path().join("audit.jsonl"));
+    assert!(records.iter().any(|r| r["client"].as_str().is_some_and(|c| c.contains("ts-client 2.4"))));
+}
+
+/// MCP Inspector's CLI mode, over HTTP and over stdio.
+#[test]
+fn mcp_inspector_cli_lists_and_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), &base_config(dir.path()), &[]);
+    let inspector = "node_modules/@modelcontextprotocol/inspector-cli/build/index.js";
+    let (ok, out, err) = node(&[inspector, &serve.url, "--transport", "http", "--method", "tools/list"]);
+    assert!(ok, "{err}");
+    let list: Value = serde_json::from_str(&out).unwrap();
+    assert!(list["tools"].as_array().unwrap().iter().any(|t| t["name"] == "text.case"));
+    let call = [inspector, &serve.url, "--transport", "http", "--method", "tools/call", "--tool-name", "text.case"];
+    let (ok, out, err) = node(&[&call[..], &["--tool-arg", "text=inspected", "--tool-arg", "to=upper"]].concat());
+    assert!(ok, "{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["structuredContent"]["text"], "INSPECTED", "{r}");
+    let (ok, out, err) = node(&[inspector, &serve.url, "--transport", "http", "--method", "tools/call", "--tool-name", "json.merge", "--tool-arg", "base={}", "--tool-arg", "patch={}"]);
+    assert!(ok, "{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["isError"], true, "{r}");
+    assert_eq!(r["_meta"]["dev.warden/error"], "denied", "{r}");
+    // Over stdio: the inspector launches `warden serve --stdio`.
+    let config = serve.config.to_str().unwrap().to_string();
+    let (ok, out, err) = node(&[inspector, warden_bin(), "--config", &config, "serve", "--stdio", "--method", "tools/list"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"text.case\""), "{out}");
+}
