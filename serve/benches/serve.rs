@@ -1,0 +1,223 @@
+//! `tools/call` through `warden serve`'s HTTP transport against the same
+//! capability called in process with `Host::call`, and throughput at 64
+//! concurrent MCP clients.
+//!
+//! - criterion: one `text.case` call, in process and from the `rmcp` client
+//!   (a 2025-11-25 session, JSON responses) and as a raw 2026-07-28 request.
+//! - then 64 `rmcp` clients, each with its own session, call for a fixed
+//!   number of rounds: calls/s and latency percentiles are printed.
+//!
+//! Needs the components: `cargo xtask build-guests`. Run:
+//! `cargo bench -p warden-serve --bench serve`.
+
+#[path = "../../host/tests/support/components.rs"]
+mod components;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::ServiceExt;
+use serde_json::json;
+use std::time::{Duration, Instant};
+use warden::{Config, Host, PluginConfig, ServeSettings};
+
+const CLIENTS: usize = 64;
+const ROUNDS: usize = 200;
+
+fn serve(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = Config::new(".").with_plugin("text", PluginConfig::new(components::component("text")));
+    let host = rt.block_on(Host::new(config)).expect("host loads");
+    let server = warden_serve::Server::from_host(host.clone(), ServeSettings::default(), Vec::new());
+    let listener = rt
+        .block_on(server.bind_http("127.0.0.1:0".parse().unwrap()))
+        .expect("binds");
+    let url = format!("http://{}/mcp", listener.local_addr());
+    rt.spawn(listener.run());
+    let client = rt
+        .block_on(async { ().serve(StreamableHttpClientTransport::from_uri(url.clone())).await })
+        .expect("rmcp connects");
+    let args = json!({"text": "hello there", "to": "upper"});
+    let params = || CallToolRequestParams::new("text.case").with_arguments(args.as_object().unwrap().clone());
+    let http = reqwest::Client::new();
+    let modern_body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "text.case", "arguments": args,
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}})
+    .to_string();
+
+    let mut group = c.benchmark_group("text.case");
+    group.bench_function("in process: Host::call", |b| {
+        b.iter(|| {
+            let out = rt.block_on(host.call("text.case", args.clone())).unwrap();
+            assert_eq!(out["text"], "HELLO THERE");
+        })
+    });
+    group.bench_function("warden serve --http: rmcp tools/call (2025-11-25 session)", |b| {
+        b.iter(|| {
+            let out = rt.block_on(client.call_tool(params())).unwrap();
+            assert_eq!(out.structured_content.unwrap()["text"], "HELLO THERE");
+        })
+    });
+    group.bench_function("warden serve --http: raw 2026-07-28 tools/call", |b| {
+        b.iter(|| {
+            let out = rt.block_on(async {
+                http.post(&url)
+                    .header("content-type", "application/json")
+                    .header("accept", "application/json, text/event-stream")
+                    .header("mcp-protocol-version", "2026-07-28")
+                    .header("mcp-method", "tools/call")
+                    .header("mcp-name", "text.case")
+                    .body(modern_body.clone())
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap()
+            });
+            assert!(out.contains("HELLO THERE"));
+        })
+    });
+    // The floor: one kept-alive connection, the request written whole, the
+    // response read by its content-length; no client library.
+    let mut raw = rt.block_on(RawClient::connect(&url));
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+         MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: text.case\r\nContent-Length: {}\r\n\r\n{modern_body}",
+        modern_body.len()
+    );
+    group.bench_function("warden serve --http: 2026-07-28 tools/call, minimal HTTP client", |b| {
+        b.iter(|| {
+            let out = rt.block_on(raw.exchange(request.as_bytes()));
+            assert!(out.contains("HELLO THERE"));
+        })
+    });
+    group.finish();
+    let _ = rt.block_on(client.cancel());
+
+    // Throughput: 64 clients, each its own session, ROUNDS calls each.
+    let clients: Vec<_> = rt.block_on(async {
+        let mut v = Vec::new();
+        for _ in 0..CLIENTS {
+            v.push(().serve(StreamableHttpClientTransport::from_uri(url.clone())).await.expect("connects"));
+        }
+        v
+    });
+    let started = Instant::now();
+    let mut latencies: Vec<Duration> = rt.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for client in clients {
+            let params = params();
+            tasks.spawn(async move {
+                let mut lat = Vec::with_capacity(ROUNDS);
+                for _ in 0..ROUNDS {
+                    let t = Instant::now();
+                    let out = client.call_tool(params.clone()).await.unwrap();
+                    assert_eq!(out.is_error, Some(false));
+                    lat.push(t.elapsed());
+                }
+                let _ = client.cancel().await;
+                lat
+            });
+        }
+        let mut all = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            all.extend(r.unwrap());
+        }
+        all
+    });
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    println!(
+        "\n{CLIENTS} rmcp clients x {ROUNDS} tools/call through warden serve --http (2 runtime workers): {:.0} calls/s, p50 {:?}, p99 {:?}, p99.9 {:?}",
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        pct(0.5),
+        pct(0.99),
+        pct(0.999)
+    );
+    // The same load from minimal HTTP clients (what the server itself
+    // sustains, with less client work on the same two cores).
+    let started = Instant::now();
+    let mut latencies: Vec<Duration> = rt.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..CLIENTS {
+            let url = url.clone();
+            let request = request.clone();
+            tasks.spawn(async move {
+                let mut raw = RawClient::connect(&url).await;
+                let mut lat = Vec::with_capacity(ROUNDS);
+                for _ in 0..ROUNDS {
+                    let t = Instant::now();
+                    assert!(raw.exchange(request.as_bytes()).await.contains("HELLO THERE"));
+                    lat.push(t.elapsed());
+                }
+                lat
+            });
+        }
+        let mut all = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            all.extend(r.unwrap());
+        }
+        all
+    });
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    println!(
+        "{CLIENTS} minimal HTTP clients x {ROUNDS} 2026-07-28 tools/call: {:.0} calls/s, p50 {:?}, p99 {:?}, p99.9 {:?}",
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        pct(0.5),
+        pct(0.99),
+        pct(0.999)
+    );
+    rt.block_on(server.shutdown());
+}
+
+/// HTTP/1.1 on one kept-alive connection, by hand.
+struct RawClient {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawClient {
+    async fn connect(url: &str) -> RawClient {
+        let addr = url.trim_start_matches("http://").trim_end_matches("/mcp");
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        RawClient { stream, buf: Vec::new() }
+    }
+
+    async fn exchange(&mut self, request: &[u8]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        self.stream.write_all(request).await.unwrap();
+        self.buf.clear();
+        let mut chunk = [0u8; 8192];
+        loop {
+            let n = self.stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "connection closed");
+            self.buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&self.buf);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                    .expect("a content-length");
+                if body.len() >= len {
+                    return body.to_string();
+                }
+            }
+        }
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(5));
+    targets = serve
+}
+criterion_main!(benches);
