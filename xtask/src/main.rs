@@ -448,6 +448,7 @@ fn demo(root: &Path) -> Result<()> {
     }
     http_demo(root, &warden)?;
     mcp_demo(root, &warden)?;
+    serve_demo(root, &warden, &config)?;
     println!("\n== The same host, embedded in a Rust program (examples/embed)");
     println!("$ cargo run -p embed-example -- examples/demo/warden.toml");
     let status = host_cargo(root)
@@ -556,6 +557,49 @@ fn http_demo(root: &Path, warden: &Path) -> Result<()> {
 
 /// The MCP part: a real MCP server (official Python SDK) whose tools become
 /// capabilities served in sessions.
+/// `warden serve` with an MCP client: the official Python SDK's client
+/// (examples/agents/list_and_call.py) lists and calls Warden's tools.
+fn serve_demo(root: &Path, warden: &Path, config: &Path) -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    let python = ensure_python_env(root)?;
+    println!("\n== Warden as an MCP server: `warden serve --http` and an agent's MCP client (examples/agents)");
+    println!("$ warden --config examples/demo/warden.toml serve --http 127.0.0.1:0 &");
+    let mut server = Command::new(warden)
+        .arg("--config")
+        .arg(config)
+        .args(["serve", "--http", "127.0.0.1:0", "--no-watch"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("starting warden serve")?;
+    let mut lines = BufReader::new(server.stderr.take().context("serve stderr")?).lines();
+    let mut url = None;
+    for line in lines.by_ref().map_while(std::result::Result::ok) {
+        println!("{line}");
+        if let Some(rest) = line.split("MCP at ").nth(1) {
+            url = rest.split(' ').next().map(str::to_string);
+            break;
+        }
+    }
+    let result = (|| -> Result<()> {
+        let url = url.context("warden serve did not start")?;
+        println!("$ python examples/agents/list_and_call.py {url}");
+        check(
+            Command::new(&python)
+                .arg(root.join("examples/agents/list_and_call.py"))
+                .arg(&url)
+                .status()?,
+            "the MCP client",
+        )
+    })();
+    let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
+    for line in lines.map_while(std::result::Result::ok) {
+        println!("{line}");
+    }
+    let _ = server.wait();
+    result
+}
+
 fn mcp_demo(root: &Path, warden: &Path) -> Result<()> {
     use std::io::{BufRead, BufReader};
     let python = ensure_python_env(root)?;
