@@ -253,15 +253,15 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>, local: SocketAddr) 
 }
 
 /// The 2025-11-25 session a request names: `Err` is the answer to give.
-fn session_of(shared: &Shared, headers: &HeaderMap, principal: &str) -> Result<Arc<Session>, Response<Body>> {
+fn session_of(shared: &Shared, headers: &HeaderMap, principal: &str) -> Result<Arc<Session>, Box<Response<Body>>> {
     let Some(id) = header_str(headers, SESSION_HEADER) else {
         let e = RpcError::new(protocol::INVALID_REQUEST, "Bad Request: no Mcp-Session-Id (send initialize first, or use protocol revision 2026-07-28)");
-        return Err(rpc_error(StatusCode::BAD_REQUEST, &Value::Null, &e));
+        return Err(Box::new(rpc_error(StatusCode::BAD_REQUEST, &Value::Null, &e)));
     };
     // Another principal's session is as unknown as a closed one.
     shared.sessions.get(id, principal).ok_or_else(|| {
         let e = RpcError::new(protocol::INVALID_REQUEST, "Session not found: initialize a new session");
-        rpc_error(StatusCode::NOT_FOUND, &Value::Null, &e)
+        Box::new(rpc_error(StatusCode::NOT_FOUND, &Value::Null, &e))
     })
 }
 
@@ -354,7 +354,7 @@ async fn post(shared: Arc<Shared>, req: Request<Incoming>, principal: String) ->
             return match session_of(&shared, &headers, &principal) {
                 Ok(s) if s.deliver(&id, body) => plain(StatusCode::ACCEPTED, ""),
                 Ok(_) => plain(StatusCode::ACCEPTED, ""),
-                Err(r) => r,
+                Err(r) => *r,
             };
         }
         Message::Notification { method, params } => {
@@ -392,7 +392,7 @@ async fn post(shared: Arc<Shared>, req: Request<Incoming>, principal: String) ->
     }
     let session = match session_of(&shared, &headers, &principal) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Some(v) = header_str(&headers, VERSION_HEADER) {
         if v != session.version {
@@ -550,7 +550,7 @@ fn get(shared: Arc<Shared>, headers: &HeaderMap, principal: &str) -> Response<Bo
     }
     let session = match session_of(&shared, headers, principal) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(async move {
@@ -578,7 +578,7 @@ fn get(shared: Arc<Shared>, headers: &HeaderMap, principal: &str) -> Response<Bo
 async fn delete(shared: Arc<Shared>, headers: &HeaderMap, principal: &str) -> Response<Body> {
     let session = match session_of(&shared, headers, principal) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Some(s) = shared.sessions.remove(&session.id) {
         shared.end_session(&s).await;

@@ -18,7 +18,7 @@ const ANNOTATIONS: [(&str, &str); 4] = [
 pub(crate) fn list(host: &Host) -> Vec<Value> {
     let mut caps = host.capabilities();
     caps.sort_by(|a, b| a.id.cmp(&b.id));
-    caps.iter().map(|c| tool(c)).collect()
+    caps.iter().map(tool).collect()
 }
 
 /// An MCP tool's output schema and structured content must be objects; a
@@ -85,5 +85,61 @@ pub(crate) fn result(info: &CapabilityInfo, outcome: Result<Value, Error>) -> Va
             "isError": true,
             "_meta": {"dev.warden/error": e.code()},
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warden::{Manifest, ProviderKind};
+
+    fn info(output: &str, metadata: Value) -> CapabilityInfo {
+        CapabilityInfo::from_manifest(
+            Manifest {
+                id: "x.do".into(),
+                name: "Do".into(),
+                version: "1.0.0".into(),
+                description: "does".into(),
+                provider: ProviderKind::Local,
+                provider_meta: Default::default(),
+                input_schema: "[:map [:n :int] [:s {:optional true} :string]]".into(),
+                output_schema: output.into(),
+                metadata,
+                permissions: vec![],
+                effects: vec![],
+            },
+            Some("p".into()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_capability_becomes_a_tool_with_schemas_and_annotations() {
+        let meta = json!({"mcp": {"annotations": {"read-only-hint": true, "destructive-hint": false}}, "idempotent_hint": true, "open-world-hint": "yes"});
+        let t = tool(&Arc::new(info("[:map [:out :int]]", meta)));
+        assert_eq!(t["name"], "x.do");
+        assert_eq!(t["title"], "Do");
+        assert_eq!(t["inputSchema"]["required"], json!(["n"]));
+        assert_eq!(t["outputSchema"]["properties"]["out"]["type"], "integer");
+        // Booleans only: a hint that is not one is left out.
+        assert_eq!(
+            t["annotations"],
+            json!({"readOnlyHint": true, "destructiveHint": false, "idempotentHint": true})
+        );
+    }
+
+    #[test]
+    fn a_non_map_output_is_wrapped_and_errors_carry_their_kind() {
+        let i = info(":int", json!({}));
+        let t = tool(&Arc::new(i.clone()));
+        assert_eq!(t["outputSchema"]["required"], json!(["result"]));
+        assert!(t.get("annotations").is_none());
+        let r = result(&i, Ok(json!(7)));
+        assert_eq!(r["structuredContent"], json!({"result": 7}));
+        assert_eq!(r["content"][0]["text"], "7");
+        let r = result(&i, Err(Error::Denied { capability: "x.do".into(), message: "no".into() }));
+        assert_eq!(r["isError"], true);
+        assert_eq!(r["_meta"]["dev.warden/error"], "denied");
+        assert!(r["content"][0]["text"].as_str().unwrap().contains("no"));
     }
 }

@@ -56,8 +56,7 @@ fn shutdown_lets_calls_finish_ends_sessions_upstream_and_flushes_the_log() {
     let records = audit(&dir.path().join("audit.jsonl"));
     let slow_end = records
         .iter()
-        .filter(|r| r["effect"] == "call" && r["capability"] == "mcp.demo.slow")
-        .last()
+        .rfind(|r| r["effect"] == "call" && r["capability"] == "mcp.demo.slow")
         .unwrap();
     assert_eq!(slow_end["decision"], "ok", "{slow_end}");
 }

@@ -225,8 +225,8 @@ pub fn message(body: &str) -> Value {
     }
     let data = body
         .lines()
-        .filter_map(|l| l.strip_prefix("data:"))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix("data:"))
         .unwrap_or_else(|| panic!("no JSON in {body:?}"));
     serde_json::from_str(data.trim()).unwrap()
 }
