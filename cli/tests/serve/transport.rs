@@ -169,3 +169,60 @@ fn a_network_bind_without_tokens_is_refused() {
     let out = Command::new(warden_bin()).arg("--config").arg(&config).arg("serve").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Every `[serve]` limit, set small, is enforced.
+#[test]
+fn serve_limits_are_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}\n[serve]\nallowed-origins = [\"https://app.example\"]\nmax-request-bytes = 2000\n\
+         max-concurrent-per-client = 1\napproval-timeout-ms = 300\nsession-idle-ms = 400\nmax-sessions = 2\n\
+         shutdown-grace-ms = 300\n",
+        base_config(dir.path())
+    );
+    let mut serve = Serve::start(dir.path(), &config, &[]);
+    let p = serve.port;
+    // allowed-origins
+    let (status, _, _) = http(p, "POST", &[JSON, ACCEPT, ("Origin", "https://app.example")], &init_body());
+    assert_eq!(status, 200);
+    let (status, _, _) = http(p, "POST", &[JSON, ACCEPT, ("Origin", "https://other.example")], &init_body());
+    assert_eq!(status, 403);
+    // max-sessions: a second one fits, a third does not.
+    let (status, _, _) = http(p, "POST", &[JSON, ACCEPT], &init_body());
+    assert_eq!(status, 200);
+    let (status, _, body) = http(p, "POST", &[JSON, ACCEPT], &init_body());
+    assert_eq!((status, message(&body)["error"]["code"].as_i64()), (200, Some(-32000)), "{body}");
+    // session-idle-ms: both end after 400 ms of silence, making room.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (status, headers, _) = http(p, "POST", &[JSON, ACCEPT], &init_body());
+    assert_eq!(status, 200);
+    let session = header(&headers, "mcp-session-id").unwrap().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string();
+    let (status, _, _) = http(p, "POST", &[JSON, ACCEPT, ("Mcp-Session-Id", &session)], &list);
+    assert_eq!(status, 404, "an idle session ended");
+    // max-request-bytes
+    let (status, _, _) = http(p, "POST", &[JSON, ACCEPT], &format!("{{\"x\":\"{}\"}}", "a".repeat(2500)));
+    assert_eq!(status, 413);
+    // approval-timeout-ms: the requestState expires.
+    let (_, m) = modern(p, 3, "tools/call", json!({"name": "text.stats", "arguments": {"text": "a"},
+        "_meta": {"io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}}), &[]);
+    assert_eq!(m["result"]["resultType"], "input_required", "{m}");
+    let state = m["result"]["requestState"].as_str().unwrap().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let (_, m) = modern(p, 4, "tools/call", json!({"name": "text.stats", "arguments": {"text": "a"}, "requestState": state,
+        "inputResponses": {"warden-approval": {"action": "accept", "content": {"approve": true}}}}), &[]);
+    assert!(m["error"]["message"].as_str().unwrap().contains("expired"), "{m}");
+    // max-concurrent-per-client: a second request while one runs gets 429.
+    let slow = std::thread::spawn(move || modern(p, 5, "tools/call", json!({"name": "hostile.sleep", "arguments": {"arg": 1500}}), &[]));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (status, m) = modern(p, 6, "tools/list", json!({}), &[]);
+    assert_eq!((status, m["error"]["code"].as_i64()), (429, Some(-32000)), "{m}");
+    assert_eq!(slow.join().unwrap().1["result"]["structuredContent"]["result"]["slept"], 1500);
+    // shutdown-grace-ms: a call still running after 300 ms is abandoned.
+    let _slow = std::thread::spawn(move || modern(p, 7, "tools/call", json!({"name": "hostile.sleep", "arguments": {"arg": 20000}}), &[]));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let status = serve.signal_and_wait("TERM");
+    assert!(status.success());
+    assert!(serve.log().contains("abandoned"), "{}", serve.log());
+}

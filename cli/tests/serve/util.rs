@@ -235,7 +235,9 @@ pub fn message(body: &str) -> Value {
 pub fn modern(port: u16, id: u64, method: &str, params: Value, extra: &[(&str, &str)]) -> (u16, Value) {
     let mut params = params;
     params["_meta"]["io.modelcontextprotocol/protocolVersion"] = "2026-07-28".into();
-    params["_meta"]["io.modelcontextprotocol/clientCapabilities"] = serde_json::json!({});
+    if params["_meta"].get("io.modelcontextprotocol/clientCapabilities").is_none() {
+        params["_meta"]["io.modelcontextprotocol/clientCapabilities"] = serde_json::json!({});
+    }
     let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
     let name = params.get("name").and_then(Value::as_str).unwrap_or("").to_string();
     let mut headers = vec![
