@@ -84,6 +84,9 @@ fn a_hanging_mcp_source_holds_up_no_other_and_is_named() {
     let (_, m) = modern(p, 1, "tools/list", json!({}), &[]);
     let names: Vec<&str> = m["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"mcp.demo.add"), "{names:?}");
+    // The upstream tool's annotations reach this server's clients.
+    let add = m["result"]["tools"].as_array().unwrap().iter().find(|t| t["name"] == "mcp.demo.add").unwrap();
+    assert_eq!(add["annotations"], json!({"readOnlyHint": true, "idempotentHint": true, "openWorldHint": false}), "{add}");
     assert!(!names.iter().any(|n| n.starts_with("mcp.stuck.")), "{names:?}");
     let (_, m) = modern(p, 2, "tools/call", json!({"name": "mcp.demo.add", "arguments": {"a": 2, "b": 3}}), &[]);
     assert_eq!(m["result"]["structuredContent"]["result"], 5, "{m}");

@@ -50,6 +50,7 @@ impl Host {
                 return Err(e);
             }
         }
+        discover_at_load(&mut loaded, &governance).await?;
         let Loaded {
             plugins,
             mut registry,
@@ -324,22 +325,38 @@ async fn load_plugin(
         other => Error::load(name, other),
     })?;
     tracing::debug!(plugin = %name, compiled = ?compiled, "loaded");
-    let plugin = Arc::new(plugin);
-    if plugin.has_discovery() {
-        let state = loaded.discovery.entry(index).or_default();
-        let found = discover_all(&plugin, &state.registered)
-            .await
-            .map_err(|e| Error::load(name, format!("listing its discovery sources failed: {e}")))?;
-        register_sources(
-            &plugin,
-            index,
-            found,
-            &mut loaded.registry,
-            state,
-            governance,
-        );
+    loaded.plugins.push(Arc::new(plugin));
+    Ok(())
+}
+
+/// Discovers the sources of every plugin with discovery, all at once (each
+/// source in a call of its own, under its plugin's time limit), then
+/// registers what they offer in load order, before declared and stored
+/// capabilities.
+async fn discover_at_load(loaded: &mut Loaded, governance: &Governance) -> Result<()> {
+    let mut asks = tokio::task::JoinSet::new();
+    for (index, plugin) in loaded.plugins.iter().enumerate() {
+        if plugin.has_discovery() {
+            let plugin = plugin.clone();
+            asks.spawn(async move {
+                let found = discover_all(&plugin, &Default::default()).await;
+                (index, found)
+            });
+        }
     }
-    loaded.plugins.push(plugin);
+    let mut results = Vec::new();
+    while let Some(done) = asks.join_next().await {
+        results.push(done.map_err(|e| Error::Internal(format!("discovery task: {e}")))?);
+    }
+    results.sort_by_key(|(index, _)| *index);
+    for (index, found) in results {
+        let plugin = loaded.plugins[index].clone();
+        let found = found.map_err(|e| {
+            Error::load(&plugin.info.name, format!("listing its discovery sources failed: {e}"))
+        })?;
+        let state = loaded.discovery.entry(index).or_default();
+        register_sources(&plugin, index, found, &mut loaded.registry, state, governance);
+    }
     Ok(())
 }
 

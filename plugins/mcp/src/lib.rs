@@ -124,6 +124,14 @@ impl Mcp {
             if !server.tools.admits(tool_name) {
                 continue;
             }
+            // A tool that works only as a task (an extension this client
+            // does not speak) would fail on every call: not offered.
+            if tool.pointer("/execution/taskSupport").and_then(Value::as_str) == Some("required") {
+                warden_sdk::log::warn(&format!(
+                    "MCP server `{name}`: tool `{tool_name}` runs only as a task (execution.taskSupport = required), which this client does not support; it is not offered"
+                ));
+                continue;
+            }
             caps.push(capability(name, server, tool_name, &tool));
         }
         Ok(caps)
@@ -152,16 +160,36 @@ fn capability(server: &str, config: &ServerConfig, tool_name: &str, tool: &Value
     if let Some(secret) = &config.auth_secret {
         meta.insert("auth-secret".into(), json!(secret));
     }
+    let mut mcp = json!({
+        "requires-session": true,
+        "server": server,
+        "server-url": config.url,
+        "tool-name": tool_name,
+    });
+    // The tool's annotations, kept as metadata (`mcp.annotations.read-only-hint`,
+    // ...): `warden serve` passes them on to its own clients.
+    let mut annotations = Map::new();
+    for (wire, key) in [
+        ("readOnlyHint", "read-only-hint"),
+        ("destructiveHint", "destructive-hint"),
+        ("idempotentHint", "idempotent-hint"),
+        ("openWorldHint", "open-world-hint"),
+    ] {
+        if let Some(b) = tool.pointer(&format!("/annotations/{wire}")).and_then(Value::as_bool) {
+            annotations.insert(key.into(), json!(b));
+        }
+    }
+    if !annotations.is_empty() {
+        mcp["annotations"] = Value::Object(annotations);
+    }
+    if let Some(t) = tool.pointer("/execution/taskSupport").and_then(Value::as_str) {
+        mcp["task-support"] = json!(t);
+    }
     Capability::new(format!("mcp.{server}.{tool_name}"), title)
         .describe(text("description"))
         .input(schema("inputSchema"))
         .output(schema("outputSchema"))
-        .metadata(json!({"mcp": {
-            "requires-session": true,
-            "server": server,
-            "server-url": config.url,
-            "tool-name": tool_name,
-        }}))
+        .metadata(json!({ "mcp": mcp }))
         .effect("call:external_api")
         .provider("Mcp", Value::Object(meta))
 }
