@@ -80,16 +80,25 @@ fn a_config_edit_notifies_clients_and_they_see_the_new_tools() {
     let dir = tempfile::tempdir().unwrap();
     let config = base_config(dir.path());
     let serve = Serve::start(dir.path(), &config, &[]);
-    let spawn = |mode: &str| {
+    let config_path = serve.config.to_str().unwrap().to_string();
+    let spawn = |mode: &str, stdio: bool| {
+        let target: Vec<&str> = if stdio {
+            vec!["--stdio", warden_bin(), &config_path]
+        } else {
+            vec!["--url", &serve.url]
+        };
         std::process::Command::new(python())
             .arg(repo().join("tests/serve/client.py"))
-            .args(["watch", "--mode", mode, "--url", &serve.url])
+            .args(["watch", "--mode", mode])
+            .args(target)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap()
     };
-    let mut watchers = [spawn("auto"), spawn("legacy")];
+    // Over HTTP, and over stdio (each client launches its own `warden serve
+    // --stdio` on the same file).
+    let mut watchers = [spawn("auto", false), spawn("legacy", false), spawn("auto", true), spawn("legacy", true)];
     // Both are listening before the edit.
     let mut readers: Vec<_> = watchers
         .iter_mut()

@@ -107,6 +107,8 @@ fn sighup_reloads_and_a_broken_config_keeps_the_old_one() {
         m["result"]["tools"].as_array().unwrap().iter().any(|t| t["name"] == id)
     };
     assert!(!has("files.read"));
+    let (_, m) = modern(p, 2, "tools/call", json!({"name": "text.case", "arguments": {"text": "before", "to": "upper"}}), &[]);
+    assert_eq!(m["result"]["structuredContent"]["text"], "BEFORE");
     // Without the watcher, an edit alone changes nothing; SIGHUP reloads.
     std::fs::write(&serve.config, format!("{config}\n[plugins.files]\ncomponent = \"{}\"\n", component("files").display())).unwrap();
     std::thread::sleep(Duration::from_millis(800));
@@ -114,6 +116,12 @@ fn sighup_reloads_and_a_broken_config_keeps_the_old_one() {
     serve.signal("HUP");
     serve.wait_for_log("configuration reloaded", Duration::from_secs(60));
     assert!(has("files.read"));
+    // Calls before and after the swap are in one intact chain.
+    let (_, m) = modern(p, 2, "tools/call", json!({"name": "text.case", "arguments": {"text": "after", "to": "upper"}}), &[]);
+    assert_eq!(m["result"]["structuredContent"]["text"], "AFTER");
+    let records = audit(&dir.path().join("audit.jsonl"));
+    let ok_calls = records.iter().filter(|r| r["capability"] == "text.case" && r["decision"] == "ok").count();
+    assert_eq!(ok_calls, 2, "one call on each host");
     // A broken file is reported and the running host stays.
     std::fs::write(&serve.config, "[plugins.files\n").unwrap();
     serve.signal("HUP");
