@@ -212,9 +212,11 @@ fn main() -> ExitCode {
     // limit with the host's reserve; a server raises it as far as allowed.
     warden::raise_open_file_limit();
     let result = match cli.command {
-        Command::Serve { stdio, http, no_watch } => {
-            runtime.block_on(serve::serve(&cli.config, stdio, http, !no_watch))
-        }
+        Command::Serve {
+            stdio,
+            http,
+            no_watch,
+        } => runtime.block_on(serve::serve(&cli.config, stdio, http, !no_watch)),
         _ => runtime.block_on(run(cli)),
     };
     // A host thread still blocked in a guest's file or socket operation

@@ -7,7 +7,12 @@ use std::path::Path;
 use std::pin::Pin;
 use warden_serve::Server;
 
-pub(crate) async fn serve(config: &Path, stdio: bool, http: Option<SocketAddr>, watch: bool) -> anyhow::Result<()> {
+pub(crate) async fn serve(
+    config: &Path,
+    stdio: bool,
+    http: Option<SocketAddr>,
+    watch: bool,
+) -> anyhow::Result<()> {
     eprintln!("warden serve: loading {} (the first load of a plugin compiles it; later loads come from the cache)", config.display());
     let server = Server::from_config_file(config).await?;
     let tools = server.host().capabilities().len();

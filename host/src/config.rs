@@ -27,13 +27,13 @@ pub use crate::governance::{
 };
 use crate::limits::check_limits;
 mod serve;
-pub use serve::{ServeSettings, ServeToken};
 pub use crate::limits::{
     parse_size, Limits, ResolvedLimits, DEFAULT_FUEL, DEFAULT_MAX_EGRESS_BYTES,
     DEFAULT_MAX_LOG_LINES, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_REQUESTS,
     DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_MEMORY, DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_TIMEOUT_MS,
 };
 use serde::{Deserialize, Serialize};
+pub use serve::{ServeSettings, ServeToken};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

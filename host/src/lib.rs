@@ -42,14 +42,14 @@ pub mod marketplace {
 
 pub use config::{
     AuditSettings, CallPolicy, CallRule, Config, DirGrant, DirMode, Grants, InstanceMode, Limits,
-    PluginConfig, PluginRules, ResolvedLimits, RuleDecision, SecretGrant, ServeSettings, ServeToken,
-    SessionSettings,
+    PluginConfig, PluginRules, ResolvedLimits, RuleDecision, SecretGrant, ServeSettings,
+    ServeToken, SessionSettings,
 };
 pub use digest::digest;
 pub use error::{Error, ErrorKind, Limit, Result};
 pub use governance::{Approval, ApprovalRequest, Approver};
-pub use host::{ExportReport, ImportReport};
 pub use host::{CallContext, Health, Host};
+pub use host::{ExportReport, ImportReport};
 pub use marketplace::{Manifest, ProviderKind};
 pub use registry::CapabilityInfo;
 pub use route::{Hints, Route};

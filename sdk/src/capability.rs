@@ -195,4 +195,3 @@ impl<P: 'static> Capabilities<P> {
         self
     }
 }
-

@@ -30,9 +30,11 @@ fn serve(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let config = Config::new(".").with_plugin("text", PluginConfig::new(components::component("text")));
+    let config =
+        Config::new(".").with_plugin("text", PluginConfig::new(components::component("text")));
     let host = rt.block_on(Host::new(config)).expect("host loads");
-    let server = warden_serve::Server::from_host(host.clone(), ServeSettings::default(), Vec::new());
+    let server =
+        warden_serve::Server::from_host(host.clone(), ServeSettings::default(), Vec::new());
     let listener = rt
         .block_on(server.bind_http("127.0.0.1:0".parse().unwrap()))
         .expect("binds");
@@ -42,7 +44,9 @@ fn serve(c: &mut Criterion) {
         .block_on(async { ().serve(StreamableHttpClientTransport::from_uri(url.clone())).await })
         .expect("rmcp connects");
     let args = json!({"text": "hello there", "to": "upper"});
-    let params = || CallToolRequestParams::new("text.case").with_arguments(args.as_object().unwrap().clone());
+    let params = || {
+        CallToolRequestParams::new("text.case").with_arguments(args.as_object().unwrap().clone())
+    };
     let http = reqwest::Client::new();
     let modern_body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
         "name": "text.case", "arguments": args,
@@ -56,12 +60,15 @@ fn serve(c: &mut Criterion) {
             assert_eq!(out["text"], "HELLO THERE");
         })
     });
-    group.bench_function("warden serve --http: rmcp tools/call (2025-11-25 session)", |b| {
-        b.iter(|| {
-            let out = rt.block_on(client.call_tool(params())).unwrap();
-            assert_eq!(out.structured_content.unwrap()["text"], "HELLO THERE");
-        })
-    });
+    group.bench_function(
+        "warden serve --http: rmcp tools/call (2025-11-25 session)",
+        |b| {
+            b.iter(|| {
+                let out = rt.block_on(client.call_tool(params())).unwrap();
+                assert_eq!(out.structured_content.unwrap()["text"], "HELLO THERE");
+            })
+        },
+    );
     group.bench_function("warden serve --http: raw 2026-07-28 tools/call", |b| {
         b.iter(|| {
             let out = rt.block_on(async {
@@ -90,12 +97,15 @@ fn serve(c: &mut Criterion) {
          MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: text.case\r\nContent-Length: {}\r\n\r\n{modern_body}",
         modern_body.len()
     );
-    group.bench_function("warden serve --http: 2026-07-28 tools/call, minimal HTTP client", |b| {
-        b.iter(|| {
-            let out = rt.block_on(raw.exchange(request.as_bytes()));
-            assert!(out.contains("HELLO THERE"));
-        })
-    });
+    group.bench_function(
+        "warden serve --http: 2026-07-28 tools/call, minimal HTTP client",
+        |b| {
+            b.iter(|| {
+                let out = rt.block_on(raw.exchange(request.as_bytes()));
+                assert!(out.contains("HELLO THERE"));
+            })
+        },
+    );
     group.finish();
     let _ = rt.block_on(client.cancel());
 
@@ -103,7 +113,11 @@ fn serve(c: &mut Criterion) {
     let clients: Vec<_> = rt.block_on(async {
         let mut v = Vec::new();
         for _ in 0..CLIENTS {
-            v.push(().serve(StreamableHttpClientTransport::from_uri(url.clone())).await.expect("connects"));
+            v.push(
+                ().serve(StreamableHttpClientTransport::from_uri(url.clone()))
+                    .await
+                    .expect("connects"),
+            );
         }
         v
     });
@@ -153,7 +167,10 @@ fn serve(c: &mut Criterion) {
                 let mut lat = Vec::with_capacity(ROUNDS);
                 for _ in 0..ROUNDS {
                     let t = Instant::now();
-                    assert!(raw.exchange(request.as_bytes()).await.contains("HELLO THERE"));
+                    assert!(raw
+                        .exchange(request.as_bytes())
+                        .await
+                        .contains("HELLO THERE"));
                     lat.push(t.elapsed());
                 }
                 lat
@@ -189,7 +206,10 @@ impl RawClient {
         let addr = url.trim_start_matches("http://").trim_end_matches("/mcp");
         let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         stream.set_nodelay(true).unwrap();
-        RawClient { stream, buf: Vec::new() }
+        RawClient {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     async fn exchange(&mut self, request: &[u8]) -> String {
@@ -205,7 +225,11 @@ impl RawClient {
             if let Some((head, body)) = text.split_once("\r\n\r\n") {
                 let len: usize = head
                     .lines()
-                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
                     .expect("a content-length");
                 if body.len() >= len {
                     return body.to_string();

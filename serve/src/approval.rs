@@ -27,7 +27,10 @@ const MAX_REDEEMED: usize = 100_000;
 pub(crate) fn elicitation(tool: &str, rule: &str, args: &Value) -> Value {
     let mut shown = args.to_string();
     if shown.len() > 2000 {
-        let cut = (0..=2000).rev().find(|i| shown.is_char_boundary(*i)).unwrap_or(0);
+        let cut = (0..=2000)
+            .rev()
+            .find(|i| shown.is_char_boundary(*i))
+            .unwrap_or(0);
         shown.truncate(cut);
         shown.push_str("...");
     }
@@ -58,7 +61,9 @@ pub(crate) fn answer(result: &Value) -> Approval {
         Some("accept") => Approval::Deny("the user did not approve it".into()),
         Some("decline") => Approval::Deny("the user declined it".into()),
         Some("cancel") => Approval::Deny("the user dismissed the request".into()),
-        _ => Approval::Deny("the client's answer to the approval request was not understood".into()),
+        _ => {
+            Approval::Deny("the client's answer to the approval request was not understood".into())
+        }
     }
 }
 
@@ -214,13 +219,27 @@ impl States {
         }
     }
 
-    fn mac(&self, principal: &str, tool: &str, args: &Value, expiry: u64, nonce: &[u8]) -> [u8; 32] {
+    fn mac(
+        &self,
+        principal: &str,
+        tool: &str,
+        args: &Value,
+        expiry: u64,
+        nonce: &[u8],
+    ) -> [u8; 32] {
         let mut text = String::new();
         canonical(args, &mut text);
         let digest = Sha256::digest(text.as_bytes());
         hmac(
             &self.key,
-            &[b"warden-approval-v1", principal.as_bytes(), tool.as_bytes(), &digest, &expiry.to_be_bytes(), nonce],
+            &[
+                b"warden-approval-v1",
+                principal.as_bytes(),
+                tool.as_bytes(),
+                &digest,
+                &expiry.to_be_bytes(),
+                nonce,
+            ],
         )
     }
 
@@ -240,12 +259,18 @@ impl States {
         tool: &str,
         args: &Value,
     ) -> Result<(), RpcError> {
-        let bad = |why: &str| Err(RpcError::invalid_params(format!("requestState refused: {why}")));
+        let bad = |why: &str| {
+            Err(RpcError::invalid_params(format!(
+                "requestState refused: {why}"
+            )))
+        };
         let parts: Vec<&str> = state.split('.').collect();
         let [version, expiry, nonce, mac] = parts[..] else {
             return bad("malformed");
         };
-        let (Ok(expiry), Some(nonce), Some(mac)) = (expiry.parse::<u64>(), unhex(nonce), unhex(mac)) else {
+        let (Ok(expiry), Some(nonce), Some(mac)) =
+            (expiry.parse::<u64>(), unhex(nonce), unhex(mac))
+        else {
             return bad("malformed");
         };
         if version != "v1" || nonce.len() != 16 || mac.len() != 32 {
@@ -286,19 +311,31 @@ mod tests {
         let s = states.issue("alice", "files.delete", &args);
         assert!(states.redeem(&s, "bob", "files.delete", &args).is_err());
         assert!(states.redeem(&s, "alice", "files.write", &args).is_err());
-        assert!(states.redeem(&s, "alice", "files.delete", &json!({"b": 2})).is_err());
+        assert!(states
+            .redeem(&s, "alice", "files.delete", &json!({"b": 2}))
+            .is_err());
         let mut forged = s.clone();
         forged.replace_range(3..4, if &s[3..4] == "9" { "8" } else { "9" });
-        assert!(states.redeem(&forged, "alice", "files.delete", &args).is_err());
+        assert!(states
+            .redeem(&forged, "alice", "files.delete", &args)
+            .is_err());
         states.redeem(&s, "alice", "files.delete", &same).unwrap();
-        let again = states.redeem(&s, "alice", "files.delete", &args).unwrap_err();
+        let again = states
+            .redeem(&s, "alice", "files.delete", &args)
+            .unwrap_err();
         assert!(again.message.contains("used already"), "{}", again.message);
         let other = States::new(Duration::from_secs(60));
-        assert!(other.redeem(&states.issue("a", "t", &args), "a", "t", &args).is_err());
+        assert!(other
+            .redeem(&states.issue("a", "t", &args), "a", "t", &args)
+            .is_err());
         let expired = States::new(Duration::ZERO);
         let s = expired.issue("a", "t", &args);
         std::thread::sleep(Duration::from_millis(5));
-        assert!(expired.redeem(&s, "a", "t", &args).unwrap_err().message.contains("expired"));
+        assert!(expired
+            .redeem(&s, "a", "t", &args)
+            .unwrap_err()
+            .message
+            .contains("expired"));
     }
 
     #[test]
@@ -307,13 +344,19 @@ mod tests {
         let mut key = [0u8; 32];
         key[..4].copy_from_slice(b"Jefe");
         let mac = hmac_with(&key, |h| h.update(b"what do ya want for nothing?"));
-        assert_eq!(hex(&mac), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        assert_eq!(
+            hex(&mac),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
         assert_ne!(hmac(&key, &[b"ab", b"c"]), hmac(&key, &[b"a", b"bc"]));
     }
 
     #[test]
     fn answers_are_read_strictly() {
-        assert_eq!(answer(&json!({"action": "accept", "content": {"approve": true}})), Approval::Approve);
+        assert_eq!(
+            answer(&json!({"action": "accept", "content": {"approve": true}})),
+            Approval::Approve
+        );
         for a in [
             json!({"action": "accept", "content": {"approve": false}}),
             json!({"action": "accept", "content": {"approve": "true"}}),

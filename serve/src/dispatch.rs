@@ -32,20 +32,34 @@ fn capabilities() -> Value {
 
 impl Shared {
     /// `initialize` (2025-11-25 and older): opens a session.
-    pub(crate) fn initialize(&self, params: &Value, principal: &str) -> Result<(Arc<Session>, Value), RpcError> {
+    pub(crate) fn initialize(
+        &self,
+        params: &Value,
+        principal: &str,
+    ) -> Result<(Arc<Session>, Value), RpcError> {
         let asked = params.get("protocolVersion").and_then(Value::as_str);
         let Some(asked) = asked else {
-            return Err(RpcError::invalid_params("initialize needs `protocolVersion`"));
+            return Err(RpcError::invalid_params(
+                "initialize needs `protocolVersion`",
+            ));
         };
         // A version it does not know gets the newest handshake revision (the
         // client then decides); 2026-07-28 has no handshake.
-        let version = HANDSHAKE.iter().find(|v| **v == asked).copied().unwrap_or(HANDSHAKE[0]);
+        let version = HANDSHAKE
+            .iter()
+            .find(|v| **v == asked)
+            .copied()
+            .unwrap_or(HANDSHAKE[0]);
         let client = protocol::client_label(params.get("clientInfo"));
-        let elicitation = params.pointer("/capabilities/elicitation").is_some_and(|e| !e.is_null());
+        let elicitation = params
+            .pointer("/capabilities/elicitation")
+            .is_some_and(|e| !e.is_null());
         let session = self
             .sessions
             .open(principal, version, client, elicitation)
-            .ok_or_else(|| RpcError::new(protocol::BUSY, "too many open sessions; try again later"))?;
+            .ok_or_else(|| {
+                RpcError::new(protocol::BUSY, "too many open sessions; try again later")
+            })?;
         let result = json!({
             "protocolVersion": version,
             "capabilities": capabilities(),
@@ -57,7 +71,12 @@ impl Shared {
 
     /// Answers one request (anything but `initialize` and
     /// `subscriptions/listen`, which the transports handle).
-    pub(crate) async fn handle(self: &Arc<Self>, method: &str, params: Value, caller: &Caller) -> Result<Value, RpcError> {
+    pub(crate) async fn handle(
+        self: &Arc<Self>,
+        method: &str,
+        params: Value,
+        caller: &Caller,
+    ) -> Result<Value, RpcError> {
         if protocol::is_modern(&params) || method == "server/discover" {
             let envelope = protocol::envelope(&params)?;
             return self.modern(method, params, &envelope, caller).await;
@@ -69,18 +88,30 @@ impl Shared {
             ));
         };
         match method {
-            "initialize" => Err(RpcError::new(protocol::INVALID_REQUEST, "this session is initialized already")),
+            "initialize" => Err(RpcError::new(
+                protocol::INVALID_REQUEST,
+                "this session is initialized already",
+            )),
             "ping" => Ok(json!({})),
             "tools/list" => {
                 check_cursor(&params)?;
                 Ok(json!({"tools": tools::list(&self.host())}))
             }
             "tools/call" => self.call_tool(&params, caller, Era::Legacy(session)).await,
-            other => Err(RpcError::new(protocol::METHOD_NOT_FOUND, format!("Method not found: {other}"))),
+            other => Err(RpcError::new(
+                protocol::METHOD_NOT_FOUND,
+                format!("Method not found: {other}"),
+            )),
         }
     }
 
-    async fn modern(self: &Arc<Self>, method: &str, params: Value, envelope: &Envelope, caller: &Caller) -> Result<Value, RpcError> {
+    async fn modern(
+        self: &Arc<Self>,
+        method: &str,
+        params: Value,
+        envelope: &Envelope,
+        caller: &Caller,
+    ) -> Result<Value, RpcError> {
         let mut result = match method {
             "server/discover" => {
                 let mut supported = vec![MODERN];
@@ -101,9 +132,15 @@ impl Shared {
                     "cacheScope": self.cache_scope(),
                 })
             }
-            "tools/call" => self.call_tool(&params, caller, Era::Modern(envelope)).await?,
+            "tools/call" => {
+                self.call_tool(&params, caller, Era::Modern(envelope))
+                    .await?
+            }
             other => {
-                return Err(RpcError::new(protocol::METHOD_NOT_FOUND, format!("Method not found: {other}")))
+                return Err(RpcError::new(
+                    protocol::METHOD_NOT_FOUND,
+                    format!("Method not found: {other}"),
+                ))
             }
         };
         if result.get("resultType").is_none() {
@@ -128,9 +165,16 @@ impl Shared {
         }
     }
 
-    async fn call_tool(self: &Arc<Self>, params: &Value, caller: &Caller, era: Era<'_>) -> Result<Value, RpcError> {
+    async fn call_tool(
+        self: &Arc<Self>,
+        params: &Value,
+        caller: &Caller,
+        era: Era<'_>,
+    ) -> Result<Value, RpcError> {
         let Some(name) = params.get("name").and_then(Value::as_str) else {
-            return Err(RpcError::invalid_params("tools/call needs `name`, a string"));
+            return Err(RpcError::invalid_params(
+                "tools/call needs `name`, a string",
+            ));
         };
         let args = match params.get("arguments") {
             None | Some(Value::Null) => json!({}),
@@ -145,7 +189,12 @@ impl Shared {
         let (key, client, handle) = match era {
             Era::Legacy(s) => (
                 s.pool_key(),
-                format!("{principal} over {} ({}, session {})", caller.transport, s.client, &s.id[..8]),
+                format!(
+                    "{principal} over {} ({}, session {})",
+                    caller.transport,
+                    s.client,
+                    &s.id[..8]
+                ),
                 None,
             ),
             Era::Modern(e) => {
@@ -156,7 +205,11 @@ impl Shared {
                         format!("{principal} over {} ({who}, handle {h})", caller.transport),
                         Some(h.clone()),
                     ),
-                    None => (format!("mcp:{principal}"), format!("{principal} over {} ({who})", caller.transport), None),
+                    None => (
+                        format!("mcp:{principal}"),
+                        format!("{principal} over {} ({who})", caller.transport),
+                        None,
+                    ),
                 }
             }
         };
@@ -170,12 +223,15 @@ impl Shared {
                         tool: name.to_string(),
                     }),
                     (_, false) => cannot_ask("it did not declare the elicitation capability"),
-                    (None, true) => cannot_ask("its request cannot carry a question (send `Accept: text/event-stream`)"),
+                    (None, true) => cannot_ask(
+                        "its request cannot carry a question (send `Accept: text/event-stream`)",
+                    ),
                 },
                 Era::Modern(e) => match params.get("requestState") {
                     Some(Value::String(state)) => {
                         self.states.redeem(state, principal, name, &args)?;
-                        let response = params.pointer(&format!("/inputResponses/{}", approval::INPUT_KEY));
+                        let response =
+                            params.pointer(&format!("/inputResponses/{}", approval::INPUT_KEY));
                         let Some(response) = response else {
                             return Err(RpcError::invalid_params(format!(
                                 "`inputResponses` lacks `{}`",
@@ -184,8 +240,14 @@ impl Shared {
                         };
                         Arc::new(Decided(approval::answer(response)))
                     }
-                    Some(_) => return Err(RpcError::invalid_params("`requestState` must be a string")),
-                    None if e.capabilities.get("elicitation").is_some_and(|v| !v.is_null()) => {
+                    Some(_) => {
+                        return Err(RpcError::invalid_params("`requestState` must be a string"))
+                    }
+                    None if e
+                        .capabilities
+                        .get("elicitation")
+                        .is_some_and(|v| !v.is_null()) =>
+                    {
                         let state = self.states.issue(principal, name, &args);
                         return Ok(json!({
                             "resultType": "input_required",
@@ -231,6 +293,8 @@ fn cannot_ask(why: &str) -> Arc<dyn Approver> {
 fn check_cursor(params: &Value) -> Result<(), RpcError> {
     match params.get("cursor") {
         None | Some(Value::Null) => Ok(()),
-        Some(_) => Err(RpcError::invalid_params("unknown cursor (the tool list has one page)")),
+        Some(_) => Err(RpcError::invalid_params(
+            "unknown cursor (the tool list has one page)",
+        )),
     }
 }

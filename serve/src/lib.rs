@@ -112,7 +112,11 @@ impl Shared {
         let mut found = None;
         for (value, principal) in &self.tokens {
             let same = value.len() == token.len()
-                && value.bytes().zip(token.bytes()).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0;
+                && value
+                    .bytes()
+                    .zip(token.bytes())
+                    .fold(0u8, |d, (a, b)| d | (a ^ b))
+                    == 0;
             if same && found.is_none() {
                 found = Some(principal.as_str());
             }
@@ -135,7 +139,11 @@ impl Shared {
             let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
             slots
                 .entry(principal.to_string())
-                .or_insert_with(|| Arc::new(Semaphore::new(self.settings.max_concurrent_per_client as usize)))
+                .or_insert_with(|| {
+                    Arc::new(Semaphore::new(
+                        self.settings.max_concurrent_per_client as usize,
+                    ))
+                })
                 .clone()
         };
         let slot = semaphore.try_acquire_owned().ok()?;
@@ -160,7 +168,12 @@ impl Server {
         let settings = config.serve.clone();
         let tokens = tokens(&config)?;
         let host = Host::new(config).await?;
-        Ok(Server::build(host, settings, tokens, Some(path.to_path_buf())))
+        Ok(Server::build(
+            host,
+            settings,
+            tokens,
+            Some(path.to_path_buf()),
+        ))
     }
 
     /// Serves an existing host (an embedder's), with `settings` and bearer
@@ -169,7 +182,12 @@ impl Server {
         Server::build(host, settings, tokens, None)
     }
 
-    fn build(host: Host, settings: ServeSettings, tokens: Vec<(String, String)>, config_path: Option<PathBuf>) -> Server {
+    fn build(
+        host: Host,
+        settings: ServeSettings,
+        tokens: Vec<(String, String)>,
+        config_path: Option<PathBuf>,
+    ) -> Server {
         let shared = Arc::new(Shared {
             host: RwLock::new(host),
             config_path,
@@ -204,7 +222,10 @@ impl Server {
     }
 
     /// Opens the HTTP transport on `addr` (port 0 picks one).
-    pub async fn bind_http(&self, addr: std::net::SocketAddr) -> Result<http::HttpServer, ServeError> {
+    pub async fn bind_http(
+        &self,
+        addr: std::net::SocketAddr,
+    ) -> Result<http::HttpServer, ServeError> {
         http::HttpServer::bind(self.shared.clone(), addr).await
     }
 
@@ -226,7 +247,10 @@ impl Server {
 
     /// Runs `transports` until SIGTERM or SIGINT (or until every transport
     /// ends, e.g. stdin closed), then shuts down gracefully.
-    pub async fn run_until_signal(&self, transports: Vec<Pin<Box<dyn Future<Output = ()> + Send>>>) {
+    pub async fn run_until_signal(
+        &self,
+        transports: Vec<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    ) {
         let mut set = tokio::task::JoinSet::new();
         for t in transports {
             set.spawn(t);
@@ -280,7 +304,9 @@ impl Server {
     fn spawn_catalog_forwarder(&self) {
         let weak = Arc::downgrade(&self.shared);
         let mut swaps = self.shared.swaps.subscribe();
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         runtime.spawn(async move {
             loop {
                 let Some(shared) = weak.upgrade() else { return };
@@ -306,8 +332,11 @@ impl Server {
 
     fn spawn_sweeper(&self) {
         let weak = Arc::downgrade(&self.shared);
-        let every = Duration::from_millis((self.shared.settings.session_idle_ms / 4).clamp(50, 60_000));
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let every =
+            Duration::from_millis((self.shared.settings.session_idle_ms / 4).clamp(50, 60_000));
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         runtime.spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
@@ -340,7 +369,10 @@ fn tokens(config: &Config) -> Result<Vec<(String, String)>, ServeError> {
 
 async fn signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         std::future::pending::<()>().await;
         unreachable!()
     };

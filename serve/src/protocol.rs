@@ -71,10 +71,20 @@ impl RpcError {
 /// One decoded message.
 #[derive(Debug)]
 pub(crate) enum Message {
-    Request { id: Value, method: String, params: Value },
-    Notification { method: String, params: Value },
+    Request {
+        id: Value,
+        method: String,
+        params: Value,
+    },
+    Notification {
+        method: String,
+        params: Value,
+    },
     /// An answer to a request this server sent (elicitation).
-    Response { id: Value, body: Value },
+    Response {
+        id: Value,
+        body: Value,
+    },
 }
 
 /// Decodes one JSON-RPC message; `Err` is the error to answer with
@@ -94,7 +104,10 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Message, RpcError> {
     let id = obj.remove("id");
     if let Some(id) = &id {
         if !(id.is_string() || id.is_i64() || id.is_u64()) {
-            return Err(RpcError::new(INVALID_REQUEST, "`id` must be a string or an integer"));
+            return Err(RpcError::new(
+                INVALID_REQUEST,
+                "`id` must be a string or an integer",
+            ));
         }
     }
     match (obj.remove("method"), id) {
@@ -115,7 +128,10 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Message, RpcError> {
                 body: Value::Object(obj),
             })
         }
-        _ => Err(RpcError::new(INVALID_REQUEST, "not a JSON-RPC request, notification or response")),
+        _ => Err(RpcError::new(
+            INVALID_REQUEST,
+            "not a JSON-RPC request, notification or response",
+        )),
     }
 }
 
@@ -132,6 +148,11 @@ pub(crate) fn error_response(id: &Value, e: &RpcError) -> Value {
         error["data"] = d.clone();
     }
     json!({"jsonrpc": "2.0", "id": id, "error": error})
+}
+
+/// One SSE `message` event carrying `message`.
+pub(crate) fn sse_event(message: &Value) -> bytes::Bytes {
+    bytes::Bytes::from(format!("event: message\ndata: {message}\n\n"))
 }
 
 pub(crate) fn notification(method: &str, params: Value) -> Value {
@@ -176,7 +197,9 @@ pub(crate) fn envelope(params: &Value) -> Result<Envelope, RpcError> {
     }
     let version = &meta[META_PROTOCOL];
     if !version.is_string() {
-        return Err(RpcError::invalid_params("the protocol version in _meta must be a string"));
+        return Err(RpcError::invalid_params(
+            "the protocol version in _meta must be a string",
+        ));
     }
     if version.as_str() != Some(MODERN) {
         return Err(RpcError::unsupported(version));
@@ -277,10 +300,21 @@ mod tests {
             (&b"{"[..], PARSE_ERROR),
             (b"[]", INVALID_REQUEST),
             (br#"{"jsonrpc":"1.0","id":1,"method":"x"}"#, INVALID_REQUEST),
-            (br#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#, INVALID_REQUEST),
-            (br#"{"jsonrpc":"2.0","id":1,"method":"x","params":[1]}"#, INVALID_REQUEST),
+            (
+                br#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#,
+                INVALID_REQUEST,
+            ),
+            (
+                br#"{"jsonrpc":"2.0","id":1,"method":"x","params":[1]}"#,
+                INVALID_REQUEST,
+            ),
         ] {
-            assert_eq!(decode(bad).unwrap_err().code, code, "{}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                decode(bad).unwrap_err().code,
+                code,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -294,8 +328,10 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.code, UNSUPPORTED_VERSION);
         assert_eq!(e.data.unwrap()["supported"][0], MODERN);
-        let ok = envelope(&json!({"_meta": {META_PROTOCOL: MODERN, META_CAPABILITIES: {}, META_SESSION: "h"}}))
-            .unwrap();
+        let ok = envelope(
+            &json!({"_meta": {META_PROTOCOL: MODERN, META_CAPABILITIES: {}, META_SESSION: "h"}}),
+        )
+        .unwrap();
         assert_eq!(ok.session.as_deref(), Some("h"));
     }
 

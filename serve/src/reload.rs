@@ -20,7 +20,12 @@ type Fingerprint = BTreeMap<PathBuf, Option<(u64, std::time::SystemTime, String)
 fn files(config_path: &Path) -> Vec<PathBuf> {
     let mut out = vec![config_path.to_path_buf()];
     if let Ok(config) = Config::from_file(config_path) {
-        out.extend(config.plugins.values().map(|p| config.resolve_path(&p.component)));
+        out.extend(
+            config
+                .plugins
+                .values()
+                .map(|p| config.resolve_path(&p.component)),
+        );
     }
     out
 }
@@ -31,7 +36,9 @@ fn fingerprint(paths: &[PathBuf], old: &Fingerprint) -> Fingerprint {
     paths
         .iter()
         .map(|p| {
-            let meta = std::fs::metadata(p).ok().and_then(|m| Some((m.len(), m.modified().ok()?)));
+            let meta = std::fs::metadata(p)
+                .ok()
+                .and_then(|m| Some((m.len(), m.modified().ok()?)));
             let entry = meta.and_then(|(len, modified)| {
                 if let Some(Some((l, m, d))) = old.get(p) {
                     if *l == len && *m == modified {
@@ -68,10 +75,17 @@ pub(crate) async fn reload(shared: &Arc<Shared>) -> Result<bool, ServeError> {
     let host = Host::from_config_file(path).await?;
     let before = tool_list(&shared.host());
     let after = tool_list(&host);
-    let old = std::mem::replace(&mut *shared.host.write().unwrap_or_else(|e| e.into_inner()), host);
+    let old = std::mem::replace(
+        &mut *shared.host.write().unwrap_or_else(|e| e.into_inner()),
+        host,
+    );
     shared.swaps.send_modify(|n| *n += 1);
     let changed = before != after;
-    tracing::info!(ms = started.elapsed().as_millis() as u64, tools_changed = changed, "configuration reloaded");
+    tracing::info!(
+        ms = started.elapsed().as_millis() as u64,
+        tools_changed = changed,
+        "configuration reloaded"
+    );
     if changed {
         shared.changes.send_modify(|n| *n += 1);
     }
@@ -87,7 +101,9 @@ pub(crate) async fn reload(shared: &Arc<Shared>) -> Result<bool, ServeError> {
 
 /// Reloads on SIGHUP and (with `files`) on file changes, until shutdown.
 pub(crate) async fn watch(shared: Arc<Shared>, files_too: bool) {
-    let Some(path) = shared.config_path.clone() else { return };
+    let Some(path) = shared.config_path.clone() else {
+        return;
+    };
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut stopping = shared.stopping.subscribe();
     let mut seen = fingerprint(&files(&path), &BTreeMap::new());
@@ -105,7 +121,10 @@ pub(crate) async fn watch(shared: Arc<Shared>, files_too: bool) {
         if signalled {
             tracing::info!("SIGHUP: reloading {}", path.display());
         } else {
-            tracing::info!("{} or a plugin's component changed: reloading", path.display());
+            tracing::info!(
+                "{} or a plugin's component changed: reloading",
+                path.display()
+            );
         }
         seen = now;
         if let Err(e) = reload(&shared).await {

@@ -2,7 +2,7 @@
 //! bound to the principal that opened it; and the requests this server sends
 //! a client (elicitation) while one of its calls waits.
 
-use crate::approval::{random, hex, BackChannel};
+use crate::approval::{hex, random, BackChannel};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::future::Future;
@@ -41,14 +41,21 @@ impl Session {
     }
 
     fn idle_for(&self) -> Duration {
-        self.last_used.lock().unwrap_or_else(|e| e.into_inner()).elapsed()
+        self.last_used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed()
     }
 
     /// Hands the client's answer to the request waiting for it; `false` if
     /// none waits under that id.
     pub(crate) fn deliver(&self, id: &Value, body: Value) -> bool {
         let key = id.to_string();
-        let waiter = self.waiting.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+        let waiter = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
         waiter.is_some_and(|w| w.send(body).is_ok())
     }
 
@@ -59,22 +66,38 @@ impl Session {
     }
 
     pub(crate) fn untrack(&self, id: &Value) {
-        self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&id.to_string());
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id.to_string());
     }
 
     /// `notifications/cancelled`: stops the request (its call's end is
     /// recorded as `cancelled`).
     pub(crate) fn cancel(&self, id: &Value) {
-        if let Some(t) = self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(&id.to_string()) {
+        if let Some(t) = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id.to_string())
+        {
             t.abort();
         }
     }
 
     fn abort_all(&self) {
-        for (_, t) in self.running.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+        for (_, t) in self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+        {
             t.abort();
         }
-        self.waiting.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 }
 
@@ -90,7 +113,7 @@ pub(crate) enum Sink {
 impl Sink {
     pub(crate) async fn send(&self, message: &Value) -> bool {
         match self {
-            Sink::Events(tx) => tx.send(crate::http::sse_event(message)).await.is_ok(),
+            Sink::Events(tx) => tx.send(crate::protocol::sse_event(message)).await.is_ok(),
             Sink::Lines(tx) => tx.send(message.to_string()).await.is_ok(),
         }
     }
@@ -117,7 +140,8 @@ impl BackChannel for Outbound {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(id.to_string(), tx);
-            let message = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+            let message =
+                serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
             if !self.sink.send(&message).await {
                 return Err("the client is gone".into());
             }
@@ -152,7 +176,13 @@ impl Sessions {
     }
 
     /// Opens a session; `None` when `max` are open already.
-    pub(crate) fn open(&self, principal: &str, version: &str, client: String, elicitation: bool) -> Option<Arc<Session>> {
+    pub(crate) fn open(
+        &self,
+        principal: &str,
+        version: &str,
+        client: String,
+        elicitation: bool,
+    ) -> Option<Arc<Session>> {
         let session = Arc::new(Session {
             id: hex(&random::<16>()),
             principal: principal.to_string(),
@@ -195,7 +225,13 @@ impl Sessions {
         let mut map = self.map();
         let idle: Vec<String> = map
             .iter()
-            .filter(|(_, s)| s.idle_for() >= self.idle && s.running.lock().map(|r| r.values().all(|t| t.is_finished())).unwrap_or(true))
+            .filter(|(_, s)| {
+                s.idle_for() >= self.idle
+                    && s.running
+                        .lock()
+                        .map(|r| r.values().all(|t| t.is_finished()))
+                        .unwrap_or(true)
+            })
             .map(|(k, _)| k.clone())
             .collect();
         idle.iter().filter_map(|k| map.remove(k)).collect()
@@ -207,5 +243,31 @@ impl Sessions {
 
     pub(crate) fn len(&self) -> usize {
         self.map().len()
+    }
+}
+
+/// Sends `notifications/tools/list_changed` to a 2025-11-25 client (or, with
+/// `subscription`, on a 2026-07-28 listen stream) whenever the list changes.
+pub(crate) async fn list_changes(
+    shared: Arc<crate::Shared>,
+    sink: Sink,
+    subscription: Option<Value>,
+) {
+    let mut changes = shared.changes.subscribe();
+    changes.borrow_and_update();
+    while changes.changed().await.is_ok() {
+        let params = match &subscription {
+            Some(id) => serde_json::json!({"_meta": {crate::protocol::META_SUBSCRIPTION: id}}),
+            None => serde_json::json!({}),
+        };
+        if !sink
+            .send(&crate::protocol::notification(
+                "notifications/tools/list_changed",
+                params,
+            ))
+            .await
+        {
+            return;
+        }
     }
 }

@@ -57,8 +57,13 @@ where
         match read {
             Ok(Line::End) | Err(_) => break,
             Ok(Line::TooLong) => {
-                let e = RpcError::new(protocol::INVALID_REQUEST, format!("message longer than {max} bytes (serve.max-request-bytes)"));
-                let _ = tx.send(protocol::error_response(&Value::Null, &e).to_string()).await;
+                let e = RpcError::new(
+                    protocol::INVALID_REQUEST,
+                    format!("message longer than {max} bytes (serve.max-request-bytes)"),
+                );
+                let _ = tx
+                    .send(protocol::error_response(&Value::Null, &e).to_string())
+                    .await;
                 continue;
             }
             Ok(Line::Full) => {}
@@ -69,7 +74,9 @@ where
         let message = match protocol::decode(&line) {
             Ok(m) => m,
             Err(e) => {
-                let _ = tx.send(protocol::error_response(&Value::Null, &e).to_string()).await;
+                let _ = tx
+                    .send(protocol::error_response(&Value::Null, &e).to_string())
+                    .await;
                 continue;
             }
         };
@@ -81,7 +88,8 @@ where
             }
             Message::Notification { method, params } => match (method.as_str(), &session) {
                 ("notifications/initialized", Some(s)) => {
-                    s.initialized.store(true, std::sync::atomic::Ordering::Release);
+                    s.initialized
+                        .store(true, std::sync::atomic::Ordering::Release);
                 }
                 ("notifications/cancelled", Some(s)) => {
                     if let Some(id) = params.get("requestId") {
@@ -92,9 +100,16 @@ where
             },
             Message::Request { id, method, params } if method == "initialize" => {
                 let outcome = match &session {
-                    Some(_) => Err(RpcError::new(protocol::INVALID_REQUEST, "initialized already")),
+                    Some(_) => Err(RpcError::new(
+                        protocol::INVALID_REQUEST,
+                        "initialized already",
+                    )),
                     None => shared.initialize(&params, PRINCIPAL).map(|(s, result)| {
-                        background.spawn(list_changes(shared.clone(), Sink::Lines(tx.clone()), None));
+                        background.spawn(crate::sessions::list_changes(
+                            shared.clone(),
+                            Sink::Lines(tx.clone()),
+                            None,
+                        ));
                         session = Some(s);
                         result
                     }),
@@ -122,13 +137,18 @@ where
                     transport: "stdio",
                     session: session.clone(),
                     back: session.clone().map(|s| {
-                        Arc::new(Outbound { session: s, sink: Sink::Lines(tx.clone()) }) as Arc<dyn crate::approval::BackChannel>
+                        Arc::new(Outbound {
+                            session: s,
+                            sink: Sink::Lines(tx.clone()),
+                        }) as Arc<dyn crate::approval::BackChannel>
                     }),
                 };
                 let (shared2, tx2, id2) = (shared.clone(), tx.clone(), id.clone());
                 let task = tokio::spawn(async move {
                     let outcome = shared2.handle(&method, params, &caller).await;
-                    let _ = tx2.send(protocol::response(&id2, outcome).to_string()).await;
+                    let _ = tx2
+                        .send(protocol::response(&id2, outcome).to_string())
+                        .await;
                     if let Some(s) = &caller.session {
                         s.untrack(&id2);
                     }
@@ -159,12 +179,22 @@ enum Line {
 }
 
 /// Reads one line of at most `max` bytes; a longer one is skipped whole.
-async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R, buf: &mut Vec<u8>, max: usize) -> std::io::Result<Line> {
+async fn read_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Line> {
     let mut too_long = false;
     loop {
         let chunk = reader.fill_buf().await?;
         if chunk.is_empty() {
-            return Ok(if buf.is_empty() && !too_long { Line::End } else if too_long { Line::TooLong } else { Line::Full });
+            return Ok(if buf.is_empty() && !too_long {
+                Line::End
+            } else if too_long {
+                Line::TooLong
+            } else {
+                Line::Full
+            });
         }
         let (take, done) = match chunk.iter().position(|b| *b == b'\n') {
             Some(i) => (i + 1, true),
@@ -185,22 +215,6 @@ async fn read_line<R: AsyncBufRead + Unpin>(reader: &mut R, buf: &mut Vec<u8>, m
     }
 }
 
-/// Sends `notifications/tools/list_changed` to a 2025-11-25 client (or, with
-/// `subscription`, on a 2026-07-28 listen stream) whenever the list changes.
-pub(crate) async fn list_changes(shared: Arc<Shared>, sink: Sink, subscription: Option<Value>) {
-    let mut changes = shared.changes.subscribe();
-    changes.borrow_and_update();
-    while changes.changed().await.is_ok() {
-        let params = match &subscription {
-            Some(id) => json!({"_meta": {protocol::META_SUBSCRIPTION: id}}),
-            None => json!({}),
-        };
-        if !sink.send(&protocol::notification("notifications/tools/list_changed", params)).await {
-            return;
-        }
-    }
-}
-
 /// `subscriptions/listen` on stdio: acknowledged, then list changes until
 /// shutdown, which ends it with its result.
 async fn listen(shared: Arc<Shared>, tx: mpsc::Sender<String>, id: Value, params: Value) {
@@ -216,7 +230,7 @@ async fn listen(shared: Arc<Shared>, tx: mpsc::Sender<String>, id: Value, params
     let mut stopping = shared.stopping.subscribe();
     if tools {
         tokio::select! {
-            _ = list_changes(shared.clone(), sink, Some(id.clone())) => return,
+            _ = crate::sessions::list_changes(shared.clone(), sink, Some(id.clone())) => return,
             _ = crate::stopped(&mut stopping) => {}
         }
     } else {

@@ -137,7 +137,13 @@ mod tests {
         let r = result(&i, Ok(json!(7)));
         assert_eq!(r["structuredContent"], json!({"result": 7}));
         assert_eq!(r["content"][0]["text"], "7");
-        let r = result(&i, Err(Error::Denied { capability: "x.do".into(), message: "no".into() }));
+        let r = result(
+            &i,
+            Err(Error::Denied {
+                capability: "x.do".into(),
+                message: "no".into(),
+            }),
+        );
         assert_eq!(r["isError"], true);
         assert_eq!(r["_meta"]["dev.warden/error"], "denied");
         assert!(r["content"][0]["text"].as_str().unwrap().contains("no"));

@@ -325,7 +325,10 @@ fn ensure_node_clients(root: &Path) -> Result<()> {
     if !has_npm() {
         apt_install(&["nodejs", "npm"]).context("the serve tests need node and npm")?;
     }
-    println!("xtask: installing the npm MCP clients into {}", dir.join("node_modules").display());
+    println!(
+        "xtask: installing the npm MCP clients into {}",
+        dir.join("node_modules").display()
+    );
     check(
         Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
@@ -592,7 +595,9 @@ fn serve_demo(root: &Path, warden: &Path, config: &Path) -> Result<()> {
             "the MCP client",
         )
     })();
-    let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
     for line in lines.map_while(std::result::Result::ok) {
         println!("{line}");
     }

@@ -5,7 +5,10 @@ use serde_json::Value;
 use std::time::Duration;
 
 fn checks(report: &[Value]) -> Vec<String> {
-    report.iter().filter_map(|r| r["check"].as_str().map(str::to_string)).collect()
+    report
+        .iter()
+        .filter_map(|r| r["check"].as_str().map(str::to_string))
+        .collect()
 }
 
 /// The suite (list, valid and invalid input, a limit, a denial, an
@@ -19,24 +22,55 @@ fn the_python_sdk_client_works_in_both_revisions_over_http() {
     for mode in ["auto", "legacy"] {
         let report = python_client(&["suite", "--mode", mode, "--url", &serve.url]);
         let expected = [
-            "version", "list", "call", "invalid", "limit", "denied", "approved", "refused", "session", "unknown",
+            "version",
+            "list",
+            "call",
+            "invalid",
+            "limit",
+            "denied",
+            "approved",
+            "refused",
+            "session",
+            "unknown",
             "second-client",
         ];
         assert_eq!(checks(&report), expected, "{mode}: {report:?}");
         let version = &report[0]["version"];
-        assert_eq!(version, if mode == "auto" { "2026-07-28" } else { "2025-11-25" });
+        assert_eq!(
+            version,
+            if mode == "auto" {
+                "2026-07-28"
+            } else {
+                "2025-11-25"
+            }
+        );
     }
     let records = audit(&dir.path().join("audit.jsonl"));
     let calls: Vec<&Value> = records.iter().filter(|r| r["effect"] == "call").collect();
     assert!(!calls.is_empty());
     for c in &calls {
-        let client = c["client"].as_str().unwrap_or_else(|| panic!("a call record without a client: {c}"));
+        let client = c["client"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a call record without a client: {c}"));
         assert!(client.starts_with("local over http ("), "{client}");
     }
-    assert!(calls.iter().any(|c| c["client"].as_str().unwrap().contains("suite-client 1.0, handle suite")));
-    assert!(calls.iter().any(|c| c["client"].as_str().unwrap().contains("suite-client 1.0, session ")));
-    let approvals: Vec<&Value> = records.iter().filter(|r| r["effect"] == "approval").collect();
-    assert_eq!(approvals.len(), 6, "two asked and answered per revision, one refusal without elicitation each: {approvals:?}");
+    assert!(calls.iter().any(|c| c["client"]
+        .as_str()
+        .unwrap()
+        .contains("suite-client 1.0, handle suite")));
+    assert!(calls.iter().any(|c| c["client"]
+        .as_str()
+        .unwrap()
+        .contains("suite-client 1.0, session ")));
+    let approvals: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["effect"] == "approval")
+        .collect();
+    assert_eq!(
+        approvals.len(),
+        6,
+        "two asked and answered per revision, one refusal without elicitation each: {approvals:?}"
+    );
 }
 
 #[test]
@@ -45,14 +79,24 @@ fn the_python_sdk_client_works_in_both_revisions_over_stdio() {
     let config = dir.path().join("warden.toml");
     std::fs::write(&config, base_config(dir.path())).unwrap();
     for mode in ["auto", "legacy"] {
-        let report = python_client(&["suite", "--mode", mode, "--stdio", warden_bin(), config.to_str().unwrap()]);
+        let report = python_client(&[
+            "suite",
+            "--mode",
+            mode,
+            "--stdio",
+            warden_bin(),
+            config.to_str().unwrap(),
+        ]);
         assert_eq!(report.last().unwrap()["done"], true, "{mode}: {report:?}");
     }
     let records = audit(&dir.path().join("audit.jsonl"));
     assert!(records
         .iter()
         .filter(|r| r["effect"] == "call")
-        .all(|r| r["client"].as_str().unwrap().starts_with("stdio over stdio")));
+        .all(|r| r["client"]
+            .as_str()
+            .unwrap()
+            .starts_with("stdio over stdio")));
 }
 
 /// A 2026-07-28 session handle keeps its session across connections; a
@@ -63,14 +107,25 @@ fn sessions_are_per_client_and_handles_carry_across_connections() {
     let serve = Serve::start(dir.path(), &base_config(dir.path()), &[]);
     let counts = |args: &[&str]| -> Vec<i64> {
         let r = python_client(args);
-        r[0]["counts"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect()
+        r[0]["counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect()
     };
     let url = serve.url.as_str();
     assert_eq!(counts(&["count", "--url", url, "--handle", "a"]), [1, 2, 3]);
     assert_eq!(counts(&["count", "--url", url, "--handle", "b"]), [1, 2, 3]);
     assert_eq!(counts(&["count", "--url", url, "--handle", "a"]), [4, 5, 6]);
-    assert_eq!(counts(&["count", "--url", url, "--mode", "legacy"]), [1, 2, 3]);
-    assert_eq!(counts(&["count", "--url", url, "--mode", "legacy"]), [1, 2, 3]);
+    assert_eq!(
+        counts(&["count", "--url", url, "--mode", "legacy"]),
+        [1, 2, 3]
+    );
+    assert_eq!(
+        counts(&["count", "--url", url, "--mode", "legacy"]),
+        [1, 2, 3]
+    );
 }
 
 /// Editing the configuration adds a plugin: clients of both revisions are
@@ -98,7 +153,12 @@ fn a_config_edit_notifies_clients_and_they_see_the_new_tools() {
     };
     // Over HTTP, and over stdio (each client launches its own `warden serve
     // --stdio` on the same file).
-    let mut watchers = [spawn("auto", false), spawn("legacy", false), spawn("auto", true), spawn("legacy", true)];
+    let mut watchers = [
+        spawn("auto", false),
+        spawn("legacy", false),
+        spawn("auto", true),
+        spawn("legacy", true),
+    ];
     // Both are listening before the edit.
     let mut readers: Vec<_> = watchers
         .iter_mut()
@@ -112,7 +172,10 @@ fn a_config_edit_notifies_clients_and_they_see_the_new_tools() {
     let files = crate::components::component("files");
     std::fs::write(
         &serve.config,
-        format!("{config}\n[plugins.files]\ncomponent = \"{}\"\n", files.display()),
+        format!(
+            "{config}\n[plugins.files]\ncomponent = \"{}\"\n",
+            files.display()
+        ),
     )
     .unwrap();
     for (mut w, r) in watchers.into_iter().zip(readers) {
@@ -125,7 +188,11 @@ fn a_config_edit_notifies_clients_and_they_see_the_new_tools() {
         std::io::Read::read_to_string(w.stderr.as_mut().unwrap(), &mut err).unwrap();
         assert!(status.success(), "{err}");
         let last = lines.last().unwrap();
-        assert_eq!(last["added"], serde_json::json!(["files.list", "files.read", "files.write"]), "{lines:?}");
+        assert_eq!(
+            last["added"],
+            serde_json::json!(["files.list", "files.read", "files.write"]),
+            "{lines:?}"
+        );
     }
     serve.wait_for_log("tools_changed=true", Duration::from_secs(5));
 }
@@ -164,12 +231,17 @@ fn the_typescript_client_works_in_both_revisions() {
     for mode in ["auto", "legacy"] {
         let (ok, out, err) = node(&["client.mjs", &serve.url, mode]);
         assert!(ok, "{mode}: {err}\n{out}");
-        let lines: Vec<Value> = out.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let lines: Vec<Value> = out
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
         assert_eq!(lines[0]["modern"], mode == "auto", "{lines:?}");
         assert_eq!(lines.last().unwrap()["done"], true, "{lines:?}");
     }
     let records = audit(&dir.path().join("audit.jsonl"));
-    assert!(records.iter().any(|r| r["client"].as_str().is_some_and(|c| c.contains("ts-client 2.4"))));
+    assert!(records.iter().any(|r| r["client"]
+        .as_str()
+        .is_some_and(|c| c.contains("ts-client 2.4"))));
 }
 
 /// MCP Inspector's CLI mode, over HTTP and over stdio.
@@ -178,23 +250,71 @@ fn mcp_inspector_cli_lists_and_calls() {
     let dir = tempfile::tempdir().unwrap();
     let serve = Serve::start(dir.path(), &base_config(dir.path()), &[]);
     let inspector = "node_modules/@modelcontextprotocol/inspector-cli/build/index.js";
-    let (ok, out, err) = node(&[inspector, &serve.url, "--transport", "http", "--method", "tools/list"]);
+    let (ok, out, err) = node(&[
+        inspector,
+        &serve.url,
+        "--transport",
+        "http",
+        "--method",
+        "tools/list",
+    ]);
     assert!(ok, "{err}");
     let list: Value = serde_json::from_str(&out).unwrap();
-    assert!(list["tools"].as_array().unwrap().iter().any(|t| t["name"] == "text.case"));
-    let call = [inspector, &serve.url, "--transport", "http", "--method", "tools/call", "--tool-name", "text.case"];
-    let (ok, out, err) = node(&[&call[..], &["--tool-arg", "text=inspected", "--tool-arg", "to=upper"]].concat());
+    assert!(list["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["name"] == "text.case"));
+    let call = [
+        inspector,
+        &serve.url,
+        "--transport",
+        "http",
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "text.case",
+    ];
+    let (ok, out, err) = node(
+        &[
+            &call[..],
+            &["--tool-arg", "text=inspected", "--tool-arg", "to=upper"],
+        ]
+        .concat(),
+    );
     assert!(ok, "{err}");
     let r: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(r["structuredContent"]["text"], "INSPECTED", "{r}");
-    let (ok, out, err) = node(&[inspector, &serve.url, "--transport", "http", "--method", "tools/call", "--tool-name", "json.merge", "--tool-arg", "base={}", "--tool-arg", "patch={}"]);
+    let (ok, out, err) = node(&[
+        inspector,
+        &serve.url,
+        "--transport",
+        "http",
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "json.merge",
+        "--tool-arg",
+        "base={}",
+        "--tool-arg",
+        "patch={}",
+    ]);
     assert!(ok, "{err}");
     let r: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(r["isError"], true, "{r}");
     assert_eq!(r["_meta"]["dev.warden/error"], "denied", "{r}");
     // Over stdio: the inspector launches `warden serve --stdio`.
     let config = serve.config.to_str().unwrap().to_string();
-    let (ok, out, err) = node(&[inspector, warden_bin(), "--config", &config, "serve", "--stdio", "--method", "tools/list"]);
+    let (ok, out, err) = node(&[
+        inspector,
+        warden_bin(),
+        "--config",
+        &config,
+        "serve",
+        "--stdio",
+        "--method",
+        "tools/list",
+    ]);
     assert!(ok, "{err}");
     assert!(out.contains("\"text.case\""), "{out}");
 }

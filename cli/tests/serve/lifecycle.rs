@@ -31,18 +31,34 @@ fn mcp_config(dir: &std::path::Path, servers: &[(&str, u16)], timeout_ms: u64) -
 fn shutdown_lets_calls_finish_ends_sessions_upstream_and_flushes_the_log() {
     let upstream = McpServer::start(&[]);
     let dir = tempfile::tempdir().unwrap();
-    let mut serve = Serve::start(dir.path(), &mcp_config(dir.path(), &[("demo", upstream.port)], 10_000), &[]);
+    let mut serve = Serve::start(
+        dir.path(),
+        &mcp_config(dir.path(), &[("demo", upstream.port)], 10_000),
+        &[],
+    );
     let p = serve.port;
     // Two clients hold sessions on the upstream server through Warden.
     for handle in ["one", "two"] {
         for n in 1..=2 {
-            let (_, m) = modern(p, 1, "tools/call", json!({"name": "mcp.demo.count", "arguments": {}, "_meta": {"dev.warden/session": handle}}), &[]);
+            let (_, m) = modern(
+                p,
+                1,
+                "tools/call",
+                json!({"name": "mcp.demo.count", "arguments": {}, "_meta": {"dev.warden/session": handle}}),
+                &[],
+            );
             assert_eq!(m["result"]["structuredContent"]["result"], n, "{m}");
         }
     }
     // A slow call is in flight when the signal comes: it finishes.
     let slow = std::thread::spawn(move || {
-        modern(p, 2, "tools/call", json!({"name": "mcp.demo.slow", "arguments": {"ms": 700}}), &[])
+        modern(
+            p,
+            2,
+            "tools/call",
+            json!({"name": "mcp.demo.slow", "arguments": {"ms": 700}}),
+            &[],
+        )
     });
     std::thread::sleep(Duration::from_millis(250));
     // (Discovery's own short sessions may have ended already.)
@@ -52,7 +68,11 @@ fn shutdown_lets_calls_finish_ends_sessions_upstream_and_flushes_the_log() {
     let (_, m) = slow.join().unwrap();
     assert_eq!(m["result"]["isError"], false, "{m}");
     let deleted = upstream.deleted();
-    assert!(deleted.len() >= before + 2, "upstream sessions ended: {deleted:?}\n{}", serve.log());
+    assert!(
+        deleted.len() >= before + 2,
+        "upstream sessions ended: {deleted:?}\n{}",
+        serve.log()
+    );
     let records = audit(&dir.path().join("audit.jsonl"));
     let slow_end = records
         .iter()
@@ -77,23 +97,66 @@ fn a_hanging_mcp_source_holds_up_no_other_and_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let serve = Serve::start(
         dir.path(),
-        &mcp_config(dir.path(), &[("demo", upstream.port), ("stuck", hang_port)], 1_500),
+        &mcp_config(
+            dir.path(),
+            &[("demo", upstream.port), ("stuck", hang_port)],
+            1_500,
+        ),
         &[],
     );
     let p = serve.port;
     let (_, m) = modern(p, 1, "tools/list", json!({}), &[]);
-    let names: Vec<&str> = m["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = m["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
     assert!(names.contains(&"mcp.demo.add"), "{names:?}");
     // The upstream tool's annotations reach this server's clients.
-    let add = m["result"]["tools"].as_array().unwrap().iter().find(|t| t["name"] == "mcp.demo.add").unwrap();
-    assert_eq!(add["annotations"], json!({"readOnlyHint": true, "idempotentHint": true, "openWorldHint": false}), "{add}");
-    assert!(!names.iter().any(|n| n.starts_with("mcp.stuck.")), "{names:?}");
-    let (_, m) = modern(p, 2, "tools/call", json!({"name": "mcp.demo.add", "arguments": {"a": 2, "b": 3}}), &[]);
+    let add = m["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "mcp.demo.add")
+        .unwrap();
+    assert_eq!(
+        add["annotations"],
+        json!({"readOnlyHint": true, "idempotentHint": true, "openWorldHint": false}),
+        "{add}"
+    );
+    assert!(
+        !names.iter().any(|n| n.starts_with("mcp.stuck.")),
+        "{names:?}"
+    );
+    let (_, m) = modern(
+        p,
+        2,
+        "tools/call",
+        json!({"name": "mcp.demo.add", "arguments": {"a": 2, "b": 3}}),
+        &[],
+    );
     assert_eq!(m["result"]["structuredContent"]["result"], 5, "{m}");
     // A tool of the stuck source is not served; the error says which source.
-    let (_, m) = modern(p, 3, "tools/call", json!({"name": "mcp.stuck.add", "arguments": {}}), &[]);
-    assert!(m["error"]["message"].as_str().unwrap().contains("Unknown tool"), "{m}");
-    assert!(serve.log().contains("stuck"), "the log names the stuck source:\n{}", serve.log());
+    let (_, m) = modern(
+        p,
+        3,
+        "tools/call",
+        json!({"name": "mcp.stuck.add", "arguments": {}}),
+        &[],
+    );
+    assert!(
+        m["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Unknown tool"),
+        "{m}"
+    );
+    assert!(
+        serve.log().contains("stuck"),
+        "the log names the stuck source:\n{}",
+        serve.log()
+    );
 }
 
 #[test]
@@ -104,23 +167,49 @@ fn sighup_reloads_and_a_broken_config_keeps_the_old_one() {
     let p = serve.port;
     let has = |id: &str| {
         let (_, m) = modern(p, 1, "tools/list", json!({}), &[]);
-        m["result"]["tools"].as_array().unwrap().iter().any(|t| t["name"] == id)
+        m["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == id)
     };
     assert!(!has("files.read"));
-    let (_, m) = modern(p, 2, "tools/call", json!({"name": "text.case", "arguments": {"text": "before", "to": "upper"}}), &[]);
+    let (_, m) = modern(
+        p,
+        2,
+        "tools/call",
+        json!({"name": "text.case", "arguments": {"text": "before", "to": "upper"}}),
+        &[],
+    );
     assert_eq!(m["result"]["structuredContent"]["text"], "BEFORE");
     // Without the watcher, an edit alone changes nothing; SIGHUP reloads.
-    std::fs::write(&serve.config, format!("{config}\n[plugins.files]\ncomponent = \"{}\"\n", component("files").display())).unwrap();
+    std::fs::write(
+        &serve.config,
+        format!(
+            "{config}\n[plugins.files]\ncomponent = \"{}\"\n",
+            component("files").display()
+        ),
+    )
+    .unwrap();
     std::thread::sleep(Duration::from_millis(800));
     assert!(!has("files.read"));
     serve.signal("HUP");
     serve.wait_for_log("configuration reloaded", Duration::from_secs(60));
     assert!(has("files.read"));
     // Calls before and after the swap are in one intact chain.
-    let (_, m) = modern(p, 2, "tools/call", json!({"name": "text.case", "arguments": {"text": "after", "to": "upper"}}), &[]);
+    let (_, m) = modern(
+        p,
+        2,
+        "tools/call",
+        json!({"name": "text.case", "arguments": {"text": "after", "to": "upper"}}),
+        &[],
+    );
     assert_eq!(m["result"]["structuredContent"]["text"], "AFTER");
     let records = audit(&dir.path().join("audit.jsonl"));
-    let ok_calls = records.iter().filter(|r| r["capability"] == "text.case" && r["decision"] == "ok").count();
+    let ok_calls = records
+        .iter()
+        .filter(|r| r["capability"] == "text.case" && r["decision"] == "ok")
+        .count();
     assert_eq!(ok_calls, 2, "one call on each host");
     // A broken file is reported and the running host stays.
     std::fs::write(&serve.config, "[plugins.files\n").unwrap();

@@ -19,13 +19,28 @@ fn host_and_origin_are_checked() {
     let dir = tempfile::tempdir().unwrap();
     let serve = Serve::start(dir.path(), &base_config(dir.path()), &[]);
     let p = serve.port;
-    let (status, _, _) = http(p, "POST", &[JSON, ACCEPT, ("Host", "evil.example:80")], &init_body());
+    let (status, _, _) = http(
+        p,
+        "POST",
+        &[JSON, ACCEPT, ("Host", "evil.example:80")],
+        &init_body(),
+    );
     assert_eq!(status, 421, "a foreign Host header");
-    let (status, _, body) = http(p, "POST", &[JSON, ACCEPT, ("Origin", "http://evil.example")], &init_body());
+    let (status, _, body) = http(
+        p,
+        "POST",
+        &[JSON, ACCEPT, ("Origin", "http://evil.example")],
+        &init_body(),
+    );
     assert_eq!(status, 403, "{body}");
     let (status, _, _) = http(p, "POST", &[JSON, ACCEPT, ("Origin", "null")], &init_body());
     assert_eq!(status, 403);
-    let (status, headers, _) = http(p, "POST", &[JSON, ACCEPT, ("Origin", &format!("http://localhost:{p}"))], &init_body());
+    let (status, headers, _) = http(
+        p,
+        "POST",
+        &[JSON, ACCEPT, ("Origin", &format!("http://localhost:{p}"))],
+        &init_body(),
+    );
     assert_eq!(status, 200);
     assert!(header(&headers, "mcp-session-id").is_some());
     // Not the endpoint, not a method.
@@ -39,45 +54,137 @@ fn malformed_and_mismatched_requests_get_json_rpc_errors() {
     let serve = Serve::start(dir.path(), &base_config(dir.path()), &[]);
     let p = serve.port;
     let (status, _, body) = http(p, "POST", &[JSON, ACCEPT], "{not json");
-    assert_eq!((status, message(&body)["error"]["code"].as_i64()), (400, Some(-32700)));
+    assert_eq!(
+        (status, message(&body)["error"]["code"].as_i64()),
+        (400, Some(-32700))
+    );
     let (status, _, body) = http(p, "POST", &[JSON, ACCEPT], "[]");
-    assert_eq!((status, message(&body)["error"]["code"].as_i64()), (400, Some(-32600)));
+    assert_eq!(
+        (status, message(&body)["error"]["code"].as_i64()),
+        (400, Some(-32600))
+    );
     // 2026-07-28: headers must match the body.
-    let (status, m) = modern(p, 2, "tools/call", json!({"name": "text.case", "arguments": {"text": "a", "to": "upper"}}), &[]);
+    let (status, m) = modern(
+        p,
+        2,
+        "tools/call",
+        json!({"name": "text.case", "arguments": {"text": "a", "to": "upper"}}),
+        &[],
+    );
     assert_eq!(status, 200, "{m}");
     assert_eq!(m["result"]["structuredContent"]["text"], "A");
     let body = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "text.case", "arguments": {},
         "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}}).to_string();
-    let (status, _, b) = http(p, "POST", &[JSON, ACCEPT, ("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "tools/call"), ("Mcp-Name", "text.slugify")], &body);
-    assert_eq!((status, message(&b)["error"]["code"].as_i64()), (400, Some(-32020)), "{b}");
-    let (status, _, b) = http(p, "POST", &[JSON, ACCEPT, ("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "tools/list"), ("Mcp-Name", "text.case")], &body);
-    assert_eq!((status, message(&b)["error"]["code"].as_i64()), (400, Some(-32020)), "{b}");
+    let (status, _, b) = http(
+        p,
+        "POST",
+        &[
+            JSON,
+            ACCEPT,
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "text.slugify"),
+        ],
+        &body,
+    );
+    assert_eq!(
+        (status, message(&b)["error"]["code"].as_i64()),
+        (400, Some(-32020)),
+        "{b}"
+    );
+    let (status, _, b) = http(
+        p,
+        "POST",
+        &[
+            JSON,
+            ACCEPT,
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", "tools/list"),
+            ("Mcp-Name", "text.case"),
+        ],
+        &body,
+    );
+    assert_eq!(
+        (status, message(&b)["error"]["code"].as_i64()),
+        (400, Some(-32020)),
+        "{b}"
+    );
     // An unknown version names the supported ones.
     let body = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list", "params": {
         "_meta": {"io.modelcontextprotocol/protocolVersion": "2099-01-01", "io.modelcontextprotocol/clientCapabilities": {}}}}).to_string();
-    let (status, _, b) = http(p, "POST", &[JSON, ACCEPT, ("MCP-Protocol-Version", "2099-01-01"), ("Mcp-Method", "tools/list")], &body);
+    let (status, _, b) = http(
+        p,
+        "POST",
+        &[
+            JSON,
+            ACCEPT,
+            ("MCP-Protocol-Version", "2099-01-01"),
+            ("Mcp-Method", "tools/list"),
+        ],
+        &body,
+    );
     let m = message(&b);
-    assert_eq!((status, m["error"]["code"].as_i64()), (400, Some(-32022)), "{b}");
+    assert_eq!(
+        (status, m["error"]["code"].as_i64()),
+        (400, Some(-32022)),
+        "{b}"
+    );
     assert_eq!(m["error"]["data"]["supported"][0], "2026-07-28");
     // Missing envelope keys, unknown methods, bad params.
     let (status, m) = modern(p, 5, "resources/list", json!({}), &[]);
-    assert_eq!((status, m["error"]["code"].as_i64()), (404, Some(-32601)), "{m}");
+    assert_eq!(
+        (status, m["error"]["code"].as_i64()),
+        (404, Some(-32601)),
+        "{m}"
+    );
     let (status, m) = modern(p, 6, "tools/call", json!({"name": "no.such"}), &[]);
-    assert_eq!((status, m["error"]["code"].as_i64()), (400, Some(-32602)), "{m}");
+    assert_eq!(
+        (status, m["error"]["code"].as_i64()),
+        (400, Some(-32602)),
+        "{m}"
+    );
     let (status, m) = modern(p, 7, "tools/list", json!({"cursor": "made-up"}), &[]);
-    assert_eq!((status, m["error"]["code"].as_i64()), (400, Some(-32602)), "{m}");
+    assert_eq!(
+        (status, m["error"]["code"].as_i64()),
+        (400, Some(-32602)),
+        "{m}"
+    );
     let (_, m) = modern(p, 8, "tools/list", json!({}), &[]);
     let r = &m["result"];
-    assert_eq!((r["resultType"].as_str(), r["ttlMs"].as_i64(), r["cacheScope"].as_str()), (Some("complete"), Some(0), Some("public")));
+    assert_eq!(
+        (
+            r["resultType"].as_str(),
+            r["ttlMs"].as_i64(),
+            r["cacheScope"].as_str()
+        ),
+        (Some("complete"), Some(0), Some("public"))
+    );
     // A forged or replayed requestState is refused.
-    let (_, m) = modern(p, 9, "tools/call", json!({"name": "text.stats", "arguments": {"text": "a"}, "requestState": "v1.99999999999999.00.00",
-        "inputResponses": {"warden-approval": {"action": "accept", "content": {"approve": true}}}}), &[]);
-    assert!(m["error"]["message"].as_str().unwrap().contains("requestState refused"), "{m}");
+    let (_, m) = modern(
+        p,
+        9,
+        "tools/call",
+        json!({"name": "text.stats", "arguments": {"text": "a"}, "requestState": "v1.99999999999999.00.00",
+        "inputResponses": {"warden-approval": {"action": "accept", "content": {"approve": true}}}}),
+        &[],
+    );
+    assert!(
+        m["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("requestState refused"),
+        "{m}"
+    );
     // 2025-11-25 without a session, with an unknown one.
     let list = json!({"jsonrpc": "2.0", "id": 10, "method": "tools/list"}).to_string();
     let (status, _, _) = http(p, "POST", &[JSON, ACCEPT], &list);
     assert_eq!(status, 400);
-    let (status, _, _) = http(p, "POST", &[JSON, ACCEPT, ("Mcp-Session-Id", "0123")], &list);
+    let (status, _, _) = http(
+        p,
+        "POST",
+        &[JSON, ACCEPT, ("Mcp-Session-Id", "0123")],
+        &list,
+    );
     assert_eq!(status, 404);
     // Too large.
     let big = format!("{{\"x\":\"{}\"}}", "a".repeat(5 << 20));
@@ -111,37 +218,106 @@ fn bearer_tokens_name_principals_and_principals_do_not_share() {
     let bearer = |t: &str| format!("Bearer {t}");
     let (status, headers, _) = http(p, "POST", &[JSON, ACCEPT], &init_body());
     assert_eq!(status, 401);
-    assert!(header(&headers, "www-authenticate").unwrap().starts_with("Bearer"));
-    let (status, _, _) = http(p, "POST", &[JSON, ACCEPT, ("Authorization", "Bearer wrong-token-0123456789")], &init_body());
+    assert!(header(&headers, "www-authenticate")
+        .unwrap()
+        .starts_with("Bearer"));
+    let (status, _, _) = http(
+        p,
+        "POST",
+        &[
+            JSON,
+            ACCEPT,
+            ("Authorization", "Bearer wrong-token-0123456789"),
+        ],
+        &init_body(),
+    );
     assert_eq!(status, 401);
     let auth_a = bearer(TOKEN_A);
     let auth_b = bearer(TOKEN_B);
-    let (status, headers, _) = http(p, "POST", &[JSON, ACCEPT, ("Authorization", &auth_a)], &init_body());
+    let (status, headers, _) = http(
+        p,
+        "POST",
+        &[JSON, ACCEPT, ("Authorization", &auth_a)],
+        &init_body(),
+    );
     assert_eq!(status, 200);
     let session = header(&headers, "mcp-session-id").unwrap().to_string();
     let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string();
-    let (status, _, _) = http(p, "POST", &[JSON, ACCEPT, ("Authorization", &auth_a), ("Mcp-Session-Id", &session)], &list);
+    let (status, _, _) = http(
+        p,
+        "POST",
+        &[
+            JSON,
+            ACCEPT,
+            ("Authorization", &auth_a),
+            ("Mcp-Session-Id", &session),
+        ],
+        &list,
+    );
     assert_eq!(status, 200);
     // Bob cannot use Alice's session id, nor end it.
-    let (status, _, _) = http(p, "POST", &[JSON, ACCEPT, ("Authorization", &auth_b), ("Mcp-Session-Id", &session)], &list);
+    let (status, _, _) = http(
+        p,
+        "POST",
+        &[
+            JSON,
+            ACCEPT,
+            ("Authorization", &auth_b),
+            ("Mcp-Session-Id", &session),
+        ],
+        &list,
+    );
     assert_eq!(status, 404);
-    let (status, _, _) = http(p, "DELETE", &[("Authorization", &auth_b), ("Mcp-Session-Id", &session)], "");
+    let (status, _, _) = http(
+        p,
+        "DELETE",
+        &[("Authorization", &auth_b), ("Mcp-Session-Id", &session)],
+        "",
+    );
     assert_eq!(status, 404);
     // The same 2026-07-28 handle names a different session per principal.
     let count = |auth: &str| {
-        let (_, m) = modern(p, 3, "tools/call", json!({"name": "hostile.session-count", "arguments": {}, "_meta": {"dev.warden/session": "h"}}), &[("Authorization", auth)]);
+        let (_, m) = modern(
+            p,
+            3,
+            "tools/call",
+            json!({"name": "hostile.session-count", "arguments": {}, "_meta": {"dev.warden/session": "h"}}),
+            &[("Authorization", auth)],
+        );
         m["result"]["structuredContent"]["result"].as_i64().unwrap()
     };
-    assert_eq!((count(&auth_a), count(&auth_a), count(&auth_b), count(&auth_a)), (1, 2, 1, 3));
+    assert_eq!(
+        (
+            count(&auth_a),
+            count(&auth_a),
+            count(&auth_b),
+            count(&auth_a)
+        ),
+        (1, 2, 1, 3)
+    );
     // The tool list of an authenticated server is cacheable per principal only.
     let (_, m) = modern(p, 4, "tools/list", json!({}), &[("Authorization", &auth_a)]);
     assert_eq!(m["result"]["cacheScope"], "private");
-    let (status, _, _) = http(p, "DELETE", &[("Authorization", &auth_a), ("Mcp-Session-Id", &session)], "");
+    let (status, _, _) = http(
+        p,
+        "DELETE",
+        &[("Authorization", &auth_a), ("Mcp-Session-Id", &session)],
+        "",
+    );
     assert_eq!(status, 200);
     let records = audit(&dir.path().join("audit.jsonl"));
-    let clients: Vec<&str> = records.iter().filter_map(|r| r["client"].as_str()).collect();
-    assert!(clients.iter().any(|c| c.starts_with("alice over http")), "{clients:?}");
-    assert!(clients.iter().any(|c| c.starts_with("bob over http")), "{clients:?}");
+    let clients: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r["client"].as_str())
+        .collect();
+    assert!(
+        clients.iter().any(|c| c.starts_with("alice over http")),
+        "{clients:?}"
+    );
+    assert!(
+        clients.iter().any(|c| c.starts_with("bob over http")),
+        "{clients:?}"
+    );
 }
 
 #[test]
@@ -153,20 +329,37 @@ fn a_network_bind_without_tokens_is_refused() {
         .arg("--config")
         .arg(&config)
         .args(["serve", "--http", "0.0.0.0:0"])
-        .env("WARDEN_CACHE_DIR", crate::components::target_dir().join("warden-test-cache"))
+        .env(
+            "WARDEN_CACHE_DIR",
+            crate::components::target_dir().join("warden-test-cache"),
+        )
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("without authentication"), "{err}");
     // Strict config: an unknown key under [serve] is named.
-    std::fs::write(&config, format!("{}\n[serve]\nport = 1\n", base_config(dir.path()))).unwrap();
-    let out = Command::new(warden_bin()).arg("--config").arg(&config).args(["serve", "--stdio"]).output().unwrap();
+    std::fs::write(
+        &config,
+        format!("{}\n[serve]\nport = 1\n", base_config(dir.path())),
+    )
+    .unwrap();
+    let out = Command::new(warden_bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["serve", "--stdio"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("port"), "{err}");
     // Neither transport asked for.
-    let out = Command::new(warden_bin()).arg("--config").arg(&config).arg("serve").output().unwrap();
+    let out = Command::new(warden_bin())
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -183,15 +376,29 @@ fn serve_limits_are_enforced() {
     let mut serve = Serve::start(dir.path(), &config, &[]);
     let p = serve.port;
     // allowed-origins
-    let (status, _, _) = http(p, "POST", &[JSON, ACCEPT, ("Origin", "https://app.example")], &init_body());
+    let (status, _, _) = http(
+        p,
+        "POST",
+        &[JSON, ACCEPT, ("Origin", "https://app.example")],
+        &init_body(),
+    );
     assert_eq!(status, 200);
-    let (status, _, _) = http(p, "POST", &[JSON, ACCEPT, ("Origin", "https://other.example")], &init_body());
+    let (status, _, _) = http(
+        p,
+        "POST",
+        &[JSON, ACCEPT, ("Origin", "https://other.example")],
+        &init_body(),
+    );
     assert_eq!(status, 403);
     // max-sessions: a second one fits, a third does not.
     let (status, _, _) = http(p, "POST", &[JSON, ACCEPT], &init_body());
     assert_eq!(status, 200);
     let (status, _, body) = http(p, "POST", &[JSON, ACCEPT], &init_body());
-    assert_eq!((status, message(&body)["error"]["code"].as_i64()), (200, Some(-32000)), "{body}");
+    assert_eq!(
+        (status, message(&body)["error"]["code"].as_i64()),
+        (200, Some(-32000)),
+        "{body}"
+    );
     // session-idle-ms: both end after 400 ms of silence, making room.
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let (status, headers, _) = http(p, "POST", &[JSON, ACCEPT], &init_body());
@@ -199,28 +406,76 @@ fn serve_limits_are_enforced() {
     let session = header(&headers, "mcp-session-id").unwrap().to_string();
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string();
-    let (status, _, _) = http(p, "POST", &[JSON, ACCEPT, ("Mcp-Session-Id", &session)], &list);
+    let (status, _, _) = http(
+        p,
+        "POST",
+        &[JSON, ACCEPT, ("Mcp-Session-Id", &session)],
+        &list,
+    );
     assert_eq!(status, 404, "an idle session ended");
     // max-request-bytes
-    let (status, _, _) = http(p, "POST", &[JSON, ACCEPT], &format!("{{\"x\":\"{}\"}}", "a".repeat(2500)));
+    let (status, _, _) = http(
+        p,
+        "POST",
+        &[JSON, ACCEPT],
+        &format!("{{\"x\":\"{}\"}}", "a".repeat(2500)),
+    );
     assert_eq!(status, 413);
     // approval-timeout-ms: the requestState expires.
-    let (_, m) = modern(p, 3, "tools/call", json!({"name": "text.stats", "arguments": {"text": "a"},
-        "_meta": {"io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}}), &[]);
+    let (_, m) = modern(
+        p,
+        3,
+        "tools/call",
+        json!({"name": "text.stats", "arguments": {"text": "a"},
+        "_meta": {"io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}}),
+        &[],
+    );
     assert_eq!(m["result"]["resultType"], "input_required", "{m}");
     let state = m["result"]["requestState"].as_str().unwrap().to_string();
     std::thread::sleep(std::time::Duration::from_millis(600));
-    let (_, m) = modern(p, 4, "tools/call", json!({"name": "text.stats", "arguments": {"text": "a"}, "requestState": state,
-        "inputResponses": {"warden-approval": {"action": "accept", "content": {"approve": true}}}}), &[]);
-    assert!(m["error"]["message"].as_str().unwrap().contains("expired"), "{m}");
+    let (_, m) = modern(
+        p,
+        4,
+        "tools/call",
+        json!({"name": "text.stats", "arguments": {"text": "a"}, "requestState": state,
+        "inputResponses": {"warden-approval": {"action": "accept", "content": {"approve": true}}}}),
+        &[],
+    );
+    assert!(
+        m["error"]["message"].as_str().unwrap().contains("expired"),
+        "{m}"
+    );
     // max-concurrent-per-client: a second request while one runs gets 429.
-    let slow = std::thread::spawn(move || modern(p, 5, "tools/call", json!({"name": "hostile.sleep", "arguments": {"arg": 1500}}), &[]));
+    let slow = std::thread::spawn(move || {
+        modern(
+            p,
+            5,
+            "tools/call",
+            json!({"name": "hostile.sleep", "arguments": {"arg": 1500}}),
+            &[],
+        )
+    });
     std::thread::sleep(std::time::Duration::from_millis(300));
     let (status, m) = modern(p, 6, "tools/list", json!({}), &[]);
-    assert_eq!((status, m["error"]["code"].as_i64()), (429, Some(-32000)), "{m}");
-    assert_eq!(slow.join().unwrap().1["result"]["structuredContent"]["result"]["slept"], 1500);
+    assert_eq!(
+        (status, m["error"]["code"].as_i64()),
+        (429, Some(-32000)),
+        "{m}"
+    );
+    assert_eq!(
+        slow.join().unwrap().1["result"]["structuredContent"]["result"]["slept"],
+        1500
+    );
     // shutdown-grace-ms: a call still running after 300 ms is abandoned.
-    let _slow = std::thread::spawn(move || modern(p, 7, "tools/call", json!({"name": "hostile.sleep", "arguments": {"arg": 20000}}), &[]));
+    let _slow = std::thread::spawn(move || {
+        modern(
+            p,
+            7,
+            "tools/call",
+            json!({"name": "hostile.sleep", "arguments": {"arg": 20000}}),
+            &[],
+        )
+    });
     std::thread::sleep(std::time::Duration::from_millis(300));
     let status = serve.signal_and_wait("TERM");
     assert!(status.success());

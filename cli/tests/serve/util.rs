@@ -20,7 +20,11 @@ pub fn warden_bin() -> &'static str {
 
 pub fn python() -> PathBuf {
     let p = repo().join(".venv/bin/python");
-    assert!(p.exists(), "{} is missing: run `cargo xtask python-env` (or `cargo xtask test`)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo xtask python-env` (or `cargo xtask test`)",
+        p.display()
+    );
     p
 }
 
@@ -104,7 +108,10 @@ impl Serve {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
-                panic!("warden serve did not start: {}", stderr.lock().unwrap().join("\n"));
+                panic!(
+                    "warden serve did not start: {}",
+                    stderr.lock().unwrap().join("\n")
+                );
             }
         };
         let port = addr.rsplit(':').next().unwrap().parse().unwrap();
@@ -125,7 +132,11 @@ impl Serve {
     pub fn wait_for_log(&self, needle: &str, within: Duration) {
         let deadline = Instant::now() + within;
         while !self.log().contains(needle) {
-            assert!(Instant::now() < deadline, "no {needle:?} in the log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -146,7 +157,10 @@ impl Serve {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("warden serve did not exit after SIG{signal}:\n{}", self.log());
+                panic!(
+                    "warden serve did not exit after SIG{signal}:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -172,10 +186,18 @@ impl Drop for Serve {
 
 /// One HTTP/1.1 exchange on a fresh connection; returns the status, the
 /// headers (lower-case names) and the body.
-pub fn http(port: u16, method: &str, headers: &[(&str, &str)], body: &str) -> (u16, Vec<(String, String)>, String) {
+pub fn http(
+    port: u16,
+    method: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Vec<(String, String)>, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut req = format!("{method} /mcp HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} /mcp HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     let has_host = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host"));
     if !has_host {
         req.push_str(&format!("Host: 127.0.0.1:{port}\r\n"));
@@ -191,13 +213,26 @@ pub fn http(port: u16, method: &str, headers: &[(&str, &str)], body: &str) -> (u
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
-    let status = lines.next().unwrap_or("").split(' ').nth(1).unwrap_or("0").parse().unwrap_or(0);
+    let status = lines
+        .next()
+        .unwrap_or("")
+        .split(' ')
+        .nth(1)
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0);
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
-    let body = if chunked { dechunk(rest) } else { rest.to_string() };
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
     (status, headers, body)
 }
 
@@ -215,7 +250,10 @@ fn dechunk(mut text: &str) -> String {
 }
 
 pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// The JSON-RPC message of a JSON body or of the last SSE event.
@@ -232,14 +270,28 @@ pub fn message(body: &str) -> Value {
 }
 
 /// A 2026-07-28 request: body and headers.
-pub fn modern(port: u16, id: u64, method: &str, params: Value, extra: &[(&str, &str)]) -> (u16, Value) {
+pub fn modern(
+    port: u16,
+    id: u64,
+    method: &str,
+    params: Value,
+    extra: &[(&str, &str)],
+) -> (u16, Value) {
     let mut params = params;
     params["_meta"]["io.modelcontextprotocol/protocolVersion"] = "2026-07-28".into();
-    if params["_meta"].get("io.modelcontextprotocol/clientCapabilities").is_none() {
+    if params["_meta"]
+        .get("io.modelcontextprotocol/clientCapabilities")
+        .is_none()
+    {
         params["_meta"]["io.modelcontextprotocol/clientCapabilities"] = serde_json::json!({});
     }
-    let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
-    let name = params.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+        .to_string();
+    let name = params
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let mut headers = vec![
         ("Content-Type", "application/json"),
         ("Accept", "application/json, text/event-stream"),
@@ -269,13 +321,24 @@ pub fn python_client(args: &[&str]) -> Vec<Value> {
         "client.py {args:?} failed:\n{}\n{stdout}",
         String::from_utf8_lossy(&out.stderr)
     );
-    stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 /// Every audit record in `path`, after `warden audit verify` passed on it.
 pub fn audit(path: &Path) -> Vec<Value> {
-    let out = Command::new(warden_bin()).args(["audit", "verify"]).arg(path).output().unwrap();
-    assert!(out.status.success(), "audit verify: {}", String::from_utf8_lossy(&out.stdout));
+    let out = Command::new(warden_bin())
+        .args(["audit", "verify"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "audit verify: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     std::fs::read_to_string(path)
         .unwrap()
         .lines()

@@ -113,7 +113,10 @@ impl ServeSettings {
         }
         for (field, v) in [
             ("max-request-bytes", self.max_request_bytes),
-            ("max-concurrent-per-client", self.max_concurrent_per_client.into()),
+            (
+                "max-concurrent-per-client",
+                self.max_concurrent_per_client.into(),
+            ),
             ("approval-timeout-ms", self.approval_timeout_ms),
             ("session-idle-ms", self.session_idle_ms),
             ("max-sessions", self.max_sessions.into()),

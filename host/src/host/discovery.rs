@@ -140,7 +140,10 @@ pub(super) struct Discovery {
 /// What one source offered, or why it could not be listed.
 pub(super) struct Found {
     name: String,
-    capabilities: std::result::Result<Vec<crate::bindings::warden::provider::types::CapabilityDescriptor>, String>,
+    capabilities: std::result::Result<
+        Vec<crate::bindings::warden::provider::types::CapabilityDescriptor>,
+        String,
+    >,
 }
 
 /// Asks `plugin` for its sources, then each source not in `registered` for

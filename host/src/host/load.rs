@@ -352,10 +352,20 @@ async fn discover_at_load(loaded: &mut Loaded, governance: &Governance) -> Resul
     for (index, found) in results {
         let plugin = loaded.plugins[index].clone();
         let found = found.map_err(|e| {
-            Error::load(&plugin.info.name, format!("listing its discovery sources failed: {e}"))
+            Error::load(
+                &plugin.info.name,
+                format!("listing its discovery sources failed: {e}"),
+            )
         })?;
         let state = loaded.discovery.entry(index).or_default();
-        register_sources(&plugin, index, found, &mut loaded.registry, state, governance);
+        register_sources(
+            &plugin,
+            index,
+            found,
+            &mut loaded.registry,
+            state,
+            governance,
+        );
     }
     Ok(())
 }

@@ -290,7 +290,11 @@ impl SessionPool {
     pub(crate) async fn close_caller(&self, caller: &str) -> usize {
         let mine: Vec<(Key, Arc<Slot>)> = {
             let mut slots = self.slots();
-            let keys: Vec<Key> = slots.keys().filter(|k| k.caller == caller).cloned().collect();
+            let keys: Vec<Key> = slots
+                .keys()
+                .filter(|k| k.caller == caller)
+                .cloned()
+                .collect();
             keys.into_iter()
                 .filter_map(|k| slots.remove(&k).map(|s| (k, s)))
                 .collect()

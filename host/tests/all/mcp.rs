@@ -86,7 +86,9 @@ async fn tools_become_capabilities_with_converted_schemas_and_metadata() {
     assert_eq!(add.flat_metadata["mcp.annotations.read-only-hint"], true);
     assert_eq!(add.flat_metadata["mcp.annotations.idempotent-hint"], true);
     assert_eq!(add.flat_metadata["mcp.annotations.open-world-hint"], false);
-    assert!(!add.flat_metadata.contains_key("mcp.annotations.destructive-hint"));
+    assert!(!add
+        .flat_metadata
+        .contains_key("mcp.annotations.destructive-hint"));
     assert!(matches!(add.route, warden::Route::Session { .. }));
     assert_eq!(add.provider, warden::ProviderKind::Mcp);
     assert!(add.input_schema.contains(":a :int"), "{}", add.input_schema);

@@ -126,7 +126,11 @@ impl Mcp {
             }
             // A tool that works only as a task (an extension this client
             // does not speak) would fail on every call: not offered.
-            if tool.pointer("/execution/taskSupport").and_then(Value::as_str) == Some("required") {
+            if tool
+                .pointer("/execution/taskSupport")
+                .and_then(Value::as_str)
+                == Some("required")
+            {
                 warden_sdk::log::warn(&format!(
                     "MCP server `{name}`: tool `{tool_name}` runs only as a task (execution.taskSupport = required), which this client does not support; it is not offered"
                 ));
@@ -175,14 +179,20 @@ fn capability(server: &str, config: &ServerConfig, tool_name: &str, tool: &Value
         ("idempotentHint", "idempotent-hint"),
         ("openWorldHint", "open-world-hint"),
     ] {
-        if let Some(b) = tool.pointer(&format!("/annotations/{wire}")).and_then(Value::as_bool) {
+        if let Some(b) = tool
+            .pointer(&format!("/annotations/{wire}"))
+            .and_then(Value::as_bool)
+        {
             annotations.insert(key.into(), json!(b));
         }
     }
     if !annotations.is_empty() {
         mcp["annotations"] = Value::Object(annotations);
     }
-    if let Some(t) = tool.pointer("/execution/taskSupport").and_then(Value::as_str) {
+    if let Some(t) = tool
+        .pointer("/execution/taskSupport")
+        .and_then(Value::as_str)
+    {
         mcp["task-support"] = json!(t);
     }
     Capability::new(format!("mcp.{server}.{tool_name}"), title)
@@ -242,7 +252,9 @@ impl Provider for Mcp {
 
     fn discover(&mut self, source: &str) -> Result<Vec<Capability>, Error> {
         if !self.servers.contains_key(source) {
-            return Err(Error::not_found(format!("no MCP server `{source}` is configured")));
+            return Err(Error::not_found(format!(
+                "no MCP server `{source}` is configured"
+            )));
         }
         self.tools_of(source)
     }
