@@ -122,7 +122,7 @@ fn serve(c: &mut Criterion) {
         v
     });
     let started = Instant::now();
-    let mut latencies: Vec<Duration> = rt.block_on(async {
+    let latencies: Vec<Duration> = rt.block_on(async {
         let mut tasks = tokio::task::JoinSet::new();
         for client in clients {
             let params = params();
@@ -138,26 +138,13 @@ fn serve(c: &mut Criterion) {
                 lat
             });
         }
-        let mut all = Vec::new();
-        while let Some(r) = tasks.join_next().await {
-            all.extend(r.unwrap());
-        }
-        all
+        collect(tasks).await
     });
-    let elapsed = started.elapsed();
-    latencies.sort();
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    println!(
-        "\n{CLIENTS} rmcp clients x {ROUNDS} tools/call through warden serve --http (2 runtime workers): {:.0} calls/s, p50 {:?}, p99 {:?}, p99.9 {:?}",
-        latencies.len() as f64 / elapsed.as_secs_f64(),
-        pct(0.5),
-        pct(0.99),
-        pct(0.999)
-    );
+    report(&format!("\n{CLIENTS} rmcp clients x {ROUNDS} tools/call through warden serve --http (2 runtime workers)"), latencies, started.elapsed());
     // The same load from minimal HTTP clients (what the server itself
     // sustains, with less client work on the same two cores).
     let started = Instant::now();
-    let mut latencies: Vec<Duration> = rt.block_on(async {
+    let latencies: Vec<Duration> = rt.block_on(async {
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..CLIENTS {
             let url = url.clone();
@@ -176,23 +163,34 @@ fn serve(c: &mut Criterion) {
                 lat
             });
         }
-        let mut all = Vec::new();
-        while let Some(r) = tasks.join_next().await {
-            all.extend(r.unwrap());
-        }
-        all
+        collect(tasks).await
     });
-    let elapsed = started.elapsed();
+    report(
+        &format!("{CLIENTS} minimal HTTP clients x {ROUNDS} 2026-07-28 tools/call"),
+        latencies,
+        started.elapsed(),
+    );
+    rt.block_on(server.shutdown());
+}
+
+async fn collect(mut tasks: tokio::task::JoinSet<Vec<Duration>>) -> Vec<Duration> {
+    let mut all = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        all.extend(r.unwrap());
+    }
+    all
+}
+
+fn report(what: &str, mut latencies: Vec<Duration>, elapsed: Duration) {
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     println!(
-        "{CLIENTS} minimal HTTP clients x {ROUNDS} 2026-07-28 tools/call: {:.0} calls/s, p50 {:?}, p99 {:?}, p99.9 {:?}",
+        "{what}: {:.0} calls/s, p50 {:?}, p99 {:?}, p99.9 {:?}",
         latencies.len() as f64 / elapsed.as_secs_f64(),
         pct(0.5),
         pct(0.99),
         pct(0.999)
     );
-    rt.block_on(server.shutdown());
 }
 
 /// HTTP/1.1 on one kept-alive connection, by hand.
