@@ -213,13 +213,15 @@ pub fn call<P: Provider>(id: String, input: String) -> Result<String, wit::Error
             .provider
             .as_mut()
             .ok_or_else(|| Error::Unavailable("provider called before init".into()))?;
-        let (_, handler) = state
-            .caps
-            .entries
-            .iter()
-            .find(|(c, _)| c.id == id)
-            .ok_or_else(|| Error::not_found(format!("no capability `{id}` in this provider")))?;
-        handler(provider, &input).map_err(Into::into)
+        match state.caps.entries.iter().find(|(c, _)| c.id == id) {
+            Some((_, handler)) => handler(provider, &input).map_err(Into::into),
+            None => {
+                let input: serde_json::Value = serde_json::from_str(&input)
+                    .map_err(|e| Error::invalid_input(format!("input is not JSON: {e}")))?;
+                let out = provider.call_discovered(&id, input)?;
+                serde_json::to_string(&out).map_err(|e| Error::internal(e.to_string()).into())
+            }
+        }
     })
 }
 

@@ -121,6 +121,20 @@ pub trait Provider: Sized + 'static {
     fn discover(&mut self, source: &str) -> Result<Vec<Capability>, Error> {
         Err(Error::not_found(format!("no source `{source}`")))
     }
+
+    /// Serves a call to a capability found by [`discover`](Provider::discover)
+    /// whose metadata asks for no session (a session's calls go to
+    /// [`Sessions::call`]). The default knows none.
+    fn call_discovered(
+        &mut self,
+        capability: &str,
+        input: serde_json::Value,
+    ) -> Result<serde_json::Value, Error> {
+        let _ = input;
+        Err(Error::not_found(format!(
+            "no capability `{capability}` in this provider"
+        )))
+    }
 }
 
 /// A stateful provider: the host keeps one session per caller (and per

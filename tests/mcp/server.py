@@ -15,6 +15,7 @@ Options: --port P (0 picks one; the chosen port is printed as `PORT <n>`),
 
 import argparse
 import asyncio
+import json
 import socket
 import sys
 
@@ -31,6 +32,10 @@ ap.add_argument("--json", action="store_true")
 ap.add_argument("--stateless", action="store_true")
 ap.add_argument("--token")
 ap.add_argument("--log")
+# Which protocol revisions it accepts: both (the SDK's default), only the
+# 2025-era handshake (like servers on older SDKs: a 2026-07-28 request gets
+# 400 asking for a session), or only 2026-07-28 (a handshake gets -32022).
+ap.add_argument("--era", choices=["both", "legacy", "modern"], default="both")
 args = ap.parse_args()
 
 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -102,16 +107,39 @@ def secret_tool() -> str:
 app = server.streamable_http_app(json_response=args.json, stateless_http=args.stateless)
 
 
+HANDSHAKE = {"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"}
+
+
+async def refuse(send, body):
+    data = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": 400,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+    await send({"type": "http.response.body", "body": data})
+
+
 class RequestLog:
+    """Logs each request (method, session id, protocol header) and applies `--era`."""
+
     def __init__(self, inner, path):
         self.inner = inner
         self.path = path
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and self.path:
-            sid = dict(scope["headers"]).get(b"mcp-session-id", b"-").decode()
-            with open(self.path, "a") as f:
-                f.write(f"{scope['method']} {sid}\n")
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            version = headers.get(b"mcp-protocol-version", b"-").decode()
+            if self.path:
+                sid = headers.get(b"mcp-session-id", b"-").decode()
+                with open(self.path, "a") as f:
+                    f.write(f"{scope['method']} {sid} {version}\n")
+            modern = version not in HANDSHAKE and version != "-"
+            if scope["method"] == "POST" and args.era == "legacy" and modern:
+                return await refuse(send, {"jsonrpc": "2.0", "id": None, "error": {
+                    "code": -32000, "message": "Bad Request: No valid session ID provided"}})
+            if scope["method"] == "POST" and args.era == "modern" and not modern:
+                return await refuse(send, {"jsonrpc": "2.0", "id": None, "error": {
+                    "code": -32022, "message": f"Unsupported protocol version: {version}",
+                    "data": {"supported": ["2026-07-28"]}}})
         await self.inner(scope, receive, send)
 
 

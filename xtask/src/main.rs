@@ -640,7 +640,7 @@ fn mcp_demo(root: &Path, warden: &Path) -> Result<()> {
             &["list"],
         )?;
         run(
-            "A tool call in a session, through governed egress",
+            "A tool call through governed egress (the client spoke MCP 2026-07-28 first: stateless, no session)",
             &["call", "mcp.demo.add", r#"{"a":1,"b":2}"#],
         )?;
         run(
@@ -654,7 +654,7 @@ fn mcp_demo(root: &Path, warden: &Path) -> Result<()> {
         let seen = std::fs::read_to_string(&log).unwrap_or_default();
         let count = |m: &str| seen.lines().filter(|l| l.starts_with(m)).count();
         println!(
-            "(the server saw {} POST and {} DELETE requests: each CLI run closed its session on exit)",
+            "(the server saw {} POST and {} DELETE requests: it speaks MCP 2026-07-28, which the client tried first, so there were no sessions to close)",
             count("POST "),
             count("DELETE ")
         );

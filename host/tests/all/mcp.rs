@@ -13,7 +13,7 @@ pub(crate) struct Server<'a> {
     url: String,
     origin: String,
     secret: Option<&'a str>,
-    extra: Value,
+    pub(crate) extra: Value,
 }
 
 impl<'a> Server<'a> {
@@ -503,12 +503,13 @@ async fn protocol_violations_are_typed_errors_not_crashes() {
     ];
     for (name, responses, expect) in cases {
         let (port, server) = canned_server(responses);
+        // The canned answers follow the 2025-11-25 handshake.
         let down = Server {
             name: "demo",
             url: format!("http://127.0.0.1:{port}/mcp"),
             origin: format!("http://127.0.0.1:{port}"),
             secret: None,
-            extra: json!({}),
+            extra: json!({"protocol": "2025-11-25"}),
         };
         let host = Host::new(mcp_config(&[down], SessionSettings::default()))
             .await

@@ -32,7 +32,9 @@ fn python() -> PathBuf {
 
 impl McpServer {
     /// Starts a server on a free port. `args`: `--json`, `--stateless`,
-    /// `--token T`.
+    /// `--token T`, `--era both|legacy|modern`. Without `--era` it speaks the
+    /// 2025-era handshake only, like servers on older SDKs (sessions with ids;
+    /// the client's 2026-07-28 probe is refused and it falls back).
     pub fn start(args: &[&str]) -> McpServer {
         Self::start_on(0, args)
     }
@@ -49,10 +51,14 @@ impl McpServer {
     /// Starts a server on `port` (which must be free; 0 picks one).
     pub fn start_on(port: u16, args: &[&str]) -> McpServer {
         let dir = tempfile::tempdir().unwrap();
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        if !args.iter().any(|a| a == "--era") {
+            args.extend(["--era".to_string(), "legacy".to_string()]);
+        }
         let mut s = McpServer {
             child: None,
             port,
-            args: args.iter().map(|a| a.to_string()).collect(),
+            args,
             log: dir.path().join("requests.log"),
             _dir: dir,
         };
@@ -124,9 +130,18 @@ impl McpServer {
             .unwrap_or_default()
             .lines()
             .filter_map(|l| {
-                let (m, s) = l.split_once(' ')?;
-                Some((m.to_string(), s.to_string()))
+                let mut fields = l.split(' ');
+                Some((fields.next()?.to_string(), fields.next()?.to_string()))
             })
+            .collect()
+    }
+
+    /// The `MCP-Protocol-Version` header of each request (`-` when absent).
+    pub fn versions(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(2).map(str::to_string))
             .collect()
     }
 

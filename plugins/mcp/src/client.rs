@@ -1,15 +1,34 @@
 //! A Model Context Protocol client over streamable HTTP, as servers really
-//! speak it: JSON or SSE responses, session ids, 400/404 for a session the
-//! server no longer knows, 405 for stateless servers.
+//! speak it. Revision 2026-07-28 first (`server/discover`, then stateless
+//! requests carrying the `_meta` envelope and the `Mcp-Method`/`Mcp-Name`
+//! headers); when a server refuses it, the `initialize` handshake of
+//! 2025-11-25 or an older revision: JSON or SSE responses, session ids,
+//! 400/404 for a session the server no longer knows, 405 for stateless
+//! servers.
 
 use serde_json::{json, Value};
 use std::time::Duration;
 use warden_sdk::http::{Request, StreamingResponse};
 use warden_sdk::Error;
 
-/// The protocol revision offered, then the older ones accepted as a
+/// The handshake revision offered, then the older ones accepted as a
 /// server's counter-offer.
 pub const PROTOCOL_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+
+/// The stateless revision, tried first.
+pub const MODERN: &str = "2026-07-28";
+
+/// Which revisions to try (`protocol` in a server's configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Era {
+    /// 2026-07-28 first, the handshake when the server refuses it.
+    #[default]
+    Auto,
+    /// 2026-07-28 only.
+    Modern,
+    /// The handshake only.
+    Legacy,
+}
 
 /// Where and how to reach one server.
 #[derive(Debug, Clone)]
@@ -24,6 +43,8 @@ pub struct Endpoint {
     pub timeout: Option<Duration>,
     /// Send through `wasi:http` instead of the host's `http-client`.
     pub wasi_http: bool,
+    /// Which revisions to try.
+    pub era: Era,
 }
 
 /// Why a request failed.
@@ -31,6 +52,8 @@ pub struct Endpoint {
 pub enum Failure {
     /// The server no longer knows our session (400 or 404 with a session id).
     SessionGone(String),
+    /// A 2026-07-28 request refused in a way that means "not this revision".
+    Refused(String),
     /// Anything else, as the capability's error.
     Error(Error),
 }
@@ -46,24 +69,79 @@ pub struct Client {
     endpoint: Endpoint,
     session_id: Option<String>,
     protocol: String,
+    /// Speaking 2026-07-28: no handshake, no session.
+    modern: bool,
     next_id: u64,
 }
 
 impl Client {
-    /// Connects: `initialize`, then `notifications/initialized`.
+    /// Connects: `server/discover` at 2026-07-28, or (when the server
+    /// refuses it) `initialize` and `notifications/initialized`.
     pub fn connect(endpoint: Endpoint) -> Result<Client, Error> {
         let mut client = Client {
             endpoint,
             session_id: None,
             protocol: PROTOCOL_VERSIONS[0].to_string(),
+            modern: false,
             next_id: 1,
         };
-        client.initialize()?;
+        if client.endpoint.era == Era::Legacy || !client.discover()? {
+            client.initialize()?;
+        }
         Ok(client)
+    }
+
+    /// The revision agreed on.
+    pub fn protocol(&self) -> &str {
+        &self.protocol
+    }
+
+    /// Whether the server keeps a session for this client (2025-era
+    /// servers that gave a session id); calls then belong to it.
+    pub fn keeps_session(&self) -> bool {
+        !self.modern && self.session_id.is_some()
+    }
+
+    /// Probes `server/discover` at 2026-07-28. `Ok(true)`: the server speaks
+    /// it and this client now does. `Ok(false)`: it refused in a way that
+    /// means "not this revision" (a 4xx, a JSON-RPC error, a result without
+    /// the revision): fall back. A network failure is an error, not an answer.
+    fn discover(&mut self) -> Result<bool, Error> {
+        self.modern = true;
+        self.protocol = MODERN.to_string();
+        let outcome = self.request_raw("server/discover", json!({}), false);
+        let name = &self.endpoint.name;
+        let refused = |why: String| -> Result<bool, Error> {
+            if self.endpoint.era == Era::Modern {
+                return Err(Error::upstream(format!(
+                    "MCP server `{name}` does not speak {MODERN} (`protocol = \"{MODERN}\"` in its configuration): {why}"
+                )));
+            }
+            Ok(false)
+        };
+        let answer = match outcome {
+            Ok((result, _)) => {
+                let speaks = result
+                    .get("supportedVersions")
+                    .and_then(Value::as_array)
+                    .is_some_and(|v| v.iter().any(|x| x == MODERN));
+                if speaks {
+                    return Ok(true);
+                }
+                refused(format!("its discover result lists {}", result.get("supportedVersions").unwrap_or(&Value::Null)))
+            }
+            Err(Failure::Refused(why)) => refused(why),
+            Err(Failure::SessionGone(why)) => refused(why),
+            Err(Failure::Error(e)) => Err(e),
+        };
+        self.modern = false;
+        self.protocol = PROTOCOL_VERSIONS[0].to_string();
+        answer
     }
 
     fn initialize(&mut self) -> Result<(), Error> {
         self.session_id = None;
+        self.modern = false;
         self.protocol = PROTOCOL_VERSIONS[0].to_string();
         let params = json!({
             "protocolVersion": PROTOCOL_VERSIONS[0],
@@ -72,10 +150,7 @@ impl Client {
         });
         let (result, session) =
             self.request_raw("initialize", params, false)
-                .map_err(|f| match f {
-                    Failure::SessionGone(m) => Error::upstream(m),
-                    Failure::Error(e) => e,
-                })?;
+                .map_err(Failure::into_error)?;
         let version = result
             .get("protocolVersion")
             .and_then(Value::as_str)
@@ -123,6 +198,12 @@ impl Client {
     /// the tool's text.
     pub fn call_tool(&mut self, name: &str, arguments: Value) -> Result<Value, Error> {
         let result = self.request("tools/call", json!({"name": name, "arguments": arguments}))?;
+        if result.get("resultType").and_then(Value::as_str) == Some("input_required") {
+            return Err(Error::upstream(format!(
+                "MCP tool `{name}` on `{}` asked for input from the user, which this client cannot give",
+                self.endpoint.name
+            )));
+        }
         if result.get("isError").and_then(Value::as_bool) == Some(true) {
             return Err(Error::upstream(format!(
                 "MCP tool `{name}` on `{}` failed: {}",
@@ -143,13 +224,23 @@ impl Client {
                     self.endpoint.name
                 ));
                 self.initialize()?;
-                match self.request_raw(method, params, true) {
-                    Ok((result, _)) => Ok(result),
-                    Err(Failure::SessionGone(m)) => Err(Error::upstream(m)),
-                    Err(Failure::Error(e)) => Err(e),
-                }
+                self.request_raw(method, params, true)
+                    .map(|(r, _)| r)
+                    .map_err(Failure::into_error)
             }
-            Err(Failure::Error(e)) => Err(e),
+            // A server that stopped speaking 2026-07-28 (replaced by an
+            // older one): the handshake, once.
+            Err(Failure::Refused(why)) if self.modern && self.endpoint.era == Era::Auto => {
+                warden_sdk::log::info(format!(
+                    "MCP server `{}` refused {MODERN} ({why}); falling back to the initialize handshake",
+                    self.endpoint.name
+                ));
+                self.initialize()?;
+                self.request_raw(method, params, true)
+                    .map(|(r, _)| r)
+                    .map_err(Failure::into_error)
+            }
+            Err(f) => Err(f.into_error()),
         }
     }
 
@@ -160,6 +251,7 @@ impl Client {
             endpoint,
             session_id: Some(session_id),
             protocol,
+            modern: false,
             next_id: 1,
         }
     }
@@ -180,7 +272,8 @@ impl Client {
         };
         let req = self
             .base(Request::new("DELETE", &self.endpoint.url))
-            .header("mcp-session-id", id);
+            .header("mcp-session-id", id)
+            .header("mcp-protocol-version", &self.protocol);
         match req.send() {
             Ok(r) if r.status < 300 || r.status == 404 || r.status == 405 => {}
             Ok(r) => warden_sdk::log::warn(format!(
@@ -212,8 +305,16 @@ impl Client {
             .base(Request::post(&self.endpoint.url))
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", &self.protocol)
-            .body(body.to_string());
+            .header("mcp-protocol-version", &self.protocol);
+        if self.modern {
+            if let Some(method) = body.get("method").and_then(Value::as_str) {
+                req = req.header("mcp-method", method);
+                if let Some(name) = body.pointer("/params/name").and_then(Value::as_str) {
+                    req = req.header("mcp-name", header_value(name));
+                }
+            }
+        }
+        let mut req = req.body(body.to_string());
         if with_session {
             if let Some(id) = &self.session_id {
                 req = req.header("mcp-session-id", id.clone());
@@ -242,6 +343,14 @@ impl Client {
     ) -> Result<(Value, Option<String>), Failure> {
         let id = self.next_id;
         self.next_id += 1;
+        let mut params = params;
+        if self.modern {
+            params["_meta"] = json!({
+                "io.modelcontextprotocol/protocolVersion": MODERN,
+                "io.modelcontextprotocol/clientCapabilities": {},
+                "io.modelcontextprotocol/clientInfo": {"name": "warden-mcp", "version": env!("CARGO_PKG_VERSION")},
+            });
+        }
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         let mut resp = self.post(&body, with_session)?;
         if resp.status >= 300 {
@@ -275,6 +384,12 @@ impl Client {
             }
         };
         if let Some(err) = message.get("error") {
+            if self.modern && err.get("code").and_then(Value::as_i64) == Some(-32022) {
+                return Err(Failure::Refused(format!("-32022 {}", err)));
+            }
+            if method == "server/discover" {
+                return Err(Failure::Refused(format!("{err}")));
+            }
             return Err(Failure::Error(rpc_error(&self.endpoint.name, method, err)));
         }
         let result = message.get("result").cloned().ok_or_else(|| {
@@ -301,6 +416,12 @@ impl Client {
         if (status == 404 || status == 400) && self.session_id.is_some() {
             return Failure::SessionGone(format!("{status}: {}", text.trim()));
         }
+        // A 2026-07-28 request refused as such (400: an older server that
+        // wants a session or an initialize; -32022: a version it does not
+        // speak; 404/405: no such method or endpoint behaviour).
+        if self.modern && matches!(status, 400 | 404 | 405 | 406 | 415 | 422) {
+            return Failure::Refused(format!("{status}: {}", text.trim()));
+        }
         Failure::Error(match status {
             401 | 403 => Error::upstream(format!(
                 "MCP server `{name}` refused the request ({status}){}: {}",
@@ -321,10 +442,35 @@ impl Client {
 impl Failure {
     fn into_error(self) -> Error {
         match self {
-            Failure::SessionGone(m) => Error::upstream(m),
+            Failure::SessionGone(m) | Failure::Refused(m) => Error::upstream(m),
             Failure::Error(e) => e,
         }
     }
+}
+
+/// A header value as 2026-07-28 sends it: plain printable ASCII as is,
+/// anything else as `=?base64?...?=`.
+fn header_value(value: &str) -> String {
+    let plain = value.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && value.trim() == value
+        && !(value.starts_with("=?base64?") && value.ends_with("?="));
+    if plain {
+        return value.to_string();
+    }
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::from("=?base64?");
+    for chunk in value.as_bytes().chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out.push_str("?=");
+    out
 }
 
 /// Reads SSE events until the JSON-RPC response with `id`, then stops
@@ -421,6 +567,15 @@ mod tests {
         .is_none());
         assert!(matching("", 3).is_none());
         assert!(matching("not json", 3).is_none());
+    }
+
+    #[test]
+    fn header_values_are_plain_or_base64() {
+        assert_eq!(header_value("add"), "add");
+        assert_eq!(header_value("hé"), "=?base64?aMOp?=");
+        assert_eq!(header_value(" x"), "=?base64?IHg=?=");
+        assert_eq!(header_value("abc"), "abc");
+        assert_eq!(header_value("=?base64?x?="), "=?base64?PT9iYXNlNjQ/eD89?=");
     }
 
     #[test]

@@ -9,7 +9,14 @@
 //! auth-secret = "DEMO_TOKEN"          # optional: bearer token, by secret name
 //! timeout-ms = 10000                  # optional
 //! tools = { allow = ["*"], deny = ["admin_*"] }   # optional globs on tool names
+//! protocol = "auto"                   # optional: "auto" (2026-07-28, else the
+//!                                     # handshake), "2026-07-28", "2025-11-25"
 //! ```
+//!
+//! A server that keeps sessions (a 2025-era server that gives a session id)
+//! has its tools served in pooled sessions, one per caller; the tools of a
+//! stateless server (2026-07-28, or a 2025-era server without session ids)
+//! are called directly.
 //!
 //! `transport = "wasi-http"` (top level) sends through `wasi:http` instead of
 //! the host's whole-message `http-client` import.
@@ -19,7 +26,7 @@
 
 mod client;
 
-use client::{Client, Endpoint};
+use client::{Client, Endpoint, Era};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -56,6 +63,19 @@ struct ServerConfig {
     timeout_ms: Option<u64>,
     #[serde(default)]
     tools: ToolFilter,
+    #[serde(default)]
+    protocol: Protocol,
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "2026-07-28")]
+    Modern,
+    #[serde(rename = "2025-11-25")]
+    Legacy,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -98,6 +118,8 @@ fn glob(pattern: &str, text: &str) -> bool {
 struct Mcp {
     servers: BTreeMap<String, ServerConfig>,
     transport: Transport,
+    /// Clients of stateless servers, for direct calls (no per-caller state).
+    direct: BTreeMap<String, Client>,
 }
 
 impl Mcp {
@@ -108,6 +130,21 @@ impl Mcp {
             auth_secret: s.auth_secret.clone(),
             timeout: s.timeout_ms.map(Duration::from_millis),
             wasi_http: self.transport == Transport::WasiHttp,
+            era: match s.protocol {
+                Protocol::Auto => Era::Auto,
+                Protocol::Modern => Era::Modern,
+                Protocol::Legacy => Era::Legacy,
+            },
+        })
+    }
+
+    /// The server and tool a discovered capability id names.
+    fn split_id<'a>(&self, capability: &'a str) -> Option<(String, &'a str)> {
+        let rest = capability.strip_prefix("mcp.")?;
+        self.servers.keys().find_map(|s| {
+            rest.strip_prefix(s.as_str())
+                .and_then(|t| t.strip_prefix('.'))
+                .map(|tool| (s.clone(), tool))
         })
     }
 
@@ -115,6 +152,8 @@ impl Mcp {
         let server = &self.servers[name];
         let mut client = Client::connect(self.endpoint(name).expect("configured"))?;
         let tools = client.list_tools();
+        let keeps_session = client.keeps_session();
+        let protocol = client.protocol().to_string();
         client.close();
         let mut caps = Vec::new();
         for tool in tools? {
@@ -136,14 +175,21 @@ impl Mcp {
                 ));
                 continue;
             }
-            caps.push(capability(name, server, tool_name, &tool));
+            caps.push(capability(name, server, tool_name, &tool, keeps_session, &protocol));
         }
         Ok(caps)
     }
 }
 
 /// The capability for one tool.
-fn capability(server: &str, config: &ServerConfig, tool_name: &str, tool: &Value) -> Capability {
+fn capability(
+    server: &str,
+    config: &ServerConfig,
+    tool_name: &str,
+    tool: &Value,
+    keeps_session: bool,
+    protocol: &str,
+) -> Capability {
     let text = |k: &str| {
         tool.get(k)
             .and_then(Value::as_str)
@@ -165,7 +211,8 @@ fn capability(server: &str, config: &ServerConfig, tool_name: &str, tool: &Value
         meta.insert("auth-secret".into(), json!(secret));
     }
     let mut mcp = json!({
-        "requires-session": true,
+        "requires-session": keeps_session,
+        "protocol": protocol,
         "server": server,
         "server-url": config.url,
         "tool-name": tool_name,
@@ -202,6 +249,15 @@ fn capability(server: &str, config: &ServerConfig, tool_name: &str, tool: &Value
         .metadata(json!({ "mcp": mcp }))
         .effect("call:external_api")
         .provider("Mcp", Value::Object(meta))
+}
+
+/// A tool result as the capability's output: its structured content, or
+/// its content blocks.
+fn output(result: Value) -> Value {
+    match result.get("structuredContent") {
+        Some(s) if !s.is_null() => s.clone(),
+        _ => json!({"content": result.get("content").cloned().unwrap_or(json!([]))}),
+    }
 }
 
 /// One session with one server.
@@ -241,9 +297,33 @@ impl Provider for Mcp {
             }
         }
         Ok(Mcp {
+            direct: BTreeMap::new(),
             servers: config.servers,
             transport: config.transport,
         })
+    }
+
+    fn call_discovered(&mut self, capability: &str, input: Value) -> Result<Value, Error> {
+        let (server, tool) = self.split_id(capability).ok_or_else(|| {
+            Error::not_found(format!("`{capability}` names no configured MCP server"))
+        })?;
+        if !self.direct.contains_key(&server) {
+            let endpoint = self.endpoint(&server).expect("a configured server");
+            self.direct.insert(server.clone(), Client::connect(endpoint)?);
+        }
+        let client = self.direct.get_mut(&server).expect("just inserted");
+        match client.call_tool(tool, input) {
+            Ok(result) => Ok(output(result)),
+            Err(e) => {
+                // A broken connection is not reused.
+                if matches!(e, Error::Upstream(_)) {
+                    if let Some(mut c) = self.direct.remove(&server) {
+                        c.close();
+                    }
+                }
+                Err(e)
+            }
+        }
     }
 
     fn sources(&mut self) -> Vec<String> {
@@ -270,12 +350,20 @@ impl Sessions for Mcp {
                 config.capability
             ))
         })?;
-        let endpoint = self.endpoint(server).ok_or_else(|| {
+        let mut endpoint = self.endpoint(server).ok_or_else(|| {
             Error::not_found(format!(
                 "`{}`: MCP server `{server}` is not configured",
                 config.capability
             ))
         })?;
+        // Discovery found a 2025-era server: no need to probe again.
+        if endpoint.era == Era::Auto
+            && config
+                .meta_str("mcp.protocol")
+                .is_some_and(|p| client::PROTOCOL_VERSIONS.contains(&p))
+        {
+            endpoint.era = Era::Legacy;
+        }
         Ok(McpSession {
             client: Client::connect(endpoint)?,
             prefix: format!("mcp.{server}."),
@@ -294,10 +382,7 @@ impl Sessions for Mcp {
             ))
         })?;
         let result = session.client.call_tool(tool, input)?;
-        Ok(match result.get("structuredContent") {
-            Some(s) if !s.is_null() => s.clone(),
-            _ => json!({"content": result.get("content").cloned().unwrap_or(json!([]))}),
-        })
+        Ok(output(result))
     }
 
     fn close(&mut self, mut session: McpSession) {
