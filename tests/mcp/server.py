@@ -99,6 +99,12 @@ async def slow(ms: int) -> str:
 
 
 @server.tool()
+def big(n: int) -> str:
+    """Returns `n` bytes of text."""
+    return "x" * n
+
+
+@server.tool()
 def secret_tool() -> str:
     """A tool the tests filter out."""
     return "should not be reachable"

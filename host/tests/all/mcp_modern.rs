@@ -92,3 +92,24 @@ async fn a_pinned_revision_is_the_only_one_spoken() {
     let err = Host::new(mcp_config(&[bad], SessionSettings::default())).await.err().expect("refused");
     assert!(err.to_string().contains("2099-01-01") || err.to_string().contains("protocol"), "{err}");
 }
+
+/// A multi-megabyte result in one SSE event is read in linear time: within
+/// the fuel limit, up to the output cap, whose error names it.
+#[tokio::test]
+async fn large_sse_results_reach_the_output_cap_not_the_fuel_limit() {
+    let server = McpServer::start(&[]);
+    let host = load(&[Server::of("demo", &server)]).await;
+    let out = host.call_in_session("mcp.demo.big", json!({"n": 3_000_000}), Some("k")).await.unwrap();
+    assert_eq!(out["result"].as_str().unwrap().len(), 3_000_000);
+    // 4.5 MB of text (9 MB on the wire: the SDK sends it as text and as
+    // structured content) passes the response cap and stops at the output cap.
+    let err = host.call_in_session("mcp.demo.big", json!({"n": 4_500_000}), Some("k")).await.unwrap_err();
+    assert!(
+        matches!(err, warden::Error::LimitExceeded { limit: warden::Limit::Output, .. }),
+        "{err}"
+    );
+    // 12 MB on the wire stops at the response cap, named.
+    let err = host.call_in_session("mcp.demo.big", json!({"n": 6_000_000}), Some("k")).await.unwrap_err();
+    assert!(err.to_string().contains("max-response-bytes"), "{err}");
+    host.shutdown().await;
+}

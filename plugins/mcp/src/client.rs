@@ -478,9 +478,13 @@ fn header_value(value: &str) -> String {
 fn read_sse_response(resp: &mut StreamingResponse, id: u64) -> Result<Value, Failure> {
     let mut buf: Vec<u8> = Vec::new();
     let mut data = String::new();
+    // How much of `buf` is known to hold no newline: each byte is scanned
+    // once, however long a line (a multi-megabyte `data:` line) grows.
+    let mut scanned = 0;
     loop {
         // Handle every complete line in the buffer.
-        while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+        while let Some(pos) = buf[scanned..].iter().position(|b| *b == b'\n').map(|p| p + scanned) {
+            scanned = 0;
             let line: Vec<u8> = buf.drain(..=pos).collect();
             let line = String::from_utf8_lossy(&line);
             let line = line.trim_end_matches(['\n', '\r']);
@@ -500,6 +504,7 @@ fn read_sse_response(resp: &mut StreamingResponse, id: u64) -> Result<Value, Fai
             }
             // `event:`, `id:`, `retry:` and comments need nothing here.
         }
+        scanned = buf.len();
         match resp.next_chunk()? {
             Some(chunk) => buf.extend_from_slice(&chunk),
             None => {
