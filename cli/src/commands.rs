@@ -7,6 +7,17 @@ use anyhow::Context;
 use std::io::Read;
 use warden::Host;
 
+/// Discovery sources that could not be listed, one line each.
+async fn pending_sources(host: &Host) -> Vec<String> {
+    let mut pending = Vec::new();
+    for p in host.plugins() {
+        for (source, why) in host.pending_sources(&p.name).await.unwrap_or_default() {
+            pending.push(format!("  {}: source `{source}`: {why}", p.name));
+        }
+    }
+    pending
+}
+
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     let host = Host::from_config_file(&cli.config).await?;
     host.set_approver(Some(std::sync::Arc::new(TerminalApprover)));
@@ -16,10 +27,23 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&caps)?);
             } else if caps.is_empty() {
-                println!(
-                    "no capabilities (no plugins configured in {})",
-                    cli.config.display()
-                );
+                let pending = pending_sources(&host).await;
+                if host.plugins().is_empty() {
+                    println!(
+                        "no capabilities (no plugins configured in {})",
+                        cli.config.display()
+                    );
+                } else if pending.is_empty() {
+                    println!(
+                        "no capabilities (the plugins of {} declare none)",
+                        cli.config.display()
+                    );
+                } else {
+                    println!(
+                        "no capabilities yet; these sources could not be listed:\n{}",
+                        pending.join("\n")
+                    );
+                }
             } else {
                 let w_id = caps.iter().map(|c| c.id.len()).max().unwrap_or(2).max(2);
                 let w_pl = caps
@@ -41,6 +65,10 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                         c.plugin.as_deref().unwrap_or("-"),
                         text
                     );
+                }
+                let pending = pending_sources(&host).await;
+                if !pending.is_empty() {
+                    eprintln!("note: these sources could not be listed, so their capabilities are missing:\n{}", pending.join("\n"));
                 }
             }
         }

@@ -392,3 +392,32 @@ fn export_import_and_schema_commands() {
         "[:map [:a :int]]"
     );
 }
+
+/// `list` with an MCP server that is down names the source and why, instead
+/// of claiming no plugins are configured.
+#[test]
+fn list_names_a_source_that_could_not_be_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[plugins.mcp]\ncomponent = \"{}\"\ngrants = {{ network = [\"http://127.0.0.1:{port}\"] }}\n\
+             [plugins.mcp.config.servers.gone]\nurl = \"http://127.0.0.1:{port}/mcp\"\n",
+            component("mcp").display()
+        ),
+    );
+    let out = warden(&config, &["list"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout.contains("could not be listed"), "{stdout}");
+    assert!(
+        stdout.contains("source `gone`") && stdout.contains("connection refused"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("no plugins configured"), "{stdout}");
+}

@@ -111,7 +111,7 @@ pub enum Error {
 
     /// The capability is not registered because the source that would
     /// offer it failed discovery (e.g. its server is down); it is retried.
-    #[error("capability `{id}` is not available: source `{source_name}` of plugin `{plugin}` could not be listed ({reason}); the host keeps retrying")]
+    #[error("capability `{id}` is not available: source `{source_name}` of plugin `{plugin}` could not be listed ({reason}); a long-running host (`warden serve`, an embedder) asks it again every `sessions.discovery-retry-ms`")]
     SourceUnavailable {
         /// The id asked for.
         id: String,

@@ -18,20 +18,37 @@ async fn a_server_that_speaks_2026_07_28_is_called_statelessly() {
     let server = McpServer::start(&["--era", "both"]);
     let host = load(&[Server::of("demo", &server)]).await;
     let add = host.capability("mcp.demo.add").unwrap();
-    assert_eq!(add.route, Route::Direct, "no session for a stateless revision");
+    assert_eq!(
+        add.route,
+        Route::Direct,
+        "no session for a stateless revision"
+    );
     assert_eq!(add.flat_metadata["mcp.protocol"], "2026-07-28");
     assert_eq!(add.flat_metadata["mcp.requires-session"], false);
     for n in 0..3 {
-        let out = host.call("mcp.demo.add", json!({"a": n, "b": 40})).await.unwrap();
+        let out = host
+            .call("mcp.demo.add", json!({"a": n, "b": 40}))
+            .await
+            .unwrap();
         assert_eq!(out["result"], 40 + n);
     }
     assert_eq!(host.open_sessions(), 0);
     // Every request spoke 2026-07-28: no handshake, no session, no DELETE.
     let requests = server.requests();
-    assert!(requests.iter().all(|(m, sid)| m == "POST" && sid == "-"), "{requests:?}");
-    assert!(server.versions().iter().all(|v| v == "2026-07-28"), "{:?}", server.versions());
+    assert!(
+        requests.iter().all(|(m, sid)| m == "POST" && sid == "-"),
+        "{requests:?}"
+    );
+    assert!(
+        server.versions().iter().all(|v| v == "2026-07-28"),
+        "{:?}",
+        server.versions()
+    );
     // A tool error is still a typed upstream error.
-    let err = host.call("mcp.demo.fail", json!({"message": "no"})).await.unwrap_err();
+    let err = host
+        .call("mcp.demo.fail", json!({"message": "no"}))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("no"), "{err}");
     host.shutdown().await;
     assert!(server.deleted().is_empty());
@@ -42,7 +59,10 @@ async fn a_server_that_speaks_only_2026_07_28_works() {
     let server = McpServer::start(&["--era", "modern"]);
     let host = load(&[Server::of("demo", &server)]).await;
     assert!(host.pending_sources("mcp").await.unwrap().is_empty());
-    let out = host.call("mcp.demo.echo", json!({"text": "modern only"})).await.unwrap();
+    let out = host
+        .call("mcp.demo.echo", json!({"text": "modern only"}))
+        .await
+        .unwrap();
     assert_eq!(out["result"], "modern only");
     host.shutdown().await;
 }
@@ -52,19 +72,32 @@ async fn a_server_that_refuses_2026_07_28_gets_the_handshake_and_sessions() {
     let server = McpServer::start(&["--era", "legacy"]);
     let host = load(&[Server::of("demo", &server)]).await;
     let count = host.capability("mcp.demo.count").unwrap();
-    assert!(matches!(count.route, Route::Session { .. }), "{:?}", count.route);
+    assert!(
+        matches!(count.route, Route::Session { .. }),
+        "{:?}",
+        count.route
+    );
     assert_eq!(count.flat_metadata["mcp.protocol"], "2025-11-25");
     for n in 1..=2 {
-        let out = host.call_in_session("mcp.demo.count", json!({}), Some("k")).await.unwrap();
+        let out = host
+            .call_in_session("mcp.demo.count", json!({}), Some("k"))
+            .await
+            .unwrap();
         assert_eq!(out["result"], n);
     }
     let versions = server.versions();
-    assert_eq!(versions[0], "2026-07-28", "the probe comes first: {versions:?}");
+    assert_eq!(
+        versions[0], "2026-07-28",
+        "the probe comes first: {versions:?}"
+    );
     // Sessions opened after discovery know the revision: no second probe.
     let probes = versions.iter().filter(|v| *v == "2026-07-28").count();
     assert_eq!(probes, 1, "{versions:?}");
     host.shutdown().await;
-    assert!(!server.deleted().is_empty(), "the session ended with DELETE");
+    assert!(
+        !server.deleted().is_empty(),
+        "the session ended with DELETE"
+    );
 }
 
 #[tokio::test]
@@ -73,8 +106,17 @@ async fn a_pinned_revision_is_the_only_one_spoken() {
     let mut pinned = Server::of("demo", &both);
     pinned.extra = json!({"protocol": "2025-11-25"});
     let host = load(&[pinned]).await;
-    assert_eq!(host.call("mcp.demo.add", json!({"a": 1, "b": 1})).await.unwrap()["result"], 2);
-    assert!(both.versions().iter().all(|v| v != "2026-07-28"), "{:?}", both.versions());
+    assert_eq!(
+        host.call("mcp.demo.add", json!({"a": 1, "b": 1}))
+            .await
+            .unwrap()["result"],
+        2
+    );
+    assert!(
+        both.versions().iter().all(|v| v != "2026-07-28"),
+        "{:?}",
+        both.versions()
+    );
     host.shutdown().await;
 
     let legacy = McpServer::start(&["--era", "legacy"]);
@@ -83,14 +125,26 @@ async fn a_pinned_revision_is_the_only_one_spoken() {
     let host = load(&[modern_only]).await;
     let pending = host.pending_sources("mcp").await.unwrap();
     assert_eq!(pending.len(), 1);
-    assert!(pending[0].1.contains("does not speak 2026-07-28"), "{pending:?}");
-    let err = host.call("mcp.old.add", json!({"a": 1, "b": 1})).await.unwrap_err();
+    assert!(
+        pending[0].1.contains("does not speak 2026-07-28"),
+        "{pending:?}"
+    );
+    let err = host
+        .call("mcp.old.add", json!({"a": 1, "b": 1}))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("old"), "{err}");
     // An unknown value is refused by name.
     let mut bad = Server::of("demo", &both);
     bad.extra = json!({"protocol": "2099-01-01"});
-    let err = Host::new(mcp_config(&[bad], SessionSettings::default())).await.err().expect("refused");
-    assert!(err.to_string().contains("2099-01-01") || err.to_string().contains("protocol"), "{err}");
+    let err = Host::new(mcp_config(&[bad], SessionSettings::default()))
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains("2099-01-01") || err.to_string().contains("protocol"),
+        "{err}"
+    );
 }
 
 /// A multi-megabyte result in one SSE event is read in linear time: within
@@ -99,17 +153,32 @@ async fn a_pinned_revision_is_the_only_one_spoken() {
 async fn large_sse_results_reach_the_output_cap_not_the_fuel_limit() {
     let server = McpServer::start(&[]);
     let host = load(&[Server::of("demo", &server)]).await;
-    let out = host.call_in_session("mcp.demo.big", json!({"n": 3_000_000}), Some("k")).await.unwrap();
+    let out = host
+        .call_in_session("mcp.demo.big", json!({"n": 3_000_000}), Some("k"))
+        .await
+        .unwrap();
     assert_eq!(out["result"].as_str().unwrap().len(), 3_000_000);
     // 4.5 MB of text (9 MB on the wire: the SDK sends it as text and as
     // structured content) passes the response cap and stops at the output cap.
-    let err = host.call_in_session("mcp.demo.big", json!({"n": 4_500_000}), Some("k")).await.unwrap_err();
+    let err = host
+        .call_in_session("mcp.demo.big", json!({"n": 4_500_000}), Some("k"))
+        .await
+        .unwrap_err();
     assert!(
-        matches!(err, warden::Error::LimitExceeded { limit: warden::Limit::Output, .. }),
+        matches!(
+            err,
+            warden::Error::LimitExceeded {
+                limit: warden::Limit::Output,
+                ..
+            }
+        ),
         "{err}"
     );
     // 12 MB on the wire stops at the response cap, named.
-    let err = host.call_in_session("mcp.demo.big", json!({"n": 6_000_000}), Some("k")).await.unwrap_err();
+    let err = host
+        .call_in_session("mcp.demo.big", json!({"n": 6_000_000}), Some("k"))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("max-response-bytes"), "{err}");
     host.shutdown().await;
 }

@@ -128,7 +128,10 @@ impl Client {
                 if speaks {
                     return Ok(true);
                 }
-                refused(format!("its discover result lists {}", result.get("supportedVersions").unwrap_or(&Value::Null)))
+                refused(format!(
+                    "its discover result lists {}",
+                    result.get("supportedVersions").unwrap_or(&Value::Null)
+                ))
             }
             Err(Failure::Refused(why)) => refused(why),
             Err(Failure::SessionGone(why)) => refused(why),
@@ -148,9 +151,9 @@ impl Client {
             "capabilities": {},
             "clientInfo": {"name": "warden-mcp", "version": env!("CARGO_PKG_VERSION")},
         });
-        let (result, session) =
-            self.request_raw("initialize", params, false)
-                .map_err(Failure::into_error)?;
+        let (result, session) = self
+            .request_raw("initialize", params, false)
+            .map_err(Failure::into_error)?;
         let version = result
             .get("protocolVersion")
             .and_then(Value::as_str)
@@ -460,7 +463,10 @@ fn header_value(value: &str) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::from("=?base64?");
     for chunk in value.as_bytes().chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
         for i in 0..4 {
             if i <= chunk.len() {
                 out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
@@ -483,7 +489,11 @@ fn read_sse_response(resp: &mut StreamingResponse, id: u64) -> Result<Value, Fai
     let mut scanned = 0;
     loop {
         // Handle every complete line in the buffer.
-        while let Some(pos) = buf[scanned..].iter().position(|b| *b == b'\n').map(|p| p + scanned) {
+        while let Some(pos) = buf[scanned..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map(|p| p + scanned)
+        {
             scanned = 0;
             let line: Vec<u8> = buf.drain(..=pos).collect();
             let line = String::from_utf8_lossy(&line);

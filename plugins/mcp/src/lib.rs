@@ -175,7 +175,14 @@ impl Mcp {
                 ));
                 continue;
             }
-            caps.push(capability(name, server, tool_name, &tool, keeps_session, &protocol));
+            caps.push(capability(
+                name,
+                server,
+                tool_name,
+                &tool,
+                keeps_session,
+                &protocol,
+            ));
         }
         Ok(caps)
     }
@@ -309,7 +316,8 @@ impl Provider for Mcp {
         })?;
         if !self.direct.contains_key(&server) {
             let endpoint = self.endpoint(&server).expect("a configured server");
-            self.direct.insert(server.clone(), Client::connect(endpoint)?);
+            self.direct
+                .insert(server.clone(), Client::connect(endpoint)?);
         }
         let client = self.direct.get_mut(&server).expect("just inserted");
         match client.call_tool(tool, input) {
