@@ -479,7 +479,18 @@ impl TypeExpr {
     /// dropped, and each such loss is described in the returned notes.
     pub fn from_json_schema(schema: &Json) -> (TypeExpr, Vec<String>) {
         let mut notes = Vec::new();
-        let t = from_js(schema, "$", &mut notes, 0);
+        // Local references (`#/$defs/Address`, as every nested pydantic
+        // model gives) are replaced by what they name first.
+        let mut budget = MAX_INLINED_NODES;
+        let expanded = inline_refs(
+            schema,
+            schema,
+            &mut Vec::new(),
+            &mut budget,
+            "$",
+            &mut notes,
+        );
+        let t = from_js(&expanded, "$", &mut notes, 0);
         (t, notes)
     }
 }
@@ -575,6 +586,79 @@ fn parse_map(args: &[Rtfs]) -> Result<TypeExpr, SchemaError> {
         }
     }
     Ok(TypeExpr::Map(fields))
+}
+
+/// How many schema nodes reference inlining may produce, so that a small
+/// schema whose references fan out cannot grow without bound.
+const MAX_INLINED_NODES: usize = 20_000;
+
+/// `schema` with each local `$ref` (a JSON pointer into `root`, such as
+/// `#/$defs/Address`) replaced by the schema it names, merged with the
+/// keywords beside it. A recursive reference, a remote one, one that names
+/// nothing, or one past the budget is left in place (it becomes `:any`,
+/// with a note).
+fn inline_refs(
+    schema: &Json,
+    root: &Json,
+    stack: &mut Vec<String>,
+    budget: &mut usize,
+    at: &str,
+    notes: &mut Vec<String>,
+) -> Json {
+    if *budget == 0 {
+        return schema.clone();
+    }
+    *budget -= 1;
+    match schema {
+        Json::Object(obj) => {
+            if let Some(Json::String(r)) = obj.get("$ref") {
+                let target = r.strip_prefix('#').and_then(|p| root.pointer(p));
+                match target {
+                    Some(t) if !stack.contains(r) => {
+                        stack.push(r.clone());
+                        let mut resolved = inline_refs(t, root, stack, budget, at, notes);
+                        stack.pop();
+                        if let Json::Object(merged) = &mut resolved {
+                            for (k, v) in obj {
+                                if k != "$ref" && !merged.contains_key(k) {
+                                    merged.insert(
+                                        k.clone(),
+                                        inline_refs(v, root, stack, budget, at, notes),
+                                    );
+                                }
+                            }
+                        }
+                        return resolved;
+                    }
+                    Some(_) => notes.push(format!(
+                        "{at}: `$ref` {r} refers to itself (a recursive type)"
+                    )),
+                    None => notes.push(format!("{at}: `$ref` {r} names nothing in this schema")),
+                }
+                return schema.clone();
+            }
+            Json::Object(
+                obj.iter()
+                    .map(|(k, v)| {
+                        // Definitions are reached through references only.
+                        let v = if k == "$defs" || k == "definitions" {
+                            v.clone()
+                        } else {
+                            inline_refs(v, root, stack, budget, at, notes)
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect(),
+            )
+        }
+        Json::Array(items) => Json::Array(
+            items
+                .iter()
+                .map(|v| inline_refs(v, root, stack, budget, at, notes))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 const IGNORED_KEYWORDS: &[&str] = &[

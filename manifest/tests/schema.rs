@@ -377,3 +377,49 @@ proptest! {
         let _ = warden_manifest::snapshot::snapshot_from_rtfs(&s);
     }
 }
+
+/// Local `$ref`s (nested pydantic models) are resolved; recursive ones
+/// become `:any` with a note.
+#[test]
+fn local_refs_are_resolved() {
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "home": {"$ref": "#/$defs/Address", "description": "where"},
+            "past": {"type": "array", "items": {"$ref": "#/$defs/Address"}},
+        },
+        "required": ["name", "home"],
+        "$defs": {
+            "Address": {
+                "type": "object",
+                "properties": {"street": {"type": "string"}, "zip": {"type": "integer"}},
+                "required": ["street"],
+            }
+        }
+    });
+    let (t, notes) = TypeExpr::from_json_schema(&schema);
+    assert!(notes.is_empty(), "{notes:?}");
+    assert!(t
+        .validate(&json!({"name": "a", "home": {"street": "s", "zip": 1}}))
+        .is_ok());
+    let err = t
+        .validate(&json!({"name": "a", "home": {"zip": "x"}}))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("home"), "{err}");
+    assert!(t
+        .validate(&json!({"name": "a", "home": {"street": "s"}, "past": [{"street": 1}]}))
+        .is_err());
+    let recursive = json!({
+        "$ref": "#/$defs/Node",
+        "$defs": {"Node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/Node"}}}}
+    });
+    let (t, notes) = TypeExpr::from_json_schema(&recursive);
+    assert!(notes.iter().any(|n| n.contains("recursive")), "{notes:?}");
+    assert!(t.validate(&json!({"next": {"next": 5}})).is_ok());
+    assert!(
+        t.validate(&json!({"next": 5})).is_ok(),
+        "the recursive part is :any"
+    );
+}

@@ -20,6 +20,7 @@ import socket
 import sys
 
 import uvicorn
+from pydantic import BaseModel
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
@@ -96,6 +97,22 @@ async def slow(ms: int) -> str:
     """Sleeps `ms` milliseconds."""
     await asyncio.sleep(ms / 1000)
     return "slept"
+
+
+class Address(BaseModel):
+    street: str
+    zip: int
+
+
+class Order(BaseModel):
+    item: str
+    to: Address
+
+
+@server.tool()
+def ship(order: Order) -> str:
+    """Takes a nested model (its input schema uses $ref/$defs)."""
+    return f"{order.item} to {order.to.street}"
 
 
 @server.tool()

@@ -182,3 +182,32 @@ async fn large_sse_results_reach_the_output_cap_not_the_fuel_limit() {
     assert!(err.to_string().contains("max-response-bytes"), "{err}");
     host.shutdown().await;
 }
+
+/// A tool whose input is a nested pydantic model (`$ref`/`$defs`) gets a
+/// real input schema: bad input is refused before it reaches the server.
+#[tokio::test]
+async fn nested_model_inputs_are_checked_before_the_server_sees_them() {
+    let server = McpServer::start(&["--era", "both"]);
+    let host = load(&[Server::of("demo", &server)]).await;
+    let ship = host.capability("mcp.demo.ship").unwrap();
+    assert!(
+        ship.input_schema.contains(":street"),
+        "{}",
+        ship.input_schema
+    );
+    let ok = json!({"order": {"item": "tea", "to": {"street": "Main", "zip": 1}}});
+    assert_eq!(
+        host.call("mcp.demo.ship", ok).await.unwrap()["result"],
+        "tea to Main"
+    );
+    let before = server.requests().len();
+    let bad = json!({"order": {"item": "tea", "to": {"zip": "one"}}});
+    let err = host.call("mcp.demo.ship", bad).await.unwrap_err();
+    assert!(matches!(err, warden::Error::InvalidInput { .. }), "{err}");
+    assert_eq!(
+        server.requests().len(),
+        before,
+        "refused before any request"
+    );
+    host.shutdown().await;
+}
