@@ -211,3 +211,19 @@ async fn nested_model_inputs_are_checked_before_the_server_sees_them() {
     );
     host.shutdown().await;
 }
+
+/// A connection lost in the middle of a call names the server.
+#[tokio::test]
+async fn a_connection_lost_mid_call_names_the_server() {
+    let mut server = McpServer::start(&["--era", "both"]);
+    let host = load(&[Server::of("demo", &server)]).await;
+    let call = {
+        let host = host.clone();
+        tokio::spawn(async move { host.call("mcp.demo.slow", json!({"ms": 3000})).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    server.stop();
+    let err = call.await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("MCP server `demo`"), "{err}");
+    host.shutdown().await;
+}

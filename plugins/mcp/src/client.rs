@@ -337,8 +337,41 @@ impl Client {
     }
 
     /// Sends one request; returns its result and the session id the
-    /// response carried.
+    /// response carried. A failure names the server.
     fn request_raw(
+        &mut self,
+        method: &str,
+        params: Value,
+        with_session: bool,
+    ) -> Result<(Value, Option<String>), Failure> {
+        self.exchange(method, params, with_session)
+            .map_err(|f| match f {
+                Failure::Error(e) => Failure::Error(self.named(e, method)),
+                other => other,
+            })
+    }
+
+    /// `e` with the server's name and the method, unless it names them.
+    fn named(&self, e: Error, method: &str) -> Error {
+        let name = &self.endpoint.name;
+        let tag = format!("MCP server `{name}`");
+        let with = |m: String| {
+            if m.contains(&tag) {
+                m
+            } else {
+                format!("{tag}: {method}: {m}")
+            }
+        };
+        match e {
+            Error::Upstream(m) => Error::Upstream(with(m)),
+            Error::Timeout(m) => Error::Timeout(with(m)),
+            Error::Denied(m) => Error::Denied(with(m)),
+            Error::Unavailable(m) => Error::Unavailable(with(m)),
+            other => other,
+        }
+    }
+
+    fn exchange(
         &mut self,
         method: &str,
         params: Value,

@@ -7,7 +7,10 @@
 //! [plugins.mcp.config.servers.demo]
 //! url = "http://127.0.0.1:8000/mcp"
 //! auth-secret = "DEMO_TOKEN"          # optional: bearer token, by secret name
-//! timeout-ms = 10000                  # optional
+//! timeout-ms = 10000                  # optional: the longest wait for the
+//!                                     # server's next bytes (an idle timeout;
+//!                                     # the plugin's `limits.timeout-ms`
+//!                                     # bounds a whole call)
 //! tools = { allow = ["*"], deny = ["admin_*"] }   # optional globs on tool names
 //! protocol = "auto"                   # optional: "auto" (2026-07-28, else the
 //!                                     # handshake), "2026-07-28", "2025-11-25"
