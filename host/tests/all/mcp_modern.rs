@@ -227,3 +227,65 @@ async fn a_connection_lost_mid_call_names_the_server() {
     assert!(err.to_string().contains("MCP server `demo`"), "{err}");
     host.shutdown().await;
 }
+
+/// MCP capabilities exported to a snapshot and imported into a host whose
+/// `mcp` plugin serves the `:Mcp` kind are callable (through `mcp.invoke`),
+/// with their session metadata kept; egress is still granted per server.
+#[tokio::test]
+async fn imported_mcp_capabilities_are_served() {
+    let server = McpServer::start(&["--era", "both"]);
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = dir.path().join("mcp.json");
+    let exporter = load(&[Server::of("demo", &server)]).await;
+    let report = exporter.export_json(&snapshot).unwrap();
+    assert!(
+        report.exported.iter().any(|id| id == "mcp.demo.add"),
+        "{report:?}"
+    );
+    exporter.shutdown().await;
+
+    // No server configured: only the kind, and the grant to reach it.
+    let mut plugin = warden::PluginConfig::new(crate::util::component("mcp"));
+    plugin.grants.network = vec![server.origin()];
+    let mut config = crate::util::config(std::path::Path::new(".")).with_plugin("mcp", plugin);
+    config.providers.insert("Mcp".into(), "mcp".into());
+    let host = Host::new(config.clone()).await.unwrap();
+    let imported = host.import(&snapshot).unwrap();
+    assert!(
+        imported.registered.iter().any(|id| id == "mcp.demo.add"),
+        "{imported:?}"
+    );
+    let add = host.capability("mcp.demo.add").unwrap();
+    assert_eq!(add.flat_metadata["mcp.protocol"], "2026-07-28");
+    assert_eq!(
+        host.call("mcp.demo.add", json!({"a": 20, "b": 22}))
+            .await
+            .unwrap()["result"],
+        42
+    );
+    let err = host
+        .call("mcp.demo.add", json!({"a": "x"}))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, warden::Error::InvalidInput { .. }), "{err}");
+    host.shutdown().await;
+
+    // Without the network grant the host refuses the connection.
+    config
+        .plugins
+        .get_mut("mcp")
+        .unwrap()
+        .grants
+        .network
+        .clear();
+    let host = Host::new(config).await.unwrap();
+    host.import(&snapshot).unwrap();
+    let err = host
+        .call("mcp.demo.add", json!({"a": 1, "b": 2}))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("denied") || matches!(err, warden::Error::Denied { .. }),
+        "{err}"
+    );
+}

@@ -261,6 +261,65 @@ fn capability(
         .provider("Mcp", Value::Object(meta))
 }
 
+/// What the host sends `mcp.invoke`: the capability (its provider-meta
+/// names the server and the tool) and the caller's input.
+#[derive(Deserialize)]
+struct Invoke {
+    capability: Served,
+    #[serde(default)]
+    input: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct Served {
+    id: String,
+    provider_meta: Map<String, Value>,
+}
+
+impl Mcp {
+    /// Calls the tool of an `:Mcp` capability that no configured server
+    /// offers (imported from a snapshot): the server from its
+    /// `server-url`, the bearer token from its `auth-secret`; the host's
+    /// egress policy decides whether that server may be reached.
+    fn invoke(&mut self, i: Invoke) -> Result<Value, Error> {
+        let meta = &i.capability.provider_meta;
+        let text = |k: &str| meta.get(k).and_then(Value::as_str).map(str::to_string);
+        let url = text("server-url")
+            .ok_or_else(|| Error::invalid_input("provider-meta has no server-url"))?;
+        let tool = text("tool-name")
+            .ok_or_else(|| Error::invalid_input("provider-meta has no tool-name"))?;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(Error::invalid_input(format!(
+                "server-url `{url}` is not an http(s) URL"
+            )));
+        }
+        let key = format!("url:{url}");
+        if !self.direct.contains_key(&key) {
+            let endpoint = Endpoint {
+                name: url.clone(),
+                url: url.clone(),
+                auth_secret: text("auth-secret"),
+                timeout: None,
+                wasi_http: self.transport == Transport::WasiHttp,
+                era: Era::Auto,
+            };
+            self.direct.insert(key.clone(), Client::connect(endpoint)?);
+        }
+        let client = self.direct.get_mut(&key).expect("just inserted");
+        let outcome = client.call_tool(&tool, i.input).map(output);
+        if outcome.is_err() {
+            if let Some(mut c) = self.direct.remove(&key) {
+                c.close();
+            }
+        }
+        outcome.map_err(|e| match e {
+            Error::Upstream(m) => Error::Upstream(format!("`{}`: {m}", i.capability.id)),
+            other => other,
+        })
+    }
+}
+
 /// A tool result as the capability's output: its structured content, or
 /// its content blocks.
 fn output(result: Value) -> Value {
@@ -285,7 +344,17 @@ impl Provider for Mcp {
         )
     }
 
-    fn capabilities(_caps: &mut Capabilities<Self>) {}
+    fn capabilities(caps: &mut Capabilities<Self>) {
+        caps.add(
+            Capability::new("mcp.invoke", "Serve an :Mcp capability")
+                .describe("Calls the tool an :Mcp capability names (one imported from a snapshot; the host routes them here)")
+                .input("[:map [:capability [:map [:id :string] [:provider-meta [:map [:server-url :string] [:tool-name :string]]]]] [:input :any]]")
+                .output(":any")
+                .metadata(json!({"warden": {"serves": "Mcp"}}))
+                .effect("call:external_api"),
+            |this: &mut Mcp, i: Invoke| this.invoke(i),
+        );
+    }
 
     fn init(config: Config) -> Result<Self, Error> {
         let config: McpConfig = config.parse()?;
