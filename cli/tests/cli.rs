@@ -414,10 +414,18 @@ fn list_names_a_source_that_could_not_be_listed() {
     let out = warden(&config, &["list"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout.contains("could not be listed"), "{stdout}");
+    // The plugin's own `mcp.invoke` is listed; a note on stderr names the
+    // source that is missing and why.
+    assert!(stdout.contains("mcp.invoke"), "{stdout}");
+    let err = stderr(&out);
+    let note = err
+        .split("note:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no note: {err}"));
+    assert!(note.contains("could not be listed"), "{err}");
     assert!(
-        stdout.contains("source `gone`") && stdout.contains("connection refused"),
-        "{stdout}"
+        note.contains("source `gone`") && note.contains("connection refused"),
+        "{err}"
     );
     assert!(!stdout.contains("no plugins configured"), "{stdout}");
 }

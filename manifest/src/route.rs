@@ -39,6 +39,30 @@ pub struct RetryStrategy {
     pub jitter: bool,
 }
 
+impl RetryStrategy {
+    /// The wait before retry number `attempt` (from 1): `backoff-ms`,
+    /// doubled each time if exponential, and with jitter drawn from `seed`
+    /// between half and all of it.
+    pub fn delay(&self, attempt: u32, seed: u64) -> std::time::Duration {
+        let factor = if self.exponential {
+            1u64 << attempt.saturating_sub(1).min(16)
+        } else {
+            1
+        };
+        let full = self.backoff_ms.saturating_mul(factor);
+        if !self.jitter || full < 2 {
+            return std::time::Duration::from_millis(full);
+        }
+        // splitmix64: spreads close seeds (clock readings) apart.
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let half = full / 2;
+        std::time::Duration::from_millis(half + z % (full - half + 1))
+    }
+}
+
 /// Rate-limit hint (`*.rate-limit`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

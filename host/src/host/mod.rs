@@ -225,10 +225,77 @@ impl Host {
             )
             .await?;
         let result = self
-            .run(plugin, index, entry, &info, input, session_key, &call_id)
+            .run_retrying(plugin, index, entry, &info, input, session_key, &call_id)
             .await;
         admission.end(&result).await?;
         result
+    }
+
+    /// Runs an admitted call; retries it, per its `*.retry-strategy` hint,
+    /// when the provider reports the remote side unavailable (a connection
+    /// failure, a 502/503/504) and the capability is marked read-only or
+    /// idempotent (`*.read-only-hint`, `*.idempotent-hint`), so that a
+    /// repeat cannot do anything twice.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_retrying(
+        &self,
+        plugin: &Arc<LoadedPlugin>,
+        index: usize,
+        entry: Option<String>,
+        info: &Arc<CapabilityInfo>,
+        input: Value,
+        session_key: Option<&str>,
+        call_id: &str,
+    ) -> Result<Value> {
+        let repeatable = |hint| {
+            warden_manifest::route::find_hint(&info.flat_metadata, hint) == Some(&Value::Bool(true))
+        };
+        let strategy = match &info.hints.retry {
+            Some(r)
+                if r.attempts > 1
+                    && (repeatable("read-only-hint") || repeatable("idempotent-hint")) =>
+            {
+                r
+            }
+            _ => {
+                return self
+                    .run(plugin, index, entry, info, input, session_key, call_id)
+                    .await
+            }
+        };
+        let mut attempt = 1;
+        loop {
+            let outcome = self
+                .run(
+                    plugin,
+                    index,
+                    entry.clone(),
+                    info,
+                    input.clone(),
+                    session_key,
+                    call_id,
+                )
+                .await;
+            match outcome {
+                Err(Error::Capability {
+                    kind: crate::error::ErrorKind::Unavailable,
+                    ref message,
+                    ..
+                }) if attempt < strategy.attempts => {
+                    let seed = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos() as u64);
+                    let wait = strategy.delay(attempt, seed);
+                    tracing::info!(
+                        capability = %info.id, attempt, wait_ms = wait.as_millis() as u64,
+                        "unavailable ({message}); retrying per its retry-strategy"
+                    );
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Runs an admitted call and checks its output.

@@ -289,3 +289,51 @@ async fn imported_mcp_capabilities_are_served() {
         "{err}"
     );
 }
+
+/// A server's `retry` hint: a read-only tool is retried while the server
+/// cannot be reached, and succeeds once it is back; a tool without the
+/// annotation is not retried.
+#[tokio::test]
+async fn read_only_tools_are_retried_while_the_server_is_unreachable() {
+    let mut server = McpServer::start(&["--era", "both"]);
+    let mut s = Server::of("demo", &server);
+    s.extra = json!({"retry": {"attempts": 10, "backoff-ms": 300, "backoff": "fixed"}});
+    let host = load(&[s]).await;
+    let add = host.capability("mcp.demo.add").unwrap();
+    assert_eq!(add.hints.retry.as_ref().map(|r| r.attempts), Some(10));
+    assert_eq!(
+        host.call("mcp.demo.add", json!({"a": 1, "b": 1}))
+            .await
+            .unwrap()["result"],
+        2
+    );
+    // Down: a tool without read-only/idempotent annotations fails at once.
+    let port = server.port;
+    server.stop();
+    let err = host
+        .call("mcp.demo.echo", json!({"text": "x"}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            warden::Error::Capability {
+                kind: warden::ErrorKind::Unavailable,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // `add` (read-only, idempotent) is retried until the server is back.
+    let back = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        McpServer::start_on(port, &["--era", "both"])
+    });
+    let out = host
+        .call("mcp.demo.add", json!({"a": 2, "b": 2}))
+        .await
+        .unwrap();
+    assert_eq!(out["result"], 4);
+    let _server = back.join().unwrap();
+    host.shutdown().await;
+}

@@ -388,7 +388,9 @@ impl Client {
             });
         }
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        let mut resp = self.post(&body, with_session)?;
+        // The server could not be reached: transient, as far as this client
+        // knows (the host may retry an idempotent call).
+        let mut resp = self.post(&body, with_session).map_err(transient)?;
         if resp.status >= 300 {
             return Err(self.status_error(&mut resp));
         }
@@ -401,7 +403,7 @@ impl Client {
             read_sse_response(&mut resp, id)?
         } else {
             let mut body = Vec::new();
-            while let Some(chunk) = resp.next_chunk()? {
+            while let Some(chunk) = resp.next_chunk().map_err(transient)? {
                 body.extend_from_slice(&chunk);
             }
             let v: Value = serde_json::from_slice(&body).map_err(|e| {
@@ -467,6 +469,10 @@ impl Client {
                 },
                 text.trim()
             )),
+            502..=504 => Error::Unavailable(format!(
+                "MCP server `{name}` answered {status}: {}",
+                text.trim()
+            )),
             _ => Error::upstream(format!(
                 "MCP server `{name}` answered {status}: {}",
                 text.trim()
@@ -481,6 +487,15 @@ impl Failure {
             Failure::SessionGone(m) | Failure::Refused(m) => Error::upstream(m),
             Failure::Error(e) => e,
         }
+    }
+}
+
+/// A transport failure (connection refused or lost) as `unavailable`; a
+/// refusal by the host's policy stays what it is.
+fn transient(e: Error) -> Error {
+    match e {
+        Error::Upstream(m) => Error::Unavailable(m),
+        other => other,
     }
 }
 
@@ -548,7 +563,7 @@ fn read_sse_response(resp: &mut StreamingResponse, id: u64) -> Result<Value, Fai
             // `event:`, `id:`, `retry:` and comments need nothing here.
         }
         scanned = buf.len();
-        match resp.next_chunk()? {
+        match resp.next_chunk().map_err(transient)? {
             Some(chunk) => buf.extend_from_slice(&chunk),
             None => {
                 if !data.trim().is_empty() {

@@ -12,6 +12,8 @@
 //!                                     # the plugin's `limits.timeout-ms`
 //!                                     # bounds a whole call)
 //! tools = { allow = ["*"], deny = ["admin_*"] }   # optional globs on tool names
+//! retry = { attempts = 3, backoff-ms = 200 }   # optional: for read-only or
+//!                                     # idempotent tools when the server is unreachable
 //! protocol = "auto"                   # optional: "auto" (2026-07-28, else the
 //!                                     # handshake), "2026-07-28", "2025-11-25"
 //! ```
@@ -68,6 +70,11 @@ struct ServerConfig {
     tools: ToolFilter,
     #[serde(default)]
     protocol: Protocol,
+    /// A retry hint for the server's read-only or idempotent tools
+    /// (`{ attempts = 3, backoff-ms = 200 }`): kept as their
+    /// `mcp.retry-strategy` metadata, which the host honours when the
+    /// server cannot be reached.
+    retry: Option<Value>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
@@ -245,6 +252,9 @@ fn capability(
     }
     if !annotations.is_empty() {
         mcp["annotations"] = Value::Object(annotations);
+    }
+    if let Some(r) = &config.retry {
+        mcp["retry-strategy"] = r.clone();
     }
     if let Some(t) = tool
         .pointer("/execution/taskSupport")
