@@ -331,11 +331,72 @@ impl Mcp {
 }
 
 /// A tool result as the capability's output: its structured content, or
-/// its content blocks.
+/// its content blocks. Content blocks that say more than the structured
+/// content (an image, a text that is not its JSON echo) are kept under
+/// `_content` beside it, so nothing is dropped.
 fn output(result: Value) -> Value {
+    let content = result.get("content").cloned().unwrap_or(json!([]));
     match result.get("structuredContent") {
+        Some(Value::Object(structured)) => {
+            let echo = Value::Object(structured.clone());
+            // SDKs send the structured content again as text: as JSON, or
+            // for a wrapped primitive (`{"result": 5}`) as the value alone.
+            let wrapped = (structured.len() == 1)
+                .then(|| structured.get("result"))
+                .flatten();
+            let is_echo = |text: &str| {
+                let parsed = serde_json::from_str::<Value>(text).ok();
+                parsed.as_ref() == Some(&echo)
+                    || wrapped
+                        .is_some_and(|v| parsed.as_ref() == Some(v) || v.as_str() == Some(text))
+            };
+            let extra: Vec<Value> = content
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|block| {
+                    let text = block.get("text").and_then(Value::as_str);
+                    !(block.get("type").and_then(Value::as_str) == Some("text")
+                        && text.is_some_and(is_echo))
+                })
+                .cloned()
+                .collect();
+            let mut out = structured.clone();
+            if !extra.is_empty() {
+                out.insert("_content".into(), Value::Array(extra));
+            }
+            Value::Object(out)
+        }
         Some(s) if !s.is_null() => s.clone(),
-        _ => json!({"content": result.get("content").cloned().unwrap_or(json!([]))}),
+        _ => json!({ "content": content }),
+    }
+}
+
+#[cfg(test)]
+mod output_tests {
+    use super::*;
+
+    #[test]
+    fn structured_content_keeps_what_the_content_adds() {
+        let echo = json!({"structuredContent": {"n": 1}, "content": [{"type": "text", "text": "{\"n\": 1}"}]});
+        assert_eq!(output(echo), json!({"n": 1}));
+        let image = json!({"type": "image", "data": "AAAA", "mimeType": "image/png"});
+        let more = json!({"structuredContent": {"n": 1}, "content": [
+            {"type": "text", "text": "{\"n\":1}"}, {"type": "text", "text": "a caption"}, image.clone()]});
+        assert_eq!(
+            output(more),
+            json!({"n": 1, "_content": [{"type": "text", "text": "a caption"}, image]})
+        );
+        let wrapped =
+            json!({"structuredContent": {"result": 5}, "content": [{"type": "text", "text": "5"}]});
+        assert_eq!(output(wrapped), json!({"result": 5}));
+        let wrapped = json!({"structuredContent": {"result": "hi"}, "content": [{"type": "text", "text": "hi"}]});
+        assert_eq!(output(wrapped), json!({"result": "hi"}));
+        let plain = json!({"content": [{"type": "text", "text": "hi"}]});
+        assert_eq!(
+            output(plain),
+            json!({"content": [{"type": "text", "text": "hi"}]})
+        );
     }
 }
 
