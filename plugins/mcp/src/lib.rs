@@ -180,7 +180,7 @@ impl Mcp {
                 .and_then(Value::as_str)
                 == Some("required")
             {
-                warden_sdk::log::warn(&format!(
+                warden_sdk::log::warn(format!(
                     "MCP server `{name}`: tool `{tool_name}` runs only as a task (execution.taskSupport = required), which this client does not support; it is not offered"
                 ));
                 continue;
