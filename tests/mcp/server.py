@@ -121,6 +121,12 @@ def big(n: int) -> str:
     return "x" * n
 
 
+@server.tool(annotations=ToolAnnotations(destructiveHint=True))
+def wipe() -> str:
+    """Pretends to delete everything."""
+    return "wiped"
+
+
 @server.tool()
 def secret_tool() -> str:
     """A tool the tests filter out."""

@@ -115,6 +115,8 @@ pub(crate) struct CallIds<'a> {
     pub(crate) call_id: &'a str,
     /// Who asked for it, when known.
     pub(crate) client: Option<&'a str>,
+    /// The capability's flattened metadata (rules may match on it).
+    pub(crate) metadata: &'a std::collections::BTreeMap<String, Value>,
 }
 
 impl Admission<'_> {
@@ -246,8 +248,12 @@ impl Governance {
 
     /// The pattern of the rule that asks for approval of calls to `id`, or
     /// `None` when such calls are not subject to approval.
-    pub(crate) fn approval_rule(&self, id: &str) -> Option<String> {
-        match self.rule(id) {
+    pub(crate) fn approval_rule(
+        &self,
+        id: &str,
+        metadata: &std::collections::BTreeMap<String, Value>,
+    ) -> Option<String> {
+        match self.rule(id, metadata) {
             (RuleDecision::Approve, rule) => {
                 Some(rule.map_or_else(|| "*".into(), |r| r.capability.clone()))
             }
@@ -255,8 +261,12 @@ impl Governance {
         }
     }
 
-    fn rule(&self, id: &str) -> (RuleDecision, Option<&CallRule>) {
-        match self.policy.rules.iter().find(|r| glob(&r.capability, id)) {
+    fn rule(
+        &self,
+        id: &str,
+        metadata: &std::collections::BTreeMap<String, Value>,
+    ) -> (RuleDecision, Option<&CallRule>) {
+        match self.policy.rules.iter().find(|r| r.matches(id, metadata)) {
             Some(r) => (r.decision, Some(r)),
             None => (self.policy.default, None),
         }
@@ -306,7 +316,7 @@ impl Governance {
             self.record(entry(Outcome::Deny, error.to_string()))?;
             Err(error)
         };
-        let (decision, rule) = self.rule(id);
+        let (decision, rule) = self.rule(id, call.metadata);
         let rule_name = rule.map_or_else(
             || "policy.default".to_string(),
             |r| format!("policy rule `{}`", r.capability),

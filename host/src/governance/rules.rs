@@ -41,8 +41,13 @@ pub enum RuleDecision {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CallRule {
     /// Capability ids it matches: `*` matches any run of characters
-    /// (`files.*`, `mcp.*.delete_*`).
+    /// (`files.*`, `mcp.*.delete_*`). Default `*`.
+    #[serde(default = "every_capability")]
     pub capability: String,
+    /// Metadata the capability must also have, by flattened key, each
+    /// value equal (`{ "mcp.annotations.destructive-hint" = true }`).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, serde_json::Value>,
     /// What it does. Default `allow`.
     #[serde(default)]
     pub decision: RuleDecision,
@@ -69,6 +74,18 @@ pub struct PluginRules {
     pub digest: Option<String>,
 }
 
+fn every_capability() -> String {
+    "*".into()
+}
+
+impl CallRule {
+    /// Whether the rule applies to capability `id` with flattened metadata `flat`.
+    pub(crate) fn matches(&self, id: &str, flat: &BTreeMap<String, serde_json::Value>) -> bool {
+        super::admission::glob(&self.capability, id)
+            && self.metadata.iter().all(|(k, v)| flat.get(k) == Some(v))
+    }
+}
+
 fn default_max_wait_ms() -> u64 {
     1000
 }
@@ -81,6 +98,11 @@ impl CallPolicy {
             if r.capability.trim().is_empty() {
                 return Err(Error::Config(format!(
                     "at `policy.rules[{i}].capability`: must not be empty (use `*` for every capability)"
+                )));
+            }
+            if let Some(k) = r.metadata.keys().find(|k| k.trim().is_empty()) {
+                return Err(Error::Config(format!(
+                    "at `policy.rules[{i}].metadata`: key `{k}` is empty"
                 )));
             }
             if r.calls_per_minute == Some(0) {

@@ -212,6 +212,7 @@ impl Host {
             digest: &plugin.info.digest,
             call_id: &call_id,
             client: context.client,
+            metadata: &info.flat_metadata,
         };
         let admission = governance
             .admit(
@@ -353,7 +354,8 @@ impl Host {
     /// The pattern of the `[policy]` rule that makes calls to `id` wait for
     /// approval, or `None` when they do not.
     pub fn approval_rule(&self, id: &str) -> Option<String> {
-        self.inner.governance.approval_rule(id)
+        let info = self.capability(id).ok()?;
+        self.inner.governance.approval_rule(id, &info.flat_metadata)
     }
 
     /// Changes whenever capabilities are registered after the host started

@@ -50,6 +50,7 @@ pub fn assert_chain(path: &Path) {
 fn rule(capability: &str, decision: RuleDecision) -> CallRule {
     CallRule {
         capability: capability.into(),
+        metadata: Default::default(),
         decision,
         calls_per_minute: None,
         reason: None,

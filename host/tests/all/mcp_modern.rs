@@ -342,3 +342,50 @@ async fn read_only_tools_are_retried_while_the_server_is_unreachable() {
     let _server = back.join().unwrap();
     host.shutdown().await;
 }
+
+/// A `[[policy.rules]]` entry that selects by metadata: every destructive
+/// MCP tool needs approval, a read-only one does not.
+#[tokio::test]
+async fn a_metadata_rule_asks_approval_for_destructive_tools() {
+    let server = McpServer::start(&["--era", "both"]);
+    let mut config = mcp_config(&[Server::of("demo", &server)], SessionSettings::default());
+    let rules: warden::CallPolicy = toml::from_str(
+        r#"
+        [[rules]]
+        metadata = { "mcp.annotations.destructive-hint" = true }
+        decision = "approve"
+        "#,
+    )
+    .unwrap();
+    config.policy = rules;
+    let host = Host::new(config).await.unwrap();
+    assert_eq!(host.approval_rule("mcp.demo.wipe").as_deref(), Some("*"));
+    assert_eq!(host.approval_rule("mcp.demo.add"), None);
+    // No approver: the destructive tool is refused, the read-only one runs.
+    let err = host.call("mcp.demo.wipe", json!({})).await.unwrap_err();
+    assert!(matches!(err, warden::Error::Denied { .. }), "{err}");
+    assert!(err.to_string().contains("approval"), "{err}");
+    assert_eq!(
+        host.call("mcp.demo.add", json!({"a": 1, "b": 2}))
+            .await
+            .unwrap()["result"],
+        3
+    );
+    // An approver lets it through.
+    struct Yes;
+    impl warden::Approver for Yes {
+        fn approve<'a>(
+            &'a self,
+            _: &'a warden::ApprovalRequest,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = warden::Approval> + Send + 'a>>
+        {
+            Box::pin(async { warden::Approval::Approve })
+        }
+    }
+    host.set_approver(Some(std::sync::Arc::new(Yes)));
+    assert_eq!(
+        host.call("mcp.demo.wipe", json!({})).await.unwrap()["result"],
+        "wiped"
+    );
+    host.shutdown().await;
+}
