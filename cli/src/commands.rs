@@ -211,6 +211,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("capabilities:");
                 for c in caps {
                     println!("  {} ({} {})", c.id, c.name, c.version);
+                    for note in &c.schema_notes {
+                        println!("    schema note: {note}");
+                    }
                     if !c.description.is_empty() {
                         println!("    {}", c.description);
                     }

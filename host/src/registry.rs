@@ -44,6 +44,10 @@ pub struct CapabilityInfo {
     pub effects: Vec<String>,
     /// How calls are served, decided from the metadata.
     pub route: Route,
+    /// What converting the provider's JSON Schemas into type expressions
+    /// could not express (each became `:any` or was dropped).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schema_notes: Vec<String>,
     /// Retry and rate-limit hints from the metadata.
     pub hints: Hints,
     #[serde(skip)]
@@ -109,6 +113,7 @@ impl CapabilityInfo {
             input_type,
             output_type,
             served_as,
+            schema_notes: Vec::new(),
         })
     }
 

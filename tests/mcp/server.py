@@ -20,7 +20,9 @@ import socket
 import sys
 
 import uvicorn
-from pydantic import BaseModel
+from typing import Annotated
+
+from pydantic import BaseModel, Field
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
@@ -119,6 +121,12 @@ def ship(order: Order) -> str:
 def big(n: int) -> str:
     """Returns `n` bytes of text."""
     return "x" * n
+
+
+@server.tool()
+def code(code: Annotated[str, Field(pattern="^[A-Z]{3}$")]) -> str:
+    """Takes a code matching a pattern (which RTFS types cannot express)."""
+    return code
 
 
 @server.tool(annotations=ToolAnnotations(destructiveHint=True))

@@ -20,6 +20,14 @@ pub(super) fn descriptor_info(
         Value::Object(o) => o,
         _ => unreachable!("parse_metadata returns objects"),
     };
+    let mut notes = Vec::new();
+    let input_schema =
+        schema_text(&d.input_schema, &mut notes).map_err(|e| format!("input schema: {e}"))?;
+    notes.iter_mut().for_each(|n| *n = format!("input {n}"));
+    let mut output_notes = Vec::new();
+    let output_schema = schema_text(&d.output_schema, &mut output_notes)
+        .map_err(|e| format!("output schema: {e}"))?;
+    notes.extend(output_notes.into_iter().map(|n| format!("output {n}")));
     let manifest = Manifest {
         id: d.id,
         name: d.name,
@@ -27,18 +35,20 @@ pub(super) fn descriptor_info(
         description: d.description,
         provider,
         provider_meta,
-        input_schema: schema_text(&d.input_schema).map_err(|e| format!("input schema: {e}"))?,
-        output_schema: schema_text(&d.output_schema).map_err(|e| format!("output schema: {e}"))?,
+        input_schema,
+        output_schema,
         metadata,
         permissions: d.permissions,
         effects: d.effects,
     };
-    CapabilityInfo::from_manifest(manifest, Some(plugin.to_string()))
+    let mut info = CapabilityInfo::from_manifest(manifest, Some(plugin.to_string()))?;
+    info.schema_notes = notes;
+    Ok(info)
 }
 
 /// A descriptor's schema as an RTFS type expression: JSON Schema object
 /// texts (as MCP tools give) are converted; anything else is taken as RTFS.
-fn schema_text(text: &str) -> std::result::Result<String, String> {
+fn schema_text(text: &str, notes: &mut Vec<String>) -> std::result::Result<String, String> {
     let t = text.trim();
     if t.is_empty() {
         return Ok(":any".into());
@@ -48,6 +58,7 @@ fn schema_text(text: &str) -> std::result::Result<String, String> {
     }
     let json: Value =
         serde_json::from_str(t).map_err(|e| format!("not valid JSON Schema text: {e}"))?;
-    let (ty, _lost) = warden_manifest::schema::TypeExpr::from_json_schema(&json);
+    let (ty, lost) = warden_manifest::schema::TypeExpr::from_json_schema(&json);
+    notes.extend(lost);
     Ok(ty.to_text())
 }
