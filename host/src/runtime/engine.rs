@@ -179,9 +179,16 @@ fn describe_compile_error(e: &wasmtime::Error) -> String {
     format!("not a valid WebAssembly component: {e:#}")
 }
 
+/// Writes `data` to `path` through a temporary file of its own: named after
+/// the entry, the process and the thread, so that loads running at once (in
+/// one process or several) never write into each other's file and rename
+/// one component's compiled code under another's key.
 fn write_atomically(dir: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("entry");
+    let thread = format!("{:?}", std::thread::current().id());
+    let thread: String = thread.chars().filter(char::is_ascii_digit).collect();
+    let tmp = dir.join(format!(".{name}.{}.{thread}.tmp", std::process::id()));
     std::fs::write(&tmp, data)?;
     std::fs::rename(&tmp, path)
 }

@@ -60,3 +60,41 @@ async fn no_cache_means_no_files() {
     );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+/// Hosts loading different components at once into one empty cache each
+/// get their own component, compiled and then from the cache. (Loads once
+/// shared one temporary file per process, so a component could be cached
+/// under another's key and a later load ran the wrong code.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_loads_cache_each_component_under_its_own_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = ["text", "hostile", "files", "hello", "http", "mcp"];
+    for round in 0..2 {
+        let mut loads = tokio::task::JoinSet::new();
+        for name in plugins {
+            for _ in 0..2 {
+                let mut c = Config::new(".").with_plugin(name, PluginConfig::new(component(name)));
+                c.host.cache_dir = Some(dir.path().to_path_buf());
+                loads.spawn(async move { (name, Host::new(c).await.expect("loads")) });
+            }
+        }
+        while let Some(done) = loads.join_next().await {
+            let (name, host) = done.unwrap();
+            let ids: Vec<String> = host.capabilities().iter().map(|c| c.id.clone()).collect();
+            let own = match name {
+                "text" => "text.",
+                "hello" => "hello.",
+                other => other,
+            };
+            assert!(
+                ids.iter().any(|id| id.starts_with(own)),
+                "round {round}: plugin `{name}` registered {ids:?}"
+            );
+            assert!(
+                ids.iter()
+                    .all(|id| id.starts_with(own) || id.starts_with("json.")),
+                "round {round}: plugin `{name}` registered another component's ids: {ids:?}"
+            );
+        }
+    }
+}
