@@ -53,26 +53,6 @@ pub trait Approver: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = Approval> + Send + 'a>>;
 }
 
-/// `*` matches any run of characters; everything else matches itself.
-pub(crate) fn glob(pattern: &str, text: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == text;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if text.len() < first.len() + last.len() || !text.starts_with(first) || !text.ends_with(last) {
-        return false;
-    }
-    let mut rest = &text[first.len()..text.len() - last.len()];
-    for mid in &parts[1..parts.len() - 1] {
-        match rest.find(mid) {
-            Some(i) => rest = &rest[i + mid.len()..],
-            None => return false,
-        }
-    }
-    true
-}
-
 struct Slots {
     semaphore: Arc<Semaphore>,
     max: u32,
@@ -479,22 +459,5 @@ fn call_entry(
         reason,
         duration_ms,
         client: call.client.map(str::to_string),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob;
-
-    #[test]
-    fn globs() {
-        assert!(glob("*", "a.b"));
-        assert!(glob("files.*", "files.read"));
-        assert!(!glob("files.*", "text.files"));
-        assert!(glob("mcp.*.delete_*", "mcp.demo.delete_all"));
-        assert!(!glob("mcp.*.delete_*", "mcp.demo.add"));
-        assert!(glob("text.case", "text.case"));
-        assert!(!glob("text.case", "text.cases"));
-        assert!(!glob("a*a", "a"));
     }
 }

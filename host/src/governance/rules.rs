@@ -81,8 +81,7 @@ fn every_capability() -> String {
 impl CallRule {
     /// Whether the rule applies to capability `id` with flattened metadata `flat`.
     pub(crate) fn matches(&self, id: &str, flat: &BTreeMap<String, serde_json::Value>) -> bool {
-        super::admission::glob(&self.capability, id)
-            && self.metadata.iter().all(|(k, v)| flat.get(k) == Some(v))
+        glob(&self.capability, id) && self.metadata.iter().all(|(k, v)| flat.get(k) == Some(v))
     }
 }
 
@@ -134,5 +133,42 @@ impl CallPolicy {
             }
         }
         Ok(())
+    }
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+pub(crate) fn glob(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if text.len() < first.len() + last.len() || !text.starts_with(first) || !text.ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob;
+
+    #[test]
+    fn globs() {
+        assert!(glob("*", "a.b"));
+        assert!(glob("files.*", "files.read"));
+        assert!(!glob("files.*", "text.files"));
+        assert!(glob("mcp.*.delete_*", "mcp.demo.delete_all"));
+        assert!(!glob("mcp.*.delete_*", "mcp.demo.add"));
+        assert!(glob("text.case", "text.case"));
+        assert!(!glob("text.case", "text.cases"));
+        assert!(!glob("a*a", "a"));
     }
 }
