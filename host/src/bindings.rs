@@ -13,6 +13,7 @@ wasmtime::component::bindgen!({
             export warden:provider/provider@0.1.0;
             export warden:provider/session-handler@0.1.0;
             export warden:provider/discovery@0.1.0;
+            export warden:provider/cleanup@0.1.0;
         }
     ",
     world: "warden:host-view/host-view",

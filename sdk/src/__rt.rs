@@ -100,6 +100,13 @@ pub fn describe<P: Provider>() -> wit::Description {
     })
 }
 
+pub fn release<P: Provider>(state: String) {
+    let _ = with_provider::<P, _>(|provider| {
+        provider.release(&state);
+        Ok(())
+    });
+}
+
 pub fn sources<P: Provider>() -> Vec<String> {
     with_state::<P, _>(|state| match state.provider.as_mut() {
         Some(provider) => provider.sources(),
@@ -148,24 +155,6 @@ impl<P: crate::Sessions> SessionOf<P> {
         let out = with_provider::<P, _>(|p| p.call(session, &capability, input))?;
         serde_json::to_string(&out).map_err(|e| Error::internal(e.to_string()).into())
     }
-
-    pub fn remote_state(&self) -> String {
-        let slot = self.inner.borrow();
-        let Some(session) = slot.as_ref() else {
-            return String::new();
-        };
-        with_provider::<P, _>(|p| Ok(p.remote_state(session))).unwrap_or_default()
-    }
-
-    pub fn release(capability: String, config: String, state: String) {
-        let Ok(config) = crate::SessionConfig::from_json(capability, &config) else {
-            return;
-        };
-        let _ = with_provider::<P, _>(|p| {
-            p.release(config, &state);
-            Ok(())
-        });
-    }
 }
 
 impl<P: crate::Sessions> Drop for SessionOf<P> {
@@ -193,10 +182,6 @@ impl NoSessions {
     pub fn call(&self, _capability: String, _input: String) -> Result<String, wit::Error> {
         Err(Error::internal("this provider has no sessions").into())
     }
-    pub fn remote_state(&self) -> String {
-        String::new()
-    }
-    pub fn release(_capability: String, _config: String, _state: String) {}
 }
 
 pub fn init<P: Provider>(config: String) -> Result<(), wit::Error> {

@@ -135,6 +135,25 @@ pub trait Provider: Sized + 'static {
             "no capability `{capability}` in this provider"
         )))
     }
+
+    /// Ends the remote state a dead instance left behind, from the last
+    /// text it gave [`set_remote_state`]: cancel its request in flight,
+    /// close its session. Runs on a fresh instance after
+    /// [`init`](Provider::init), under the plugin's limits and grants; best
+    /// effort. The default does nothing.
+    fn release(&mut self, state: &str) {
+        let _ = state;
+    }
+}
+
+/// Tells the host what another instance would need to end this instance's
+/// remote state (a server's session, a request in flight) should it die
+/// before ending it itself: a limit, a trap, a caller that went away. The
+/// host then hands the text to [`Provider::release`] on a fresh instance.
+/// Replaces what was set before; `""` clears it. Keep it current around
+/// each remote step; at most 64 KiB. Costs one host call, no effect.
+pub fn set_remote_state(state: &str) -> Result<(), Error> {
+    __rt::bindings::warden::provider::host::set_remote_state(state).map_err(Error::from)
 }
 
 /// A stateful provider: the host keeps one session per caller (and per
@@ -159,23 +178,6 @@ pub trait Sessions: Provider {
     /// down). The default just drops it.
     fn close(&mut self, session: Self::Session) {
         drop(session);
-    }
-
-    /// What a fresh instance would need to end `session`'s remote state if
-    /// this instance dies (a trap, a limit) and cannot close it: for
-    /// example a server and its session id. The host asks after each open
-    /// and call and hands the last answer to [`release`](Sessions::release).
-    /// The default: nothing to end.
-    fn remote_state(&self, session: &Self::Session) -> String {
-        let _ = session;
-        String::new()
-    }
-
-    /// Ends the remote state a dead instance's session left, from what
-    /// [`remote_state`](Sessions::remote_state) reported; `config` is the
-    /// session's. Runs on a fresh instance. The default does nothing.
-    fn release(&mut self, config: SessionConfig, state: &str) {
-        let _ = (config, state);
     }
 }
 
@@ -229,12 +231,11 @@ macro_rules! export {
 
         impl $crate::__rt::bindings::exports::warden::provider::session_handler::Guest for __WardenExport {
             type Session = __WardenSession;
-            fn release(
-                capability: ::std::string::String,
-                config: ::std::string::String,
-                state: ::std::string::String,
-            ) {
-                <$session>::release(capability, config, state)
+        }
+
+        impl $crate::__rt::bindings::exports::warden::provider::cleanup::Guest for __WardenExport {
+            fn release(state: ::std::string::String) {
+                $crate::__rt::release::<$provider>(state)
             }
         }
 
@@ -262,9 +263,6 @@ macro_rules! export {
                 $crate::__rt::bindings::warden::provider::types::Error,
             > {
                 self.0.call(capability, input)
-            }
-            fn remote_state(&self) -> ::std::string::String {
-                self.0.remote_state()
             }
         }
 

@@ -5,7 +5,8 @@ Serves streamable HTTP on 127.0.0.1 at /mcp. Tools:
   add(a, b)      a + b
   echo(text)     text
   fail(message)  a tool error (isError) with message
-  slow(ms)       sleeps ms milliseconds, then answers "slept"
+  slow(ms)       sleeps ms milliseconds, then answers "slept" (notes
+                 `slow cancelled` or `slow finished` in <log>.events)
   secret_tool()  hidden by a deny filter in tests
 
 Options: --port P (0 picks one; the chosen port is printed as `PORT <n>`),
@@ -94,10 +95,22 @@ def fail(message: str) -> str:
     raise ToolError(message)
 
 
+def event(text: str) -> None:
+    """Notes what a tool saw in `<log>.events` (with --log)."""
+    if args.log:
+        with open(args.log + ".events", "a") as f:
+            f.write(text + "\n")
+
+
 @server.tool()
 async def slow(ms: int) -> str:
-    """Sleeps `ms` milliseconds."""
-    await asyncio.sleep(ms / 1000)
+    """Sleeps `ms` milliseconds. Notes `slow cancelled` if cancelled first."""
+    try:
+        await asyncio.sleep(ms / 1000)
+    except asyncio.CancelledError:
+        event("slow cancelled")
+        raise
+    event("slow finished")
     return "slept"
 
 
@@ -177,7 +190,29 @@ class RequestLog:
                 return await refuse(send, {"jsonrpc": "2.0", "id": None, "error": {
                     "code": -32022, "message": f"Unsupported protocol version: {version}",
                     "data": {"supported": ["2026-07-28"]}}})
+            if scope["method"] == "POST":
+                receive = noting_cancellations(receive)
         await self.inner(scope, receive, send)
+
+
+def noting_cancellations(receive):
+    """`receive`, noting each `notifications/cancelled` in the events."""
+    body = bytearray()
+
+    async def wrapped():
+        message = await receive()
+        if message["type"] == "http.request":
+            body.extend(message.get("body", b""))
+            if not message.get("more_body"):
+                try:
+                    rpc = json.loads(body)
+                except ValueError:
+                    rpc = None
+                if isinstance(rpc, dict) and rpc.get("method") == "notifications/cancelled":
+                    event(f"notified cancelled {rpc.get('params', {}).get('requestId')}")
+        return message
+
+    return wrapped
 
 
 config = uvicorn.Config(RequestLog(app, args.log), log_level="warning")

@@ -320,12 +320,13 @@ async fn load_plugin(
     );
     let index = loaded.plugins.len();
     describe_into(&mut plugin, index, &mut loaded.registry, governance).await?;
+    let plugin = Arc::new(plugin);
     plugin.warm_up().await.map_err(|e| match e {
         e @ Error::Load { .. } => e,
         other => Error::load(name, other),
     })?;
     tracing::debug!(plugin = %name, compiled = ?compiled, "loaded");
-    loaded.plugins.push(Arc::new(plugin));
+    loaded.plugins.push(plugin);
     Ok(())
 }
 

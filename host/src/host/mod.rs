@@ -387,10 +387,14 @@ impl Host {
     }
 
     /// Closes every pooled session (each provider ends its remote session,
-    /// e.g. an MCP server sees `DELETE`). Call it before exiting; calls made
+    /// e.g. an MCP server sees `DELETE`) and releases the remote state idle
+    /// instances hold. Call it before exiting; calls made
     /// afterwards open new sessions.
     pub async fn shutdown(&self) {
         self.inner.sessions.close_all().await;
+        for plugin in &self.inner.plugins {
+            plugin.release_idle().await;
+        }
         if let Some(audit) = self.inner.governance.audit() {
             if let Err(e) = audit.flush() {
                 tracing::error!("{e}");

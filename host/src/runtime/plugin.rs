@@ -1,7 +1,7 @@
 //! One loaded plugin: its pre-instantiated component, its limits and policy,
 //! and its pool of warm instances.
 
-use crate::bindings::exports::warden::provider::{discovery, provider, session_handler};
+use crate::bindings::exports::warden::provider::{cleanup, discovery, provider, session_handler};
 use crate::bindings::warden::provider::types as wit;
 use crate::config::InstanceMode;
 use crate::error::{Error, ErrorKind, Limit, Result};
@@ -65,6 +65,8 @@ pub(crate) struct Exports {
     sessions: Option<session_handler::GuestIndices>,
     /// `None` when the plugin exports no `discovery`.
     discovery: Option<discovery::GuestIndices>,
+    /// `None` when the plugin exports no `cleanup`.
+    cleanup: Option<cleanup::GuestIndices>,
 }
 
 impl Exports {
@@ -74,6 +76,7 @@ impl Exports {
             provider: provider::GuestIndices::new(pre)?,
             sessions: session_handler::GuestIndices::new(pre).ok(),
             discovery: discovery::GuestIndices::new(pre).ok(),
+            cleanup: cleanup::GuestIndices::new(pre).ok(),
         })
     }
 }
@@ -83,9 +86,20 @@ pub(crate) struct Warm {
     provider: provider::Guest,
     sessions: Option<session_handler::Guest>,
     discovery: Option<discovery::Guest>,
+    cleanup: Option<cleanup::Guest>,
 }
 
+/// The guest's exports in one instance.
+struct Guests {
+    provider: provider::Guest,
+    sessions: Option<session_handler::Guest>,
+    discovery: Option<discovery::Guest>,
+    cleanup: Option<cleanup::Guest>,
+}
+
+mod remains;
 mod sessions;
+use remains::Entered;
 pub(crate) use sessions::LiveSession;
 
 pub(crate) struct LoadedPlugin {
@@ -182,8 +196,8 @@ impl LoadedPlugin {
     pub(crate) async fn describe(&self) -> Result<wit::Description> {
         let mut store = self.new_store("describe")?;
         self.arm(&mut store);
-        let (provider, _, _) = self.instantiate(&mut store, "describe").await?;
-        let r = self.timed(provider.call_describe(&mut store)).await;
+        let guests = self.instantiate(&mut store, "describe").await?;
+        let r = self.timed(guests.provider.call_describe(&mut store)).await;
         self.settle(&store, "describe", r)
     }
 
@@ -191,11 +205,7 @@ impl LoadedPlugin {
         &self,
         store: &mut Store<State>,
         during: &str,
-    ) -> Result<(
-        provider::Guest,
-        Option<session_handler::Guest>,
-        Option<discovery::Guest>,
-    )> {
+    ) -> Result<Guests> {
         let r = self.timed(self.pre.instantiate_async(&mut *store)).await;
         let instance = self.settle(store, during, r)?;
         let provider = self
@@ -217,23 +227,36 @@ impl LoadedPlugin {
             ),
             None => None,
         };
-        Ok((provider, sessions, discovery))
+        let cleanup = match &self.exports.cleanup {
+            Some(c) => Some(
+                c.load(&mut *store, &instance)
+                    .map_err(|e| self.classify(store, during, e))?,
+            ),
+            None => None,
+        };
+        Ok(Guests {
+            provider,
+            sessions,
+            discovery,
+            cleanup,
+        })
     }
 
     /// A new instance, initialised with the plugin's config.
     async fn new_instance(&self, during: &str) -> Result<Warm> {
         let mut store = self.new_store(during)?;
         self.arm(&mut store);
-        let (provider, sessions, discovery) = self.instantiate(&mut store, during).await?;
+        let g = self.instantiate(&mut store, during).await?;
         let r = self
-            .timed(provider.call_init(&mut store, &self.config_json))
+            .timed(g.provider.call_init(&mut store, &self.config_json))
             .await;
         match self.settle(&store, during, r)? {
             Ok(()) => Ok(Warm {
                 store,
-                provider,
-                sessions,
-                discovery,
+                provider: g.provider,
+                sessions: g.sessions,
+                discovery: g.discovery,
+                cleanup: g.cleanup,
             }),
             Err(e) => {
                 let (kind, message) = split_wit_error(e);
@@ -248,7 +271,7 @@ impl LoadedPlugin {
     }
 
     /// Checks a new instance can be created and initialised; keeps it warm.
-    pub(crate) async fn warm_up(&self) -> Result<()> {
+    pub(crate) async fn warm_up(self: &Arc<Self>) -> Result<()> {
         let warm = self.new_instance("init").await?;
         self.checkin(warm);
         Ok(())
@@ -390,15 +413,19 @@ impl LoadedPlugin {
 
     /// Returns a healthy instance to the idle pool (in reuse mode). An
     /// instance that trapped or hit a limit must never come back here.
-    fn checkin(&self, warm: Warm) {
+    /// In fresh-instance mode it is discarded, and remote state it holds
+    /// is released.
+    fn checkin(self: &Arc<Self>, warm: Warm) {
         if self.info.instances == InstanceMode::Reuse {
             self.idle.lock().expect("pool lock").push(warm);
+        } else {
+            self.abandon(warm);
         }
     }
 
     /// Calls a capability of this plugin.
     pub(crate) async fn call(
-        &self,
+        self: &Arc<Self>,
         capability: &str,
         input: &Value,
         call_id: &str,
@@ -410,12 +437,20 @@ impl LoadedPlugin {
 
     /// Calls a capability with its input already JSON text.
     pub(crate) async fn call_text(
-        &self,
+        self: &Arc<Self>,
         capability: &str,
         input_text: &str,
         call_id: &str,
     ) -> Result<Value> {
-        let (_permit, mut warm) = self.checkout(capability).await?;
+        let (_permit, warm) = self.checkout(capability).await?;
+        // Should this call never come back (a limit, a trap, a caller that
+        // went away), the guard hands the instance's remote state to a
+        // fresh one.
+        let mut entered = Entered {
+            plugin: self,
+            warm: Some(warm),
+        };
+        let warm = entered.warm.as_mut().expect("just set");
         warm.store.data().auditor.enter(capability, call_id);
         let r = self
             .timed(
@@ -436,6 +471,7 @@ impl LoadedPlugin {
                 return Err(self.output_too_large(&warm.store, capability));
             }
         }
+        let warm = entered.warm.take().expect("still held");
         self.checkin(warm);
         if flooded {
             return Err(self.limit_error(capability, Limit::Log));
@@ -450,7 +486,7 @@ impl LoadedPlugin {
     }
 
     /// Asks a (warm or fresh) instance for its health.
-    pub(crate) async fn health(&self) -> Result<wit::HealthReport> {
+    pub(crate) async fn health(self: &Arc<Self>) -> Result<wit::HealthReport> {
         let (_permit, mut warm) = self.checkout("health").await?;
         let r = self.timed(warm.provider.call_health(&mut warm.store)).await;
         let report = self.settle(&warm.store, "health", r)?;
@@ -469,7 +505,7 @@ impl LoadedPlugin {
     }
 
     /// The names of the plugin's discovery sources.
-    pub(crate) async fn sources(&self) -> Result<Vec<String>> {
+    pub(crate) async fn sources(self: &Arc<Self>) -> Result<Vec<String>> {
         let (_permit, mut warm) = self.checkout("discover").await?;
         let Some(guest) = warm.discovery.clone() else {
             self.checkin(warm);
@@ -484,17 +520,22 @@ impl LoadedPlugin {
     /// Asks an instance for the capabilities of source `name`, in a call of
     /// its own (under the plugin's time limit).
     pub(crate) async fn discover(
-        &self,
+        self: &Arc<Self>,
         name: &str,
     ) -> Result<std::result::Result<Vec<wit::CapabilityDescriptor>, wit::Error>> {
-        let (_permit, mut warm) = self.checkout("discover").await?;
+        let (_permit, warm) = self.checkout("discover").await?;
         let Some(guest) = warm.discovery.clone() else {
             self.checkin(warm);
             return Ok(Ok(Vec::new()));
         };
+        let mut entered = Entered {
+            plugin: self,
+            warm: Some(warm),
+        };
+        let warm = entered.warm.as_mut().expect("just set");
         let r = self.timed(guest.call_discover(&mut warm.store, name)).await;
         let found = self.settle(&warm.store, "discover", r)?;
-        self.checkin(warm);
+        self.checkin(entered.warm.take().expect("still held"));
         Ok(found)
     }
 

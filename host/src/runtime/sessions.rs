@@ -187,13 +187,12 @@ impl SessionPool {
             Err(fatal) => {
                 // The instance trapped or hit a limit: never entered again.
                 // A fresh instance ends the session's remote state.
-                let remains = live.take().map(|dead| dead.remains);
+                let dead = live.take();
                 drop(live);
                 self.remove(key, slot);
                 tracing::warn!(plugin = %plugin.info.name, server = %key.scope, caller, "session dropped: {fatal}");
-                if let Some(remains) = remains {
-                    let plugin = plugin.clone();
-                    tokio::spawn(async move { plugin.release_session(remains).await });
+                if let Some(dead) = dead {
+                    plugin.abandon_session(dead);
                 }
                 Err(fatal)
             }

@@ -64,6 +64,9 @@ pub(crate) struct State {
     held: descriptors::Held,
     /// When the call in progress must stop (checked at each epoch tick).
     pub(crate) deadline: std::time::Instant,
+    /// What would end this instance's remote state from another instance
+    /// (`host.set-remote-state`); empty when there is none.
+    pub(crate) remote_state: String,
     /// This instance's slot in its plugin's share of the pool; given back
     /// when the store is dropped.
     _slot: tokio::sync::OwnedSemaphorePermit,
@@ -185,6 +188,7 @@ impl State {
             held: descriptors::Held::new(spec.descriptors.clone(), policy.dirs().len()),
             looked_up,
             deadline: std::time::Instant::now(),
+            remote_state: String::new(),
             _slot: slot,
             policy,
             hooks: EgressHooks::new(egress, limits, auditor.clone()),

@@ -6,6 +6,9 @@ use crate::governance::audit::{Effect, Outcome};
 
 use super::*;
 
+/// Longest text `set-remote-state` keeps.
+const MAX_REMOTE_STATE: usize = 64 << 10;
+
 impl host::Host for State {
     fn env_var(&mut self, name: String) -> Result<Option<String>, WitError> {
         use crate::governance::policy::Decision;
@@ -25,6 +28,17 @@ impl host::Host for State {
                 Err(WitError::Denied(reason))
             }
         }
+    }
+
+    fn set_remote_state(&mut self, state: String) -> Result<(), WitError> {
+        if state.len() > MAX_REMOTE_STATE {
+            return Err(WitError::InvalidInput(format!(
+                "a remote state of {} bytes is over the {MAX_REMOTE_STATE}-byte limit",
+                state.len()
+            )));
+        }
+        self.remote_state = state;
+        Ok(())
     }
 
     fn log(&mut self, level: Level, message: String) {

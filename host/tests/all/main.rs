@@ -12,6 +12,7 @@ mod http;
 mod limits;
 mod marketplace;
 mod mcp;
+mod mcp_cancel;
 mod mcp_modern;
 mod neighbours;
 mod ownership;

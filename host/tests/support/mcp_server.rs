@@ -145,6 +145,17 @@ impl McpServer {
             .collect()
     }
 
+    /// What its tools noted (`slow cancelled`, `slow finished`), in order.
+    pub fn events(&self) -> Vec<String> {
+        let mut path = self.log.clone().into_os_string();
+        path.push(".events");
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
     /// Session ids the server saw `DELETE`d.
     pub fn deleted(&self) -> Vec<String> {
         self.requests()

@@ -11,6 +11,10 @@ use std::time::Duration;
 use warden_sdk::http::{Request, StreamingResponse};
 use warden_sdk::Error;
 
+use crate::remains;
+use crate::sse::read_sse_response;
+use crate::wire::{content_text, header_value, rpc_error};
+
 /// The handshake revision offered, then the older ones accepted as a
 /// server's counter-offer.
 pub const PROTOCOL_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
@@ -72,6 +76,16 @@ pub struct Client {
     /// Speaking 2026-07-28: no handshake, no session.
     modern: bool,
     next_id: u64,
+    /// Its number in the instance's remote state.
+    serial: u64,
+    /// The request in flight, on the 2025-era wire.
+    pending: Option<u64>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        remains::report(self.serial, None);
+    }
 }
 
 impl Client {
@@ -84,6 +98,8 @@ impl Client {
             protocol: PROTOCOL_VERSIONS[0].to_string(),
             modern: false,
             next_id: 1,
+            serial: remains::serial(),
+            pending: None,
         };
         if client.endpoint.era == Era::Legacy || !client.discover()? {
             client.initialize()?;
@@ -167,6 +183,7 @@ impl Client {
         }
         self.protocol = version.to_string();
         self.session_id = session;
+        self.report();
         self.notify("notifications/initialized", json!({}))?;
         Ok(())
     }
@@ -247,24 +264,66 @@ impl Client {
         }
     }
 
-    /// A client for a session another instance opened (to end it): no
-    /// request is sent.
-    pub fn resume(endpoint: Endpoint, session_id: String, protocol: String) -> Client {
-        Client {
-            endpoint,
-            session_id: Some(session_id),
+    /// What this client leaves open on its server, as the instance's remote
+    /// state keeps it; `None` when nothing is.
+    fn open_state(&self) -> Option<Value> {
+        let pending = if self.modern { None } else { self.pending };
+        if self.session_id.is_none() && pending.is_none() {
+            return None;
+        }
+        Some(json!({
+            "server": self.endpoint.name,
+            "url": self.endpoint.url,
+            "auth-secret": self.endpoint.auth_secret,
+            "wasi-http": self.endpoint.wasi_http,
+            "protocol": self.protocol,
+            "session-id": self.session_id,
+            "pending": pending,
+        }))
+    }
+
+    fn report(&self) {
+        remains::report(self.serial, self.open_state());
+    }
+
+    /// Ends what a dead instance's client left open, from its entry in the
+    /// remote state: a request in flight is cancelled
+    /// (`notifications/cancelled`), a session deleted.
+    pub fn release(entry: &Value) {
+        let text = |k: &str| entry.get(k).and_then(Value::as_str).map(str::to_string);
+        let (Some(name), Some(url), Some(protocol)) = (text("server"), text("url"), text("protocol"))
+        else {
+            return;
+        };
+        let mut client = Client {
+            endpoint: Endpoint {
+                name,
+                url,
+                auth_secret: text("auth-secret"),
+                timeout: Some(Duration::from_secs(5)),
+                wasi_http: entry.get("wasi-http").and_then(Value::as_bool) == Some(true),
+                era: Era::Legacy,
+            },
+            session_id: text("session-id"),
             protocol,
             modern: false,
             next_id: 1,
+            serial: remains::serial(),
+            pending: None,
+        };
+        if let Some(id) = entry.get("pending").and_then(Value::as_u64) {
+            let params = json!({
+                "requestId": id,
+                "reason": "the call was stopped (a limit, or its caller went away)",
+            });
+            if let Err(e) = client.notify("notifications/cancelled", params) {
+                warden_sdk::log::warn(format!(
+                    "MCP server `{}`: cancelling request {id} failed: {e}",
+                    client.endpoint.name
+                ));
+            }
         }
-    }
-
-    /// The session id the server gave and the protocol version agreed, if
-    /// the server keeps sessions.
-    pub fn session(&self) -> Option<(&str, &str)> {
-        self.session_id
-            .as_deref()
-            .map(|id| (id, self.protocol.as_str()))
+        client.close();
     }
 
     /// Ends the session (`DELETE`). A stateless server (405) or one that
@@ -273,6 +332,7 @@ impl Client {
         let Some(id) = self.session_id.take() else {
             return;
         };
+        self.report();
         let req = self
             .base(Request::new("DELETE", &self.endpoint.url))
             .header("mcp-session-id", id)
@@ -371,6 +431,8 @@ impl Client {
         }
     }
 
+    /// One request and its response, with the request kept in the remote
+    /// state while it is in flight.
     fn exchange(
         &mut self,
         method: &str,
@@ -379,6 +441,21 @@ impl Client {
     ) -> Result<(Value, Option<String>), Failure> {
         let id = self.next_id;
         self.next_id += 1;
+        self.pending = Some(id);
+        self.report();
+        let outcome = self.exchange_as(id, method, params, with_session);
+        self.pending = None;
+        self.report();
+        outcome
+    }
+
+    fn exchange_as(
+        &mut self,
+        id: u64,
+        method: &str,
+        params: Value,
+        with_session: bool,
+    ) -> Result<(Value, Option<String>), Failure> {
         let mut params = params;
         if self.modern {
             params["_meta"] = json!({
@@ -492,168 +569,9 @@ impl Failure {
 
 /// A transport failure (connection refused or lost) as `unavailable`; a
 /// refusal by the host's policy stays what it is.
-fn transient(e: Error) -> Error {
+pub(crate) fn transient(e: Error) -> Error {
     match e {
         Error::Upstream(m) => Error::Unavailable(m),
         other => other,
-    }
-}
-
-/// A header value as 2026-07-28 sends it: plain printable ASCII as is,
-/// anything else as `=?base64?...?=`.
-fn header_value(value: &str) -> String {
-    let plain = value.bytes().all(|b| (0x20..0x7f).contains(&b))
-        && value.trim() == value
-        && !(value.starts_with("=?base64?") && value.ends_with("?="));
-    if plain {
-        return value.to_string();
-    }
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::from("=?base64?");
-    for chunk in value.as_bytes().chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out.push_str("?=");
-    out
-}
-
-/// Reads SSE events until the JSON-RPC response with `id`, then stops
-/// (without waiting for the stream's end).
-fn read_sse_response(resp: &mut StreamingResponse, id: u64) -> Result<Value, Failure> {
-    let mut buf: Vec<u8> = Vec::new();
-    let mut data = String::new();
-    // How much of `buf` is known to hold no newline: each byte is scanned
-    // once, however long a line (a multi-megabyte `data:` line) grows.
-    let mut scanned = 0;
-    loop {
-        // Handle every complete line in the buffer.
-        while let Some(pos) = buf[scanned..]
-            .iter()
-            .position(|b| *b == b'\n')
-            .map(|p| p + scanned)
-        {
-            scanned = 0;
-            let line: Vec<u8> = buf.drain(..=pos).collect();
-            let line = String::from_utf8_lossy(&line);
-            let line = line.trim_end_matches(['\n', '\r']);
-            if line.is_empty() {
-                // End of an event.
-                if !data.trim().is_empty() {
-                    if let Some(m) = matching(&data, id) {
-                        return Ok(m);
-                    }
-                }
-                data.clear();
-            } else if let Some(rest) = line.strip_prefix("data:") {
-                if !data.is_empty() {
-                    data.push('\n');
-                }
-                data.push_str(rest.strip_prefix(' ').unwrap_or(rest));
-            }
-            // `event:`, `id:`, `retry:` and comments need nothing here.
-        }
-        scanned = buf.len();
-        match resp.next_chunk().map_err(transient)? {
-            Some(chunk) => buf.extend_from_slice(&chunk),
-            None => {
-                if !data.trim().is_empty() {
-                    if let Some(m) = matching(&data, id) {
-                        return Ok(m);
-                    }
-                }
-                return Err(Failure::Error(Error::upstream(
-                    "the SSE stream ended without the response",
-                )));
-            }
-        }
-    }
-}
-
-/// The message in `data` if it is the response to `id`.
-fn matching(data: &str, id: u64) -> Option<Value> {
-    let v: Value = serde_json::from_str(data).ok()?;
-    let is_response = v.get("result").is_some() || v.get("error").is_some();
-    (is_response && v.get("id") == Some(&json!(id))).then_some(v)
-}
-
-fn rpc_error(server: &str, method: &str, err: &Value) -> Error {
-    let code = err.get("code").and_then(Value::as_i64).unwrap_or(0);
-    let message = err
-        .get("message")
-        .and_then(Value::as_str)
-        .unwrap_or("(no message)");
-    let text = format!("MCP server `{server}`: {method} failed ({code}): {message}");
-    match code {
-        -32602 => Error::invalid_input(text),
-        -32601 => Error::not_found(text),
-        _ => Error::upstream(text),
-    }
-}
-
-/// The text items of a tool result's `content`, joined.
-pub fn content_text(result: &Value) -> String {
-    let items = result.get("content").and_then(Value::as_array);
-    let texts: Vec<&str> = items
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c.get("text").and_then(Value::as_str))
-        .collect();
-    if texts.is_empty() {
-        "(no text)".into()
-    } else {
-        texts.join("\n")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sse_data_matches_only_our_response() {
-        assert!(matching(r#"{"jsonrpc":"2.0","id":3,"result":{}}"#, 3).is_some());
-        assert!(matching(r#"{"jsonrpc":"2.0","id":4,"result":{}}"#, 3).is_none());
-        assert!(matching(
-            r#"{"jsonrpc":"2.0","method":"notifications/message","params":{}}"#,
-            3
-        )
-        .is_none());
-        assert!(matching("", 3).is_none());
-        assert!(matching("not json", 3).is_none());
-    }
-
-    #[test]
-    fn header_values_are_plain_or_base64() {
-        assert_eq!(header_value("add"), "add");
-        assert_eq!(header_value("hé"), "=?base64?aMOp?=");
-        assert_eq!(header_value(" x"), "=?base64?IHg=?=");
-        assert_eq!(header_value("abc"), "abc");
-        assert_eq!(header_value("=?base64?x?="), "=?base64?PT9iYXNlNjQ/eD89?=");
-    }
-
-    #[test]
-    fn rpc_errors_map_to_kinds() {
-        assert!(matches!(
-            rpc_error("s", "m", &json!({"code": -32602, "message": "x"})),
-            Error::InvalidInput(_)
-        ));
-        assert!(matches!(
-            rpc_error("s", "m", &json!({"code": -32601, "message": "x"})),
-            Error::NotFound(_)
-        ));
-        assert!(matches!(
-            rpc_error("s", "m", &json!({"code": -32000})),
-            Error::Upstream(_)
-        ));
     }
 }

@@ -30,6 +30,9 @@
 //! origin in `grants.network` and the secret in `grants.secrets`.
 
 mod client;
+mod remains;
+mod sse;
+mod wire;
 
 use client::{Client, Endpoint, Era};
 use serde::Deserialize;
@@ -481,6 +484,12 @@ impl Provider for Mcp {
         self.servers.keys().cloned().collect()
     }
 
+    fn release(&mut self, state: &str) {
+        for entry in remains::entries(state) {
+            Client::release(&entry);
+        }
+    }
+
     fn discover(&mut self, source: &str) -> Result<Vec<Capability>, Error> {
         if !self.servers.contains_key(source) {
             return Err(Error::not_found(format!(
@@ -538,33 +547,6 @@ impl Sessions for Mcp {
 
     fn close(&mut self, mut session: McpSession) {
         session.client.close();
-    }
-
-    fn remote_state(&self, session: &McpSession) -> String {
-        match session.client.session() {
-            Some((id, protocol)) => json!({
-                "server": session.prefix.trim_start_matches("mcp.").trim_end_matches('.'),
-                "session-id": id,
-                "protocol": protocol,
-            })
-            .to_string(),
-            None => String::new(),
-        }
-    }
-
-    fn release(&mut self, _config: SessionConfig, state: &str) {
-        let Ok(state) = serde_json::from_str::<Value>(state) else {
-            return;
-        };
-        let field = |k: &str| state.get(k).and_then(Value::as_str).map(str::to_string);
-        let (Some(server), Some(id), Some(protocol)) =
-            (field("server"), field("session-id"), field("protocol"))
-        else {
-            return;
-        };
-        if let Some(endpoint) = self.endpoint(&server) {
-            Client::resume(endpoint, id, protocol).close();
-        }
     }
 }
 

@@ -1135,6 +1135,192 @@ pub mod warden {
                     result31
                 }
             }
+            #[allow(unused_unsafe, clippy::all)]
+            /// Tells the host what another instance would need to end this
+            /// instance's remote state should it die before ending it itself (see
+            /// `cleanup`). Replaces what was set before; an empty text clears it.
+            /// Keep it current around each remote step: set before a request is
+            /// sent, cleared when nothing is left open. At most 64 KiB
+            /// (`invalid-input` beyond).
+            #[allow(async_fn_in_trait)]
+            pub fn set_remote_state(state: &str) -> ::core::result::Result<(), Error> {
+                unsafe {
+                    #[cfg_attr(target_pointer_width = "64", repr(align(8)))]
+                    #[cfg_attr(target_pointer_width = "32", repr(align(4)))]
+                    struct RetArea(
+                        [::core::mem::MaybeUninit<
+                            u8,
+                        >; 4 * ::core::mem::size_of::<*const u8>()],
+                    );
+                    let mut ret_area = RetArea(
+                        [::core::mem::MaybeUninit::uninit(); 4
+                            * ::core::mem::size_of::<*const u8>()],
+                    );
+                    let vec0 = state;
+                    let ptr0 = vec0.as_ptr().cast::<u8>();
+                    let len0 = vec0.len();
+                    let ptr1 = ret_area.0.as_mut_ptr().cast::<u8>();
+                    #[cfg(target_arch = "wasm32")]
+                    #[link(wasm_import_module = "warden:provider/host@0.1.0")]
+                    unsafe extern "C" {
+                        #[link_name = "set-remote-state"]
+                        fn wit_import2(_: *mut u8, _: usize, _: *mut u8);
+                    }
+                    #[cfg(not(target_arch = "wasm32"))]
+                    unsafe extern "C" fn wit_import2(_: *mut u8, _: usize, _: *mut u8) {
+                        unreachable!()
+                    }
+                    wit_import2(ptr0.cast_mut(), len0, ptr1);
+                    let l3 = i32::from(*ptr1.add(0).cast::<u8>());
+                    let result27 = match l3 {
+                        0 => {
+                            let e = ();
+                            Ok(e)
+                        }
+                        1 => {
+                            let e = {
+                                let l4 = i32::from(
+                                    *ptr1.add(::core::mem::size_of::<*const u8>()).cast::<u8>(),
+                                );
+                                use super::super::super::warden::provider::types::Error as V26;
+                                let v26 = match l4 {
+                                    0 => {
+                                        let e26 = {
+                                            let l5 = *ptr1
+                                                .add(2 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<*mut u8>();
+                                            let l6 = *ptr1
+                                                .add(3 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<usize>();
+                                            let len7 = l6;
+                                            let bytes7 = _rt::Vec::from_raw_parts(
+                                                l5.cast(),
+                                                len7,
+                                                len7,
+                                            );
+                                            _rt::string_lift(bytes7)
+                                        };
+                                        V26::InvalidInput(e26)
+                                    }
+                                    1 => {
+                                        let e26 = {
+                                            let l8 = *ptr1
+                                                .add(2 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<*mut u8>();
+                                            let l9 = *ptr1
+                                                .add(3 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<usize>();
+                                            let len10 = l9;
+                                            let bytes10 = _rt::Vec::from_raw_parts(
+                                                l8.cast(),
+                                                len10,
+                                                len10,
+                                            );
+                                            _rt::string_lift(bytes10)
+                                        };
+                                        V26::NotFound(e26)
+                                    }
+                                    2 => {
+                                        let e26 = {
+                                            let l11 = *ptr1
+                                                .add(2 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<*mut u8>();
+                                            let l12 = *ptr1
+                                                .add(3 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<usize>();
+                                            let len13 = l12;
+                                            let bytes13 = _rt::Vec::from_raw_parts(
+                                                l11.cast(),
+                                                len13,
+                                                len13,
+                                            );
+                                            _rt::string_lift(bytes13)
+                                        };
+                                        V26::Denied(e26)
+                                    }
+                                    3 => {
+                                        let e26 = {
+                                            let l14 = *ptr1
+                                                .add(2 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<*mut u8>();
+                                            let l15 = *ptr1
+                                                .add(3 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<usize>();
+                                            let len16 = l15;
+                                            let bytes16 = _rt::Vec::from_raw_parts(
+                                                l14.cast(),
+                                                len16,
+                                                len16,
+                                            );
+                                            _rt::string_lift(bytes16)
+                                        };
+                                        V26::Upstream(e26)
+                                    }
+                                    4 => {
+                                        let e26 = {
+                                            let l17 = *ptr1
+                                                .add(2 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<*mut u8>();
+                                            let l18 = *ptr1
+                                                .add(3 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<usize>();
+                                            let len19 = l18;
+                                            let bytes19 = _rt::Vec::from_raw_parts(
+                                                l17.cast(),
+                                                len19,
+                                                len19,
+                                            );
+                                            _rt::string_lift(bytes19)
+                                        };
+                                        V26::Timeout(e26)
+                                    }
+                                    5 => {
+                                        let e26 = {
+                                            let l20 = *ptr1
+                                                .add(2 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<*mut u8>();
+                                            let l21 = *ptr1
+                                                .add(3 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<usize>();
+                                            let len22 = l21;
+                                            let bytes22 = _rt::Vec::from_raw_parts(
+                                                l20.cast(),
+                                                len22,
+                                                len22,
+                                            );
+                                            _rt::string_lift(bytes22)
+                                        };
+                                        V26::Unavailable(e26)
+                                    }
+                                    n => {
+                                        debug_assert_eq!(n, 6, "invalid enum discriminant");
+                                        let e26 = {
+                                            let l23 = *ptr1
+                                                .add(2 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<*mut u8>();
+                                            let l24 = *ptr1
+                                                .add(3 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<usize>();
+                                            let len25 = l24;
+                                            let bytes25 = _rt::Vec::from_raw_parts(
+                                                l23.cast(),
+                                                len25,
+                                                len25,
+                                            );
+                                            _rt::string_lift(bytes25)
+                                        };
+                                        V26::Internal(e26)
+                                    }
+                                };
+                                v26
+                            };
+                            Err(e)
+                        }
+                        _ => _rt::invalid_enum_discriminant(),
+                    };
+                    result27
+                }
+            }
         }
     }
 }
@@ -13397,6 +13583,8 @@ pub mod exports {
                 pub type Error = super::super::super::super::warden::provider::types::Error;
                 /// One session with a stateful backend. Dropping the resource closes the
                 /// session (the provider should release remote state, e.g. MCP `DELETE`).
+                /// An instance holds at most one session; what would end it from
+                /// elsewhere goes to `host.set-remote-state` (see `cleanup`).
                 #[derive(Debug)]
                 #[repr(transparent)]
                 pub struct Session {
@@ -14014,95 +14202,8 @@ pub mod exports {
                         }
                     }
                 }
-                #[doc(hidden)]
-                #[allow(non_snake_case, unused_unsafe)]
-                pub unsafe fn _export_method_session_remote_state_cabi<T_: GuestSession>(
-                    arg0: *mut u8,
-                ) -> *mut u8 {
-                    unsafe {
-                        #[cfg(target_arch = "wasm32")] _rt::run_ctors_once();
-                        let result0 = {
-                            T_::remote_state(
-                                SessionBorrow::lift(
-                                        core::ptr::with_exposed_provenance(arg0 as u32 as usize),
-                                    )
-                                    .get(),
-                            )
-                        };
-                        let ptr1 = (&raw mut _RET_AREA.0).cast::<u8>();
-                        let vec2 = (result0.into_bytes()).into_boxed_slice();
-                        let ptr2 = vec2.as_ptr().cast::<u8>();
-                        let len2 = vec2.len();
-                        ::core::mem::forget(vec2);
-                        *ptr1.add(::core::mem::size_of::<*const u8>()).cast::<usize>() = len2;
-                        *ptr1.add(0).cast::<*mut u8>() = ptr2.cast_mut();
-                        ptr1
-                    }
-                }
-                #[doc(hidden)]
-                #[allow(non_snake_case)]
-                pub unsafe fn __post_return_method_session_remote_state<
-                    T_: GuestSession,
-                >(arg0: *mut u8) {
-                    unsafe {
-                        let l0 = *arg0.add(0).cast::<*mut u8>();
-                        let l1 = *arg0
-                            .add(::core::mem::size_of::<*const u8>())
-                            .cast::<usize>();
-                        _rt::cabi_dealloc(l0, l1, 1);
-                    }
-                }
-                #[doc(hidden)]
-                #[allow(non_snake_case, unused_unsafe)]
-                pub unsafe fn _export_release_cabi<T_: Guest>(
-                    arg0: *mut u8,
-                    arg1: usize,
-                    arg2: *mut u8,
-                    arg3: usize,
-                    arg4: *mut u8,
-                    arg5: usize,
-                ) {
-                    unsafe {
-                        #[cfg(target_arch = "wasm32")] _rt::run_ctors_once();
-                        {
-                            let len0 = arg1;
-                            let bytes0 = _rt::Vec::from_raw_parts(
-                                arg0.cast(),
-                                len0,
-                                len0,
-                            );
-                            let len1 = arg3;
-                            let bytes1 = _rt::Vec::from_raw_parts(
-                                arg2.cast(),
-                                len1,
-                                len1,
-                            );
-                            let len2 = arg5;
-                            let bytes2 = _rt::Vec::from_raw_parts(
-                                arg4.cast(),
-                                len2,
-                                len2,
-                            );
-                            T_::release(
-                                _rt::string_lift(bytes0),
-                                _rt::string_lift(bytes1),
-                                _rt::string_lift(bytes2),
-                            )
-                        };
-                    }
-                }
                 pub trait Guest {
                     type Session: GuestSession;
-                    /// Ends the remote state of a session whose instance died (a trap, a
-                    /// limit) and so could not drop its resource. Called on a fresh
-                    /// instance, after `init`, with the session's `config` (as given to
-                    /// `open`) and the last `remote-state` it reported.
-                    #[allow(async_fn_in_trait)]
-                    fn release(
-                        capability_id: _rt::String,
-                        config: _rt::String,
-                        state: _rt::String,
-                    ) -> ();
                 }
                 pub trait GuestSession: wit_bindgen::rt::Resource {
                     #[doc(hidden)]
@@ -14197,12 +14298,6 @@ pub mod exports {
                         capability_id: _rt::String,
                         input: _rt::String,
                     ) -> ::core::result::Result<_rt::String, Error>;
-                    /// What another instance would need to end this session's remote
-                    /// state (for MCP: the server and its session id), as text the
-                    /// provider reads back in `release`; empty when there is none. The
-                    /// host asks after `open` and after each `call`.
-                    #[allow(async_fn_in_trait)]
-                    fn remote_state(&self) -> _rt::String;
                 }
                 #[doc(hidden)]
                 #[macro_export]
@@ -14232,25 +14327,8 @@ pub mod exports {
                         unsafe extern "C" fn _post_return_method_session_call(arg0 : *
                         mut u8,) { unsafe { $($path_to_types)*::
                         __post_return_method_session_call::<<$ty as $($path_to_types)*::
-                        Guest >::Session > (arg0) } } #[unsafe (export_name =
-                        "warden:provider/session-handler@0.1.0#[method]session.remote-state")]
-                        unsafe extern "C" fn export_method_session_remote_state(arg0 : *
-                        mut u8,) -> * mut u8 { unsafe { $($path_to_types)*::
-                        _export_method_session_remote_state_cabi::<<$ty as
-                        $($path_to_types)*:: Guest >::Session > (arg0) } } #[unsafe
-                        (export_name =
-                        "cabi_post_warden:provider/session-handler@0.1.0#[method]session.remote-state")]
-                        unsafe extern "C" fn
-                        _post_return_method_session_remote_state(arg0 : * mut u8,) {
-                        unsafe { $($path_to_types)*::
-                        __post_return_method_session_remote_state::<<$ty as
-                        $($path_to_types)*:: Guest >::Session > (arg0) } } #[unsafe
-                        (export_name = "warden:provider/session-handler@0.1.0#release")]
-                        unsafe extern "C" fn export_release(arg0 : * mut u8, arg1 :
-                        usize, arg2 : * mut u8, arg3 : usize, arg4 : * mut u8, arg5 :
-                        usize,) { unsafe { $($path_to_types)*::
-                        _export_release_cabi::<$ty > (arg0, arg1, arg2, arg3, arg4, arg5)
-                        } } const _ : () = { #[doc(hidden)] #[unsafe (export_name =
+                        Guest >::Session > (arg0) } } const _ : () = { #[doc(hidden)]
+                        #[unsafe (export_name =
                         "warden:provider/session-handler@0.1.0#[dtor]session")]
                         #[allow(non_snake_case)] unsafe extern "C" fn dtor(rep : * mut
                         u8) { unsafe { $($path_to_types)*:: Session::dtor::< <$ty as
@@ -14270,6 +14348,61 @@ pub mod exports {
                     [::core::mem::MaybeUninit::uninit(); 4
                         * ::core::mem::size_of::<*const u8>()],
                 );
+            }
+            /// Providers that leave work or state on remote services export this, so
+            /// that nothing is left behind when an instance dies before it could end
+            /// that state itself: a limit, a trap, a caller that went away. While it
+            /// works, an instance keeps the host told (`host.set-remote-state`) what
+            /// another instance would need to end it: for MCP, the server, its session
+            /// id and the request in flight. When the instance dies with a state set,
+            /// the host calls `release` with it on a fresh instance.
+            #[allow(dead_code, async_fn_in_trait, unused_imports, clippy::all)]
+            pub mod cleanup {
+                #[used]
+                #[doc(hidden)]
+                static __FORCE_SECTION_REF: fn() = super::super::super::super::__link_custom_section_describing_imports;
+                use super::super::super::super::_rt;
+                #[doc(hidden)]
+                #[allow(non_snake_case, unused_unsafe)]
+                pub unsafe fn _export_release_cabi<T_: Guest>(
+                    arg0: *mut u8,
+                    arg1: usize,
+                ) {
+                    unsafe {
+                        #[cfg(target_arch = "wasm32")] _rt::run_ctors_once();
+                        {
+                            let len0 = arg1;
+                            let bytes0 = _rt::Vec::from_raw_parts(
+                                arg0.cast(),
+                                len0,
+                                len0,
+                            );
+                            T_::release(_rt::string_lift(bytes0))
+                        };
+                    }
+                }
+                pub trait Guest {
+                    /// Ends the remote state a dead instance left (for MCP: cancels its
+                    /// request in flight and deletes its session). Called on a fresh
+                    /// instance, after `init`, under the plugin's limits and grants, with
+                    /// the last text the dead instance set. Best effort: failures are only
+                    /// logged.
+                    #[allow(async_fn_in_trait)]
+                    fn release(state: _rt::String) -> ();
+                }
+                #[doc(hidden)]
+                #[macro_export]
+                macro_rules! __export_warden_provider_cleanup_0_1_0_cabi {
+                    ($ty:ident with_types_in $($path_to_types:tt)*) => {
+                        const _ : () = { #[unsafe (export_name =
+                        "warden:provider/cleanup@0.1.0#release")] unsafe extern "C" fn
+                        export_release(arg0 : * mut u8, arg1 : usize,) { unsafe {
+                        $($path_to_types)*:: _export_release_cabi::<$ty > (arg0, arg1) }
+                        } };
+                    };
+                }
+                #[doc(hidden)]
+                pub use __export_warden_provider_cleanup_0_1_0_cabi;
             }
             /// The interface every capability provider exports.
             #[allow(dead_code, async_fn_in_trait, unused_imports, clippy::all)]
@@ -15479,15 +15612,18 @@ macro_rules! __export_guest_impl {
         exports::warden::provider::session_handler::__export_warden_provider_session_handler_0_1_0_cabi!($ty
         with_types_in $($path_to_types_root)*::
         exports::warden::provider::session_handler); $($path_to_types_root)*::
+        exports::warden::provider::cleanup::__export_warden_provider_cleanup_0_1_0_cabi!($ty
+        with_types_in $($path_to_types_root)*:: exports::warden::provider::cleanup);
+        $($path_to_types_root)*::
         exports::warden::provider::provider::__export_warden_provider_provider_0_1_0_cabi!($ty
         with_types_in $($path_to_types_root)*:: exports::warden::provider::provider);
         const _ : () = { #[rustfmt::skip] #[cfg(target_arch = "wasm32")] #[unsafe
         (link_section =
         "component-type:wit-bindgen:0.63.0:warden:sdk:guest:imports and exports")]
         #[doc(hidden)] #[allow(clippy::octal_escapes)] pub static
-        __WIT_BINDGEN_COMPONENT_TYPE : [u8; 11493] = *
+        __WIT_BINDGEN_COMPONENT_TYPE : [u8; 11501] = *
         b"\
-\0asm\x0d\0\x01\0\0\x19\x16wit-component-encoding\x04\0\x07\xe9X\x01A\x02\x01A0\x01\
+\0asm\x0d\0\x01\0\0\x19\x16wit-component-encoding\x04\0\x07\xf1X\x01A\x02\x01A2\x01\
 B\x0a\x01o\x02ss\x01p\0\x01@\0\0\x01\x04\0\x0fget-environment\x01\x02\x01ps\x01@\
 \0\0\x03\x04\0\x0dget-arguments\x01\x04\x01ks\x01@\0\0\x05\x04\0\x0binitial-cwd\x01\
 \x06\x03\0\x1bwasi:cli/environment@0.2.12\x05\0\x01B\x04\x04\0\x05error\x03\x01\x01\
@@ -15695,29 +15831,29 @@ h\x07\x01k\x1b\x01@\x01\x03err\x8b\x01\0\x8c\x01\x04\0\x0fhttp-error-code\x01\x8
 \x18future-incoming-response\x03\0\x04\x02\x03\x02\x01\x17\x04\0\x0aerror-code\x03\
 \0\x06\x01i\x01\x01i\x03\x01k\x09\x01i\x05\x01j\x01\x0b\x01\x07\x01@\x02\x07requ\
 est\x08\x07options\x0a\0\x0c\x04\0\x06handle\x01\x0d\x03\0!wasi:http/outgoing-ha\
-ndler@0.2.12\x05\x18\x01B\x0a\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\0\x01m\x05\
+ndler@0.2.12\x05\x18\x01B\x0d\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\0\x01m\x05\
 \x05trace\x05debug\x04info\x04warn\x05error\x04\0\x05level\x03\0\x02\x01@\x02\x05\
 level\x03\x07messages\x01\0\x04\0\x03log\x01\x04\x01ks\x01j\x01\x05\x01\x01\x01@\
-\x01\x04names\0\x06\x04\0\x07env-var\x01\x07\x03\0\x1awarden:provider/host@0.1.0\
-\x05\x19\x02\x03\0\x08\x15capability-descriptor\x01B\x0b\x02\x03\x02\x01\x10\x04\
-\0\x05error\x03\0\0\x02\x03\x02\x01\x1a\x04\0\x15capability-descriptor\x03\0\x02\
-\x01ps\x01@\0\0\x04\x04\0\x07sources\x01\x05\x01p\x03\x01j\x01\x06\x01\x01\x01@\x01\
-\x04names\0\x07\x04\0\x08discover\x01\x08\x04\0\x1fwarden:provider/discovery@0.1\
-.0\x05\x1b\x01B\x0f\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\0\x04\0\x07session\x03\
-\x01\x01i\x02\x01j\x01\x03\x01\x01\x01@\x02\x0dcapability-ids\x06configs\0\x04\x04\
-\0\x14[static]session.open\x01\x05\x01h\x02\x01j\x01s\x01\x01\x01@\x03\x04self\x06\
-\x0dcapability-ids\x05inputs\0\x07\x04\0\x14[method]session.call\x01\x08\x01@\x01\
-\x04self\x06\0s\x04\0\x1c[method]session.remote-state\x01\x09\x01@\x03\x0dcapabi\
-lity-ids\x06configs\x05states\x01\0\x04\0\x07release\x01\x0a\x04\0%warden:provid\
-er/session-handler@0.1.0\x05\x1c\x02\x03\0\x08\x0bdescription\x02\x03\0\x08\x0dh\
-ealth-report\x01B\x10\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\0\x02\x03\x02\x01\
-\x1d\x04\0\x0bdescription\x03\0\x02\x02\x03\x02\x01\x1e\x04\0\x0dhealth-report\x03\
-\0\x04\x01@\0\0\x03\x04\0\x08describe\x01\x06\x01j\0\x01\x01\x01@\x01\x06configs\
-\0\x07\x04\0\x04init\x01\x08\x01j\x01s\x01\x01\x01@\x02\x0dcapability-ids\x05inp\
-uts\0\x09\x04\0\x04call\x01\x0a\x01@\0\0\x05\x04\0\x06health\x01\x0b\x04\0\x1ewa\
-rden:provider/provider@0.1.0\x05\x1f\x04\0\x10warden:sdk/guest\x04\0\x0b\x0b\x01\
-\0\x05guest\x03\0\0\0G\x09producers\x01\x0cprocessed-by\x02\x0dwit-component\x07\
-0.262.0\x10wit-bindgen-rust\x060.63.0";
+\x01\x04names\0\x06\x04\0\x07env-var\x01\x07\x01j\0\x01\x01\x01@\x01\x05states\0\
+\x08\x04\0\x10set-remote-state\x01\x09\x03\0\x1awarden:provider/host@0.1.0\x05\x19\
+\x02\x03\0\x08\x15capability-descriptor\x01B\x0b\x02\x03\x02\x01\x10\x04\0\x05er\
+ror\x03\0\0\x02\x03\x02\x01\x1a\x04\0\x15capability-descriptor\x03\0\x02\x01ps\x01\
+@\0\0\x04\x04\0\x07sources\x01\x05\x01p\x03\x01j\x01\x06\x01\x01\x01@\x01\x04nam\
+es\0\x07\x04\0\x08discover\x01\x08\x04\0\x1fwarden:provider/discovery@0.1.0\x05\x1b\
+\x01B\x0b\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\0\x04\0\x07session\x03\x01\x01\
+i\x02\x01j\x01\x03\x01\x01\x01@\x02\x0dcapability-ids\x06configs\0\x04\x04\0\x14\
+[static]session.open\x01\x05\x01h\x02\x01j\x01s\x01\x01\x01@\x03\x04self\x06\x0d\
+capability-ids\x05inputs\0\x07\x04\0\x14[method]session.call\x01\x08\x04\0%warde\
+n:provider/session-handler@0.1.0\x05\x1c\x01B\x02\x01@\x01\x05states\x01\0\x04\0\
+\x07release\x01\0\x04\0\x1dwarden:provider/cleanup@0.1.0\x05\x1d\x02\x03\0\x08\x0b\
+description\x02\x03\0\x08\x0dhealth-report\x01B\x10\x02\x03\x02\x01\x10\x04\0\x05\
+error\x03\0\0\x02\x03\x02\x01\x1e\x04\0\x0bdescription\x03\0\x02\x02\x03\x02\x01\
+\x1f\x04\0\x0dhealth-report\x03\0\x04\x01@\0\0\x03\x04\0\x08describe\x01\x06\x01\
+j\0\x01\x01\x01@\x01\x06configs\0\x07\x04\0\x04init\x01\x08\x01j\x01s\x01\x01\x01\
+@\x02\x0dcapability-ids\x05inputs\0\x09\x04\0\x04call\x01\x0a\x01@\0\0\x05\x04\0\
+\x06health\x01\x0b\x04\0\x1ewarden:provider/provider@0.1.0\x05\x20\x04\0\x10ward\
+en:sdk/guest\x04\0\x0b\x0b\x01\0\x05guest\x03\0\0\0G\x09producers\x01\x0cprocess\
+ed-by\x02\x0dwit-component\x070.262.0\x10wit-bindgen-rust\x060.63.0";
         };
     };
 }
@@ -15730,8 +15866,8 @@ pub use __export_guest_impl as __warden_export_world;
 )]
 #[doc(hidden)]
 #[allow(clippy::octal_escapes)]
-pub static __WIT_BINDGEN_COMPONENT_TYPE: [u8; 10861] = *b"\
-\0asm\x0d\0\x01\0\0\x19\x16wit-component-encoding\x04\0\x07\xd1S\x01A\x02\x01A'\x01\
+pub static __WIT_BINDGEN_COMPONENT_TYPE: [u8; 10899] = *b"\
+\0asm\x0d\0\x01\0\0\x19\x16wit-component-encoding\x04\0\x07\xf7S\x01A\x02\x01A'\x01\
 B\x0a\x01o\x02ss\x01p\0\x01@\0\0\x01\x04\0\x0fget-environment\x01\x02\x01ps\x01@\
 \0\0\x03\x04\0\x0dget-arguments\x01\x04\x01ks\x01@\0\0\x05\x04\0\x0binitial-cwd\x01\
 \x06\x03\0\x1bwasi:cli/environment@0.2.12\x05\0\x01B\x04\x04\0\x05error\x03\x01\x01\
@@ -15939,13 +16075,14 @@ h\x07\x01k\x1b\x01@\x01\x03err\x8b\x01\0\x8c\x01\x04\0\x0fhttp-error-code\x01\x8
 \x18future-incoming-response\x03\0\x04\x02\x03\x02\x01\x17\x04\0\x0aerror-code\x03\
 \0\x06\x01i\x01\x01i\x03\x01k\x09\x01i\x05\x01j\x01\x0b\x01\x07\x01@\x02\x07requ\
 est\x08\x07options\x0a\0\x0c\x04\0\x06handle\x01\x0d\x03\0!wasi:http/outgoing-ha\
-ndler@0.2.12\x05\x18\x01B\x0a\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\0\x01m\x05\
+ndler@0.2.12\x05\x18\x01B\x0d\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\0\x01m\x05\
 \x05trace\x05debug\x04info\x04warn\x05error\x04\0\x05level\x03\0\x02\x01@\x02\x05\
 level\x03\x07messages\x01\0\x04\0\x03log\x01\x04\x01ks\x01j\x01\x05\x01\x01\x01@\
-\x01\x04names\0\x06\x04\0\x07env-var\x01\x07\x03\0\x1awarden:provider/host@0.1.0\
-\x05\x19\x04\00warden:sdk/guest-with-all-of-its-exports-removed\x04\0\x0b+\x01\0\
-%guest-with-all-of-its-exports-removed\x03\0\0\0G\x09producers\x01\x0cprocessed-\
-by\x02\x0dwit-component\x070.262.0\x10wit-bindgen-rust\x060.63.0";
+\x01\x04names\0\x06\x04\0\x07env-var\x01\x07\x01j\0\x01\x01\x01@\x01\x05states\0\
+\x08\x04\0\x10set-remote-state\x01\x09\x03\0\x1awarden:provider/host@0.1.0\x05\x19\
+\x04\00warden:sdk/guest-with-all-of-its-exports-removed\x04\0\x0b+\x01\0%guest-w\
+ith-all-of-its-exports-removed\x03\0\0\0G\x09producers\x01\x0cprocessed-by\x02\x0d\
+wit-component\x070.262.0\x10wit-bindgen-rust\x060.63.0";
 #[inline(never)]
 #[doc(hidden)]
 pub fn __link_custom_section_describing_imports() {

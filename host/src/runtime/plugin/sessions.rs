@@ -8,23 +8,12 @@ use super::*;
 pub(crate) struct LiveSession {
     pub(super) warm: Warm,
     pub(super) handle: ResourceAny,
-    /// What ends its remote state from another instance if this one dies.
-    pub(crate) remains: Remains,
-}
-
-/// A session's remote state as its provider last reported it
-/// (`remote-state`), with what `release` needs besides.
-#[derive(Clone, Default)]
-pub(crate) struct Remains {
-    pub(crate) capability: String,
-    pub(crate) config: String,
-    pub(crate) state: String,
 }
 
 impl LoadedPlugin {
     /// Opens a session for `capability` in a new instance of its own.
     pub(crate) async fn open_session(
-        &self,
+        self: &Arc<Self>,
         capability: &str,
         config: &Value,
         call_id: &str,
@@ -48,73 +37,24 @@ impl LoadedPlugin {
                     .call_open(&mut warm.store, capability, &config),
             )
             .await;
-        match self.settle(&warm.store, capability, r)? {
-            Ok(handle) => {
-                let mut live = LiveSession {
-                    warm,
-                    handle,
-                    remains: Remains {
-                        capability: capability.to_string(),
-                        config,
-                        state: String::new(),
-                    },
-                };
-                self.refresh_remains(&mut live).await?;
-                Ok(live)
+        match self.settle(&warm.store, capability, r) {
+            Ok(Ok(handle)) => Ok(LiveSession { warm, handle }),
+            Ok(Err(e)) => {
+                // Whatever it opened before failing is released.
+                self.abandon(warm);
+                Err(self.wit_error(capability, e))
             }
-            Err(e) => Err(self.wit_error(capability, e)),
+            Err(fatal) => {
+                self.abandon(warm);
+                Err(fatal)
+            }
         }
     }
 
-    /// Asks the session what would end its remote state from elsewhere.
-    async fn refresh_remains(&self, live: &mut LiveSession) -> Result<()> {
-        let guest = live
-            .warm
-            .sessions
-            .clone()
-            .expect("a live session has a handler");
-        let r = self
-            .timed(
-                guest
-                    .session()
-                    .call_remote_state(&mut live.warm.store, live.handle),
-            )
-            .await;
-        live.remains.state = self.settle(&live.warm.store, "remote-state", r)?;
-        Ok(())
-    }
-
-    /// Ends the remote state of a session whose instance died, on a fresh
-    /// instance of its own (`release`). Failures are logged.
-    pub(crate) async fn release_session(&self, remains: Remains) {
-        if remains.state.is_empty() {
-            return;
-        }
-        let released = async {
-            let mut warm = self.new_instance("release").await?;
-            let guest = warm
-                .sessions
-                .clone()
-                .ok_or_else(|| Error::Internal("a session without a session handler".into()))?;
-            self.arm(&mut warm.store);
-            let r = self
-                .timed(guest.call_release(
-                    &mut warm.store,
-                    &remains.capability,
-                    &remains.config,
-                    &remains.state,
-                ))
-                .await;
-            self.settle(&warm.store, "release session", r)
-        };
-        match released.await {
-            Ok(()) => {
-                tracing::debug!(plugin = %self.name(), capability = %remains.capability, "released a dead session's remote state")
-            }
-            Err(e) => {
-                tracing::warn!(plugin = %self.name(), "releasing a dead session's remote state failed: {e}")
-            }
-        }
+    /// Discards a session whose instance died (a trap, a limit); the remote
+    /// state it had set is released from a fresh instance.
+    pub(crate) fn abandon_session(self: &Arc<Self>, dead: LiveSession) {
+        self.abandon(dead.warm);
     }
 
     /// Calls `capability` within `live`. The outer error means the session's
@@ -146,7 +86,6 @@ impl LoadedPlugin {
         let outcome = self.settle(&live.warm.store, capability, r);
         let flooded = live.warm.store.data().end_call(capability);
         let outcome = outcome?;
-        self.refresh_remains(live).await?;
         if flooded {
             return Ok(Err(self.limit_error(capability, Limit::Log)));
         }

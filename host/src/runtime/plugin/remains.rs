@@ -1,0 +1,84 @@
+//! Remote state a plugin's instances leave behind (`host.set-remote-state`):
+//! released from a fresh instance (`cleanup.release`) when an instance dies
+//! in a call or is given up, and by idle instances themselves at shutdown.
+
+use super::*;
+
+/// An instance inside a call. Dropped while still holding it (a trap, a
+/// limit, a caller that went away), it is discarded and the remote state
+/// it had set is released from a fresh instance.
+pub(super) struct Entered<'a> {
+    pub(super) plugin: &'a Arc<LoadedPlugin>,
+    pub(super) warm: Option<Warm>,
+}
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        if let Some(warm) = self.warm.take() {
+            self.plugin.abandon(warm);
+        }
+    }
+}
+
+impl LoadedPlugin {
+    /// Discards an instance that died or was given up in a call; the remote
+    /// state it had set is released from a fresh instance, in the
+    /// background.
+    pub(super) fn abandon(self: &Arc<Self>, warm: Warm) {
+        let mut warm = warm;
+        let state = std::mem::take(&mut warm.store.data_mut().remote_state);
+        drop(warm);
+        if state.is_empty() || self.exports.cleanup.is_none() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(plugin = %self.name(), "an instance died with remote state, and there is no runtime to release it on");
+            return;
+        };
+        let plugin = self.clone();
+        runtime.spawn(async move { plugin.release(state).await });
+    }
+
+    /// Ends the remote state a dead instance left: `cleanup.release` on a
+    /// fresh instance. Failures are logged.
+    pub(crate) async fn release(&self, state: String) {
+        let released = async {
+            let mut warm = self.new_instance("release").await?;
+            let guest = warm
+                .cleanup
+                .clone()
+                .ok_or_else(|| Error::Internal("no cleanup export".into()))?;
+            self.arm(&mut warm.store);
+            let r = self.timed(guest.call_release(&mut warm.store, &state)).await;
+            self.settle(&warm.store, "release", r)
+        };
+        match released.await {
+            Ok(()) => {
+                tracing::debug!(plugin = %self.name(), "released a dead instance's remote state")
+            }
+            Err(e) => {
+                tracing::warn!(plugin = %self.name(), "releasing a dead instance's remote state failed: {e}")
+            }
+        }
+    }
+
+    /// Ends the remote state idle instances hold (for MCP: sessions kept
+    /// for direct calls), each on itself; the instances are discarded.
+    pub(crate) async fn release_idle(&self) {
+        let idle: Vec<Warm> = std::mem::take(&mut *self.idle.lock().expect("pool lock"));
+        for mut warm in idle {
+            let state = std::mem::take(&mut warm.store.data_mut().remote_state);
+            let Some(guest) = warm.cleanup.clone() else {
+                continue;
+            };
+            if state.is_empty() {
+                continue;
+            }
+            self.arm(&mut warm.store);
+            let r = self.timed(guest.call_release(&mut warm.store, &state)).await;
+            if let Err(e) = self.settle(&warm.store, "release", r) {
+                tracing::warn!(plugin = %self.name(), "releasing an idle instance's remote state failed: {e}");
+            }
+        }
+    }
+}
