@@ -121,6 +121,9 @@ pub enum Error {
         source_name: String,
         /// Why it failed last.
         reason: String,
+        /// Whether policy refused it (a missing grant, a secret without a
+        /// value): then the call counts as denied.
+        denied: bool,
     },
 
     /// A rate limit of the policy refused the call.
@@ -262,6 +265,7 @@ impl Error {
             Error::Load { .. } => "load",
             Error::DuplicateCapability { .. } => "duplicate-capability",
             Error::UnknownCapability { .. } => "unknown-capability",
+            Error::SourceUnavailable { denied: true, .. } => "denied",
             Error::SourceUnavailable { .. } => "source-unavailable",
             Error::RateLimited { .. } => "rate-limited",
             Error::Busy { .. } => "busy",
@@ -288,7 +292,10 @@ impl Error {
             | Error::DuplicateCapability { .. }
             | Error::UnknownPlugin(_)
             | Error::Marketplace(_) => 2,
-            Error::Denied { .. } | Error::RateLimited { .. } | Error::Busy { .. } => 3,
+            Error::Denied { .. }
+            | Error::RateLimited { .. }
+            | Error::Busy { .. }
+            | Error::SourceUnavailable { denied: true, .. } => 3,
             _ => 4,
         }
     }

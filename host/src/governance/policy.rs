@@ -92,6 +92,10 @@ pub struct BoundSecret {
     /// The methods it may be sent with, in upper case; empty: any but
     /// `TRACE` and `CONNECT`.
     pub methods: Vec<String>,
+    /// Why its value could not be read when the plugin loaded (an unset
+    /// environment variable, an unreadable file); a request that would
+    /// carry it is refused with this reason, and other requests go on.
+    pub unavailable: Option<String>,
 }
 
 /// Where a secret would be sent: the request's destination, method and
@@ -206,6 +210,9 @@ impl Policy {
             return Err(format!(
                 "secret `{name}` may not be sent with a {method} request"
             ));
+        }
+        if let Some(why) = &secret.unavailable {
+            return Err(format!("{why}, so nothing that would carry it is sent"));
         }
         Ok(&secret.value)
     }

@@ -56,13 +56,14 @@ impl Host {
         let states = self.inner.discovery.lock().await;
         let segments: Vec<&str> = id.split('.').collect();
         for (index, state) in states.iter() {
-            for (source, reason) in &state.pending {
+            for (source, failure) in &state.pending {
                 if segments.contains(&source.as_str()) {
                     return Some(Error::SourceUnavailable {
                         id: id.to_string(),
                         plugin: self.inner.plugins[*index].info.name.clone(),
                         source_name: source.clone(),
-                        reason: reason.clone(),
+                        reason: failure.reason.clone(),
+                        denied: failure.denied,
                     });
                 }
             }
@@ -85,7 +86,7 @@ impl Host {
             .map(|s| {
                 s.pending
                     .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .map(|(k, v)| (k.clone(), v.reason.clone()))
                     .collect()
             })
             .unwrap_or_default())
@@ -132,9 +133,17 @@ impl Host {
 pub(super) struct Discovery {
     /// Sources whose capabilities are registered.
     pub(super) registered: std::collections::BTreeSet<String>,
-    /// Sources that failed, with the reason.
-    pending: std::collections::BTreeMap<String, String>,
+    /// Sources that failed, with why.
+    pending: std::collections::BTreeMap<String, Failure>,
     last_attempt: Option<Instant>,
+}
+
+/// Why a source could not be listed.
+#[derive(Clone)]
+pub(super) struct Failure {
+    reason: String,
+    /// Refused by policy (a grant missing, a secret without a value).
+    denied: bool,
 }
 
 /// What one source offered, or why it could not be listed.
@@ -142,7 +151,7 @@ pub(super) struct Found {
     name: String,
     capabilities: std::result::Result<
         Vec<crate::bindings::warden::provider::types::CapabilityDescriptor>,
-        String,
+        Failure,
     >,
 }
 
@@ -160,8 +169,14 @@ pub(super) async fn discover_all(
         asks.spawn(async move {
             let capabilities = match plugin.discover(&name).await {
                 Ok(Ok(found)) => Ok(found),
-                Ok(Err(e)) => Err(crate::runtime::outcome::wit_error_text(&e)),
-                Err(e) => Err(e.to_string()),
+                Ok(Err(e)) => Err(Failure {
+                    reason: crate::runtime::outcome::wit_error_text(&e),
+                    denied: matches!(e, crate::bindings::warden::provider::types::Error::Denied(_)),
+                }),
+                Err(e) => Err(Failure {
+                    reason: e.to_string(),
+                    denied: matches!(e, Error::Denied { .. }),
+                }),
             };
             Found { name, capabilities }
         });
@@ -194,13 +209,13 @@ pub(super) fn register_sources(
             continue;
         }
         match source.capabilities {
-            Err(reason) => {
+            Err(failure) => {
                 tracing::warn!(
                     plugin = %name, source = %source.name,
-                    "source unavailable, its capabilities are not registered (retried every {} ms): {reason}",
-                    plugin.info.sessions.discovery_retry_ms
+                    "source unavailable, its capabilities are not registered (retried every {} ms): {}",
+                    plugin.info.sessions.discovery_retry_ms, failure.reason
                 );
-                state.pending.insert(source.name, reason);
+                state.pending.insert(source.name, failure);
             }
             Ok(descriptors) => {
                 for d in descriptors {

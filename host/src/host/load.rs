@@ -204,9 +204,25 @@ fn plugin_policy(config: &Config, name: &str, pc: &PluginConfig) -> Result<Polic
         .secrets
         .iter()
         .map(|g| {
-            let value = config
-                .secret_value(&g.name)
-                .map_err(|e| Error::load(name, e))?;
+            if !config.secrets.contains_key(&g.name) {
+                return Err(Error::load(
+                    name,
+                    format!("secret `{}` is granted but not defined under [secrets]", g.name),
+                ));
+            }
+            // A source that cannot be read now (an unset variable) costs
+            // only the requests that would carry the secret.
+            let (value, unavailable) = match config.secret_value(&g.name) {
+                Ok(v) => (v, None),
+                Err(e) => {
+                    let why = match e {
+                        Error::Config(m) => m,
+                        other => other.to_string(),
+                    };
+                    tracing::warn!(plugin = %name, "{why}: requests that would carry secret `{}` are refused", g.name);
+                    (String::new(), Some(why))
+                }
+            };
             let hosts = g
                 .hosts
                 .iter()
@@ -219,6 +235,7 @@ fn plugin_policy(config: &Config, name: &str, pc: &PluginConfig) -> Result<Polic
                 hosts,
                 headers: g.headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
                 methods: g.methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
+                unavailable,
             })
         })
         .collect::<Result<Vec<_>>>()?;

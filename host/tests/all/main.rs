@@ -14,6 +14,7 @@ mod marketplace;
 mod mcp;
 mod mcp_cancel;
 mod mcp_modern;
+mod mcp_secrets;
 mod neighbours;
 mod ownership;
 mod python;

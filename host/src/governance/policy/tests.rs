@@ -196,6 +196,7 @@ fn secrets_go_only_where_and_how_they_are_bound() {
             hosts: vec![EgressRule::parse("https://api.example.com:443").unwrap()],
             headers: vec!["authorization".into(), "x-api-key".into()],
             methods: methods.iter().map(|m| m.to_string()).collect(),
+            unavailable: None,
         }])
     };
     let at = |host, port, header, method| SecretUse {
