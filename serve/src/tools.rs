@@ -55,6 +55,9 @@ fn tool(info: &Arc<CapabilityInfo>) -> Value {
     if !annotations.is_empty() {
         t["annotations"] = Value::Object(annotations);
     }
+    if let Some(icons @ Value::Array(_)) = warden::route::find_hint(&info.flat_metadata, "icons") {
+        t["icons"] = icons.clone();
+    }
     t["_meta"] = json!({
         "dev.warden/version": info.version,
         "dev.warden/plugin": info.plugin,

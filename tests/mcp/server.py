@@ -28,7 +28,7 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import ToolAnnotations
+from mcp_types import Icon, ToolAnnotations
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--port", type=int, default=0)
@@ -142,7 +142,8 @@ def code(code: Annotated[str, Field(pattern="^[A-Z]{3}$")]) -> str:
     return code
 
 
-@server.tool(annotations=ToolAnnotations(destructiveHint=True))
+@server.tool(title="Wipe everything", annotations=ToolAnnotations(destructiveHint=True),
+             icons=[Icon(src="https://example.com/wipe.png", mimeType="image/png", sizes=["48x48"])])
 def wipe() -> str:
     """Pretends to delete everything."""
     return "wiped"

@@ -125,6 +125,17 @@ fn a_hanging_mcp_source_holds_up_no_other_and_is_named() {
         json!({"readOnlyHint": true, "idempotentHint": true, "openWorldHint": false}),
         "{add}"
     );
+    // So do its title and icons.
+    let wipe = m["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "mcp.demo.wipe")
+        .unwrap();
+    assert_eq!(wipe["title"], "Wipe everything", "{wipe}");
+    assert_eq!(wipe["icons"][0]["src"], "https://example.com/wipe.png", "{wipe}");
+    assert_eq!(wipe["icons"][0]["sizes"], json!(["48x48"]), "{wipe}");
+    assert_eq!(wipe["annotations"]["destructiveHint"], true, "{wipe}");
     assert!(
         !names.iter().any(|n| n.starts_with("mcp.stuck.")),
         "{names:?}"

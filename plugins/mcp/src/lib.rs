@@ -259,6 +259,20 @@ fn capability(
     if let Some(r) = &config.retry {
         mcp["retry-strategy"] = r.clone();
     }
+    // Its icons (each with a `src`), a few at most: `warden serve` passes
+    // them on.
+    let icons: Vec<Value> = tool
+        .get("icons")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|i| i.get("src").is_some_and(Value::is_string))
+        .take(8)
+        .cloned()
+        .collect();
+    if !icons.is_empty() {
+        mcp["icons"] = Value::Array(icons);
+    }
     if let Some(t) = tool
         .pointer("/execution/taskSupport")
         .and_then(Value::as_str)
