@@ -85,6 +85,10 @@ impl Toolchain {
                 ] {
                     cmd.env_remove(var);
                 }
+                // Bulk memory, as rustc 1.87 and later enable for wasm by
+                // default: a copy is one `memory.copy` rather than a loop
+                // whose every instruction costs the plugin fuel.
+                cmd.env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+bulk-memory");
                 cmd
             }
         };

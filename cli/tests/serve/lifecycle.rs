@@ -133,7 +133,10 @@ fn a_hanging_mcp_source_holds_up_no_other_and_is_named() {
         .find(|t| t["name"] == "mcp.demo.wipe")
         .unwrap();
     assert_eq!(wipe["title"], "Wipe everything", "{wipe}");
-    assert_eq!(wipe["icons"][0]["src"], "https://example.com/wipe.png", "{wipe}");
+    assert_eq!(
+        wipe["icons"][0]["src"], "https://example.com/wipe.png",
+        "{wipe}"
+    );
     assert_eq!(wipe["icons"][0]["sizes"], json!(["48x48"]), "{wipe}");
     assert_eq!(wipe["annotations"]["destructiveHint"], true, "{wipe}");
     assert!(

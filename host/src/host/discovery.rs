@@ -171,7 +171,10 @@ pub(super) async fn discover_all(
                 Ok(Ok(found)) => Ok(found),
                 Ok(Err(e)) => Err(Failure {
                     reason: crate::runtime::outcome::wit_error_text(&e),
-                    denied: matches!(e, crate::bindings::warden::provider::types::Error::Denied(_)),
+                    denied: matches!(
+                        e,
+                        crate::bindings::warden::provider::types::Error::Denied(_)
+                    ),
                 }),
                 Err(e) => Err(Failure {
                     reason: e.to_string(),

@@ -201,11 +201,7 @@ impl LoadedPlugin {
         self.settle(&store, "describe", r)
     }
 
-    async fn instantiate(
-        &self,
-        store: &mut Store<State>,
-        during: &str,
-    ) -> Result<Guests> {
+    async fn instantiate(&self, store: &mut Store<State>, during: &str) -> Result<Guests> {
         let r = self.timed(self.pre.instantiate_async(&mut *store)).await;
         let instance = self.settle(store, during, r)?;
         let provider = self
@@ -322,12 +318,18 @@ impl LoadedPlugin {
     fn limit_error(&self, capability: &str, limit: Limit) -> Error {
         let l = self.limits();
         let detail = match limit {
-            Limit::Fuel => format!("used all {} units of fuel", l.fuel),
-            Limit::Memory => format!("tried to grow past {} bytes", l.memory),
-            Limit::Time => format!("ran longer than {} ms", l.timeout_ms),
+            Limit::Fuel => format!("used all {} units of fuel (limits.fuel)", l.fuel),
+            Limit::Memory => format!("tried to grow past {} bytes (limits.memory)", l.memory),
+            Limit::Time => format!("ran longer than {} ms (limits.timeout-ms)", l.timeout_ms),
             Limit::Stack => "exhausted the wasm stack".to_string(),
-            Limit::Output => format!("returned more than {} bytes", l.max_output_bytes),
-            Limit::Log => format!("wrote more than {} log lines", l.max_log_lines),
+            Limit::Output => format!(
+                "returned more than {} bytes (limits.max-output-bytes)",
+                l.max_output_bytes
+            ),
+            Limit::Log => format!(
+                "wrote more than {} log lines (limits.max-log-lines)",
+                l.max_log_lines
+            ),
             Limit::Instances => format!(
                 "all {} of its instance slots are in use (max-instances {} + sessions.max {} + 1)",
                 self.share, self.info.max_instances, self.info.sessions.max

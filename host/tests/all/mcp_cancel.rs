@@ -53,7 +53,10 @@ async fn stopped_by_the_time_limit(host: &Host, id: &str) {
 async fn a_session_call_stopped_by_a_limit_is_cancelled_and_its_session_deleted() {
     let server = McpServer::start(&["--era", "legacy"]);
     let host = host(&server, 1500).await;
-    assert_eq!(host.call("mcp.demo.count", json!({})).await.unwrap()["result"], 1);
+    assert_eq!(
+        host.call("mcp.demo.count", json!({})).await.unwrap()["result"],
+        1
+    );
     let session = server
         .requests()
         .into_iter()
@@ -65,17 +68,31 @@ async fn a_session_call_stopped_by_a_limit_is_cancelled_and_its_session_deleted(
     // Told so on the 2025-era wire, where a closed connection is not a
     // cancellation (the DELETE below would end it on this server anyway).
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !server.events().iter().any(|e| e.starts_with("notified cancelled ")) {
-        assert!(Instant::now() < deadline, "no notifications/cancelled: {:?}", server.events());
+    while !server
+        .events()
+        .iter()
+        .any(|e| e.starts_with("notified cancelled "))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no notifications/cancelled: {:?}",
+            server.events()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while !server.deleted().contains(&session) {
-        assert!(Instant::now() < deadline, "the dead session was never deleted");
+        assert!(
+            Instant::now() < deadline,
+            "the dead session was never deleted"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The next call on the key gets a new session and works.
-    assert_eq!(host.call("mcp.demo.count", json!({})).await.unwrap()["result"], 1);
+    assert_eq!(
+        host.call("mcp.demo.count", json!({})).await.unwrap()["result"],
+        1
+    );
     host.shutdown().await;
 }
 
@@ -90,7 +107,10 @@ async fn a_direct_call_stopped_by_a_limit_closes_its_stream_at_2026_07_28() {
         "no notification at 2026-07-28, where closing the stream is the cancellation"
     );
     // The plugin still serves.
-    let out = host.call("mcp.demo.add", json!({"a": 1, "b": 2})).await.unwrap();
+    let out = host
+        .call("mcp.demo.add", json!({"a": 1, "b": 2}))
+        .await
+        .unwrap();
     assert_eq!(out["result"], 3);
     host.shutdown().await;
 }
@@ -114,7 +134,10 @@ async fn a_direct_call_its_caller_gives_up_is_cancelled_on_the_server() {
             "still running when given up"
         );
         assert_cancelled(&server, era).await;
-        let out = host.call("mcp.demo.add", json!({"a": 2, "b": 2})).await.unwrap();
+        let out = host
+            .call("mcp.demo.add", json!({"a": 2, "b": 2}))
+            .await
+            .unwrap();
         assert_eq!(out["result"], 4, "{era}");
         host.shutdown().await;
     }

@@ -59,7 +59,10 @@ auth-secret = "GRANTED"
 
     let out = warden(&cfg, &["call", "mcp.open.add", r#"{"a":1,"b":2}"#]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "the other servers still serve: {stderr}");
+    assert!(
+        out.status.success(),
+        "the other servers still serve: {stderr}"
+    );
 
     let out = warden(&cfg, &["call", "mcp.unset.add", r#"{"a":1,"b":2}"#]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -79,5 +82,9 @@ auth-secret = "GRANTED"
     assert!(!stderr.contains("tok-1"), "never the value: {stderr}");
     // Neither request carrying a secret left the host.
     assert!(unset.requests().is_empty(), "{:?}", unset.requests());
-    assert!(ungranted.requests().is_empty(), "{:?}", ungranted.requests());
+    assert!(
+        ungranted.requests().is_empty(),
+        "{:?}",
+        ungranted.requests()
+    );
 }

@@ -9,11 +9,23 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct McpServer {
+    /// Which SDK serves.
+    sdk: Sdk,
     child: Option<Child>,
     pub port: u16,
     args: Vec<String>,
     log: PathBuf,
     _dir: tempfile::TempDir,
+}
+
+/// The SDK a test server is built on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Sdk {
+    /// `tests/mcp/server.py` on the Python SDK `mcp` 2.3.
+    Python,
+    /// `tests/serve/ts-server.mjs` on the TypeScript SDK v2
+    /// (`@modelcontextprotocol/server` 2.4), 2026-07-28 only.
+    TypeScript,
 }
 
 fn repo() -> PathBuf {
@@ -39,6 +51,23 @@ impl McpServer {
         Self::start_on(0, args)
     }
 
+    /// Starts the TypeScript SDK v2 server (`--sse` to always stream);
+    /// it serves 2026-07-28 only. Needs `tests/serve/node_modules` (`cargo
+    /// xtask test` installs it).
+    pub fn start_ts(args: &[&str]) -> McpServer {
+        let modules = repo().join("tests/serve/node_modules/@modelcontextprotocol/server");
+        assert!(
+            modules.exists(),
+            "{} is missing: run `cargo xtask test` (it runs npm ci in tests/serve)",
+            modules.display()
+        );
+        Self::launch(
+            Sdk::TypeScript,
+            0,
+            args.iter().map(|a| a.to_string()).collect(),
+        )
+    }
+
     /// A port nothing listens on (for a server that is down).
     pub fn free_port() -> u16 {
         std::net::TcpListener::bind("127.0.0.1:0")
@@ -50,12 +79,17 @@ impl McpServer {
 
     /// Starts a server on `port` (which must be free; 0 picks one).
     pub fn start_on(port: u16, args: &[&str]) -> McpServer {
-        let dir = tempfile::tempdir().unwrap();
         let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         if !args.iter().any(|a| a == "--era") {
             args.extend(["--era".to_string(), "legacy".to_string()]);
         }
+        Self::launch(Sdk::Python, port, args)
+    }
+
+    fn launch(sdk: Sdk, port: u16, args: Vec<String>) -> McpServer {
+        let dir = tempfile::tempdir().unwrap();
         let mut s = McpServer {
+            sdk,
             child: None,
             port,
             args,
@@ -69,8 +103,19 @@ impl McpServer {
     fn spawn(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let mut child = Command::new(python())
-                .arg(repo().join("tests/mcp/server.py"))
+            let mut command = match self.sdk {
+                Sdk::Python => {
+                    let mut c = Command::new(python());
+                    c.arg(repo().join("tests/mcp/server.py"));
+                    c
+                }
+                Sdk::TypeScript => {
+                    let mut c = Command::new("node");
+                    c.arg(repo().join("tests/serve/ts-server.mjs"));
+                    c
+                }
+            };
+            let mut child = command
                 .args(["--port", &self.port.to_string(), "--log"])
                 .arg(&self.log)
                 .args(&self.args)

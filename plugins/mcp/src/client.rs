@@ -291,7 +291,8 @@ impl Client {
     /// (`notifications/cancelled`), a session deleted.
     pub fn release(entry: &Value) {
         let text = |k: &str| entry.get(k).and_then(Value::as_str).map(str::to_string);
-        let (Some(name), Some(url), Some(protocol)) = (text("server"), text("url"), text("protocol"))
+        let (Some(name), Some(url), Some(protocol)) =
+            (text("server"), text("url"), text("protocol"))
         else {
             return;
         };

@@ -49,7 +49,9 @@ impl LoadedPlugin {
                 .clone()
                 .ok_or_else(|| Error::Internal("no cleanup export".into()))?;
             self.arm(&mut warm.store);
-            let r = self.timed(guest.call_release(&mut warm.store, &state)).await;
+            let r = self
+                .timed(guest.call_release(&mut warm.store, &state))
+                .await;
             self.settle(&warm.store, "release", r)
         };
         match released.await {
@@ -75,7 +77,9 @@ impl LoadedPlugin {
                 continue;
             }
             self.arm(&mut warm.store);
-            let r = self.timed(guest.call_release(&mut warm.store, &state)).await;
+            let r = self
+                .timed(guest.call_release(&mut warm.store, &state))
+                .await;
             if let Err(e) = self.settle(&warm.store, "release", r) {
                 tracing::warn!(plugin = %self.name(), "releasing an idle instance's remote state failed: {e}");
             }
