@@ -13,7 +13,7 @@ use warden_sdk::Error;
 
 use crate::remains;
 use crate::sse::read_sse_response;
-use crate::wire::{content_text, header_value, rpc_error};
+use crate::wire::{content_text, header_value, rpc_error, transient, Failure};
 
 /// The handshake revision offered, then the older ones accepted as a
 /// server's counter-offer.
@@ -49,23 +49,6 @@ pub struct Endpoint {
     pub wasi_http: bool,
     /// Which revisions to try.
     pub era: Era,
-}
-
-/// Why a request failed.
-#[derive(Debug)]
-pub enum Failure {
-    /// The server no longer knows our session (400 or 404 with a session id).
-    SessionGone(String),
-    /// A 2026-07-28 request refused in a way that means "not this revision".
-    Refused(String),
-    /// Anything else, as the capability's error.
-    Error(Error),
-}
-
-impl From<Error> for Failure {
-    fn from(e: Error) -> Self {
-        Failure::Error(e)
-    }
 }
 
 /// One MCP session (or, against a stateless server, none).
@@ -556,23 +539,5 @@ impl Client {
                 text.trim()
             )),
         })
-    }
-}
-
-impl Failure {
-    fn into_error(self) -> Error {
-        match self {
-            Failure::SessionGone(m) | Failure::Refused(m) => Error::upstream(m),
-            Failure::Error(e) => e,
-        }
-    }
-}
-
-/// A transport failure (connection refused or lost) as `unavailable`; a
-/// refusal by the host's policy stays what it is.
-pub(crate) fn transient(e: Error) -> Error {
-    match e {
-        Error::Upstream(m) => Error::Unavailable(m),
-        other => other,
     }
 }

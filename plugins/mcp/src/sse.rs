@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use warden_sdk::http::StreamingResponse;
 use warden_sdk::Error;
 
-use crate::client::{transient, Failure};
+use crate::wire::{transient, Failure};
 
 /// Reads SSE events until the JSON-RPC response with `id`, then stops
 /// (without waiting for the stream's end). Linear in the bytes read and

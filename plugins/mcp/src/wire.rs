@@ -1,8 +1,43 @@
-//! Small pieces of the MCP wire: header values, JSON-RPC errors as typed
-//! errors, the text of a tool result.
+//! Small pieces of the MCP wire: why a request failed, header values,
+//! JSON-RPC errors as typed errors, the text of a tool result.
 
 use serde_json::Value;
 use warden_sdk::Error;
+
+/// Why a request failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// The server no longer knows our session (400 or 404 with a session id).
+    SessionGone(String),
+    /// A 2026-07-28 request refused in a way that means "not this revision".
+    Refused(String),
+    /// Anything else, as the capability's error.
+    Error(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Error(e)
+    }
+}
+
+impl Failure {
+    pub(crate) fn into_error(self) -> Error {
+        match self {
+            Failure::SessionGone(m) | Failure::Refused(m) => Error::upstream(m),
+            Failure::Error(e) => e,
+        }
+    }
+}
+
+/// A transport failure (connection refused or lost) as `unavailable`; a
+/// refusal by the host's policy stays what it is.
+pub(crate) fn transient(e: Error) -> Error {
+    match e {
+        Error::Upstream(m) => Error::Unavailable(m),
+        other => other,
+    }
+}
 
 /// A header value as 2026-07-28 sends it: plain printable ASCII as is,
 /// anything else as `=?base64?...?=`.
