@@ -139,7 +139,11 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 ),
             }
         }
-        Command::Schema { .. } | Command::Audit { .. } | Command::Serve { .. } => {
+        Command::Schema { .. }
+        | Command::Audit { .. }
+        | Command::Serve { .. }
+        | Command::Check { .. }
+        | Command::Cache { .. } => {
             unreachable!("handled before loading the host")
         }
         Command::Inspect { plugin, json } => {
@@ -159,6 +163,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                     info.provider, info.version, info.description
                 );
                 println!("component   {}", info.component);
+                println!("world       {}", info.world);
+                println!("imports     {}", info.imports.join(", "));
                 println!("digest      {}", info.digest);
                 println!(
                     "instances   {:?}, at most {} at once",

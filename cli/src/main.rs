@@ -6,6 +6,7 @@
 mod approver;
 mod audit;
 mod commands;
+mod component;
 mod schema;
 mod serve;
 
@@ -127,6 +128,22 @@ enum Command {
         #[arg(long)]
         no_watch: bool,
     },
+    /// Say what a component file is, without compiling it: the Warden world
+    /// it implements, its imports and whether this host links each. Exits 0
+    /// when it can be loaded, 2 when not.
+    Check {
+        /// The component (`.wasm`).
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List or clear the compiled-component cache (`[host] cache-dir`,
+    /// `cache-max-bytes` of the configuration if there is one).
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
     /// Show a plugin's descriptors, grants and limits.
     Inspect {
         /// Plugin name from the configuration.
@@ -135,6 +152,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// Every compiled component in the cache, most recently used first.
+    List {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove every compiled component (they are compiled again on the
+    /// next load).
+    Clear,
 }
 
 #[derive(Subcommand)]
@@ -167,10 +197,11 @@ fn main() -> ExitCode {
         }
     };
     // A server says what it does (reloads, sessions ended); one-shot
-    // commands only warn.
+    // commands only warn. Both say when a component is being compiled (slow
+    // on a first load).
     let default_filter = match cli.command {
-        Command::Serve { .. } => "warn,guest=info,warden_serve=info",
-        _ => "warn,guest=info",
+        Command::Serve { .. } => "warn,guest=info,warden_serve=info,warden::compile=info",
+        _ => "warn,guest=info,warden::compile=info",
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -198,6 +229,12 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         };
+    }
+    if let Command::Check { file, json } = &cli.command {
+        return component::check(file, *json);
+    }
+    if let Command::Cache { command } = &cli.command {
+        return component::cache(command, &cli.config);
     }
     if let Command::Schema { command } = cli.command {
         return match schema_command(command) {

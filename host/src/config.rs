@@ -93,6 +93,10 @@ pub struct HostSettings {
     /// Turns the compiled-component cache off.
     #[serde(default)]
     pub no_cache: bool,
+    /// Size cap of the compiled-component cache (`"2GiB"`, the default);
+    /// the least recently used entries are evicted past it.
+    #[serde(default, deserialize_with = "crate::limits::de_size")]
+    pub cache_max_bytes: Option<u64>,
     /// Fixed name resolutions used by egress instead of DNS
     /// (`{ "api.internal" = "10.0.0.7" }`), like curl's `--resolve`. The
     /// address is still checked: a private one needs a by-name grant.
@@ -454,6 +458,15 @@ impl Config {
         std::env::var_os("HOME")
             .filter(|v| !v.is_empty())
             .map(|h| PathBuf::from(h).join(".cache/warden"))
+    }
+
+    /// The compiled-component cache, or `None` if caching is off.
+    pub fn compiled_cache(&self) -> Option<crate::CompiledCache> {
+        let max = self
+            .host
+            .cache_max_bytes
+            .unwrap_or(crate::runtime::cache::DEFAULT_CACHE_MAX_BYTES);
+        self.cache_dir().map(|dir| crate::CompiledCache::new(dir, max))
     }
 }
 

@@ -54,6 +54,7 @@ pub use marketplace::{Manifest, ProviderKind};
 pub use registry::CapabilityInfo;
 pub use route::{Hints, Route};
 pub use runtime::CompileSource;
+pub use runtime::{check_component, CacheEntry, CompiledCache, ComponentReport, ImportCheck};
 pub use runtime::PluginInfo;
 pub use runtime::DEFAULT_SESSION_KEY;
 pub use sandbox::raise_open_file_limit;

@@ -22,7 +22,7 @@ struct Loaded {
 struct Runtime {
     engine: Engine,
     linker: Linker<State>,
-    cache_dir: Option<PathBuf>,
+    cache: Option<crate::CompiledCache>,
     resolve: Arc<std::collections::BTreeMap<String, std::net::IpAddr>>,
 }
 
@@ -134,7 +134,7 @@ fn start_runtime(config: &Config) -> Result<(Runtime, EpochTicker)> {
     let runtime = Runtime {
         engine,
         linker,
-        cache_dir: config.cache_dir(),
+        cache: config.compiled_cache(),
         resolve: Arc::new(config.host.resolve.clone()),
     };
     Ok((runtime, ticker))
@@ -275,8 +275,17 @@ async fn load_plugin(
     pc: &PluginConfig,
 ) -> Result<()> {
     let (path, bytes) = read_component(config, name, pc)?;
+    // Names and versions first: a component this host cannot link fails
+    // now, not after a long compile.
+    let report = crate::runtime::check::check_component(&bytes);
+    if !report.loads() {
+        return Err(Error::load(
+            name,
+            format!("{}: {}", path.display(), report.problems.join("; ")),
+        ));
+    }
     let (component, compiled) =
-        engine::load_component(&runtime.engine, &bytes, runtime.cache_dir.as_deref())
+        engine::load_component(&runtime.engine, &bytes, &path, runtime.cache.as_ref())
             .map_err(|e| Error::load(name, format!("{}: {e}", path.display())))?;
     let pre = runtime
         .linker
@@ -306,6 +315,8 @@ async fn load_plugin(
         max_instances: pc.max_instances,
         capabilities: Vec::new(),
         sessions: pc.sessions,
+        world: report.world.clone().unwrap_or_default(),
+        imports: report.imports.iter().map(|i| i.name.clone()).collect(),
     };
     let plugin_name: Arc<str> = Arc::from(name);
     let egress = Arc::new(Egress::new(

@@ -4,9 +4,8 @@
 
 use crate::error::{Error, Result};
 use crate::sandbox::MAX_TABLE_ELEMENTS;
-use sha2::{Digest, Sha256};
-use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
+use crate::runtime::cache::CompiledCache;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,59 +111,41 @@ pub enum CompileSource {
     Cache,
 }
 
-struct ShaHasher(Sha256);
-
-impl Hasher for ShaHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        self.0.update(bytes);
-    }
-    fn finish(&self) -> u64 {
-        0
-    }
-}
-
-/// The cache file for `bytes` under `engine`: keyed by the component's
-/// content hash and the engine's compatibility hash (version and settings).
-fn cache_path(dir: &Path, engine: &Engine, bytes: &[u8]) -> PathBuf {
-    let mut h = ShaHasher(Sha256::new());
-    engine.precompile_compatibility_hash().hash(&mut h);
-    h.0.update(bytes);
-    let key: String =
-        h.0.finalize()
-            .iter()
-            .take(20)
-            .map(|b| format!("{b:02x}"))
-            .collect();
-    dir.join(format!("{key}.cwasm"))
-}
-
-/// Compiles `bytes`, or loads the compiled form from `cache_dir`.
+/// Compiles `bytes` (the component at `path`), or loads the compiled form
+/// from `cache`. A compile (seconds for a big component, more in a debug
+/// build) is announced first, with the size and where the result goes.
 pub(crate) fn load_component(
     engine: &Engine,
     bytes: &[u8],
-    cache_dir: Option<&Path>,
+    path: &Path,
+    cache: Option<&CompiledCache>,
 ) -> Result<(Component, CompileSource), String> {
-    let Some(dir) = cache_dir else {
+    let size = format!("{:.1} MB", bytes.len() as f64 / 1e6);
+    let Some(cache) = cache else {
+        tracing::info!(target: "warden::compile", "compiling {} ({size}; the compiled cache is off)", path.display());
         return compile(engine, bytes).map(|c| (c, CompileSource::Compiled));
     };
-    let path = cache_path(dir, engine, bytes);
-    if path.exists() {
-        // SAFETY: the file is one this host wrote with `precompile_component`
-        // for this engine configuration (the key covers both); wasmtime also
-        // checks the compatibility header and refuses a mismatch.
-        match unsafe { Component::deserialize_file(engine, &path) } {
-            Ok(c) => return Ok((c, CompileSource::Cache)),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), "ignoring unusable compiled cache entry: {e}")
-            }
-        }
+    let entry = cache.path_for(engine, bytes);
+    if let Some(c) = cache.get(engine, &entry) {
+        return Ok((c, CompileSource::Cache));
     }
+    tracing::info!(
+        target: "warden::compile",
+        "compiling {} ({size}); the first load of this build takes a while, later loads come from the cache in {}",
+        path.display(),
+        cache.dir().display()
+    );
+    let started = std::time::Instant::now();
     let compiled = engine
         .precompile_component(bytes)
         .map_err(|e| describe_compile_error(&e))?;
-    if let Err(e) = write_atomically(dir, &path, &compiled) {
-        tracing::warn!(dir = %dir.display(), "cannot write the compiled-component cache: {e}");
-    }
+    tracing::info!(
+        target: "warden::compile",
+        "compiled {} in {:.1} s",
+        path.display(),
+        started.elapsed().as_secs_f64()
+    );
+    cache.put(&entry, &compiled);
     // SAFETY: `compiled` was produced just now by this engine.
     let component = unsafe { Component::deserialize(engine, &compiled) }
         .map_err(|e| format!("loading compiled component: {e}"))?;
@@ -177,20 +158,6 @@ fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, String> {
 
 fn describe_compile_error(e: &wasmtime::Error) -> String {
     format!("not a valid WebAssembly component: {e:#}")
-}
-
-/// Writes `data` to `path` through a temporary file of its own: named after
-/// the entry, the process and the thread, so that loads running at once (in
-/// one process or several) never write into each other's file and rename
-/// one component's compiled code under another's key.
-fn write_atomically(dir: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("entry");
-    let thread = format!("{:?}", std::thread::current().id());
-    let thread: String = thread.chars().filter(char::is_ascii_digit).collect();
-    let tmp = dir.join(format!(".{name}.{}.{thread}.tmp", std::process::id()));
-    std::fs::write(&tmp, data)?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

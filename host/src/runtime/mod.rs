@@ -2,11 +2,15 @@
 //! component with its instance pool, and the session pool. Stands on the
 //! sandbox (per-instance state), egress and governance.
 
+pub(crate) mod cache;
+pub(crate) mod check;
 pub(crate) mod engine;
 pub(crate) mod outcome;
 pub(crate) mod plugin;
 pub(crate) mod sessions;
 
+pub use cache::{CacheEntry, CompiledCache};
+pub use check::{check_component, ComponentReport, ImportCheck};
 pub use engine::CompileSource;
 pub use plugin::PluginInfo;
 pub use sessions::DEFAULT_SESSION_KEY;

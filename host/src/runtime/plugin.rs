@@ -56,6 +56,10 @@ pub struct PluginInfo {
     pub capabilities: Vec<String>,
     /// Its session pool settings.
     pub sessions: crate::config::SessionSettings,
+    /// The `warden:provider` world it implements ([`check_component`](crate::check_component)).
+    pub world: String,
+    /// What it imports (WASI and contract interfaces, with versions).
+    pub imports: Vec<String>,
 }
 
 /// The exports of a plugin, looked up once per component.
