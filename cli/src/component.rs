@@ -25,7 +25,11 @@ pub(crate) fn check(file: &Path, json: bool) -> ExitCode {
             }
         }
     } else {
-        println!("file      {} ({:.1} MB)", file.display(), report.bytes as f64 / 1e6);
+        println!(
+            "file      {} ({:.1} MB)",
+            file.display(),
+            report.bytes as f64 / 1e6
+        );
         println!(
             "world     {}",
             report.world.as_deref().unwrap_or("(not a Warden provider)")

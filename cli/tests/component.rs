@@ -21,10 +21,7 @@ fn warden(args: &[&str], cache: &Path) -> Output {
 
 fn check(file: &Path) -> (i32, Value) {
     let cache = tempfile::tempdir().unwrap();
-    let o = warden(
-        &["check", file.to_str().unwrap(), "--json"],
-        cache.path(),
-    );
+    let o = warden(&["check", file.to_str().unwrap(), "--json"], cache.path());
     let report: Value = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
     (o.status.code().unwrap(), report)
@@ -42,8 +39,15 @@ fn check_names_the_world_and_the_imports_without_compiling() {
         .iter()
         .map(|i| i["name"].as_str().unwrap())
         .collect();
-    assert!(imports.contains(&"warden:provider/http-client@0.1.0"), "{r}");
-    assert!(r["imports"].as_array().unwrap().iter().all(|i| i["links"] == true));
+    assert!(
+        imports.contains(&"warden:provider/http-client@0.1.0"),
+        "{r}"
+    );
+    assert!(r["imports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["links"] == true));
 
     // A Python provider (componentize-py): WASI 0.2.x imports link.
     let (code, r) = check(&component("python-net"));
@@ -97,7 +101,10 @@ fn check_names_the_world_and_the_imports_without_compiling() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("WASI 0.3") && err.contains("p3"), "{err}");
-    assert!(!err.contains("compiling"), "refused before compiling: {err}");
+    assert!(
+        !err.contains("compiling"),
+        "refused before compiling: {err}"
+    );
 
     // Not a component at all.
     let (code, r) = check(Path::new(env!("CARGO_BIN_EXE_warden")));

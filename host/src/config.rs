@@ -466,7 +466,8 @@ impl Config {
             .host
             .cache_max_bytes
             .unwrap_or(crate::runtime::cache::DEFAULT_CACHE_MAX_BYTES);
-        self.cache_dir().map(|dir| crate::CompiledCache::new(dir, max))
+        self.cache_dir()
+            .map(|dir| crate::CompiledCache::new(dir, max))
     }
 }
 

@@ -12,13 +12,15 @@
 //!   suite.
 
 mod bindings;
+mod langs;
 mod sys;
 mod toolchain;
 
 use anyhow::{bail, Context, Result};
+use langs::{build_js_guests, build_python_guests, ensure_node_clients, ensure_python_env};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use sys::{apt_install, check, host_cargo, Manifest};
+use sys::{check, host_cargo, Manifest};
 use toolchain::Toolchain;
 
 /// Guest crates of this workspace and the component file each becomes.
@@ -56,7 +58,8 @@ fn run() -> Result<()> {
         },
         Some("build-guests") => {
             build_guests(&root)?;
-            build_python_guests(&root).map(|_| ())
+            build_python_guests(&root)?;
+            build_js_guests(&root).map(|_| ())
         }
         Some("build-plugin") => build_plugin_task(&args[1..]),
         Some("demo") => demo(&root),
@@ -236,154 +239,6 @@ fn write_component(out_dir: &Path, name: &str, component: &[u8]) -> Result<PathB
     Ok(dest)
 }
 
-/// The Python package the MCP tests' server is built on.
-const PYTHON_MCP: &str = "mcp==2.3.0";
-
-/// A virtual environment in `.venv/` with the official MCP Python SDK, for
-/// the MCP tests' and benchmark's server (`tests/mcp/server.py`).
-/// The Python packages the tests use, installed into `.venv/`: the MCP SDK
-/// (for MCP servers and clients) and componentize-py (for Python guests).
-const PYTHON_PACKAGES: &[&str] = &[PYTHON_MCP, COMPONENTIZE_PY];
-const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
-
-/// Python guests (a folder holding `app.py`, world `plugin` of `wit/`) and
-/// the component file each becomes.
-const PYTHON_GUESTS: &[(&str, &str)] = &[("tests/guests/python-net", "python-net")];
-
-fn ensure_python_env(root: &Path) -> Result<PathBuf> {
-    let venv = root.join(".venv");
-    let python = venv.join("bin/python");
-    let ready = || {
-        let quiet = |c: &mut Command| {
-            c.stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        quiet(Command::new(&python).args(["-c", "import mcp.server.mcpserver, uvicorn"]))
-            && quiet(Command::new(venv.join("bin/componentize-py")).arg("--version"))
-    };
-    if ready() {
-        return Ok(python);
-    }
-    let make_venv = || {
-        Command::new("python3")
-            .args(["-m", "venv", "--clear"])
-            .arg(&venv)
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !python.exists() && !make_venv() {
-        // Debian splits venv (and ensurepip) out of python3.
-        apt_install(&["python3", "python3-venv"])
-            .context("cannot create a Python virtual environment")?;
-        if !make_venv() {
-            bail!("python3 -m venv {} failed", venv.display());
-        }
-    }
-    println!(
-        "xtask: installing {} into {}",
-        PYTHON_PACKAGES.join(", "),
-        venv.display()
-    );
-    check(
-        Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check"])
-            .args(PYTHON_PACKAGES)
-            .status()
-            .context("running pip")?,
-        "pip install",
-    )?;
-    if !ready() {
-        bail!(
-            "{} installed but `import mcp.server.mcpserver` or `componentize-py --version` still fails",
-            PYTHON_PACKAGES.join(", ")
-        );
-    }
-    Ok(python)
-}
-
-/// The MCP clients the `warden serve` tests drive from npm (the TypeScript
-/// SDK v2 client and MCP Inspector's CLI), installed from
-/// `tests/serve/package-lock.json` into `tests/serve/node_modules/`.
-fn ensure_node_clients(root: &Path) -> Result<()> {
-    let dir = root.join("tests/serve");
-    let lock = dir.join("package-lock.json");
-    let stamp = dir.join("node_modules/.package-lock.json");
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    if modified(&stamp).is_some_and(|s| modified(&lock).is_some_and(|l| s >= l)) {
-        return Ok(());
-    }
-    let has_npm = || {
-        Command::new("npm")
-            .arg("--version")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !has_npm() {
-        apt_install(&["nodejs", "npm"]).context("the serve tests need node and npm")?;
-    }
-    println!(
-        "xtask: installing the npm MCP clients into {}",
-        dir.join("node_modules").display()
-    );
-    check(
-        Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&dir)
-            .status()
-            .context("running npm")?,
-        "npm ci",
-    )
-}
-
-/// Builds each Python guest with componentize-py into `target/components/`,
-/// unless its component is newer than its sources and the WIT.
-fn build_python_guests(root: &Path) -> Result<Vec<PathBuf>> {
-    ensure_python_env(root)?;
-    let componentize = root.join(".venv/bin/componentize-py");
-    let out_dir = target_dir(root).join("components");
-    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    let newest = |dir: &Path| -> Result<std::time::SystemTime> {
-        let mut newest = std::time::SystemTime::UNIX_EPOCH;
-        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-            let meta = entry?.metadata()?;
-            if meta.is_file() {
-                newest = newest.max(meta.modified()?);
-            }
-        }
-        Ok(newest)
-    };
-    let mut built = Vec::new();
-    for (dir, name) in PYTHON_GUESTS {
-        let src = root.join(dir);
-        let out = out_dir.join(format!("{name}.wasm"));
-        let sources = newest(&src)?.max(newest(&root.join("wit"))?);
-        let current = std::fs::metadata(&out)
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t >= sources);
-        if !current {
-            println!("xtask: building {dir} with {COMPONENTIZE_PY} (about 15 s)");
-            check(
-                Command::new(&componentize)
-                    .current_dir(root)
-                    .args(["-d", "wit", "-w", "plugin", "componentize", "app", "-p"])
-                    .arg(&src)
-                    .arg("-o")
-                    .arg(&out)
-                    .stdout(std::process::Stdio::null())
-                    .status()
-                    .context("running componentize-py")?,
-                "componentize-py",
-            )?;
-        }
-        built.push(out);
-    }
-    Ok(built)
-}
-
 fn build_host(root: &Path) -> Result<PathBuf> {
     let status = host_cargo(root)
         .args(["build", "-p", "warden-cli", "--bin", "warden"])
@@ -394,6 +249,8 @@ fn build_host(root: &Path) -> Result<PathBuf> {
 
 fn demo(root: &Path) -> Result<()> {
     build_guests(root)?;
+    build_python_guests(root)?;
+    build_js_guests(root)?;
     let warden = build_host(root)?;
     let config = root.join("examples/demo/warden.toml");
     let cfg = config.to_str().context("non-UTF-8 path")?;
@@ -404,6 +261,15 @@ fn demo(root: &Path) -> Result<()> {
         ("", &["call", "json.flatten", r#"{"value":{"mcp":{"requires-session":true,"server":{"url":"http://x"}}}}"#]),
         ("", &["call", "hello.greet", r#"{"name":"Ada"}"#]),
         ("", &["call", "files.read", r#"{"path":"/data/notes.txt"}"#]),
+        (
+            "Plugins in Python (componentize-py) and JavaScript (ComponentizeJS), same contract and grants",
+            &["call", "pyexample.stats", r#"{"text":"written in Python,\nserved by Warden"}"#],
+        ),
+        ("", &["call", "jsexample.read", r#"{"path":"/data/notes.txt"}"#]),
+        (
+            "A JavaScript plugin's fetch without a network grant (exit 3)",
+            &["call", "jsexample.fetch", r#"{"url":"http://127.0.0.1:9/"}"#],
+        ),
         (
             "A runaway call: 100 million SHA-256 rounds, stopped by the plugin's fuel limit (exit 4)",
             &["call", "text.hash", r#"{"text":"x","rounds":100000000}"#],
@@ -727,6 +593,7 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     package_sdk(root)?;
     build_guests(root)?;
     build_python_guests(root)?;
+    build_js_guests(root)?;
     ensure_node_clients(root)?;
     // Guest crates compile natively too (their imports become stubs), so
     // their unit tests run with everything else.

@@ -162,7 +162,9 @@ impl CompiledCache {
                 "evicted {n} least recently used compiled components (host.cache-max-bytes = {})",
                 self.max_bytes
             ),
-            Err(e) => tracing::warn!(dir = %self.dir.display(), "cannot evict from the compiled-component cache: {e}"),
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), "cannot evict from the compiled-component cache: {e}")
+            }
         }
     }
 

@@ -152,8 +152,7 @@ pub fn check_component(bytes: &[u8]) -> ComponentReport {
                 report.problems.push(format!(
                     "it exports `{e}`, which is not part of the Warden contract"
                 ));
-            } else if !version.is_some_and(|v| v.starts_with(&format!("{CONTRACT_VERSION}.")))
-            {
+            } else if !version.is_some_and(|v| v.starts_with(&format!("{CONTRACT_VERSION}."))) {
                 report.problems.push(format!(
                     "it exports `{e}`, a version of the contract this host does not speak ({CONTRACT}@{CONTRACT_VERSION}.x)"
                 ));
@@ -230,15 +229,16 @@ fn read_names(bytes: &[u8], report: &mut ComponentReport) -> Result<(), String> 
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
         return Err("not a WebAssembly file".into());
     }
-    let invalid = |e: wasmparser::BinaryReaderError| {
-        format!("not a valid WebAssembly component: {e}")
-    };
+    let invalid =
+        |e: wasmparser::BinaryReaderError| format!("not a valid WebAssembly component: {e}");
     let mut parser = Parser::new(0);
     let mut data = bytes;
     loop {
         let (payload, consumed) = match parser.parse(data, true).map_err(invalid)? {
             Chunk::Parsed { consumed, payload } => (payload, consumed),
-            Chunk::NeedMoreData(_) => return Err("not a valid WebAssembly component: truncated".into()),
+            Chunk::NeedMoreData(_) => {
+                return Err("not a valid WebAssembly component: truncated".into())
+            }
         };
         data = &data[consumed..];
         match payload {

@@ -3,8 +3,8 @@
 //! components.
 
 use crate::error::{Error, Result};
-use crate::sandbox::MAX_TABLE_ELEMENTS;
 use crate::runtime::cache::CompiledCache;
+use crate::sandbox::MAX_TABLE_ELEMENTS;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -9,6 +9,7 @@ mod exactness;
 mod governance;
 mod hostile_suite;
 mod http;
+mod languages;
 mod limits;
 mod marketplace;
 mod mcp;
