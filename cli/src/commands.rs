@@ -143,6 +143,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Audit { .. }
         | Command::Serve { .. }
         | Command::Check { .. }
+        | Command::New { .. }
         | Command::Cache { .. } => {
             unreachable!("handled before loading the host")
         }

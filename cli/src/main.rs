@@ -7,6 +7,7 @@ mod approver;
 mod audit;
 mod commands;
 mod component;
+mod new;
 mod schema;
 mod serve;
 
@@ -138,6 +139,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a minimal working plugin: its sources, a build script and a
+    /// `warden.toml` that loads it.
+    New {
+        /// The plugin's name (lower-case letters, digits, `-`); its
+        /// capability is `NAME.echo`.
+        name: String,
+        /// The language.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: new::Lang,
+        /// Where to write it (default: ./NAME; must be empty or absent).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// The warden-sdk crate to depend on (Rust; default: the SDK of the
+        /// checkout this CLI was built from, else crates.io).
+        #[arg(long, value_name = "PATH")]
+        sdk: Option<PathBuf>,
+    },
     /// List or clear the compiled-component cache (`[host] cache-dir`,
     /// `cache-max-bytes` of the configuration if there is one).
     Cache {
@@ -232,6 +250,21 @@ fn main() -> ExitCode {
     }
     if let Command::Check { file, json } = &cli.command {
         return component::check(file, *json);
+    }
+    if let Command::New {
+        name,
+        lang,
+        dir,
+        sdk,
+    } = &cli.command
+    {
+        return match new::new(name, *lang, dir.clone(), sdk.clone()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
     }
     if let Command::Cache { command } = &cli.command {
         return component::cache(command, &cli.config);
