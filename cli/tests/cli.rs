@@ -136,6 +136,9 @@ fn list_call_inspect_and_exit_codes() {
         "hostile.spin",
         "sha256:",
         "test.nested.key",
+        // The world and imports, as `warden check` reads them.
+        "world       warden:provider/",
+        "wasi:sockets/tcp@0.2",
     ] {
         assert!(text.contains(needle), "inspect lacks {needle}: {text}");
     }
