@@ -187,6 +187,13 @@ impl Auditor {
         scope.call_id.push_str(call_id);
     }
 
+    /// The capability and call id of the call this instance is in (or was
+    /// last in).
+    pub(crate) fn current(&self) -> (String, String) {
+        let scope = self.scope();
+        (scope.capability.clone(), scope.call_id.clone())
+    }
+
     /// Ends the entry into the guest in progress: what it counted instead
     /// of writing is written as one summary record per effect, and the
     /// per-call counts start again.

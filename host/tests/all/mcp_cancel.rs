@@ -52,7 +52,11 @@ async fn stopped_by_the_time_limit(host: &Host, id: &str) {
 #[tokio::test]
 async fn a_session_call_stopped_by_a_limit_is_cancelled_and_its_session_deleted() {
     let server = McpServer::start(&["--era", "legacy"]);
-    let host = host(&server, 1500).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = mcp_config(&[Server::of("demo", &server)], SessionSettings::default());
+    c.plugins.get_mut("mcp").unwrap().limits.timeout_ms = Some(1500);
+    let (c, log) = crate::util::with_audit(c, dir.path());
+    let host = Host::new(c).await.expect("host loads");
     assert_eq!(
         host.call("mcp.demo.count", json!({})).await.unwrap()["result"],
         1

@@ -27,6 +27,9 @@ impl LoadedPlugin {
     pub(super) fn abandon(self: &Arc<Self>, warm: Warm) {
         let mut warm = warm;
         let state = std::mem::take(&mut warm.store.data_mut().remote_state);
+        // The release's effects are recorded under the call that left the
+        // state behind.
+        let (capability, call_id) = warm.store.data().auditor.current();
         drop(warm);
         if state.is_empty() || self.exports.cleanup.is_none() {
             return;
@@ -36,14 +39,19 @@ impl LoadedPlugin {
             return;
         };
         let plugin = self.clone();
-        runtime.spawn(async move { plugin.release(state).await });
+        runtime.spawn(async move {
+            let during = format!("release after {capability}");
+            plugin.release(state, &during, &call_id).await
+        });
     }
 
     /// Ends the remote state a dead instance left: `cleanup.release` on a
-    /// fresh instance. Failures are logged.
-    pub(crate) async fn release(&self, state: String) {
+    /// fresh instance, its records under `during` and `call_id`. Failures
+    /// are logged.
+    pub(crate) async fn release(&self, state: String, during: &str, call_id: &str) {
         let released = async {
-            let mut warm = self.new_instance("release").await?;
+            let mut warm = self.new_instance(during).await?;
+            warm.store.data().auditor.enter(during, call_id);
             let guest = warm
                 .cleanup
                 .clone()
@@ -76,6 +84,7 @@ impl LoadedPlugin {
             if state.is_empty() {
                 continue;
             }
+            warm.store.data().auditor.enter("release at shutdown", "");
             self.arm(&mut warm.store);
             let r = self
                 .timed(guest.call_release(&mut warm.store, &state))
