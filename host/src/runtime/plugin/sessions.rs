@@ -105,7 +105,9 @@ impl LoadedPlugin {
 
     /// Closes a session: the guest's resource is dropped (a provider ends the
     /// remote session then, e.g. MCP `DELETE`) and its instance discarded.
-    pub(crate) async fn close_session(&self, mut live: LiveSession) {
+    /// Remote state the instance still reports (the close failed or hit a
+    /// limit) is released from a fresh instance.
+    pub(crate) async fn close_session(self: &Arc<Self>, mut live: LiveSession) {
         self.arm(&mut live.warm.store);
         let r = self
             .timed(live.handle.resource_drop_async(&mut live.warm.store))
@@ -113,5 +115,6 @@ impl LoadedPlugin {
         if let Err(e) = self.settle(&live.warm.store, "close session", r) {
             tracing::warn!(plugin = %self.name(), "closing a session failed: {e}");
         }
+        self.abandon(live.warm);
     }
 }
