@@ -124,12 +124,12 @@ pub fn check_provider_meta(kind: ProviderKind, meta: &Map<String, Json>) -> Resu
                 "provider-meta `{k}` would hold a secret value; name the secret with `auth-secret` instead (values never go into snapshots)"
             ));
         }
-        if INT_META_KEYS.contains(&k.as_str()) && !v.as_u64().is_some_and(|n| n > 0) {
+        if INT_META_KEYS.contains(&k.as_str()) && v.as_u64().is_none_or(|n| n == 0) {
             return Err(format!(
                 "provider-meta `{k}` must be a positive integer, got {v}"
             ));
         }
-        if k == "auth-secret" && !v.as_str().is_some_and(|s| !s.is_empty()) {
+        if k == "auth-secret" && v.as_str().is_none_or(str::is_empty) {
             return Err(format!(
                 "provider-meta `auth-secret` must be a secret name, got {v}"
             ));

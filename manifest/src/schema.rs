@@ -865,10 +865,10 @@ fn object(obj: &Map<String, Json>, at: &str, notes: &mut Vec<String>, depth: usi
 }
 
 fn simplify_union(mut ts: Vec<TypeExpr>) -> TypeExpr {
-    if ts.iter().any(|t| *t == TypeExpr::Any) {
+    if ts.contains(&TypeExpr::Any) {
         return TypeExpr::Any;
     }
-    let had_nil = ts.iter().any(|t| *t == TypeExpr::Nil);
+    let had_nil = ts.contains(&TypeExpr::Nil);
     ts.retain(|t| *t != TypeExpr::Nil);
     let core = match ts.len() {
         0 => return TypeExpr::Nil,

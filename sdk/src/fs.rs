@@ -33,13 +33,10 @@ fn resolve(path: &str) -> Result<(Descriptor, String), Error> {
             Some(String::new())
         } else if root_trim.is_empty() && path.starts_with('/') {
             Some(path.trim_start_matches('/').to_string())
-        } else if let Some(rest) = path
-            .strip_prefix(root_trim)
-            .and_then(|r| r.strip_prefix('/'))
-        {
-            Some(rest.to_string())
         } else {
-            None
+            path.strip_prefix(root_trim)
+                .and_then(|r| r.strip_prefix('/'))
+                .map(str::to_string)
         };
         if let Some(rel) = rel {
             if best
