@@ -47,8 +47,7 @@ pub(crate) fn new(
             .replace("{{crate}}", &name.replace('-', "_"))
     };
     let mut files: Vec<(&str, String)> = Vec::new();
-    let limits;
-    match lang {
+    let limits = match lang {
         Lang::Rust => {
             let sdk = sdk_dependency(sdk)?;
             files.push((
@@ -58,7 +57,7 @@ pub(crate) fn new(
             files.push(("src/lib.rs", fill(include_str!("../templates/rust-lib.rs"))));
             files.push(("build.sh", fill(include_str!("../templates/rust-build.sh"))));
             files.push((".gitignore", "target/\n*.wasm\n".into()));
-            limits = "";
+            ""
         }
         Lang::Python => {
             files.push(("app.py", fill(include_str!("../templates/python-app.py"))));
@@ -68,7 +67,7 @@ pub(crate) fn new(
             ));
             files.push(("wit/warden.wit", WIT.to_string()));
             files.push((".gitignore", "__pycache__/\n*.wasm\n".into()));
-            limits = "# The Python interpreter needs more memory than the default 64 MiB.\nlimits = { memory = \"128MiB\" }\n";
+            "# The Python interpreter needs more memory than the default 64 MiB.\nlimits = { memory = \"128MiB\" }\n"
         }
         Lang::Js => {
             files.push(("plugin.js", fill(include_str!("../templates/js-plugin.js"))));
@@ -79,9 +78,9 @@ pub(crate) fn new(
             ));
             files.push(("wit/warden.wit", WIT.to_string()));
             files.push((".gitignore", "node_modules/\n*.wasm\n".into()));
-            limits = "# The JavaScript engine needs more memory than the default 64 MiB.\nlimits = { memory = \"128MiB\" }\n";
+            "# The JavaScript engine needs more memory than the default 64 MiB.\nlimits = { memory = \"128MiB\" }\n"
         }
-    }
+    };
     files.push((
         "warden.toml",
         fill(include_str!("../templates/warden.toml")).replace("{{limits}}", limits),

@@ -96,7 +96,7 @@ impl CompiledCache {
                 last_used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
             });
         }
-        entries.sort_by(|a, b| b.last_used.cmp(&a.last_used));
+        entries.sort_by_key(|e| std::cmp::Reverse(e.last_used));
         Ok(entries)
     }
 

@@ -242,10 +242,8 @@ fn read_names(bytes: &[u8], report: &mut ComponentReport) -> Result<(), String> 
         };
         data = &data[consumed..];
         match payload {
-            Payload::Version { encoding, .. } => {
-                if encoding != Encoding::Component {
-                    return Err("a core WebAssembly module, not a component: make one with `wasm-tools component new` (or build for wasm32-wasip2, componentize-py, jco)".into());
-                }
+            Payload::Version { encoding, .. } if encoding != Encoding::Component => {
+                return Err("a core WebAssembly module, not a component: make one with `wasm-tools component new` (or build for wasm32-wasip2, componentize-py, jco)".into());
             }
             Payload::ComponentImportSection(section) => {
                 for import in section {

@@ -98,6 +98,19 @@ async fn a_session_call_stopped_by_a_limit_is_cancelled_and_its_session_deleted(
         1
     );
     host.shutdown().await;
+    // The release's requests are audited under the call that left the
+    // session behind.
+    let records = crate::governance::records(&log);
+    let stopped = records
+        .iter()
+        .find(|r| r.effect == "limit" && r.capability == "mcp.demo.slow")
+        .expect("the limit is recorded");
+    assert!(
+        records.iter().any(|r| r.effect == "egress"
+            && r.capability == "release after mcp.demo.slow"
+            && r.call_id == stopped.call_id),
+        "{records:#?}"
+    );
 }
 
 #[tokio::test]
