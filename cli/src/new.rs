@@ -46,44 +46,58 @@ pub(crate) fn new(
         t.replace("{{name}}", name)
             .replace("{{crate}}", &name.replace('-', "_"))
     };
-    let mut files: Vec<(&str, String)> = Vec::new();
-    let limits = match lang {
+    // Per language: its sources, what git should ignore, and for an
+    // interpreter its name (it builds from the deps-free WIT and needs more
+    // memory).
+    let (mut files, ignored, interpreter): (Vec<(&str, String)>, &str, Option<&str>) = match lang {
         Lang::Rust => {
             let sdk = sdk_dependency(sdk)?;
-            files.push((
-                "Cargo.toml",
-                fill(include_str!("../templates/rust-Cargo.toml")).replace("{{sdk}}", &sdk),
-            ));
-            files.push(("src/lib.rs", fill(include_str!("../templates/rust-lib.rs"))));
-            files.push(("build.sh", fill(include_str!("../templates/rust-build.sh"))));
-            files.push((".gitignore", "target/\n*.wasm\n".into()));
-            ""
+            let cargo = fill(include_str!("../templates/rust-Cargo.toml")).replace("{{sdk}}", &sdk);
+            (
+                vec![
+                    ("Cargo.toml", cargo),
+                    ("src/lib.rs", fill(include_str!("../templates/rust-lib.rs"))),
+                    ("build.sh", fill(include_str!("../templates/rust-build.sh"))),
+                ],
+                "target/",
+                None,
+            )
         }
-        Lang::Python => {
-            files.push(("app.py", fill(include_str!("../templates/python-app.py"))));
-            files.push((
-                "build.sh",
-                fill(include_str!("../templates/python-build.sh")),
-            ));
+        Lang::Python => (
+            vec![
+                ("app.py", fill(include_str!("../templates/python-app.py"))),
+                (
+                    "build.sh",
+                    fill(include_str!("../templates/python-build.sh")),
+                ),
+            ],
+            "__pycache__/",
+            Some("Python interpreter"),
+        ),
+        Lang::Js => (
+            vec![
+                ("plugin.js", fill(include_str!("../templates/js-plugin.js"))),
+                ("build.mjs", fill(include_str!("../templates/js-build.mjs"))),
+                (
+                    "package.json",
+                    fill(include_str!("../templates/js-package.json")),
+                ),
+            ],
+            "node_modules/",
+            Some("JavaScript engine"),
+        ),
+    };
+    files.push((".gitignore", format!("{ignored}\n*.wasm\n")));
+    let limits = match interpreter {
+        Some(what) => {
             files.push(("wit/warden.wit", WIT.to_string()));
-            files.push((".gitignore", "__pycache__/\n*.wasm\n".into()));
-            "# The Python interpreter needs more memory than the default 64 MiB.\nlimits = { memory = \"128MiB\" }\n"
+            format!("# The {what} needs more memory than the default 64 MiB.\nlimits = {{ memory = \"128MiB\" }}\n")
         }
-        Lang::Js => {
-            files.push(("plugin.js", fill(include_str!("../templates/js-plugin.js"))));
-            files.push(("build.mjs", fill(include_str!("../templates/js-build.mjs"))));
-            files.push((
-                "package.json",
-                fill(include_str!("../templates/js-package.json")),
-            ));
-            files.push(("wit/warden.wit", WIT.to_string()));
-            files.push((".gitignore", "node_modules/\n*.wasm\n".into()));
-            "# The JavaScript engine needs more memory than the default 64 MiB.\nlimits = { memory = \"128MiB\" }\n"
-        }
+        None => String::new(),
     };
     files.push((
         "warden.toml",
-        fill(include_str!("../templates/warden.toml")).replace("{{limits}}", limits),
+        fill(include_str!("../templates/warden.toml")).replace("{{limits}}", &limits),
     ));
     for (path, text) in &files {
         let path = dir.join(path);

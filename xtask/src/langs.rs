@@ -93,25 +93,12 @@ pub(crate) fn build_python_guests(root: &Path) -> Result<Vec<PathBuf>> {
     let componentize = root.join(".venv/bin/componentize-py");
     let out_dir = target_dir(root).join("components");
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    let newest = |dir: &Path| -> Result<std::time::SystemTime> {
-        let mut newest = std::time::SystemTime::UNIX_EPOCH;
-        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-            let meta = entry?.metadata()?;
-            if meta.is_file() {
-                newest = newest.max(meta.modified()?);
-            }
-        }
-        Ok(newest)
-    };
     let mut built = Vec::new();
     for (dir, name) in PYTHON_GUESTS {
         let src = root.join(dir);
         let out = out_dir.join(format!("{name}.wasm"));
         let sources = newest(&src)?.max(newest(&root.join("wit/plugin"))?);
-        let current = std::fs::metadata(&out)
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t >= sources);
-        if !current {
+        if !modified(&out).is_some_and(|t| t >= sources) {
             println!("xtask: building {dir} with {COMPONENTIZE_PY} (about 15 s)");
             check(
                 Command::new(&componentize)
@@ -154,17 +141,9 @@ pub(crate) fn build_js_guests(root: &Path) -> Result<Vec<PathBuf>> {
         let src = root.join(dir);
         npm_ci(&src, "ComponentizeJS")?;
         let out = out_dir.join(format!("{name}.wasm"));
-        let mut sources = std::time::SystemTime::UNIX_EPOCH;
-        for f in [
-            "plugin.js",
-            "build.mjs",
-            "wit/world.wit",
-            "package-lock.json",
-        ] {
-            sources = sources.max(modified(&src.join(f)).context(format!("{dir}/{f} is missing"))?);
-        }
-        sources = sources
-            .max(modified(&root.join("wit/plugin/warden.wit")).context("wit/plugin/warden.wit")?);
+        let sources = newest(&src)?
+            .max(newest(&src.join("wit"))?)
+            .max(newest(&root.join("wit/plugin"))?);
         if modified(&out).is_some_and(|t| t >= sources) {
             built.push(out);
             continue;
@@ -182,6 +161,20 @@ pub(crate) fn build_js_guests(root: &Path) -> Result<Vec<PathBuf>> {
         built.push(out);
     }
     Ok(built)
+}
+
+/// When the newest source file directly in `dir` was modified (a built
+/// `.wasm` there is an output, not a source).
+fn newest(dir: &Path) -> Result<std::time::SystemTime> {
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_file() && entry.path().extension().is_none_or(|e| e != "wasm") {
+            newest = newest.max(meta.modified()?);
+        }
+    }
+    Ok(newest)
 }
 
 fn modified(p: &Path) -> Option<std::time::SystemTime> {

@@ -152,7 +152,7 @@ pub fn check_component(bytes: &[u8]) -> ComponentReport {
                 report.problems.push(format!(
                     "it exports `{e}`, which is not part of the Warden contract"
                 ));
-            } else if !version.is_some_and(|v| v.starts_with(&format!("{CONTRACT_VERSION}."))) {
+            } else if !speaks(version) {
                 report.problems.push(format!(
                     "it exports `{e}`, a version of the contract this host does not speak ({CONTRACT}@{CONTRACT_VERSION}.x)"
                 ));
@@ -166,6 +166,14 @@ pub fn check_component(bytes: &[u8]) -> ComponentReport {
 fn contract_interface(name: &str) -> Option<&str> {
     let rest = name.strip_prefix(CONTRACT)?.strip_prefix('/')?;
     Some(split_version(rest).0)
+}
+
+/// Whether `version` is one of the contract's this host speaks (`0.1.x`).
+fn speaks(version: Option<&str>) -> bool {
+    version.is_some_and(|v| {
+        v.strip_prefix(CONTRACT_VERSION)
+            .is_some_and(|rest| rest.starts_with('.'))
+    })
 }
 
 fn split_version(s: &str) -> (&str, Option<&str>) {
@@ -188,12 +196,12 @@ fn links(name: &str) -> Result<(), String> {
                 HOST_IMPORTS.join(", ")
             ));
         }
-        return match version {
-            Some(v) if v.starts_with(&format!("{CONTRACT_VERSION}.")) => Ok(()),
-            _ => Err(format!(
+        if !speaks(version) {
+            return Err(format!(
                 "is a version of the contract this host does not speak ({CONTRACT}@{CONTRACT_VERSION}.x)"
-            )),
-        };
+            ));
+        }
+        return Ok(());
     }
     let Some(wasi) = package.strip_prefix("wasi:") else {
         return Err("is not a WASI or Warden interface this host provides".into());

@@ -87,10 +87,7 @@ impl Exports {
 
 pub(crate) struct Warm {
     pub(crate) store: Store<State>,
-    provider: provider::Guest,
-    sessions: Option<session_handler::Guest>,
-    discovery: Option<discovery::Guest>,
-    cleanup: Option<cleanup::Guest>,
+    guests: Guests,
 }
 
 /// The guest's exports in one instance.
@@ -246,18 +243,12 @@ impl LoadedPlugin {
     async fn new_instance(&self, during: &str) -> Result<Warm> {
         let mut store = self.new_store(during)?;
         self.arm(&mut store);
-        let g = self.instantiate(&mut store, during).await?;
+        let guests = self.instantiate(&mut store, during).await?;
         let r = self
-            .timed(g.provider.call_init(&mut store, &self.config_json))
+            .timed(guests.provider.call_init(&mut store, &self.config_json))
             .await;
         match self.settle(&store, during, r)? {
-            Ok(()) => Ok(Warm {
-                store,
-                provider: g.provider,
-                sessions: g.sessions,
-                discovery: g.discovery,
-                cleanup: g.cleanup,
-            }),
+            Ok(()) => Ok(Warm { store, guests }),
             Err(e) => {
                 let (kind, message) = split_wit_error(e);
                 Err(Error::Capability {
@@ -452,15 +443,13 @@ impl LoadedPlugin {
         // Should this call never come back (a limit, a trap, a caller that
         // went away), the guard hands the instance's remote state to a
         // fresh one.
-        let mut entered = Entered {
-            plugin: self,
-            warm: Some(warm),
-        };
-        let warm = entered.warm.as_mut().expect("just set");
+        let mut entered = Entered::new(self, warm);
+        let warm = entered.warm();
         warm.store.data().auditor.enter(capability, call_id);
         let r = self
             .timed(
-                warm.provider
+                warm.guests
+                    .provider
                     .call_call(&mut warm.store, capability, input_text),
             )
             .await;
@@ -477,8 +466,7 @@ impl LoadedPlugin {
                 return Err(self.output_too_large(&warm.store, capability));
             }
         }
-        let warm = entered.warm.take().expect("still held");
-        self.checkin(warm);
+        self.checkin(entered.back());
         if flooded {
             return Err(self.limit_error(capability, Limit::Log));
         }
@@ -494,7 +482,9 @@ impl LoadedPlugin {
     /// Asks a (warm or fresh) instance for its health.
     pub(crate) async fn health(self: &Arc<Self>) -> Result<wit::HealthReport> {
         let (_permit, mut warm) = self.checkout("health").await?;
-        let r = self.timed(warm.provider.call_health(&mut warm.store)).await;
+        let r = self
+            .timed(warm.guests.provider.call_health(&mut warm.store))
+            .await;
         let report = self.settle(&warm.store, "health", r)?;
         self.checkin(warm);
         Ok(report)
@@ -513,7 +503,7 @@ impl LoadedPlugin {
     /// The names of the plugin's discovery sources.
     pub(crate) async fn sources(self: &Arc<Self>) -> Result<Vec<String>> {
         let (_permit, mut warm) = self.checkout("discover").await?;
-        let Some(guest) = warm.discovery.clone() else {
+        let Some(guest) = warm.guests.discovery.clone() else {
             self.checkin(warm);
             return Ok(Vec::new());
         };
@@ -530,18 +520,15 @@ impl LoadedPlugin {
         name: &str,
     ) -> Result<std::result::Result<Vec<wit::CapabilityDescriptor>, wit::Error>> {
         let (_permit, warm) = self.checkout("discover").await?;
-        let Some(guest) = warm.discovery.clone() else {
+        let Some(guest) = warm.guests.discovery.clone() else {
             self.checkin(warm);
             return Ok(Ok(Vec::new()));
         };
-        let mut entered = Entered {
-            plugin: self,
-            warm: Some(warm),
-        };
-        let warm = entered.warm.as_mut().expect("just set");
+        let mut entered = Entered::new(self, warm);
+        let warm = entered.warm();
         let r = self.timed(guest.call_discover(&mut warm.store, name)).await;
         let found = self.settle(&warm.store, "discover", r)?;
-        self.checkin(entered.warm.take().expect("still held"));
+        self.checkin(entered.back());
         Ok(found)
     }
 

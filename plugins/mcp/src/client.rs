@@ -72,18 +72,23 @@ impl Drop for Client {
 }
 
 impl Client {
-    /// Connects: `server/discover` at 2026-07-28, or (when the server
-    /// refuses it) `initialize` and `notifications/initialized`.
-    pub fn connect(endpoint: Endpoint) -> Result<Client, Error> {
-        let mut client = Client {
+    /// A client that has sent nothing yet, on the 2025-era wire.
+    fn new(endpoint: Endpoint, session_id: Option<String>, protocol: String) -> Client {
+        Client {
             endpoint,
-            session_id: None,
-            protocol: PROTOCOL_VERSIONS[0].to_string(),
+            session_id,
+            protocol,
             modern: false,
             next_id: 1,
             serial: remains::serial(),
             pending: None,
-        };
+        }
+    }
+
+    /// Connects: `server/discover` at 2026-07-28, or (when the server
+    /// refuses it) `initialize` and `notifications/initialized`.
+    pub fn connect(endpoint: Endpoint) -> Result<Client, Error> {
+        let mut client = Client::new(endpoint, None, PROTOCOL_VERSIONS[0].to_string());
         if client.endpoint.era == Era::Legacy || !client.discover()? {
             client.initialize()?;
         }
@@ -279,22 +284,15 @@ impl Client {
         else {
             return;
         };
-        let mut client = Client {
-            endpoint: Endpoint {
-                name,
-                url,
-                auth_secret: text("auth-secret"),
-                timeout: Some(Duration::from_secs(5)),
-                wasi_http: entry.get("wasi-http").and_then(Value::as_bool) == Some(true),
-                era: Era::Legacy,
-            },
-            session_id: text("session-id"),
-            protocol,
-            modern: false,
-            next_id: 1,
-            serial: remains::serial(),
-            pending: None,
+        let endpoint = Endpoint {
+            name,
+            url,
+            auth_secret: text("auth-secret"),
+            timeout: Some(Duration::from_secs(5)),
+            wasi_http: entry.get("wasi-http").and_then(Value::as_bool) == Some(true),
+            era: Era::Legacy,
         };
+        let mut client = Client::new(endpoint, text("session-id"), protocol);
         if let Some(id) = entry.get("pending").and_then(Value::as_u64) {
             let params = json!({
                 "requestId": id,

@@ -8,8 +8,27 @@ use super::*;
 /// limit, a caller that went away), it is discarded and the remote state
 /// it had set is released from a fresh instance.
 pub(super) struct Entered<'a> {
-    pub(super) plugin: &'a Arc<LoadedPlugin>,
-    pub(super) warm: Option<Warm>,
+    plugin: &'a Arc<LoadedPlugin>,
+    warm: Option<Warm>,
+}
+
+impl<'a> Entered<'a> {
+    pub(super) fn new(plugin: &'a Arc<LoadedPlugin>, warm: Warm) -> Self {
+        Entered {
+            plugin,
+            warm: Some(warm),
+        }
+    }
+
+    /// The instance, while the call is in it.
+    pub(super) fn warm(&mut self) -> &mut Warm {
+        self.warm.as_mut().expect("held until `back`")
+    }
+
+    /// The call came back: the instance is the caller's again.
+    pub(super) fn back(mut self) -> Warm {
+        self.warm.take().expect("held until `back`")
+    }
 }
 
 impl Drop for Entered<'_> {
@@ -48,19 +67,10 @@ impl LoadedPlugin {
     /// Ends the remote state a dead instance left: `cleanup.release` on a
     /// fresh instance, its records under `during` and `call_id`. Failures
     /// are logged.
-    pub(crate) async fn release(&self, state: String, during: &str, call_id: &str) {
+    async fn release(&self, state: String, during: &str, call_id: &str) {
         let released = async {
             let mut warm = self.new_instance(during).await?;
-            warm.store.data().auditor.enter(during, call_id);
-            let guest = warm
-                .cleanup
-                .clone()
-                .ok_or_else(|| Error::Internal("no cleanup export".into()))?;
-            self.arm(&mut warm.store);
-            let r = self
-                .timed(guest.call_release(&mut warm.store, &state))
-                .await;
-            self.settle(&warm.store, "release", r)
+            self.release_on(&mut warm, &state, during, call_id).await
         };
         match released.await {
             Ok(()) => {
@@ -78,20 +88,35 @@ impl LoadedPlugin {
         let idle: Vec<Warm> = std::mem::take(&mut *self.idle.lock().expect("pool lock"));
         for mut warm in idle {
             let state = std::mem::take(&mut warm.store.data_mut().remote_state);
-            let Some(guest) = warm.cleanup.clone() else {
-                continue;
-            };
-            if state.is_empty() {
+            if state.is_empty() || warm.guests.cleanup.is_none() {
                 continue;
             }
-            warm.store.data().auditor.enter("release at shutdown", "");
-            self.arm(&mut warm.store);
-            let r = self
-                .timed(guest.call_release(&mut warm.store, &state))
+            let released = self
+                .release_on(&mut warm, &state, "release at shutdown", "")
                 .await;
-            if let Err(e) = self.settle(&warm.store, "release", r) {
+            if let Err(e) = released {
                 tracing::warn!(plugin = %self.name(), "releasing an idle instance's remote state failed: {e}");
             }
         }
+    }
+
+    /// Runs `cleanup.release(state)` in `warm`, under the plugin's limits,
+    /// its records under `during` and `call_id`.
+    async fn release_on(
+        &self,
+        warm: &mut Warm,
+        state: &str,
+        during: &str,
+        call_id: &str,
+    ) -> Result<()> {
+        let guest = warm
+            .guests
+            .cleanup
+            .clone()
+            .ok_or_else(|| Error::Internal("no cleanup export".into()))?;
+        warm.store.data().auditor.enter(during, call_id);
+        self.arm(&mut warm.store);
+        let r = self.timed(guest.call_release(&mut warm.store, state)).await;
+        self.settle(&warm.store, "release", r)
     }
 }

@@ -20,7 +20,7 @@ impl LoadedPlugin {
     ) -> Result<LiveSession> {
         let mut warm = self.new_instance(capability).await?;
         warm.store.data().auditor.enter(capability, call_id);
-        let Some(guest) = warm.sessions.clone() else {
+        let Some(guest) = warm.guests.sessions.clone() else {
             return Err(Error::Contract {
                 plugin: self.name().to_string(),
                 message: format!(
@@ -71,6 +71,7 @@ impl LoadedPlugin {
             serde_json::to_string(input).map_err(|e| Error::Internal(e.to_string()))?;
         let guest = live
             .warm
+            .guests
             .sessions
             .clone()
             .expect("a live session has a handler");
