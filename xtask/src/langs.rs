@@ -98,7 +98,7 @@ pub(crate) fn build_python_guests(root: &Path) -> Result<Vec<PathBuf>> {
         let src = root.join(dir);
         let out = out_dir.join(format!("{name}.wasm"));
         let sources = newest(&src)?.max(newest(&root.join("wit/plugin"))?);
-        if !modified(&out).is_some_and(|t| t >= sources) {
+        if modified(&out).is_none_or(|t| t < sources) {
             println!("xtask: building {dir} with {COMPONENTIZE_PY} (about 15 s)");
             check(
                 Command::new(&componentize)

@@ -73,6 +73,25 @@ async fn the_memories_of_an_instance_share_its_memory_limit() {
 
 /// Build item 1: host-side state a guest creates (here `wasi:http` header
 /// sets kept alive) is capped per instance with a typed error.
+/// The remote state an instance asks the host to keep is capped: past 64
+/// KiB the guest gets a typed refusal, and the host keeps nothing of it.
+#[tokio::test]
+async fn remote_state_a_guest_asks_the_host_to_keep_is_capped() {
+    let host = host_with("hostile", hostile()).await;
+    let out = host
+        .call("hostile.remote-state", json!({"arg": 64 << 10}))
+        .await
+        .unwrap();
+    assert_eq!(out["kept"], 64 << 10, "{out}");
+    let out = host
+        .call("hostile.remote-state", json!({"arg": (64 << 10) + 1}))
+        .await
+        .unwrap();
+    let refused = out["refused"].as_str().unwrap_or_default();
+    assert!(refused.contains("65536-byte limit"), "{out}");
+    host.shutdown().await;
+}
+
 #[tokio::test]
 async fn host_side_state_is_capped_with_a_typed_error() {
     let dir = tempfile::tempdir().unwrap();

@@ -269,6 +269,12 @@ impl Provider for Hostile {
             }
             Ok(json!({ "created": a.arg }))
         })
+        .add(Capability::new("hostile.remote-state", "Ask the host to keep N bytes of remote state"), |_, a: Arg<usize>| {
+            Ok(match warden_sdk::set_remote_state(&"x".repeat(a.arg)) {
+                Ok(()) => json!({ "kept": a.arg }),
+                Err(e) => json!({ "refused": e.to_string() }),
+            })
+        })
         .add(Capability::new("hostile.release", "Drop every kept resource"), |this, _: Value| {
             let n = this.kept.len();
             this.kept.clear();
