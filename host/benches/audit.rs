@@ -4,11 +4,14 @@
 //! records (admitted, ended), so this measures what auditing costs the
 //! runtime and every task on it.
 //!
-//! Prints calls/s, p50, p99.9 and the maximum for each mode, then
+//! Prints, for each mode, the median calls/s over five interleaved rounds,
+//! its median ratio to the audit-off rate of the same round, and p50, p99.9
+//! and the maximum latency over all rounds; then
 //! criterion's figures for one call with `flush`. Needs the components:
 //! `cargo xtask build-guests`.
 //!
-//! Run: `cargo bench -p warden --bench audit`.
+//! Run: `cargo bench -p warden --bench audit`; `WARDEN_BENCH_AUDIT=off,flush`
+//! runs only the modes named.
 
 #[path = "../tests/support/components.rs"]
 mod components;
@@ -80,31 +83,82 @@ fn at(sorted: &[Duration], q: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * q) as usize]
 }
 
+/// Rounds of each mode, interleaved, so that drift of the machine (other
+/// load, CPU frequency) falls on every mode alike.
+const ROUNDS: usize = 5;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn report() {
     let rt = runtime();
-    println!("{TASKS} tasks, 2 worker threads, text.case (two audit records per call)");
-    println!(
-        "{:<10} {:>10} {:>10} {:>10} {:>10}",
-        "audit", "calls/s", "p50", "p99.9", "max"
-    );
-    for (name, sync, per_task) in [
-        ("off", None, 3000),
-        ("buffered", Some(SyncPolicy::Buffered), 3000),
-        ("flush", Some(SyncPolicy::Flush), 3000),
+    // `WARDEN_BENCH_AUDIT=off,flush` runs only those modes.
+    let only = std::env::var("WARDEN_BENCH_AUDIT").ok();
+    let modes: Vec<(&str, Option<SyncPolicy>, usize)> = [
+        ("off", None, 2000),
+        ("buffered", Some(SyncPolicy::Buffered), 2000),
+        ("flush", Some(SyncPolicy::Flush), 2000),
         ("always", Some(SyncPolicy::Always), 500),
-    ] {
-        let dir = tempfile::tempdir().unwrap();
-        let host = host(&rt, dir.path(), sync);
-        run(&rt, &host, 50); // warm: instances, allocations
-        let (rate, lat) = run(&rt, &host, per_task);
+    ]
+    .into_iter()
+    .filter(|(name, ..)| {
+        only.as_ref()
+            .is_none_or(|o| o.split(',').any(|m| m == *name))
+    })
+    .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let hosts: Vec<Host> = modes
+        .iter()
+        .map(|(name, sync, _)| {
+            let host = host(&rt, &dir.path().join(name), *sync);
+            run(&rt, &host, 50); // warm: instances, allocations
+            host
+        })
+        .collect();
+    let mut rates = vec![Vec::new(); modes.len()];
+    let mut latencies = vec![Vec::new(); modes.len()];
+    for _ in 0..ROUNDS {
+        for (i, host) in hosts.iter().enumerate() {
+            let (rate, lat) = run(&rt, host, modes[i].2);
+            rates[i].push(rate);
+            latencies[i].extend(lat);
+        }
+    }
+    println!(
+        "{TASKS} tasks, 2 worker threads, text.case (two audit records per call), \
+         {ROUNDS} interleaved rounds"
+    );
+    println!(
+        "{:<10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "audit", "calls/s", "of off", "p50", "p99.9", "max"
+    );
+    let off = modes.iter().position(|(name, ..)| *name == "off");
+    for (i, (name, ..)) in modes.iter().enumerate() {
+        let lat = &mut latencies[i];
+        lat.sort();
+        // The median over rounds of this mode's rate over off's in the same round.
+        let ratio = off.map(|o| {
+            median(
+                rates[i]
+                    .iter()
+                    .zip(&rates[o])
+                    .map(|(r, off)| r / off)
+                    .collect(),
+            )
+        });
         println!(
-            "{:<10} {:>10.0} {:>10.1?} {:>10.1?} {:>10.1?}",
+            "{:<10} {:>10.0} {:>10} {:>10.1?} {:>10.1?} {:>10.1?}",
             name,
-            rate,
-            at(&lat, 0.5),
-            at(&lat, 0.999),
+            median(rates[i].clone()),
+            ratio.map_or_else(String::new, |r| format!("{r:.2}")),
+            at(lat, 0.5),
+            at(lat, 0.999),
             lat[lat.len() - 1]
         );
+    }
+    for host in hosts {
         rt.block_on(host.shutdown());
     }
 }

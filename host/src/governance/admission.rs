@@ -4,6 +4,7 @@
 //! sandbox through an [`Auditor`](super::audit::Auditor).
 
 use super::audit::{AuditLog, Effect, Entry, Outcome};
+use super::chain::{CallFields, Pending};
 use super::rules::{CallPolicy, CallRule, RuleDecision};
 use crate::error::{Error, Result};
 use serde_json::Value;
@@ -78,6 +79,8 @@ pub(crate) struct Admission<'a> {
     _slot: Option<OwnedSemaphorePermit>,
     governance: &'a Governance,
     call: CallIds<'a>,
+    /// The call's records' common fields; `None` without a log.
+    fields: Option<CallFields>,
     started: Instant,
     open: bool,
 }
@@ -103,46 +106,42 @@ impl Admission<'_> {
     /// Records how the call ended; an error means the record could not be
     /// written (the caller fails closed).
     pub(crate) async fn end(mut self, outcome: &Result<Value>) -> Result<()> {
+        self.open = false;
         // Nothing to build on the call path when there is no log.
-        if self.governance.audit.is_none() {
-            self.open = false;
+        let (Some(log), Some(fields)) = (&self.governance.audit, &self.fields) else {
             return Ok(());
-        }
-        let (decision, reason) = match outcome {
-            Ok(_) => (Outcome::Ok, "completed".to_string()),
-            Err(e) => (Outcome::Error, e.to_string()),
         };
-        let entry = self.end_entry(decision, reason);
+        let error;
+        let (decision, reason) = match outcome {
+            Ok(_) => (Outcome::Ok, "completed"),
+            Err(e) => {
+                error = e.to_string();
+                (Outcome::Error, error.as_str())
+            }
+        };
+        let ms = self.started.elapsed().as_millis() as u64;
         // Queued now: dropped while waiting for the writer, the record is
         // still written, and `Drop` writes no second one.
-        let queued = self.governance.record_async(entry);
-        self.open = false;
-        queued.await
-    }
-
-    fn end_entry(&self, decision: Outcome, reason: String) -> Entry {
-        let ms = self.started.elapsed().as_millis() as u64;
-        call_entry(&self.call, decision, reason, Some(ms))
+        let queued = log.append_record_async(Pending::call(fields, decision, reason, Some(ms)));
+        queued.await.map_err(unaudited)
     }
 }
 
 impl Drop for Admission<'_> {
     fn drop(&mut self) {
-        if !self.open || self.governance.audit.is_none() {
+        if !self.open {
             return;
         }
+        let (Some(log), Some(fields)) = (&self.governance.audit, &self.fields) else {
+            return;
+        };
+        let ms = self.started.elapsed().as_millis() as u64;
         let reason = format!(
-            "the caller went away after {} ms; what the call did until then is recorded above under its call id, and its result is discarded",
-            self.started.elapsed().as_millis()
+            "the caller went away after {ms} ms; what the call did until then is recorded above under its call id, and its result is discarded"
         );
         // Nobody is left to wait for it.
-        let entry = self.end_entry(Outcome::Cancelled, reason);
-        if let Some(Err(e)) = self
-            .governance
-            .audit
-            .as_ref()
-            .map(|a| a.append_detached(entry))
-        {
+        let record = Pending::call(fields, Outcome::Cancelled, &reason, Some(ms));
+        if let Err(e) = log.append_record_detached(record) {
             tracing::error!(call_id = self.call.call_id, "{e}");
         }
     }
@@ -292,9 +291,28 @@ impl Governance {
             ..
         } = call;
         let entry = |decision: Outcome, reason: String| call_entry(&call, decision, reason, None);
-        let deny = |error: Error| -> Result<Admission> {
-            self.record(entry(Outcome::Deny, error.to_string()))?;
-            Err(error)
+        let fields = self
+            .audit
+            .as_ref()
+            .map(|_| CallFields::new(plugin, call.digest, id, call_id, call.client));
+        // Awaited without holding the thread: a flood of refused calls
+        // waits for the writer in its tasks, not in the runtime's workers.
+        let deny = |error: Error| {
+            let queued = match (&self.audit, &fields) {
+                (Some(log), Some(fields)) => Some(log.append_record_async(Pending::call(
+                    fields,
+                    Outcome::Deny,
+                    &error.to_string(),
+                    None,
+                ))),
+                _ => None,
+            };
+            async move {
+                if let Some(queued) = queued {
+                    queued.await.map_err(unaudited)?;
+                }
+                Err::<Admission, _>(error)
+            }
         };
         let (decision, rule) = self.rule(id, call.metadata);
         let rule_name = rule.map_or_else(
@@ -308,12 +326,13 @@ impl Governance {
             return deny(Error::Denied {
                 capability: id.to_string(),
                 message: format!("refused by {rule_name}{why}"),
-            });
+            })
+            .await;
         }
         // A refused capability reveals nothing, not even its schema; past
         // this point the input must fit it (an approver sees valid input).
         if let Err(e) = validate() {
-            return deny(e);
+            return deny(e).await;
         }
         // Rate limits: the rule's per capability, the plugin's, the metadata hint's.
         let minute = Duration::from_secs(60);
@@ -327,7 +346,8 @@ impl Governance {
                     message: format!(
                         "more than {n} calls per minute ({rule_name}, calls-per-minute)"
                     ),
-                });
+                })
+                .await;
             }
         }
         if let Some(n) = self
@@ -342,7 +362,8 @@ impl Governance {
                     message: format!(
                         "more than {n} calls per minute to plugin `{plugin}` (policy.plugins.{plugin}.calls-per-minute)"
                     ),
-                });
+                })
+                .await;
             }
         }
         if let Some(r) = rate_hint {
@@ -354,7 +375,8 @@ impl Governance {
                         "more than {} calls per {} s (the capability's rate-limit metadata)",
                         r.calls, r.per_seconds
                     ),
-                });
+                })
+                .await;
             }
         }
         if decision == RuleDecision::Approve {
@@ -412,6 +434,7 @@ impl Governance {
                                 s.wait.as_millis()
                             ),
                         })
+                        .await
                     }
                 }
             }
@@ -420,17 +443,23 @@ impl Governance {
             _slot: slot,
             governance: self,
             call,
+            fields,
             started,
             open: true,
         };
-        if self.audit.is_some() {
-            // Queued now; from here on the call has an end record, even if
-            // it is dropped while the writer is at work.
-            let queued =
-                self.record_async(entry(Outcome::Allow, format!("allowed by {rule_name}")));
-            if let Err(e) = queued.await {
+        if let (Some(log), Some(fields)) = (&self.audit, &admission.fields) {
+            // Queued, not awaited: the call runs while the writer is at work.
+            // Its effects' records and its end record come after this one in
+            // the queue, and the writer refuses them if this one could not be
+            // written; effects wait for their records and the caller for the
+            // end record, so nothing the call does gets out unless its
+            // admission is in the log. From here on the call has an end
+            // record, even if it is dropped.
+            let reason = format!("allowed by {rule_name}");
+            let admitted = Pending::call(fields, Outcome::Allow, &reason, None);
+            if let Err(e) = log.append_record_detached(admitted) {
                 admission.open = false;
-                return Err(e);
+                return Err(unaudited(e));
             }
         }
         Ok(admission)

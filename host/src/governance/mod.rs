@@ -16,6 +16,7 @@ mod addresses;
 pub(crate) mod admission;
 pub mod audit;
 pub(crate) mod auditor;
+mod chain;
 mod effects;
 pub(crate) mod grants;
 mod journal;

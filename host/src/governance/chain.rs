@@ -1,0 +1,569 @@
+//! The audit log on disk: records chained and written in batches by the
+//! writer thread of [`journal`](super::journal), and the file helpers that
+//! find where a chain ends.
+//!
+//! A record's text is made in two parts. What the caller knows (plugin,
+//! capability, call, effect, target, decision, reason, ...) is serialized on
+//! the caller's thread into a [`Pending`] record; the writer adds what only
+//! it knows (`seq`, `time`, `prev`), takes the hash and writes. The bytes are
+//! those `serde_json` gives for a [`Record`], which is what
+//! [`verify`](super::audit::verify) hashes again.
+//!
+//! Per batch: the advisory lock on `.<name>.lock` is taken once, the chain is
+//! caught up with what other processes appended (except with `buffered`), a
+//! rotation is made where due, the records are chained into one buffer, and
+//! the buffer reaches the file in one write (with `always`, then one
+//! `fsync`). A call whose admission record could not be written gets none of
+//! its later records written either (see [`Writer::unadmit`]).
+
+use super::audit::{AuditError, Effect, Entry, Outcome, Record, SyncPolicy, GENESIS};
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// Records buffered before a write with [`SyncPolicy::Buffered`].
+const BUFFERED_RECORDS: u64 = 64;
+/// Most calls remembered as unadmitted at once (calls whose admission
+/// record failed and which have not ended yet).
+const MAX_UNADMITTED: usize = 64 * 1024;
+
+/// What a record is to its call.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A call's admission (`call`, `allow`): its first record.
+    Admits,
+    /// A call's end (`call`, `ok` / `error` / `cancelled`).
+    Ends,
+    /// Anything else.
+    Other,
+}
+
+/// A record as its caller made it: everything but `seq`, `time`, `prev` and
+/// `hash`, already serialized.
+pub(crate) struct Pending {
+    /// `"plugin":...,"client":...` (the fields between `time` and `prev`).
+    body: Vec<u8>,
+    call_id: String,
+    kind: Kind,
+    /// Set by the writer: not written, because its call was not admitted.
+    pub(super) refused: bool,
+}
+
+/// Appends `s` as a JSON string, as `serde_json` writes it: strings with
+/// nothing to escape (nearly all) are copied as they are.
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    // Without a short cut, so that the check is vectorized.
+    let escapes = s.bytes().fold(false, |any, b| {
+        any | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if escapes {
+        serde_json::to_writer(&mut *out, s).expect("strings serialize");
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    }
+}
+
+/// The fields of a [`Record`] from `plugin` to `target`, in its order.
+fn put_head(out: &mut Vec<u8>, [plugin, digest, capability, call_id, effect, target]: [&str; 6]) {
+    for (name, value) in [
+        (&br#""plugin":"#[..], plugin),
+        (br#","digest":"#, digest),
+        (br#","capability":"#, capability),
+        (br#","call_id":"#, call_id),
+        (br#","effect":"#, effect),
+        (br#","target":"#, target),
+    ] {
+        out.extend_from_slice(name);
+        put_str(out, value);
+    }
+}
+
+/// `,"decision":...,"reason":...,"duration_ms":...`, the fields after
+/// [`put_head`]'s.
+fn put_decision(out: &mut Vec<u8>, decision: Outcome, reason: &str, duration_ms: Option<u64>) {
+    out.extend_from_slice(br#","decision":"#);
+    put_str(out, decision.as_str());
+    out.extend_from_slice(br#","reason":"#);
+    put_str(out, reason);
+    out.extend_from_slice(br#","duration_ms":"#);
+    match duration_ms {
+        Some(ms) => out.extend_from_slice(itoa::Buffer::new().format(ms).as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// `,"client":...` when there is one (absent otherwise, as in [`Record`]).
+fn put_client(out: &mut Vec<u8>, client: Option<&str>) {
+    if let Some(client) = client {
+        out.extend_from_slice(br#","client":"#);
+        put_str(out, client);
+    }
+}
+
+fn kind(effect: Effect, decision: Outcome) -> Kind {
+    match (effect, decision) {
+        (Effect::Call, Outcome::Allow) => Kind::Admits,
+        (Effect::Call, Outcome::Ok | Outcome::Error | Outcome::Cancelled) => Kind::Ends,
+        _ => Kind::Other,
+    }
+}
+
+impl Pending {
+    pub(crate) fn new(entry: Entry) -> Pending {
+        let mut body = Vec::with_capacity(256 + entry.reason.len() + entry.target.len());
+        put_head(
+            &mut body,
+            [
+                &entry.plugin,
+                &entry.digest,
+                &entry.capability,
+                &entry.call_id,
+                entry.effect.as_str(),
+                &entry.target,
+            ],
+        );
+        put_decision(&mut body, entry.decision, &entry.reason, entry.duration_ms);
+        put_client(&mut body, entry.client.as_deref());
+        Pending {
+            body,
+            call_id: entry.call_id,
+            kind: kind(entry.effect, entry.decision),
+            refused: false,
+        }
+    }
+
+    /// A `call` record of the call `fields` describe (its admission, denial
+    /// or end).
+    pub(crate) fn call(
+        fields: &CallFields,
+        decision: Outcome,
+        reason: &str,
+        duration_ms: Option<u64>,
+    ) -> Pending {
+        let mut body =
+            Vec::with_capacity(fields.head.len() + fields.tail.len() + 64 + reason.len());
+        body.extend_from_slice(&fields.head);
+        put_decision(&mut body, decision, reason, duration_ms);
+        body.extend_from_slice(&fields.tail);
+        Pending {
+            body,
+            call_id: fields.call_id.clone(),
+            kind: kind(Effect::Call, decision),
+            refused: false,
+        }
+    }
+}
+
+/// What every `call` record of one call has in common, serialized once.
+pub(crate) struct CallFields {
+    head: Vec<u8>,
+    tail: Vec<u8>,
+    call_id: String,
+}
+
+impl CallFields {
+    /// The records of call `call_id` of capability `capability`, served by
+    /// `plugin` (component `digest`), asked for by `client`.
+    pub(crate) fn new(
+        plugin: &str,
+        digest: &str,
+        capability: &str,
+        call_id: &str,
+        client: Option<&str>,
+    ) -> CallFields {
+        let mut head = Vec::with_capacity(160 + 2 * capability.len());
+        let effect = Effect::Call.as_str();
+        put_head(
+            &mut head,
+            [plugin, digest, capability, call_id, effect, capability],
+        );
+        let mut tail = Vec::new();
+        put_client(&mut tail, client);
+        CallFields {
+            head,
+            tail,
+            call_id: call_id.to_string(),
+        }
+    }
+}
+
+/// The writer thread's state: the file and the chain.
+pub(super) struct Writer {
+    path: PathBuf,
+    sync: SyncPolicy,
+    rotate_bytes: u64,
+    lock: File,
+    file: File,
+    /// Chained records not yet written to the file.
+    out: Vec<u8>,
+    /// Bytes in the file (not counting `out`).
+    size: u64,
+    seq: u64,
+    prev: String,
+    /// Records in `out`.
+    unsynced: u64,
+    /// (device, inode) of the file written, to notice a rotation by another process.
+    id: (u64, u64),
+    /// Calls whose admission record failed: their later records are
+    /// refused until their end record (refused too) arrives.
+    unadmitted: HashSet<String>,
+}
+
+impl Writer {
+    /// Opens (or creates) the log at `path` and finds where its chain ends.
+    pub(super) fn open(
+        path: &Path,
+        sync: SyncPolicy,
+        rotate_bytes: u64,
+    ) -> Result<Writer, AuditError> {
+        let io = |e: std::io::Error| AuditError::Io {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        // `.<name>.lock` beside the log, out of the way of `<name>.*` globs.
+        let mut lock_name = std::ffi::OsString::from(".");
+        lock_name.push(path.file_name().unwrap_or_default());
+        lock_name.push(".lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path.with_file_name(lock_name))
+            .map_err(io)?;
+        let locked = Locked::new(&lock).map_err(io)?;
+        let (seq, prev) = match last_record(path).map_err(io)? {
+            None => (0, GENESIS.to_string()),
+            Some(Ok(r)) => (r.seq, r.hash),
+            Some(Err(message)) => {
+                return Err(AuditError::Damaged {
+                    path: path.to_path_buf(),
+                    message,
+                })
+            }
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        drop(locked);
+        Ok(Writer {
+            path: path.to_path_buf(),
+            sync,
+            rotate_bytes,
+            lock,
+            file,
+            out: Vec::with_capacity(64 * 1024),
+            size: meta.len(),
+            seq,
+            prev,
+            unsynced: 0,
+            id: file_id(&meta),
+            unadmitted: HashSet::new(),
+        })
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes one batch under the lock, then syncs it as the policy says;
+    /// `sync` asks for an `fsync` whatever the policy. Records of calls that
+    /// were not admitted are marked `refused` and not written.
+    pub(super) fn write<'a>(
+        &mut self,
+        records: impl Iterator<Item = &'a mut Pending>,
+        sync: bool,
+    ) -> std::io::Result<()> {
+        let _locked = Locked::new(&self.lock)?;
+        let mut records = records.peekable();
+        if records.peek().is_some() {
+            // Buffered records are this process's alone; otherwise the batch
+            // continues whatever the file holds now.
+            if self.sync != SyncPolicy::Buffered {
+                self.catch_up()?;
+            }
+            // One time for the batch: its records are written together.
+            let now = warden_manifest::time::rfc3339(SystemTime::now(), true);
+            for record in records {
+                if self.refuses(record) {
+                    record.refused = true;
+                } else {
+                    self.append(record, &now)?;
+                }
+            }
+            match self.sync {
+                SyncPolicy::Always => {
+                    self.drain()?;
+                    self.file.sync_data()?;
+                }
+                SyncPolicy::Flush => self.drain()?,
+                SyncPolicy::Buffered if self.unsynced >= BUFFERED_RECORDS => self.drain()?,
+                SyncPolicy::Buffered => {}
+            }
+        }
+        if sync {
+            self.drain()?;
+            self.file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is buffered and syncs (when the log closes).
+    pub(super) fn close(&mut self) {
+        let _locked = Locked::new(&self.lock);
+        let _ = self.drain();
+        let _ = self.file.sync_data();
+    }
+
+    /// Whether `record` must not be written because its call's admission
+    /// record was not; forgets the call at its end record.
+    fn refuses(&mut self, record: &Pending) -> bool {
+        if self.unadmitted.is_empty() {
+            return false;
+        }
+        match record.kind {
+            Kind::Admits => false,
+            Kind::Ends => self.unadmitted.remove(&record.call_id),
+            Kind::Other => self.unadmitted.contains(&record.call_id),
+        }
+    }
+
+    /// After a failed batch: the calls it would have admitted are not
+    /// admitted, so their later records must not be written either (a call
+    /// does not wait for its admission record; it waits for its effects'
+    /// records and its end record, which come after it).
+    pub(super) fn unadmit<'a>(&mut self, records: impl Iterator<Item = &'a Pending>) {
+        for record in records {
+            match record.kind {
+                Kind::Admits => {
+                    if self.unadmitted.len() >= MAX_UNADMITTED {
+                        // Only reached if calls stop ending: the oldest cannot
+                        // be told apart, so all are forgotten.
+                        tracing::error!("audit log: too many unadmitted calls; forgetting them");
+                        self.unadmitted.clear();
+                    }
+                    self.unadmitted.insert(record.call_id.clone());
+                }
+                // Admitted in this same batch.
+                Kind::Ends => {
+                    self.unadmitted.remove(&record.call_id);
+                }
+                Kind::Other => {}
+            }
+        }
+    }
+
+    /// Chains one record onto `out`.
+    fn append(&mut self, record: &Pending, now: &str) -> std::io::Result<()> {
+        if self.rotate_bytes > 0 && self.size + self.out.len() as u64 >= self.rotate_bytes {
+            self.rotate()?;
+        }
+        let seq = self.seq + 1;
+        let start = self.out.len();
+        let out = &mut self.out;
+        out.extend_from_slice(br#"{"seq":"#);
+        out.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
+        out.extend_from_slice(br#","time":""#);
+        out.extend_from_slice(now.as_bytes());
+        out.extend_from_slice(br#"","#);
+        out.extend_from_slice(&record.body);
+        out.extend_from_slice(br#","prev":""#);
+        out.extend_from_slice(self.prev.as_bytes());
+        // The hash is taken over the record with `hash` empty, then written
+        // into that same text.
+        out.extend_from_slice(br#"","hash":""}"#);
+        let hash = crate::digest::sha256_hex_bytes(&out[start..]);
+        out.truncate(out.len() - 2);
+        out.extend_from_slice(&hash);
+        out.extend_from_slice(b"\"}\n");
+        self.seq = seq;
+        self.prev.clear();
+        self.prev
+            .push_str(std::str::from_utf8(&hash).expect("hex is ASCII"));
+        self.unsynced += 1;
+        Ok(())
+    }
+
+    /// Writes `out` to the file.
+    fn drain(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            self.file.write_all(&self.out)?;
+            self.size += self.out.len() as u64;
+            self.out.clear();
+        }
+        self.unsynced = 0;
+        Ok(())
+    }
+
+    /// After a failed batch: drops what was buffered (reported as not
+    /// written) and reads the chain from the file again.
+    pub(super) fn recover(&mut self) {
+        self.out.clear();
+        self.unsynced = 0;
+        let reopened = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path);
+        if let Ok(file) = reopened {
+            if let Ok(meta) = file.metadata() {
+                self.id = file_id(&meta);
+                self.size = meta.len();
+            }
+            self.file = file;
+        }
+        if let Ok(Some(Ok(r))) = last_record(&self.path) {
+            self.seq = r.seq;
+            self.prev = r.hash;
+        }
+    }
+
+    /// Catches up with records other processes appended (or a rotation
+    /// they did) since this one last wrote. Called with the lock held.
+    fn catch_up(&mut self) -> std::io::Result<()> {
+        let meta = match std::fs::metadata(&self.path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Moved away by another process's rotation, not yet recreated.
+                self.file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)?;
+                let meta = self.file.metadata()?;
+                self.id = file_id(&meta);
+                self.size = meta.len();
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let id = file_id(&meta);
+        if id == self.id && meta.len() == self.size {
+            return Ok(());
+        }
+        if id != self.id {
+            self.file = OpenOptions::new().append(true).open(&self.path)?;
+            self.id = id;
+        }
+        self.size = meta.len();
+        match last_record(&self.path)? {
+            Some(Ok(r)) => {
+                self.seq = r.seq;
+                self.prev = r.hash;
+            }
+            Some(Err(message)) => {
+                return Err(std::io::Error::other(format!(
+                    "another writer left a damaged record: {message}"
+                )))
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.drain()?;
+        self.file.sync_data()?;
+        let first = first_seq(&self.path)?.unwrap_or(self.seq + 1);
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(format!(".{first:012}"));
+        std::fs::rename(&self.path, PathBuf::from(name))?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        self.id = file_id(&self.file.metadata()?);
+        self.size = 0;
+        Ok(())
+    }
+}
+
+fn file_id(meta: &std::fs::Metadata) -> (u64, u64) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        (meta.dev(), meta.ino())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        (0, 0)
+    }
+}
+
+/// An exclusive advisory lock on `<log>.lock`, held while a batch is
+/// appended, so that several processes (CLI runs, hosts) sharing one log
+/// keep one chain.
+struct Locked(#[cfg(unix)] std::os::fd::RawFd);
+
+impl Locked {
+    fn new(file: &File) -> std::io::Result<Locked> {
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd;
+            let fd = file.as_raw_fd();
+            // SAFETY: flock on a valid, open file descriptor.
+            if unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(Locked(fd))
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = file;
+            Ok(Locked())
+        }
+    }
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor belongs to the writer's lock file, which
+        // outlives every guard (guards are locals of the writer's methods).
+        #[cfg(unix)]
+        unsafe {
+            libc::flock(self.0, libc::LOCK_UN)
+        };
+    }
+}
+
+fn first_seq(path: &Path) -> std::io::Result<Option<u64>> {
+    let file = File::open(path)?;
+    let mut line = String::new();
+    BufReader::new(file).read_line(&mut line)?;
+    Ok(serde_json::from_str::<Record>(&line).ok().map(|r| r.seq))
+}
+
+/// The last record of `path`: `None` if the file is absent or empty.
+fn last_record(path: &Path) -> std::io::Result<Option<Result<Record, String>>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    // The last record is within the file's last MiB.
+    let len = file.metadata()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(1 << 20)))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let Some(last) = text.lines().rev().find(|l| !l.trim().is_empty()) else {
+        return Ok(None);
+    };
+    Ok(Some(match serde_json::from_str::<Record>(last) {
+        Ok(r) if r.compute_hash() == r.hash => Ok(r),
+        Ok(_) => Err("its hash does not match its content".into()),
+        Err(e) => Err(format!("not a record: {e}")),
+    }))
+}
+
+#[cfg(test)]
+mod tests;
