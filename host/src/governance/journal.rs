@@ -330,23 +330,26 @@ impl Drop for AuditLog {
     }
 }
 
-/// The writer thread: batches of jobs until every handle is gone.
+/// The records of a batch (its appends).
+fn appends(batch: &mut [Job]) -> impl Iterator<Item = &mut Pending> {
+    batch.iter_mut().filter_map(|j| match j {
+        Job::Append(record, _) => Some(record),
+        Job::Sync(_) => None,
+    })
+}
+
+/// The writer thread: batches of jobs until the log is closed.
 fn run(mut writer: Writer, jobs: &Inbox, failing: &AtomicBool) {
     let mut batch = Vec::new();
     while jobs.take(&mut batch) {
         let sync = batch.iter().any(|j| matches!(j, Job::Sync(_)));
-        let records = batch.iter_mut().filter_map(|j| match j {
-            Job::Append(record, _) => Some(record),
-            Job::Sync(_) => None,
-        });
-        let result = writer.write(records, sync).map_err(|e| e.to_string());
+        let result = writer
+            .write(appends(&mut batch), sync)
+            .map_err(|e| e.to_string());
         if let Err(e) = &result {
             tracing::error!(path = %writer.path().display(), "audit log: {e}");
             writer.recover();
-            writer.unadmit(batch.iter().filter_map(|j| match j {
-                Job::Append(record, _) => Some(record),
-                Job::Sync(_) => None,
-            }));
+            writer.unadmit(appends(&mut batch).map(|record| &*record));
         }
         failing.store(result.is_err(), Ordering::Relaxed);
         for job in batch.drain(..) {
