@@ -11,7 +11,10 @@
 //! with the batch's result: an error means the record was not written and
 //! the effect must not happen. With `buffered`, async callers wait only for
 //! the writer to take their record and sync callers not at all; a failed
-//! batch makes the next appends fail until one succeeds.
+//! batch makes the next appends fail until one succeeds. Under load the
+//! writer lets a batch fill for up to 100 µs before writing it (see
+//! [`Inbox`]); a thread blocked on a record, or a `flush`, is written at
+//! once.
 //!
 //! A call's admission record is queued without waiting (the call runs while
 //! the writer is at work); the writer keeps the order the log promises by
@@ -27,12 +30,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::thread::Thread;
+use std::time::{Duration, Instant};
 
 /// Records queued for the writer before appends wait for room (and most
 /// written in one batch).
 const QUEUE: usize = 16 * 1024;
-/// Polls of an empty queue before the writer sleeps.
+/// Looks at an empty queue before the writer sleeps, while records come
+/// slowly.
 const SPINS: u32 = 64;
+/// Records that make a batch worth writing without waiting for more.
+const ENOUGH: usize = 64;
+/// A batch at least this large means records come fast: the writer waits
+/// for the next batch to fill.
+const BUSY: usize = 4;
+/// The longest a record waits for others to join its batch while records
+/// come fast.
+const LINGER: Duration = Duration::from_micros(100);
 
 /// An open audit log. Shared by every plugin of a host.
 pub struct AuditLog {
@@ -51,12 +64,20 @@ enum Job {
 }
 
 /// The writer's queue: appends push onto a list under a lock held for a
-/// push; the writer takes the whole list at once. Nobody signals unless the
-/// other side sleeps.
+/// push; the writer takes the whole list at once.
+///
+/// Batches are made as a group commit makes them. While records come
+/// slowly (the last batch had fewer than [`BUSY`]), the first record wakes
+/// the writer. While they come fast, the writer is woken for a batch only:
+/// when the list holds [`ENOUGH`] records, or when its oldest has waited
+/// [`LINGER`] for others to join it. A batch costs the writer a wake-up,
+/// a lock, a look at the file and a write whatever its size, and every
+/// wake-up takes a core from the runtime's workers for a moment; waking it
+/// for each record made each call cost about twice as much.
 #[derive(Default)]
 struct Inbox {
     state: Mutex<Queued>,
-    /// The writer sleeps on it while the list is empty.
+    /// The writer sleeps on it until a batch is worth writing.
     arrived: Condvar,
     /// Appends sleep on it while the list is full.
     room: Condvar,
@@ -65,10 +86,28 @@ struct Inbox {
 #[derive(Default)]
 struct Queued {
     jobs: Vec<Job>,
+    /// When the oldest job in `jobs` came.
+    since: Option<Instant>,
+    /// Records come fast enough to wait for more.
+    linger: bool,
+    /// A thread is blocked until `jobs` is written.
+    urgent: bool,
     /// No more appends: the writer writes what is left and ends.
     closed: bool,
     writer_sleeps: bool,
     appends_wait: usize,
+}
+
+impl Queued {
+    /// Whether the writer should write what is queued now.
+    fn ready(&self) -> bool {
+        !self.jobs.is_empty()
+            && (self.closed
+                || self.urgent
+                || self.jobs.len() >= ENOUGH
+                || !self.linger
+                || self.since.is_some_and(|t| t.elapsed() >= LINGER))
+    }
 }
 
 impl Inbox {
@@ -77,7 +116,9 @@ impl Inbox {
     }
 
     /// Queues `job`, waiting while the list is full; `false` once closed.
-    fn push(&self, job: Job) -> bool {
+    /// `urgent`: a thread is blocked until it is written (the batch does
+    /// not wait for more).
+    fn push(&self, job: Job, urgent: bool) -> bool {
         let mut queued = self.lock();
         while queued.jobs.len() >= QUEUE && !queued.closed {
             queued.appends_wait += 1;
@@ -87,8 +128,15 @@ impl Inbox {
         if queued.closed {
             return false;
         }
+        let first = queued.jobs.is_empty();
+        if first {
+            queued.since = Some(Instant::now());
+        }
         queued.jobs.push(job);
-        let wake = queued.writer_sleeps;
+        queued.urgent |= urgent;
+        // The first record starts the writer's clock; then it needs waking
+        // only for a batch that may not wait.
+        let wake = queued.writer_sleeps && ((first && !queued.linger) || queued.ready());
         drop(queued);
         if wake {
             self.arrived.notify_one();
@@ -96,44 +144,53 @@ impl Inbox {
         true
     }
 
-    /// Swaps what is queued into the empty `batch`. One already queued or
-    /// arriving within a few polls is taken without sleeping (a sleeping
-    /// writer costs each waiting call a wake-up); then the writer sleeps
-    /// until one comes. `false` once closed and empty.
+    /// Swaps what is queued into the empty `batch` once it is ready to be
+    /// written; `false` once closed and empty.
     fn take(&self, batch: &mut Vec<Job>) -> bool {
-        for _ in 0..SPINS {
-            let queued = self.lock();
-            if !queued.jobs.is_empty() {
-                self.swap(queued, batch);
-                return true;
-            }
-            if queued.closed {
-                return false;
-            }
-            drop(queued);
-            std::thread::yield_now();
-        }
         let mut queued = self.lock();
+        // While records come slowly, the next is looked for a few times
+        // before sleeping: a lone call's end record usually comes within
+        // them, and is then written without a wake-up.
+        let mut spins = if queued.linger { 0 } else { SPINS };
         loop {
-            if !queued.jobs.is_empty() {
-                self.swap(queued, batch);
+            if queued.ready() {
+                std::mem::swap(&mut queued.jobs, batch);
+                queued.linger = batch.len() >= BUSY;
+                queued.since = None;
+                queued.urgent = false;
+                let waiting = queued.appends_wait > 0;
+                drop(queued);
+                if waiting {
+                    self.room.notify_all();
+                }
                 return true;
             }
             if queued.closed {
                 return false;
+            }
+            if spins > 0 && queued.jobs.is_empty() {
+                spins -= 1;
+                drop(queued);
+                std::thread::yield_now();
+                queued = self.lock();
+                continue;
             }
             queued.writer_sleeps = true;
-            queued = self.arrived.wait(queued).unwrap_or_else(|e| e.into_inner());
+            queued = match (queued.since, queued.linger) {
+                (None, false) => self.arrived.wait(queued).unwrap_or_else(|e| e.into_inner()),
+                (since, _) => {
+                    let left = LINGER.saturating_sub(since.map_or(Duration::ZERO, |t| t.elapsed()));
+                    let (mut q, waited) = self
+                        .arrived
+                        .wait_timeout(queued, left)
+                        .unwrap_or_else(|e| e.into_inner());
+                    if waited.timed_out() && q.jobs.is_empty() {
+                        q.linger = false;
+                    }
+                    q
+                }
+            };
             queued.writer_sleeps = false;
-        }
-    }
-
-    fn swap(&self, mut queued: MutexGuard<'_, Queued>, batch: &mut Vec<Job>) {
-        std::mem::swap(&mut queued.jobs, batch);
-        let waiting = queued.appends_wait > 0;
-        drop(queued);
-        if waiting {
-            self.room.notify_all();
         }
     }
 
@@ -240,8 +297,9 @@ impl AuditLog {
     }
 
     /// Queues `job`, waiting for room if the queue is full.
-    fn send(&self, job: Job) -> Result<(), AuditError> {
-        if self.queue.push(job) {
+    /// Queues `job`; `urgent` when a thread blocks until it is written.
+    fn send(&self, job: Job, urgent: bool) -> Result<(), AuditError> {
+        if self.queue.push(job, urgent) {
             Ok(())
         } else {
             Err(self.error("the log is closed"))
@@ -250,16 +308,21 @@ impl AuditLog {
 
     /// Queues one record; `Some` what to wait for, `None` if nobody waits
     /// (`buffered`, from a thread that must not wait).
-    fn queue(&self, record: Pending, wait: bool) -> Result<Option<Arc<Done>>, AuditError> {
+    fn queue(
+        &self,
+        record: Pending,
+        wait: bool,
+        urgent: bool,
+    ) -> Result<Option<Arc<Done>>, AuditError> {
         if !wait {
-            self.send(Job::Append(record, None))?;
+            self.send(Job::Append(record, None), false)?;
             if self.failing.load(Ordering::Relaxed) {
                 return Err(self.error("the last records could not be written"));
             }
             return Ok(None);
         }
         let done = Arc::new(Done::default());
-        self.send(Job::Append(record, Some(done.clone())))?;
+        self.send(Job::Append(record, Some(done.clone())), urgent)?;
         Ok(Some(done))
     }
 
@@ -268,7 +331,8 @@ impl AuditLog {
     /// record was not written: the caller fails closed. From async code,
     /// use [`append_async`](Self::append_async).
     pub fn append(&self, entry: Entry) -> Result<(), AuditError> {
-        match self.queue(Pending::new(entry), self.sync != SyncPolicy::Buffered)? {
+        let wait = self.sync != SyncPolicy::Buffered;
+        match self.queue(Pending::new(entry), wait, wait)? {
             None => Ok(()),
             Some(done) => done.wait().map_err(|m| self.error(m)),
         }
@@ -291,7 +355,7 @@ impl AuditLog {
         &self,
         record: Pending,
     ) -> impl Future<Output = Result<(), AuditError>> + Send + '_ {
-        let queued = self.queue(record, true);
+        let queued = self.queue(record, true, false);
         async move {
             match queued? {
                 None => Ok(()),
@@ -309,13 +373,13 @@ impl AuditLog {
 
     /// [`append_detached`](Self::append_detached) of a record already made.
     pub(crate) fn append_record_detached(&self, record: Pending) -> Result<(), AuditError> {
-        self.send(Job::Append(record, None))
+        self.send(Job::Append(record, None), false)
     }
 
     /// Writes every queued record and syncs the file.
     pub fn flush(&self) -> Result<(), AuditError> {
         let done = Arc::new(Done::default());
-        self.send(Job::Sync(done.clone()))?;
+        self.send(Job::Sync(done.clone()), true)?;
         done.wait().map_err(|m| self.error(m))
     }
 }
