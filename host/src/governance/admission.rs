@@ -315,9 +315,9 @@ impl Governance {
             }
         };
         let (decision, rule) = self.rule(id, call.metadata);
-        let rule_name = rule.map_or_else(
-            || "policy.default".to_string(),
-            |r| format!("policy rule `{}`", r.capability),
+        let rule_name: std::borrow::Cow<'_, str> = rule.map_or_else(
+            || "policy.default".into(),
+            |r| format!("policy rule `{}`", r.capability).into(),
         );
         if decision == RuleDecision::Deny {
             let why = rule
@@ -455,7 +455,9 @@ impl Governance {
             // end record, so nothing the call does gets out unless its
             // admission is in the log. From here on the call has an end
             // record, even if it is dropped.
-            let reason = format!("allowed by {rule_name}");
+            let mut reason = String::with_capacity(11 + rule_name.len());
+            reason.push_str("allowed by ");
+            reason.push_str(&rule_name);
             let admitted = Pending::call(fields, Outcome::Allow, &reason, None);
             if let Err(e) = log.append_record_detached(admitted) {
                 admission.open = false;

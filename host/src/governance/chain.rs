@@ -31,7 +31,7 @@ const MAX_UNADMITTED: usize = 64 * 1024;
 
 /// What a record is to its call.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     /// A call's admission (`call`, `allow`): its first record.
     Admits,
     /// A call's end (`call`, `ok` / `error` / `cancelled`).
@@ -47,8 +47,18 @@ pub(crate) struct Pending {
     body: Vec<u8>,
     call_id: String,
     kind: Kind,
-    /// Set by the writer: not written, because its call was not admitted.
-    pub(super) refused: bool,
+}
+
+/// A record's text as the writer takes it: a [`Pending`] record's, or the
+/// same bytes where the queue copied them.
+#[derive(Clone, Copy)]
+pub(super) struct Line<'a> {
+    /// See [`Pending`].
+    pub(super) body: &'a [u8],
+    /// The call it belongs to.
+    pub(super) call_id: &'a str,
+    /// What it is to that call.
+    pub(super) kind: Kind,
 }
 
 /// Appends `s` as a JSON string, as `serde_json` writes it: strings with
@@ -113,6 +123,15 @@ fn kind(effect: Effect, decision: Outcome) -> Kind {
 }
 
 impl Pending {
+    /// The record as the writer takes it.
+    pub(super) fn line(&self) -> Line<'_> {
+        Line {
+            body: &self.body,
+            call_id: &self.call_id,
+            kind: self.kind,
+        }
+    }
+
     pub(crate) fn new(entry: Entry) -> Pending {
         let mut body = Vec::with_capacity(256 + entry.reason.len() + entry.target.len());
         put_head(
@@ -132,7 +151,6 @@ impl Pending {
             body,
             call_id: entry.call_id,
             kind: kind(entry.effect, entry.decision),
-            refused: false,
         }
     }
 
@@ -153,7 +171,6 @@ impl Pending {
             body,
             call_id: fields.call_id.clone(),
             kind: kind(Effect::Call, decision),
-            refused: false,
         }
     }
 }
@@ -277,10 +294,10 @@ impl Writer {
 
     /// Writes one batch under the lock, then syncs it as the policy says;
     /// `sync` asks for an `fsync` whatever the policy. Records of calls that
-    /// were not admitted are marked `refused` and not written.
+    /// were not admitted are not written: their flag is set.
     pub(super) fn write<'a>(
         &mut self,
-        records: impl Iterator<Item = &'a mut Pending>,
+        records: impl Iterator<Item = (Line<'a>, &'a mut bool)>,
         sync: bool,
     ) -> std::io::Result<()> {
         let _locked = Locked::new(&self.lock)?;
@@ -293,11 +310,11 @@ impl Writer {
             }
             // One time for the batch: its records are written together.
             let now = warden_manifest::time::rfc3339(SystemTime::now(), true);
-            for record in records {
-                if self.refuses(record) {
-                    record.refused = true;
+            for (record, refused) in records {
+                if self.refuses(&record) {
+                    *refused = true;
                 } else {
-                    self.append(record, &now)?;
+                    self.append(&record, &now)?;
                 }
             }
             match self.sync {
@@ -326,14 +343,14 @@ impl Writer {
 
     /// Whether `record` must not be written because its call's admission
     /// record was not; forgets the call at its end record.
-    fn refuses(&mut self, record: &Pending) -> bool {
+    fn refuses(&mut self, record: &Line<'_>) -> bool {
         if self.unadmitted.is_empty() {
             return false;
         }
         match record.kind {
             Kind::Admits => false,
-            Kind::Ends => self.unadmitted.remove(&record.call_id),
-            Kind::Other => self.unadmitted.contains(&record.call_id),
+            Kind::Ends => self.unadmitted.remove(record.call_id),
+            Kind::Other => self.unadmitted.contains(record.call_id),
         }
     }
 
@@ -341,7 +358,7 @@ impl Writer {
     /// admitted, so their later records must not be written either (a call
     /// does not wait for its admission record; it waits for its effects'
     /// records and its end record, which come after it).
-    pub(super) fn unadmit<'a>(&mut self, records: impl Iterator<Item = &'a Pending>) {
+    pub(super) fn unadmit<'a>(&mut self, records: impl Iterator<Item = Line<'a>>) {
         for record in records {
             match record.kind {
                 Kind::Admits => {
@@ -351,11 +368,11 @@ impl Writer {
                         tracing::error!("audit log: too many unadmitted calls; forgetting them");
                         self.unadmitted.clear();
                     }
-                    self.unadmitted.insert(record.call_id.clone());
+                    self.unadmitted.insert(record.call_id.to_string());
                 }
                 // Admitted in this same batch.
                 Kind::Ends => {
-                    self.unadmitted.remove(&record.call_id);
+                    self.unadmitted.remove(record.call_id);
                 }
                 Kind::Other => {}
             }
@@ -363,7 +380,7 @@ impl Writer {
     }
 
     /// Chains one record onto `out`.
-    fn append(&mut self, record: &Pending, now: &str) -> std::io::Result<()> {
+    fn append(&mut self, record: &Line<'_>, now: &str) -> std::io::Result<()> {
         if self.rotate_bytes > 0 && self.size + self.out.len() as u64 >= self.rotate_bytes {
             self.rotate()?;
         }
@@ -375,7 +392,7 @@ impl Writer {
         out.extend_from_slice(br#","time":""#);
         out.extend_from_slice(now.as_bytes());
         out.extend_from_slice(br#"","#);
-        out.extend_from_slice(&record.body);
+        out.extend_from_slice(record.body);
         out.extend_from_slice(br#","prev":""#);
         out.extend_from_slice(self.prev.as_bytes());
         // The hash is taken over the record with `hash` empty, then written

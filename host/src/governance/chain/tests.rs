@@ -23,7 +23,7 @@ fn records_are_the_bytes_serde_json_makes_of_them() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.jsonl");
     let mut writer = Writer::open(&path, SyncPolicy::Flush, 0).unwrap();
-    let mut records: Vec<Pending> = [
+    let records: Vec<Pending> = [
         entry(None, None),
         entry(Some("alice/s1"), Some(7)),
         entry(Some(""), Some(0)),
@@ -31,7 +31,9 @@ fn records_are_the_bytes_serde_json_makes_of_them() {
     .into_iter()
     .map(Pending::new)
     .collect();
-    writer.write(records.iter_mut(), false).unwrap();
+    let mut refused = [false; 3];
+    let lines = records.iter().map(Pending::line).zip(refused.iter_mut());
+    writer.write(lines, false).unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3);
@@ -92,15 +94,16 @@ fn records_of_an_unadmitted_call_are_refused() {
         })
     };
     let failed = [call(Effect::Call, Outcome::Allow, "x")];
-    writer.unadmit(failed.iter());
-    let mut later = [
+    writer.unadmit(failed.iter().map(Pending::line));
+    let later = [
         call(Effect::Egress, Outcome::Allow, "x"),
         call(Effect::Egress, Outcome::Allow, "y"),
         call(Effect::Call, Outcome::Ok, "x"),
         call(Effect::Egress, Outcome::Allow, "x"),
     ];
-    writer.write(later.iter_mut(), false).unwrap();
-    let refused: Vec<bool> = later.iter().map(|r| r.refused).collect();
+    let mut refused = [false; 4];
+    let lines = later.iter().map(Pending::line).zip(refused.iter_mut());
+    writer.write(lines, false).unwrap();
     assert_eq!(refused, [true, false, true, false]);
     assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
 }
