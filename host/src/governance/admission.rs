@@ -210,13 +210,18 @@ impl Governance {
         }
     }
 
-    /// [`record`](Self::record) from async code: waits for the writer
-    /// without holding a thread. The record is queued at once.
-    pub(crate) fn record_async(
+    /// Like [`record`](Self::record) from async code, for a record already
+    /// made (`None` without a log): waits for the writer without holding a
+    /// thread. The record is queued at once.
+    fn record_async(
         &self,
-        entry: Entry,
+        record: Option<Pending>,
     ) -> impl std::future::Future<Output = Result<()>> + Send + '_ {
-        let queued = self.audit.as_ref().map(|log| log.append_async(entry));
+        let queued = self
+            .audit
+            .as_ref()
+            .zip(record)
+            .map(|(log, record)| log.append_record_async(record));
         async move {
             match queued {
                 None => Ok(()),
@@ -298,19 +303,12 @@ impl Governance {
         // Awaited without holding the thread: a flood of refused calls
         // waits for the writer in its tasks, not in the runtime's workers.
         let deny = |error: Error| {
-            let queued = match (&self.audit, &fields) {
-                (Some(log), Some(fields)) => Some(log.append_record_async(Pending::call(
-                    fields,
-                    Outcome::Deny,
-                    &error.to_string(),
-                    None,
-                ))),
-                _ => None,
-            };
+            let refusal = fields
+                .as_ref()
+                .map(|f| Pending::call(f, Outcome::Deny, &error.to_string(), None));
+            let queued = self.record_async(refusal);
             async move {
-                if let Some(queued) = queued {
-                    queued.await.map_err(unaudited)?;
-                }
+                queued.await?;
                 Err::<Admission, _>(error)
             }
         };
@@ -412,7 +410,8 @@ impl Governance {
                 },
             );
             approval.effect = Effect::Approval;
-            self.record_async(approval).await?;
+            self.record_async(self.audit.as_ref().map(|_| Pending::new(approval)))
+                .await?;
             if let Approval::Deny(why) = answer {
                 return Err(Error::Denied {
                     capability: id.to_string(),

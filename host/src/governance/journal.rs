@@ -389,8 +389,8 @@ impl AuditLog {
         }
     }
 
-    /// Queues `job`, waiting for room if the queue is full.
-    /// Queues `job`; `urgent` when a thread blocks until it is written.
+    /// Queues `job`, waiting for room if the queue is full; `urgent` when a
+    /// thread blocks until it is written.
     fn send(&self, job: Job, urgent: bool) -> Result<(), AuditError> {
         if self.queue.push(job, urgent) {
             Ok(())
