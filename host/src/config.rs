@@ -102,6 +102,23 @@ pub struct HostSettings {
     /// address is still checked: a private one needs a by-name grant.
     #[serde(default)]
     pub resolve: BTreeMap<String, std::net::IpAddr>,
+    /// Nameservers (`"IP:PORT"`) every plugin's lookups go to, instead of
+    /// the system's (`/etc/resolv.conf`). `/etc/hosts` is read first either
+    /// way.
+    #[serde(default)]
+    pub dns_servers: Vec<std::net::SocketAddr>,
+    /// Whether a name granted only by a `*.` wildcard is looked up (the
+    /// default, `true`). `false` resolves only names pinned in `resolve` or
+    /// granted exactly, so that no label a plugin makes up reaches a
+    /// nameserver (a DNS channel out).
+    pub resolve_wildcards: Option<bool>,
+    /// Refuse to start when any plugin is refused at load (a bad
+    /// component, a failed describe or discovery listing, a provider kind
+    /// its plugin cannot serve). Default `false`: the others load and
+    /// serve, and each refusal is logged, audited and reported
+    /// ([`Host::refused_plugins`](crate::Host::refused_plugins)).
+    #[serde(default)]
+    pub strict_load: bool,
 }
 
 /// Where a secret's value comes from (`[secrets.NAME]`): exactly one of
@@ -163,6 +180,11 @@ pub struct PluginConfig {
     /// The session pool for capabilities that ask for a session.
     #[serde(default)]
     pub sessions: SessionSettings,
+    /// The id prefixes the plugin may register capabilities under (`text`
+    /// covers `text` and `text.*`). Default: the plugin's own name. A claim
+    /// outside them is refused (summarized in the audit log), never fatal.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
 }
 
 /// The session pool of one plugin (`[plugins.NAME.sessions]`).
@@ -229,7 +251,14 @@ impl PluginConfig {
             instances: InstanceMode::Reuse,
             max_instances: DEFAULT_MAX_INSTANCES,
             sessions: SessionSettings::default(),
+            namespaces: Vec::new(),
         }
+    }
+
+    /// With the id prefixes it may register under.
+    pub fn with_namespaces(mut self, namespaces: &[&str]) -> Self {
+        self.namespaces = namespaces.iter().map(|n| n.to_string()).collect();
+        self
     }
 }
 

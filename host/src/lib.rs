@@ -51,7 +51,10 @@ pub use governance::{Approval, ApprovalRequest, Approver};
 pub use host::{CallContext, Health, Host};
 pub use host::{ExportReport, ImportReport};
 pub use marketplace::{Manifest, ProviderKind};
-pub use registry::CapabilityInfo;
+pub use registry::{
+    check_id, CapabilityInfo, Namespaces, MAX_CAPABILITIES_PER_PLUGIN, MAX_CAPABILITIES_PER_SOURCE,
+    MAX_ID_BYTES, MAX_SOURCES_PER_PLUGIN,
+};
 pub use route::{Hints, Route};
 pub use runtime::CompileSource;
 pub use runtime::PluginInfo;

@@ -1,4 +1,13 @@
-//! The marketplace registry: every capability of every loaded plugin, by id.
+//! The marketplace registry: every capability of every loaded plugin, by id,
+//! and what a plugin may claim (`claims.rs`).
+
+mod claims;
+
+pub use claims::{
+    check_id, Namespaces, MAX_CAPABILITIES_PER_PLUGIN, MAX_CAPABILITIES_PER_SOURCE, MAX_ID_BYTES,
+    MAX_SOURCES_PER_PLUGIN,
+};
+pub(crate) use claims::{Refusal, Refused};
 
 use crate::error::{Error, Result};
 use serde::Serialize;
@@ -158,6 +167,30 @@ pub(crate) enum Registered {
 pub(crate) struct Registry {
     by_id: HashMap<String, (Source, Arc<CapabilityInfo>)>,
     ordered: Vec<String>,
+    /// Each id in ASCII lower case: a claim that differs from a registered
+    /// id only in case is refused (a confusable).
+    folded: HashMap<String, String>,
+    /// Ids the operator holds (`[[capabilities]]`, the marketplace store),
+    /// reserved before any plugin loads: no plugin may claim them.
+    reserved: HashMap<String, &'static str>,
+    /// Capabilities registered by each plugin (by index).
+    per_plugin: HashMap<usize, usize>,
+}
+
+/// Longest unknown id compared for suggestions, in characters; and most
+/// known ids compared. Keeps a miss cheap whatever the registry holds.
+const SUGGEST_CHARS: usize = 64;
+const SUGGEST_CANDIDATES: usize = 256;
+
+/// `id` as a summary or a log line shows it: at most 64 characters, with
+/// control and invisible characters escaped.
+pub(crate) fn clip(id: &str) -> String {
+    let shown: String = id.chars().take(64).flat_map(char::escape_debug).collect();
+    if id.chars().count() > 64 {
+        format!("{shown}…")
+    } else {
+        shown
+    }
 }
 
 impl Registry {
@@ -170,20 +203,78 @@ impl Registry {
                 self.by_id.insert(info.id.clone(), (source, Arc::new(info)));
                 return Ok(Registered::Replaced);
             }
-            let name = |s: &Source, i: &CapabilityInfo| match s {
-                Source::Plugin(_) => i.plugin.clone().unwrap_or_default(),
-                Source::Imported => "the marketplace store".to_string(),
-                Source::Declared => "the configuration's [[capabilities]]".to_string(),
-            };
             return Err(Error::DuplicateCapability {
                 id: info.id.clone(),
-                first: name(existing_source, existing),
-                second: name(&source, &info),
+                first: owner_name(existing_source, existing),
+                second: owner_name(&source, &info),
             });
         }
         self.ordered.push(info.id.clone());
+        self.folded
+            .insert(info.id.to_ascii_lowercase(), info.id.clone());
+        if let Source::Plugin(index) = source {
+            *self.per_plugin.entry(index).or_default() += 1;
+        }
         self.by_id.insert(info.id.clone(), (source, Arc::new(info)));
         Ok(Registered::New)
+    }
+
+    /// Forgets every capability plugin `index` registered (a plugin refused
+    /// at load after describing itself: its index is given to the next).
+    pub(crate) fn remove_plugin(&mut self, index: usize) {
+        let theirs = |source: &Source| *source == Source::Plugin(index);
+        let gone: Vec<String> = self
+            .by_id
+            .iter()
+            .filter(|(_, (source, _))| theirs(source))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &gone {
+            self.by_id.remove(id);
+            self.folded.remove(&id.to_ascii_lowercase());
+        }
+        self.ordered.retain(|id| self.by_id.contains_key(id));
+        self.per_plugin.remove(&index);
+    }
+
+    /// Holds `id` for the operator (`by` names where it is declared)
+    /// before any plugin loads.
+    pub(crate) fn reserve(&mut self, id: &str, by: &'static str) {
+        self.reserved.insert(id.to_string(), by);
+    }
+
+    /// Registers a plugin's capability if the plugin may claim its id: the
+    /// id has the documented form and its fields fit their caps, it lies in
+    /// the plugin's `namespaces`, the operator does not hold it, nobody
+    /// registered it (or an id differing only in case), and the plugin is
+    /// under its count cap.
+    pub(crate) fn claim(
+        &mut self,
+        index: usize,
+        namespaces: &Namespaces,
+        info: CapabilityInfo,
+    ) -> std::result::Result<(), Refusal> {
+        let id = info.id.as_str();
+        check_id(id).map_err(Refusal::Malformed)?;
+        claims::check_sizes(&info).map_err(Refusal::Malformed)?;
+        if !namespaces.contains(id) {
+            return Err(Refusal::Outside);
+        }
+        if let Some(by) = self.reserved.get(id) {
+            return Err(Refusal::Reserved(by.to_string()));
+        }
+        if let Some((source, existing)) = self.by_id.get(id) {
+            return Err(Refusal::Owned(owner_name(source, existing)));
+        }
+        if let Some(other) = self.folded.get(&id.to_ascii_lowercase()) {
+            return Err(Refusal::Confusable(other.clone()));
+        }
+        if self.per_plugin.get(&index).copied().unwrap_or(0) >= MAX_CAPABILITIES_PER_PLUGIN {
+            return Err(Refusal::TooMany("the plugin's 4096 capabilities"));
+        }
+        self.insert(Source::Plugin(index), info)
+            .map(drop)
+            .map_err(|e| Refusal::Malformed(e.to_string()))
     }
 
     pub(crate) fn get(&self, id: &str) -> Result<(Source, Arc<CapabilityInfo>)> {
@@ -192,7 +283,7 @@ impl Registry {
             .map(|(s, i)| (*s, i.clone()))
             .ok_or_else(|| Error::UnknownCapability {
                 id: id.to_string(),
-                suggestions: self.nearest(id),
+                suggestions: self.candidates(id),
             })
     }
 
@@ -200,17 +291,51 @@ impl Registry {
         self.ordered.iter().map(|id| &self.by_id[id].1)
     }
 
-    /// Up to three known ids closest to `id` by edit distance.
-    fn nearest(&self, id: &str) -> Vec<String> {
-        let budget = (id.chars().count() / 3).max(2);
-        let mut scored: Vec<(usize, &String)> = self
-            .ordered
+    /// The known ids worth comparing with an unknown `id` for suggestions:
+    /// those of a near length or that `id` starts, at most
+    /// [`SUGGEST_CANDIDATES`] (a cheap filter, made under the lock; the
+    /// comparing is done by [`suggest`] after it is released).
+    fn candidates(&self, id: &str) -> Vec<String> {
+        let len = id.chars().take(SUGGEST_CHARS).count();
+        let budget = (len / 3).max(2);
+        self.ordered
             .iter()
-            .map(|known| (edit_distance(id, known), known))
-            .filter(|(d, known)| *d <= budget || known.starts_with(id) && !id.is_empty())
-            .collect();
-        scored.sort();
-        scored.into_iter().take(3).map(|(_, k)| k.clone()).collect()
+            .filter(|known| {
+                known.len().abs_diff(len) <= budget || (!id.is_empty() && known.starts_with(id))
+            })
+            .take(SUGGEST_CANDIDATES)
+            .cloned()
+            .collect()
+    }
+}
+
+/// `error` with its suggestions ranked: of the candidates an unknown-id
+/// error carries, the (up to) three closest by edit distance, `id` and
+/// each candidate cut to [`SUGGEST_CHARS`]. Bounded in cost whatever the
+/// caller sends and the registry holds; call it outside the registry lock.
+pub(crate) fn suggest(error: Error) -> Error {
+    let Error::UnknownCapability { id, suggestions } = error else {
+        return error;
+    };
+    let cut = |s: &str| s.chars().take(SUGGEST_CHARS).collect::<String>();
+    let wanted = cut(&id);
+    let budget = (wanted.chars().count() / 3).max(2);
+    let mut scored: Vec<(usize, String)> = suggestions
+        .into_iter()
+        .map(|known| (edit_distance(&wanted, &cut(&known)), known))
+        .filter(|(d, known)| *d <= budget || (!id.is_empty() && known.starts_with(id.as_str())))
+        .collect();
+    scored.sort();
+    let suggestions = scored.into_iter().take(3).map(|(_, k)| k).collect();
+    Error::UnknownCapability { id, suggestions }
+}
+
+/// Who holds a registered capability, as refusals name it.
+fn owner_name(source: &Source, info: &CapabilityInfo) -> String {
+    match source {
+        Source::Plugin(_) => info.plugin.clone().unwrap_or_default(),
+        Source::Imported => "the marketplace store".to_string(),
+        Source::Declared => "the configuration's [[capabilities]]".to_string(),
     }
 }
 
@@ -271,11 +396,11 @@ mod tests {
         for id in ["text.hash", "text.case", "json.get", "files.read"] {
             r.insert(Source::Plugin(0), cap(id, "p")).unwrap();
         }
-        match r.get("text.hsh").unwrap_err() {
+        match suggest(r.get("text.hsh").unwrap_err()) {
             Error::UnknownCapability { suggestions, .. } => assert_eq!(suggestions[0], "text.hash"),
             e => panic!("{e}"),
         }
-        match r.get("zzzzzzzzzzzzzzzz").unwrap_err() {
+        match suggest(r.get("zzzzzzzzzzzzzzzz").unwrap_err()) {
             Error::UnknownCapability { suggestions, .. } => assert!(suggestions.is_empty()),
             e => panic!("{e}"),
         }

@@ -156,6 +156,50 @@ fn destination_text(scheme: &str, host: &str, port: u16) -> String {
     out
 }
 
+/// Request headers a plugin granted secrets may not send: each could make
+/// a server answer in a form redaction cannot see through (a range of a
+/// stored value, a transfer coding).
+const SHAPING_HEADERS: [http::header::HeaderName; 3] = [
+    http::header::RANGE,
+    http::header::IF_RANGE,
+    http::header::TE,
+];
+
+/// Why a request of a plugin granted secrets is refused for its shape.
+fn shape_denial(headers: &http::HeaderMap) -> Option<String> {
+    let set = SHAPING_HEADERS.iter().find(|h| headers.contains_key(*h))?;
+    Some(format!(
+        "a plugin granted secrets may not set `{set}`: every response it receives is redacted of them, and a partial or transfer-coded one could carry a value past redaction"
+    ))
+}
+
+/// Why a response cannot be redacted: a content or transfer coding other
+/// than `identity` and `chunked` (the host asked for `identity`).
+fn undecodable(headers: &http::HeaderMap) -> Option<String> {
+    let codings = |name: http::header::HeaderName| {
+        headers
+            .get_all(name)
+            .iter()
+            .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+            .map(|c| c.trim().to_ascii_lowercase())
+            .filter(|c| !c.is_empty())
+            .collect::<Vec<_>>()
+    };
+    let content = codings(http::header::CONTENT_ENCODING);
+    if let Some(c) = content.iter().find(|c| *c != "identity") {
+        return Some(format!(
+            "the response is encoded (`content-encoding: {c}`) after `accept-encoding: identity`: it cannot be checked for secrets"
+        ));
+    }
+    let transfer = codings(http::header::TRANSFER_ENCODING);
+    let c = transfer
+        .iter()
+        .find(|c| *c != "chunked" && *c != "identity")?;
+    Some(format!(
+        "the response has transfer coding `{c}`: it cannot be checked for secrets"
+    ))
+}
+
 type Dispatch = Pin<Box<dyn Future<Output = Result<http::Response<WasiBody>, Failure>> + Send>>;
 
 impl EgressHooks {
@@ -277,78 +321,20 @@ impl EgressHooks {
             );
             return deny(attempt, reason);
         }
-        // Secrets: substituted here, for the destinations, headers and
-        // methods they are bound to; each value sent is cut out of the
-        // response.
-        let mut sent_secrets: Vec<(String, SecretValue)> = Vec::new();
-        let method = head.method.clone();
-        for (header, value) in head.headers.iter_mut() {
-            let Ok(text) = value.to_str() else { continue };
-            if !text.contains(SECRET_OPEN) {
-                continue;
+        // A plugin granted secrets gets every response redacted of their
+        // values: the host owns what decides the response's shape.
+        if self.egress.redaction.is_some() {
+            if let Some(reason) = shape_denial(&head.headers) {
+                return deny(attempt, reason);
             }
-            let destination = &attempt.destination;
-            let auditor = &self.auditor;
-            let policy = &self.egress.policy;
-            let replaced = substitute(text, |name| {
-                let found = policy.secret_for(
-                    name,
-                    SecretUse {
-                        scheme: &scheme,
-                        host: &host,
-                        port,
-                        header: header.as_str(),
-                        method: method.as_str(),
-                    },
-                );
-                let target = format!("{name} -> {method} {destination} ({header})");
-                match found {
-                    Ok(v) => {
-                        if !auditor.record(
-                            Effect::Secret,
-                            &target,
-                            Outcome::Allow,
-                            "bound to this destination, header and method",
-                        ) {
-                            return Err("the audit log cannot be written".to_string());
-                        }
-                        if !sent_secrets.iter().any(|(n, _)| n == name) {
-                            sent_secrets.push((name.to_string(), v.clone()));
-                        }
-                        Ok(v.expose().to_string())
-                    }
-                    Err(reason) => {
-                        auditor.record(Effect::Secret, &target, Outcome::Deny, &reason);
-                        Err(reason)
-                    }
-                }
-            });
-            match replaced {
-                Ok(replaced) => match HeaderValue::from_str(&replaced) {
-                    Ok(mut v) => {
-                        v.set_sensitive(true);
-                        *value = v;
-                    }
-                    Err(_) => {
-                        return deny(
-                            attempt,
-                            "a secret's value is not a valid header value".into(),
-                        )
-                    }
-                },
-                Err(reason) => return deny(attempt, reason),
-            }
+            head.headers.insert(
+                http::header::ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            );
         }
-        let redaction = Redaction::new(sent_secrets.iter().map(|(_, v)| v.expose())).map(|r| {
-            (
-                r,
-                sent_secrets
-                    .into_iter()
-                    .map(|(n, _)| n)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            )
-        });
+        if let Err(reason) = self.substitute_secrets(&mut head, &attempt, &scheme, &host, port) {
+            return deny(attempt, reason);
+        }
         // The allow is recorded where the destination is decided: after
         // name resolution, for the address actually connected to.
         if !head.headers.contains_key(HOST) {
@@ -378,6 +364,7 @@ impl EgressHooks {
         };
 
         let egress = self.egress.clone();
+        let redaction = egress.redaction.clone();
         let total = self.bytes.clone();
         let limits = self.limits;
         let dest = Destination { https, host, port };
@@ -525,8 +512,14 @@ impl EgressHooks {
             let Some((redaction, names)) = redaction else {
                 return Ok(http::Response::from_parts(head, counted.boxed_unsync()));
             };
-            // The response may quote the request (an echo, an error page):
-            // the guest never gets a value back.
+            if let Some(reason) = undecodable(&head.headers) {
+                return Err(Failure::Failed(
+                    HttpError::HttpResponseContentCoding(None),
+                    reason,
+                ));
+            }
+            // The response may quote the request (an echo, an error page)
+            // or data stored earlier: the guest never gets a value back.
             let target = format!("{names} <- {destination}");
             let record = move |auditor: &Auditor, part: &str, n: usize| {
                 auditor.record(
@@ -553,6 +546,64 @@ impl EgressHooks {
             );
             Ok(http::Response::from_parts(head, body.boxed_unsync()))
         })
+    }
+}
+
+impl EgressHooks {
+    /// Substitutes each secret placeholder in `head`'s header values, for
+    /// the destinations, headers and methods the secret is bound to (each
+    /// use audited first); `Err` names why one may not be sent.
+    fn substitute_secrets(
+        &self,
+        head: &mut http::request::Parts,
+        attempt: &Attempt,
+        scheme: &str,
+        host: &str,
+        port: u16,
+    ) -> Result<(), String> {
+        let method = head.method.clone();
+        for (header, value) in head.headers.iter_mut() {
+            let Ok(text) = value.to_str() else { continue };
+            if !text.contains(SECRET_OPEN) {
+                continue;
+            }
+            let replaced = substitute(text, |name| {
+                let found = self.egress.policy.secret_for(
+                    name,
+                    SecretUse {
+                        scheme,
+                        host,
+                        port,
+                        header: header.as_str(),
+                        method: method.as_str(),
+                    },
+                );
+                let target = format!("{name} -> {method} {} ({header})", attempt.destination);
+                match found {
+                    Ok(v) => {
+                        if !self.auditor.record(
+                            Effect::Secret,
+                            &target,
+                            Outcome::Allow,
+                            "bound to this destination, header and method",
+                        ) {
+                            return Err("the audit log cannot be written".to_string());
+                        }
+                        Ok(v.expose().to_string())
+                    }
+                    Err(reason) => {
+                        self.auditor
+                            .record(Effect::Secret, &target, Outcome::Deny, &reason);
+                        Err(reason)
+                    }
+                }
+            })?;
+            let mut v = HeaderValue::from_str(&replaced)
+                .map_err(|_| "a secret's value is not a valid header value".to_string())?;
+            v.set_sensitive(true);
+            *value = v;
+        }
+        Ok(())
     }
 }
 

@@ -14,9 +14,14 @@
 //! follows one makes a new request, checked again. Each attempt is one
 //! structured event (`target: warden::egress`).
 //!
-//! Connections are kept alive and reused per plugin and destination.
+//! Connections are kept alive and reused per plugin and destination. Each
+//! one, in use or idle in the pool, holds one of the plugin's
+//! `limits.max-sockets` until it is closed: at the cap an idle connection
+//! is closed to make room, or the request waits (within its connect
+//! timeout) for one to close, then fails with `connection-limit-reached`.
 
 use crate::governance::policy::{Decision, Policy, SecretUse, SecretValue};
+use crate::sandbox::{DescriptorBudget, SocketSlot};
 use hyper::client::conn::http1::SendRequest;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -28,11 +33,13 @@ use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 mod ack;
 mod counted;
+mod dns;
 mod hooks;
 mod secrets;
 
 use ack::{Acker, QuickAck};
 use counted::Counted;
+use dns::{Dns, DnsFailure};
 pub(crate) use hooks::{EgressHooks, Failure, OutBody, Timeouts};
 use secrets::{substitute, Redacted, Redaction};
 
@@ -51,21 +58,40 @@ struct Destination {
     port: u16,
 }
 
-/// A plugin's egress: its policy, resolution table and connection pool.
+/// How names are resolved, host-wide (`[host]`): pinned addresses, the
+/// nameservers, and whether names granted only by a `*.` wildcard are
+/// looked up.
+#[derive(Clone, Default)]
+pub(crate) struct Naming {
+    pub(crate) pins: Arc<BTreeMap<String, IpAddr>>,
+    pub(crate) servers: Arc<[SocketAddr]>,
+    pub(crate) wildcards: bool,
+}
+
+/// A plugin's egress: its policy, name resolution and connection pool.
 /// Shared by all instances of the plugin.
 pub(crate) struct Egress {
     plugin: Arc<str>,
     policy: Arc<Policy>,
-    resolve: Arc<BTreeMap<String, IpAddr>>,
+    pins: Arc<BTreeMap<String, IpAddr>>,
+    wildcards: bool,
+    /// The plugin's own resolver.
+    dns: Dns,
     idle: Mutex<HashMap<Destination, Vec<Conn>>>,
     tls: Arc<rustls::ClientConfig>,
+    /// The plugin's sockets, which its connections count toward.
+    descriptors: Arc<DescriptorBudget>,
+    /// The values of every secret granted to the plugin, cut out of every
+    /// response it receives, and their names; `None` without secrets.
+    redaction: Option<(Arc<Redaction>, Arc<str>)>,
 }
 
 impl Egress {
     pub(crate) fn new(
         plugin: Arc<str>,
         policy: Arc<Policy>,
-        resolve: Arc<BTreeMap<String, IpAddr>>,
+        naming: &Naming,
+        descriptors: Arc<DescriptorBudget>,
     ) -> Egress {
         let roots = rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.into(),
@@ -73,13 +99,68 @@ impl Egress {
         let tls = rustls::ClientConfig::builder()
             .with_root_certificates(roots)
             .with_no_client_auth();
+        let redaction = granted_redaction(&policy);
         Egress {
             plugin,
             policy,
-            resolve,
+            pins: naming.pins.clone(),
+            wildcards: naming.wildcards,
+            dns: Dns::new(naming.servers.clone()),
             idle: Mutex::new(HashMap::new()),
             tls: Arc::new(tls),
+            descriptors,
+            redaction,
         }
+    }
+
+    /// One of the plugin's sockets for a new connection: at the cap, an
+    /// idle connection is closed to make room, or the wait goes on until
+    /// one closes, at most `wait`.
+    async fn socket_slot(&self, wait: Duration) -> Result<SocketSlot, Refusal> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let released = self.descriptors.released();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if let Some(slot) = self.descriptors.try_take_socket() {
+                return Ok(slot);
+            }
+            self.close_one_idle();
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                let max = self.descriptors.max_sockets();
+                return Err(Refusal::Failed(
+                    HttpError::ConnectionLimitReached,
+                    format!(
+                        "limits.max-sockets ({max}) reached: the plugin holds {max} sockets and connections"
+                    ),
+                ));
+            }
+        }
+    }
+
+    /// Closes every idle pooled connection (their sockets are given back
+    /// as they close); returns how many there were.
+    pub(crate) fn close_idle(&self) -> usize {
+        let mut idle = self.idle.lock().expect("egress pool lock");
+        let n = idle.values().map(Vec::len).sum();
+        idle.clear();
+        n
+    }
+
+    /// The plugin's socket and file budget.
+    pub(crate) fn descriptors(&self) -> &Arc<DescriptorBudget> {
+        &self.descriptors
+    }
+
+    /// Closes one idle pooled connection, if there is one.
+    fn close_one_idle(&self) {
+        let mut idle = self.idle.lock().expect("egress pool lock");
+        for list in idle.values_mut() {
+            if list.pop().is_some() {
+                break;
+            }
+        }
+        idle.retain(|_, list| !list.is_empty());
     }
 
     pub(crate) fn policy(&self) -> &Arc<Policy> {
@@ -114,37 +195,54 @@ impl Egress {
         }
     }
 
+    /// Why `host` may not be looked up at all, beyond the grants: with
+    /// `[host] resolve-wildcards = false`, a name granted only by a `*.`
+    /// wildcard (not pinned, not granted by name) never reaches a
+    /// nameserver, so its labels cannot carry data out.
+    pub(crate) fn lookup_denial(&self, host: &str) -> Option<String> {
+        if self.wildcards
+            || host.parse::<IpAddr>().is_ok()
+            || self.pins.contains_key(host)
+            || self.policy.names_exactly(host)
+        {
+            return None;
+        }
+        Some(format!(
+            "`{host}` is granted only by a wildcard, and [host] resolve-wildcards = false: \
+             only pinned names and names granted exactly are looked up"
+        ))
+    }
+
+    /// Whether `host` is pinned in `[host] resolve` (no query for it).
+    pub(crate) fn pinned(&self, host: &str) -> bool {
+        self.pins.contains_key(host)
+    }
+
     /// The addresses of `host` (lower case, no brackets or trailing dot):
-    /// an IP literal as it is, a `[host] resolve` pin, else the system
-    /// resolver within `timeout`. The one resolution for HTTP and for a
-    /// guest's own lookups.
+    /// an IP literal as it is, a `[host] resolve` pin, else the plugin's
+    /// resolver within `timeout` (waiting for a free lookup slot
+    /// included). The one resolution for HTTP and for a guest's own
+    /// lookups.
     pub(crate) async fn resolve(
         &self,
         host: &str,
-        port: u16,
         timeout: Duration,
     ) -> Result<Vec<IpAddr>, Refusal> {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(vec![ip]);
         }
-        if let Some(ip) = self.resolve.get(host) {
+        if let Some(ip) = self.pins.get(host) {
             return Ok(vec![*ip]);
         }
-        match tokio::time::timeout(timeout, tokio::net::lookup_host((host, port))).await {
-            Ok(Ok(found)) => {
-                let mut addrs: Vec<IpAddr> = Vec::new();
-                for ip in found.map(|a| a.ip().to_canonical()) {
-                    if !addrs.contains(&ip) {
-                        addrs.push(ip);
-                    }
-                }
-                Ok(addrs)
+        if let Some(reason) = self.lookup_denial(host) {
+            return Err(Refusal::Denied(reason));
+        }
+        match self.dns.lookup(host, timeout).await {
+            Ok(addrs) => Ok(addrs),
+            Err(DnsFailure::Failed(reason)) => {
+                Err(Refusal::Failed(HttpError::DestinationNotFound, reason))
             }
-            Ok(Err(_)) => Err(Refusal::Failed(
-                HttpError::DestinationNotFound,
-                format!("cannot resolve {host}"),
-            )),
-            Err(_) => Err(Refusal::Failed(
+            Err(DnsFailure::Timeout) => Err(Refusal::Failed(
                 HttpError::DnsTimeout,
                 format!("resolving {host} timed out"),
             )),
@@ -161,7 +259,8 @@ impl Egress {
         timeout: Duration,
         allowed: &(dyn Fn(&str) -> bool + Send + Sync),
     ) -> Result<Conn, Refusal> {
-        let addrs = self.resolve(&dest.host, dest.port, timeout).await?;
+        let addrs = self.resolve(&dest.host, timeout).await?;
+        let mut slot = None;
         let mut last_denial = None;
         for ip in addrs {
             match self
@@ -177,6 +276,9 @@ impl Egress {
                         return Err(Refusal::Denied("the audit log cannot be written".into()));
                     }
                 }
+            }
+            if slot.is_none() {
+                slot = Some(self.socket_slot(timeout).await?);
             }
             let addr = SocketAddr::new(ip, dest.port);
             let tcp =
@@ -219,9 +321,9 @@ impl Egress {
                     .map_err(|e| {
                         Refusal::Failed(HttpError::Tls(e), format!("{addr}: TLS handshake failed"))
                     })?;
-                handshake(tls).await?
+                handshake(tls, slot.take()).await?
             } else {
-                handshake(tcp).await?
+                handshake(tcp, slot.take()).await?
             };
             return Ok(Conn { sender, acker });
         }
@@ -231,7 +333,16 @@ impl Egress {
     }
 }
 
-async fn handshake<S>(io: S) -> Result<SendRequest<WasiBody>, Refusal>
+/// Starts HTTP/1.1 on `io`; the connection holds `slot` until it closes.
+/// The redaction of every secret granted under `policy`, with their names.
+fn granted_redaction(policy: &Policy) -> Option<(Arc<Redaction>, Arc<str>)> {
+    let granted: Vec<(&str, &SecretValue)> = policy.granted_secrets().collect();
+    let redaction = Redaction::new(granted.iter().map(|(_, v)| v.expose()))?;
+    let names: Vec<&str> = granted.iter().map(|(n, _)| *n).collect();
+    Some((Arc::new(redaction), names.join(", ").into()))
+}
+
+async fn handshake<S>(io: S, slot: Option<SocketSlot>) -> Result<SendRequest<WasiBody>, Refusal>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
@@ -240,6 +351,7 @@ where
         .await
         .map_err(|e| Refusal::Failed(HttpError::from(e), "HTTP handshake failed".into()))?;
     tokio::spawn(async move {
+        let _slot = slot;
         let _ = conn.await;
     });
     Ok(sender)

@@ -1,7 +1,8 @@
 //! Secret placeholders (`{{secret:NAME}}`) in header values, substituted
 //! at egress for the destinations, headers and methods the secret is bound
-//! to; and the redaction of every substituted value from what the response
-//! hands back to the guest (head, body and trailers).
+//! to; and the redaction of the value of every secret granted to the
+//! plugin from every response it receives (head, body and trailers),
+//! whether or not that request carried it.
 
 use super::*;
 use bytes::Bytes;
@@ -34,7 +35,7 @@ pub(super) fn substitute(
     Ok(out)
 }
 
-/// The values substituted into one request, to be cut out of its response.
+/// The values of a plugin's secrets, to be cut out of its responses.
 pub(super) struct Redaction {
     /// Each value as sent and, where it differs, as a JSON string quotes it.
     patterns: Vec<Vec<u8>>,
@@ -130,11 +131,11 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// A response body with the request's secret values cut out; reports how
+/// A response body with the plugin's secret values cut out; reports how
 /// many it cut once, when it ends or is dropped.
 pub(super) struct Redacted<B> {
     pub(super) inner: B,
-    pub(super) redaction: Redaction,
+    pub(super) redaction: Arc<Redaction>,
     /// Bytes held back: the start of a value that may go on in the next
     /// frame.
     carry: Vec<u8>,
@@ -148,7 +149,7 @@ pub(super) struct Redacted<B> {
 impl<B> Redacted<B> {
     pub(super) fn new(
         inner: B,
-        redaction: Redaction,
+        redaction: Arc<Redaction>,
         on_end: Box<dyn FnOnce(usize) + Send>,
     ) -> Self {
         Redacted {
@@ -303,7 +304,7 @@ mod tests {
             let seen = counted.clone();
             let body = Redacted::new(
                 Chunks(chunks.into_iter().collect()),
-                Redaction::new([secret]).unwrap(),
+                Arc::new(Redaction::new([secret]).unwrap()),
                 Box::new(move |n| seen.store(n, std::sync::atomic::Ordering::SeqCst)),
             );
             let out = body.collect().await.ok().unwrap().to_bytes();

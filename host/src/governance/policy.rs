@@ -162,6 +162,15 @@ impl Policy {
         self
     }
 
+    /// The names and values of every secret granted to the plugin that
+    /// could be read: what every response it receives is redacted of.
+    pub fn granted_secrets(&self) -> impl Iterator<Item = (&str, &SecretValue)> {
+        self.secrets
+            .iter()
+            .filter(|s| s.unavailable.is_none())
+            .map(|s| (s.name.as_str(), &s.value))
+    }
+
     /// The value of secret `name` for header `header` of a `method`
     /// request to `scheme://host:port`, or why it may not be sent there.
     /// Reasons name the secret, never its value.
@@ -253,15 +262,19 @@ impl Policy {
         }
     }
 
+    /// Whether a network grant names `name` exactly (not by a wildcard).
+    pub fn names_exactly(&self, name: &str) -> bool {
+        let name = normalize_host(name);
+        self.egress
+            .iter()
+            .any(|r| r.is_by_name() && r.matches_host(&name))
+    }
+
     /// Whether a lookup of `name` may answer `ip`: a public address, or any
     /// address when a grant names `name` exactly (the rule HTTP follows).
     pub fn lookup_answer_allowed(&self, name: &str, ip: IpAddr) -> bool {
         let name = normalize_host(name);
-        is_public(ip)
-            || self
-                .egress
-                .iter()
-                .any(|r| r.is_by_name() && r.matches_host(&name))
+        is_public(ip) || self.names_exactly(&name)
     }
 
     /// Whether the plugin may read the environment variable `name`.

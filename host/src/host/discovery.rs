@@ -3,6 +3,7 @@
 
 use super::descriptor::descriptor_info;
 use super::*;
+use crate::registry::{Refusal, Refused, MAX_CAPABILITIES_PER_SOURCE, MAX_SOURCES_PER_PLUGIN};
 
 impl Host {
     /// Asks plugins again for the sources that failed discovery (a server
@@ -36,6 +37,7 @@ impl Host {
                         &mut registry,
                         state,
                         &self.inner.governance,
+                        true,
                     ) > 0;
                 }
                 Err(e) => {
@@ -196,7 +198,11 @@ pub(super) async fn discover_all(
 }
 
 /// Registers the capabilities of sources not registered yet; remembers the
-/// failed ones. Returns how many capabilities were registered.
+/// failed ones. Returns how many capabilities were registered. A plugin has
+/// at most [`MAX_SOURCES_PER_PLUGIN`] sources and a source at most
+/// [`MAX_CAPABILITIES_PER_SOURCE`] capabilities; when `retrying`, only the
+/// sources that failed before are taken (never a new name). Refused claims
+/// are written as one summary.
 pub(super) fn register_sources(
     plugin: &LoadedPlugin,
     index: usize,
@@ -204,11 +210,28 @@ pub(super) fn register_sources(
     registry: &mut Registry,
     state: &mut Discovery,
     governance: &Governance,
+    retrying: bool,
 ) -> usize {
     let name = &plugin.info.name;
+    let mut refused = Refused::default();
     let mut count = 0;
     for source in found {
         if state.registered.contains(&source.name) {
+            continue;
+        }
+        let known = state.pending.contains_key(&source.name);
+        if retrying && !known {
+            refused.add(
+                &source.name,
+                Refusal::TooMany("the sources named at load (a new source on retry)"),
+            );
+            continue;
+        }
+        if !known && state.registered.len() + state.pending.len() >= MAX_SOURCES_PER_PLUGIN {
+            refused.add(
+                &source.name,
+                Refusal::TooMany("the plugin's 64 discovery sources"),
+            );
             continue;
         }
         match source.capabilities {
@@ -221,33 +244,57 @@ pub(super) fn register_sources(
                 state.pending.insert(source.name, failure);
             }
             Ok(descriptors) => {
-                for d in descriptors {
-                    let id = d.id.clone();
-                    let info = match descriptor_info(d, name) {
-                        Ok(i) => i,
-                        Err(e) => {
-                            tracing::warn!(plugin = %name, source = %source.name, "capability `{id}` skipped: {e}");
-                            continue;
-                        }
-                    };
-                    if matches!(info.route, Route::Session { .. }) && !plugin.has_sessions() {
-                        tracing::warn!(plugin = %name, "capability `{id}` skipped: it asks for a session and the plugin exports no session-handler");
-                        continue;
-                    }
-                    match registry.insert(Source::Plugin(index), info) {
-                        Ok(_) => count += 1,
-                        Err(e) => {
-                            if let Err(e) = super::refuse_claim(governance, name, e) {
-                                tracing::warn!(plugin = %name, source = %source.name, "capability `{id}` skipped: {e}")
-                            }
-                        }
-                    }
-                }
+                count += register_source(plugin, index, descriptors, registry, &mut refused);
                 if state.pending.remove(&source.name).is_some() {
                     tracing::info!(plugin = %name, source = %source.name, "source available again; its capabilities are registered");
                 }
                 state.registered.insert(source.name);
             }
+        }
+    }
+    if let Err(e) = super::load::report_refused(governance, name, &plugin.info.namespaces, &refused)
+    {
+        tracing::warn!(plugin = %name, "refused claims could not be audited: {e}");
+    }
+    count
+}
+
+/// Registers one source's capabilities, at most
+/// [`MAX_CAPABILITIES_PER_SOURCE`]; returns how many.
+fn register_source(
+    plugin: &LoadedPlugin,
+    index: usize,
+    descriptors: Vec<crate::bindings::warden::provider::types::CapabilityDescriptor>,
+    registry: &mut Registry,
+    refused: &mut Refused,
+) -> usize {
+    let name = &plugin.info.name;
+    let mut count = 0;
+    for (n, d) in descriptors.into_iter().enumerate() {
+        let id = d.id.clone();
+        if n >= MAX_CAPABILITIES_PER_SOURCE {
+            refused.add(&id, Refusal::TooMany("a source's 1024 capabilities"));
+            continue;
+        }
+        let info = match descriptor_info(d, name) {
+            Ok(i) => i,
+            Err(e) => {
+                refused.add(&id, Refusal::Malformed(e));
+                continue;
+            }
+        };
+        if matches!(info.route, Route::Session { .. }) && !plugin.has_sessions() {
+            refused.add(
+                &id,
+                Refusal::Malformed(
+                    "it asks for a session and the plugin exports no session-handler".into(),
+                ),
+            );
+            continue;
+        }
+        match registry.claim(index, &plugin.info.namespaces, info) {
+            Ok(()) => count += 1,
+            Err(why) => refused.add(&id, why),
         }
     }
     count

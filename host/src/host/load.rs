@@ -16,6 +16,8 @@ struct Loaded {
     plugins: Vec<Arc<LoadedPlugin>>,
     registry: Registry,
     discovery: HashMap<usize, Discovery>,
+    /// Plugins refused at load, with why (the host serves the others).
+    refused: Vec<(String, String)>,
 }
 
 /// The engine side every plugin is loaded with.
@@ -23,7 +25,7 @@ struct Runtime {
     engine: Engine,
     linker: Linker<State>,
     cache: Option<crate::CompiledCache>,
-    resolve: Arc<std::collections::BTreeMap<String, std::net::IpAddr>>,
+    naming: crate::egress::Naming,
 }
 
 impl Host {
@@ -35,35 +37,36 @@ impl Host {
         let governance = open_governance(&config)?;
         let (runtime, ticker) = start_runtime(&config)?;
         let mut loaded = Loaded::default();
+        let store = config.marketplace_dir();
+        reserve_operator_ids(&config, store.as_deref(), &mut loaded.registry);
+        let strict = config.host.strict_load;
         for (name, pc) in &config.plugins {
+            let index = loaded.plugins.len();
             if let Err(e) = load_plugin(&config, &runtime, &governance, &mut loaded, name, pc).await
             {
-                // A refused load is on the record, whatever refused it.
-                governance.record(crate::governance::audit::Entry {
-                    plugin: name.clone(),
-                    effect: crate::governance::audit::Effect::Load,
-                    target: config.resolve_path(&pc.component).display().to_string(),
-                    decision: crate::governance::audit::Outcome::Deny,
-                    reason: e.to_string(),
-                    ..Default::default()
-                })?;
-                return Err(e);
+                // Nothing of a refused plugin stays registered under its index.
+                loaded.registry.remove_plugin(index);
+                refuse_load(&config, &governance, name, pc, &e)?;
+                if strict {
+                    return Err(e);
+                }
+                loaded.refused.push((name.clone(), e.to_string()));
             }
         }
-        discover_at_load(&mut loaded, &governance).await?;
+        discover_at_load(&mut loaded, &governance, strict).await?;
         let Loaded {
             plugins,
             mut registry,
             discovery,
+            refused,
         } = loaded;
-        let servers = provider_servers(&config, &plugins, &registry)?;
+        let servers = provider_servers(&config, &plugins, &registry, strict)?;
         let served_by = |kind: ProviderKind| {
             servers
                 .get(&kind)
                 .map(|(i, _): &(usize, String)| plugins[*i].info.name.clone())
         };
         register_declared(&config, &served_by, &mut registry, &governance)?;
-        let store = config.marketplace_dir();
         register_stored(store.as_deref(), &served_by, &mut registry, &governance)?;
         let sweep_every =
             sessions::sweep_interval(plugins.iter().map(|p| p.info.sessions.idle_ttl_ms));
@@ -76,12 +79,51 @@ impl Host {
                 sessions: Arc::default(),
                 governance,
                 discovery: tokio::sync::Mutex::new(discovery),
+                refused,
                 catalog: tokio::sync::watch::channel(0).0,
                 _ticker: ticker,
             }),
         };
         host.start_background(sweep_every);
         Ok(host)
+    }
+}
+
+/// Audits and reports a plugin refused at load.
+fn refuse_load(
+    config: &Config,
+    governance: &Governance,
+    name: &str,
+    pc: &PluginConfig,
+    e: &Error,
+) -> Result<()> {
+    tracing::error!(plugin = %name, "plugin refused at load; the others are served: {e}");
+    // A refused load is on the record, whatever refused it.
+    governance.record(crate::governance::audit::Entry {
+        plugin: name.to_string(),
+        effect: crate::governance::audit::Effect::Load,
+        target: config.resolve_path(&pc.component).display().to_string(),
+        decision: crate::governance::audit::Outcome::Deny,
+        reason: e.to_string(),
+        ..Default::default()
+    })
+}
+
+/// Holds the ids of the operator's `[[capabilities]]` and of the
+/// marketplace store before any plugin loads, so that no plugin can take
+/// one by loading first. (A store that cannot be read is reported when it
+/// is registered.)
+fn reserve_operator_ids(config: &Config, store: Option<&Path>, registry: &mut Registry) {
+    for m in &config.capabilities {
+        registry.reserve(&m.id, "the configuration's [[capabilities]]");
+    }
+    let Some(dir) = store.filter(|d| d.is_dir()) else {
+        return;
+    };
+    for (_, entry) in snapshot::read_path(dir).unwrap_or_default() {
+        if let Ok(m) = entry {
+            registry.reserve(&m.id, "the marketplace store");
+        }
     }
 }
 
@@ -135,15 +177,22 @@ fn start_runtime(config: &Config) -> Result<(Runtime, EpochTicker)> {
         engine,
         linker,
         cache: config.compiled_cache(),
-        resolve: Arc::new(config.host.resolve.clone()),
+        naming: crate::egress::Naming {
+            pins: Arc::new(config.host.resolve.clone()),
+            servers: config.host.dns_servers.clone().into(),
+            wildcards: config.host.resolve_wildcards.unwrap_or(true),
+        },
     };
     Ok((runtime, ticker))
 }
 
-/// Refuses a configuration whose plugins may hold so many sockets and files
+/// Refuses a configuration whose plugins may hold so many descriptors
 /// together that the host could not keep
 /// [`HOST_DESCRIPTOR_RESERVE`](crate::sandbox::HOST_DESCRIPTOR_RESERVE)
-/// descriptors for itself under the process's open-file limit.
+/// descriptors for itself under the process's open-file limit. Per plugin:
+/// its `max-sockets` (guest sockets and the host's HTTP connections for it),
+/// its `max-files`, and one descriptor per granted directory in each
+/// instance it may have at once (the WASI context opens them).
 fn check_descriptor_reserve(config: &Config) -> Result<()> {
     let Some(limit) = crate::sandbox::open_file_limit() else {
         return Ok(());
@@ -151,21 +200,26 @@ fn check_descriptor_reserve(config: &Config) -> Result<()> {
     let caps: u64 = config
         .plugins
         .values()
-        .map(|p| {
-            let l = p.limits.or(config.limits).resolve();
-            u64::from(l.max_sockets) + u64::from(l.max_files)
-        })
+        .map(|p| plugin_descriptors(config, p))
         .sum();
     let reserve = crate::sandbox::HOST_DESCRIPTOR_RESERVE;
     if caps + reserve > limit {
         return Err(Error::Config(format!(
-            "the plugins may hold {caps} sockets and files together (limits.max-sockets + \
-             limits.max-files of each), and the host keeps {reserve} descriptors for itself, \
-             but this process may open only {limit} (ulimit -n): lower those limits or raise \
-             the open-file limit"
+            "the plugins may hold {caps} descriptors together (limits.max-sockets + \
+             limits.max-files of each, and each granted directory once per instance), and \
+             the host keeps {reserve} descriptors for itself, but this process may open only \
+             {limit} (ulimit -n): lower those limits or raise the open-file limit"
         )));
     }
     Ok(())
+}
+
+/// The most descriptors plugin `p` may make the host hold.
+fn plugin_descriptors(config: &Config, p: &PluginConfig) -> u64 {
+    let l = p.limits.or(config.limits).resolve();
+    let instances = u64::from(crate::runtime::engine::instance_share(p));
+    let dirs = p.grants.dirs.len() as u64;
+    u64::from(l.max_sockets) + u64::from(l.max_files) + dirs.saturating_mul(instances)
 }
 
 /// The component file of plugin `name`: its path and bytes.
@@ -317,12 +371,15 @@ async fn load_plugin(
         sessions: pc.sessions,
         world: report.world.clone().unwrap_or_default(),
         imports: report.imports.iter().map(|i| i.name.clone()).collect(),
+        namespaces: crate::registry::Namespaces::new(name, &pc.namespaces),
     };
     let plugin_name: Arc<str> = Arc::from(name);
+    let descriptors = DescriptorBudget::new(info.limits.max_sockets, info.limits.max_files);
     let egress = Arc::new(Egress::new(
         plugin_name.clone(),
         Arc::new(policy),
-        runtime.resolve.clone(),
+        &runtime.naming,
+        descriptors.clone(),
     ));
     check_pinned_digest(governance, name, &path, &info.digest)?;
     let auditor = Auditor::new(
@@ -335,7 +392,7 @@ async fn load_plugin(
         egress,
         limits: info.limits,
         auditor,
-        descriptors: DescriptorBudget::new(info.limits.max_sockets, info.limits.max_files),
+        descriptors,
     };
     let mut plugin = LoadedPlugin::new(
         info,
@@ -362,7 +419,11 @@ async fn load_plugin(
 /// source in a call of its own, under its plugin's time limit), then
 /// registers what they offer in load order, before declared and stored
 /// capabilities.
-async fn discover_at_load(loaded: &mut Loaded, governance: &Governance) -> Result<()> {
+async fn discover_at_load(
+    loaded: &mut Loaded,
+    governance: &Governance,
+    strict: bool,
+) -> Result<()> {
     let mut asks = tokio::task::JoinSet::new();
     for (index, plugin) in loaded.plugins.iter().enumerate() {
         if plugin.has_discovery() {
@@ -380,12 +441,24 @@ async fn discover_at_load(loaded: &mut Loaded, governance: &Governance) -> Resul
     results.sort_by_key(|(index, _)| *index);
     for (index, found) in results {
         let plugin = loaded.plugins[index].clone();
-        let found = found.map_err(|e| {
-            Error::load(
-                &plugin.info.name,
-                format!("listing its discovery sources failed: {e}"),
-            )
-        })?;
+        let found = match found {
+            Ok(found) => found,
+            Err(e) => {
+                let e = Error::load(
+                    &plugin.info.name,
+                    format!("listing its discovery sources failed: {e}"),
+                );
+                if strict {
+                    return Err(e);
+                }
+                // The plugin serves what it declared; its sources are missing.
+                tracing::error!(plugin = %plugin.info.name, "{e}");
+                loaded
+                    .refused
+                    .push((plugin.info.name.clone(), e.to_string()));
+                continue;
+            }
+        };
         let state = loaded.discovery.entry(index).or_default();
         register_sources(
             &plugin,
@@ -394,6 +467,7 @@ async fn discover_at_load(loaded: &mut Loaded, governance: &Governance) -> Resul
             &mut loaded.registry,
             state,
             governance,
+            false,
         );
     }
     Ok(())
@@ -415,6 +489,7 @@ async fn describe_into(
     plugin.info.provider = description.info.name;
     plugin.info.version = description.info.version;
     plugin.info.description = description.info.description;
+    let mut refused = crate::registry::Refused::default();
     for d in description.capabilities {
         let id = d.id.clone();
         let info = descriptor_info(d, &name)
@@ -427,41 +502,75 @@ async fn describe_into(
                 ));
             }
         }
-        match registry.insert(Source::Plugin(index), info) {
-            Ok(_) => plugin.info.capabilities.push(id),
-            Err(e) => refuse_claim(governance, &name, e)?,
+        match registry.claim(index, &plugin.info.namespaces, info) {
+            Ok(()) => plugin.info.capabilities.push(id),
+            Err(why) => refused.add(&id, why),
         }
     }
-    Ok(())
+    report_refused(governance, &name, &plugin.info.namespaces, &refused)
 }
 
 /// For each `[providers]` kind: the plugin that serves it and its entry
-/// capability (the one whose metadata says `warden.serves = KIND`).
+/// capability (the one whose metadata says `warden.serves = KIND`). A kind
+/// whose plugin was refused at load, or serves no entry, is left unserved
+/// (its capabilities answer `not served`), unless `strict`.
 fn provider_servers(
     config: &Config,
     plugins: &[Arc<LoadedPlugin>],
     registry: &Registry,
+    strict: bool,
 ) -> Result<HashMap<ProviderKind, (usize, String)>> {
     let mut servers = HashMap::new();
     for (kind, plugin_name) in &config.providers {
         let kind = ProviderKind::parse(kind).expect("validated");
-        let index = plugins
-            .iter()
-            .position(|p| &p.info.name == plugin_name)
-            .expect("validated");
+        let Some(index) = plugins.iter().position(|p| &p.info.name == plugin_name) else {
+            tracing::error!(plugin = %plugin_name, "provider kind :{kind} is not served: its plugin was refused at load");
+            continue;
+        };
         let entry = registry
             .iter()
-            .find(|c| c.plugin.as_deref() == Some(plugin_name.as_str()) && c.flat_metadata.get("warden.serves").and_then(Value::as_str) == Some(kind.name()))
-            .map(|c| c.id.clone())
-            .ok_or_else(|| {
-                Error::load(
-                    plugin_name,
-                    format!("serves no :{kind} capabilities (none of its capabilities has metadata warden.serves = \"{kind}\")"),
-                )
-            })?;
+            .find(|c| {
+                c.plugin.as_deref() == Some(plugin_name.as_str())
+                    && c.flat_metadata.get("warden.serves").and_then(Value::as_str)
+                        == Some(kind.name())
+            })
+            .map(|c| c.id.clone());
+        let Some(entry) = entry else {
+            let e = Error::load(
+                plugin_name,
+                format!("serves no :{kind} capabilities (none of its capabilities has metadata warden.serves = \"{kind}\")"),
+            );
+            if strict {
+                return Err(e);
+            }
+            tracing::error!("provider kind :{kind} is not served: {e}");
+            continue;
+        };
         servers.insert(kind, (index, entry));
     }
     Ok(servers)
+}
+
+/// Writes one summary of a plugin's refused claims (warned and audited).
+pub(super) fn report_refused(
+    governance: &Governance,
+    plugin: &str,
+    namespaces: &crate::registry::Namespaces,
+    refused: &crate::registry::Refused,
+) -> Result<()> {
+    if refused.count() == 0 {
+        return Ok(());
+    }
+    let summary = refused.summary(namespaces);
+    tracing::warn!(plugin = %plugin, "{summary}");
+    governance.record(crate::governance::audit::Entry {
+        plugin: plugin.to_string(),
+        effect: crate::governance::audit::Effect::Register,
+        target: format!("{} capability ids", refused.count()),
+        decision: crate::governance::audit::Outcome::Deny,
+        reason: summary,
+        ..Default::default()
+    })
 }
 
 /// Capabilities declared in the configuration (`[[capabilities]]`).

@@ -56,6 +56,8 @@ struct Inner {
     governance: Governance,
     /// Per plugin with `discovery`: which sources are registered or pending.
     discovery: tokio::sync::Mutex<HashMap<usize, Discovery>>,
+    /// Plugins refused at load and why (the host serves the others).
+    refused: Vec<(String, String)>,
     /// Bumped whenever capabilities are registered after load.
     catalog: tokio::sync::watch::Sender<u64>,
     // Dropped last: stops the epoch thread once no call can be running.
@@ -176,7 +178,10 @@ impl Host {
         // again in the background; meanwhile the error names it.
         let (source, info) = match found {
             Ok(f) => f,
-            Err(e) => return Err(self.unavailable_source(id).await.unwrap_or(e)),
+            Err(e) => {
+                let e = crate::registry::suggest(e);
+                return Err(self.unavailable_source(id).await.unwrap_or(e));
+            }
         };
         let validate = || {
             info.input_type
@@ -419,6 +424,12 @@ impl Host {
         })
     }
 
+    /// The plugins refused at load (`[host] strict-load = false`), each
+    /// with why; the host serves the others.
+    pub fn refused_plugins(&self) -> &[(String, String)] {
+        &self.inner.refused
+    }
+
     /// Every registered capability: plugins' in load order, then imported ones.
     pub fn capabilities(&self) -> Vec<Arc<CapabilityInfo>> {
         self.registry().iter().cloned().collect()
@@ -426,7 +437,8 @@ impl Host {
 
     /// The capability `id`, or an error naming the nearest ids.
     pub fn capability(&self, id: &str) -> Result<Arc<CapabilityInfo>> {
-        self.registry().get(id).map(|(_, c)| c)
+        let found = self.registry().get(id);
+        found.map(|(_, c)| c).map_err(crate::registry::suggest)
     }
 
     /// Every loaded plugin.

@@ -45,6 +45,7 @@ pub(crate) fn new_engine(slots: u32, max_memory: u64) -> Result<Engine> {
         .wasm_component_model(true)
         .consume_fuel(true)
         .epoch_interruption(true);
+    disable_unneeded_proposals(&mut config);
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(slots)
         .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
@@ -60,6 +61,24 @@ pub(crate) fn new_engine(slots: u32, max_memory: u64) -> Result<Engine> {
         .max_memory_size(max_memory as usize);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config).map_err(|e| Error::Internal(format!("creating the wasm engine: {e}")))
+}
+
+/// Turns off every proposal our guests do not use, so their code (and its
+/// advisories) is out of reach of a plugin: GC, shared-everything threads,
+/// stack switching, 64-bit and custom-page memories, wide arithmetic and
+/// the component model's async ABI (not compiled in). A component that needs one of them is
+/// refused at load with wasmtime's validation error, which names the
+/// proposal. The GC, exceptions and threads code is also left out of the
+/// build (no `gc`, `threads` features in the workspace), so typed function
+/// references, exceptions and shared memories are unavailable at all.
+fn disable_unneeded_proposals(config: &mut wasmtime::Config) {
+    config
+        .wasm_gc(false)
+        .wasm_shared_everything_threads(false)
+        .wasm_stack_switching(false)
+        .wasm_memory64(false)
+        .wasm_custom_page_sizes(false)
+        .wasm_wide_arithmetic(false);
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.

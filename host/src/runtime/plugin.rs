@@ -60,6 +60,8 @@ pub struct PluginInfo {
     pub world: String,
     /// What it imports (WASI and contract interfaces, with versions).
     pub imports: Vec<String>,
+    /// The id prefixes it may register capabilities under.
+    pub namespaces: crate::registry::Namespaces,
 }
 
 /// The exports of a plugin, looked up once per component.
@@ -190,6 +192,7 @@ impl LoadedPlugin {
         store.data_mut().deadline = Instant::now() + Duration::from_millis(limits.timeout_ms);
         store.data_mut().limiter.hit = None;
         store.data_mut().hooks.reset();
+        store.data_mut().recount_descriptors();
         store.data().reset_log_budget();
     }
 

@@ -2,14 +2,22 @@
 //! `limits.max-files`), counted across all of a plugin's instances, and the
 //! host's own reserve of descriptors.
 //!
-//! Each instance counts what its resource table holds when it creates one
-//! more (so sockets and files the guest closed are given back then) and
-//! gives everything back when it is dropped. An instance's count of other
-//! instances can only be too high (a close not yet recounted), never too
-//! low: the cap is never exceeded.
+//! Each instance counts what it holds when it creates one more (so sockets
+//! and files the guest closed are given back then) and gives everything back
+//! when it is dropped. An instance's count of other instances can only be
+//! too high (a close not yet recounted), never too low: the cap is never
+//! exceeded.
+//!
+//! A file is counted by its open handle, not by its descriptor in the
+//! guest's table: a stream made from a descriptor (`read-via-stream`,
+//! `write-via-stream`, `append-via-stream`) keeps the file open after the
+//! descriptor is dropped, and keeps its slot with it. Directory listings
+//! (`read-directory`) count too. The granted directories handed to the
+//! guest are not counted, however often it asks for them: `max-files` is
+//! exactly what the guest opened and still holds.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use wasmtime::component::ResourceTable;
 
 /// Descriptors the host keeps for itself (its own sockets and files, audit
@@ -24,12 +32,15 @@ pub(crate) enum Kind {
     File,
 }
 
-/// One plugin's caps and what its instances hold.
+/// One plugin's caps and what its instances (and the host's HTTP
+/// connections on its behalf) hold.
 pub(crate) struct DescriptorBudget {
     sockets: AtomicU32,
     files: AtomicU32,
     max_sockets: u32,
     max_files: u32,
+    /// Woken when a connection the host held for the plugin is closed.
+    released: tokio::sync::Notify,
 }
 
 impl DescriptorBudget {
@@ -39,7 +50,30 @@ impl DescriptorBudget {
             files: AtomicU32::new(0),
             max_sockets,
             max_files,
+            released: tokio::sync::Notify::new(),
         })
+    }
+
+    /// The plugin's `max-sockets`.
+    pub(crate) fn max_sockets(&self) -> u32 {
+        self.max_sockets
+    }
+
+    /// Takes one socket for an HTTP connection the host opens for the
+    /// plugin (pooled or in use), or `None` at the cap. The slot is given
+    /// back when the connection is closed (the [`SocketSlot`] dropped).
+    pub(crate) fn try_take_socket(self: &Arc<Self>) -> Option<SocketSlot> {
+        self.sockets
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.max_sockets).then_some(n + 1)
+            })
+            .ok()?;
+        Some(SocketSlot(self.clone()))
+    }
+
+    /// Resolves when a host-held connection of the plugin is closed.
+    pub(crate) fn released(&self) -> tokio::sync::futures::Notified<'_> {
+        self.released.notified()
     }
 
     fn counter(&self, kind: Kind) -> (&AtomicU32, u32) {
@@ -50,23 +84,40 @@ impl DescriptorBudget {
     }
 }
 
+/// One socket of a plugin's `max-sockets`, held by a connection the host
+/// keeps for it; given back when dropped.
+pub(crate) struct SocketSlot(Arc<DescriptorBudget>);
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        self.0.sockets.fetch_sub(1, Ordering::Relaxed);
+        self.0.released.notify_waiters();
+    }
+}
+
 /// What one instance holds, as last counted.
 pub(crate) struct Held {
     budget: Arc<DescriptorBudget>,
     sockets: u32,
     files: u32,
-    /// Directory entries the guest was handed for its grants (not opened by it).
-    preopens: u32,
+    /// Every file and directory the guest opened, by its shared handle:
+    /// alive while its descriptor or any stream of it is.
+    opened: Vec<Weak<std::fs::File>>,
 }
 
 impl Held {
-    pub(crate) fn new(budget: Arc<DescriptorBudget>, preopens: usize) -> Held {
+    pub(crate) fn new(budget: Arc<DescriptorBudget>) -> Held {
         Held {
             budget,
             sockets: 0,
             files: 0,
-            preopens: preopens as u32,
+            opened: Vec::new(),
         }
+    }
+
+    /// Keeps track of a file the guest just opened (its slot was taken).
+    pub(crate) fn opened(&mut self, handle: Weak<std::fs::File>) {
+        self.opened.push(handle);
     }
 
     fn mine(&mut self, kind: Kind) -> &mut u32 {
@@ -76,22 +127,22 @@ impl Held {
         }
     }
 
-    /// Counts the sockets and files `table` holds now and updates the
-    /// plugin's totals.
-    fn recount(&mut self, table: &mut ResourceTable) {
-        let (mut sockets, mut files) = (0u32, 0u32);
+    /// Counts the sockets and files held now and updates the plugin's
+    /// totals.
+    pub(crate) fn recount(&mut self, table: &mut ResourceTable) {
+        let (mut sockets, mut listings) = (0u32, 0u32);
         for entry in table.iter_mut() {
             let entry: &dyn std::any::Any = entry;
             if entry.is::<wasmtime_wasi::p2::TcpSocket>()
                 || entry.is::<wasmtime_wasi::p2::UdpSocket>()
             {
                 sockets += 1;
-            } else if entry.is::<wasmtime_wasi::filesystem::Descriptor>() {
-                files += 1;
+            } else if entry.is::<wasmtime_wasi::p2::ReaddirIterator>() {
+                listings += 1;
             }
         }
-        // Granted directories handed to the guest are not its opens.
-        let files = files.saturating_sub(self.preopens);
+        self.opened.retain(|f| f.strong_count() > 0);
+        let files = (self.opened.len() as u32).saturating_add(listings);
         for (kind, now) in [(Kind::Socket, sockets), (Kind::File, files)] {
             let before = std::mem::replace(self.mine(kind), now);
             let (total, _) = self.budget.counter(kind);

@@ -6,20 +6,25 @@ use wasmtime::component::Resource;
 use super::descriptors::Kind;
 use super::*;
 
-/// Replaces `wasi:filesystem` `open-at` with the same call plus:
+mod open;
+
+/// Replaces `wasi:filesystem` `open-at` (and `read-directory`) with the
+/// same call plus:
 /// - an audit record: every file or directory a guest opens (or is
 ///   refused) is logged;
 /// - the plugin's `limits.max-files`: past it the guest gets `quota`;
-/// - a refusal (`not-permitted`) of anything but regular files, directories
-///   and symbolic links: opening a FIFO or a device can block a host thread
-///   for good, past the call's time limit, where nothing can interrupt it.
+/// - a refusal (`not-permitted`) of anything but regular files and
+///   directories, decided on the opened object: the path is opened with
+///   `O_NONBLOCK` (and without following a final symbolic link unless the
+///   guest asked to), then its type is read with `fstat` on the descriptor.
+///   Opening a FIFO or a device without `O_NONBLOCK` can block a host thread
+///   for good, and a check made on the path before the open could be raced
+///   by a rename.
 pub(crate) fn add_audited_open_at(
     linker: &mut wasmtime::component::Linker<State>,
 ) -> wasmtime::Result<()> {
-    use wasmtime_wasi::filesystem::WasiFilesystemView;
     use wasmtime_wasi::p2::bindings::filesystem::types::{
-        Descriptor, DescriptorFlags, DescriptorType, ErrorCode, HostDescriptor, OpenFlags,
-        PathFlags,
+        Descriptor, DescriptorFlags, OpenFlags, PathFlags,
     };
     type Args = (
         Resource<Descriptor>,
@@ -39,64 +44,84 @@ pub(crate) fn add_audited_open_at(
                     || oflags.contains(OpenFlags::CREATE)
                     || oflags.contains(OpenFlags::TRUNCATE);
                 let target = format!("{} {path}", if writes { "write" } else { "read" });
-                // What is there now (nothing, for a file about to be created).
-                let existing = {
-                    let mut view = state.filesystem();
-                    let borrowed = Resource::<Descriptor>::new_borrow(fd.rep());
-                    HostDescriptor::stat_at(&mut view, borrowed, path_flags, path.clone())
-                        .await
-                        .ok()
-                        .map(|stat| stat.type_)
+                let parent = match state.table.get(&fd)? {
+                    wasmtime_wasi::filesystem::Descriptor::Dir(d) => d.clone(),
+                    wasmtime_wasi::filesystem::Descriptor::File(_) => {
+                        return Ok((Err(ErrorCode::NotDirectory),));
+                    }
                 };
-                // FIFOs and sockets are `unknown` to WASI.
-                if let Some(kind) = existing.filter(|k| {
-                    !matches!(
-                        k,
-                        DescriptorType::RegularFile
-                            | DescriptorType::Directory
-                            | DescriptorType::SymbolicLink
-                    )
-                }) {
-                    let kind = match kind {
-                        DescriptorType::Unknown => "a FIFO or socket".to_string(),
-                        other => format!("{other:?}"),
-                    };
-                    let reason =
-                        format!("special file ({kind}) refused: opening it could block the host");
-                    state
-                        .auditor
-                        .record(Effect::File, &target, Outcome::Deny, &reason);
-                    return Ok((Err(ErrorCode::NotPermitted),));
-                }
                 if !state.take_descriptor(Kind::File, &target) {
                     return Ok((Err(ErrorCode::Quota),));
                 }
-                let result = {
-                    let mut view = state.filesystem();
-                    HostDescriptor::open_at(&mut view, fd, path_flags, path.clone(), oflags, flags)
-                        .await
-                };
-                let result = match result {
-                    Ok(fd) => Ok(fd),
+                let request = open::Request::new(path_flags, path, oflags, flags);
+                let opened = open::open_at(&parent, request).await;
+                Ok((finish_open(state, &target, opened)?,))
+            })
+        },
+    )?;
+    instance.func_wrap_async(
+        "[method]descriptor.read-directory",
+        |mut store: wasmtime::StoreContextMut<'_, State>, (fd,): (Resource<Descriptor>,)| {
+            Box::new(async move {
+                use wasmtime_wasi::filesystem::WasiFilesystemView;
+                use wasmtime_wasi::p2::bindings::filesystem::types::HostDescriptor;
+                let state = store.data_mut();
+                // The listing is held by the host until the guest drops it.
+                if !state.take_descriptor(Kind::File, "read-directory") {
+                    return Ok((Err(ErrorCode::Quota),));
+                }
+                match HostDescriptor::read_directory(&mut state.filesystem(), fd).await {
+                    Ok(stream) => Ok((Ok(stream),)),
                     Err(e) => {
                         state.give_back_descriptor(Kind::File);
-                        Err(e.downcast()?)
+                        Ok((Err(e.downcast()?),))
                     }
-                };
-                let (decision, reason) = judged(result.as_ref().map(drop).map_err(|c| *c));
-                if !state
-                    .auditor
-                    .record(Effect::File, &target, decision, &reason)
-                    && result.is_ok()
-                {
-                    return Ok((Err(ErrorCode::Access),));
                 }
-                Ok((result,))
             })
         },
     )?;
     add_audited_changes(&mut instance)?;
     Ok(())
+}
+
+/// Audits an open, puts the opened descriptor in the guest's table and
+/// charges it to the plugin; gives the slot back when nothing was opened.
+fn finish_open(
+    state: &mut State,
+    target: &str,
+    opened: Result<open::Opened, ErrorCode>,
+) -> wasmtime::Result<
+    Result<Resource<wasmtime_wasi::p2::bindings::filesystem::types::Descriptor>, ErrorCode>,
+> {
+    let descriptor = match opened {
+        Ok(open::Opened::Descriptor(d)) => d,
+        Ok(open::Opened::Special(kind)) => {
+            state.give_back_descriptor(Kind::File);
+            let reason = format!("special file ({kind}) refused: opening it could block the host");
+            state
+                .auditor
+                .record(Effect::File, target, Outcome::Deny, &reason);
+            return Ok(Err(ErrorCode::NotPermitted));
+        }
+        Err(code) => {
+            state.give_back_descriptor(Kind::File);
+            let (decision, reason) = judged(Err(code));
+            state
+                .auditor
+                .record(Effect::File, target, decision, &reason);
+            return Ok(Err(code));
+        }
+    };
+    let (decision, reason) = judged(Ok(()));
+    if !state
+        .auditor
+        .record(Effect::File, target, decision, &reason)
+    {
+        state.give_back_descriptor(Kind::File);
+        return Ok(Err(ErrorCode::Access));
+    }
+    state.held.opened(open::handle_of(&descriptor));
+    Ok(Ok(state.table.push(descriptor)?))
 }
 
 use wasmtime_wasi::p2::bindings::filesystem::types::ErrorCode;

@@ -1,9 +1,15 @@
 //! `wasi:sockets/ip-name-lookup`, governed. An IP literal is answered as it
 //! is, without a lookup. A name is looked up only when a network grant names
-//! it, through the resolution HTTP uses (`[host] resolve` pins, then the
-//! system resolver within the plugin's `request-timeout-ms`), and answers
+//! it (and, with `[host] resolve-wildcards = false`, only when it is pinned
+//! or granted exactly), through the resolution HTTP uses (`[host] resolve`
+//! pins, then the plugin's own resolver, at most
+//! four at once (`egress/dns.rs`),
+//! within the plugin's `request-timeout-ms`, the wait included), and answers
 //! only addresses the plugin could reach by that name (a non-public one only
-//! for a grant naming it exactly). Every lookup is audited (`lookup`).
+//! for a grant naming it exactly). Every lookup is audited (`lookup`) with
+//! its full name **before** any query leaves: one the audit log refuses
+//! (past the call's record cap) never reaches a nameserver. Its answer is
+//! recorded too.
 //!
 //! The names an instance looked up are remembered with their answers (a
 //! bounded list), so that a socket connect to such an address is judged by
@@ -134,12 +140,27 @@ impl Resolver {
             }
         };
         let policy = self.egress.policy().clone();
-        if let crate::governance::policy::Decision::Deny(reason) = policy.lookup_decision(&host) {
+        let granted = match policy.lookup_decision(&host) {
+            crate::governance::policy::Decision::Deny(reason) => {
+                self.record(&host, Outcome::Deny, &reason);
+                return Lookup::Ready(Err(ErrorCode::AccessDenied));
+            }
+            crate::governance::policy::Decision::Allow(reason) => reason,
+        };
+        if let Some(reason) = self.egress.lookup_denial(&host) {
             self.record(&host, Outcome::Deny, &reason);
             return Lookup::Ready(Err(ErrorCode::AccessDenied));
         }
+        let how = if self.egress.pinned(&host) {
+            "answered from [host] resolve"
+        } else {
+            "querying the nameservers"
+        };
+        if !self.record(&host, Outcome::Allow, &format!("{granted}; {how}")) {
+            return Lookup::Ready(Err(ErrorCode::AccessDenied));
+        }
         Lookup::Pending(Box::pin(async move {
-            let found = self.egress.resolve(&host, 0, self.timeout).await;
+            let found = self.egress.resolve(&host, self.timeout).await;
             let all = match found {
                 Ok(all) => all,
                 Err(Refusal::Failed(wasmtime_wasi_http::Error::DnsTimeout, reason)) => {

@@ -23,7 +23,9 @@ mod services;
 mod sockets;
 
 pub use descriptors::raise_open_file_limit;
-pub(crate) use descriptors::{open_file_limit, DescriptorBudget, HOST_DESCRIPTOR_RESERVE};
+pub(crate) use descriptors::{
+    open_file_limit, DescriptorBudget, SocketSlot, HOST_DESCRIPTOR_RESERVE,
+};
 pub(crate) use filesystem::add_audited_open_at;
 pub(crate) use limiter::{Limiter, MAX_TABLE_ELEMENTS};
 pub(crate) use lookup::add_governed_lookup;
@@ -185,7 +187,7 @@ impl State {
         let mut http = WasiHttpCtx::new();
         http.set_field_size_limit(FIELD_SIZE_LIMIT);
         Ok(State {
-            held: descriptors::Held::new(spec.descriptors.clone(), policy.dirs().len()),
+            held: descriptors::Held::new(spec.descriptors.clone()),
             looked_up,
             deadline: std::time::Instant::now(),
             remote_state: String::new(),
@@ -218,6 +220,41 @@ impl State {
         let reason = format!("limits.{field} ({max}) reached: the plugin holds {max} open {what}");
         self.auditor.record(effect, target, Outcome::Deny, &reason);
         false
+    }
+
+    /// Gives back to the plugin's caps what the guest closed since the
+    /// last count (done as each entry into the guest starts, so that the
+    /// host's own connections for the plugin see the slots free).
+    pub(crate) fn recount_descriptors(&mut self) {
+        self.held.recount(&mut self.table);
+    }
+
+    /// Takes one socket for the guest, like
+    /// [`take_descriptor`](Self::take_descriptor); at the cap, the idle
+    /// HTTP connections the host pools for the plugin (which count toward
+    /// it) are closed first to make room.
+    async fn take_socket(&mut self, target: &str) -> bool {
+        let budget = self.hooks.egress().descriptors().clone();
+        for _ in 0..4 {
+            let released = budget.released();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if self
+                .held
+                .take(descriptors::Kind::Socket, &mut self.table)
+                .is_ok()
+            {
+                return true;
+            }
+            if self.hooks.egress().close_idle() == 0 {
+                break;
+            }
+            let wait = std::time::Duration::from_millis(250);
+            if tokio::time::timeout(wait, released).await.is_err() {
+                break;
+            }
+        }
+        self.take_descriptor(descriptors::Kind::Socket, target)
     }
 
     /// Gives back what [`take_descriptor`](Self::take_descriptor) took, for

@@ -70,8 +70,10 @@ fn is_ephemeral_bind(usage: SocketAddrUse, addr: std::net::SocketAddr) -> bool {
 }
 
 /// Replaces `wasi:sockets` `create-tcp-socket` and `create-udp-socket` with
-/// the same calls charged to the plugin's `limits.max-sockets`: past it, the
-/// guest gets `new-socket-limit` and the refusal is audited.
+/// the same calls charged to the plugin's `limits.max-sockets` (which the
+/// host's HTTP connections for the plugin count toward too; idle ones are
+/// closed to make room): past it, the guest gets `new-socket-limit` and the
+/// refusal is audited.
 pub(crate) fn add_counted_socket_creation(
     linker: &mut wasmtime::component::Linker<super::State>,
 ) -> wasmtime::Result<()> {
@@ -91,22 +93,22 @@ pub(crate) fn add_counted_socket_creation(
     }
 
     let mut tcp = linker.instance("wasi:sockets/tcp-create-socket@0.2.12")?;
-    tcp.func_wrap(
+    tcp.func_wrap_async(
         "create-tcp-socket",
-        |mut store: wasmtime::StoreContextMut<'_, super::State>,
-         (family,): (IpAddressFamily,)|
-         -> wasmtime::Result<(Result<Resource<TcpSocket>, ErrorCode>,)> {
-            let state = store.data_mut();
-            if !state.take_descriptor(Kind::Socket, &target("tcp", family)) {
-                return Ok((Err(ErrorCode::NewSocketLimit),));
-            }
-            match tcp_create_socket::Host::create_tcp_socket(&mut state.sockets(), family) {
-                Ok(socket) => Ok((Ok(socket),)),
-                Err(e) => {
-                    state.give_back_descriptor(Kind::Socket);
-                    Ok((Err(e.downcast()?),))
+        |mut store: wasmtime::StoreContextMut<'_, super::State>, (family,): (IpAddressFamily,)| {
+            Box::new(async move {
+                let state = store.data_mut();
+                if !state.take_socket(&target("tcp", family)).await {
+                    return Ok((Err(ErrorCode::NewSocketLimit),));
                 }
-            }
+                match tcp_create_socket::Host::create_tcp_socket(&mut state.sockets(), family) {
+                    Ok(socket) => Ok((Ok::<Resource<TcpSocket>, ErrorCode>(socket),)),
+                    Err(e) => {
+                        state.give_back_descriptor(Kind::Socket);
+                        Ok((Err(e.downcast()?),))
+                    }
+                }
+            })
         },
     )?;
     let mut udp = linker.instance("wasi:sockets/udp-create-socket@0.2.12")?;
@@ -115,7 +117,7 @@ pub(crate) fn add_counted_socket_creation(
         |mut store: wasmtime::StoreContextMut<'_, super::State>, (family,): (IpAddressFamily,)| {
             Box::new(async move {
                 let state = store.data_mut();
-                if !state.take_descriptor(Kind::Socket, &target("udp", family)) {
+                if !state.take_socket(&target("udp", family)).await {
                     return Ok((Err(ErrorCode::NewSocketLimit),));
                 }
                 let created =

@@ -7,7 +7,7 @@ use warden::{Host, PluginConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_concurrent_calls_are_all_correct() {
-    let mut text = PluginConfig::new(component("text"));
+    let mut text = PluginConfig::new(component("text")).with_namespaces(&["text", "json"]);
     text.max_instances = 4; // fewer instances than callers: calls queue, none fail
     let cfg = config(Path::new("."))
         .with_plugin("text", text)
@@ -45,7 +45,8 @@ async fn typed_calls_and_the_text_plugin() {
     struct Out {
         text: String,
     }
-    let host = host_with("text", PluginConfig::new(component("text"))).await;
+    let text = PluginConfig::new(component("text")).with_namespaces(&["text", "json"]);
+    let host = host_with("text", text).await;
     for (to, want) in [
         ("snake", "hello_big_world"),
         ("kebab", "hello-big-world"),

@@ -45,6 +45,8 @@ async fn load(lang: &Lang, data: Option<&Path>, network: Option<u16>, fuel: Opti
     }
     p.limits.memory = Some(128 << 20);
     p.limits.fuel = fuel;
+    // Its ids are `pyexample.*` or `jsexample.*`, under another name.
+    let p = p.with_namespaces(&["pyexample", "jsexample"]);
     Host::new(config(Path::new(".")).with_plugin("ex", p))
         .await
         .unwrap_or_else(|e| panic!("{} loads: {e}", lang.component))

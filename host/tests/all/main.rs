@@ -5,6 +5,7 @@
 mod cache;
 mod cancellation;
 mod concurrency;
+mod containment;
 mod exactness;
 mod governance;
 mod hostile_suite;

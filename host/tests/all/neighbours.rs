@@ -12,13 +12,13 @@ use warden::audit::Record;
 use warden::{DirGrant, DirMode, Error, Host, InstanceMode, Limit, Limits, PluginConfig};
 
 fn bomb(memory: u64) -> PluginConfig {
-    let mut p = PluginConfig::new(component("memory-bomb"));
+    let mut p = PluginConfig::new(component("memory-bomb")).with_namespaces(&["memorybomb"]);
     p.limits.memory = Some(memory);
     p
 }
 
 fn text() -> PluginConfig {
-    PluginConfig::new(component("text"))
+    PluginConfig::new(component("text")).with_namespaces(&["text", "json"])
 }
 
 fn expect_limit(r: &warden::Result<Value>, plugin: &str, want: Limit) {

@@ -207,3 +207,77 @@ async fn a_plugin_never_reads_a_substituted_value_back() {
         .all(|r| !r.reason.contains(TOKEN) && !r.target.contains(KEY)));
     crate::governance::assert_chain(&log);
 }
+
+/// Every response a plugin granted secrets receives is redacted of every
+/// value granted to it, whether or not that request carried one: a server
+/// that stores request data and hands it back later (a paste service, a
+/// webhook inspector) returns it redacted. The host owns what decides a
+/// response's shape: it asks for `identity`, refuses the guest's `range`,
+/// `if-range` and `te`, and refuses an encoded response. Through
+/// `wasi:http` and the SDK client alike (issue 28, items 6 and 7).
+#[tokio::test]
+async fn no_response_shape_or_later_request_brings_a_value_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start();
+    let (host, _log) = host(&server, dir.path()).await;
+    let call = |url: String, method: &str, headers: Vec<(&str, &str)>, wasi: bool| {
+        let input = json!({"url": url, "method": method, "headers": headers, "wasi": wasi});
+        host.call("hostile.request", input)
+    };
+    for wasi in [false, true] {
+        for (method, headers) in [
+            ("GET", vec![("authorization", "Bearer {{secret:TOKEN}}")]),
+            ("POST", vec![("x-api-key", "{{secret:KEY}}")]),
+        ] {
+            let stored = call(server.url("/store"), method, headers, wasi)
+                .await
+                .unwrap();
+            assert_eq!(stored["status"], 200, "{stored}");
+            let back = call(server.url("/load"), "GET", vec![], wasi)
+                .await
+                .unwrap();
+            assert_no_value(&back);
+            let body = back["body"].as_str().unwrap();
+            assert!(body.contains("[redacted]"), "{body}");
+        }
+        // Whatever the guest asks for, the server is asked for `identity`.
+        let asked = call(
+            server.url("/json"),
+            "GET",
+            vec![("accept-encoding", "gzip, br")],
+            wasi,
+        )
+        .await
+        .unwrap();
+        let seen: Value = serde_json::from_str(asked["body"].as_str().unwrap()).unwrap();
+        assert_eq!(seen["headers"]["accept-encoding"], "identity", "{seen}");
+        // A partial or transfer-coded response is never asked for, with a
+        // secret in the request or without.
+        for (name, value) in [
+            ("range", "bytes=0-3"),
+            ("if-range", "\"x\""),
+            ("te", "gzip"),
+        ] {
+            for secret in [None, Some(("authorization", "{{secret:TOKEN}}"))] {
+                let before = server.count();
+                let headers: Vec<_> = std::iter::once((name, value)).chain(secret).collect();
+                let r = call(server.url("/json"), "GET", headers, wasi).await;
+                match r {
+                    // The SDK client does not let a guest set `te` at all.
+                    Err(warden::Error::Capability { message, .. }) if name == "te" => {
+                        assert!(message.contains("set by the host"), "{message}")
+                    }
+                    r => _ = denied(r, name),
+                }
+                assert_eq!(server.count(), before, "`{name}` reached the server");
+            }
+        }
+        // A response encoded anyway cannot be checked, and is refused.
+        for coding in ["gzip", "br", "deflate", "x-made-up", "identity,gzip"] {
+            let url = server.url(&format!("/encoded?coding={coding}"));
+            let r = call(url, "GET", vec![], wasi).await;
+            assert!(r.is_err(), "{coding}: {r:?}");
+        }
+    }
+    host.shutdown().await;
+}

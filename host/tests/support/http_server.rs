@@ -15,11 +15,25 @@ pub struct Seen {
 ///
 /// Routes: `/json` (JSON describing the request), `/echo` (the request body
 /// back as JSON), `/big?n=N[&chunked=1]`, `/redirect?to=URL`, `/flaky`
-/// (500 for the first two requests, then 200), `/slow?ms=N`, `/status/N`.
+/// (500 for the first two requests, then 200), `/slow?ms=N`, `/status/N`,
+/// `/store` (keeps the whole request, `authorization` included, as a paste
+/// or webhook-inspection service would) and `/load` (returns what was
+/// stored, in small chunks), `/encoded?coding=C` (a body labelled
+/// `content-encoding: C`).
 pub struct TestServer {
     pub port: u16,
     pub requests: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
     pub connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Connections open now.
+    pub open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Shared by a server's connections.
+#[derive(Default)]
+struct Shared {
+    requests: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
+    flaky: std::sync::atomic::AtomicUsize,
+    stored: std::sync::Mutex<Vec<u8>>,
 }
 
 impl TestServer {
@@ -30,20 +44,29 @@ impl TestServer {
         let port = listener.local_addr().unwrap().port();
         let requests: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let connections = Arc::new(AtomicUsize::new(0));
-        let flaky = Arc::new(AtomicUsize::new(0));
-        let (r, c) = (requests.clone(), connections.clone());
+        let open = Arc::new(AtomicUsize::new(0));
+        let shared = Arc::new(Shared {
+            requests: requests.clone(),
+            ..Shared::default()
+        });
+        let (c, o) = (connections.clone(), open.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
                 c.fetch_add(1, Ordering::SeqCst);
-                let (r, flaky) = (r.clone(), flaky.clone());
-                std::thread::spawn(move || serve_connection(stream, r, flaky));
+                o.fetch_add(1, Ordering::SeqCst);
+                let (shared, o) = (shared.clone(), o.clone());
+                std::thread::spawn(move || {
+                    serve_connection(stream, &shared);
+                    o.fetch_sub(1, Ordering::SeqCst);
+                });
             }
         });
         TestServer {
             port,
             requests,
             connections,
+            open,
         }
     }
 
@@ -60,11 +83,8 @@ impl TestServer {
     }
 }
 
-fn serve_connection(
-    stream: std::net::TcpStream,
-    requests: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
-    flaky: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-) {
+fn serve_connection(stream: std::net::TcpStream, shared: &Shared) {
+    let (requests, flaky) = (&shared.requests, &shared.flaky);
     use std::io::{BufRead, BufReader, Read, Write};
     let _ = stream.set_nodelay(true);
     let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -179,6 +199,24 @@ fn serve_connection(
                 text.into_bytes()
             }
             "/tiny" => br#"{"ok":true}"#.to_vec(),
+            "/store" => {
+                let mut stored = shared.stored.lock().unwrap();
+                stored.clear();
+                for (k, v) in &headers {
+                    stored.extend_from_slice(format!("{k}: {v}\n").as_bytes());
+                }
+                stored.extend_from_slice(&body);
+                br#"{"stored":true}"#.to_vec()
+            }
+            "/load" => {
+                chunked = true;
+                chunk_size = 5;
+                shared.stored.lock().unwrap().clone()
+            }
+            "/encoded" => {
+                extra = format!("content-encoding: {}\r\n", param("coding").unwrap_or_default());
+                b"\x1f\x8b compressed bytes".to_vec()
+            }
             "/flaky" => {
                 if flaky.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
                     status = 500;

@@ -41,6 +41,25 @@ struct OpenMany {
 }
 
 #[derive(Deserialize)]
+struct StreamMany {
+    path: String,
+    n: usize,
+    /// `read`, `write`, `append` (a stream of the file) or `list` (a
+    /// listing of the directory).
+    mode: String,
+    /// Ask for the granted directories this many times first.
+    #[serde(default)]
+    preopens: usize,
+}
+
+#[derive(Deserialize)]
+struct LookupMany {
+    n: usize,
+    /// Names are `n<i>.<suffix>`.
+    suffix: String,
+}
+
+#[derive(Deserialize)]
 struct EnvFlood {
     n: usize,
     #[serde(default)]
@@ -307,6 +326,72 @@ impl Provider for Hostile {
                 }
             }
             Ok(json!({ "opened": a.n }))
+        })
+        .add(Capability::new("hostile.stream-many", "Open N streams or listings, drop their descriptors, keep them"), |this, a: StreamMany| {
+            use raw::wasi::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags};
+            for _ in 0..a.preopens {
+                this.kept.push(Box::new(raw::wasi::filesystem::preopens::get_directories()));
+            }
+            let (dir, rest) = raw::wasi::filesystem::preopens::get_directories()
+                .into_iter()
+                .find_map(|(d, at)| {
+                    let rest = a.path.strip_prefix(&at)?.trim_start_matches('/').to_string();
+                    Some((d, rest))
+                })
+                .ok_or_else(|| Error::invalid_input("no granted directory holds that path"))?;
+            let flags = if a.mode == "read" || a.mode == "list" { DescriptorFlags::READ } else { DescriptorFlags::WRITE };
+            for i in 0..a.n {
+                let fd = match dir.open_at(PathFlags::empty(), &rest, OpenFlags::empty(), flags) {
+                    Ok(f) => f,
+                    Err(e) => return Ok(json!({ "opened": i, "error": format!("{e:?}") })),
+                };
+                let kept: Result<Box<dyn std::any::Any>, _> = match a.mode.as_str() {
+                    "read" => fd.read_via_stream(0).map(|s| Box::new(s) as Box<dyn std::any::Any>),
+                    "write" => fd.write_via_stream(0).map(|s| Box::new(s) as Box<dyn std::any::Any>),
+                    "append" => fd.append_via_stream().map(|s| Box::new(s) as Box<dyn std::any::Any>),
+                    _ => fd.read_directory().map(|s| Box::new(s) as Box<dyn std::any::Any>),
+                };
+                // The descriptor goes; only its stream or listing is kept.
+                drop(fd);
+                match kept {
+                    Ok(k) => this.kept.push(k),
+                    Err(e) => return Ok(json!({ "opened": i, "error": format!("{e:?}") })),
+                }
+            }
+            Ok(json!({ "opened": a.n }))
+        })
+        .add(Capability::new("hostile.lookup-many", "Look up N made-up names under SUFFIX, all at once, and wait for every answer"), |_, a: LookupMany| {
+            use raw::wasi::sockets::ip_name_lookup::{resolve_addresses, ErrorCode};
+            let network = raw::wasi::sockets::instance_network::instance_network();
+            let (mut refused, mut failed, mut answered) = (0, 0, 0);
+            let mut pending = Vec::new();
+            for i in 0..a.n {
+                match resolve_addresses(&network, &format!("n{i}.{}", a.suffix)) {
+                    Ok(stream) => pending.push(stream),
+                    Err(ErrorCode::AccessDenied) => refused += 1,
+                    Err(_) => failed += 1,
+                }
+            }
+            for stream in pending {
+                loop {
+                    match stream.resolve_next_address() {
+                        Err(ErrorCode::WouldBlock) => stream.subscribe().block(),
+                        Ok(_) => {
+                            answered += 1;
+                            break;
+                        }
+                        Err(ErrorCode::AccessDenied) => {
+                            refused += 1;
+                            break;
+                        }
+                        Err(_) => {
+                            failed += 1;
+                            break;
+                        }
+                    }
+                }
+            }
+            Ok(json!({ "refused": refused, "failed": failed, "answered": answered }))
         })
         .add(Capability::new("hostile.deny-flood", "Try N ungranted TCP connects, one socket each"), |_, a: Arg<usize>| {
             let mut denied = 0;

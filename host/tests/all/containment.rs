@@ -1,0 +1,395 @@
+//! Containment, round three (issue 28): descriptors held through streams
+//! and listings, HTTP connections under `max-sockets`, special files
+//! decided on the opened object, and name lookups that are admitted and
+//! recorded before any query leaves, each plugin on its own resolver.
+
+use crate::governance::records;
+use crate::util::*;
+use serde_json::json;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use warden::config::{DirGrant, DirMode};
+use warden::{Error, Host, PluginConfig};
+
+/// The hostile plugin with one instance (so what it keeps is kept where
+/// the next call looks) and `/rw` granted read-write at `rw`.
+fn hostile_in(rw: &Path) -> PluginConfig {
+    let mut h = hostile();
+    h.max_instances = 1;
+    h.grants.dirs = vec![DirGrant {
+        host: rw.to_path_buf(),
+        guest: "/rw".into(),
+        mode: DirMode::ReadWrite,
+    }];
+    h
+}
+
+fn scratch() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let rw = dir.path().join("rw");
+    std::fs::create_dir_all(rw.join("sub")).unwrap();
+    std::fs::write(rw.join("f"), "x").unwrap();
+    (dir, rw)
+}
+
+/// Whatever a guest keeps a file open by (a stream of any kind, a
+/// directory listing, or the descriptor), it holds one of `max-files`, and
+/// asking for the granted directories again and again does not move the
+/// cap: exactly `max-files` opens succeed.
+#[tokio::test]
+async fn every_handle_on_a_file_counts_toward_max_files_exactly() {
+    let (_dir, rw) = scratch();
+    let mut h = hostile_in(&rw);
+    h.limits.max_files = Some(3);
+    let host = host_with("hostile", h).await;
+    for mode in ["read", "write", "append", "list"] {
+        for preopens in [0, 1, 7] {
+            let path = if mode == "list" { "/rw/sub" } else { "/rw/f" };
+            let input = json!({"path": path, "n": 10, "mode": mode, "preopens": preopens});
+            let out = host.call("hostile.stream-many", input).await.unwrap();
+            // A listing is made from an open descriptor: while it is made,
+            // both count, so one fewer fits.
+            let fits = if mode == "list" { 2 } else { 3 };
+            assert_eq!(
+                out["opened"], fits,
+                "{mode} after {preopens} preopens: {out}"
+            );
+            let error = out["error"].as_str().unwrap_or_default();
+            assert!(error.contains("quota"), "{mode}: {out}");
+            host.call("hostile.release", json!({})).await.unwrap();
+        }
+    }
+    // With everything released, the whole cap is there again.
+    let out = host
+        .call("hostile.open-many", json!({"path": "/rw/f", "n": 10}))
+        .await
+        .unwrap();
+    assert_eq!(out["opened"], 3, "{out}");
+}
+
+/// A path that turns into a FIFO between any check and the open is still
+/// refused: the decision is made on the opened file, which is opened
+/// without blocking. No call waits on a FIFO (which would hold a host
+/// thread past the call's time limit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_swapped_in_at_open_is_refused_without_blocking() {
+    let (_dir, rw) = scratch();
+    std::fs::write(rw.join("a"), "regular").unwrap();
+    make_fifo(&rw.join("p"));
+    let mut h = hostile_in(&rw);
+    h.limits.timeout_ms = Some(3000);
+    let host = host_with("hostile", h).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (rw, stop) = (rw.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let target = rw.join("target");
+            while !stop.load(Ordering::Relaxed) {
+                for name in ["a", "p"] {
+                    let _ = std::fs::rename(rw.join(name), &target);
+                    let _ = std::fs::rename(&target, rw.join(name));
+                }
+            }
+        })
+    };
+    let (mut read, mut refused) = (0, 0);
+    for _ in 0..300 {
+        match host
+            .call("hostile.read", json!({"arg": "/rw/target"}))
+            .await
+        {
+            Ok(out) => {
+                assert_eq!(out["text"], "regular");
+                read += 1;
+            }
+            Err(e @ Error::LimitExceeded { .. }) => panic!("an open blocked: {e}"),
+            Err(_) => refused += 1,
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    swapper.join().unwrap();
+    assert!(read + refused == 300);
+    // The FIFO itself, opened for reading and for writing, is refused at once.
+    let started = Instant::now();
+    assert!(host
+        .call("hostile.read", json!({"arg": "/rw/p"}))
+        .await
+        .is_err());
+    let w = json!({"path": "/rw/p", "text": "x"});
+    assert!(host.call("hostile.write", w).await.is_err());
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+fn make_fifo(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+/// The connections the host keeps for a plugin (in use or idle in the
+/// pool) hold its `max-sockets`: however many destinations it talks to,
+/// it never has more open; sockets the guest holds itself leave that much
+/// less, and a request with none left fails, naming the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_connections_count_toward_max_sockets() {
+    let servers: Vec<TestServer> = (0..4).map(|_| TestServer::start()).collect();
+    let mut h = hostile();
+    h.max_instances = 1;
+    h.limits.max_sockets = Some(2);
+    h.limits.request_timeout_ms = Some(500);
+    h.grants.network = servers.iter().map(|s| s.url("")).collect();
+    h.grants.network.push("tcp://127.0.0.1:9".into());
+    let host = host_with("hostile", h).await;
+    let open = || {
+        servers
+            .iter()
+            .map(|s| s.open.load(Ordering::SeqCst))
+            .sum::<usize>()
+    };
+    for round in 0..3 {
+        for s in &servers {
+            let out = host
+                .call("hostile.http", json!({"arg": s.url("/tiny")}))
+                .await;
+            assert_eq!(out.unwrap()["status"], 200);
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while open() > 2 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert!(open() <= 2, "round {round}: {} connections open", open());
+        }
+    }
+    // The guest's own sockets take the rest: no connection can be made.
+    let kept = host
+        .call("hostile.sockets", json!({"arg": 2}))
+        .await
+        .unwrap();
+    assert_eq!(kept["created"], 2, "{kept}");
+    let fresh = TestServer::start();
+    let mut denied_at = None;
+    for s in servers.iter().chain([&fresh]) {
+        if host
+            .call("hostile.http", json!({"arg": s.url("/tiny")}))
+            .await
+            .is_err()
+        {
+            denied_at = Some(s.port);
+        }
+    }
+    assert!(denied_at.is_some(), "a request went out past max-sockets");
+    host.call("hostile.release", json!({})).await.unwrap();
+    let out = host
+        .call("hostile.http", json!({"arg": servers[0].url("/tiny")}))
+        .await;
+    assert_eq!(out.unwrap()["status"], 200);
+}
+
+/// A DNS server on 127.0.0.1 for tests: answers every query `NXDOMAIN`
+/// (or, `silent`, never answers), and keeps the names it was asked.
+struct DnsServer {
+    addr: SocketAddr,
+    asked: Arc<Mutex<Vec<String>>>,
+}
+
+impl DnsServer {
+    fn start(silent: bool) -> DnsServer {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = socket.local_addr().unwrap();
+        let asked: Arc<Mutex<Vec<String>>> = Arc::default();
+        let seen = asked.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while let Ok((n, from)) = socket.recv_from(&mut buf) {
+                let Some(name) = query_name(&buf[..n]) else {
+                    continue;
+                };
+                seen.lock().unwrap().push(name);
+                if !silent {
+                    let _ = socket.send_to(&nxdomain(&buf[..n]), from);
+                }
+            }
+        });
+        DnsServer { addr, asked }
+    }
+
+    fn asked(&self) -> Vec<String> {
+        self.asked.lock().unwrap().clone()
+    }
+}
+
+/// The name of a DNS query's first question, lower case, no final dot.
+fn query_name(packet: &[u8]) -> Option<String> {
+    let mut labels = Vec::new();
+    let mut i = 12;
+    loop {
+        let len = *packet.get(i)? as usize;
+        if len == 0 {
+            break;
+        }
+        labels.push(String::from_utf8_lossy(packet.get(i + 1..i + 1 + len)?).to_lowercase());
+        i += 1 + len;
+    }
+    Some(labels.join("."))
+}
+
+/// The answer to `query`: the same id and question, `NXDOMAIN`.
+fn nxdomain(query: &[u8]) -> Vec<u8> {
+    let mut answer = query.to_vec();
+    answer[2] = 0x80 | (query[2] & 0x79); // QR, the opcode and RD as asked
+    answer[3] = 0x80 | 3; // RA, NXDOMAIN
+    answer[6..12].fill(0); // no answer, authority or additional records
+    answer.truncate(question_end(query).unwrap_or(query.len()));
+    answer
+}
+
+fn question_end(packet: &[u8]) -> Option<usize> {
+    let mut i = 12;
+    while *packet.get(i)? != 0 {
+        i += 1 + packet[i] as usize;
+    }
+    Some(i + 5)
+}
+
+/// A host whose plugins resolve through `dns`, with the hostile plugin
+/// granted `*.<suffix>`; returns it with its audit log.
+async fn host_resolving(dns: &DnsServer, suffix: &str, dir: &Path) -> (Host, PathBuf) {
+    let mut h = hostile();
+    h.max_instances = 1;
+    h.limits.request_timeout_ms = Some(1500);
+    h.limits.timeout_ms = Some(60_000);
+    h.grants.network = vec![format!("https://*.{suffix}:443")];
+    let (mut c, log) = with_audit(config(Path::new(".")).with_plugin("hostile", h), dir);
+    c.host.dns_servers = vec![dns.addr];
+    (Host::new(c).await.expect("host loads"), log)
+}
+
+/// Every name that reaches a nameserver was first admitted and written to
+/// the audit log with its full name; past the call's record cap the
+/// lookups are refused and no query leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_are_recorded_before_any_query_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let dns = DnsServer::start(false);
+    let (host, log) = host_resolving(&dns, "exfil.test", dir.path()).await;
+    let input = json!({"n": 1200, "suffix": "exfil.test"});
+    let out = host.call("hostile.lookup-many", input).await.unwrap();
+    assert!(out["refused"].as_u64().unwrap() > 0, "{out}");
+    host.shutdown().await;
+    let admitted: std::collections::HashSet<String> = records(&log)
+        .into_iter()
+        .filter(|r| r.effect == "lookup" && r.decision == "allow")
+        .filter(|r| r.reason.contains("querying the nameservers"))
+        .map(|r| r.target)
+        .collect();
+    let asked = dns.asked();
+    assert!(!asked.is_empty(), "no query reached the server");
+    for name in &asked {
+        assert!(admitted.contains(name), "`{name}` was queried unrecorded");
+    }
+    assert!(admitted.len() < 1200, "{} admitted", admitted.len());
+    crate::governance::assert_chain(&log);
+}
+
+/// With `resolve-wildcards = false`, a name a wildcard grant allows but
+/// the plugin made up never reaches a nameserver; the refusal names the
+/// setting.
+#[tokio::test]
+async fn made_up_names_under_a_wildcard_can_be_kept_from_the_nameservers() {
+    let dir = tempfile::tempdir().unwrap();
+    let dns = DnsServer::start(false);
+    let mut h = hostile();
+    h.grants.network = vec!["https://*.exfil.test:443".into()];
+    let (mut c, log) = with_audit(config(Path::new(".")).with_plugin("hostile", h), dir.path());
+    c.host.dns_servers = vec![dns.addr];
+    c.host.resolve_wildcards = Some(false);
+    let host = Host::new(c).await.unwrap();
+    let input = json!({"n": 20, "suffix": "exfil.test"});
+    let out = host.call("hostile.lookup-many", input).await.unwrap();
+    assert_eq!(out["refused"], 20, "{out}");
+    host.shutdown().await;
+    assert!(dns.asked().is_empty(), "{:?}", dns.asked());
+    assert!(records(&log)
+        .iter()
+        .any(|r| r.effect == "lookup" && r.reason.contains("resolve-wildcards = false")));
+}
+
+/// A plugin that keeps hundreds of lookups of names that never answer
+/// waits on its own few lookup slots and its own resolver: a neighbour's
+/// lookups, HTTP requests and file reads go on as they do alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dns_flood_does_not_hold_a_neighbours_requests_or_files() {
+    let (dir, rw) = scratch();
+    let silent = DnsServer::start(true);
+    let server = TestServer::start();
+    let mut flood = hostile();
+    flood.max_instances = 4;
+    flood.limits.request_timeout_ms = Some(3000);
+    flood.limits.timeout_ms = Some(60_000);
+    flood.grants.network = vec!["https://*.void.test:443".into()];
+    let mut http = PluginConfig::new(component("http"));
+    http.grants.network = vec![server.url("")];
+    let mut files = PluginConfig::new(component("files"));
+    files.grants.dirs = vec![DirGrant {
+        host: rw.clone(),
+        guest: "/rw".into(),
+        mode: DirMode::ReadOnly,
+    }];
+    let c = config(Path::new("."))
+        .with_plugin("hostile", flood)
+        .with_plugin("http", http)
+        .with_plugin("files", files);
+    let (mut c, _log) = with_audit(c, dir.path());
+    c.host.dns_servers = vec![silent.addr];
+    let host = Host::new(c).await.unwrap();
+    let honest = |host: Host| {
+        let url = server.url("/tiny");
+        async move {
+            let started = Instant::now();
+            let r = host
+                .call("http.request", json!({"url": url}))
+                .await
+                .unwrap();
+            assert_eq!(r["status"], 200);
+            let f = host
+                .call("files.read", json!({"path": "/rw/f"}))
+                .await
+                .unwrap();
+            assert_eq!(f["text"], "x");
+            started.elapsed()
+        }
+    };
+    let mut alone = Duration::ZERO;
+    for _ in 0..20 {
+        alone = alone.max(honest(host.clone()).await);
+    }
+    let floods: Vec<_> = (0..4)
+        .map(|i| {
+            let host = host.clone();
+            let input = json!({"n": 200, "suffix": format!("f{i}.void.test")});
+            tokio::spawn(async move { host.call("hostile.lookup-many", input).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut during = Duration::ZERO;
+    for _ in 0..20 {
+        during = during.max(honest(host.clone()).await);
+    }
+    assert!(
+        !silent.asked().is_empty(),
+        "the flood's queries never went out"
+    );
+    // The flood's lookups each wait up to 3 s on the silent server; the
+    // neighbour's slowest pair of calls stays within a small multiple of
+    // its slowest alone.
+    assert!(
+        during < alone * 4 + Duration::from_millis(250),
+        "alone {alone:?}, during the flood {during:?}"
+    );
+    for f in floods {
+        f.abort();
+    }
+    drop(dir);
+}
