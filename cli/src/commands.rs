@@ -7,6 +7,20 @@ use anyhow::Context;
 use std::io::Read;
 use warden::Host;
 
+/// A command stopped by a signal; exits 128 + the signal's number.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped by {0}")]
+pub(crate) struct Interrupted(pub(crate) &'static str);
+
+impl Interrupted {
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self.0 {
+            "SIGINT" => 130,
+            _ => 143,
+        }
+    }
+}
+
 /// Discovery sources that could not be listed, one line each.
 async fn pending_sources(host: &Host) -> Vec<String> {
     let mut pending = Vec::new();
@@ -18,58 +32,80 @@ async fn pending_sources(host: &Host) -> Vec<String> {
     pending
 }
 
+/// `warden list`: the capabilities as a table or JSON.
+async fn list(host: &Host, cli: &Cli, json: bool) -> anyhow::Result<()> {
+    let caps = host.capabilities();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&caps)?);
+    } else if caps.is_empty() {
+        let pending = pending_sources(host).await;
+        if host.plugins().is_empty() {
+            println!(
+                "no capabilities (no plugins configured in {})",
+                cli.config.display()
+            );
+        } else if pending.is_empty() {
+            println!(
+                "no capabilities (the plugins of {} declare none)",
+                cli.config.display()
+            );
+        } else {
+            println!(
+                "no capabilities yet; these sources could not be listed:\n{}",
+                pending.join("\n")
+            );
+        }
+    } else {
+        let w_id = caps.iter().map(|c| c.id.len()).max().unwrap_or(2).max(2);
+        let w_pl = caps
+            .iter()
+            .map(|c| c.plugin.as_deref().map_or(1, str::len))
+            .max()
+            .unwrap_or(6)
+            .max(6);
+        println!("{:w_id$}  {:w_pl$}  DESCRIPTION", "ID", "PLUGIN");
+        for c in caps {
+            let text = if c.description.is_empty() {
+                &c.name
+            } else {
+                &c.description
+            };
+            println!(
+                "{:w_id$}  {:w_pl$}  {}",
+                c.id,
+                c.plugin.as_deref().unwrap_or("-"),
+                text
+            );
+        }
+        let pending = pending_sources(host).await;
+        if !pending.is_empty() {
+            eprintln!(
+                "note: these sources could not be listed, so their capabilities are missing:\n{}",
+                pending.join("\n")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Says which plugins were refused at load (the others are served).
+fn report_refused(host: &Host) {
+    for (name, why) in host.refused_plugins() {
+        eprintln!("error: plugin `{name}` was refused at load (the others are served): {why}");
+    }
+}
+
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     let host = Host::from_config_file(&cli.config).await?;
     host.set_approver(Some(std::sync::Arc::new(TerminalApprover)));
+    report_refused(&host);
     match cli.command {
         Command::List { json } => {
-            let caps = host.capabilities();
-            if json {
-                println!("{}", serde_json::to_string_pretty(&caps)?);
-            } else if caps.is_empty() {
-                let pending = pending_sources(&host).await;
-                if host.plugins().is_empty() {
-                    println!(
-                        "no capabilities (no plugins configured in {})",
-                        cli.config.display()
-                    );
-                } else if pending.is_empty() {
-                    println!(
-                        "no capabilities (the plugins of {} declare none)",
-                        cli.config.display()
-                    );
-                } else {
-                    println!(
-                        "no capabilities yet; these sources could not be listed:\n{}",
-                        pending.join("\n")
-                    );
-                }
-            } else {
-                let w_id = caps.iter().map(|c| c.id.len()).max().unwrap_or(2).max(2);
-                let w_pl = caps
-                    .iter()
-                    .map(|c| c.plugin.as_deref().map_or(1, str::len))
-                    .max()
-                    .unwrap_or(6)
-                    .max(6);
-                println!("{:w_id$}  {:w_pl$}  DESCRIPTION", "ID", "PLUGIN");
-                for c in caps {
-                    let text = if c.description.is_empty() {
-                        &c.name
-                    } else {
-                        &c.description
-                    };
-                    println!(
-                        "{:w_id$}  {:w_pl$}  {}",
-                        c.id,
-                        c.plugin.as_deref().unwrap_or("-"),
-                        text
-                    );
-                }
-                let pending = pending_sources(&host).await;
-                if !pending.is_empty() {
-                    eprintln!("note: these sources could not be listed, so their capabilities are missing:\n{}", pending.join("\n"));
-                }
+            list(&host, &cli, json).await?;
+            // What is listed is served; the exit code says not all of it is.
+            let refused = host.refused_plugins().len();
+            if refused > 0 {
+                anyhow::bail!("{refused} plugin(s) refused at load (see above; [host] strict-load = true refuses to start instead)");
             }
         }
         Command::Call {
@@ -91,9 +127,17 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             // Not an `Error`: bad JSON on the command line is a usage error (exit 2).
             let value: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| anyhow::anyhow!("input for `{capability}` is not valid JSON: {e}"))?;
-            let out = host
-                .call_in_session(&capability, value, session.as_deref())
-                .await;
+            let call = host.call_in_session(&capability, value, session.as_deref());
+            let out = tokio::select! {
+                out = call => out,
+                // The call is dropped: it gets its end record (`cancelled`),
+                // its remote state is released, and the log is flushed.
+                signal = warden_serve::stop_signal() => {
+                    eprintln!("warden: {signal}: stopping the call to `{capability}`");
+                    host.shutdown().await;
+                    return Err(Interrupted(signal).into());
+                }
+            };
             // Sessions end with the process: their servers see them closed.
             host.shutdown().await;
             println!("{}", serde_json::to_string_pretty(&out?)?);

@@ -1,7 +1,8 @@
 //! `warden`: list, call and inspect sandboxed capability providers.
 //!
 //! Exit codes: 0 ok, 2 usage or configuration error, 3 denied by policy,
-//! 4 capability error (limits included).
+//! 4 capability error (limits included), 130 or 143 when `call` is stopped by
+//! SIGINT or SIGTERM (the call is ended and audited, the log flushed).
 
 mod approver;
 mod audit;
@@ -295,6 +296,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(stopped) = e.downcast_ref::<commands::Interrupted>() {
+                return ExitCode::from(stopped.exit_code());
+            }
             let code = match e.downcast_ref::<Error>() {
                 Some(err) => err.exit_code(),
                 None => 2,

@@ -16,6 +16,11 @@ pub(crate) async fn serve(
     eprintln!("warden serve: loading {} (the first load of a plugin compiles it; later loads come from the cache)", config.display());
     let server = Server::from_config_file(config).await?;
     let tools = server.host().capabilities().len();
+    // Readiness: what is served, and what was refused at load (the others
+    // are served; `[host] strict-load = true` refuses to start instead).
+    for (name, why) in server.host().refused_plugins() {
+        eprintln!("warden serve: plugin `{name}` refused at load, not served: {why}");
+    }
     let mut transports: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> = Vec::new();
     if let Some(addr) = http {
         let listener = server.bind_http(addr).await?;

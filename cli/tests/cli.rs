@@ -38,9 +38,16 @@ fn assert_exit(o: &Output, code: i32, needles: &[&str]) {
     }
 }
 
+/// A `[plugins.NAME]` table; the text plugin registers `text.*` and
+/// `json.*`, which its namespaces must name whatever the plugin is called.
 fn plugin(name: &str, component: &Path) -> String {
+    let namespaces = if component.ends_with("text.wasm") {
+        "namespaces = [\"text\", \"json\"]\n"
+    } else {
+        ""
+    };
     format!(
-        "[plugins.{name}]\ncomponent = {:?}\n",
+        "[plugins.{name}]\ncomponent = {:?}\n{namespaces}",
         component.display().to_string()
     )
 }
@@ -184,7 +191,8 @@ fn bad_configs_are_clear_errors_with_exit_2() {
             vec![
                 "unknown key `fuel`".into(),
                 "plugins.text".into(),
-                "line 3".into(),
+                // The table, its component and its namespaces come first.
+                "line 4".into(),
             ],
         ),
         (
@@ -246,7 +254,7 @@ fn a_second_claim_on_an_id_is_a_warning_not_a_failure() {
         &format!("{}{}", plugin("one", &text), plugin("two", &text)),
     );
     let o = warden(&cfg, &["list"]);
-    assert_exit(&o, 0, &["text.case", "owner=one", "claimant=two"]);
+    assert_exit(&o, 0, &["text.case", "owned by one", "two"]);
     let stdout = String::from_utf8_lossy(&o.stdout);
     let line = stdout
         .lines()
@@ -431,4 +439,65 @@ fn list_names_a_source_that_could_not_be_listed() {
         "{err}"
     );
     assert!(!stdout.contains("no plugins configured"), "{stdout}");
+}
+
+/// `warden call` stopped by SIGTERM or SIGINT ends its call like `serve`
+/// does: the call gets its end record (`cancelled`), the log is flushed and
+/// verifies, in every sync mode, and the exit code says which signal.
+#[test]
+fn a_signalled_call_is_ended_and_audited_in_every_sync_mode() {
+    for (sync, signal, code) in [
+        ("buffered", libc::SIGTERM, 143),
+        ("flush", libc::SIGINT, 130),
+        ("always", libc::SIGTERM, 143),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write_config(
+            dir.path(),
+            &format!(
+                "[audit]\npath = \"audit.log\"\nsync = \"{sync}\"\n\n{}limits = {{ timeout-ms = 60_000 }}\n",
+                plugin("hostile", &component("hostile"))
+            ),
+        );
+        let child = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(["call", "hostile.sleep", r#"{"arg": 30000}"#])
+            .env("WARDEN_CACHE_DIR", target_dir().join("warden-test-cache"))
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The call is under way once its plugin loaded and it was admitted;
+        // a loaded host takes well under this on a cold cache too.
+        let log = dir.path().join("audit.log");
+        let started = std::time::Instant::now();
+        while started.elapsed() < std::time::Duration::from_secs(20) {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if sync != "buffered" && text.contains("hostile.sleep") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        // SAFETY: signalling our own child by its pid.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        let out = child.wait_with_output().unwrap();
+        assert_exit(&out, code, &["stopping the call to `hostile.sleep`"]);
+        let text = std::fs::read_to_string(&log).unwrap();
+        let ends: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                l.contains("\"capability\":\"hostile.sleep\"") && l.contains("\"effect\":\"call\"")
+            })
+            .collect();
+        assert!(
+            ends.iter()
+                .any(|l| l.contains("\"decision\":\"cancelled\"")),
+            "{sync}: no end record:\n{text}"
+        );
+        let verify = warden(&cfg, &["audit", "verify", log.to_str().unwrap()]);
+        assert!(verify.status.success(), "{sync}: {}", stderr(&verify));
+    }
 }

@@ -42,6 +42,8 @@ fn host(rt: &tokio::runtime::Runtime, dir: &std::path::Path, sync: Option<SyncPo
         path: dir.join("audit.jsonl"),
         sync,
         rotate_bytes: 0,
+        max_records_per_minute: None,
+        max_bytes_per_minute: None,
     });
     rt.block_on(Host::new(config)).expect("host loads")
 }

@@ -49,7 +49,7 @@ pub use digest::digest;
 pub use error::{Error, ErrorKind, Limit, Result};
 pub use governance::{Approval, ApprovalRequest, Approver};
 pub use host::{CallContext, Health, Host};
-pub use host::{ExportReport, ImportReport};
+pub use host::{ExportReport, ImportReport, SHUTDOWN_BUDGET};
 pub use marketplace::{Manifest, ProviderKind};
 pub use registry::{
     check_id, CapabilityInfo, Namespaces, MAX_CAPABILITIES_PER_PLUGIN, MAX_CAPABILITIES_PER_SOURCE,

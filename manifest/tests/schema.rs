@@ -6,10 +6,12 @@ use serde_json::{json, Value as Json};
 use warden_manifest::rtfs::{self, Value as Rtfs};
 use warden_manifest::schema::{Field, Literal, TypeExpr};
 
+/// A schema, values it accepts, and values it rejects with the expected error.
+type Case<'a> = (&'a str, Vec<Json>, Vec<(Json, &'a str)>);
+
 #[test]
 fn every_form_accepts_and_rejects() {
-    // (schema, valid values, invalid values with the expected error)
-    let table: Vec<(&str, Vec<Json>, Vec<(Json, &str)>)> = vec![
+    let table: Vec<Case> = vec![
         (
             ":int",
             vec![json!(1), json!(-5), json!(3.0)],

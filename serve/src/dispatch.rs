@@ -2,7 +2,8 @@
 
 use crate::approval::{self, BackChannel, Decided, Elicit};
 use crate::protocol::{self, Envelope, RpcError, HANDSHAKE, MODERN};
-use crate::sessions::Session;
+use crate::refusals::Refusal;
+use crate::sessions::{Full, Session};
 use crate::{tools, Shared};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -56,9 +57,21 @@ impl Shared {
             .is_some_and(|e| !e.is_null());
         let session = self
             .sessions
-            .open(principal, version, client, elicitation)
-            .ok_or_else(|| {
-                RpcError::new(protocol::BUSY, "too many open sessions; try again later")
+            .start(principal, version, client, elicitation)
+            .map_err(|full| {
+                let why = match full {
+                    Full::Total => format!(
+                        "too many open sessions ({}, serve.max-sessions); try again later",
+                        self.settings.max_sessions
+                    ),
+                    Full::Principal => format!(
+                        "this principal has {} sessions open (serve.max-sessions-per-principal): end one (DELETE) or try again later",
+                        self.settings.sessions_per_principal()
+                    ),
+                };
+                self.refusals
+                    .note(Refusal::SessionCap, &format!("{principal}: {why}"));
+                RpcError::new(protocol::BUSY, why)
             })?;
         let result = json!({
             "protocolVersion": version,

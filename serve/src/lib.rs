@@ -21,25 +21,30 @@
 //! # Ok(()) }
 //! ```
 
+mod admission;
 mod approval;
 mod dispatch;
 pub mod http;
 mod protocol;
+mod refusals;
 mod reload;
 mod sessions;
 pub mod stdio;
 mod tools;
 
-use std::collections::HashMap;
+use admission::{Budgets, InFlight, Spent};
+use protocol::RpcError;
+use refusals::{Refusal, Refusals};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::watch;
 use warden::{Config, Host, ServeSettings};
 
 pub use protocol::{HANDSHAKE, MODERN};
+pub use refusals::RefusalCounts;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -75,10 +80,10 @@ pub(crate) struct Shared {
     pub(crate) swaps: watch::Sender<u64>,
     /// Set once shutdown begins.
     pub(crate) stopping: watch::Sender<bool>,
-    /// Requests of each principal in flight.
-    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
-    in_flight: std::sync::atomic::AtomicUsize,
-    idle: Notify,
+    /// Requests in flight, per client and in total.
+    budgets: Arc<Budgets>,
+    /// Refusals so far, by reason.
+    pub(crate) refusals: Refusals,
 }
 
 /// A running server. Cheap to clone.
@@ -87,19 +92,10 @@ pub struct Server {
     shared: Arc<Shared>,
 }
 
-/// A request counted in flight until dropped.
-pub(crate) struct InFlight {
-    shared: Arc<Shared>,
-    _slot: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        use std::sync::atomic::Ordering;
-        if self.shared.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.shared.idle.notify_waiters();
-        }
-    }
+/// A request not let in: the server is stopping, or a budget is spent.
+pub(crate) struct Busy {
+    pub stopping: bool,
+    pub error: RpcError,
 }
 
 impl Shared {
@@ -128,29 +124,35 @@ impl Shared {
         !self.tokens.is_empty()
     }
 
-    /// Counts a request of `principal` in flight; `None` past the limit or
-    /// once shutdown began.
-    pub(crate) fn enter(self: &Arc<Self>, principal: &str) -> Option<InFlight> {
-        use std::sync::atomic::Ordering;
+    /// Counts a request of client `client` (see [`admission`]) in flight;
+    /// refused past a budget (counted and logged) or once shutdown began.
+    pub(crate) fn enter(&self, client: &str) -> Result<InFlight, Busy> {
         if *self.stopping.borrow() {
-            return None;
+            let error = RpcError::new(protocol::BUSY, "the server is shutting down");
+            return Err(Busy {
+                stopping: true,
+                error,
+            });
         }
-        let semaphore = {
-            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-            slots
-                .entry(principal.to_string())
-                .or_insert_with(|| {
-                    Arc::new(Semaphore::new(
-                        self.settings.max_concurrent_per_client as usize,
-                    ))
-                })
-                .clone()
+        let spent = match self.budgets.enter(client) {
+            Ok(in_flight) => return Ok(in_flight),
+            Err(spent) => spent,
         };
-        let slot = semaphore.try_acquire_owned().ok()?;
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        Some(InFlight {
-            shared: self.clone(),
-            _slot: slot,
+        let message = match spent {
+            Spent::Client => format!(
+                "more than {} requests in flight for this client (serve.max-concurrent-per-client)",
+                self.settings.max_concurrent_per_client
+            ),
+            Spent::Total => format!(
+                "more than {} requests in flight in total (serve.max-concurrent)",
+                self.settings.max_concurrent
+            ),
+        };
+        self.refusals
+            .note(Refusal::Busy, &format!("{client}: {message}"));
+        Err(Busy {
+            stopping: false,
+            error: RpcError::new(protocol::BUSY, message),
         })
     }
 
@@ -194,16 +196,19 @@ impl Server {
             states: approval::States::new(Duration::from_millis(settings.approval_timeout_ms)),
             sessions: sessions::Sessions::new(
                 settings.max_sessions as usize,
+                settings.sessions_per_principal() as usize,
                 Duration::from_millis(settings.session_idle_ms),
             ),
+            budgets: Arc::new(Budgets::new(
+                settings.max_concurrent_per_client,
+                settings.max_concurrent,
+            )),
+            refusals: Refusals::new(),
             settings,
             tokens,
             changes: watch::channel(0).0,
             swaps: watch::channel(0).0,
             stopping: watch::channel(false).0,
-            slots: Mutex::new(HashMap::new()),
-            in_flight: 0.into(),
-            idle: Notify::new(),
         });
         let server = Server { shared };
         server.spawn_sweeper();
@@ -214,6 +219,12 @@ impl Server {
     /// Open MCP sessions (revision 2025-11-25 clients).
     pub fn client_sessions(&self) -> usize {
         self.shared.sessions.len()
+    }
+
+    /// Requests and connections refused since start, by reason (each is
+    /// also logged).
+    pub fn refusals(&self) -> RefusalCounts {
+        self.shared.refusals.counts()
     }
 
     /// The host being served (the current one, after reloads).
@@ -257,7 +268,7 @@ impl Server {
         }
         tokio::select! {
             _ = async { while set.join_next().await.is_some() {} } => tracing::info!("every transport ended"),
-            s = signal() => tracing::info!("{s}: shutting down"),
+            s = stop_signal() => tracing::info!("{s}: shutting down"),
         }
         self.shutdown().await;
         // Transports end once they see the shutdown (listen streams get
@@ -272,23 +283,17 @@ impl Server {
     /// `shutdown-grace-ms`), ends every session (MCP servers behind the
     /// host see `DELETE`) and flushes the audit log.
     pub async fn shutdown(&self) {
-        use std::sync::atomic::Ordering;
         let shared = &self.shared;
         shared.stopping.send_replace(true);
         let grace = Duration::from_millis(shared.settings.shutdown_grace_ms);
-        let drained = tokio::time::timeout(grace, async {
-            loop {
-                let notified = shared.idle.notified();
-                if shared.in_flight.load(Ordering::Acquire) == 0 {
-                    break;
-                }
-                notified.await;
-            }
-        })
-        .await;
+        let drained = tokio::time::timeout(grace, shared.budgets.drained()).await;
+        let refused = shared.refusals.summary();
+        if !refused.is_empty() {
+            tracing::info!("refused since start: {refused}");
+        }
         if drained.is_err() {
             tracing::warn!(
-                calls = shared.in_flight.load(Ordering::Acquire),
+                calls = shared.budgets.in_flight(),
                 "calls still running after {} ms are abandoned",
                 grace.as_millis()
             );
@@ -367,7 +372,9 @@ fn tokens(config: &Config) -> Result<Vec<(String, String)>, ServeError> {
     Ok(out)
 }
 
-async fn signal() -> &'static str {
+/// Resolves at the first SIGTERM or SIGINT with its name (never where
+/// those signals cannot be listened for).
+pub async fn stop_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),

@@ -155,34 +155,65 @@ impl BackChannel for Outbound {
     }
 }
 
-/// Every open session.
+/// Why `initialize` could not open a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Full {
+    /// `max-sessions` are open.
+    Total,
+    /// The principal has `max-sessions-per-principal` open.
+    Principal,
+}
+
+#[derive(Default)]
+struct Open {
+    map: HashMap<String, Arc<Session>>,
+    /// Open sessions of each principal.
+    by_principal: HashMap<String, usize>,
+}
+
+impl Open {
+    fn take(&mut self, id: &str) -> Option<Arc<Session>> {
+        let s = self.map.remove(id)?;
+        if let Some(n) = self.by_principal.get_mut(&s.principal) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_principal.remove(&s.principal);
+            }
+        }
+        Some(s)
+    }
+}
+
+/// Every open session: at most `max`, and `per_principal` of one principal.
 pub(crate) struct Sessions {
-    map: Mutex<HashMap<String, Arc<Session>>>,
+    open: Mutex<Open>,
     max: usize,
+    per_principal: usize,
     idle: Duration,
 }
 
 impl Sessions {
-    pub(crate) fn new(max: usize, idle: Duration) -> Self {
+    pub(crate) fn new(max: usize, per_principal: usize, idle: Duration) -> Self {
         Sessions {
-            map: Mutex::new(HashMap::new()),
+            open: Mutex::new(Open::default()),
             max,
+            per_principal,
             idle,
         }
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    fn open(&self) -> std::sync::MutexGuard<'_, Open> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Opens a session; `None` when `max` are open already.
-    pub(crate) fn open(
+    /// Opens a session of `principal`, unless a cap is reached.
+    pub(crate) fn start(
         &self,
         principal: &str,
         version: &str,
         client: String,
         elicitation: bool,
-    ) -> Option<Arc<Session>> {
+    ) -> Result<Arc<Session>, Full> {
         let session = Arc::new(Session {
             id: hex(&random::<16>()),
             principal: principal.to_string(),
@@ -195,17 +226,22 @@ impl Sessions {
             next: AtomicU64::new(1),
             running: Mutex::new(HashMap::new()),
         });
-        let mut map = self.map();
-        if map.len() >= self.max {
-            return None;
+        let mut open = self.open();
+        let mine = open.by_principal.get(principal).copied().unwrap_or(0);
+        if mine >= self.per_principal {
+            return Err(Full::Principal);
         }
-        map.insert(session.id.clone(), session.clone());
-        Some(session)
+        if open.map.len() >= self.max {
+            return Err(Full::Total);
+        }
+        open.map.insert(session.id.clone(), session.clone());
+        open.by_principal.insert(principal.to_string(), mine + 1);
+        Ok(session)
     }
 
     /// The session `id`, if it is open and belongs to `principal`.
     pub(crate) fn get(&self, id: &str, principal: &str) -> Option<Arc<Session>> {
-        let found = self.map().get(id).cloned()?;
+        let found = self.open().map.get(id).cloned()?;
         (found.principal == principal).then(|| {
             found.touch();
             found
@@ -215,15 +251,16 @@ impl Sessions {
     /// Ends a session: its requests in progress stop; returns it so that
     /// the caller can end its host sessions.
     pub(crate) fn remove(&self, id: &str) -> Option<Arc<Session>> {
-        let s = self.map().remove(id)?;
+        let s = self.open().take(id)?;
         s.abort_all();
         Some(s)
     }
 
     /// Removes sessions idle longer than the limit and returns them.
     pub(crate) fn expired(&self) -> Vec<Arc<Session>> {
-        let mut map = self.map();
-        let idle: Vec<String> = map
+        let mut open = self.open();
+        let idle: Vec<String> = open
+            .map
             .iter()
             .filter(|(_, s)| {
                 s.idle_for() >= self.idle
@@ -234,15 +271,17 @@ impl Sessions {
             })
             .map(|(k, _)| k.clone())
             .collect();
-        idle.iter().filter_map(|k| map.remove(k)).collect()
+        idle.iter().filter_map(|k| open.take(k)).collect()
     }
 
     pub(crate) fn drain(&self) -> Vec<Arc<Session>> {
-        self.map().drain().map(|(_, s)| s).collect()
+        let mut open = self.open();
+        open.by_principal.clear();
+        open.map.drain().map(|(_, s)| s).collect()
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.map().len()
+        self.open().map.len()
     }
 }
 
@@ -269,5 +308,32 @@ pub(crate) async fn list_changes(
         {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(s: &Sessions, who: &str) -> Result<Arc<Session>, Full> {
+        s.start(who, "2025-11-25", "test 1".into(), false)
+    }
+
+    #[test]
+    fn one_principal_cannot_take_anothers_sessions() {
+        let s = Sessions::new(5, 2, Duration::from_secs(60));
+        let a1 = start(&s, "a").unwrap();
+        start(&s, "a").unwrap();
+        assert_eq!(start(&s, "a").err(), Some(Full::Principal));
+        start(&s, "b").unwrap();
+        start(&s, "b").unwrap();
+        start(&s, "c").unwrap();
+        assert_eq!(start(&s, "c").err(), Some(Full::Total));
+        // An ended session gives its principal a slot back.
+        s.remove(&a1.id).unwrap();
+        start(&s, "a").unwrap();
+        assert_eq!(s.len(), 5);
+        s.drain();
+        assert!(start(&s, "a").is_ok() && start(&s, "a").is_ok());
     }
 }

@@ -127,10 +127,13 @@ where
                 }
             }
             Message::Request { id, method, params } => {
-                let Some(in_flight) = shared.enter(PRINCIPAL) else {
-                    let e = RpcError::new(protocol::BUSY, "too many requests in flight (serve.max-concurrent-per-client), or shutting down");
-                    let _ = tx.send(protocol::error_response(&id, &e).to_string()).await;
-                    continue;
+                let in_flight = match shared.enter(PRINCIPAL) {
+                    Ok(f) => f,
+                    Err(busy) => {
+                        let e = protocol::error_response(&id, &busy.error);
+                        let _ = tx.send(e.to_string()).await;
+                        continue;
+                    }
                 };
                 let caller = Caller {
                     principal: PRINCIPAL.into(),

@@ -1,6 +1,7 @@
 //! `warden serve` driven by real MCP clients: the official Python SDK
 //! (both protocol revisions, stdio and HTTP), the TypeScript v2 client, MCP
-//! Inspector's CLI, and raw HTTP for the transport's refusals.
+//! Inspector's CLI, and raw HTTP for the transport's refusals and its front
+//! door under attack.
 
 #[path = "../../../host/tests/support/components.rs"]
 mod components;
@@ -8,6 +9,7 @@ mod components;
 mod mcp_server;
 
 mod clients;
+mod front_door;
 mod lifecycle;
 mod transport;
 mod util;

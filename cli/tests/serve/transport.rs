@@ -369,8 +369,8 @@ fn serve_limits_are_enforced() {
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
         "{}\n[serve]\nallowed-origins = [\"https://app.example\"]\nmax-request-bytes = 2000\n\
-         max-concurrent-per-client = 1\napproval-timeout-ms = 300\nsession-idle-ms = 400\nmax-sessions = 2\n\
-         shutdown-grace-ms = 300\n",
+         max-concurrent-per-client = 1\nmax-concurrent = 1\napproval-timeout-ms = 300\nsession-idle-ms = 400\n\
+         max-sessions = 2\nmax-sessions-per-principal = 2\nshutdown-grace-ms = 300\n",
         base_config(dir.path())
     );
     let mut serve = Serve::start(dir.path(), &config, &[]);
@@ -445,7 +445,9 @@ fn serve_limits_are_enforced() {
         m["error"]["message"].as_str().unwrap().contains("expired"),
         "{m}"
     );
-    // max-concurrent-per-client: a second request while one runs gets 429.
+    // max-concurrent: a second request while one runs gets 429 (each
+    // connection of a local client has its own max-concurrent-per-client;
+    // front_door.rs tests both).
     let slow = std::thread::spawn(move || {
         modern(
             p,

@@ -36,6 +36,7 @@ pub fn base_config(dir: &Path) -> String {
         r#"
 [plugins.text]
 component = "{text}"
+namespaces = ["text", "json"]
 limits = {{ fuel = 50_000_000, timeout-ms = 2_000 }}
 
 [plugins.hostile]

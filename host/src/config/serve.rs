@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 /// [serve]
 /// tokens = [{ secret = "AGENT_TOKEN", principal = "build-agent" }]
 /// allowed-origins = ["https://agent.example"]
+/// max-connections = 1024          # open HTTP connections in total
+/// max-connections-per-ip = 256    # from one client address (an IPv6 /64)
 /// ```
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
@@ -27,9 +29,13 @@ pub struct ServeSettings {
     pub allowed_origins: Vec<String>,
     /// Largest request body accepted, in bytes.
     pub max_request_bytes: u64,
-    /// Requests one principal may have in flight at once; more are refused
-    /// with 429.
+    /// Requests one client may have in flight at once; more are refused
+    /// with 429. A client is a token's principal, the stdio client, or,
+    /// without tokens, each 2025-11-25 session and each HTTP connection.
     pub max_concurrent_per_client: u32,
+    /// Requests in flight at once over every client; more are refused with
+    /// 429. At least `max-concurrent-per-client`.
+    pub max_concurrent: u32,
     /// On shutdown, how long calls in flight may run on before they are
     /// abandoned.
     pub shutdown_grace_ms: u64,
@@ -39,6 +45,24 @@ pub struct ServeSettings {
     pub session_idle_ms: u64,
     /// At most this many MCP sessions at once; `initialize` is refused past it.
     pub max_sessions: u32,
+    /// At most this many MCP sessions of one principal (`local` is one, and
+    /// so is `stdio`); unset, a quarter of `max-sessions` (at least 1).
+    pub max_sessions_per_principal: Option<u32>,
+    /// A connection's request headers must arrive within this time, counted
+    /// from the connection's start or the end of its previous response (so
+    /// it is also how long an idle keep-alive connection stays open).
+    pub header_timeout_ms: u64,
+    /// A request's body must arrive whole within this time after its
+    /// headers; a stalled one is answered 408 and its connection closed.
+    pub body_timeout_ms: u64,
+    /// Open HTTP connections at most. When full, a new connection closes the
+    /// one that has waited longest for a request (stalled mid-request or idle
+    /// between requests); if every one is serving a request, the new one is
+    /// closed.
+    pub max_connections: u32,
+    /// Open HTTP connections from one client address (an IPv6 /64) at most,
+    /// with the same rule; at most `max-connections`.
+    pub max_connections_per_ip: u32,
 }
 
 /// One accepted bearer token (`[[serve.tokens]]`).
@@ -59,15 +83,31 @@ impl Default for ServeSettings {
             allowed_origins: Vec::new(),
             max_request_bytes: 4 << 20,
             max_concurrent_per_client: 32,
+            max_concurrent: 256,
             shutdown_grace_ms: 10_000,
             approval_timeout_ms: 120_000,
             session_idle_ms: 30 * 60_000,
             max_sessions: 10_000,
+            max_sessions_per_principal: None,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            max_connections: 1024,
+            max_connections_per_ip: 256,
         }
     }
 }
 
+/// Longest accepted `header-timeout-ms` and `body-timeout-ms` (one hour).
+const MAX_TIMEOUT_MS: u64 = 3_600_000;
+
 impl ServeSettings {
+    /// `max-sessions-per-principal`, or its default: a quarter of
+    /// `max-sessions`, at least 1.
+    pub fn sessions_per_principal(&self) -> u32 {
+        self.max_sessions_per_principal
+            .unwrap_or((self.max_sessions / 4).max(1))
+    }
+
     pub(crate) fn validate(&self, secret_defined: impl Fn(&str) -> bool) -> Result<()> {
         let bad = |at: String, what: &str| Err(Error::Config(format!("at `serve.{at}`: {what}")));
         let mut principals = std::collections::BTreeSet::new();
@@ -120,11 +160,126 @@ impl ServeSettings {
             ("approval-timeout-ms", self.approval_timeout_ms),
             ("session-idle-ms", self.session_idle_ms),
             ("max-sessions", self.max_sessions.into()),
+            ("max-concurrent", self.max_concurrent.into()),
+            (
+                "max-sessions-per-principal",
+                self.sessions_per_principal().into(),
+            ),
+            ("header-timeout-ms", self.header_timeout_ms),
+            ("body-timeout-ms", self.body_timeout_ms),
+            ("max-connections", self.max_connections.into()),
+            ("max-connections-per-ip", self.max_connections_per_ip.into()),
         ] {
             if v == 0 {
                 return bad(field.to_string(), "must be at least 1");
             }
         }
+        self.validate_bounds()
+    }
+
+    /// Each per-client cap fits under its total; timeouts stay under an hour.
+    fn validate_bounds(&self) -> Result<()> {
+        let bad = |at: &str, what: String| Err(Error::Config(format!("at `serve.{at}`: {what}")));
+        for (field, part, whole, total) in [
+            (
+                "max-concurrent-per-client",
+                self.max_concurrent_per_client,
+                self.max_concurrent,
+                "max-concurrent",
+            ),
+            (
+                "max-sessions-per-principal",
+                self.sessions_per_principal(),
+                self.max_sessions,
+                "max-sessions",
+            ),
+            (
+                "max-connections-per-ip",
+                self.max_connections_per_ip,
+                self.max_connections,
+                "max-connections",
+            ),
+        ] {
+            if part > whole {
+                return bad(field, format!("{part} is more than `{total}` ({whole})"));
+            }
+        }
+        for (field, v) in [
+            ("header-timeout-ms", self.header_timeout_ms),
+            ("body-timeout-ms", self.body_timeout_ms),
+        ] {
+            if v > MAX_TIMEOUT_MS {
+                return bad(field, format!("must be at most {MAX_TIMEOUT_MS} (an hour)"));
+            }
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml_text: &str) -> ServeSettings {
+        toml::from_str(toml_text).expect("valid [serve]")
+    }
+
+    fn error(toml_text: &str) -> String {
+        let settings = parse(toml_text);
+        match settings.validate(|_| true) {
+            Err(e) => e.to_string(),
+            Ok(()) => panic!("{toml_text:?} was accepted"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let s = parse("");
+        assert_eq!(s, ServeSettings::default());
+        assert_eq!(s.max_request_bytes, 4 << 20);
+        assert_eq!(s.max_concurrent_per_client, 32);
+        assert_eq!(s.max_concurrent, 256);
+        assert_eq!(s.max_sessions, 10_000);
+        assert_eq!(s.sessions_per_principal(), 2_500);
+        assert_eq!(s.header_timeout_ms, 10_000);
+        assert_eq!(s.body_timeout_ms, 30_000);
+        assert_eq!(s.max_connections, 1024);
+        assert_eq!(s.max_connections_per_ip, 256);
+        assert!(s.validate(|_| true).is_ok());
+        // The per-principal default follows max-sessions, at least 1.
+        assert_eq!(parse("max-sessions = 2").sessions_per_principal(), 1);
+        assert_eq!(parse("max-sessions = 40").sessions_per_principal(), 10);
+    }
+
+    #[test]
+    fn caps_and_timeouts_are_checked() {
+        for (text, named) in [
+            ("max-connections = 0", "max-connections"),
+            ("header-timeout-ms = 0", "header-timeout-ms"),
+            ("body-timeout-ms = 0", "body-timeout-ms"),
+            (
+                "max-sessions-per-principal = 0",
+                "max-sessions-per-principal",
+            ),
+            ("max-concurrent = 0", "max-concurrent"),
+            (
+                "max-connections = 10\nmax-connections-per-ip = 11",
+                "max-connections-per-ip",
+            ),
+            (
+                "max-sessions = 5\nmax-sessions-per-principal = 6",
+                "max-sessions-per-principal",
+            ),
+            (
+                "max-concurrent = 4\nmax-concurrent-per-client = 5",
+                "max-concurrent-per-client",
+            ),
+            ("header-timeout-ms = 3600001", "header-timeout-ms"),
+            ("body-timeout-ms = 9223372036854775807", "body-timeout-ms"),
+        ] {
+            let e = error(text);
+            assert!(e.contains(&format!("serve.{named}`")), "{text}: {e}");
+        }
+        assert!(toml::from_str::<ServeSettings>("max-connection = 1").is_err());
     }
 }

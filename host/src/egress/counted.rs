@@ -12,6 +12,9 @@ use wasmtime_wasi_http::Error as HttpError;
 
 /// A body that counts its bytes against a per-body and a per-call limit and
 /// reports the outcome once when it ends.
+/// Called once when a body ends, with the bytes it carried and how it ended.
+pub(super) type OnEnd = Box<dyn FnOnce(u64, &str) + Send>;
+
 pub(super) struct Counted<B> {
     pub(super) inner: B,
     pub(super) seen: u64,
@@ -19,7 +22,7 @@ pub(super) struct Counted<B> {
     pub(super) total: Arc<AtomicU64>,
     pub(super) total_limit: u64,
     pub(super) also: Option<Arc<AtomicU64>>,
-    pub(super) on_end: Option<Box<dyn FnOnce(u64, &str) + Send>>,
+    pub(super) on_end: Option<OnEnd>,
     /// For a response body: the connection's ACK control, used when the
     /// body has to wait for data.
     pub(super) acker: Option<Arc<Acker>>,

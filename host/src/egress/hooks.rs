@@ -495,7 +495,7 @@ impl EgressHooks {
             }
             let auditor = attempt.auditor.clone();
             let destination = attempt.destination.clone();
-            let on_end: Box<dyn FnOnce(u64, &str) + Send> = Box::new(move |bytes_in, outcome| {
+            let on_end: super::counted::OnEnd = Box::new(move |bytes_in, outcome| {
                 attempt.done(status, bytes_in, sent.load(Ordering::Relaxed), outcome)
             });
             let (mut head, incoming) = response.into_parts();

@@ -60,8 +60,7 @@ pub fn is_public(ip: IpAddr) -> bool {
             // ... minus its special-purpose blocks: 2001::/23 IETF protocol
             // assignments (Teredo, benchmarking, ORCHID, ...), 2001:db8::/32
             // and 3fff::/20 documentation.
-            let special = (seg[0] == 0x2001 && seg[1] < 0x0200)
-                || (seg[0] == 0x2001 && seg[1] == 0x0db8)
+            let special = (seg[0] == 0x2001 && (seg[1] < 0x0200 || seg[1] == 0x0db8))
                 || (seg[0] == 0x3fff && (seg[1] & 0xf000) == 0);
             !special
         }

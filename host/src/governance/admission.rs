@@ -69,6 +69,9 @@ pub(crate) struct Governance {
     audit: Option<Arc<AuditLog>>,
     call_prefix: String,
     next_call: AtomicU64,
+    /// Each client's records per minute (its calls).
+    clients: super::budget::ClientBudgets,
+    volume: super::budget::VolumeLimits,
 }
 
 /// An admitted call: what it was admitted with (released when it ends),
@@ -149,7 +152,11 @@ impl Drop for Admission<'_> {
 
 impl Governance {
     /// Governance by `policy`, writing to `audit` if there is a log.
-    pub(crate) fn new(policy: CallPolicy, audit: Option<Arc<AuditLog>>) -> Governance {
+    pub(crate) fn new(
+        policy: CallPolicy,
+        audit: Option<Arc<AuditLog>>,
+        volume: super::budget::VolumeLimits,
+    ) -> Governance {
         let slots = policy
             .plugins
             .iter()
@@ -173,10 +180,22 @@ impl Governance {
             slots,
             windows: Mutex::new(HashMap::new()),
             approver: RwLock::new(None),
-            audit,
             call_prefix: format!("{:x}{:x}", nanos, std::process::id()),
             next_call: AtomicU64::new(1),
+            clients: super::budget::ClientBudgets::new(volume, audit.clone()),
+            volume,
+            audit,
         }
+    }
+
+    /// The records and bytes per minute a plugin or client may write.
+    pub(crate) fn volume_limits(&self) -> super::budget::VolumeLimits {
+        self.volume
+    }
+
+    /// Writes every client's pending volume summary (at shutdown).
+    pub(crate) fn close_volume(&self) {
+        self.clients.close();
     }
 
     pub(crate) fn audit(&self) -> Option<&Arc<AuditLog>> {
@@ -312,6 +331,22 @@ impl Governance {
                 Err::<Admission, _>(error)
             }
         };
+        // A client's calls are charged to its records per minute (their
+        // admission and end records); past it the call is refused and
+        // counted, not written, and the count summarized.
+        if let (Some(client), Some(_)) = (call.client, &self.audit) {
+            let bytes = 2 * (id.len() + plugin.len() + client.len() + 400) as u64;
+            // Its admission and end records.
+            if !self.clients.of(client).charge(2, bytes, false, id) {
+                return Err(Error::RateLimited {
+                    capability: id.to_string(),
+                    message: format!(
+                        "the client's calls are past [audit] max-records-per-minute ({}) or max-bytes-per-minute ({})",
+                        self.volume.records, self.volume.bytes
+                    ),
+                });
+            }
+        }
         let (decision, rule) = self.rule(id, call.metadata);
         let rule_name: std::borrow::Cow<'_, str> = rule.map_or_else(
             || "policy.default".into(),

@@ -238,6 +238,33 @@ pub struct AuditSettings {
     /// Rotate the file once it reaches this size (0: never).
     #[serde(default)]
     pub rotate_bytes: u64,
+    /// Records one plugin's effects, and one client's calls, may write per
+    /// minute; past it they are counted and summarized (default 60000).
+    #[serde(default)]
+    pub max_records_per_minute: Option<u64>,
+    /// Bytes (a size: `"64MiB"`, the default) one plugin's effects, and
+    /// one client's calls, may write per minute.
+    #[serde(default, deserialize_with = "crate::limits::de_size")]
+    pub max_bytes_per_minute: Option<u64>,
+}
+
+/// Default `[audit] max-records-per-minute`.
+pub const DEFAULT_RECORDS_PER_MINUTE: u64 = 60_000;
+/// Default `[audit] max-bytes-per-minute`.
+pub const DEFAULT_BYTES_PER_MINUTE: u64 = 64 << 20;
+
+impl AuditSettings {
+    /// The volume limits in force.
+    pub fn volume_limits(&self) -> super::budget::VolumeLimits {
+        super::budget::VolumeLimits {
+            records: self
+                .max_records_per_minute
+                .unwrap_or(DEFAULT_RECORDS_PER_MINUTE),
+            bytes: self
+                .max_bytes_per_minute
+                .unwrap_or(DEFAULT_BYTES_PER_MINUTE),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,11 @@
 //!   past that, allowed effects are refused (an effect that cannot be
 //!   recorded does not happen) and counted in the summary;
 //! - the warning a denial logs is taken from the call's log budget
-//!   (`limits.max-log-lines`), like the guest's own log lines.
+//!   (`limits.max-log-lines`), like the guest's own log lines;
+//! - over time, the plugin's records per minute are bounded
+//!   (`[audit] max-records-per-minute`, `max-bytes-per-minute`, see
+//!   `budget.rs`): past them, denials are counted and allowed effects
+//!   refused, and one summary says how many.
 
 use super::audit::{AuditLog, Effect, Entry, Outcome};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -150,11 +154,20 @@ pub(crate) struct Auditor {
     digest: Arc<str>,
     scope: Arc<Mutex<Scope>>,
     log_budget: Option<Arc<LogBudget>>,
+    /// The plugin's records per minute, shared by all its instances.
+    volume: Arc<super::budget::Budget>,
 }
 
 impl Auditor {
-    pub(crate) fn new(log: Option<Arc<AuditLog>>, plugin: Arc<str>, digest: Arc<str>) -> Auditor {
+    pub(crate) fn new(
+        log: Option<Arc<AuditLog>>,
+        plugin: Arc<str>,
+        digest: Arc<str>,
+        volume: super::budget::VolumeLimits,
+    ) -> Auditor {
+        let who = super::budget::Who::Plugin(plugin.clone());
         Auditor {
+            volume: Arc::new(super::budget::Budget::new(volume, who, log.clone())),
             log,
             plugin,
             digest,
@@ -163,13 +176,23 @@ impl Auditor {
         }
     }
 
-    /// The same log and plugin with a scope of its own (one per instance),
-    /// its warnings taken from `log_budget`.
+    /// The same log, plugin and volume budget with a scope of its own (one
+    /// per instance), its warnings taken from `log_budget`.
     pub(crate) fn for_instance(&self, log_budget: Arc<LogBudget>) -> Auditor {
         Auditor {
+            log: self.log.clone(),
+            plugin: self.plugin.clone(),
+            digest: self.digest.clone(),
+            scope: Default::default(),
             log_budget: Some(log_budget),
-            ..Auditor::new(self.log.clone(), self.plugin.clone(), self.digest.clone())
+            volume: self.volume.clone(),
         }
+    }
+
+    /// Writes the summary of what the plugin's volume budget held back in
+    /// the minute under way (at shutdown).
+    pub(crate) fn close_volume(&self) {
+        self.volume.close();
     }
 
     fn scope(&self) -> std::sync::MutexGuard<'_, Scope> {
@@ -277,6 +300,17 @@ impl Auditor {
         };
         let target = clip_field(target, MAX_FIELD_BYTES);
         let reason = clip_field(reason, MAX_FIELD_BYTES);
+        if self.log.is_some() {
+            // About what the record takes in the log (fields plus framing).
+            let bytes =
+                (target.len() + reason.len() + capability.len() + call_id.len() + 320) as u64;
+            if !self
+                .volume
+                .charge(1, bytes, decision == Outcome::Deny, &target)
+            {
+                return decision == Outcome::Deny;
+            }
+        }
         if decision == Outcome::Deny && self.log_budget.as_ref().is_none_or(|b| b.take()) {
             tracing::warn!(
                 target: "warden::audit", plugin = %self.plugin, effect = effect.as_str(),

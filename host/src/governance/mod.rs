@@ -16,6 +16,7 @@ mod addresses;
 pub(crate) mod admission;
 pub mod audit;
 pub(crate) mod auditor;
+pub mod budget;
 mod chain;
 mod effects;
 pub(crate) mod grants;

@@ -136,7 +136,13 @@ fn open_governance(config: &Config) -> Result<Governance> {
                 .map_err(|e| Error::Config(e.to_string()))?,
         )),
     };
-    Ok(Governance::new(config.policy.clone(), audit_log))
+    let volume = config.audit.as_ref().map(|a| a.volume_limits()).unwrap_or(
+        crate::governance::budget::VolumeLimits {
+            records: crate::governance::audit::DEFAULT_RECORDS_PER_MINUTE,
+            bytes: crate::governance::audit::DEFAULT_BYTES_PER_MINUTE,
+        },
+    );
+    Ok(Governance::new(config.policy.clone(), audit_log, volume))
 }
 
 /// The engine, sized for every plugin's instances and largest memory, its
@@ -386,6 +392,7 @@ async fn load_plugin(
         governance.audit().cloned(),
         plugin_name.clone(),
         Arc::from(info.digest.as_str()),
+        governance.volume_limits(),
     );
     let sandbox = SandboxSpec {
         plugin: plugin_name,

@@ -91,6 +91,11 @@ pub struct CallContext<'a> {
     pub approver: Option<&'a Arc<dyn Approver>>,
 }
 
+/// How long [`Host::shutdown`] waits for plugins to close their sessions
+/// and release the remote state of idle instances (`cleanup.release`), all
+/// at once.
+pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(2);
+
 /// What [`Host::import`] did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ImportReport {
@@ -393,13 +398,29 @@ impl Host {
 
     /// Closes every pooled session (each provider ends its remote session,
     /// e.g. an MCP server sees `DELETE`) and releases the remote state idle
-    /// instances hold. Call it before exiting; calls made
-    /// afterwards open new sessions.
+    /// instances hold, all at once and within [`SHUTDOWN_BUDGET`]: what is
+    /// not released by then is abandoned (logged), so a plugin cannot add
+    /// its time limit to every exit. Then the audit log is flushed. Call it
+    /// before exiting; calls made afterwards open new sessions.
     pub async fn shutdown(&self) {
-        self.inner.sessions.close_all().await;
-        for plugin in &self.inner.plugins {
-            plugin.release_idle().await;
+        let plugins = &self.inner.plugins;
+        let releases = async {
+            let plugins = futures::future::join_all(plugins.iter().map(|p| p.release_idle()));
+            tokio::join!(self.inner.sessions.close_all(), plugins);
+        };
+        if tokio::time::timeout(SHUTDOWN_BUDGET, releases)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "shutdown: remote state not released within {} ms was abandoned",
+                SHUTDOWN_BUDGET.as_millis()
+            );
         }
+        for plugin in plugins {
+            plugin.close_volume();
+        }
+        self.inner.governance.close_volume();
         if let Some(audit) = self.inner.governance.audit() {
             if let Err(e) = audit.flush() {
                 tracing::error!("{e}");

@@ -120,6 +120,14 @@ pub(crate) struct LoadedPlugin {
 }
 
 impl LoadedPlugin {
+    /// Writes the summary of what its audit volume budget held back in the
+    /// minute under way (at shutdown).
+    pub(crate) fn close_volume(&self) {
+        self.sandbox.auditor.close_volume();
+    }
+}
+
+impl LoadedPlugin {
     pub(crate) fn new(
         info: PluginInfo,
         engine: Engine,

@@ -307,9 +307,8 @@ impl SessionPool {
     /// Closes every session (waiting for calls in progress).
     pub(crate) async fn close_all(&self) {
         let all: Vec<(Key, Arc<Slot>)> = self.slots().drain().collect();
-        for (_, slot) in all {
-            slot.close().await;
-        }
+        // All at once: the caller bounds the whole (the shutdown budget).
+        futures::future::join_all(all.iter().map(|(_, slot)| slot.close())).await;
     }
 }
 

@@ -393,3 +393,142 @@ async fn a_dns_flood_does_not_hold_a_neighbours_requests_or_files() {
     }
     drop(dir);
 }
+
+/// The engine has no garbage-collected types, exceptions or shared
+/// memories: a component whose code needs one is refused at load with an
+/// error that names what it needs, and the host serves the others.
+#[tokio::test]
+async fn a_component_that_needs_gc_or_threads_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("gc", "(core module (type $s (struct (field i32))) (func (result (ref null $s)) ref.null $s))"),
+        ("exceptions", "(core module (tag $e) (func throw $e))"),
+        ("threads", "(core module (memory 1 1 shared))"),
+    ];
+    let mut c = config(Path::new(".")).with_plugin("hostile", hostile());
+    for (name, module) in cases {
+        let bytes = wat::parse_str(format!("(component {module})")).unwrap();
+        let path = dir.path().join(format!("{name}.wasm"));
+        std::fs::write(&path, bytes).unwrap();
+        c = c.with_plugin(name, PluginConfig::new(&path));
+    }
+    let host = Host::new(c).await.expect("the others load");
+    let refused = host.refused_plugins();
+    assert_eq!(refused.len(), cases.len(), "{refused:?}");
+    for (name, why) in refused {
+        let why = why.to_lowercase();
+        let named = match name.as_str() {
+            "gc" => why.contains("gc") || why.contains("garbage") || why.contains("reference"),
+            "exceptions" => why.contains("exception"),
+            _ => why.contains("thread") || why.contains("shared"),
+        };
+        assert!(named, "{name}: {why}");
+    }
+    assert!(host.call("hostile.count", json!({})).await.is_ok());
+}
+
+/// Shutdown releases every plugin's remote state at once and within
+/// [`warden::SHUTDOWN_BUDGET`]: a plugin whose release is slow cannot add
+/// its time limit to every exit (a CLI call's included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_release_cannot_hold_shutdown_past_its_budget() {
+    let mut h = hostile();
+    h.limits.timeout_ms = Some(30_000);
+    let host = host_with("hostile", h).await;
+    let out = host
+        .call("hostile.slow-release", json!({"arg": 20_000}))
+        .await;
+    assert_eq!(out.unwrap()["left"], 20_000);
+    let started = Instant::now();
+    host.shutdown().await;
+    let took = started.elapsed();
+    assert!(
+        took < warden::SHUTDOWN_BUDGET + Duration::from_secs(2),
+        "shutdown took {took:?}"
+    );
+}
+
+/// The audit log's volume over time is bounded per plugin and per client
+/// (`[audit] max-records-per-minute`): past it, a plugin's allowed effects
+/// are refused and a client's calls refused, nothing is written one by
+/// one, and one summary counts exactly what was not written. Another
+/// client is unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_volume_is_bounded_per_plugin_and_per_client_and_summarized() {
+    let (dir, rw) = scratch();
+    let mut h = hostile_in(&rw);
+    h.limits.max_files = Some(1000);
+    let (mut c, log) = with_audit(config(Path::new(".")).with_plugin("hostile", h), dir.path());
+    if let Some(a) = c.audit.as_mut() {
+        a.max_records_per_minute = Some(50);
+    }
+    let host = Host::new(c).await.unwrap();
+    // Each call stops at its first refused open.
+    let (mut opened, mut stopped) = (0, 0);
+    for _ in 0..3 {
+        let out = host
+            .call("hostile.open-many", json!({"path": "/rw/f", "n": 30}))
+            .await
+            .unwrap();
+        opened += out["opened"].as_u64().unwrap();
+        stopped += u64::from(out.get("error").is_some());
+        host.call("hostile.release", json!({})).await.unwrap();
+    }
+    assert!(
+        opened < 90 && stopped > 0,
+        "every open went through: {opened}"
+    );
+    // A client past its budget is refused; another is not.
+    let ctx = |client| warden::CallContext {
+        client: Some(client),
+        ..Default::default()
+    };
+    let mut refused = 0;
+    for _ in 0..40 {
+        let r = host
+            .call_with("hostile.count", json!({}), &ctx("greedy"))
+            .await;
+        if matches!(r, Err(Error::RateLimited { .. })) {
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "the client was never refused");
+    assert!(host
+        .call_with("hostile.count", json!({}), &ctx("modest"))
+        .await
+        .is_ok());
+    host.shutdown().await;
+    let all = records(&log);
+    let file_opens = all
+        .iter()
+        .filter(|r| r.effect == "file" && r.decision == "allow")
+        .count();
+    assert!(file_opens <= 50, "{file_opens} written");
+    let summaries: Vec<_> = all
+        .iter()
+        .filter(|r| r.effect == "limit" && r.reason.contains("max-records-per-minute"))
+        .collect();
+    let plugin = summaries
+        .iter()
+        .find(|r| r.plugin == "hostile")
+        .expect("a plugin summary");
+    assert!(
+        plugin
+            .reason
+            .contains(&format!("{stopped} effects or calls refused")),
+        "{}",
+        plugin.reason
+    );
+    let client = summaries
+        .iter()
+        .find(|r| r.client.as_deref() == Some("greedy"))
+        .expect("a client summary");
+    assert!(
+        client
+            .reason
+            .contains(&format!("{refused} effects or calls refused")),
+        "{}",
+        client.reason
+    );
+    crate::governance::assert_chain(&log);
+}

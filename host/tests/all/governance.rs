@@ -20,6 +20,8 @@ pub fn audited(dir: &Path) -> Config {
         path: dir.join("audit.jsonl"),
         sync: SyncPolicy::Flush,
         rotate_bytes: 0,
+        max_records_per_minute: None,
+        max_bytes_per_minute: None,
     });
     c
 }
@@ -560,7 +562,7 @@ fn policy_and_audit_config_are_strict() {
     ];
     for (text, named) in bad {
         let err = Config::from_toml(text, Path::new("/cfg")).and_then(|c| c.validate().map(|_| c));
-        let msg = err.err().expect(text).to_string();
+        let msg = err.expect_err(text).to_string();
         assert!(msg.contains(named), "{text}: {msg}");
     }
 }

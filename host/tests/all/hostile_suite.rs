@@ -107,6 +107,8 @@ async fn world() -> World {
         path: audit.clone(),
         sync: SyncPolicy::Flush,
         rotate_bytes: 0,
+        max_records_per_minute: None,
+        max_bytes_per_minute: None,
     });
     let host = Host::new(c).await.expect("host loads");
     World {

@@ -444,7 +444,9 @@ fn canned_server(
 #[tokio::test]
 async fn protocol_violations_are_typed_errors_not_crashes() {
     let init = r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":"x","version":"1"}}}"#.to_string();
-    let cases: Vec<(&str, Vec<(u16, &'static str, String)>, &str)> = vec![
+    // (what, the server's answers as (status, content type, body), the error)
+    type Case<'a> = (&'a str, Vec<(u16, &'static str, String)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "garbage instead of JSON",
             vec![(200, "application/json", "<html>nope".into())],

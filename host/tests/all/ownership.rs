@@ -15,6 +15,8 @@ fn audited(mut c: Config, dir: &Path) -> Config {
         path: dir.join("audit.jsonl"),
         sync: SyncPolicy::Flush,
         rotate_bytes: 0,
+        max_records_per_minute: None,
+        max_bytes_per_minute: None,
     });
     c
 }

@@ -39,6 +39,8 @@ pub fn with_audit(mut c: Config, dir: &Path) -> (Config, PathBuf) {
         path: path.clone(),
         sync: warden::audit::SyncPolicy::Flush,
         rotate_bytes: 0,
+        max_records_per_minute: None,
+        max_bytes_per_minute: None,
     });
     (c, path)
 }

@@ -1,14 +1,18 @@
-//! Response bodies: whole, or a stream of SSE events.
+//! Response bodies: whole, or a stream of SSE events; each tells its
+//! connection when it ends.
 
+use super::conns::Conn;
 use crate::protocol::{self, RpcError};
 use bytes::Bytes;
 use http::{header, Response, StatusCode};
 use serde_json::Value;
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::sync::mpsc;
 
+/// A response body.
 pub enum Body {
     /// The whole body.
     Full(Option<Bytes>),
@@ -43,6 +47,45 @@ impl http_body::Body for Body {
                 .poll_recv(cx)
                 .map(|o| o.map(|b| Ok(http_body::Frame::data(b)))),
         }
+    }
+}
+
+/// A response body that marks its connection as waiting for the next
+/// request once it is sent whole (or dropped).
+pub(super) struct Tracked {
+    body: Body,
+    conn: Arc<Conn>,
+}
+
+impl Tracked {
+    pub(super) fn new(body: Body, conn: Arc<Conn>) -> Self {
+        Tracked { body, conn }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.conn.responded();
+    }
+}
+
+impl http_body::Body for Tracked {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
     }
 }
 

@@ -9,36 +9,41 @@
 //! - GET: a 2025-11-25 session's stream of list changes.
 //! - DELETE: ends a 2025-11-25 session (and what it opened behind the host).
 //!
-//! Before any of that: the `Host` header must name a loopback host when the
-//! server listens on one, an `Origin` must be allowed (DNS rebinding), and
-//! with tokens configured a bearer token must name a principal.
+//! Before any of that: the connection must fit under the connection caps
+//! (see [`conns`]), its request must come whole within the header and body
+//! timeouts, the `Host` header must name a loopback host when the server
+//! listens on one, an `Origin` must be allowed (DNS rebinding), and with
+//! tokens configured a bearer token must name a principal. Every refusal is
+//! counted and logged ([`crate::refusals`]).
 
 mod body;
+mod conns;
 mod post;
 mod streams;
 
 use crate::protocol::{self, RpcError};
+use crate::refusals::Refusal;
 use crate::sessions::Session;
 use crate::{ServeError, Shared};
 pub use body::Body;
-use body::{plain, rpc_error};
+use body::{plain, rpc_error, Tracked};
+use conns::{Cap, Conn, Conns, Place};
 use http::{header, HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::Value;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
 const METHOD_HEADER: &str = "mcp-method";
 const NAME_HEADER: &str = "mcp-name";
 const KEEPALIVE: Duration = Duration::from_secs(15);
-const MAX_CONNECTIONS: usize = 1024;
 
 /// A bound HTTP transport; [`run`](Self::run) serves it.
 pub struct HttpServer {
@@ -88,14 +93,13 @@ impl HttpServer {
             listener,
             addr,
         } = self;
-        let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        let conns = Arc::new(Conns::new(
+            shared.settings.max_connections as usize,
+            shared.settings.max_connections_per_ip as usize,
+        ));
         let mut stopping = shared.stopping.subscribe();
         loop {
-            let permit = tokio::select! {
-                p = connections.clone().acquire_owned() => p.expect("never closed"),
-                _ = crate::stopped(&mut stopping) => return,
-            };
-            let (stream, _) = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 r = listener.accept() => match r {
                     Ok(c) => c,
                     Err(e) => {
@@ -106,39 +110,131 @@ impl HttpServer {
                 },
                 _ = crate::stopped(&mut stopping) => return,
             };
+            let Some(place) = admit(&shared, &conns, peer) else {
+                continue;
+            };
             let _ = stream.set_nodelay(true);
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
-                let service = hyper::service::service_fn(move |req| {
-                    let shared = shared.clone();
-                    async move { Ok::<_, Infallible>(handle(shared, req, addr).await) }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(30))
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-                let _ = conn.await;
-            });
+            tokio::spawn(connection(shared.clone(), stream, place, addr));
         }
     }
 }
 
-/// A response body: all at once, or a stream of SSE events.
+/// A place for a new connection from `peer` (stalled ones closed for room
+/// are counted); `None` when every connection in its way is serving.
+fn admit(shared: &Shared, conns: &Arc<Conns>, peer: SocketAddr) -> Option<Place> {
+    let cap_name = |cap| match cap {
+        Cap::Total => "max-connections",
+        Cap::PerIp => "max-connections-per-ip",
+    };
+    match conns.admit(peer.ip()) {
+        Ok((place, shed)) => {
+            for s in shed {
+                let what = format!(
+                    "connection from {} closed after {} ms without a request, to make room (serve.{})",
+                    s.peer,
+                    s.waited.as_millis(),
+                    cap_name(s.cap)
+                );
+                shared.refusals.note(Refusal::Shed, &what);
+            }
+            Some(place)
+        }
+        Err(cap) => {
+            let what = format!(
+                "connection from {} closed: every connection is serving a request (serve.{})",
+                peer.ip(),
+                cap_name(cap)
+            );
+            shared.refusals.note(Refusal::ConnectionCap, &what);
+            None
+        }
+    }
+}
+
+/// Serves one connection until it closes, its headers time out, or it is
+/// closed for room.
+async fn connection(shared: Arc<Shared>, stream: TcpStream, place: Place, local: SocketAddr) {
+    let conn = place.conn.clone();
+    let header_timeout = Duration::from_millis(shared.settings.header_timeout_ms);
+    let service = {
+        let (shared, conn) = (shared.clone(), conn.clone());
+        hyper::service::service_fn(move |req| {
+            let (shared, conn) = (shared.clone(), conn.clone());
+            async move {
+                let response = handle(shared, req, local, &conn).await;
+                Ok::<_, Infallible>(response.map(|body| Tracked::new(body, conn)))
+            }
+        })
+    };
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::select! {
+        r = served => match r {
+            // A connection idle after a response may time out: that is
+            // the keep-alive limit, not a refusal.
+            Err(e) if e.is_timeout() && conn.responses() == 0 => {
+                let what = format!(
+                    "connection from {}: no whole request headers within {} ms (serve.header-timeout-ms)",
+                    conn.peer,
+                    header_timeout.as_millis()
+                );
+                shared.refusals.note(Refusal::HeaderTimeout, &what);
+            }
+            Err(e) => tracing::debug!(peer = %conn.peer, "connection ended: {e}"),
+            Ok(()) => {}
+        },
+        _ = conn.closed() => {}
+    }
+    drop(place);
+}
+
+/// A header's value, if it is text.
 pub(super) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn is_loopback_name(host: &str) -> bool {
-    matches!(host, "localhost" | "127.0.0.1" | "[::1]") || host.starts_with("127.")
+/// Whether `authority` (`host[:port]`) names this machine: `localhost`, an
+/// IPv4 address in 127.0.0.0/8 or the IPv6 loopback (in brackets), each
+/// parsed whole, with an optional numeric port. A name that merely starts
+/// like one (`127.0.0.1.evil.example`) is a DNS name anyone may point here.
+fn is_loopback_authority(authority: &str) -> bool {
+    let Some((host, port)) = split_authority(authority) else {
+        return false;
+    };
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u16>().is_ok()
+    });
+    if !port_ok {
+        return false;
+    }
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return v6.parse::<Ipv6Addr>().is_ok_and(|a| {
+            a.is_loopback() || a.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        });
+    }
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<Ipv4Addr>().is_ok_and(|a| a.is_loopback())
 }
 
-/// `host[:port]` -> host (IPv6 literals keep their brackets).
-fn host_part(authority: &str) -> &str {
+/// `host[:port]` -> (host, port); IPv6 literals keep their brackets.
+fn split_authority(authority: &str) -> Option<(&str, Option<&str>)> {
     if authority.starts_with('[') {
-        return authority.split_inclusive(']').next().unwrap_or(authority);
+        let end = authority.find(']')? + 1;
+        let (host, rest) = authority.split_at(end);
+        if rest.is_empty() {
+            return Some((host, None));
+        }
+        return rest.strip_prefix(':').map(|p| (host, Some(p)));
     }
-    authority.split(':').next().unwrap_or(authority)
+    Some(match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    })
 }
 
 fn origin_allowed(shared: &Shared, origin: &str, loopback: bool) -> bool {
@@ -149,63 +245,34 @@ fn origin_allowed(shared: &Shared, origin: &str, loopback: bool) -> bool {
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"));
     match rest {
-        Some(authority) if loopback && !authority.contains('/') => {
-            is_loopback_name(host_part(authority))
-        }
+        Some(authority) if loopback && !authority.contains('/') => is_loopback_authority(authority),
         _ => false,
     }
 }
 
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>, local: SocketAddr) -> Response<Body> {
+async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    local: SocketAddr,
+    conn: &Arc<Conn>,
+) -> Response<Body> {
     if req.uri().path() != "/mcp" {
         return plain(StatusCode::NOT_FOUND, "not found: the MCP endpoint is /mcp");
     }
-    let loopback = local.ip().is_loopback();
-    let headers = req.headers();
-    if loopback {
-        let host = header_str(headers, "host").map(host_part);
-        if !host.is_some_and(is_loopback_name) {
-            return plain(
-                StatusCode::MISDIRECTED_REQUEST,
-                "the Host header must name this machine (localhost or 127.0.0.1)",
-            );
-        }
-    }
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let ok = origin
-            .to_str()
-            .is_ok_and(|o| origin_allowed(&shared, o, loopback));
-        if !ok {
-            tracing::warn!(origin = ?origin, "request refused: origin not allowed");
-            return plain(
-                StatusCode::FORBIDDEN,
-                "origin not allowed (serve.allowed-origins)",
-            );
-        }
-    }
-    let principal = if shared.requires_auth() {
-        let token = header_str(headers, "authorization").and_then(|v| {
-            let (scheme, token) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        });
-        match token.and_then(|t| shared.principal_for(t)) {
-            Some(p) => p.to_string(),
-            None => {
-                let mut r = plain(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
-                r.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    "Bearer error=\"invalid_token\"".parse().expect("valid"),
-                );
-                return r;
-            }
-        }
-    } else {
-        "local".to_string()
+    let principal = match admission(&shared, &req, local.ip().is_loopback(), conn) {
+        Ok(p) => p,
+        Err(r) => return *r,
     };
     match *req.method() {
-        Method::POST => post::post(shared, req, principal).await,
-        Method::GET => streams::get(shared, req.headers(), &principal),
-        Method::DELETE => streams::delete(shared, req.headers(), &principal).await,
+        Method::POST => post::post(shared, req, principal, conn).await,
+        Method::GET => {
+            conn.serving();
+            streams::get(shared, req.headers(), &principal)
+        }
+        Method::DELETE => {
+            conn.serving();
+            streams::delete(shared, req.headers(), &principal).await
+        }
         _ => {
             let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "use POST, GET or DELETE");
             r.headers_mut()
@@ -213,6 +280,75 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>, local: SocketAddr) 
             r
         }
     }
+}
+
+/// The checks before any method: `Host` (on a loopback bind), `Origin`, the
+/// bearer token. Returns the principal, or the refusal (counted).
+fn admission(
+    shared: &Shared,
+    req: &Request<Incoming>,
+    loopback: bool,
+    conn: &Conn,
+) -> Result<String, Box<Response<Body>>> {
+    let headers = req.headers();
+    if loopback && !names_this_machine(req) {
+        let host = header_str(headers, "host").unwrap_or("");
+        let what = format!(
+            "from {}: Host {host:?} does not name this machine",
+            conn.peer
+        );
+        shared.refusals.note(Refusal::Misdirected, &what);
+        return Err(Box::new(plain(
+            StatusCode::MISDIRECTED_REQUEST,
+            "the Host header must name this machine (localhost, 127.0.0.1 or [::1], with an optional port)",
+        )));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let ok = origin
+            .to_str()
+            .is_ok_and(|o| origin_allowed(shared, o, loopback));
+        if !ok {
+            let what = format!("from {}: origin {origin:?} not allowed", conn.peer);
+            shared.refusals.note(Refusal::Origin, &what);
+            return Err(Box::new(plain(
+                StatusCode::FORBIDDEN,
+                "origin not allowed (serve.allowed-origins)",
+            )));
+        }
+    }
+    if !shared.requires_auth() {
+        return Ok("local".to_string());
+    }
+    let token = header_str(headers, "authorization").and_then(|v| {
+        let (scheme, token) = v.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    });
+    if let Some(p) = token.and_then(|t| shared.principal_for(t)) {
+        return Ok(p.to_string());
+    }
+    let what = format!("from {}: no valid bearer token", conn.peer);
+    shared.refusals.note(Refusal::Unauthorized, &what);
+    let mut r = plain(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        "Bearer error=\"invalid_token\"".parse().expect("valid"),
+    );
+    Err(Box::new(r))
+}
+
+/// One `Host` header naming a loopback host, and a loopback authority in
+/// the request line if it has one.
+fn names_this_machine(req: &Request<Incoming>) -> bool {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host = match (hosts.next(), hosts.next()) {
+        (Some(h), None) => h.to_str().ok(),
+        _ => None,
+    };
+    host.is_some_and(is_loopback_authority)
+        && req
+            .uri()
+            .authority()
+            .is_none_or(|a| is_loopback_authority(a.as_str()))
 }
 
 /// The 2025-11-25 session a request names: `Err` is the answer to give.
@@ -256,5 +392,66 @@ fn accepts(headers: &HeaderMap) -> Accepts {
     Accepts {
         json: any || all.contains(&"application/json"),
         events: any || all.contains(&"text/event-stream"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_authority;
+
+    #[test]
+    fn only_loopback_names_and_addresses_are_loopback() {
+        for yes in [
+            "localhost",
+            "localhost:8700",
+            "LocalHost:1",
+            "127.0.0.1",
+            "127.0.0.1:65535",
+            "127.1.2.3",
+            "127.255.255.254:80",
+            "[::1]",
+            "[::1]:8700",
+            "[0:0:0:0:0:0:0:1]:1",
+            "[::ffff:127.0.0.1]",
+        ] {
+            assert!(is_loopback_authority(yes), "{yes} was refused");
+        }
+        for no in [
+            "",
+            "127.0.0.1.evil.com",
+            "127.0.0.1.evil.com:8700",
+            "127.attacker.net",
+            "127.0.0.1.nip.io",
+            "127.1",
+            "127.0.0.01",
+            "0x7f.0.0.1",
+            "2130706433",
+            "128.0.0.1",
+            "10.0.0.1",
+            "0.0.0.0",
+            "localhost.evil.com",
+            "localhost.",
+            "evil-localhost",
+            "sub.localhost",
+            "127.0.0.1:",
+            "127.0.0.1:abc",
+            "127.0.0.1:+80",
+            "127.0.0.1:65536",
+            "127.0.0.1:8700:1",
+            "127.0.0.1@evil.com",
+            "evil.com@127.0.0.1",
+            "[::1].evil.com",
+            "[::1]evil",
+            "[::2]",
+            "[::]",
+            "[::1",
+            "::1",
+            "[fe80::1%lo]",
+            "127.0.0.1 ",
+            " 127.0.0.1",
+            "127.0.0.1/x",
+        ] {
+            assert!(!is_loopback_authority(no), "{no:?} was taken for loopback");
+        }
     }
 }

@@ -1,19 +1,24 @@
-//! POST: one JSON-RPC message, in either revision.
+//! POST: one JSON-RPC message, in either revision. Its `Content-Type` must
+//! be `application/json` (415 otherwise) and its body must come whole within
+//! `body-timeout-ms` (408 otherwise).
 
 use super::body::{events, json_body, plain, rpc_error, Body};
+use super::conns::Conn;
 use super::{
     accepts, header_str, session_of, Accepts, METHOD_HEADER, NAME_HEADER, SESSION_HEADER,
     VERSION_HEADER,
 };
 use crate::dispatch::Caller;
 use crate::protocol::{self, sse_event, Message, RpcError, HANDSHAKE};
-use crate::sessions::{Outbound, Sink};
-use crate::Shared;
-use http::{HeaderMap, Request, Response, StatusCode};
+use crate::refusals::Refusal;
+use crate::sessions::{Outbound, Session, Sink};
+use crate::{Busy, Shared};
+use http::{header, HeaderMap, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::Value;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Whether the request is in 2026-07-28 form: its version header names a
@@ -83,6 +88,7 @@ pub(super) async fn post(
     shared: Arc<Shared>,
     req: Request<Incoming>,
     principal: String,
+    conn: &Arc<Conn>,
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let headers = parts.headers;
@@ -93,22 +99,23 @@ pub(super) async fn post(
             "accept application/json or text/event-stream",
         );
     }
-    let max = shared.settings.max_request_bytes as usize;
-    let bytes = match http_body_util::Limited::new(body, max).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return plain(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("request larger than {max} bytes (serve.max-request-bytes)"),
-            );
-        }
-        Err(_) => {
-            return plain(
-                StatusCode::BAD_REQUEST,
-                "the request body could not be read",
-            )
-        }
+    if !is_json(&headers) {
+        let what = format!(
+            "from {}: a POST of Content-Type {:?}",
+            conn.peer,
+            header_str(&headers, "content-type").unwrap_or("(none)")
+        );
+        shared.refusals.note(Refusal::MediaType, &what);
+        return plain(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported Media Type: Content-Type must be application/json",
+        );
+    }
+    let bytes = match read_body(&shared, body, conn).await {
+        Ok(b) => b,
+        Err(r) => return *r,
     };
+    conn.serving();
     let message = match protocol::decode(&bytes) {
         Ok(m) => m,
         Err(e) => return rpc_error(StatusCode::BAD_REQUEST, &Value::Null, &e),
@@ -122,52 +129,178 @@ pub(super) async fn post(
             };
         }
         Message::Notification { method, params } => {
-            if let Some(s) = headers
-                .get(SESSION_HEADER)
-                .and_then(|_| session_of(&shared, &headers, &principal).ok())
-            {
-                match method.as_str() {
-                    "notifications/initialized" => s
-                        .initialized
-                        .store(true, std::sync::atomic::Ordering::Release),
-                    "notifications/cancelled" => {
-                        if let Some(id) = params.get("requestId") {
-                            s.cancel(id);
-                        }
-                    }
-                    _ => {}
-                }
-            }
+            notification(&shared, &headers, &principal, &method, &params);
             return plain(StatusCode::ACCEPTED, "");
         }
         Message::Request { id, method, params } => (id, method, params),
     };
-    if is_modern(&headers, &params, &method) {
-        return modern(shared, &headers, id, method, params, principal, accept).await;
+    let caller = Caller {
+        principal,
+        transport: "http",
+        session: None,
+        back: None,
+    };
+    let request = Rpc {
+        id,
+        method,
+        params,
+        accept,
+        conn: conn.id,
+    };
+    if is_modern(&headers, &request.params, &request.method) {
+        return modern(shared, &headers, request, caller).await;
     }
-    if method == "initialize" {
-        if headers.get(SESSION_HEADER).is_some() {
-            let e = RpcError::new(
-                protocol::INVALID_REQUEST,
-                "initialize opens a session: send it without Mcp-Session-Id",
+    if request.method == "initialize" {
+        return initialize(&shared, &headers, &request, &caller.principal);
+    }
+    legacy(shared, &headers, request, caller).await
+}
+
+/// A JSON-RPC request, as the POST carried it.
+struct Rpc {
+    id: Value,
+    method: String,
+    params: Value,
+    accept: Accepts,
+    /// The connection it came on.
+    conn: u64,
+}
+
+/// Whether the body is declared JSON: one `Content-Type`, whose media type
+/// is `application/json` (any case, parameters such as `charset` allowed).
+fn is_json(headers: &HeaderMap) -> bool {
+    let mut all = headers.get_all(header::CONTENT_TYPE).iter();
+    let (Some(value), None) = (all.next(), all.next()) else {
+        return false;
+    };
+    value.to_str().is_ok_and(|v| {
+        let media = v.split(';').next().unwrap_or("").trim();
+        media.eq_ignore_ascii_case("application/json")
+    })
+}
+
+/// The whole body, within `max-request-bytes` and `body-timeout-ms` (from
+/// the end of the headers); else the answer (a stalled body is counted and
+/// its connection closed).
+async fn read_body(
+    shared: &Shared,
+    body: Incoming,
+    conn: &Conn,
+) -> Result<bytes::Bytes, Box<Response<Body>>> {
+    let max = shared.settings.max_request_bytes as usize;
+    let deadline = Duration::from_millis(shared.settings.body_timeout_ms);
+    let read = http_body_util::Limited::new(body, max).collect();
+    match tokio::time::timeout(deadline, read).await {
+        Ok(Ok(b)) => Ok(b.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Box::new(plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("request larger than {max} bytes (serve.max-request-bytes)"),
+        ))),
+        Ok(Err(_)) => Err(Box::new(plain(
+            StatusCode::BAD_REQUEST,
+            "the request body could not be read",
+        ))),
+        Err(_) => {
+            let what = format!(
+                "from {}: the request body did not come whole within {} ms (serve.body-timeout-ms)",
+                conn.peer,
+                deadline.as_millis()
             );
-            return rpc_error(StatusCode::BAD_REQUEST, &id, &e);
+            shared.refusals.note(Refusal::BodyTimeout, &what);
+            let mut r = plain(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not come whole in time (serve.body-timeout-ms)",
+            );
+            r.headers_mut()
+                .insert(header::CONNECTION, "close".parse().expect("valid"));
+            Err(Box::new(r))
         }
-        return match shared.initialize(&params, &principal) {
-            Ok((session, result)) => {
-                let mut r = json_body(StatusCode::OK, &protocol::response(&id, Ok(result)));
-                r.headers_mut()
-                    .insert(SESSION_HEADER, session.id.parse().expect("hex"));
-                r
-            }
-            Err(e) => rpc_error(StatusCode::OK, &id, &e),
-        };
     }
-    let session = match session_of(&shared, &headers, &principal) {
+}
+
+/// A notification of a 2025-11-25 session: `initialized`, `cancelled`.
+fn notification(
+    shared: &Shared,
+    headers: &HeaderMap,
+    principal: &str,
+    method: &str,
+    params: &Value,
+) {
+    let Some(s) = headers
+        .get(SESSION_HEADER)
+        .and_then(|_| session_of(shared, headers, principal).ok())
+    else {
+        return;
+    };
+    match method {
+        "notifications/initialized" => s
+            .initialized
+            .store(true, std::sync::atomic::Ordering::Release),
+        "notifications/cancelled" => {
+            if let Some(id) = params.get("requestId") {
+                s.cancel(id);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whose budget a request spends: with tokens, its principal's; without,
+/// its session's or else its connection's (local clients have no identity
+/// of their own, and must not share one budget).
+fn client_key(shared: &Shared, principal: &str, session: Option<&Session>, conn: u64) -> String {
+    match session {
+        _ if shared.requires_auth() => principal.to_string(),
+        Some(s) => format!("{principal}:session:{}", s.id),
+        None => format!("{principal}:connection:{conn}"),
+    }
+}
+
+/// `initialize` opens a 2025-11-25 session.
+fn initialize(
+    shared: &Shared,
+    headers: &HeaderMap,
+    request: &Rpc,
+    principal: &str,
+) -> Response<Body> {
+    let id = &request.id;
+    if headers.get(SESSION_HEADER).is_some() {
+        let e = RpcError::new(
+            protocol::INVALID_REQUEST,
+            "initialize opens a session: send it without Mcp-Session-Id",
+        );
+        return rpc_error(StatusCode::BAD_REQUEST, id, &e);
+    }
+    match shared.initialize(&request.params, principal) {
+        Ok((session, result)) => {
+            let mut r = json_body(StatusCode::OK, &protocol::response(id, Ok(result)));
+            r.headers_mut()
+                .insert(SESSION_HEADER, session.id.parse().expect("hex"));
+            r
+        }
+        Err(e) => rpc_error(StatusCode::OK, id, &e),
+    }
+}
+
+/// A request of a 2025-11-25 session.
+async fn legacy(
+    shared: Arc<Shared>,
+    headers: &HeaderMap,
+    request: Rpc,
+    mut caller: Caller,
+) -> Response<Body> {
+    let Rpc {
+        id,
+        method,
+        params,
+        accept,
+        conn,
+    } = request;
+    let session = match session_of(&shared, headers, &caller.principal) {
         Ok(s) => s,
         Err(r) => return *r,
     };
-    if let Some(v) = header_str(&headers, VERSION_HEADER) {
+    if let Some(v) = header_str(headers, VERSION_HEADER) {
         if v != session.version {
             let e = RpcError::new(
                 protocol::INVALID_REQUEST,
@@ -179,9 +312,12 @@ pub(super) async fn post(
             return rpc_error(StatusCode::BAD_REQUEST, &id, &e);
         }
     }
-    let Some(in_flight) = shared.enter(&principal) else {
-        return busy(&shared, &id);
+    let key = client_key(&shared, &caller.principal, Some(&session), conn);
+    let in_flight = match shared.enter(&key) {
+        Ok(f) => f,
+        Err(b) => return busy(&id, b),
     };
+    caller.session = Some(session.clone());
     // A call that may ask the user for approval is answered as a stream that
     // can carry the question.
     let asks = method == "tools/call"
@@ -192,15 +328,10 @@ pub(super) async fn post(
             .is_some_and(|n| shared.host().approval_rule(n).is_some());
     if asks {
         let (tx, rx) = mpsc::channel(16);
-        let caller = Caller {
-            principal,
-            transport: "http",
-            session: Some(session.clone()),
-            back: Some(Arc::new(Outbound {
-                session: session.clone(),
-                sink: Sink::Events(tx.clone()),
-            })),
-        };
+        caller.back = Some(Arc::new(Outbound {
+            session: session.clone(),
+            sink: Sink::Events(tx.clone()),
+        }));
         let request_id = id.clone();
         let task = tokio::spawn(async move {
             let outcome = shared.handle(&method, params, &caller).await;
@@ -210,12 +341,6 @@ pub(super) async fn post(
         session.track(&request_id, task.abort_handle());
         return events(rx);
     }
-    let caller = Caller {
-        principal,
-        transport: "http",
-        session: Some(session.clone()),
-        back: None,
-    };
     let request_id = id.clone();
     let task = tokio::spawn(async move {
         let outcome = shared.handle(&method, params, &caller).await;
@@ -243,30 +368,29 @@ pub(super) async fn post(
     }
 }
 
-fn busy(shared: &Shared, id: &Value) -> Response<Body> {
-    if *shared.stopping.borrow() {
-        let e = RpcError::new(protocol::BUSY, "the server is shutting down");
-        return rpc_error(StatusCode::SERVICE_UNAVAILABLE, id, &e);
-    }
-    let e = RpcError::new(
-        protocol::BUSY,
-        format!(
-            "more than {} requests in flight for this client (serve.max-concurrent-per-client)",
-            shared.settings.max_concurrent_per_client
-        ),
-    );
-    rpc_error(StatusCode::TOO_MANY_REQUESTS, id, &e)
+/// 429 past a budget, 503 while shutting down.
+fn busy(id: &Value, b: Busy) -> Response<Body> {
+    let status = if b.stopping {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::TOO_MANY_REQUESTS
+    };
+    rpc_error(status, id, &b.error)
 }
 
 async fn modern(
     shared: Arc<Shared>,
     headers: &HeaderMap,
-    id: Value,
-    method: String,
-    params: Value,
-    principal: String,
-    accept: Accepts,
+    request: Rpc,
+    caller: Caller,
 ) -> Response<Body> {
+    let Rpc {
+        id,
+        method,
+        params,
+        accept,
+        conn,
+    } = request;
     let reject = |e: RpcError| {
         let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::OK);
         rpc_error(status, &id, &e)
@@ -293,14 +417,10 @@ async fn modern(
         tokio::spawn(super::streams::listen(shared, tx, id, params));
         return events(rx);
     }
-    let Some(in_flight) = shared.enter(&principal) else {
-        return busy(&shared, &id);
-    };
-    let caller = Caller {
-        principal,
-        transport: "http",
-        session: None,
-        back: None,
+    let key = client_key(&shared, &caller.principal, None, conn);
+    let in_flight = match shared.enter(&key) {
+        Ok(f) => f,
+        Err(b) => return busy(&id, b),
     };
     let outcome = shared.handle(&method, params, &caller).await;
     drop(in_flight);

@@ -83,13 +83,14 @@ impl LoadedPlugin {
     }
 
     /// Ends the remote state idle instances hold (for MCP: sessions kept
-    /// for direct calls), each on itself; the instances are discarded.
+    /// for direct calls), each on itself and all at once; the instances are
+    /// discarded. The caller bounds the whole (the shutdown budget).
     pub(crate) async fn release_idle(&self) {
         let idle: Vec<Warm> = std::mem::take(&mut *self.idle.lock().expect("pool lock"));
-        for mut warm in idle {
+        let releases = idle.into_iter().map(|mut warm| async move {
             let state = std::mem::take(&mut warm.store.data_mut().remote_state);
             if state.is_empty() || warm.guests.cleanup.is_none() {
-                continue;
+                return;
             }
             let released = self
                 .release_on(&mut warm, &state, "release at shutdown", "")
@@ -97,7 +98,8 @@ impl LoadedPlugin {
             if let Err(e) = released {
                 tracing::warn!(plugin = %self.name(), "releasing an idle instance's remote state failed: {e}");
             }
-        }
+        });
+        futures::future::join_all(releases).await;
     }
 
     /// Runs `cleanup.release(state)` in `warm`, under the plugin's limits,

@@ -112,7 +112,7 @@ pub(super) async fn open_at(parent: &Dir, request: Request) -> Result<Opened, Er
     let dir = parent.dir.clone();
     let path = request.path;
     let found = tokio::task::spawn_blocking(move || -> std::io::Result<Found> {
-        let opened = cap_primitives::fs::open(&*dir, &path, &opts)?;
+        let opened = cap_primitives::fs::open(&dir, &path, &opts)?;
         let kind = opened.metadata()?.file_type();
         Ok(if kind.is_dir() {
             Found::Dir(clear_nonblocking(opened)?)

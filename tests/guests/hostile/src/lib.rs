@@ -294,6 +294,10 @@ impl Provider for Hostile {
                 Err(e) => json!({ "refused": e.to_string() }),
             })
         })
+        .add(Capability::new("hostile.slow-release", "Leave remote state that takes N ms to release"), |_, a: Arg<u64>| {
+            warden_sdk::set_remote_state(&format!("sleep:{}", a.arg)).map_err(|e| Error::internal(e.to_string()))?;
+            Ok(json!({ "left": a.arg }))
+        })
         .add(Capability::new("hostile.release", "Drop every kept resource"), |this, _: Value| {
             let n = this.kept.len();
             this.kept.clear();
@@ -462,6 +466,14 @@ impl Provider for Hostile {
             calls: 0,
             kept: Vec::new(),
         })
+    }
+
+    /// State `sleep:MS` takes MS milliseconds to release (a server that is
+    /// slow to close a session).
+    fn release(&mut self, state: &str) {
+        if let Some(ms) = state.strip_prefix("sleep:").and_then(|m| m.parse().ok()) {
+            warden_sdk::time::sleep(std::time::Duration::from_millis(ms));
+        }
     }
 }
 
