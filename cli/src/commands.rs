@@ -56,27 +56,7 @@ async fn list(host: &Host, cli: &Cli, json: bool) -> anyhow::Result<()> {
             );
         }
     } else {
-        let w_id = caps.iter().map(|c| c.id.len()).max().unwrap_or(2).max(2);
-        let w_pl = caps
-            .iter()
-            .map(|c| c.plugin.as_deref().map_or(1, str::len))
-            .max()
-            .unwrap_or(6)
-            .max(6);
-        println!("{:w_id$}  {:w_pl$}  DESCRIPTION", "ID", "PLUGIN");
-        for c in caps {
-            let text = if c.description.is_empty() {
-                &c.name
-            } else {
-                &c.description
-            };
-            println!(
-                "{:w_id$}  {:w_pl$}  {}",
-                c.id,
-                c.plugin.as_deref().unwrap_or("-"),
-                text
-            );
-        }
+        print_table(&caps)?;
         let pending = pending_sources(host).await;
         if !pending.is_empty() {
             eprintln!(
@@ -88,6 +68,55 @@ async fn list(host: &Host, cli: &Cli, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The capability table on stdout. What a plugin wrote is shown as text
+/// only (control characters escaped, descriptions cut to one line of 160
+/// characters), and a closed stdout (`warden list | head`) ends the listing
+/// quietly.
+fn print_table(caps: &[std::sync::Arc<warden::CapabilityInfo>]) -> anyhow::Result<()> {
+    use std::fmt::Write as _;
+    let shown = |s: &str, max: usize| -> String {
+        let line = s.lines().next().unwrap_or("");
+        let mut out: String = line
+            .chars()
+            .take(max)
+            .flat_map(char::escape_default)
+            .collect();
+        if line.chars().count() > max || s.lines().nth(1).is_some() {
+            out.push('…');
+        }
+        out
+    };
+    let w_id = caps.iter().map(|c| c.id.len()).max().unwrap_or(2).max(2);
+    let w_pl = caps
+        .iter()
+        .map(|c| c.plugin.as_deref().map_or(1, str::len))
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let mut table = String::new();
+    let _ = writeln!(table, "{:w_id$}  {:w_pl$}  DESCRIPTION", "ID", "PLUGIN");
+    for c in caps {
+        let text = if c.description.is_empty() {
+            &c.name
+        } else {
+            &c.description
+        };
+        let plugin = c.plugin.as_deref().unwrap_or("-");
+        let _ = writeln!(
+            table,
+            "{:w_id$}  {:w_pl$}  {}",
+            c.id,
+            plugin,
+            shown(text, 160)
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    match std::io::Write::write_all(&mut out, table.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
 /// Says which plugins were refused at load (the others are served).
 fn report_refused(host: &Host) {
     for (name, why) in host.refused_plugins() {
@@ -96,7 +125,13 @@ fn report_refused(host: &Host) {
 }
 
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
-    let host = Host::from_config_file(&cli.config).await?;
+    // A call needs only the plugins (and sources) that can serve its id.
+    let host = match &cli.command {
+        Command::Call { capability, .. } => {
+            Host::from_config_file_for_call(&cli.config, capability).await?
+        }
+        _ => Host::from_config_file(&cli.config).await?,
+    };
     host.set_approver(Some(std::sync::Arc::new(TerminalApprover)));
     report_refused(&host);
     match cli.command {

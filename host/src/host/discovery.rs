@@ -23,7 +23,7 @@ impl Host {
                 continue;
             }
             state.last_attempt = Some(Instant::now());
-            match discover_all(plugin, &state.registered).await {
+            match discover_all(plugin, &state.registered, None).await {
                 Ok(found) => {
                     let mut registry = self
                         .inner
@@ -159,14 +159,21 @@ pub(super) struct Found {
 
 /// Asks `plugin` for its sources, then each source not in `registered` for
 /// its capabilities: each in a call of its own, all at once, so a source
-/// that hangs costs only its own call's time limit.
+/// that hangs costs only its own call's time limit. With `until` (a
+/// capability id), the wait ends once a source the id names (one of its
+/// dot-separated segments) has answered; the others are left pending.
 pub(super) async fn discover_all(
     plugin: &Arc<LoadedPlugin>,
     registered: &std::collections::BTreeSet<String>,
+    until: Option<&str>,
 ) -> Result<Vec<Found>> {
     let names = plugin.sources().await?;
+    let asked: Vec<String> = names
+        .into_iter()
+        .filter(|n| !registered.contains(n))
+        .collect();
     let mut asks = tokio::task::JoinSet::new();
-    for name in names.into_iter().filter(|n| !registered.contains(n)) {
+    for name in asked.iter().cloned() {
         let plugin = plugin.clone();
         asks.spawn(async move {
             let capabilities = match plugin.discover(&name).await {
@@ -186,11 +193,33 @@ pub(super) async fn discover_all(
             Found { name, capabilities }
         });
     }
+    let names_it = |f: &Found| {
+        until.is_some_and(|id| f.capabilities.is_ok() && id.split('.').any(|s| s == f.name))
+    };
     let mut found = Vec::new();
     while let Some(done) = asks.join_next().await {
         match done {
-            Ok(f) => found.push(f),
+            Ok(f) => {
+                let enough = names_it(&f);
+                found.push(f);
+                if enough {
+                    break;
+                }
+            }
             Err(e) => tracing::error!(plugin = %plugin.info.name, "discovery task failed: {e}"),
+        }
+    }
+    // Sources not waited for (the rest are aborted with `asks`).
+    for name in asked {
+        if !found.iter().any(|f| f.name == name) {
+            let reason =
+                "not listed: this host was loaded for one call, which another source serves"
+                    .to_string();
+            let capabilities = Err(Failure {
+                reason,
+                denied: false,
+            });
+            found.push(Found { name, capabilities });
         }
     }
     found.sort_by(|a, b| a.name.cmp(&b.name));

@@ -33,6 +33,12 @@ impl Host {
     /// each component, checks it implements the provider world, reads its
     /// descriptors into the registry, and initialises one instance.
     pub async fn new(config: Config) -> Result<Host> {
+        Host::load(config, None).await
+    }
+
+    /// [`Host::new`], with discovery narrowed to what calling `for_call`
+    /// needs (see [`Host::from_config_file_for_call`]).
+    pub(super) async fn load(config: Config, for_call: Option<&str>) -> Result<Host> {
         config.validate()?;
         let governance = open_governance(&config)?;
         let (runtime, ticker) = start_runtime(&config)?;
@@ -53,7 +59,7 @@ impl Host {
                 loaded.refused.push((name.clone(), e.to_string()));
             }
         }
-        discover_at_load(&mut loaded, &governance, strict).await?;
+        discover_at_load(&mut loaded, &governance, strict, for_call).await?;
         let Loaded {
             plugins,
             mut registry,
@@ -430,13 +436,17 @@ async fn discover_at_load(
     loaded: &mut Loaded,
     governance: &Governance,
     strict: bool,
+    for_call: Option<&str>,
 ) -> Result<()> {
     let mut asks = tokio::task::JoinSet::new();
     for (index, plugin) in loaded.plugins.iter().enumerate() {
-        if plugin.has_discovery() {
+        // For one call, a plugin that cannot hold the id is not asked.
+        let wanted = for_call.filter(|id| plugin.info.namespaces.contains(id));
+        if plugin.has_discovery() && (for_call.is_none() || wanted.is_some()) {
             let plugin = plugin.clone();
+            let until = wanted.map(str::to_string);
             asks.spawn(async move {
-                let found = discover_all(&plugin, &Default::default()).await;
+                let found = discover_all(&plugin, &Default::default(), until.as_deref()).await;
                 (index, found)
             });
         }

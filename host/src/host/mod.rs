@@ -133,6 +133,22 @@ impl Host {
         Host::new(Config::from_file(path)?).await
     }
 
+    /// Loads the configuration at `path` to call capability `id` (the
+    /// `warden call` case): only plugins whose namespaces hold `id` list
+    /// their discovery sources, and a plugin stops waiting for its sources
+    /// once the one `id` names has answered, so a sibling source that hangs
+    /// does not hold the call for its time limit. Sources not listed are
+    /// pending (as after a failure).
+    pub async fn from_config_file_for_call(path: &Path, id: &str) -> Result<Host> {
+        Host::new_for_call(Config::from_file(path)?, id).await
+    }
+
+    /// [`Host::new`] for one call of `id` (see
+    /// [`from_config_file_for_call`](Self::from_config_file_for_call)).
+    pub async fn new_for_call(config: Config, id: &str) -> Result<Host> {
+        Host::load(config, Some(id)).await
+    }
+
     fn registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
         self.inner
             .registry

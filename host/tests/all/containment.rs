@@ -189,13 +189,13 @@ async fn http_connections_count_toward_max_sockets() {
 
 /// A DNS server on 127.0.0.1 for tests: answers every query `NXDOMAIN`
 /// (or, `silent`, never answers), and keeps the names it was asked.
-struct DnsServer {
-    addr: SocketAddr,
+pub(crate) struct DnsServer {
+    pub(crate) addr: SocketAddr,
     asked: Arc<Mutex<Vec<String>>>,
 }
 
 impl DnsServer {
-    fn start(silent: bool) -> DnsServer {
+    pub(crate) fn start(silent: bool) -> DnsServer {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = socket.local_addr().unwrap();
         let asked: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -215,7 +215,7 @@ impl DnsServer {
         DnsServer { addr, asked }
     }
 
-    fn asked(&self) -> Vec<String> {
+    pub(crate) fn asked(&self) -> Vec<String> {
         self.asked.lock().unwrap().clone()
     }
 }
@@ -531,4 +531,38 @@ async fn audit_volume_is_bounded_per_plugin_and_per_client_and_summarized() {
         client.reason
     );
     crate::governance::assert_chain(&log);
+}
+
+/// A host loaded for one call (`warden call`) waits only for the source
+/// that serves it: a sibling source that never answers does not hold the
+/// call for its plugin's time limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_does_not_wait_for_a_sibling_source_that_hangs() {
+    use crate::mcp::{mcp_config, Server};
+    let good = McpServer::start(&[]);
+    // Accepts connections and never answers.
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hang.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        let kept: Vec<_> = hang.incoming().take(8).collect();
+        std::thread::sleep(Duration::from_secs(20));
+        drop(kept);
+    });
+    let servers = [Server::of("good", &good), Server::at("hang", port)];
+    let mut c = mcp_config(&servers, Default::default());
+    if let Some(p) = c.plugins.get_mut("mcp") {
+        p.limits.timeout_ms = Some(15_000);
+        p.limits.request_timeout_ms = Some(15_000);
+    }
+    let started = Instant::now();
+    let host = Host::new_for_call(c, "mcp.good.echo").await.unwrap();
+    let out = host
+        .call("mcp.good.echo", json!({"text": "hi"}))
+        .await
+        .unwrap();
+    assert!(out.to_string().contains("hi"), "{out}");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(8), "the call waited {took:?}");
+    drop(host);
+    drop(held);
 }

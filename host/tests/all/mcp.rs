@@ -26,6 +26,17 @@ impl<'a> Server<'a> {
             extra: json!({}),
         }
     }
+
+    /// A server at `127.0.0.1:port` (whatever listens there, if anything).
+    pub(crate) fn at(name: &'a str, port: u16) -> Server<'a> {
+        Server {
+            name,
+            url: format!("http://127.0.0.1:{port}/mcp"),
+            origin: format!("http://127.0.0.1:{port}"),
+            secret: None,
+            extra: json!({}),
+        }
+    }
 }
 
 pub(crate) fn mcp_config(servers: &[Server], sessions: SessionSettings) -> Config {

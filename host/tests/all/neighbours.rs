@@ -447,12 +447,15 @@ async fn an_honest_plugin_is_unaffected_by_a_noisy_neighbour() {
     h.limits = Limits {
         memory: Some(16 << 20),
         timeout_ms: Some(2000),
+        request_timeout_ms: Some(1500),
         fuel: Some(u64::MAX / 2),
         max_sockets: Some(4),
         max_files: Some(4),
         max_log_lines: Some(20),
         ..Limits::default()
     };
+    // Lookups of names under it go to a nameserver that never answers.
+    h.grants.network = vec!["https://*.void.test:443".into()];
     h.grants.dirs = vec![DirGrant {
         host: rw.clone(),
         guest: "/rw".into(),
@@ -469,7 +472,7 @@ async fn an_honest_plugin_is_unaffected_by_a_noisy_neighbour() {
     let mut claimer = hostile();
     claimer.max_instances = 1;
     claimer.sessions.max = 1;
-    let (c, log) = with_audit(
+    let (mut c, log) = with_audit(
         config(Path::new("."))
             .with_plugin("text", t)
             .with_plugin("hostile", h)
@@ -477,6 +480,8 @@ async fn an_honest_plugin_is_unaffected_by_a_noisy_neighbour() {
             .with_plugin("usurper", claimer),
         dir.path(),
     );
+    let silent = crate::containment::DnsServer::start(true);
+    c.host.dns_servers = vec![silent.addr];
     // Configured: per instance its memory limit plus as much host state;
     // text 4 slots x 2 x 64 MiB, hostile 4 x 2 x 16 MiB, bomb 4 x 2 x 16 MiB,
     // usurper 3 x 2 x 64 MiB. Constant: 200 MiB for the host and test.
@@ -509,6 +514,20 @@ async fn an_honest_plugin_is_unaffected_by_a_noisy_neighbour() {
         (
             "files",
             attack("hostile.open-many", json!({"path": "/rw/f", "n": 100})),
+        ),
+        (
+            "streams",
+            attack(
+                "hostile.stream-many",
+                json!({"path": "/rw/f", "n": 100, "mode": "read", "preopens": 3}),
+            ),
+        ),
+        (
+            "dns",
+            attack(
+                "hostile.lookup-many",
+                json!({"n": 200, "suffix": "void.test"}),
+            ),
         ),
         ("deny", attack("hostile.deny-flood", json!({"arg": 5000}))),
         (
@@ -554,6 +573,15 @@ async fn an_honest_plugin_is_unaffected_by_a_noisy_neighbour() {
     assert!(s["created"].as_u64().unwrap() <= 4);
     let f = first("files").as_ref().unwrap();
     assert!(f["opened"].as_u64().unwrap() <= 4, "{f}");
+    let s = first("streams").as_ref().unwrap();
+    assert!(s["opened"].as_u64().unwrap() <= 4, "{s}");
+    // The flood's lookups left, and ended (each within its time) without
+    // an answer.
+    assert!(
+        !silent.asked().is_empty(),
+        "{:?}",
+        &results["dns"][..results["dns"].len().min(3)]
+    );
     assert!(first("fifo").is_err());
     assert!(!matches!(first("fifo"), Err(Error::LimitExceeded { .. })));
     let pages = first("bomb").as_ref().unwrap().as_u64().unwrap();
