@@ -147,6 +147,21 @@ impl Egress {
         n
     }
 
+    /// A call's output (JSON text) with the value of every secret granted
+    /// to the plugin cut out, as written or however the JSON escapes it
+    /// (the text is made canonical first, so `\u` escapes cannot hide one);
+    /// with how many were cut. Unchanged for a plugin without secrets.
+    pub(crate) fn redact_output(&self, text: String) -> (String, usize) {
+        let Some((redaction, _)) = &self.redaction else {
+            return (text, 0);
+        };
+        let canonical = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| serde_json::to_string(&v).ok())
+            .unwrap_or(text);
+        redaction.text(&canonical)
+    }
+
     /// The plugin's socket and file budget.
     pub(crate) fn descriptors(&self) -> &Arc<DescriptorBudget> {
         &self.descriptors

@@ -91,6 +91,14 @@ impl Redaction {
         (i.min(buf.len()), found)
     }
 
+    /// `text` with every value replaced, and how many were.
+    pub(super) fn text(&self, text: &str) -> (String, usize) {
+        let mut out = Vec::with_capacity(text.len());
+        let (_, found) = self.cut(text.as_bytes(), true, &mut out);
+        // Whole values are cut out of valid UTF-8: it stays valid.
+        (String::from_utf8_lossy(&out).into_owned(), found)
+    }
+
     /// Redacts header values in place and drops a header whose name holds a
     /// value; returns how many were changed.
     pub(super) fn head(&self, headers: &mut HeaderMap) -> usize {

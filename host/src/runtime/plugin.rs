@@ -477,17 +477,37 @@ impl LoadedPlugin {
                 return Err(self.output_too_large(&warm.store, capability));
             }
         }
+        // Decided (and any redaction audited) while the call still holds
+        // the instance, so the record names this call.
+        let output = self.output(&warm.store.data().auditor, capability, outcome);
         self.checkin(entered.back());
         if flooded {
             return Err(self.limit_error(capability, Limit::Log));
         }
-        match outcome {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| Error::Contract {
-                plugin: self.name().to_string(),
-                message: format!("`{capability}` returned output that is not JSON: {e}"),
-            }),
-            Err(e) => Err(self.wit_error(capability, e)),
+        output
+    }
+
+    /// A call's output as JSON, with the plugin's secret values cut out (a
+    /// redaction audited), or its error.
+    pub(crate) fn output(
+        &self,
+        auditor: &crate::governance::Auditor,
+        capability: &str,
+        outcome: std::result::Result<String, wit::Error>,
+    ) -> Result<Value> {
+        let text = match outcome {
+            Ok(text) => text,
+            Err(e) => return Err(self.wit_error(capability, e)),
+        };
+        let (text, cut) = self.sandbox.egress.redact_output(text);
+        if cut > 0 {
+            let reason = format!("the output quoted a secret's value: {cut} redacted");
+            auditor.record(Effect::Secret, capability, Outcome::Deny, &reason);
         }
+        serde_json::from_str(&text).map_err(|e| Error::Contract {
+            plugin: self.name().to_string(),
+            message: format!("`{capability}` returned output that is not JSON: {e}"),
+        })
     }
 
     /// Asks a (warm or fresh) instance for its health.

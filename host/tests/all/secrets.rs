@@ -240,6 +240,14 @@ async fn no_response_shape_or_later_request_brings_a_value_back() {
             let body = back["body"].as_str().unwrap();
             assert!(body.contains("[redacted]"), "{body}");
         }
+        // A plugin that decodes what it received (plugins/http parses JSON,
+        // `\u` escapes and all) still returns no value: its output is cut.
+        let decoded = host
+            .call("http.request", json!({"url": server.url("/escaped")}))
+            .await
+            .unwrap();
+        assert_no_value(&decoded);
+        assert!(decoded.to_string().contains("[redacted]"), "{decoded}");
         // Whatever the guest asks for, the server is asked for `identity`.
         let asked = call(
             server.url("/json"),

@@ -213,6 +213,16 @@ fn serve_connection(stream: std::net::TcpStream, shared: &Shared) {
                 chunk_size = 5;
                 shared.stored.lock().unwrap().clone()
             }
+            // What was stored, as a JSON string with every character
+            // escaped (`\u0074...`): byte-wise it never matches a value.
+            "/escaped" => {
+                let stored = shared.stored.lock().unwrap().clone();
+                let escaped: String = String::from_utf8_lossy(&stored)
+                    .encode_utf16()
+                    .map(|u| format!("\\u{u:04x}"))
+                    .collect();
+                format!("{{\"stored\":\"{escaped}\"}}").into_bytes()
+            }
             "/encoded" => {
                 extra = format!("content-encoding: {}\r\n", param("coding").unwrap_or_default());
                 b"\x1f\x8b compressed bytes".to_vec()

@@ -95,13 +95,8 @@ impl LoadedPlugin {
                 return Ok(Err(self.output_too_large(&live.warm.store, capability)));
             }
         }
-        Ok(match outcome {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| Error::Contract {
-                plugin: self.name().to_string(),
-                message: format!("`{capability}` returned output that is not JSON: {e}"),
-            }),
-            Err(e) => Err(self.wit_error(capability, e)),
-        })
+        let auditor = live.warm.store.data().auditor.clone();
+        Ok(self.output(&auditor, capability, outcome))
     }
 
     /// Closes a session: the guest's resource is dropped (a provider ends the
