@@ -3,6 +3,9 @@
 //! sandbox (log lines, output) and egress (requests, bytes, timeouts).
 
 use crate::error::{Error, Result};
+
+mod descriptors;
+pub(crate) use descriptors::{DescriptorBudget, Kind, SocketSlot};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Default fuel per call.

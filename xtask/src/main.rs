@@ -8,8 +8,9 @@
 //!   installed and otherwise with Debian's `rustc-web` + `rust-web-src`
 //!   (`-Zbuild-std` for `wasm32-unknown-unknown`, then `wit-component`).
 //! - `demo`: builds everything and runs the demo on `examples/demo/warden.toml`.
-//! - `test`: checks the bindings, builds everything and runs the whole test
-//!   suite.
+//! - `test`: checks the bindings, the formatting and the supply chain
+//!   (`cargo deny check bans sources licenses`), builds everything and runs
+//!   the whole test suite.
 
 mod bindings;
 mod langs;
@@ -588,8 +589,43 @@ fn package_sdk(root: &Path) -> Result<()> {
     check(status, "cargo package -p warden-sdk")
 }
 
+/// The version of `cargo-deny` the supply-chain check installs.
+const CARGO_DENY: &str = "0.20.2";
+
+/// `cargo deny check bans sources licenses` (deny.toml): one version of each
+/// security-relevant crate, registry sources only, allowed licenses.
+/// Installs `cargo-deny` from crates.io once where it is missing.
+fn supply_chain(root: &Path) -> Result<()> {
+    let installed = host_cargo(root)
+        .args(["deny", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        println!("xtask: installing cargo-deny {CARGO_DENY} (a few minutes, once)");
+        let status = host_cargo(root)
+            .args(["install", "--locked", "--no-default-features", "cargo-deny"])
+            .args(["--version", &format!("={CARGO_DENY}")])
+            .status()
+            .context("running cargo install cargo-deny")?;
+        check(status, "cargo install cargo-deny")?;
+    }
+    let status = host_cargo(root)
+        .args(["deny", "check", "bans", "sources", "licenses"])
+        .status()
+        .context("running cargo deny")?;
+    check(status, "cargo deny check bans sources licenses")
+}
+
 fn test(root: &Path, extra: &[String]) -> Result<()> {
     bindings::run(root, true)?;
+    let status = host_cargo(root)
+        .args(["fmt", "--all", "--check"])
+        .status()
+        .context("running cargo fmt")?;
+    check(status, "cargo fmt --all --check (run `cargo fmt --all`)")?;
+    supply_chain(root)?;
     package_sdk(root)?;
     build_guests(root)?;
     build_python_guests(root)?;

@@ -21,7 +21,7 @@
 //! timeout) for one to close, then fails with `connection-limit-reached`.
 
 use crate::governance::policy::{Decision, Policy, SecretUse, SecretValue};
-use crate::sandbox::{DescriptorBudget, SocketSlot};
+use crate::limits::{DescriptorBudget, SocketSlot};
 use hyper::client::conn::http1::SendRequest;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;

@@ -248,6 +248,15 @@ pub struct AuditSettings {
     pub max_bytes_per_minute: Option<u64>,
 }
 
+/// The records and bytes one plugin or client may have written per minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VolumeLimits {
+    /// Records per minute.
+    pub records: u64,
+    /// Bytes per minute (records as written, roughly).
+    pub bytes: u64,
+}
+
 /// Default `[audit] max-records-per-minute`.
 pub const DEFAULT_RECORDS_PER_MINUTE: u64 = 60_000;
 /// Default `[audit] max-bytes-per-minute`.
@@ -255,8 +264,8 @@ pub const DEFAULT_BYTES_PER_MINUTE: u64 = 64 << 20;
 
 impl AuditSettings {
     /// The volume limits in force.
-    pub fn volume_limits(&self) -> super::budget::VolumeLimits {
-        super::budget::VolumeLimits {
+    pub fn volume_limits(&self) -> VolumeLimits {
+        VolumeLimits {
             records: self
                 .max_records_per_minute
                 .unwrap_or(DEFAULT_RECORDS_PER_MINUTE),

@@ -8,6 +8,7 @@
 //! written as one summary record when the minute ends (at the next record
 //! charged to the same plugin or client, or when the host shuts down).
 
+pub use super::audit::VolumeLimits;
 use super::audit::{AuditLog, Effect, Entry, Outcome};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,15 +19,6 @@ const WINDOW: Duration = Duration::from_secs(60);
 /// Most clients whose windows are kept; past it, the oldest window goes
 /// (its summary written first).
 const MAX_CLIENTS: usize = 4096;
-
-/// The records and bytes one plugin or client may have written per minute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VolumeLimits {
-    /// Records per minute.
-    pub records: u64,
-    /// Bytes per minute (records as written, roughly).
-    pub bytes: u64,
-}
 
 /// What was not written in one window.
 #[derive(Debug, Default, Clone)]

@@ -281,8 +281,7 @@ pub(super) fn register_sources(
             }
         }
     }
-    if let Err(e) = super::load::report_refused(governance, name, &plugin.info.namespaces, &refused)
-    {
+    if let Err(e) = super::report_refused(governance, name, &plugin.info.namespaces, &refused) {
         tracing::warn!(plugin = %name, "refused claims could not be audited: {e}");
     }
     count

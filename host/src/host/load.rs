@@ -7,7 +7,8 @@ use super::descriptor::descriptor_info;
 use super::discovery::{discover_all, register_sources, Discovery};
 use super::*;
 use crate::config::PluginConfig;
-use crate::sandbox::{DescriptorBudget, SandboxSpec};
+use crate::limits::DescriptorBudget;
+use crate::sandbox::SandboxSpec;
 use wasmtime::Engine;
 
 /// What loading builds up, plugin by plugin.
@@ -566,28 +567,6 @@ fn provider_servers(
         servers.insert(kind, (index, entry));
     }
     Ok(servers)
-}
-
-/// Writes one summary of a plugin's refused claims (warned and audited).
-pub(super) fn report_refused(
-    governance: &Governance,
-    plugin: &str,
-    namespaces: &crate::registry::Namespaces,
-    refused: &crate::registry::Refused,
-) -> Result<()> {
-    if refused.count() == 0 {
-        return Ok(());
-    }
-    let summary = refused.summary(namespaces);
-    tracing::warn!(plugin = %plugin, "{summary}");
-    governance.record(crate::governance::audit::Entry {
-        plugin: plugin.to_string(),
-        effect: crate::governance::audit::Effect::Register,
-        target: format!("{} capability ids", refused.count()),
-        decision: crate::governance::audit::Outcome::Deny,
-        reason: summary,
-        ..Default::default()
-    })
 }
 
 /// Capabilities declared in the configuration (`[[capabilities]]`).

@@ -527,6 +527,28 @@ impl Host {
     }
 }
 
+/// Writes one summary of a plugin's refused claims (warned and audited).
+pub(super) fn report_refused(
+    governance: &Governance,
+    plugin: &str,
+    namespaces: &crate::registry::Namespaces,
+    refused: &crate::registry::Refused,
+) -> Result<()> {
+    if refused.count() == 0 {
+        return Ok(());
+    }
+    let summary = refused.summary(namespaces);
+    tracing::warn!(plugin = %plugin, "{summary}");
+    governance.record(crate::governance::audit::Entry {
+        plugin: plugin.to_string(),
+        effect: crate::governance::audit::Effect::Register,
+        target: format!("{} capability ids", refused.count()),
+        decision: crate::governance::audit::Outcome::Deny,
+        reason: summary,
+        ..Default::default()
+    })
+}
+
 /// A claim on a capability id that is registered already is refused for that
 /// id only: warned about and audited, naming the owner and the claimant.
 /// Other errors are returned.

@@ -3,8 +3,8 @@
 use crate::governance::audit::{Effect, Outcome};
 use wasmtime::component::Resource;
 
-use super::descriptors::Kind;
 use super::*;
+use crate::limits::Kind;
 
 mod open;
 

@@ -23,9 +23,7 @@ mod services;
 mod sockets;
 
 pub use descriptors::raise_open_file_limit;
-pub(crate) use descriptors::{
-    open_file_limit, DescriptorBudget, SocketSlot, HOST_DESCRIPTOR_RESERVE,
-};
+pub(crate) use descriptors::{open_file_limit, HOST_DESCRIPTOR_RESERVE};
 pub(crate) use filesystem::add_audited_open_at;
 pub(crate) use limiter::{Limiter, MAX_TABLE_ELEMENTS};
 pub(crate) use lookup::add_governed_lookup;
@@ -127,7 +125,7 @@ pub(crate) struct SandboxSpec {
     pub(crate) limits: ResolvedLimits,
     pub(crate) auditor: Auditor,
     /// Its caps on open sockets and files, shared by all its instances.
-    pub(crate) descriptors: Arc<DescriptorBudget>,
+    pub(crate) descriptors: Arc<crate::limits::DescriptorBudget>,
 }
 
 impl State {
@@ -209,13 +207,13 @@ impl State {
 impl State {
     /// Takes one socket or file from the plugin's cap for a creation about
     /// to happen; `false` (audited as a denial of `target`) at the cap.
-    fn take_descriptor(&mut self, kind: descriptors::Kind, target: &str) -> bool {
+    fn take_descriptor(&mut self, kind: crate::limits::Kind, target: &str) -> bool {
         let Err(max) = self.held.take(kind, &mut self.table) else {
             return true;
         };
         let (effect, field, what) = match kind {
-            descriptors::Kind::Socket => (Effect::Socket, "max-sockets", "sockets"),
-            descriptors::Kind::File => (Effect::File, "max-files", "files"),
+            crate::limits::Kind::Socket => (Effect::Socket, "max-sockets", "sockets"),
+            crate::limits::Kind::File => (Effect::File, "max-files", "files"),
         };
         let reason = format!("limits.{field} ({max}) reached: the plugin holds {max} open {what}");
         self.auditor.record(effect, target, Outcome::Deny, &reason);
@@ -241,7 +239,7 @@ impl State {
             released.as_mut().enable();
             if self
                 .held
-                .take(descriptors::Kind::Socket, &mut self.table)
+                .take(crate::limits::Kind::Socket, &mut self.table)
                 .is_ok()
             {
                 return true;
@@ -254,12 +252,12 @@ impl State {
                 break;
             }
         }
-        self.take_descriptor(descriptors::Kind::Socket, target)
+        self.take_descriptor(crate::limits::Kind::Socket, target)
     }
 
     /// Gives back what [`take_descriptor`](Self::take_descriptor) took, for
     /// a creation that failed.
-    fn give_back_descriptor(&mut self, kind: descriptors::Kind) {
+    fn give_back_descriptor(&mut self, kind: crate::limits::Kind) {
         self.held.give_back(kind);
     }
 }

@@ -77,7 +77,7 @@ fn is_ephemeral_bind(usage: SocketAddrUse, addr: std::net::SocketAddr) -> bool {
 pub(crate) fn add_counted_socket_creation(
     linker: &mut wasmtime::component::Linker<super::State>,
 ) -> wasmtime::Result<()> {
-    use super::descriptors::Kind;
+    use crate::limits::Kind;
     use wasmtime::component::Resource;
     use wasmtime_wasi::p2::bindings::sockets::network::{ErrorCode, IpAddressFamily};
     use wasmtime_wasi::p2::bindings::sockets::{tcp_create_socket, udp_create_socket};
