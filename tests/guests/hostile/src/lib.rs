@@ -122,6 +122,17 @@ fn tcp_connect(addr: &str) -> Result<Value, Error> {
 
 #[inline(never)]
 #[allow(unconditional_recursion)]
+/// The granted directory that holds `path`, and the rest of the path in it.
+fn granted_dir(path: &str) -> Result<(raw::wasi::filesystem::types::Descriptor, String), Error> {
+    raw::wasi::filesystem::preopens::get_directories()
+        .into_iter()
+        .find_map(|(d, at)| {
+            let rest = path.strip_prefix(&at)?.trim_start_matches('/').to_string();
+            Some((d, rest))
+        })
+        .ok_or_else(|| Error::invalid_input("no granted directory holds that path"))
+}
+
 fn recurse(depth: u64, pad: [u8; 64]) -> u64 {
     let p = std::hint::black_box(pad);
     1 + recurse(depth + 1, p) + p[(depth % 64) as usize] as u64
@@ -316,13 +327,7 @@ impl Provider for Hostile {
         })
         .add(Capability::new("hostile.open-many", "Open a file N times and keep it open"), |this, a: OpenMany| {
             use raw::wasi::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags};
-            let (dir, rest) = raw::wasi::filesystem::preopens::get_directories()
-                .into_iter()
-                .find_map(|(d, at)| {
-                    let rest = a.path.strip_prefix(&at)?.trim_start_matches('/').to_string();
-                    Some((d, rest))
-                })
-                .ok_or_else(|| Error::invalid_input("no granted directory holds that path"))?;
+            let (dir, rest) = granted_dir(&a.path)?;
             for i in 0..a.n {
                 match dir.open_at(PathFlags::empty(), &rest, OpenFlags::empty(), DescriptorFlags::READ) {
                     Ok(f) => this.kept.push(Box::new(f)),
@@ -336,13 +341,7 @@ impl Provider for Hostile {
             for _ in 0..a.preopens {
                 this.kept.push(Box::new(raw::wasi::filesystem::preopens::get_directories()));
             }
-            let (dir, rest) = raw::wasi::filesystem::preopens::get_directories()
-                .into_iter()
-                .find_map(|(d, at)| {
-                    let rest = a.path.strip_prefix(&at)?.trim_start_matches('/').to_string();
-                    Some((d, rest))
-                })
-                .ok_or_else(|| Error::invalid_input("no granted directory holds that path"))?;
+            let (dir, rest) = granted_dir(&a.path)?;
             let flags = if a.mode == "read" || a.mode == "list" { DescriptorFlags::READ } else { DescriptorFlags::WRITE };
             for i in 0..a.n {
                 let fd = match dir.open_at(PathFlags::empty(), &rest, OpenFlags::empty(), flags) {
