@@ -390,6 +390,30 @@ mod tests {
         );
     }
 
+    /// A miss costs the same bounded work whatever the caller sends and
+    /// however many ids are registered: at most 256 candidates leave the
+    /// lock, each compared over at most 64 characters.
+    #[test]
+    fn suggestions_are_bounded_in_cost() {
+        let mut r = Registry::default();
+        for i in 0..5000 {
+            r.insert(Source::Plugin(0), cap(&format!("p.{i:0>124}"), "p"))
+                .unwrap();
+        }
+        for unknown in ["p.".repeat(64), "x".repeat(1 << 20), "p.1".into()] {
+            match r.get(&unknown).unwrap_err() {
+                Error::UnknownCapability { suggestions, .. } => {
+                    assert!(suggestions.len() <= SUGGEST_CANDIDATES)
+                }
+                e => panic!("{e}"),
+            }
+            let ranked = suggest(r.get(&unknown).unwrap_err());
+            assert!(
+                matches!(ranked, Error::UnknownCapability { ref suggestions, .. } if suggestions.len() <= 3)
+            );
+        }
+    }
+
     #[test]
     fn unknown_ids_suggest_the_nearest() {
         let mut r = Registry::default();

@@ -609,3 +609,30 @@ fn register_stored(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The start-up descriptor arithmetic counts, per plugin, its sockets
+    /// and files and each granted directory once per instance slot.
+    #[test]
+    fn descriptor_arithmetic_counts_directories_per_instance() {
+        let mut p = PluginConfig::new("p.wasm");
+        p.max_instances = 4;
+        p.sessions.max = 1;
+        p.limits.max_sockets = Some(10);
+        p.limits.max_files = Some(20);
+        for guest in ["/a", "/b"] {
+            p.grants.dirs.push(crate::config::DirGrant {
+                host: ".".into(),
+                guest: guest.into(),
+                mode: crate::config::DirMode::ReadOnly,
+            });
+        }
+        let config = Config::new(".").with_plugin("p", p);
+        let p = &config.plugins["p"];
+        // 10 + 20 + 2 directories x (4 + 1 + 1) slots.
+        assert_eq!(plugin_descriptors(&config, p), 42);
+    }
+}

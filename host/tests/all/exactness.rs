@@ -88,7 +88,8 @@ async fn records_say_what_happened() {
 
     let mut w = warden::PluginConfig::new(component("wrong-world"));
     w.max_instances = 1;
-    let (c, _) = with_audit(config(Path::new(".")).with_plugin("wrong", w), dir.path());
+    let (mut c, _) = with_audit(config(Path::new(".")).with_plugin("wrong", w), dir.path());
+    c.host.strict_load = true;
     assert!(Host::new(c).await.is_err());
 
     let all = crate::governance::records(&log);

@@ -281,6 +281,12 @@ async fn a_pinned_digest_must_match() {
     assert_eq!(count(&host).await, 1);
     let wrong = format!("sha256:{}", "ab".repeat(32));
     c.policy.plugins.get_mut("hostile").unwrap().digest = Some(wrong.clone());
+    // Without strict-load the host starts without the plugin, saying why.
+    let tolerant = Host::new(c.clone()).await.unwrap();
+    let (name, why) = &tolerant.refused_plugins()[0];
+    assert!(name == "hostile" && why.contains(&wrong), "{why}");
+    tolerant.shutdown().await;
+    c.host.strict_load = true;
     let err = Host::new(c).await.err().expect("refused");
     let text = err.to_string();
     assert!(matches!(err, Error::Load { .. }), "{text}");

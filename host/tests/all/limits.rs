@@ -160,10 +160,9 @@ async fn other_calls_are_served_while_one_runs_away() {
 async fn config_reaches_init_and_a_failing_init_is_a_load_error() {
     let mut p = hostile();
     p.config = json!({"fail-init": true});
-    let err = warden::Host::new(config(std::path::Path::new(".")).with_plugin("bad", p))
-        .await
-        .err()
-        .expect("load fails");
+    let mut c = config(std::path::Path::new(".")).with_plugin("bad", p);
+    c.host.strict_load = true;
+    let err = warden::Host::new(c).await.err().expect("load fails");
     assert_eq!(err.exit_code(), 2, "{err}");
     assert!(err.to_string().contains("configured to fail init"), "{err}");
 

@@ -141,10 +141,9 @@ async fn a_pinned_revision_is_the_only_one_spoken() {
     // An unknown value is refused by name.
     let mut bad = Server::of("demo", &both);
     bad.extra = json!({"protocol": "2099-01-01"});
-    let err = Host::new(mcp_config(&[bad], SessionSettings::default()))
-        .await
-        .err()
-        .expect("refused");
+    let mut c = mcp_config(&[bad], SessionSettings::default());
+    c.host.strict_load = true;
+    let err = Host::new(c).await.err().expect("refused");
     assert!(
         err.to_string().contains("2099-01-01") || err.to_string().contains("protocol"),
         "{err}"
