@@ -22,6 +22,8 @@ pub(crate) struct DescriptorBudget {
     max_files: u32,
     /// Woken when a connection the host held for the plugin is closed.
     released: tokio::sync::Notify,
+    /// Sockets held by the host's connections for the plugin.
+    by_host: AtomicU32,
 }
 
 impl DescriptorBudget {
@@ -32,6 +34,7 @@ impl DescriptorBudget {
             max_sockets,
             max_files,
             released: tokio::sync::Notify::new(),
+            by_host: AtomicU32::new(0),
         })
     }
 
@@ -49,7 +52,13 @@ impl DescriptorBudget {
                 (n < self.max_sockets).then_some(n + 1)
             })
             .ok()?;
+        self.by_host.fetch_add(1, Ordering::Relaxed);
         Some(SocketSlot(self.clone()))
+    }
+
+    /// How many of the plugin's sockets the host's connections hold now.
+    pub(crate) fn held_by_host(&self) -> u32 {
+        self.by_host.load(Ordering::Relaxed)
     }
 
     /// Resolves when a host-held connection of the plugin is closed.
@@ -73,6 +82,7 @@ pub(crate) struct SocketSlot(Arc<DescriptorBudget>);
 impl Drop for SocketSlot {
     fn drop(&mut self) {
         self.0.sockets.fetch_sub(1, Ordering::Relaxed);
+        self.0.by_host.fetch_sub(1, Ordering::Relaxed);
         self.0.released.notify_waiters();
     }
 }

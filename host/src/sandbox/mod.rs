@@ -233,7 +233,9 @@ impl State {
     /// it) are closed first to make room.
     async fn take_socket(&mut self, target: &str) -> bool {
         let budget = self.hooks.egress().descriptors().clone();
-        for _ in 0..4 {
+        // Connections closed for room and not yet given back.
+        let mut closing = 0;
+        loop {
             let released = budget.released();
             tokio::pin!(released);
             released.as_mut().enable();
@@ -244,13 +246,17 @@ impl State {
             {
                 return true;
             }
-            if self.hooks.egress().close_idle() == 0 {
+            closing += self.hooks.egress().close_idle();
+            // Nothing closing, nothing the host holds that could close.
+            if closing == 0 && budget.held_by_host() == 0 {
                 break;
             }
+            // A closed connection gives its socket back as its task ends.
             let wait = std::time::Duration::from_millis(250);
             if tokio::time::timeout(wait, released).await.is_err() {
                 break;
             }
+            closing = closing.saturating_sub(1);
         }
         self.take_descriptor(crate::limits::Kind::Socket, target)
     }

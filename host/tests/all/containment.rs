@@ -383,9 +383,10 @@ async fn a_dns_flood_does_not_hold_a_neighbours_requests_or_files() {
     );
     // The flood's lookups each wait up to 3 s on the silent server; the
     // neighbour's slowest pair of calls stays within a small multiple of
-    // its slowest alone.
+    // its slowest alone, far below what waiting behind one lookup costs
+    // (the slack is for other tests sharing the machine).
     assert!(
-        during < alone * 4 + Duration::from_millis(250),
+        during < alone * 4 + Duration::from_secs(1),
         "alone {alone:?}, during the flood {during:?}"
     );
     for f in floods {
