@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use wasmtime_wasi_http::Error as HttpError;
 
-/// A body that counts its bytes against a per-body and a per-call limit and
-/// reports the outcome once when it ends.
 /// Called once when a body ends, with the bytes it carried and how it ended.
 pub(super) type OnEnd = Box<dyn FnOnce(u64, &str) + Send>;
 
+/// A body that counts its bytes against a per-body and a per-call limit and
+/// reports the outcome once when it ends.
 pub(super) struct Counted<B> {
     pub(super) inner: B,
     pub(super) seen: u64,

@@ -147,19 +147,14 @@ impl Egress {
         n
     }
 
-    /// A call's output (JSON text) with the value of every secret granted
-    /// to the plugin cut out, as written or however the JSON escapes it
-    /// (the text is made canonical first, so `\u` escapes cannot hide one);
-    /// with how many were cut. Unchanged for a plugin without secrets.
-    pub(crate) fn redact_output(&self, text: String) -> (String, usize) {
-        let Some((redaction, _)) = &self.redaction else {
-            return (text, 0);
-        };
-        let canonical = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| serde_json::to_string(&v).ok())
-            .unwrap_or(text);
-        redaction.text(&canonical)
+    /// A call's output with the value of every secret granted to the
+    /// plugin cut out: its canonical JSON text (so `\u` escapes cannot hide
+    /// a value) with the values replaced, and how many were; `None` when
+    /// there was nothing to cut (or the plugin has no secrets).
+    pub(crate) fn redact_output(&self, output: &serde_json::Value) -> Option<(String, usize)> {
+        let (redaction, _) = self.redaction.as_ref()?;
+        let canonical = serde_json::to_string(output).ok()?;
+        Some(redaction.text(&canonical)).filter(|(_, cut)| *cut > 0)
     }
 
     /// The plugin's socket and file budget.
@@ -217,7 +212,7 @@ impl Egress {
     pub(crate) fn lookup_denial(&self, host: &str) -> Option<String> {
         if self.wildcards
             || host.parse::<IpAddr>().is_ok()
-            || self.pins.contains_key(host)
+            || self.pinned(host)
             || self.policy.names_exactly(host)
         {
             return None;
@@ -348,7 +343,6 @@ impl Egress {
     }
 }
 
-/// Starts HTTP/1.1 on `io`; the connection holds `slot` until it closes.
 /// The redaction of every secret granted under `policy`, with their names.
 fn granted_redaction(policy: &Policy) -> Option<(Arc<Redaction>, Arc<str>)> {
     let granted: Vec<(&str, &SecretValue)> = policy.granted_secrets().collect();
@@ -357,6 +351,7 @@ fn granted_redaction(policy: &Policy) -> Option<(Arc<Redaction>, Arc<str>)> {
     Some((Arc::new(redaction), names.join(", ").into()))
 }
 
+/// Starts HTTP/1.1 on `io`; the connection holds `slot` until it closes.
 async fn handshake<S>(io: S, slot: Option<SocketSlot>) -> Result<SendRequest<WasiBody>, Refusal>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,

@@ -71,7 +71,6 @@ pub(crate) struct Governance {
     next_call: AtomicU64,
     /// Each client's records per minute (its calls).
     clients: super::budget::ClientBudgets,
-    volume: super::budget::VolumeLimits,
 }
 
 /// An admitted call: what it was admitted with (released when it ends),
@@ -183,14 +182,13 @@ impl Governance {
             call_prefix: format!("{:x}{:x}", nanos, std::process::id()),
             next_call: AtomicU64::new(1),
             clients: super::budget::ClientBudgets::new(volume, audit.clone()),
-            volume,
             audit,
         }
     }
 
     /// The records and bytes per minute a plugin or client may write.
     pub(crate) fn volume_limits(&self) -> super::budget::VolumeLimits {
-        self.volume
+        self.clients.limits()
     }
 
     /// Writes every client's pending volume summary (at shutdown).
@@ -342,7 +340,7 @@ impl Governance {
                     capability: id.to_string(),
                     message: format!(
                         "the client's calls are past [audit] max-records-per-minute ({}) or max-bytes-per-minute ({})",
-                        self.volume.records, self.volume.bytes
+                        self.volume_limits().records, self.volume_limits().bytes
                     ),
                 });
             }

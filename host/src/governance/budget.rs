@@ -164,6 +164,11 @@ impl ClientBudgets {
         }
     }
 
+    /// The limits each client's budget has.
+    pub(crate) fn limits(&self) -> VolumeLimits {
+        self.limits
+    }
+
     /// The budget of `client`.
     pub(crate) fn of(&self, client: &str) -> Arc<Budget> {
         let mut all = self.by_client.lock().unwrap_or_else(|e| e.into_inner());

@@ -45,7 +45,8 @@ impl Host {
         let (runtime, ticker) = start_runtime(&config)?;
         let mut loaded = Loaded::default();
         let store = config.marketplace_dir();
-        reserve_operator_ids(&config, store.as_deref(), &mut loaded.registry);
+        let stored = read_store(store.as_deref())?;
+        reserve_operator_ids(&config, &stored, &mut loaded.registry);
         let strict = config.host.strict_load;
         for (name, pc) in &config.plugins {
             let index = loaded.plugins.len();
@@ -74,7 +75,7 @@ impl Host {
                 .map(|(i, _): &(usize, String)| plugins[*i].info.name.clone())
         };
         register_declared(&config, &served_by, &mut registry, &governance)?;
-        register_stored(store.as_deref(), &served_by, &mut registry, &governance)?;
+        register_stored(stored, &served_by, &mut registry, &governance)?;
         let sweep_every =
             sessions::sweep_interval(plugins.iter().map(|p| p.info.sessions.idle_ttl_ms));
         let host = Host {
@@ -117,21 +118,32 @@ fn refuse_load(
 }
 
 /// Holds the ids of the operator's `[[capabilities]]` and of the
-/// marketplace store before any plugin loads, so that no plugin can take
-/// one by loading first. (A store that cannot be read is reported when it
-/// is registered.)
-fn reserve_operator_ids(config: &Config, store: Option<&Path>, registry: &mut Registry) {
+/// marketplace store (`stored`) before any plugin loads, so that no plugin
+/// can take one by loading first.
+fn reserve_operator_ids(config: &Config, stored: &[(PathBuf, Manifest)], registry: &mut Registry) {
     for m in &config.capabilities {
         registry.reserve(&m.id, "the configuration's [[capabilities]]");
     }
-    let Some(dir) = store.filter(|d| d.is_dir()) else {
-        return;
-    };
-    for (_, entry) in snapshot::read_path(dir).unwrap_or_default() {
-        if let Ok(m) = entry {
-            registry.reserve(&m.id, "the marketplace store");
-        }
+    for (_, m) in stored {
+        registry.reserve(&m.id, "the marketplace store");
     }
+}
+
+/// The capabilities imported earlier into the marketplace store, each with
+/// its file; read once, before any plugin loads.
+fn read_store(store: Option<&Path>) -> Result<Vec<(PathBuf, Manifest)>> {
+    let Some(dir) = store.filter(|d| d.is_dir()) else {
+        return Ok(Vec::new());
+    };
+    snapshot::read_path(dir)
+        .map_err(|e| Error::Marketplace(format!("store {}: {e}", dir.display())))?
+        .into_iter()
+        .map(|(file, entry)| {
+            let m =
+                entry.map_err(|e| Error::Marketplace(format!("store {}: {e}", file.display())))?;
+            Ok((file, m))
+        })
+        .collect()
 }
 
 /// The `[policy]` rules with the `[audit]` log they write to.
@@ -406,7 +418,6 @@ async fn load_plugin(
         egress,
         limits: info.limits,
         auditor,
-        descriptors,
     };
     let mut plugin = LoadedPlugin::new(
         info,
@@ -588,18 +599,12 @@ fn register_declared(
 
 /// Capabilities imported earlier into the marketplace store.
 fn register_stored(
-    store: Option<&Path>,
+    stored: Vec<(PathBuf, Manifest)>,
     served_by: &dyn Fn(ProviderKind) -> Option<String>,
     registry: &mut Registry,
     governance: &Governance,
 ) -> Result<()> {
-    let Some(dir) = store.filter(|d| d.is_dir()) else {
-        return Ok(());
-    };
-    for (file, entry) in snapshot::read_path(dir)
-        .map_err(|e| Error::Marketplace(format!("store {}: {e}", dir.display())))?
-    {
-        let m = entry.map_err(|e| Error::Marketplace(format!("store {}: {e}", file.display())))?;
+    for (file, m) in stored {
         let by = served_by(m.provider);
         let info = CapabilityInfo::from_manifest(m, by)
             .map_err(|e| Error::Marketplace(format!("store {}: {e}", file.display())))?;

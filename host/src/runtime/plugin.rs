@@ -499,15 +499,17 @@ impl LoadedPlugin {
             Ok(text) => text,
             Err(e) => return Err(self.wit_error(capability, e)),
         };
-        let (text, cut) = self.sandbox.egress.redact_output(text);
-        if cut > 0 {
-            let reason = format!("the output quoted a secret's value: {cut} redacted");
-            auditor.record(Effect::Secret, capability, Outcome::Deny, &reason);
-        }
-        serde_json::from_str(&text).map_err(|e| Error::Contract {
+        let not_json = |e: serde_json::Error| Error::Contract {
             plugin: self.name().to_string(),
             message: format!("`{capability}` returned output that is not JSON: {e}"),
-        })
+        };
+        let value: Value = serde_json::from_str(&text).map_err(not_json)?;
+        let Some((redacted, cut)) = self.sandbox.egress.redact_output(&value) else {
+            return Ok(value);
+        };
+        let reason = format!("the output quoted a secret's value: {cut} redacted");
+        auditor.record(Effect::Secret, capability, Outcome::Deny, &reason);
+        serde_json::from_str(&redacted).map_err(not_json)
     }
 
     /// Asks a (warm or fresh) instance for its health.

@@ -2,9 +2,9 @@
 //! is, without a lookup. A name is looked up only when a network grant names
 //! it (and, with `[host] resolve-wildcards = false`, only when it is pinned
 //! or granted exactly), through the resolution HTTP uses (`[host] resolve`
-//! pins, then the plugin's own resolver, at most
-//! four at once (`egress/dns.rs`),
-//! within the plugin's `request-timeout-ms`, the wait included), and answers
+//! pins, then the plugin's own resolver, at most four lookups at once
+//! (`egress/dns.rs`), within the plugin's `request-timeout-ms`, the wait
+//! included), and answers
 //! only addresses the plugin could reach by that name (a non-public one only
 //! for a grant naming it exactly). Every lookup is audited (`lookup`) with
 //! its full name **before** any query leaves: one the audit log refuses

@@ -124,8 +124,6 @@ pub(crate) struct SandboxSpec {
     pub(crate) egress: Arc<Egress>,
     pub(crate) limits: ResolvedLimits,
     pub(crate) auditor: Auditor,
-    /// Its caps on open sockets and files, shared by all its instances.
-    pub(crate) descriptors: Arc<crate::limits::DescriptorBudget>,
 }
 
 impl State {
@@ -185,7 +183,9 @@ impl State {
         let mut http = WasiHttpCtx::new();
         http.set_field_size_limit(FIELD_SIZE_LIMIT);
         Ok(State {
-            held: descriptors::Held::new(spec.descriptors.clone()),
+            // Its caps on open sockets and files: shared by all its
+            // instances and the egress's connections.
+            held: descriptors::Held::new(egress.descriptors().clone()),
             looked_up,
             deadline: std::time::Instant::now(),
             remote_state: String::new(),

@@ -181,8 +181,6 @@ fn special_kind(kind: std::fs::FileType) -> &'static str {
         "a character device"
     } else if kind.is_block_device() {
         "a block device"
-    } else if kind.is_symlink() {
-        "a symbolic link"
     } else {
         "not a regular file"
     }

@@ -133,6 +133,8 @@ fn granted_dir(path: &str) -> Result<(raw::wasi::filesystem::types::Descriptor, 
         .ok_or_else(|| Error::invalid_input("no granted directory holds that path"))
 }
 
+/// Recurses until the wasm stack is exhausted (`hostile.stack`), on purpose.
+#[allow(unconditional_recursion)]
 fn recurse(depth: u64, pad: [u8; 64]) -> u64 {
     let p = std::hint::black_box(pad);
     1 + recurse(depth + 1, p) + p[(depth % 64) as usize] as u64
