@@ -22,7 +22,7 @@
 
 use crate::error::{Error, Result};
 pub use crate::governance::{
-    AuditSettings, CallPolicy, CallRule, DirGrant, DirMode, Grants, PluginRules, RuleDecision,
+    AuditSettings, CallRule, CallRules, DirGrant, DirMode, Grants, PluginRules, RuleDecision,
     SecretGrant,
 };
 use crate::limits::check_limits;
@@ -71,7 +71,7 @@ pub struct Config {
     /// Rules for calls: allow, deny or ask for approval by capability id,
     /// rate limits, concurrency, component pinning.
     #[serde(default)]
-    pub policy: CallPolicy,
+    pub policy: CallRules,
     /// The tamper-evident audit log; none if absent.
     pub audit: Option<AuditSettings>,
     /// How `warden serve` lets MCP clients in.

@@ -41,14 +41,14 @@ pub mod marketplace {
 }
 
 pub use config::{
-    AuditSettings, CallPolicy, CallRule, Config, DirGrant, DirMode, Grants, InstanceMode, Limits,
+    AuditSettings, CallRule, CallRules, Config, DirGrant, DirMode, Grants, InstanceMode, Limits,
     PluginConfig, PluginRules, ResolvedLimits, RuleDecision, SecretGrant, ServeSettings,
     ServeToken, SessionSettings,
 };
 pub use digest::digest;
 pub use error::{Error, ErrorKind, Limit, Result};
 pub use governance::{Approval, ApprovalRequest, Approver};
-pub use host::{CallContext, Health, Host};
+pub use host::{CallContext, CallPlan, Health, Host};
 pub use host::{ExportReport, ImportReport, SHUTDOWN_BUDGET};
 pub use marketplace::{Manifest, ProviderKind};
 pub use registry::{

@@ -63,10 +63,45 @@ pub struct CapabilityInfo {
     pub(crate) input_type: TypeExpr,
     #[serde(skip)]
     pub(crate) output_type: TypeExpr,
-    /// What a plugin serving this capability for its provider kind is told
-    /// about it (`{"id", "provider-meta", "retry"}` as JSON text), made once.
+    /// Who serves its calls, decided when it is registered.
     #[serde(skip)]
-    pub(crate) served_as: Arc<str>,
+    pub(crate) serving: Serving,
+}
+
+/// Who serves a capability's calls: decided when it is registered, so a
+/// call looks nothing else up.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum Serving {
+    /// The plugin at this index declared it and serves it by id.
+    Plugin(usize),
+    /// The plugin at index `plugin` serves the capability's provider kind
+    /// through its capability `entry`, which is called with `head`, the
+    /// input and `}`.
+    Kind {
+        plugin: usize,
+        entry: Arc<str>,
+        /// `{"capability":{"id","provider-meta","retry"},"input":` as JSON
+        /// text: what the entry is told of the capability, made once.
+        head: Arc<str>,
+    },
+    /// No loaded plugin serves its provider kind.
+    #[default]
+    Unserved,
+}
+
+impl Serving {
+    /// The serving of capability `info` by the plugin at `plugin` through
+    /// its provider-kind entry `entry`.
+    pub(crate) fn kind(info: &CapabilityInfo, plugin: usize, entry: Arc<str>) -> Serving {
+        let capability = serde_json::json!({
+            "id": info.id, "provider-meta": info.provider_meta, "retry": info.hints.retry,
+        });
+        Serving::Kind {
+            plugin,
+            entry,
+            head: format!(r#"{{"capability":{capability},"input":"#).into(),
+        }
+    }
 }
 
 impl CapabilityInfo {
@@ -98,11 +133,6 @@ impl CapabilityInfo {
         let flat_metadata = flatten_metadata(&m.metadata);
         let route = warden_manifest::route::route(&flat_metadata)?;
         let hints = warden_manifest::route::hints(&flat_metadata)?;
-        let served_as = serde_json::json!({
-            "id": m.id, "provider-meta": m.provider_meta, "retry": hints.retry,
-        })
-        .to_string()
-        .into();
         Ok(CapabilityInfo {
             id: m.id,
             name: m.name,
@@ -121,7 +151,7 @@ impl CapabilityInfo {
             hints,
             input_type,
             output_type,
-            served_as,
+            serving: Serving::Unserved,
             schema_notes: Vec::new(),
         })
     }
@@ -194,7 +224,16 @@ pub(crate) fn clip(id: &str) -> String {
 }
 
 impl Registry {
-    pub(crate) fn insert(&mut self, source: Source, info: CapabilityInfo) -> Result<Registered> {
+    /// Registers `info` from `source`. A plugin's own capability is served
+    /// by that plugin; any other keeps the serving its caller decided.
+    pub(crate) fn insert(
+        &mut self,
+        source: Source,
+        mut info: CapabilityInfo,
+    ) -> Result<Registered> {
+        if let Source::Plugin(index) = source {
+            info.serving = Serving::Plugin(index);
+        }
         if let Some((existing_source, existing)) = self.by_id.get(&info.id) {
             // An id belongs to whoever registered it first. Re-importing an
             // imported capability replaces it (an edited snapshot); any other

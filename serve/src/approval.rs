@@ -116,6 +116,44 @@ impl Approver for Decided {
     }
 }
 
+/// Defers the question to a 2026-07-28 client's user: admission records
+/// the round and the call does not run; the server then answers
+/// `input_required` with what was asked (see
+/// [`asked`](AskLater::asked)).
+#[derive(Default)]
+pub(crate) struct AskLater {
+    asked: Mutex<Option<Asked>>,
+}
+
+/// What a deferred call asks the user about: the rule and the (validated)
+/// arguments.
+pub(crate) struct Asked {
+    pub rule: String,
+    pub input: Value,
+}
+
+impl AskLater {
+    /// The question, once admission has deferred the call.
+    pub(crate) fn asked(&self) -> Option<Asked> {
+        self.asked.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+impl Approver for AskLater {
+    fn approve<'a>(
+        &'a self,
+        request: &'a ApprovalRequest,
+    ) -> Pin<Box<dyn Future<Output = Approval> + Send + 'a>> {
+        *self.asked.lock().unwrap_or_else(|e| e.into_inner()) = Some(Asked {
+            rule: request.rule.clone(),
+            input: request.input.clone(),
+        });
+        Box::pin(std::future::ready(Approval::Deferred(
+            "the client's user is asked (input_required); the call runs when the client sends the answer".into(),
+        )))
+    }
+}
+
 /// Issues and redeems `requestState` values.
 pub(crate) struct States {
     key: [u8; 32],

@@ -1,6 +1,6 @@
 //! What each MCP method does, in either revision.
 
-use crate::approval::{self, BackChannel, Decided, Elicit};
+use crate::approval::{self, AskLater, Asked, BackChannel, Decided, Elicit};
 use crate::protocol::{self, Envelope, RpcError, HANDSHAKE, MODERN};
 use crate::refusals::Refusal;
 use crate::sessions::{Full, Session};
@@ -184,52 +184,56 @@ impl Shared {
         caller: &Caller,
         era: Era<'_>,
     ) -> Result<Value, RpcError> {
-        let Some(name) = params.get("name").and_then(Value::as_str) else {
-            return Err(RpcError::invalid_params(
-                "tools/call needs `name`, a string",
-            ));
-        };
-        let args = match params.get("arguments") {
-            None | Some(Value::Null) => json!({}),
-            Some(a @ Value::Object(_)) => a.clone(),
-            Some(_) => return Err(RpcError::invalid_params("`arguments` must be an object")),
-        };
+        let (name, args) = call_params(params)?;
         let host = self.host();
-        let info = host
-            .capability(name)
+        let (key, client, handle) = call_names(caller, &era);
+        let context = CallContext {
+            session_key: Some(&key),
+            client: Some(&client),
+            approver: None,
+        };
+        let plan = host
+            .plan(name, &context)
+            .await
             .map_err(|_| RpcError::invalid_params(format!("Unknown tool: {name}")))?;
-        let principal = caller.principal.as_str();
-        let (key, client, handle) = match era {
-            Era::Legacy(s) => (
-                s.pool_key(),
-                format!(
-                    "{principal} over {} ({}, session {})",
-                    caller.transport,
-                    s.client,
-                    &s.id[..8]
-                ),
-                None,
-            ),
-            Era::Modern(e) => {
-                let who = protocol::client_label(e.client_info.as_ref());
-                match &e.session {
-                    Some(h) => (
-                        format!("mcp:{principal}:h:{h}"),
-                        format!("{principal} over {} ({who}, handle {h})", caller.transport),
-                        Some(h.clone()),
-                    ),
-                    None => (
-                        format!("mcp:{principal}"),
-                        format!("{principal} over {} ({who})", caller.transport),
-                        None,
-                    ),
+        let info = plan.capability().clone();
+        let mut deferred = None;
+        let plan = match plan.approval_rule(&host) {
+            None => plan,
+            Some(_) => {
+                let ask = self.approver(params, caller, &era, name, &args)?;
+                if let Asker::Later(later) = &ask {
+                    deferred = Some(later.clone());
                 }
+                plan.with_approver(ask.into_approver())
             }
         };
-        let mut approver: Option<Arc<dyn Approver>> = None;
-        if let Some(rule) = host.approval_rule(name) {
-            approver = Some(match era {
-                Era::Legacy(s) => match (&caller.back, s.elicitation) {
+        let outcome = host.execute(plan, args).await;
+        if let Some(round) = deferred.and_then(|later| later.asked()) {
+            return Ok(self.input_required(&caller.principal, name, round));
+        }
+        let mut result = tools::result(&info, outcome);
+        if let Some(h) = handle {
+            result["_meta"]["dev.warden/session"] = json!(h);
+        }
+        Ok(result)
+    }
+
+    /// Who answers for the user when a call's rule asks for approval: the
+    /// client's user through elicitation (2025-11-25), the answer a
+    /// redeemed `requestState` carries, a round to the client's user
+    /// (2026-07-28), or a refusal for a client that cannot ask.
+    fn approver(
+        &self,
+        params: &Value,
+        caller: &Caller,
+        era: &Era<'_>,
+        name: &str,
+        args: &Value,
+    ) -> Result<Asker, RpcError> {
+        let envelope =
+            match era {
+                Era::Legacy(s) => return Ok(Asker::Now(match (&caller.back, s.elicitation) {
                     (Some(back), true) => Arc::new(Elicit {
                         channel: back.clone(),
                         timeout: Duration::from_millis(self.settings.approval_timeout_ms),
@@ -239,55 +243,113 @@ impl Shared {
                     (None, true) => cannot_ask(
                         "its request cannot carry a question (send `Accept: text/event-stream`)",
                     ),
-                },
-                Era::Modern(e) => match params.get("requestState") {
-                    Some(Value::String(state)) => {
-                        self.states.redeem(state, principal, name, &args)?;
-                        let response =
-                            params.pointer(&format!("/inputResponses/{}", approval::INPUT_KEY));
-                        let Some(response) = response else {
-                            return Err(RpcError::invalid_params(format!(
-                                "`inputResponses` lacks `{}`",
-                                approval::INPUT_KEY
-                            )));
-                        };
-                        Arc::new(Decided(approval::answer(response)))
-                    }
-                    Some(_) => {
-                        return Err(RpcError::invalid_params("`requestState` must be a string"))
-                    }
-                    None if e
-                        .capabilities
-                        .get("elicitation")
-                        .is_some_and(|v| !v.is_null()) =>
-                    {
-                        let state = self.states.issue(principal, name, &args);
-                        return Ok(json!({
-                            "resultType": "input_required",
-                            "inputRequests": {
-                                approval::INPUT_KEY: {
-                                    "method": "elicitation/create",
-                                    "params": approval::elicitation(name, &rule, &args),
-                                }
-                            },
-                            "requestState": state,
-                        }));
-                    }
-                    None => cannot_ask("it did not declare the elicitation capability"),
-                },
-            });
+                })),
+                Era::Modern(e) => e,
+            };
+        match params.get("requestState") {
+            Some(Value::String(state)) => {
+                self.states.redeem(state, &caller.principal, name, args)?;
+                let response = params.pointer(&format!("/inputResponses/{}", approval::INPUT_KEY));
+                let Some(response) = response else {
+                    return Err(RpcError::invalid_params(format!(
+                        "`inputResponses` lacks `{}`",
+                        approval::INPUT_KEY
+                    )));
+                };
+                Ok(Asker::Now(Arc::new(Decided(approval::answer(response)))))
+            }
+            Some(_) => Err(RpcError::invalid_params("`requestState` must be a string")),
+            None if envelope
+                .capabilities
+                .get("elicitation")
+                .is_some_and(|v| !v.is_null()) =>
+            {
+                Ok(Asker::Later(Arc::default()))
+            }
+            None => Ok(Asker::Now(cannot_ask(
+                "it did not declare the elicitation capability",
+            ))),
         }
-        let context = CallContext {
-            session_key: Some(&key),
-            client: Some(&client),
-            approver: approver.as_ref(),
-        };
-        let outcome = host.call_with(name, args, &context).await;
-        let mut result = tools::result(&info, outcome);
-        if let Some(h) = handle {
-            result["_meta"]["dev.warden/session"] = json!(h);
+    }
+
+    /// The `input_required` result that asks a 2026-07-28 client's user
+    /// about a deferred call, with the `requestState` it must send back.
+    fn input_required(&self, principal: &str, name: &str, round: Asked) -> Value {
+        let state = self.states.issue(principal, name, &round.input);
+        json!({
+            "resultType": "input_required",
+            "inputRequests": {
+                approval::INPUT_KEY: {
+                    "method": "elicitation/create",
+                    "params": approval::elicitation(name, &round.rule, &round.input),
+                }
+            },
+            "requestState": state,
+        })
+    }
+}
+
+/// A call's approver, and whether it defers the question to a round with
+/// the client.
+enum Asker {
+    Now(Arc<dyn Approver>),
+    Later(Arc<AskLater>),
+}
+
+impl Asker {
+    fn into_approver(self) -> Arc<dyn Approver> {
+        match self {
+            Asker::Now(a) => a,
+            Asker::Later(a) => a,
         }
-        Ok(result)
+    }
+}
+
+/// `tools/call`'s name and arguments (none is `{}`).
+fn call_params(params: &Value) -> Result<(&str, Value), RpcError> {
+    let Some(name) = params.get("name").and_then(Value::as_str) else {
+        return Err(RpcError::invalid_params(
+            "tools/call needs `name`, a string",
+        ));
+    };
+    let args = match params.get("arguments") {
+        None | Some(Value::Null) => json!({}),
+        Some(a @ Value::Object(_)) => a.clone(),
+        Some(_) => return Err(RpcError::invalid_params("`arguments` must be an object")),
+    };
+    Ok((name, args))
+}
+
+/// The session key a call runs under, the client its records name, and
+/// the 2026-07-28 session handle it carries.
+fn call_names(caller: &Caller, era: &Era<'_>) -> (String, String, Option<String>) {
+    let principal = caller.principal.as_str();
+    match era {
+        Era::Legacy(s) => (
+            s.pool_key(),
+            format!(
+                "{principal} over {} ({}, session {})",
+                caller.transport,
+                s.client,
+                &s.id[..8]
+            ),
+            None,
+        ),
+        Era::Modern(e) => {
+            let who = protocol::client_label(e.client_info.as_ref());
+            match &e.session {
+                Some(h) => (
+                    format!("mcp:{principal}:h:{h}"),
+                    format!("{principal} over {} ({who}, handle {h})", caller.transport),
+                    Some(h.clone()),
+                ),
+                None => (
+                    format!("mcp:{principal}"),
+                    format!("{principal} over {} ({who})", caller.transport),
+                    None,
+                ),
+            }
+        }
     }
 }
 

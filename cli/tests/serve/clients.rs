@@ -68,8 +68,8 @@ fn the_python_sdk_client_works_in_both_revisions_over_http() {
         .collect();
     assert_eq!(
         approvals.len(),
-        6,
-        "two asked and answered per revision, one refusal without elicitation each: {approvals:?}"
+        8,
+        "two asked and answered per revision, 2026-07-28's two input_required rounds, one refusal without elicitation each: {approvals:?}"
     );
 }
 

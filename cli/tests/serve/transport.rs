@@ -483,3 +483,79 @@ fn serve_limits_are_enforced() {
     assert!(status.success());
     assert!(serve.log().contains("abandoned"), "{}", serve.log());
 }
+
+/// Approval is asked only about input that fits the tool's schema, in both
+/// revisions, and every round of it is in the audit log: the 2026-07-28
+/// `input_required` round as well as its answer.
+#[test]
+fn approval_is_asked_after_validation_and_every_round_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), &base_config(dir.path()), &[]);
+    let p = serve.port;
+    let elicits = json!({"io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}});
+    // Whatever shape the bad input has, the answer is a tool error, not a question.
+    for (n, bad) in [json!({"text": 5}), json!({}), json!({"text": ["a"]})]
+        .into_iter()
+        .enumerate()
+    {
+        let (_, m) = modern(
+            p,
+            10 + n as u64,
+            "tools/call",
+            json!({"name": "text.stats", "arguments": bad, "_meta": elicits}),
+            &[],
+        );
+        assert_eq!(m["result"]["isError"], true, "{bad}: {m}");
+        assert_ne!(m["result"]["resultType"], "input_required", "{bad}: {m}");
+    }
+    // Valid input: one round to the user, then the call with the answer.
+    let (_, m) = modern(
+        p,
+        20,
+        "tools/call",
+        json!({"name": "text.stats", "arguments": {"text": "a b"}, "_meta": elicits}),
+        &[],
+    );
+    assert_eq!(m["result"]["resultType"], "input_required", "{m}");
+    let state = m["result"]["requestState"].as_str().unwrap().to_string();
+    let (_, m) = modern(
+        p,
+        21,
+        "tools/call",
+        json!({"name": "text.stats", "arguments": {"text": "a b"}, "requestState": state,
+        "inputResponses": {"warden-approval": {"action": "accept", "content": {"approve": true}}}}),
+        &[],
+    );
+    assert_eq!(m["result"]["structuredContent"]["words"], 2, "{m}");
+    // 2025-11-25, a client that can be asked: bad input is refused at once,
+    // without an elicitation on the stream.
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {"elicitation": {}},
+        "clientInfo": {"name": "raw", "version": "0"}}});
+    let (_, headers, _) = http(p, "POST", &[JSON, ACCEPT], &init.to_string());
+    let session = header(&headers, "mcp-session-id").unwrap().to_string();
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "text.stats", "arguments": {"text": 5}}});
+    let (_, _, body) = http(
+        p,
+        "POST",
+        &[JSON, ACCEPT, ("Mcp-Session-Id", &session)],
+        &call.to_string(),
+    );
+    assert!(!body.contains("elicitation/create"), "{body}");
+    assert_eq!(message(&body)["result"]["isError"], true, "{body}");
+    let records = audit(&dir.path().join("audit.jsonl"));
+    let approvals: Vec<&str> = records
+        .iter()
+        .filter(|r| r["effect"] == "approval")
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(approvals.len(), 2, "{approvals:?}");
+    assert!(approvals[0].starts_with("deferred"), "{approvals:?}");
+    assert!(approvals[1].starts_with("approved"), "{approvals:?}");
+    let refused_input = records
+        .iter()
+        .filter(|r| r["effect"] == "call" && r["decision"] == "deny")
+        .count();
+    assert_eq!(refused_input, 4, "three modern and one legacy");
+}

@@ -5,9 +5,10 @@
 
 use super::audit::{AuditLog, Effect, Entry, Outcome};
 use super::chain::{CallFields, Pending};
-use super::rules::{CallPolicy, CallRule, RuleDecision};
+use super::rules::{CallRule, CallRules, RuleDecision};
 use crate::error::{Error, Result};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
@@ -16,6 +17,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use warden_manifest::route::RateLimit;
+use warden_manifest::schema::TypeExpr;
 
 /// A call waiting for approval, as the [`Approver`] sees it.
 #[derive(Debug, Clone)]
@@ -41,6 +43,11 @@ pub enum Approval {
     Approve,
     /// The call is refused, with the reason given to the caller.
     Deny(String),
+    /// The user is asked out of band (an MCP client's `input_required`
+    /// round): the call does not run now, its rate-limit charge is returned,
+    /// and its caller comes back with the answer as a new call. The reason is
+    /// recorded.
+    Deferred(String),
 }
 
 /// Decides calls that match an `approve` rule. Supplied by the embedder
@@ -60,9 +67,19 @@ struct Slots {
     wait: Duration,
 }
 
+/// The `[policy]` rule a call matched: decided once, when the call is
+/// planned, and carried through admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MatchedRule {
+    /// What the rule decides.
+    pub(crate) decision: RuleDecision,
+    /// Its place in `[[policy.rules]]`; `None` for `policy.default`.
+    index: Option<usize>,
+}
+
 /// The host's governance: rules, windows, slots, approver, audit log.
 pub(crate) struct Governance {
-    policy: CallPolicy,
+    rules: CallRules,
     slots: HashMap<String, Slots>,
     windows: Mutex<HashMap<String, VecDeque<Instant>>>,
     approver: RwLock<Option<Arc<dyn Approver>>>,
@@ -80,16 +97,16 @@ pub(crate) struct Governance {
 pub(crate) struct Admission<'a> {
     _slot: Option<OwnedSemaphorePermit>,
     governance: &'a Governance,
-    call: CallIds<'a>,
+    call: CallFacts<'a>,
     /// The call's records' common fields; `None` without a log.
     fields: Option<CallFields>,
-    started: Instant,
     open: bool,
 }
 
-/// What names one call in its records.
+/// What governance is told about one call, as plain values taken from its
+/// plan (governance knows nothing of the registry or the runtime).
 #[derive(Clone, Copy)]
-pub(crate) struct CallIds<'a> {
+pub(crate) struct CallFacts<'a> {
     /// The capability id.
     pub(crate) id: &'a str,
     /// The plugin that serves it.
@@ -100,9 +117,24 @@ pub(crate) struct CallIds<'a> {
     pub(crate) call_id: &'a str,
     /// Who asked for it, when known.
     pub(crate) client: Option<&'a str>,
-    /// The capability's flattened metadata (rules may match on it).
-    pub(crate) metadata: &'a std::collections::BTreeMap<String, Value>,
+    /// The caller's session key, shown to an approver.
+    pub(crate) session_key: Option<&'a str>,
+    /// The `[policy]` rule it matched.
+    pub(crate) rule: MatchedRule,
+    /// The capability's `*.rate-limit` metadata.
+    pub(crate) rate_hint: Option<&'a RateLimit>,
+    /// The capability's input schema.
+    pub(crate) input_type: &'a TypeExpr,
+    /// The call's own approver (the client that asked); the host's otherwise.
+    pub(crate) approver: Option<&'a Arc<dyn Approver>>,
+    /// When the call arrived.
+    pub(crate) started: Instant,
 }
+
+/// Rate-window entries a call was charged, returned if its approval is
+/// deferred (the call comes back and is charged then).
+#[derive(Default)]
+struct Charges(Vec<(String, Instant)>);
 
 impl Admission<'_> {
     /// Records how the call ended; an error means the record could not be
@@ -121,7 +153,7 @@ impl Admission<'_> {
                 (Outcome::Error, error.as_str())
             }
         };
-        let ms = self.started.elapsed().as_millis() as u64;
+        let ms = self.call.started.elapsed().as_millis() as u64;
         // Queued now: dropped while waiting for the writer, the record is
         // still written, and `Drop` writes no second one.
         let queued = log.append_record_async(Pending::call(fields, decision, reason, Some(ms)));
@@ -137,7 +169,7 @@ impl Drop for Admission<'_> {
         let (Some(log), Some(fields)) = (&self.governance.audit, &self.fields) else {
             return;
         };
-        let ms = self.started.elapsed().as_millis() as u64;
+        let ms = self.call.started.elapsed().as_millis() as u64;
         let reason = format!(
             "the caller went away after {ms} ms; what the call did until then is recorded above under its call id, and its result is discarded"
         );
@@ -150,13 +182,13 @@ impl Drop for Admission<'_> {
 }
 
 impl Governance {
-    /// Governance by `policy`, writing to `audit` if there is a log.
+    /// Governance by `rules`, writing to `audit` if there is a log.
     pub(crate) fn new(
-        policy: CallPolicy,
+        rules: CallRules,
         audit: Option<Arc<AuditLog>>,
         volume: super::budget::VolumeLimits,
     ) -> Governance {
-        let slots = policy
+        let slots = rules
             .plugins
             .iter()
             .filter_map(|(name, p)| {
@@ -175,7 +207,7 @@ impl Governance {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         Governance {
-            policy,
+            rules,
             slots,
             windows: Mutex::new(HashMap::new()),
             approver: RwLock::new(None),
@@ -216,7 +248,7 @@ impl Governance {
 
     /// The component digest a plugin must have, if pinned.
     pub(crate) fn pinned_digest(&self, plugin: &str) -> Option<&str> {
-        self.policy.plugins.get(plugin)?.digest.as_deref()
+        self.rules.plugins.get(plugin)?.digest.as_deref()
     }
 
     /// Writes one record; an error means it was not written (fail closed).
@@ -247,35 +279,50 @@ impl Governance {
         }
     }
 
-    /// The pattern of the rule that asks for approval of calls to `id`, or
-    /// `None` when such calls are not subject to approval.
-    pub(crate) fn approval_rule(
+    /// The first `[[policy.rules]]` entry that matches capability `id` with
+    /// flattened `metadata`, or `policy.default`.
+    pub(crate) fn match_rule(
         &self,
         id: &str,
         metadata: &std::collections::BTreeMap<String, Value>,
-    ) -> Option<String> {
-        match self.rule(id, metadata) {
-            (RuleDecision::Approve, rule) => {
-                Some(rule.map_or_else(|| "*".into(), |r| r.capability.clone()))
-            }
-            _ => None,
+    ) -> MatchedRule {
+        match self
+            .rules
+            .rules
+            .iter()
+            .position(|r| r.matches(id, metadata))
+        {
+            Some(i) => MatchedRule {
+                decision: self.rules.rules[i].decision,
+                index: Some(i),
+            },
+            None => MatchedRule {
+                decision: self.rules.default,
+                index: None,
+            },
         }
     }
 
-    fn rule(
-        &self,
-        id: &str,
-        metadata: &std::collections::BTreeMap<String, Value>,
-    ) -> (RuleDecision, Option<&CallRule>) {
-        match self.policy.rules.iter().find(|r| r.matches(id, metadata)) {
-            Some(r) => (r.decision, Some(r)),
-            None => (self.policy.default, None),
+    fn rule_of(&self, matched: MatchedRule) -> Option<&CallRule> {
+        matched.index.map(|i| &self.rules.rules[i])
+    }
+
+    /// The capability pattern of a matched rule (`*` for `policy.default`).
+    pub(crate) fn rule_pattern(&self, matched: MatchedRule) -> &str {
+        self.rule_of(matched).map_or("*", |r| r.capability.as_str())
+    }
+
+    /// How records and errors name a matched rule.
+    fn rule_name(&self, matched: MatchedRule) -> Cow<'static, str> {
+        match self.rule_of(matched) {
+            None => "policy.default".into(),
+            Some(r) => format!("policy rule `{}`", r.capability).into(),
         }
     }
 
     /// Counts one call in the sliding window `key`; `Err` when `limit`
     /// calls already happened within `per`.
-    fn take(&self, key: &str, limit: u32, per: Duration) -> std::result::Result<(), ()> {
+    fn take(&self, key: &str, limit: u32, per: Duration) -> std::result::Result<Instant, ()> {
         let now = Instant::now();
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         let window = windows.entry(key.to_string()).or_default();
@@ -289,194 +336,237 @@ impl Governance {
             return Err(());
         }
         window.push_back(now);
-        Ok(())
+        Ok(now)
     }
 
-    /// Decides whether a call may run: the rule, then `validate` (the input
-    /// against its schema), the rate limits, approval, a concurrency slot. Every decision is audited; a denial is a typed error.
-    /// `rate_hint` is the capability's `*.rate-limit` metadata.
-    #[allow(clippy::too_many_arguments)]
+    /// Takes back what [`take`](Self::take) counted for one call.
+    fn refund(&self, charges: &Charges) {
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        for (key, at) in &charges.0 {
+            if let Some(window) = windows.get_mut(key) {
+                if let Some(i) = window.iter().rposition(|t| t == at) {
+                    window.remove(i);
+                }
+            }
+        }
+    }
+
+    /// Decides whether a call may run, in this order: the client's record
+    /// budget, the rule, the input against its schema, the rate limits,
+    /// approval, a concurrency slot. So nothing is asked of a user about a
+    /// call that would be refused anyway. Every decision is audited (the
+    /// record budget's refusals are counted and summarized); a refusal is a
+    /// typed error.
     pub(crate) async fn admit<'a>(
         &'a self,
-        call: CallIds<'a>,
-        started: Instant,
-        rate_hint: Option<&RateLimit>,
+        call: CallFacts<'a>,
         input: &Value,
-        session_key: Option<&str>,
-        approver: Option<&Arc<dyn Approver>>,
-        validate: impl FnOnce() -> Result<()>,
     ) -> Result<Admission<'a>> {
-        let CallIds {
-            id,
-            plugin,
-            call_id,
-            ..
-        } = call;
-        let entry = |decision: Outcome, reason: String| call_entry(&call, decision, reason, None);
+        self.charge_client(&call)?;
         let fields = self
             .audit
             .as_ref()
-            .map(|_| CallFields::new(plugin, call.digest, id, call_id, call.client));
-        // Awaited without holding the thread: a flood of refused calls
-        // waits for the writer in its tasks, not in the runtime's workers.
-        let deny = |error: Error| {
-            let refusal = fields
-                .as_ref()
-                .map(|f| Pending::call(f, Outcome::Deny, &error.to_string(), None));
-            let queued = self.record_async(refusal);
-            async move {
-                queued.await?;
-                Err::<Admission, _>(error)
-            }
+            .map(|_| CallFields::new(call.plugin, call.digest, call.id, call.call_id, call.client));
+        let rule_name = self.rule_name(call.rule);
+        let charges = match self.check(&call, input, &rule_name) {
+            Ok(charges) => charges,
+            Err(e) => return self.refuse(fields.as_ref(), e).await,
         };
-        // A client's calls are charged to its records per minute (their
-        // admission and end records); past it the call is refused and
-        // counted, not written, and the count summarized.
-        if let (Some(client), Some(_)) = (call.client, &self.audit) {
-            let bytes = 2 * (id.len() + plugin.len() + client.len() + 400) as u64;
-            // Its admission and end records.
-            if !self.clients.of(client).charge(2, bytes, false, id) {
-                return Err(Error::RateLimited {
-                    capability: id.to_string(),
-                    message: format!(
-                        "the client's calls are past [audit] max-records-per-minute ({}) or max-bytes-per-minute ({})",
-                        self.volume_limits().records, self.volume_limits().bytes
-                    ),
-                });
-            }
+        self.approve(&call, input, &rule_name, &charges).await?;
+        let slot = match self.take_slot(&call).await {
+            Ok(slot) => slot,
+            Err(e) => return self.refuse(fields.as_ref(), e).await,
+        };
+        self.open(call, fields, slot, &rule_name)
+    }
+
+    /// Writes a refusal and returns it. Awaited without holding the thread:
+    /// a flood of refused calls waits for the writer in its tasks, not in
+    /// the runtime's workers.
+    async fn refuse<T>(&self, fields: Option<&CallFields>, error: Error) -> Result<T> {
+        let refusal = fields.map(|f| Pending::call(f, Outcome::Deny, &error.to_string(), None));
+        self.record_async(refusal).await?;
+        Err(error)
+    }
+
+    /// A client's calls are charged to its records per minute (their
+    /// admission and end records); past it the call is refused and counted,
+    /// not written, and the count summarized.
+    fn charge_client(&self, call: &CallFacts<'_>) -> Result<()> {
+        let (Some(client), Some(_)) = (call.client, &self.audit) else {
+            return Ok(());
+        };
+        let bytes = 2 * (call.id.len() + call.plugin.len() + client.len() + 400) as u64;
+        if self.clients.of(client).charge(2, bytes, false, call.id) {
+            return Ok(());
         }
-        let (decision, rule) = self.rule(id, call.metadata);
-        let rule_name: std::borrow::Cow<'_, str> = rule.map_or_else(
-            || "policy.default".into(),
-            |r| format!("policy rule `{}`", r.capability).into(),
-        );
-        if decision == RuleDecision::Deny {
-            let why = rule
-                .and_then(|r| r.reason.clone())
+        let limits = self.volume_limits();
+        Err(Error::RateLimited {
+            capability: call.id.to_string(),
+            message: format!(
+                "the client's calls are past [audit] max-records-per-minute ({}) or max-bytes-per-minute ({})",
+                limits.records, limits.bytes
+            ),
+        })
+    }
+
+    /// What needs nobody's answer: the rule, the input, the rate limits.
+    fn check(&self, call: &CallFacts<'_>, input: &Value, rule_name: &str) -> Result<Charges> {
+        if call.rule.decision == RuleDecision::Deny {
+            let why = self
+                .rule_of(call.rule)
+                .and_then(|r| r.reason.as_deref())
                 .map_or_else(String::new, |r| format!(": {r}"));
-            return deny(Error::Denied {
-                capability: id.to_string(),
+            return Err(Error::Denied {
+                capability: call.id.to_string(),
                 message: format!("refused by {rule_name}{why}"),
-            })
-            .await;
+            });
         }
         // A refused capability reveals nothing, not even its schema; past
         // this point the input must fit it (an approver sees valid input).
-        if let Err(e) = validate() {
-            return deny(e).await;
-        }
-        // Rate limits: the rule's per capability, the plugin's, the metadata hint's.
+        call.input_type
+            .validate(input)
+            .map_err(|e| Error::InvalidInput {
+                capability: call.id.to_string(),
+                message: e.to_string(),
+            })?;
+        self.charge_rates(call, rule_name)
+    }
+
+    /// Rate limits: the rule's per capability, the plugin's, the metadata
+    /// hint's.
+    fn charge_rates(&self, call: &CallFacts<'_>, rule_name: &str) -> Result<Charges> {
+        let (id, plugin) = (call.id, call.plugin);
         let minute = Duration::from_secs(60);
-        if let Some(n) = rule.and_then(|r| r.calls_per_minute) {
-            if self
-                .take(&format!("rule:{}:{id}", rule_name), n, minute)
-                .is_err()
+        let mut charges = Charges::default();
+        let mut charge =
+            |key: String, limit: u32, per: Duration, why: &dyn Fn() -> String| match self
+                .take(&key, limit, per)
             {
-                return deny(Error::RateLimited {
+                Ok(at) => {
+                    charges.0.push((key, at));
+                    Ok(())
+                }
+                Err(()) => Err(Error::RateLimited {
                     capability: id.to_string(),
-                    message: format!(
-                        "more than {n} calls per minute ({rule_name}, calls-per-minute)"
-                    ),
-                })
-                .await;
-            }
+                    message: why(),
+                }),
+            };
+        if let Some(n) = self.rule_of(call.rule).and_then(|r| r.calls_per_minute) {
+            charge(format!("rule:{rule_name}:{id}"), n, minute, &|| {
+                format!("more than {n} calls per minute ({rule_name}, calls-per-minute)")
+            })?;
         }
-        if let Some(n) = self
-            .policy
+        let plugin_limit = self
+            .rules
             .plugins
             .get(plugin)
-            .and_then(|p| p.calls_per_minute)
-        {
-            if self.take(&format!("plugin:{plugin}"), n, minute).is_err() {
-                return deny(Error::RateLimited {
-                    capability: id.to_string(),
-                    message: format!(
-                        "more than {n} calls per minute to plugin `{plugin}` (policy.plugins.{plugin}.calls-per-minute)"
-                    ),
-                })
-                .await;
-            }
+            .and_then(|p| p.calls_per_minute);
+        if let Some(n) = plugin_limit {
+            charge(format!("plugin:{plugin}"), n, minute, &|| {
+                format!("more than {n} calls per minute to plugin `{plugin}` (policy.plugins.{plugin}.calls-per-minute)")
+            })?;
         }
-        if let Some(r) = rate_hint {
+        if let Some(r) = call.rate_hint {
             let per = Duration::from_secs(r.per_seconds);
-            if self.take(&format!("hint:{id}"), r.calls, per).is_err() {
-                return deny(Error::RateLimited {
-                    capability: id.to_string(),
-                    message: format!(
-                        "more than {} calls per {} s (the capability's rate-limit metadata)",
-                        r.calls, r.per_seconds
-                    ),
-                })
-                .await;
-            }
+            charge(format!("hint:{id}"), r.calls, per, &|| {
+                format!(
+                    "more than {} calls per {} s (the capability's rate-limit metadata)",
+                    r.calls, r.per_seconds
+                )
+            })?;
         }
-        if decision == RuleDecision::Approve {
-            // The call's own approver (the client that asked, under `warden
-            // serve`) comes first; the host's otherwise.
-            let approver = approver.cloned().or_else(|| {
-                self.approver
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone()
-            });
-            let request = ApprovalRequest {
-                capability: id.to_string(),
-                plugin: plugin.to_string(),
-                input: input.clone(),
-                session_key: session_key.map(str::to_string),
-                rule: rule.map_or_else(|| "*".into(), |r| r.capability.clone()),
-                call_id: call_id.to_string(),
-            };
-            let answer = match approver {
-                None => Approval::Deny("it needs approval and this host has no approver".into()),
-                Some(a) => a.approve(&request).await,
-            };
-            let mut approval = entry(
-                if answer == Approval::Approve {
-                    Outcome::Allow
-                } else {
-                    Outcome::Deny
-                },
-                match &answer {
-                    Approval::Approve => format!("approved ({rule_name})"),
-                    Approval::Deny(why) => format!("not approved ({rule_name}): {why}"),
-                },
-            );
-            approval.effect = Effect::Approval;
-            self.record_async(self.audit.as_ref().map(|_| Pending::new(approval)))
-                .await?;
-            if let Approval::Deny(why) = answer {
-                return Err(Error::Denied {
-                    capability: id.to_string(),
-                    message: format!("not approved: {why}"),
-                });
-            }
+        Ok(charges)
+    }
+
+    /// Asks for approval when the rule says so, and records the answer.
+    /// The call's own approver (the client that asked, under `warden
+    /// serve`) comes first; the host's otherwise.
+    async fn approve(
+        &self,
+        call: &CallFacts<'_>,
+        input: &Value,
+        rule_name: &str,
+        charges: &Charges,
+    ) -> Result<()> {
+        if call.rule.decision != RuleDecision::Approve {
+            return Ok(());
         }
-        let slot = match self.slots.get(plugin) {
-            None => None,
-            Some(s) => {
-                match tokio::time::timeout(s.wait, s.semaphore.clone().acquire_owned()).await {
-                    Ok(Ok(permit)) => Some(permit),
-                    _ => {
-                        return deny(Error::Busy {
-                            capability: id.to_string(),
-                            message: format!(
-                                "plugin `{plugin}` already runs {} calls (policy.plugins.{plugin}.max-concurrent); waited {} ms",
-                                s.max,
-                                s.wait.as_millis()
-                            ),
-                        })
-                        .await
-                    }
-                }
+        let approver = call.approver.cloned().or_else(|| {
+            self.approver
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        });
+        let request = ApprovalRequest {
+            capability: call.id.to_string(),
+            plugin: call.plugin.to_string(),
+            input: input.clone(),
+            session_key: call.session_key.map(str::to_string),
+            rule: self.rule_pattern(call.rule).to_string(),
+            call_id: call.call_id.to_string(),
+        };
+        let answer = match approver {
+            None => Approval::Deny("it needs approval and this host has no approver".into()),
+            Some(a) => a.approve(&request).await,
+        };
+        let (decision, reason) = match &answer {
+            Approval::Approve => (Outcome::Allow, format!("approved ({rule_name})")),
+            Approval::Deny(why) => (Outcome::Deny, format!("not approved ({rule_name}): {why}")),
+            Approval::Deferred(why) => (Outcome::Deny, format!("deferred ({rule_name}): {why}")),
+        };
+        let mut approval = call_entry(call, decision, reason, None);
+        approval.effect = Effect::Approval;
+        self.record_async(self.audit.as_ref().map(|_| Pending::new(approval)))
+            .await?;
+        let why = match answer {
+            Approval::Approve => return Ok(()),
+            Approval::Deny(why) => format!("not approved: {why}"),
+            Approval::Deferred(why) => {
+                self.refund(charges);
+                format!("waiting for approval: {why}")
             }
         };
+        Err(Error::Denied {
+            capability: call.id.to_string(),
+            message: why,
+        })
+    }
+
+    /// A `max-concurrent` slot of the plugin, waited for up to its
+    /// `max-wait-ms`.
+    async fn take_slot(&self, call: &CallFacts<'_>) -> Result<Option<OwnedSemaphorePermit>> {
+        let Some(s) = self.slots.get(call.plugin) else {
+            return Ok(None);
+        };
+        match tokio::time::timeout(s.wait, s.semaphore.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(Some(permit)),
+            _ => Err(Error::Busy {
+                capability: call.id.to_string(),
+                message: format!(
+                    "plugin `{}` already runs {} calls (policy.plugins.{}.max-concurrent); waited {} ms",
+                    call.plugin,
+                    s.max,
+                    call.plugin,
+                    s.wait.as_millis()
+                ),
+            }),
+        }
+    }
+
+    /// Admits the call: queues its admission record.
+    fn open<'a>(
+        &'a self,
+        call: CallFacts<'a>,
+        fields: Option<CallFields>,
+        slot: Option<OwnedSemaphorePermit>,
+        rule_name: &str,
+    ) -> Result<Admission<'a>> {
         let mut admission = Admission {
             _slot: slot,
             governance: self,
             call,
             fields,
-            started,
             open: true,
         };
         if let (Some(log), Some(fields)) = (&self.audit, &admission.fields) {
@@ -489,7 +579,7 @@ impl Governance {
             // record, even if it is dropped.
             let mut reason = String::with_capacity(11 + rule_name.len());
             reason.push_str("allowed by ");
-            reason.push_str(&rule_name);
+            reason.push_str(rule_name);
             let admitted = Pending::call(fields, Outcome::Allow, &reason, None);
             if let Err(e) = log.append_record_detached(admitted) {
                 admission.open = false;
@@ -504,9 +594,9 @@ fn unaudited(e: crate::governance::audit::AuditError) -> Error {
     Error::Internal(format!("{e}; refusing to go on unaudited"))
 }
 
-/// The record of a decision about call `call_id` of capability `id`.
+/// The record of a decision about one call.
 fn call_entry(
-    call: &CallIds<'_>,
+    call: &CallFacts<'_>,
     decision: Outcome,
     reason: String,
     duration_ms: Option<u64>,

@@ -24,10 +24,10 @@ mod journal;
 pub mod policy;
 pub(crate) mod rules;
 
-pub(crate) use admission::CallIds;
 pub(crate) use admission::Governance;
 pub use admission::{Approval, ApprovalRequest, Approver};
+pub(crate) use admission::{CallFacts, MatchedRule};
 pub use audit::AuditSettings;
 pub(crate) use auditor::Auditor;
 pub use grants::{DirGrant, DirMode, Grants, SecretGrant};
-pub use rules::{CallPolicy, CallRule, PluginRules, RuleDecision};
+pub use rules::{CallRule, CallRules, PluginRules, RuleDecision};

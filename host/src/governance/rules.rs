@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 /// grants; these rules decide whether a call runs at all.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct CallPolicy {
+pub struct CallRules {
     /// What happens to a call no rule matches. Default `allow`; `deny`
     /// turns the rules into an allow-list.
     #[serde(default)]
@@ -89,7 +89,7 @@ fn default_max_wait_ms() -> u64 {
     1000
 }
 
-impl CallPolicy {
+impl CallRules {
     /// Checks what serde cannot; `plugin_exists` says whether a plugin of
     /// that name is configured.
     pub(crate) fn validate(&self, plugin_exists: impl Fn(&str) -> bool) -> Result<()> {

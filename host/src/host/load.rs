@@ -69,13 +69,8 @@ impl Host {
             refused,
         } = loaded;
         let servers = provider_servers(&config, &plugins, &registry, strict)?;
-        let served_by = |kind: ProviderKind| {
-            servers
-                .get(&kind)
-                .map(|(i, _): &(usize, String)| plugins[*i].info.name.clone())
-        };
-        register_declared(&config, &served_by, &mut registry, &governance)?;
-        register_stored(stored, &served_by, &mut registry, &governance)?;
+        register_declared(&config, &servers, &plugins, &mut registry, &governance)?;
+        register_stored(stored, &servers, &plugins, &mut registry, &governance)?;
         let sweep_every =
             sessions::sweep_interval(plugins.iter().map(|p| p.info.sessions.idle_ttl_ms));
         let host = Host {
@@ -548,8 +543,8 @@ fn provider_servers(
     plugins: &[Arc<LoadedPlugin>],
     registry: &Registry,
     strict: bool,
-) -> Result<HashMap<ProviderKind, (usize, String)>> {
-    let mut servers = HashMap::new();
+) -> Result<KindServers> {
+    let mut servers = KindServers::default();
     for (kind, plugin_name) in &config.providers {
         let kind = ProviderKind::parse(kind).expect("validated");
         let Some(index) = plugins.iter().position(|p| &p.info.name == plugin_name) else {
@@ -563,7 +558,7 @@ fn provider_servers(
                     && c.flat_metadata.get("warden.serves").and_then(Value::as_str)
                         == Some(kind.name())
             })
-            .map(|c| c.id.clone());
+            .map(|c| Arc::<str>::from(c.id.as_str()));
         let Some(entry) = entry else {
             let e = Error::load(
                 plugin_name,
@@ -575,7 +570,7 @@ fn provider_servers(
             tracing::error!("provider kind :{kind} is not served: {e}");
             continue;
         };
-        servers.insert(kind, (index, entry));
+        servers.0.insert(kind, (index, entry));
     }
     Ok(servers)
 }
@@ -583,12 +578,14 @@ fn provider_servers(
 /// Capabilities declared in the configuration (`[[capabilities]]`).
 fn register_declared(
     config: &Config,
-    served_by: &dyn Fn(ProviderKind) -> Option<String>,
+    servers: &KindServers,
+    plugins: &[Arc<LoadedPlugin>],
     registry: &mut Registry,
     governance: &Governance,
 ) -> Result<()> {
     for m in &config.capabilities {
-        let info = CapabilityInfo::from_manifest(m.clone(), served_by(m.provider))
+        let info = servers
+            .info(plugins, m.clone())
             .map_err(|e| Error::Config(format!("capability `{}`: {e}", m.id)))?;
         if let Err(e) = registry.insert(Source::Declared, info) {
             refuse_claim(governance, "", e)?;
@@ -600,13 +597,14 @@ fn register_declared(
 /// Capabilities imported earlier into the marketplace store.
 fn register_stored(
     stored: Vec<(PathBuf, Manifest)>,
-    served_by: &dyn Fn(ProviderKind) -> Option<String>,
+    servers: &KindServers,
+    plugins: &[Arc<LoadedPlugin>],
     registry: &mut Registry,
     governance: &Governance,
 ) -> Result<()> {
     for (file, m) in stored {
-        let by = served_by(m.provider);
-        let info = CapabilityInfo::from_manifest(m, by)
+        let info = servers
+            .info(plugins, m)
             .map_err(|e| Error::Marketplace(format!("store {}: {e}", file.display())))?;
         if let Err(e) = registry.insert(Source::Imported, info) {
             refuse_claim(governance, "", e)?;

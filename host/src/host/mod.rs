@@ -5,7 +5,7 @@ use crate::egress::Egress;
 use crate::error::{Error, Result};
 use crate::governance::audit::AuditLog;
 use crate::governance::policy::{BoundSecret, EgressRule, Policy, SecretValue};
-use crate::governance::{Approver, Auditor, CallIds, Governance};
+use crate::governance::{Approver, Auditor, Governance, RuleDecision};
 use crate::registry::{CapabilityInfo, Registered, Registry, Source};
 use crate::runtime::engine::{self, CompileSource, EpochTicker};
 use crate::runtime::plugin::{Exports, LoadedPlugin, PluginInfo};
@@ -24,11 +24,14 @@ use warden_manifest::snapshot;
 use warden_manifest::{Manifest, ProviderKind};
 use wasmtime::component::{HasSelf, Linker};
 
+mod call;
 mod descriptor;
 mod discovery;
 mod load;
 mod snapshots;
 
+pub use call::CallPlan;
+use call::KindServers;
 use discovery::Discovery;
 
 /// An embeddable Warden host. Cheap to clone; every clone shares the same
@@ -48,8 +51,8 @@ pub struct Host {
 
 struct Inner {
     plugins: Vec<Arc<LoadedPlugin>>,
-    /// For each provider kind a plugin serves: (plugin index, its entry capability).
-    servers: HashMap<ProviderKind, (usize, String)>,
+    /// For each provider kind a plugin serves: that plugin and its entry.
+    servers: KindServers,
     registry: RwLock<Registry>,
     store: Option<PathBuf>,
     sessions: Arc<SessionPool>,
@@ -193,182 +196,8 @@ impl Host {
         input: Value,
         context: &CallContext<'_>,
     ) -> Result<Value> {
-        let session_key = context.session_key;
-        let found = self.registry().get(id);
-        // Discovery never runs inside a call: a source that failed is asked
-        // again in the background; meanwhile the error names it.
-        let (source, info) = match found {
-            Ok(f) => f,
-            Err(e) => {
-                let e = crate::registry::suggest(e);
-                return Err(self.unavailable_source(id).await.unwrap_or(e));
-            }
-        };
-        let validate = || {
-            info.input_type
-                .validate(&input)
-                .map_err(|e| Error::InvalidInput {
-                    capability: id.to_string(),
-                    message: e.to_string(),
-                })
-        };
-        // The plugin that serves the call, for governance and the audit log.
-        let served = match source {
-            Source::Plugin(index) => Some((index, None)),
-            Source::Imported | Source::Declared => self
-                .inner
-                .servers
-                .get(&info.provider)
-                .map(|(i, entry)| (*i, Some(entry.clone()))),
-        };
-        let Some((index, entry)) = served else {
-            validate()?;
-            return Err(Error::NotServed {
-                capability: id.to_string(),
-                provider: info.provider.name().to_string(),
-            });
-        };
-        let plugin = &self.inner.plugins[index];
-        let governance = &self.inner.governance;
-        let call_id = governance.call_id();
-        let started = Instant::now();
-        let call = CallIds {
-            id: &info.id,
-            plugin: &plugin.info.name,
-            digest: &plugin.info.digest,
-            call_id: &call_id,
-            client: context.client,
-            metadata: &info.flat_metadata,
-        };
-        let admission = governance
-            .admit(
-                call,
-                started,
-                info.hints.rate_limit.as_ref(),
-                &input,
-                session_key,
-                context.approver,
-                validate,
-            )
-            .await?;
-        let result = self
-            .run_retrying(plugin, index, entry, &info, input, session_key, &call_id)
-            .await;
-        admission.end(&result).await?;
-        result
-    }
-
-    /// Runs an admitted call; retries it, per its `*.retry-strategy` hint,
-    /// when the provider reports the remote side unavailable (a connection
-    /// failure, a 502/503/504) and the capability is marked read-only or
-    /// idempotent (`*.read-only-hint`, `*.idempotent-hint`), so that a
-    /// repeat cannot do anything twice.
-    #[allow(clippy::too_many_arguments)]
-    async fn run_retrying(
-        &self,
-        plugin: &Arc<LoadedPlugin>,
-        index: usize,
-        entry: Option<String>,
-        info: &Arc<CapabilityInfo>,
-        input: Value,
-        session_key: Option<&str>,
-        call_id: &str,
-    ) -> Result<Value> {
-        let repeatable = |hint| {
-            warden_manifest::route::find_hint(&info.flat_metadata, hint) == Some(&Value::Bool(true))
-        };
-        let strategy = match &info.hints.retry {
-            Some(r)
-                if r.attempts > 1
-                    && (repeatable("read-only-hint") || repeatable("idempotent-hint")) =>
-            {
-                r
-            }
-            _ => {
-                return self
-                    .run(plugin, index, entry, info, input, session_key, call_id)
-                    .await
-            }
-        };
-        let mut attempt = 1;
-        loop {
-            let outcome = self
-                .run(
-                    plugin,
-                    index,
-                    entry.clone(),
-                    info,
-                    input.clone(),
-                    session_key,
-                    call_id,
-                )
-                .await;
-            match outcome {
-                Err(Error::Capability {
-                    kind: crate::error::ErrorKind::Unavailable,
-                    ref message,
-                    ..
-                }) if attempt < strategy.attempts => {
-                    let seed = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_nanos() as u64);
-                    let wait = strategy.delay(attempt, seed);
-                    tracing::info!(
-                        capability = %info.id, attempt, wait_ms = wait.as_millis() as u64,
-                        "unavailable ({message}); retrying per its retry-strategy"
-                    );
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    /// Runs an admitted call and checks its output.
-    #[allow(clippy::too_many_arguments)]
-    async fn run(
-        &self,
-        plugin: &Arc<LoadedPlugin>,
-        index: usize,
-        entry: Option<String>,
-        info: &Arc<CapabilityInfo>,
-        input: Value,
-        session_key: Option<&str>,
-        call_id: &str,
-    ) -> Result<Value> {
-        let id = info.id.as_str();
-        let output = match (entry, &info.route) {
-            (None, Route::Session { .. }) => {
-                let key = session_key.unwrap_or(crate::runtime::sessions::DEFAULT_SESSION_KEY);
-                self.inner
-                    .sessions
-                    .call(plugin, index, info, input, key, call_id)
-                    .await?
-            }
-            (None, Route::Direct) => plugin.call(id, &input, call_id).await?,
-            (Some(entry), _) => {
-                let input = input.to_string();
-                let mut request = String::with_capacity(info.served_as.len() + input.len() + 26);
-                request.push_str(r#"{"capability":"#);
-                request.push_str(&info.served_as);
-                request.push_str(r#","input":"#);
-                request.push_str(&input);
-                request.push('}');
-                plugin
-                    .call_text(&entry, &request, call_id)
-                    .await
-                    .map_err(|e| e.for_capability(id))?
-            }
-        };
-        info.output_type
-            .validate(&output)
-            .map_err(|e| Error::InvalidOutput {
-                plugin: plugin.info.name.clone(),
-                capability: id.to_string(),
-                message: e.to_string(),
-            })?;
-        Ok(output)
+        let plan = self.plan(id, context).await?;
+        self.execute(plan, input).await
     }
 
     /// Sets the approver asked about calls that match an `approve` rule
@@ -381,7 +210,9 @@ impl Host {
     /// approval, or `None` when they do not.
     pub fn approval_rule(&self, id: &str) -> Option<String> {
         let info = self.capability(id).ok()?;
-        self.inner.governance.approval_rule(id, &info.flat_metadata)
+        let governance = &self.inner.governance;
+        let rule = governance.match_rule(id, &info.flat_metadata);
+        (rule.decision == RuleDecision::Approve).then(|| governance.rule_pattern(rule).to_string())
     }
 
     /// Changes whenever capabilities are registered after the host started

@@ -89,12 +89,7 @@ impl Host {
                 continue;
             }
             let id = m.id.clone();
-            let by = self
-                .inner
-                .servers
-                .get(&m.provider)
-                .map(|(i, _)| self.inner.plugins[*i].info.name.clone());
-            let info = match CapabilityInfo::from_manifest(m.clone(), by) {
+            let info = match self.inner.servers.info(&self.inner.plugins, m.clone()) {
                 Ok(i) => i,
                 Err(e) => {
                     report.skipped.push((id, e));

@@ -90,6 +90,16 @@ fn scope(info: &CapabilityInfo) -> String {
     info.id.clone()
 }
 
+/// One call in a session: the plugin (and its index), the capability, the
+/// caller's session key and the call's id.
+pub(crate) struct SessionCall<'a> {
+    pub(crate) plugin: &'a Arc<LoadedPlugin>,
+    pub(crate) index: usize,
+    pub(crate) info: &'a Arc<CapabilityInfo>,
+    pub(crate) key: &'a str,
+    pub(crate) call_id: &'a str,
+}
+
 impl SessionPool {
     fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Arc<Slot>>> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
@@ -106,16 +116,18 @@ impl SessionPool {
     /// timeout, a dropped request) leaves it to run on to its end, within the
     /// plugin's limits, and its result is discarded. So a session is never
     /// left half inside a call, and the next call on its key finds it whole.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn call(
         self: &Arc<Self>,
-        plugin: &Arc<LoadedPlugin>,
-        index: usize,
-        info: &Arc<CapabilityInfo>,
+        call: SessionCall<'_>,
         input: Value,
-        caller: &str,
-        call_id: &str,
     ) -> Result<Value> {
+        let SessionCall {
+            plugin,
+            index,
+            info,
+            key: caller,
+            call_id,
+        } = call;
         let key = Key {
             plugin: index,
             scope: scope(info),

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use warden::audit::{Record, SyncPolicy};
 use warden::{
-    Approval, ApprovalRequest, Approver, AuditSettings, CallRule, Config, Error, Host, PluginRules,
-    RuleDecision,
+    Approval, ApprovalRequest, Approver, AuditSettings, CallRule, Config, Error, Host,
+    PluginConfig, PluginRules, RuleDecision,
 };
 
 pub fn audited(dir: &Path) -> Config {
@@ -365,6 +365,84 @@ async fn an_approval_rule_asks_the_approver_which_approves_one_and_denies_the_ne
         .map(|r| r.decision)
         .collect();
     assert_eq!(approvals, ["deny", "allow", "deny"]);
+}
+
+/// Answers from a list, counting what it is asked.
+struct Counting {
+    answers: std::sync::Mutex<Vec<Approval>>,
+    asked: AtomicUsize,
+}
+
+impl Approver for Counting {
+    fn approve<'a>(
+        &'a self,
+        _request: &'a ApprovalRequest,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Approval> + Send + 'a>> {
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        let answer = self.answers.lock().unwrap().remove(0);
+        Box::pin(async move { answer })
+    }
+}
+
+/// Nobody is asked to approve a call its input schema refuses, whatever
+/// is wrong with the input; a deferred approval is recorded and gives back
+/// its rate-limit charge, so the call's second round is not counted twice.
+#[tokio::test]
+async fn approval_comes_after_validation_and_a_deferred_round_is_recorded_and_refunded() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = PluginConfig::new(component("text")).with_namespaces(&["text", "json"]);
+    let mut c = audited(dir.path()).with_plugin("text", text);
+    let mut approve = rule("text.truncate", RuleDecision::Approve);
+    approve.calls_per_minute = Some(1);
+    c.policy.rules.push(approve);
+    let host = Host::new(c).await.unwrap();
+    let approver = Arc::new(Counting {
+        answers: std::sync::Mutex::new(vec![
+            Approval::Deferred("asked elsewhere".into()),
+            Approval::Approve,
+        ]),
+        asked: AtomicUsize::new(0),
+    });
+    host.set_approver(Some(approver.clone()));
+    let bad = [
+        json!({}),
+        json!({"text": "abc"}),
+        json!({"text": "abc", "max": "two"}),
+        json!({"text": 1, "max": 2}),
+        json!({"text": "abc", "max": 1.5}),
+        json!({"text": "abc", "max": 2, "ellipsis": 3}),
+        json!({"text": ["abc"], "max": 2}),
+        json!([1]),
+        json!("abc"),
+        json!(null),
+    ];
+    for input in bad {
+        let err = host.call("text.truncate", input.clone()).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidInput { .. }), "{input}: {err}");
+    }
+    assert_eq!(approver.asked.load(Ordering::SeqCst), 0);
+    let good = json!({"text": "abcdef", "max": 3});
+    let err = host.call("text.truncate", good.clone()).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Denied { .. }) && err.to_string().contains("waiting for approval"),
+        "{err}"
+    );
+    // The deferred round's charge was given back: the approved round fits
+    // calls-per-minute = 1, and the next call does not.
+    host.call("text.truncate", good.clone()).await.unwrap();
+    let err = host.call("text.truncate", good).await.unwrap_err();
+    assert!(matches!(err, Error::RateLimited { .. }), "{err}");
+    assert_eq!(approver.asked.load(Ordering::SeqCst), 2);
+    host.shutdown().await;
+    let recs = records(&dir.path().join("audit.jsonl"));
+    let approvals: Vec<(&str, &str)> = recs
+        .iter()
+        .filter(|r| r.effect == "approval")
+        .map(|r| (r.decision.as_str(), r.reason.as_str()))
+        .collect();
+    assert_eq!(approvals.len(), 2, "{approvals:?}");
+    assert!(approvals[0].0 == "deny" && approvals[0].1.starts_with("deferred"));
+    assert!(approvals[1].0 == "allow" && approvals[1].1.starts_with("approved"));
 }
 
 #[test]

@@ -348,7 +348,7 @@ async fn read_only_tools_are_retried_while_the_server_is_unreachable() {
 async fn a_metadata_rule_asks_approval_for_destructive_tools() {
     let server = McpServer::start(&["--era", "both"]);
     let mut config = mcp_config(&[Server::of("demo", &server)], SessionSettings::default());
-    let rules: warden::CallPolicy = toml::from_str(
+    let rules: warden::CallRules = toml::from_str(
         r#"
         [[rules]]
         metadata = { "mcp.annotations.destructive-hint" = true }

@@ -1,0 +1,306 @@
+//! One call, resolved once: [`Host::plan`] looks the capability up, takes
+//! the route decided at registration and the `[policy]` rule it matches;
+//! [`Host::execute`] admits the plan, runs it and closes its admission.
+
+use super::{CallContext, Host};
+use crate::error::{Error, ErrorKind, Result};
+use crate::governance::{Approver, CallFacts, MatchedRule, RuleDecision};
+use crate::registry::{CapabilityInfo, Serving};
+use crate::runtime::plugin::LoadedPlugin;
+use crate::runtime::sessions::{SessionCall, DEFAULT_SESSION_KEY};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+use warden_manifest::route::Route;
+use warden_manifest::{Manifest, ProviderKind};
+
+/// A call's facts, made once at the door by [`Host::plan`]: the capability,
+/// how it is served, the rule it matched, its id and its caller. Run it with
+/// [`Host::execute`].
+pub struct CallPlan<'c> {
+    capability: Arc<CapabilityInfo>,
+    /// `None`: no loaded plugin serves the capability's provider kind.
+    route: Option<CallRoute<'c>>,
+    rule: MatchedRule,
+    call_id: String,
+    started: Instant,
+    context: CallContext<'c>,
+    approver: Option<Arc<dyn Approver>>,
+}
+
+/// How a planned call reaches its plugin.
+enum CallRoute<'c> {
+    /// The plugin's own capability, called by id in a pooled instance.
+    Direct(Served),
+    /// The plugin's own capability, in the caller's session `key`.
+    Session { served: Served, key: &'c str },
+    /// The plugin serving the capability's provider kind, through its entry
+    /// capability (`head` is what the entry is told of the capability).
+    Kind {
+        served: Served,
+        entry: Arc<str>,
+        head: Arc<str>,
+    },
+}
+
+/// The plugin serving a call.
+struct Served {
+    index: usize,
+    plugin: Arc<LoadedPlugin>,
+}
+
+impl CallRoute<'_> {
+    fn served(&self) -> &Served {
+        match self {
+            CallRoute::Direct(s) | CallRoute::Session { served: s, .. } => s,
+            CallRoute::Kind { served, .. } => served,
+        }
+    }
+}
+
+impl<'c> CallPlan<'c> {
+    /// The capability called.
+    pub fn capability(&self) -> &Arc<CapabilityInfo> {
+        &self.capability
+    }
+
+    /// The call's id in the audit log.
+    pub fn call_id(&self) -> &str {
+        &self.call_id
+    }
+
+    /// The name of the plugin that serves the call, if one does.
+    pub fn plugin(&self) -> Option<&str> {
+        let route = self.route.as_ref()?;
+        Some(&route.served().plugin.info.name)
+    }
+
+    /// The rule's capability pattern when the call waits for approval.
+    pub fn approval_rule<'p>(&'p self, host: &'p Host) -> Option<&'p str> {
+        (self.rule.decision == RuleDecision::Approve)
+            .then(|| host.inner.governance.rule_pattern(self.rule))
+    }
+
+    /// The plan with `approver` asked when its rule says `approve`
+    /// (instead of the context's or the host's).
+    pub fn with_approver(mut self, approver: Arc<dyn Approver>) -> CallPlan<'c> {
+        self.approver = Some(approver);
+        self
+    }
+
+    /// What governance is told of the call.
+    fn facts(&self) -> CallFacts<'_> {
+        let (plugin, digest) = match &self.route {
+            Some(r) => {
+                let info = &r.served().plugin.info;
+                (info.name.as_str(), info.digest.as_str())
+            }
+            None => ("", ""),
+        };
+        CallFacts {
+            id: &self.capability.id,
+            plugin,
+            digest,
+            call_id: &self.call_id,
+            client: self.context.client,
+            session_key: self.context.session_key,
+            rule: self.rule,
+            rate_hint: self.capability.hints.rate_limit.as_ref(),
+            input_type: &self.capability.input_type,
+            approver: self.approver.as_ref(),
+            started: self.started,
+        }
+    }
+}
+
+impl Host {
+    /// Plans a call of capability `id` for the caller `context` describes:
+    /// looks the capability up (once), takes the route decided when it was
+    /// registered and the `[policy]` rule it matches, and gives the call its
+    /// id. Nothing runs and nothing is recorded until
+    /// [`execute`](Self::execute).
+    pub async fn plan<'c>(&self, id: &str, context: &CallContext<'c>) -> Result<CallPlan<'c>> {
+        let found = self.registry().get(id).map(|(_, info)| info);
+        // Discovery never runs inside a call: a source that failed is asked
+        // again in the background; meanwhile the error names it.
+        let capability = match found {
+            Ok(info) => info,
+            Err(e) => {
+                let e = crate::registry::suggest(e);
+                return Err(self.unavailable_source(id).await.unwrap_or(e));
+            }
+        };
+        let route = self.route(&capability, context);
+        let governance = &self.inner.governance;
+        Ok(CallPlan {
+            rule: governance.match_rule(id, &capability.flat_metadata),
+            capability,
+            route,
+            call_id: governance.call_id(),
+            started: Instant::now(),
+            context: *context,
+            approver: context.approver.cloned(),
+        })
+    }
+
+    fn route<'c>(&self, info: &CapabilityInfo, context: &CallContext<'c>) -> Option<CallRoute<'c>> {
+        let served = |index: usize| Served {
+            index,
+            plugin: self.inner.plugins[index].clone(),
+        };
+        Some(match (&info.serving, &info.route) {
+            (Serving::Plugin(i), Route::Session { .. }) => CallRoute::Session {
+                served: served(*i),
+                key: context.session_key.unwrap_or(DEFAULT_SESSION_KEY),
+            },
+            (Serving::Plugin(i), Route::Direct) => CallRoute::Direct(served(*i)),
+            (
+                Serving::Kind {
+                    plugin,
+                    entry,
+                    head,
+                },
+                _,
+            ) => CallRoute::Kind {
+                served: served(*plugin),
+                entry: entry.clone(),
+                head: head.clone(),
+            },
+            (Serving::Unserved, _) => return None,
+        })
+    }
+
+    /// Runs a planned call: admission (rule, input schema, rate limits,
+    /// approval, concurrency slot, each decision recorded), the plugin, the
+    /// output schema, and the call's end record.
+    pub async fn execute(&self, plan: CallPlan<'_>, input: Value) -> Result<Value> {
+        let Some(route) = &plan.route else {
+            plan.capability
+                .input_type
+                .validate(&input)
+                .map_err(|e| Error::InvalidInput {
+                    capability: plan.capability.id.clone(),
+                    message: e.to_string(),
+                })?;
+            return Err(Error::NotServed {
+                capability: plan.capability.id.clone(),
+                provider: plan.capability.provider.name().to_string(),
+            });
+        };
+        let admission = self.inner.governance.admit(plan.facts(), &input).await?;
+        let result = self.run_retrying(&plan, route, input).await;
+        admission.end(&result).await?;
+        result
+    }
+
+    /// Runs an admitted call; retries it, per its `*.retry-strategy` hint,
+    /// when the provider reports the remote side unavailable (a connection
+    /// failure, a 502/503/504) and the capability is marked read-only or
+    /// idempotent (`*.read-only-hint`, `*.idempotent-hint`), so that a
+    /// repeat cannot do anything twice.
+    async fn run_retrying(
+        &self,
+        plan: &CallPlan<'_>,
+        route: &CallRoute<'_>,
+        input: Value,
+    ) -> Result<Value> {
+        let info = &plan.capability;
+        let repeatable = |hint| {
+            warden_manifest::route::find_hint(&info.flat_metadata, hint) == Some(&Value::Bool(true))
+        };
+        let strategy = match &info.hints.retry {
+            Some(r)
+                if r.attempts > 1
+                    && (repeatable("read-only-hint") || repeatable("idempotent-hint")) =>
+            {
+                r
+            }
+            _ => return self.run(plan, route, input).await,
+        };
+        let mut attempt = 1;
+        loop {
+            match self.run(plan, route, input.clone()).await {
+                Err(Error::Capability {
+                    kind: ErrorKind::Unavailable,
+                    ref message,
+                    ..
+                }) if attempt < strategy.attempts => {
+                    let seed = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos() as u64);
+                    let wait = strategy.delay(attempt, seed);
+                    tracing::info!(
+                        capability = %info.id, attempt, wait_ms = wait.as_millis() as u64,
+                        "unavailable ({message}); retrying per its retry-strategy"
+                    );
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Runs an admitted call by its route and checks its output.
+    async fn run(&self, plan: &CallPlan<'_>, route: &CallRoute<'_>, input: Value) -> Result<Value> {
+        let info = &plan.capability;
+        let served = route.served();
+        let (plugin, call_id) = (&served.plugin, plan.call_id.as_str());
+        let output = match route {
+            CallRoute::Session { key, .. } => {
+                let call = SessionCall {
+                    plugin,
+                    index: served.index,
+                    info,
+                    key,
+                    call_id,
+                };
+                self.inner.sessions.call(call, input).await?
+            }
+            CallRoute::Direct(_) => plugin.call(&info.id, &input, call_id).await?,
+            CallRoute::Kind { entry, head, .. } => {
+                let input = input.to_string();
+                let mut request = String::with_capacity(head.len() + input.len() + 1);
+                request.push_str(head);
+                request.push_str(&input);
+                request.push('}');
+                plugin
+                    .call_text(entry, &request, call_id)
+                    .await
+                    .map_err(|e| e.for_capability(&info.id))?
+            }
+        };
+        info.output_type
+            .validate(&output)
+            .map_err(|e| Error::InvalidOutput {
+                plugin: plugin.info.name.clone(),
+                capability: info.id.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(output)
+    }
+}
+
+/// For each provider kind a plugin serves (`[providers]`): that plugin's
+/// index and its entry capability.
+#[derive(Default)]
+pub(crate) struct KindServers(pub(crate) HashMap<ProviderKind, (usize, Arc<str>)>);
+
+impl KindServers {
+    /// The capability `m` describes (imported or declared), served by the
+    /// plugin of its provider kind if one serves it.
+    pub(crate) fn info(
+        &self,
+        plugins: &[Arc<LoadedPlugin>],
+        m: Manifest,
+    ) -> std::result::Result<CapabilityInfo, String> {
+        let served = self.0.get(&m.provider);
+        let name = served.map(|(i, _)| plugins[*i].info.name.clone());
+        let mut info = CapabilityInfo::from_manifest(m, name)?;
+        if let Some((index, entry)) = served {
+            info.serving = Serving::kind(&info, *index, entry.clone());
+        }
+        Ok(info)
+    }
+}
