@@ -34,9 +34,9 @@
 //! ```
 //!
 //! Build it with `cargo build --release --target wasm32-wasip2` (or, without
-//! that rustup target, with the Debian recipe in the repository's README or
-//! its `cargo xtask build-plugin DIR`) and list it in the host's
-//! `warden.toml`.
+//! that rustup target, with the Debian recipe in the repository's
+//! `docs/sdks.md` or its `cargo xtask build-plugin DIR`) and list it in the
+//! host's `warden.toml`.
 //!
 //! Effects go through the host and are governed by the plugin's grants:
 //! [`env`](mod@env) (granted variables only), [`fs`] (granted directories only),

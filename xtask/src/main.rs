@@ -8,12 +8,15 @@
 //!   installed and otherwise with Debian's `rustc-web` + `rust-web-src`
 //!   (`-Zbuild-std` for `wasm32-unknown-unknown`, then `wit-component`).
 //! - `demo`: builds everything and runs the demo on `examples/demo/warden.toml`.
-//! - `test`: checks the bindings, the formatting and the supply chain
-//!   (`cargo deny check bans sources licenses`), builds everything and runs
-//!   the whole test suite.
+//! - `links`: checks the relative links of README.md, ARCHITECTURE.md and
+//!   docs/*.md (files and `#anchors`) and README.md's length (see `links.rs`).
+//! - `test`: checks the bindings, the formatting, the docs' links and the
+//!   supply chain (`cargo deny check bans sources licenses`), builds
+//!   everything and runs the whole test suite.
 
 mod bindings;
 mod langs;
+mod links;
 mod sys;
 mod toolchain;
 
@@ -64,6 +67,7 @@ fn run() -> Result<()> {
         }
         Some("build-plugin") => build_plugin_task(&args[1..]),
         Some("demo") => demo(&root),
+        Some("links") => links::run(&root),
         Some("python-env") => ensure_python_env(&root).map(|_| ()),
         Some("test") => test(&root, &args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
@@ -76,8 +80,10 @@ fn run() -> Result<()> {
                  build the plugin crate in DIR (anywhere) into a component\n  \
                  python-env     create .venv/ with the MCP Python SDK and componentize-py (for the tests)\n  \
                  demo           build everything and run the demo (examples/demo/warden.toml)\n  \
-                 test [ARGS]    check the bindings, build everything and run the whole test suite\n                 \
-                 (ARGS go to cargo test)"
+                 links          check the relative links of README.md, ARCHITECTURE.md and docs/*.md\n                 \
+                 (files and #anchors) and that README.md has at most 300 lines\n  \
+                 test [ARGS]    check the bindings, formatting, docs' links and supply chain, build\n                 \
+                 everything and run the whole test suite (ARGS go to cargo test)"
             );
             Ok(())
         }
@@ -625,6 +631,7 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         .status()
         .context("running cargo fmt")?;
     check(status, "cargo fmt --all --check (run `cargo fmt --all`)")?;
+    links::run(root)?;
     supply_chain(root)?;
     package_sdk(root)?;
     build_guests(root)?;
