@@ -18,6 +18,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod audit;
 mod bindings;
 pub mod config;
 mod digest;
@@ -30,7 +31,7 @@ mod registry;
 mod runtime;
 mod sandbox;
 
-pub use governance::{audit, policy};
+pub use governance::policy;
 pub use warden_manifest::{route, rtfs, schema};
 
 /// Marketplace snapshots and the capability manifest (from

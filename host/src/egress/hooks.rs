@@ -3,7 +3,7 @@
 //! request on a pooled or new connection; each attempt logged and audited.
 
 use super::*;
-use crate::governance::audit::{Effect, Outcome};
+use crate::audit::{Effect, Outcome};
 use crate::governance::Auditor;
 use crate::limits::ResolvedLimits;
 use bytes::Bytes;

@@ -1,11 +1,11 @@
 //! Governance of calls: the `[policy]` rules (allow, deny or approval by
 //! capability id), rate limits, per-plugin concurrency, and the audit log
 //! every decision is written to. Effects inside a call are audited by the
-//! sandbox through an [`Auditor`](super::audit::Auditor).
+//! sandbox through an [`Auditor`](crate::audit::Auditor).
 
-use super::audit::{AuditLog, Effect, Entry, Outcome};
-use super::chain::{CallFields, Pending};
 use super::rules::{CallRule, CallRules, RuleDecision};
+use crate::audit::{AuditLog, Effect, Entry, Outcome};
+use crate::audit::{CallFields, Pending, Wait};
 use crate::error::{Error, Result};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -156,8 +156,13 @@ impl Admission<'_> {
         let ms = self.call.started.elapsed().as_millis() as u64;
         // Queued now: dropped while waiting for the writer, the record is
         // still written, and `Drop` writes no second one.
-        let queued = log.append_record_async(Pending::call(fields, decision, reason, Some(ms)));
-        queued.await.map_err(unaudited)
+        let queued = log.submit(
+            Pending::call(fields, decision, reason, Some(ms)),
+            Wait::Task,
+        );
+        async move { queued?.written().await }
+            .await
+            .map_err(unaudited)
     }
 }
 
@@ -175,7 +180,7 @@ impl Drop for Admission<'_> {
         );
         // Nobody is left to wait for it.
         let record = Pending::call(fields, Outcome::Cancelled, &reason, Some(ms));
-        if let Err(e) = log.append_record_detached(record) {
+        if let Err(e) = log.submit(record, Wait::Nobody) {
             tracing::error!(call_id = self.call.call_id, "{e}");
         }
     }
@@ -270,11 +275,15 @@ impl Governance {
             .audit
             .as_ref()
             .zip(record)
-            .map(|(log, record)| log.append_record_async(record));
+            .map(|(log, record)| log.submit(record, Wait::Task));
         async move {
             match queued {
                 None => Ok(()),
-                Some(f) => f.await.map_err(unaudited),
+                Some(receipt) => receipt
+                    .map_err(unaudited)?
+                    .written()
+                    .await
+                    .map_err(unaudited),
             }
         }
     }
@@ -581,7 +590,7 @@ impl Governance {
             reason.push_str("allowed by ");
             reason.push_str(rule_name);
             let admitted = Pending::call(fields, Outcome::Allow, &reason, None);
-            if let Err(e) = log.append_record_detached(admitted) {
+            if let Err(e) = log.submit(admitted, Wait::Nobody) {
                 admission.open = false;
                 return Err(unaudited(e));
             }
@@ -590,7 +599,7 @@ impl Governance {
     }
 }
 
-fn unaudited(e: crate::governance::audit::AuditError) -> Error {
+fn unaudited(e: crate::audit::AuditError) -> Error {
     Error::Internal(format!("{e}; refusing to go on unaudited"))
 }
 

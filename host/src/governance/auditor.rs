@@ -16,7 +16,7 @@
 //!   `budget.rs`): past them, denials are counted and allowed effects
 //!   refused, and one summary says how many.
 
-use super::audit::{AuditLog, Effect, Entry, Outcome};
+use crate::audit::{AuditLog, Effect, Entry, Outcome, Pending, Wait};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
@@ -277,7 +277,10 @@ impl Auditor {
 
     /// Records an effect decision; a denial also logs a warning, within the
     /// call's log budget. `false` if it could not be written: the caller
-    /// then refuses the effect (fail closed).
+    /// then refuses the effect (fail closed). A denial is queued and not
+    /// waited for (its effect does not happen either way); an allowed
+    /// effect blocks this thread until its record is written: from async
+    /// code, use [`record_async`](Self::record_async).
     pub(crate) fn record(
         &self,
         effect: Effect,
@@ -285,16 +288,73 @@ impl Auditor {
         decision: Outcome,
         reason: &str,
     ) -> bool {
+        match self.prepare(effect, target, decision, reason) {
+            Prepared::Decided(written) => written,
+            Prepared::Write(log, record) => {
+                let wait = if decision == Outcome::Deny {
+                    Wait::Nobody
+                } else {
+                    Wait::Thread
+                };
+                let receipt = log.submit(record, wait);
+                self.written(receipt.and_then(|r| r.wait()))
+            }
+        }
+    }
+
+    /// [`record`](Self::record) for async code: the record is queued at
+    /// once, and an allowed effect's is awaited without holding the thread.
+    pub(crate) fn record_async(
+        &self,
+        effect: Effect,
+        target: &str,
+        decision: Outcome,
+        reason: &str,
+    ) -> impl std::future::Future<Output = bool> + Send + Sync + 'static {
+        let prepared = self.prepare(effect, target, decision, reason);
+        let auditor = self.clone();
+        async move {
+            match prepared {
+                Prepared::Decided(written) => written,
+                Prepared::Write(log, record) => {
+                    let wait = if decision == Outcome::Deny {
+                        Wait::Nobody
+                    } else {
+                        Wait::Task
+                    };
+                    let result = match log.submit(record, wait) {
+                        Ok(receipt) => receipt.written().await,
+                        Err(e) => Err(e),
+                    };
+                    auditor.written(result)
+                }
+            }
+        }
+    }
+
+    fn written(&self, result: Result<(), crate::audit::AuditError>) -> bool {
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(plugin = %self.plugin, "audit log: {e}");
+                false
+            }
+        }
+    }
+
+    /// Everything about recording an effect but the write: the call's
+    /// caps, the plugin's volume, the warning; then the record to write.
+    fn prepare(&self, effect: Effect, target: &str, decision: Outcome, reason: &str) -> Prepared {
         let (capability, call_id) = {
             let mut scope = self.scope();
             if self.log.is_none() && decision != Outcome::Deny {
-                return true;
+                return Prepared::Decided(true);
             }
             match scope.admit(effect, decision, target) {
                 Admit::Write => {}
                 // A denial: the effect does not happen either way.
-                Admit::Count => return true,
-                Admit::Refuse => return false,
+                Admit::Count => return Prepared::Decided(true),
+                Admit::Refuse => return Prepared::Decided(false),
             }
             (scope.capability.clone(), scope.call_id.clone())
         };
@@ -308,7 +368,7 @@ impl Auditor {
                 .volume
                 .charge(1, bytes, decision == Outcome::Deny, &target)
             {
-                return decision == Outcome::Deny;
+                return Prepared::Decided(decision == Outcome::Deny);
             }
         }
         if decision == Outcome::Deny && self.log_budget.as_ref().is_none_or(|b| b.take()) {
@@ -317,8 +377,10 @@ impl Auditor {
                 %target, decision = "deny", %reason, "denied"
             );
         }
-        let Some(log) = &self.log else { return true };
-        match log.append(Entry {
+        let Some(log) = &self.log else {
+            return Prepared::Decided(true);
+        };
+        let record = Pending::new(Entry {
             plugin: self.plugin.to_string(),
             digest: self.digest.to_string(),
             capability,
@@ -329,14 +391,15 @@ impl Auditor {
             reason: reason.into_owned(),
             duration_ms: None,
             client: None,
-        }) {
-            Ok(_) => true,
-            Err(e) => {
-                tracing::error!(plugin = %self.plugin, "audit log: {e}");
-                false
-            }
-        }
+        });
+        Prepared::Write(log.clone(), record)
     }
+}
+
+/// An effect's record, made: already decided (`true`: go on), or to write.
+enum Prepared {
+    Decided(bool),
+    Write(Arc<AuditLog>, Pending),
 }
 
 #[cfg(test)]

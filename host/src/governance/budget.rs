@@ -8,8 +8,8 @@
 //! written as one summary record when the minute ends (at the next record
 //! charged to the same plugin or client, or when the host shuts down).
 
-pub use super::audit::VolumeLimits;
-use super::audit::{AuditLog, Effect, Entry, Outcome};
+pub use crate::audit::VolumeLimits;
+use crate::audit::{AuditLog, Effect, Entry, Outcome};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -215,8 +215,7 @@ mod tests {
     fn past_the_budget_records_are_counted_and_summarized() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.jsonl");
-        let log =
-            Arc::new(AuditLog::open(&path, super::super::audit::SyncPolicy::Flush, 0).unwrap());
+        let log = Arc::new(AuditLog::open(&path, crate::audit::SyncPolicy::Flush, 0).unwrap());
         let limits = VolumeLimits {
             records: 3,
             bytes: 1 << 20,

@@ -1,7 +1,7 @@
 //! Governance: what a plugin may do and whether a call may run, and the
 //! record of every decision. Imports nothing above it (no configuration
-//! loading, registry, runtime, sandbox or egress): those hand it plain
-//! values.
+//! loading, registry, runtime, sandbox or egress; only the audit log
+//! below it): those hand it plain values.
 //!
 //! - [`grants`]: a plugin's grants (`[plugins.NAME.grants]`) and the
 //!   destination pattern syntax.
@@ -9,25 +9,21 @@
 //!   code performing an effect asks; `addresses` says which are public.
 //! - [`rules`]: the `[policy]` table; [`admission`] enforces it per call
 //!   (rules, rate limits, approval, concurrency slots).
-//! - [`audit`]: the hash-chained audit log (`[audit]`); [`auditor`] records
-//!   each instance's effect decisions in it.
+//! - [`auditor`] records each instance's effect decisions in the audit log
+//!   ([`crate::audit`]); [`budget`] bounds its volume per plugin and client.
 
 mod addresses;
 pub(crate) mod admission;
-pub mod audit;
 pub(crate) mod auditor;
 pub mod budget;
-mod chain;
-mod effects;
 pub(crate) mod grants;
-mod journal;
 pub mod policy;
 pub(crate) mod rules;
 
+pub use crate::audit::AuditSettings;
 pub(crate) use admission::Governance;
 pub use admission::{Approval, ApprovalRequest, Approver};
 pub(crate) use admission::{CallFacts, MatchedRule};
-pub use audit::AuditSettings;
 pub(crate) use auditor::Auditor;
 pub use grants::{DirGrant, DirMode, Grants, SecretGrant};
 pub use rules::{CallRule, CallRules, PluginRules, RuleDecision};

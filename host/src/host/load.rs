@@ -102,11 +102,11 @@ fn refuse_load(
 ) -> Result<()> {
     tracing::error!(plugin = %name, "plugin refused at load; the others are served: {e}");
     // A refused load is on the record, whatever refused it.
-    governance.record(crate::governance::audit::Entry {
+    governance.record(crate::audit::Entry {
         plugin: name.to_string(),
-        effect: crate::governance::audit::Effect::Load,
+        effect: crate::audit::Effect::Load,
         target: config.resolve_path(&pc.component).display().to_string(),
-        decision: crate::governance::audit::Outcome::Deny,
+        decision: crate::audit::Outcome::Deny,
         reason: e.to_string(),
         ..Default::default()
     })
@@ -152,8 +152,8 @@ fn open_governance(config: &Config) -> Result<Governance> {
     };
     let volume = config.audit.as_ref().map(|a| a.volume_limits()).unwrap_or(
         crate::governance::budget::VolumeLimits {
-            records: crate::governance::audit::DEFAULT_RECORDS_PER_MINUTE,
-            bytes: crate::governance::audit::DEFAULT_BYTES_PER_MINUTE,
+            records: crate::audit::DEFAULT_RECORDS_PER_MINUTE,
+            bytes: crate::audit::DEFAULT_BYTES_PER_MINUTE,
         },
     );
     Ok(Governance::new(config.policy.clone(), audit_log, volume))

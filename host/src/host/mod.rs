@@ -1,9 +1,9 @@
 //! [`Host`]: loads plugins from a [`Config`], keeps the registry, routes calls.
 
+use crate::audit::AuditLog;
 use crate::config::{Config, InstanceMode};
 use crate::egress::Egress;
 use crate::error::{Error, Result};
-use crate::governance::audit::AuditLog;
 use crate::governance::policy::{BoundSecret, EgressRule, Policy, SecretValue};
 use crate::governance::{Approver, Auditor, Governance, RuleDecision};
 use crate::registry::{CapabilityInfo, Registered, Registry, Source};
@@ -370,11 +370,11 @@ pub(super) fn report_refused(
     }
     let summary = refused.summary(namespaces);
     tracing::warn!(plugin = %plugin, "{summary}");
-    governance.record(crate::governance::audit::Entry {
+    governance.record(crate::audit::Entry {
         plugin: plugin.to_string(),
-        effect: crate::governance::audit::Effect::Register,
+        effect: crate::audit::Effect::Register,
         target: format!("{} capability ids", refused.count()),
-        decision: crate::governance::audit::Outcome::Deny,
+        decision: crate::audit::Outcome::Deny,
         reason: summary,
         ..Default::default()
     })
@@ -391,11 +391,11 @@ pub(super) fn refuse_claim(governance: &Governance, claimant: &str, error: Error
         capability = %id, owner = %first, claimant = %second,
         "capability id already registered: the later claim is refused"
     );
-    governance.record(crate::governance::audit::Entry {
+    governance.record(crate::audit::Entry {
         plugin: claimant.to_string(),
-        effect: crate::governance::audit::Effect::Register,
+        effect: crate::audit::Effect::Register,
         target: id.clone(),
-        decision: crate::governance::audit::Outcome::Deny,
+        decision: crate::audit::Outcome::Deny,
         reason: format!("`{id}` belongs to {first}; the claim by {second} is refused"),
         ..Default::default()
     })

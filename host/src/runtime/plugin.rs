@@ -1,11 +1,11 @@
 //! One loaded plugin: its pre-instantiated component, its limits and policy,
 //! and its pool of warm instances.
 
+use crate::audit::{Effect, Outcome};
 use crate::bindings::exports::warden::provider::{cleanup, discovery, provider, session_handler};
 use crate::bindings::warden::provider::types as wit;
 use crate::config::InstanceMode;
 use crate::error::{Error, ErrorKind, Limit, Result};
-use crate::governance::audit::{Effect, Outcome};
 use crate::limits::ResolvedLimits;
 use crate::runtime::engine::CompileSource;
 use crate::runtime::outcome::{crash_cause, split_wit_error};

@@ -1,6 +1,6 @@
 //! `wasi:filesystem` `open-at`, audited, counted, and never blocking.
 
-use crate::governance::audit::{Effect, Outcome};
+use crate::audit::{Effect, Outcome};
 use wasmtime::component::Resource;
 
 use super::*;
@@ -55,7 +55,7 @@ pub(crate) fn add_audited_open_at(
                 }
                 let request = open::Request::new(path_flags, path, oflags, flags);
                 let opened = open::open_at(&parent, request).await;
-                Ok((finish_open(state, &target, opened)?,))
+                Ok((finish_open(state, &target, opened).await?,))
             })
         },
     )?;
@@ -86,7 +86,7 @@ pub(crate) fn add_audited_open_at(
 
 /// Audits an open, puts the opened descriptor in the guest's table and
 /// charges it to the plugin; gives the slot back when nothing was opened.
-fn finish_open(
+async fn finish_open(
     state: &mut State,
     target: &str,
     opened: Result<open::Opened, ErrorCode>,
@@ -113,10 +113,11 @@ fn finish_open(
         }
     };
     let (decision, reason) = judged(Ok(()));
-    if !state
+    // Awaited without holding the thread.
+    let recorded = state
         .auditor
-        .record(Effect::File, target, decision, &reason)
-    {
+        .record_async(Effect::File, target, decision, &reason);
+    if !recorded.await {
         state.give_back_descriptor(Kind::File);
         return Ok(Err(ErrorCode::Access));
     }
@@ -145,16 +146,20 @@ fn judged(result: Result<(), ErrorCode>) -> (Outcome, String) {
 }
 
 /// Records a change to a granted directory with its outcome.
+/// The record is queued at once and awaited without holding the thread.
 fn record_change(
     state: &State,
     target: &str,
     result: Result<(), ErrorCode>,
-) -> Result<(), ErrorCode> {
+) -> impl std::future::Future<Output = Result<(), ErrorCode>> + Send + 'static {
     let (decision, reason) = judged(result);
-    state
+    let recorded = state
         .auditor
-        .record(Effect::File, target, decision, &reason);
-    result
+        .record_async(Effect::File, target, decision, &reason);
+    async move {
+        recorded.await;
+        result
+    }
 }
 
 /// Whether a symbolic link's target stays inside the directory it is made
@@ -180,7 +185,7 @@ fn add_audited_changes(
             Ok(()) => Ok(()),
             Err(e) => Err(e.downcast()?),
         };
-        Ok((record_change(state, &target, result),))
+        Ok((record_change(state, &target, result).await,))
     }
     instance.func_wrap_async(
         "[method]descriptor.create-directory-at",

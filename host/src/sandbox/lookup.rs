@@ -15,8 +15,8 @@
 //! bounded list), so that a socket connect to such an address is judged by
 //! the grant that names the host, as an HTTP request to it would be.
 
+use crate::audit::{Effect, Outcome};
 use crate::egress::{Egress, Refusal};
-use crate::governance::audit::{Effect, Outcome};
 use crate::governance::Auditor;
 use std::collections::VecDeque;
 use std::future::Future;

@@ -2,9 +2,9 @@
 //! policy, the egress hook for `wasi:http`, the resource limiter, and the
 //! host services a guest imports.
 
+use crate::audit::{Effect, Outcome};
 use crate::config::DirMode;
 use crate::egress::{Egress, EgressHooks};
-use crate::governance::audit::{Effect, Outcome};
 use crate::governance::auditor::LogBudget;
 use crate::governance::Auditor;
 use crate::limits::ResolvedLimits;

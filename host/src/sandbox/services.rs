@@ -1,8 +1,8 @@
 //! `warden:provider/host`: the log and env-var services.
 
+use crate::audit::{Effect, Outcome};
 use crate::bindings::warden::provider::host::{self, Level};
 use crate::bindings::warden::provider::types::Error as WitError;
-use crate::governance::audit::{Effect, Outcome};
 
 use super::*;
 

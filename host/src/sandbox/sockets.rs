@@ -3,7 +3,7 @@
 //! the grant that names the host; sockets are counted against the plugin's
 //! cap.
 
-use crate::governance::audit::{Effect, Outcome};
+use crate::audit::{Effect, Outcome};
 use crate::governance::Auditor;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -40,25 +40,37 @@ pub(crate) fn check(
         let names = looked_up.names_for(addr.ip());
         let decision = check_policy.check_socket(usage_kind, addr, &names);
         let target = format!("{usage:?} {addr}");
-        let audited = match &decision {
-            // The auditor logs the warning, within the call's log budget.
-            Decision::Deny(reason) => {
-                check_auditor.record(Effect::Socket, &target, Outcome::Deny, reason)
-            }
-            // The wildcard ephemeral bind the OS makes before a connect or
-            // send reaches nothing: the connect or send is what is recorded.
-            Decision::Allow(_) if is_ephemeral_bind(usage, addr) => true,
-            Decision::Allow(reason) => {
-                tracing::info!(
-                    target: "warden::egress", plugin = %check_plugin, effect = "socket", usage = ?usage,
-                    destination = %addr, decision = "allow", %reason, "egress"
-                );
-                check_auditor.record(Effect::Socket, &target, Outcome::Allow, reason)
-            }
-        };
-        // Fail closed: an effect that cannot be audited does not happen.
-        let allowed = decision.allowed() && audited;
-        Box::pin(async move { allowed })
+        let allowed = decision.allowed();
+        let audited: Pin<Box<dyn std::future::Future<Output = bool> + Send + Sync>> =
+            match &decision {
+                // The auditor logs the warning, within the call's log budget.
+                Decision::Deny(reason) => Box::pin(check_auditor.record_async(
+                    Effect::Socket,
+                    &target,
+                    Outcome::Deny,
+                    reason,
+                )),
+                // The wildcard ephemeral bind the OS makes before a connect or
+                // send reaches nothing: the connect or send is what is recorded.
+                Decision::Allow(_) if is_ephemeral_bind(usage, addr) => {
+                    Box::pin(std::future::ready(true))
+                }
+                Decision::Allow(reason) => {
+                    tracing::info!(
+                        target: "warden::egress", plugin = %check_plugin, effect = "socket", usage = ?usage,
+                        destination = %addr, decision = "allow", %reason, "egress"
+                    );
+                    Box::pin(check_auditor.record_async(
+                        Effect::Socket,
+                        &target,
+                        Outcome::Allow,
+                        reason,
+                    ))
+                }
+            };
+        // Fail closed: an effect that cannot be audited does not happen. The
+        // record is queued now and awaited without holding the thread.
+        Box::pin(async move { audited.await && allowed })
     }
 }
 

@@ -1,5 +1,7 @@
 //! The writer's record text and its refusal of unadmitted calls.
 use super::*;
+use crate::audit::record::{CallFields, Pending};
+use crate::audit::{Effect, Entry, Outcome};
 
 fn entry(client: Option<&str>, duration_ms: Option<u64>) -> Entry {
     Entry {

@@ -4,7 +4,7 @@
 //!
 //! Callers serialize their records' fields themselves (on their own
 //! threads), so the writer only chains, hashes and writes
-//! ([`chain`](super::chain)). A batch reaches the disk as its
+//! ([`file`](super::file)). A batch reaches the disk as its
 //! [`SyncPolicy`] says: `always` is a group commit (one `fsync` for the whole
 //! batch), `flush` hands the batch to the OS in one write, `buffered` writes
 //! every 64 records. Each waiting writer is released when its batch is done,
@@ -21,8 +21,9 @@
 //! refusing the later records of a call whose admission record could not be
 //! written, its end record with them, which fails the call.
 
-use super::audit::{AuditError, Entry, SyncPolicy};
-use super::chain::{Kind, Line, Pending, Writer};
+use super::file::Writer;
+use super::record::{Kind, Line, Pending};
+use super::{AuditError, Entry, SyncPolicy};
 use std::future::Future;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -338,6 +339,44 @@ impl Done {
     }
 }
 
+/// How [`AuditLog::submit`] waits for a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Nobody waits (a denial, whose effect does not happen either way; a
+    /// call's admission, whose later records the writer refuses if it
+    /// fails; the end of a call whose caller went away).
+    Nobody,
+    /// A thread blocks until the record is written (code that cannot await).
+    Thread,
+    /// A task awaits the record without holding its thread.
+    Task,
+}
+
+/// A submitted record, to wait for (or drop: it is written either way).
+#[must_use = "a receipt is waited for, or dropped on purpose"]
+pub(crate) struct Receipt<'a> {
+    log: &'a AuditLog,
+    done: Option<Arc<Done>>,
+}
+
+impl Receipt<'_> {
+    /// Blocks this thread until the record is written.
+    pub(crate) fn wait(self) -> Result<(), AuditError> {
+        match self.done {
+            None => Ok(()),
+            Some(done) => done.wait().map_err(|m| self.log.error(m)),
+        }
+    }
+
+    /// Awaits the record without holding the thread.
+    pub(crate) async fn written(self) -> Result<(), AuditError> {
+        match self.done {
+            None => Ok(()),
+            Some(done) => Waiting(done).await.map_err(|m| self.log.error(m)),
+        }
+    }
+}
+
 /// An append's result, awaited without holding a thread.
 struct Waiting(Arc<Done>);
 
@@ -399,24 +438,39 @@ impl AuditLog {
         }
     }
 
-    /// Queues one record; `Some` what to wait for, `None` if nobody waits
-    /// (`buffered`, from a thread that must not wait).
-    fn queue(
-        &self,
-        record: Pending,
-        wait: bool,
-        urgent: bool,
-    ) -> Result<Option<Arc<Done>>, AuditError> {
-        if !wait {
+    /// The one way a record enters the log: queued at once (dropping what
+    /// this returns does not take it back), then waited for as `wait` says.
+    /// An error means the record was not queued, or (for
+    /// [`Wait::Nobody`]) that the writer is failing: the caller fails
+    /// closed.
+    pub(crate) fn submit(&self, record: Pending, wait: Wait) -> Result<Receipt<'_>, AuditError> {
+        let waits = match wait {
+            Wait::Nobody => false,
+            // With `buffered` a thread does not wait at all; a task waits
+            // until the writer has taken the record (so that a burst of
+            // records holds its tasks back, not the threads).
+            Wait::Thread => self.sync != SyncPolicy::Buffered,
+            Wait::Task => true,
+        };
+        if !waits {
             self.send(Job::Append(record, None), false)?;
-            if self.failing.load(Ordering::Relaxed) {
+            if wait != Wait::Nobody && self.failing.load(Ordering::Relaxed) {
                 return Err(self.error("the last records could not be written"));
             }
-            return Ok(None);
+            return Ok(Receipt {
+                log: self,
+                done: None,
+            });
         }
         let done = Arc::new(Done::default());
-        self.send(Job::Append(record, Some(done.clone())), urgent)?;
-        Ok(Some(done))
+        self.send(
+            Job::Append(record, Some(done.clone())),
+            wait == Wait::Thread,
+        )?;
+        Ok(Receipt {
+            log: self,
+            done: Some(done),
+        })
     }
 
     /// Appends one record, blocking this thread until it is written as the
@@ -424,49 +478,26 @@ impl AuditLog {
     /// record was not written: the caller fails closed. From async code,
     /// use [`append_async`](Self::append_async).
     pub fn append(&self, entry: Entry) -> Result<(), AuditError> {
-        let wait = self.sync != SyncPolicy::Buffered;
-        match self.queue(Pending::new(entry), wait, wait)? {
-            None => Ok(()),
-            Some(done) => done.wait().map_err(|m| self.error(m)),
-        }
+        self.submit(Pending::new(entry), Wait::Thread)?.wait()
     }
 
     /// [`append`](Self::append) without holding a thread while waiting.
     /// The record is queued when this is called, not when the future is
     /// first polled: dropping the future does not take it back. With
-    /// `buffered` it waits only until the writer has taken the record (so
-    /// that a burst of records holds its tasks back, not the threads).
+    /// `buffered` it waits only until the writer has taken the record.
     pub fn append_async(
         &self,
         entry: Entry,
     ) -> impl Future<Output = Result<(), AuditError>> + Send + '_ {
-        self.append_record_async(Pending::new(entry))
-    }
-
-    /// [`append_async`](Self::append_async) of a record already made.
-    pub(crate) fn append_record_async(
-        &self,
-        record: Pending,
-    ) -> impl Future<Output = Result<(), AuditError>> + Send + '_ {
-        let queued = self.queue(record, true, false);
-        async move {
-            match queued? {
-                None => Ok(()),
-                Some(done) => Waiting(done).await.map_err(|m| self.error(m)),
-            }
-        }
+        let receipt = self.submit(Pending::new(entry), Wait::Task);
+        async move { receipt?.written().await }
     }
 
     /// Queues one record and returns at once: for a record nobody waits
     /// for, such as the end of a call whose caller went away, or a call's
     /// admission (whose later records the writer refuses if it fails).
     pub fn append_detached(&self, entry: Entry) -> Result<(), AuditError> {
-        self.append_record_detached(Pending::new(entry))
-    }
-
-    /// [`append_detached`](Self::append_detached) of a record already made.
-    pub(crate) fn append_record_detached(&self, record: Pending) -> Result<(), AuditError> {
-        self.send(Job::Append(record, None), false)
+        self.submit(Pending::new(entry), Wait::Nobody).map(drop)
     }
 
     /// Writes every queued record and syncs the file.

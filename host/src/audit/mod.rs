@@ -14,12 +14,18 @@
 //! Records carry names, never secret values.
 
 use serde::{Deserialize, Serialize};
-use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 
-pub use super::effects::{Effect, Outcome};
-pub use super::journal::AuditLog;
+mod file;
+mod record;
+mod verify;
+mod writer;
+
+pub(crate) use record::{CallFields, Pending};
+pub use record::{Effect, Outcome};
+pub use verify::{verify, Verdict};
+pub use writer::AuditLog;
+pub(crate) use writer::Wait;
 
 /// The `prev` of the first record of a log.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -79,7 +85,7 @@ pub struct Record {
 }
 
 impl Record {
-    pub(super) fn compute_hash(&self) -> String {
+    pub(crate) fn compute_hash(&self) -> String {
         let mut unhashed = self.clone();
         unhashed.hash = String::new();
         let text = serde_json::to_string(&unhashed).expect("records serialize");
@@ -132,97 +138,6 @@ pub enum AuditError {
         /// What is wrong.
         message: String,
     },
-}
-
-/// The outcome of [`verify`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Every record is intact and chained: how many there were.
-    Ok {
-        /// Records checked.
-        records: u64,
-    },
-    /// The first bad record.
-    Bad {
-        /// The file holding it.
-        file: PathBuf,
-        /// Its line, from 1.
-        line: usize,
-        /// Its `seq`, if it could be read.
-        seq: Option<u64>,
-        /// What is wrong.
-        reason: String,
-    },
-}
-
-/// Checks `files` (oldest first) as one chain: every record parses, its hash
-/// matches its content, `seq` counts up by one and `prev` is the previous
-/// record's hash. The first file may start mid-history (after older files
-/// were archived): its first record is then taken as the anchor.
-pub fn verify(files: &[PathBuf]) -> Result<Verdict, AuditError> {
-    let mut prev: Option<(u64, String)> = None;
-    let mut records = 0;
-    for file in files {
-        let f = File::open(file).map_err(|e| AuditError::Io {
-            path: file.clone(),
-            message: e.to_string(),
-        })?;
-        for (i, line) in BufReader::new(f).lines().enumerate() {
-            let line = line.map_err(|e| AuditError::Io {
-                path: file.clone(),
-                message: e.to_string(),
-            })?;
-            let bad = |seq: Option<u64>, reason: String| Verdict::Bad {
-                file: file.clone(),
-                line: i + 1,
-                seq,
-                reason,
-            };
-            if line.trim().is_empty() {
-                return Ok(bad(None, "empty line".into()));
-            }
-            let record: Record = match serde_json::from_str(&line) {
-                Ok(r) => r,
-                Err(e) => return Ok(bad(None, format!("not a valid record: {e}"))),
-            };
-            if record.compute_hash() != record.hash {
-                return Ok(bad(
-                    Some(record.seq),
-                    "its hash does not match its content (edited)".into(),
-                ));
-            }
-            match &prev {
-                None if record.seq == 1 && record.prev != GENESIS => {
-                    return Ok(bad(
-                        Some(record.seq),
-                        "the first record does not start the chain".into(),
-                    ))
-                }
-                None => {}
-                Some((seq, hash)) => {
-                    if record.seq != seq + 1 {
-                        return Ok(bad(
-                            Some(record.seq),
-                            format!(
-                                "expected seq {}, found {} (a record is missing or out of order)",
-                                seq + 1,
-                                record.seq
-                            ),
-                        ));
-                    }
-                    if &record.prev != hash {
-                        return Ok(bad(
-                            Some(record.seq),
-                            "it does not chain to the record before it".into(),
-                        ));
-                    }
-                }
-            }
-            prev = Some((record.seq, record.hash));
-            records += 1;
-        }
-    }
-    Ok(Verdict::Ok { records })
 }
 
 /// The audit log (`[audit]`).

@@ -1,13 +1,7 @@
-//! The audit log on disk: records chained and written in batches by the
-//! writer thread of [`journal`](super::journal), and the file helpers that
-//! find where a chain ends.
-//!
-//! A record's text is made in two parts. What the caller knows (plugin,
-//! capability, call, effect, target, decision, reason, ...) is serialized on
-//! the caller's thread into a [`Pending`] record; the writer adds what only
-//! it knows (`seq`, `time`, `prev`), takes the hash and writes. The bytes are
-//! those `serde_json` gives for a [`Record`], which is what
-//! [`verify`](super::audit::verify) hashes again.
+//! The audit log's file and chain, kept by the writer thread of
+//! [`writer`](super::writer): it adds to each record what only it knows
+//! (`seq`, `time`, `prev`), takes the hash and writes; and the file helpers
+//! that find where a chain ends.
 //!
 //! Per batch: the advisory lock on `.<name>.lock` is taken once, the chain is
 //! caught up with what other processes appended (except with `buffered`), a
@@ -16,7 +10,8 @@
 //! `fsync`). A call whose admission record could not be written gets none of
 //! its later records written either (see [`Writer::unadmit`]).
 
-use super::audit::{AuditError, Effect, Entry, Outcome, Record, SyncPolicy, GENESIS};
+use super::record::{Kind, Line};
+use super::{AuditError, Record, SyncPolicy, GENESIS};
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -28,185 +23,6 @@ const BUFFERED_RECORDS: u64 = 64;
 /// Most calls remembered as unadmitted at once (calls whose admission
 /// record failed and which have not ended yet).
 const MAX_UNADMITTED: usize = 64 * 1024;
-
-/// What a record is to its call.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Kind {
-    /// A call's admission (`call`, `allow`): its first record.
-    Admits,
-    /// A call's end (`call`, `ok` / `error` / `cancelled`).
-    Ends,
-    /// Anything else.
-    Other,
-}
-
-/// A record as its caller made it: everything but `seq`, `time`, `prev` and
-/// `hash`, already serialized.
-pub(crate) struct Pending {
-    /// `"plugin":...,"client":...` (the fields between `time` and `prev`).
-    body: Vec<u8>,
-    call_id: String,
-    kind: Kind,
-}
-
-/// A record's text as the writer takes it: a [`Pending`] record's, or the
-/// same bytes where the queue copied them.
-#[derive(Clone, Copy)]
-pub(super) struct Line<'a> {
-    /// See [`Pending`].
-    pub(super) body: &'a [u8],
-    /// The call it belongs to.
-    pub(super) call_id: &'a str,
-    /// What it is to that call.
-    pub(super) kind: Kind,
-}
-
-/// Appends `s` as a JSON string, as `serde_json` writes it: strings with
-/// nothing to escape (nearly all) are copied as they are.
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    // Without a short cut, so that the check is vectorized.
-    let escapes = s.bytes().fold(false, |any, b| {
-        any | (b < 0x20) | (b == b'"') | (b == b'\\')
-    });
-    if escapes {
-        serde_json::to_writer(&mut *out, s).expect("strings serialize");
-    } else {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-    }
-}
-
-/// The fields of a [`Record`] from `plugin` to `target`, in its order.
-fn put_head(out: &mut Vec<u8>, [plugin, digest, capability, call_id, effect, target]: [&str; 6]) {
-    for (name, value) in [
-        (&br#""plugin":"#[..], plugin),
-        (br#","digest":"#, digest),
-        (br#","capability":"#, capability),
-        (br#","call_id":"#, call_id),
-        (br#","effect":"#, effect),
-        (br#","target":"#, target),
-    ] {
-        out.extend_from_slice(name);
-        put_str(out, value);
-    }
-}
-
-/// `,"decision":...,"reason":...,"duration_ms":...`, the fields after
-/// [`put_head`]'s.
-fn put_decision(out: &mut Vec<u8>, decision: Outcome, reason: &str, duration_ms: Option<u64>) {
-    out.extend_from_slice(br#","decision":"#);
-    put_str(out, decision.as_str());
-    out.extend_from_slice(br#","reason":"#);
-    put_str(out, reason);
-    out.extend_from_slice(br#","duration_ms":"#);
-    match duration_ms {
-        Some(ms) => out.extend_from_slice(itoa::Buffer::new().format(ms).as_bytes()),
-        None => out.extend_from_slice(b"null"),
-    }
-}
-
-/// `,"client":...` when there is one (absent otherwise, as in [`Record`]).
-fn put_client(out: &mut Vec<u8>, client: Option<&str>) {
-    if let Some(client) = client {
-        out.extend_from_slice(br#","client":"#);
-        put_str(out, client);
-    }
-}
-
-fn kind(effect: Effect, decision: Outcome) -> Kind {
-    match (effect, decision) {
-        (Effect::Call, Outcome::Allow) => Kind::Admits,
-        (Effect::Call, Outcome::Ok | Outcome::Error | Outcome::Cancelled) => Kind::Ends,
-        _ => Kind::Other,
-    }
-}
-
-impl Pending {
-    /// The record as the writer takes it.
-    pub(super) fn line(&self) -> Line<'_> {
-        Line {
-            body: &self.body,
-            call_id: &self.call_id,
-            kind: self.kind,
-        }
-    }
-
-    pub(crate) fn new(entry: Entry) -> Pending {
-        let mut body = Vec::with_capacity(256 + entry.reason.len() + entry.target.len());
-        put_head(
-            &mut body,
-            [
-                &entry.plugin,
-                &entry.digest,
-                &entry.capability,
-                &entry.call_id,
-                entry.effect.as_str(),
-                &entry.target,
-            ],
-        );
-        put_decision(&mut body, entry.decision, &entry.reason, entry.duration_ms);
-        put_client(&mut body, entry.client.as_deref());
-        Pending {
-            body,
-            call_id: entry.call_id,
-            kind: kind(entry.effect, entry.decision),
-        }
-    }
-
-    /// A `call` record of the call `fields` describe (its admission, denial
-    /// or end).
-    pub(crate) fn call(
-        fields: &CallFields,
-        decision: Outcome,
-        reason: &str,
-        duration_ms: Option<u64>,
-    ) -> Pending {
-        let mut body =
-            Vec::with_capacity(fields.head.len() + fields.tail.len() + 64 + reason.len());
-        body.extend_from_slice(&fields.head);
-        put_decision(&mut body, decision, reason, duration_ms);
-        body.extend_from_slice(&fields.tail);
-        Pending {
-            body,
-            call_id: fields.call_id.clone(),
-            kind: kind(Effect::Call, decision),
-        }
-    }
-}
-
-/// What every `call` record of one call has in common, serialized once.
-pub(crate) struct CallFields {
-    head: Vec<u8>,
-    tail: Vec<u8>,
-    call_id: String,
-}
-
-impl CallFields {
-    /// The records of call `call_id` of capability `capability`, served by
-    /// `plugin` (component `digest`), asked for by `client`.
-    pub(crate) fn new(
-        plugin: &str,
-        digest: &str,
-        capability: &str,
-        call_id: &str,
-        client: Option<&str>,
-    ) -> CallFields {
-        let mut head = Vec::with_capacity(160 + 2 * capability.len());
-        let effect = Effect::Call.as_str();
-        put_head(
-            &mut head,
-            [plugin, digest, capability, call_id, effect, capability],
-        );
-        let mut tail = Vec::new();
-        put_client(&mut tail, client);
-        CallFields {
-            head,
-            tail,
-            call_id: call_id.to_string(),
-        }
-    }
-}
 
 /// The writer thread's state: the file and the chain.
 pub(super) struct Writer {
