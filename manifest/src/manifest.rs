@@ -293,108 +293,115 @@ pub fn manifest_from_rtfs(v: &Rtfs) -> Result<Manifest, String> {
         None => return Err("capability without `:id`".into()),
     };
     let ctx = |msg: String| format!("capability `{id}`: {msg}");
-    for (k, _) in pairs {
-        let key = k.as_key().unwrap_or("");
-        if !CAPABILITY_KEYS.contains(&key) {
-            return Err(ctx(format!(
-                "unknown key {} (expected one of :{})",
-                rtfs::print_compact(k),
-                CAPABILITY_KEYS.join(" :")
-            )));
-        }
-    }
-    let text = |key: &str, default: &str| -> Result<String, String> {
-        match v.get(key) {
-            None => Ok(default.to_string()),
-            Some(Rtfs::String(s)) => Ok(s.clone()),
-            Some(other) => Err(ctx(format!(
-                "`:{key}` must be a string, got {}",
-                other.kind()
-            ))),
-        }
+    unknown_key(pairs).map_err(&ctx)?;
+    let provider = rtfs_provider(v).map_err(&ctx)?;
+    let provider_meta = match rtfs_map(v, "provider-meta").map_err(&ctx)? {
+        None => Map::new(),
+        Some(Json::Object(o)) => o,
+        Some(_) => unreachable!(),
     };
-    let provider = match v.get("provider") {
-        Some(Rtfs::Keyword(k)) | Some(Rtfs::String(k)) => {
-            ProviderKind::parse(k).ok_or_else(|| {
-                ctx(format!(
-                    "unknown provider `:{k}` (expected one of {})",
-                    ProviderKind::ALL
-                        .map(|k| format!(":{}", k.name()))
-                        .join(", ")
-                ))
-            })?
-        }
-        Some(other) => {
-            return Err(ctx(format!(
-                "`:provider` must be a keyword such as :Http, got {}",
-                other.kind()
-            )))
-        }
-        None => return Err(ctx("missing `:provider`".into())),
-    };
-    let provider_meta = match v.get("provider-meta") {
-        None | Some(Rtfs::Nil) => Map::new(),
-        Some(m @ Rtfs::Map(_)) => match rtfs_to_json(m).map_err(&ctx)? {
-            Json::Object(o) => o,
-            _ => unreachable!(),
-        },
-        Some(other) => {
-            return Err(ctx(format!(
-                "`:provider-meta` must be a map, got {}",
-                other.kind()
-            )))
-        }
-    };
-    let schema = |key: &str| -> Result<String, String> {
-        match v.get(key) {
-            None => Ok(":any".into()),
-            Some(Rtfs::String(s)) => TypeExpr::parse(s)
-                .map(|t| t.to_text())
-                .map_err(|e| ctx(format!("`:{key}`: {e}"))),
-            Some(s) => TypeExpr::from_rtfs(s)
-                .map(|t| t.to_text())
-                .map_err(|e| ctx(format!("`:{key}`: {e}"))),
-        }
-    };
-    let metadata = match v.get("metadata") {
-        None | Some(Rtfs::Nil) => empty_object(),
-        Some(m @ Rtfs::Map(_)) => rtfs_to_json(m).map_err(&ctx)?,
-        Some(other) => {
-            return Err(ctx(format!(
-                "`:metadata` must be a map, got {}",
-                other.kind()
-            )))
-        }
-    };
-    let list = |key: &str| -> Result<Vec<String>, String> {
-        match v.get(key) {
-            None | Some(Rtfs::Nil) => Ok(Vec::new()),
-            Some(Rtfs::Vector(items)) => items
-                .iter()
-                .map(|i| match i {
-                    Rtfs::String(s) | Rtfs::Keyword(s) => Ok(s.clone()),
-                    other => Err(ctx(format!("`:{key}` holds strings, got {}", other.kind()))),
-                })
-                .collect(),
-            Some(other) => Err(ctx(format!(
-                "`:{key}` must be a vector of strings, got {}",
-                other.kind()
-            ))),
-        }
-    };
+    let metadata = rtfs_map(v, "metadata")
+        .map_err(&ctx)?
+        .unwrap_or_else(empty_object);
     let m = Manifest {
-        name: text("name", &id)?,
-        version: text("version", "1.0.0")?,
-        description: text("description", "")?,
+        name: rtfs_text(v, "name", &id).map_err(&ctx)?,
+        version: rtfs_text(v, "version", "1.0.0").map_err(&ctx)?,
+        description: rtfs_text(v, "description", "").map_err(&ctx)?,
         provider,
         provider_meta,
-        input_schema: schema("input-schema")?,
-        output_schema: schema("output-schema")?,
+        input_schema: rtfs_schema(v, "input-schema").map_err(&ctx)?,
+        output_schema: rtfs_schema(v, "output-schema").map_err(&ctx)?,
         metadata,
-        permissions: list("permissions")?,
-        effects: list("effects")?,
+        permissions: rtfs_list(v, "permissions").map_err(&ctx)?,
+        effects: rtfs_list(v, "effects").map_err(&ctx)?,
         id: id.clone(),
     };
     m.check().map_err(ctx)?;
     Ok(m)
+}
+
+/// The first key of a capability map that is not one of
+/// [`CAPABILITY_KEYS`], as an error.
+fn unknown_key(pairs: &[(Rtfs, Rtfs)]) -> Result<(), String> {
+    for (k, _) in pairs {
+        let key = k.as_key().unwrap_or("");
+        if !CAPABILITY_KEYS.contains(&key) {
+            return Err(format!(
+                "unknown key {} (expected one of :{})",
+                rtfs::print_compact(k),
+                CAPABILITY_KEYS.join(" :")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The string at `key`, `default` when it is absent.
+fn rtfs_text(v: &Rtfs, key: &str, default: &str) -> Result<String, String> {
+    match v.get(key) {
+        None => Ok(default.to_string()),
+        Some(Rtfs::String(s)) => Ok(s.clone()),
+        Some(other) => Err(format!("`:{key}` must be a string, got {}", other.kind())),
+    }
+}
+
+/// The `:provider` keyword (or string), a known provider kind.
+fn rtfs_provider(v: &Rtfs) -> Result<ProviderKind, String> {
+    match v.get("provider") {
+        Some(Rtfs::Keyword(k)) | Some(Rtfs::String(k)) => ProviderKind::parse(k).ok_or_else(|| {
+            format!(
+                "unknown provider `:{k}` (expected one of {})",
+                ProviderKind::ALL
+                    .map(|k| format!(":{}", k.name()))
+                    .join(", ")
+            )
+        }),
+        Some(other) => Err(format!(
+            "`:provider` must be a keyword such as :Http, got {}",
+            other.kind()
+        )),
+        None => Err("missing `:provider`".into()),
+    }
+}
+
+/// The map at `key` as a JSON object; `None` when it is absent or nil.
+fn rtfs_map(v: &Rtfs, key: &str) -> Result<Option<Json>, String> {
+    match v.get(key) {
+        None | Some(Rtfs::Nil) => Ok(None),
+        Some(m @ Rtfs::Map(_)) => rtfs_to_json(m).map(Some),
+        Some(other) => Err(format!("`:{key}` must be a map, got {}", other.kind())),
+    }
+}
+
+/// The type expression at `key` (text or RTFS) in its canonical text;
+/// `:any` when it is absent.
+fn rtfs_schema(v: &Rtfs, key: &str) -> Result<String, String> {
+    match v.get(key) {
+        None => Ok(":any".into()),
+        Some(Rtfs::String(s)) => TypeExpr::parse(s)
+            .map(|t| t.to_text())
+            .map_err(|e| format!("`:{key}`: {e}")),
+        Some(s) => TypeExpr::from_rtfs(s)
+            .map(|t| t.to_text())
+            .map_err(|e| format!("`:{key}`: {e}")),
+    }
+}
+
+/// The vector of strings (or keywords) at `key`; empty when it is absent
+/// or nil.
+fn rtfs_list(v: &Rtfs, key: &str) -> Result<Vec<String>, String> {
+    match v.get(key) {
+        None | Some(Rtfs::Nil) => Ok(Vec::new()),
+        Some(Rtfs::Vector(items)) => items
+            .iter()
+            .map(|i| match i {
+                Rtfs::String(s) | Rtfs::Keyword(s) => Ok(s.clone()),
+                other => Err(format!("`:{key}` holds strings, got {}", other.kind())),
+            })
+            .collect(),
+        Some(other) => Err(format!(
+            "`:{key}` must be a vector of strings, got {}",
+            other.kind()
+        )),
+    }
 }

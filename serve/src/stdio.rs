@@ -20,18 +20,7 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (tx, mut rx) = mpsc::channel::<String>(256);
-    let writer = tokio::spawn(async move {
-        let mut output = output;
-        while let Some(line) = rx.recv().await {
-            let ok = output.write_all(line.as_bytes()).await.is_ok()
-                && output.write_all(b"\n").await.is_ok()
-                && output.flush().await.is_ok();
-            if !ok {
-                break;
-            }
-        }
-    });
+    let (tx, writer) = spawn_writer(output);
     let mut reader = BufReader::new(input);
     let mut session: Option<Arc<Session>> = None;
     let mut background = tokio::task::JoinSet::new();
@@ -86,18 +75,11 @@ where
                     s.deliver(&id, body);
                 }
             }
-            Message::Notification { method, params } => match (method.as_str(), &session) {
-                ("notifications/initialized", Some(s)) => {
-                    s.initialized
-                        .store(true, std::sync::atomic::Ordering::Release);
+            Message::Notification { method, params } => {
+                if let Some(s) = &session {
+                    notified(s, &method, &params);
                 }
-                ("notifications/cancelled", Some(s)) => {
-                    if let Some(id) = params.get("requestId") {
-                        s.cancel(id);
-                    }
-                }
-                _ => {}
-            },
+            }
             Message::Request { id, method, params } if method == "initialize" => {
                 let outcome = match &session {
                     Some(_) => Err(RpcError::new(
@@ -173,6 +155,44 @@ where
     }
     drop(tx);
     let _ = writer.await;
+}
+
+/// The writer of `output`: each line sent to it, then a newline, until
+/// the channel closes or a write fails.
+fn spawn_writer<W>(output: W) -> (mpsc::Sender<String>, tokio::task::JoinHandle<()>)
+where
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, mut rx) = mpsc::channel::<String>(256);
+    let writer = tokio::spawn(async move {
+        let mut output = output;
+        while let Some(line) = rx.recv().await {
+            let ok = output.write_all(line.as_bytes()).await.is_ok()
+                && output.write_all(b"\n").await.is_ok()
+                && output.flush().await.is_ok();
+            if !ok {
+                break;
+            }
+        }
+    });
+    (tx, writer)
+}
+
+/// A notification from the client to its session.
+fn notified(session: &Session, method: &str, params: &Value) {
+    match method {
+        "notifications/initialized" => {
+            session
+                .initialized
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        "notifications/cancelled" => {
+            if let Some(id) = params.get("requestId") {
+                session.cancel(id);
+            }
+        }
+        _ => {}
+    }
 }
 
 enum Line {

@@ -32,19 +32,22 @@ use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 mod ack;
+mod connect;
 mod counted;
+mod decide;
 mod dns;
 mod hooks;
+mod respond;
 mod secrets;
 
 use ack::{Acker, QuickAck};
+use connect::Conn;
 use counted::Counted;
 use dns::{Dns, DnsFailure};
+use hooks::Attempt;
 pub(crate) use hooks::{EgressHooks, Failure, OutBody, Timeouts};
 use secrets::{substitute, Redacted, Redaction};
 
-/// Idle connections kept per destination.
-const MAX_IDLE_PER_DESTINATION: usize = 32;
 const SECRET_OPEN: &str = "{{secret:";
 
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
@@ -56,6 +59,16 @@ struct Destination {
     https: bool,
     host: String,
     port: u16,
+}
+
+impl Destination {
+    fn scheme(&self) -> &'static str {
+        if self.https {
+            "https"
+        } else {
+            "http"
+        }
+    }
 }
 
 /// How names are resolved, host-wide (`[host]`): pinned addresses, the
@@ -113,40 +126,6 @@ impl Egress {
         }
     }
 
-    /// One of the plugin's sockets for a new connection: at the cap, an
-    /// idle connection is closed to make room, or the wait goes on until
-    /// one closes, at most `wait`.
-    async fn socket_slot(&self, wait: Duration) -> Result<SocketSlot, Refusal> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let released = self.descriptors.released();
-            tokio::pin!(released);
-            released.as_mut().enable();
-            if let Some(slot) = self.descriptors.try_take_socket() {
-                return Ok(slot);
-            }
-            self.close_one_idle();
-            if tokio::time::timeout_at(deadline, released).await.is_err() {
-                let max = self.descriptors.max_sockets();
-                return Err(Refusal::Failed(
-                    HttpError::ConnectionLimitReached,
-                    format!(
-                        "limits.max-sockets ({max}) reached: the plugin holds {max} sockets and connections"
-                    ),
-                ));
-            }
-        }
-    }
-
-    /// Closes every idle pooled connection (their sockets are given back
-    /// as they close); returns how many there were.
-    pub(crate) fn close_idle(&self) -> usize {
-        let mut idle = self.idle.lock().expect("egress pool lock");
-        let n = idle.values().map(Vec::len).sum();
-        idle.clear();
-        n
-    }
-
     /// A call's output with the value of every secret granted to the
     /// plugin cut out: its canonical JSON text (so `\u` escapes cannot hide
     /// a value) with the values replaced, and how many were; `None` when
@@ -162,47 +141,8 @@ impl Egress {
         &self.descriptors
     }
 
-    /// Closes one idle pooled connection, if there is one.
-    fn close_one_idle(&self) {
-        let mut idle = self.idle.lock().expect("egress pool lock");
-        for list in idle.values_mut() {
-            if list.pop().is_some() {
-                break;
-            }
-        }
-        idle.retain(|_, list| !list.is_empty());
-    }
-
     pub(crate) fn policy(&self) -> &Arc<Policy> {
         &self.policy
-    }
-
-    fn take_idle(&self, dest: &Destination) -> Option<Conn> {
-        let mut idle = self.idle.lock().expect("egress pool lock");
-        let list = idle.get_mut(dest)?;
-        let mut busy = Vec::new();
-        let mut found = None;
-        while let Some(conn) = list.pop() {
-            if conn.sender.is_closed() {
-                continue;
-            }
-            if conn.sender.is_ready() {
-                found = Some(conn);
-                break;
-            }
-            busy.push(conn);
-        }
-        list.extend(busy);
-        found
-    }
-
-    fn put_idle(&self, dest: Destination, conn: Conn) {
-        let mut idle = self.idle.lock().expect("egress pool lock");
-        let list = idle.entry(dest).or_default();
-        list.retain(|c| !c.sender.is_closed());
-        if list.len() < MAX_IDLE_PER_DESTINATION {
-            list.push(conn);
-        }
     }
 
     /// Why `host` may not be looked up at all, beyond the grants: with
@@ -258,89 +198,6 @@ impl Egress {
             )),
         }
     }
-
-    /// Resolves `dest` and connects to the first address the policy allows.
-    /// `allowed` records the decision for that address before anything
-    /// connects to it; `false` (it could not be recorded) refuses it.
-    async fn connect(
-        &self,
-        dest: &Destination,
-        scheme: &str,
-        timeout: Duration,
-        allowed: &(dyn Fn(&str) -> bool + Send + Sync),
-    ) -> Result<Conn, Refusal> {
-        let addrs = self.resolve(&dest.host, timeout).await?;
-        let mut slot = None;
-        let mut last_denial = None;
-        for ip in addrs {
-            match self
-                .policy
-                .check_resolved(scheme, &dest.host, dest.port, ip)
-            {
-                Decision::Deny(reason) => {
-                    last_denial = Some(reason);
-                    continue;
-                }
-                Decision::Allow(reason) => {
-                    if !allowed(&reason) {
-                        return Err(Refusal::Denied("the audit log cannot be written".into()));
-                    }
-                }
-            }
-            if slot.is_none() {
-                slot = Some(self.socket_slot(timeout).await?);
-            }
-            let addr = SocketAddr::new(ip, dest.port);
-            let tcp =
-                match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
-                    Ok(Ok(tcp)) => tcp,
-                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                        return Err(Refusal::Failed(
-                            HttpError::ConnectionRefused,
-                            format!("{addr}: connection refused"),
-                        ))
-                    }
-                    Ok(Err(e)) => {
-                        return Err(Refusal::Failed(
-                            HttpError::Connect(e),
-                            format!("{addr}: cannot connect"),
-                        ))
-                    }
-                    Err(_) => {
-                        return Err(Refusal::Failed(
-                            HttpError::ConnectionTimeout,
-                            format!("{addr}: connect timed out"),
-                        ))
-                    }
-                };
-            let _ = tcp.set_nodelay(true);
-            let acker = Arc::new(Acker::new(&tcp));
-            // Under TLS the bytes read are records, not HTTP: no head scan.
-            let tcp = QuickAck::new(tcp, acker.clone(), !dest.https);
-            let sender = if dest.https {
-                let name =
-                    rustls::pki_types::ServerName::try_from(dest.host.clone()).map_err(|_| {
-                        Refusal::Failed(
-                            HttpError::HttpRequestUriInvalid,
-                            format!("{}: not a TLS server name", dest.host),
-                        )
-                    })?;
-                let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| {
-                        Refusal::Failed(HttpError::Tls(e), format!("{addr}: TLS handshake failed"))
-                    })?;
-                handshake(tls, slot.take()).await?
-            } else {
-                handshake(tcp, slot.take()).await?
-            };
-            return Ok(Conn { sender, acker });
-        }
-        Err(Refusal::Denied(last_denial.unwrap_or_else(|| {
-            format!("{} resolved to no address", dest.host)
-        })))
-    }
 }
 
 /// The redaction of every secret granted under `policy`, with their names.
@@ -351,49 +208,9 @@ fn granted_redaction(policy: &Policy) -> Option<(Arc<Redaction>, Arc<str>)> {
     Some((Arc::new(redaction), names.join(", ").into()))
 }
 
-/// Starts HTTP/1.1 on `io`; the connection holds `slot` until it closes.
-async fn handshake<S>(io: S, slot: Option<SocketSlot>) -> Result<SendRequest<WasiBody>, Refusal>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
-{
-    let (sender, conn) = hyper::client::conn::http1::Builder::new()
-        .handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| Refusal::Failed(HttpError::from(e), "HTTP handshake failed".into()))?;
-    tokio::spawn(async move {
-        let _slot = slot;
-        let _ = conn.await;
-    });
-    Ok(sender)
-}
-
-/// A kept-alive HTTP/1.1 connection: the sender and the connection's ACK
-/// control (used by the response body; see [`QuickAck`]).
-struct Conn {
-    sender: SendRequest<WasiBody>,
-    acker: Arc<Acker>,
-}
-
 pub(crate) enum Refusal {
     /// Policy said no: the guest sees `HttpRequestDenied`.
     Denied(String),
     /// The network said no.
     Failed(HttpError, String),
-}
-
-/// Whether `e` says a kept-alive connection was already closed by the peer
-/// (so the request was not taken by it).
-fn stale_connection(e: &hyper::Error) -> bool {
-    if e.is_canceled() || e.is_closed() || e.is_incomplete_message() {
-        return true;
-    }
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::*;
-            return matches!(io.kind(), ConnectionReset | BrokenPipe | ConnectionAborted);
-        }
-        source = s.source();
-    }
-    false
 }
