@@ -71,7 +71,9 @@ impl Planned {
     /// else a new one.
     async fn connection(&self, egress: &Egress, kept: Option<Conn>) -> Result<Conn, Failure> {
         if let Some(conn) = kept {
-            self.attempt.allow("granted; a kept-alive connection")?;
+            self.attempt
+                .allow("granted; a kept-alive connection")
+                .await?;
             return Ok(conn);
         }
         // Boxed: connecting is rare next to reuse, and its future
@@ -88,7 +90,7 @@ impl Planned {
             .resolve(&self.dest.host, self.connect_timeout)
             .await
             .map_err(|r| self.attempt.refused(r))?;
-        let ip = self.decide_address(&egress.policy, addrs)?;
+        let ip = self.decide_address(&egress.policy, addrs).await?;
         egress
             .open(&self.dest, ip, self.connect_timeout)
             .await

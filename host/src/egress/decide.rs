@@ -6,7 +6,7 @@
 //! made.
 
 use super::*;
-use crate::governance::audit::{Effect, Outcome};
+use crate::audit::{Effect, Outcome};
 use crate::limits::ResolvedLimits;
 use http::header::{HeaderValue, HOST};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -349,7 +349,7 @@ impl Planned {
     /// public address, or any when a grant names the host exactly), the
     /// allow recorded for that address; else a denial naming the last one
     /// refused, recorded.
-    pub(super) fn decide_address(
+    pub(super) async fn decide_address(
         &self,
         policy: &Policy,
         addrs: Vec<IpAddr>,
@@ -360,7 +360,7 @@ impl Planned {
             match policy.check_resolved(dest.scheme(), &dest.host, dest.port, ip) {
                 Decision::Deny(reason) => last_denial = Some(reason),
                 Decision::Allow(reason) => {
-                    self.attempt.allow(&format!("granted; {reason}"))?;
+                    self.attempt.allow(&format!("granted; {reason}")).await?;
                     return Ok(ip);
                 }
             }

@@ -81,13 +81,15 @@ impl Attempt {
     /// Audits the decision to send (after resolution, or on a kept-alive
     /// connection) before anything is sent; one that cannot be recorded is
     /// a denial.
-    pub(super) fn allow(&self, reason: &str) -> Result<(), Failure> {
-        if self.auditor.record(
+    /// The record is queued at once and awaited without holding the thread.
+    pub(super) async fn allow(&self, reason: &str) -> Result<(), Failure> {
+        let recorded = self.auditor.record_async(
             Effect::Egress,
             &format!("{} {}", self.method, self.destination),
             Outcome::Allow,
             reason,
-        ) {
+        );
+        if recorded.await {
             return Ok(());
         }
         Err(self.denied("the audit log cannot be written".into()))

@@ -6,7 +6,7 @@
 use super::connect::Exchange;
 use super::decide::Planned;
 use super::*;
-use crate::governance::audit::{Effect, Outcome};
+use crate::audit::{Effect, Outcome};
 use bytes::Bytes;
 use http_body::Body;
 use http_body_util::BodyExt;
