@@ -29,11 +29,30 @@ pub(crate) fn from_result(result: anyhow::Result<()>) -> ExitCode {
         return ExitCode::from(stopped.exit_code());
     }
     let code = match e.downcast_ref::<warden::Error>() {
-        Some(err) => err.exit_code() as u8,
+        Some(err) => exit_code(err),
         None => 2,
     };
     eprintln!("error: {e:#}");
     ExitCode::from(code)
+}
+
+/// The exit code for a host error: 2 configuration or load error, 3 denied
+/// by policy (rate limits and full slots included), 4 any other capability
+/// error (limits included).
+pub(crate) fn exit_code(err: &warden::Error) -> u8 {
+    use warden::Error;
+    match err {
+        Error::Config(_)
+        | Error::Load { .. }
+        | Error::DuplicateCapability { .. }
+        | Error::UnknownPlugin(_)
+        | Error::Marketplace(_) => 2,
+        Error::Denied { .. }
+        | Error::RateLimited { .. }
+        | Error::Busy { .. }
+        | Error::SourceUnavailable { denied: true, .. } => 3,
+        _ => 4,
+    }
 }
 
 /// The exit code of a command without a host, which chooses its own; an
@@ -43,4 +62,110 @@ pub(crate) fn usage_errors(result: anyhow::Result<ExitCode>) -> ExitCode {
         eprintln!("error: {e:#}");
         ExitCode::from(2)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exit_code;
+    use warden::{Error, ErrorKind, Limit};
+
+    fn s(text: &str) -> String {
+        text.to_string()
+    }
+
+    #[test]
+    fn configuration_and_load_errors_exit_2() {
+        for e in [
+            Error::Config(s("bad")),
+            Error::Load {
+                plugin: s("p"),
+                message: s("init failed"),
+            },
+            Error::DuplicateCapability {
+                id: s("a.b"),
+                first: s("p"),
+                second: s("q"),
+            },
+            Error::UnknownPlugin(s("p")),
+            Error::Marketplace(s("unreadable")),
+        ] {
+            assert_eq!(exit_code(&e), 2, "{e}");
+        }
+    }
+
+    #[test]
+    fn refusals_by_policy_exit_3() {
+        let source = |denied| Error::SourceUnavailable {
+            id: s("mcp.x.y"),
+            plugin: s("mcp"),
+            source_name: s("x"),
+            reason: s("down"),
+            denied,
+        };
+        for e in [
+            Error::Denied {
+                capability: s("a.b"),
+                message: s("no"),
+            },
+            Error::RateLimited {
+                capability: s("a.b"),
+                message: s("3 per minute"),
+            },
+            Error::Busy {
+                capability: s("a.b"),
+                message: s("slots full"),
+            },
+            source(true),
+        ] {
+            assert_eq!(exit_code(&e), 3, "{e}");
+        }
+        assert_eq!(exit_code(&source(false)), 4);
+    }
+
+    #[test]
+    fn other_capability_errors_exit_4() {
+        for e in [
+            Error::UnknownCapability {
+                id: s("a.b"),
+                suggestions: vec![],
+            },
+            Error::InvalidInput {
+                capability: s("a.b"),
+                message: s("$.n"),
+            },
+            Error::LimitExceeded {
+                plugin: s("p"),
+                capability: s("a.b"),
+                limit: Limit::Fuel,
+                detail: s("out of fuel"),
+            },
+            Error::Capability {
+                plugin: s("p"),
+                capability: s("a.b"),
+                kind: ErrorKind::Internal,
+                message: s("failed"),
+            },
+            Error::Trap {
+                plugin: s("p"),
+                capability: s("a.b"),
+                message: s("unreachable"),
+            },
+            Error::InvalidOutput {
+                plugin: s("p"),
+                capability: s("a.b"),
+                message: s("$.ok"),
+            },
+            Error::NotServed {
+                capability: s("a.b"),
+                provider: s("Http"),
+            },
+            Error::Contract {
+                plugin: s("p"),
+                message: s("not JSON"),
+            },
+            Error::Internal(s("oops")),
+        ] {
+            assert_eq!(exit_code(&e), 4, "{e}");
+        }
+    }
 }
