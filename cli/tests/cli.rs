@@ -1,12 +1,9 @@
 //! The `warden` CLI: output, exit codes, and clear errors (never a panic)
 //! for bad configuration and bad components.
 
-#[path = "../../host/tests/support/components.rs"]
-mod components;
-
-use components::{component, target_dir};
 use std::path::Path;
 use std::process::{Command, Output};
+use warden_test_support::components::{component, target_dir};
 
 fn warden(config: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_warden"))

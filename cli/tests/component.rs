@@ -2,13 +2,10 @@
 //! cache (`warden cache list|clear`, eviction past `cache-max-bytes`) and the
 //! message a first load prints while it compiles.
 
-#[path = "../../host/tests/support/components.rs"]
-mod components;
-
-use components::component;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
+use warden_test_support::components::component;
 
 fn warden(args: &[&str], cache: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_warden"))

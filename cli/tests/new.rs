@@ -2,12 +2,9 @@
 //! language's toolchain (the ones `cargo xtask test` installs) and loads; the
 //! plugin answers its call, keeps its configuration and returns typed errors.
 
-#[path = "../../host/tests/support/components.rs"]
-mod components;
-
-use components::target_dir;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use warden_test_support::components::target_dir;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -13,15 +13,12 @@
 //! Run: `cargo bench -p warden --bench audit`; `WARDEN_BENCH_AUDIT=off,flush`
 //! runs only the modes named.
 
-#[path = "../tests/support/components.rs"]
-mod components;
-
-use components::component;
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use warden::audit::SyncPolicy;
 use warden::{AuditSettings, Config, Host, PluginConfig};
+use warden_test_support::components::component;
 
 const TASKS: usize = 64;
 

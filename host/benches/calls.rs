@@ -4,13 +4,10 @@
 //!
 //! Run: `cargo bench -p warden --bench calls`.
 
-#[path = "../tests/support/components.rs"]
-mod components;
-
-use components::component;
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
 use warden::{Config, Host, InstanceMode, PluginConfig};
+use warden_test_support::components::component;
 
 fn host(rt: &tokio::runtime::Runtime, mode: InstanceMode) -> Host {
     let mut plugin = PluginConfig::new(component("hostile"));

@@ -9,17 +9,12 @@
 //! alternate the three clients (500 requests each, 60 rounds), which a
 //! drift in the machine's speed between criterion's runs cannot skew.
 
-#[path = "../tests/support/http_server.rs"]
-mod http_server;
-
-#[path = "../tests/support/components.rs"]
-mod components;
-
-use components::component;
 use criterion::Criterion;
 use serde_json::json;
 use std::time::Instant;
 use warden::{Config, Host, Manifest, PluginConfig, ProviderKind};
+use warden_test_support::components::component;
+use warden_test_support::http_server;
 
 struct Setup {
     rt: tokio::runtime::Runtime,

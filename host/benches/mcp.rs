@@ -17,19 +17,14 @@
 //! `WARDEN_BENCH_MCP_JSON=1` makes the Python server answer with JSON
 //! instead of SSE.
 
-#[path = "../tests/support/components.rs"]
-mod components;
-#[path = "../tests/support/mcp_server.rs"]
-mod mcp_server;
-
-use components::component;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use mcp_server::McpServer;
 use rmcp::model::{CallToolRequestParams, ProtocolVersion};
 use rmcp::service::{ClientLifecycleMode, ClientServiceExt};
 use rmcp::transport::StreamableHttpClientTransport;
 use serde_json::json;
 use warden::{Config, Host, PluginConfig};
+use warden_test_support::components::component;
+use warden_test_support::mcp_server::McpServer;
 
 fn host_for(
     rt: &tokio::runtime::Runtime,

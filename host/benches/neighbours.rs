@@ -9,14 +9,11 @@
 //!
 //! Run: `cargo bench -p warden --bench neighbours`.
 
-#[path = "../tests/support/components.rs"]
-mod components;
-
-use components::component;
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use warden::{Config, Host, PluginConfig};
+use warden_test_support::components::component;
 
 /// Concurrent spinning calls of the busy plugin: one per worker thread.
 const BUSY_CALLS: u32 = 2;

@@ -283,23 +283,6 @@ impl Error {
         }
     }
 
-    /// The CLI exit code for this error: 2 configuration or load error,
-    /// 3 denied by policy, 4 any other capability error (limits included).
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::Config(_)
-            | Error::Load { .. }
-            | Error::DuplicateCapability { .. }
-            | Error::UnknownPlugin(_)
-            | Error::Marketplace(_) => 2,
-            Error::Denied { .. }
-            | Error::RateLimited { .. }
-            | Error::Busy { .. }
-            | Error::SourceUnavailable { denied: true, .. } => 3,
-            _ => 4,
-        }
-    }
-
     /// The same error, naming `id` as the capability called (for calls the
     /// host routed to a provider plugin's entry point).
     pub(crate) fn for_capability(self, id: &str) -> Error {

@@ -10,9 +10,6 @@
 //! Needs the components: `cargo xtask build-guests`. Run:
 //! `cargo bench -p warden-serve --bench serve`.
 
-#[path = "../../host/tests/support/components.rs"]
-mod components;
-
 use criterion::{criterion_group, criterion_main, Criterion};
 use rmcp::model::CallToolRequestParams;
 use rmcp::transport::StreamableHttpClientTransport;
@@ -20,6 +17,7 @@ use rmcp::ServiceExt;
 use serde_json::json;
 use std::time::{Duration, Instant};
 use warden::{Config, Host, PluginConfig, ServeSettings};
+use warden_test_support::components;
 
 const CLIENTS: usize = 64;
 const ROUNDS: usize = 200;

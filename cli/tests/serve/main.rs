@@ -3,10 +3,7 @@
 //! Inspector's CLI, and raw HTTP for the transport's refusals and its front
 //! door under attack.
 
-#[path = "../../../host/tests/support/components.rs"]
-mod components;
-#[path = "../../../host/tests/support/mcp_server.rs"]
-mod mcp_server;
+use warden_test_support::{components, mcp_server};
 
 mod clients;
 mod front_door;

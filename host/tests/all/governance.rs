@@ -117,7 +117,6 @@ async fn the_default_allows_and_a_deny_rule_refuses_before_the_guest_runs() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Denied { .. }), "{err}");
-    assert_eq!(err.exit_code(), 3);
     assert!(err.to_string().contains("echo is off today"), "{err}");
     // The guest never ran: its per-instance counter did not move.
     assert_eq!(count(&host).await, 2);
@@ -159,7 +158,6 @@ async fn a_rules_calls_per_minute_limits_each_capability() {
     }
     let err = host.call("hostile.echo", json!({})).await.unwrap_err();
     assert!(matches!(err, Error::RateLimited { .. }), "{err}");
-    assert_eq!(err.exit_code(), 3);
     // Per capability: another one has its own window.
     assert_eq!(count(&host).await, 4);
     host.shutdown().await;
@@ -241,7 +239,6 @@ async fn max_concurrent_waits_max_wait_ms_then_fails() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let err = host.call("hostile.echo", json!({})).await.unwrap_err();
     assert!(matches!(err, Error::Busy { .. }), "{err}");
-    assert_eq!(err.exit_code(), 3);
     slow.await.unwrap().unwrap();
     host.call("hostile.echo", json!({})).await.unwrap();
 

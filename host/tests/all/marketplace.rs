@@ -11,7 +11,6 @@ async fn invalid_input_never_reaches_the_guest() {
     let host = host_with("hostile", hostile()).await;
     match host.call("hostile.typed", json!({"n": "seven"})).await {
         Err(e @ Error::InvalidInput { .. }) => {
-            assert_eq!(e.exit_code(), 4);
             assert!(
                 e.to_string().contains("$.n: expected :int, got string"),
                 "{e}"
@@ -39,7 +38,6 @@ async fn output_that_breaks_its_schema_is_reported() {
     let host = host_with("hostile", hostile()).await;
     match host.call("hostile.bad-output", json!(null)).await {
         Err(e @ Error::InvalidOutput { .. }) => {
-            assert_eq!(e.exit_code(), 4);
             assert!(
                 e.to_string().contains("$.ok: expected :bool, got string"),
                 "{e}"

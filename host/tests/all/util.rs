@@ -1,8 +1,8 @@
-#[path = "../support/components.rs"]
-mod components;
-pub use components::{component, target_dir};
 use std::path::{Path, PathBuf};
 use warden::{Config, Host, PluginConfig};
+pub use warden_test_support::components::{component, target_dir};
+pub use warden_test_support::http_server::TestServer;
+pub use warden_test_support::mcp_server::McpServer;
 
 /// The `warden` CLI binary (crate `warden-cli`), beside this test binary's
 /// directory. `cargo test --workspace` (and so `cargo xtask test`) builds it
@@ -74,11 +74,3 @@ pub async fn host_with(name: &str, plugin: PluginConfig) -> Host {
         .await
         .expect("host loads")
 }
-
-#[path = "../support/http_server.rs"]
-mod http_server;
-pub use http_server::TestServer;
-
-#[path = "../support/mcp_server.rs"]
-mod mcp_server;
-pub use mcp_server::McpServer;

@@ -1,18 +1,35 @@
 //! `warden serve`: the host as an MCP server.
 
 use anyhow::Context;
+use clap::Args;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
 use warden_serve::Server;
 
-pub(crate) async fn serve(
-    config: &Path,
+#[derive(Args)]
+#[command(group = clap::ArgGroup::new("transport").required(true).multiple(true))]
+pub(crate) struct ServeArgs {
+    /// Serve one client on stdin/stdout.
+    #[arg(long, group = "transport")]
     stdio: bool,
+    /// Serve streamable HTTP on ADDR (a port alone means 127.0.0.1).
+    #[arg(long, value_name = "ADDR", group = "transport", num_args = 0..=1,
+          default_missing_value = "127.0.0.1:8700", value_parser = parse_addr)]
     http: Option<SocketAddr>,
-    watch: bool,
-) -> anyhow::Result<()> {
+    /// Do not reload when the configuration or a component changes
+    /// (SIGHUP still reloads).
+    #[arg(long)]
+    no_watch: bool,
+}
+
+pub(crate) async fn run(args: ServeArgs, config: &Path) -> anyhow::Result<()> {
+    let ServeArgs {
+        stdio,
+        http,
+        no_watch,
+    } = args;
     eprintln!("warden serve: loading {} (the first load of a plugin compiles it; later loads come from the cache)", config.display());
     let server = Server::from_config_file(config).await?;
     let tools = server.host().capabilities().len();
@@ -36,14 +53,14 @@ pub(crate) async fn serve(
         eprintln!("warden serve: {tools} tools over MCP on stdin/stdout");
         transports.push(Box::pin(server.stdio()));
     }
-    tokio::spawn(server.watch(watch));
+    tokio::spawn(server.watch(!no_watch));
     server.run_until_signal(transports).await;
     eprintln!("warden serve: stopped");
     Ok(())
 }
 
 /// Parses `--http`'s value: an address, or a port on 127.0.0.1.
-pub(crate) fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+fn parse_addr(text: &str) -> Result<SocketAddr, String> {
     if let Ok(port) = text.parse::<u16>() {
         return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
     }

@@ -1,13 +1,12 @@
 //! Where tests and benchmarks find the components `cargo xtask build-guests` builds.
-#![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The workspace's target directory.
 pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .unwrap_or_else(|| crate::repo().join("target"))
 }
 
 /// The component `name`, which must have been built.

@@ -1,5 +1,4 @@
 //! A small HTTP/1.1 server for tests and benchmarks (shared by both).
-#![allow(dead_code)]
 
 /// What the test server received.
 #[derive(Debug, Clone, Default)]

@@ -1,10 +1,10 @@
 //! A real MCP server for tests and benchmarks: `tests/mcp/server.py` on the
 //! official Python SDK, run from the repository's `.venv` (`cargo xtask
 //! test` or `cargo xtask python-env` creates it).
-#![allow(dead_code)]
 
+use crate::repo;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,10 +26,6 @@ pub enum Sdk {
     /// `tests/serve/ts-server.mjs` on the TypeScript SDK v2
     /// (`@modelcontextprotocol/server` 2.4), 2026-07-28 only.
     TypeScript,
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 fn python() -> PathBuf {

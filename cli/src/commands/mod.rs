@@ -1,0 +1,39 @@
+//! The subcommands, one file each: its arguments (a `#[derive(Args)]`
+//! struct) and its `run`.
+//!
+//! - without a host: `audit`, `schema`, `check`, `cache`, `new`;
+//! - loading a host from the configuration: `list`, `call`, `export`,
+//!   `import`, `inspect` (through [`load`] or [`ready`]) and `serve`.
+
+pub(crate) mod audit;
+pub(crate) mod cache;
+pub(crate) mod call;
+pub(crate) mod check;
+pub(crate) mod export;
+pub(crate) mod import;
+pub(crate) mod inspect;
+pub(crate) mod list;
+pub(crate) mod new;
+pub(crate) mod schema;
+pub(crate) mod serve;
+
+use crate::approver::TerminalApprover;
+use std::path::Path;
+use std::sync::Arc;
+use warden::Host;
+
+/// The host of the configuration at `config`, made [`ready`].
+pub(crate) async fn load(config: &Path) -> anyhow::Result<Host> {
+    Ok(ready(Host::from_config_file(config).await?))
+}
+
+/// A host made ready for a one-shot command: `approve` rules ask on the
+/// terminal, and the plugins refused at load are named (the others are
+/// served).
+pub(crate) fn ready(host: Host) -> Host {
+    host.set_approver(Some(Arc::new(TerminalApprover)));
+    for (name, why) in host.refused_plugins() {
+        eprintln!("error: plugin `{name}` was refused at load (the others are served): {why}");
+    }
+    host
+}

@@ -1,0 +1,15 @@
+//! What Warden's tests and benchmarks share (a dev-dependency, never
+//! published): where the components `cargo xtask build-guests` builds are
+//! (`components`), a small HTTP/1.1 server (`http_server`) and a real MCP
+//! server on the official SDKs (`mcp_server`).
+
+pub mod components;
+pub mod http_server;
+pub mod mcp_server;
+
+use std::path::{Path, PathBuf};
+
+/// The repository's root (this crate is `tests/support`).
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
