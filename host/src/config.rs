@@ -26,14 +26,12 @@ pub use crate::governance::{
     SecretGrant,
 };
 use crate::limits::check_limits;
-mod serve;
 pub use crate::limits::{
     parse_size, Limits, ResolvedLimits, DEFAULT_FUEL, DEFAULT_MAX_EGRESS_BYTES,
     DEFAULT_MAX_LOG_LINES, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MAX_REQUESTS,
     DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_MEMORY, DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_TIMEOUT_MS,
 };
 use serde::{Deserialize, Serialize};
-pub use serve::{ServeSettings, ServeToken};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -74,9 +72,10 @@ pub struct Config {
     pub policy: CallRules,
     /// The tamper-evident audit log; none if absent.
     pub audit: Option<AuditSettings>,
-    /// How `warden serve` lets MCP clients in.
+    /// How `warden serve` lets MCP clients in: kept as written and read
+    /// (strictly) by `warden-serve`'s `ServeSettings::from_config`.
     #[serde(default)]
-    pub serve: ServeSettings,
+    pub serve: toml::Table,
     /// Directory that relative paths are resolved against (the config
     /// file's directory; the current directory for configs built in code).
     #[serde(skip)]
@@ -377,7 +376,6 @@ impl Config {
     fn validate_policy(&self) -> Result<()> {
         self.policy
             .validate(|name| self.plugins.contains_key(name))?;
-        self.serve.validate(|s| self.secrets.contains_key(s))?;
         if let Some(a) = &self.audit {
             if a.path.as_os_str().is_empty() {
                 return Err(Error::Config("at `audit.path`: must not be empty".into()));

@@ -31,7 +31,7 @@ mod registry;
 mod runtime;
 mod sandbox;
 
-pub use governance::policy;
+pub use governance::effect_policy;
 pub use warden_manifest::{route, rtfs, schema};
 
 /// Marketplace snapshots and the capability manifest (from
@@ -43,8 +43,7 @@ pub mod marketplace {
 
 pub use config::{
     AuditSettings, CallRule, CallRules, Config, DirGrant, DirMode, Grants, InstanceMode, Limits,
-    PluginConfig, PluginRules, ResolvedLimits, RuleDecision, SecretGrant, ServeSettings,
-    ServeToken, SessionSettings,
+    PluginConfig, PluginRules, ResolvedLimits, RuleDecision, SecretGrant, SessionSettings,
 };
 pub use digest::digest;
 pub use error::{Error, ErrorKind, Limit, Result};

@@ -16,7 +16,8 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::ServiceExt;
 use serde_json::json;
 use std::time::{Duration, Instant};
-use warden::{Config, Host, PluginConfig, ServeSettings};
+use warden::{Config, Host, PluginConfig};
+use warden_serve::ServeSettings;
 use warden_test_support::components;
 
 const CLIENTS: usize = 64;

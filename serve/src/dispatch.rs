@@ -1,9 +1,9 @@
 //! What each MCP method does, in either revision.
 
 use crate::approval::{self, AskLater, Asked, BackChannel, Decided, Elicit};
+use crate::client_sessions::{Full, Session};
 use crate::protocol::{self, Envelope, RpcError, HANDSHAKE, MODERN};
 use crate::refusals::Refusal;
-use crate::sessions::{Full, Session};
 use crate::{tools, Shared};
 use serde_json::{json, Value};
 use std::sync::Arc;

@@ -23,12 +23,13 @@
 
 mod admission;
 mod approval;
+mod client_sessions;
 mod dispatch;
 pub mod http;
 mod protocol;
 mod refusals;
 mod reload;
-mod sessions;
+mod settings;
 pub mod stdio;
 mod tools;
 
@@ -41,10 +42,11 @@ use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::watch;
-use warden::{Config, Host, ServeSettings};
+use warden::{Config, Host};
 
 pub use protocol::{HANDSHAKE, MODERN};
 pub use refusals::RefusalCounts;
+pub use settings::{ServeSettings, ServeToken};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +75,7 @@ pub(crate) struct Shared {
     /// Bearer token values and the principal each stands for.
     tokens: Vec<(String, String)>,
     pub(crate) states: approval::States,
-    pub(crate) sessions: sessions::Sessions,
+    pub(crate) sessions: client_sessions::Sessions,
     /// Bumped whenever the tool list changes.
     pub(crate) changes: watch::Sender<u64>,
     /// Bumped whenever a reload swaps the host.
@@ -157,7 +159,7 @@ impl Shared {
     }
 
     /// Ends a 2025-11-25 session and the host sessions opened under it.
-    pub(crate) async fn end_session(&self, session: &sessions::Session) {
+    pub(crate) async fn end_session(&self, session: &client_sessions::Session) {
         let n = self.host().end_sessions(&session.pool_key()).await;
         tracing::debug!(session = %session.id, closed = n, "MCP session ended");
     }
@@ -167,8 +169,8 @@ impl Server {
     /// Loads the configuration file and its plugins.
     pub async fn from_config_file(path: &Path) -> Result<Server, ServeError> {
         let config = Config::from_file(path)?;
-        let settings = config.serve.clone();
-        let tokens = tokens(&config)?;
+        let settings = ServeSettings::from_config(&config)?;
+        let tokens = tokens(&config, &settings)?;
         let host = Host::new(config).await?;
         Ok(Server::build(
             host,
@@ -194,7 +196,7 @@ impl Server {
             host: RwLock::new(host),
             config_path,
             states: approval::States::new(Duration::from_millis(settings.approval_timeout_ms)),
-            sessions: sessions::Sessions::new(
+            sessions: client_sessions::Sessions::new(
                 settings.max_sessions as usize,
                 settings.sessions_per_principal() as usize,
                 Duration::from_millis(settings.session_idle_ms),
@@ -356,9 +358,9 @@ impl Server {
 }
 
 /// Bearer tokens of `[serve]`, read from their secrets.
-fn tokens(config: &Config) -> Result<Vec<(String, String)>, ServeError> {
+fn tokens(config: &Config, settings: &ServeSettings) -> Result<Vec<(String, String)>, ServeError> {
     let mut out = Vec::new();
-    for t in &config.serve.tokens {
+    for t in &settings.tokens {
         let value = config.secret_value(&t.secret)?;
         if value.len() < 16 {
             return Err(warden::Error::Config(format!(

@@ -72,7 +72,10 @@ pub(crate) async fn reload(shared: &Arc<Shared>) -> Result<bool, ServeError> {
         return Ok(false);
     };
     let started = std::time::Instant::now();
-    let host = Host::from_config_file(path).await?;
+    // A broken `[serve]` table keeps the old configuration too.
+    let config = Config::from_file(path)?;
+    crate::ServeSettings::from_config(&config)?;
+    let host = Host::new(config).await?;
     let before = tool_list(&shared.host());
     let after = tool_list(&host);
     let old = std::mem::replace(

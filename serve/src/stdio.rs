@@ -2,9 +2,9 @@
 //! serve --stdio`), newline-delimited JSON-RPC. Only JSON-RPC goes to
 //! stdout; logs go to stderr.
 
+use crate::client_sessions::{Outbound, Session, Sink};
 use crate::dispatch::Caller;
 use crate::protocol::{self, Message, RpcError};
-use crate::sessions::{Outbound, Session, Sink};
 use crate::Shared;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -177,7 +177,7 @@ impl Client {
                 .shared
                 .initialize(params, PRINCIPAL)
                 .map(|(session, result)| {
-                    self.background.spawn(crate::sessions::list_changes(
+                    self.background.spawn(crate::client_sessions::list_changes(
                         self.shared.clone(),
                         Sink::Lines(self.tx.clone()),
                         None,
@@ -306,7 +306,7 @@ async fn listen(shared: Arc<Shared>, tx: mpsc::Sender<String>, id: Value, params
     let mut stopping = shared.stopping.subscribe();
     if tools {
         tokio::select! {
-            _ = crate::sessions::list_changes(shared.clone(), sink, Some(id.clone())) => return,
+            _ = crate::client_sessions::list_changes(shared.clone(), sink, Some(id.clone())) => return,
             _ = crate::stopped(&mut stopping) => {}
         }
     } else {

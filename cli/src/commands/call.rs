@@ -27,7 +27,7 @@ pub(crate) async fn run(args: CallArgs, config: &Path) -> anyhow::Result<()> {
         session,
     } = args;
     // A call needs only the plugins (and sources) that can serve its id.
-    let host = super::ready(Host::from_config_file_for_call(config, &capability).await?);
+    let host = super::ready(Host::new_for_call(super::read_config(config)?, &capability).await?);
     let value = read_input(&capability, input.as_deref())?;
     let call = host.call_in_session(&capability, value, session.as_deref());
     let out = tokio::select! {

@@ -20,11 +20,19 @@ pub(crate) mod serve;
 use crate::approver::TerminalApprover;
 use std::path::Path;
 use std::sync::Arc;
-use warden::Host;
+use warden::{Config, Host};
 
 /// The host of the configuration at `config`, made [`ready`].
 pub(crate) async fn load(config: &Path) -> anyhow::Result<Host> {
-    Ok(ready(Host::from_config_file(config).await?))
+    Ok(ready(Host::new(read_config(config)?).await?))
+}
+
+/// The configuration at `path`, with its `[serve]` table checked too: every
+/// command refuses a configuration `warden serve` would refuse.
+pub(crate) fn read_config(path: &Path) -> anyhow::Result<Config> {
+    let config = Config::from_file(path)?;
+    warden_serve::ServeSettings::from_config(&config)?;
+    Ok(config)
 }
 
 /// A host made ready for a one-shot command: `approve` rules ask on the

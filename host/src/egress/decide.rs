@@ -351,7 +351,7 @@ impl Planned {
     /// refused, recorded.
     pub(super) async fn decide_address(
         &self,
-        policy: &Policy,
+        policy: &EffectPolicy,
         addrs: Vec<IpAddr>,
     ) -> Result<IpAddr, Failure> {
         let dest = &self.dest;

@@ -1,5 +1,5 @@
 //! The one door to the network for `wasi:http`: every outbound request of a
-//! plugin is decided here by its [`Policy`], on the destination actually
+//! plugin is decided here by its [`EffectPolicy`], on the destination actually
 //! connected to.
 //!
 //! Per request: the per-call request cap; the `Host` header must match the
@@ -20,7 +20,7 @@
 //! is closed to make room, or the request waits (within its connect
 //! timeout) for one to close, then fails with `connection-limit-reached`.
 
-use crate::governance::policy::{Decision, Policy, SecretUse, SecretValue};
+use crate::governance::effect_policy::{Decision, EffectPolicy, SecretUse, SecretValue};
 use crate::limits::{DescriptorBudget, SocketSlot};
 use hyper::client::conn::http1::SendRequest;
 use std::collections::{BTreeMap, HashMap};
@@ -85,7 +85,7 @@ pub(crate) struct Naming {
 /// Shared by all instances of the plugin.
 pub(crate) struct Egress {
     plugin: Arc<str>,
-    policy: Arc<Policy>,
+    policy: Arc<EffectPolicy>,
     pins: Arc<BTreeMap<String, IpAddr>>,
     wildcards: bool,
     /// The plugin's own resolver.
@@ -102,7 +102,7 @@ pub(crate) struct Egress {
 impl Egress {
     pub(crate) fn new(
         plugin: Arc<str>,
-        policy: Arc<Policy>,
+        policy: Arc<EffectPolicy>,
         naming: &Naming,
         descriptors: Arc<DescriptorBudget>,
     ) -> Egress {
@@ -141,7 +141,7 @@ impl Egress {
         &self.descriptors
     }
 
-    pub(crate) fn policy(&self) -> &Arc<Policy> {
+    pub(crate) fn policy(&self) -> &Arc<EffectPolicy> {
         &self.policy
     }
 
@@ -201,7 +201,7 @@ impl Egress {
 }
 
 /// The redaction of every secret granted under `policy`, with their names.
-fn granted_redaction(policy: &Policy) -> Option<(Arc<Redaction>, Arc<str>)> {
+fn granted_redaction(policy: &EffectPolicy) -> Option<(Arc<Redaction>, Arc<str>)> {
     let granted: Vec<(&str, &SecretValue)> = policy.granted_secrets().collect();
     let redaction = Redaction::new(granted.iter().map(|(_, v)| v.expose()))?;
     let names: Vec<&str> = granted.iter().map(|(n, _)| *n).collect();
@@ -209,7 +209,7 @@ fn granted_redaction(policy: &Policy) -> Option<(Arc<Redaction>, Arc<str>)> {
 }
 
 pub(crate) enum Refusal {
-    /// Policy said no: the guest sees `HttpRequestDenied`.
+    /// EffectPolicy said no: the guest sees `HttpRequestDenied`.
     Denied(String),
     /// The network said no.
     Failed(HttpError, String),

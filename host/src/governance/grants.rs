@@ -1,6 +1,6 @@
 //! Grants: what one plugin may touch (`[plugins.NAME.grants]`), and the
 //! destination pattern syntax they use ([`EgressRule`]). The effect
-//! [`Policy`](super::policy::Policy) is built from them.
+//! [`EffectPolicy`](super::effect_policy::Policy) is built from them.
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};

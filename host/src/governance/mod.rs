@@ -5,7 +5,7 @@
 //!
 //! - [`grants`]: a plugin's grants (`[plugins.NAME.grants]`) and the
 //!   destination pattern syntax.
-//! - [`policy`]: the effect policy built from the grants, the one handle the
+//! - [`effect_policy`]: the effect policy built from the grants, the one handle the
 //!   code performing an effect asks; `addresses` says which are public.
 //! - [`rules`]: the `[policy]` table; [`admission`] enforces it per call
 //!   (rules, rate limits, approval, concurrency slots).
@@ -16,8 +16,8 @@ mod addresses;
 pub(crate) mod admission;
 pub(crate) mod auditor;
 pub mod budget;
+pub mod effect_policy;
 pub(crate) mod grants;
-pub mod policy;
 pub(crate) mod rules;
 
 pub use crate::audit::AuditSettings;

@@ -7,7 +7,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::governance::{Approver, CallFacts, MatchedRule, RuleDecision};
 use crate::registry::{CapabilityInfo, Serving};
 use crate::runtime::plugin::LoadedPlugin;
-use crate::runtime::sessions::{SessionCall, DEFAULT_SESSION_KEY};
+use crate::runtime::session_pool::{SessionCall, DEFAULT_SESSION_KEY};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;

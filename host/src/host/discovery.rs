@@ -1,7 +1,7 @@
 //! Capabilities found at run time: each plugin's discovery sources, the
 //! ones that failed (retried in the background), and the session sweeper.
 
-use super::descriptor::descriptor_info;
+use super::declared::declared_info;
 use super::*;
 use crate::registry::{Refusal, Refused, MAX_CAPABILITIES_PER_SOURCE, MAX_SOURCES_PER_PLUGIN};
 
@@ -304,7 +304,7 @@ fn register_source(
             refused.add(&id, Refusal::TooMany("a source's 1024 capabilities"));
             continue;
         }
-        let info = match descriptor_info(d, name) {
+        let info = match declared_info(d, name) {
             Ok(i) => i,
             Err(e) => {
                 refused.add(&id, Refusal::Malformed(e));

@@ -3,7 +3,7 @@
 //! descriptors), the provider kinds plugins serve, and the declared and
 //! stored capabilities.
 
-use super::descriptor::descriptor_info;
+use super::declared::declared_info;
 use super::discovery::{discover_all, register_sources, Discovery};
 use super::*;
 use crate::config::PluginConfig;
@@ -72,7 +72,7 @@ impl Host {
         register_declared(&config, &servers, &plugins, &mut registry, &governance)?;
         register_stored(stored, &servers, &plugins, &mut registry, &governance)?;
         let sweep_every =
-            sessions::sweep_interval(plugins.iter().map(|p| p.info.sessions.idle_ttl_ms));
+            session_pool::sweep_interval(plugins.iter().map(|p| p.info.sessions.idle_ttl_ms));
         let host = Host {
             inner: Arc::new(Inner {
                 plugins,
@@ -262,8 +262,8 @@ fn read_component(config: &Config, name: &str, pc: &PluginConfig) -> Result<(Pat
 
 /// The effect policy of plugin `name`: its grants, granted directories that
 /// exist, and its secrets bound to their destinations.
-fn plugin_policy(config: &Config, name: &str, pc: &PluginConfig) -> Result<Policy> {
-    let policy = Policy::from_grants(&pc.grants, |p| config.resolve_path(p))
+fn plugin_policy(config: &Config, name: &str, pc: &PluginConfig) -> Result<EffectPolicy> {
+    let policy = EffectPolicy::from_grants(&pc.grants, |p| config.resolve_path(p))
         .map_err(|e| Error::load(name, e))?;
     for dir in policy.dirs() {
         if !dir.host.is_dir() {
@@ -516,7 +516,7 @@ async fn describe_into(
     let mut refused = crate::registry::Refused::default();
     for d in description.capabilities {
         let id = d.id.clone();
-        let info = descriptor_info(d, &name)
+        let info = declared_info(d, &name)
             .map_err(|e| Error::load(&name, format!("capability `{id}`: {e}")))?;
         if let Route::Session { key } = &info.route {
             if !plugin.has_sessions() {

@@ -7,10 +7,10 @@ pub(crate) mod check;
 pub(crate) mod engine;
 pub(crate) mod outcome;
 pub(crate) mod plugin;
-pub(crate) mod sessions;
+pub(crate) mod session_pool;
 
 pub use cache::{CacheEntry, CompiledCache};
 pub use check::{check_component, ComponentReport, ImportCheck};
 pub use engine::CompileSource;
 pub use plugin::PluginInfo;
-pub use sessions::DEFAULT_SESSION_KEY;
+pub use session_pool::DEFAULT_SESSION_KEY;

@@ -100,10 +100,10 @@ struct Guests {
     cleanup: Option<cleanup::Guest>,
 }
 
-mod remains;
-mod sessions;
-use remains::Entered;
-pub(crate) use sessions::LiveSession;
+mod remote_state;
+mod session;
+use remote_state::Entered;
+pub(crate) use session::LiveSession;
 
 pub(crate) struct LoadedPlugin {
     pub(crate) info: PluginInfo,

@@ -141,11 +141,11 @@ impl Resolver {
         };
         let policy = self.egress.policy().clone();
         let granted = match policy.lookup_decision(&host) {
-            crate::governance::policy::Decision::Deny(reason) => {
+            crate::governance::effect_policy::Decision::Deny(reason) => {
                 self.record(&host, Outcome::Deny, &reason);
                 return Lookup::Ready(Err(ErrorCode::AccessDenied));
             }
-            crate::governance::policy::Decision::Allow(reason) => reason,
+            crate::governance::effect_policy::Decision::Allow(reason) => reason,
         };
         if let Some(reason) = self.egress.lookup_denial(&host) {
             self.record(&host, Outcome::Deny, &reason);

@@ -49,7 +49,7 @@ fn clip(s: &str) -> &str {
 pub(crate) struct State {
     plugin: Arc<str>,
     /// The plugin's effect policy: every effect in this instance asks it.
-    policy: Arc<crate::governance::policy::Policy>,
+    policy: Arc<crate::governance::effect_policy::EffectPolicy>,
     wasi: WasiCtx,
     http: WasiHttpCtx,
     pub(crate) hooks: EgressHooks,

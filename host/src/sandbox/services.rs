@@ -11,7 +11,7 @@ const MAX_REMOTE_STATE: usize = 64 << 10;
 
 impl host::Host for State {
     fn env_var(&mut self, name: String) -> Result<Option<String>, WitError> {
-        use crate::governance::policy::Decision;
+        use crate::governance::effect_policy::Decision;
         match self.policy.env_allowed(&name) {
             Decision::Allow(reason) => {
                 if !self

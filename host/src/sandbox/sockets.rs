@@ -12,7 +12,7 @@ use wasmtime_wasi::sockets::SocketAddrUse;
 /// The address check for a plugin's WASI context: asks `policy`, records
 /// the decision with `auditor`, and fails closed when it cannot be recorded.
 pub(crate) fn check(
-    policy: Arc<crate::governance::policy::Policy>,
+    policy: Arc<crate::governance::effect_policy::EffectPolicy>,
     plugin: Arc<str>,
     auditor: Auditor,
     looked_up: Arc<super::lookup::LookedUp>,
@@ -27,7 +27,7 @@ pub(crate) fn check(
     let check_plugin = plugin;
     let check_auditor = auditor;
     move |addr, usage| {
-        use crate::governance::policy::{Decision, SocketUse};
+        use crate::governance::effect_policy::{Decision, SocketUse};
         let usage_kind = match usage {
             SocketAddrUse::TcpConnect => SocketUse::TcpConnect,
             SocketAddrUse::TcpBind => SocketUse::TcpBind,

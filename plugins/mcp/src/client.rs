@@ -11,7 +11,7 @@ use std::time::Duration;
 use warden_sdk::http::{Request, StreamingResponse};
 use warden_sdk::Error;
 
-use crate::remains;
+use crate::remote_state;
 use crate::sse::read_sse_response;
 use crate::wire::{content_text, header_value, rpc_error, transient, Failure};
 
@@ -67,7 +67,7 @@ pub struct Client {
 
 impl Drop for Client {
     fn drop(&mut self) {
-        remains::report(self.serial, None);
+        remote_state::report(self.serial, None);
     }
 }
 
@@ -80,7 +80,7 @@ impl Client {
             protocol,
             modern: false,
             next_id: 1,
-            serial: remains::serial(),
+            serial: remote_state::serial(),
             pending: None,
         }
     }
@@ -271,7 +271,7 @@ impl Client {
     }
 
     fn report(&self) {
-        remains::report(self.serial, self.open_state());
+        remote_state::report(self.serial, self.open_state());
     }
 
     /// Ends what a dead instance's client left open, from its entry in the

@@ -30,7 +30,7 @@
 //! origin in `grants.network` and the secret in `grants.secrets`.
 
 mod client;
-mod remains;
+mod remote_state;
 mod sse;
 mod wire;
 
@@ -499,7 +499,7 @@ impl Provider for Mcp {
     }
 
     fn release(&mut self, state: &str) {
-        for entry in remains::entries(state) {
+        for entry in remote_state::entries(state) {
             Client::release(&entry);
         }
     }

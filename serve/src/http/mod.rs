@@ -21,9 +21,9 @@ mod conns;
 mod post;
 mod streams;
 
+use crate::client_sessions::Session;
 use crate::protocol::{self, RpcError};
 use crate::refusals::Refusal;
-use crate::sessions::Session;
 use crate::{ServeError, Shared};
 pub use body::Body;
 use body::{plain, rpc_error, Tracked};

@@ -8,10 +8,10 @@ use super::{
     accepts, header_str, session_of, Accepts, METHOD_HEADER, NAME_HEADER, SESSION_HEADER,
     VERSION_HEADER,
 };
+use crate::client_sessions::{Outbound, Session, Sink};
 use crate::dispatch::Caller;
 use crate::protocol::{self, sse_event, Message, RpcError, HANDSHAKE};
 use crate::refusals::Refusal;
-use crate::sessions::{Outbound, Session, Sink};
 use crate::{Busy, Shared};
 use http::{header, HeaderMap, Request, Response, StatusCode};
 use http_body_util::BodyExt;

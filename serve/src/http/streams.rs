@@ -3,8 +3,8 @@
 
 use super::body::{events, plain, Body};
 use super::{accepts, header_str, session_of, KEEPALIVE, VERSION_HEADER};
+use crate::client_sessions::Sink;
 use crate::protocol::{self, sse_event, HANDSHAKE};
-use crate::sessions::Sink;
 use crate::Shared;
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
@@ -86,7 +86,7 @@ pub(super) fn get(shared: Arc<Shared>, headers: &HeaderMap, principal: &str) -> 
             }
         };
         tokio::select! {
-            _ = crate::sessions::list_changes(shared.clone(), sink, None) => {}
+            _ = crate::client_sessions::list_changes(shared.clone(), sink, None) => {}
             _ = keepalive => {}
             _ = crate::stopped(&mut stopping) => {}
         }

@@ -1,4 +1,4 @@
-//! Policy: what one plugin may do. Built once per plugin from its grants;
+//! EffectPolicy: what one plugin may do. Built once per plugin from its grants;
 //! the code that performs an effect asks this handle and interprets nothing
 //! itself. Deny is the default: no grant, no effect.
 
@@ -116,17 +116,17 @@ pub struct SecretUse<'a> {
 
 /// Everything one plugin may do.
 #[derive(Debug, Clone, Default)]
-pub struct Policy {
+pub struct EffectPolicy {
     env: Vec<String>,
     dirs: Vec<DirAccess>,
     egress: Vec<EgressRule>,
     secrets: Vec<BoundSecret>,
 }
 
-impl Policy {
+impl EffectPolicy {
     /// A policy that allows nothing.
     pub fn deny_all() -> Self {
-        Policy::default()
+        EffectPolicy::default()
     }
 
     /// Builds the policy from grants; `resolve` turns grant paths into host paths.
@@ -148,7 +148,7 @@ impl Policy {
                 mode: d.mode,
             })
             .collect();
-        Ok(Policy {
+        Ok(EffectPolicy {
             env: grants.env.clone(),
             dirs,
             egress,

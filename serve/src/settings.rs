@@ -1,7 +1,9 @@
-//! `[serve]`: how `warden serve` lets MCP clients in.
+//! `[serve]`: how `warden serve` lets MCP clients in. The host's
+//! configuration keeps the table as it is; this crate reads it, refusing
+//! unknown keys by name.
 
-use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
+use warden::{Config, Error, Result};
 
 /// Settings of `warden serve` (`[serve]`).
 ///
@@ -101,6 +103,15 @@ impl Default for ServeSettings {
 const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
 impl ServeSettings {
+    /// The `[serve]` table of `config`, checked: an unknown key is named,
+    /// every bound holds and each token's secret is defined.
+    pub fn from_config(config: &Config) -> Result<ServeSettings> {
+        let settings = ServeSettings::deserialize(toml::Value::Table(config.serve.clone()))
+            .map_err(|e| Error::Config(format!("in [serve]: {}", e.message())))?;
+        settings.validate(|s| config.secrets.contains_key(s))?;
+        Ok(settings)
+    }
+
     /// `max-sessions-per-principal`, or its default: a quarter of
     /// `max-sessions`, at least 1.
     pub fn sessions_per_principal(&self) -> u32 {
@@ -108,7 +119,7 @@ impl ServeSettings {
             .unwrap_or((self.max_sessions / 4).max(1))
     }
 
-    pub(crate) fn validate(&self, secret_defined: impl Fn(&str) -> bool) -> Result<()> {
+    fn validate(&self, secret_defined: impl Fn(&str) -> bool) -> Result<()> {
         let bad = |at: String, what: &str| Err(Error::Config(format!("at `serve.{at}`: {what}")));
         let mut principals = std::collections::BTreeSet::new();
         for (i, t) in self.tokens.iter().enumerate() {

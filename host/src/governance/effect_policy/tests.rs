@@ -2,17 +2,17 @@
 
 use super::*;
 
-fn policy(network: &[&str]) -> Policy {
+fn policy(network: &[&str]) -> EffectPolicy {
     let grants = Grants {
         network: network.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
     };
-    Policy::from_grants(&grants, |p| p.to_path_buf()).unwrap()
+    EffectPolicy::from_grants(&grants, |p| p.to_path_buf()).unwrap()
 }
 
 #[test]
 fn no_grant_denies_everything() {
-    let p = Policy::deny_all();
+    let p = EffectPolicy::deny_all();
     assert!(!p.check_egress("http", "example.com", 80).allowed());
     assert!(!p.env_allowed("HOME").allowed());
     assert!(p.environment(|_| Some("x".into())).is_empty());
@@ -106,7 +106,9 @@ fn lookups_follow_the_grants_and_the_resolved_address_rule() {
     for name in ["evil.com", "example.com", "internal", "localhost"] {
         assert!(!p.lookup_decision(name).allowed(), "{name}");
     }
-    assert!(!Policy::deny_all().lookup_decision("db.internal").allowed());
+    assert!(!EffectPolicy::deny_all()
+        .lookup_decision("db.internal")
+        .allowed());
     let private: IpAddr = "10.0.0.5".parse().unwrap();
     let public: IpAddr = "93.184.216.34".parse().unwrap();
     // A name granted exactly may answer a private address; a wildcard
@@ -190,7 +192,7 @@ fn private_addresses_need_a_by_name_grant() {
 #[test]
 fn secrets_go_only_where_and_how_they_are_bound() {
     let bound = |methods: &[&str]| {
-        Policy::deny_all().with_secrets(vec![BoundSecret {
+        EffectPolicy::deny_all().with_secrets(vec![BoundSecret {
             name: "TOKEN".into(),
             value: SecretValue::new("s3cr3t".into()),
             hosts: vec![EgressRule::parse("https://api.example.com:443").unwrap()],
@@ -253,7 +255,7 @@ fn env_grants() {
         env: vec!["A".into(), "B".into()],
         ..Default::default()
     };
-    let p = Policy::from_grants(&grants, |p| p.to_path_buf()).unwrap();
+    let p = EffectPolicy::from_grants(&grants, |p| p.to_path_buf()).unwrap();
     assert!(p.env_allowed("A").allowed());
     assert!(!p.env_allowed("C").allowed());
     let env = p.environment(|n| (n == "A").then(|| "1".to_string()));

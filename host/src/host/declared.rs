@@ -1,9 +1,10 @@
-//! A plugin's capability descriptors as registry entries.
+//! The capabilities a plugin declares (WIT `capability-descriptor`s) as
+//! registry entries.
 
 use super::*;
 
-/// A plugin's descriptor as a registry entry.
-pub(super) fn descriptor_info(
+/// One declared capability as a registry entry.
+pub(super) fn declared_info(
     d: crate::bindings::warden::provider::types::CapabilityDescriptor,
     plugin: &str,
 ) -> std::result::Result<CapabilityInfo, String> {
