@@ -82,7 +82,7 @@ fn run() -> Result<()> {
                  demo           build everything and run the demo (examples/demo/warden.toml)\n  \
                  links          check the relative links of README.md, ARCHITECTURE.md and docs/*.md\n                 \
                  (files and #anchors) and that README.md has at most 300 lines\n  \
-                 test [ARGS]    check the bindings, formatting, docs' links and supply chain, build\n                 \
+                 test [ARGS]    check the bindings, formatting, docs' links, clippy and supply chain, build\n                 \
                  everything and run the whole test suite (ARGS go to cargo test)"
             );
             Ok(())
@@ -632,6 +632,22 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         .context("running cargo fmt")?;
     check(status, "cargo fmt --all --check (run `cargo fmt --all`)")?;
     links::run(root)?;
+    println!("xtask: cargo clippy --workspace --all-targets -- -D warnings");
+    let status = host_cargo(root)
+        .args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .status()
+        .context("running cargo clippy")?;
+    check(
+        status,
+        "cargo clippy (the workspace's [lints] and clippy.toml)",
+    )?;
     supply_chain(root)?;
     package_sdk(root)?;
     build_guests(root)?;

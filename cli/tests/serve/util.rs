@@ -1,5 +1,4 @@
 //! A `warden serve` process, a raw HTTP client, and the clients' scripts.
-#![allow(dead_code)]
 
 use crate::components::{component, target_dir};
 use serde_json::Value;

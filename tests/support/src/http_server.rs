@@ -83,197 +83,231 @@ impl TestServer {
 }
 
 fn serve_connection(stream: std::net::TcpStream, shared: &Shared) {
-    let (requests, flaky) = (&shared.requests, &shared.flaky);
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::BufReader;
     let _ = stream.set_nodelay(true);
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut out = stream;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut parts = line.split_whitespace();
-        let (method, target) = (
-            parts.next().unwrap_or("").to_string(),
-            parts.next().unwrap_or("").to_string(),
-        );
-        let mut headers = Vec::new();
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-            }
-        }
-        let len: usize = headers
-            .iter()
-            .find(|(k, _)| k == "content-length")
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0);
-        let chunked_request = headers
-            .iter()
-            .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-        let mut body = vec![0u8; len];
-        if chunked_request {
-            body.clear();
-            loop {
-                let mut size = String::new();
-                if reader.read_line(&mut size).unwrap_or(0) == 0 {
-                    return;
-                }
-                let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-                    return;
-                };
-                let mut chunk = vec![0u8; n + 2];
-                if reader.read_exact(&mut chunk).is_err() {
-                    return;
-                }
-                if n == 0 {
-                    break;
-                }
-                body.extend_from_slice(&chunk[..n]);
-            }
-        } else if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let seen = Seen {
-            method: method.clone(),
-            target: target.clone(),
-            headers: headers.clone(),
-            body: body.clone(),
-        };
-        requests.lock().unwrap().push(seen);
-        let (path, query) = target.split_once('?').unwrap_or((target.as_str(), ""));
-        let param = |name: &str| {
-            query
-                .split('&')
-                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-                .map(str::to_string)
-        };
-        let close = headers
+    while let Some(seen) = read_request(&mut reader) {
+        shared.requests.lock().unwrap().push(seen.clone());
+        let close = seen
+            .headers
             .iter()
             .any(|(k, v)| k == "connection" && v.eq_ignore_ascii_case("close"));
-        let mut status = 200;
-        let mut extra = String::new();
-        let mut chunked = false;
-        let mut chunk_size = 1000;
-        let body_out: Vec<u8> = match path {
-            "/json" => {
-                let visible: serde_json::Map<String, serde_json::Value> = headers
-                    .iter()
-                    .filter(|(k, _)| k != "authorization")
-                    .map(|(k, v)| (k.clone(), serde_json::json!(v)))
-                    .collect();
-                serde_json::to_vec(&serde_json::json!({"method": method, "path": path, "query": query, "headers": visible})).unwrap()
-            }
-            "/echo" => serde_json::to_vec(&serde_json::json!({"method": method, "got": serde_json::from_slice::<serde_json::Value>(&body).unwrap_or(serde_json::Value::Null)})).unwrap(),
-            "/big" => {
-                chunked = param("chunked").is_some();
-                vec![b'x'; param("n").and_then(|n| n.parse().ok()).unwrap_or(0)]
-            }
-            "/redirect" => {
-                status = 302;
-                extra = format!("Location: {}\r\n", param("to").unwrap_or_default().replace("%2F", "/").replace("%3A", ":"));
-                Vec::new()
-            }
-            // Quotes the whole request back, as echo and debug endpoints
-            // do: in the body (in small chunks, as text and as JSON) and in
-            // response headers.
-            "/reflect" => {
-                chunked = true;
-                chunk_size = 7;
-                let mut text = format!("{method} {target}\n");
-                for (k, v) in &headers {
-                    text.push_str(&format!("{k}: {v}\n"));
-                    extra.push_str(&format!("x-echo: {v}\r\n"));
-                }
-                text.push_str(&serde_json::to_string(&headers).unwrap());
-                text.into_bytes()
-            }
-            "/tiny" => br#"{"ok":true}"#.to_vec(),
-            "/store" => {
-                let mut stored = shared.stored.lock().unwrap();
-                stored.clear();
-                for (k, v) in &headers {
-                    stored.extend_from_slice(format!("{k}: {v}\n").as_bytes());
-                }
-                stored.extend_from_slice(&body);
-                br#"{"stored":true}"#.to_vec()
-            }
-            "/load" => {
-                chunked = true;
-                chunk_size = 5;
-                shared.stored.lock().unwrap().clone()
-            }
-            // What was stored, as a JSON string with every character
-            // escaped (`\u0074...`): byte-wise it never matches a value.
-            "/escaped" => {
-                let stored = shared.stored.lock().unwrap().clone();
-                let escaped: String = String::from_utf8_lossy(&stored)
-                    .encode_utf16()
-                    .map(|u| format!("\\u{u:04x}"))
-                    .collect();
-                format!("{{\"stored\":\"{escaped}\"}}").into_bytes()
-            }
-            "/encoded" => {
-                extra = format!("content-encoding: {}\r\n", param("coding").unwrap_or_default());
-                b"\x1f\x8b compressed bytes".to_vec()
-            }
-            "/flaky" => {
-                if flaky.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
-                    status = 500;
-                }
-                br#"{"flaky":true}"#.to_vec()
-            }
-            "/slow" => {
-                std::thread::sleep(std::time::Duration::from_millis(param("ms").and_then(|n| n.parse().ok()).unwrap_or(1000)));
-                br#"{"slow":true}"#.to_vec()
-            }
-            p if p.starts_with("/status/") => {
-                status = p[8..].parse().unwrap_or(500);
-                Vec::new()
-            }
-            _ => {
-                status = 404;
-                b"not found".to_vec()
-            }
-        };
-        let ctype = if body_out.first() == Some(&b'{') {
-            "application/json"
-        } else {
-            "text/plain"
-        };
-        let mut resp =
-            format!("HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\nx-served-by: test\r\n{extra}");
-        if chunked {
-            resp.push_str("transfer-encoding: chunked\r\n\r\n");
-            let mut bytes = resp.into_bytes();
-            for chunk in body_out.chunks(chunk_size) {
-                bytes.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
-                bytes.extend_from_slice(chunk);
-                bytes.extend_from_slice(b"\r\n");
-            }
-            bytes.extend_from_slice(b"0\r\n\r\n");
-            if out.write_all(&bytes).is_err() {
-                return;
-            }
-        } else {
-            resp.push_str(&format!("content-length: {}\r\n\r\n", body_out.len()));
-            let mut bytes = resp.into_bytes();
-            bytes.extend_from_slice(&body_out);
-            if out.write_all(&bytes).is_err() {
-                return;
-            }
-        }
-        if close {
+        if !write_reply(&mut out, reply(&seen, shared)) || close {
             return;
         }
     }
+}
+
+/// One request off the connection; `None` when it ends or is malformed.
+fn read_request(reader: &mut impl std::io::BufRead) -> Option<Seen> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let (method, target) = (
+        parts.next().unwrap_or("").to_string(),
+        parts.next().unwrap_or("").to_string(),
+    );
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 {
+            return None;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let body = read_body(reader, &headers)?;
+    Some(Seen {
+        method,
+        target,
+        headers,
+        body,
+    })
+}
+
+/// A request's body: `content-length` bytes, or chunks.
+fn read_body(reader: &mut impl std::io::BufRead, headers: &[(String, String)]) -> Option<Vec<u8>> {
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    if !chunked {
+        let mut body = vec![0u8; len];
+        reader.read_exact(&mut body).ok()?;
+        return Some(body);
+    }
+    let mut body = Vec::new();
+    loop {
+        let mut size = String::new();
+        if reader.read_line(&mut size).unwrap_or(0) == 0 {
+            return None;
+        }
+        let n = usize::from_str_radix(size.trim(), 16).ok()?;
+        let mut chunk = vec![0u8; n + 2];
+        reader.read_exact(&mut chunk).ok()?;
+        if n == 0 {
+            return Some(body);
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// What the server answers.
+struct Reply {
+    status: u16,
+    extra: String,
+    chunked: bool,
+    chunk_size: usize,
+    body: Vec<u8>,
+}
+
+/// The answer to one request, by its path.
+fn reply(seen: &Seen, shared: &Shared) -> Reply {
+    let Seen {
+        method,
+        target,
+        headers,
+        body,
+    } = seen;
+    let flaky = &shared.flaky;
+    let (path, query) = target.split_once('?').unwrap_or((target.as_str(), ""));
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .map(str::to_string)
+    };
+    let mut status = 200;
+    let mut extra = String::new();
+    let mut chunked = false;
+    let mut chunk_size = 1000;
+    let body_out: Vec<u8> = match path {
+        "/json" => {
+            let visible: serde_json::Map<String, serde_json::Value> = headers
+                .iter()
+                .filter(|(k, _)| k != "authorization")
+                .map(|(k, v)| (k.clone(), serde_json::json!(v)))
+                .collect();
+            serde_json::to_vec(&serde_json::json!({"method": method, "path": path, "query": query, "headers": visible})).unwrap()
+        }
+        "/echo" => serde_json::to_vec(&serde_json::json!({"method": method, "got": serde_json::from_slice::<serde_json::Value>(body).unwrap_or(serde_json::Value::Null)})).unwrap(),
+        "/big" => {
+            chunked = param("chunked").is_some();
+            vec![b'x'; param("n").and_then(|n| n.parse().ok()).unwrap_or(0)]
+        }
+        "/redirect" => {
+            status = 302;
+            extra = format!("Location: {}\r\n", param("to").unwrap_or_default().replace("%2F", "/").replace("%3A", ":"));
+            Vec::new()
+        }
+        // Quotes the whole request back, as echo and debug endpoints
+        // do: in the body (in small chunks, as text and as JSON) and in
+        // response headers.
+        "/reflect" => {
+            chunked = true;
+            chunk_size = 7;
+            let mut text = format!("{method} {target}\n");
+            for (k, v) in headers {
+                text.push_str(&format!("{k}: {v}\n"));
+                extra.push_str(&format!("x-echo: {v}\r\n"));
+            }
+            text.push_str(&serde_json::to_string(headers).unwrap());
+            text.into_bytes()
+        }
+        "/tiny" => br#"{"ok":true}"#.to_vec(),
+        "/store" => {
+            let mut stored = shared.stored.lock().unwrap();
+            stored.clear();
+            for (k, v) in headers {
+                stored.extend_from_slice(format!("{k}: {v}\n").as_bytes());
+            }
+            stored.extend_from_slice(body);
+            br#"{"stored":true}"#.to_vec()
+        }
+        "/load" => {
+            chunked = true;
+            chunk_size = 5;
+            shared.stored.lock().unwrap().clone()
+        }
+        // What was stored, as a JSON string with every character
+        // escaped (`\u0074...`): byte-wise it never matches a value.
+        "/escaped" => {
+            let stored = shared.stored.lock().unwrap().clone();
+            let escaped: String = String::from_utf8_lossy(&stored)
+                .encode_utf16()
+                .map(|u| format!("\\u{u:04x}"))
+                .collect();
+            format!("{{\"stored\":\"{escaped}\"}}").into_bytes()
+        }
+        "/encoded" => {
+            extra = format!("content-encoding: {}\r\n", param("coding").unwrap_or_default());
+            b"\x1f\x8b compressed bytes".to_vec()
+        }
+        "/flaky" => {
+            if flaky.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
+                status = 500;
+            }
+            br#"{"flaky":true}"#.to_vec()
+        }
+        "/slow" => {
+            std::thread::sleep(std::time::Duration::from_millis(param("ms").and_then(|n| n.parse().ok()).unwrap_or(1000)));
+            br#"{"slow":true}"#.to_vec()
+        }
+        p if p.starts_with("/status/") => {
+            status = p[8..].parse().unwrap_or(500);
+            Vec::new()
+        }
+        _ => {
+            status = 404;
+            b"not found".to_vec()
+        }
+    };
+    Reply {
+        status,
+        extra,
+        chunked,
+        chunk_size,
+        body: body_out,
+    }
+}
+
+/// Writes `reply`; `false` when the connection is gone.
+fn write_reply(out: &mut impl std::io::Write, reply: Reply) -> bool {
+    let ctype = if reply.body.first() == Some(&b'{') {
+        "application/json"
+    } else {
+        "text/plain"
+    };
+    let (status, extra) = (reply.status, &reply.extra);
+    let mut resp =
+        format!("HTTP/1.1 {status} X\r\ncontent-type: {ctype}\r\nx-served-by: test\r\n{extra}");
+    let bytes = if reply.chunked {
+        resp.push_str("transfer-encoding: chunked\r\n\r\n");
+        let mut bytes = resp.into_bytes();
+        for chunk in reply.body.chunks(reply.chunk_size) {
+            bytes.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            bytes.extend_from_slice(chunk);
+            bytes.extend_from_slice(b"\r\n");
+        }
+        bytes.extend_from_slice(b"0\r\n\r\n");
+        bytes
+    } else {
+        resp.push_str(&format!("content-length: {}\r\n\r\n", reply.body.len()));
+        let mut bytes = resp.into_bytes();
+        bytes.extend_from_slice(&reply.body);
+        bytes
+    };
+    out.write_all(&bytes).is_ok()
 }
