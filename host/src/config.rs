@@ -40,6 +40,7 @@ pub const DEFAULT_MAX_INSTANCES: u32 = 16;
 
 /// The whole host configuration.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Config {
     /// Host-wide settings.
@@ -65,6 +66,10 @@ pub struct Config {
     pub providers: BTreeMap<String, String>,
     /// Capabilities declared in the configuration (marketplace manifests).
     #[serde(default)]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Vec<serde_json::Map<String, serde_json::Value>>")
+    )]
     pub capabilities: Vec<warden_manifest::Manifest>,
     /// Rules for calls: allow, deny or ask for approval by capability id,
     /// rate limits, concurrency, component pinning.
@@ -75,6 +80,10 @@ pub struct Config {
     /// How `warden serve` lets MCP clients in: kept as written and read
     /// (strictly) by `warden-serve`'s `ServeSettings::from_config`.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "serde_json::Map<String, serde_json::Value>")
+    )]
     pub serve: toml::Table,
     /// Directory that relative paths are resolved against (the config
     /// file's directory; the current directory for configs built in code).
@@ -84,6 +93,7 @@ pub struct Config {
 
 /// Host-wide settings (`[host]`).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct HostSettings {
     /// Where compiled components are cached. Default: `$WARDEN_CACHE_DIR`,
@@ -95,6 +105,10 @@ pub struct HostSettings {
     /// Size cap of the compiled-component cache (`"2GiB"`, the default);
     /// the least recently used entries are evicted past it.
     #[serde(default, deserialize_with = "crate::limits::de_size")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::limits::size_schema")
+    )]
     pub cache_max_bytes: Option<u64>,
     /// Fixed name resolutions used by egress instead of DNS
     /// (`{ "api.internal" = "10.0.0.7" }`), like curl's `--resolve`. The
@@ -124,6 +138,7 @@ pub struct HostSettings {
 /// `env` (a host environment variable) or `file` (a file holding the value;
 /// surrounding whitespace is trimmed).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SecretSource {
     /// Host environment variable holding the value.
@@ -134,6 +149,7 @@ pub struct SecretSource {
 
 /// The marketplace store (`[marketplace]`).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct MarketplaceSettings {
     /// Directory where `warden import` keeps imported capabilities (one
@@ -145,6 +161,7 @@ pub struct MarketplaceSettings {
 
 /// How instances of a plugin are used across calls.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum InstanceMode {
     /// Keep instances warm and reuse them (state may carry between calls of
@@ -157,6 +174,7 @@ pub enum InstanceMode {
 
 /// One plugin (`[plugins.NAME]`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PluginConfig {
     /// Path of the `.wasm` component, relative to the config file.
@@ -188,6 +206,7 @@ pub struct PluginConfig {
 
 /// The session pool of one plugin (`[plugins.NAME.sessions]`).
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SessionSettings {
     /// A session unused this long is closed (the server sees it end).

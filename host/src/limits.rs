@@ -17,6 +17,7 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 /// Per-call limits (`[limits]`, `[plugins.NAME.limits]`). Unset fields fall
 /// back to the top-level `[limits]`, then to the built-in defaults.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Limits {
     /// Fuel per call (roughly, wasm instructions). Default 1e9.
@@ -24,24 +25,28 @@ pub struct Limits {
     /// Linear memory per instance in bytes; the file accepts `"64MiB"`,
     /// `"512KiB"`, `"1GiB"` or a plain integer. Default 64 MiB.
     #[serde(default, deserialize_with = "de_size")]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "size_schema"))]
     pub memory: Option<u64>,
     /// Wall-clock time per call in milliseconds. Default 10 000.
     pub timeout_ms: Option<u64>,
     /// Largest HTTP response body per request, in bytes (or a size string).
     /// Default 10 MiB.
     #[serde(default, deserialize_with = "de_size")]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "size_schema"))]
     pub max_response_bytes: Option<u64>,
     /// Most outbound HTTP requests per call. Default 100.
     pub max_requests: Option<u32>,
     /// Most bytes sent and received over HTTP per call (or a size string).
     /// Default 50 MiB.
     #[serde(default, deserialize_with = "de_size")]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "size_schema"))]
     pub max_egress_bytes: Option<u64>,
     /// Timeout of one outbound request (connect, first byte, between bytes),
     /// in milliseconds. Default 30 000.
     pub request_timeout_ms: Option<u64>,
     /// Largest output of one call, in bytes (or a size string). Default 4 MiB.
     #[serde(default, deserialize_with = "de_size")]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "size_schema"))]
     pub max_output_bytes: Option<u64>,
     /// Most log lines (host log and stdout/stderr) kept per call; the rest
     /// are dropped and counted in one audit record. Default 1000.
@@ -156,6 +161,19 @@ pub(crate) fn de_size<'de, D: Deserializer<'de>>(
         Some(Size::Int(n)) => Ok(Some(n)),
         Some(Size::Text(s)) => parse_size(&s).map(Some).map_err(serde::de::Error::custom),
     }
+}
+
+/// The JSON Schema of a size read by [`de_size`]: bytes, or text such as
+/// `"64MiB"`.
+#[cfg(feature = "schema")]
+pub(crate) fn size_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "A size: bytes, or a number with B, KiB (K, KB, k), MiB (M, MB) or GiB (G, GB), e.g. \"64MiB\".",
+        "anyOf": [
+            {"type": "integer", "minimum": 0},
+            {"type": "string", "pattern": "^\\s*[0-9_]+\\s*(B|KiB|K|KB|k|MiB|M|MB|GiB|G|GB)?\\s*$"}
+        ]
+    })
 }
 
 /// Parses `"64MiB"`, `"512 KiB"`, `"1GiB"`, `"1000"` into bytes.

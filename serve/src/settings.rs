@@ -18,6 +18,7 @@ use warden::{Config, Error, Result};
 /// max-connections-per-ip = 256    # from one client address (an IPv6 /64)
 /// ```
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct ServeSettings {
     /// Bearer tokens accepted on the HTTP transport, each naming a secret
@@ -69,6 +70,7 @@ pub struct ServeSettings {
 
 /// One accepted bearer token (`[[serve.tokens]]`).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ServeToken {
     /// The secret (in `[secrets]`) whose value is the token.

@@ -15,8 +15,11 @@ const PYTHON_MCP: &str = "mcp==2.3.0";
 /// A virtual environment in `.venv/` with the official MCP Python SDK, for
 /// the MCP tests' and benchmark's server (`tests/mcp/server.py`).
 /// The Python packages the tests use, installed into `.venv/`: the MCP SDK
-/// (for MCP servers and clients) and componentize-py (for Python guests).
-const PYTHON_PACKAGES: &[&str] = &[PYTHON_MCP, COMPONENTIZE_PY];
+/// (for MCP servers and clients), componentize-py (for Python guests) and
+/// jsonschema.
+const PYTHON_PACKAGES: &[&str] = &[PYTHON_MCP, COMPONENTIZE_PY, JSONSCHEMA];
+/// Checks `docs/warden.schema.json` against real configurations (a CLI test).
+const JSONSCHEMA: &str = "jsonschema==4.26.0";
 const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 
 /// Python guests (a folder holding `app.py`, world `plugin` of `wit/`) and
@@ -36,8 +39,9 @@ pub(crate) fn ensure_python_env(root: &Path) -> Result<PathBuf> {
                 .status()
                 .is_ok_and(|s| s.success())
         };
-        quiet(Command::new(&python).args(["-c", "import mcp.server.mcpserver, uvicorn"]))
-            && quiet(Command::new(venv.join("bin/componentize-py")).arg("--version"))
+        quiet(
+            Command::new(&python).args(["-c", "import mcp.server.mcpserver, uvicorn, jsonschema"]),
+        ) && quiet(Command::new(venv.join("bin/componentize-py")).arg("--version"))
     };
     if ready() {
         return Ok(python);

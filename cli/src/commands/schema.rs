@@ -1,4 +1,5 @@
-//! `warden schema ...`: RTFS schemas checked and converted, no configuration.
+//! `warden schema ...`: RTFS schemas checked and converted, and the JSON
+//! Schema of the configuration file; no configuration is read.
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -31,6 +32,9 @@ enum SchemaCommand {
         /// The JSON Schema.
         json: String,
     },
+    /// Print the JSON Schema of the configuration file (`warden.toml`), for
+    /// editors; the repository keeps it as `docs/warden.schema.json`.
+    Config,
 }
 
 fn read_arg(text: &str) -> anyhow::Result<String> {
@@ -54,6 +58,10 @@ pub(crate) fn run(args: SchemaArgs) -> anyhow::Result<ExitCode> {
                 "{}",
                 serde_json::to_string_pretty(&TypeExpr::parse(&schema)?.to_json_schema())?
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        SchemaCommand::Config => {
+            println!("{}", serde_json::to_string_pretty(&config_schema()?)?);
             Ok(ExitCode::SUCCESS)
         }
         SchemaCommand::FromJson { json } => {
@@ -84,4 +92,29 @@ fn check(schema: &str, json: &str) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(4))
         }
     }
+}
+
+/// The JSON Schema of `warden.toml`, made from the configuration types:
+/// the host's, with `[serve]` as `warden-serve` reads it.
+pub(crate) fn config_schema() -> anyhow::Result<serde_json::Value> {
+    let mut root = serde_json::to_value(schemars::schema_for!(warden::Config))?;
+    let mut serve = serde_json::to_value(schemars::schema_for!(warden_serve::ServeSettings))?;
+    let defs = root
+        .as_object_mut()
+        .context("a schema is an object")?
+        .entry("$defs")
+        .or_insert_with(|| serde_json::json!({}));
+    if let Some(serve_defs) = serve.as_object_mut().and_then(|s| s.remove("$defs")) {
+        for (name, def) in serve_defs.as_object().into_iter().flatten() {
+            defs[name.as_str()] = def.clone();
+        }
+    }
+    if let Some(s) = serve.as_object_mut() {
+        s.remove("$schema");
+        s.remove("title");
+    }
+    defs["ServeSettings"] = serve;
+    root["properties"]["serve"] = serde_json::json!({"$ref": "#/$defs/ServeSettings"});
+    root["title"] = "warden.toml".into();
+    Ok(root)
 }

@@ -32,6 +32,7 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 /// When records reach the disk (`[audit] sync`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum SyncPolicy {
     /// `fsync` after every record: nothing acknowledged is lost on a crash.
@@ -142,6 +143,7 @@ pub enum AuditError {
 
 /// The audit log (`[audit]`).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct AuditSettings {
     /// The JSON-lines file, relative to the config file.
@@ -160,6 +162,10 @@ pub struct AuditSettings {
     /// Bytes (a size: `"64MiB"`, the default) one plugin's effects, and
     /// one client's calls, may write per minute.
     #[serde(default, deserialize_with = "crate::limits::de_size")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::limits::size_schema")
+    )]
     pub max_bytes_per_minute: Option<u64>,
 }
 

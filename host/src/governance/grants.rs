@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 /// What a plugin may touch (`[plugins.NAME.grants]`). Empty means nothing.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Grants {
     /// Names of host environment variables the plugin may read.
@@ -33,6 +34,7 @@ pub struct Grants {
 
 /// One secret granted to a plugin.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SecretGrant {
     /// The secret's name (a key of `[secrets]`).
@@ -68,6 +70,7 @@ fn default_secret_headers() -> Vec<String> {
 
 /// One preopened directory.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct DirGrant {
     /// Directory on the host, relative to the config file.
@@ -81,6 +84,7 @@ pub struct DirGrant {
 
 /// Access to a granted directory.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum DirMode {
     /// Read only.
     #[default]

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 /// Rules for calls (`[policy]`). Effects are governed by each plugin's
 /// grants; these rules decide whether a call runs at all.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CallRules {
     /// What happens to a call no rule matches. Default `allow`; `deny`
@@ -24,6 +25,7 @@ pub struct CallRules {
 
 /// What a rule does with a call.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum RuleDecision {
     /// The call runs.
@@ -38,6 +40,7 @@ pub enum RuleDecision {
 
 /// One rule (`[[policy.rules]]`).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CallRule {
     /// Capability ids it matches: `*` matches any run of characters
@@ -59,6 +62,7 @@ pub struct CallRule {
 
 /// Per plugin rules (`[policy.plugins.NAME]`).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PluginRules {
     /// At most this many calls per minute to the plugin, all capabilities together.
