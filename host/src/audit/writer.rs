@@ -377,6 +377,33 @@ impl Receipt<'_> {
     }
 }
 
+impl Receipt<'_> {
+    /// The receipt with a handle of its own on the log, for a future that
+    /// outlives the borrow it was submitted through.
+    pub(crate) fn owned(self, log: Arc<AuditLog>) -> OwnedReceipt {
+        OwnedReceipt {
+            log,
+            done: self.done,
+        }
+    }
+}
+
+/// A [`Receipt`] that owns its handle on the log.
+pub(crate) struct OwnedReceipt {
+    log: Arc<AuditLog>,
+    done: Option<Arc<Done>>,
+}
+
+impl OwnedReceipt {
+    /// Awaits the record without holding the thread.
+    pub(crate) async fn written(self) -> Result<(), AuditError> {
+        match self.done {
+            None => Ok(()),
+            Some(done) => Waiting(done).await.map_err(|m| self.log.error(m)),
+        }
+    }
+}
+
 /// An append's result, awaited without holding a thread.
 struct Waiting(Arc<Done>);
 

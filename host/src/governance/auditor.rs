@@ -311,23 +311,24 @@ impl Auditor {
         decision: Outcome,
         reason: &str,
     ) -> impl std::future::Future<Output = bool> + Send + Sync + 'static {
-        let prepared = self.prepare(effect, target, decision, reason);
+        // Queued now, not when the future is first polled.
+        let submitted = match self.prepare(effect, target, decision, reason) {
+            Prepared::Decided(written) => Err(written),
+            Prepared::Write(log, record) => {
+                let wait = if decision == Outcome::Deny {
+                    Wait::Nobody
+                } else {
+                    Wait::Task
+                };
+                Ok(log.submit(record, wait).map(|r| r.owned(log.clone())))
+            }
+        };
         let auditor = self.clone();
         async move {
-            match prepared {
-                Prepared::Decided(written) => written,
-                Prepared::Write(log, record) => {
-                    let wait = if decision == Outcome::Deny {
-                        Wait::Nobody
-                    } else {
-                        Wait::Task
-                    };
-                    let result = match log.submit(record, wait) {
-                        Ok(receipt) => receipt.written().await,
-                        Err(e) => Err(e),
-                    };
-                    auditor.written(result)
-                }
+            match submitted {
+                Err(decided) => decided,
+                Ok(Ok(receipt)) => auditor.written(receipt.written().await),
+                Ok(Err(e)) => auditor.written(Err(e)),
             }
         }
     }
