@@ -89,7 +89,7 @@ impl Attempt {
             Outcome::Allow,
             reason,
         );
-        if recorded.await {
+        if recorded.done().await {
             return Ok(());
         }
         Err(self.denied("the audit log cannot be written".into()))

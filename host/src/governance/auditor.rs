@@ -16,7 +16,7 @@
 //!   `budget.rs`): past them, denials are counted and allowed effects
 //!   refused, and one summary says how many.
 
-use crate::audit::{AuditLog, Effect, Entry, Outcome, Pending, Wait};
+use crate::audit::{AuditLog, Effect, Entry, Outcome, OwnedReceipt, Pending, Wait};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
@@ -302,17 +302,17 @@ impl Auditor {
         }
     }
 
-    /// [`record`](Self::record) for async code: the record is queued at
-    /// once, and an allowed effect's is awaited without holding the thread.
+    /// [`record`](Self::record) for async code: the record is queued now
+    /// (or the effect decided without one), and an allowed effect's record
+    /// is awaited with [`Recording::done`] without holding the thread.
     pub(crate) fn record_async(
         &self,
         effect: Effect,
         target: &str,
         decision: Outcome,
         reason: &str,
-    ) -> impl std::future::Future<Output = bool> + Send + Sync + 'static {
-        // Queued now, not when the future is first polled.
-        let submitted = match self.prepare(effect, target, decision, reason) {
+    ) -> Recording {
+        let outcome = match self.prepare(effect, target, decision, reason) {
             Prepared::Decided(written) => Err(written),
             Prepared::Write(log, record) => {
                 let wait = if decision == Outcome::Deny {
@@ -320,16 +320,15 @@ impl Auditor {
                 } else {
                     Wait::Task
                 };
-                Ok(log.submit(record, wait).map(|r| r.owned(log.clone())))
+                match log.submit(record, wait) {
+                    Ok(receipt) => Ok(receipt.owned(log.clone())),
+                    Err(e) => Err(self.written(Err(e))),
+                }
             }
         };
-        let auditor = self.clone();
-        async move {
-            match submitted {
-                Err(decided) => decided,
-                Ok(Ok(receipt)) => auditor.written(receipt.written().await),
-                Ok(Err(e)) => auditor.written(Err(e)),
-            }
+        Recording {
+            outcome,
+            plugin: self.plugin.clone(),
         }
     }
 
@@ -394,6 +393,35 @@ impl Auditor {
             client: None,
         });
         Prepared::Write(log.clone(), record)
+    }
+}
+
+/// An effect's record, queued, or the effect decided without waiting for
+/// one (`Err`: `true` to go on).
+pub(crate) struct Recording {
+    outcome: Result<OwnedReceipt, bool>,
+    plugin: Arc<str>,
+}
+
+impl Recording {
+    /// The answer when it is known without waiting: the effect was decided
+    /// without a record (a cap, a count), or its record could not be queued.
+    pub(crate) fn decided(&self) -> Option<bool> {
+        self.outcome.as_ref().err().copied()
+    }
+
+    /// Whether the effect may go on: its record written (or none needed).
+    pub(crate) async fn done(self) -> bool {
+        match self.outcome {
+            Err(go_on) => go_on,
+            Ok(receipt) => match receipt.written().await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(plugin = %self.plugin, "audit log: {e}");
+                    false
+                }
+            },
+        }
     }
 }
 

@@ -117,7 +117,7 @@ async fn finish_open(
     let recorded = state
         .auditor
         .record_async(Effect::File, target, decision, &reason);
-    if !recorded.await {
+    if !recorded.done().await {
         state.give_back_descriptor(Kind::File);
         return Ok(Err(ErrorCode::Access));
     }
@@ -157,7 +157,7 @@ fn record_change(
         .auditor
         .record_async(Effect::File, target, decision, &reason);
     async move {
-        recorded.await;
+        recorded.done().await;
         result
     }
 }

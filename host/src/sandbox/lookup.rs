@@ -106,6 +106,19 @@ impl Resolver {
         self.auditor.record(Effect::Lookup, name, outcome, reason)
     }
 
+    /// [`record`](Self::record) from the lookup's task: queued now, awaited
+    /// without holding a thread.
+    fn record_async(
+        &self,
+        name: &str,
+        outcome: Outcome,
+        reason: &str,
+    ) -> impl std::future::Future<Output = bool> + Send + 'static {
+        self.auditor
+            .record_async(Effect::Lookup, name, outcome, reason)
+            .done()
+    }
+
     /// Starts the lookup of `name`: an answer now (a literal, a refusal) or
     /// one to wait for.
     fn start(self, name: String) -> Lookup {
@@ -156,19 +169,28 @@ impl Resolver {
         } else {
             "querying the nameservers"
         };
-        if !self.record(&host, Outcome::Allow, &format!("{granted}; {how}")) {
+        // Queued before any query leaves; the lookup's task waits for it.
+        // Past the call's record cap it is refused now, holding nothing.
+        let reason = format!("{granted}; {how}");
+        let recorded = self
+            .auditor
+            .record_async(Effect::Lookup, &host, Outcome::Allow, &reason);
+        if recorded.decided() == Some(false) {
             return Lookup::Ready(Err(ErrorCode::AccessDenied));
         }
         Lookup::Pending(Box::pin(async move {
+            if !recorded.done().await {
+                return Err(ErrorCode::AccessDenied);
+            }
             let found = self.egress.resolve(&host, self.timeout).await;
             let all = match found {
                 Ok(all) => all,
                 Err(Refusal::Failed(wasmtime_wasi_http::Error::DnsTimeout, reason)) => {
-                    self.record(&host, Outcome::Error, &reason);
+                    self.record_async(&host, Outcome::Error, &reason).await;
                     return Err(ErrorCode::TemporaryResolverFailure);
                 }
                 Err(Refusal::Failed(_, reason)) | Err(Refusal::Denied(reason)) => {
-                    self.record(&host, Outcome::Error, &reason);
+                    self.record_async(&host, Outcome::Error, &reason).await;
                     return Err(ErrorCode::NameUnresolvable);
                 }
             };
@@ -193,7 +215,7 @@ impl Resolver {
             if !refused.is_empty() {
                 reason.push_str(&format!(" (non-public {} left out)", list(&refused)));
             }
-            if !self.record(&host, Outcome::Allow, &reason) {
+            if !self.record_async(&host, Outcome::Allow, &reason).await {
                 return Err(ErrorCode::AccessDenied);
             }
             self.looked_up.remember(&host, &allowed);

@@ -44,12 +44,11 @@ pub(crate) fn check(
         let audited: Pin<Box<dyn std::future::Future<Output = bool> + Send + Sync>> =
             match &decision {
                 // The auditor logs the warning, within the call's log budget.
-                Decision::Deny(reason) => Box::pin(check_auditor.record_async(
-                    Effect::Socket,
-                    &target,
-                    Outcome::Deny,
-                    reason,
-                )),
+                Decision::Deny(reason) => Box::pin(
+                    check_auditor
+                        .record_async(Effect::Socket, &target, Outcome::Deny, reason)
+                        .done(),
+                ),
                 // The wildcard ephemeral bind the OS makes before a connect or
                 // send reaches nothing: the connect or send is what is recorded.
                 Decision::Allow(_) if is_ephemeral_bind(usage, addr) => {
@@ -60,12 +59,11 @@ pub(crate) fn check(
                         target: "warden::egress", plugin = %check_plugin, effect = "socket", usage = ?usage,
                         destination = %addr, decision = "allow", %reason, "egress"
                     );
-                    Box::pin(check_auditor.record_async(
-                        Effect::Socket,
-                        &target,
-                        Outcome::Allow,
-                        reason,
-                    ))
+                    Box::pin(
+                        check_auditor
+                            .record_async(Effect::Socket, &target, Outcome::Allow, reason)
+                            .done(),
+                    )
                 }
             };
         // Fail closed: an effect that cannot be audited does not happen. The
