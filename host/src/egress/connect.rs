@@ -179,12 +179,7 @@ impl Egress {
                         format!("{}: not a TLS server name", dest.host),
                     )
                 })?;
-            let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
-                .connect(name, tcp)
-                .await
-                .map_err(|e| {
-                    Refusal::Failed(HttpError::Tls(e), format!("{addr}: TLS handshake failed"))
-                })?;
+            let tls = tls_connect(&self.tls, name, tcp, addr, timeout).await?;
             handshake(tls, slot).await?
         } else {
             handshake(tcp, slot).await?
@@ -263,6 +258,35 @@ impl Egress {
         if list.len() < MAX_IDLE_PER_DESTINATION {
             list.push(conn);
         }
+    }
+}
+
+/// The TLS handshake on `tcp` within `timeout` (a peer that stalls it holds
+/// a socket no longer than a stalled connect).
+async fn tls_connect<S>(
+    config: &Arc<rustls::ClientConfig>,
+    name: rustls::pki_types::ServerName<'static>,
+    tcp: S,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<tokio_rustls::client::TlsStream<S>, Refusal>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let connect = tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp);
+    match tokio::time::timeout(timeout, connect).await {
+        Ok(Ok(tls)) => Ok(tls),
+        Ok(Err(e)) => Err(Refusal::Failed(
+            HttpError::Tls(e),
+            format!("{addr}: TLS handshake failed"),
+        )),
+        Err(_) => Err(Refusal::Failed(
+            HttpError::ConnectionTimeout,
+            format!(
+                "{addr}: TLS handshake not done within {} ms",
+                timeout.as_millis()
+            ),
+        )),
     }
 }
 

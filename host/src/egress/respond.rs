@@ -51,6 +51,14 @@ impl Planned {
     ) -> Result<http::Response<WasiBody>, Failure> {
         let status = response.status().as_u16();
         self.refuse_oversized(&response, status)?;
+        // A body the host cannot read cannot be redacted: refused, recorded.
+        if let Some(reason) = redaction.as_ref().and(undecodable(response.headers())) {
+            self.attempt.failed(&reason);
+            return Err(Failure::Failed(
+                HttpError::HttpResponseContentCoding(None),
+                reason,
+            ));
+        }
         let redaction = redaction.map(|(values, names)| (values, self.attempt.quoted(&names)));
         let (head, incoming) = response.into_parts();
         let body = self.count_response(incoming, acker, status);
@@ -78,15 +86,14 @@ impl Planned {
         if len <= max {
             return Ok(());
         }
-        self.attempt.done(
-            status,
-            0,
-            self.sent.load(Ordering::Relaxed),
-            "response larger than limits.max-response-bytes",
+        let reason = format!(
+            "the response (status {status}, {len} bytes) is larger than limits.max-response-bytes ({max})"
         );
+        // Logged and recorded: nothing of it reaches the guest.
+        self.attempt.failed(&reason);
         Err(Failure::Failed(
             HttpError::HttpResponseBodySize(Some(len)),
-            format!("the response ({len} bytes) is larger than limits.max-response-bytes ({max})"),
+            reason,
         ))
     }
 
@@ -122,20 +129,14 @@ impl Planned {
 }
 
 /// The response with every value of `redaction` cut out of its head and
-/// body, each part that quoted one audited by `quoted`; refused when its
-/// coding hides the body from redaction.
+/// body, each part that quoted one audited by `quoted` (a response whose
+/// coding hides its body was refused before).
 fn redact(
     mut head: http::response::Parts,
     body: impl Body<Data = Bytes, Error = HttpError> + Unpin + Send + 'static,
     redaction: Arc<Redaction>,
     quoted: impl Fn(&str, usize) + Send + 'static,
 ) -> Result<http::Response<WasiBody>, Failure> {
-    if let Some(reason) = undecodable(&head.headers) {
-        return Err(Failure::Failed(
-            HttpError::HttpResponseContentCoding(None),
-            reason,
-        ));
-    }
     // The response may quote the request (an echo, an error page)
     // or data stored earlier: the guest never gets a value back.
     let in_head = redaction.head(&mut head.headers);

@@ -567,3 +567,38 @@ async fn a_call_does_not_wait_for_a_sibling_source_that_hangs() {
     drop(host);
     drop(held);
 }
+
+/// A peer that accepts TCP and never answers the TLS handshake holds the
+/// request no longer than its connect time (`request-timeout-ms`), not the
+/// call's time limit; the failure is recorded.
+#[tokio::test]
+async fn a_stalled_tls_handshake_ends_within_the_connect_time() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream); // accepted, never answered
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = hostile();
+    h.grants.network = vec![format!("https://127.0.0.1:{port}")];
+    h.limits.request_timeout_ms = Some(400);
+    h.limits.timeout_ms = Some(30_000);
+    let (c, log) = with_audit(config(Path::new(".")).with_plugin("hostile", h), dir.path());
+    let host = Host::new(c).await.unwrap();
+    for wasi in [true, false] {
+        let input = json!({"url": format!("https://127.0.0.1:{port}/"), "method": "GET",
+            "headers": [], "wasi": wasi});
+        let err = host.call("hostile.request", input).await.unwrap_err();
+        assert!(!matches!(err, Error::LimitExceeded { .. }), "{err}");
+    }
+    host.shutdown().await;
+    let stalled = records(&log)
+        .into_iter()
+        .filter(|r| r.effect == "egress" && r.decision == "error")
+        .filter(|r| r.reason.contains("TLS handshake not done within 400 ms"))
+        .count();
+    assert_eq!(stalled, 2, "through wasi:http and the SDK client");
+}

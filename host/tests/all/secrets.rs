@@ -26,6 +26,7 @@ async fn host(server: &TestServer, dir: &Path) -> (Host, std::path::PathBuf) {
     let mut hostile = hostile();
     hostile.grants.network = vec![origin.clone()];
     hostile.grants.secrets = secrets.clone();
+    hostile.limits.max_response_bytes = Some(1 << 20);
     let mut http = PluginConfig::new(component("http"));
     http.grants.network = vec![origin.clone()];
     http.grants.secrets = secrets;
@@ -219,7 +220,7 @@ async fn a_plugin_never_reads_a_substituted_value_back() {
 async fn no_response_shape_or_later_request_brings_a_value_back() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start();
-    let (host, _log) = host(&server, dir.path()).await;
+    let (host, log) = host(&server, dir.path()).await;
     let call = |url: String, method: &str, headers: Vec<(&str, &str)>, wasi: bool| {
         let input = json!({"url": url, "method": method, "headers": headers, "wasi": wasi});
         host.call("hostile.request", input)
@@ -286,6 +287,25 @@ async fn no_response_shape_or_later_request_brings_a_value_back() {
             let r = call(url, "GET", vec![], wasi).await;
             assert!(r.is_err(), "{coding}: {r:?}");
         }
+        // A response that declares more than max-response-bytes is refused.
+        let r = call(server.url("/big?n=2000000"), "GET", vec![], wasi).await;
+        assert!(r.is_err(), "{r:?}");
     }
     host.shutdown().await;
+    let oversized = crate::governance::records(&log)
+        .into_iter()
+        .filter(|r| r.effect == "egress" && r.decision == "error")
+        .filter(|r| r.reason.contains("larger than limits.max-response-bytes"))
+        .count();
+    assert_eq!(oversized, 2, "through wasi:http and the SDK client");
+    // Each refused response is on the record, not only in the log.
+    let refused = crate::governance::records(&log)
+        .into_iter()
+        .filter(|r| r.effect == "egress" && r.decision == "error")
+        .filter(|r| r.reason.contains("cannot be checked for secrets"))
+        .count();
+    assert_eq!(
+        refused, 10,
+        "five codings, through wasi:http and the SDK client"
+    );
 }
