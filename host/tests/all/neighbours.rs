@@ -600,7 +600,12 @@ async fn an_honest_plugin_is_unaffected_by_a_noisy_neighbour() {
     ] {
         assert!(
             !matching(&all, "hostile", effect, reason).is_empty(),
-            "no `{effect}` record with `{reason}`"
+            "no `{effect}` record with `{reason}`; the hostile plugin's {effect} records: {:?}",
+            all.iter()
+                .filter(|r| r.plugin == "hostile" && r.effect == effect)
+                .map(|r| r.reason.chars().take(120).collect::<String>())
+                .take(20)
+                .collect::<Vec<_>>()
         );
     }
     assert!(all
