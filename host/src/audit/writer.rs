@@ -370,14 +370,9 @@ impl Receipt<'_> {
 
     /// Awaits the record without holding the thread.
     pub(crate) async fn written(self) -> Result<(), AuditError> {
-        match self.done {
-            None => Ok(()),
-            Some(done) => Waiting(done).await.map_err(|m| self.log.error(m)),
-        }
+        awaited(self.done, self.log).await
     }
-}
 
-impl Receipt<'_> {
     /// The receipt with a handle of its own on the log, for a future that
     /// outlives the borrow it was submitted through.
     pub(crate) fn owned(self, log: Arc<AuditLog>) -> OwnedReceipt {
@@ -397,10 +392,16 @@ pub(crate) struct OwnedReceipt {
 impl OwnedReceipt {
     /// Awaits the record without holding the thread.
     pub(crate) async fn written(self) -> Result<(), AuditError> {
-        match self.done {
-            None => Ok(()),
-            Some(done) => Waiting(done).await.map_err(|m| self.log.error(m)),
-        }
+        awaited(self.done, &self.log).await
+    }
+}
+
+/// A submitted record's result (`None`: nobody waits), awaited without
+/// holding the thread; an error names `log`.
+async fn awaited(done: Option<Arc<Done>>, log: &AuditLog) -> Result<(), AuditError> {
+    match done {
+        None => Ok(()),
+        Some(done) => Waiting(done).await.map_err(|m| log.error(m)),
     }
 }
 

@@ -317,8 +317,14 @@ impl Governance {
     }
 
     /// The capability pattern of a matched rule (`*` for `policy.default`).
-    pub(crate) fn rule_pattern(&self, matched: MatchedRule) -> &str {
+    fn rule_pattern(&self, matched: MatchedRule) -> &str {
         self.rule_of(matched).map_or("*", |r| r.capability.as_str())
+    }
+
+    /// The capability pattern of the rule when it makes the call wait for
+    /// approval.
+    pub(crate) fn approval_pattern(&self, matched: MatchedRule) -> Option<&str> {
+        (matched.decision == RuleDecision::Approve).then(|| self.rule_pattern(matched))
     }
 
     /// How records and errors name a matched rule.
@@ -433,12 +439,7 @@ impl Governance {
         }
         // A refused capability reveals nothing, not even its schema; past
         // this point the input must fit it (an approver sees valid input).
-        call.input_type
-            .validate(input)
-            .map_err(|e| Error::InvalidInput {
-                capability: call.id.to_string(),
-                message: e.to_string(),
-            })?;
+        check_input(call.id, call.input_type, input)?;
         self.charge_rates(call, rule_name)
     }
 
@@ -597,6 +598,14 @@ impl Governance {
         }
         Ok(admission)
     }
+}
+
+/// `input` against capability `id`'s input schema, as a typed error.
+pub(crate) fn check_input(id: &str, schema: &TypeExpr, input: &Value) -> Result<()> {
+    schema.validate(input).map_err(|e| Error::InvalidInput {
+        capability: id.to_string(),
+        message: e.to_string(),
+    })
 }
 
 fn unaudited(e: crate::audit::AuditError) -> Error {

@@ -291,12 +291,7 @@ impl Auditor {
         match self.prepare(effect, target, decision, reason) {
             Prepared::Decided(written) => written,
             Prepared::Write(log, record) => {
-                let wait = if decision == Outcome::Deny {
-                    Wait::Nobody
-                } else {
-                    Wait::Thread
-                };
-                let receipt = log.submit(record, wait);
+                let receipt = log.submit(record, waiter(decision, Wait::Thread));
                 self.written(receipt.and_then(|r| r.wait()))
             }
         }
@@ -315,12 +310,7 @@ impl Auditor {
         let outcome = match self.prepare(effect, target, decision, reason) {
             Prepared::Decided(written) => Err(written),
             Prepared::Write(log, record) => {
-                let wait = if decision == Outcome::Deny {
-                    Wait::Nobody
-                } else {
-                    Wait::Task
-                };
-                match log.submit(record, wait) {
+                match log.submit(record, waiter(decision, Wait::Task)) {
                     Ok(receipt) => Ok(receipt.owned(log.clone())),
                     Err(e) => Err(self.written(Err(e))),
                 }
@@ -393,6 +383,16 @@ impl Auditor {
             client: None,
         });
         Prepared::Write(log.clone(), record)
+    }
+}
+
+/// Who waits for an effect's record: nobody for a denial (its effect does
+/// not happen either way), else `allowed`.
+fn waiter(decision: Outcome, allowed: Wait) -> Wait {
+    if decision == Outcome::Deny {
+        Wait::Nobody
+    } else {
+        allowed
     }
 }
 

@@ -22,8 +22,8 @@ pub(crate) mod rules;
 
 pub use crate::audit::AuditSettings;
 pub(crate) use admission::Governance;
+pub(crate) use admission::{check_input, CallFacts, MatchedRule};
 pub use admission::{Approval, ApprovalRequest, Approver};
-pub(crate) use admission::{CallFacts, MatchedRule};
 pub(crate) use auditor::Auditor;
 pub use grants::{DirGrant, DirMode, Grants, SecretGrant};
 pub use rules::{CallRule, CallRules, PluginRules, RuleDecision};

@@ -4,7 +4,7 @@
 
 use super::{CallContext, Host};
 use crate::error::{Error, ErrorKind, Result};
-use crate::governance::{Approver, CallFacts, MatchedRule, RuleDecision};
+use crate::governance::{check_input, Approver, CallFacts, MatchedRule};
 use crate::registry::{CapabilityInfo, Serving};
 use crate::runtime::plugin::LoadedPlugin;
 use crate::runtime::session_pool::{SessionCall, DEFAULT_SESSION_KEY};
@@ -78,8 +78,7 @@ impl<'c> CallPlan<'c> {
 
     /// The rule's capability pattern when the call waits for approval.
     pub fn approval_rule<'p>(&'p self, host: &'p Host) -> Option<&'p str> {
-        (self.rule.decision == RuleDecision::Approve)
-            .then(|| host.inner.governance.rule_pattern(self.rule))
+        host.inner.governance.approval_pattern(self.rule)
     }
 
     /// The plan with `approver` asked when its rule says `approve`
@@ -176,13 +175,8 @@ impl Host {
     /// output schema, and the call's end record.
     pub async fn execute(&self, plan: CallPlan<'_>, input: Value) -> Result<Value> {
         let Some(route) = &plan.route else {
-            plan.capability
-                .input_type
-                .validate(&input)
-                .map_err(|e| Error::InvalidInput {
-                    capability: plan.capability.id.clone(),
-                    message: e.to_string(),
-                })?;
+            let info = &plan.capability;
+            check_input(&info.id, &info.input_type, &input)?;
             return Err(Error::NotServed {
                 capability: plan.capability.id.clone(),
                 provider: plan.capability.provider.name().to_string(),

@@ -5,7 +5,7 @@ use crate::config::{Config, InstanceMode};
 use crate::egress::Egress;
 use crate::error::{Error, Result};
 use crate::governance::effect_policy::{BoundSecret, EffectPolicy, EgressRule, SecretValue};
-use crate::governance::{Approver, Auditor, Governance, RuleDecision};
+use crate::governance::{Approver, Auditor, Governance};
 use crate::registry::{CapabilityInfo, Registered, Registry, Source};
 use crate::runtime::engine::{self, CompileSource, EpochTicker};
 use crate::runtime::plugin::{Exports, LoadedPlugin, PluginInfo};
@@ -212,7 +212,7 @@ impl Host {
         let info = self.capability(id).ok()?;
         let governance = &self.inner.governance;
         let rule = governance.match_rule(id, &info.flat_metadata);
-        (rule.decision == RuleDecision::Approve).then(|| governance.rule_pattern(rule).to_string())
+        governance.approval_pattern(rule).map(str::to_string)
     }
 
     /// Changes whenever capabilities are registered after the host started

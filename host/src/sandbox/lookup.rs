@@ -17,6 +17,7 @@
 
 use crate::audit::{Effect, Outcome};
 use crate::egress::{Egress, Refusal};
+use crate::governance::auditor::Recording;
 use crate::governance::Auditor;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -108,15 +109,9 @@ impl Resolver {
 
     /// [`record`](Self::record) from the lookup's task: queued now, awaited
     /// without holding a thread.
-    fn record_async(
-        &self,
-        name: &str,
-        outcome: Outcome,
-        reason: &str,
-    ) -> impl std::future::Future<Output = bool> + Send + 'static {
+    fn record_async(&self, name: &str, outcome: Outcome, reason: &str) -> Recording {
         self.auditor
             .record_async(Effect::Lookup, name, outcome, reason)
-            .done()
     }
 
     /// Starts the lookup of `name`: an answer now (a literal, a refusal) or
@@ -172,9 +167,7 @@ impl Resolver {
         // Queued before any query leaves; the lookup's task waits for it.
         // Past the call's record cap it is refused now, holding nothing.
         let reason = format!("{granted}; {how}");
-        let recorded = self
-            .auditor
-            .record_async(Effect::Lookup, &host, Outcome::Allow, &reason);
+        let recorded = self.record_async(&host, Outcome::Allow, &reason);
         if recorded.decided() == Some(false) {
             return Lookup::Ready(Err(ErrorCode::AccessDenied));
         }
@@ -186,11 +179,15 @@ impl Resolver {
             let all = match found {
                 Ok(all) => all,
                 Err(Refusal::Failed(wasmtime_wasi_http::Error::DnsTimeout, reason)) => {
-                    self.record_async(&host, Outcome::Error, &reason).await;
+                    self.record_async(&host, Outcome::Error, &reason)
+                        .done()
+                        .await;
                     return Err(ErrorCode::TemporaryResolverFailure);
                 }
                 Err(Refusal::Failed(_, reason)) | Err(Refusal::Denied(reason)) => {
-                    self.record_async(&host, Outcome::Error, &reason).await;
+                    self.record_async(&host, Outcome::Error, &reason)
+                        .done()
+                        .await;
                     return Err(ErrorCode::NameUnresolvable);
                 }
             };
@@ -215,7 +212,11 @@ impl Resolver {
             if !refused.is_empty() {
                 reason.push_str(&format!(" (non-public {} left out)", list(&refused)));
             }
-            if !self.record_async(&host, Outcome::Allow, &reason).await {
+            if !self
+                .record_async(&host, Outcome::Allow, &reason)
+                .done()
+                .await
+            {
                 return Err(ErrorCode::AccessDenied);
             }
             self.looked_up.remember(&host, &allowed);
