@@ -56,10 +56,10 @@ pub use registry::{
     MAX_ID_BYTES, MAX_SOURCES_PER_PLUGIN,
 };
 pub use route::{Hints, Route};
-pub use runtime::CompileSource;
 pub use runtime::PluginInfo;
 pub use runtime::DEFAULT_SESSION_KEY;
 pub use runtime::{check_component, CacheEntry, CompiledCache, ComponentReport, ImportCheck};
+pub use runtime::{plugin_engine, CompileSource};
 pub use sandbox::raise_open_file_limit;
 pub use schema::TypeExpr;
 pub use warden_manifest::metadata::flatten_metadata;

@@ -137,12 +137,32 @@ fn json_kind(v: &Json) -> &'static str {
     }
 }
 
+/// Where a value sits in the document being checked: a chain of steps on
+/// the stack, written out as text only when a check fails.
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    Root,
+    Key(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+}
+
+impl Path<'_> {
+    /// `$`, `$.items[3].name`, `$["odd key"]`.
+    fn render(&self) -> String {
+        match self {
+            Path::Root => "$".to_string(),
+            Path::Index(parent, i) => format!("{}[{i}]", parent.render()),
+            Path::Key(parent, key) => push_key(&parent.render(), key),
+        }
+    }
+}
+
+/// `path` followed by `key`: `path.key`, or `path["odd key"]`.
 fn push_key(path: &str, key: &str) -> String {
-    let plain = !key.is_empty()
-        && key
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_alphabetic() || c == '_')
+    let plain = key
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_alphabetic() || c == '_')
         && key
             .chars()
             .all(|c| c.is_alphanumeric() || c == '_' || c == '-');
@@ -306,13 +326,13 @@ impl TypeExpr {
 
     /// Checks `value` against the type; the error names the first mismatch.
     pub fn validate(&self, value: &Json) -> Result<(), ValidationError> {
-        self.check(value, "$")
+        self.check(value, &Path::Root)
     }
 
-    fn check(&self, v: &Json, path: &str) -> Result<(), ValidationError> {
+    fn check(&self, v: &Json, path: &Path<'_>) -> Result<(), ValidationError> {
         let fail = |message: String| {
             Err(ValidationError {
-                path: path.to_string(),
+                path: path.render(),
                 message,
             })
         };
@@ -371,7 +391,7 @@ impl TypeExpr {
                 Json::Array(items) => items
                     .iter()
                     .enumerate()
-                    .try_for_each(|(i, item)| t.check(item, &format!("{path}[{i}]"))),
+                    .try_for_each(|(i, item)| t.check(item, &Path::Index(path, i))),
                 _ => expected(self),
             },
             TypeExpr::Tuple(ts) => match v {
@@ -379,7 +399,7 @@ impl TypeExpr {
                     .iter()
                     .zip(items)
                     .enumerate()
-                    .try_for_each(|(i, (t, item))| t.check(item, &format!("{path}[{i}]"))),
+                    .try_for_each(|(i, (t, item))| t.check(item, &Path::Index(path, i))),
                 Json::Array(items) => fail(format!(
                     "expected a tuple of {} items, got {}",
                     ts.len(),
@@ -390,12 +410,12 @@ impl TypeExpr {
             TypeExpr::Map(fields) => match v {
                 Json::Object(obj) => {
                     for f in fields {
-                        let p = push_key(path, &f.name);
+                        let p = Path::Key(path, &f.name);
                         match obj.get(&f.name) {
                             None if f.optional => {}
                             None => {
                                 return Err(ValidationError {
-                                    path: p,
+                                    path: p.render(),
                                     message: format!(
                                         "missing required key (expected {})",
                                         f.ty.to_text()

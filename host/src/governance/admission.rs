@@ -3,6 +3,7 @@
 //! every decision is written to. Effects inside a call are audited by the
 //! sandbox through an [`Auditor`](crate::audit::Auditor).
 
+use super::call_id::CallId;
 use super::rules::{CallRule, CallRules, RuleDecision};
 use crate::audit::{AuditLog, Effect, Entry, Outcome};
 use crate::audit::{CallFields, Pending, Wait};
@@ -14,7 +15,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use warden_manifest::route::RateLimit;
 use warden_manifest::schema::TypeExpr;
@@ -208,15 +209,12 @@ impl Governance {
                 ))
             })
             .collect();
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
         Governance {
             rules,
             slots,
             windows: Mutex::new(HashMap::new()),
             approver: RwLock::new(None),
-            call_prefix: format!("{:x}{:x}", nanos, std::process::id()),
+            call_prefix: super::call_id::host_prefix(),
             next_call: AtomicU64::new(1),
             clients: super::budget::ClientBudgets::new(volume, audit.clone()),
             audit,
@@ -242,13 +240,9 @@ impl Governance {
     }
 
     /// A new call id, unique across hosts and restarts.
-    pub(crate) fn call_id(&self) -> String {
+    pub(crate) fn call_id(&self) -> CallId {
         let n = self.next_call.fetch_add(1, Ordering::Relaxed);
-        let mut id = String::with_capacity(self.call_prefix.len() + 21);
-        id.push_str(&self.call_prefix);
-        id.push('-');
-        id.push_str(itoa::Buffer::new().format(n));
-        id
+        CallId::new(&self.call_prefix, n)
     }
 
     /// The component digest a plugin must have, if pinned.
@@ -385,12 +379,19 @@ impl Governance {
         let rule_name = self.rule_name(call.rule);
         let charges = match self.check(&call, input, &rule_name) {
             Ok(charges) => charges,
-            Err(e) => return self.refuse(fields.as_ref(), e).await,
+            Err(e) => return Box::pin(self.refuse(fields.as_ref(), e)).await,
         };
-        self.approve(&call, input, &rule_name, &charges).await?;
-        let slot = match self.take_slot(&call).await {
-            Ok(slot) => slot,
-            Err(e) => return self.refuse(fields.as_ref(), e).await,
+        // The waits below are boxed, and entered only when needed: the
+        // common call's future stays small.
+        if call.rule.decision == RuleDecision::Approve {
+            Box::pin(self.approve(&call, input, &rule_name, &charges)).await?;
+        }
+        let slot = match self.slots.get(call.plugin) {
+            None => None,
+            Some(slots) => match Box::pin(take_slot(slots, &call)).await {
+                Ok(slot) => Some(slot),
+                Err(e) => return Box::pin(self.refuse(fields.as_ref(), e)).await,
+            },
         };
         self.open(call, fields, slot, &rule_name)
     }
@@ -489,7 +490,7 @@ impl Governance {
         Ok(charges)
     }
 
-    /// Asks for approval when the rule says so, and records the answer.
+    /// Asks for approval (the rule says `approve`) and records the answer.
     /// The call's own approver (the client that asked, under `warden
     /// serve`) comes first; the host's otherwise.
     async fn approve(
@@ -499,9 +500,6 @@ impl Governance {
         rule_name: &str,
         charges: &Charges,
     ) -> Result<()> {
-        if call.rule.decision != RuleDecision::Approve {
-            return Ok(());
-        }
         let approver = call.approver.cloned().or_else(|| {
             self.approver
                 .read()
@@ -543,27 +541,6 @@ impl Governance {
         })
     }
 
-    /// A `max-concurrent` slot of the plugin, waited for up to its
-    /// `max-wait-ms`.
-    async fn take_slot(&self, call: &CallFacts<'_>) -> Result<Option<OwnedSemaphorePermit>> {
-        let Some(s) = self.slots.get(call.plugin) else {
-            return Ok(None);
-        };
-        match tokio::time::timeout(s.wait, s.semaphore.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(Some(permit)),
-            _ => Err(Error::Busy {
-                capability: call.id.to_string(),
-                message: format!(
-                    "plugin `{}` already runs {} calls (policy.plugins.{}.max-concurrent); waited {} ms",
-                    call.plugin,
-                    s.max,
-                    call.plugin,
-                    s.wait.as_millis()
-                ),
-            }),
-        }
-    }
-
     /// Admits the call: queues its admission record.
     fn open<'a>(
         &'a self,
@@ -597,6 +574,24 @@ impl Governance {
             }
         }
         Ok(admission)
+    }
+}
+
+/// A `max-concurrent` slot of the plugin, waited for up to its
+/// `max-wait-ms`.
+async fn take_slot(s: &Slots, call: &CallFacts<'_>) -> Result<OwnedSemaphorePermit> {
+    match tokio::time::timeout(s.wait, s.semaphore.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(Error::Busy {
+            capability: call.id.to_string(),
+            message: format!(
+                "plugin `{}` already runs {} calls (policy.plugins.{}.max-concurrent); waited {} ms",
+                call.plugin,
+                s.max,
+                call.plugin,
+                s.wait.as_millis()
+            ),
+        }),
     }
 }
 

@@ -17,7 +17,7 @@
 //!   refused, and one summary says how many.
 
 use crate::audit::{AuditLog, Effect, Entry, Outcome, OwnedReceipt, Pending, Wait};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 /// Longest guest-supplied text kept in one field of a record.
@@ -83,6 +83,15 @@ struct Counted {
     denied: u32,
     refused: u32,
     last_target: String,
+}
+
+/// One instance's [`Scope`], and whether anything was recorded in it since
+/// it was last finished (so that ending a call that recorded nothing takes
+/// no lock).
+#[derive(Default)]
+struct ScopeCell {
+    touched: AtomicBool,
+    scope: Mutex<Scope>,
 }
 
 /// The call in progress in one instance and what it has written.
@@ -152,7 +161,7 @@ pub(crate) struct Auditor {
     log: Option<Arc<AuditLog>>,
     plugin: Arc<str>,
     digest: Arc<str>,
-    scope: Arc<Mutex<Scope>>,
+    scope: Arc<ScopeCell>,
     log_budget: Option<Arc<LogBudget>>,
     /// The plugin's records per minute, shared by all its instances.
     volume: Arc<super::budget::Budget>,
@@ -196,7 +205,7 @@ impl Auditor {
     }
 
     fn scope(&self) -> std::sync::MutexGuard<'_, Scope> {
-        self.scope.lock().unwrap_or_else(|e| e.into_inner())
+        self.scope.scope.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The call now running in this instance (what the previous one counted
@@ -221,6 +230,10 @@ impl Auditor {
     /// of writing is written as one summary record per effect, and the
     /// per-call counts start again.
     pub(crate) fn finish(&self) {
+        // Set under the lock by every record since the last finish.
+        if !self.scope.touched.swap(false, Relaxed) {
+            return;
+        }
         let (counted, capability, call_id) = {
             let mut scope = self.scope();
             scope.written = 0;
@@ -340,6 +353,7 @@ impl Auditor {
             if self.log.is_none() && decision != Outcome::Deny {
                 return Prepared::Decided(true);
             }
+            self.scope.touched.store(true, Relaxed);
             match scope.admit(effect, decision, target) {
                 Admit::Write => {}
                 // A denial: the effect does not happen either way.

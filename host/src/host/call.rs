@@ -4,7 +4,7 @@
 
 use super::{CallContext, Host};
 use crate::error::{Error, ErrorKind, Result};
-use crate::governance::{check_input, Approver, CallFacts, MatchedRule};
+use crate::governance::{check_input, Approver, CallFacts, CallId, MatchedRule};
 use crate::registry::{CapabilityInfo, Serving};
 use crate::runtime::plugin::LoadedPlugin;
 use crate::runtime::session_pool::{SessionCall, DEFAULT_SESSION_KEY};
@@ -23,7 +23,7 @@ pub struct CallPlan<'c> {
     /// `None`: no loaded plugin serves the capability's provider kind.
     route: Option<CallRoute<'c>>,
     rule: MatchedRule,
-    call_id: String,
+    call_id: CallId,
     started: Instant,
     context: CallContext<'c>,
     approver: Option<Arc<dyn Approver>>,
@@ -67,7 +67,7 @@ impl<'c> CallPlan<'c> {
 
     /// The call's id in the audit log.
     pub fn call_id(&self) -> &str {
-        &self.call_id
+        self.call_id.as_str()
     }
 
     /// The name of the plugin that serves the call, if one does.
@@ -101,7 +101,7 @@ impl<'c> CallPlan<'c> {
             id: &self.capability.id,
             plugin,
             digest,
-            call_id: &self.call_id,
+            call_id: self.call_id.as_str(),
             client: self.context.client,
             session_key: self.context.session_key,
             rule: self.rule,
@@ -127,7 +127,9 @@ impl Host {
             Ok(info) => info,
             Err(e) => {
                 let e = crate::registry::suggest(e);
-                return Err(self.unavailable_source(id).await.unwrap_or(e));
+                // Boxed: the warm path's future stays small.
+                let pending = Box::pin(self.unavailable_source(id)).await;
+                return Err(pending.unwrap_or(e));
             }
         };
         let route = self.route(&capability, context);
@@ -212,6 +214,19 @@ impl Host {
             }
             _ => return self.run(plan, route, input).await,
         };
+        Box::pin(self.run_again(plan, route, input, strategy)).await
+    }
+
+    /// [`run_retrying`](Self::run_retrying)'s loop, out of line: its timer
+    /// would otherwise make every call's future larger.
+    async fn run_again(
+        &self,
+        plan: &CallPlan<'_>,
+        route: &CallRoute<'_>,
+        input: Value,
+        strategy: &warden_manifest::route::RetryStrategy,
+    ) -> Result<Value> {
+        let info = &plan.capability;
         let mut attempt = 1;
         loop {
             match self.run(plan, route, input.clone()).await {
@@ -250,7 +265,7 @@ impl Host {
                     key,
                     call_id,
                 };
-                self.inner.sessions.call(call, input).await?
+                Box::pin(self.inner.sessions.call(call, input)).await?
             }
             CallRoute::Direct(_) => plugin.call(&info.id, &input, call_id).await?,
             CallRoute::Kind { entry, head, .. } => {

@@ -176,7 +176,7 @@ fn start_runtime(config: &Config) -> Result<(Runtime, EpochTicker)> {
         .map(|p| p.limits.or(config.limits).resolve().memory)
         .max()
         .unwrap_or(crate::config::DEFAULT_MEMORY);
-    let engine = engine::new_engine(total, max_memory)?;
+    let engine = engine::plugin_engine(total, max_memory)?;
     let ticker = EpochTicker::start(&engine);
     let mut linker: Linker<State> = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)

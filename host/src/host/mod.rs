@@ -15,6 +15,7 @@ use crate::sandbox::State;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -165,38 +166,53 @@ impl Host {
     /// any guest code runs, and the output against its output schema after.
     /// A capability that asks for a session runs in the default session;
     /// see [`call_in_session`](Self::call_in_session).
-    pub async fn call(&self, id: &str, input: Value) -> Result<Value> {
-        self.call_in_session(id, input, None).await
+    pub fn call<'a>(
+        &'a self,
+        id: &'a str,
+        input: Value,
+    ) -> impl Future<Output = Result<Value>> + 'a {
+        self.plan_and_execute(id, input, CallContext::default())
     }
 
     /// Like [`call`](Self::call); a capability that asks for a session runs
     /// in the session of `session_key` (separate agents or conversations
     /// pass separate keys; `None` is [`DEFAULT_SESSION_KEY`](crate::DEFAULT_SESSION_KEY)).
     /// Other capabilities ignore the key.
-    pub async fn call_in_session(
-        &self,
-        id: &str,
+    pub fn call_in_session<'a>(
+        &'a self,
+        id: &'a str,
         input: Value,
-        session_key: Option<&str>,
-    ) -> Result<Value> {
+        session_key: Option<&'a str>,
+    ) -> impl Future<Output = Result<Value>> + 'a {
         let context = CallContext {
             session_key,
             ..CallContext::default()
         };
-        self.call_with(id, input, &context).await
+        self.plan_and_execute(id, input, context)
     }
 
     /// Like [`call`](Self::call), on behalf of a caller described by
     /// `context`: its session key, the client named in the call's audit
     /// records, and the approver asked when a rule says `approve` (instead
     /// of the host's).
-    pub async fn call_with(
-        &self,
-        id: &str,
+    pub fn call_with<'a>(
+        &'a self,
+        id: &'a str,
         input: Value,
-        context: &CallContext<'_>,
+        context: &CallContext<'a>,
+    ) -> impl Future<Output = Result<Value>> + 'a {
+        self.plan_and_execute(id, input, *context)
+    }
+
+    /// What the three above return: one future, not one per layer (a call's
+    /// future is moved by each `async` layer it is wrapped in).
+    async fn plan_and_execute<'a>(
+        &'a self,
+        id: &'a str,
+        input: Value,
+        context: CallContext<'a>,
     ) -> Result<Value> {
-        let plan = self.plan(id, context).await?;
+        let plan = self.plan(id, &context).await?;
         self.execute(plan, input).await
     }
 

@@ -39,7 +39,11 @@ pub(crate) fn instance_share(pc: &crate::config::PluginConfig) -> u32 {
 /// and tables for every slot to be filled by a component at the
 /// per-component caps, so no plugin can exhaust another's part of the pool.
 /// `max_memory` is the largest memory any plugin may use.
-pub(crate) fn new_engine(slots: u32, max_memory: u64) -> Result<Engine> {
+///
+/// Public so that a benchmark or a tool can run a component on exactly the
+/// engine settings Warden uses (as `cargo bench -p warden --bench calls`
+/// does for its bare-wasmtime baseline).
+pub fn plugin_engine(slots: u32, max_memory: u64) -> Result<Engine> {
     let mut config = wasmtime::Config::new();
     config
         .wasm_component_model(true)
@@ -204,7 +208,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_component_cannot_take_more_than_its_caps_of_the_pool() {
-        let engine = new_engine(4, 1 << 20).unwrap();
+        let engine = plugin_engine(4, 1 << 20).unwrap();
         let within = instances_with_a_memory_each(MEMORIES_PER_COMPONENT as usize);
         instantiate(&engine, &within).await.unwrap();
         // Each core instance has one memory: a per-module cap would not

@@ -11,6 +11,6 @@ pub(crate) mod session_pool;
 
 pub use cache::{CacheEntry, CompiledCache};
 pub use check::{check_component, ComponentReport, ImportCheck};
-pub use engine::CompileSource;
+pub use engine::{plugin_engine, CompileSource};
 pub use plugin::PluginInfo;
 pub use session_pool::DEFAULT_SESSION_KEY;

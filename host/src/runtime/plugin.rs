@@ -11,6 +11,7 @@ use crate::runtime::engine::CompileSource;
 use crate::runtime::outcome::{crash_cause, split_wit_error};
 use crate::sandbox::{SandboxSpec, State};
 use serde_json::Value;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -87,9 +88,11 @@ impl Exports {
     }
 }
 
+/// An instance: its store and its exports. Both are boxed, so an
+/// instance moves in and out of the idle pool as two pointers.
 pub(crate) struct Warm {
     pub(crate) store: Store<State>,
-    guests: Guests,
+    guests: Box<Guests>,
 }
 
 /// The guest's exports in one instance.
@@ -259,7 +262,10 @@ impl LoadedPlugin {
             .timed(guests.provider.call_init(&mut store, &self.config_json))
             .await;
         match self.settle(&store, during, r)? {
-            Ok(()) => Ok(Warm { store, guests }),
+            Ok(()) => Ok(Warm {
+                store,
+                guests: Box::new(guests),
+            }),
             Err(e) => {
                 let (kind, message) = split_wit_error(e);
                 Err(Error::Capability {
@@ -279,13 +285,27 @@ impl LoadedPlugin {
         Ok(())
     }
 
-    /// Runs `fut` (a guest entry point) under the wall-clock limit.
-    async fn timed<T>(
+    /// Runs `fut` (a guest entry point) under the wall-clock limit; `None`
+    /// when the limit (and its grace) passed first. Wasm code itself is
+    /// stopped at the limit by the epoch; this bounds a guest waiting in a
+    /// host call. The timer is started only if the entry does not finish
+    /// in its first poll, so a short call never touches the timer wheel.
+    /// The future is boxed: the guest call's state is large, and moved by
+    /// every async layer above it otherwise.
+    fn timed<T>(
         &self,
-        fut: impl std::future::Future<Output = wasmtime::Result<T>>,
-    ) -> std::result::Result<wasmtime::Result<T>, tokio::time::error::Elapsed> {
+        fut: impl Future<Output = wasmtime::Result<T>>,
+    ) -> impl Future<Output = Option<wasmtime::Result<T>>> {
         let budget = Duration::from_millis(self.limits().timeout_ms) + TIMEOUT_GRACE;
-        tokio::time::timeout(budget, fut).await
+        let mut fut = Box::pin(fut);
+        let mut timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+        std::future::poll_fn(move |cx| {
+            if let std::task::Poll::Ready(v) = fut.as_mut().poll(cx) {
+                return std::task::Poll::Ready(Some(v));
+            }
+            let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(budget)));
+            timer.as_mut().poll(cx).map(|()| None)
+        })
     }
 
     /// Turns the outcome of [`timed`](Self::timed) into a typed result.
@@ -293,13 +313,13 @@ impl LoadedPlugin {
         &self,
         store: &Store<State>,
         capability: &str,
-        r: std::result::Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+        r: Option<wasmtime::Result<T>>,
     ) -> Result<T> {
         match r {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.classify(store, capability, e)),
+            Some(Ok(v)) => Ok(v),
+            Some(Err(e)) => Err(self.classify(store, capability, e)),
             // Stopped while waiting in a host call: recorded like any limit.
-            Err(_) => {
+            None => {
                 let e = self.limit_error(capability, Limit::Time);
                 store.data().auditor.record(
                     Effect::Limit,
@@ -413,7 +433,8 @@ impl LoadedPlugin {
         };
         let mut warm = match reused {
             Some(w) => w,
-            None => self.new_instance(during).await?,
+            // Boxed: the warm path's future stays small.
+            None => Box::pin(self.new_instance(during)).await?,
         };
         self.arm(&mut warm.store);
         Ok((permit, warm))

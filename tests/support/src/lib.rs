@@ -1,10 +1,12 @@
 //! What Warden's tests and benchmarks share (a dev-dependency, never
 //! published): where the components `cargo xtask build-guests` builds are
-//! (`components`), a small HTTP/1.1 server (`http_server`) and a real MCP
-//! server on the official SDKs (`mcp_server`).
+//! (`components`), a small HTTP/1.1 server (`http_server`), a real MCP server
+//! on the official SDKs (`mcp_server`) and interleaved rounds for the
+//! benchmarks' ratios (`interleave`).
 
 pub mod components;
 pub mod http_server;
+pub mod interleave;
 pub mod mcp_server;
 
 use std::path::{Path, PathBuf};

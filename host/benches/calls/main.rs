@@ -1,0 +1,122 @@
+//! Call overhead: `hello.greet` through the whole host (plan, admission,
+//! schema checks, the pooled instance, the sandbox, the output's parse and
+//! check, audit off) against the same component on the same engine settings
+//! ([`warden::plugin_engine`]) called through bare wasmtime: no registry,
+//! policy, schema or audit, the input and output passed as JSON text. Both
+//! on a warm instance, and with a fresh instance per call.
+//!
+//! criterion's figures come first, then interleaved rounds that print each
+//! ratio to bare wasmtime. Needs the components: `cargo xtask build-guests`.
+//!
+//! Run: `cargo bench -p warden --bench calls`.
+
+use criterion::Criterion;
+use serde_json::json;
+use warden::{Config, Host, InstanceMode, PluginConfig};
+use warden_test_support::components::component;
+use warden_test_support::interleave::{interleave, Contender};
+
+mod bare;
+
+fn host(rt: &tokio::runtime::Runtime, mode: InstanceMode) -> Host {
+    let mut plugin = PluginConfig::new(component("hello"));
+    plugin.instances = mode;
+    let mut config = Config::new(".").with_plugin("hello", plugin);
+    config.host.no_cache = true;
+    rt.block_on(Host::new(config)).expect("host loads")
+}
+
+/// The four contenders: the host and bare wasmtime, warm and fresh.
+struct Setup {
+    rt: tokio::runtime::Runtime,
+    warm: Host,
+    fresh: Host,
+    bare: bare::Bare,
+}
+
+const INPUT: &str = r#"{"name":"Ada"}"#;
+
+impl Setup {
+    fn new() -> Setup {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let warm = host(&rt, InstanceMode::Reuse);
+        let fresh = host(&rt, InstanceMode::Fresh);
+        let bare = rt.block_on(bare::Bare::new(&component("hello")));
+        Setup {
+            rt,
+            warm,
+            fresh,
+            bare,
+        }
+    }
+
+    fn host_call(&self, host: &Host) {
+        let out = self
+            .rt
+            .block_on(host.call("hello.greet", json!({"name": "Ada"})))
+            .unwrap();
+        debug_assert_eq!(out["message"], "Hello, Ada!");
+    }
+
+    fn bare_warm(&mut self) {
+        let out = self.rt.block_on(self.bare.call_warm("hello.greet", INPUT));
+        debug_assert_eq!(out, r#"{"message":"Hello, Ada!"}"#);
+    }
+
+    fn bare_fresh(&self) {
+        let out = self.rt.block_on(self.bare.call_fresh("hello.greet", INPUT));
+        debug_assert_eq!(out, r#"{"message":"Hello, Ada!"}"#);
+    }
+}
+
+fn criterion_figures(c: &mut Criterion, s: &mut Setup) {
+    let mut group = c.benchmark_group("hello.greet");
+    group.bench_function("bare wasmtime: warm instance", |b| b.iter(|| s.bare_warm()));
+    group.bench_function("warden: warm instance", |b| b.iter(|| s.host_call(&s.warm)));
+    group.bench_function("bare wasmtime: fresh instance per call", |b| {
+        b.iter(|| s.bare_fresh())
+    });
+    group.bench_function("warden: fresh instance per call", |b| {
+        b.iter(|| s.host_call(&s.fresh))
+    });
+    group.finish();
+}
+
+fn interleaved(s: &mut Setup) {
+    let s = std::cell::RefCell::new(s);
+    interleave(
+        "hello.greet on a warm instance",
+        40,
+        2000,
+        &mut [
+            Contender::new("bare wasmtime", || s.borrow_mut().bare_warm()),
+            Contender::new("warden", || {
+                let s = s.borrow();
+                s.host_call(&s.warm)
+            }),
+        ],
+    );
+    interleave(
+        "hello.greet on a fresh instance per call",
+        30,
+        200,
+        &mut [
+            Contender::new("bare wasmtime", || s.borrow().bare_fresh()),
+            Contender::new("warden", || {
+                let s = s.borrow();
+                s.host_call(&s.fresh)
+            }),
+        ],
+    );
+}
+
+fn main() {
+    let mut s = Setup::new();
+    let mut c = Criterion::default().configure_from_args();
+    criterion_figures(&mut c, &mut s);
+    c.final_summary();
+    interleaved(&mut s);
+}
