@@ -425,3 +425,101 @@ fn local_refs_are_resolved() {
         "the recursive part is :any"
     );
 }
+
+/// The next number of a xorshift sequence.
+fn next(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+/// A value for `t` from `seed`: mostly one that fits, sometimes (one step
+/// in six) one that does not, at any depth.
+fn sample(t: &TypeExpr, seed: &mut u64) -> Json {
+    if next(seed) % 6 == 0 {
+        let odd = [
+            json!(null),
+            json!(true),
+            json!(7),
+            json!(-3),
+            json!(2.5),
+            json!(4.0),
+            json!(18446744073709551615u64),
+            json!("x"),
+            json!([]),
+            json!({}),
+        ];
+        return odd[(next(seed) % odd.len() as u64) as usize].clone();
+    }
+    match t {
+        TypeExpr::Int => json!((next(seed) % 100) as i64 - 50),
+        TypeExpr::Float => json!((next(seed) % 1000) as f64 / 8.0),
+        TypeExpr::String => json!(format!("s{}", next(seed) % 10)),
+        TypeExpr::Bool => json!(next(seed) % 2 == 0),
+        TypeExpr::Nil => Json::Null,
+        TypeExpr::Any => json!({"any": [1, "two", null]}),
+        TypeExpr::Optional(_) if next(seed) % 3 == 0 => Json::Null,
+        TypeExpr::Optional(inner) => sample(inner, seed),
+        TypeExpr::Vector(inner) => (0..next(seed) % 4).map(|_| sample(inner, seed)).collect(),
+        TypeExpr::Tuple(ts) => ts.iter().map(|t| sample(t, seed)).collect(),
+        TypeExpr::Union(ts) => sample(&ts[(next(seed) % ts.len() as u64) as usize], seed),
+        TypeExpr::Enum(ls) => match &ls[(next(seed) % ls.len() as u64) as usize] {
+            Literal::String(s) => json!(s),
+            Literal::Int(n) => json!(n),
+            Literal::Float(f) => json!(f),
+            Literal::Bool(b) => json!(b),
+            Literal::Nil => Json::Null,
+        },
+        TypeExpr::Map(fields) => {
+            let mut m = serde_json::Map::new();
+            for f in fields {
+                match next(seed) % 5 {
+                    0 => {}
+                    1 if f.optional => {
+                        m.insert(f.name.clone(), Json::Null);
+                    }
+                    _ => {
+                        m.insert(f.name.clone(), sample(&f.ty, seed));
+                    }
+                }
+            }
+            if next(seed) % 4 == 0 {
+                m.insert("extra key".into(), json!([1, {"deep": true}]));
+            }
+            Json::Object(m)
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// Checking text while reading it decides exactly as checking the
+    /// parsed value, with the same error, compact or pretty-printed.
+    #[test]
+    fn checking_text_agrees_with_checking_the_value(t in arb_type(), seed in 1u64..) {
+        let mut seed = seed;
+        let v = sample(&t, &mut seed);
+        let expected = t.validate(&v);
+        prop_assert_eq!(t.validate_text(&v.to_string()), expected.clone(), "{} on {}", t.to_text(), v);
+        prop_assert_eq!(t.validate_text(&serde_json::to_string_pretty(&v).unwrap()), expected);
+    }
+}
+
+#[test]
+fn checking_text_reports_what_is_not_json_and_keeps_the_last_of_a_repeated_key() {
+    let t = TypeExpr::parse("[:map [:n :int]]").unwrap();
+    for bad in ["", "{", "{\"n\": 1} trailing", "{\"n\": 1}{}", "nul"] {
+        let e = t.validate_text(bad).unwrap_err();
+        assert!(e.to_string().starts_with("$: not JSON"), "{bad}: {e}");
+    }
+    // As a parsed object keeps it: the last value given for a key.
+    assert!(t.validate_text(r#"{"n": "one", "n": 1}"#).is_ok());
+    assert_eq!(
+        t.validate_text(r#"{"n": 1, "n": "one"}"#)
+            .unwrap_err()
+            .to_string(),
+        "$.n: expected :int, got string"
+    );
+}

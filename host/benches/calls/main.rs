@@ -3,7 +3,10 @@
 //! check, audit off) against the same component on the same engine settings
 //! ([`warden::plugin_engine`]) called through bare wasmtime: no registry,
 //! policy, schema or audit, the input and output passed as JSON text. Both
-//! on a warm instance, and with a fresh instance per call.
+//! on a warm instance, and with a fresh instance per call. The host is
+//! called with values (`Host::call`: the caller builds the input value,
+//! the host writes it as text and parses the output into a value) and with
+//! text (`Host::call_json`, what the bare baseline does).
 //!
 //! criterion's figures come first, then interleaved rounds that print each
 //! ratio to bare wasmtime. Needs the components: `cargo xtask build-guests`.
@@ -61,6 +64,15 @@ impl Setup {
         debug_assert_eq!(out["message"], "Hello, Ada!");
     }
 
+    fn host_call_json(&self) {
+        let context = warden::CallContext::default();
+        let out = self
+            .rt
+            .block_on(self.warm.call_json("hello.greet", INPUT, &context))
+            .unwrap();
+        debug_assert_eq!(out, r#"{"message":"Hello, Ada!"}"#);
+    }
+
     fn bare_warm(&mut self) {
         let out = self.rt.block_on(self.bare.call_warm("hello.greet", INPUT));
         debug_assert_eq!(out, r#"{"message":"Hello, Ada!"}"#);
@@ -76,6 +88,9 @@ fn criterion_figures(c: &mut Criterion, s: &mut Setup) {
     let mut group = c.benchmark_group("hello.greet");
     group.bench_function("bare wasmtime: warm instance", |b| b.iter(|| s.bare_warm()));
     group.bench_function("warden: warm instance", |b| b.iter(|| s.host_call(&s.warm)));
+    group.bench_function("warden: warm instance, JSON text in and out", |b| {
+        b.iter(|| s.host_call_json())
+    });
     group.bench_function("bare wasmtime: fresh instance per call", |b| {
         b.iter(|| s.bare_fresh())
     });
@@ -93,9 +108,12 @@ fn interleaved(s: &mut Setup) {
         2000,
         &mut [
             Contender::new("bare wasmtime", || s.borrow_mut().bare_warm()),
-            Contender::new("warden", || {
+            Contender::new("warden: Host::call (values)", || {
                 let s = s.borrow();
                 s.host_call(&s.warm)
+            }),
+            Contender::new("warden: Host::call_json (text)", || {
+                s.borrow().host_call_json()
             }),
         ],
     );

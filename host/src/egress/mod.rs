@@ -130,6 +130,11 @@ impl Egress {
     /// plugin cut out: its canonical JSON text (so `\u` escapes cannot hide
     /// a value) with the values replaced, and how many were; `None` when
     /// there was nothing to cut (or the plugin has no secrets).
+    /// Whether the plugin holds secrets whose values are cut from outputs.
+    pub(crate) fn redacts_output(&self) -> bool {
+        self.redaction.is_some()
+    }
+
     pub(crate) fn redact_output(&self, output: &serde_json::Value) -> Option<(String, usize)> {
         let (redaction, _) = self.redaction.as_ref()?;
         let canonical = serde_json::to_string(output).ok()?;

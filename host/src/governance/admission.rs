@@ -140,7 +140,7 @@ struct Charges(Vec<(String, Instant)>);
 impl Admission<'_> {
     /// Records how the call ended; an error means the record could not be
     /// written (the caller fails closed).
-    pub(crate) async fn end(mut self, outcome: &Result<Value>) -> Result<()> {
+    pub(crate) async fn end<T>(mut self, outcome: &Result<T>) -> Result<()> {
         self.open = false;
         // Nothing to build on the call path when there is no log.
         let (Some(log), Some(fields)) = (&self.governance.audit, &self.fields) else {
@@ -369,7 +369,7 @@ impl Governance {
     pub(crate) async fn admit<'a>(
         &'a self,
         call: CallFacts<'a>,
-        input: &Value,
+        input: Input<'_>,
     ) -> Result<Admission<'a>> {
         self.charge_client(&call)?;
         let fields = self
@@ -427,7 +427,7 @@ impl Governance {
     }
 
     /// What needs nobody's answer: the rule, the input, the rate limits.
-    fn check(&self, call: &CallFacts<'_>, input: &Value, rule_name: &str) -> Result<Charges> {
+    fn check(&self, call: &CallFacts<'_>, input: Input<'_>, rule_name: &str) -> Result<Charges> {
         if call.rule.decision == RuleDecision::Deny {
             let why = self
                 .rule_of(call.rule)
@@ -440,7 +440,7 @@ impl Governance {
         }
         // A refused capability reveals nothing, not even its schema; past
         // this point the input must fit it (an approver sees valid input).
-        check_input(call.id, call.input_type, input)?;
+        input.check(call.id, call.input_type)?;
         self.charge_rates(call, rule_name)
     }
 
@@ -496,7 +496,7 @@ impl Governance {
     async fn approve(
         &self,
         call: &CallFacts<'_>,
-        input: &Value,
+        input: Input<'_>,
         rule_name: &str,
         charges: &Charges,
     ) -> Result<()> {
@@ -509,7 +509,7 @@ impl Governance {
         let request = ApprovalRequest {
             capability: call.id.to_string(),
             plugin: call.plugin.to_string(),
-            input: input.clone(),
+            input: input.to_value()?,
             session_key: call.session_key.map(str::to_string),
             rule: self.rule_pattern(call.rule).to_string(),
             call_id: call.call_id.to_string(),
@@ -595,12 +595,50 @@ async fn take_slot(s: &Slots, call: &CallFacts<'_>) -> Result<OwnedSemaphorePerm
     }
 }
 
-/// `input` against capability `id`'s input schema, as a typed error.
-pub(crate) fn check_input(id: &str, schema: &TypeExpr, input: &Value) -> Result<()> {
-    schema.validate(input).map_err(|e| Error::InvalidInput {
-        capability: id.to_string(),
-        message: e.to_string(),
-    })
+/// A call's input as admission sees it: a value, or JSON text that is
+/// read to be checked and never parsed into a value unless an approver
+/// must see it.
+#[derive(Clone, Copy)]
+pub(crate) enum Input<'a> {
+    /// A value (`Host::call`).
+    Value(&'a Value),
+    /// JSON text (`Host::call_json`).
+    Text(&'a str),
+}
+
+impl Input<'_> {
+    /// The input against capability `id`'s input schema, as a typed error.
+    pub(crate) fn check(self, id: &str, schema: &TypeExpr) -> Result<()> {
+        let checked = match self {
+            Input::Value(v) => schema.validate(v),
+            Input::Text(t) => schema.validate_text(t),
+        };
+        checked.map_err(|e| Error::InvalidInput {
+            capability: id.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The input as a value.
+    pub(crate) fn to_value(self) -> Result<Value> {
+        match self {
+            Input::Value(v) => Ok(v.clone()),
+            Input::Text(t) => serde_json::from_str(t).map_err(|e| Error::InvalidInput {
+                capability: String::new(),
+                message: format!("not JSON: {e}"),
+            }),
+        }
+    }
+}
+
+impl<'a> Input<'a> {
+    /// The input as JSON text.
+    pub(crate) fn text(self) -> Cow<'a, str> {
+        match self {
+            Input::Value(v) => Cow::Owned(v.to_string()),
+            Input::Text(t) => Cow::Borrowed(t),
+        }
+    }
 }
 
 fn unaudited(e: crate::audit::AuditError) -> Error {

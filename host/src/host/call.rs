@@ -4,7 +4,7 @@
 
 use super::{CallContext, Host};
 use crate::error::{Error, ErrorKind, Result};
-use crate::governance::{check_input, Approver, CallFacts, CallId, MatchedRule};
+use crate::governance::{Approver, CallFacts, CallId, Input, MatchedRule};
 use crate::registry::{CapabilityInfo, Serving};
 use crate::runtime::plugin::LoadedPlugin;
 use crate::runtime::session_pool::{SessionCall, DEFAULT_SESSION_KEY};
@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 use warden_manifest::route::Route;
+use warden_manifest::schema::TextError;
 use warden_manifest::{Manifest, ProviderKind};
 
 /// A call's facts, made once at the door by [`Host::plan`]: the capability,
@@ -176,16 +177,35 @@ impl Host {
     /// approval, concurrency slot, each decision recorded), the plugin, the
     /// output schema, and the call's end record.
     pub async fn execute(&self, plan: CallPlan<'_>, input: Value) -> Result<Value> {
+        match self.execute_input(&plan, Input::Value(&input)).await? {
+            Answer::Value(v) => Ok(v),
+            Answer::Text(t) => serde_json::from_str(&t).map_err(|e| Error::Internal(e.to_string())),
+        }
+    }
+
+    /// [`execute`](Self::execute) with the input and the output as JSON
+    /// text: both are checked against their schemas as they are read, and
+    /// neither is parsed into a value (unless an approver is asked, or the
+    /// plugin's secrets are cut from the output). The path for callers that
+    /// hold JSON text, such as `warden serve`.
+    pub async fn execute_json(&self, plan: CallPlan<'_>, input: &str) -> Result<String> {
+        match self.execute_input(&plan, Input::Text(input)).await? {
+            Answer::Text(t) => Ok(t),
+            Answer::Value(v) => Ok(v.to_string()),
+        }
+    }
+
+    async fn execute_input(&self, plan: &CallPlan<'_>, input: Input<'_>) -> Result<Answer> {
         let Some(route) = &plan.route else {
             let info = &plan.capability;
-            check_input(&info.id, &info.input_type, &input)?;
+            input.check(&info.id, &info.input_type)?;
             return Err(Error::NotServed {
                 capability: plan.capability.id.clone(),
                 provider: plan.capability.provider.name().to_string(),
             });
         };
-        let admission = self.inner.governance.admit(plan.facts(), &input).await?;
-        let result = self.run_retrying(&plan, route, input).await;
+        let admission = self.inner.governance.admit(plan.facts(), input).await?;
+        let result = self.run_retrying(plan, route, input).await;
         admission.end(&result).await?;
         result
     }
@@ -199,8 +219,8 @@ impl Host {
         &self,
         plan: &CallPlan<'_>,
         route: &CallRoute<'_>,
-        input: Value,
-    ) -> Result<Value> {
+        input: Input<'_>,
+    ) -> Result<Answer> {
         let info = &plan.capability;
         let repeatable = |hint| {
             warden_manifest::route::find_hint(&info.flat_metadata, hint) == Some(&Value::Bool(true))
@@ -223,13 +243,13 @@ impl Host {
         &self,
         plan: &CallPlan<'_>,
         route: &CallRoute<'_>,
-        input: Value,
+        input: Input<'_>,
         strategy: &warden_manifest::route::RetryStrategy,
-    ) -> Result<Value> {
+    ) -> Result<Answer> {
         let info = &plan.capability;
         let mut attempt = 1;
         loop {
-            match self.run(plan, route, input.clone()).await {
+            match self.run(plan, route, input).await {
                 Err(Error::Capability {
                     kind: ErrorKind::Unavailable,
                     ref message,
@@ -251,13 +271,20 @@ impl Host {
         }
     }
 
-    /// Runs an admitted call by its route and checks its output.
-    async fn run(&self, plan: &CallPlan<'_>, route: &CallRoute<'_>, input: Value) -> Result<Value> {
+    /// Runs an admitted call by its route and checks its output. The
+    /// answer takes the input's form (a value or text), except through a
+    /// session, whose calls take and give values.
+    async fn run(
+        &self,
+        plan: &CallPlan<'_>,
+        route: &CallRoute<'_>,
+        input: Input<'_>,
+    ) -> Result<Answer> {
         let info = &plan.capability;
         let served = route.served();
         let (plugin, call_id) = (&served.plugin, plan.call_id.as_str());
-        let output = match route {
-            CallRoute::Session { key, .. } => {
+        let answer = match (route, input) {
+            (CallRoute::Session { key, .. }, _) => {
                 let call = SessionCall {
                     plugin,
                     index: served.index,
@@ -265,29 +292,61 @@ impl Host {
                     key,
                     call_id,
                 };
-                Box::pin(self.inner.sessions.call(call, input)).await?
+                let input = input.to_value()?;
+                Answer::Value(Box::pin(self.inner.sessions.call(call, input)).await?)
             }
-            CallRoute::Direct(_) => plugin.call(&info.id, &input, call_id).await?,
-            CallRoute::Kind { entry, head, .. } => {
-                let input = input.to_string();
-                let mut request = String::with_capacity(head.len() + input.len() + 1);
+            (CallRoute::Direct(_), Input::Value(v)) => {
+                Answer::Value(plugin.call(&info.id, v, call_id).await?)
+            }
+            (CallRoute::Direct(_), Input::Text(t)) => {
+                Answer::Text(plugin.call_json(&info.id, t, call_id).await?)
+            }
+            (CallRoute::Kind { entry, head, .. }, _) => {
+                let input_text = input.text();
+                let mut request = String::with_capacity(head.len() + input_text.len() + 1);
                 request.push_str(head);
-                request.push_str(&input);
+                request.push_str(&input_text);
                 request.push('}');
-                plugin
-                    .call_text(entry, &request, call_id)
-                    .await
-                    .map_err(|e| e.for_capability(&info.id))?
+                let answer = match input {
+                    Input::Value(_) => plugin
+                        .call_text(entry, &request, call_id)
+                        .await
+                        .map(Answer::Value),
+                    Input::Text(_) => plugin
+                        .call_json(entry, &request, call_id)
+                        .await
+                        .map(Answer::Text),
+                };
+                answer.map_err(|e| e.for_capability(&info.id))?
             }
         };
-        info.output_type
-            .validate(&output)
-            .map_err(|e| Error::InvalidOutput {
-                plugin: plugin.info.name.clone(),
-                capability: info.id.clone(),
-                message: e.to_string(),
-            })?;
-        Ok(output)
+        answer.check(plugin, info)?;
+        Ok(answer)
+    }
+}
+
+/// A call's output, in the form its input came in.
+enum Answer {
+    Value(Value),
+    Text(String),
+}
+
+impl Answer {
+    /// The output against capability `info`'s output schema.
+    fn check(&self, plugin: &LoadedPlugin, info: &CapabilityInfo) -> Result<()> {
+        let checked = match self {
+            Answer::Value(v) => info.output_type.validate(v),
+            Answer::Text(t) => match info.output_type.check_text(t) {
+                Ok(()) => Ok(()),
+                Err(TextError::Invalid(e)) => Err(e),
+                Err(TextError::NotJson(e)) => return Err(plugin.not_json(&info.id, e)),
+            },
+        };
+        checked.map_err(|e| Error::InvalidOutput {
+            plugin: plugin.info.name.clone(),
+            capability: info.id.clone(),
+            message: e.to_string(),
+        })
     }
 }
 

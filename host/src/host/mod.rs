@@ -204,7 +204,22 @@ impl Host {
         self.plan_and_execute(id, input, *context)
     }
 
-    /// What the three above return: one future, not one per layer (a call's
+    /// Like [`call_with`](Self::call_with), with the input and the output
+    /// as JSON text: both are checked against their schemas as they are
+    /// read and neither is parsed into a value (see
+    /// [`execute_json`](Self::execute_json)). For callers that hold JSON
+    /// text: a server, another language's binding.
+    pub async fn call_json(
+        &self,
+        id: &str,
+        input: &str,
+        context: &CallContext<'_>,
+    ) -> Result<String> {
+        let plan = self.plan(id, context).await?;
+        self.execute_json(plan, input).await
+    }
+
+    /// What `call`, `call_in_session` and `call_with` return: one future, not one per layer (a call's
     /// future is moved by each `async` layer it is wrapped in).
     async fn plan_and_execute<'a>(
         &'a self,

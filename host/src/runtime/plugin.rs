@@ -6,6 +6,7 @@ use crate::bindings::exports::warden::provider::{cleanup, discovery, provider, s
 use crate::bindings::warden::provider::types as wit;
 use crate::config::InstanceMode;
 use crate::error::{Error, ErrorKind, Limit, Result};
+use crate::governance::Auditor;
 use crate::limits::ResolvedLimits;
 use crate::runtime::engine::CompileSource;
 use crate::runtime::outcome::{crash_cause, split_wit_error};
@@ -22,6 +23,9 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 /// instructions) at the latest, so that a busy plugin holds a worker thread
 /// for tens of microseconds at a time.
 const YIELD_FUEL: u64 = 100_000;
+
+/// What a guest's `call` returned: its output text or its error.
+pub(crate) type GuestOutcome = std::result::Result<String, wit::Error>;
 
 /// Extra wall-clock time past the limit before the host abandons a call
 /// that is blocked in a host call (the epoch stops wasm code itself).
@@ -471,6 +475,31 @@ impl LoadedPlugin {
         input_text: &str,
         call_id: &str,
     ) -> Result<Value> {
+        self.enter_call(capability, input_text, call_id, Self::output)
+            .await
+    }
+
+    /// Calls a capability with its input and output as JSON text; the
+    /// output is the guest's, with secret values cut out.
+    pub(crate) async fn call_json(
+        self: &Arc<Self>,
+        capability: &str,
+        input_text: &str,
+        call_id: &str,
+    ) -> Result<String> {
+        self.enter_call(capability, input_text, call_id, Self::output_text)
+            .await
+    }
+
+    /// Runs `provider.call` in an instance; `output` turns what the guest
+    /// returned into the call's result.
+    async fn enter_call<T>(
+        self: &Arc<Self>,
+        capability: &str,
+        input_text: &str,
+        call_id: &str,
+        output: impl FnOnce(&Self, &Auditor, &str, GuestOutcome) -> Result<T>,
+    ) -> Result<T> {
         let (_permit, warm) = self.checkout(capability).await?;
         // Should this call never come back (a limit, a trap, a caller that
         // went away), the guard hands the instance's remote state to a
@@ -500,7 +529,7 @@ impl LoadedPlugin {
         }
         // Decided (and any redaction audited) while the call still holds
         // the instance, so the record names this call.
-        let output = self.output(&warm.store.data().auditor, capability, outcome);
+        let output = output(self, &warm.store.data().auditor, capability, outcome);
         self.checkin(entered.back());
         if flooded {
             return Err(self.limit_error(capability, Limit::Log));
@@ -512,25 +541,45 @@ impl LoadedPlugin {
     /// redaction audited), or its error.
     pub(crate) fn output(
         &self,
-        auditor: &crate::governance::Auditor,
+        auditor: &Auditor,
         capability: &str,
-        outcome: std::result::Result<String, wit::Error>,
+        outcome: GuestOutcome,
     ) -> Result<Value> {
         let text = match outcome {
             Ok(text) => text,
             Err(e) => return Err(self.wit_error(capability, e)),
         };
-        let not_json = |e: serde_json::Error| Error::Contract {
-            plugin: self.name().to_string(),
-            message: format!("`{capability}` returned output that is not JSON: {e}"),
-        };
-        let value: Value = serde_json::from_str(&text).map_err(not_json)?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| self.not_json(capability, e))?;
         let Some((redacted, cut)) = self.sandbox.egress.redact_output(&value) else {
             return Ok(value);
         };
         let reason = format!("the output quoted a secret's value: {cut} redacted");
         auditor.record(Effect::Secret, capability, Outcome::Deny, &reason);
-        serde_json::from_str(&redacted).map_err(not_json)
+        serde_json::from_str(&redacted).map_err(|e| self.not_json(capability, e))
+    }
+
+    /// [`output`](Self::output) as JSON text. Without secrets to cut, the
+    /// guest's text is passed on as it is (the caller checks it against the
+    /// output schema, which also finds text that is not JSON).
+    pub(crate) fn output_text(
+        &self,
+        auditor: &Auditor,
+        capability: &str,
+        outcome: GuestOutcome,
+    ) -> Result<String> {
+        if !self.sandbox.egress.redacts_output() {
+            return outcome.map_err(|e| self.wit_error(capability, e));
+        }
+        let value = self.output(auditor, capability, outcome)?;
+        Ok(value.to_string())
+    }
+
+    /// The error for output that is not JSON.
+    pub(crate) fn not_json(&self, capability: &str, e: impl std::fmt::Display) -> Error {
+        Error::Contract {
+            plugin: self.name().to_string(),
+            message: format!("`{capability}` returned output that is not JSON: {e}"),
+        }
     }
 
     /// Asks a (warm or fresh) instance for its health.

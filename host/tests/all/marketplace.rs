@@ -47,6 +47,55 @@ async fn output_that_breaks_its_schema_is_reported() {
     }
 }
 
+/// `Host::call_json` (input and output as text, checked as they are read)
+/// decides every call as `Host::call` does: the same output, or the same
+/// error, for inputs that fit, that do not (at any depth, in any way), and
+/// text that is not JSON.
+#[tokio::test]
+async fn calls_with_json_text_are_decided_as_calls_with_values() {
+    let host = host_with("hostile", hostile()).await;
+    let context = warden::CallContext::default();
+    let cases = [
+        ("hostile.typed", r#"{"n": 1}"#),
+        ("hostile.typed", r#"{"n": 1.0, "extra": [1, {"x": null}]}"#),
+        ("hostile.typed", r#"{"n": "seven"}"#),
+        ("hostile.typed", r#"{"n": 1.5}"#),
+        ("hostile.typed", r#"{"n": null}"#),
+        ("hostile.typed", r#"{"m": 1}"#),
+        ("hostile.typed", r#"{"n": "x", "n": 2}"#),
+        ("hostile.typed", "[1]"),
+        ("hostile.typed", "{\"n\": 1"),
+        ("hostile.typed", "{\"n\": 1} {}"),
+        ("hostile.echo", r#"{"deep": [[[{"a": "\u00e9"}]]]}"#),
+        ("hostile.bad-output", "null"),
+    ];
+    for (id, text) in cases {
+        let as_text = host.call_json(id, text, &context).await;
+        let as_value = match serde_json::from_str(text) {
+            Ok(v) => host.call(id, v).await,
+            Err(_) => {
+                let e = as_text.expect_err(text);
+                assert!(matches!(e, Error::InvalidInput { .. }), "{text}: {e}");
+                assert!(e.to_string().contains("not JSON"), "{text}: {e}");
+                continue;
+            }
+        };
+        match (as_text, as_value) {
+            (Ok(t), Ok(v)) => {
+                let t: serde_json::Value = serde_json::from_str(&t).unwrap();
+                // Compared without the guest's own call counter.
+                let strip = |mut v: serde_json::Value| {
+                    v.as_object_mut().map(|o| o.remove("calls"));
+                    v
+                };
+                assert_eq!(strip(t), strip(v), "{id} {text}");
+            }
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{id} {text}"),
+            (a, b) => panic!("{id} {text}: as text {a:?}, as a value {b:?}"),
+        }
+    }
+}
+
 fn manifest(id: &str, kind: ProviderKind) -> Manifest {
     let meta = match kind {
         ProviderKind::Http => {

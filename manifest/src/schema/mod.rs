@@ -19,6 +19,8 @@
 //! assert_eq!(err.to_string(), "$.items[1].name: expected :string, got number");
 //! ```
 
+mod text;
+
 use crate::rtfs::{self, Value as Rtfs};
 use serde_json::{json, Map, Value as Json};
 use std::fmt;
@@ -124,6 +126,17 @@ pub struct ValidationError {
     pub path: String,
     /// What was expected and what was found.
     pub message: String,
+}
+
+/// Why JSON text does not fit a type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TextError {
+    /// The text is not one JSON value.
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    /// It is, and the value does not fit.
+    #[error(transparent)]
+    Invalid(ValidationError),
 }
 
 fn json_kind(v: &Json) -> &'static str {
@@ -322,6 +335,30 @@ impl TypeExpr {
     /// The type as compact RTFS text, e.g. `[:map [:text :string]]`.
     pub fn to_text(&self) -> String {
         rtfs::print_compact(&self.to_rtfs())
+    }
+
+    /// Checks JSON `text` against the type, reading it once without
+    /// building a value when it fits; when it does not, the error is
+    /// [`validate`](Self::validate)'s, or says the text is not JSON.
+    pub fn check_text(&self, text: &str) -> Result<(), TextError> {
+        if text::fits(self, text) {
+            return Ok(());
+        }
+        let value: Json =
+            serde_json::from_str(text).map_err(|e| TextError::NotJson(e.to_string()))?;
+        self.validate(&value).map_err(TextError::Invalid)
+    }
+
+    /// [`check_text`](Self::check_text) with text that is not JSON
+    /// reported as a mismatch at `$`.
+    pub fn validate_text(&self, text: &str) -> Result<(), ValidationError> {
+        self.check_text(text).map_err(|e| match e {
+            TextError::Invalid(e) => e,
+            TextError::NotJson(why) => ValidationError {
+                path: "$".into(),
+                message: format!("not JSON: {why}"),
+            },
+        })
     }
 
     /// Checks `value` against the type; the error names the first mismatch.
