@@ -4,43 +4,47 @@
 //! every epoch tick (5 ms), so the honest plugin's call waits for a worker
 //! for tens of microseconds, not for the busy plugin's whole call.
 //!
-//! Prints p50/p99 of 2,000 calls in each setting, then criterion's figures.
+//! Prints criterion's figures, then rounds that alternate the honest
+//! calls alone and beside the spinning ones (started and stopped each
+//! round): the p99 of each, and the median of the per-round p99 ratios.
 //! Needs the components: `cargo xtask build-guests`.
 //!
 //! Run: `cargo bench -p warden --bench neighbours`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use warden::{Config, Host, PluginConfig};
 use warden_test_support::components::component;
+use warden_test_support::interleave::median;
 
 /// Concurrent spinning calls of the busy plugin: one per worker thread.
 const BUSY_CALLS: u32 = 2;
 
-fn host(rt: &tokio::runtime::Runtime, busy: bool) -> Host {
+/// One host with the honest `text` plugin and the `hostile` one, whose
+/// spinning calls (stopped by a 50 ms limit) run while `spin` is set.
+fn host(rt: &tokio::runtime::Runtime, spin: &Arc<AtomicBool>) -> Host {
     let mut config = Config::new(".").with_plugin("text", PluginConfig::new(component("text")));
-    if busy {
-        let mut p = PluginConfig::new(component("hostile"));
-        p.max_instances = BUSY_CALLS;
-        p.limits.timeout_ms = Some(1000);
-        p.limits.fuel = Some(u64::MAX / 2);
-        config = config.with_plugin("hostile", p);
-    }
+    let mut p = PluginConfig::new(component("hostile"));
+    p.max_instances = BUSY_CALLS;
+    p.limits.timeout_ms = Some(50);
+    p.limits.fuel = Some(u64::MAX / 2);
+    config = config.with_plugin("hostile", p);
     config.host.no_cache = true;
     let host = rt.block_on(Host::new(config)).expect("host loads");
-    if busy {
-        for _ in 0..BUSY_CALLS {
-            let host = host.clone();
-            rt.spawn(async move {
-                loop {
-                    // Stopped by its time limit each second; then again.
+    for _ in 0..BUSY_CALLS {
+        let (host, spin) = (host.clone(), spin.clone());
+        rt.spawn(async move {
+            loop {
+                if spin.load(Ordering::Relaxed) {
                     let _ = host.call("hostile.spin", json!({})).await;
+                } else {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
                 }
-            });
-        }
-        // Let the spinners start.
-        std::thread::sleep(Duration::from_millis(200));
+            }
+        });
     }
     host
 }
@@ -59,11 +63,9 @@ fn call(rt: &tokio::runtime::Runtime, host: &Host) {
     });
 }
 
-fn percentiles(rt: &tokio::runtime::Runtime, host: &Host, label: &str) {
-    for _ in 0..200 {
-        call(rt, host);
-    }
-    let mut times: Vec<Duration> = (0..2000)
+/// The times of `n` honest calls, sorted.
+fn times(rt: &tokio::runtime::Runtime, host: &Host, n: usize) -> Vec<Duration> {
+    let mut times: Vec<Duration> = (0..n)
         .map(|_| {
             let t = Instant::now();
             call(rt, host);
@@ -71,12 +73,40 @@ fn percentiles(rt: &tokio::runtime::Runtime, host: &Host, label: &str) {
         })
         .collect();
     times.sort();
-    let p = |q: usize| times[times.len() * q / 100];
+    times
+}
+
+fn p(times: &[Duration], q: usize) -> Duration {
+    times[times.len() * q / 100]
+}
+
+/// Rounds of honest calls alone, then beside the spinners (started and
+/// stopped each round): the median of the per-round p99 ratios.
+fn interleaved(rt: &tokio::runtime::Runtime, host: &Host, spin: &AtomicBool) {
+    const ROUNDS: usize = 15;
+    const CALLS: usize = 1000;
+    let (mut ratios, mut alone99, mut busy99, mut busy50) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..ROUNDS {
+        spin.store(false, Ordering::Relaxed);
+        // The spinners' calls end within their 50 ms limit.
+        std::thread::sleep(Duration::from_millis(80));
+        let alone = times(rt, host, CALLS);
+        spin.store(true, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(20));
+        let busy = times(rt, host, CALLS);
+        ratios.push(p(&busy, 99).as_secs_f64() / p(&alone, 99).as_secs_f64());
+        alone99.push(p(&alone, 99).as_secs_f64());
+        busy99.push(p(&busy, 99).as_secs_f64());
+        busy50.push(p(&busy, 50).as_secs_f64());
+    }
+    spin.store(false, Ordering::Relaxed);
+    let us = |v: Vec<f64>| median(v) * 1e6;
     println!(
-        "honest call {label}: p50 {:?}, p99 {:?}, max {:?}",
-        p(50),
-        p(99),
-        times[times.len() - 1]
+        "interleaved: honest call p99 alone {:.1} µs, beside {BUSY_CALLS} spinning calls {:.1} µs (p50 {:.1} µs); median per-round p99 ratio {:.2}",
+        us(alone99),
+        us(busy99),
+        us(busy50),
+        median(ratios)
     );
 }
 
@@ -86,14 +116,17 @@ fn neighbours(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let alone = host(&rt, false);
-    percentiles(&rt, &alone, "alone");
-    c.bench_function("honest call alone", |b| b.iter(|| call(&rt, &alone)));
-    let busy = host(&rt, true);
-    percentiles(&rt, &busy, "next to a busy plugin");
+    let spin = Arc::new(AtomicBool::new(false));
+    let host = host(&rt, &spin);
+    for _ in 0..200 {
+        call(&rt, &host);
+    }
+    c.bench_function("honest call alone", |b| b.iter(|| call(&rt, &host)));
+    spin.store(true, Ordering::Relaxed);
     c.bench_function("honest call next to a busy plugin", |b| {
-        b.iter(|| call(&rt, &busy))
+        b.iter(|| call(&rt, &host))
     });
+    interleaved(&rt, &host, &spin);
 }
 
 criterion_group!(benches, neighbours);
