@@ -4,6 +4,9 @@
 //!
 //! - criterion: one `text.case` call, in process and from the `rmcp` client
 //!   (a 2025-11-25 session, JSON responses) and as a raw 2026-07-28 request.
+//! - then rounds alternating the call in process, a minimal hyper JSON
+//!   endpoint (the transport's floor) and `warden serve`, from the same
+//!   minimal client: what serve adds over each;
 //! - then 64 `rmcp` clients, each with its own session, call for a fixed
 //!   number of rounds: calls/s and latency percentiles are printed.
 //!
@@ -19,6 +22,7 @@ use std::time::{Duration, Instant};
 use warden::{Config, Host, PluginConfig};
 use warden_serve::ServeSettings;
 use warden_test_support::components;
+use warden_test_support::interleave::{interleave, Contender};
 
 const CLIENTS: usize = 64;
 const ROUNDS: usize = 200;
@@ -107,6 +111,7 @@ fn serve(c: &mut Criterion) {
     );
     group.finish();
     let _ = rt.block_on(client.cancel());
+    interleaved(&rt, &host, &url, &request);
 
     // Throughput: 64 clients, each its own session, ROUNDS calls each.
     let clients: Vec<_> = rt.block_on(async {
@@ -170,6 +175,75 @@ fn serve(c: &mut Criterion) {
         started.elapsed(),
     );
     rt.block_on(server.shutdown());
+}
+
+/// Rounds alternating the call in process, a minimal hyper JSON endpoint
+/// (the transport's floor: the same client, the body parsed, a fixed
+/// result written) and `warden serve`; prints what serve adds over each.
+fn interleaved(rt: &tokio::runtime::Runtime, host: &Host, url: &str, request: &str) {
+    let floor_url = format!("http://{}/mcp", rt.block_on(minimal_endpoint()));
+    let floor = std::cell::RefCell::new(rt.block_on(RawClient::connect(&floor_url)));
+    let served = std::cell::RefCell::new(rt.block_on(RawClient::connect(url)));
+    let args = json!({"text": "hello there", "to": "upper"});
+    let measured = interleave(
+        "text.case, one call at a time",
+        20,
+        300,
+        &mut [
+            Contender::new("in process: Host::call", || {
+                rt.block_on(host.call("text.case", args.clone())).unwrap();
+            }),
+            Contender::new("minimal hyper JSON endpoint, minimal client", || {
+                let out = rt.block_on(floor.borrow_mut().exchange(request.as_bytes()));
+                assert!(out.contains("HELLO THERE"));
+            }),
+            Contender::new("warden serve --http, minimal client", || {
+                let out = rt.block_on(served.borrow_mut().exchange(request.as_bytes()));
+                assert!(out.contains("HELLO THERE"));
+            }),
+        ],
+    );
+    let us = |i: usize| measured[i].mean * 1e6;
+    println!(
+        "  warden serve adds {:.1} µs over in process; {:.1} µs over the minimal endpoint",
+        us(2) - us(0),
+        us(2) - us(1)
+    );
+}
+
+/// A minimal hyper HTTP/1.1 endpoint on 127.0.0.1: each POST's body is
+/// parsed as JSON and answered with a fixed `tools/call` result.
+async fn minimal_endpoint() -> std::net::SocketAddr {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let service = hyper::service::service_fn(
+                |req: hyper::Request<hyper::body::Incoming>| async move {
+                    let body = req.into_body().collect().await?.to_bytes();
+                    let request: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    let out = json!({"jsonrpc": "2.0", "id": request["id"], "result": {
+                    "content": [{"type": "text", "text": "{\"text\":\"HELLO THERE\"}"}],
+                    "structuredContent": {"text": "HELLO THERE"}, "isError": false}});
+                    let response = hyper::Response::builder()
+                        .header("content-type", "application/json")
+                        .body(http_body_util::Full::new(bytes::Bytes::from(
+                            out.to_string(),
+                        )))
+                        .unwrap();
+                    Ok::<_, hyper::Error>(response)
+                },
+            );
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    addr
 }
 
 async fn collect(mut tasks: tokio::task::JoinSet<Vec<Duration>>) -> Vec<Duration> {

@@ -94,7 +94,7 @@ impl State {
 
     /// The last lines the guest wrote to stderr in this entry.
     pub(crate) fn stderr_tail(&self) -> Vec<String> {
-        self.stderr_tail.lines()
+        self.stderr_tail.to_vec()
     }
 
     /// Ends a call: what the auditor counted instead of writing is written,

@@ -22,9 +22,13 @@ pub(super) struct LogStream {
 }
 
 /// The last lines a guest wrote to stderr, or logged as warnings and errors,
-/// in the current call (bounded).
+/// in the current call (bounded). `written` says whether any were kept
+/// since the last clear, so that clearing after a quiet call takes no lock.
 #[derive(Default)]
-pub(crate) struct StderrTail(std::sync::Mutex<std::collections::VecDeque<String>>);
+pub(crate) struct StderrTail {
+    lines: std::sync::Mutex<std::collections::VecDeque<String>>,
+    written: std::sync::atomic::AtomicBool,
+}
 
 /// Lines kept, and bytes kept of each.
 const TAIL_LINES: usize = 5;
@@ -36,22 +40,27 @@ impl StderrTail {
             return;
         }
         let line = crate::governance::auditor::clip_field(line, TAIL_LINE_BYTES).into_owned();
-        let mut lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut lines = self.lines();
         if lines.len() == TAIL_LINES {
             lines.pop_front();
         }
         lines.push_back(line);
+        self.written
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
     pub(crate) fn clear(&self) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        if self
+            .written
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.lines().clear();
+        }
     }
-    pub(crate) fn lines(&self) -> Vec<String> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect()
+    pub(crate) fn to_vec(&self) -> Vec<String> {
+        self.lines().iter().cloned().collect()
+    }
+    fn lines(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<String>> {
+        self.lines.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
