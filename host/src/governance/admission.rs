@@ -509,7 +509,7 @@ impl Governance {
         let request = ApprovalRequest {
             capability: call.id.to_string(),
             plugin: call.plugin.to_string(),
-            input: input.to_value()?,
+            input: input.to_value(call.id)?,
             session_key: call.session_key.map(str::to_string),
             rule: self.rule_pattern(call.rule).to_string(),
             call_id: call.call_id.to_string(),
@@ -619,12 +619,12 @@ impl Input<'_> {
         })
     }
 
-    /// The input as a value.
-    pub(crate) fn to_value(self) -> Result<Value> {
+    /// The input of a call of capability `id` as a value.
+    pub(crate) fn to_value(self, id: &str) -> Result<Value> {
         match self {
             Input::Value(v) => Ok(v.clone()),
             Input::Text(t) => serde_json::from_str(t).map_err(|e| Error::InvalidInput {
-                capability: String::new(),
+                capability: id.to_string(),
                 message: format!("not JSON: {e}"),
             }),
         }

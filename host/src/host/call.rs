@@ -292,7 +292,7 @@ impl Host {
                     key,
                     call_id,
                 };
-                let input = input.to_value()?;
+                let input = input.to_value(&info.id)?;
                 Answer::Value(Box::pin(self.inner.sessions.call(call, input)).await?)
             }
             (CallRoute::Direct(_), Input::Value(v)) => {
