@@ -139,6 +139,12 @@ pub enum TextError {
     Invalid(ValidationError),
 }
 
+/// Whether a JSON float counts as an `:int`: whole, and exactly
+/// representable (below 2^53).
+fn is_whole(f: f64) -> bool {
+    f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15
+}
+
 fn json_kind(v: &Json) -> &'static str {
     match v {
         Json::Null => "null",
@@ -407,13 +413,7 @@ impl TypeExpr {
             }
             TypeExpr::Int => match v {
                 Json::Number(n) if n.is_i64() || n.is_u64() => Ok(()),
-                Json::Number(n)
-                    if n.as_f64().is_some_and(|f| {
-                        f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15
-                    }) =>
-                {
-                    Ok(())
-                }
+                Json::Number(n) if n.as_f64().is_some_and(is_whole) => Ok(()),
                 Json::Number(_) => fail("expected :int, got a number with a fraction".into()),
                 _ => expected(self),
             },

@@ -63,9 +63,7 @@ impl Scalar<'_> {
             | (TypeExpr::String, Scalar::Str(_))
             | (TypeExpr::Int, Scalar::I64(_) | Scalar::U64(_)) => true,
             (TypeExpr::Float, s) => s.as_f64().is_some(),
-            (TypeExpr::Int, Scalar::F64(f)) => {
-                f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15
-            }
+            (TypeExpr::Int, Scalar::F64(f)) => super::is_whole(f),
             (TypeExpr::Optional(_), Scalar::Null) => true,
             (TypeExpr::Optional(t), s) => s.fits(t),
             (TypeExpr::Enum(ls), s) => ls.iter().any(|l| s.is(l)),
