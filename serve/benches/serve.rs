@@ -5,10 +5,16 @@
 //! - criterion: one `text.case` call, in process and from the `rmcp` client
 //!   (a 2025-11-25 session, JSON responses) and as a raw 2026-07-28 request.
 //! - then rounds alternating the call in process, a minimal hyper JSON
-//!   endpoint (the transport's floor) and `warden serve`, from the same
-//!   minimal client: what serve adds over each;
-//! - then 64 `rmcp` clients, each with its own session, call for a fixed
-//!   number of rounds: calls/s and latency percentiles are printed.
+//!   endpoint (the transport's floor), the same endpoint calling
+//!   `Host::call`, and `warden serve`, from the same minimal client: what
+//!   serve adds over each. Once with the client on the bench thread and the
+//!   server on two runtime workers (each exchange pays two cross-CPU
+//!   wakeups), once with client and server on one current-thread runtime
+//!   (what the transport and serve themselves cost);
+//! - then 64 `rmcp` clients, each with its own session, and 64 minimal
+//!   clients call for a fixed number of rounds: calls/s and latency
+//!   percentiles; the minimal clients in alternating rounds with the audit
+//!   log off and with `sync = "flush"`.
 //!
 //! Needs the components: `cargo xtask build-guests`. Run:
 //! `cargo bench -p warden-serve --bench serve`.
@@ -19,7 +25,8 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::ServiceExt;
 use serde_json::json;
 use std::time::{Duration, Instant};
-use warden::{Config, Host, PluginConfig};
+use warden::audit::SyncPolicy;
+use warden::{AuditSettings, Config, Host, PluginConfig};
 use warden_serve::ServeSettings;
 use warden_test_support::components;
 use warden_test_support::interleave::{interleave, Contender};
@@ -27,22 +34,46 @@ use warden_test_support::interleave::{interleave, Contender};
 const CLIENTS: usize = 64;
 const ROUNDS: usize = 200;
 
+/// A host serving `text` (audit log off, or on with `sync = "flush"` in
+/// `audit_dir`) and `warden serve --http` over it on 127.0.0.1, running on `rt`.
+struct Served {
+    host: Host,
+    server: warden_serve::Server,
+    url: String,
+}
+
+impl Served {
+    fn start(rt: &tokio::runtime::Runtime, audit_dir: Option<&std::path::Path>) -> Served {
+        let text = PluginConfig::new(components::component("text"));
+        let mut config = Config::new(".").with_plugin("text", text);
+        config.audit = audit_dir.map(|dir| AuditSettings {
+            path: dir.join("audit.jsonl"),
+            sync: SyncPolicy::Flush,
+            rotate_bytes: 0,
+            // Every minimal client is the same local principal: one budget,
+            // which the default (60,000 records a minute) would stop.
+            max_records_per_minute: Some(1 << 40),
+            max_bytes_per_minute: Some(1 << 50),
+        });
+        let host = rt.block_on(Host::new(config)).expect("host loads");
+        let server =
+            warden_serve::Server::from_host(host.clone(), ServeSettings::default(), Vec::new());
+        let listener = rt
+            .block_on(server.bind_http("127.0.0.1:0".parse().unwrap()))
+            .expect("binds");
+        let url = format!("http://{}/mcp", listener.local_addr());
+        rt.spawn(listener.run());
+        Served { host, server, url }
+    }
+}
+
 fn serve(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let config =
-        Config::new(".").with_plugin("text", PluginConfig::new(components::component("text")));
-    let host = rt.block_on(Host::new(config)).expect("host loads");
-    let server =
-        warden_serve::Server::from_host(host.clone(), ServeSettings::default(), Vec::new());
-    let listener = rt
-        .block_on(server.bind_http("127.0.0.1:0".parse().unwrap()))
-        .expect("binds");
-    let url = format!("http://{}/mcp", listener.local_addr());
-    rt.spawn(listener.run());
+    let Served { host, server, url } = Served::start(&rt, None);
     let client = rt
         .block_on(async { ().serve(StreamableHttpClientTransport::from_uri(url.clone())).await })
         .expect("rmcp connects");
@@ -111,7 +142,9 @@ fn serve(c: &mut Criterion) {
     );
     group.finish();
     let _ = rt.block_on(client.cancel());
+    println!("\nclient on the bench thread, server on two runtime workers:");
     interleaved(&rt, &host, &url, &request);
+    one_thread(&request);
 
     // Throughput: 64 clients, each its own session, ROUNDS calls each.
     let clients: Vec<_> = rt.block_on(async {
@@ -146,22 +179,56 @@ fn serve(c: &mut Criterion) {
     });
     report(&format!("\n{CLIENTS} rmcp clients x {ROUNDS} tools/call through warden serve --http (2 runtime workers)"), latencies, started.elapsed());
     // The same load from minimal HTTP clients (what the server itself
-    // sustains, with less client work on the same two cores).
+    // sustains, with less client work on the same two cores), with the audit
+    // log off and on in alternating rounds.
+    let audit_dir = tempfile::tempdir().unwrap();
+    let audited = Served::start(&rt, Some(audit_dir.path()));
+    let mut rates = (Vec::new(), Vec::new());
+    for round in 0..3 {
+        for (served, audit, rates) in [
+            (&url, "off", &mut rates.0),
+            (&audited.url, "flush", &mut rates.1),
+        ] {
+            let rate = minimal_clients(&rt, served, &request, round == 0, audit);
+            rates.push(rate);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (off, flush) = (median(&mut rates.0), median(&mut rates.1));
+    println!(
+        "{CLIENTS} minimal clients, median of 3 rounds: audit off {off:.0} calls/s, \
+         audit flush {flush:.0} calls/s ({:.2} of off)",
+        flush / off
+    );
+    rt.block_on(audited.server.shutdown());
+    rt.block_on(server.shutdown());
+}
+
+/// 64 minimal clients on their own connections, [`ROUNDS`] calls each;
+/// returns calls/s (and prints the latencies when `print`).
+fn minimal_clients(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    request: &str,
+    print: bool,
+    audit: &str,
+) -> f64 {
     let started = Instant::now();
     let latencies: Vec<Duration> = rt.block_on(async {
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..CLIENTS {
-            let url = url.clone();
-            let request = request.clone();
+            let url = url.to_string();
+            let request = request.to_string();
             tasks.spawn(async move {
                 let mut raw = RawClient::connect(&url).await;
                 let mut lat = Vec::with_capacity(ROUNDS);
                 for _ in 0..ROUNDS {
                     let t = Instant::now();
-                    assert!(raw
-                        .exchange(request.as_bytes())
-                        .await
-                        .contains("HELLO THERE"));
+                    let out = raw.exchange(request.as_bytes()).await;
+                    assert!(out.contains("HELLO THERE"), "{out}");
                     lat.push(t.elapsed());
                 }
                 lat
@@ -169,19 +236,44 @@ fn serve(c: &mut Criterion) {
         }
         collect(tasks).await
     });
-    report(
-        &format!("{CLIENTS} minimal HTTP clients x {ROUNDS} 2026-07-28 tools/call"),
-        latencies,
-        started.elapsed(),
-    );
-    rt.block_on(server.shutdown());
+    let elapsed = started.elapsed();
+    let rate = latencies.len() as f64 / elapsed.as_secs_f64();
+    if print {
+        report(
+            &format!(
+                "{CLIENTS} minimal HTTP clients x {ROUNDS} 2026-07-28 tools/call, audit {audit}"
+            ),
+            latencies,
+            elapsed,
+        );
+    }
+    rate
+}
+
+/// The rounds of [`interleaved`] with the client and the server on one
+/// current-thread runtime: no exchange waits for another CPU to wake, so
+/// what remains is the transport's and serve's own work.
+fn one_thread(request: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let served = Served::start(&rt, None);
+    println!("\nclient and server on one current-thread runtime:");
+    interleaved(&rt, &served.host, &served.url, request);
+    rt.block_on(served.server.shutdown());
 }
 
 /// Rounds alternating the call in process, a minimal hyper JSON endpoint
 /// (the transport's floor: the same client, the body parsed, a fixed
 /// result written) and `warden serve`; prints what serve adds over each.
 fn interleaved(rt: &tokio::runtime::Runtime, host: &Host, url: &str, request: &str) {
-    let floor_url = format!("http://{}/mcp", rt.block_on(minimal_endpoint()));
+    let floor_url = format!("http://{}/mcp", rt.block_on(minimal_endpoint(None)));
+    let hosted_url = format!(
+        "http://{}/mcp",
+        rt.block_on(minimal_endpoint(Some(host.clone())))
+    );
+    let hosted = std::cell::RefCell::new(rt.block_on(RawClient::connect(&hosted_url)));
     let floor = std::cell::RefCell::new(rt.block_on(RawClient::connect(&floor_url)));
     let served = std::cell::RefCell::new(rt.block_on(RawClient::connect(url)));
     let args = json!({"text": "hello there", "to": "upper"});
@@ -197,6 +289,10 @@ fn interleaved(rt: &tokio::runtime::Runtime, host: &Host, url: &str, request: &s
                 let out = rt.block_on(floor.borrow_mut().exchange(request.as_bytes()));
                 assert!(out.contains("HELLO THERE"));
             }),
+            Contender::new("minimal endpoint calling Host::call", || {
+                let out = rt.block_on(hosted.borrow_mut().exchange(request.as_bytes()));
+                assert!(out.contains("HELLO THERE"));
+            }),
             Contender::new("warden serve --http, minimal client", || {
                 let out = rt.block_on(served.borrow_mut().exchange(request.as_bytes()));
                 assert!(out.contains("HELLO THERE"));
@@ -205,15 +301,18 @@ fn interleaved(rt: &tokio::runtime::Runtime, host: &Host, url: &str, request: &s
     );
     let us = |i: usize| measured[i].mean * 1e6;
     println!(
-        "  warden serve adds {:.1} µs over in process; {:.1} µs over the minimal endpoint",
-        us(2) - us(0),
-        us(2) - us(1)
+        "  warden serve adds {:.1} µs over in process; {:.1} µs over the minimal endpoint, \
+         {:.1} µs over the endpoint calling Host::call",
+        us(3) - us(0),
+        us(3) - us(1),
+        us(3) - us(2)
     );
 }
 
 /// A minimal hyper HTTP/1.1 endpoint on 127.0.0.1: each POST's body is
-/// parsed as JSON and answered with a fixed `tools/call` result.
-async fn minimal_endpoint() -> std::net::SocketAddr {
+/// parsed as JSON and answered with a fixed `tools/call` result, after
+/// calling `text.case` with its arguments when given a host.
+async fn minimal_endpoint(host: Option<Host>) -> std::net::SocketAddr {
     use http_body_util::BodyExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -221,22 +320,29 @@ async fn minimal_endpoint() -> std::net::SocketAddr {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
             stream.set_nodelay(true).unwrap();
-            let service = hyper::service::service_fn(
-                |req: hyper::Request<hyper::body::Incoming>| async move {
-                    let body = req.into_body().collect().await?.to_bytes();
-                    let request: serde_json::Value = serde_json::from_slice(&body).unwrap();
-                    let out = json!({"jsonrpc": "2.0", "id": request["id"], "result": {
+            let host = host.clone();
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let host = host.clone();
+                    async move {
+                        let body = req.into_body().collect().await?.to_bytes();
+                        let request: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                        if let Some(host) = host {
+                            let arguments = request["params"]["arguments"].clone();
+                            host.call("text.case", arguments).await.unwrap();
+                        }
+                        let out = json!({"jsonrpc": "2.0", "id": request["id"], "result": {
                     "content": [{"type": "text", "text": "{\"text\":\"HELLO THERE\"}"}],
                     "structuredContent": {"text": "HELLO THERE"}, "isError": false}});
-                    let response = hyper::Response::builder()
-                        .header("content-type", "application/json")
-                        .body(http_body_util::Full::new(bytes::Bytes::from(
-                            out.to_string(),
-                        )))
-                        .unwrap();
-                    Ok::<_, hyper::Error>(response)
-                },
-            );
+                        let response = hyper::Response::builder()
+                            .header("content-type", "application/json")
+                            .body(http_body_util::Full::new(bytes::Bytes::from(
+                                out.to_string(),
+                            )))
+                            .unwrap();
+                        Ok::<_, hyper::Error>(response)
+                    }
+                });
             tokio::spawn(
                 hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service),

@@ -190,7 +190,7 @@ async fn read_body(
     let max = shared.settings.max_request_bytes as usize;
     let deadline = Duration::from_millis(shared.settings.body_timeout_ms);
     let read = http_body_util::Limited::new(body, max).collect();
-    match tokio::time::timeout(deadline, read).await {
+    match within(deadline, read).await {
         Ok(Ok(b)) => Ok(b.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Box::new(plain(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -216,6 +216,23 @@ async fn read_body(
             Err(Box::new(r))
         }
     }
+}
+
+/// `fut` within `limit`, or `Err` once it passes. The timer starts only if
+/// `fut` is not ready when first polled: a body that came with its headers
+/// (most do) arms no timer, and waking the runtime's timer for it would cost
+/// a thread switch per request.
+async fn within<F: std::future::Future>(limit: Duration, fut: F) -> Result<F::Output, ()> {
+    let mut fut = std::pin::pin!(fut);
+    let mut timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    std::future::poll_fn(move |cx| {
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Ok(v));
+        }
+        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        std::future::Future::poll(timer.as_mut(), cx).map(Err)
+    })
+    .await
 }
 
 /// A notification of a 2025-11-25 session: `initialized`, `cancelled`.
