@@ -1,8 +1,10 @@
 //! An honest plugin's call latency alone and next to a busy plugin whose
 //! calls spin on the CPU until their time limit, on a runtime with two
-//! worker threads. Guest code yields every 100,000 units of fuel and at
-//! every epoch tick (5 ms), so the honest plugin's call waits for a worker
-//! for tens of microseconds, not for the busy plugin's whole call.
+//! worker threads. Guest code runs in slices (it yields every 100,000 units
+//! of fuel and at every 5 ms epoch tick), and one plugin runs at most one
+//! fewer slices at once than there are workers: the busy plugin's second
+//! call waits in line for its turn, and a worker stays free for the honest
+//! plugin.
 //!
 //! Prints criterion's figures, then rounds that alternate the honest
 //! calls alone and beside the spinning ones (started and stopped each

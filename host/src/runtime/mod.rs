@@ -8,6 +8,7 @@ pub(crate) mod engine;
 pub(crate) mod outcome;
 pub(crate) mod plugin;
 pub(crate) mod session_pool;
+pub(crate) mod turns;
 
 pub use cache::{CacheEntry, CompiledCache};
 pub use check::{check_component, ComponentReport, ImportCheck};

@@ -10,6 +10,7 @@ use crate::governance::Auditor;
 use crate::limits::ResolvedLimits;
 use crate::runtime::engine::CompileSource;
 use crate::runtime::outcome::{crash_cause, split_wit_error};
+use crate::runtime::turns::Turns;
 use crate::sandbox::{SandboxSpec, State};
 use serde_json::Value;
 use std::future::Future;
@@ -124,6 +125,8 @@ pub(crate) struct LoadedPlugin {
     /// This plugin's share of the pool ([`instance_share`](crate::runtime::engine::instance_share)).
     slots: Arc<Semaphore>,
     share: u32,
+    /// How many slices of its guest code may run at once.
+    turns: Turns,
 }
 
 impl LoadedPlugin {
@@ -145,6 +148,7 @@ impl LoadedPlugin {
         share: u32,
     ) -> Self {
         LoadedPlugin {
+            turns: Turns::for_runtime(),
             slots: Arc::new(Semaphore::new(share as usize)),
             share,
             permits: Semaphore::new(info.max_instances as usize),
@@ -295,16 +299,18 @@ impl LoadedPlugin {
     /// host call. The timer is started only if the entry does not finish
     /// in its first poll, so a short call never touches the timer wheel.
     /// The future is boxed: the guest call's state is large, and moved by
-    /// every async layer above it otherwise.
-    fn timed<T>(
-        &self,
-        fut: impl Future<Output = wasmtime::Result<T>>,
-    ) -> impl Future<Output = Option<wasmtime::Result<T>>> {
+    /// every async layer above it otherwise. Each poll of it (a slice of
+    /// guest code) runs in one of the plugin's [`Turns`]; a call waiting
+    /// for a turn is still under the limit.
+    fn timed<'s, T>(
+        &'s self,
+        fut: impl Future<Output = wasmtime::Result<T>> + 's,
+    ) -> impl Future<Output = Option<wasmtime::Result<T>>> + 's {
         let budget = Duration::from_millis(self.limits().timeout_ms) + TIMEOUT_GRACE;
-        let mut fut = Box::pin(fut);
+        let mut fut = self.turns.run(Box::pin(fut));
         let mut timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         std::future::poll_fn(move |cx| {
-            if let std::task::Poll::Ready(v) = fut.as_mut().poll(cx) {
+            if let std::task::Poll::Ready(v) = std::pin::Pin::new(&mut fut).poll(cx) {
                 return std::task::Poll::Ready(Some(v));
             }
             let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(budget)));
