@@ -62,7 +62,15 @@ pub fn plugin_engine(slots: u32, max_memory: u64) -> Result<Engine> {
         .total_tables(slots.saturating_mul(TABLES_PER_COMPONENT))
         .total_stacks(slots)
         .table_elements(MAX_TABLE_ELEMENTS)
-        .max_memory_size(max_memory as usize);
+        .max_memory_size(max_memory as usize)
+        // A freed instance's first 64 KiB of memory and 16 KiB of table are
+        // zeroed in place rather than given back to the kernel, and the rest
+        // is given back in batches of 8: fewer `madvise` calls and fewer
+        // TLB shootdowns across CPUs. A slot waiting in a batch is not
+        // reused until it is flushed (at most 7 per CPU, for up to 16 CPUs).
+        .linear_memory_keep_resident(64 << 10)
+        .table_keep_resident(16 << 10)
+        .decommit_batch_size(8);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config).map_err(|e| Error::Internal(format!("creating the wasm engine: {e}")))
 }
