@@ -15,6 +15,10 @@ const INSTRUCTIONS: &str = "Tools served by Warden: each runs in a sandboxed Web
 /// Who sent a request, and how to reach it.
 pub(crate) struct Caller {
     pub principal: String,
+    /// Whose audit budget its calls spend: the principal, or its 2025-11-25
+    /// session without tokens (sessions are capped). Never anything the
+    /// client names itself, nor a connection it can replace.
+    pub account: String,
     /// `stdio` or `http`.
     pub transport: &'static str,
     /// The 2025-11-25 session the request belongs to.
@@ -190,6 +194,7 @@ impl Shared {
         let context = CallContext {
             session_key: Some(&key),
             client: Some(&client),
+            account: Some(&caller.account),
             approver: None,
         };
         let plan = host

@@ -201,6 +201,8 @@ impl Client {
         };
         let caller = Caller {
             principal: PRINCIPAL.into(),
+            // One client per process.
+            account: PRINCIPAL.into(),
             transport: "stdio",
             session: self.session.clone(),
             back: self.session.clone().map(|s| {

@@ -318,3 +318,36 @@ fn mcp_inspector_cli_lists_and_calls() {
     assert!(ok, "{err}");
     assert!(out.contains("\"text.case\""), "{out}");
 }
+
+/// A client that names itself differently on every call, each time on a
+/// new connection and with a new session handle, still spends one audit
+/// budget (`[audit] max-records-per-minute`): its principal's. Nothing the
+/// client picks opens a fresh one.
+#[test]
+fn a_client_renaming_itself_keeps_one_audit_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two records a call: three calls a minute.
+    let config = format!("{}max-records-per-minute = 6\n", base_config(dir.path()));
+    let serve = Serve::start(dir.path(), &config, &[]);
+    let mut outcomes = Vec::new();
+    for i in 0..8u64 {
+        let params = serde_json::json!({
+            "name": "text.case",
+            "arguments": {"text": "a", "to": "upper"},
+            "_meta": {
+                "io.modelcontextprotocol/clientInfo": {"name": format!("client-{i}"), "version": "1"},
+                "dev.warden/session": format!("handle-{i}"),
+            }
+        });
+        let (status, m) = modern(serve.port, i, "tools/call", params, &[]);
+        assert_eq!(status, 200, "{m}");
+        let limited = m["result"]["_meta"]["dev.warden/error"] == "rate-limited";
+        assert!(limited || m["result"]["isError"] == false, "{m}");
+        outcomes.push(limited);
+    }
+    assert_eq!(
+        outcomes,
+        [false, false, false, true, true, true, true, true],
+        "three calls fit the budget, whatever each one said it was"
+    );
+}

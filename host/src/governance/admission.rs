@@ -118,6 +118,9 @@ pub(crate) struct CallFacts<'a> {
     pub(crate) call_id: &'a str,
     /// Who asked for it, when known.
     pub(crate) client: Option<&'a str>,
+    /// Whose budget its records are charged to (the client unless the
+    /// caller named an account).
+    pub(crate) account: Option<&'a str>,
     /// The caller's session key, shown to an approver.
     pub(crate) session_key: Option<&'a str>,
     /// The `[policy]` rule it matched.
@@ -409,11 +412,12 @@ impl Governance {
     /// admission and end records); past it the call is refused and counted,
     /// not written, and the count summarized.
     fn charge_client(&self, call: &CallFacts<'_>) -> Result<()> {
-        let (Some(client), Some(_)) = (call.client, &self.audit) else {
+        let (Some(account), Some(_)) = (call.account, &self.audit) else {
             return Ok(());
         };
-        let bytes = 2 * (call.id.len() + call.plugin.len() + client.len() + 400) as u64;
-        if self.clients.of(client).charge(2, bytes, false, call.id) {
+        let client_len = call.client.map_or(0, str::len);
+        let bytes = 2 * (call.id.len() + call.plugin.len() + client_len + 400) as u64;
+        if self.clients.of(account).charge(2, bytes, false, call.id) {
             return Ok(());
         }
         let limits = self.volume_limits();

@@ -104,6 +104,7 @@ impl<'c> CallPlan<'c> {
             digest,
             call_id: self.call_id.as_str(),
             client: self.context.client,
+            account: self.context.account.or(self.context.client),
             session_key: self.context.session_key,
             rule: self.rule,
             rate_hint: self.capability.hints.rate_limit.as_ref(),

@@ -91,6 +91,13 @@ pub struct CallContext<'a> {
     pub session_key: Option<&'a str>,
     /// The caller, named in the call's audit records (`client` field).
     pub client: Option<&'a str>,
+    /// Whose audit budget (`[audit] max-records-per-minute`, per client)
+    /// the call's records are charged to: an identity the caller cannot
+    /// pick, such as an authenticated principal, a session or a
+    /// connection. `None`: `client`. A server that puts caller-chosen
+    /// text (a client's name) in `client` sets this, or a caller could
+    /// take a fresh budget with every name.
+    pub account: Option<&'a str>,
     /// Asked when a rule says `approve`; the host's approver otherwise.
     pub approver: Option<&'a Arc<dyn Approver>>,
 }

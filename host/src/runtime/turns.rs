@@ -144,9 +144,18 @@ impl<F: Future + Unpin> Future for InTurns<'_, F> {
             return Poll::Pending;
         }
         this.queued = None;
-        let out = Pin::new(&mut this.fut).poll(cx);
-        this.turns.give_back();
-        out
+        // Given back when the slice ends, even by a panic in a host call.
+        let _turn = Turn(this.turns);
+        Pin::new(&mut this.fut).poll(cx)
+    }
+}
+
+/// A turn taken; given back when dropped.
+struct Turn<'a>(&'a Turns);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.0.give_back();
     }
 }
 
@@ -225,6 +234,22 @@ mod tests {
         Pin::new(fut)
             .poll(&mut Context::from_waker(waker))
             .is_ready()
+    }
+
+    #[test]
+    fn a_slice_that_panics_gives_its_turn_back() {
+        let turns = Turns::new(1);
+        let (_, waker) = counting();
+        let mut panicking = turns.run(std::future::poll_fn(|_| -> Poll<()> {
+            panic!("a host call panicked")
+        }));
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            poll_once(&mut panicking, &waker)
+        }));
+        assert!(caught.is_err());
+        assert_eq!(turns.running.load(SeqCst), 0, "the turn came back");
+        let mut next = turns.run(std::future::ready(()));
+        assert!(poll_once(&mut next, &waker), "the next call runs");
     }
 
     #[test]

@@ -135,6 +135,8 @@ pub(super) async fn post(
         Message::Request { id, method, params } => (id, method, params),
     };
     let caller = Caller {
+        // A 2025-11-25 session's own once it is known.
+        account: principal.clone(),
         principal,
         transport: "http",
         session: None,
@@ -334,6 +336,7 @@ async fn legacy(
         Ok(f) => f,
         Err(b) => return busy(&id, b),
     };
+    caller.account = key;
     caller.session = Some(session.clone());
     // A call that may ask the user for approval is answered as a stream that
     // can carry the question.
@@ -439,6 +442,8 @@ async fn modern(
         Ok(f) => f,
         Err(b) => return busy(&id, b),
     };
+    // Its audit budget stays the principal's: without a session, nothing
+    // but the principal names a caller that a new connection cannot shed.
     let outcome = shared.handle(&method, params, &caller).await;
     drop(in_flight);
     match outcome {
