@@ -99,17 +99,44 @@ impl Literal {
             Literal::Nil => Rtfs::Nil,
         }
     }
-    fn matches(&self, v: &Json) -> bool {
-        match (self, v) {
-            (Literal::String(a), Json::String(b)) => a == b,
-            (Literal::Bool(a), Json::Bool(b)) => a == b,
-            (Literal::Nil, Json::Null) => true,
-            (Literal::Int(a), Json::Number(n)) => {
-                n.as_i64() == Some(*a) || n.as_f64() == Some(*a as f64)
-            }
-            (Literal::Float(a), Json::Number(n)) => n.as_f64() == Some(*a),
-            _ => false,
+    /// Whether `v` is this literal; an `:int` literal also matches a float
+    /// of the same value. One rule for a parsed value and for a scalar
+    /// read from text ([`text`]).
+    fn matches(&self, v: &impl ScalarView) -> bool {
+        match self {
+            Literal::String(a) => v.as_str() == Some(a.as_str()),
+            Literal::Bool(a) => v.as_bool() == Some(*a),
+            Literal::Nil => v.is_null(),
+            Literal::Int(a) => v.as_i64() == Some(*a) || v.as_f64() == Some(*a as f64),
+            Literal::Float(a) => v.as_f64() == Some(*a),
         }
+    }
+}
+
+/// What [`Literal::matches`] reads of a scalar.
+trait ScalarView {
+    fn as_str(&self) -> Option<&str>;
+    fn as_bool(&self) -> Option<bool>;
+    fn is_null(&self) -> bool;
+    fn as_i64(&self) -> Option<i64>;
+    fn as_f64(&self) -> Option<f64>;
+}
+
+impl ScalarView for Json {
+    fn as_str(&self) -> Option<&str> {
+        Json::as_str(self)
+    }
+    fn as_bool(&self) -> Option<bool> {
+        Json::as_bool(self)
+    }
+    fn is_null(&self) -> bool {
+        Json::is_null(self)
+    }
+    fn as_i64(&self) -> Option<i64> {
+        Json::as_i64(self)
+    }
+    fn as_f64(&self) -> Option<f64> {
+        Json::as_f64(self)
     }
 }
 
@@ -381,36 +408,13 @@ impl TypeExpr {
         };
         let expected =
             |ty: &TypeExpr| fail(format!("expected {}, got {}", ty.to_text(), json_kind(v)));
+        let kind_is = |ok: bool| if ok { Ok(()) } else { expected(self) };
         match self {
             TypeExpr::Any => Ok(()),
-            TypeExpr::Nil => {
-                if v.is_null() {
-                    Ok(())
-                } else {
-                    expected(self)
-                }
-            }
-            TypeExpr::Bool => {
-                if v.is_boolean() {
-                    Ok(())
-                } else {
-                    expected(self)
-                }
-            }
-            TypeExpr::String => {
-                if v.is_string() {
-                    Ok(())
-                } else {
-                    expected(self)
-                }
-            }
-            TypeExpr::Float => {
-                if v.is_number() {
-                    Ok(())
-                } else {
-                    expected(self)
-                }
-            }
+            TypeExpr::Nil => kind_is(v.is_null()),
+            TypeExpr::Bool => kind_is(v.is_boolean()),
+            TypeExpr::String => kind_is(v.is_string()),
+            TypeExpr::Float => kind_is(v.is_number()),
             TypeExpr::Int => match v {
                 Json::Number(n) if n.is_i64() || n.is_u64() => Ok(()),
                 Json::Number(n) if n.as_f64().is_some_and(is_whole) => Ok(()),

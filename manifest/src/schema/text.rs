@@ -7,7 +7,7 @@
 //! reported. A key given twice is checked each time: a JSON object keeps the
 //! last, so text that fits here also fits as a value.
 
-use super::{Literal, TypeExpr};
+use super::{ScalarView, TypeExpr};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 
@@ -36,9 +36,27 @@ enum Scalar<'a> {
     Str(&'a str),
 }
 
-impl Scalar<'_> {
-    fn as_f64(self) -> Option<f64> {
+impl ScalarView for Scalar<'_> {
+    fn as_str(&self) -> Option<&str> {
         match self {
+            Scalar::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn as_bool(&self) -> Option<bool> {
+        match self {
+            Scalar::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    fn is_null(&self) -> bool {
+        matches!(self, Scalar::Null)
+    }
+
+    fn as_f64(&self) -> Option<f64> {
+        match *self {
             Scalar::I64(n) => Some(n as f64),
             Scalar::U64(n) => Some(n as f64),
             Scalar::F64(f) => Some(f),
@@ -46,14 +64,16 @@ impl Scalar<'_> {
         }
     }
 
-    fn as_i64(self) -> Option<i64> {
-        match self {
+    fn as_i64(&self) -> Option<i64> {
+        match *self {
             Scalar::I64(n) => Some(n),
             Scalar::U64(n) => i64::try_from(n).ok(),
             _ => None,
         }
     }
+}
 
+impl Scalar<'_> {
     /// Whether this scalar fits `ty` (as `TypeExpr::validate` decides).
     fn fits(self, ty: &TypeExpr) -> bool {
         match (ty, self) {
@@ -66,20 +86,8 @@ impl Scalar<'_> {
             (TypeExpr::Int, Scalar::F64(f)) => super::is_whole(f),
             (TypeExpr::Optional(_), Scalar::Null) => true,
             (TypeExpr::Optional(t), s) => s.fits(t),
-            (TypeExpr::Enum(ls), s) => ls.iter().any(|l| s.is(l)),
+            (TypeExpr::Enum(ls), s) => ls.iter().any(|l| l.matches(&s)),
             (TypeExpr::Union(ts), s) => ts.iter().any(|t| s.fits(t)),
-            _ => false,
-        }
-    }
-
-    /// Whether this scalar is literal `l` (as `Literal::matches` decides).
-    fn is(self, l: &Literal) -> bool {
-        match (l, self) {
-            (Literal::String(a), Scalar::Str(b)) => a == b,
-            (Literal::Bool(a), Scalar::Bool(b)) => *a == b,
-            (Literal::Nil, Scalar::Null) => true,
-            (Literal::Int(a), s) => s.as_i64() == Some(*a) || s.as_f64() == Some(*a as f64),
-            (Literal::Float(a), s) => s.as_f64() == Some(*a),
             _ => false,
         }
     }
