@@ -4,9 +4,9 @@
 //! ([`warden::plugin_engine`]) called through bare wasmtime: no registry,
 //! policy, schema or audit, the input and output passed as JSON text. Both
 //! on a warm instance, and with a fresh instance per call. The host is
-//! called with values (`Host::call`: the caller builds the input value,
-//! the host writes it as text and parses the output into a value) and with
-//! text (`Host::call_json`, what the bare baseline does).
+//! called, each way, with values (`Host::call`: the caller builds the input
+//! value, the host writes it as text and parses the output into a value)
+//! and with text (`Host::call_json`, what the bare baseline does).
 //!
 //! criterion's figures come first, then interleaved rounds that print each
 //! ratio to bare wasmtime. Needs the components: `cargo xtask build-guests`.
@@ -64,11 +64,11 @@ impl Setup {
         debug_assert_eq!(out["message"], "Hello, Ada!");
     }
 
-    fn host_call_json(&self) {
+    fn host_call_json(&self, host: &Host) {
         let context = warden::CallContext::default();
         let out = self
             .rt
-            .block_on(self.warm.call_json("hello.greet", INPUT, &context))
+            .block_on(host.call_json("hello.greet", INPUT, &context))
             .unwrap();
         debug_assert_eq!(out, r#"{"message":"Hello, Ada!"}"#);
     }
@@ -89,7 +89,7 @@ fn criterion_figures(c: &mut Criterion, s: &mut Setup) {
     group.bench_function("bare wasmtime: warm instance", |b| b.iter(|| s.bare_warm()));
     group.bench_function("warden: warm instance", |b| b.iter(|| s.host_call(&s.warm)));
     group.bench_function("warden: warm instance, JSON text in and out", |b| {
-        b.iter(|| s.host_call_json())
+        b.iter(|| s.host_call_json(&s.warm))
     });
     group.bench_function("bare wasmtime: fresh instance per call", |b| {
         b.iter(|| s.bare_fresh())
@@ -97,6 +97,10 @@ fn criterion_figures(c: &mut Criterion, s: &mut Setup) {
     group.bench_function("warden: fresh instance per call", |b| {
         b.iter(|| s.host_call(&s.fresh))
     });
+    group.bench_function(
+        "warden: fresh instance per call, JSON text in and out",
+        |b| b.iter(|| s.host_call_json(&s.fresh)),
+    );
     group.finish();
 }
 
@@ -113,7 +117,8 @@ fn interleaved(s: &mut Setup) {
                 s.host_call(&s.warm)
             }),
             Contender::new("warden: Host::call_json (text)", || {
-                s.borrow().host_call_json()
+                let s = s.borrow();
+                s.host_call_json(&s.warm)
             }),
         ],
     );
@@ -123,9 +128,13 @@ fn interleaved(s: &mut Setup) {
         200,
         &mut [
             Contender::new("bare wasmtime", || s.borrow().bare_fresh()),
-            Contender::new("warden", || {
+            Contender::new("warden: Host::call (values)", || {
                 let s = s.borrow();
                 s.host_call(&s.fresh)
+            }),
+            Contender::new("warden: Host::call_json (text)", || {
+                let s = s.borrow();
+                s.host_call_json(&s.fresh)
             }),
         ],
     );

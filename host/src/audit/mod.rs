@@ -25,7 +25,7 @@ pub(crate) use record::{CallFields, Pending};
 pub use record::{Effect, Outcome};
 pub use verify::{verify, Verdict};
 pub use writer::AuditLog;
-pub(crate) use writer::{OwnedReceipt, Wait};
+pub(crate) use writer::{OwnedReceipt, Receipt, Wait};
 
 /// The `prev` of the first record of a log.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";

@@ -6,7 +6,7 @@
 use super::call_id::CallId;
 use super::rules::{CallRule, CallRules, RuleDecision};
 use crate::audit::{AuditLog, Effect, Entry, Outcome};
-use crate::audit::{CallFields, Pending, Wait};
+use crate::audit::{CallFields, Pending, Receipt, Wait};
 use crate::error::{Error, Result};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -85,7 +85,7 @@ pub(crate) struct Governance {
     windows: Mutex<HashMap<String, VecDeque<Instant>>>,
     approver: RwLock<Option<Arc<dyn Approver>>>,
     audit: Option<Arc<AuditLog>>,
-    call_prefix: String,
+    call_prefix: CallId,
     next_call: AtomicU64,
     /// Each client's records per minute (its calls).
     clients: super::budget::ClientBudgets,
@@ -98,10 +98,23 @@ pub(crate) struct Governance {
 pub(crate) struct Admission<'a> {
     _slot: Option<OwnedSemaphorePermit>,
     governance: &'a Governance,
-    call: CallFacts<'a>,
+    /// When the call arrived (`None` without a log: nothing records it).
+    started: Option<Instant>,
+    /// The call's id.
+    call_id: &'a str,
     /// The call's records' common fields; `None` without a log.
     fields: Option<CallFields>,
     open: bool,
+}
+
+/// A call's admission: decided at once, or waiting (for its refusal's
+/// record, an approver or a concurrency slot) in a future of its own, so
+/// that the common call's future does not carry the waits.
+pub(crate) enum Admitting<'a> {
+    /// Decided without waiting.
+    Now(Result<Admission<'a>>),
+    /// Decided when this future ends.
+    Waits(Pin<Box<dyn Future<Output = Result<Admission<'a>>> + Send + 'a>>),
 }
 
 /// What governance is told about one call, as plain values taken from its
@@ -131,8 +144,8 @@ pub(crate) struct CallFacts<'a> {
     pub(crate) input_type: &'a TypeExpr,
     /// The call's own approver (the client that asked); the host's otherwise.
     pub(crate) approver: Option<&'a Arc<dyn Approver>>,
-    /// When the call arrived.
-    pub(crate) started: Instant,
+    /// When the call arrived (`None` without a log: nothing records it).
+    pub(crate) started: Option<Instant>,
 }
 
 /// Rate-window entries a call was charged, returned if its approval is
@@ -140,14 +153,16 @@ pub(crate) struct CallFacts<'a> {
 #[derive(Default)]
 struct Charges(Vec<(String, Instant)>);
 
-impl Admission<'_> {
-    /// Records how the call ended; an error means the record could not be
-    /// written (the caller fails closed).
-    pub(crate) async fn end<T>(mut self, outcome: &Result<T>) -> Result<()> {
+impl<'a> Admission<'a> {
+    /// Records how the call ended: the end record is queued now (dropped
+    /// while waiting for the writer, it is still written, and `Drop` writes
+    /// no second one); the caller awaits [`Ended::written`]. An error means
+    /// the record could not be queued (the caller fails closed).
+    pub(crate) fn end<T>(mut self, outcome: &Result<T>) -> Result<Ended<'a>> {
         self.open = false;
         // Nothing to build on the call path when there is no log.
         let (Some(log), Some(fields)) = (&self.governance.audit, &self.fields) else {
-            return Ok(());
+            return Ok(Ended(None));
         };
         let error;
         let (decision, reason) = match outcome {
@@ -157,16 +172,29 @@ impl Admission<'_> {
                 (Outcome::Error, error.as_str())
             }
         };
-        let ms = self.call.started.elapsed().as_millis() as u64;
-        // Queued now: dropped while waiting for the writer, the record is
-        // still written, and `Drop` writes no second one.
-        let queued = log.submit(
-            Pending::call(fields, decision, reason, Some(ms)),
-            Wait::Task,
-        );
-        async move { queued?.written().await }
-            .await
-            .map_err(unaudited)
+        let ms = self.started.map_or(0, |s| s.elapsed().as_millis() as u64);
+        let record = Pending::call(fields, decision, reason, Some(ms));
+        let queued = log.submit(record, Wait::Task).map_err(unaudited)?;
+        Ok(Ended(Some(queued)))
+    }
+}
+
+/// A call's end record, queued ([`Admission::end`]).
+pub(crate) struct Ended<'a>(Option<Receipt<'a>>);
+
+impl Ended<'_> {
+    /// Whether there is a record to wait for (there is none without a log).
+    pub(crate) fn pending(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Waits until the end record is written; an error means it was not
+    /// (the caller fails closed).
+    pub(crate) async fn written(self) -> Result<()> {
+        match self.0 {
+            None => Ok(()),
+            Some(receipt) => receipt.written().await.map_err(unaudited),
+        }
     }
 }
 
@@ -178,14 +206,14 @@ impl Drop for Admission<'_> {
         let (Some(log), Some(fields)) = (&self.governance.audit, &self.fields) else {
             return;
         };
-        let ms = self.call.started.elapsed().as_millis() as u64;
+        let ms = self.started.map_or(0, |s| s.elapsed().as_millis() as u64);
         let reason = format!(
             "the caller went away after {ms} ms; what the call did until then is recorded above under its call id, and its result is discarded"
         );
         // Nobody is left to wait for it.
         let record = Pending::call(fields, Outcome::Cancelled, &reason, Some(ms));
         if let Err(e) = log.submit(record, Wait::Nobody) {
-            tracing::error!(call_id = self.call.call_id, "{e}");
+            tracing::error!(call_id = self.call_id, "{e}");
         }
     }
 }
@@ -217,7 +245,7 @@ impl Governance {
             slots,
             windows: Mutex::new(HashMap::new()),
             approver: RwLock::new(None),
-            call_prefix: super::call_id::host_prefix(),
+            call_prefix: CallId::prefix(&super::call_id::host_prefix()),
             next_call: AtomicU64::new(1),
             clients: super::budget::ClientBudgets::new(volume, audit.clone()),
             audit,
@@ -245,7 +273,7 @@ impl Governance {
     /// A new call id, unique across hosts and restarts.
     pub(crate) fn call_id(&self) -> CallId {
         let n = self.next_call.fetch_add(1, Ordering::Relaxed);
-        CallId::new(&self.call_prefix, n)
+        self.call_prefix.numbered(n)
     }
 
     /// The component digest a plugin must have, if pinned.
@@ -369,12 +397,13 @@ impl Governance {
     /// call that would be refused anyway. Every decision is audited (the
     /// record budget's refusals are counted and summarized); a refusal is a
     /// typed error.
-    pub(crate) async fn admit<'a>(
-        &'a self,
-        call: CallFacts<'a>,
-        input: Input<'_>,
-    ) -> Result<Admission<'a>> {
-        self.charge_client(&call)?;
+    ///
+    /// A call that needs nobody's answer and no slot is decided here, with
+    /// nothing to await; the others wait in [`Admitting::Waits`].
+    pub(crate) fn admit<'a>(&'a self, call: CallFacts<'a>, input: Input<'a>) -> Admitting<'a> {
+        if let Err(e) = self.charge_client(&call) {
+            return Admitting::Now(Err(e));
+        }
         let fields = self
             .audit
             .as_ref()
@@ -382,28 +411,32 @@ impl Governance {
         let rule_name = self.rule_name(call.rule);
         let charges = match self.check(&call, input, &rule_name) {
             Ok(charges) => charges,
-            Err(e) => return Box::pin(self.refuse(fields.as_ref(), e)).await,
+            Err(e) => return Admitting::Waits(Box::pin(self.refuse(fields, e))),
         };
-        // The waits below are boxed, and entered only when needed: the
-        // common call's future stays small.
-        if call.rule.decision == RuleDecision::Approve {
-            Box::pin(self.approve(&call, input, &rule_name, &charges)).await?;
+        let slots = self.slots.get(call.plugin);
+        if call.rule.decision != RuleDecision::Approve && slots.is_none() {
+            return Admitting::Now(self.open(call, fields, None, &rule_name));
         }
-        let slot = match self.slots.get(call.plugin) {
-            None => None,
-            Some(slots) => match Box::pin(take_slot(slots, &call)).await {
-                Ok(slot) => Some(slot),
-                Err(e) => return Box::pin(self.refuse(fields.as_ref(), e)).await,
-            },
-        };
-        self.open(call, fields, slot, &rule_name)
+        Admitting::Waits(Box::pin(async move {
+            if call.rule.decision == RuleDecision::Approve {
+                self.approve(&call, input, &rule_name, &charges).await?;
+            }
+            let slot = match slots {
+                None => None,
+                Some(slots) => match take_slot(slots, &call).await {
+                    Ok(slot) => Some(slot),
+                    Err(e) => return self.refuse(fields, e).await,
+                },
+            };
+            self.open(call, fields, slot, &rule_name)
+        }))
     }
 
     /// Writes a refusal and returns it. Awaited without holding the thread:
     /// a flood of refused calls waits for the writer in its tasks, not in
     /// the runtime's workers.
-    async fn refuse<T>(&self, fields: Option<&CallFields>, error: Error) -> Result<T> {
-        let refusal = fields.map(|f| Pending::call(f, Outcome::Deny, &error.to_string(), None));
+    async fn refuse<T>(&self, fields: Option<CallFields>, error: Error) -> Result<T> {
+        let refusal = fields.map(|f| Pending::call(&f, Outcome::Deny, &error.to_string(), None));
         self.record_async(refusal).await?;
         Err(error)
     }
@@ -556,7 +589,8 @@ impl Governance {
         let mut admission = Admission {
             _slot: slot,
             governance: self,
-            call,
+            started: call.started,
+            call_id: call.call_id,
             fields,
             open: true,
         };

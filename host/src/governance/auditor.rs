@@ -230,8 +230,9 @@ impl Auditor {
     /// of writing is written as one summary record per effect, and the
     /// per-call counts start again.
     pub(crate) fn finish(&self) {
-        // Set under the lock by every record since the last finish.
-        if !self.scope.touched.swap(false, Relaxed) {
+        // Set under the lock by every record since the last finish; read
+        // first, so that a call that recorded nothing writes nothing here.
+        if !self.scope.touched.load(Relaxed) || !self.scope.touched.swap(false, Relaxed) {
             return;
         }
         let (counted, capability, call_id) = {

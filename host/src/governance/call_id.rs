@@ -17,19 +17,34 @@ pub(crate) struct CallId {
 
 impl CallId {
     /// The id made of `prefix`, `-` and `n`.
+    #[cfg(test)]
     pub(crate) fn new(prefix: &str, n: u64) -> CallId {
+        CallId::prefix(prefix).numbered(n)
+    }
+
+    /// The start every id of one host shares: `prefix` and `-`; its ids
+    /// are made from it with [`numbered`](Self::numbered).
+    pub(crate) fn prefix(prefix: &str) -> CallId {
         let mut id = CallId {
             len: 0,
             bytes: [0; MAX_LEN],
         };
-        let mut digits = itoa::Buffer::new();
-        for part in [prefix, "-", digits.format(n)] {
-            let end = (id.len as usize + part.len()).min(MAX_LEN);
-            let taken = end - id.len as usize;
-            id.bytes[id.len as usize..end].copy_from_slice(&part.as_bytes()[..taken]);
-            id.len = end as u8;
-        }
+        id.push(prefix);
+        id.push("-");
         id
+    }
+
+    /// This prefix followed by `n`.
+    pub(crate) fn numbered(mut self, n: u64) -> CallId {
+        self.push(itoa::Buffer::new().format(n));
+        self
+    }
+
+    fn push(&mut self, part: &str) {
+        let end = (self.len as usize + part.len()).min(MAX_LEN);
+        let taken = end - self.len as usize;
+        self.bytes[self.len as usize..end].copy_from_slice(&part.as_bytes()[..taken]);
+        self.len = end as u8;
     }
 
     /// The id as text.

@@ -23,8 +23,8 @@ pub(crate) mod rules;
 
 pub use crate::audit::AuditSettings;
 pub(crate) use admission::Governance;
+pub(crate) use admission::{Admitting, CallFacts, Input, MatchedRule};
 pub use admission::{Approval, ApprovalRequest, Approver};
-pub(crate) use admission::{CallFacts, Input, MatchedRule};
 pub(crate) use auditor::Auditor;
 pub(crate) use call_id::CallId;
 pub use grants::{DirGrant, DirMode, Grants, SecretGrant};

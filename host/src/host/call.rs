@@ -4,7 +4,7 @@
 
 use super::{CallContext, Host};
 use crate::error::{Error, ErrorKind, Result};
-use crate::governance::{Approver, CallFacts, CallId, Input, MatchedRule};
+use crate::governance::{Admitting, Approver, CallFacts, CallId, Input, MatchedRule};
 use crate::registry::{CapabilityInfo, Serving};
 use crate::runtime::plugin::LoadedPlugin;
 use crate::runtime::session_pool::{SessionCall, DEFAULT_SESSION_KEY};
@@ -25,7 +25,8 @@ pub struct CallPlan<'c> {
     route: Option<CallRoute<'c>>,
     rule: MatchedRule,
     call_id: CallId,
-    started: Instant,
+    /// When the call arrived, for its records (`None` without a log).
+    started: Option<Instant>,
     context: CallContext<'c>,
     approver: Option<Arc<dyn Approver>>,
 }
@@ -33,26 +34,27 @@ pub struct CallPlan<'c> {
 /// How a planned call reaches its plugin.
 enum CallRoute<'c> {
     /// The plugin's own capability, called by id in a pooled instance.
-    Direct(Served),
+    Direct(Served<'c>),
     /// The plugin's own capability, in the caller's session `key`.
-    Session { served: Served, key: &'c str },
+    Session { served: Served<'c>, key: &'c str },
     /// The plugin serving the capability's provider kind, through its entry
     /// capability (`head` is what the entry is told of the capability).
     Kind {
-        served: Served,
+        served: Served<'c>,
         entry: Arc<str>,
         head: Arc<str>,
     },
 }
 
-/// The plugin serving a call.
-struct Served {
+/// The plugin serving a call (borrowed from the host: its plugins are
+/// fixed at load).
+struct Served<'c> {
     index: usize,
-    plugin: Arc<LoadedPlugin>,
+    plugin: &'c Arc<LoadedPlugin>,
 }
 
-impl CallRoute<'_> {
-    fn served(&self) -> &Served {
+impl<'c> CallRoute<'c> {
+    fn served(&self) -> &Served<'c> {
         match self {
             CallRoute::Direct(s) | CallRoute::Session { served: s, .. } => s,
             CallRoute::Kind { served, .. } => served,
@@ -121,7 +123,7 @@ impl Host {
     /// registered and the `[policy]` rule it matches, and gives the call its
     /// id. Nothing runs and nothing is recorded until
     /// [`execute`](Self::execute).
-    pub async fn plan<'c>(&self, id: &str, context: &CallContext<'c>) -> Result<CallPlan<'c>> {
+    pub async fn plan<'c>(&'c self, id: &str, context: &CallContext<'c>) -> Result<CallPlan<'c>> {
         let found = self.registry().get(id).map(|(_, info)| info);
         // Discovery never runs inside a call: a source that failed is asked
         // again in the background; meanwhile the error names it.
@@ -141,16 +143,20 @@ impl Host {
             capability,
             route,
             call_id: governance.call_id(),
-            started: Instant::now(),
+            started: governance.audit().map(|_| Instant::now()),
             context: *context,
             approver: context.approver.cloned(),
         })
     }
 
-    fn route<'c>(&self, info: &CapabilityInfo, context: &CallContext<'c>) -> Option<CallRoute<'c>> {
+    fn route<'c>(
+        &'c self,
+        info: &CapabilityInfo,
+        context: &CallContext<'c>,
+    ) -> Option<CallRoute<'c>> {
         let served = |index: usize| Served {
             index,
-            plugin: self.inner.plugins[index].clone(),
+            plugin: &self.inner.plugins[index],
         };
         Some(match (&info.serving, &info.route) {
             (Serving::Plugin(i), Route::Session { .. }) => CallRoute::Session {
@@ -205,9 +211,16 @@ impl Host {
                 provider: plan.capability.provider.name().to_string(),
             });
         };
-        let admission = self.inner.governance.admit(plan.facts(), input).await?;
+        let admission = match self.inner.governance.admit(plan.facts(), input) {
+            Admitting::Now(admission) => admission?,
+            Admitting::Waits(waits) => waits.await?,
+        };
         let result = self.run_retrying(plan, route, input).await;
-        admission.end(&result).await?;
+        let ended = admission.end(&result)?;
+        if ended.pending() {
+            // Boxed: a call without a log has nothing to wait for here.
+            Box::pin(ended.written()).await?;
+        }
         result
     }
 

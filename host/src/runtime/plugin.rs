@@ -431,11 +431,13 @@ impl LoadedPlugin {
     /// Takes a permit and an instance (warm if one is idle, else new), armed
     /// with a fresh budget. `during` names the call for errors.
     async fn checkout(&self, during: &str) -> Result<(tokio::sync::SemaphorePermit<'_>, Warm)> {
-        let permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| Error::Internal("plugin is shutting down".into()))?;
+        let permit = match self.permits.try_acquire() {
+            Ok(permit) => permit,
+            // Boxed: the warm path's future stays small.
+            Err(_) => Box::pin(self.permits.acquire())
+                .await
+                .map_err(|_| Error::Internal("plugin is shutting down".into()))?,
+        };
         let reused = if self.info.instances == InstanceMode::Reuse {
             self.idle.lock().expect("pool lock").pop()
         } else {

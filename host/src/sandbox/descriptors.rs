@@ -77,6 +77,9 @@ impl Held {
         for (kind, now) in [(Kind::Socket, sockets), (Kind::File, files)] {
             let before = std::mem::replace(self.mine(kind), now);
             let (total, _) = self.budget.counter(kind);
+            if now == before {
+                continue;
+            }
             if now > before {
                 total.fetch_add(now - before, Ordering::Relaxed);
             } else {

@@ -19,6 +19,7 @@
 //! assert_eq!(err.to_string(), "$.items[1].name: expected :string, got number");
 //! ```
 
+mod flat;
 mod text;
 
 use crate::rtfs::{self, Value as Rtfs};

@@ -14,6 +14,11 @@ use std::fmt;
 /// Whether `text` is one JSON value that fits `ty` (`false` also when it is
 /// not JSON, or when deciding needs the whole value).
 pub(super) fn fits(ty: &TypeExpr, text: &str) -> bool {
+    super::flat::fits(ty, text).is_some() || read_fits(ty, text)
+}
+
+/// [`fits`] by reading the text with `serde_json`, whatever its shape.
+pub(super) fn read_fits(ty: &TypeExpr, text: &str) -> bool {
     let mut reader = serde_json::Deserializer::from_str(text);
     Fits(ty).deserialize(&mut reader).is_ok() && reader.end().is_ok()
 }
@@ -27,7 +32,7 @@ struct Fits<'t>(&'t TypeExpr);
 
 /// A scalar as read.
 #[derive(Clone, Copy)]
-enum Scalar<'a> {
+pub(super) enum Scalar<'a> {
     Null,
     Bool(bool),
     I64(i64),
@@ -75,7 +80,7 @@ impl ScalarView for Scalar<'_> {
 
 impl Scalar<'_> {
     /// Whether this scalar fits `ty` (as `TypeExpr::validate` decides).
-    fn fits(self, ty: &TypeExpr) -> bool {
+    pub(super) fn fits(self, ty: &TypeExpr) -> bool {
         match (ty, self) {
             (TypeExpr::Any, _)
             | (TypeExpr::Nil, Scalar::Null)
@@ -206,7 +211,7 @@ impl Fits<'_> {
 impl TypeExpr {
     /// The type, or the type an `:optional` wraps (a compound value is not
     /// nil, so only the wrapped type can fit it).
-    fn without_optional(&self) -> &TypeExpr {
+    pub(super) fn without_optional(&self) -> &TypeExpr {
         match self {
             TypeExpr::Optional(t) => t.without_optional(),
             t => t,

@@ -46,13 +46,13 @@ impl LoadedPlugin {
     pub(super) fn abandon(self: &Arc<Self>, warm: Warm) {
         let mut warm = warm;
         let state = std::mem::take(&mut warm.store.data_mut().remote_state);
+        if state.is_empty() || self.exports.cleanup.is_none() {
+            return;
+        }
         // The release's effects are recorded under the call that left the
         // state behind.
         let (capability, call_id) = warm.store.data().auditor.current();
         drop(warm);
-        if state.is_empty() || self.exports.cleanup.is_none() {
-            return;
-        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::warn!(plugin = %self.name(), "an instance died with remote state, and there is no runtime to release it on");
             return;
