@@ -11,13 +11,13 @@ use std::process::Command;
 
 /// The Python package the MCP tests' server is built on.
 const PYTHON_MCP: &str = "mcp==2.3.0";
+/// The official A2A SDK the A2A tests' agents are built on (`tests/a2a/agent.py`).
+const PYTHON_A2A: &str = "a2a-sdk[http-server]==1.3.0";
 
-/// A virtual environment in `.venv/` with the official MCP Python SDK, for
-/// the MCP tests' and benchmark's server (`tests/mcp/server.py`).
 /// The Python packages the tests use, installed into `.venv/`: the MCP SDK
-/// (for MCP servers and clients), componentize-py (for Python guests) and
-/// jsonschema.
-const PYTHON_PACKAGES: &[&str] = &[PYTHON_MCP, COMPONENTIZE_PY, JSONSCHEMA];
+/// (for MCP servers and clients), the A2A SDK (for A2A agents),
+/// componentize-py (for Python guests) and jsonschema.
+const PYTHON_PACKAGES: &[&str] = &[PYTHON_MCP, PYTHON_A2A, COMPONENTIZE_PY, JSONSCHEMA];
 /// Checks `docs/warden.schema.json` against real configurations (a CLI test).
 const JSONSCHEMA: &str = "jsonschema==4.26.0";
 const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
@@ -39,9 +39,10 @@ pub(crate) fn ensure_python_env(root: &Path) -> Result<PathBuf> {
                 .status()
                 .is_ok_and(|s| s.success())
         };
-        quiet(
-            Command::new(&python).args(["-c", "import mcp.server.mcpserver, uvicorn, jsonschema"]),
-        ) && quiet(Command::new(venv.join("bin/componentize-py")).arg("--version"))
+        quiet(Command::new(&python).args([
+            "-c",
+            "import mcp.server.mcpserver, uvicorn, jsonschema, a2a.server.routes",
+        ])) && quiet(Command::new(venv.join("bin/componentize-py")).arg("--version"))
     };
     if ready() {
         return Ok(python);
@@ -76,7 +77,7 @@ pub(crate) fn ensure_python_env(root: &Path) -> Result<PathBuf> {
     )?;
     if !ready() {
         bail!(
-            "{} installed but `import mcp.server.mcpserver` or `componentize-py --version` still fails",
+            "{} installed but `import mcp.server.mcpserver, a2a.server.routes` or `componentize-py --version` still fails",
             PYTHON_PACKAGES.join(", ")
         );
     }

@@ -33,6 +33,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("warden-plugin-files", "files"),
     ("warden-plugin-http", "http"),
     ("warden-plugin-mcp", "mcp"),
+    ("warden-plugin-a2a", "a2a"),
     ("guest-hostile", "hostile"),
     ("guest-wrong-world", "wrong-world"),
 ];

@@ -4,6 +4,7 @@
 // A scenario test reads top to bottom; the 150-line rule is for product code.
 #![allow(clippy::too_many_lines)]
 
+mod a2a;
 mod cache;
 mod cancellation;
 mod concurrency;

@@ -1,9 +1,10 @@
 //! What Warden's tests and benchmarks share (a dev-dependency, never
 //! published): where the components `cargo xtask build-guests` builds are
 //! (`components`), a small HTTP/1.1 server (`http_server`), a real MCP server
-//! on the official SDKs (`mcp_server`) and interleaved rounds for the
+//! on the official SDKs (`mcp_server`), a real A2A agent (`a2a_agent`) and interleaved rounds for the
 //! benchmarks' ratios (`interleave`).
 
+pub mod a2a_agent;
 pub mod components;
 pub mod http_server;
 pub mod interleave;

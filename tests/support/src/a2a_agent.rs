@@ -1,0 +1,98 @@
+//! A real A2A agent for tests: `tests/a2a/agent.py` on the official Python
+//! SDK (`a2a-sdk` 1.3.0), run from the repository's `.venv` (`cargo xtask
+//! test` or `cargo xtask python-env` creates it).
+
+use crate::repo;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+pub struct A2aAgent {
+    child: Child,
+    pub port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl A2aAgent {
+    /// Starts an agent on a free port. `args`: `--era both|0.3`, `--token T`,
+    /// `--no-stream` (see `tests/a2a/agent.py`).
+    pub fn start(args: &[&str]) -> A2aAgent {
+        let python = repo().join(".venv/bin/python");
+        assert!(
+            python.exists(),
+            "{} is missing: run `cargo xtask python-env` (or `cargo xtask test`)",
+            python.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("requests.log");
+        let mut child = Command::new(python)
+            .arg(repo().join("tests/a2a/agent.py"))
+            .args(["--port", "0", "--log"])
+            .arg(&log)
+            .args(args)
+            // The agent exits when this pipe closes: agents shared by a test
+            // binary (in statics, never dropped) end with it.
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(if std::env::var_os("WARDEN_TEST_VERBOSE").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .expect("starting the A2A test agent");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("PORT ")
+            .unwrap_or_else(|| panic!("the A2A test agent did not start: {line:?}"))
+            .parse()
+            .unwrap();
+        A2aAgent {
+            child,
+            port,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// The agent's base URL (its card under `/.well-known/agent-card.json`).
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every request it saw: `(path, A2A-Version, JSON-RPC method,
+    /// authorization)`, `-` for what was absent.
+    pub fn requests(&self) -> Vec<[String; 4]> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.splitn(4, ' ').map(str::to_string);
+                Some([f.next()?, f.next()?, f.next()?, f.next()?])
+            })
+            .collect()
+    }
+
+    /// What its skills noted (`slow started`, `slow cancelled`), in order.
+    pub fn events(&self) -> Vec<String> {
+        let mut path = self.log.clone().into_os_string();
+        path.push(".events");
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for A2aAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
