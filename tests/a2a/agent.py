@@ -11,13 +11,15 @@ Skills (picked by message metadata `skill`, else the text's first word):
 echo (a reply without a task), data (a task with a data artifact), count
 (three text chunks of one artifact, streamed), slow (works until cancelled or
 30 s; notes `slow cancelled`), ask (input-required; the answer completes it),
-fail (failed), turn (says how many messages its conversation has seen).
+fail (failed), turn (says how many messages its conversation has seen); the
+extended card adds `secret`.
 """
 import argparse
 import asyncio
 import json
 import os
 import socket
+import stat
 import sys
 import threading
 
@@ -49,6 +51,9 @@ args = ap.parse_args()
 
 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+# Inherited by accepted connections: a kept-alive client's response is not
+# held back by Nagle until its delayed ACK (40 ms).
+sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 sock.bind(("127.0.0.1", args.port))
 sock.listen(128)
 PORT = sock.getsockname()[1]
@@ -74,7 +79,9 @@ CARD = AgentCard(
     supported_interfaces=[
         AgentInterface(url=BASE, protocol_binding="JSONRPC", protocol_version=v) for v in versions
     ],
-    capabilities=AgentCapabilities(streaming=not args.no_stream, push_notifications=False),
+    capabilities=AgentCapabilities(
+        streaming=not args.no_stream, push_notifications=False, extended_agent_card=True
+    ),
     default_input_modes=["text/plain", "application/json"],
     default_output_modes=["text/plain", "application/json"],
     skills=[
@@ -149,7 +156,13 @@ class Executor(AgentExecutor):
         await up.cancel(up.new_agent_message([new_text_part("cancelled")]))
 
 
-handler = DefaultRequestHandler(agent_executor=Executor(), task_store=InMemoryTaskStore(), agent_card=CARD)
+# The extended card (read with credentials) lists one more skill.
+EXTENDED = AgentCard()
+EXTENDED.CopyFrom(CARD)
+EXTENDED.skills.append(skill("secret", "Only in the extended card"))
+handler = DefaultRequestHandler(
+    agent_executor=Executor(), task_store=InMemoryTaskStore(), agent_card=CARD, extended_agent_card=EXTENDED
+)
 
 if args.era == "both":
     routes = [*create_agent_card_routes(CARD), *create_jsonrpc_routes(handler, rpc_url="/", enable_v0_3_compat=True)]
@@ -210,12 +223,13 @@ class Gate:
 
 
 def watch_parent():
-    """Exits when the test process that started it ends (its stdin closes)."""
+    """Exits when the test process that started it ends (its stdin, a pipe, closes)."""
     sys.stdin.read()
     os._exit(0)
 
 
 app = Gate(Starlette(routes=routes))
-threading.Thread(target=watch_parent, daemon=True).start()
+if stat.S_ISFIFO(os.fstat(0).st_mode):
+    threading.Thread(target=watch_parent, daemon=True).start()
 print(f"PORT {PORT}", flush=True)
 uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])

@@ -84,11 +84,14 @@ pub(crate) fn ensure_python_env(root: &Path) -> Result<PathBuf> {
     Ok(python)
 }
 
-/// The npm MCP peers the tests drive (the TypeScript SDK v2 client and
-/// server, MCP Inspector's CLI), installed from
-/// `tests/serve/package-lock.json` into `tests/serve/node_modules/`.
+/// The npm peers the tests drive: the MCP ones (the TypeScript SDK v2
+/// client and server, MCP Inspector's CLI) from
+/// `tests/serve/package-lock.json` into `tests/serve/node_modules/`, and
+/// the A2A agent's SDK (`@a2a-js/sdk`) from `tests/a2a/package-lock.json`
+/// into `tests/a2a/node_modules/`.
 pub(crate) fn ensure_node_clients(root: &Path) -> Result<()> {
-    npm_ci(&root.join("tests/serve"), "the npm MCP peers")
+    npm_ci(&root.join("tests/serve"), "the npm MCP peers")?;
+    npm_ci(&root.join("tests/a2a"), "the npm A2A SDK")
 }
 
 /// Builds each Python guest with componentize-py into `target/components/`,

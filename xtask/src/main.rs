@@ -15,6 +15,7 @@
 //!   everything and runs the whole test suite.
 
 mod bindings;
+mod demo_peers;
 mod langs;
 mod links;
 mod sys;
@@ -324,7 +325,8 @@ fn demo(root: &Path) -> Result<()> {
         )?;
     }
     http_demo(root, &warden)?;
-    mcp_demo(root, &warden)?;
+    demo_peers::mcp_demo(root, &warden)?;
+    demo_peers::a2a_demo(root, &warden)?;
     serve_demo(root, &warden, &config)?;
     println!("\n== The same host, embedded in a Rust program (examples/embed)");
     println!("$ cargo run -p embed-example -- examples/demo/warden.toml");
@@ -479,70 +481,10 @@ fn serve_demo(root: &Path, warden: &Path, config: &Path) -> Result<()> {
     result
 }
 
-fn mcp_demo(root: &Path, warden: &Path) -> Result<()> {
-    use std::io::{BufRead, BufReader};
-    let python = ensure_python_env(root)?;
-    let dir = target_dir(root).join("demo");
-    std::fs::create_dir_all(&dir)?;
-    let log = dir.join("mcp-requests.log");
-    let _ = std::fs::remove_file(&log);
-    let mut server = Command::new(&python)
-        .arg(root.join("tests/mcp/server.py"))
-        .args(["--port", "0", "--log"])
-        .arg(&log)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .context("starting tests/mcp/server.py")?;
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().context("server stdout")?).read_line(&mut line)?;
-    let port = line
-        .trim()
-        .strip_prefix("PORT ")
-        .context("the MCP server did not start")?
-        .to_string();
-    let template = std::fs::read_to_string(root.join("examples/demo/mcp.toml"))
-        .context("reading examples/demo/mcp.toml")?;
-    let config = dir.join("mcp.toml");
-    std::fs::write(&config, template.replace("@PORT@", &port))?;
-    let run = |title: &str, args: &[&str]| {
-        demo_step(warden, &config, "target/demo/mcp.toml", title, args, &[])
-    };
-    let result = (|| -> Result<()> {
-        run(
-            "An MCP server's tools as capabilities (server on 127.0.0.1, official Python SDK; a deny filter hides one tool)",
-            &["list"],
-        )?;
-        run(
-            "A tool call through governed egress (the client spoke MCP 2026-07-28 first: stateless, no session)",
-            &["call", "mcp.demo.add", r#"{"a":1,"b":2}"#],
-        )?;
-        run(
-            "Input is checked against the schema converted from the tool's JSON Schema (exit 4)",
-            &["call", "mcp.demo.add", r#"{"a":"one","b":2}"#],
-        )?;
-        run(
-            "A tool error is a typed upstream error (exit 4)",
-            &["call", "mcp.demo.fail", r#"{"message":"the tool said no"}"#],
-        )?;
-        let seen = std::fs::read_to_string(&log).unwrap_or_default();
-        let count = |m: &str| seen.lines().filter(|l| l.starts_with(m)).count();
-        println!(
-            "(the server saw {} POST and {} DELETE requests: it speaks MCP 2026-07-28, which the client tried first, so there were no sessions to close)",
-            count("POST "),
-            count("DELETE ")
-        );
-        Ok(())
-    })();
-    let _ = server.kill();
-    let _ = server.wait();
-    result
-}
-
 /// One demo step: prints its title (if any) and the command as a user
 /// would type it (`shown` is the config path to print), runs it, and prints
 /// the exit code. Failing commands are part of the demo, not errors.
-fn demo_step(
+pub(crate) fn demo_step(
     warden: &Path,
     config: &Path,
     shown: &str,

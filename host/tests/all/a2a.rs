@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use warden::{Config, Error, ErrorKind, Host, Limit, PluginConfig, SecretGrant};
-use warden_test_support::a2a_agent::A2aAgent;
+use warden_test_support::a2a_agent::{A2aAgent, Sdk};
 
 /// The agents every test here may share (started once per test binary).
 fn shared(era: &str) -> &'static A2aAgent {
@@ -94,43 +94,62 @@ async fn each_skill_of_the_card_is_a_capability_at_the_cards_version() {
     }
 }
 
+/// The echo, data and count skills answer as the agent said them (`what`
+/// names the case in failures).
+async fn skills_answer(host: &Host, what: &str) {
+    let out = host
+        .call("a2a.agent.echo", json!({"text": "hello", "data": {"k": 1}}))
+        .await
+        .unwrap();
+    assert_eq!(out["state"], "completed", "{what}");
+    assert_eq!(out["text"], "echo: hello", "{what}");
+    assert_eq!(out["data"][0]["k"].as_f64(), Some(1.0), "{what}: {out}");
+    let out = host
+        .call("a2a.agent.data", json!({"text": "go"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        out["data"][0]["answer"].as_f64(),
+        Some(42.0),
+        "{what}: {out}"
+    );
+    assert_eq!(out["data"][0]["items"], json!(["a", "b"]), "{what}");
+    assert_eq!(out["artifacts"][0]["name"], "result", "{what}");
+    assert!(out["task-id"].is_string(), "{what}");
+    let out = host
+        .call("a2a.agent.count", json!({"text": "go"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        out["text"], "chunk 0\nchunk 1\nchunk 2",
+        "{what}: chunks appended"
+    );
+    assert_eq!(out["message"], "counted", "{what}");
+}
+
+/// A task that waits for input is answered by the next call of the session.
+async fn input_is_answered_in_the_session(host: &Host, what: &str) {
+    let asked = host
+        .call_in_session("a2a.agent.ask", json!({"text": "hi"}), Some("s1"))
+        .await;
+    let e = upstream(asked);
+    assert!(
+        e.contains("input-required") && e.contains("What is your name?"),
+        "{what}: {e}"
+    );
+    let out = host
+        .call_in_session("a2a.agent.ask", json!({"text": "Ada"}), Some("s1"))
+        .await
+        .unwrap();
+    assert_eq!(out["message"], "thanks, Ada", "{what}");
+}
+
 #[tokio::test]
 async fn text_data_and_streamed_skills_answer_on_both_versions() {
     for era in ["both", "0.3"] {
         for streaming in [true, false] {
             let host = host(era, json!({ "streaming": streaming, "poll-ms": 20 })).await;
-            let what = format!("{era}, streaming {streaming}");
-            let out = host
-                .call("a2a.agent.echo", json!({"text": "hello", "data": {"k": 1}}))
-                .await
-                .unwrap();
-            assert_eq!(out["state"], "completed", "{what}");
-            assert_eq!(out["text"], "echo: hello", "{what}");
-            assert_eq!(
-                out["data"],
-                json!([{"k": 1.0}]),
-                "{what}: data parts kept apart"
-            );
-            let out = host
-                .call("a2a.agent.data", json!({"text": "go"}))
-                .await
-                .unwrap();
-            assert_eq!(
-                out["data"],
-                json!([{"answer": 42.0, "items": ["a", "b"]}]),
-                "{what}"
-            );
-            assert_eq!(out["artifacts"][0]["name"], "result", "{what}");
-            assert!(out["task-id"].is_string(), "{what}");
-            let out = host
-                .call("a2a.agent.count", json!({"text": "go"}))
-                .await
-                .unwrap();
-            assert_eq!(
-                out["text"], "chunk 0\nchunk 1\nchunk 2",
-                "{what}: chunks appended"
-            );
-            assert_eq!(out["message"], "counted", "{what}");
+            skills_answer(&host, &format!("{era}, streaming {streaming}")).await;
         }
     }
     // Which wire each call took.
@@ -153,22 +172,35 @@ async fn text_data_and_streamed_skills_answer_on_both_versions() {
 }
 
 #[tokio::test]
+async fn the_javascript_sdks_agent_is_served_the_same_on_both_versions() {
+    for era in ["1.0", "0.3"] {
+        let agent = A2aAgent::start_on(Sdk::JavaScript, &["--era", era]);
+        for streaming in [true, false] {
+            let extra = json!({ "streaming": streaming, "poll-ms": 20 });
+            let host = Host::new(a2a_config("agent", &agent, true, extra))
+                .await
+                .expect("host loads");
+            let what = format!("@a2a-js/sdk {era}, streaming {streaming}");
+            let echo = host.capability("a2a.agent.echo").unwrap();
+            assert_eq!(echo.metadata["a2a"]["protocol"], era, "{what}");
+            skills_answer(&host, &what).await;
+            input_is_answered_in_the_session(&host, &what).await;
+        }
+        let methods: Vec<String> = agent.requests().into_iter().map(|[_, _, m, _]| m).collect();
+        let expected: &[&str] = match era {
+            "1.0" => &["SendStreamingMessage", "SendMessage", "GetTask"],
+            _ => &["message/stream", "message/send", "tasks/get"],
+        };
+        for m in expected {
+            assert!(methods.iter().any(|x| x == m), "{era}: {m} in {methods:?}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_task_that_needs_input_is_answered_in_the_same_session() {
     for era in ["both", "0.3"] {
-        let host = host(era, json!({})).await;
-        let asked = host
-            .call_in_session("a2a.agent.ask", json!({"text": "hi"}), Some("s1"))
-            .await;
-        let e = upstream(asked);
-        assert!(
-            e.contains("input-required") && e.contains("What is your name?"),
-            "{e}"
-        );
-        let out = host
-            .call_in_session("a2a.agent.ask", json!({"text": "Ada"}), Some("s1"))
-            .await
-            .unwrap();
-        assert_eq!(out["message"], "thanks, Ada", "{era}");
+        input_is_answered_in_the_session(&host(era, json!({})).await, era).await;
     }
 }
 
@@ -217,8 +249,13 @@ async fn a_session_is_one_conversation_and_callers_without_one_share_none() {
 
 #[tokio::test]
 async fn a_slow_task_stopped_by_the_time_limit_is_cancelled_upstream() {
-    for streaming in [true, false] {
-        let agent = A2aAgent::start(&[]);
+    let cases = [
+        (Sdk::Python, true),
+        (Sdk::Python, false),
+        (Sdk::JavaScript, true),
+    ];
+    for (sdk, streaming) in cases {
+        let agent = A2aAgent::start_on(sdk, &[]);
         let mut c = a2a_config("agent", &agent, true, json!({ "streaming": streaming }));
         c.plugins.get_mut("a2a").unwrap().limits.timeout_ms = Some(1500);
         let host = Host::new(c).await.expect("host loads");
@@ -237,7 +274,7 @@ async fn a_slow_task_stopped_by_the_time_limit_is_cancelled_upstream() {
         while !agent.events().contains(&"slow cancelled".to_string()) {
             assert!(
                 Instant::now() < deadline,
-                "streaming {streaming}: the agent never saw the cancel: {:?} {:?}",
+                "{sdk:?}, streaming {streaming}: the agent never saw the cancel: {:?} {:?}",
                 agent.events(),
                 agent.requests()
             );
@@ -277,6 +314,27 @@ async fn a_bearer_secret_reaches_the_agent_and_never_the_plugin() {
         .unwrap();
     let e = upstream(host.call("a2a.agent.echo", json!({"text": "hi"})).await);
     assert!(e.contains("401") && e.contains("auth-secret"), "{e}");
+}
+
+#[tokio::test]
+async fn the_extended_card_is_read_with_the_secret_when_asked_for() {
+    for era in ["both", "0.3"] {
+        let agent = A2aAgent::start(&["--era", era, "--token", "a2a-tok-7"]);
+        let extra = json!({ "auth-secret": "A2A_TOKEN", "extended-card": true });
+        let host = Host::new(a2a_config("agent", &agent, true, extra))
+            .await
+            .expect("host loads");
+        assert!(host.capability("a2a.agent.secret").is_ok(), "{era}");
+        let extra = json!({ "auth-secret": "A2A_TOKEN" });
+        let host = Host::new(a2a_config("agent", &agent, true, extra))
+            .await
+            .expect("host loads");
+        assert!(
+            host.capability("a2a.agent.secret").is_err(),
+            "{era}: public card only"
+        );
+        assert!(host.capability("a2a.agent.echo").is_ok(), "{era}");
+    }
 }
 
 #[tokio::test]

@@ -113,13 +113,18 @@ impl Agent {
     }
 
     /// Sends `message` and follows its task until it ends or waits for the
-    /// user: streamed, or polled.
-    pub fn send(&self, message: Value) -> Result<Outcome, Error> {
+    /// user: streamed, or polled. `answering` is the task the message
+    /// answers, if it answers one that waits.
+    pub fn send(&self, message: Value, answering: Option<&str>) -> Result<Outcome, Error> {
         let mut run = Run::default();
+        if let Some(task) = answering {
+            set_pending(Some(task), self);
+        }
         if self.streaming {
             self.stream(message, &mut run)?;
         } else {
-            let result = self.request(Method::Send, self.version.send_params(message))?;
+            let params = self.version.send_params(message, answering.is_none());
+            let result = self.request(Method::Send, params)?;
             let event = self.version.event(&result).ok_or_else(|| {
                 self.error(Method::Send, "the answer is neither a task nor a message")
             })?;
@@ -161,10 +166,15 @@ impl Agent {
                 continue;
             };
             let result = self.result(Method::Stream, message)?;
-            if let Some(event) = self.version.event(&result) {
-                run.apply(event, self);
-            }
-            if run.settled() {
+            let Some(event) = self.version.event(&result) else {
+                continue;
+            };
+            // A task's snapshot (the stream's first event) may still show
+            // the state the message answers; only an update settles it
+            // before the stream ends.
+            let snapshot = matches!(event, Event::Task(_));
+            run.apply(event, self);
+            if run.settled() && !snapshot {
                 break;
             }
         }

@@ -147,6 +147,8 @@ struct A2a {
 /// One caller's conversation with one agent.
 struct Conversation {
     server: String,
+    /// How to reach the agent, when the capability says (else its card).
+    agent: Option<Agent>,
     /// Whether it is a caller's own session (the shared `default` one keeps
     /// no conversation).
     keeps: bool,
@@ -232,7 +234,9 @@ impl A2a {
         Ok(caps)
     }
 
-    /// The skill a capability id names, looked up in the agent's card.
+    /// The skill a capability id names: looked up in the agent's card when
+    /// this instance has read it or the id was rewritten from the skill's,
+    /// else the id's last part itself.
     fn skill_of(&mut self, server: &str, capability: &str) -> Result<String, Error> {
         let part = capability
             .strip_prefix(&format!("a2a.{server}."))
@@ -241,6 +245,9 @@ impl A2a {
                     "`{capability}` is not a skill of A2A agent `{server}`"
                 ))
             })?;
+        if !self.cards.contains_key(server) && id_part(part) == part {
+            return Ok(part.to_string());
+        }
         let card = self.card(server)?;
         card.skills
             .iter()
@@ -343,7 +350,7 @@ fn converse(agent: &Agent, input: Input, to: &Target) -> Result<Outcome, Error> 
         agent
             .version
             .message(&client::message_id(), &input.text, input.data.as_ref(), to);
-    agent.send(message)
+    agent.send(message, to.task.as_deref())
 }
 
 /// The call's result for how the agent's task ended; a task that waits for
@@ -577,8 +584,27 @@ impl Sessions for A2a {
                 config.capability
             )));
         }
+        // The endpoint discovery found, kept in the capability: no need to
+        // read the card again in a new instance.
+        let found = config
+            .provider_meta
+            .get("endpoint")
+            .and_then(Value::as_str)
+            .zip(config.meta_str("a2a.protocol").and_then(Version::parse));
+        let agent = found.map(|(endpoint, version)| {
+            let card = Card {
+                name: server.to_string(),
+                endpoint: endpoint.to_string(),
+                version,
+                streaming: config.metadata.get("a2a.streaming") == Some(&json!(true)),
+                extended: false,
+                skills: Vec::new(),
+            };
+            self.agent(server, &self.servers[server], &card)
+        });
         Ok(Conversation {
             server: server.to_string(),
+            agent,
             keeps: config.session_key != "default",
             context: None,
             waiting: None,
@@ -592,8 +618,13 @@ impl Sessions for A2a {
         input_value: Value,
     ) -> Result<Value, Error> {
         let skill = self.skill_of(&c.server.clone(), capability)?;
-        let card = self.card(&c.server.clone())?;
-        let agent = self.agent(&c.server, &self.servers[&c.server], &card);
+        let agent = match &c.agent {
+            Some(agent) => agent.clone(),
+            None => {
+                let card = self.card(&c.server.clone())?;
+                self.agent(&c.server, &self.servers[&c.server], &card)
+            }
+        };
         let to = Target {
             skill,
             context: if c.keeps { c.context.clone() } else { None },

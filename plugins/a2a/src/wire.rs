@@ -93,11 +93,14 @@ impl Version {
         Value::Object(m)
     }
 
-    /// Params of a send that returns at once (the task is then followed).
-    pub fn send_params(self, message: Value) -> Value {
+    /// Params of a send: one that returns at once (the task is then
+    /// followed), or one that returns when the task ends or waits again
+    /// (an answer to a task that waits: its snapshot at once would still
+    /// show it waiting).
+    pub fn send_params(self, message: Value, at_once: bool) -> Value {
         let configuration = match self {
-            Version::V1 => json!({ "returnImmediately": true }),
-            Version::V03 => json!({ "blocking": false }),
+            Version::V1 => json!({ "returnImmediately": at_once }),
+            Version::V03 => json!({ "blocking": !at_once }),
         };
         json!({ "message": message, "configuration": configuration })
     }

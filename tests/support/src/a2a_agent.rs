@@ -1,6 +1,8 @@
 //! A real A2A agent for tests: `tests/a2a/agent.py` on the official Python
 //! SDK (`a2a-sdk` 1.3.0), run from the repository's `.venv` (`cargo xtask
-//! test` or `cargo xtask python-env` creates it).
+//! test` or `cargo xtask python-env` creates it), or its twin
+//! `tests/a2a/agent.mjs` on the official JavaScript SDK (`@a2a-js/sdk`
+//! 1.3.0, in `tests/a2a/node_modules`, which `cargo xtask test` installs).
 
 use crate::repo;
 use std::io::{BufRead, BufReader};
@@ -14,20 +16,51 @@ pub struct A2aAgent {
     _dir: tempfile::TempDir,
 }
 
+/// The SDK an agent is built on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Sdk {
+    /// `tests/a2a/agent.py` on `a2a-sdk` 1.3.0.
+    Python,
+    /// `tests/a2a/agent.mjs` on `@a2a-js/sdk` 1.3.0.
+    JavaScript,
+}
+
 impl A2aAgent {
-    /// Starts an agent on a free port. `args`: `--era both|0.3`, `--token T`,
-    /// `--no-stream` (see `tests/a2a/agent.py`).
+    /// Starts a Python agent on a free port. `args`: `--era both|0.3`,
+    /// `--token T`, `--no-stream` (see `tests/a2a/agent.py`).
     pub fn start(args: &[&str]) -> A2aAgent {
-        let python = repo().join(".venv/bin/python");
-        assert!(
-            python.exists(),
-            "{} is missing: run `cargo xtask python-env` (or `cargo xtask test`)",
-            python.display()
-        );
+        Self::start_on(Sdk::Python, args)
+    }
+
+    /// Starts an agent on `sdk` (the JavaScript one also takes `--era 1.0`).
+    pub fn start_on(sdk: Sdk, args: &[&str]) -> A2aAgent {
+        let mut command = match sdk {
+            Sdk::Python => {
+                let python = repo().join(".venv/bin/python");
+                assert!(
+                    python.exists(),
+                    "{} is missing: run `cargo xtask python-env` (or `cargo xtask test`)",
+                    python.display()
+                );
+                let mut c = Command::new(python);
+                c.arg(repo().join("tests/a2a/agent.py"));
+                c
+            }
+            Sdk::JavaScript => {
+                let sdk = repo().join("tests/a2a/node_modules/@a2a-js/sdk");
+                assert!(
+                    sdk.exists(),
+                    "{} is missing: run `cargo xtask test` (it runs npm ci in tests/a2a)",
+                    sdk.display()
+                );
+                let mut c = Command::new("node");
+                c.arg(repo().join("tests/a2a/agent.mjs"));
+                c
+            }
+        };
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("requests.log");
-        let mut child = Command::new(python)
-            .arg(repo().join("tests/a2a/agent.py"))
+        let mut child = command
             .args(["--port", "0", "--log"])
             .arg(&log)
             .args(args)
