@@ -174,6 +174,28 @@ fn guest_stdout_goes_to_the_log_not_to_stdout() {
 }
 
 #[test]
+fn a_plugins_progress_is_a_line_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &plugin("hostile", &component("hostile")));
+    let o = warden(&cfg, &["call", "hostile.progress", r#"{"arg":4}"#]);
+    assert_exit(&o, 0, &["progress: 4/4 step 4"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        !out.contains("progress"),
+        "stdout holds the result only: {out}"
+    );
+    // A flood is paced, and a message cannot forge a line of its own.
+    let o = warden(
+        &cfg,
+        &["call", "hostile.progress-flood", r#"{"arg":20000}"#],
+    );
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("progress:")).collect();
+    assert!((1..=5).contains(&lines.len()), "{lines:?}");
+    assert!(!err.contains("\nprogress: 99/99"), "{err}");
+}
+
+#[test]
 fn bad_configs_are_clear_errors_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

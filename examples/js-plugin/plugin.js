@@ -10,6 +10,8 @@
 //                    granted directory exists
 //   jsexample.spin   count to a number: a runaway call stops at the fuel limit
 //   jsexample.crash  throw an Error (its message reaches the caller)
+//   jsexample.steps  report progress `steps` times (host.progress: the caller
+//                    sees it as MCP notifications/progress or CLI lines)
 //
 // Traps, avoided here:
 // - A typed error is `throw { tag: "denied", val: "why" }` (the WIT variant
@@ -20,6 +22,7 @@
 //   plugin; keep `limits.fuel` at the default (1e9) or give a few 1e8.
 
 import { getDirectories } from "wasi:filesystem/preopens@0.2.12";
+import { progress } from "warden:provider/host@0.1.0";
 
 let config = {};
 
@@ -85,6 +88,13 @@ function spin({ rounds }) {
   return { rounds: n };
 }
 
+function steps({ steps }) {
+  const n = steps ?? 3;
+  // u64 is a BigInt; the host paces the reports (the last one always goes).
+  for (let i = 1; i <= n; i++) progress(BigInt(i), BigInt(n), `step ${i}`);
+  return { steps: n };
+}
+
 function crash({ why }) {
   throw new Error(`the JavaScript example fails on purpose: ${why ?? ""}`);
 }
@@ -101,6 +111,8 @@ const CAPABILITIES = {
   "jsexample.spin": [spin, "Count to `rounds` (a runaway call when large)",
     "[:map [:rounds :int?]]", "[:map [:rounds :int]]"],
   "jsexample.crash": [crash, "Throw an Error", ":any", ":any"],
+  "jsexample.steps": [steps, "Report progress `steps` times",
+    "[:map [:steps :int?]]", "[:map [:steps :int]]"],
 };
 
 export const provider = {

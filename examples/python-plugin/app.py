@@ -74,6 +74,15 @@ def spin(args):
     return {"rounds": n}
 
 
+def steps(args):
+    # Progress for the caller (MCP notifications/progress, CLI lines); the
+    # host paces the reports, and the last one always goes.
+    n = int(args.get("steps", 3))
+    for i in range(1, n + 1):
+        host.progress(i, n, f"step {i}")
+    return {"steps": n}
+
+
 def crash(args):
     raise ValueError("the Python example fails on purpose: " + str(args.get("why", "")))
 
@@ -90,6 +99,8 @@ CAPABILITIES = {
     "pyexample.spin": (spin, "Count to `rounds` (a runaway call when large)",
                        "[:map [:rounds :int?]]", "[:map [:rounds :int]]"),
     "pyexample.crash": (crash, "Raise an exception", ":any", ":any"),
+    "pyexample.steps": (steps, "Report progress `steps` times",
+                        "[:map [:steps :int?]]", "[:map [:steps :int]]"),
 }
 
 

@@ -27,6 +27,7 @@ mod error;
 mod governance;
 mod host;
 mod limits;
+mod progress;
 mod registry;
 mod runtime;
 mod sandbox;
@@ -51,6 +52,7 @@ pub use governance::{Approval, ApprovalRequest, Approver};
 pub use host::{CallContext, CallPlan, Health, Host};
 pub use host::{ExportReport, ImportReport, SHUTDOWN_BUDGET};
 pub use marketplace::{Manifest, ProviderKind};
+pub use progress::{Progress, ProgressSink, MAX_MESSAGE_BYTES, REPORTS_PER_SECOND};
 pub use registry::{
     check_id, CapabilityInfo, Namespaces, MAX_CAPABILITIES_PER_PLUGIN, MAX_CAPABILITIES_PER_SOURCE,
     MAX_ID_BYTES, MAX_SOURCES_PER_PLUGIN,

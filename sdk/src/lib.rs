@@ -156,6 +156,16 @@ pub fn set_remote_state(state: &str) -> Result<(), Error> {
     __rt::bindings::warden::provider::host::set_remote_state(state).map_err(Error::from)
 }
 
+/// Reports how far the call in progress has come: `done` of `total` (when
+/// known), with a short message. The host passes it on to whoever asked for
+/// the call (an MCP client's `notifications/progress`, the CLI's progress
+/// line, an embedder's callback), a few times a second at most: report as
+/// often as is natural, a report that reaches `total` always goes. Costs one
+/// host call; outside a call, or when nobody listens, it goes nowhere.
+pub fn progress(done: u64, total: Option<u64>, message: &str) {
+    __rt::bindings::warden::provider::host::progress(done, total, message);
+}
+
 /// A stateful provider: the host keeps one session per caller (and per
 /// server) in a pool and routes each capability whose metadata has a
 /// `*.requires-session` key here. Export it with `export!(T, sessions)`.

@@ -111,6 +111,15 @@ pub(crate) enum Sink {
 }
 
 impl Sink {
+    /// Sends `message` unless the client's stream is full or gone (for
+    /// notifications, which are dropped rather than waited for).
+    pub(crate) fn offer(&self, message: &Value) -> bool {
+        match self {
+            Sink::Events(tx) => tx.try_send(crate::protocol::sse_event(message)).is_ok(),
+            Sink::Lines(tx) => tx.try_send(message.to_string()).is_ok(),
+        }
+    }
+
     pub(crate) async fn send(&self, message: &Value) -> bool {
         match self {
             Sink::Events(tx) => tx.send(crate::protocol::sse_event(message)).await.is_ok(),

@@ -1,7 +1,7 @@
 //! What each MCP method does, in either revision.
 
 use crate::approval::{self, AskLater, Asked, BackChannel, Decided, Elicit};
-use crate::client_sessions::{Full, Session};
+use crate::client_sessions::{Full, Session, Sink};
 use crate::protocol::{self, Envelope, RpcError, HANDSHAKE, MODERN};
 use crate::refusals::Refusal;
 use crate::{tools, Shared};
@@ -25,6 +25,43 @@ pub(crate) struct Caller {
     pub session: Option<Arc<Session>>,
     /// Where requests to the client can go while this request runs.
     pub back: Option<Arc<dyn BackChannel>>,
+    /// Where notifications about this request can go (its response's
+    /// stream, or stdout), if anywhere.
+    pub notify: Option<Sink>,
+}
+
+/// A call's progress as `notifications/progress` with the client's token.
+struct ProgressTo {
+    token: Value,
+    sink: Sink,
+}
+
+impl warden::ProgressSink for ProgressTo {
+    fn report(&self, p: warden::Progress) {
+        let mut params = json!({"progressToken": self.token, "progress": p.done});
+        if let Some(total) = p.total {
+            params["total"] = json!(total);
+        }
+        if !p.message.is_empty() {
+            params["message"] = json!(p.message);
+        }
+        // Paced by the host; a stream too slow to take it loses it.
+        self.sink
+            .offer(&protocol::notification("notifications/progress", params));
+    }
+}
+
+/// The listener of a call whose client asked for progress
+/// (`_meta.progressToken`) on a channel that can carry it.
+fn progress_of(params: &Value, caller: &Caller) -> Option<Arc<dyn warden::ProgressSink>> {
+    let token = params
+        .pointer("/_meta/progressToken")
+        .filter(|t| t.is_string() || t.is_i64() || t.is_u64())?;
+    let sink = caller.notify.clone()?;
+    Some(Arc::new(ProgressTo {
+        token: token.clone(),
+        sink,
+    }))
 }
 
 fn server_info() -> Value {
@@ -191,11 +228,13 @@ impl Shared {
         let (name, args) = call_params(params)?;
         let host = self.host();
         let (key, client, handle) = call_names(caller, &era);
+        let progress = progress_of(params, caller);
         let context = CallContext {
             session_key: Some(&key),
             client: Some(&client),
             account: Some(&caller.account),
             approver: None,
+            progress: progress.as_ref(),
         };
         let plan = host
             .plan(name, &context)

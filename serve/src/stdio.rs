@@ -211,6 +211,8 @@ impl Client {
                     sink: Sink::Lines(self.tx.clone()),
                 }) as Arc<dyn crate::approval::BackChannel>
             }),
+            // stdout carries notifications at any time.
+            notify: Some(Sink::Lines(self.tx.clone())),
         };
         let (shared, tx, id2) = (self.shared.clone(), self.tx.clone(), id.clone());
         let task = tokio::spawn(async move {

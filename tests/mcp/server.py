@@ -90,6 +90,15 @@ def echo(text: str) -> str:
 
 
 @server.tool()
+async def steps(n: int, ctx: Context) -> int:
+    """Reports progress `n` times, then returns `n`."""
+    for i in range(1, n + 1):
+        await ctx.report_progress(i, n, f"step {i}")
+        await asyncio.sleep(0.01)
+    return n
+
+
+@server.tool()
 def fail(message: str) -> str:
     """Always fails with a tool error."""
     raise ToolError(message)

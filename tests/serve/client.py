@@ -7,6 +7,7 @@ check fails.
     client.py suite  --mode auto|legacy (--url URL [--token T] | --stdio WARDEN CONFIG)
     client.py watch  --mode auto|legacy --url URL
     client.py count  --mode auto|legacy --url URL --tool ID --times N [--handle H]
+    client.py progress --mode auto|legacy (--url URL | --stdio WARDEN CONFIG) --tool ID --times N
 """
 
 import argparse
@@ -176,9 +177,22 @@ async def count(args):
             await asyncio.sleep(3600)
 
 
+async def progress(args):
+    """Calls a tool that reports progress N times; reports what it heard."""
+    heard = []
+
+    async def on_progress(done, total, message):
+        heard.append({"progress": done, "total": total, "message": message})
+
+    async with Client(target(args), mode=args.mode) as client:
+        r = await client.call_tool(args.tool, {"arg": args.times}, progress_callback=on_progress)
+        check(not r.is_error, text_of(r))
+        report(progress=heard, text=text_of(r))
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("scenario", choices=["suite", "watch", "count"])
+    p.add_argument("scenario", choices=["suite", "watch", "count", "progress"])
     p.add_argument("--mode", default="auto")
     p.add_argument("--url")
     p.add_argument("--token")
@@ -188,7 +202,8 @@ def main():
     p.add_argument("--handle")
     p.add_argument("--hold", action="store_true")
     args = p.parse_args()
-    asyncio.run({"suite": suite, "watch": watch, "count": count}[args.scenario](args))
+    scenarios = {"suite": suite, "watch": watch, "count": count, "progress": progress}
+    asyncio.run(scenarios[args.scenario](args))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
-//! `warden call`: one capability called, its JSON result on stdout; SIGINT
-//! or SIGTERM ends the call (audited as `cancelled`).
+//! `warden call`: one capability called, its JSON result on stdout, its
+//! progress reports as lines on stderr; SIGINT or SIGTERM ends the call
+//! (audited as `cancelled`).
 
 use crate::exit::Interrupted;
 use anyhow::Context;
 use clap::Args;
 use std::io::Read;
 use std::path::Path;
-use warden::Host;
+use std::sync::Arc;
+use warden::{CallContext, Host, Progress, ProgressSink};
 
 #[derive(Args)]
 pub(crate) struct CallArgs {
@@ -29,7 +31,13 @@ pub(crate) async fn run(args: CallArgs, config: &Path) -> anyhow::Result<()> {
     // A call needs only the plugins (and sources) that can serve its id.
     let host = super::ready(Host::new_for_call(super::read_config(config)?, &capability).await?);
     let value = read_input(&capability, input.as_deref())?;
-    let call = host.call_in_session(&capability, value, session.as_deref());
+    let progress: Arc<dyn ProgressSink> = Arc::new(progress_line);
+    let context = CallContext {
+        session_key: session.as_deref(),
+        progress: Some(&progress),
+        ..CallContext::default()
+    };
+    let call = host.call_with(&capability, value, &context);
     let out = tokio::select! {
         out = call => out,
         // The call is dropped: it gets its end record (`cancelled`),
@@ -44,6 +52,17 @@ pub(crate) async fn run(args: CallArgs, config: &Path) -> anyhow::Result<()> {
     host.shutdown().await;
     println!("{}", serde_json::to_string_pretty(&out?)?);
     Ok(())
+}
+
+/// A progress report as one line on stderr: `progress: 3/10 message`.
+fn progress_line(p: Progress) {
+    let of = p.total.map(|t| format!("/{t}")).unwrap_or_default();
+    let message = if p.message.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", p.message)
+    };
+    eprintln!("progress: {}{of}{message}", p.done);
 }
 
 /// The call's input: `{}` when none is given, stdin for `-`.

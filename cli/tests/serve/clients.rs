@@ -99,6 +99,36 @@ fn the_python_sdk_client_works_in_both_revisions_over_stdio() {
             .starts_with("stdio over stdio")));
 }
 
+/// A plugin's progress reaches the Python SDK client as
+/// `notifications/progress`, in both revisions and over both transports.
+#[test]
+fn a_plugins_progress_reaches_the_python_sdk_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), &base_config(dir.path()), &[]);
+    let config = dir.path().join("warden.toml");
+    for mode in ["auto", "legacy"] {
+        let http = ["--url", serve.url.as_str()];
+        let stdio = ["--stdio", warden_bin(), config.to_str().unwrap()];
+        for target in [&http[..], &stdio[..]] {
+            let mut args = vec!["progress", "--mode", mode, "--tool", "hostile.progress"];
+            args.extend_from_slice(&["--times", "6"]);
+            args.extend_from_slice(target);
+            let report = python_client(&args);
+            let heard = report[0]["progress"].as_array().unwrap().clone();
+            let what = format!("{mode} {target:?}: {heard:?}");
+            let last = heard.last().expect("progress heard");
+            assert_eq!(last["progress"].as_f64(), Some(6.0), "{what}");
+            assert_eq!(last["total"].as_f64(), Some(6.0), "{what}");
+            assert_eq!(last["message"], "step 6", "{what}");
+            let text = report[0]["text"].as_str().unwrap_or_default();
+            assert!(
+                text.contains("\"reported\"") && text.contains('6'),
+                "{what}: {text}"
+            );
+        }
+    }
+}
+
 /// A 2026-07-28 session handle keeps its session across connections; a
 /// 2025-11-25 client gets a session per connection.
 #[test]

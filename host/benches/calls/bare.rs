@@ -40,6 +40,7 @@ impl host::Host for BareState {
     fn set_remote_state(&mut self, _state: String) -> Result<(), types::Error> {
         Ok(())
     }
+    fn progress(&mut self, _done: u64, _total: Option<u64>, _message: String) {}
 }
 
 /// The same settings Warden arms each call with.

@@ -211,6 +211,12 @@ impl Host {
                 provider: plan.capability.provider.name().to_string(),
             });
         };
+        // Its progress reports reach the caller's listener (found by call id
+        // on every route) until the call ends.
+        let _listening = plan
+            .context
+            .progress
+            .map(|sink| self.inner.listeners.listen(plan.call_id(), sink.clone()));
         let admission = match self.inner.governance.admit(plan.facts(), input) {
             Admitting::Now(admission) => admission?,
             Admitting::Waits(waits) => waits.await?,

@@ -27,6 +27,8 @@ struct Runtime {
     linker: Linker<State>,
     cache: Option<crate::CompiledCache>,
     naming: crate::egress::Naming,
+    /// The listeners of calls' progress, shared by every plugin's sandbox.
+    listeners: Arc<crate::progress::Listeners>,
 }
 
 impl Host {
@@ -71,6 +73,7 @@ impl Host {
         let servers = provider_servers(&config, &plugins, &registry, strict)?;
         register_declared(&config, &servers, &plugins, &mut registry, &governance)?;
         register_stored(stored, &servers, &plugins, &mut registry, &governance)?;
+        let listeners = runtime.listeners.clone();
         let sweep_every =
             session_pool::sweep_interval(plugins.iter().map(|p| p.info.sessions.idle_ttl_ms));
         let host = Host {
@@ -84,6 +87,7 @@ impl Host {
                 discovery: tokio::sync::Mutex::new(discovery),
                 refused,
                 catalog: tokio::sync::watch::channel(0).0,
+                listeners,
                 _ticker: ticker,
             }),
         };
@@ -202,6 +206,7 @@ fn start_runtime(config: &Config) -> Result<(Runtime, EpochTicker)> {
             servers: config.host.dns_servers.clone().into(),
             wildcards: config.host.resolve_wildcards.unwrap_or(true),
         },
+        listeners: Arc::default(),
     };
     Ok((runtime, ticker))
 }
@@ -413,6 +418,7 @@ async fn load_plugin(
         egress,
         limits: info.limits,
         auditor,
+        listeners: runtime.listeners.clone(),
     };
     let mut plugin = LoadedPlugin::new(
         info,

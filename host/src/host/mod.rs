@@ -64,6 +64,8 @@ struct Inner {
     refused: Vec<(String, String)>,
     /// Bumped whenever capabilities are registered after load.
     catalog: tokio::sync::watch::Sender<u64>,
+    /// Who listens to the progress of which call.
+    listeners: Arc<crate::progress::Listeners>,
     // Dropped last: stops the epoch thread once no call can be running.
     _ticker: EpochTicker,
 }
@@ -100,6 +102,9 @@ pub struct CallContext<'a> {
     pub account: Option<&'a str>,
     /// Asked when a rule says `approve`; the host's approver otherwise.
     pub approver: Option<&'a Arc<dyn Approver>>,
+    /// Hears the plugin's progress reports (`host.progress`) while the
+    /// call runs.
+    pub progress: Option<&'a Arc<dyn crate::ProgressSink>>,
 }
 
 /// How long [`Host::shutdown`] waits for plugins to close their sessions

@@ -211,6 +211,7 @@ impl LoadedPlugin {
         store.data_mut().deadline = Instant::now() + Duration::from_millis(limits.timeout_ms);
         store.data_mut().limiter.hit = None;
         store.data_mut().hooks.reset();
+        store.data_mut().pace.reset();
         store.data_mut().recount_descriptors();
         store.data().reset_log_budget();
     }

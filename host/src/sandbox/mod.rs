@@ -70,6 +70,10 @@ pub(crate) struct State {
     /// This instance's slot in its plugin's share of the pool; given back
     /// when the store is dropped.
     _slot: tokio::sync::OwnedSemaphorePermit,
+    /// Who listens to the progress of which call.
+    listeners: Arc<crate::progress::Listeners>,
+    /// The pace of this instance's progress reports in the call in progress.
+    pub(crate) pace: crate::progress::Pace,
 }
 
 /// Header bytes one `wasi:http` `fields` may hold.
@@ -124,6 +128,8 @@ pub(crate) struct SandboxSpec {
     pub(crate) egress: Arc<Egress>,
     pub(crate) limits: ResolvedLimits,
     pub(crate) auditor: Auditor,
+    /// Who listens to the progress of which call (the host's table).
+    pub(crate) listeners: Arc<crate::progress::Listeners>,
 }
 
 impl State {
@@ -190,6 +196,8 @@ impl State {
             deadline: std::time::Instant::now(),
             remote_state: String::new(),
             _slot: slot,
+            listeners: spec.listeners.clone(),
+            pace: Default::default(),
             policy,
             hooks: EgressHooks::new(egress, limits, auditor.clone()),
             auditor,

@@ -41,6 +41,30 @@ impl host::Host for State {
         Ok(())
     }
 
+    fn progress(&mut self, done: u64, total: Option<u64>, message: String) {
+        if !self.pace.admits(done, total) {
+            return;
+        }
+        let (capability, call_id) = self.auditor.current();
+        let Some(sink) = self.listeners.of(&call_id) else {
+            return;
+        };
+        let mut message = one_line(&message).into_owned();
+        if message.len() > crate::progress::MAX_MESSAGE_BYTES {
+            let mut end = crate::progress::MAX_MESSAGE_BYTES;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+        }
+        sink.report(crate::progress::Progress {
+            capability,
+            done,
+            total,
+            message,
+        });
+    }
+
     fn log(&mut self, level: Level, message: String) {
         if !self.log_budget.take() {
             if matches!(level, Level::Error) {

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use warden::{Config, Error, ErrorKind, Host, Limit, PluginConfig, SecretGrant};
+use warden::{CallContext, Config, Error, ErrorKind, Host, Limit, PluginConfig, SecretGrant};
 use warden_test_support::a2a_agent::{A2aAgent, Sdk};
 
 /// The agents every test here may share (started once per test binary).
@@ -195,6 +195,26 @@ async fn the_javascript_sdks_agent_is_served_the_same_on_both_versions() {
             assert!(methods.iter().any(|x| x == m), "{era}: {m} in {methods:?}");
         }
     }
+}
+
+#[tokio::test]
+async fn an_agents_working_status_is_the_calls_progress() {
+    let host = host("both", json!({})).await;
+    let (sink, heard) = crate::util::progress_listener();
+    let ctx = CallContext {
+        progress: Some(&sink),
+        ..Default::default()
+    };
+    host.call_with("a2a.agent.count", json!({"text": "go"}), &ctx)
+        .await
+        .unwrap();
+    let heard = heard.lock().unwrap().clone();
+    assert!(
+        heard
+            .iter()
+            .any(|p| p.capability == "a2a.agent.count" && p.message == "working: counting"),
+        "{heard:?}"
+    );
 }
 
 #[tokio::test]

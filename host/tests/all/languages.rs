@@ -145,7 +145,32 @@ async fn the_example_works_under_governance(lang: Lang) {
         .await
         .unwrap();
     assert_eq!(out["words"], 2);
+    reports_progress(&host, &id("steps")).await;
     host.shutdown().await;
+}
+
+/// `capability` reports progress through `host.progress`: the caller's
+/// listener hears it, the last report among what it hears.
+async fn reports_progress(host: &Host, capability: &str) {
+    let (sink, heard) = progress_listener();
+    let ctx = warden::CallContext {
+        progress: Some(&sink),
+        ..Default::default()
+    };
+    let out = host
+        .call_with(capability, json!({"steps": 4}), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(out["steps"], 4);
+    let heard = heard.lock().unwrap().clone();
+    let last = heard
+        .last()
+        .unwrap_or_else(|| panic!("{capability}: no progress"));
+    assert_eq!(
+        (last.done, last.total, last.message.as_str()),
+        (4, Some(4), "step 4"),
+        "{capability}: {heard:?}"
+    );
 }
 
 #[tokio::test]

@@ -23,6 +23,7 @@ mod mcp_secrets;
 mod mcp_typescript;
 mod neighbours;
 mod ownership;
+mod progress;
 mod python;
 mod secrets;
 mod sessions;

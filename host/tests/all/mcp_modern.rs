@@ -388,3 +388,30 @@ async fn a_metadata_rule_asks_approval_for_destructive_tools() {
     );
     host.shutdown().await;
 }
+
+/// A tool's `notifications/progress` (sent for the token the plugin gives
+/// each call) is the call's progress, in both revisions.
+#[tokio::test]
+async fn a_tools_progress_reaches_the_callers_listener() {
+    for era in ["modern", "legacy"] {
+        let server = McpServer::start(&["--era", era]);
+        let host = load(&[Server::of("demo", &server)]).await;
+        let (sink, heard) = crate::util::progress_listener();
+        let ctx = warden::CallContext {
+            progress: Some(&sink),
+            ..Default::default()
+        };
+        let out = host
+            .call_with("mcp.demo.steps", json!({"n": 5}), &ctx)
+            .await
+            .unwrap();
+        assert_eq!(out["result"], 5, "{era}");
+        let heard = heard.lock().unwrap().clone();
+        let last = heard.last().unwrap_or_else(|| panic!("{era}: no progress"));
+        assert_eq!(
+            (last.done, last.total, last.message.as_str()),
+            (5, Some(5), "step 5"),
+            "{era}: {heard:?}"
+        );
+    }
+}

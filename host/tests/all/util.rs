@@ -74,3 +74,15 @@ pub async fn host_with(name: &str, plugin: PluginConfig) -> Host {
         .await
         .expect("host loads")
 }
+
+/// A progress listener that keeps what it hears (for `CallContext::progress`).
+pub fn progress_listener() -> (
+    std::sync::Arc<dyn warden::ProgressSink>,
+    std::sync::Arc<std::sync::Mutex<Vec<warden::Progress>>>,
+) {
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let h = heard.clone();
+    let sink: std::sync::Arc<dyn warden::ProgressSink> =
+        std::sync::Arc::new(move |p: warden::Progress| h.lock().unwrap().push(p));
+    (sink, heard)
+}

@@ -270,6 +270,8 @@ impl Agent {
 #[derive(Default)]
 struct Run {
     outcome: Outcome,
+    /// Status updates with a message so far (reported as progress).
+    updates: u64,
 }
 
 impl Run {
@@ -322,6 +324,12 @@ impl Run {
                     o.task = Some(task);
                 }
                 o.context = context.or(o.context.take());
+                // The agent's word while it works is the call's progress.
+                if let (Some(m), false) = (&message, is_terminal(&state)) {
+                    self.updates += 1;
+                    let text = collect(&m.parts).0;
+                    warden_sdk::progress(self.updates, None, &format!("{state}: {text}"));
+                }
                 o.state = state;
                 if message.is_some() {
                     o.message = message;

@@ -446,6 +446,11 @@ impl Client {
                 "io.modelcontextprotocol/clientInfo": {"name": "warden-mcp", "version": env!("CARGO_PKG_VERSION")},
             });
         }
+        // A tool's progress is the call's: the server sends it on this
+        // request's stream, and it is passed on (`host.progress`).
+        if method == "tools/call" {
+            params["_meta"]["progressToken"] = json!(id);
+        }
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         // The server could not be reached: transient, as far as this client
         // knows (the host may retry an idempotent call).

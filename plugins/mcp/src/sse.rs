@@ -31,6 +31,7 @@ pub(crate) fn read_sse_response(resp: &mut StreamingResponse, id: u64) -> Result
                 if let Some(m) = matching_bytes(&data, id) {
                     return Ok(m);
                 }
+                pass_on_progress(&data, id);
                 data.clear();
             } else if let Some(rest) = line.strip_prefix(b"data:") {
                 if !data.is_empty() {
@@ -61,6 +62,28 @@ pub(crate) fn read_sse_response(resp: &mut StreamingResponse, id: u64) -> Result
             }
         }
     }
+}
+
+/// Passes on a `notifications/progress` for our request (`id` is its
+/// token) as the call's progress. MCP's progress may be fractional: it is
+/// rounded.
+fn pass_on_progress(data: &[u8], id: u64) {
+    if memchr::memmem::find(data, b"notifications/progress").is_none() {
+        return;
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
+    let p = &v["params"];
+    if v["method"] != "notifications/progress" || p["progressToken"] != json!(id) {
+        return;
+    }
+    let Some(done) = p["progress"].as_f64() else {
+        return;
+    };
+    let total = p["total"].as_f64().map(|t| t.round() as u64);
+    let message = p["message"].as_str().unwrap_or_default();
+    warden_sdk::progress(done.round() as u64, total, message);
 }
 
 /// The message in `data` if it is the response to `id` (blank or not JSON:

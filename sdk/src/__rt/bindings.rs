@@ -1321,6 +1321,52 @@ pub mod warden {
                     result27
                 }
             }
+            #[allow(unused_unsafe, clippy::all)]
+            /// Reports how far the call in progress has come: `done` of `total`
+            /// (when known), with a short message. The host passes it on to whoever
+            /// asked for the call (an MCP client's `notifications/progress`, the
+            /// CLI's progress line, an embedder's callback), a few times a second
+            /// at most (a report that reaches `total` always goes). Outside a call,
+            /// or when nobody listens, it goes nowhere. Costs one host call.
+            #[allow(async_fn_in_trait)]
+            pub fn progress(
+                done: u64,
+                total: ::core::option::Option<u64>,
+                message: &str,
+            ) -> () {
+                unsafe {
+                    let (result0_0, result0_1) = match total {
+                        Some(e) => (1i32, _rt::as_i64(e)),
+                        None => (0i32, 0i64),
+                    };
+                    let vec1 = message;
+                    let ptr1 = vec1.as_ptr().cast::<u8>();
+                    let len1 = vec1.len();
+                    #[cfg(target_arch = "wasm32")]
+                    #[link(wasm_import_module = "warden:provider/host@0.1.0")]
+                    unsafe extern "C" {
+                        #[link_name = "progress"]
+                        fn wit_import2(_: i64, _: i32, _: i64, _: *mut u8, _: usize);
+                    }
+                    #[cfg(not(target_arch = "wasm32"))]
+                    unsafe extern "C" fn wit_import2(
+                        _: i64,
+                        _: i32,
+                        _: i64,
+                        _: *mut u8,
+                        _: usize,
+                    ) {
+                        unreachable!()
+                    }
+                    wit_import2(
+                        _rt::as_i64(&done),
+                        result0_0,
+                        result0_1,
+                        ptr1.cast_mut(),
+                        len1,
+                    );
+                }
+            }
         }
     }
 }
@@ -15621,9 +15667,9 @@ macro_rules! __export_guest_impl {
         (link_section =
         "component-type:wit-bindgen:0.63.0:warden:sdk:guest:imports and exports")]
         #[doc(hidden)] #[allow(clippy::octal_escapes)] pub static
-        __WIT_BINDGEN_COMPONENT_TYPE : [u8; 11501] = *
+        __WIT_BINDGEN_COMPONENT_TYPE : [u8; 11544] = *
         b"\
-\0asm\x0d\0\x01\0\0\x19\x16wit-component-encoding\x04\0\x07\xf1X\x01A\x02\x01A2\x01\
+\0asm\x0d\0\x01\0\0\x19\x16wit-component-encoding\x04\0\x07\x9cY\x01A\x02\x01A2\x01\
 B\x0a\x01o\x02ss\x01p\0\x01@\0\0\x01\x04\0\x0fget-environment\x01\x02\x01ps\x01@\
 \0\0\x03\x04\0\x0dget-arguments\x01\x04\x01ks\x01@\0\0\x05\x04\0\x0binitial-cwd\x01\
 \x06\x03\0\x1bwasi:cli/environment@0.2.12\x05\0\x01B\x04\x04\0\x05error\x03\x01\x01\
@@ -15831,11 +15877,12 @@ h\x07\x01k\x1b\x01@\x01\x03err\x8b\x01\0\x8c\x01\x04\0\x0fhttp-error-code\x01\x8
 \x18future-incoming-response\x03\0\x04\x02\x03\x02\x01\x17\x04\0\x0aerror-code\x03\
 \0\x06\x01i\x01\x01i\x03\x01k\x09\x01i\x05\x01j\x01\x0b\x01\x07\x01@\x02\x07requ\
 est\x08\x07options\x0a\0\x0c\x04\0\x06handle\x01\x0d\x03\0!wasi:http/outgoing-ha\
-ndler@0.2.12\x05\x18\x01B\x0d\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\0\x01m\x05\
+ndler@0.2.12\x05\x18\x01B\x10\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\0\x01m\x05\
 \x05trace\x05debug\x04info\x04warn\x05error\x04\0\x05level\x03\0\x02\x01@\x02\x05\
 level\x03\x07messages\x01\0\x04\0\x03log\x01\x04\x01ks\x01j\x01\x05\x01\x01\x01@\
 \x01\x04names\0\x06\x04\0\x07env-var\x01\x07\x01j\0\x01\x01\x01@\x01\x05states\0\
-\x08\x04\0\x10set-remote-state\x01\x09\x03\0\x1awarden:provider/host@0.1.0\x05\x19\
+\x08\x04\0\x10set-remote-state\x01\x09\x01kw\x01@\x03\x04donew\x05total\x0a\x07m\
+essages\x01\0\x04\0\x08progress\x01\x0b\x03\0\x1awarden:provider/host@0.1.0\x05\x19\
 \x02\x03\0\x08\x15capability-descriptor\x01B\x0b\x02\x03\x02\x01\x10\x04\0\x05er\
 ror\x03\0\0\x02\x03\x02\x01\x1a\x04\0\x15capability-descriptor\x03\0\x02\x01ps\x01\
 @\0\0\x04\x04\0\x07sources\x01\x05\x01p\x03\x01j\x01\x06\x01\x01\x01@\x01\x04nam\
@@ -15866,8 +15913,8 @@ pub use __export_guest_impl as __warden_export_world;
 )]
 #[doc(hidden)]
 #[allow(clippy::octal_escapes)]
-pub static __WIT_BINDGEN_COMPONENT_TYPE: [u8; 10899] = *b"\
-\0asm\x0d\0\x01\0\0\x19\x16wit-component-encoding\x04\0\x07\xf7S\x01A\x02\x01A'\x01\
+pub static __WIT_BINDGEN_COMPONENT_TYPE: [u8; 10942] = *b"\
+\0asm\x0d\0\x01\0\0\x19\x16wit-component-encoding\x04\0\x07\xa2T\x01A\x02\x01A'\x01\
 B\x0a\x01o\x02ss\x01p\0\x01@\0\0\x01\x04\0\x0fget-environment\x01\x02\x01ps\x01@\
 \0\0\x03\x04\0\x0dget-arguments\x01\x04\x01ks\x01@\0\0\x05\x04\0\x0binitial-cwd\x01\
 \x06\x03\0\x1bwasi:cli/environment@0.2.12\x05\0\x01B\x04\x04\0\x05error\x03\x01\x01\
@@ -16075,11 +16122,12 @@ h\x07\x01k\x1b\x01@\x01\x03err\x8b\x01\0\x8c\x01\x04\0\x0fhttp-error-code\x01\x8
 \x18future-incoming-response\x03\0\x04\x02\x03\x02\x01\x17\x04\0\x0aerror-code\x03\
 \0\x06\x01i\x01\x01i\x03\x01k\x09\x01i\x05\x01j\x01\x0b\x01\x07\x01@\x02\x07requ\
 est\x08\x07options\x0a\0\x0c\x04\0\x06handle\x01\x0d\x03\0!wasi:http/outgoing-ha\
-ndler@0.2.12\x05\x18\x01B\x0d\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\0\x01m\x05\
+ndler@0.2.12\x05\x18\x01B\x10\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\0\x01m\x05\
 \x05trace\x05debug\x04info\x04warn\x05error\x04\0\x05level\x03\0\x02\x01@\x02\x05\
 level\x03\x07messages\x01\0\x04\0\x03log\x01\x04\x01ks\x01j\x01\x05\x01\x01\x01@\
 \x01\x04names\0\x06\x04\0\x07env-var\x01\x07\x01j\0\x01\x01\x01@\x01\x05states\0\
-\x08\x04\0\x10set-remote-state\x01\x09\x03\0\x1awarden:provider/host@0.1.0\x05\x19\
+\x08\x04\0\x10set-remote-state\x01\x09\x01kw\x01@\x03\x04donew\x05total\x0a\x07m\
+essages\x01\0\x04\0\x08progress\x01\x0b\x03\0\x1awarden:provider/host@0.1.0\x05\x19\
 \x04\00warden:sdk/guest-with-all-of-its-exports-removed\x04\0\x0b+\x01\0%guest-w\
 ith-all-of-its-exports-removed\x03\0\0\0G\x09producers\x01\x0cprocessed-by\x02\x0d\
 wit-component\x070.262.0\x10wit-bindgen-rust\x060.63.0";

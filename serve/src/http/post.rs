@@ -141,6 +141,7 @@ pub(super) async fn post(
         transport: "http",
         session: None,
         back: None,
+        notify: None,
     };
     let request = Rpc {
         id,
@@ -338,20 +339,22 @@ async fn legacy(
     };
     caller.account = key;
     caller.session = Some(session.clone());
-    // A call that may ask the user for approval is answered as a stream that
-    // can carry the question.
+    // A call that may ask the user for approval, or whose client asked for
+    // its progress, is answered as a stream that can carry them.
     let asks = method == "tools/call"
         && accept.events
-        && params
-            .get("name")
-            .and_then(Value::as_str)
-            .is_some_and(|n| shared.host().approval_rule(n).is_some());
+        && (wants_progress(&params)
+            || params
+                .get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| shared.host().approval_rule(n).is_some()));
     if asks {
         let (tx, rx) = mpsc::channel(16);
         caller.back = Some(Arc::new(Outbound {
             session: session.clone(),
             sink: Sink::Events(tx.clone()),
         }));
+        caller.notify = Some(Sink::Events(tx.clone()));
         let request_id = id.clone();
         let task = tokio::spawn(async move {
             let outcome = shared.handle(&method, params, &caller).await;
@@ -442,6 +445,9 @@ async fn modern(
         Ok(f) => f,
         Err(b) => return busy(&id, b),
     };
+    if method == "tools/call" && accept.events && wants_progress(&params) {
+        return progress_stream(shared, id, method, params, caller, in_flight);
+    }
     // Its audit budget stays the principal's: without a session, nothing
     // but the principal names a caller that a new connection cannot shed.
     let outcome = shared.handle(&method, params, &caller).await;
@@ -450,4 +456,35 @@ async fn modern(
         Ok(result) => json_body(StatusCode::OK, &protocol::response(&id, Ok(result))),
         Err(e) => reject(e),
     }
+}
+
+/// Whether a request asks for its progress (`_meta.progressToken`).
+fn wants_progress(params: &Value) -> bool {
+    params.pointer("/_meta/progressToken").is_some()
+}
+
+/// A 2026-07-28 call answered as a stream: its progress notifications,
+/// then its response.
+fn progress_stream(
+    shared: Arc<Shared>,
+    id: Value,
+    method: String,
+    params: Value,
+    mut caller: Caller,
+    in_flight: impl Send + 'static,
+) -> Response<Body> {
+    let (tx, rx) = mpsc::channel(16);
+    caller.notify = Some(Sink::Events(tx.clone()));
+    tokio::spawn(async move {
+        tokio::select! {
+            outcome = shared.handle(&method, params, &caller) => {
+                let _ = tx.send(sse_event(&protocol::response(&id, outcome))).await;
+            }
+            // The client went away: the call is dropped (and recorded as
+            // cancelled), as it would be without the stream.
+            () = tx.closed() => {}
+        }
+        drop(in_flight);
+    });
+    events(rx)
 }

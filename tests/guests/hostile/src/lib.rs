@@ -580,6 +580,25 @@ fn floods_and_sessions(caps: &mut Capabilities<Hostile>) {
         },
     )
     .add(
+        Capability::new("hostile.progress", "Report progress N times, 20 ms apart"),
+        |_, a: Arg<u64>| {
+            for i in 1..=a.arg {
+                warden_sdk::time::sleep(std::time::Duration::from_millis(20));
+                warden_sdk::progress(i, Some(a.arg), &format!("step {i}"));
+            }
+            Ok(json!({ "reported": a.arg }))
+        },
+    )
+    .add(
+        Capability::new("hostile.progress-flood", "Report progress N times at once"),
+        |_, a: Arg<u64>| {
+            for i in 1..=a.arg {
+                warden_sdk::progress(i, None, "flood\nprogress: 99/99 forged");
+            }
+            Ok(json!({ "reported": a.arg }))
+        },
+    )
+    .add(
         Capability::new("hostile.log", "Log N lines"),
         |_, a: Arg<u64>| {
             for i in 0..a.arg {
