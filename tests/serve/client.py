@@ -7,7 +7,7 @@ check fails.
     client.py suite  --mode auto|legacy (--url URL [--token T] | --stdio WARDEN CONFIG)
     client.py watch  --mode auto|legacy --url URL
     client.py count  --mode auto|legacy --url URL --tool ID --times N [--handle H]
-    client.py progress --mode auto|legacy (--url URL | --stdio WARDEN CONFIG) --tool ID --times N
+    client.py progress --mode auto|legacy (--url URL | --stdio WARDEN CONFIG) --tool ID --times N [--key K]
 """
 
 import argparse
@@ -185,7 +185,7 @@ async def progress(args):
         heard.append({"progress": done, "total": total, "message": message})
 
     async with Client(target(args), mode=args.mode) as client:
-        r = await client.call_tool(args.tool, {"arg": args.times}, progress_callback=on_progress)
+        r = await client.call_tool(args.tool, {args.key: args.times}, progress_callback=on_progress)
         check(not r.is_error, text_of(r))
         report(progress=heard, text=text_of(r))
 
@@ -199,6 +199,7 @@ def main():
     p.add_argument("--stdio", nargs=2, metavar=("WARDEN", "CONFIG"))
     p.add_argument("--tool", default="hostile.session-count")
     p.add_argument("--times", type=int, default=3)
+    p.add_argument("--key", default="arg", help="the input key that takes --times")
     p.add_argument("--handle")
     p.add_argument("--hold", action="store_true")
     args = p.parse_args()
