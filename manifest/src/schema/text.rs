@@ -14,11 +14,6 @@ use std::fmt;
 /// Whether `text` is one JSON value that fits `ty` (`false` also when it is
 /// not JSON, or when deciding needs the whole value).
 pub(super) fn fits(ty: &TypeExpr, text: &str) -> bool {
-    super::flat::fits(ty, text).is_some() || read_fits(ty, text)
-}
-
-/// [`fits`] by reading the text with `serde_json`, whatever its shape.
-pub(super) fn read_fits(ty: &TypeExpr, text: &str) -> bool {
     let mut reader = serde_json::Deserializer::from_str(text);
     Fits(ty).deserialize(&mut reader).is_ok() && reader.end().is_ok()
 }
