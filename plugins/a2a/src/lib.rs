@@ -356,11 +356,15 @@ fn converse(agent: &Agent, input: Input, to: &Target) -> Result<Outcome, Error> 
 /// The call's result for how the agent's task ended; a task that waits for
 /// the user, or did not complete, is an error that says so.
 fn finish(agent: &Agent, outcome: &Outcome) -> Result<Value, Error> {
-    let said = outcome
+    // The agent's words, as far as an error should carry them.
+    let said: String = outcome
         .message
         .as_ref()
         .map(|m| client::collect(&m.parts).0)
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .chars()
+        .take(1000)
+        .collect();
     let task = outcome.task.as_deref().unwrap_or_default();
     let who = format!("A2A agent `{}`", agent.name);
     match outcome.state.as_str() {
