@@ -35,10 +35,15 @@ const MAX_LOG_LINE: usize = 8 * 1024;
 
 /// `s` cut to at most [`MAX_LOG_LINE`] bytes, on a character boundary.
 fn clip(s: &str) -> &str {
-    if s.len() <= MAX_LOG_LINE {
+    clip_to(s, MAX_LOG_LINE)
+}
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn clip_to(s: &str, max: usize) -> &str {
+    if s.len() <= max {
         return s;
     }
-    let mut end = MAX_LOG_LINE;
+    let mut end = max;
     while !s.is_char_boundary(end) {
         end -= 1;
     }

@@ -49,19 +49,12 @@ impl host::Host for State {
         let Some(sink) = self.listeners.of(&call_id) else {
             return;
         };
-        let mut message = one_line(&message).into_owned();
-        if message.len() > crate::progress::MAX_MESSAGE_BYTES {
-            let mut end = crate::progress::MAX_MESSAGE_BYTES;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message.truncate(end);
-        }
+        let line = one_line(&message);
         sink.report(crate::progress::Progress {
             capability,
             done,
             total,
-            message,
+            message: clip_to(&line, crate::progress::MAX_MESSAGE_BYTES).to_string(),
         });
     }
 

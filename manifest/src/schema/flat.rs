@@ -22,11 +22,7 @@ pub(super) fn fits(ty: &TypeExpr, text: &str) -> Option<()> {
     if fields.len() > MAX_FIELDS {
         return None;
     }
-    let mut r = Reader {
-        text,
-        bytes: text.as_bytes(),
-        at: 0,
-    };
+    let mut r = Reader { text, at: 0 };
     r.expect(b'{')?;
     let mut seen = 0u128;
     if r.peek()? != b'}' {
@@ -50,7 +46,7 @@ pub(super) fn fits(ty: &TypeExpr, text: &str) -> Option<()> {
     }
     r.expect(b'}')?;
     r.skip_ws();
-    if r.at != r.bytes.len() {
+    if r.at != r.bytes().len() {
         return None;
     }
     let missing = fields
@@ -63,13 +59,16 @@ pub(super) fn fits(ty: &TypeExpr, text: &str) -> Option<()> {
 /// A cursor over the text's bytes.
 struct Reader<'a> {
     text: &'a str,
-    bytes: &'a [u8],
     at: usize,
 }
 
 impl<'a> Reader<'a> {
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
     fn skip_ws(&mut self) {
-        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.bytes.get(self.at) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.bytes().get(self.at) {
             self.at += 1;
         }
     }
@@ -77,7 +76,7 @@ impl<'a> Reader<'a> {
     /// The next byte after whitespace, not taken.
     fn peek(&mut self) -> Option<u8> {
         self.skip_ws();
-        self.bytes.get(self.at).copied()
+        self.bytes().get(self.at).copied()
     }
 
     /// Takes `byte` after whitespace.
@@ -90,7 +89,7 @@ impl<'a> Reader<'a> {
         self.expect(b'"')?;
         let start = self.at;
         loop {
-            match *self.bytes.get(self.at)? {
+            match *self.bytes().get(self.at)? {
                 b'"' => break,
                 b'\\' | 0..=0x1f => return None,
                 _ => self.at += 1,
@@ -106,7 +105,7 @@ impl<'a> Reader<'a> {
     /// for anything else.
     fn scalar(&mut self) -> Option<Scalar<'a>> {
         let word = |r: &mut Self, w: &[u8], s: Scalar<'a>| {
-            r.bytes[r.at..].starts_with(w).then(|| {
+            r.bytes()[r.at..].starts_with(w).then(|| {
                 r.at += w.len();
                 s
             })
@@ -124,17 +123,17 @@ impl<'a> Reader<'a> {
     /// An integer (`-?(0|[1-9][0-9]*)`, not followed by a fraction or an
     /// exponent) whose digits fit in 64 bits, read as `serde_json` reads it.
     fn integer(&mut self) -> Option<Scalar<'a>> {
-        let negative = self.bytes[self.at] == b'-';
+        let negative = self.bytes()[self.at] == b'-';
         let start = self.at + usize::from(negative);
         let mut end = start;
-        while self.bytes.get(end).is_some_and(u8::is_ascii_digit) {
+        while self.bytes().get(end).is_some_and(u8::is_ascii_digit) {
             end += 1;
         }
-        let digits = &self.bytes[start..end];
+        let digits = &self.bytes()[start..end];
         if digits.is_empty() || (digits[0] == b'0' && digits.len() > 1) {
             return None;
         }
-        if let Some(b'.' | b'e' | b'E') = self.bytes.get(end) {
+        if let Some(b'.' | b'e' | b'E') = self.bytes().get(end) {
             return None;
         }
         let magnitude: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;

@@ -5,7 +5,6 @@
 //! 1.3.0, in `tests/a2a/node_modules`, which `cargo xtask test` installs).
 
 use crate::repo;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -75,16 +74,7 @@ impl A2aAgent {
             })
             .spawn()
             .expect("starting the A2A test agent");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("PORT ")
-            .unwrap_or_else(|| panic!("the A2A test agent did not start: {line:?}"))
-            .parse()
-            .unwrap();
+        let port = crate::announced_port(&mut child).expect("the A2A test agent did not start");
         A2aAgent {
             child,
             port,

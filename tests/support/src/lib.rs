@@ -16,3 +16,14 @@ use std::path::{Path, PathBuf};
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
+
+/// The port a peer started with `--port 0` says it listens on: its first
+/// line on stdout, `PORT <n>`; `None` if it said anything else.
+pub(crate) fn announced_port(child: &mut std::process::Child) -> Option<u16> {
+    use std::io::{BufRead, BufReader};
+    let mut line = String::new();
+    BufReader::new(child.stdout.take()?)
+        .read_line(&mut line)
+        .ok()?;
+    line.trim().strip_prefix("PORT ")?.parse().ok()
+}

@@ -3,7 +3,6 @@
 //! test` or `cargo xtask python-env` creates it).
 
 use crate::repo;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -123,12 +122,8 @@ impl McpServer {
                 })
                 .spawn()
                 .expect("starting the MCP test server");
-            let mut line = String::new();
-            BufReader::new(child.stdout.take().unwrap())
-                .read_line(&mut line)
-                .unwrap();
-            if let Some(port) = line.trim().strip_prefix("PORT ") {
-                self.port = port.parse().unwrap();
+            if let Some(port) = crate::announced_port(&mut child) {
+                self.port = port;
                 self.child = Some(child);
                 return;
             }
