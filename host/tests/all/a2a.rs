@@ -358,6 +358,31 @@ async fn the_extended_card_is_read_with_the_secret_when_asked_for() {
 }
 
 #[tokio::test]
+async fn skill_globs_and_a_pinned_protocol_are_honoured() {
+    let extra = json!({ "skills": { "deny": ["slow", "f*"] }, "protocol": "0.3" });
+    let pinned = host("both", extra).await;
+    for gone in ["a2a.agent.slow", "a2a.agent.fail"] {
+        assert!(pinned.capability(gone).is_err(), "{gone} is denied");
+    }
+    let echo = pinned.capability("a2a.agent.echo").unwrap();
+    assert_eq!(
+        echo.metadata["a2a"]["protocol"], "0.3",
+        "pinned below the card's 1.0"
+    );
+    let out = pinned
+        .call("a2a.agent.echo", json!({"text": "pinned"}))
+        .await
+        .unwrap();
+    assert_eq!(out["text"], "echo: pinned");
+    let host = host("both", json!({ "skills": { "allow": ["e*"] } })).await;
+    assert!(host.capability("a2a.agent.echo").is_ok());
+    assert!(
+        host.capability("a2a.agent.data").is_err(),
+        "only what allow names"
+    );
+}
+
+#[tokio::test]
 async fn an_ungranted_agent_is_refused_with_no_request_sent() {
     let agent = A2aAgent::start(&[]);
     let host = Host::new(a2a_config("agent", &agent, false, json!({})))
