@@ -170,11 +170,19 @@ fn a_first_load_says_it_compiles_and_the_cache_stays_under_its_cap() {
     .unwrap();
     let first = listed(&cache)["entries"][0]["file"].clone();
     let o = warden(&["--config", cfg_s, "list"], &cache);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        !err.contains("cannot write the compiled-component cache"),
+        "the new entry was written: {err}"
+    );
     let after = listed(&cache);
     let entries = after["entries"].as_array().unwrap();
-    assert_eq!(entries.len(), 1, "{after}");
-    assert_ne!(entries[0]["file"], first, "the old entry was evicted");
+    assert_eq!(entries.len(), 1, "{after}\n{err}");
+    assert_ne!(
+        entries[0]["file"], first,
+        "the old entry was evicted: {after}\n{err}"
+    );
     assert!(after["bytes"].as_u64().unwrap() <= 2 << 20, "{after}");
 
     let o = warden(&["--config", cfg_s, "cache", "clear"], &cache);
