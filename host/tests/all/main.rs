@@ -20,6 +20,7 @@ mod mcp;
 mod mcp_cancel;
 mod mcp_modern;
 mod mcp_secrets;
+mod mcp_tasks;
 mod mcp_typescript;
 mod neighbours;
 mod ownership;

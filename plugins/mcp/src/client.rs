@@ -13,6 +13,7 @@ use warden_sdk::Error;
 
 use crate::remote_state;
 use crate::sse::read_sse_response;
+use crate::tasks::{self, Status, Task};
 use crate::wire::{content_text, header_value, rpc_error, transient, Failure};
 
 /// The handshake revision offered, then the older ones accepted as a
@@ -63,6 +64,12 @@ pub struct Client {
     serial: u64,
     /// The request in flight, on the 2025-era wire.
     pending: Option<u64>,
+    /// The task being followed, to cancel should the call be stopped.
+    task: Option<String>,
+    /// A 2025-11-25 server that runs `tools/call` as tasks.
+    tool_tasks: bool,
+    /// Its tools that run only as tasks, once asked.
+    task_only: Option<Vec<String>>,
 }
 
 impl Drop for Client {
@@ -82,6 +89,9 @@ impl Client {
             next_id: 1,
             serial: remote_state::serial(),
             pending: None,
+            task: None,
+            tool_tasks: false,
+            task_only: None,
         }
     }
 
@@ -171,6 +181,8 @@ impl Client {
         }
         self.protocol = version.to_string();
         self.session_id = session;
+        self.tool_tasks = tasks::server_runs_tool_tasks(&result);
+        self.task_only = None;
         self.report();
         self.notify("notifications/initialized", json!({}))?;
         Ok(())
@@ -202,10 +214,23 @@ impl Client {
         )))
     }
 
-    /// Calls tool `name`. A tool error (`isError`) is an upstream error with
-    /// the tool's text.
+    /// Calls tool `name`; a call the server runs as a task is followed to
+    /// its end. A tool error (`isError`) is an upstream error with the
+    /// tool's text.
     pub fn call_tool(&mut self, name: &str, arguments: Value) -> Result<Value, Error> {
-        let result = self.request("tools/call", json!({"name": name, "arguments": arguments}))?;
+        let mut params = json!({"name": name, "arguments": arguments});
+        if self.runs_only_as_task(name)? {
+            params["task"] = json!({});
+        }
+        let mut result = self.request("tools/call", params)?;
+        if let Some(task) = Task::created(&result) {
+            self.task = Some(task.id.clone());
+            self.report();
+            let outcome = self.follow(name, task);
+            self.task = None;
+            self.report();
+            result = outcome?;
+        }
         if result.get("resultType").and_then(Value::as_str) == Some("input_required") {
             return Err(Error::upstream(format!(
                 "MCP tool `{name}` on `{}` asked for input from the user, which this client cannot give",
@@ -220,6 +245,106 @@ impl Client {
             )));
         }
         Ok(result)
+    }
+
+    /// Whether tool `name` of a 2025-11-25 server runs only as a task (asked
+    /// once per session, from its tool list). At 2026-07-28 the server
+    /// decides per call, and every call allows a task.
+    fn runs_only_as_task(&mut self, name: &str) -> Result<bool, Error> {
+        if self.modern || !self.tool_tasks {
+            return Ok(false);
+        }
+        if self.task_only.is_none() {
+            let tools = self.list_tools()?;
+            self.task_only = Some(tasks::task_only(&tools));
+        }
+        Ok(self
+            .task_only
+            .as_ref()
+            .is_some_and(|t| t.iter().any(|n| n == name)))
+    }
+
+    /// Polls `task` until it ends; its tool result then. Changes of its
+    /// status message are passed on as the call's progress. The plugin's
+    /// time limit bounds the whole; should it stop the call, the host's
+    /// release of this instance's remote state cancels the task.
+    fn follow(&mut self, tool: &str, mut task: Task) -> Result<Value, Error> {
+        let mut polls: u64 = 0;
+        let mut told = String::new();
+        loop {
+            if task.message != told && !task.message.is_empty() {
+                warden_sdk::progress(polls, None, &task.message);
+                told = task.message.clone();
+            }
+            match task.status {
+                Status::Working => warden_sdk::time::sleep(task.poll),
+                // At 2026-07-28 the result comes with the task (`tasks/get`).
+                Status::Completed if self.modern => {}
+                Status::Completed => return self.task_result(&task),
+                Status::Failed => return Err(self.task_failed(tool, &task, None)),
+                Status::Cancelled => {
+                    return Err(Error::upstream(format!(
+                        "MCP tool `{tool}` on `{}`: its task {} was cancelled by the server{}",
+                        self.endpoint.name,
+                        task.id,
+                        suffix(&task.message)
+                    )))
+                }
+                Status::InputRequired => {
+                    return Err(Error::upstream(format!(
+                        "MCP tool `{tool}` on `{}`: its task {} asked for input from the user, which this client cannot give{}",
+                        self.endpoint.name,
+                        task.id,
+                        suffix(&task.message)
+                    )))
+                }
+            }
+            polls += 1;
+            let snapshot = self.request("tasks/get", json!({"taskId": task.id}))?;
+            let next = Task::parse(&snapshot).ok_or_else(|| {
+                Error::upstream(format!(
+                    "MCP server `{}`: tasks/get for task {} answered without a task",
+                    self.endpoint.name, task.id
+                ))
+            })?;
+            if next.id != task.id {
+                return Err(Error::upstream(format!(
+                    "MCP server `{}`: tasks/get for task {} answered about task {}",
+                    self.endpoint.name, task.id, next.id
+                )));
+            }
+            if next.status == Status::Failed {
+                return Err(self.task_failed(tool, &next, snapshot.get("error")));
+            }
+            if next.status == Status::Completed && self.modern {
+                return snapshot.get("result").cloned().ok_or_else(|| {
+                    Error::upstream(format!(
+                        "MCP server `{}`: task {} completed without a result",
+                        self.endpoint.name, task.id
+                    ))
+                });
+            }
+            task = next;
+        }
+    }
+
+    /// A completed 2025-11-25 task's result (`tasks/result`).
+    fn task_result(&mut self, task: &Task) -> Result<Value, Error> {
+        self.request("tasks/result", json!({"taskId": task.id}))
+    }
+
+    fn task_failed(&self, tool: &str, task: &Task, error: Option<&Value>) -> Error {
+        let why = error
+            .and_then(|e| e.get("message"))
+            .and_then(Value::as_str)
+            .map(|m| m.chars().take(500).collect::<String>())
+            .unwrap_or_else(|| task.message.clone());
+        Error::upstream(format!(
+            "MCP tool `{tool}` on `{}`: its task {} failed{}",
+            self.endpoint.name,
+            task.id,
+            suffix(&why)
+        ))
     }
 
     /// A request; a session the server forgot is initialised again, once.
@@ -256,7 +381,7 @@ impl Client {
     /// state keeps it; `None` when nothing is.
     fn open_state(&self) -> Option<Value> {
         let pending = if self.modern { None } else { self.pending };
-        if self.session_id.is_none() && pending.is_none() {
+        if self.session_id.is_none() && pending.is_none() && self.task.is_none() {
             return None;
         }
         Some(json!({
@@ -267,6 +392,8 @@ impl Client {
             "protocol": self.protocol,
             "session-id": self.session_id,
             "pending": pending,
+            "task": self.task,
+            "modern": self.modern,
         }))
     }
 
@@ -275,8 +402,8 @@ impl Client {
     }
 
     /// Ends what a dead instance's client left open, from its entry in the
-    /// remote state: a request in flight is cancelled
-    /// (`notifications/cancelled`), a session deleted.
+    /// remote state: a task is cancelled (`tasks/cancel`), a request in
+    /// flight too (`notifications/cancelled`), a session deleted.
     pub fn release(entry: &Value) {
         let text = |k: &str| entry.get(k).and_then(Value::as_str).map(str::to_string);
         let (Some(name), Some(url), Some(protocol)) =
@@ -293,6 +420,16 @@ impl Client {
             era: Era::Legacy,
         };
         let mut client = Client::new(endpoint, text("session-id"), protocol);
+        client.modern = entry.get("modern").and_then(Value::as_bool) == Some(true);
+        if let Some(task) = text("task") {
+            if let Err(e) = client.request_raw("tasks/cancel", json!({"taskId": task}), true) {
+                warden_sdk::log::warn(format!(
+                    "MCP server `{}`: cancelling task {task} failed: {}",
+                    client.endpoint.name,
+                    e.into_error()
+                ));
+            }
+        }
         if let Some(id) = entry.get("pending").and_then(Value::as_u64) {
             let params = json!({
                 "requestId": id,
@@ -354,7 +491,13 @@ impl Client {
         if self.modern {
             if let Some(method) = body.get("method").and_then(Value::as_str) {
                 req = req.header("mcp-method", method);
-                if let Some(name) = body.pointer("/params/name").and_then(Value::as_str) {
+                // A tool's name, or the task a `tasks/*` request is about.
+                let named = if method.starts_with("tasks/") {
+                    "/params/taskId"
+                } else {
+                    "/params/name"
+                };
+                if let Some(name) = body.pointer(named).and_then(Value::as_str) {
                     req = req.header("mcp-name", header_value(name));
                 }
             }
@@ -442,7 +585,7 @@ impl Client {
         if self.modern {
             params["_meta"] = json!({
                 "io.modelcontextprotocol/protocolVersion": MODERN,
-                "io.modelcontextprotocol/clientCapabilities": {},
+                "io.modelcontextprotocol/clientCapabilities": tasks::client_capabilities(),
                 "io.modelcontextprotocol/clientInfo": {"name": "warden-mcp", "version": env!("CARGO_PKG_VERSION")},
             });
         }
@@ -542,5 +685,14 @@ impl Client {
                 text.trim()
             )),
         })
+    }
+}
+
+/// `: why`, or nothing when there is no why.
+fn suffix(why: &str) -> String {
+    if why.is_empty() {
+        String::new()
+    } else {
+        format!(": {why}")
     }
 }

@@ -32,6 +32,7 @@
 mod client;
 mod remote_state;
 mod sse;
+mod tasks;
 mod wire;
 
 use client::{Client, Endpoint, Era};
@@ -174,18 +175,6 @@ impl Mcp {
                 continue;
             };
             if !server.tools.admits(tool_name) {
-                continue;
-            }
-            // A tool that works only as a task (an extension this client
-            // does not speak) would fail on every call: not offered.
-            if tool
-                .pointer("/execution/taskSupport")
-                .and_then(Value::as_str)
-                == Some("required")
-            {
-                warden_sdk::log::warn(format!(
-                    "MCP server `{name}`: tool `{tool_name}` runs only as a task (execution.taskSupport = required), which this client does not support; it is not offered"
-                ));
                 continue;
             }
             caps.push(capability(

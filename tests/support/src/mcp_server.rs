@@ -25,6 +25,9 @@ pub enum Sdk {
     /// `tests/serve/ts-server.mjs` on the TypeScript SDK v2
     /// (`@modelcontextprotocol/server` 2.4), 2026-07-28 only.
     TypeScript,
+    /// `tests/serve/tasks-server.mjs`: tools run as MCP Tasks, both the
+    /// 2026-07-28 extension and 2025-11-25 core tasks.
+    Tasks,
 }
 
 fn python() -> PathBuf {
@@ -61,6 +64,19 @@ impl McpServer {
             0,
             args.iter().map(|a| a.to_string()).collect(),
         )
+    }
+
+    /// Starts the task server (`tests/serve/tasks-server.mjs`, TypeScript
+    /// SDK v2 plus `@modelcontextprotocol/ext-tasks`): tools `slow`
+    /// (task-only), `sum` (task optional), `broken` and `ask`.
+    pub fn start_tasks() -> McpServer {
+        let modules = repo().join("tests/serve/node_modules/@modelcontextprotocol/ext-tasks");
+        assert!(
+            modules.exists(),
+            "{} is missing: run `cargo xtask test` (it runs npm ci in tests/serve)",
+            modules.display()
+        );
+        Self::launch(Sdk::Tasks, 0, Vec::new())
     }
 
     /// A port nothing listens on (for a server that is down).
@@ -104,9 +120,14 @@ impl McpServer {
                     c.arg(repo().join("tests/mcp/server.py"));
                     c
                 }
-                Sdk::TypeScript => {
+                Sdk::TypeScript | Sdk::Tasks => {
+                    let script = if self.sdk == Sdk::Tasks {
+                        "tests/serve/tasks-server.mjs"
+                    } else {
+                        "tests/serve/ts-server.mjs"
+                    };
                     let mut c = Command::new("node");
-                    c.arg(repo().join("tests/serve/ts-server.mjs"));
+                    c.arg(repo().join(script));
                     c
                 }
             };
