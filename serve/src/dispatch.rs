@@ -4,7 +4,7 @@ use crate::approval::{self, AskLater, Asked, BackChannel, Decided, Elicit};
 use crate::client_sessions::{Full, Session, Sink};
 use crate::protocol::{self, Envelope, RpcError, HANDSHAKE, MODERN};
 use crate::refusals::Refusal;
-use crate::{tools, Shared};
+use crate::{tasks, tools, Shared};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +28,9 @@ pub(crate) struct Caller {
     /// Where notifications about this request can go (its response's
     /// stream, or stdout), if anywhere.
     pub notify: Option<Sink>,
+    /// Where a call's progress goes instead, when the call may become a
+    /// task (its status message).
+    pub task_progress: Option<Arc<dyn warden::ProgressSink>>,
 }
 
 /// A call's progress as `notifications/progress` with the client's token.
@@ -54,6 +57,9 @@ impl warden::ProgressSink for ProgressTo {
 /// The listener of a call whose client asked for progress
 /// (`_meta.progressToken`) on a channel that can carry it.
 fn progress_of(params: &Value, caller: &Caller) -> Option<Arc<dyn warden::ProgressSink>> {
+    if let Some(to_task) = &caller.task_progress {
+        return Some(to_task.clone());
+    }
     let token = params
         .pointer("/_meta/progressToken")
         .filter(|t| t.is_string() || t.is_i64() || t.is_u64())?;
@@ -64,7 +70,7 @@ fn progress_of(params: &Value, caller: &Caller) -> Option<Arc<dyn warden::Progre
     }))
 }
 
-fn server_info() -> Value {
+pub(crate) fn server_info() -> Value {
     json!({"name": "warden", "title": "Warden", "version": env!("CARGO_PKG_VERSION")})
 }
 
@@ -170,9 +176,12 @@ impl Shared {
             "server/discover" => {
                 let mut supported = vec![MODERN];
                 supported.extend(HANDSHAKE);
+                let mut capabilities = capabilities();
+                // Tasks are an extension of this revision only.
+                capabilities["extensions"] = json!({ tasks::EXTENSION: {} });
                 json!({
                     "supportedVersions": supported,
-                    "capabilities": capabilities(),
+                    "capabilities": capabilities,
                     "instructions": INSTRUCTIONS,
                     "ttlMs": 0,
                     "cacheScope": self.cache_scope(),
@@ -189,6 +198,9 @@ impl Shared {
             "tools/call" => {
                 self.call_tool(&params, caller, Era::Modern(envelope))
                     .await?
+            }
+            "tasks/get" | "tasks/update" | "tasks/cancel" => {
+                self.task_request(method, &params, caller)?
             }
             other => {
                 return Err(RpcError::new(
@@ -207,6 +219,34 @@ impl Shared {
             .or_insert_with(|| json!({}));
         meta[protocol::META_SERVER_INFO] = server_info();
         Ok(result)
+    }
+
+    /// `tasks/get`, `tasks/update`, `tasks/cancel`: for clients that
+    /// declare the extension, about their principal's tasks only.
+    fn task_request(
+        &self,
+        method: &str,
+        params: &Value,
+        caller: &Caller,
+    ) -> Result<Value, RpcError> {
+        if !tasks::declared(params) {
+            let mut e = RpcError::new(
+                protocol::MISSING_CAPABILITY,
+                "Missing required client capability",
+            );
+            e.data = Some(json!({"requiredCapabilities": {"extensions": {tasks::EXTENSION: {}}}}));
+            return Err(e);
+        }
+        let id = params
+            .get("taskId")
+            .and_then(Value::as_str)
+            .ok_or_else(|| RpcError::invalid_params("taskId (a string) is required"))?;
+        let principal = &caller.principal;
+        match method {
+            "tasks/get" => self.tasks.get(principal, id),
+            "tasks/cancel" => self.tasks.cancel(principal, id).map(|()| json!({})),
+            _ => self.tasks.update(principal, id).map(|()| json!({})),
+        }
     }
 
     /// The tool list is the same for every client; with authentication on,

@@ -31,6 +31,7 @@ mod refusals;
 mod reload;
 mod settings;
 pub mod stdio;
+mod tasks;
 mod tools;
 
 use admission::{Budgets, InFlight, Spent};
@@ -86,6 +87,8 @@ pub(crate) struct Shared {
     budgets: Arc<Budgets>,
     /// Refusals so far, by reason.
     pub(crate) refusals: Refusals,
+    /// Calls answered as MCP Tasks.
+    pub(crate) tasks: Arc<tasks::Tasks>,
 }
 
 /// A running server. Cheap to clone.
@@ -206,6 +209,12 @@ impl Server {
                 settings.max_concurrent,
             )),
             refusals: Refusals::new(),
+            tasks: tasks::Tasks::new(tasks::TaskLimits {
+                ttl: Duration::from_millis(settings.task_ttl_ms),
+                per_principal: settings.max_tasks_per_principal as usize,
+                bytes_per_principal: usize::try_from(settings.task_bytes_per_principal)
+                    .unwrap_or(usize::MAX),
+            }),
             settings,
             tokens,
             changes: watch::channel(0).0,
@@ -300,6 +309,7 @@ impl Server {
                 grace.as_millis()
             );
         }
+        shared.tasks.abort_all();
         for s in shared.sessions.drain() {
             shared.end_session(&s).await;
         }
@@ -348,6 +358,7 @@ impl Server {
             loop {
                 tokio::time::sleep(every).await;
                 let Some(shared) = weak.upgrade() else { return };
+                shared.tasks.sweep();
                 for s in shared.sessions.expired() {
                     tracing::info!(session = %s.id, principal = %s.principal, "MCP session idle too long: ended");
                     shared.end_session(&s).await;

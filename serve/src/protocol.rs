@@ -22,6 +22,9 @@ pub(crate) const METHOD_NOT_FOUND: i64 = -32601;
 pub(crate) const INVALID_PARAMS: i64 = -32602;
 pub(crate) const INTERNAL_ERROR: i64 = -32603;
 pub(crate) const HEADER_MISMATCH: i64 = -32020;
+/// A request that needs a capability (an extension) the client did not
+/// declare.
+pub(crate) const MISSING_CAPABILITY: i64 = -32021;
 pub(crate) const UNSUPPORTED_VERSION: i64 = -32022;
 /// Warden's own: too many requests of one principal in flight.
 pub(crate) const BUSY: i64 = -32000;
@@ -32,6 +35,8 @@ pub(crate) struct RpcError {
     pub code: i64,
     pub message: String,
     pub data: Option<Value>,
+    /// What it names does not exist for this caller (HTTP 404).
+    pub not_found: bool,
 }
 
 impl RpcError {
@@ -40,6 +45,7 @@ impl RpcError {
             code,
             message: message.into(),
             data: None,
+            not_found: false,
         }
     }
 
@@ -54,14 +60,18 @@ impl RpcError {
             code: UNSUPPORTED_VERSION,
             message: "Unsupported protocol version".into(),
             data: Some(json!({"supported": supported, "requested": requested})),
+            not_found: false,
         }
     }
 
     /// The HTTP status a 2026-07-28 answer carrying this error gets.
     pub(crate) fn http_status(&self) -> u16 {
+        if self.not_found {
+            return 404;
+        }
         match self.code {
-            PARSE_ERROR | INVALID_REQUEST | INVALID_PARAMS | HEADER_MISMATCH | -32021
-            | UNSUPPORTED_VERSION => 400,
+            PARSE_ERROR | INVALID_REQUEST | INVALID_PARAMS | HEADER_MISMATCH
+            | MISSING_CAPABILITY | UNSUPPORTED_VERSION => 400,
             METHOD_NOT_FOUND => 404,
             _ => 200,
         }

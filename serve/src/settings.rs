@@ -66,6 +66,20 @@ pub struct ServeSettings {
     /// Open HTTP connections from one client address (an IPv6 /64) at most,
     /// with the same rule; at most `max-connections`.
     pub max_connections_per_ip: u32,
+    /// A call by a client that declares the MCP Tasks extension and still
+    /// runs after this long is answered with a task (a capability whose
+    /// metadata says `long-running = true` is, at once).
+    pub task_after_ms: u64,
+    /// How long an ended task's result is kept for `tasks/get`.
+    pub task_ttl_ms: u64,
+    /// Tasks one principal may hold (running or kept); past it, the
+    /// oldest ended one is dropped, and when all run, a call is answered
+    /// without a task.
+    pub max_tasks_per_principal: u32,
+    /// Bytes of task results one principal may have kept; past it, its
+    /// oldest ended tasks are dropped, and a larger result is not kept
+    /// (the task fails, saying so).
+    pub task_bytes_per_principal: u64,
 }
 
 /// One accepted bearer token (`[[serve.tokens]]`).
@@ -97,6 +111,10 @@ impl Default for ServeSettings {
             body_timeout_ms: 30_000,
             max_connections: 1024,
             max_connections_per_ip: 256,
+            task_after_ms: 5_000,
+            task_ttl_ms: 10 * 60_000,
+            max_tasks_per_principal: 64,
+            task_bytes_per_principal: 32 << 20,
         }
     }
 }
@@ -182,6 +200,13 @@ impl ServeSettings {
             ("body-timeout-ms", self.body_timeout_ms),
             ("max-connections", self.max_connections.into()),
             ("max-connections-per-ip", self.max_connections_per_ip.into()),
+            ("task-after-ms", self.task_after_ms),
+            ("task-ttl-ms", self.task_ttl_ms),
+            (
+                "max-tasks-per-principal",
+                self.max_tasks_per_principal.into(),
+            ),
+            ("task-bytes-per-principal", self.task_bytes_per_principal),
         ] {
             if v == 0 {
                 return bad(field.to_string(), "must be at least 1");

@@ -213,6 +213,7 @@ impl Client {
             }),
             // stdout carries notifications at any time.
             notify: Some(Sink::Lines(self.tx.clone())),
+            task_progress: None,
         };
         let (shared, tx, id2) = (self.shared.clone(), self.tx.clone(), id.clone());
         let task = tokio::spawn(async move {

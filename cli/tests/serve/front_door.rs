@@ -406,20 +406,6 @@ fn serve_settings_are_validated() {
     }
 }
 
-const TOKEN_A: &str = "token-for-alice-0123456789";
-const TOKEN_B: &str = "token-for-bob-0123456789ab";
-
-/// Two principals, `alice` and `bob`, and `serve` lines after `tokens`.
-fn two_principals(dir: &std::path::Path, serve: &str) -> String {
-    std::fs::write(dir.join("token-a"), TOKEN_A).unwrap();
-    std::fs::write(dir.join("token-b"), TOKEN_B).unwrap();
-    format!(
-        "{}\n[secrets.A]\nfile = \"token-a\"\n[secrets.B]\nfile = \"token-b\"\n\
-         [serve]\ntokens = [{{ secret = \"A\", principal = \"alice\" }}, {{ secret = \"B\", principal = \"bob\" }}]\n{serve}\n",
-        base_config(dir)
-    )
-}
-
 /// `initialize` as `token`: the session id, or the error.
 fn initialize(p: u16, token: &str) -> Result<String, Value> {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",

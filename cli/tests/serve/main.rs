@@ -8,5 +8,6 @@ use warden_test_support::{components, mcp_server};
 mod clients;
 mod front_door;
 mod lifecycle;
+mod tasks;
 mod transport;
 mod util;

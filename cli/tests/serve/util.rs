@@ -345,3 +345,17 @@ pub fn audit(path: &Path) -> Vec<Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+pub const TOKEN_A: &str = "token-for-alice-0123456789";
+pub const TOKEN_B: &str = "token-for-bob-0123456789ab";
+
+/// Two principals, `alice` and `bob`, and `serve` lines after `tokens`.
+pub fn two_principals(dir: &std::path::Path, serve: &str) -> String {
+    std::fs::write(dir.join("token-a"), TOKEN_A).unwrap();
+    std::fs::write(dir.join("token-b"), TOKEN_B).unwrap();
+    format!(
+        "{}\n[secrets.A]\nfile = \"token-a\"\n[secrets.B]\nfile = \"token-b\"\n\
+         [serve]\ntokens = [{{ secret = \"A\", principal = \"alice\" }}, {{ secret = \"B\", principal = \"bob\" }}]\n{serve}\n",
+        base_config(dir)
+    )
+}

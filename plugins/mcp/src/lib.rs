@@ -267,6 +267,11 @@ fn capability(
         .and_then(Value::as_str)
     {
         mcp["task-support"] = json!(t);
+        // A tool that runs only as a task runs long: `warden serve`
+        // answers its callers with a task at once.
+        if t == "required" {
+            mcp["long-running"] = json!(true);
+        }
     }
     Capability::new(format!("mcp.{server}.{tool_name}"), title)
         .describe(text("description"))

@@ -20,6 +20,7 @@ mod body;
 mod conns;
 mod post;
 mod streams;
+mod task_call;
 
 use crate::client_sessions::Session;
 use crate::protocol::{self, RpcError};

@@ -64,8 +64,14 @@ fn check_headers(headers: &HeaderMap, method: &str, params: &Value) -> Result<()
     if header_str(headers, METHOD_HEADER) != Some(method) {
         return mismatch("Mcp-Method");
     }
-    if method == "tools/call" {
-        if let Some(name) = params.get("name").and_then(Value::as_str) {
+    // The tool a call names, or the task a `tasks/*` request is about.
+    let named = match method {
+        "tools/call" => "name",
+        "tasks/get" | "tasks/update" | "tasks/cancel" => "taskId",
+        _ => "",
+    };
+    if !named.is_empty() {
+        if let Some(name) = params.get(named).and_then(Value::as_str) {
             let header = header_str(headers, NAME_HEADER).and_then(protocol::decode_header_value);
             if header.as_deref() != Some(name) {
                 return mismatch("Mcp-Name");
@@ -142,6 +148,7 @@ pub(super) async fn post(
         session: None,
         back: None,
         notify: None,
+        task_progress: None,
     };
     let request = Rpc {
         id,
@@ -437,7 +444,13 @@ async fn modern(
             );
         }
         let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(super::streams::listen(shared, tx, id, params));
+        tokio::spawn(super::streams::listen(
+            shared,
+            tx,
+            id,
+            params,
+            caller.principal,
+        ));
         return events(rx);
     }
     let key = client_key(&shared, &caller.principal, None, conn);
@@ -445,6 +458,10 @@ async fn modern(
         Ok(f) => f,
         Err(b) => return busy(&id, b),
     };
+    if method == "tools/call" && crate::tasks::declared(&params) {
+        let call = super::task_call::Call { id, params, caller };
+        return super::task_call::answer(shared, call, in_flight).await;
+    }
     if method == "tools/call" && accept.events && wants_progress(&params) {
         return progress_stream(shared, id, method, params, caller, in_flight);
     }
