@@ -2,10 +2,12 @@
 
 Options: --port P (0 picks one; the chosen port is printed as `PORT <n>`),
 --log FILE (one line per request: `<path> <A2A-Version or -> <JSON-RPC method or ->
-<authorization or ->`; what the skills note goes to FILE.events), --era both|0.3
+<the credential header or ->`; what the skills note goes to FILE.events), --era both|0.3
 (`both`: 1.0 with 0.3 beside it on one URL, one card with both views; `0.3`:
 0.3 only, with a 0.3 card), --token T (JSON-RPC requests need `Bearer T`;
-the card stays public), --no-stream (the card says it cannot stream).
+the card stays public), --token-header H (the token goes in header H, as
+is, instead of `Authorization: Bearer`), --stall-ms N (every JSON-RPC
+response starts N ms late), --no-stream (the card says it cannot stream).
 
 Skills (picked by message metadata `skill`, else the text's first word):
 echo (a reply without a task), data (a task with a data artifact), count
@@ -46,6 +48,8 @@ ap.add_argument("--port", type=int, default=0)
 ap.add_argument("--log")
 ap.add_argument("--era", choices=["both", "0.3"], default="both")
 ap.add_argument("--token")
+ap.add_argument("--token-header", default="authorization")
+ap.add_argument("--stall-ms", type=int, default=0)
 ap.add_argument("--no-stream", action="store_true")
 args = ap.parse_args()
 
@@ -207,9 +211,12 @@ class Gate:
                 pass
         if args.log:
             with open(args.log, "a") as f:
-                f.write(f"{scope['path']} {headers.get('a2a-version', '-')} {method} {headers.get('authorization', '-')}\n")
-        if args.token and scope["method"] == "POST" and headers.get("authorization") != f"Bearer {args.token}":
+                f.write(f"{scope['path']} {headers.get('a2a-version', '-')} {method} {headers.get(args.token_header.lower(), '-')}\n")
+        expected = f"Bearer {args.token}" if args.token_header.lower() == "authorization" else args.token
+        if args.token and scope["method"] == "POST" and headers.get(args.token_header.lower()) != expected:
             return await JSONResponse({"error": "unauthorized"}, status_code=401)(scope, receive, send)
+        if args.stall_ms and scope["method"] == "POST":
+            await asyncio.sleep(args.stall_ms / 1000)
         sent = False
 
         async def replay():

@@ -337,6 +337,89 @@ async fn a_bearer_secret_reaches_the_agent_and_never_the_plugin() {
 }
 
 #[tokio::test]
+async fn a_secret_goes_in_the_header_the_agent_names() {
+    let agent = A2aAgent::start(&["--token", "a2a-tok-7", "--token-header", "X-Api-Key"]);
+    let extra = json!({ "auth-secret": "A2A_TOKEN", "auth-header": "x-api-key" });
+    // The grant must name the header: by default a secret fills only
+    // `authorization`, and the host refuses the request.
+    let host = Host::new(a2a_config("agent", &agent, true, extra.clone()))
+        .await
+        .expect("host loads");
+    let err = host
+        .call("a2a.agent.echo", json!({"text": "hi"}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Denied { .. }) && err.to_string().contains("x-api-key"),
+        "{err}"
+    );
+    host.shutdown().await;
+    let mut c = a2a_config("agent", &agent, true, extra);
+    c.plugins.get_mut("a2a").unwrap().grants.secrets[0].headers = vec!["X-Api-Key".into()];
+    let host = Host::new(c).await.expect("host loads");
+    let out = host
+        .call("a2a.agent.echo", json!({"text": "hi"}))
+        .await
+        .unwrap();
+    assert_eq!(out["text"], "echo: hi");
+    let sent: Vec<String> = agent
+        .requests()
+        .into_iter()
+        .filter(|[path, ..]| path == "/")
+        .map(|[.., key]| key)
+        .collect();
+    assert!(
+        !sent.is_empty() && sent.iter().all(|k| k == "a2a-tok-7"),
+        "the token as is, in the named header: {sent:?}"
+    );
+    host.shutdown().await;
+    // In the default header the agent does not look at, it is refused.
+    let extra = json!({ "auth-secret": "A2A_TOKEN" });
+    let host = Host::new(a2a_config("agent", &agent, true, extra))
+        .await
+        .unwrap();
+    let e = upstream(host.call("a2a.agent.echo", json!({"text": "hi"})).await);
+    assert!(e.contains("401"), "{e}");
+}
+
+#[tokio::test]
+async fn an_agent_silent_past_timeout_ms_times_out() {
+    let agent = A2aAgent::start(&["--stall-ms", "1500"]);
+    let host = Host::new(a2a_config(
+        "agent",
+        &agent,
+        true,
+        json!({ "timeout-ms": 300 }),
+    ))
+    .await
+    .expect("host loads");
+    let err = host
+        .call("a2a.agent.echo", json!({"text": "hi"}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Capability {
+                kind: ErrorKind::Timeout,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    host.shutdown().await;
+    // Without it, the same agent answers.
+    let host = Host::new(a2a_config("agent", &agent, true, json!({})))
+        .await
+        .unwrap();
+    let out = host
+        .call("a2a.agent.echo", json!({"text": "hi"}))
+        .await
+        .unwrap();
+    assert_eq!(out["text"], "echo: hi");
+}
+
+#[tokio::test]
 async fn the_extended_card_is_read_with_the_secret_when_asked_for() {
     for era in ["both", "0.3"] {
         let agent = A2aAgent::start(&["--era", era, "--token", "a2a-tok-7"]);
