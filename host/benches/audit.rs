@@ -41,6 +41,9 @@ fn host(rt: &tokio::runtime::Runtime, dir: &std::path::Path, sync: Option<SyncPo
         rotate_bytes: 0,
         max_records_per_minute: None,
         max_bytes_per_minute: None,
+        signing_key: None,
+        checkpoint_records: None,
+        checkpoint_ms: None,
     });
     rt.block_on(Host::new(config)).expect("host loads")
 }

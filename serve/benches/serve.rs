@@ -54,6 +54,9 @@ impl Served {
             // which the default (60,000 records a minute) would stop.
             max_records_per_minute: Some(1 << 40),
             max_bytes_per_minute: Some(1 << 50),
+            signing_key: None,
+            checkpoint_records: None,
+            checkpoint_ms: None,
         });
         let host = rt.block_on(Host::new(config)).expect("host loads");
         let server =

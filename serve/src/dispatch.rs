@@ -292,11 +292,28 @@ impl Shared {
                 plan.with_approver(ask.into_approver())
             }
         };
+        let attesting = self
+            .attestor
+            .get()
+            .map(|k| (k.clone(), plan.call_id().to_string(), args.clone()));
         let outcome = host.execute(plan, args).await;
         if let Some(round) = deferred.and_then(|later| later.asked()) {
             return Ok(self.input_required(&caller.principal, name, round));
         }
         let mut result = tools::result(&info, outcome);
+        if let Some((key, call_id, input)) = attesting {
+            if result.get("isError") != Some(&Value::Bool(true)) {
+                let a = warden::audit::signing::Attestation::sign(
+                    &key,
+                    &call_id,
+                    name,
+                    &input,
+                    &result["structuredContent"],
+                );
+                result["_meta"]["dev.warden/attestation"] =
+                    serde_json::to_value(a).unwrap_or_default();
+            }
+        }
         if let Some(h) = handle {
             result["_meta"]["dev.warden/session"] = json!(h);
         }

@@ -89,6 +89,8 @@ pub(crate) struct Shared {
     pub(crate) refusals: Refusals,
     /// Calls answered as MCP Tasks.
     pub(crate) tasks: Arc<tasks::Tasks>,
+    /// The key that signs tool results, with `attest-results`.
+    pub(crate) attestor: std::sync::OnceLock<Arc<warden::audit::signing::SigningKey>>,
 }
 
 /// A running server. Cheap to clone.
@@ -174,19 +176,27 @@ impl Server {
         let config = Config::from_file(path)?;
         let settings = ServeSettings::from_config(&config)?;
         let tokens = tokens(&config, &settings)?;
+        let attestor = attestor(&config, &settings)?;
         let host = Host::new(config).await?;
-        Ok(Server::build(
-            host,
-            settings,
-            tokens,
-            Some(path.to_path_buf()),
-        ))
+        let server = Server::build(host, settings, tokens, Some(path.to_path_buf()));
+        Ok(match attestor {
+            Some(key) => server.attesting_with(key),
+            None => server,
+        })
     }
 
     /// Serves an existing host (an embedder's), with `settings` and bearer
     /// tokens as (value, principal) pairs.
     pub fn from_host(host: Host, settings: ServeSettings, tokens: Vec<(String, String)>) -> Server {
         Server::build(host, settings, tokens, None)
+    }
+
+    /// Signs each successful tool result with `key` (`[serve]
+    /// attest-results` does this from the configuration). Call before
+    /// serving.
+    pub fn attesting_with(self, key: warden::audit::signing::SigningKey) -> Server {
+        let _ = self.shared.attestor.set(Arc::new(key));
+        self
     }
 
     fn build(
@@ -217,6 +227,7 @@ impl Server {
             }),
             settings,
             tokens,
+            attestor: std::sync::OnceLock::new(),
             changes: watch::channel(0).0,
             swaps: watch::channel(0).0,
             stopping: watch::channel(false).0,
@@ -365,6 +376,24 @@ impl Server {
                 }
             }
         });
+    }
+}
+
+/// The key that signs tool results, when `attest-results` asks for it.
+fn attestor(
+    config: &Config,
+    settings: &ServeSettings,
+) -> Result<Option<warden::audit::signing::SigningKey>, ServeError> {
+    if !settings.attest_results {
+        return Ok(None);
+    }
+    match config.audit_signing_key()? {
+        Some(key) => Ok(Some(key)),
+        None => Err(warden::Error::Config(
+            "at `serve.attest-results`: results are signed with `[audit] signing-key`, which is not set"
+                .into(),
+        )
+        .into()),
     }
 }
 

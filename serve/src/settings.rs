@@ -80,6 +80,11 @@ pub struct ServeSettings {
     /// oldest ended tasks are dropped, and a larger result is not kept
     /// (the task fails, saying so).
     pub task_bytes_per_principal: u64,
+    /// Each successful tool result carries
+    /// `_meta["dev.warden/attestation"]`: the call's id, digests of its
+    /// input and output, signed with `[audit] signing-key` (which it
+    /// needs). `warden audit verify-result` checks one.
+    pub attest_results: bool,
 }
 
 /// One accepted bearer token (`[[serve.tokens]]`).
@@ -115,6 +120,7 @@ impl Default for ServeSettings {
             task_ttl_ms: 10 * 60_000,
             max_tasks_per_principal: 64,
             task_bytes_per_principal: 32 << 20,
+            attest_results: false,
         }
     }
 }

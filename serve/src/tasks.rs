@@ -444,6 +444,33 @@ mod tests {
         assert_eq!(tasks.get("a", &t).unwrap()["status"], "cancelled");
     }
 
+    #[tokio::test]
+    async fn an_ended_task_is_kept_its_time_to_live_and_no_longer() {
+        let tasks = Tasks::new(TaskLimits {
+            ttl: Duration::from_millis(50),
+            per_principal: 4,
+            bytes_per_principal: 1 << 20,
+        });
+        let running = id(&tasks.start("a", handle()).ok().unwrap());
+        let ended = id(&tasks.start("a", handle()).ok().unwrap());
+        tasks.report(&ended, "half way".into());
+        assert_eq!(tasks.get("a", &ended).unwrap()["statusMessage"], "half way");
+        tasks.finish(&ended, Err(RpcError::new(-32000, "boom")));
+        let v = tasks.get("a", &ended).unwrap();
+        assert_eq!(
+            (v["status"].as_str(), v["error"]["message"].as_str()),
+            (Some("failed"), Some("boom"))
+        );
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        tasks.sweep();
+        assert!(tasks.get("a", &ended).is_err(), "past its time to live");
+        assert_eq!(
+            tasks.get("a", &running).unwrap()["status"],
+            "working",
+            "a running task does not expire"
+        );
+    }
+
     #[test]
     fn the_declaration_is_read_from_the_envelope() {
         let p = json!({"_meta": {"io.modelcontextprotocol/clientCapabilities": {"extensions": {EXTENSION: {}}}}});

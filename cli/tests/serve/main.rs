@@ -5,6 +5,7 @@
 
 use warden_test_support::{components, mcp_server};
 
+mod attest;
 mod clients;
 mod front_door;
 mod lifecycle;

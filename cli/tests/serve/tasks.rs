@@ -133,23 +133,28 @@ fn a_tasks_client_gets_tasks_that_it_alone_polls_cancels_and_hears() {
     );
 
     // A tool that runs only as a task (upstream, 2025-11-25) runs long: a
-    // task at once, though it ends well within task-after-ms; a listener
-    // hears it end.
-    let (status, m) = modern(
-        serve.port,
-        4,
-        "tools/call",
-        with(
-            json!({"name": "mcp.t.slow", "arguments": {"ms": 50}}),
-            declaring(),
-        ),
-        &[("Authorization", &auth)],
-    );
-    assert_eq!(status, 200, "{m}");
-    assert_eq!(m["result"]["resultType"], "task", "{m}");
-    let task = m["result"]["taskId"].as_str().unwrap();
+    // task at once, though it ends well within task-after-ms. A listener
+    // hears the tasks it names that are its own: their progress (the
+    // upstream task's steps, through the plugin) and their ends.
+    let start = |n: u64, ms: u64| -> String {
+        let (status, m) = modern(
+            serve.port,
+            n,
+            "tools/call",
+            with(
+                json!({"name": "mcp.t.slow", "arguments": {"ms": ms}}),
+                declaring(),
+            ),
+            &[("Authorization", &auth)],
+        );
+        assert_eq!(status, 200, "{m}");
+        assert_eq!(m["result"]["resultType"], "task", "{m}");
+        m["result"]["taskId"].as_str().unwrap().to_string()
+    };
+    let quick = start(4, 50);
+    let slow = start(5, 900);
     let listen = with(
-        json!({"notifications": {"taskIds": [task, done]}}),
+        json!({"notifications": {"taskIds": [quick, slow, done]}}),
         declaring(),
     );
     let (status, _, body) = listen_raw(serve.port, &auth, listen);
@@ -159,20 +164,30 @@ fn a_tasks_client_gets_tasks_that_it_alone_polls_cancels_and_hears() {
         .filter_map(|l| l.strip_prefix("data:"))
         .map(|d| serde_json::from_str(d.trim()).unwrap())
         .collect();
+    let mut acked: Vec<String> =
+        serde_json::from_value(events[0]["params"]["notifications"]["taskIds"].clone()).unwrap();
+    acked.sort();
+    let mut own = vec![quick.clone(), slow.clone()];
+    own.sort();
     assert_eq!(
-        events[0]["params"]["notifications"]["taskIds"],
-        json!([task]),
+        acked, own,
         "only the caller's own tasks are followed: {body}"
     );
-    let last_status = events
-        .iter()
-        .rfind(|e| e["method"] == "notifications/tasks")
-        .unwrap_or_else(|| panic!("{body}"));
-    assert_eq!(last_status["params"]["status"], "completed", "{body}");
-    assert_eq!(
-        last_status["params"]["result"]["structuredContent"]["result"]["content"][0]["text"],
-        "worked 50 ms",
-        "{body}"
+    for (task, ms) in [(&quick, 50), (&slow, 900)] {
+        let last = events
+            .iter()
+            .rfind(|e| e["method"] == "notifications/tasks" && e["params"]["taskId"] == **task)
+            .unwrap_or_else(|| panic!("{body}"));
+        assert_eq!(last["params"]["status"], "completed", "{body}");
+        let text = &last["params"]["result"]["structuredContent"]["result"]["content"][0]["text"];
+        assert_eq!(text, &json!(format!("worked {ms} ms")), "{body}");
+    }
+    assert!(
+        events.iter().any(|e| e["params"]["taskId"] == *slow
+            && e["params"]["statusMessage"]
+                .as_str()
+                .is_some_and(|m| m.contains("step "))),
+        "the call's progress is the task's status message: {body}"
     );
     assert!(
         events.last().unwrap().get("result").is_some(),

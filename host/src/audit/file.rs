@@ -10,8 +10,9 @@
 //! `fsync`). A call whose admission record could not be written gets none of
 //! its later records written either (see [`Writer::unadmit`]).
 
-use super::record::{Kind, Line};
-use super::{AuditError, Record, SyncPolicy, GENESIS};
+use super::record::{Kind, Line, Pending};
+use super::signing::{checkpoint_message, SigningKey};
+use super::{AuditError, Effect, Entry, Outcome, Record, SyncPolicy, GENESIS};
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -44,6 +45,17 @@ pub(super) struct Writer {
     /// Calls whose admission record failed: their later records are
     /// refused until their end record (refused too) arrives.
     unadmitted: HashSet<String>,
+    /// Signed checkpoints, when the log has a signing key.
+    checkpoints: Option<Checkpoints>,
+}
+
+/// What signs checkpoints, and when one is due.
+pub(super) struct Checkpoints {
+    pub key: SigningKey,
+    /// A checkpoint after this many records.
+    pub every: u64,
+    /// Records chained by this writer since its last checkpoint.
+    pub since: u64,
 }
 
 impl Writer {
@@ -52,6 +64,7 @@ impl Writer {
         path: &Path,
         sync: SyncPolicy,
         rotate_bytes: u64,
+        checkpoints: Option<Checkpoints>,
     ) -> Result<Writer, AuditError> {
         let io = |e: std::io::Error| AuditError::Io {
             path: path.to_path_buf(),
@@ -101,6 +114,7 @@ impl Writer {
             unsynced: 0,
             id: file_id(&meta),
             unadmitted: HashSet::new(),
+            checkpoints,
         })
     }
 
@@ -109,16 +123,19 @@ impl Writer {
     }
 
     /// Writes one batch under the lock, then syncs it as the policy says;
-    /// `sync` asks for an `fsync` whatever the policy. Records of calls that
+    /// `sync` asks for an `fsync` whatever the policy, `tick` for a
+    /// checkpoint if records came since the last. Records of calls that
     /// were not admitted are not written: their flag is set.
     pub(super) fn write<'a>(
         &mut self,
         records: impl Iterator<Item = (Line<'a>, &'a mut bool)>,
         sync: bool,
+        tick: bool,
     ) -> std::io::Result<()> {
         let _locked = Locked::new(&self.lock)?;
         let mut records = records.peekable();
-        if records.peek().is_some() {
+        let timed = tick && self.checkpoints.as_ref().is_some_and(|c| c.since > 0);
+        if records.peek().is_some() || timed {
             // Buffered records are this process's alone; otherwise the batch
             // continues whatever the file holds now.
             if self.sync != SyncPolicy::Buffered {
@@ -132,6 +149,9 @@ impl Writer {
                 } else {
                     self.append(&record, &now)?;
                 }
+            }
+            if let Some(why) = self.checkpoint_due(tick) {
+                self.checkpoint(why, &now);
             }
             match self.sync {
                 SyncPolicy::Always => {
@@ -150,9 +170,17 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes what is buffered and syncs (when the log closes).
+    /// Writes what is buffered and syncs (when the log closes); a signing
+    /// log ends with a `close` checkpoint.
     pub(super) fn close(&mut self) {
         let _locked = Locked::new(&self.lock);
+        if self.checkpoints.is_some() {
+            let caught_up = self.sync == SyncPolicy::Buffered || self.catch_up().is_ok();
+            if caught_up {
+                let now = warden_manifest::time::rfc3339(SystemTime::now(), true);
+                self.checkpoint("close", &now);
+            }
+        }
         let _ = self.drain();
         let _ = self.file.sync_data();
     }
@@ -195,11 +223,50 @@ impl Writer {
         }
     }
 
-    /// Chains one record onto `out`.
+    /// Which checkpoint is due after a batch: `records` once enough were
+    /// chained, `time` at a tick after any.
+    fn checkpoint_due(&self, tick: bool) -> Option<&'static str> {
+        let c = self.checkpoints.as_ref()?;
+        if c.since >= c.every {
+            Some("records")
+        } else if tick && c.since > 0 {
+            Some("time")
+        } else {
+            None
+        }
+    }
+
+    /// Chains a checkpoint signing the current head, `why` it was written.
+    fn checkpoint(&mut self, why: &str, now: &str) {
+        let Some(c) = &self.checkpoints else { return };
+        let signature = c.key.sign(&checkpoint_message(self.seq, &self.prev, why));
+        let record = Pending::new(Entry {
+            effect: Effect::Checkpoint,
+            target: c.key.id().to_string(),
+            decision: Outcome::Allow,
+            reason: format!("{why} {signature}"),
+            ..Entry::default()
+        });
+        self.chain(&record.line(), now);
+        if let Some(c) = &mut self.checkpoints {
+            c.since = 0;
+        }
+    }
+
+    /// Chains one record onto `out`, rotating first when the file is full.
     fn append(&mut self, record: &Line<'_>, now: &str) -> std::io::Result<()> {
         if self.rotate_bytes > 0 && self.size + self.out.len() as u64 >= self.rotate_bytes {
-            self.rotate()?;
+            self.rotate(now)?;
         }
+        self.chain(record, now);
+        if let Some(c) = &mut self.checkpoints {
+            c.since += 1;
+        }
+        Ok(())
+    }
+
+    /// Chains one record onto `out`.
+    fn chain(&mut self, record: &Line<'_>, now: &str) {
         let seq = self.seq + 1;
         let start = self.out.len();
         let out = &mut self.out;
@@ -223,7 +290,6 @@ impl Writer {
         self.prev
             .push_str(std::str::from_utf8(&hash).expect("hex is ASCII"));
         self.unsynced += 1;
-        Ok(())
     }
 
     /// Writes `out` to the file.
@@ -301,7 +367,12 @@ impl Writer {
         Ok(())
     }
 
-    fn rotate(&mut self) -> std::io::Result<()> {
+    /// Moves the full file aside (a signing log signs its end first) and
+    /// starts a new one.
+    fn rotate(&mut self, now: &str) -> std::io::Result<()> {
+        if self.checkpoints.is_some() {
+            self.checkpoint("rotation", now);
+        }
         self.drain()?;
         self.file.sync_data()?;
         let first = first_seq(&self.path)?.unwrap_or(self.seq + 1);

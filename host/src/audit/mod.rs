@@ -11,6 +11,14 @@
 //! `.<name>.lock` beside the log and first catch up with what other
 //! processes appended, so several hosts or CLI runs keep one chain.
 //!
+//! With `[audit] signing-key`, the writer adds signed checkpoints: a
+//! `checkpoint` record whose `target` is the key's id and whose `reason` is
+//! why it was written (`records`, `time`, `rotation`, `close`) and the
+//! Ed25519 signature over the chain head it follows
+//! ([`signing::checkpoint_message`]). A chain rewritten from some record on
+//! (hashes recomputed) no longer matches the signatures after it; `warden
+//! audit verify --key` checks them and says how far the log is signed.
+//!
 //! Records carry names, never secret values.
 
 use serde::{Deserialize, Serialize};
@@ -18,13 +26,14 @@ use std::path::PathBuf;
 
 mod file;
 mod record;
+pub mod signing;
 mod verify;
 mod writer;
 
 pub(crate) use record::{CallFields, Pending};
 pub use record::{Effect, Outcome};
-pub use verify::{verify, Verdict};
-pub use writer::AuditLog;
+pub use verify::{verify, verify_signed, Signed, Verdict};
+pub use writer::{AuditLog, Signing};
 pub(crate) use writer::{OwnedReceipt, Receipt, Wait};
 
 /// The `prev` of the first record of a log.
@@ -167,7 +176,38 @@ pub struct AuditSettings {
         schemars(schema_with = "crate::limits::size_schema")
     )]
     pub max_bytes_per_minute: Option<u64>,
+    /// The Ed25519 key (PKCS#8 PEM) that signs checkpoints over the chain
+    /// head: `{ file = "host.key" }` (relative to the config file) or
+    /// `{ secret = "AUDIT_KEY" }`. `warden audit keygen` makes one.
+    #[serde(default)]
+    pub signing_key: Option<KeySource>,
+    /// With a signing key: a checkpoint after this many records (default
+    /// 1000), besides every `checkpoint-ms`, at rotation and at close.
+    #[serde(default)]
+    pub checkpoint_records: Option<u64>,
+    /// With a signing key: a checkpoint this often while records come
+    /// (default 60000).
+    #[serde(default)]
+    pub checkpoint_ms: Option<u64>,
 }
+
+/// Where a key is read from: a file or a secret (exactly one).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct KeySource {
+    /// A PEM file, relative to the config file.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// A secret of `[secrets]` whose value is the PEM text.
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+/// Default `[audit] checkpoint-records`.
+pub const DEFAULT_CHECKPOINT_RECORDS: u64 = 1000;
+/// Default `[audit] checkpoint-ms`.
+pub const DEFAULT_CHECKPOINT_MS: u64 = 60_000;
 
 /// The records and bytes one plugin or client may have written per minute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,6 +247,148 @@ mod tests {
             decision: Outcome::Allow,
             capability: format!("c{n}"),
             ..Entry::default()
+        }
+    }
+
+    fn signed_by(records: u64, every_ms: u64) -> (Signing, signing::VerifyingKey) {
+        let (private, public) = signing::SigningKey::generate();
+        let signing = Signing {
+            key: signing::SigningKey::from_pem(&private).unwrap(),
+            records,
+            every: std::time::Duration::from_millis(every_ms),
+        };
+        (signing, signing::VerifyingKey::from_pem(&public).unwrap())
+    }
+
+    fn rotated_then(dir: &std::path::Path, path: PathBuf) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("a.jsonl.")
+            })
+            .collect();
+        files.sort();
+        files.push(path);
+        files
+    }
+
+    #[test]
+    fn checkpoints_come_by_count_by_time_at_rotation_and_at_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        let (signing, public) = signed_by(4, 60_000);
+        let log = AuditLog::open_signed(&path, SyncPolicy::Flush, 0, Some(signing)).unwrap();
+        for n in 0..9 {
+            log.append(entry(n)).unwrap();
+        }
+        log.flush().unwrap();
+        let files = vec![path.clone()];
+        let (verdict, signed) = verify_signed(&files, &public).unwrap();
+        assert_eq!(verdict, Verdict::Ok { records: 11 }, "two by count");
+        assert_eq!(
+            (signed.checkpoints, signed.through, signed.after),
+            (2, Some(9), 1)
+        );
+        assert!(!signed.closed);
+        drop(log);
+        let (_, signed) = verify_signed(&files, &public).unwrap();
+        assert_eq!((signed.checkpoints, signed.closed), (3, true), "{signed:?}");
+
+        // By time: a record, then the clock's tick signs it.
+        let (signing, public) = signed_by(1000, 30);
+        let path = dir.path().join("b.jsonl");
+        let log = AuditLog::open_signed(&path, SyncPolicy::Flush, 0, Some(signing)).unwrap();
+        log.append(entry(1)).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (_, signed) = verify_signed(std::slice::from_ref(&path), &public).unwrap();
+            if signed.checkpoints == 1 {
+                assert_eq!(signed.through, Some(1));
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint by time"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        drop(log);
+
+        // At rotation: each file ends signed.
+        let sub = tempfile::tempdir().unwrap();
+        let path = sub.path().join("a.jsonl");
+        let (signing, public) = signed_by(1000, 60_000);
+        let log = AuditLog::open_signed(&path, SyncPolicy::Flush, 1500, Some(signing)).unwrap();
+        for n in 0..30 {
+            log.append(entry(n)).unwrap();
+        }
+        drop(log);
+        let files = rotated_then(sub.path(), path);
+        assert!(files.len() >= 3, "{files:?}");
+        let (verdict, signed) = verify_signed(&files, &public).unwrap();
+        assert!(matches!(verdict, Verdict::Ok { .. }), "{verdict:?}");
+        assert!(
+            signed.closed && signed.checkpoints as usize >= files.len(),
+            "{signed:?}"
+        );
+        for rotated in &files[..files.len() - 1] {
+            let text = std::fs::read_to_string(rotated).unwrap();
+            assert!(
+                text.lines().last().unwrap().contains("\"rotation "),
+                "{rotated:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rewritten_chain_or_another_key_fails_the_signed_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        let (signing, public) = signed_by(3, 60_000);
+        let log = AuditLog::open_signed(&path, SyncPolicy::Flush, 0, Some(signing)).unwrap();
+        for n in 0..6 {
+            log.append(entry(n)).unwrap();
+        }
+        drop(log);
+        let files = vec![path.clone()];
+        assert!(verify_signed(&files, &public).unwrap().1.closed);
+        // Another key's public half: the first checkpoint names the signer.
+        let (_, other) = signed_by(3, 60_000);
+        match verify_signed(&files, &other).unwrap().0 {
+            Verdict::Bad { seq, reason, .. } => {
+                assert_eq!(seq, Some(4));
+                assert!(reason.contains("signed by key"), "{reason}");
+            }
+            ok => panic!("{ok:?}"),
+        }
+        // Rewrite the second record and every hash after it: the plain
+        // chain is whole again, the signatures are not.
+        let mut records: Vec<Record> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        records[1].reason = "nothing happened".into();
+        for i in 1..records.len() {
+            records[i].prev = records[i - 1].hash.clone();
+            records[i].hash = records[i].compute_hash();
+        }
+        let text: String = records
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap() + "\n")
+            .collect();
+        std::fs::write(&path, text).unwrap();
+        assert!(matches!(verify(&files).unwrap(), Verdict::Ok { .. }));
+        match verify_signed(&files, &public).unwrap().0 {
+            Verdict::Bad { seq, reason, .. } => {
+                assert_eq!(seq, Some(4), "the first checkpoint after the edit");
+                assert!(reason.contains("rewritten"), "{reason}");
+            }
+            ok => panic!("{ok:?}"),
         }
     }
 

@@ -40,6 +40,8 @@ pub enum Effect {
     /// A claim on a capability id (`register`): refused when the id is
     /// registered already.
     Register,
+    /// A signed checkpoint over the chain head (`checkpoint`).
+    Checkpoint,
 }
 
 impl Effect {
@@ -59,6 +61,7 @@ impl Effect {
             Effect::Lookup => "lookup",
             Effect::Secret => "secret",
             Effect::Register => "register",
+            Effect::Checkpoint => "checkpoint",
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Checking a log's chain: [`verify`] reads files oldest first and names the
-//! first record that was edited, deleted or moved.
+//! first record that was edited, deleted or moved; [`verify_signed`] also
+//! checks the signed checkpoints against the host's public key.
 
+use super::signing::{checkpoint_message, VerifyingKey};
 use super::{AuditError, Record, GENESIS};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -27,11 +29,66 @@ pub enum Verdict {
     },
 }
 
+/// What the signed checkpoints of a log say ([`verify_signed`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Signed {
+    /// Checkpoints whose signature verified.
+    pub checkpoints: u64,
+    /// The last record a checkpoint signs (the head it follows).
+    pub through: Option<u64>,
+    /// Records after the last checkpoint.
+    pub after: u64,
+    /// Whether the log ends with a `close` checkpoint (the host stopped
+    /// cleanly and nothing was cut off after it).
+    pub closed: bool,
+}
+
 /// Checks `files` (oldest first) as one chain: every record parses, its hash
 /// matches its content, `seq` counts up by one and `prev` is the previous
 /// record's hash. The first file may start mid-history (after older files
 /// were archived): its first record is then taken as the anchor.
 pub fn verify(files: &[PathBuf]) -> Result<Verdict, AuditError> {
+    check(files, None, &mut Signed::default())
+}
+
+/// [`verify`], and every checkpoint's signature with `key`: a checkpoint
+/// by another key, or whose signature does not match the head it follows
+/// (a rewritten chain), is the first bad record.
+pub fn verify_signed(
+    files: &[PathBuf],
+    key: &VerifyingKey,
+) -> Result<(Verdict, Signed), AuditError> {
+    let mut signed = Signed::default();
+    let verdict = check(files, Some(key), &mut signed)?;
+    Ok((verdict, signed))
+}
+
+/// Why checkpoint `record` does not verify with `key`, if it does not.
+fn checkpoint_fault(record: &Record, key: &VerifyingKey) -> Option<String> {
+    if record.target != key.id() {
+        return Some(format!(
+            "a checkpoint signed by key {}, not {}",
+            record.target,
+            key.id()
+        ));
+    }
+    let (why, signature) = record.reason.split_once(' ')?;
+    let message = checkpoint_message(record.seq.saturating_sub(1), &record.prev, why);
+    if key.verifies(&message, signature) {
+        None
+    } else {
+        Some(format!(
+            "its signature does not verify with key {} over the records before it (rewritten)",
+            key.id()
+        ))
+    }
+}
+
+fn check(
+    files: &[PathBuf],
+    key: Option<&VerifyingKey>,
+    signed: &mut Signed,
+) -> Result<Verdict, AuditError> {
     let mut prev: Option<(u64, String)> = None;
     let mut records = 0;
     for file in files {
@@ -88,6 +145,20 @@ pub fn verify(files: &[PathBuf]) -> Result<Verdict, AuditError> {
                             "it does not chain to the record before it".into(),
                         ));
                     }
+                }
+            }
+            if let Some(key) = key {
+                if record.effect == "checkpoint" {
+                    if let Some(fault) = checkpoint_fault(&record, key) {
+                        return Ok(bad(Some(record.seq), fault));
+                    }
+                    signed.checkpoints += 1;
+                    signed.through = Some(record.seq.saturating_sub(1));
+                    signed.after = 0;
+                    signed.closed = record.reason.starts_with("close ");
+                } else {
+                    signed.after += 1;
+                    signed.closed = false;
                 }
             }
             prev = Some((record.seq, record.hash));

@@ -21,7 +21,7 @@
 //! refusing the later records of a call whose admission record could not be
 //! written, its end record with them, which fails the call.
 
-use super::file::Writer;
+use super::file::{Checkpoints, Writer};
 use super::record::{Kind, Line, Pending};
 use super::{AuditError, Entry, SyncPolicy};
 use std::future::Future;
@@ -65,6 +65,8 @@ enum Job {
     Append(Pending, Option<Arc<Done>>),
     /// Write what is buffered and `fsync`.
     Sync(Arc<Done>),
+    /// A checkpoint is due by time (if records came since the last).
+    Tick,
 }
 
 /// A job as queued. A record's text is copied into its batch's bytes, so
@@ -80,6 +82,7 @@ enum Slot {
         done: Option<Arc<Done>>,
     },
     Sync(Arc<Done>),
+    Tick,
 }
 
 /// What the writer takes at once; it hands the emptied one back.
@@ -112,6 +115,10 @@ impl Batch {
                 self.slots.push(Slot::Sync(done));
                 None
             }
+            Job::Tick => {
+                self.slots.push(Slot::Tick);
+                None
+            }
         }
     }
 
@@ -134,7 +141,7 @@ impl Batch {
                 },
                 refused,
             )),
-            Slot::Sync(_) => None,
+            Slot::Sync(_) | Slot::Tick => None,
         })
     }
 
@@ -424,7 +431,25 @@ impl AuditLog {
     /// Opens (or creates) the log at `path`, continuing its chain, and
     /// starts its writer thread.
     pub fn open(path: &Path, sync: SyncPolicy, rotate_bytes: u64) -> Result<AuditLog, AuditError> {
-        let writer = Writer::open(path, sync, rotate_bytes)?;
+        Self::open_signed(path, sync, rotate_bytes, None)
+    }
+
+    /// [`open`](Self::open), with signed checkpoints when `signing` is
+    /// given: one after every `records` records, every `every` while
+    /// records come, at rotation and at close.
+    pub fn open_signed(
+        path: &Path,
+        sync: SyncPolicy,
+        rotate_bytes: u64,
+        signing: Option<Signing>,
+    ) -> Result<AuditLog, AuditError> {
+        let every = signing.as_ref().map(|s| s.every);
+        let checkpoints = signing.map(|s| Checkpoints {
+            key: s.key,
+            every: s.records.max(1),
+            since: 0,
+        });
+        let writer = Writer::open(path, sync, rotate_bytes, checkpoints)?;
         let queue = Arc::new(Inbox::default());
         let failing = Arc::new(AtomicBool::new(false));
         let (jobs, flag) = (queue.clone(), failing.clone());
@@ -435,6 +460,9 @@ impl AuditLog {
                 path: path.to_path_buf(),
                 message: e.to_string(),
             })?;
+        if let Some(every) = every {
+            start_clock(&queue, every);
+        }
         Ok(AuditLog {
             path: path.to_path_buf(),
             sync,
@@ -546,14 +574,45 @@ impl Drop for AuditLog {
     }
 }
 
+/// How a log signs its checkpoints.
+pub struct Signing {
+    /// The host's key.
+    pub key: super::signing::SigningKey,
+    /// A checkpoint after this many records.
+    pub records: u64,
+    /// A checkpoint this often while records come.
+    pub every: Duration,
+}
+
+/// Asks the writer for a checkpoint every `every` until the log closes.
+fn start_clock(queue: &Arc<Inbox>, every: Duration) {
+    let queue = Arc::downgrade(queue);
+    let every = every.max(Duration::from_millis(10));
+    let spawned = std::thread::Builder::new()
+        .name("warden-audit-clock".into())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            match queue.upgrade() {
+                Some(q) if q.push(Job::Tick, false) => {}
+                _ => return,
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(
+            "audit log: no checkpoints by time ({e}); they follow records, rotation and close"
+        );
+    }
+}
+
 /// The writer thread: batches of jobs until the log is closed.
 fn run(mut writer: Writer, jobs: &Inbox, failing: &AtomicBool) {
     raise_priority();
     let mut batch = Batch::default();
     while jobs.take(&mut batch) {
         let sync = batch.slots.iter().any(|j| matches!(j, Slot::Sync(_)));
+        let tick = batch.slots.iter().any(|j| matches!(j, Slot::Tick));
         let result = writer
-            .write(batch.appends(), sync)
+            .write(batch.appends(), sync, tick)
             .map_err(|e| e.to_string());
         if let Err(e) = &result {
             tracing::error!(path = %writer.path().display(), "audit log: {e}");
@@ -574,7 +633,7 @@ fn run(mut writer: Writer, jobs: &Inbox, failing: &AtomicBool) {
                     done: Some(done), ..
                 }
                 | Slot::Sync(done) => done.complete(result.clone()),
-                Slot::Append { done: None, .. } => {}
+                Slot::Append { done: None, .. } | Slot::Tick => {}
             }
         }
         batch.clear();

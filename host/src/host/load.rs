@@ -149,10 +149,18 @@ fn read_store(store: Option<&Path>) -> Result<Vec<(PathBuf, Manifest)>> {
 fn open_governance(config: &Config) -> Result<Governance> {
     let audit_log = match &config.audit {
         None => None,
-        Some(a) => Some(Arc::new(
-            AuditLog::open(&config.resolve_path(&a.path), a.sync, a.rotate_bytes)
+        Some(a) => {
+            let signing = audit_signing(config, a)?;
+            Some(Arc::new(
+                AuditLog::open_signed(
+                    &config.resolve_path(&a.path),
+                    a.sync,
+                    a.rotate_bytes,
+                    signing,
+                )
                 .map_err(|e| Error::Config(e.to_string()))?,
-        )),
+            ))
+        }
     };
     let volume = config.audit.as_ref().map(|a| a.volume_limits()).unwrap_or(
         crate::governance::budget::VolumeLimits {
@@ -161,6 +169,60 @@ fn open_governance(config: &Config) -> Result<Governance> {
         },
     );
     Ok(Governance::new(config.policy.clone(), audit_log, volume))
+}
+
+impl Config {
+    /// The key of `[audit] signing-key`, if one is configured: it signs the
+    /// log's checkpoints, and `warden serve`'s result attestations.
+    pub fn audit_signing_key(&self) -> Result<Option<crate::audit::signing::SigningKey>> {
+        let Some(source) = self.audit.as_ref().and_then(|a| a.signing_key.as_ref()) else {
+            return Ok(None);
+        };
+        let text = read_key(self, source, "audit.signing-key")?;
+        crate::audit::signing::SigningKey::from_pem(&text)
+            .map(Some)
+            .map_err(|e| Error::Config(format!("at `audit.signing-key`: {e}")))
+    }
+}
+
+/// How the audit log signs its checkpoints (`[audit] signing-key`), if it
+/// does.
+fn audit_signing(
+    config: &Config,
+    a: &crate::audit::AuditSettings,
+) -> Result<Option<crate::audit::Signing>> {
+    let Some(key) = config.audit_signing_key()? else {
+        return Ok(None);
+    };
+    tracing::info!(key = %key.id(), "the audit log signs checkpoints");
+    Ok(Some(crate::audit::Signing {
+        key,
+        records: a
+            .checkpoint_records
+            .unwrap_or(crate::audit::DEFAULT_CHECKPOINT_RECORDS),
+        every: std::time::Duration::from_millis(
+            a.checkpoint_ms
+                .unwrap_or(crate::audit::DEFAULT_CHECKPOINT_MS),
+        ),
+    }))
+}
+
+/// The PEM text of a key named by `source` (a file or a secret); `at` is
+/// where the configuration names it.
+fn read_key(config: &Config, source: &crate::audit::KeySource, at: &str) -> Result<String> {
+    match (&source.file, &source.secret) {
+        (Some(file), None) => {
+            let path = config.resolve_path(file);
+            std::fs::read_to_string(&path)
+                .map_err(|e| Error::Config(format!("at `{at}`: {}: {e}", path.display())))
+        }
+        (None, Some(secret)) => config
+            .secret_value(secret)
+            .map_err(|e| Error::Config(format!("at `{at}`: {e}"))),
+        _ => Err(Error::Config(format!(
+            "at `{at}`: give exactly one of `file` and `secret`"
+        ))),
+    }
 }
 
 /// The engine, sized for every plugin's instances and largest memory, its

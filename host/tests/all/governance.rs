@@ -22,6 +22,9 @@ pub fn audited(dir: &Path) -> Config {
         rotate_bytes: 0,
         max_records_per_minute: None,
         max_bytes_per_minute: None,
+        signing_key: None,
+        checkpoint_records: None,
+        checkpoint_ms: None,
     });
     c
 }

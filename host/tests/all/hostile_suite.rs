@@ -109,6 +109,9 @@ async fn world() -> World {
         rotate_bytes: 0,
         max_records_per_minute: None,
         max_bytes_per_minute: None,
+        signing_key: None,
+        checkpoint_records: None,
+        checkpoint_ms: None,
     });
     let host = Host::new(c).await.expect("host loads");
     World {

@@ -41,6 +41,9 @@ pub fn with_audit(mut c: Config, dir: &Path) -> (Config, PathBuf) {
         rotate_bytes: 0,
         max_records_per_minute: None,
         max_bytes_per_minute: None,
+        signing_key: None,
+        checkpoint_records: None,
+        checkpoint_ms: None,
     });
     (c, path)
 }

@@ -24,7 +24,7 @@ fn entry(client: Option<&str>, duration_ms: Option<u64>) -> Entry {
 fn records_are_the_bytes_serde_json_makes_of_them() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.jsonl");
-    let mut writer = Writer::open(&path, SyncPolicy::Flush, 0).unwrap();
+    let mut writer = Writer::open(&path, SyncPolicy::Flush, 0, None).unwrap();
     let records: Vec<Pending> = [
         entry(None, None),
         entry(Some("alice/s1"), Some(7)),
@@ -35,7 +35,7 @@ fn records_are_the_bytes_serde_json_makes_of_them() {
     .collect();
     let mut refused = [false; 3];
     let lines = records.iter().map(Pending::line).zip(refused.iter_mut());
-    writer.write(lines, false).unwrap();
+    writer.write(lines, false, false).unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3);
@@ -86,7 +86,7 @@ fn call_records_from_common_fields_are_whole_entries() {
 fn records_of_an_unadmitted_call_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.jsonl");
-    let mut writer = Writer::open(&path, SyncPolicy::Flush, 0).unwrap();
+    let mut writer = Writer::open(&path, SyncPolicy::Flush, 0, None).unwrap();
     let call = |effect, decision, id: &str| {
         Pending::new(Entry {
             call_id: id.into(),
@@ -105,7 +105,7 @@ fn records_of_an_unadmitted_call_are_refused() {
     ];
     let mut refused = [false; 4];
     let lines = later.iter().map(Pending::line).zip(refused.iter_mut());
-    writer.write(lines, false).unwrap();
+    writer.write(lines, false, false).unwrap();
     assert_eq!(refused, [true, false, true, false]);
     assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
 }
