@@ -12,7 +12,9 @@ mod commands;
 mod exit;
 
 use clap::{Parser, Subcommand};
-use commands::{audit, cache, call, check, export, import, inspect, list, new, schema, serve};
+use commands::{
+    audit, cache, call, check, export, import, inspect, list, new, schema, serve, sign,
+};
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,6 +72,9 @@ enum Command {
     Cache(cache::CacheArgs),
     /// Show a plugin's descriptors, grants and limits.
     Inspect(inspect::InspectArgs),
+    /// Sign a component: writes FILE.sig beside it, which hosts check
+    /// against `verify.keys` and `[host] trusted-keys`.
+    Sign(sign::SignArgs),
 }
 
 fn main() -> ExitCode {
@@ -87,6 +92,7 @@ fn main() -> ExitCode {
         Command::Audit(args) => exit::usage_errors(audit::run(args, &config)),
         Command::Schema(args) => exit::usage_errors(schema::run(args)),
         Command::New(args) => exit::usage_errors(new::run(args).map(|()| ExitCode::SUCCESS)),
+        Command::Sign(args) => exit::usage_errors(sign::run(args).map(|()| ExitCode::SUCCESS)),
         Command::Check(args) => check::run(&args),
         Command::Cache(args) => cache::run(&args, &config),
         // A host, loaded from the configuration.

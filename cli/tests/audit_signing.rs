@@ -1,6 +1,7 @@
 //! A host that signs its audit log: `warden audit keygen`, checkpoints
 //! written by real `warden call` runs, and `warden audit verify --key`
-//! catching a cut-off log, another key and a bad key file.
+//! catching a cut-off log, another key and a bad key file; and `warden
+//! sign` making a signature a host verifies at load.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -108,6 +109,37 @@ fn a_signed_log_verifies_and_a_cut_or_foreign_one_does_not() {
     let o = verify("host.key", &[]);
     assert!(
         !o.status.success() && text(&o).contains("PUBLIC KEY"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn warden_sign_writes_a_signature_the_host_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(warden(d, &["audit", "keygen", "dev"]).status.success());
+    std::fs::copy(component("text"), d.join("text.wasm")).unwrap();
+    let o = warden(d, &["sign", "text.wasm", "--key", "dev.key"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("ed25519:") && d.join("text.wasm.sig").exists(),
+        "{}",
+        text(&o)
+    );
+    let config = "[host]\nrequire-signatures = true\ntrusted-keys = [\"dev.pub\"]\n\
+                  [plugins.text]\ncomponent = \"text.wasm\"\nnamespaces = [\"text\", \"json\"]\n";
+    std::fs::write(d.join("warden.toml"), config).unwrap();
+    let o = warden(d, &["list"]);
+    assert!(
+        o.status.success() && text(&o).contains("text.case"),
+        "{}",
+        text(&o)
+    );
+    // A public key is not a signing key.
+    let o = warden(d, &["sign", "text.wasm", "--key", "dev.pub"]);
+    assert!(
+        !o.status.success() && text(&o).contains("PRIVATE KEY"),
         "{}",
         text(&o)
     );

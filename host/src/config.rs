@@ -132,6 +132,27 @@ pub struct HostSettings {
     /// ([`Host::refused_plugins`](crate::Host::refused_plugins)).
     #[serde(default)]
     pub strict_load: bool,
+    /// Public keys (PEM: ECDSA P-256 or Ed25519, relative to the config
+    /// file) any plugin's signature may verify with, besides its own
+    /// `verify.keys`.
+    #[serde(default)]
+    pub trusted_keys: Vec<PathBuf>,
+    /// Refuse a component without a signature (`FILE.wasm.sig`) that
+    /// verifies with a trusted key. Default `false`: unsigned components
+    /// load (a signature that is there must still verify).
+    #[serde(default)]
+    pub require_signatures: bool,
+}
+
+/// Whose signature a plugin's component must carry
+/// (`[plugins.NAME.verify]`): with it, the component must be signed.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct VerifySettings {
+    /// Public keys (PEM: ECDSA P-256 or Ed25519), relative to the config
+    /// file; `[host] trusted-keys` are tried too.
+    pub keys: Vec<PathBuf>,
 }
 
 /// Where a secret's value comes from (`[secrets.NAME]`): exactly one of
@@ -202,6 +223,11 @@ pub struct PluginConfig {
     /// outside them is refused (summarized in the audit log), never fatal.
     #[serde(default)]
     pub namespaces: Vec<String>,
+    /// The keys its component's signature (`FILE.wasm.sig`, as `cosign
+    /// sign-blob` or `warden sign` writes it) must verify with; with it,
+    /// an unsigned component is refused.
+    #[serde(default)]
+    pub verify: Option<VerifySettings>,
 }
 
 /// The session pool of one plugin (`[plugins.NAME.sessions]`).
@@ -270,6 +296,7 @@ impl PluginConfig {
             max_instances: DEFAULT_MAX_INSTANCES,
             sessions: SessionSettings::default(),
             namespaces: Vec::new(),
+            verify: None,
         }
     }
 

@@ -28,6 +28,7 @@ mod governance;
 mod host;
 mod limits;
 mod progress;
+pub mod provenance;
 mod registry;
 mod runtime;
 mod sandbox;
@@ -45,6 +46,7 @@ pub mod marketplace {
 pub use config::{
     AuditSettings, CallRule, CallRules, Config, DirGrant, DirMode, Grants, InstanceMode, Limits,
     PluginConfig, PluginRules, ResolvedLimits, RuleDecision, SecretGrant, SessionSettings,
+    VerifySettings,
 };
 pub use digest::digest;
 pub use error::{Error, ErrorKind, Limit, Result};

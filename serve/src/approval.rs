@@ -189,37 +189,6 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// JSON with object keys sorted, so equal arguments give equal bytes.
-fn canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String((*k).clone()).to_string());
-                out.push(':');
-                canonical(&map[*k], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, v) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                canonical(v, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
-}
-
 /// HMAC-SHA256 over `parts`, each prefixed with its length (so no two lists
 /// of parts give the same message).
 fn hmac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
@@ -266,7 +235,7 @@ impl States {
         nonce: &[u8],
     ) -> [u8; 32] {
         let mut text = String::new();
-        canonical(args, &mut text);
+        warden::audit::signing::canonical_json(args, &mut text);
         let digest = Sha256::digest(text.as_bytes());
         hmac(
             &self.key,

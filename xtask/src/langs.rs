@@ -16,8 +16,17 @@ const PYTHON_A2A: &str = "a2a-sdk[http-server]==1.3.0";
 
 /// The Python packages the tests use, installed into `.venv/`: the MCP SDK
 /// (for MCP servers and clients), the A2A SDK (for A2A agents),
-/// componentize-py (for Python guests) and jsonschema.
-const PYTHON_PACKAGES: &[&str] = &[PYTHON_MCP, PYTHON_A2A, COMPONENTIZE_PY, JSONSCHEMA];
+/// componentize-py (for Python guests), jsonschema and cryptography.
+const PYTHON_PACKAGES: &[&str] = &[
+    PYTHON_MCP,
+    PYTHON_A2A,
+    COMPONENTIZE_PY,
+    JSONSCHEMA,
+    CRYPTOGRAPHY,
+];
+/// Signs components as an implementation independent of Warden's
+/// (`tests/sign/cosign_blob.py`).
+const CRYPTOGRAPHY: &str = "cryptography==51.0.1";
 /// Checks `docs/warden.schema.json` against real configurations (a CLI test).
 const JSONSCHEMA: &str = "jsonschema==4.26.0";
 const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
@@ -41,7 +50,7 @@ pub(crate) fn ensure_python_env(root: &Path) -> Result<PathBuf> {
         };
         quiet(Command::new(&python).args([
             "-c",
-            "import mcp.server.mcpserver, uvicorn, jsonschema, a2a.server.routes",
+            "import mcp.server.mcpserver, uvicorn, jsonschema, a2a.server.routes, cryptography",
         ])) && quiet(Command::new(venv.join("bin/componentize-py")).arg("--version"))
     };
     if ready() {

@@ -1,7 +1,7 @@
 //! The subcommands, one file each: its arguments (a `#[derive(Args)]`
 //! struct) and its `run`.
 //!
-//! - without a host: `audit`, `schema`, `check`, `cache`, `new`;
+//! - without a host: `audit`, `schema`, `check`, `cache`, `new`, `sign`;
 //! - loading a host from the configuration: `list`, `call`, `export`,
 //!   `import`, `inspect` (through [`load`] or [`ready`]) and `serve`.
 
@@ -16,6 +16,7 @@ pub(crate) mod list;
 pub(crate) mod new;
 pub(crate) mod schema;
 pub(crate) mod serve;
+pub(crate) mod sign;
 
 use crate::approver::TerminalApprover;
 use std::path::Path;

@@ -144,11 +144,13 @@ pub fn checkpoint_message(head_seq: u64, head_hash: &str, why: &str) -> Vec<u8> 
 /// JSON library's re-encoding of the same value gives the same digest.
 pub fn json_digest(value: &serde_json::Value) -> String {
     let mut text = String::new();
-    canonical(value, &mut text);
+    canonical_json(value, &mut text);
     format!("sha256:{}", crate::digest::sha256_hex(text.as_bytes()))
 }
 
-fn canonical(value: &serde_json::Value, out: &mut String) {
+/// Appends `value` to `out` as compact JSON with every object's keys
+/// sorted: equal values give equal bytes, whatever order they came in.
+pub fn canonical_json(value: &serde_json::Value, out: &mut String) {
     use serde_json::Value;
     match value {
         Value::Object(map) => {
@@ -161,7 +163,7 @@ fn canonical(value: &serde_json::Value, out: &mut String) {
                 }
                 out.push_str(&Value::String(k.clone()).to_string());
                 out.push(':');
-                canonical(&map[k], out);
+                canonical_json(&map[k], out);
             }
             out.push('}');
         }
@@ -171,7 +173,7 @@ fn canonical(value: &serde_json::Value, out: &mut String) {
                 if i > 0 {
                     out.push(',');
                 }
-                canonical(v, out);
+                canonical_json(v, out);
             }
             out.push(']');
         }

@@ -383,6 +383,44 @@ fn plugin_policy(config: &Config, name: &str, pc: &PluginConfig) -> Result<Effec
     Ok(policy.with_secrets(secrets))
 }
 
+/// Checks the signature beside plugin `name`'s component against its
+/// `verify.keys` and `[host] trusted-keys`; a verified one is audited with
+/// its signer's key id. Refused (and audited, as a refused load): a
+/// signature that verifies with no key, and (with `verify` or `[host]
+/// require-signatures`) no signature.
+fn check_signature(
+    config: &Config,
+    governance: &Governance,
+    name: &str,
+    pc: &PluginConfig,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<()> {
+    let own = pc.verify.iter().flat_map(|v| v.keys.iter());
+    let keys = own
+        .chain(config.host.trusted_keys.iter())
+        .map(|k| crate::provenance::PublicKey::read(&config.resolve_path(k)))
+        .collect::<std::result::Result<Vec<_>, String>>()
+        .map_err(|e| Error::load(name, e))?;
+    let required = config.host.require_signatures || pc.verify.is_some();
+    match crate::provenance::verify(path, bytes, &keys, required) {
+        Ok(crate::provenance::Verdict::Signed(key)) => {
+            tracing::info!(plugin = %name, %key, "component signature verified");
+            governance.record(crate::audit::Entry {
+                plugin: name.to_string(),
+                digest: crate::digest::digest(bytes),
+                effect: crate::audit::Effect::Load,
+                target: path.display().to_string(),
+                decision: crate::audit::Outcome::Allow,
+                reason: format!("signed by {key}"),
+                ..Default::default()
+            })
+        }
+        Ok(crate::provenance::Verdict::Unsigned) => Ok(()),
+        Err(why) => Err(Error::load(name, why)),
+    }
+}
+
 /// Refuses a component whose digest differs from the one
 /// `policy.plugins.NAME.digest` pins.
 fn check_pinned_digest(
@@ -416,6 +454,7 @@ async fn load_plugin(
     pc: &PluginConfig,
 ) -> Result<()> {
     let (path, bytes) = read_component(config, name, pc)?;
+    check_signature(config, governance, name, pc, &path, &bytes)?;
     // Names and versions first: a component this host cannot link fails
     // now, not after a long compile.
     let report = crate::runtime::check::check_component(&bytes);

@@ -303,6 +303,16 @@ async fn a_slow_task_stopped_by_the_time_limit_is_cancelled_upstream() {
     }
 }
 
+/// The credential header of each JSON-RPC request the agent saw.
+fn credentials_sent(agent: &A2aAgent) -> Vec<String> {
+    agent
+        .requests()
+        .into_iter()
+        .filter(|[path, ..]| path == "/")
+        .map(|[.., credential]| credential)
+        .collect()
+}
+
 #[tokio::test]
 async fn a_bearer_secret_reaches_the_agent_and_never_the_plugin() {
     let agent = A2aAgent::start(&["--token", "a2a-tok-7"]);
@@ -315,12 +325,7 @@ async fn a_bearer_secret_reaches_the_agent_and_never_the_plugin() {
         .await
         .unwrap();
     assert_eq!(out["text"], "echo: hi");
-    let rpc: Vec<String> = agent
-        .requests()
-        .into_iter()
-        .filter(|[path, ..]| path == "/")
-        .map(|[.., auth]| auth)
-        .collect();
+    let rpc = credentials_sent(&agent);
     assert!(
         !rpc.is_empty() && rpc.iter().all(|a| a == "Bearer a2a-tok-7"),
         "{rpc:?}"
@@ -362,12 +367,7 @@ async fn a_secret_goes_in_the_header_the_agent_names() {
         .await
         .unwrap();
     assert_eq!(out["text"], "echo: hi");
-    let sent: Vec<String> = agent
-        .requests()
-        .into_iter()
-        .filter(|[path, ..]| path == "/")
-        .map(|[.., key]| key)
-        .collect();
+    let sent = credentials_sent(&agent);
     assert!(
         !sent.is_empty() && sent.iter().all(|k| k == "a2a-tok-7"),
         "the token as is, in the named header: {sent:?}"

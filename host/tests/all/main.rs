@@ -25,6 +25,7 @@ mod mcp_typescript;
 mod neighbours;
 mod ownership;
 mod progress;
+mod provenance;
 mod python;
 mod secrets;
 mod sessions;

@@ -35,13 +35,7 @@ impl A2aAgent {
     pub fn start_on(sdk: Sdk, args: &[&str]) -> A2aAgent {
         let mut command = match sdk {
             Sdk::Python => {
-                let python = repo().join(".venv/bin/python");
-                assert!(
-                    python.exists(),
-                    "{} is missing: run `cargo xtask python-env` (or `cargo xtask test`)",
-                    python.display()
-                );
-                let mut c = Command::new(python);
+                let mut c = Command::new(crate::python());
                 c.arg(repo().join("tests/a2a/agent.py"));
                 c
             }

@@ -17,6 +17,23 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The repository's Python (`.venv`, made by `cargo xtask test` or `cargo
+/// xtask python-env`).
+pub fn python() -> PathBuf {
+    let p = repo().join(".venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo xtask python-env` (or `cargo xtask test`)",
+        p.display()
+    );
+    p
+}
+
+/// A file of the repository, by its path from the root.
+pub fn repo_file(path: &str) -> PathBuf {
+    repo().join(path)
+}
+
 /// The port a peer started with `--port 0` says it listens on: its first
 /// line on stdout, `PORT <n>`; `None` if it said anything else.
 pub(crate) fn announced_port(child: &mut std::process::Child) -> Option<u16> {

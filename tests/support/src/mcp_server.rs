@@ -30,16 +30,6 @@ pub enum Sdk {
     Tasks,
 }
 
-fn python() -> PathBuf {
-    let p = repo().join(".venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo xtask python-env` (or `cargo xtask test`)",
-        p.display()
-    );
-    p
-}
-
 impl McpServer {
     /// Starts a server on a free port. `args`: `--json`, `--stateless`,
     /// `--token T`, `--era both|legacy|modern`. Without `--era` it speaks the
@@ -116,7 +106,7 @@ impl McpServer {
         loop {
             let mut command = match self.sdk {
                 Sdk::Python => {
-                    let mut c = Command::new(python());
+                    let mut c = Command::new(crate::python());
                     c.arg(repo().join("tests/mcp/server.py"));
                     c
                 }
