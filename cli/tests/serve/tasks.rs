@@ -227,3 +227,66 @@ fn listen_raw(port: u16, auth: &str, params: Value) -> (u16, Vec<(String, String
         &body,
     )
 }
+
+#[test]
+fn a_client_whose_tasks_hold_its_slots_can_still_poll_and_cancel_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = two_principals(
+        dir.path(),
+        "max-concurrent-per-client = 1\ntask-after-ms = 100",
+    );
+    let serve = Serve::start(dir.path(), &config, &[]);
+    let auth = format!("Bearer {TOKEN_A}");
+    let (status, m) = modern(
+        serve.port,
+        1,
+        "tools/call",
+        with(
+            json!({"name": "hostile.sleep", "arguments": {"arg": 8000}}),
+            declaring(),
+        ),
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(
+        (status, m["result"]["resultType"].as_str()),
+        (200, Some("task")),
+        "{m}"
+    );
+    let task = m["result"]["taskId"].as_str().unwrap().to_string();
+    let quick = json!({"name": "text.case", "arguments": {"text": "x", "to": "upper"}});
+    // The running task holds the principal's one request slot.
+    let (status, m) = modern(
+        serve.port,
+        2,
+        "tools/call",
+        quick.clone(),
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(status, 429, "{m}");
+    // Its own requests need none.
+    let (status, m) = task_request(serve.port, TOKEN_A, "tasks/get", &task, true);
+    assert_eq!(
+        (status, m["result"]["status"].as_str()),
+        (200, Some("working")),
+        "{m}"
+    );
+    let (status, m) = task_request(serve.port, TOKEN_A, "tasks/cancel", &task, true);
+    assert_eq!(status, 200, "{m}");
+    // Cancelled, the call gives its slot back.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, m) = modern(
+            serve.port,
+            5,
+            "tools/call",
+            quick.clone(),
+            &[("Authorization", &auth)],
+        );
+        if status == 200 {
+            assert_eq!(m["result"]["structuredContent"]["text"], "X", "{m}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status} {m}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

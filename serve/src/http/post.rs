@@ -453,6 +453,18 @@ async fn modern(
         ));
         return events(rx);
     }
+    // A task's requests take no request slot: a client whose slots are
+    // all held by its running tasks can still poll and cancel them (each is
+    // a lookup in a bounded table).
+    if matches!(
+        method.as_str(),
+        "tasks/get" | "tasks/update" | "tasks/cancel"
+    ) {
+        return match shared.handle(&method, params, &caller).await {
+            Ok(result) => json_body(StatusCode::OK, &protocol::response(&id, Ok(result))),
+            Err(e) => reject(e),
+        };
+    }
     let key = client_key(&shared, &caller.principal, None, conn);
     let in_flight = match shared.enter(&key) {
         Ok(f) => f,
