@@ -8,6 +8,7 @@
 //! required, is the configuration's: `[plugins.X] verify.keys`, `[host]
 //! trusted-keys`, `[host] require-signatures`.
 
+use crate::audit::signing::{pem_block, SPKI_PREFIX as ED25519_SPKI};
 use base64::Engine as _;
 use ring::signature::{
     EcdsaKeyPair, Ed25519KeyPair, KeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_ASN1,
@@ -20,10 +21,6 @@ use std::path::{Path, PathBuf};
 const P256_SPKI: [u8; 26] = [
     0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
     0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
-];
-/// DER prefix of an Ed25519 SubjectPublicKeyInfo; 32 bytes follow.
-const ED25519_SPKI: [u8; 12] = [
-    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
 ];
 
 /// A public key a component's signature is checked against.
@@ -197,19 +194,6 @@ pub fn verify(
         sig_path.display(),
         tried.join("; ")
     ))
-}
-
-/// The DER inside the first PEM block labelled `label`.
-fn pem_block(text: &str, label: &str) -> Option<Vec<u8>> {
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let start = text.find(&begin)? + begin.len();
-    let stop = start + text[start..].find(&end)?;
-    let body: String = text[start..stop]
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
-    base64::engine::general_purpose::STANDARD.decode(body).ok()
 }
 
 #[cfg(test)]

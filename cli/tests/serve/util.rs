@@ -17,15 +17,7 @@ pub fn warden_bin() -> &'static str {
     env!("CARGO_BIN_EXE_warden")
 }
 
-pub fn python() -> PathBuf {
-    let p = repo().join(".venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo xtask python-env` (or `cargo xtask test`)",
-        p.display()
-    );
-    p
-}
+pub use warden_test_support::python;
 
 /// The configuration most tests serve: text (a tight fuel budget), the
 /// hostile guest (for its session counter), a deny rule and an approve

@@ -9,7 +9,7 @@ use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 
 /// The DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): the
 /// algorithm `1.3.101.112` and a 32-byte bit string follow.
-const SPKI_PREFIX: [u8; 12] = [
+pub(crate) const SPKI_PREFIX: [u8; 12] = [
     0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
 ];
 
@@ -110,7 +110,7 @@ fn key_id(public: &[u8]) -> String {
 }
 
 /// The DER inside the first PEM block labelled `label`.
-fn pem_block(text: &str, label: &str) -> Option<Vec<u8>> {
+pub(crate) fn pem_block(text: &str, label: &str) -> Option<Vec<u8>> {
     let begin = format!("-----BEGIN {label}-----");
     let end = format!("-----END {label}-----");
     let start = text.find(&begin)? + begin.len();
