@@ -13,7 +13,7 @@ mod exit;
 
 use clap::{Parser, Subcommand};
 use commands::{
-    audit, cache, call, check, export, import, inspect, list, new, schema, serve, sign,
+    audit, cache, call, check, export, import, inspect, list, new, registry, schema, serve, sign,
 };
 use std::future::Future;
 use std::path::PathBuf;
@@ -72,9 +72,16 @@ enum Command {
     Cache(cache::CacheArgs),
     /// Show a plugin's descriptors, grants and limits.
     Inspect(inspect::InspectArgs),
-    /// Sign a component: writes FILE.sig beside it, which hosts check
-    /// against `verify.keys` and `[host] trusted-keys`.
+    /// Sign a component: writes FILE.sig beside it, or, for an `oci://`
+    /// reference, adds a cosign signature to its registry. Hosts check
+    /// either against `verify.keys` and `[host] trusted-keys`.
     Sign(sign::SignArgs),
+    /// Push a component to an OCI registry (the CNCF Wasm artifact
+    /// layout); prints the reference pinned to its digest.
+    Push(registry::PushArgs),
+    /// Pull a component from an OCI registry into the content store (and
+    /// a file with --output); prints the reference pinned to its digest.
+    Pull(registry::PullArgs),
 }
 
 fn main() -> ExitCode {
@@ -92,7 +99,16 @@ fn main() -> ExitCode {
         Command::Audit(args) => exit::usage_errors(audit::run(args, &config)),
         Command::Schema(args) => exit::usage_errors(schema::run(args)),
         Command::New(args) => exit::usage_errors(new::run(args).map(|()| ExitCode::SUCCESS)),
-        Command::Sign(args) => exit::usage_errors(sign::run(args).map(|()| ExitCode::SUCCESS)),
+        Command::Sign(args) => match args
+            .file
+            .to_str()
+            .filter(|f| warden::oci::OciRef::is_oci(f))
+        {
+            Some(r) => on_runtime(registry::sign(r, &args.key, &config)),
+            None => exit::usage_errors(sign::run(args).map(|()| ExitCode::SUCCESS)),
+        },
+        Command::Push(args) => on_runtime(registry::push(args, &config)),
+        Command::Pull(args) => on_runtime(registry::pull(args, &config)),
         Command::Check(args) => check::run(&args),
         Command::Cache(args) => cache::run(&args, &config),
         // A host, loaded from the configuration.
@@ -110,8 +126,10 @@ fn main() -> ExitCode {
 /// compiled (slow on a first load).
 fn init_logging(command: &Command) {
     let default_filter = match command {
-        Command::Serve(_) => "warn,guest=info,warden_serve=info,warden::compile=info",
-        _ => "warn,guest=info,warden::compile=info",
+        Command::Serve(_) => {
+            "warn,guest=info,warden_serve=info,warden::compile=info,warden::pull=info"
+        }
+        _ => "warn,guest=info,warden::compile=info,warden::pull=info",
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

@@ -142,6 +142,29 @@ pub struct HostSettings {
     /// load (a signature that is there must still verify).
     #[serde(default)]
     pub require_signatures: bool,
+    /// Registries (`HOST[:PORT]`) reached over plain HTTP; every other one
+    /// over HTTPS.
+    #[serde(default)]
+    pub insecure_registries: Vec<String>,
+    /// How to reach each registry (`[host.registries."HOST[:PORT]"]`):
+    /// certificate authority and credentials. Without credentials here,
+    /// those in Docker's `config.json` are used.
+    #[serde(default)]
+    pub registries: BTreeMap<String, RegistrySettings>,
+}
+
+/// One OCI registry (`[host.registries."HOST[:PORT]"]`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RegistrySettings {
+    /// A PEM file of certificate authorities trusted for this registry
+    /// besides the system's, relative to the config file.
+    pub ca: Option<PathBuf>,
+    /// The user name to log in with (HTTP basic or token auth).
+    pub username: Option<String>,
+    /// The `[secrets]` entry holding the password or token.
+    pub password_secret: Option<String>,
 }
 
 /// Whose signature a plugin's component must carry
@@ -198,7 +221,8 @@ pub enum InstanceMode {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PluginConfig {
-    /// Path of the `.wasm` component, relative to the config file.
+    /// The component: a `.wasm` file (relative to the config file) or an
+    /// OCI reference, `oci://HOST[:PORT]/REPO:TAG` or `…@sha256:HEX`.
     pub component: PathBuf,
     /// Values passed to the plugin's `init` as a JSON object.
     #[serde(default = "empty_object")]
@@ -376,6 +400,7 @@ impl Config {
     /// Checks what serde cannot: names, paths, values in range.
     pub fn validate(&self) -> Result<()> {
         self.validate_globals()?;
+        self.validate_registries()?;
         self.validate_policy()?;
         check_limits("limits", &self.limits)?;
         for (name, p) in &self.plugins {
@@ -519,6 +544,11 @@ impl Config {
         if self.host.no_cache {
             return None;
         }
+        self.cache_root()
+    }
+
+    /// Where the caches live, whether or not compiled code is cached.
+    fn cache_root(&self) -> Option<PathBuf> {
         if let Some(dir) = &self.host.cache_dir {
             return Some(self.resolve_path(dir));
         }
@@ -541,6 +571,61 @@ impl Config {
             .unwrap_or(crate::runtime::cache::DEFAULT_CACHE_MAX_BYTES);
         self.cache_dir()
             .map(|dir| crate::CompiledCache::new(dir, max))
+    }
+
+    /// The content store of components pulled from registries
+    /// (`<cache dir>/oci`, kept even with `no-cache`), under the same size
+    /// cap as the compiled cache.
+    pub fn content_store(&self) -> Result<crate::oci::ContentStore> {
+        let max = self
+            .host
+            .cache_max_bytes
+            .unwrap_or(crate::runtime::cache::DEFAULT_CACHE_MAX_BYTES);
+        let root = self.cache_root().ok_or_else(|| {
+            Error::Config(
+                "no cache directory for pulled components: set `[host] cache-dir` (or HOME)".into(),
+            )
+        })?;
+        Ok(crate::oci::ContentStore::new(root.join("oci"), max))
+    }
+
+    /// The OCI reference plugin `pc`'s component names, if it names one.
+    pub fn oci_component(
+        pc: &PluginConfig,
+    ) -> Option<std::result::Result<crate::oci::OciRef, String>> {
+        let source = pc.component.to_str()?;
+        crate::oci::OciRef::is_oci(source).then(|| crate::oci::OciRef::parse(source))
+    }
+
+    fn validate_registries(&self) -> Result<()> {
+        for (name, p) in &self.plugins {
+            if let Some(Err(e)) = Config::oci_component(p) {
+                return Err(Error::Config(format!("at `plugins.{name}.component`: {e}")));
+            }
+        }
+        for (i, r) in self.host.insecure_registries.iter().enumerate() {
+            crate::oci::check_registry(r)
+                .map_err(|e| Error::Config(format!("at `host.insecure-registries[{i}]`: {e}")))?;
+        }
+        for (registry, r) in &self.host.registries {
+            let at = format!("host.registries.\"{registry}\"");
+            crate::oci::check_registry(registry)
+                .map_err(|e| Error::Config(format!("at `{at}`: {e}")))?;
+            match (&r.username, &r.password_secret) {
+                (Some(_), Some(s)) if !self.secrets.contains_key(s) => {
+                    return Err(Error::Config(format!(
+                        "at `{at}.password-secret`: `{s}` is not defined in [secrets]"
+                    )));
+                }
+                (Some(_), None) | (None, Some(_)) => {
+                    return Err(Error::Config(format!(
+                        "at `{at}`: `username` and `password-secret` go together"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 }
 

@@ -27,6 +27,7 @@ mod error;
 mod governance;
 mod host;
 mod limits;
+pub mod oci;
 mod progress;
 pub mod provenance;
 mod registry;
@@ -45,8 +46,8 @@ pub mod marketplace {
 
 pub use config::{
     AuditSettings, CallRule, CallRules, Config, DirGrant, DirMode, Grants, InstanceMode, Limits,
-    PluginConfig, PluginRules, ResolvedLimits, RuleDecision, SecretGrant, SessionSettings,
-    VerifySettings,
+    PluginConfig, PluginRules, RegistrySettings, ResolvedLimits, RuleDecision, SecretGrant,
+    SessionSettings, VerifySettings,
 };
 pub use digest::digest;
 pub use error::{Error, ErrorKind, Limit, Result};

@@ -196,6 +196,77 @@ pub fn verify(
     ))
 }
 
+/// Checks the cosign signatures found for `subject` (an `oci://`
+/// reference) at manifest `digest` against `keys`. `required`: without a
+/// signature that verifies, it is refused. Signatures that are there but
+/// verify with no key are refused either way; the error names the digest,
+/// each signature and key tried, and why each failed.
+pub fn verify_cosign(
+    subject: &str,
+    digest: &str,
+    signatures: &[crate::oci::CosignSignature],
+    keys: &[PublicKey],
+    required: bool,
+) -> Result<Verdict, String> {
+    let tag = crate::oci::signature_tag(digest);
+    if signatures.is_empty() {
+        if required {
+            return Err(format!(
+                "{subject} ({digest}) is not signed: no signature at tag `{tag}`, and a signature is required"
+            ));
+        }
+        return Ok(Verdict::Unsigned);
+    }
+    if keys.is_empty() {
+        return Err(format!(
+            "{subject} ({digest}) is signed, but no key is trusted to check it: set `verify.keys` of the plugin or `[host] trusted-keys`"
+        ));
+    }
+    let mut why = Vec::new();
+    for (i, s) in signatures.iter().enumerate() {
+        match check_payload(&s.payload, digest) {
+            Err(e) => why.push(format!("signature {}: {e}", i + 1)),
+            Ok(()) => {
+                let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(s.signature.trim())
+                else {
+                    why.push(format!("signature {}: not base64", i + 1));
+                    continue;
+                };
+                if let Some(key) = keys.iter().find(|k| k.verifies(&s.payload, &sig)) {
+                    return Ok(Verdict::Signed(key.id().to_string()));
+                }
+                for k in keys {
+                    why.push(format!(
+                        "signature {} with {} ({}): not this key's over the payload",
+                        i + 1,
+                        k.id(),
+                        k.source.display()
+                    ));
+                }
+            }
+        }
+    }
+    Err(format!(
+        "{subject} ({digest}): no signature at `{tag}` verifies with a trusted key; {}",
+        why.join("; ")
+    ))
+}
+
+/// A simple-signing payload must name `digest` as the signed image.
+fn check_payload(payload: &[u8], digest: &str) -> Result<(), String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|_| "its payload is not JSON".to_string())?;
+    let critical = &v["critical"];
+    if critical["type"] != "cosign container image signature" {
+        return Err("its payload is not a cosign image signature".into());
+    }
+    match critical["image"]["docker-manifest-digest"].as_str() {
+        Some(d) if d == digest => Ok(()),
+        Some(d) => Err(format!("it signs another digest, {d}")),
+        None => Err("its payload names no digest".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,8 @@ fn files(config_path: &Path) -> Vec<PathBuf> {
             config
                 .plugins
                 .values()
+                // A pulled component changes by SIGHUP (its tag is asked again).
+                .filter(|p| Config::oci_component(p).is_none())
                 .map(|p| config.resolve_path(&p.component)),
         );
     }

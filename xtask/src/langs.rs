@@ -16,14 +16,17 @@ const PYTHON_A2A: &str = "a2a-sdk[http-server]==1.3.0";
 
 /// The Python packages the tests use, installed into `.venv/`: the MCP SDK
 /// (for MCP servers and clients), the A2A SDK (for A2A agents),
-/// componentize-py (for Python guests), jsonschema and cryptography.
+/// componentize-py (for Python guests), jsonschema, cryptography and oras.
 const PYTHON_PACKAGES: &[&str] = &[
     PYTHON_MCP,
     PYTHON_A2A,
     COMPONENTIZE_PY,
     JSONSCHEMA,
     CRYPTOGRAPHY,
+    ORAS,
 ];
+/// An OCI client independent of Warden's (`tests/sign/oras_cosign.py`).
+const ORAS: &str = "oras==0.2.43";
 /// Signs components as an implementation independent of Warden's
 /// (`tests/sign/cosign_blob.py`).
 const CRYPTOGRAPHY: &str = "cryptography==51.0.1";
@@ -50,7 +53,7 @@ pub(crate) fn ensure_python_env(root: &Path) -> Result<PathBuf> {
         };
         quiet(Command::new(&python).args([
             "-c",
-            "import mcp.server.mcpserver, uvicorn, jsonschema, a2a.server.routes, cryptography",
+            "import mcp.server.mcpserver, uvicorn, jsonschema, a2a.server.routes, cryptography, oras.client",
         ])) && quiet(Command::new(venv.join("bin/componentize-py")).arg("--version"))
     };
     if ready() {

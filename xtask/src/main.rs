@@ -597,6 +597,7 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     build_python_guests(root)?;
     build_js_guests(root)?;
     ensure_node_clients(root)?;
+    sys::ensure_services()?;
     // Guest crates compile natively too (their imports become stubs), so
     // their unit tests run with everything else.
     let status = host_cargo(root)

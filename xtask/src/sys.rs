@@ -52,6 +52,28 @@ pub fn apt_install(packages: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// The programs the tests (and the demo) start as real services, and the
+/// Debian package of each: the OCI registry (distribution 2.8), htpasswd
+/// for its logins, openssl for the CA its TLS tests make.
+const SERVICES: &[(&str, &str)] = &[
+    ("/usr/bin/docker-registry", "docker-registry"),
+    ("/usr/bin/htpasswd", "apache2-utils"),
+    ("/usr/bin/openssl", "openssl"),
+];
+
+/// Installs what [`SERVICES`] names and is missing.
+pub fn ensure_services() -> Result<()> {
+    let missing: Vec<&str> = SERVICES
+        .iter()
+        .filter(|(path, _)| !Path::new(path).exists())
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    apt_install(&missing).context("the registry tests need docker-registry, htpasswd and openssl")
+}
+
 /// A crate's or workspace's `Cargo.toml`, parsed.
 pub struct Manifest {
     pub path: PathBuf,

@@ -14,6 +14,7 @@ pub(crate) mod import;
 pub(crate) mod inspect;
 pub(crate) mod list;
 pub(crate) mod new;
+pub(crate) mod registry;
 pub(crate) mod schema;
 pub(crate) mod serve;
 pub(crate) mod sign;

@@ -1,6 +1,8 @@
 //! `warden sign FILE --key KEY`: a detached signature beside a component
 //! (`FILE.sig`, base64, as `cosign sign-blob` writes it), which hosts check
-//! against `[plugins.X] verify.keys` or `[host] trusted-keys`.
+//! against `[plugins.X] verify.keys` or `[host] trusted-keys`. Given an
+//! `oci://` reference instead, the signature goes to the registry, as
+//! `cosign sign --key` puts it (see `registry.rs`).
 
 use anyhow::Context;
 use clap::Args;
@@ -8,12 +10,13 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub(crate) struct SignArgs {
-    /// The component (`.wasm`).
-    file: PathBuf,
+    /// The component (`.wasm`), or `oci://HOST[:PORT]/REPO:TAG` to sign
+    /// the manifest it resolves to in its registry.
+    pub(crate) file: PathBuf,
     /// The private key: PKCS#8 PEM, ECDSA P-256 or Ed25519 (`openssl
     /// genpkey -algorithm ed25519`, or `warden audit keygen`).
     #[arg(long, value_name = "PRIVATE_KEY")]
-    key: PathBuf,
+    pub(crate) key: PathBuf,
 }
 
 pub(crate) fn run(args: SignArgs) -> anyhow::Result<()> {

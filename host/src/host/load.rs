@@ -109,7 +109,7 @@ fn refuse_load(
     governance.record(crate::audit::Entry {
         plugin: name.to_string(),
         effect: crate::audit::Effect::Load,
-        target: config.resolve_path(&pc.component).display().to_string(),
+        target: super::source::component_label(config, pc),
         decision: crate::audit::Outcome::Deny,
         reason: e.to_string(),
         ..Default::default()
@@ -309,24 +309,6 @@ fn plugin_descriptors(config: &Config, p: &PluginConfig) -> u64 {
     u64::from(l.max_sockets) + u64::from(l.max_files) + dirs.saturating_mul(instances)
 }
 
-/// The component file of plugin `name`: its path and bytes.
-fn read_component(config: &Config, name: &str, pc: &PluginConfig) -> Result<(PathBuf, Vec<u8>)> {
-    let path = config.resolve_path(&pc.component);
-    let bytes = std::fs::read(&path).map_err(|e| {
-        Error::load(
-            name,
-            format!("cannot read component {}: {e}", path.display()),
-        )
-    })?;
-    if !bytes.starts_with(b"\0asm") {
-        return Err(Error::load(
-            name,
-            format!("{} is not a WebAssembly file", path.display()),
-        ));
-    }
-    Ok((path, bytes))
-}
-
 /// The effect policy of plugin `name`: its grants, granted directories that
 /// exist, and its secrets bound to their destinations.
 fn plugin_policy(config: &Config, name: &str, pc: &PluginConfig) -> Result<EffectPolicy> {
@@ -383,44 +365,6 @@ fn plugin_policy(config: &Config, name: &str, pc: &PluginConfig) -> Result<Effec
     Ok(policy.with_secrets(secrets))
 }
 
-/// Checks the signature beside plugin `name`'s component against its
-/// `verify.keys` and `[host] trusted-keys`; a verified one is audited with
-/// its signer's key id. Refused (and audited, as a refused load): a
-/// signature that verifies with no key, and (with `verify` or `[host]
-/// require-signatures`) no signature.
-fn check_signature(
-    config: &Config,
-    governance: &Governance,
-    name: &str,
-    pc: &PluginConfig,
-    path: &Path,
-    bytes: &[u8],
-) -> Result<()> {
-    let own = pc.verify.iter().flat_map(|v| v.keys.iter());
-    let keys = own
-        .chain(config.host.trusted_keys.iter())
-        .map(|k| crate::provenance::PublicKey::read(&config.resolve_path(k)))
-        .collect::<std::result::Result<Vec<_>, String>>()
-        .map_err(|e| Error::load(name, e))?;
-    let required = config.host.require_signatures || pc.verify.is_some();
-    match crate::provenance::verify(path, bytes, &keys, required) {
-        Ok(crate::provenance::Verdict::Signed(key)) => {
-            tracing::info!(plugin = %name, %key, "component signature verified");
-            governance.record(crate::audit::Entry {
-                plugin: name.to_string(),
-                digest: crate::digest::digest(bytes),
-                effect: crate::audit::Effect::Load,
-                target: path.display().to_string(),
-                decision: crate::audit::Outcome::Allow,
-                reason: format!("signed by {key}"),
-                ..Default::default()
-            })
-        }
-        Ok(crate::provenance::Verdict::Unsigned) => Ok(()),
-        Err(why) => Err(Error::load(name, why)),
-    }
-}
-
 /// Refuses a component whose digest differs from the one
 /// `policy.plugins.NAME.digest` pins.
 fn check_pinned_digest(
@@ -453,8 +397,9 @@ async fn load_plugin(
     name: &str,
     pc: &PluginConfig,
 ) -> Result<()> {
-    let (path, bytes) = read_component(config, name, pc)?;
-    check_signature(config, governance, name, pc, &path, &bytes)?;
+    let source = super::source::component_source(config, name, pc).await?;
+    super::source::check_signature(config, governance, name, pc, &source)?;
+    let super::source::ComponentSource { path, bytes, .. } = source;
     // Names and versions first: a component this host cannot link fails
     // now, not after a long compile.
     let report = crate::runtime::check::check_component(&bytes);

@@ -30,6 +30,7 @@ mod declared;
 mod discovery;
 mod load;
 mod snapshots;
+mod source;
 
 pub use call::CallPlan;
 use call::KindServers;

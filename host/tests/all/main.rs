@@ -23,6 +23,7 @@ mod mcp_secrets;
 mod mcp_tasks;
 mod mcp_typescript;
 mod neighbours;
+mod oci;
 mod ownership;
 mod progress;
 mod provenance;
