@@ -13,7 +13,8 @@ mod exit;
 
 use clap::{Parser, Subcommand};
 use commands::{
-    audit, cache, call, check, export, import, inspect, list, new, registry, schema, serve, sign,
+    audit, cache, call, check, export, import, inspect, list, lock, new, registry, schema, serve,
+    sign,
 };
 use std::future::Future;
 use std::path::PathBuf;
@@ -76,6 +77,13 @@ enum Command {
     /// reference, adds a cosign signature to its registry. Hosts check
     /// either against `verify.keys` and `[host] trusted-keys`.
     Sign(sign::SignArgs),
+    /// Record each plugin as it loads now in `warden.lock` (or, with
+    /// --accept PLUGIN, accept that plugin's new version).
+    Lock(lock::LockArgs),
+    /// Show what each plugin as configured now changes against
+    /// `warden.lock`: capabilities added or removed, schemas changed, new
+    /// effects, imports and grants.
+    Diff(lock::DiffArgs),
     /// Push a component to an OCI registry (the CNCF Wasm artifact
     /// layout); prints the reference pinned to its digest.
     Push(registry::PushArgs),
@@ -107,6 +115,8 @@ fn main() -> ExitCode {
             Some(r) => on_runtime(registry::sign(r, &args.key, &config)),
             None => exit::usage_errors(sign::run(args).map(|()| ExitCode::SUCCESS)),
         },
+        Command::Lock(args) => on_runtime(lock::lock(args, &config)),
+        Command::Diff(args) => on_runtime(lock::diff(args, &config)),
         Command::Push(args) => on_runtime(registry::push(args, &config)),
         Command::Pull(args) => on_runtime(registry::pull(args, &config)),
         Command::Check(args) => check::run(&args),

@@ -89,6 +89,9 @@ pub struct Config {
     /// file's directory; the current directory for configs built in code).
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// The file it was read from, if any.
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
 }
 
 /// Host-wide settings (`[host]`).
@@ -142,6 +145,16 @@ pub struct HostSettings {
     /// load (a signature that is there must still verify).
     #[serde(default)]
     pub require_signatures: bool,
+    /// What a plugin whose digest differs from its `warden.lock` entry may
+    /// do: `refuse` (the default) loads it only if nothing it declares,
+    /// imports or is granted changed (a pulled one keeps serving its locked
+    /// version); `accept-same-grants` also lets in changed capabilities;
+    /// `accept` lets in any change. Plugins without an entry load.
+    #[serde(default)]
+    pub on_update: crate::lock::OnUpdate,
+    /// The lockfile. Default: `warden.lock` beside the config file (configs
+    /// built in code have none unless this is set).
+    pub lockfile: Option<PathBuf>,
     /// Registries (`HOST[:PORT]`) reached over plain HTTP; every other one
     /// over HTTPS.
     #[serde(default)]
@@ -356,10 +369,12 @@ impl Config {
         } else {
             base
         };
-        Config::from_toml(&text, &base).map_err(|e| match e {
+        let mut config = Config::from_toml(&text, &base).map_err(|e| match e {
             Error::Config(msg) => Error::Config(format!("{}: {msg}", path.display())),
             other => other,
-        })
+        })?;
+        config.config_file = Some(path.to_path_buf());
+        Ok(config)
     }
 
     /// Parses configuration text; relative paths resolve against `base_dir`.
@@ -587,6 +602,18 @@ impl Config {
             )
         })?;
         Ok(crate::oci::ContentStore::new(root.join("oci"), max))
+    }
+
+    /// The lockfile's path: `[host] lockfile`, else `warden.lock` beside
+    /// the config file; `None` for a config built in code without one.
+    pub fn lock_path(&self) -> Option<PathBuf> {
+        match &self.host.lockfile {
+            Some(p) => Some(self.resolve_path(p)),
+            None => self
+                .config_file
+                .as_ref()
+                .map(|_| self.base_dir.join("warden.lock")),
+        }
     }
 
     /// The OCI reference plugin `pc`'s component names, if it names one.

@@ -89,6 +89,20 @@ pub enum Error {
         message: String,
     },
 
+    /// A new version of a plugin changes what its lockfile entry accepted,
+    /// and `[host] on-update` does not let it in.
+    #[error("plugin `{plugin}`: the new version ({digest}) is refused by [host] on-update = \"{policy}\": {diff}; `warden lock --accept {plugin}` accepts it")]
+    UpdateRefused {
+        /// The plugin's name in the configuration.
+        plugin: String,
+        /// The new component's digest.
+        digest: String,
+        /// The policy that refused it.
+        policy: String,
+        /// What changed.
+        diff: String,
+    },
+
     /// Two plugins declare the same capability id.
     #[error("capability `{id}` is declared by both plugin `{first}` and plugin `{second}`")]
     DuplicateCapability {
@@ -263,6 +277,7 @@ impl Error {
         match self {
             Error::Config(_) => "config",
             Error::Load { .. } => "load",
+            Error::UpdateRefused { .. } => "update-refused",
             Error::DuplicateCapability { .. } => "duplicate-capability",
             Error::UnknownCapability { .. } => "unknown-capability",
             Error::SourceUnavailable { denied: true, .. } => "denied",

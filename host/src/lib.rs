@@ -27,6 +27,7 @@ mod error;
 mod governance;
 mod host;
 mod limits;
+pub mod lock;
 pub mod oci;
 mod progress;
 pub mod provenance;

@@ -55,6 +55,15 @@ pub enum ServeError {
     /// The configuration or a plugin could not be loaded.
     #[error(transparent)]
     Host(#[from] warden::Error),
+    /// A reload found a plugin version `[host] on-update` refuses; the
+    /// running host keeps serving.
+    #[error("reload refused; the running version keeps serving: {why}")]
+    UpdateHeld {
+        /// The plugin.
+        plugin: String,
+        /// Its change and the policy that refused it.
+        why: String,
+    },
     /// A listening socket could not be opened.
     #[error("cannot listen on {addr}: {message}")]
     Bind {

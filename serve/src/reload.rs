@@ -28,6 +28,8 @@ fn files(config_path: &Path) -> Vec<PathBuf> {
                 .filter(|p| Config::oci_component(p).is_none())
                 .map(|p| config.resolve_path(&p.component)),
         );
+        // `warden lock --accept` lets a held version in.
+        out.extend(config.lock_path());
     }
     out
 }
@@ -78,6 +80,13 @@ pub(crate) async fn reload(shared: &Arc<Shared>) -> Result<bool, ServeError> {
     let config = Config::from_file(path)?;
     crate::ServeSettings::from_config(&config)?;
     let host = Host::new(config).await?;
+    if let Some((plugin, why)) = host.held_updates().first() {
+        // The old host keeps serving every plugin as it was accepted.
+        let why = why.clone();
+        let plugin = plugin.clone();
+        host.shutdown().await;
+        return Err(ServeError::UpdateHeld { plugin, why });
+    }
     let before = tool_list(&shared.host());
     let after = tool_list(&host);
     let old = std::mem::replace(

@@ -13,6 +13,7 @@ pub(crate) mod export;
 pub(crate) mod import;
 pub(crate) mod inspect;
 pub(crate) mod list;
+pub(crate) mod lock;
 pub(crate) mod new;
 pub(crate) mod registry;
 pub(crate) mod schema;

@@ -11,4 +11,5 @@ mod front_door;
 mod lifecycle;
 mod tasks;
 mod transport;
+mod updates;
 mod util;

@@ -19,6 +19,8 @@ struct Loaded {
     discovery: HashMap<usize, Discovery>,
     /// Plugins refused at load, with why (the host serves the others).
     refused: Vec<(String, String)>,
+    /// Plugins whose new version `[host] on-update` held back, with why.
+    held: Vec<(String, String)>,
 }
 
 /// The engine side every plugin is loaded with.
@@ -50,10 +52,41 @@ impl Host {
         let stored = read_store(store.as_deref())?;
         reserve_operator_ids(&config, &stored, &mut loaded.registry);
         let strict = config.host.strict_load;
+        let lock = read_lock(&config)?;
         for (name, pc) in &config.plugins {
             let index = loaded.plugins.len();
-            if let Err(e) = load_plugin(&config, &runtime, &governance, &mut loaded, name, pc).await
-            {
+            let locked = lock.as_ref().and_then(|l| l.plugins.get(name));
+            let loading = load_plugin(
+                &config,
+                &runtime,
+                &governance,
+                &mut loaded,
+                name,
+                pc,
+                locked,
+            );
+            let mut result = loading.await;
+            if let Err(e @ Error::UpdateRefused { .. }) = &result {
+                loaded.held.push((name.clone(), e.to_string()));
+                if let Some(pinned) = locked.and_then(|l| l.pinned.as_deref()) {
+                    // A pulled plugin keeps serving the version that was accepted.
+                    tracing::warn!(plugin = %name, "{e}; serving the locked version {pinned}");
+                    loaded.registry.remove_plugin(index);
+                    let mut old = pc.clone();
+                    old.component = pinned.into();
+                    let reloading = load_plugin(
+                        &config,
+                        &runtime,
+                        &governance,
+                        &mut loaded,
+                        name,
+                        &old,
+                        None,
+                    );
+                    result = reloading.await;
+                }
+            }
+            if let Err(e) = result {
                 // Nothing of a refused plugin stays registered under its index.
                 loaded.registry.remove_plugin(index);
                 refuse_load(&config, &governance, name, pc, &e)?;
@@ -69,6 +102,7 @@ impl Host {
             mut registry,
             discovery,
             refused,
+            held,
         } = loaded;
         let servers = provider_servers(&config, &plugins, &registry, strict)?;
         register_declared(&config, &servers, &plugins, &mut registry, &governance)?;
@@ -86,6 +120,7 @@ impl Host {
                 governance,
                 discovery: tokio::sync::Mutex::new(discovery),
                 refused,
+                held,
                 catalog: tokio::sync::watch::channel(0).0,
                 listeners,
                 _ticker: ticker,
@@ -94,6 +129,15 @@ impl Host {
         host.start_background(sweep_every);
         Ok(host)
     }
+}
+
+/// The lockfile, if the configuration has one; one that cannot be read
+/// stops the start (on-update could not be decided).
+fn read_lock(config: &Config) -> Result<Option<crate::lock::Lockfile>> {
+    let Some(path) = config.lock_path() else {
+        return Ok(None);
+    };
+    crate::lock::Lockfile::read(&path).map_err(Error::Config)
 }
 
 /// Audits and reports a plugin refused at load.
@@ -396,9 +440,10 @@ async fn load_plugin(
     loaded: &mut Loaded,
     name: &str,
     pc: &PluginConfig,
+    locked: Option<&crate::lock::LockedPlugin>,
 ) -> Result<()> {
     let source = super::source::component_source(config, name, pc).await?;
-    super::source::check_signature(config, governance, name, pc, &source)?;
+    let signer = super::source::check_signature(config, governance, name, pc, &source)?;
     let super::source::ComponentSource { path, bytes, .. } = source;
     // Names and versions first: a component this host cannot link fails
     // now, not after a long compile.
@@ -431,8 +476,10 @@ async fn load_plugin(
         provider: String::new(),
         version: String::new(),
         description: String::new(),
+        source: pc.component.display().to_string(),
         component: path.display().to_string(),
         digest: crate::digest::digest(&bytes),
+        signer,
         compiled,
         limits: pc.limits.or(config.limits).resolve(),
         grants: pc.grants.clone(),
@@ -477,6 +524,9 @@ async fn load_plugin(
     );
     let index = loaded.plugins.len();
     describe_into(&mut plugin, index, &mut loaded.registry, governance).await?;
+    if let Some(locked) = locked {
+        check_update(config, governance, &plugin.info, &loaded.registry, locked)?;
+    }
     let plugin = Arc::new(plugin);
     plugin.warm_up().await.map_err(|e| match e {
         e @ Error::Load { .. } => e,
@@ -547,6 +597,57 @@ async fn discover_at_load(
         );
     }
     Ok(())
+}
+
+/// A loaded plugin as `warden.lock` records it, with its declared
+/// capabilities from `registry`.
+pub(super) fn lock_entry(info: &PluginInfo, registry: &Registry) -> crate::lock::LockedPlugin {
+    let caps: Vec<Arc<CapabilityInfo>> = info
+        .capabilities
+        .iter()
+        .filter_map(|id| registry.get(id).ok().map(|(_, c)| c))
+        .collect();
+    let caps: Vec<&CapabilityInfo> = caps.iter().map(|c| &**c).collect();
+    crate::lock::LockedPlugin::of(&info.source, info, &caps)
+}
+
+/// Compares a loaded plugin with its lockfile entry: a new digest whose
+/// changes `[host] on-update` allows is audited and loads; one it does not
+/// is refused (and audited by the caller).
+fn check_update(
+    config: &Config,
+    governance: &Governance,
+    info: &PluginInfo,
+    registry: &Registry,
+    locked: &crate::lock::LockedPlugin,
+) -> Result<()> {
+    if info.digest == locked.digest {
+        return Ok(());
+    }
+    let now = lock_entry(info, registry);
+    let diff = locked.diff(&now);
+    let policy = config.host.on_update;
+    if !diff.allowed_by(policy) {
+        let policy = serde_json::to_value(policy).ok();
+        return Err(Error::UpdateRefused {
+            plugin: info.name.clone(),
+            digest: info.digest.clone(),
+            policy: policy
+                .and_then(|p| p.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            diff: diff.to_string(),
+        });
+    }
+    tracing::info!(plugin = %info.name, "a new version ({}) since the lockfile: {diff}", info.digest);
+    governance.record(crate::audit::Entry {
+        plugin: info.name.clone(),
+        digest: info.digest.clone(),
+        effect: crate::audit::Effect::Load,
+        target: info.component.clone(),
+        decision: crate::audit::Outcome::Allow,
+        reason: format!("update from {} accepted: {diff}", locked.digest),
+        ..Default::default()
+    })
 }
 
 /// Asks a plugin to describe itself and registers its static capabilities

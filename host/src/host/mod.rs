@@ -63,6 +63,8 @@ struct Inner {
     discovery: tokio::sync::Mutex<HashMap<usize, Discovery>>,
     /// Plugins refused at load and why (the host serves the others).
     refused: Vec<(String, String)>,
+    /// Plugins whose new version `[host] on-update` held back, with why.
+    held: Vec<(String, String)>,
     /// Bumped whenever capabilities are registered after load.
     catalog: tokio::sync::watch::Sender<u64>,
     /// Who listens to the progress of which call.
@@ -340,6 +342,30 @@ impl Host {
     /// with why; the host serves the others.
     pub fn refused_plugins(&self) -> &[(String, String)] {
         &self.inner.refused
+    }
+
+    /// Plugins whose new version `[host] on-update` held back, with the
+    /// change: each is either refused or, when pulled, serving its locked
+    /// version.
+    pub fn held_updates(&self) -> &[(String, String)] {
+        &self.inner.held
+    }
+
+    /// Each loaded plugin as `warden.lock` records it.
+    pub fn lock_entries(&self) -> std::collections::BTreeMap<String, crate::lock::LockedPlugin> {
+        let registry = self
+            .inner
+            .registry
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        self.inner
+            .plugins
+            .iter()
+            .map(|p| {
+                let entry = load::lock_entry(&p.info, &registry);
+                (p.info.name.clone(), entry)
+            })
+            .collect()
     }
 
     /// Every registered capability: plugins' in load order, then imported ones.

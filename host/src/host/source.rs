@@ -120,7 +120,7 @@ pub(super) fn check_signature(
     name: &str,
     pc: &PluginConfig,
     source: &ComponentSource,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let own = pc.verify.iter().flat_map(|v| v.keys.iter());
     let keys = own
         .chain(config.host.trusted_keys.iter())
@@ -151,9 +151,10 @@ pub(super) fn check_signature(
                 decision: crate::audit::Outcome::Allow,
                 reason: format!("signed by {key}"),
                 ..Default::default()
-            })
+            })?;
+            Ok(Some(key))
         }
-        Ok(crate::provenance::Verdict::Unsigned) => Ok(()),
+        Ok(crate::provenance::Verdict::Unsigned) => Ok(None),
         Err(why) => Err(Error::load(name, why)),
     }
 }

@@ -44,10 +44,15 @@ pub struct PluginInfo {
     pub version: String,
     /// The provider's description.
     pub description: String,
-    /// Path of the component file.
+    /// The component as configured: a file or an `oci://` reference.
+    pub source: String,
+    /// Path of the component file, or the `oci://` reference pinned to
+    /// the manifest digest it was pulled at.
     pub component: String,
     /// `sha256:` digest of the component bytes.
     pub digest: String,
+    /// The id of the key its signature verified with, if it is signed.
+    pub signer: Option<String>,
     /// Whether it was compiled now or loaded from the cache.
     pub compiled: CompileSource,
     /// Effective limits.

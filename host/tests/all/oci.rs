@@ -368,3 +368,63 @@ async fn registry_signatures_by_either_implementation_verify_and_others_are_refu
         host.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn a_moved_tag_that_asks_for_more_keeps_serving_the_locked_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let mut c = reaching(d, plain(), "");
+    c.host.lockfile = Some(d.join("warden.lock"));
+    let tag = plain().reference("moving/p:stable");
+    let r = OciRef::parse(&tag).unwrap();
+    let registries = Registries::from_config(&c).unwrap();
+    let hello = std::fs::read(component("hello")).unwrap();
+    let first = registries.push(&r, &hello).await.unwrap();
+    let plugin = PluginConfig::new(&tag).with_namespaces(&["hello", "files"]);
+    let host = Host::new(c.clone().with_plugin("p", plugin.clone()))
+        .await
+        .unwrap();
+    let lock = warden::lock::Lockfile {
+        version: warden::lock::LOCK_VERSION,
+        plugins: host.lock_entries(),
+    };
+    host.shutdown().await;
+    lock.write(&d.join("warden.lock")).unwrap();
+    // The tag moves to a version declaring other capabilities.
+    let files = std::fs::read(component("files")).unwrap();
+    registries.push(&r, &files).await.unwrap();
+    let host = Host::new(c.clone().with_plugin("p", plugin.clone()))
+        .await
+        .unwrap();
+    let (name, why) = host.held_updates().first().expect("held back").clone();
+    assert_eq!(name, "p");
+    assert!(
+        why.contains("capabilities added: files.") && why.contains("lock --accept p"),
+        "{why}"
+    );
+    assert!(
+        host.refused_plugins().is_empty(),
+        "{:?}",
+        host.refused_plugins()
+    );
+    assert!(
+        host.plugins()[0].component.ends_with(&first),
+        "{}",
+        host.plugins()[0].component
+    );
+    let out = host
+        .call("hello.greet", serde_json::json!({"name": "Ada"}))
+        .await
+        .unwrap();
+    assert!(out.to_string().contains("Ada"), "{out}");
+    host.shutdown().await;
+    // `accept` lets the new version in.
+    c.host.on_update = warden::lock::OnUpdate::Accept;
+    let host = Host::new(c.with_plugin("p", plugin)).await.unwrap();
+    assert!(host.held_updates().is_empty());
+    assert!(host
+        .capabilities()
+        .iter()
+        .any(|c| c.id.starts_with("files.")));
+    host.shutdown().await;
+}
