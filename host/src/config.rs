@@ -151,7 +151,7 @@ pub struct HostSettings {
     /// version); `accept-same-grants` also lets in changed capabilities;
     /// `accept` lets in any change. Plugins without an entry load.
     #[serde(default)]
-    pub on_update: crate::lock::OnUpdate,
+    pub on_update: OnUpdate,
     /// The lockfile. Default: `warden.lock` beside the config file (configs
     /// built in code have none unless this is set).
     pub lockfile: Option<PathBuf>,
@@ -178,6 +178,24 @@ pub struct RegistrySettings {
     pub username: Option<String>,
     /// The `[secrets]` entry holding the password or token.
     pub password_secret: Option<String>,
+}
+
+/// What to do when a plugin's digest differs from its locked one
+/// (`[host] on-update`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum OnUpdate {
+    /// Refuse a version whose capabilities, schemas, effects, imports or
+    /// grants changed (a pulled one keeps its locked version); a version
+    /// that changes nothing declared loads.
+    #[default]
+    Refuse,
+    /// Load a version whose imports and grants are unchanged, whatever its
+    /// capabilities.
+    AcceptSameGrants,
+    /// Load any version (the change is logged and audited).
+    Accept,
 }
 
 /// Whose signature a plugin's component must carry
@@ -591,7 +609,7 @@ impl Config {
     /// The content store of components pulled from registries
     /// (`<cache dir>/oci`, kept even with `no-cache`), under the same size
     /// cap as the compiled cache.
-    pub fn content_store(&self) -> Result<crate::oci::ContentStore> {
+    pub fn content_store(&self) -> Result<crate::oci::store::ContentStore> {
         let max = self
             .host
             .cache_max_bytes
@@ -601,7 +619,7 @@ impl Config {
                 "no cache directory for pulled components: set `[host] cache-dir` (or HOME)".into(),
             )
         })?;
-        Ok(crate::oci::ContentStore::new(root.join("oci"), max))
+        Ok(crate::oci::store::ContentStore::new(root.join("oci"), max))
     }
 
     /// The lockfile's path: `[host] lockfile`, else `warden.lock` beside
@@ -619,9 +637,10 @@ impl Config {
     /// The OCI reference plugin `pc`'s component names, if it names one.
     pub fn oci_component(
         pc: &PluginConfig,
-    ) -> Option<std::result::Result<crate::oci::OciRef, String>> {
+    ) -> Option<std::result::Result<crate::oci::reference::OciRef, String>> {
         let source = pc.component.to_str()?;
-        crate::oci::OciRef::is_oci(source).then(|| crate::oci::OciRef::parse(source))
+        crate::oci::reference::OciRef::is_oci(source)
+            .then(|| crate::oci::reference::OciRef::parse(source))
     }
 
     fn validate_registries(&self) -> Result<()> {
@@ -631,12 +650,12 @@ impl Config {
             }
         }
         for (i, r) in self.host.insecure_registries.iter().enumerate() {
-            crate::oci::check_registry(r)
+            crate::oci::reference::check_registry(r)
                 .map_err(|e| Error::Config(format!("at `host.insecure-registries[{i}]`: {e}")))?;
         }
         for (registry, r) in &self.host.registries {
             let at = format!("host.registries.\"{registry}\"");
-            crate::oci::check_registry(registry)
+            crate::oci::reference::check_registry(registry)
                 .map_err(|e| Error::Config(format!("at `{at}`: {e}")))?;
             match (&r.username, &r.password_secret) {
                 (Some(_), Some(s)) if !self.secrets.contains_key(s) => {

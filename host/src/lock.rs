@@ -5,6 +5,7 @@
 //! decides whether a changed plugin loads.
 
 use crate::config::Grants;
+pub use crate::config::OnUpdate;
 use crate::registry::CapabilityInfo;
 use crate::runtime::PluginInfo;
 use serde::{Deserialize, Serialize};
@@ -63,24 +64,6 @@ pub struct LockedCapability {
     /// Its declared permissions.
     #[serde(default)]
     pub permissions: Vec<String>,
-}
-
-/// What to do when a plugin's digest differs from its locked one
-/// (`[host] on-update`).
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(rename_all = "kebab-case")]
-pub enum OnUpdate {
-    /// Refuse a version whose capabilities, schemas, effects, imports or
-    /// grants changed (a pulled one keeps its locked version); a version
-    /// that changes nothing declared loads.
-    #[default]
-    Refuse,
-    /// Load a version whose imports and grants are unchanged, whatever its
-    /// capabilities.
-    AcceptSameGrants,
-    /// Load any version (the change is logged and audited).
-    Accept,
 }
 
 impl Lockfile {

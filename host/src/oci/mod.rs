@@ -5,14 +5,15 @@
 //! (a `sha256-<digest>.sig` tag). The wire is `oci-client`'s.
 
 mod cosign;
-mod reference;
+mod fetch;
+pub(crate) mod reference;
 mod registry;
-mod store;
+pub(crate) mod store;
 
 pub use cosign::{push_signature, signature_payload, signature_tag, CosignSignature};
-pub(crate) use reference::check_registry;
+pub use fetch::Pulled;
 pub use reference::{OciRef, SCHEME};
-pub use registry::{Pulled, Registries, MAX_COMPONENT_BYTES};
+pub use registry::{Registries, MAX_COMPONENT_BYTES};
 pub use store::{ContentStore, TagRecord};
 
 /// What went wrong with a registry or a pulled artifact. Each message names

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use super::OciRef;
+use super::reference::OciRef;
 
 /// The content store in one directory (`<cache dir>/oci`).
 #[derive(Debug, Clone)]
