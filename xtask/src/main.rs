@@ -16,6 +16,7 @@
 
 mod bindings;
 mod demo_peers;
+mod demo_registry;
 mod langs;
 mod links;
 mod sys;
@@ -327,6 +328,7 @@ fn demo(root: &Path) -> Result<()> {
     http_demo(root, &warden)?;
     demo_peers::mcp_demo(root, &warden)?;
     demo_peers::a2a_demo(root, &warden)?;
+    demo_registry::registry_demo(root, &warden)?;
     serve_demo(root, &warden, &config)?;
     println!("\n== The same host, embedded in a Rust program (examples/embed)");
     println!("$ cargo run -p embed-example -- examples/demo/warden.toml");

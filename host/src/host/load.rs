@@ -56,7 +56,7 @@ impl Host {
         for (name, pc) in &config.plugins {
             let index = loaded.plugins.len();
             let locked = lock.as_ref().and_then(|l| l.plugins.get(name));
-            let loading = load_plugin(
+            let loading = load_or_keep_locked(
                 &config,
                 &runtime,
                 &governance,
@@ -65,27 +65,7 @@ impl Host {
                 pc,
                 locked,
             );
-            let mut result = loading.await;
-            if let Err(e @ Error::UpdateRefused { .. }) = &result {
-                loaded.held.push((name.clone(), e.to_string()));
-                if let Some(pinned) = locked.and_then(|l| l.pinned.as_deref()) {
-                    // A pulled plugin keeps serving the version that was accepted.
-                    tracing::warn!(plugin = %name, "{e}; serving the locked version {pinned}");
-                    loaded.registry.remove_plugin(index);
-                    let mut old = pc.clone();
-                    old.component = pinned.into();
-                    let reloading = load_plugin(
-                        &config,
-                        &runtime,
-                        &governance,
-                        &mut loaded,
-                        name,
-                        &old,
-                        None,
-                    );
-                    result = reloading.await;
-                }
-            }
+            let result = loading.await;
             if let Err(e) = result {
                 // Nothing of a refused plugin stays registered under its index.
                 loaded.registry.remove_plugin(index);
@@ -131,6 +111,44 @@ impl Host {
     }
 }
 
+/// Loads plugin `name`; when a pulled plugin's configured version is
+/// refused (its update, its signature, its registry) and `warden.lock`
+/// pins another, that one is loaded instead and the refusal recorded.
+async fn load_or_keep_locked(
+    config: &Config,
+    runtime: &Runtime,
+    governance: &Governance,
+    loaded: &mut Loaded,
+    name: &str,
+    pc: &PluginConfig,
+    locked: Option<&crate::lock::LockedPlugin>,
+) -> Result<()> {
+    let index = loaded.plugins.len();
+    let loading = load_plugin(config, runtime, governance, loaded, name, pc, locked);
+    let result = loading.await;
+    let Err(e) = &result else {
+        return result;
+    };
+    // A pulled plugin whose new version is refused (its update, its
+    // signature, its registry) keeps serving the version that was
+    // accepted; the refusal is on the record.
+    let fallback = locked
+        .and_then(|l| l.pinned.as_deref())
+        .filter(|p| *p != pc.component.to_string_lossy());
+    if matches!(e, Error::UpdateRefused { .. }) || fallback.is_some() {
+        loaded.held.push((name.to_string(), e.to_string()));
+    }
+    let Some(pinned) = fallback else {
+        return result;
+    };
+    tracing::warn!(plugin = %name, "{e}; serving the locked version {pinned}");
+    record_refusal(config, governance, name, pc, e)?;
+    loaded.registry.remove_plugin(index);
+    let mut old = pc.clone();
+    old.component = pinned.into();
+    load_plugin(config, runtime, governance, loaded, name, &old, None).await
+}
+
 /// The lockfile, if the configuration has one; one that cannot be read
 /// stops the start (on-update could not be decided).
 fn read_lock(config: &Config) -> Result<Option<crate::lock::Lockfile>> {
@@ -149,7 +167,17 @@ fn refuse_load(
     e: &Error,
 ) -> Result<()> {
     tracing::error!(plugin = %name, "plugin refused at load; the others are served: {e}");
-    // A refused load is on the record, whatever refused it.
+    record_refusal(config, governance, name, pc, e)
+}
+
+/// A refused load is on the record, whatever refused it.
+fn record_refusal(
+    config: &Config,
+    governance: &Governance,
+    name: &str,
+    pc: &PluginConfig,
+    e: &Error,
+) -> Result<()> {
     governance.record(crate::audit::Entry {
         plugin: name.to_string(),
         effect: crate::audit::Effect::Load,

@@ -428,3 +428,58 @@ async fn a_moved_tag_that_asks_for_more_keeps_serving_the_locked_digest() {
         .any(|c| c.id.starts_with("files.")));
     host.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_unsigned_version_under_a_locked_tag_leaves_the_signed_one_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let mut c = reaching(d, plain(), "");
+    c.host.lockfile = Some(d.join("warden.lock"));
+    c.host.require_signatures = true;
+    c.host.trusted_keys = vec![keygen(d, "ed25519", "publisher")];
+    let tag = plain().reference("unsigned/p:stable");
+    let r = OciRef::parse(&tag).unwrap();
+    let registries = Registries::from_config(&c).unwrap();
+    let signed = registries
+        .push(&r, &std::fs::read(component("hello")).unwrap())
+        .await
+        .unwrap();
+    let pem = std::fs::read_to_string(d.join("publisher.key")).unwrap();
+    let payload = warden::oci::signature_payload(&r, &signed);
+    let (signature, _) = warden::provenance::sign(&pem, &payload).unwrap();
+    let sig = warden::oci::CosignSignature { payload, signature };
+    warden::oci::push_signature(&registries, &r, &signed, &sig)
+        .await
+        .unwrap();
+    let plugin = PluginConfig::new(&tag).with_namespaces(&["hello", "text", "json"]);
+    let host = Host::new(c.clone().with_plugin("p", plugin.clone()))
+        .await
+        .unwrap();
+    let lock = warden::lock::Lockfile {
+        version: warden::lock::LOCK_VERSION,
+        plugins: host.lock_entries(),
+    };
+    host.shutdown().await;
+    lock.write(&d.join("warden.lock")).unwrap();
+    // An unsigned version takes the tag: refused, the signed one serves.
+    registries
+        .push(&r, &std::fs::read(component("text")).unwrap())
+        .await
+        .unwrap();
+    let (audited, audit) = with_audit(c.with_plugin("p", plugin), d);
+    let host = Host::new(audited).await.unwrap();
+    let (_, why) = host.held_updates().first().expect("held back").clone();
+    assert!(why.contains("is not signed"), "{why}");
+    assert!(host.plugins()[0].component.ends_with(&signed));
+    host.call("hello.greet", serde_json::json!({"name": "Ada"}))
+        .await
+        .unwrap();
+    host.shutdown().await;
+    drop(host);
+    let log = std::fs::read_to_string(audit).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"decision\":\"deny\"") && l.contains("is not signed")),
+        "{log}"
+    );
+}
