@@ -1,8 +1,11 @@
-//! What checking a component's signature adds to a host's start: a start
-//! with the text plugin signed (Ed25519, `FILE.wasm.sig`) under `[host]
-//! require-signatures` against the same start unsigned, both from the warm
-//! compiled cache, interleaved in one run. Also the signature check alone.
-//! Needs the components (`cargo xtask build-guests`).
+//! What provenance adds to a host's start, all from the warm compiled
+//! cache and interleaved in one run: the text plugin from a local file
+//! unsigned; the same signed (Ed25519, `FILE.wasm.sig`) under `[host]
+//! require-signatures`; pulled by digest from the content store with its
+//! cosign signature (a real `docker-registry` on 127.0.0.1 pushed to once);
+//! and by tag, which asks the registry for the manifest and signatures at
+//! every start. Also the signature check alone. Needs the components
+//! (`cargo xtask build-guests`) and Debian's docker-registry.
 //!
 //! Run: `cargo bench -p warden --bench provenance`.
 
@@ -14,6 +17,10 @@ use warden_test_support::interleave::{interleave, Contender};
 
 fn config(file: &Path, signed: Option<&Path>) -> Config {
     let plugin = PluginConfig::new(file).with_namespaces(&["text", "json"]);
+    config_with(plugin, signed)
+}
+
+fn config_with(plugin: PluginConfig, signed: Option<&Path>) -> Config {
     let mut c = Config::new(".").with_plugin("text", plugin);
     c.host.cache_dir = Some(target_dir().join("warden-bench-cache"));
     if let Some(key) = signed {
@@ -49,9 +56,19 @@ fn main() {
         .unwrap();
     let plain_config = config(&unsigned, None);
     let signed_config = config(&signed, Some(&key));
-    // Warm the compiled cache for both (same bytes, one entry).
-    start(&rt, &plain_config);
-    start(&rt, &signed_config);
+    let registry = warden_test_support::registry::OciRegistry::plain();
+    let (by_digest, by_tag) = rt.block_on(publish(&registry, &private, &bytes));
+    let pulled = |source: &str| {
+        let plugin = PluginConfig::new(source).with_namespaces(&["text", "json"]);
+        let mut c = config_with(plugin, Some(&key));
+        c.host.insecure_registries = vec![registry.host()];
+        c
+    };
+    let (store_config, tag_config) = (pulled(&by_digest), pulled(&by_tag));
+    // Warm the compiled cache (same bytes, one entry) and the content store.
+    for c in [&plain_config, &signed_config, &tag_config, &store_config] {
+        start(&rt, c);
+    }
     let keys = [warden::provenance::PublicKey::read(&key).unwrap()];
 
     let mut c = Criterion::default().configure_from_args();
@@ -60,6 +77,12 @@ fn main() {
     group.bench_function("unsigned", |b| b.iter(|| start(&rt, &plain_config)));
     group.bench_function("signed, require-signatures", |b| {
         b.iter(|| start(&rt, &signed_config))
+    });
+    group.bench_function("content store by digest, cosign-signed", |b| {
+        b.iter(|| start(&rt, &store_config))
+    });
+    group.bench_function("registry by tag, cosign-signed", |b| {
+        b.iter(|| start(&rt, &tag_config))
     });
     group.finish();
     c.bench_function("signature check alone (text.wasm, Ed25519)", |b| {
@@ -73,10 +96,40 @@ fn main() {
         &mut [
             Contender::new("unsigned", || start(&rt, &plain_config)),
             Contender::new("signed, require-signatures", || start(&rt, &signed_config)),
+            Contender::new("content store by digest, cosign-signed", || {
+                start(&rt, &store_config)
+            }),
+            Contender::new("registry by tag, cosign-signed", || start(&rt, &tag_config)),
         ],
     );
+    let over = |i: usize| (measured[i].mean - measured[0].mean) * 1e3;
     println!(
-        "interleaved: the signature check adds {:.2} ms per start",
-        (measured[1].mean - measured[0].mean) * 1e3
+        "interleaved, over a start from a local unsigned file: the signature check adds {:.2} ms; the content store with its cosign signature {:.2} ms; the registry by tag {:.2} ms",
+        over(1),
+        over(2),
+        over(3)
     );
+}
+
+/// Pushes `bytes` to `registry` and signs them (cosign layout); the
+/// references by digest and by tag.
+async fn publish(
+    registry: &warden_test_support::registry::OciRegistry,
+    private: &str,
+    bytes: &[u8],
+) -> (String, String) {
+    use warden::oci::{OciRef, Registries};
+    let tag = registry.reference("bench/text:1");
+    let r = OciRef::parse(&tag).unwrap();
+    let mut c = Config::new(".");
+    c.host.insecure_registries = vec![registry.host()];
+    let registries = Registries::from_config(&c).unwrap();
+    let digest = registries.push(&r, bytes).await.unwrap();
+    let payload = warden::oci::signature_payload(&r, &digest);
+    let (signature, _) = warden::provenance::sign(private, &payload).unwrap();
+    let sig = warden::oci::CosignSignature { payload, signature };
+    warden::oci::push_signature(&registries, &r, &digest, &sig)
+        .await
+        .unwrap();
+    (r.at_digest(&digest).to_string(), tag)
 }

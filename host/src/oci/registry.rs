@@ -11,7 +11,8 @@ use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientP
 use oci_client::secrets::RegistryAuth;
 use oci_client::{errors::OciDistributionError, RegistryOperation};
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The largest component layer pulled (a larger one is refused before its
@@ -31,12 +32,31 @@ pub(super) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+jso
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub(super) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
-/// How to reach each registry: built once from the configuration.
-#[derive(Debug, Clone, Default)]
+/// How to reach each registry: built once from the configuration. One
+/// client per registry is kept (its connections and tokens reused), and a
+/// repository is logged in to once per operation.
+#[derive(Clone, Default)]
 pub struct Registries {
     insecure: Vec<String>,
     access: BTreeMap<String, Access>,
     docker: BTreeMap<String, (String, String)>,
+    sessions: Arc<Mutex<Sessions>>,
+}
+
+#[derive(Default)]
+struct Sessions {
+    clients: BTreeMap<String, oci_client::Client>,
+    /// (registry, repository, push) already logged in.
+    logged_in: BTreeSet<(String, String, bool)>,
+}
+
+impl std::fmt::Debug for Registries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registries")
+            .field("insecure", &self.insecure)
+            .field("registries", &self.access.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -101,6 +121,7 @@ impl Registries {
             insecure: config.host.insecure_registries.clone(),
             access,
             docker: docker_credentials(),
+            sessions: Arc::default(),
         })
     }
 
@@ -143,13 +164,30 @@ impl Registries {
         reference: &OciRef,
         op: RegistryOperation,
     ) -> Result<(oci_client::Client, oci_client::Reference, RegistryAuth), OciError> {
-        let client = self.client(&reference.registry);
+        let key = (
+            reference.registry.clone(),
+            reference.repository.clone(),
+            op == RegistryOperation::Push,
+        );
+        let (client, fresh) = {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            let client = sessions
+                .clients
+                .entry(reference.registry.clone())
+                .or_insert_with(|| self.client(&reference.registry))
+                .clone();
+            (client, !sessions.logged_in.contains(&key))
+        };
         let auth = self.auth(&reference.registry);
         let r = reference.to_client();
-        client
-            .auth(&r, &auth, op)
-            .await
-            .map_err(|e| classify(e, reference))?;
+        if fresh {
+            client
+                .auth(&r, &auth, op)
+                .await
+                .map_err(|e| classify(e, reference))?;
+            let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            sessions.logged_in.insert(key);
+        }
         Ok((client, r, auth))
     }
 
