@@ -52,6 +52,7 @@ pub use config::{
 };
 pub use digest::digest;
 pub use error::{Error, ErrorKind, Limit, Result};
+pub use governance::rules::Identity;
 pub use governance::{Approval, ApprovalRequest, Approver};
 pub use host::{CallContext, CallPlan, Health, Host};
 pub use host::{ExportReport, ImportReport, SHUTDOWN_BUDGET};

@@ -15,6 +15,8 @@ const INSTRUCTIONS: &str = "Tools served by Warden: each runs in a sandboxed Web
 /// Who sent a request, and how to reach it.
 pub(crate) struct Caller {
     pub principal: String,
+    /// The scopes its credentials grant (none for static tokens).
+    pub scopes: Vec<String>,
     /// Whose audit budget its calls spend: the principal, or its 2025-11-25
     /// session without tokens (sessions are capped). Never anything the
     /// client names itself, nor a connection it can replace.
@@ -31,6 +33,17 @@ pub(crate) struct Caller {
     /// Where a call's progress goes instead, when the call may become a
     /// task (its status message).
     pub task_progress: Option<Arc<dyn warden::ProgressSink>>,
+}
+
+impl Caller {
+    /// Who calls, as `[[policy.rules]]` see it: the authenticated principal
+    /// and its scopes (never a name the client gives itself).
+    pub fn identity(&self) -> warden::Identity<'_> {
+        warden::Identity {
+            principal: Some(&self.principal),
+            scopes: &self.scopes,
+        }
+    }
 }
 
 /// A call's progress as `notifications/progress` with the client's token.
@@ -275,6 +288,7 @@ impl Shared {
             account: Some(&caller.account),
             approver: None,
             progress: progress.as_ref(),
+            identity: caller.identity(),
         };
         let plan = host
             .plan(name, &context)

@@ -201,6 +201,7 @@ impl Client {
         };
         let caller = Caller {
             principal: PRINCIPAL.into(),
+            scopes: Vec::new(),
             // One client per process.
             account: PRINCIPAL.into(),
             transport: "stdio",

@@ -20,6 +20,14 @@ pub(crate) struct CallArgs {
     /// keys get separate sessions). Default: `default`.
     #[arg(long, value_name = "KEY")]
     session: Option<String>,
+    /// Call as this principal, for `[[policy.rules]]` that name
+    /// `principals` (the operator's own identity on this machine).
+    #[arg(long, value_name = "NAME")]
+    principal: Option<String>,
+    /// A scope the principal holds (repeat for more), for rules that name
+    /// `scopes`.
+    #[arg(long = "scope", value_name = "SCOPE")]
+    scopes: Vec<String>,
 }
 
 pub(crate) async fn run(args: CallArgs, config: &Path) -> anyhow::Result<()> {
@@ -27,6 +35,8 @@ pub(crate) async fn run(args: CallArgs, config: &Path) -> anyhow::Result<()> {
         capability,
         input,
         session,
+        principal,
+        scopes,
     } = args;
     // A call needs only the plugins (and sources) that can serve its id.
     let host = super::ready(Host::new_for_call(super::read_config(config)?, &capability).await?);
@@ -35,6 +45,10 @@ pub(crate) async fn run(args: CallArgs, config: &Path) -> anyhow::Result<()> {
     let context = CallContext {
         session_key: session.as_deref(),
         progress: Some(&progress),
+        identity: warden::Identity {
+            principal: principal.as_deref(),
+            scopes: &scopes,
+        },
         ..CallContext::default()
     };
     let call = host.call_with(&capability, value, &context);

@@ -314,17 +314,18 @@ impl Governance {
     }
 
     /// The first `[[policy.rules]]` entry that matches capability `id` with
-    /// flattened `metadata`, or `policy.default`.
+    /// flattened `metadata` for `caller`, or `policy.default`.
     pub(crate) fn match_rule(
         &self,
         id: &str,
         metadata: &std::collections::BTreeMap<String, Value>,
+        caller: crate::governance::rules::Identity<'_>,
     ) -> MatchedRule {
         match self
             .rules
             .rules
             .iter()
-            .position(|r| r.matches(id, metadata))
+            .position(|r| r.matches(id, metadata, caller))
         {
             Some(i) => MatchedRule {
                 decision: self.rules.rules[i].decision,

@@ -51,6 +51,15 @@ pub struct CallRule {
     /// value equal (`{ "mcp.annotations.destructive-hint" = true }`).
     #[serde(default)]
     pub metadata: BTreeMap<String, serde_json::Value>,
+    /// Callers it applies to, by principal: `*` matches any run of
+    /// characters (`build-*`). Empty (the default): every caller. A caller
+    /// without a principal matches no rule that lists some.
+    #[serde(default)]
+    pub principals: Vec<String>,
+    /// Scopes the caller must hold, all of them, for the rule to apply
+    /// (OAuth scopes, or those an embedder passes). Empty: any.
+    #[serde(default)]
+    pub scopes: Vec<String>,
     /// What it does. Default `allow`.
     #[serde(default)]
     pub decision: RuleDecision,
@@ -82,10 +91,36 @@ fn every_capability() -> String {
     "*".into()
 }
 
+/// Who is calling, as rules see it: the authenticated principal, if any,
+/// and the scopes it holds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Identity<'a> {
+    /// The principal (a token's, an OAuth subject, `stdio`, `local`).
+    pub principal: Option<&'a str>,
+    /// Its scopes.
+    pub scopes: &'a [String],
+}
+
 impl CallRule {
-    /// Whether the rule applies to capability `id` with flattened metadata `flat`.
-    pub(crate) fn matches(&self, id: &str, flat: &BTreeMap<String, serde_json::Value>) -> bool {
-        glob(&self.capability, id) && self.metadata.iter().all(|(k, v)| flat.get(k) == Some(v))
+    /// Whether the rule applies to capability `id` with flattened metadata
+    /// `flat`, called by `caller`.
+    pub(crate) fn matches(
+        &self,
+        id: &str,
+        flat: &BTreeMap<String, serde_json::Value>,
+        caller: Identity<'_>,
+    ) -> bool {
+        glob(&self.capability, id)
+            && self.metadata.iter().all(|(k, v)| flat.get(k) == Some(v))
+            && self.applies_to(caller)
+    }
+
+    fn applies_to(&self, caller: Identity<'_>) -> bool {
+        let principal_ok = self.principals.is_empty()
+            || caller
+                .principal
+                .is_some_and(|p| self.principals.iter().any(|g| glob(g, p)));
+        principal_ok && self.scopes.iter().all(|s| caller.scopes.contains(s))
     }
 }
 
@@ -98,6 +133,13 @@ impl CallRules {
     /// that name is configured.
     pub(crate) fn validate(&self, plugin_exists: impl Fn(&str) -> bool) -> Result<()> {
         for (i, r) in self.rules.iter().enumerate() {
+            for (key, items) in [("principals", &r.principals), ("scopes", &r.scopes)] {
+                if let Some(j) = items.iter().position(|p| p.trim().is_empty()) {
+                    return Err(Error::Config(format!(
+                        "at `policy.rules[{i}].{key}[{j}]`: must not be empty"
+                    )));
+                }
+            }
             if r.capability.trim().is_empty() {
                 return Err(Error::Config(format!(
                     "at `policy.rules[{i}].capability`: must not be empty (use `*` for every capability)"

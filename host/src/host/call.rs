@@ -139,7 +139,7 @@ impl Host {
         let route = self.route(&capability, context);
         let governance = &self.inner.governance;
         Ok(CallPlan {
-            rule: governance.match_rule(id, &capability.flat_metadata),
+            rule: governance.match_rule(id, &capability.flat_metadata, context.identity),
             capability,
             route,
             call_id: governance.call_id(),

@@ -108,6 +108,9 @@ pub struct CallContext<'a> {
     /// Hears the plugin's progress reports (`host.progress`) while the
     /// call runs.
     pub progress: Option<&'a Arc<dyn crate::ProgressSink>>,
+    /// Who is calling, for `[[policy.rules]]` that name `principals` or
+    /// `scopes`: an authenticated identity, never text the caller picks.
+    pub identity: crate::Identity<'a>,
 }
 
 /// How long [`Host::shutdown`] waits for plugins to close their sessions
@@ -252,12 +255,12 @@ impl Host {
         self.inner.governance.set_approver(approver);
     }
 
-    /// The pattern of the `[policy]` rule that makes calls to `id` wait for
-    /// approval, or `None` when they do not.
-    pub fn approval_rule(&self, id: &str) -> Option<String> {
+    /// The pattern of the `[policy]` rule that makes calls to `id` by
+    /// `caller` wait for approval, or `None` when they do not.
+    pub fn approval_rule(&self, id: &str, caller: crate::Identity<'_>) -> Option<String> {
         let info = self.capability(id).ok()?;
         let governance = &self.inner.governance;
-        let rule = governance.match_rule(id, &info.flat_metadata);
+        let rule = governance.match_rule(id, &info.flat_metadata, caller);
         governance.approval_pattern(rule).map(str::to_string)
     }
 

@@ -56,6 +56,8 @@ fn rule(capability: &str, decision: RuleDecision) -> CallRule {
     CallRule {
         capability: capability.into(),
         metadata: Default::default(),
+        principals: Vec::new(),
+        scopes: Vec::new(),
         decision,
         calls_per_minute: None,
         reason: None,
@@ -649,4 +651,45 @@ fn policy_and_audit_config_are_strict() {
         let msg = err.expect_err(text).to_string();
         assert!(msg.contains(named), "{text}: {msg}");
     }
+}
+
+/// Calls `hostile.echo` as `principal` holding `scopes`; whether it ran.
+async fn allowed_for(host: &Host, principal: Option<&str>, scopes: &[String]) -> bool {
+    let context = warden::CallContext {
+        identity: warden::Identity { principal, scopes },
+        ..Default::default()
+    };
+    match host.call_with("hostile.echo", json!({}), &context).await {
+        Ok(_) => true,
+        Err(Error::Denied { .. }) => false,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test]
+async fn rules_naming_principals_and_scopes_apply_only_to_those_callers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = audited(dir.path());
+    c.policy.default = RuleDecision::Deny;
+    // Builders may echo; so may a reader holding both scopes; nobody else.
+    let mut builders = rule("hostile.echo", RuleDecision::Allow);
+    builders.principals = vec!["build-*".into()];
+    let mut scoped = rule("hostile.echo", RuleDecision::Allow);
+    scoped.scopes = vec!["tools:read".into(), "tools:echo".into()];
+    c.policy.rules.extend([builders, scoped]);
+    let host = Host::new(c).await.unwrap();
+    let both = ["tools:read".to_string(), "tools:echo".to_string()];
+    let one = ["tools:read".to_string()];
+    assert!(allowed_for(&host, Some("build-agent"), &[]).await);
+    assert!(allowed_for(&host, Some("build-"), &[]).await);
+    assert!(!allowed_for(&host, Some("reviewer"), &[]).await);
+    assert!(!allowed_for(&host, Some("xbuild-agent"), &[]).await);
+    assert!(
+        !allowed_for(&host, None, &[]).await,
+        "no principal matches no principals rule"
+    );
+    assert!(allowed_for(&host, Some("reviewer"), &both).await);
+    assert!(allowed_for(&host, None, &both).await);
+    assert!(!allowed_for(&host, Some("reviewer"), &one).await);
+    host.shutdown().await;
 }

@@ -358,8 +358,12 @@ async fn a_metadata_rule_asks_approval_for_destructive_tools() {
     .unwrap();
     config.policy = rules;
     let host = Host::new(config).await.unwrap();
-    assert_eq!(host.approval_rule("mcp.demo.wipe").as_deref(), Some("*"));
-    assert_eq!(host.approval_rule("mcp.demo.add"), None);
+    assert_eq!(
+        host.approval_rule("mcp.demo.wipe", Default::default())
+            .as_deref(),
+        Some("*")
+    );
+    assert_eq!(host.approval_rule("mcp.demo.add", Default::default()), None);
     // No approver: the destructive tool is refused, the read-only one runs.
     let err = host.call("mcp.demo.wipe", json!({})).await.unwrap_err();
     assert!(matches!(err, warden::Error::Denied { .. }), "{err}");

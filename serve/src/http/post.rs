@@ -144,6 +144,7 @@ pub(super) async fn post(
         // A 2025-11-25 session's own once it is known.
         account: principal.clone(),
         principal,
+        scopes: Vec::new(),
         transport: "http",
         session: None,
         back: None,
@@ -354,7 +355,7 @@ async fn legacy(
             || params
                 .get("name")
                 .and_then(Value::as_str)
-                .is_some_and(|n| shared.host().approval_rule(n).is_some()));
+                .is_some_and(|n| shared.host().approval_rule(n, caller.identity()).is_some()));
     if asks {
         let (tx, rx) = mpsc::channel(16);
         caller.back = Some(Arc::new(Outbound {
