@@ -87,6 +87,20 @@ fn push_pull_and_sign_round_trip_through_a_tls_registry() {
         &["call", "text.case", r#"{"text":"signed","to":"upper"}"#],
     ));
     assert!(called.contains("SIGNED"), "{called}");
+    let inspected = ok(warden(d, &["inspect", "text"]));
+    assert!(
+        inspected.contains(&format!("source      {tag}"))
+            && inspected.contains("signed by   ed25519:"),
+        "{inspected}"
+    );
+    let listed = ok(warden(d, &["cache", "list"]));
+    assert!(listed.contains("pulled blobs"), "{listed}");
+    let cleared = ok(warden(d, &["cache", "clear", "--pulled"]));
+    assert!(
+        cleared.contains("removed ") && cleared.contains("pulled blobs"),
+        "{cleared}"
+    );
+    assert!(ok(warden(d, &["cache", "list"])).contains(": 0 pulled blobs"));
 
     // Failures name what and where.
     let missing = registry.reference("cli/text:missing");

@@ -1,5 +1,5 @@
-//! `warden cache list|clear`: the compiled-component cache, without loading
-//! a host.
+//! `warden cache list|clear`: the compiled-component cache, and the content
+//! store of components pulled from registries, without loading a host.
 
 use clap::{Args, Subcommand};
 use std::path::Path;
@@ -22,7 +22,13 @@ enum CacheCommand {
     },
     /// Remove every compiled component (they are compiled again on the
     /// next load).
-    Clear,
+    Clear {
+        /// Also remove the components pulled from registries (the content
+        /// store): the next start pulls them again, and cannot while their
+        /// registry is down.
+        #[arg(long)]
+        pulled: bool,
+    },
 }
 
 /// The configuration's cache when the file exists, the default one
@@ -39,13 +45,17 @@ pub(crate) fn run(args: &CacheArgs, config: &Path) -> ExitCode {
     } else {
         warden::Config::new(".")
     };
+    if let Err(e) = pulled(&cfg, &args.command) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let Some(cache) = cfg.compiled_cache() else {
         println!("the compiled-component cache is off (`[host] no-cache`, or no cache directory)");
         return ExitCode::SUCCESS;
     };
     let result = match args.command {
         CacheCommand::List { json } => list(&cache, json),
-        CacheCommand::Clear => cache.clear().map(|(n, bytes)| {
+        CacheCommand::Clear { .. } => cache.clear().map(|(n, bytes)| {
             println!(
                 "removed {n} compiled components ({:.1} MB) from {}",
                 mb(bytes),
@@ -60,6 +70,29 @@ pub(crate) fn run(args: &CacheArgs, config: &Path) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The content store's part of `list` (text) and `clear --pulled`.
+fn pulled(cfg: &warden::Config, command: &CacheCommand) -> anyhow::Result<()> {
+    let Ok(store) = cfg.content_store() else {
+        return Ok(());
+    };
+    let dir = store.dir().display().to_string();
+    match command {
+        CacheCommand::List { json: false } => {
+            let (n, bytes) = store.usage().map_err(|e| anyhow::anyhow!("{dir}: {e}"))?;
+            println!(
+                "{dir}: {n} pulled blobs (components, manifests, signature payloads), {:.1} MB",
+                mb(bytes)
+            );
+        }
+        CacheCommand::Clear { pulled: true } => {
+            let (n, bytes) = store.clear().map_err(|e| anyhow::anyhow!("{dir}: {e}"))?;
+            println!("removed {n} pulled blobs ({:.1} MB) from {dir}", mb(bytes));
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn mb(bytes: u64) -> f64 {

@@ -40,7 +40,13 @@ fn print_plugin(info: &PluginInfo) {
         "provider    {} {} - {}",
         info.provider, info.version, info.description
     );
+    if info.source != info.component {
+        println!("source      {}", info.source);
+    }
     println!("component   {}", info.component);
+    if let Some(signer) = &info.signer {
+        println!("signed by   {signer}");
+    }
     println!("world       {}", info.world);
     println!("imports     {}", info.imports.join(", "));
     println!("digest      {}", info.digest);

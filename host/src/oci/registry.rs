@@ -438,14 +438,23 @@ fn docker_credentials() -> BTreeMap<String, (String, String)> {
         password: Option<String>,
     }
     #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
     struct DockerConfig {
         #[serde(default)]
         auths: BTreeMap<String, Entry>,
+        creds_store: Option<String>,
+        #[serde(default)]
+        cred_helpers: BTreeMap<String, String>,
     }
     let Ok(config) = serde_json::from_slice::<DockerConfig>(&text) else {
         tracing::warn!("Docker's config.json is not valid JSON; its credentials are not used");
         return BTreeMap::new();
     };
+    if config.creds_store.is_some() || !config.cred_helpers.is_empty() {
+        tracing::warn!(
+            "Docker's config.json names credential helpers, which are not run: for those registries, set [host.registries.\"HOST\"] username and password-secret"
+        );
+    }
     let mut out = BTreeMap::new();
     for (key, entry) in config.auths {
         let host = key

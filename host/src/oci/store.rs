@@ -105,6 +105,25 @@ impl ContentStore {
         write_atomically(&self.tag_path(reference), &json)
     }
 
+    /// How many blobs are stored, and their bytes.
+    pub fn usage(&self) -> std::io::Result<(usize, u64)> {
+        let blobs = self.blobs()?;
+        Ok((blobs.len(), blobs.iter().map(|b| b.1).sum()))
+    }
+
+    /// Removes every blob, tag record and kept signature; what it removed
+    /// (blobs and their bytes).
+    pub fn clear(&self) -> std::io::Result<(usize, u64)> {
+        let usage = self.usage()?;
+        for sub in ["blobs", "tags", "signatures"] {
+            match std::fs::remove_dir_all(self.dir.join(sub)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(usage)
+    }
+
     /// The stored blobs, least recently used last.
     fn blobs(&self) -> std::io::Result<Vec<(PathBuf, u64, SystemTime)>> {
         let dir = self.dir.join("blobs/sha256");
