@@ -52,6 +52,8 @@ fn the_schema_accepts_real_configs_and_refuses_unknown_keys() {
         "examples/demo/warden.toml",
         "examples/demo/http.toml",
         "examples/demo/mcp.toml",
+        "examples/demo/registry.toml",
+        "examples/oauth/warden.toml",
     ]
     .iter()
     .map(|p| repo().join(p))

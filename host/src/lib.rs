@@ -28,6 +28,14 @@ mod governance;
 mod host;
 mod limits;
 pub mod lock;
+
+/// Installs `ring` as rustls' process-wide crypto provider, unless the
+/// embedding program installed one first (then theirs is used): the
+/// `reqwest` clients that reach registries and authorization servers take
+/// it from there.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 pub mod oci;
 mod progress;
 pub mod provenance;

@@ -26,6 +26,7 @@ mod approval;
 mod client_sessions;
 mod dispatch;
 pub mod http;
+mod oauth;
 mod protocol;
 mod refusals;
 mod reload;
@@ -100,6 +101,8 @@ pub(crate) struct Shared {
     pub(crate) tasks: Arc<tasks::Tasks>,
     /// The key that signs tool results, with `attest-results`.
     pub(crate) attestor: std::sync::OnceLock<Arc<warden::audit::signing::SigningKey>>,
+    /// Checks OAuth access tokens, with `[serve.oauth]`.
+    pub(crate) oauth: Option<oauth::Validator>,
 }
 
 /// A running server. Cheap to clone.
@@ -137,7 +140,7 @@ impl Shared {
     }
 
     pub(crate) fn requires_auth(&self) -> bool {
-        !self.tokens.is_empty()
+        !self.tokens.is_empty() || self.oauth.is_some()
     }
 
     /// Counts a request of client `client` (see [`admission`]) in flight;
@@ -214,7 +217,9 @@ impl Server {
         tokens: Vec<(String, String)>,
         config_path: Option<PathBuf>,
     ) -> Server {
+        let oauth = settings.oauth.clone().map(oauth::Validator::new);
         let shared = Arc::new(Shared {
+            oauth,
             host: RwLock::new(host),
             config_path,
             states: approval::States::new(Duration::from_millis(settings.approval_timeout_ms)),

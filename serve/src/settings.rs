@@ -85,6 +85,9 @@ pub struct ServeSettings {
     /// input and output, signed with `[audit] signing-key` (which it
     /// needs). `warden audit verify-result` checks one.
     pub attest_results: bool,
+    /// OAuth 2.1 access tokens (JWT) from an authorization server, beside
+    /// the static `tokens`.
+    pub oauth: Option<crate::oauth::OAuthSettings>,
 }
 
 /// One accepted bearer token (`[[serve.tokens]]`).
@@ -121,6 +124,7 @@ impl Default for ServeSettings {
             max_tasks_per_principal: 64,
             task_bytes_per_principal: 32 << 20,
             attest_results: false,
+            oauth: None,
         }
     }
 }
@@ -135,6 +139,9 @@ impl ServeSettings {
         let settings = ServeSettings::deserialize(toml::Value::Table(config.serve.clone()))
             .map_err(|e| Error::Config(format!("in [serve]: {}", e.message())))?;
         settings.validate(|s| config.secrets.contains_key(s))?;
+        if let Some(o) = &settings.oauth {
+            o.validate().map_err(Error::Config)?;
+        }
         Ok(settings)
     }
 

@@ -9,6 +9,7 @@ mod attest;
 mod clients;
 mod front_door;
 mod lifecycle;
+mod oauth;
 mod principals;
 mod tasks;
 mod transport;

@@ -134,7 +134,7 @@ impl Registries {
     }
 
     fn client(&self, registry: &str) -> oci_client::Client {
-        ensure_crypto_provider();
+        crate::install_tls_provider();
         let ca = self
             .access
             .get(registry)
@@ -481,11 +481,4 @@ fn docker_credentials() -> BTreeMap<String, (String, String)> {
         }
     }
     out
-}
-
-/// `reqwest` (under `oci-client`) takes rustls' process-wide crypto
-/// provider; this installs `ring`, the one the rest of the host uses, unless
-/// the embedding program installed its own first (then theirs is used).
-fn ensure_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }

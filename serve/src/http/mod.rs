@@ -257,15 +257,25 @@ async fn handle(
     local: SocketAddr,
     conn: &Arc<Conn>,
 ) -> Response<Body> {
+    if let Some(metadata) = protected_resource(&shared, &req) {
+        return metadata;
+    }
     if req.uri().path() != "/mcp" {
         return plain(StatusCode::NOT_FOUND, "not found: the MCP endpoint is /mcp");
     }
-    let principal = match admission(&shared, &req, local.ip().is_loopback(), conn) {
+    let admitted = match admission(&shared, &req, local.ip().is_loopback(), conn) {
         Ok(p) => p,
         Err(r) => return *r,
     };
+    let (principal, scopes) = match admitted {
+        Admitted::Principal(p) => (p, Vec::new()),
+        Admitted::Bearer(token) => match bearer(&shared, &token, conn).await {
+            Ok(id) => (id.principal, id.scopes),
+            Err(r) => return *r,
+        },
+    };
     match *req.method() {
-        Method::POST => post::post(shared, req, principal, conn).await,
+        Method::POST => post::post(shared, req, principal, scopes, conn).await,
         Method::GET => {
             conn.serving();
             streams::get(shared, req.headers(), &principal)
@@ -283,6 +293,13 @@ async fn handle(
     }
 }
 
+/// Who the front door let in: a static token's principal (or `local`),
+/// or an access token still to be checked against `[serve.oauth]`.
+enum Admitted {
+    Principal(String),
+    Bearer(String),
+}
+
 /// The checks before any method: `Host` (on a loopback bind), `Origin`, the
 /// bearer token. Returns the principal, or the refusal (counted).
 fn admission(
@@ -290,7 +307,7 @@ fn admission(
     req: &Request<Incoming>,
     loopback: bool,
     conn: &Conn,
-) -> Result<String, Box<Response<Body>>> {
+) -> Result<Admitted, Box<Response<Body>>> {
     let headers = req.headers();
     if loopback && !names_this_machine(req) {
         let host = header_str(headers, "host").unwrap_or("");
@@ -318,23 +335,94 @@ fn admission(
         }
     }
     if !shared.requires_auth() {
-        return Ok("local".to_string());
+        return Ok(Admitted::Principal("local".to_string()));
     }
     let token = header_str(headers, "authorization").and_then(|v| {
         let (scheme, token) = v.split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
     });
     if let Some(p) = token.and_then(|t| shared.principal_for(t)) {
-        return Ok(p.to_string());
+        return Ok(Admitted::Principal(p.to_string()));
+    }
+    if let (Some(t), Some(_)) = (token, &shared.oauth) {
+        return Ok(Admitted::Bearer(t.to_string()));
     }
     let what = format!("from {}: no valid bearer token", conn.peer);
-    shared.refusals.note(Refusal::Unauthorized, &what);
+    Err(unauthorized(shared, &what, token.is_some()))
+}
+
+/// 401, counted, with the challenge that sends an OAuth client to this
+/// resource's metadata (and so to its authorization server).
+fn unauthorized(shared: &Shared, what: &str, had_token: bool) -> Box<Response<Body>> {
+    shared.refusals.note(Refusal::Unauthorized, what);
     let mut r = plain(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+    let challenge = match &shared.oauth {
+        Some(o) => crate::oauth::challenge(o.settings(), had_token.then_some("invalid_token")),
+        None => "Bearer error=\"invalid_token\"".to_string(),
+    };
+    if let Ok(v) = challenge.parse() {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    Box::new(r)
+}
+
+/// Checks an access token against `[serve.oauth]`: the identity, or the
+/// refusal (401 invalid, 403 insufficient scope, 503 keys unavailable).
+async fn bearer(
+    shared: &Shared,
+    token: &str,
+    conn: &Conn,
+) -> Result<crate::oauth::TokenIdentity, Box<Response<Body>>> {
+    let oauth = shared
+        .oauth
+        .as_ref()
+        .expect("admitted only with [serve.oauth]");
+    match oauth.check(token).await {
+        Ok(id) => Ok(id),
+        Err(crate::oauth::Rejection::Invalid(why)) => Err(unauthorized(
+            shared,
+            &format!("from {}: access token refused: {why}", conn.peer),
+            true,
+        )),
+        Err(crate::oauth::Rejection::Scope(missing)) => {
+            let what = format!("from {}: access token lacks scopes {missing:?}", conn.peer);
+            shared.refusals.note(Refusal::Unauthorized, &what);
+            let mut r = plain(
+                StatusCode::FORBIDDEN,
+                "the access token lacks a required scope",
+            );
+            let challenge = crate::oauth::scope_challenge(oauth.settings(), &missing);
+            if let Ok(v) = challenge.parse() {
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+            Err(Box::new(r))
+        }
+        Err(crate::oauth::Rejection::Unavailable(why)) => {
+            tracing::warn!("access token not checked: {why}");
+            Err(Box::new(plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the authorization server's keys are unavailable",
+            )))
+        }
+    }
+}
+
+/// `GET` of this resource's protected resource metadata (RFC 9728), at
+/// its path-specific and root well-known URLs, when `[serve.oauth]` is set.
+fn protected_resource(shared: &Shared, req: &Request<Incoming>) -> Option<Response<Body>> {
+    let oauth = shared.oauth.as_ref()?.settings();
+    let path = req.uri().path();
+    let ours = path == oauth.metadata_path() || path == "/.well-known/oauth-protected-resource";
+    if !ours || req.method() != Method::GET {
+        return None;
+    }
+    let body = serde_json::to_vec(&oauth.metadata()).expect("JSON");
+    let mut r = Response::new(Body::Full(Some(body.into())));
     r.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        "Bearer error=\"invalid_token\"".parse().expect("valid"),
+        header::CONTENT_TYPE,
+        "application/json".parse().expect("valid"),
     );
-    Err(Box::new(r))
+    Some(r)
 }
 
 /// One `Host` header naming a loopback host, and a loopback authority in

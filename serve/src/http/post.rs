@@ -94,6 +94,7 @@ pub(super) async fn post(
     shared: Arc<Shared>,
     req: Request<Incoming>,
     principal: String,
+    scopes: Vec<String>,
     conn: &Arc<Conn>,
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
@@ -144,7 +145,7 @@ pub(super) async fn post(
         // A 2025-11-25 session's own once it is known.
         account: principal.clone(),
         principal,
-        scopes: Vec::new(),
+        scopes,
         transport: "http",
         session: None,
         back: None,

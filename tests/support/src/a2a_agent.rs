@@ -61,11 +61,7 @@ impl A2aAgent {
             // binary (in statics, never dropped) end with it.
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("WARDEN_TEST_VERBOSE").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
+            .stderr(crate::peer_stderr())
             .spawn()
             .expect("starting the A2A test agent");
         let port = crate::announced_port(&mut child).expect("the A2A test agent did not start");

@@ -30,6 +30,16 @@ pub fn python() -> PathBuf {
     p
 }
 
+/// Where a peer's stderr goes: this process's own with
+/// `WARDEN_TEST_VERBOSE` set, nowhere otherwise.
+pub fn peer_stderr() -> std::process::Stdio {
+    if std::env::var_os("WARDEN_TEST_VERBOSE").is_some() {
+        std::process::Stdio::inherit()
+    } else {
+        std::process::Stdio::null()
+    }
+}
+
 /// A file of the repository, by its path from the root.
 pub fn repo_file(path: &str) -> PathBuf {
     repo().join(path)

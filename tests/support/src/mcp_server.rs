@@ -126,11 +126,7 @@ impl McpServer {
                 .arg(&self.log)
                 .args(&self.args)
                 .stdout(Stdio::piped())
-                .stderr(if std::env::var_os("WARDEN_TEST_VERBOSE").is_some() {
-                    Stdio::inherit()
-                } else {
-                    Stdio::null()
-                })
+                .stderr(crate::peer_stderr())
                 .spawn()
                 .expect("starting the MCP test server");
             if let Some(port) = crate::announced_port(&mut child) {

@@ -143,11 +143,7 @@ impl OciRegistry {
                 .arg(&config)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
-                .stderr(if std::env::var_os("WARDEN_TEST_VERBOSE").is_some() {
-                    Stdio::inherit()
-                } else {
-                    Stdio::null()
-                })
+                .stderr(crate::peer_stderr())
                 .spawn()
                 .expect("starting docker-registry");
             if wait_listening(port, &mut child) {

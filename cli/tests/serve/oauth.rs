@@ -1,0 +1,335 @@
+//! `warden serve` as an OAuth 2.1 resource server, against a real OpenID
+//! provider (`oidc-provider` from npm, `tests/serve/oidc-provider.mjs`):
+//! the official Python SDK's OAuth client finds the authorization server
+//! from the 401, registers, gets a token by the authorization code flow
+//! with PKCE and the resource indicator, and calls a tool; tokens the
+//! provider signs with the wrong claims, and tokens an attacker makes,
+//! are refused; a rotated key is fetched; a rule tells two principals
+//! apart.
+
+use crate::components::component;
+use crate::mcp_server::McpServer;
+use crate::util::*;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+
+/// The provider, stopped when dropped (its stdin closes).
+struct AuthServer {
+    child: Child,
+    port: u16,
+}
+
+impl AuthServer {
+    fn start(resource: &str) -> AuthServer {
+        let mut child = Command::new("node")
+            .arg(repo().join("tests/serve/oidc-provider.mjs"))
+            .args(["--port", "0", "--resource", resource])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(warden_test_support::peer_stderr())
+            .spawn()
+            .expect("starting oidc-provider");
+        let mut line = String::new();
+        let mut out = child.stdout.take().unwrap();
+        let mut byte = [0u8];
+        while out.read(&mut byte).unwrap_or(0) == 1 && byte[0] != b'\n' {
+            line.push(byte[0] as char);
+        }
+        let port = line
+            .trim()
+            .strip_prefix("PORT ")
+            .expect("the provider did not start")
+            .parse()
+            .unwrap();
+        AuthServer { child, port }
+    }
+
+    fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A raw HTTP request to the provider; the body.
+    fn request(&self, method: &str, path: &str, body: &str) -> String {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.port,
+            body.len()
+        )
+        .unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        let body = raw
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        dechunked(&body)
+    }
+
+    /// A token the provider signs: its defaults (alice, this resource,
+    /// five minutes, every scope) with `claims` over them (null removes).
+    fn mint(&self, claims: Value, kid: Option<&str>, alg: Option<&str>) -> String {
+        let mut ask = json!({ "claims": claims });
+        if let Some(k) = kid {
+            ask["kid"] = k.into();
+        }
+        if let Some(a) = alg {
+            ask["alg"] = a.into();
+        }
+        self.request("POST", "/__mint", &ask.to_string())
+    }
+
+    fn rotate(&self, sign: &str, publish: &str) {
+        self.request(
+            "GET",
+            &format!("/__rotate?sign={sign}&publish={publish}"),
+            "",
+        );
+    }
+}
+
+impl Drop for AuthServer {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+fn dechunked(body: &str) -> String {
+    let Some((size, rest)) = body.split_once("\r\n") else {
+        return body.to_string();
+    };
+    match usize::from_str_radix(size.trim(), 16) {
+        Ok(n) if rest.len() >= n => rest[..n].to_string(),
+        _ => body.to_string(),
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for c in bytes.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..=c.len() {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// `tools/call` of text.case with `token`: the status, headers and body.
+fn call_with(port: u16, token: &str) -> (u16, Vec<(String, String)>, String) {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "text.case", "arguments": {"text": "oauth", "to": "upper"},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                  "io.modelcontextprotocol/clientCapabilities": {}}}});
+    let auth = format!("Bearer {token}");
+    http(
+        port,
+        "POST",
+        &[
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+            ("authorization", &auth),
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "text.case"),
+        ],
+        &body.to_string(),
+    )
+}
+
+fn setup(extra: &str) -> (tempfile::TempDir, AuthServer, Serve) {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = McpServer::free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let auth = AuthServer::start(&resource);
+    let config = format!(
+        "{}\n[serve.oauth]\nissuer = \"{}\"\nresource = \"{resource}\"\nscopes = [\"mcp:tools\"]\njwks-refresh-ms = 200\n{extra}",
+        base_config(tmp.path()),
+        auth.issuer()
+    );
+    let path = tmp.path().join("warden.toml");
+    std::fs::write(&path, config).unwrap();
+    let serve = Serve::start_file(&path, &format!("127.0.0.1:{port}"), &["--no-watch"]);
+    (tmp, auth, serve)
+}
+
+#[test]
+fn the_python_sdk_authorizes_through_the_provider_and_calls_a_tool() {
+    let (_tmp, _auth, serve) = setup("");
+    let out = Command::new(python())
+        .arg(repo().join("tests/serve/oauth_client.py"))
+        .args([
+            serve.url.as_str(),
+            "text.case",
+            r#"{"text":"oauth","to":"upper"}"#,
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        serve.log()
+    );
+    let lines: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let step = |s: &str| {
+        lines
+            .iter()
+            .find(|l| l["step"] == s)
+            .unwrap_or_else(|| panic!("no {s}: {stdout}"))
+            .clone()
+    };
+    assert_eq!(step("authorize")["resource"][0], serve.url.as_str());
+    assert!(step("tools")["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n == "text.case"));
+    assert_eq!(step("call")["structured"]["text"], "OAUTH");
+    assert_eq!(step("token")["registered"], true);
+}
+
+#[test]
+fn tokens_with_bad_claims_or_made_by_an_attacker_are_refused() {
+    let (_tmp, auth, serve) = setup("");
+    let p = serve.port;
+    let good = auth.mint(json!({}), None, None);
+    assert_eq!(call_with(p, &good).0, 200, "a good token passes");
+    let t = now();
+    let invalid = [
+        (
+            "expired",
+            auth.mint(json!({"exp": t - 600, "iat": t - 900}), None, None),
+        ),
+        (
+            "not yet valid",
+            auth.mint(json!({"nbf": t + 600}), None, None),
+        ),
+        (
+            "wrong audience",
+            auth.mint(json!({"aud": "http://127.0.0.1:1/mcp"}), None, None),
+        ),
+        (
+            "wrong issuer",
+            auth.mint(json!({"iss": "http://127.0.0.1:1"}), None, None),
+        ),
+        ("no expiry", auth.mint(json!({"exp": null}), None, None)),
+        ("unknown key", auth.mint(json!({}), Some("k3"), None)),
+        (
+            "HS256 with the public key",
+            auth.mint(json!({}), Some("k1"), Some("HS256")),
+        ),
+    ];
+    let (jws_header, _) = good.split_once('.').unwrap();
+    let tampered_payload = b64url(json!({"iss": auth.issuer(), "aud": serve.url, "sub": "mallory", "exp": t + 300, "scope": "mcp:tools"}).to_string().as_bytes());
+    let signature = good.rsplit('.').next().unwrap();
+    let none_header = b64url(br#"{"alg":"none","kid":"k1"}"#);
+    let good_payload = good.split('.').nth(1).unwrap();
+    let forged = [
+        (
+            "tampered payload",
+            format!("{jws_header}.{tampered_payload}.{signature}"),
+        ),
+        ("alg none", format!("{none_header}.{good_payload}.")),
+        ("not a JWT", "opaque-token-value".to_string()),
+    ];
+    for (what, token) in invalid.iter().chain(forged.iter()) {
+        let (status, headers, body) = call_with(p, token);
+        assert_eq!(status, 401, "{what}: {body}");
+        let challenge = header(&headers, "www-authenticate").unwrap_or_default();
+        assert!(
+            challenge.contains("resource_metadata=") && challenge.contains("invalid_token"),
+            "{what}: {challenge}"
+        );
+    }
+    // A token without the required scope: 403 naming it.
+    let narrow = auth.mint(json!({"scope": "other"}), None, None);
+    let (status, headers, _) = call_with(p, &narrow);
+    assert_eq!(status, 403);
+    let challenge = header(&headers, "www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.contains("insufficient_scope") && challenge.contains("mcp:tools"),
+        "{challenge}"
+    );
+    // Rotation: a token from a newly published key is accepted once the
+    // keys are fetched again.
+    auth.rotate("k2", "k1,k2");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let rotated = auth.mint(json!({}), Some("k2"), None);
+    assert_eq!(call_with(p, &rotated).0, 200, "{}", serve.log());
+}
+
+#[test]
+fn the_protected_resource_metadata_names_the_provider() {
+    let (_tmp, auth, serve) = setup("");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", serve.port)).unwrap();
+    write!(s, "GET /.well-known/oauth-protected-resource/mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", serve.port).unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let body = raw.split_once("\r\n\r\n").unwrap().1;
+    let meta: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {raw}"));
+    assert_eq!(meta["resource"], serve.url.as_str());
+    assert_eq!(meta["authorization_servers"][0], auth.issuer());
+    assert_eq!(meta["scopes_supported"][0], "mcp:tools");
+    // Without a token: 401 pointing there.
+    let (status, headers, _) = http(
+        serve.port,
+        "POST",
+        &[("content-type", "application/json")],
+        "{}",
+    );
+    assert_eq!(status, 401);
+    let challenge = header(&headers, "www-authenticate").unwrap();
+    assert!(
+        challenge.contains(&format!(
+            "resource_metadata=\"http://127.0.0.1:{}/.well-known/oauth-protected-resource/mcp\"",
+            serve.port
+        )),
+        "{challenge}"
+    );
+}
+
+#[test]
+fn a_rule_lets_one_oauth_principal_write_and_refuses_another() {
+    let rules = format!(
+        "[plugins.files]\ncomponent = \"{}\"\n\n[[policy.rules]]\ncapability = \"files.write\"\nprincipals = [\"alice\"]\n\n[[policy.rules]]\ncapability = \"files.write\"\ndecision = \"deny\"\nreason = \"only alice writes\"\n",
+        component("files").display()
+    );
+    let (_tmp, auth, serve) = setup(&rules);
+    let call = |sub: &str| {
+        let token = auth.mint(json!({"sub": sub}), None, None);
+        let params =
+            json!({"name": "files.write", "arguments": {"path": "/nowhere/x", "text": "x"}});
+        modern(
+            serve.port,
+            1,
+            "tools/call",
+            params,
+            &[("authorization", &format!("Bearer {token}"))],
+        )
+        .1
+    };
+    // Alice passes the rule (the plugin then has no such directory);
+    // bob is refused by it.
+    let alice = call("alice").to_string();
+    assert!(!alice.contains("only alice writes"), "{alice}");
+    let bob = call("bob").to_string();
+    assert!(bob.contains("only alice writes"), "{bob}");
+}
