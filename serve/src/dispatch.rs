@@ -17,6 +17,8 @@ pub(crate) struct Caller {
     pub principal: String,
     /// The scopes its credentials grant (none for static tokens).
     pub scopes: Vec<String>,
+    /// The authorization server that vouched for it (OAuth only).
+    pub issuer: Option<String>,
     /// Whose audit budget its calls spend: the principal, or its 2025-11-25
     /// session without tokens (sessions are capped). Never anything the
     /// client names itself, nor a connection it can replace.
@@ -437,13 +439,27 @@ fn call_params(params: &Value) -> Result<(&str, Value), RpcError> {
 
 /// The session key a call runs under, the client its records name, and
 /// the 2026-07-28 session handle it carries.
+/// How audit records name the caller: its principal, and for an OAuth
+/// token the issuer and scopes too.
+fn caller_label(caller: &Caller) -> String {
+    match &caller.issuer {
+        None => caller.principal.clone(),
+        Some(iss) => format!(
+            "{} (issuer {iss}; scopes {})",
+            caller.principal,
+            caller.scopes.join(" ")
+        ),
+    }
+}
+
 fn call_names(caller: &Caller, era: &Era<'_>) -> (String, String, Option<String>) {
     let principal = caller.principal.as_str();
+    let label = caller_label(caller);
     match era {
         Era::Legacy(s) => (
             s.pool_key(),
             format!(
-                "{principal} over {} ({}, session {})",
+                "{label} over {} ({}, session {})",
                 caller.transport,
                 s.client,
                 &s.id[..8]
@@ -455,12 +471,12 @@ fn call_names(caller: &Caller, era: &Era<'_>) -> (String, String, Option<String>
             match &e.session {
                 Some(h) => (
                     format!("mcp:{principal}:h:{h}"),
-                    format!("{principal} over {} ({who}, handle {h})", caller.transport),
+                    format!("{label} over {} ({who}, handle {h})", caller.transport),
                     Some(h.clone()),
                 ),
                 None => (
                     format!("mcp:{principal}"),
-                    format!("{principal} over {} ({who})", caller.transport),
+                    format!("{label} over {} ({who})", caller.transport),
                     None,
                 ),
             }

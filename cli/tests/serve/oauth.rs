@@ -312,7 +312,7 @@ fn a_rule_lets_one_oauth_principal_write_and_refuses_another() {
         "[plugins.files]\ncomponent = \"{}\"\n\n[[policy.rules]]\ncapability = \"files.write\"\nprincipals = [\"alice\"]\n\n[[policy.rules]]\ncapability = \"files.write\"\ndecision = \"deny\"\nreason = \"only alice writes\"\n",
         component("files").display()
     );
-    let (_tmp, auth, serve) = setup(&rules);
+    let (tmp, auth, serve) = setup(&rules);
     let call = |sub: &str| {
         let token = auth.mint(json!({"sub": sub}), None, None);
         let params =
@@ -332,4 +332,17 @@ fn a_rule_lets_one_oauth_principal_write_and_refuses_another() {
     assert!(!alice.contains("only alice writes"), "{alice}");
     let bob = call("bob").to_string();
     assert!(bob.contains("only alice writes"), "{bob}");
+    // The record names the principal, its issuer and its scopes.
+    let records = audit(&tmp.path().join("audit.jsonl"));
+    let denied = records
+        .iter()
+        .find(|r| r["capability"] == "files.write" && r["decision"] == "deny")
+        .expect("bob's refusal is recorded");
+    let client = denied["client"].as_str().unwrap_or_default();
+    assert!(
+        client.starts_with("bob (issuer ")
+            && client.contains(&auth.issuer())
+            && client.contains("scopes mcp:tools"),
+        "{denied}"
+    );
 }

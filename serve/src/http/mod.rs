@@ -267,15 +267,15 @@ async fn handle(
         Ok(p) => p,
         Err(r) => return *r,
     };
-    let (principal, scopes) = match admitted {
-        Admitted::Principal(p) => (p, Vec::new()),
+    let (principal, token) = match admitted {
+        Admitted::Principal(p) => (p, None),
         Admitted::Bearer(token) => match bearer(&shared, &token, conn).await {
-            Ok(id) => (id.principal, id.scopes),
+            Ok(id) => (id.principal.clone(), Some(id)),
             Err(r) => return *r,
         },
     };
     match *req.method() {
-        Method::POST => post::post(shared, req, principal, scopes, conn).await,
+        Method::POST => post::post(shared, req, principal, token, conn).await,
         Method::GET => {
             conn.serving();
             streams::get(shared, req.headers(), &principal)

@@ -94,7 +94,7 @@ pub(super) async fn post(
     shared: Arc<Shared>,
     req: Request<Incoming>,
     principal: String,
-    scopes: Vec<String>,
+    token: Option<crate::oauth::TokenIdentity>,
     conn: &Arc<Conn>,
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
@@ -145,7 +145,8 @@ pub(super) async fn post(
         // A 2025-11-25 session's own once it is known.
         account: principal.clone(),
         principal,
-        scopes,
+        scopes: token.as_ref().map(|t| t.scopes.clone()).unwrap_or_default(),
+        issuer: token.map(|t| t.issuer),
         transport: "http",
         session: None,
         back: None,

@@ -148,6 +148,8 @@ pub(crate) fn scope_challenge(settings: &OAuthSettings, missing: &[String]) -> S
 pub(crate) struct TokenIdentity {
     pub principal: String,
     pub scopes: Vec<String>,
+    /// The issuer that signed it.
+    pub issuer: String,
 }
 
 /// Why a token is refused.
@@ -249,6 +251,7 @@ impl Validator {
         Ok(TokenIdentity {
             principal: principal.to_string(),
             scopes,
+            issuer: self.settings.issuer.clone(),
         })
     }
 }
