@@ -31,6 +31,10 @@ use warden_serve::ServeSettings;
 use warden_test_support::components;
 use warden_test_support::interleave::{interleave, Contender};
 
+#[path = "raw_client.rs"]
+mod raw_client;
+use raw_client::RawClient;
+
 const CLIENTS: usize = 64;
 const ROUNDS: usize = 200;
 
@@ -373,50 +377,6 @@ fn report(what: &str, mut latencies: Vec<Duration>, elapsed: Duration) {
         pct(0.99),
         pct(0.999)
     );
-}
-
-/// HTTP/1.1 on one kept-alive connection, by hand.
-struct RawClient {
-    stream: tokio::net::TcpStream,
-    buf: Vec<u8>,
-}
-
-impl RawClient {
-    async fn connect(url: &str) -> RawClient {
-        let addr = url.trim_start_matches("http://").trim_end_matches("/mcp");
-        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        stream.set_nodelay(true).unwrap();
-        RawClient {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
-    async fn exchange(&mut self, request: &[u8]) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        self.stream.write_all(request).await.unwrap();
-        self.buf.clear();
-        let mut chunk = [0u8; 8192];
-        loop {
-            let n = self.stream.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "connection closed");
-            self.buf.extend_from_slice(&chunk[..n]);
-            let text = String::from_utf8_lossy(&self.buf);
-            if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .map(|v| v.trim().parse().unwrap())
-                    })
-                    .expect("a content-length");
-                if body.len() >= len {
-                    return body.to_string();
-                }
-            }
-        }
-    }
 }
 
 criterion_group! {

@@ -46,6 +46,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use warden::{Config, Host};
 
+pub use oauth::OAuthSettings;
 pub use protocol::{HANDSHAKE, MODERN};
 pub use refusals::RefusalCounts;
 pub use settings::{ServeSettings, ServeToken};

@@ -163,9 +163,15 @@ pub(crate) enum Rejection {
     Unavailable(String),
 }
 
+/// Most checked tokens remembered at once.
+const MAX_CHECKED: usize = 4096;
+
 /// Checks tokens for one `[serve.oauth]`.
 pub(crate) struct Validator {
     settings: OAuthSettings,
+    /// Tokens already checked, by their SHA-256, until they expire: a
+    /// client reuses its token for many requests.
+    checked: std::sync::Mutex<std::collections::HashMap<[u8; 32], (TokenIdentity, u64)>>,
     /// Why no token can be checked, if the backend or client could not
     /// be set up (every token is then refused).
     keys: Result<jwks::KeySource, String>,
@@ -182,15 +188,48 @@ impl Validator {
         if let Err(e) = &keys {
             tracing::error!("[serve.oauth] cannot check tokens, so every one is refused: {e}");
         }
-        Validator { settings, keys }
+        Validator {
+            settings,
+            keys,
+            checked: Default::default(),
+        }
     }
 
     pub(crate) fn settings(&self) -> &OAuthSettings {
         &self.settings
     }
 
-    /// Checks `token`; the identity it carries.
+    /// Checks `token` (or finds it checked and not expired); the identity
+    /// it carries.
     pub(crate) async fn check(&self, token: &str) -> Result<TokenIdentity, Rejection> {
+        use sha2::Digest as _;
+        let key: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let now = jsonwebtoken::get_current_timestamp();
+        let leeway = self.settings.leeway_s;
+        {
+            let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+            match checked.get(&key) {
+                Some((id, exp)) if now <= exp.saturating_add(leeway) => return Ok(id.clone()),
+                Some(_) => {
+                    checked.remove(&key);
+                }
+                None => {}
+            }
+        }
+        let (id, exp) = self.verify(token).await?;
+        let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+        if checked.len() >= MAX_CHECKED {
+            checked.retain(|_, (_, e)| now <= e.saturating_add(leeway));
+            if checked.len() >= MAX_CHECKED {
+                checked.clear();
+            }
+        }
+        checked.insert(key, (id.clone(), exp));
+        Ok(id)
+    }
+
+    /// Verifies `token` in full; the identity and its expiry.
+    async fn verify(&self, token: &str) -> Result<(TokenIdentity, u64), Rejection> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| Rejection::Invalid(format!("not a JWS: {e}")))?;
         let kid = header
@@ -217,7 +256,8 @@ impl Validator {
         v.set_required_spec_claims(&["exp", "iss", "aud"]);
         let data = jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &key, &v)
             .map_err(|e| Rejection::Invalid(e.to_string()))?;
-        self.identity(&data.claims)
+        let exp = data.claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        Ok((self.identity(&data.claims)?, exp))
     }
 
     fn identity(
