@@ -22,14 +22,6 @@ use raw_client::RawClient;
 
 const STATIC_TOKEN: &str = "bench-static-token-0123456789";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts the provider for `resource`; the child (stopped when its stdin
 /// closes) and its issuer.
 fn provider(resource: &str) -> (std::process::Child, String) {
@@ -93,7 +85,7 @@ fn main() {
     let host = rt
         .block_on(Host::new(Config::new(".").with_plugin("text", text)))
         .expect("host loads");
-    let port = free_port();
+    let port = warden_test_support::free_port();
     let resource = format!("http://127.0.0.1:{port}/mcp");
     let (_provider, issuer) = provider(&resource);
     let token = mint(&issuer);

@@ -56,36 +56,26 @@ pub fn signature_payload(reference: &OciRef, digest: &str) -> Vec<u8> {
     serde_json::to_vec(&payload).expect("JSON")
 }
 
-fn stored_path(store: &ContentStore, digest: &str) -> std::path::PathBuf {
-    store
-        .dir()
-        .join("signatures")
-        .join(format!("{}.json", signature_tag(digest)))
+fn stored_path(digest: &str) -> std::path::PathBuf {
+    std::path::Path::new("signatures").join(format!("{}.json", signature_tag(digest)))
 }
 
 /// The signatures of `digest` last fetched into `store`.
 pub(super) fn stored(store: &ContentStore, digest: &str) -> Vec<CosignSignature> {
-    std::fs::read(stored_path(store, digest))
+    std::fs::read(store.dir().join(stored_path(digest)))
         .ok()
         .and_then(|t| serde_json::from_slice(&t).ok())
         .unwrap_or_default()
 }
 
 fn keep(store: &ContentStore, digest: &str, sigs: &[CosignSignature]) -> Result<(), OciError> {
-    let path = stored_path(store, digest);
-    let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(path.parent().expect("a parent"))?;
-        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec(sigs).map_err(std::io::Error::other)?,
-        )?;
-        std::fs::rename(&tmp, &path)
-    };
-    write().map_err(|source| OciError::Store {
-        path: store.dir().display().to_string(),
-        source,
-    })
+    let json = serde_json::to_vec(sigs).expect("signatures serialize");
+    store
+        .write_record(&stored_path(digest), &json)
+        .map_err(|source| OciError::Store {
+            path: store.dir().display().to_string(),
+            source,
+        })
 }
 
 /// The signature image's manifest and layers, if the tag exists.

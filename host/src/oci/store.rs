@@ -105,6 +105,11 @@ impl ContentStore {
         write_atomically(&self.tag_path(reference), &json)
     }
 
+    /// Writes a record of the store's own (tag, signatures) at `rel`.
+    pub(super) fn write_record(&self, rel: &Path, data: &[u8]) -> std::io::Result<()> {
+        write_atomically(&self.dir.join(rel), data)
+    }
+
     /// How many blobs are stored, and their bytes.
     pub fn usage(&self) -> std::io::Result<(usize, u64)> {
         let blobs = self.blobs()?;
@@ -172,17 +177,11 @@ fn touch(path: &Path) {
         .and_then(|f| f.set_modified(SystemTime::now()));
 }
 
-/// Writes through a temporary file of this process and thread, then
-/// renames: a reader never sees half a blob.
+/// Writes `data` to `path` (under the store) through a temporary file of
+/// this process and thread, as the compiled cache does.
 fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().expect("store paths have a parent");
-    std::fs::create_dir_all(dir)?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("blob");
-    let thread = format!("{:?}", std::thread::current().id());
-    let thread: String = thread.chars().filter(char::is_ascii_digit).collect();
-    let tmp = dir.join(format!(".{name}.{}.{thread}.tmp", std::process::id()));
-    std::fs::write(&tmp, data)?;
-    std::fs::rename(&tmp, path)
+    crate::runtime::cache::write_atomically(dir, path, data)
 }
 
 #[cfg(test)]

@@ -210,7 +210,7 @@ fn touch(path: &Path) {
 /// the entry, the process and the thread, so that loads running at once (in
 /// one process or several) never write into each other's file and rename
 /// one component's compiled code under another's key.
-fn write_atomically(dir: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(dir: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("entry");
     let thread = format!("{:?}", std::thread::current().id());

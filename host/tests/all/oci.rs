@@ -256,6 +256,29 @@ async fn a_registry_that_is_down_is_served_from_the_store_when_it_can_be() {
     h.shutdown().await;
 }
 
+/// Signs manifest `digest` of `r` with the PEM key at `key` (Warden's
+/// signer) and adds the signature to the registry.
+async fn sign_in_registry(registries: &Registries, r: &OciRef, digest: &str, key: &Path) {
+    let pem = std::fs::read_to_string(key).unwrap();
+    let payload = warden::oci::signature_payload(r, digest);
+    let (signature, _) = warden::provenance::sign(&pem, &payload).unwrap();
+    let sig = warden::oci::CosignSignature { payload, signature };
+    warden::oci::push_signature(registries, r, digest, &sig)
+        .await
+        .unwrap();
+}
+
+/// Writes `lock` with every plugin of `c` as it loads now.
+async fn lock_as_loaded(c: Config, lock: &Path) {
+    let host = Host::new(c).await.unwrap();
+    let locked = warden::lock::Lockfile {
+        version: warden::lock::LOCK_VERSION,
+        plugins: host.lock_entries(),
+    };
+    host.shutdown().await;
+    locked.write(lock).unwrap();
+}
+
 /// Keys made by Python `cryptography` (`tests/sign/cosign_blob.py`).
 fn keygen(dir: &Path, alg: &str, name: &str) -> PathBuf {
     let ok = Command::new(python())
@@ -300,13 +323,8 @@ async fn registry_signatures_by_either_implementation_verify_and_others_are_refu
     let by_warden = plain().reference("signed/warden:v1");
     let digest_w = push_text(&c, &by_warden).await;
     let r = OciRef::parse(&by_warden).unwrap();
-    let payload = warden::oci::signature_payload(&r, &digest_w);
-    let pem = std::fs::read_to_string(d.join("ed.key")).unwrap();
-    let (signature, _) = warden::provenance::sign(&pem, &payload).unwrap();
-    let sig = warden::oci::CosignSignature { payload, signature };
-    warden::oci::push_signature(&Registries::from_config(&c).unwrap(), &r, &digest_w, &sig)
-        .await
-        .unwrap();
+    let registries = Registries::from_config(&c).unwrap();
+    sign_in_registry(&registries, &r, &digest_w, &d.join("ed.key")).await;
     for (source, key, id) in [(&by_python, &p256, "p256:"), (&by_warden, &ed, "ed25519:")] {
         let (audited, audit) = with_audit(c.clone(), d);
         let (host, why) = signed_load(&audited, source, std::slice::from_ref(key)).await;
@@ -381,15 +399,11 @@ async fn a_moved_tag_that_asks_for_more_keeps_serving_the_locked_digest() {
     let hello = std::fs::read(component("hello")).unwrap();
     let first = registries.push(&r, &hello).await.unwrap();
     let plugin = PluginConfig::new(&tag).with_namespaces(&["hello", "files"]);
-    let host = Host::new(c.clone().with_plugin("p", plugin.clone()))
-        .await
-        .unwrap();
-    let lock = warden::lock::Lockfile {
-        version: warden::lock::LOCK_VERSION,
-        plugins: host.lock_entries(),
-    };
-    host.shutdown().await;
-    lock.write(&d.join("warden.lock")).unwrap();
+    lock_as_loaded(
+        c.clone().with_plugin("p", plugin.clone()),
+        &d.join("warden.lock"),
+    )
+    .await;
     // The tag moves to a version declaring other capabilities.
     let files = std::fs::read(component("files")).unwrap();
     registries.push(&r, &files).await.unwrap();
@@ -444,23 +458,13 @@ async fn an_unsigned_version_under_a_locked_tag_leaves_the_signed_one_serving() 
         .push(&r, &std::fs::read(component("hello")).unwrap())
         .await
         .unwrap();
-    let pem = std::fs::read_to_string(d.join("publisher.key")).unwrap();
-    let payload = warden::oci::signature_payload(&r, &signed);
-    let (signature, _) = warden::provenance::sign(&pem, &payload).unwrap();
-    let sig = warden::oci::CosignSignature { payload, signature };
-    warden::oci::push_signature(&registries, &r, &signed, &sig)
-        .await
-        .unwrap();
+    sign_in_registry(&registries, &r, &signed, &d.join("publisher.key")).await;
     let plugin = PluginConfig::new(&tag).with_namespaces(&["hello", "text", "json"]);
-    let host = Host::new(c.clone().with_plugin("p", plugin.clone()))
-        .await
-        .unwrap();
-    let lock = warden::lock::Lockfile {
-        version: warden::lock::LOCK_VERSION,
-        plugins: host.lock_entries(),
-    };
-    host.shutdown().await;
-    lock.write(&d.join("warden.lock")).unwrap();
+    lock_as_loaded(
+        c.clone().with_plugin("p", plugin.clone()),
+        &d.join("warden.lock"),
+    )
+    .await;
     // An unsigned version takes the tag: refused, the signed one serves.
     registries
         .push(&r, &std::fs::read(component("text")).unwrap())

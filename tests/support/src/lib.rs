@@ -30,6 +30,15 @@ pub fn python() -> PathBuf {
     p
 }
 
+/// A port on 127.0.0.1 free a moment ago (0 picked by the system).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Where a peer's stderr goes: this process's own with
 /// `WARDEN_TEST_VERBOSE` set, nowhere otherwise.
 pub fn peer_stderr() -> std::process::Stdio {

@@ -71,11 +71,7 @@ impl McpServer {
 
     /// A port nothing listens on (for a server that is down).
     pub fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
+        crate::free_port()
     }
 
     /// Starts a server on `port` (which must be free; 0 picks one).

@@ -100,14 +100,6 @@ fn make_certificates(dir: &Path) {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl OciRegistry {
     /// A registry over plain HTTP, without logins.
     pub fn plain() -> OciRegistry {
@@ -131,7 +123,7 @@ impl OciRegistry {
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let port = free_port();
+            let port = crate::free_port();
             let config = dir.path().join("config.yml");
             std::fs::write(&config, config_yaml(dir.path(), port, tls)).unwrap();
             let mut child = Command::new("sh")
