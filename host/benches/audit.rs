@@ -44,6 +44,7 @@ fn host(rt: &tokio::runtime::Runtime, dir: &std::path::Path, sync: Option<SyncPo
         signing_key: None,
         checkpoint_records: None,
         checkpoint_ms: None,
+        sink: None,
     });
     rt.block_on(Host::new(config)).expect("host loads")
 }

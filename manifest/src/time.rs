@@ -30,6 +30,57 @@ pub fn rfc3339(time: SystemTime, millis: bool) -> String {
     )
 }
 
+/// Milliseconds since the epoch of an RFC 3339 UTC time as [`rfc3339`]
+/// writes it (`YYYY-MM-DDTHH:MM:SS[.fff]Z`); `None` for anything else.
+pub fn epoch_millis(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = text.get(r)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let millis = match &text[19..] {
+        "Z" => 0,
+        rest => {
+            let digits = rest.strip_prefix('.')?.strip_suffix('Z')?;
+            if digits.is_empty() || digits.len() > 9 || !digits.bytes().all(|c| c.is_ascii_digit())
+            {
+                return None;
+            }
+            format!("{digits:0<3}")[..3].parse().ok()?
+        }
+    };
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    // Days since 1970-01-01 from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millis)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,5 +97,27 @@ mod tests {
             rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400), true),
             "2000-02-29T00:00:00.000Z"
         );
+    }
+
+    #[test]
+    fn epoch_millis_reads_what_rfc3339_writes() {
+        for ms in [0u64, 951_782_400_000, 1_795_314_096_789, 4_102_444_799_999] {
+            let t = UNIX_EPOCH + Duration::from_millis(ms);
+            assert_eq!(epoch_millis(&rfc3339(t, true)), Some(ms as i64));
+            assert_eq!(
+                epoch_millis(&rfc3339(t, false)),
+                Some((ms / 1000 * 1000) as i64)
+            );
+        }
+        for bad in [
+            "",
+            "2026-11-22",
+            "2026-13-01T00:00:00Z",
+            "2026-11-22T02:21:36.Z",
+            "2026-11-22T02:21:36+01:00",
+            "2026-11-22T02:21:3x.000Z",
+        ] {
+            assert_eq!(epoch_millis(bad), None, "{bad}");
+        }
     }
 }

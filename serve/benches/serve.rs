@@ -61,6 +61,7 @@ impl Served {
             signing_key: None,
             checkpoint_records: None,
             checkpoint_ms: None,
+            sink: None,
         });
         let host = rt.block_on(Host::new(config)).expect("host loads");
         let server =

@@ -54,11 +54,13 @@ pub fn apt_install(packages: &[&str]) -> Result<()> {
 
 /// The programs the tests (and the demo) start as real services, and the
 /// Debian package of each: the OCI registry (distribution 2.8), htpasswd
-/// for its logins, openssl for the CA its TLS tests make.
+/// for its logins, openssl for the CA its TLS tests make, rsyslogd as the
+/// audit sink's syslog collector.
 const SERVICES: &[(&str, &str)] = &[
     ("/usr/bin/docker-registry", "docker-registry"),
     ("/usr/bin/htpasswd", "apache2-utils"),
     ("/usr/bin/openssl", "openssl"),
+    ("/usr/sbin/rsyslogd", "rsyslog"),
 ];
 
 /// Installs what [`SERVICES`] names and is missing.
@@ -71,7 +73,7 @@ pub fn ensure_services() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    apt_install(&missing).context("the registry tests need docker-registry, htpasswd and openssl")
+    apt_install(&missing).context("the tests need docker-registry, htpasswd, openssl and rsyslogd")
 }
 
 /// A crate's or workspace's `Cargo.toml`, parsed.

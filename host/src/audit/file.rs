@@ -12,11 +12,13 @@
 
 use super::record::{Kind, Line, Pending};
 use super::signing::{checkpoint_message, SigningKey};
+use super::sink::Tap;
 use super::{AuditError, Effect, Entry, Outcome, Record, SyncPolicy, GENESIS};
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 /// Records buffered before a write with [`SyncPolicy::Buffered`].
@@ -47,6 +49,8 @@ pub(super) struct Writer {
     unadmitted: HashSet<String>,
     /// Signed checkpoints, when the log has a signing key.
     checkpoints: Option<Checkpoints>,
+    /// Where written records are handed to the sink, when there is one.
+    tap: Option<Arc<Tap>>,
 }
 
 /// What signs checkpoints, and when one is due.
@@ -115,7 +119,13 @@ impl Writer {
             id: file_id(&meta),
             unadmitted: HashSet::new(),
             checkpoints,
+            tap: None,
         })
+    }
+
+    /// Hands every record written from now on to `tap`.
+    pub(super) fn tap(&mut self, tap: Arc<Tap>) {
+        self.tap = Some(tap);
     }
 
     pub(super) fn path(&self) -> &Path {
@@ -297,6 +307,9 @@ impl Writer {
         if !self.out.is_empty() {
             self.file.write_all(&self.out)?;
             self.size += self.out.len() as u64;
+            if let Some(tap) = &self.tap {
+                tap.offer(&self.out);
+            }
             self.out.clear();
         }
         self.unsynced = 0;

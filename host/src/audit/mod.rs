@@ -25,8 +25,10 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 mod file;
+pub mod ocsf;
 mod record;
 pub mod signing;
+pub mod sink;
 mod verify;
 mod writer;
 
@@ -189,6 +191,10 @@ pub struct AuditSettings {
     /// (default 60000).
     #[serde(default)]
     pub checkpoint_ms: Option<u64>,
+    /// Records shipped to a collector as they are written
+    /// (`[audit.sink]`).
+    #[serde(default)]
+    pub sink: Option<sink::SinkSettings>,
 }
 
 /// Where a key is read from: a file or a secret (exactly one).

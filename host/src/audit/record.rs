@@ -42,6 +42,8 @@ pub enum Effect {
     Register,
     /// A signed checkpoint over the chain head (`checkpoint`).
     Checkpoint,
+    /// Records the `[audit.sink]` collector did not get (`sink`).
+    Sink,
 }
 
 impl Effect {
@@ -62,6 +64,7 @@ impl Effect {
             Effect::Secret => "secret",
             Effect::Register => "register",
             Effect::Checkpoint => "checkpoint",
+            Effect::Sink => "sink",
         }
     }
 }

@@ -23,6 +23,7 @@
 
 use super::file::{Checkpoints, Writer};
 use super::record::{Kind, Line, Pending};
+use super::sink::{SinkConfig, SinkStats, Tap};
 use super::{AuditError, Entry, SyncPolicy};
 use std::future::Future;
 use std::ops::Range;
@@ -59,6 +60,8 @@ pub struct AuditLog {
     /// The last batch failed (for `buffered` appends, which do not wait).
     failing: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The sink's tap and thread, when records are shipped.
+    sink: Option<(Arc<Tap>, std::thread::JoinHandle<()>)>,
 }
 
 enum Job {
@@ -443,14 +446,45 @@ impl AuditLog {
         rotate_bytes: u64,
         signing: Option<Signing>,
     ) -> Result<AuditLog, AuditError> {
+        Self::open_shipped(path, sync, rotate_bytes, signing, None)
+    }
+
+    /// [`open_signed`](Self::open_signed), with the records shipped to a
+    /// collector as they are written when `sink` is given
+    /// ([`sink`](super::sink)).
+    pub fn open_shipped(
+        path: &Path,
+        sync: SyncPolicy,
+        rotate_bytes: u64,
+        signing: Option<Signing>,
+        sink: Option<SinkConfig>,
+    ) -> Result<AuditLog, AuditError> {
         let every = signing.as_ref().map(|s| s.every);
         let checkpoints = signing.map(|s| Checkpoints {
             key: s.key,
             every: s.records.max(1),
             since: 0,
         });
-        let writer = Writer::open(path, sync, rotate_bytes, checkpoints)?;
+        let mut writer = Writer::open(path, sync, rotate_bytes, checkpoints)?;
         let queue = Arc::new(Inbox::default());
+        let sink = match sink {
+            None => None,
+            Some(config) => {
+                let tap = Arc::new(Tap::new(config.buffer_records));
+                writer.tap(tap.clone());
+                let inbox = queue.clone();
+                let report = Box::new(move |record| inbox.push(Job::Append(record, None), false));
+                let chain = path.file_name().unwrap_or_default().to_string_lossy();
+                let thread =
+                    super::sink::start(config, &chain, tap.clone(), report).map_err(|e| {
+                        AuditError::Io {
+                            path: path.to_path_buf(),
+                            message: e.to_string(),
+                        }
+                    })?;
+                Some((tap, thread))
+            }
+        };
         let failing = Arc::new(AtomicBool::new(false));
         let (jobs, flag) = (queue.clone(), failing.clone());
         let thread = std::thread::Builder::new()
@@ -469,7 +503,13 @@ impl AuditLog {
             queue,
             failing,
             thread: Some(thread),
+            sink,
         })
+    }
+
+    /// What the sink has shipped and dropped, when the log has one.
+    pub fn sink_stats(&self) -> Option<SinkStats> {
+        self.sink.as_ref().map(|(tap, _)| tap.stats())
     }
 
     /// The log's file.
@@ -570,6 +610,11 @@ impl Drop for AuditLog {
         self.queue.close();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+        // The sink ships what the writer handed it, then ends.
+        if let Some((tap, thread)) = self.sink.take() {
+            tap.close();
+            let _ = thread.join();
         }
     }
 }

@@ -223,12 +223,14 @@ fn open_governance(config: &Config) -> Result<Governance> {
         None => None,
         Some(a) => {
             let signing = audit_signing(config, a)?;
+            let sink = audit_sink(config, a)?;
             Some(Arc::new(
-                AuditLog::open_signed(
+                AuditLog::open_shipped(
                     &config.resolve_path(&a.path),
                     a.sync,
                     a.rotate_bytes,
                     signing,
+                    sink,
                 )
                 .map_err(|e| Error::Config(e.to_string()))?,
             ))
@@ -277,6 +279,34 @@ fn audit_signing(
                 .unwrap_or(crate::audit::DEFAULT_CHECKPOINT_MS),
         ),
     }))
+}
+
+/// Where the audit log ships its records (`[audit.sink]`), if anywhere.
+fn audit_sink(
+    config: &Config,
+    a: &crate::audit::AuditSettings,
+) -> Result<Option<crate::audit::sink::SinkConfig>> {
+    let Some(settings) = &a.sink else {
+        return Ok(None);
+    };
+    let token = settings
+        .token_secret
+        .as_ref()
+        .map(|name| config.secret_value(name))
+        .transpose()?;
+    let ca = match &settings.ca {
+        None => None,
+        Some(file) => {
+            let path = config.resolve_path(file);
+            Some(std::fs::read_to_string(&path).map_err(|e| {
+                Error::Config(format!("at `audit.sink.ca`: {}: {e}", path.display()))
+            })?)
+        }
+    };
+    let sink = crate::audit::sink::SinkConfig::new(settings, token, ca)
+        .map_err(|e| Error::Config(format!("at `audit.sink`: {e}")))?;
+    tracing::info!(sink = %settings.url, "the audit log ships its records");
+    Ok(Some(sink))
 }
 
 /// The PEM text of a key named by `source` (a file or a secret); `at` is

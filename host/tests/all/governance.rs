@@ -25,6 +25,7 @@ pub fn audited(dir: &Path) -> Config {
         signing_key: None,
         checkpoint_records: None,
         checkpoint_ms: None,
+        sink: None,
     });
     c
 }

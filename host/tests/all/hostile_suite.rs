@@ -112,6 +112,7 @@ async fn world() -> World {
         signing_key: None,
         checkpoint_records: None,
         checkpoint_ms: None,
+        sink: None,
     });
     let host = Host::new(c).await.expect("host loads");
     World {

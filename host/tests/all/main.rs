@@ -5,6 +5,7 @@
 #![allow(clippy::too_many_lines)]
 
 mod a2a;
+mod audit_sink;
 mod cache;
 mod cancellation;
 mod concurrency;

@@ -20,6 +20,7 @@ fn audited(mut c: Config, dir: &Path) -> Config {
         signing_key: None,
         checkpoint_records: None,
         checkpoint_ms: None,
+        sink: None,
     });
     c
 }

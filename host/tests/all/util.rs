@@ -44,6 +44,7 @@ pub fn with_audit(mut c: Config, dir: &Path) -> (Config, PathBuf) {
         signing_key: None,
         checkpoint_records: None,
         checkpoint_ms: None,
+        sink: None,
     });
     (c, path)
 }

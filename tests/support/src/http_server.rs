@@ -37,9 +37,14 @@ struct Shared {
 
 impl TestServer {
     pub fn start() -> TestServer {
+        Self::start_on(0)
+    }
+
+    /// On `port` (0: any free one), e.g. a collector that comes up late.
+    pub fn start_on(port: u16) -> TestServer {
         use std::sync::atomic::{AtomicUsize, Ordering};
         use std::sync::{Arc, Mutex};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let connections = Arc::new(AtomicUsize::new(0));

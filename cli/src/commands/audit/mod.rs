@@ -1,5 +1,8 @@
-//! `warden audit verify | tail | keygen`: the audit log checked or
-//! followed, and the key that signs its checkpoints.
+//! `warden audit verify | tail | export | keygen`: the audit log checked,
+//! followed or exported, and the key that signs its checkpoints.
+
+mod export;
+mod follow;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -55,6 +58,28 @@ enum AuditCommand {
         /// The files' path without extension, e.g. `keys/host`.
         name: PathBuf,
     },
+    /// Write records as OCSF 1.9 events, one JSON object a line, for a SIEM:
+    /// FILE... (oldest first: rotated files, then the current one), or the
+    /// `[audit] path` of the configuration. Each event carries the record's
+    /// chain fields (OCSF's `record_integrity` profile).
+    Export {
+        /// The log files.
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// The event format.
+        #[arg(long, value_enum, default_value = "ocsf")]
+        format: export::ExportFormat,
+        /// Only records from this `seq` on (e.g. to replay a sink's gap).
+        #[arg(long, value_name = "SEQ", default_value_t = 0)]
+        from_seq: u64,
+        /// Only records up to this `seq`.
+        #[arg(long, value_name = "SEQ", default_value_t = u64::MAX)]
+        to_seq: u64,
+        /// Keep writing events as records are appended to the last file
+        /// (follows rotation).
+        #[arg(short, long)]
+        follow: bool,
+    },
     /// Print the last records of the audit log (FILE, or the `[audit] path`
     /// of the configuration).
     Tail {
@@ -85,6 +110,23 @@ pub(crate) fn run(args: AuditArgs, config: &Path) -> anyhow::Result<ExitCode> {
             input,
             log,
         } => verify_result(&result, &key, input.as_deref(), &log),
+        AuditCommand::Export {
+            files,
+            format,
+            from_seq,
+            to_seq,
+            follow,
+        } => {
+            let files = match files.is_empty() {
+                true => vec![configured_log(config)?],
+                false => files,
+            };
+            let range = export::Range {
+                from: from_seq,
+                to: to_seq,
+            };
+            export::export(&files, format, &range, follow)
+        }
         AuditCommand::Tail {
             file,
             lines,
@@ -336,51 +378,10 @@ fn tail(path: &Path, lines: usize, follow: bool, json: bool) -> anyhow::Result<(
     if !follow {
         return Ok(());
     }
-    let mut offset = text.len() as u64;
-    let mut pending = String::new();
+    let mut follower = follow::Follower::new(path, text.len() as u64)?;
     loop {
         std::thread::sleep(std::time::Duration::from_millis(200));
-        follow_once(path, &mut offset, &mut pending, json)?;
+        follower.poll(|line| print_record(line, json))?;
+        std::io::Write::flush(&mut std::io::stdout())?;
     }
-}
-
-/// Prints the whole records appended to `path` since `offset` (a partial
-/// last line waits in `pending`); a shorter file was rotated and is read
-/// from its beginning.
-fn follow_once(
-    path: &Path,
-    offset: &mut u64,
-    pending: &mut String,
-    json: bool,
-) -> anyhow::Result<()> {
-    use std::io::{BufRead, Seek, SeekFrom, Write};
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return Ok(());
-    };
-    let len = file.metadata()?.len();
-    if len < *offset {
-        // Rotated: the new file starts from the beginning.
-        *offset = 0;
-        pending.clear();
-    }
-    if len == *offset {
-        return Ok(());
-    }
-    file.seek(SeekFrom::Start(*offset))?;
-    let mut reader = std::io::BufReader::new(file);
-    loop {
-        let mut line = String::new();
-        let n = reader.read_line(&mut line)?;
-        if n == 0 {
-            break;
-        }
-        *offset += n as u64;
-        pending.push_str(&line);
-        if pending.ends_with('\n') {
-            print_record(pending.trim_end(), json);
-            pending.clear();
-        }
-    }
-    std::io::stdout().flush()?;
-    Ok(())
 }

@@ -1,0 +1,334 @@
+//! `[audit.sink]`: records shipped as they are written, to a real HTTP
+//! server on 127.0.0.1 and to a real rsyslogd (Debian's), with a collector
+//! that is down costing no record in the file and its gap reported.
+
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use warden::audit::sink::{SinkConfig, SinkFormat, SinkSettings};
+use warden::audit::{AuditLog, Effect, Entry, Outcome, SyncPolicy};
+use warden_test_support::http_server::TestServer;
+
+fn settings(url: &str, format: SinkFormat, buffer: usize) -> SinkSettings {
+    SinkSettings {
+        url: url.into(),
+        format,
+        buffer_records: Some(buffer),
+        token_secret: None,
+        ca: None,
+        timeout_ms: Some(1000),
+    }
+}
+
+fn open(path: &Path, sink: &SinkSettings, token: Option<&str>) -> Result<AuditLog> {
+    let config =
+        SinkConfig::new(sink, token.map(str::to_string), None).map_err(anyhow::Error::msg)?;
+    Ok(AuditLog::open_shipped(
+        path,
+        SyncPolicy::Flush,
+        0,
+        None,
+        Some(config),
+    )?)
+}
+
+fn entry(n: usize, decision: Outcome) -> Entry {
+    Entry {
+        plugin: "files".into(),
+        capability: "files.write".into(),
+        call_id: format!("call-{n}"),
+        effect: Effect::File,
+        target: format!("/data/{n}.txt"),
+        decision,
+        reason: "granted".into(),
+        ..Entry::default()
+    }
+}
+
+fn records(path: &Path) -> Result<Vec<warden::audit::Record>> {
+    std::fs::read_to_string(path)?
+        .lines()
+        .map(|l| serde_json::from_str(l).context("a record"))
+        .collect()
+}
+
+/// Every JSON event the collector was sent, in order.
+fn received(server: &TestServer) -> Vec<serde_json::Value> {
+    server
+        .seen()
+        .iter()
+        .filter(|s| s.method == "POST")
+        .flat_map(|s| {
+            serde_json::from_slice::<Vec<serde_json::Value>>(&s.body).expect("a JSON array")
+        })
+        .collect()
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+#[test]
+fn records_reach_an_http_collector_as_ocsf_events_with_their_chain() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("audit.jsonl");
+    let server = TestServer::start();
+    let log = open(
+        &path,
+        &settings(&server.url("/echo"), SinkFormat::Ocsf, 100),
+        Some("sink-token"),
+    )?;
+    for n in 0..40 {
+        let decision = if n % 4 == 0 {
+            Outcome::Deny
+        } else {
+            Outcome::Allow
+        };
+        log.append(entry(n, decision))?;
+    }
+    wait_for("40 events", || received(&server).len() == 40).with_context(|| {
+        format!(
+            "{:?}, {} requests: {:?}",
+            log.sink_stats(),
+            server.count(),
+            server.seen().first().map(|s| (
+                s.target.clone(),
+                String::from_utf8_lossy(&s.body)
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
+            ))
+        )
+    })?;
+    let stats = log.sink_stats().expect("a sink");
+    assert_eq!((stats.shipped, stats.dropped), (40, 0));
+    drop(log);
+    let written = records(&path)?;
+    let events = received(&server);
+    for (record, event) in written.iter().zip(&events) {
+        assert_eq!(event["metadata"]["sequence"], record.seq, "{event}");
+        assert_eq!(
+            event["metadata"]["correlation_uid"],
+            record.call_id.as_str()
+        );
+        let integrity = serde_json::to_string(event)?;
+        assert!(
+            integrity.contains(&record.hash),
+            "the event carries its hash"
+        );
+        assert!(integrity.contains(&record.prev), "and the previous one");
+    }
+    let sent = server.seen();
+    let post = sent.iter().find(|s| s.method == "POST").expect("a POST");
+    let header = |name: &str| {
+        post.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(header("content-type").as_deref(), Some("application/json"));
+    // The test server never echoes `authorization`, but shows it arrived.
+    assert!(
+        header("authorization").is_some(),
+        "the bearer token is sent"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_collector_that_is_down_loses_nothing_from_the_file_and_the_gap_is_reported() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("audit.jsonl");
+    let port = warden_test_support::free_port();
+    let url = format!("http://127.0.0.1:{port}/echo");
+    let log = open(&path, &settings(&url, SinkFormat::Warden, 3), None)?;
+    let start = Instant::now();
+    for n in 0..20 {
+        log.append(entry(n, Outcome::Allow))?;
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "appends do not wait for the collector"
+    );
+    wait_for("records dropped from the sink", || {
+        log.sink_stats().is_some_and(|s| s.dropped > 0 && s.failing)
+    })?;
+    // The collector comes up: the held records go, then the report.
+    let server = TestServer::start_on(port);
+    log.append(entry(20, Outcome::Allow))?;
+    wait_for("the gap's report", || {
+        received(&server).iter().any(|r| r["effect"] == "sink")
+    })?;
+    // Records written while the sink was still backing off were dropped too.
+    let dropped = log.sink_stats().expect("a sink").dropped;
+    drop(log);
+    let written = records(&path)?;
+    assert!(written.len() >= 22, "every record is in the file");
+    let verdict = warden::audit::verify(std::slice::from_ref(&path))?;
+    assert!(
+        matches!(verdict, warden::audit::Verdict::Ok { .. }),
+        "{verdict:?}"
+    );
+    let report = written
+        .iter()
+        .find(|r| r.effect == "sink")
+        .expect("a sink record");
+    assert_eq!(report.target, url);
+    assert!(
+        report
+            .reason
+            .starts_with(&format!("{dropped} records (seq ")),
+        "{}",
+        report.reason
+    );
+    assert!(report.reason.contains("connecting to"), "{}", report.reason);
+    // What the collector got plus the gap is everything before the report.
+    let got: Vec<u64> = received(&server)
+        .iter()
+        .filter_map(|r| r["seq"].as_u64())
+        .collect();
+    let before_report: Vec<u64> = written
+        .iter()
+        .take_while(|r| r.effect != "sink")
+        .map(|r| r.seq)
+        .collect();
+    let missing = before_report.iter().filter(|s| !got.contains(s)).count() as u64;
+    assert_eq!(missing, dropped);
+    Ok(())
+}
+
+/// A real rsyslogd listening on loopback TCP and UDP, writing each
+/// message's MSGID and text to a file.
+struct Rsyslog {
+    child: std::process::Child,
+    out: PathBuf,
+    tcp: u16,
+    udp: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Rsyslog {
+    fn start() -> Result<Rsyslog> {
+        let dir = tempfile::tempdir()?;
+        let (tcp, udp) = (
+            warden_test_support::free_port(),
+            warden_test_support::free_port(),
+        );
+        let out = dir.path().join("received.log");
+        let conf = dir.path().join("rsyslog.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"global(workDirectory="{work}" maxMessageSize="256k")
+module(load="imtcp")
+module(load="imudp")
+input(type="imtcp" address="127.0.0.1" port="{tcp}")
+input(type="imudp" address="127.0.0.1" port="{udp}")
+template(name="raw" type="string" string="%msgid% %syslogfacility% %syslogseverity-text% %msg%\n")
+*.* action(type="omfile" file="{out}" template="raw")
+"#,
+                work = dir.path().display(),
+                out = out.display(),
+            ),
+        )?;
+        let child = std::process::Command::new(rsyslogd())
+            .arg("-n")
+            .arg("-f")
+            .arg(&conf)
+            .arg("-i")
+            .arg(dir.path().join("rsyslogd.pid"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(warden_test_support::peer_stderr())
+            .spawn()
+            .context("starting rsyslogd (cargo xtask test installs rsyslog)")?;
+        let rsyslog = Rsyslog {
+            child,
+            out,
+            tcp,
+            udp,
+            _dir: dir,
+        };
+        wait_for("rsyslogd to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", tcp)).is_ok()
+        })?;
+        Ok(rsyslog)
+    }
+
+    fn lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rsyslogd() -> PathBuf {
+    ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| "rsyslogd".into())
+}
+
+#[test]
+fn records_reach_rsyslog_over_tcp_and_udp() -> Result<()> {
+    let rsyslog = Rsyslog::start()?;
+    for (scheme, port) in [("syslog+tcp", rsyslog.tcp), ("syslog", rsyslog.udp)] {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("audit.jsonl");
+        let url = format!("{scheme}://127.0.0.1:{port}");
+        let log = open(&path, &settings(&url, SinkFormat::Ocsf, 100), None)?;
+        for n in 0..10 {
+            let decision = if n == 3 {
+                Outcome::Deny
+            } else {
+                Outcome::Allow
+            };
+            log.append(entry(n, decision))?;
+        }
+        wait_for("10 events at rsyslogd", || {
+            log.sink_stats().is_some_and(|s| s.shipped == 10)
+        })?;
+        drop(log);
+        let written = records(&path)?;
+        wait_for("rsyslogd to write them", || {
+            let lines = rsyslog.lines();
+            written
+                .iter()
+                .all(|r| lines.iter().any(|l| l.contains(&r.hash)))
+        })?;
+        let lines = rsyslog.lines();
+        for r in &written {
+            let line = lines.iter().find(|l| l.contains(&r.hash)).expect("shipped");
+            let (msgid, rest) = line.split_once(' ').expect("msgid");
+            assert_eq!(msgid, r.effect, "{scheme}: MSGID is the effect");
+            let (facility, rest) = rest.split_once(' ').expect("facility");
+            assert_eq!(facility, "13", "{scheme}: facility \"log audit\"");
+            let (severity, json) = rest.split_once(' ').expect("severity");
+            let expected = if r.decision == "deny" {
+                "warning"
+            } else {
+                "info"
+            };
+            assert_eq!(severity, expected, "{scheme}: {line}");
+            let event: serde_json::Value = serde_json::from_str(json.trim())
+                .with_context(|| format!("{scheme}: an OCSF event: {json}"))?;
+            assert_eq!(event["metadata"]["sequence"], r.seq);
+        }
+    }
+    Ok(())
+}
