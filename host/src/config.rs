@@ -77,6 +77,9 @@ pub struct Config {
     pub policy: CallRules,
     /// The tamper-evident audit log; none if absent.
     pub audit: Option<AuditSettings>,
+    /// Traces and metrics over OTLP; off if absent.
+    #[serde(default)]
+    pub telemetry: Option<crate::telemetry::TelemetrySettings>,
     /// How `warden serve` lets MCP clients in: kept as written and read
     /// (strictly) by `warden-serve`'s `ServeSettings::from_config`.
     #[serde(default)]

@@ -26,9 +26,10 @@ pub enum Limit {
     HostState,
 }
 
-impl fmt::Display for Limit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Limit {
+    /// Its name, as configuration and messages give it.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Limit::Fuel => "fuel",
             Limit::Memory => "memory",
             Limit::Time => "time",
@@ -37,7 +38,13 @@ impl fmt::Display for Limit {
             Limit::Log => "log",
             Limit::Instances => "instances",
             Limit::HostState => "host-state",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

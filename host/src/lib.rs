@@ -42,6 +42,8 @@ pub mod provenance;
 mod registry;
 mod runtime;
 mod sandbox;
+pub mod telemetry;
+mod tls;
 
 pub use governance::effect_policy;
 pub use warden_manifest::{route, rtfs, schema};

@@ -14,7 +14,8 @@
 //! - then 64 `rmcp` clients, each with its own session, and 64 minimal
 //!   clients call for a fixed number of rounds: calls/s and latency
 //!   percentiles; the minimal clients in alternating rounds with the audit
-//!   log off and with `sync = "flush"`.
+//!   log off, with `sync = "flush"`, and with `[telemetry]` exporting OTLP
+//!   (HTTP/protobuf, to a collector on 127.0.0.1 that takes everything).
 //!
 //! Needs the components: `cargo xtask build-guests`. Run:
 //! `cargo bench -p warden-serve --bench serve`.
@@ -47,9 +48,21 @@ struct Served {
 }
 
 impl Served {
-    fn start(rt: &tokio::runtime::Runtime, audit_dir: Option<&std::path::Path>) -> Served {
+    fn start(
+        rt: &tokio::runtime::Runtime,
+        audit_dir: Option<&std::path::Path>,
+        otlp: Option<String>,
+    ) -> Served {
         let text = PluginConfig::new(components::component("text"));
         let mut config = Config::new(".").with_plugin("text", text);
+        config.telemetry = otlp.map(|endpoint| warden::telemetry::TelemetrySettings {
+            otlp_endpoint: endpoint,
+            protocol: warden::telemetry::OtlpProtocol::HttpProtobuf,
+            service_name: None,
+            metrics_interval_ms: None,
+            timeout_ms: None,
+            propagate: None,
+        });
         config.audit = audit_dir.map(|dir| AuditSettings {
             path: dir.join("audit.jsonl"),
             sync: SyncPolicy::Flush,
@@ -81,7 +94,7 @@ fn serve(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let Served { host, server, url } = Served::start(&rt, None);
+    let Served { host, server, url } = Served::start(&rt, None, None);
     let client = rt
         .block_on(async { ().serve(StreamableHttpClientTransport::from_uri(url.clone())).await })
         .expect("rmcp connects");
@@ -190,14 +203,21 @@ fn serve(c: &mut Criterion) {
     // sustains, with less client work on the same two cores), with the audit
     // log off and on in alternating rounds.
     let audit_dir = tempfile::tempdir().unwrap();
-    let audited = Served::start(&rt, Some(audit_dir.path()));
-    let mut rates = (Vec::new(), Vec::new());
+    let audited = Served::start(&rt, Some(audit_dir.path()), None);
+    let collector = warden_test_support::http_server::TestServer::start();
+    let traced = Served::start(
+        &rt,
+        None,
+        Some(format!("http://127.0.0.1:{}", collector.port)),
+    );
+    let mut rates = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..3 {
-        for (served, audit, rates) in [
+        for (served, what, rates) in [
             (&url, "off", &mut rates.0),
             (&audited.url, "flush", &mut rates.1),
+            (&traced.url, "off, OTLP on", &mut rates.2),
         ] {
-            let rate = minimal_clients(&rt, served, &request, round == 0, audit);
+            let rate = minimal_clients(&rt, served, &request, round == 0, what);
             rates.push(rate);
         }
     }
@@ -205,13 +225,21 @@ fn serve(c: &mut Criterion) {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let (off, flush) = (median(&mut rates.0), median(&mut rates.1));
+    let (off, flush, otlp) = (
+        median(&mut rates.0),
+        median(&mut rates.1),
+        median(&mut rates.2),
+    );
     println!(
         "{CLIENTS} minimal clients, median of 3 rounds: audit off {off:.0} calls/s, \
-         audit flush {flush:.0} calls/s ({:.2} of off)",
-        flush / off
+         audit flush {flush:.0} calls/s ({:.2} of off), OTLP export on {otlp:.0} calls/s \
+         ({:.2} of off; {} exports reached the collector)",
+        flush / off,
+        otlp / off,
+        collector.count()
     );
     rt.block_on(audited.server.shutdown());
+    rt.block_on(traced.server.shutdown());
     rt.block_on(server.shutdown());
 }
 
@@ -266,7 +294,7 @@ fn one_thread(request: &str) {
         .enable_all()
         .build()
         .unwrap();
-    let served = Served::start(&rt, None);
+    let served = Served::start(&rt, None, None);
     println!("\nclient and server on one current-thread runtime:");
     interleaved(&rt, &served.host, &served.url, request);
     rt.block_on(served.server.shutdown());

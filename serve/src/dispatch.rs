@@ -35,6 +35,11 @@ pub(crate) struct Caller {
     /// Where a call's progress goes instead, when the call may become a
     /// task (its status message).
     pub task_progress: Option<Arc<dyn warden::ProgressSink>>,
+    /// The trace the HTTP request's `traceparent` header names (with
+    /// `[telemetry]` on; `params._meta` takes precedence).
+    pub trace_parent: Option<warden::telemetry::Context>,
+    /// The JSON-RPC id of the request, as spans name it.
+    pub request_id: Option<String>,
 }
 
 impl Caller {
@@ -152,9 +157,65 @@ impl Shared {
         params: Value,
         caller: &Caller,
     ) -> Result<Value, RpcError> {
+        let host = self.host();
+        let Some(telemetry) = host.telemetry() else {
+            return self.answer(method, params, caller, None).await;
+        };
+        let parent = match params.get("_meta").and_then(Value::as_object) {
+            Some(meta) if meta.contains_key("traceparent") => telemetry.parent(Some(meta), None),
+            _ => caller.trace_parent.clone().unwrap_or_default(),
+        };
+        let tool = params
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let modern = protocol::is_modern(&params);
+        let request = warden::telemetry::McpRequest {
+            method,
+            target: tool.as_deref().filter(|_| method == "tools/call"),
+            id: caller.request_id.as_deref(),
+            session: caller.session.as_ref().map(|s| s.id.as_str()),
+            protocol_version: match (&caller.session, modern) {
+                (_, true) => Some(MODERN),
+                (Some(s), false) => Some(s.version.as_str()),
+                (None, false) => None,
+            },
+            transport: if caller.transport == "stdio" {
+                "pipe"
+            } else {
+                "tcp"
+            },
+        };
+        let span = telemetry.mcp_span(&parent, &request);
+        let outcome = self
+            .answer(method, params, caller, Some(span.context()))
+            .await;
+        let code;
+        let error = match &outcome {
+            Err(e) => {
+                code = e.code.to_string();
+                Some((code.as_str(), e.message.as_str()))
+            }
+            Ok(v) if v.get("isError") == Some(&Value::Bool(true)) => {
+                Some(("tool_error", "the tool answered with an error"))
+            }
+            Ok(_) => None,
+        };
+        span.end(error);
+        outcome
+    }
+
+    /// [`handle`](Self::handle) within the request's trace, if any.
+    async fn answer(
+        self: &Arc<Self>,
+        method: &str,
+        params: Value,
+        caller: &Caller,
+        trace: Option<&warden::telemetry::Context>,
+    ) -> Result<Value, RpcError> {
         if protocol::is_modern(&params) || method == "server/discover" {
             let envelope = protocol::envelope(&params)?;
-            return self.modern(method, params, &envelope, caller).await;
+            return self.modern(method, params, &envelope, caller, trace).await;
         }
         let Some(session) = &caller.session else {
             return Err(RpcError::new(
@@ -172,7 +233,10 @@ impl Shared {
                 check_cursor(&params)?;
                 Ok(json!({"tools": tools::list(&self.host())}))
             }
-            "tools/call" => self.call_tool(&params, caller, Era::Legacy(session)).await,
+            "tools/call" => {
+                self.call_tool(&params, caller, Era::Legacy(session), trace)
+                    .await
+            }
             other => Err(RpcError::new(
                 protocol::METHOD_NOT_FOUND,
                 format!("Method not found: {other}"),
@@ -186,6 +250,7 @@ impl Shared {
         params: Value,
         envelope: &Envelope,
         caller: &Caller,
+        trace: Option<&warden::telemetry::Context>,
     ) -> Result<Value, RpcError> {
         let mut result = match method {
             "server/discover" => {
@@ -211,7 +276,7 @@ impl Shared {
                 })
             }
             "tools/call" => {
-                self.call_tool(&params, caller, Era::Modern(envelope))
+                self.call_tool(&params, caller, Era::Modern(envelope), trace)
                     .await?
             }
             "tasks/get" | "tasks/update" | "tasks/cancel" => {
@@ -279,6 +344,7 @@ impl Shared {
         params: &Value,
         caller: &Caller,
         era: Era<'_>,
+        trace: Option<&warden::telemetry::Context>,
     ) -> Result<Value, RpcError> {
         let (name, args) = call_params(params)?;
         let host = self.host();
@@ -291,6 +357,7 @@ impl Shared {
             approver: None,
             progress: progress.as_ref(),
             identity: caller.identity(),
+            trace,
         };
         let plan = host
             .plan(name, &context)

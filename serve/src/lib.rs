@@ -123,6 +123,27 @@ impl Shared {
         self.host.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The server's gauges on `host`'s telemetry (each host has its own):
+    /// open 2025-11-25 sessions and running tasks. They hold the server
+    /// weakly.
+    pub(crate) fn observe(self: &Arc<Self>, host: &Host) {
+        let Some(telemetry) = host.telemetry() else {
+            return;
+        };
+        let shared = Arc::downgrade(self);
+        telemetry.gauge(
+            "warden.mcp.sessions",
+            "Open MCP sessions (2025-11-25 Mcp-Session-Id)",
+            "{session}",
+            move || {
+                shared
+                    .upgrade()
+                    .map(|s| vec![(s.sessions.len() as u64, Vec::new())])
+                    .unwrap_or_default()
+            },
+        );
+    }
+
     /// The principal a bearer token stands for (compared in constant time).
     pub(crate) fn principal_for(&self, token: &str) -> Option<&str> {
         let mut found = None;
@@ -247,6 +268,7 @@ impl Server {
             swaps: watch::channel(0).0,
             stopping: watch::channel(false).0,
         });
+        shared.observe(&shared.host());
         let server = Server { shared };
         server.spawn_sweeper();
         server.spawn_catalog_forwarder();

@@ -230,6 +230,15 @@ pub(crate) fn envelope(params: &Value) -> Result<Envelope, RpcError> {
     })
 }
 
+/// A JSON-RPC id as spans name it (`None` for a missing or null id).
+pub(crate) fn id_text(id: &Value) -> Option<String> {
+    match id {
+        Value::Null => None,
+        Value::String(s) => Some(s.chars().take(128).collect()),
+        other => Some(other.to_string()),
+    }
+}
+
 /// `name version` of a client's `clientInfo`, cut to a sane length.
 pub(crate) fn client_label(info: Option<&Value>) -> String {
     let part = |k: &str| {

@@ -89,6 +89,7 @@ pub(crate) async fn reload(shared: &Arc<Shared>) -> Result<bool, ServeError> {
     }
     let before = tool_list(&shared.host());
     let after = tool_list(&host);
+    shared.observe(&host);
     let old = std::mem::replace(
         &mut *shared.host.write().unwrap_or_else(|e| e.into_inner()),
         host,

@@ -216,6 +216,8 @@ impl Client {
             // stdout carries notifications at any time.
             notify: Some(Sink::Lines(self.tx.clone())),
             task_progress: None,
+            trace_parent: None,
+            request_id: crate::protocol::id_text(&id),
         };
         let (shared, tx, id2) = (self.shared.clone(), self.tx.clone(), id.clone());
         let task = tokio::spawn(async move {

@@ -16,7 +16,8 @@ const PYTHON_A2A: &str = "a2a-sdk[http-server]==1.3.0";
 
 /// The Python packages the tests use, installed into `.venv/`: the MCP SDK
 /// (for MCP servers and clients), the A2A SDK (for A2A agents),
-/// componentize-py (for Python guests), jsonschema, cryptography and oras.
+/// componentize-py (for Python guests), jsonschema, cryptography, oras,
+/// and the OTLP definitions with gRPC (the telemetry tests' receiver).
 const PYTHON_PACKAGES: &[&str] = &[
     PYTHON_MCP,
     PYTHON_A2A,
@@ -24,7 +25,13 @@ const PYTHON_PACKAGES: &[&str] = &[
     JSONSCHEMA,
     CRYPTOGRAPHY,
     ORAS,
+    OTLP_PROTO,
+    GRPCIO,
 ];
+/// The official OTLP protobuf definitions (`tests/serve/otlp_receiver.py`).
+const OTLP_PROTO: &str = "opentelemetry-proto==1.45.2";
+/// gRPC for the receiver's OTLP/gRPC side (the stubs ship with the above).
+const GRPCIO: &str = "grpcio==1.85.4";
 /// An OCI client independent of Warden's (`tests/sign/oras_cosign.py`).
 const ORAS: &str = "oras==0.2.43";
 /// Signs components as an implementation independent of Warden's
@@ -53,7 +60,7 @@ pub(crate) fn ensure_python_env(root: &Path) -> Result<PathBuf> {
         };
         quiet(Command::new(&python).args([
             "-c",
-            "import mcp.server.mcpserver, uvicorn, jsonschema, a2a.server.routes, cryptography, oras.client",
+            "import mcp.server.mcpserver, uvicorn, jsonschema, a2a.server.routes, cryptography, oras.client, grpc, opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc",
         ])) && quiet(Command::new(venv.join("bin/componentize-py")).arg("--version"))
     };
     if ready() {

@@ -12,6 +12,7 @@ mod lifecycle;
 mod oauth;
 mod principals;
 mod tasks;
+mod telemetry;
 mod transport;
 mod updates;
 mod util;

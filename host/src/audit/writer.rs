@@ -507,6 +507,11 @@ impl AuditLog {
         })
     }
 
+    /// Records waiting for the writer.
+    pub fn queued(&self) -> usize {
+        self.queue.lock().jobs.len()
+    }
+
     /// What the sink has shipped and dropped, when the log has one.
     pub fn sink_stats(&self) -> Option<SinkStats> {
         self.sink.as_ref().map(|(tap, _)| tap.stats())

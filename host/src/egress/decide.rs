@@ -174,17 +174,29 @@ impl EgressHooks {
         timeouts: Timeouts,
     ) -> Result<Planned, Failure> {
         let target = Target::of(&head.uri);
+        let destination = target.destination(&head.uri);
+        let span = self.auditor.egress_span(
+            head.method.as_str(),
+            // Never the query, which may carry what a trace must not.
+            &format!("{destination}{}", head.uri.path()),
+            (&target.host, target.port.clone().unwrap_or(0)),
+        );
         let attempt = Attempt {
             auditor: self.auditor.clone(),
             plugin: self.egress.plugin.clone(),
             method: head.method.clone(),
-            destination: target.destination(&head.uri),
+            destination,
             started: Instant::now(),
+            span,
         };
         let dest = match self.check(&target, &mut head, body, &attempt) {
             Ok(dest) => dest,
             Err(reason) => return Err(attempt.denied(reason)),
         };
+        if let Some(span) = &attempt.span {
+            // The host owns the trace headers of what leaves.
+            span.inject(&mut head.headers);
+        }
         let Some(head) = origin_form(head) else {
             attempt.failed("invalid path");
             return Err(Failure::Failed(

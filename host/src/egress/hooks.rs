@@ -60,12 +60,17 @@ pub(super) struct Attempt {
     /// `scheme://host:port`.
     pub(super) destination: String,
     pub(super) started: Instant,
+    /// Its client span, when telemetry is on.
+    pub(super) span: Option<crate::telemetry::EffectSpan>,
 }
 
 impl Attempt {
     /// Audits a denial; the auditor logs the warning, within the call's
     /// log budget.
     fn deny(&self, reason: &str) {
+        if let Some(span) = &self.span {
+            span.failed(reason);
+        }
         self.auditor.record(
             Effect::Egress,
             &format!("{} {}", self.method, self.destination),
@@ -108,6 +113,9 @@ impl Attempt {
     /// Audits (as `error`) and logs a request that was allowed and failed:
     /// the name did not resolve, the connection or the exchange failed.
     pub(super) fn failed(&self, reason: &str) {
+        if let Some(span) = &self.span {
+            span.failed(reason);
+        }
         self.auditor.record(
             Effect::Egress,
             &format!("{} {}", self.method, self.destination),
@@ -123,6 +131,9 @@ impl Attempt {
     }
     /// Logs a request that got a response, when its body ends.
     pub(super) fn done(&self, status: u16, bytes_in: u64, bytes_out: u64, outcome: &str) {
+        if let Some(span) = &self.span {
+            span.status(status);
+        }
         tracing::info!(
             target: "warden::egress",
             plugin = %self.plugin, method = %self.method, destination = %self.destination,

@@ -89,6 +89,8 @@ pub(crate) struct Governance {
     next_call: AtomicU64,
     /// Each client's records per minute (its calls).
     clients: super::budget::ClientBudgets,
+    /// Traces and metrics, when `[telemetry]` is on.
+    telemetry: Option<Arc<crate::telemetry::Telemetry>>,
 }
 
 /// An admitted call: what it was admitted with (released when it ends),
@@ -249,7 +251,22 @@ impl Governance {
             next_call: AtomicU64::new(1),
             clients: super::budget::ClientBudgets::new(volume, audit.clone()),
             audit,
+            telemetry: None,
         }
+    }
+
+    /// The same, reporting to `telemetry`.
+    pub(crate) fn with_telemetry(
+        mut self,
+        telemetry: Option<Arc<crate::telemetry::Telemetry>>,
+    ) -> Governance {
+        self.telemetry = telemetry;
+        self
+    }
+
+    /// Traces and metrics, when on.
+    pub(crate) fn telemetry(&self) -> Option<&Arc<crate::telemetry::Telemetry>> {
+        self.telemetry.as_ref()
     }
 
     /// The records and bytes per minute a plugin or client may write.

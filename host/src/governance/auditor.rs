@@ -165,6 +165,8 @@ pub(crate) struct Auditor {
     log_budget: Option<Arc<LogBudget>>,
     /// The plugin's records per minute, shared by all its instances.
     volume: Arc<super::budget::Budget>,
+    /// Traces and metrics, when on: denials counted, effects' spans.
+    telemetry: Option<Arc<crate::telemetry::Telemetry>>,
 }
 
 impl Auditor {
@@ -182,6 +184,43 @@ impl Auditor {
             digest,
             scope: Default::default(),
             log_budget: None,
+            telemetry: None,
+        }
+    }
+
+    /// The same, reporting to `telemetry`.
+    pub(crate) fn with_telemetry(
+        mut self,
+        telemetry: Option<Arc<crate::telemetry::Telemetry>>,
+    ) -> Auditor {
+        self.telemetry = telemetry;
+        self
+    }
+
+    /// Starts the span of an outbound request of the call in this
+    /// instance (telemetry on); it sets the request's `traceparent`.
+    pub(crate) fn egress_span(
+        &self,
+        method: &str,
+        url: &str,
+        server: (&str, u16),
+    ) -> Option<crate::telemetry::EffectSpan> {
+        let telemetry = self.telemetry.as_ref()?;
+        let call_id = self.scope().call_id.clone();
+        telemetry.egress_started(&call_id, method, url, server)
+    }
+
+    /// Starts the span of a name lookup of the call in this instance.
+    pub(crate) fn lookup_span(&self, name: &str) -> Option<crate::telemetry::EffectSpan> {
+        let telemetry = self.telemetry.as_ref()?;
+        let call_id = self.scope().call_id.clone();
+        telemetry.lookup_started(&call_id, name)
+    }
+
+    /// Counts the fuel a call used (telemetry on).
+    pub(crate) fn fuel_used(&self, fuel: u64) {
+        if let Some(t) = &self.telemetry {
+            t.fuel_used(&self.plugin, fuel);
         }
     }
 
@@ -195,6 +234,7 @@ impl Auditor {
             scope: Default::default(),
             log_budget: Some(log_budget),
             volume: self.volume.clone(),
+            telemetry: self.telemetry.clone(),
         }
     }
 
@@ -349,6 +389,11 @@ impl Auditor {
     /// Everything about recording an effect but the write: the call's
     /// caps, the plugin's volume, the warning; then the record to write.
     fn prepare(&self, effect: Effect, target: &str, decision: Outcome, reason: &str) -> Prepared {
+        if decision == Outcome::Deny {
+            if let Some(t) = &self.telemetry {
+                t.denied(effect.as_str());
+            }
+        }
         let (capability, call_id) = {
             let mut scope = self.scope();
             if self.log.is_none() && decision != Outcome::Deny {

@@ -217,6 +217,27 @@ impl Host {
             .context
             .progress
             .map(|sink| self.inner.listeners.listen(plan.call_id(), sink.clone()));
+        let span = self.inner.governance.telemetry().map(|t| {
+            t.call_started(
+                plan.context.trace,
+                &plan.capability.id,
+                &route.served().plugin.info.name,
+                plan.call_id(),
+            )
+        });
+        let result = self.admit_and_run(plan, route, input).await;
+        if let Some(span) = span {
+            end_span(span, &result);
+        }
+        result
+    }
+
+    async fn admit_and_run(
+        &self,
+        plan: &CallPlan<'_>,
+        route: &CallRoute<'_>,
+        input: Input<'_>,
+    ) -> Result<Answer> {
         let admission = match self.inner.governance.admit(plan.facts(), input) {
             Admitting::Now(admission) => admission?,
             Admitting::Waits(waits) => waits.await?,
@@ -391,4 +412,18 @@ impl KindServers {
         }
         Ok(info)
     }
+}
+
+/// Ends a call's span with its outcome, as metrics and traces name it.
+fn end_span<T>(span: crate::telemetry::CallSpan<'_>, result: &Result<T>) {
+    let Err(e) = result else {
+        return span.end("ok", None);
+    };
+    let (outcome, limit) = match e {
+        Error::Denied { .. } | Error::RateLimited { .. } | Error::Busy { .. } => ("deny", None),
+        Error::LimitExceeded { limit, .. } => ("limit", Some(limit.as_str())),
+        Error::Trap { .. } => ("trap", None),
+        _ => ("error", None),
+    };
+    span.end(outcome, Some((e.to_string(), limit)));
 }

@@ -107,7 +107,56 @@ impl Host {
             }),
         };
         host.start_background(sweep_every);
+        host.observe();
         Ok(host)
+    }
+
+    /// The host's gauges (`[telemetry]` on): instances by plugin and
+    /// state, and the audit writer's queue. They hold the host weakly.
+    fn observe(&self) {
+        let Some(telemetry) = self.telemetry() else {
+            return;
+        };
+        let inner = Arc::downgrade(&self.inner);
+        telemetry.gauge(
+            "warden.instances",
+            "Plugin instances, by plugin and state (busy in a call, idle in the pool)",
+            "{instance}",
+            move || {
+                let Some(inner) = inner.upgrade() else {
+                    return Vec::new();
+                };
+                inner
+                    .plugins
+                    .iter()
+                    .flat_map(|p| {
+                        let (busy, idle) = p.instances();
+                        let of = |state: &'static str| {
+                            vec![
+                                opentelemetry::KeyValue::new("warden.plugin", p.info.name.clone()),
+                                opentelemetry::KeyValue::new("warden.state", state),
+                            ]
+                        };
+                        [(busy, of("busy")), (idle, of("idle"))]
+                    })
+                    .collect()
+            },
+        );
+        let Some(audit) = self.inner.governance.audit() else {
+            return;
+        };
+        let audit = Arc::downgrade(audit);
+        telemetry.gauge(
+            "warden.audit.queue",
+            "Audit records waiting for the writer",
+            "{record}",
+            move || {
+                audit
+                    .upgrade()
+                    .map(|log| vec![(log.queued() as u64, Vec::new())])
+                    .unwrap_or_default()
+            },
+        );
     }
 }
 
@@ -242,7 +291,13 @@ fn open_governance(config: &Config) -> Result<Governance> {
             bytes: crate::audit::DEFAULT_BYTES_PER_MINUTE,
         },
     );
-    Ok(Governance::new(config.policy.clone(), audit_log, volume))
+    let telemetry = match &config.telemetry {
+        None => None,
+        Some(t) => Some(Arc::new(
+            crate::telemetry::Telemetry::start(t).map_err(|e| Error::Config(e.to_string()))?,
+        )),
+    };
+    Ok(Governance::new(config.policy.clone(), audit_log, volume).with_telemetry(telemetry))
 }
 
 impl Config {
@@ -563,7 +618,8 @@ async fn load_plugin(
         plugin_name.clone(),
         Arc::from(info.digest.as_str()),
         governance.volume_limits(),
-    );
+    )
+    .with_telemetry(governance.telemetry().cloned());
     let sandbox = SandboxSpec {
         plugin: plugin_name,
         egress,

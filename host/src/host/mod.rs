@@ -111,6 +111,9 @@ pub struct CallContext<'a> {
     /// Who is calling, for `[[policy.rules]]` that name `principals` or
     /// `scopes`: an authenticated identity, never text the caller picks.
     pub identity: crate::Identity<'a>,
+    /// The trace the call belongs to (`[telemetry]`): its span is a child
+    /// of this context (an MCP request's, say); a root without it.
+    pub trace: Option<&'a crate::telemetry::Context>,
 }
 
 /// How long [`Host::shutdown`] waits for plugins to close their sessions
@@ -322,6 +325,16 @@ impl Host {
                 tracing::error!("{e}");
             }
         }
+        if let Some(telemetry) = self.inner.governance.telemetry().cloned() {
+            // Blocks until the last spans and metrics are exported.
+            let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+        }
+    }
+
+    /// Traces and metrics (`[telemetry]`), when on: for an embedder's own
+    /// spans and instruments (`warden serve`'s MCP requests).
+    pub fn telemetry(&self) -> Option<&Arc<crate::telemetry::Telemetry>> {
+        self.inner.governance.telemetry()
     }
 
     /// Like [`call`](Self::call), with typed input and output.

@@ -140,6 +140,14 @@ impl LoadedPlugin {
     pub(crate) fn close_volume(&self) {
         self.sandbox.auditor.close_volume();
     }
+
+    /// Instances in calls now, and idle in the pool.
+    pub(crate) fn instances(&self) -> (u64, u64) {
+        let busy =
+            (self.info.max_instances as usize).saturating_sub(self.permits.available_permits());
+        let idle = self.idle.lock().map(|i| i.len()).unwrap_or(0);
+        (busy as u64, idle as u64)
+    }
 }
 
 impl LoadedPlugin {
@@ -529,6 +537,9 @@ impl LoadedPlugin {
             )
             .await;
         let result = self.settle(&warm.store, capability, r);
+        let left = warm.store.get_fuel().unwrap_or(0);
+        let auditor = &warm.store.data().auditor;
+        auditor.fuel_used(self.limits().fuel.saturating_sub(left));
         let flooded = warm.store.data().end_call(capability);
         let outcome = match result {
             // A trap or a limit: this instance is never entered again.

@@ -175,7 +175,13 @@ impl Resolver {
             if !recorded.done().await {
                 return Err(ErrorCode::AccessDenied);
             }
+            let span = self.auditor.lookup_span(&host);
             let found = self.egress.resolve(&host, self.timeout).await;
+            if let (Some(span), Err(Refusal::Failed(_, why) | Refusal::Denied(why))) =
+                (&span, &found)
+            {
+                span.failed(why);
+            }
             let all = match found {
                 Ok(all) => all,
                 Err(Refusal::Failed(wasmtime_wasi_http::Error::DnsTimeout, reason)) => {

@@ -152,6 +152,11 @@ pub(super) async fn post(
         back: None,
         notify: None,
         task_progress: None,
+        trace_parent: shared
+            .host()
+            .telemetry()
+            .map(|t| t.parent(None, Some(&headers))),
+        request_id: crate::protocol::id_text(&id),
     };
     let request = Rpc {
         id,

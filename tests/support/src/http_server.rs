@@ -274,6 +274,9 @@ fn reply(seen: &Seen, shared: &Shared) -> Reply {
             status = p[8..].parse().unwrap_or(500);
             Vec::new()
         }
+        // An OTLP/HTTP collector that takes everything (for benchmarks):
+        // an empty Export*ServiceResponse.
+        p if p == "/v1/traces" || p == "/v1/metrics" => Vec::new(),
         _ => {
             status = 404;
             b"not found".to_vec()

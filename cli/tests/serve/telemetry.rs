@@ -1,0 +1,290 @@
+//! `[telemetry]`: `warden serve` exporting OTLP to a receiver built on the
+//! official `opentelemetry-proto` definitions (`tests/serve/otlp_receiver.py`),
+//! over HTTP/protobuf and gRPC. One trace runs from the client's
+//! `traceparent` (in `params._meta`, or the HTTP header) through the MCP
+//! request's span and the capability call's span to its egress request,
+//! whose `traceparent` the upstream server receives; the metrics arrive
+//! with their names.
+
+use super::util::{modern, python, repo, Serve};
+use serde_json::{json, Value};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use warden_test_support::components::component;
+use warden_test_support::http_server::TestServer;
+
+/// The receiver, writing what it gets to a file, one JSON object a line.
+struct Receiver {
+    child: Child,
+    out: PathBuf,
+    http: u16,
+    grpc: u16,
+}
+
+impl Receiver {
+    fn start(dir: &Path) -> Receiver {
+        let out = dir.join("otlp.jsonl");
+        let mut child = Command::new(python())
+            .arg(repo().join("tests/serve/otlp_receiver.py"))
+            .arg("--out")
+            .arg(&out)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(warden_test_support::peer_stderr())
+            .spawn()
+            .expect("starting the OTLP receiver (cargo xtask test makes .venv)");
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut first)
+            .expect("the receiver's ports");
+        let port = |key: &str| -> u16 {
+            first
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| panic!("no {key} in {first:?}"))
+        };
+        Receiver {
+            http: port("http="),
+            grpc: port("grpc="),
+            out,
+            child,
+        }
+    }
+
+    fn records(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits until `found` holds for what arrived.
+    fn wait(&self, what: &str, found: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let records = self.records();
+            if found(&records) {
+                return records;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} within 60 s; received: {}",
+                records
+                    .iter()
+                    .map(|r| format!("{} {}", r["signal"], r["name"]))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(dir: &Path, endpoint: &str, protocol: &str, upstream: &TestServer) -> String {
+    format!(
+        r#"
+[plugins.hostile]
+component = "{hostile}"
+grants = {{ network = ["http://127.0.0.1:{port}"] }}
+
+[[policy.rules]]
+capability = "hostile.count"
+decision = "deny"
+reason = "not in this test"
+
+[audit]
+path = "{audit}"
+
+[telemetry]
+otlp-endpoint = "{endpoint}"
+protocol = "{protocol}"
+service-name = "warden-test"
+metrics-interval-ms = 300
+"#,
+        hostile = component("hostile").display(),
+        port = upstream.port,
+        audit = dir.join("audit.jsonl").display(),
+    )
+}
+
+fn span<'a>(records: &'a [Value], name: &str) -> Option<&'a Value> {
+    records
+        .iter()
+        .find(|r| r["signal"] == "span" && r["name"] == name)
+}
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CLIENT_SPAN: &str = "00f067aa0ba902b7";
+
+/// One call with the client's `traceparent` in `_meta`; the trace's spans,
+/// parent to child, and the `traceparent` the upstream got.
+fn traced_call(serve: &Serve, receiver: &Receiver, upstream: &TestServer) {
+    let url = upstream.url("/json");
+    let traceparent = format!("00-{TRACE}-{CLIENT_SPAN}-01");
+    let (status, answer) = modern(
+        serve.port,
+        7,
+        "tools/call",
+        json!({"name": "hostile.http", "arguments": {"arg": url},
+               "_meta": {"traceparent": traceparent}}),
+        &[],
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_ne!(answer["result"]["isError"], true, "{answer}");
+    let records = receiver.wait("the call's three spans", |r| {
+        span(r, "tools/call hostile.http").is_some()
+            && span(r, "execute_tool hostile.http").is_some()
+            && span(r, "GET").is_some()
+    });
+    let server = span(&records, "tools/call hostile.http").unwrap();
+    let call = span(&records, "execute_tool hostile.http").unwrap();
+    let egress = span(&records, "GET").unwrap();
+    for s in [server, call, egress] {
+        assert_eq!(s["trace_id"], TRACE, "one trace: {s}");
+        assert_eq!(s["resource"]["service.name"], "warden-test");
+    }
+    assert_eq!(
+        server["parent_span_id"], CLIENT_SPAN,
+        "the client's span is the parent"
+    );
+    assert_eq!(server["kind"], "SPAN_KIND_SERVER");
+    assert_eq!(server["attributes"]["mcp.method.name"], "tools/call");
+    assert_eq!(server["attributes"]["gen_ai.tool.name"], "hostile.http");
+    assert_eq!(server["attributes"]["mcp.protocol.version"], "2026-07-28");
+    assert_eq!(server["attributes"]["jsonrpc.request.id"], "7");
+    assert_eq!(call["parent_span_id"], server["span_id"]);
+    assert_eq!(call["attributes"]["gen_ai.operation.name"], "execute_tool");
+    assert_eq!(egress["parent_span_id"], call["span_id"]);
+    assert_eq!(egress["kind"], "SPAN_KIND_CLIENT");
+    assert_eq!(egress["attributes"]["http.response.status_code"], 200);
+    // The upstream saw the egress span as its parent.
+    let seen = upstream.seen();
+    let sent = seen
+        .iter()
+        .find_map(|s| {
+            s.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("traceparent"))
+                .map(|(_, v)| v.clone())
+        })
+        .expect("the request carried a traceparent");
+    assert_eq!(
+        sent,
+        format!("00-{TRACE}-{}-01", egress["span_id"].as_str().unwrap())
+    );
+}
+
+#[test]
+fn one_trace_from_the_client_through_the_call_to_its_egress_and_the_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(dir.path());
+    let upstream = TestServer::start();
+    let endpoint = format!("http://127.0.0.1:{}", receiver.http);
+    let serve = Serve::start(
+        dir.path(),
+        &config(dir.path(), &endpoint, "http/protobuf", &upstream),
+        &[],
+    );
+    traced_call(&serve, &receiver, &upstream);
+
+    // The HTTP header names the parent when `_meta` does not; a plugin's
+    // own traceparent never leaves.
+    let other = "0af7651916cd43dd8448eb211c80319c";
+    let header = format!("00-{other}-b7ad6b7169203331-01");
+    let (status, answer) = modern(
+        serve.port,
+        8,
+        "tools/call",
+        json!({"name": "hostile.http-headers", "arguments": {"url": upstream.url("/json"),
+               "headers": [["traceparent", "00-11111111111111111111111111111111-2222222222222222-01"]]}}),
+        &[("traceparent", &header)],
+    );
+    assert_eq!(status, 200, "{answer}");
+    let records = receiver.wait("the header-parented trace", |r| {
+        r.iter()
+            .any(|s| s["signal"] == "span" && s["trace_id"] == other && s["name"] == "GET")
+    });
+    let server = records
+        .iter()
+        .find(|s| s["trace_id"] == other && s["kind"] == "SPAN_KIND_SERVER")
+        .expect("a server span in the header's trace");
+    assert_eq!(server["parent_span_id"], "b7ad6b7169203331");
+    let forged = upstream.seen().iter().any(|s| {
+        s.headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("traceparent") && v.contains("1111111111"))
+    });
+    assert!(!forged, "the host owns the trace headers of what leaves");
+
+    // A denied call: an error span and a denial counted.
+    let (_, answer) = modern(
+        serve.port,
+        9,
+        "tools/call",
+        json!({"name": "hostile.count", "arguments": {}}),
+        &[],
+    );
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    let metrics = [
+        "warden.calls",
+        "warden.call.duration",
+        "warden.denials",
+        "warden.fuel.used",
+        "warden.instances",
+        "warden.audit.queue",
+        "warden.mcp.sessions",
+        "mcp.server.operation.duration",
+    ];
+    let records = receiver.wait("every metric", |r| {
+        metrics
+            .iter()
+            .all(|m| r.iter().any(|p| p["signal"] == "metric" && p["name"] == *m))
+            && r.iter()
+                .any(|p| p["name"] == "warden.calls" && p["attributes"]["warden.outcome"] == "deny")
+            && span(r, "tools/call hostile.count").is_some()
+    });
+    let denied = records
+        .iter()
+        .find(|p| p["name"] == "warden.denials" && p["attributes"]["warden.effect"] == "call")
+        .expect("the denied call counted");
+    assert!(denied["value"].as_i64().unwrap_or(0) >= 1, "{denied}");
+    let duration = records
+        .iter()
+        .find(|p| p["name"] == "mcp.server.operation.duration")
+        .unwrap();
+    assert_eq!(duration["unit"], "s");
+    assert_eq!(duration["bounds"][0], 0.01, "MCP's buckets: {duration}");
+    let failed = span(&records, "tools/call hostile.count").expect("the denied call's span");
+    assert_eq!(failed["attributes"]["error.type"], "tool_error");
+    assert_eq!(failed["status"], "STATUS_CODE_ERROR");
+}
+
+#[test]
+fn over_grpc_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(dir.path());
+    let upstream = TestServer::start();
+    let endpoint = format!("http://127.0.0.1:{}", receiver.grpc);
+    let serve = Serve::start(
+        dir.path(),
+        &config(dir.path(), &endpoint, "grpc", &upstream),
+        &[],
+    );
+    traced_call(&serve, &receiver, &upstream);
+    let records = receiver.wait("metrics over gRPC", |r| {
+        r.iter()
+            .any(|p| p["signal"] == "metric" && p["name"] == "warden.calls")
+    });
+    assert!(records.iter().all(|r| r["transport"] == "grpc"));
+}

@@ -1,0 +1,576 @@
+//! `[telemetry]`: traces and metrics over OTLP (HTTP/protobuf or gRPC),
+//! with the maintained `opentelemetry` crates. Off by default: without the
+//! section there is no [`Telemetry`], and every hook is one `None` check.
+//!
+//! Spans: `warden serve` opens one per MCP request (kind server, named and
+//! attributed as the MCP semantic conventions say, its parent the client's
+//! `traceparent` from `params._meta` or the HTTP header); each capability
+//! call is a child (`execute_tool <capability>`), and each of its egress
+//! requests and name lookups a child of the call. The call's context is
+//! found by call id ([`Telemetry::call_context`]), so that the code that
+//! performs an effect needs no new parameter. Egress requests carry the
+//! call's `traceparent` (unless `propagate = false`); the host sets it,
+//! whatever the plugin wrote.
+//!
+//! Metrics: calls by capability and outcome, call duration, denials by
+//! effect, limit hits, fuel used, instances, the audit queue, and MCP's
+//! `mcp.server.operation.duration` (see [`Instruments`]).
+
+mod export;
+
+use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
+use opentelemetry::trace::{
+    SpanKind, Status, TraceContextExt as _, Tracer as _, TracerProvider as _,
+};
+use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub use opentelemetry::Context;
+
+/// Default `[telemetry] metrics-interval-ms`.
+pub const DEFAULT_METRICS_INTERVAL_MS: u64 = 10_000;
+/// Default `[telemetry] timeout-ms`.
+pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+/// Calls followed at once (their contexts kept for their effects' spans);
+/// past it, a call's effects get no spans of their own.
+const MAX_FOLLOWED: usize = 64 * 1024;
+/// MCP's duration buckets (seconds), from its semantic conventions.
+const MCP_BUCKETS: [f64; 14] = [
+    0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+/// `[telemetry]`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TelemetrySettings {
+    /// The OTLP collector: `http://HOST:4318` for HTTP/protobuf (the
+    /// `/v1/traces` and `/v1/metrics` paths are added), or `http://HOST:4317`
+    /// with `protocol = "grpc"`; `https://` for TLS with the public roots.
+    pub otlp_endpoint: String,
+    /// `http/protobuf` (default) or `grpc`.
+    #[serde(default)]
+    pub protocol: OtlpProtocol,
+    /// The `service.name` resource attribute (default `warden`).
+    #[serde(default)]
+    pub service_name: Option<String>,
+    /// How often metrics are exported (default 10000).
+    #[serde(default)]
+    pub metrics_interval_ms: Option<u64>,
+    /// How long one export may take (default 10000).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Send the call's `traceparent` on plugins' outbound HTTP requests
+    /// (default true); the host sets the header, whatever the plugin wrote.
+    #[serde(default)]
+    pub propagate: Option<bool>,
+}
+
+/// How OTLP is sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum OtlpProtocol {
+    /// Protobuf over HTTP POST.
+    #[default]
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    /// gRPC.
+    #[serde(rename = "grpc")]
+    Grpc,
+}
+
+/// Why telemetry could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// The exporter could not be built (a bad endpoint, say).
+    #[error("[telemetry]: {0}")]
+    Exporter(String),
+}
+
+/// The host's instruments.
+struct Instruments {
+    calls: Counter<u64>,
+    call_duration: Histogram<f64>,
+    denials: Counter<u64>,
+    limits: Counter<u64>,
+    fuel: Counter<u64>,
+    operation_duration: Histogram<f64>,
+}
+
+impl Instruments {
+    fn new(meter: &Meter) -> Instruments {
+        Instruments {
+            calls: meter
+                .u64_counter("warden.calls")
+                .with_description("Capability calls, by capability and outcome")
+                .with_unit("{call}")
+                .build(),
+            call_duration: meter
+                .f64_histogram("warden.call.duration")
+                .with_description("Capability call duration, admission to end")
+                .with_unit("s")
+                .with_boundaries(MCP_BUCKETS.to_vec())
+                .build(),
+            denials: meter
+                .u64_counter("warden.denials")
+                .with_description("Decisions that refused an effect or a call, by effect")
+                .with_unit("{denial}")
+                .build(),
+            limits: meter
+                .u64_counter("warden.limit.hits")
+                .with_description("Calls stopped by a plugin limit, by limit")
+                .with_unit("{call}")
+                .build(),
+            fuel: meter
+                .u64_counter("warden.fuel.used")
+                .with_description("Fuel the plugins' calls used")
+                .with_unit("{fuel}")
+                .build(),
+            operation_duration: meter
+                .f64_histogram("mcp.server.operation.duration")
+                .with_description(
+                    "MCP request or notification duration as observed on the receiver from \
+                     the time it was received until the result or ack is sent.",
+                )
+                .with_unit("s")
+                .with_boundaries(MCP_BUCKETS.to_vec())
+                .build(),
+        }
+    }
+}
+
+/// Traces and metrics of one host (no global state: each host has its own
+/// providers).
+pub struct Telemetry {
+    tracers: SdkTracerProvider,
+    meters: opentelemetry_sdk::metrics::SdkMeterProvider,
+    tracer: SdkTracer,
+    meter: Meter,
+    propagator: TraceContextPropagator,
+    instruments: Instruments,
+    propagate: bool,
+    /// The calls running now and their spans' contexts.
+    followed: Mutex<HashMap<Box<str>, Context>>,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry").finish_non_exhaustive()
+    }
+}
+
+impl Telemetry {
+    /// Starts the exporters of `settings`. Called within a tokio runtime,
+    /// which sends the exports.
+    pub fn start(settings: &TelemetrySettings) -> Result<Telemetry, TelemetryError> {
+        let (tracers, meters) = export::providers(settings)?;
+        let scope = InstrumentationScope::builder("warden")
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .build();
+        let tracer = tracers.tracer_with_scope(scope.clone());
+        let meter = meters.meter_with_scope(scope);
+        let instruments = Instruments::new(&meter);
+        tracing::info!(endpoint = %settings.otlp_endpoint, "telemetry: exporting traces and metrics over OTLP");
+        Ok(Telemetry {
+            tracers,
+            meters,
+            tracer,
+            meter,
+            propagator: TraceContextPropagator::new(),
+            instruments,
+            propagate: settings.propagate.unwrap_or(true),
+            followed: Mutex::default(),
+        })
+    }
+
+    /// The meter, for instruments of the embedder's own (`warden serve`'s
+    /// sessions, say).
+    pub fn meter(&self) -> &Meter {
+        &self.meter
+    }
+
+    /// An observable gauge read at each export: `read` gives the values
+    /// with their attributes.
+    pub fn gauge(
+        &self,
+        name: &'static str,
+        description: &'static str,
+        unit: &'static str,
+        read: impl Fn() -> Vec<(u64, Vec<KeyValue>)> + Send + Sync + 'static,
+    ) {
+        self.meter
+            .u64_observable_gauge(name)
+            .with_description(description)
+            .with_unit(unit)
+            .with_callback(move |observer| {
+                for (value, attributes) in read() {
+                    observer.observe(value, &attributes);
+                }
+            })
+            .build();
+    }
+
+    /// Exports what is pending and stops. Blocks: call it off the runtime's
+    /// worker threads (`spawn_blocking`).
+    pub fn shutdown(&self) {
+        let _ = self.tracers.force_flush();
+        let _ = self.tracers.shutdown_with_timeout(Duration::from_secs(5));
+        let _ = self.meters.shutdown();
+    }
+
+    /// The parent a client names: `params._meta`'s `traceparent` (and
+    /// `tracestate`) first, as MCP's conventions say, else the HTTP
+    /// request's headers. An empty context when neither holds a valid one.
+    pub fn parent(
+        &self,
+        meta: Option<&serde_json::Map<String, serde_json::Value>>,
+        headers: Option<&http::HeaderMap>,
+    ) -> Context {
+        if let Some(meta) = meta.filter(|m| m.contains_key("traceparent")) {
+            return self
+                .propagator
+                .extract_with_context(&Context::new(), &MetaExtractor(meta));
+        }
+        match headers {
+            Some(h) => self
+                .propagator
+                .extract_with_context(&Context::new(), &HeaderExtractor(h)),
+            None => Context::new(),
+        }
+    }
+
+    /// Starts an MCP server span (see [`McpSpan`]).
+    pub fn mcp_span(&self, parent: &Context, request: &McpRequest<'_>) -> McpSpan<'_> {
+        let name = match request.target {
+            Some(t) => format!("{} {t}", request.method),
+            None => request.method.to_string(),
+        };
+        let mut attributes = vec![
+            KeyValue::new("mcp.method.name", request.method.to_string()),
+            KeyValue::new("network.transport", request.transport),
+        ];
+        if request.transport == "tcp" {
+            attributes.push(KeyValue::new("network.protocol.name", "http"));
+        }
+        if let Some(v) = request.protocol_version {
+            attributes.push(KeyValue::new("mcp.protocol.version", v.to_string()));
+        }
+        if let Some(id) = request.id {
+            attributes.push(KeyValue::new("jsonrpc.request.id", id.to_string()));
+        }
+        if let Some(s) = request.session {
+            attributes.push(KeyValue::new("mcp.session.id", s.to_string()));
+        }
+        if request.method == "tools/call" {
+            if let Some(t) = request.target {
+                attributes.push(KeyValue::new("gen_ai.tool.name", t.to_string()));
+                attributes.push(KeyValue::new("gen_ai.operation.name", "execute_tool"));
+            }
+        }
+        let span = self
+            .tracer
+            .span_builder(name)
+            .with_kind(SpanKind::Server)
+            .with_attributes(attributes)
+            .start_with_context(&self.tracer, parent);
+        McpSpan {
+            telemetry: self,
+            context: parent.with_span(span),
+            method: request.method.to_string(),
+            target: request.target.map(str::to_string),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Starts a capability call's span, a child of `parent` (or a root),
+    /// and follows the call so that its effects' spans are its children.
+    pub(crate) fn call_started(
+        &self,
+        parent: Option<&Context>,
+        capability: &str,
+        plugin: &str,
+        call_id: &str,
+    ) -> CallSpan<'_> {
+        let parent = parent.cloned().unwrap_or_default();
+        let span = self
+            .tracer
+            .span_builder(format!("execute_tool {capability}"))
+            .with_kind(SpanKind::Internal)
+            .with_attributes([
+                KeyValue::new("gen_ai.operation.name", "execute_tool"),
+                KeyValue::new("gen_ai.tool.name", capability.to_string()),
+                KeyValue::new("gen_ai.tool.call.id", call_id.to_string()),
+                KeyValue::new("warden.plugin", plugin.to_string()),
+            ])
+            .start_with_context(&self.tracer, &parent);
+        let context = parent.with_span(span);
+        let mut followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
+        if followed.len() < MAX_FOLLOWED {
+            followed.insert(call_id.into(), context.clone());
+        }
+        drop(followed);
+        CallSpan {
+            telemetry: self,
+            context,
+            call_id: call_id.into(),
+            capability: capability.into(),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// The span context of the call `call_id`, while it runs.
+    pub(crate) fn call_context(&self, call_id: &str) -> Option<Context> {
+        self.followed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(call_id)
+            .cloned()
+    }
+
+    /// Starts a client span for an outbound request of the call `call_id`
+    /// ([`EffectSpan::inject`] sets its `traceparent` on the request).
+    pub(crate) fn egress_started(
+        &self,
+        call_id: &str,
+        method: &str,
+        url: &str,
+        (host, port): (&str, u16),
+    ) -> Option<EffectSpan> {
+        let parent = self.call_context(call_id)?;
+        let span = self
+            .tracer
+            .span_builder(method.to_string())
+            .with_kind(SpanKind::Client)
+            .with_attributes([
+                KeyValue::new("http.request.method", method.to_string()),
+                KeyValue::new("url.full", url.to_string()),
+                KeyValue::new("server.address", host.to_string()),
+                KeyValue::new("server.port", i64::from(port)),
+            ])
+            .start_with_context(&self.tracer, &parent);
+        Some(EffectSpan {
+            context: parent.with_span(span),
+            propagate: self.propagate,
+        })
+    }
+
+    /// Starts a client span for a name lookup of the call `call_id`.
+    pub(crate) fn lookup_started(&self, call_id: &str, name: &str) -> Option<EffectSpan> {
+        let parent = self.call_context(call_id)?;
+        let span = self
+            .tracer
+            .span_builder(format!("lookup {name}"))
+            .with_kind(SpanKind::Client)
+            .with_attributes([KeyValue::new("dns.question.name", name.to_string())])
+            .start_with_context(&self.tracer, &parent);
+        Some(EffectSpan {
+            context: parent.with_span(span),
+            propagate: false,
+        })
+    }
+
+    /// Counts a refused effect (`effect` as audit records name it).
+    pub(crate) fn denied(&self, effect: &'static str) {
+        self.instruments
+            .denials
+            .add(1, &[KeyValue::new("warden.effect", effect)]);
+    }
+
+    /// Counts fuel a call of `plugin` used.
+    pub(crate) fn fuel_used(&self, plugin: &str, fuel: u64) {
+        self.instruments
+            .fuel
+            .add(fuel, &[KeyValue::new("warden.plugin", plugin.to_string())]);
+    }
+}
+
+/// What an MCP request's span is made from.
+pub struct McpRequest<'a> {
+    /// `mcp.method.name`.
+    pub method: &'a str,
+    /// The tool or prompt named, for the span's name.
+    pub target: Option<&'a str>,
+    /// The JSON-RPC id (absent for notifications).
+    pub id: Option<&'a str>,
+    /// `mcp.session.id` (2025-11-25 sessions).
+    pub session: Option<&'a str>,
+    /// `mcp.protocol.version`.
+    pub protocol_version: Option<&'a str>,
+    /// `tcp` (HTTP) or `pipe` (stdio).
+    pub transport: &'static str,
+}
+
+/// An MCP request's server span; [`end`](Self::end) it with the outcome
+/// (dropped, it ends as it is).
+pub struct McpSpan<'a> {
+    telemetry: &'a Telemetry,
+    context: Context,
+    method: String,
+    target: Option<String>,
+    started: std::time::Instant,
+}
+
+impl McpSpan<'_> {
+    /// The context calls made for this request are children of.
+    pub fn context(&self) -> &Context {
+        &self.context
+    }
+
+    /// Ends the span: `error` is a JSON-RPC error code and message, or
+    /// `tool_error` for a tool result with `isError`.
+    pub fn end(self, error: Option<(&str, &str)>) {
+        let span = self.context.span();
+        let mut attributes = vec![KeyValue::new("mcp.method.name", self.method.clone())];
+        if let (Some(t), "tools/call") = (&self.target, self.method.as_str()) {
+            attributes.push(KeyValue::new("gen_ai.tool.name", t.clone()));
+        }
+        if let Some((code, message)) = error {
+            span.set_attribute(KeyValue::new("error.type", code.to_string()));
+            attributes.push(KeyValue::new("error.type", code.to_string()));
+            if code != "tool_error" {
+                span.set_attribute(KeyValue::new("rpc.response.status_code", code.to_string()));
+            }
+            span.set_status(Status::error(message.to_string()));
+        }
+        self.telemetry
+            .instruments
+            .operation_duration
+            .record(self.started.elapsed().as_secs_f64(), &attributes);
+        span.end();
+    }
+}
+
+/// A capability call's span, followed until it ends.
+pub(crate) struct CallSpan<'a> {
+    telemetry: &'a Telemetry,
+    context: Context,
+    call_id: Box<str>,
+    capability: Box<str>,
+    started: std::time::Instant,
+}
+
+impl CallSpan<'_> {
+    /// Ends the call's span with its outcome (`ok`, `deny`, `limit`,
+    /// `trap`, `error`), counted and timed; `limit` names the limit.
+    pub(crate) fn end(self, outcome: &'static str, error: Option<(String, Option<&'static str>)>) {
+        let t = self.telemetry;
+        let attributes = [
+            KeyValue::new("gen_ai.tool.name", self.capability.to_string()),
+            KeyValue::new("warden.outcome", outcome),
+        ];
+        t.instruments.calls.add(1, &attributes);
+        t.instruments
+            .call_duration
+            .record(self.started.elapsed().as_secs_f64(), &attributes);
+        let span = self.context.span();
+        span.set_attribute(KeyValue::new("warden.outcome", outcome));
+        if let Some((message, limit)) = error {
+            span.set_attribute(KeyValue::new("error.type", outcome));
+            span.set_status(Status::error(message));
+            if outcome == "deny" {
+                t.denied("call");
+            }
+            if let Some(limit) = limit {
+                t.instruments
+                    .limits
+                    .add(1, &[KeyValue::new("warden.limit", limit)]);
+            }
+        }
+        span.end();
+    }
+}
+
+impl Drop for CallSpan<'_> {
+    fn drop(&mut self) {
+        self.telemetry
+            .followed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&*self.call_id);
+    }
+}
+
+/// An effect's client span (an egress request, a lookup); ends when
+/// dropped.
+pub(crate) struct EffectSpan {
+    context: Context,
+    /// Whether requests carry its `traceparent`.
+    propagate: bool,
+}
+
+impl EffectSpan {
+    /// Sets the request's trace headers: this span's `traceparent` (with
+    /// propagation on), and never one the plugin wrote.
+    pub(crate) fn inject(&self, headers: &mut http::HeaderMap) {
+        headers.remove("traceparent");
+        headers.remove("tracestate");
+        if self.propagate {
+            TraceContextPropagator::new()
+                .inject_context(&self.context, &mut HeaderInjector(headers));
+        }
+    }
+
+    /// Marks it failed, `why`.
+    pub(crate) fn failed(&self, why: &str) {
+        let span = self.context.span();
+        span.set_attribute(KeyValue::new("error.type", "_OTHER"));
+        span.set_status(Status::error(why.to_string()));
+    }
+
+    /// Notes the response's status code.
+    pub(crate) fn status(&self, code: u16) {
+        let span = self.context.span();
+        span.set_attribute(KeyValue::new("http.response.status_code", i64::from(code)));
+        if code >= 500 {
+            span.set_attribute(KeyValue::new("error.type", code.to_string()));
+            span.set_status(Status::error(format!("HTTP {code}")));
+        }
+    }
+}
+
+impl Drop for EffectSpan {
+    fn drop(&mut self) {
+        self.context.span().end();
+    }
+}
+
+struct MetaExtractor<'a>(&'a serde_json::Map<String, serde_json::Value>);
+
+impl Extractor for MetaExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.as_str())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+}
+
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+struct HeaderInjector<'a>(&'a mut http::HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
