@@ -223,6 +223,36 @@ pub struct SecretSource {
     pub env: Option<String>,
     /// File holding the value, relative to the config file.
     pub file: Option<PathBuf>,
+    /// No fixed value: for each call, the caller's OAuth access token
+    /// exchanged (RFC 8693) for one scoped to an upstream audience.
+    #[serde(default)]
+    pub exchange: Option<TokenExchange>,
+}
+
+/// `[secrets.NAME] exchange`: the caller's access token exchanged at an
+/// authorization server (RFC 8693) for one meant for an upstream; the
+/// host injects it where the secret is bound, the plugin never sees it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TokenExchange {
+    /// The authorization server's token endpoint.
+    pub token_endpoint: String,
+    /// The upstream the new token is for (`audience`, and `resource` per
+    /// RFC 8707).
+    pub audience: String,
+    /// The scopes asked for, space-separated (default: none asked).
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// The host's client id at the authorization server.
+    pub client_id: String,
+    /// A secret of `[secrets]` holding the client's secret (HTTP Basic
+    /// authentication); none for a public client.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// How long one exchange may take (default 5000).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
 }
 
 /// The marketplace store (`[marketplace]`).
@@ -480,6 +510,33 @@ impl Config {
         Ok(())
     }
 
+    fn validate_exchange(&self, name: &str, x: &TokenExchange) -> Result<()> {
+        let at = format!("secrets.{name}.exchange");
+        let url = url::Url::parse(&x.token_endpoint)
+            .map_err(|e| Error::Config(format!("at `{at}.token-endpoint`: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Error::Config(format!(
+                "at `{at}.token-endpoint`: an http(s) URL"
+            )));
+        }
+        if x.audience.is_empty() || x.client_id.is_empty() {
+            return Err(Error::Config(format!(
+                "at `{at}`: `audience` and `client-id` must not be empty"
+            )));
+        }
+        if let Some(s) = &x.client_secret {
+            match self.secrets.get(s) {
+                Some(src) if src.exchange.is_none() => {}
+                _ => {
+                    return Err(Error::Config(format!(
+                    "at `{at}.client-secret`: `{s}` is not a secret with a value under [secrets]"
+                )))
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn validate_policy(&self) -> Result<()> {
         self.policy
             .validate(|name| self.plugins.contains_key(name))?;
@@ -502,11 +559,12 @@ impl Config {
                     "secret name `{name}`: use letters, digits, `_`, `-` and `.` only"
                 )));
             }
-            match (&src.env, &src.file) {
-                (Some(_), None) | (None, Some(_)) => {}
+            match (&src.env, &src.file, &src.exchange) {
+                (Some(_), None, None) | (None, Some(_), None) => {}
+                (None, None, Some(x)) => self.validate_exchange(name, x)?,
                 _ => {
                     return Err(Error::Config(format!(
-                        "at `secrets.{name}`: set exactly one of `env` or `file`"
+                        "at `secrets.{name}`: set exactly one of `env`, `file` or `exchange`"
                     )));
                 }
             }
@@ -537,6 +595,11 @@ impl Config {
             .secrets
             .get(name)
             .ok_or_else(|| Error::Config(format!("secret `{name}` is not defined")))?;
+        if src.exchange.is_some() {
+            return Err(Error::Config(format!(
+                "secret `{name}` is exchanged for each call's caller; it has no fixed value"
+            )));
+        }
         match (&src.env, &src.file) {
             (Some(var), _) => std::env::var(var).map_err(|_| {
                 Error::Config(format!(
@@ -815,6 +878,31 @@ mod tests {
             ("[host]\nresolve = { 'a.test' = 'not-an-ip' }\n", "resolve"),
         ] {
             let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text:?} -> {err}");
+        }
+    }
+
+    #[test]
+    fn an_exchange_secret_is_checked_and_has_no_fixed_value() {
+        let x = "exchange = { token-endpoint = 'https://idp/token', audience = 'https://up', client-id = 'w'";
+        let ok = parse(&format!(
+            "[secrets.C]\nenv = 'X'\n[secrets.U]\n{x}, client-secret = 'C' }}\n"
+        ))
+        .unwrap();
+        assert!(ok
+            .secret_value("U")
+            .unwrap_err()
+            .to_string()
+            .contains("no fixed value"));
+        for (text, needle) in [
+            (format!("[secrets.U]\nenv = 'X'\n{x} }}\n"), "exactly one of `env`, `file` or `exchange`"),
+            (format!("[secrets.U]\n{x}, client-secret = 'NONE' }}\n"), "is not a secret with a value"),
+            (format!("[secrets.U]\n{x}, client-secret = 'U' }}\n"), "is not a secret with a value"),
+            ("[secrets.U]\nexchange = { token-endpoint = 'ftp://idp', audience = 'a', client-id = 'w' }\n".into(), "an http(s) URL"),
+            ("[secrets.U]\nexchange = { token-endpoint = 'https://idp', audience = '', client-id = 'w' }\n".into(), "must not be empty"),
+            ("[secrets.U]\nexchange = { token-endpoint = 'https://idp', audience = 'a', client-id = 'w', extra = 1 }\n".into(), "unknown key `extra`"),
+        ] {
+            let err = parse(&text).unwrap_err().to_string();
             assert!(err.contains(needle), "{text:?} -> {err}");
         }
     }

@@ -40,6 +40,9 @@ pub(crate) struct Caller {
     pub trace_parent: Option<warden::telemetry::Context>,
     /// The JSON-RPC id of the request, as spans name it.
     pub request_id: Option<String>,
+    /// The OAuth access token the request came with: exchanged for
+    /// upstream tokens where a secret says so, never forwarded.
+    pub access_token: Option<String>,
 }
 
 impl Caller {
@@ -358,6 +361,7 @@ impl Shared {
             progress: progress.as_ref(),
             identity: caller.identity(),
             trace,
+            subject_token: caller.access_token.as_deref(),
         };
         let plan = host
             .plan(name, &context)

@@ -217,6 +217,7 @@ impl Client {
             notify: Some(Sink::Lines(self.tx.clone())),
             task_progress: None,
             trace_parent: None,
+            access_token: None,
             request_id: crate::protocol::id_text(&id),
         };
         let (shared, tx, id2) = (self.shared.clone(), self.tx.clone(), id.clone());

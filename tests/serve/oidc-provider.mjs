@@ -6,16 +6,27 @@
 //   GET  /__rotate?sign=KID&publish=KID,KID   which key signs, which are published
 //   POST /__mint {claims, kid?, alg?, unpublished?}   a token signed by the provider's key
 //        (alg "HS256" uses the published public JWK's JSON as the HMAC secret)
-// Usage: node oidc-provider.mjs --port 0 --resource URL [--scopes "a b"]
+//   GET  /__exchanges                          how many token exchanges were granted
+// Token exchange (RFC 8693), registered with the provider's own
+// `registerGrantType`: the client `warden-exchange` (secret
+// `exchange-secret`, HTTP Basic) trades an access token for this resource
+// (verified against the provider's keys) for one whose `aud` is --upstream,
+// same `sub`, `act.sub` the client; a subject token with `no_exchange`
+// is refused (invalid_grant).
+// Usage: node oidc-provider.mjs --port 0 --resource URL [--upstream URL] [--scopes "a b"]
 // Prints `PORT <n>` once listening; exits when stdin closes.
 import Provider, { errors } from 'oidc-provider';
-import { generateKeyPair, exportJWK, SignJWT } from 'jose';
+import { generateKeyPair, exportJWK, importJWK, jwtVerify, SignJWT } from 'jose';
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => {
   if (a.startsWith('--')) acc.push([a.slice(2), all[i + 1]]);
   return acc;
 }, []));
 const RESOURCE = args.resource;
+const UPSTREAM = args.upstream;
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
+let exchanges = 0;
 const SCOPES = (args.scopes ?? 'mcp:tools').split(' ');
 
 const keys = {};
@@ -40,6 +51,10 @@ const provider = new Provider(issuer, {
   scopes: ['openid', 'offline_access', ...SCOPES],
   pkce: { required: () => true },
   findAccount: async (ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
+  clients: [{
+    client_id: 'warden-exchange', client_secret: 'exchange-secret',
+    grant_types: [TOKEN_EXCHANGE], redirect_uris: [], response_types: [],
+  }],
   features: {
     devInteractions: { enabled: false },
     registration: { enabled: true },
@@ -49,7 +64,7 @@ const provider = new Provider(issuer, {
       defaultResource: async () => RESOURCE,
       useGrantedResource: async () => true,
       getResourceServerInfo: async (ctx, indicator) => {
-        if (indicator !== RESOURCE) throw new errors.InvalidTarget();
+        if (indicator !== RESOURCE && indicator !== UPSTREAM) throw new errors.InvalidTarget();
         return { scope: SCOPES.join(' '), accessTokenFormat: 'jwt', accessTokenTTL: 300,
                  jwt: { sign: { alg: 'RS256', kid: signKid } } };
       },
@@ -57,6 +72,29 @@ const provider = new Provider(issuer, {
   },
 });
 provider.proxy = false;
+
+provider.registerGrantType(TOKEN_EXCHANGE, async (ctx) => {
+  const p = ctx.oidc.params;
+  if (p.subject_token_type !== ACCESS_TOKEN) throw new errors.InvalidRequest('subject_token_type must be an access token');
+  let subject;
+  try {
+    ({ payload: subject } = await jwtVerify(p.subject_token,
+      async (header) => importJWK(publicJwk(header.kid), 'RS256'),
+      { issuer, audience: RESOURCE, algorithms: ['RS256'] }));
+  } catch (e) {
+    throw new errors.InvalidGrant(`subject_token: ${e.message}`);
+  }
+  if (subject.no_exchange) throw new errors.InvalidGrant('this subject may not be exchanged');
+  const audience = p.audience ?? p.resource;
+  if (!UPSTREAM || audience !== UPSTREAM) throw new errors.InvalidTarget();
+  exchanges += 1;
+  const now = Math.floor(Date.now() / 1000);
+  const claims = { iss: issuer, aud: audience, sub: subject.sub, iat: now, exp: now + 300,
+                   scope: p.scope ?? '', act: { sub: ctx.oidc.client.clientId } };
+  const token = await new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: signKid, typ: 'at+jwt' })
+    .sign(privateKeys[signKid]);
+  ctx.body = { access_token: token, issued_token_type: ACCESS_TOKEN, token_type: 'Bearer', expires_in: 300 };
+}, ['subject_token', 'subject_token_type', 'requested_token_type', 'audience', 'resource', 'scope'], ['audience', 'resource']);
 
 async function body(req) {
   let text = '';
@@ -69,6 +107,10 @@ provider.use(async (ctx, next) => {
     signKid = ctx.query.sign;
     published = String(ctx.query.publish).split(',');
     ctx.body = { sign: signKid, published };
+    return;
+  }
+  if (ctx.path === '/__exchanges') {
+    ctx.body = { exchanges };
     return;
   }
   if (ctx.path === '/__mint' && ctx.method === 'POST') {

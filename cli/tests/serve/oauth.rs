@@ -5,7 +5,8 @@
 //! with PKCE and the resource indicator, and calls a tool; tokens the
 //! provider signs with the wrong claims, and tokens an attacker makes,
 //! are refused; a rotated key is fetched; a rule tells two principals
-//! apart.
+//! apart; and the caller's token is exchanged (RFC 8693) at the provider
+//! for the one an upstream sees, which the plugin never sees.
 
 use crate::components::component;
 use crate::mcp_server::McpServer;
@@ -22,9 +23,15 @@ struct AuthServer {
 
 impl AuthServer {
     fn start(resource: &str) -> AuthServer {
+        Self::start_with(resource, None)
+    }
+
+    /// With token exchange to `upstream` allowed.
+    fn start_with(resource: &str, upstream: Option<&str>) -> AuthServer {
         let mut child = Command::new("node")
             .arg(repo().join("tests/serve/oidc-provider.mjs"))
             .args(["--port", "0", "--resource", resource])
+            .args(upstream.map(|u| ["--upstream", u]).into_iter().flatten())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(warden_test_support::peer_stderr())
@@ -343,6 +350,168 @@ fn a_rule_lets_one_oauth_principal_write_and_refuses_another() {
         client.starts_with("bob (issuer ")
             && client.contains(&auth.issuer())
             && client.contains("scopes mcp:tools"),
+        "{denied}"
+    );
+}
+
+/// `tools/call` of `name` with `arguments`, as the holder of `token`.
+fn call_tool_with(port: u16, token: &str, name: &str, arguments: Value) -> Value {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": name, "arguments": arguments,
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                  "io.modelcontextprotocol/clientCapabilities": {}}}});
+    let auth = format!("Bearer {token}");
+    let (status, _, body) = http(
+        port,
+        "POST",
+        &[
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+            ("authorization", &auth),
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", name),
+        ],
+        &body.to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    message(&body)
+}
+
+/// The claims of a JWT (unverified: the test reads what the provider made).
+fn claims(jwt: &str) -> Value {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let payload = jwt.split('.').nth(1).expect("a JWT");
+    let (mut bits, mut n, mut bytes) = (0u32, 0u32, Vec::new());
+    for c in payload.bytes() {
+        let v = A.iter().position(|a| *a == c).expect("base64url") as u32;
+        bits = (bits << 6) | v;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            bytes.push((bits >> n) as u8);
+        }
+    }
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+#[test]
+fn the_callers_token_is_exchanged_for_the_upstreams_and_never_forwarded() {
+    let upstream = warden_test_support::http_server::TestServer::start();
+    let upstream_aud = format!("http://127.0.0.1:{}/", upstream.port);
+    let tmp = tempfile::tempdir().unwrap();
+    let port = McpServer::free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let auth = AuthServer::start_with(&resource, Some(&upstream_aud));
+    std::fs::write(tmp.path().join("exchange.secret"), "exchange-secret\n").unwrap();
+    let origin = format!("http://127.0.0.1:{}", upstream.port);
+    let config = format!(
+        r#"{base}
+[plugins.hostile.grants]
+network = ["{origin}"]
+secrets = [{{ name = "UPSTREAM", hosts = ["{origin}"], headers = ["authorization"] }}]
+
+[secrets.EXCHANGE_CLIENT]
+file = "exchange.secret"
+
+[secrets.UPSTREAM]
+exchange = {{ token-endpoint = "{issuer}/token", audience = "{upstream_aud}", scope = "upstream:read", client-id = "warden-exchange", client-secret = "EXCHANGE_CLIENT" }}
+
+[serve.oauth]
+issuer = "{issuer}"
+resource = "{resource}"
+scopes = ["mcp:tools"]
+"#,
+        base = base_config(tmp.path()),
+        issuer = auth.issuer(),
+    );
+    let path = tmp.path().join("warden.toml");
+    std::fs::write(&path, config).unwrap();
+    let serve = Serve::start_file(&path, &format!("127.0.0.1:{port}"), &["--no-watch"]);
+
+    let alice = auth.mint(json!({}), None, None);
+    let headers = json!([["authorization", "Bearer {{secret:UPSTREAM}}"]]);
+    let stored = call_tool_with(
+        serve.port,
+        &alice,
+        "hostile.http-headers",
+        json!({"url": upstream.url("/store"), "headers": headers}),
+    );
+    assert_ne!(stored["result"]["isError"], true, "{stored}");
+    let sent: Vec<String> = upstream
+        .seen()
+        .iter()
+        .filter_map(|s| {
+            s.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                .map(|(_, v)| v.clone())
+        })
+        .collect();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let exchanged = sent[0].strip_prefix("Bearer ").expect("a bearer token");
+    assert_ne!(exchanged, alice, "the caller's token is never forwarded");
+    let c = claims(exchanged);
+    assert_eq!(c["aud"], upstream_aud.as_str(), "{c}");
+    assert_eq!(c["sub"], "alice");
+    assert_eq!(c["act"]["sub"], "warden-exchange");
+    assert_eq!(c["scope"], "upstream:read");
+    for s in upstream.seen() {
+        let all = format!("{:?}{}", s.headers, String::from_utf8_lossy(&s.body));
+        assert!(
+            !all.contains(&alice),
+            "the caller's token reached the upstream"
+        );
+    }
+
+    // The upstream echoes what it stored, token and all: the plugin gets
+    // it cut out. A second call exchanges nothing more (the cache).
+    let loaded = call_tool_with(
+        serve.port,
+        &alice,
+        "hostile.http-headers",
+        json!({"url": upstream.url("/load"), "headers": []}),
+    );
+    let text = loaded.to_string();
+    assert!(
+        !text.contains(exchanged),
+        "the plugin saw the exchanged token: {text}"
+    );
+    assert!(text.contains("[redacted]"), "{text}");
+    let count: Value = serde_json::from_str(&auth.request("GET", "/__exchanges", "")).unwrap();
+    assert_eq!(count["exchanges"], 1, "one exchange for alice's calls");
+
+    // A refused exchange: nothing goes out with the secret, and the audit
+    // log says why.
+    let barred = auth.mint(json!({"sub": "mallory", "no_exchange": true}), None, None);
+    let before = upstream.count();
+    let refused = call_tool_with(
+        serve.port,
+        &barred,
+        "hostile.http-headers",
+        json!({"url": upstream.url("/json"), "headers": headers}),
+    );
+    assert_eq!(refused["result"]["isError"], true, "{refused}");
+    assert_eq!(
+        upstream.count(),
+        before,
+        "no request left without its token"
+    );
+    let denied = audit(&tmp.path().join("audit.jsonl"))
+        .into_iter()
+        .find(|r| {
+            r["effect"] == "secret"
+                && r["decision"] == "deny"
+                && r["target"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("UPSTREAM ->"))
+        })
+        .expect("the refusal is audited");
+    assert!(
+        denied["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("/token was refused (invalid_grant"),
         "{denied}"
     );
 }

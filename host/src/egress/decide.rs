@@ -250,7 +250,7 @@ impl EgressHooks {
         self.budget_denial(head, body)?;
         // A plugin granted secrets gets every response redacted of their
         // values: the host owns what decides the response's shape.
-        if self.egress.redaction.is_some() {
+        if self.egress.redacts() {
             if let Some(reason) = shape_denial(&head.headers) {
                 return Err(reason);
             }
@@ -327,6 +327,13 @@ impl EgressHooks {
                     },
                 );
                 let target = format!("{name} -> {method} {} ({header})", attempt.destination);
+                let found = match found {
+                    Ok(_) if self.egress.exchanges(name) => {
+                        self.egress.call_tokens.get(&self.auditor.current().1, name)
+                    }
+                    Ok(v) => Ok(v.expose().to_string()),
+                    Err(e) => Err(e),
+                };
                 match found {
                     Ok(v) => {
                         if !self.auditor.record(
@@ -337,7 +344,7 @@ impl EgressHooks {
                         ) {
                             return Err("the audit log cannot be written".to_string());
                         }
-                        Ok(v.expose().to_string())
+                        Ok(v)
                     }
                     Err(reason) => {
                         self.auditor

@@ -198,7 +198,8 @@ impl EgressHooks {
         let egress = self.egress.clone();
         Box::pin(async move {
             let exchange = planned.send(&egress, body).await?;
-            planned.respond(exchange, egress.redaction.clone())
+            let redaction = egress.redaction_for(&planned.attempt.auditor);
+            planned.respond(exchange, redaction)
         })
     }
 }

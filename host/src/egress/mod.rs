@@ -21,6 +21,7 @@
 //! timeout) for one to close, then fails with `connection-limit-reached`.
 
 use crate::governance::effect_policy::{Decision, EffectPolicy, SecretUse, SecretValue};
+use crate::governance::Auditor;
 use crate::limits::{DescriptorBudget, SocketSlot};
 use hyper::client::conn::http1::SendRequest;
 use std::collections::{BTreeMap, HashMap};
@@ -36,6 +37,7 @@ mod connect;
 mod counted;
 mod decide;
 mod dns;
+pub(crate) mod exchange;
 mod hooks;
 mod respond;
 mod secrets;
@@ -97,6 +99,10 @@ pub(crate) struct Egress {
     /// The values of every secret granted to the plugin, cut out of every
     /// response it receives, and their names; `None` without secrets.
     redaction: Option<(Arc<Redaction>, Arc<str>)>,
+    /// The secrets granted that are the caller's token exchanged
+    /// (`[secrets.NAME] exchange`), and each running call's tokens.
+    exchangers: Vec<Arc<exchange::Exchanger>>,
+    call_tokens: Arc<exchange::CallTokens>,
 }
 
 impl Egress {
@@ -123,7 +129,62 @@ impl Egress {
             tls: Arc::new(tls),
             descriptors,
             redaction,
+            exchangers: Vec::new(),
+            call_tokens: Arc::default(),
         }
+    }
+
+    /// The same, with the exchange secrets granted to the plugin.
+    pub(crate) fn with_exchangers(mut self, exchangers: Vec<Arc<exchange::Exchanger>>) -> Egress {
+        self.exchangers = exchangers;
+        self
+    }
+
+    /// Exchanges the caller's token (`subject`) for each exchange secret
+    /// granted, for call `call_id`; `None` if the plugin has none. The
+    /// tokens are forgotten when the result is dropped.
+    pub(crate) async fn exchange_for_call(
+        &self,
+        call_id: &str,
+        subject: Option<&str>,
+    ) -> Option<exchange::Exchanged> {
+        if self.exchangers.is_empty() {
+            return None;
+        }
+        Some(exchange::for_call(&self.exchangers, &self.call_tokens, call_id, subject).await)
+    }
+
+    /// Whether the plugin was granted exchange secrets.
+    pub(crate) fn has_exchangers(&self) -> bool {
+        !self.exchangers.is_empty()
+    }
+
+    /// Whether `name` is an exchange secret of this plugin.
+    fn exchanges(&self, name: &str) -> bool {
+        self.exchangers.iter().any(|x| x.name() == name)
+    }
+
+    /// Whether every response the plugin gets is redacted (it holds a
+    /// secret with a value, or one exchanged per call).
+    fn redacts(&self) -> bool {
+        self.redaction.is_some() || !self.exchangers.is_empty()
+    }
+
+    /// The redaction of a response to the call `auditor` is in: the
+    /// plugin's secrets and the call's exchanged tokens.
+    fn redaction_for(&self, auditor: &Auditor) -> Option<(Arc<Redaction>, Arc<str>)> {
+        if self.exchangers.is_empty() {
+            return self.redaction.clone();
+        }
+        let tokens = self.call_tokens.values(&auditor.current().1);
+        let granted: Vec<(&str, &SecretValue)> = self.policy.granted_secrets().collect();
+        let values = granted
+            .iter()
+            .map(|(_, v)| v.expose())
+            .chain(tokens.iter().map(String::as_str));
+        let redaction = Redaction::new(values)?;
+        let names: Vec<&str> = granted.iter().map(|(n, _)| *n).collect();
+        Some((Arc::new(redaction), names.join(", ").into()))
     }
 
     /// A call's output with the value of every secret granted to the

@@ -242,6 +242,15 @@ impl Host {
             Admitting::Now(admission) => admission?,
             Admitting::Waits(waits) => waits.await?,
         };
+        // The caller's token exchanged for the call's upstreams, kept while
+        // it runs (a plugin granted no exchange secret skips this).
+        let egress = route.served().plugin.egress();
+        let _exchanged = match egress.has_exchangers() {
+            false => None,
+            true => {
+                Box::pin(egress.exchange_for_call(plan.call_id(), plan.context.subject_token)).await
+            }
+        };
         let result = self.run_retrying(plan, route, input).await;
         let ended = admission.end(&result)?;
         if ended.pending() {

@@ -492,8 +492,11 @@ fn plugin_policy(config: &Config, name: &str, pc: &PluginConfig) -> Result<Effec
             }
             // A source that cannot be read now (an unset variable) costs
             // only the requests that would carry the secret.
+            let exchanged = config.secrets[&g.name].exchange.is_some();
             let (value, unavailable) = match config.secret_value(&g.name) {
                 Ok(v) => (v, None),
+                // Its value is had for each call (egress/exchange.rs).
+                Err(_) if exchanged => (String::new(), None),
                 Err(e) => {
                     let why = match e {
                         Error::Config(m) => m,
@@ -520,6 +523,34 @@ fn plugin_policy(config: &Config, name: &str, pc: &PluginConfig) -> Result<Effec
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(policy.with_secrets(secrets))
+}
+
+/// The exchange secrets (`[secrets.NAME] exchange`) granted to plugin
+/// `name`, each with its client secret read.
+fn exchangers(
+    config: &Config,
+    name: &str,
+    pc: &PluginConfig,
+) -> Result<Vec<Arc<crate::egress::exchange::Exchanger>>> {
+    let mut out = Vec::new();
+    for g in &pc.grants.secrets {
+        let Some(x) = config
+            .secrets
+            .get(&g.name)
+            .and_then(|s| s.exchange.as_ref())
+        else {
+            continue;
+        };
+        let client_secret = x
+            .client_secret
+            .as_ref()
+            .map(|s| config.secret_value(s))
+            .transpose()?;
+        let exchanger = crate::egress::exchange::Exchanger::new(&g.name, x, client_secret)
+            .map_err(|e| Error::load(name, format!("secret `{}`: {e}", g.name)))?;
+        out.push(Arc::new(exchanger));
+    }
+    Ok(out)
 }
 
 /// Refuses a component whose digest differs from the one
@@ -606,12 +637,15 @@ async fn load_plugin(
     };
     let plugin_name: Arc<str> = Arc::from(name);
     let descriptors = DescriptorBudget::new(info.limits.max_sockets, info.limits.max_files);
-    let egress = Arc::new(Egress::new(
-        plugin_name.clone(),
-        Arc::new(policy),
-        &runtime.naming,
-        descriptors.clone(),
-    ));
+    let egress = Arc::new(
+        Egress::new(
+            plugin_name.clone(),
+            Arc::new(policy),
+            &runtime.naming,
+            descriptors.clone(),
+        )
+        .with_exchangers(exchangers(config, name, pc)?),
+    );
     check_pinned_digest(governance, name, &path, &info.digest)?;
     let auditor = Auditor::new(
         governance.audit().cloned(),

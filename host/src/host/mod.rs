@@ -114,6 +114,10 @@ pub struct CallContext<'a> {
     /// The trace the call belongs to (`[telemetry]`): its span is a child
     /// of this context (an MCP request's, say); a root without it.
     pub trace: Option<&'a crate::telemetry::Context>,
+    /// The caller's OAuth access token, for `[secrets.NAME] exchange`:
+    /// exchanged (RFC 8693) for a token meant for an upstream, which the
+    /// host injects at egress. Never sent anywhere else, nor recorded.
+    pub subject_token: Option<&'a str>,
 }
 
 /// How long [`Host::shutdown`] waits for plugins to close their sessions

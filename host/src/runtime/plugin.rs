@@ -141,6 +141,11 @@ impl LoadedPlugin {
         self.sandbox.auditor.close_volume();
     }
 
+    /// The plugin's egress (its policy, connections and exchanges).
+    pub(crate) fn egress(&self) -> &Arc<crate::egress::Egress> {
+        &self.sandbox.egress
+    }
+
     /// Instances in calls now, and idle in the pool.
     pub(crate) fn instances(&self) -> (u64, u64) {
         let busy =

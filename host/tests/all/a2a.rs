@@ -45,6 +45,7 @@ fn a2a_config(name: &str, agent: &A2aAgent, grant: bool, extra: Value) -> Config
         warden::config::SecretSource {
             env: Some("WARDEN_A2A_TEST_TOKEN".into()),
             file: None,
+            exchange: None,
         },
     );
     std::env::set_var("WARDEN_A2A_TEST_TOKEN", "a2a-tok-7");

@@ -89,6 +89,7 @@ async fn world() -> World {
         warden::config::SecretSource {
             env: Some("WARDEN_SUITE_TOKEN".into()),
             file: None,
+            exchange: None,
         },
     );
     std::env::set_var("WARDEN_SUITE_TOKEN", "suite-token-value");

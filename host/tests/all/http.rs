@@ -43,6 +43,7 @@ impl Setup {
             warden::config::SecretSource {
                 env: Some("WARDEN_HTTP_TEST_TOKEN".into()),
                 file: None,
+                exchange: None,
             },
         );
         std::env::set_var("WARDEN_HTTP_TEST_TOKEN", "tok-0123-very-secret");

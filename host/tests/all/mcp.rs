@@ -64,6 +64,7 @@ pub(crate) fn mcp_config(servers: &[Server], sessions: SessionSettings) -> Confi
         warden::config::SecretSource {
             env: Some("WARDEN_MCP_TEST_TOKEN".into()),
             file: None,
+            exchange: None,
         },
     );
     std::env::set_var("WARDEN_MCP_TEST_TOKEN", "mcp-tok-42");

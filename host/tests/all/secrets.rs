@@ -44,6 +44,7 @@ async fn host(server: &TestServer, dir: &Path) -> (Host, std::path::PathBuf) {
             warden::config::SecretSource {
                 env: Some(var.into()),
                 file: None,
+                exchange: None,
             },
         );
     }

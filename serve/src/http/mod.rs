@@ -270,7 +270,7 @@ async fn handle(
     let (principal, token) = match admitted {
         Admitted::Principal(p) => (p, None),
         Admitted::Bearer(token) => match bearer(&shared, &token, conn).await {
-            Ok(id) => (id.principal.clone(), Some(id)),
+            Ok(id) => (id.principal.clone(), Some((id, token))),
             Err(r) => return *r,
         },
     };

@@ -94,7 +94,8 @@ pub(super) async fn post(
     shared: Arc<Shared>,
     req: Request<Incoming>,
     principal: String,
-    token: Option<crate::oauth::TokenIdentity>,
+    // The token's identity, and the token (for `[secrets] exchange`).
+    token: Option<(crate::oauth::TokenIdentity, String)>,
     conn: &Arc<Conn>,
 ) -> Response<Body> {
     let (parts, body) = req.into_parts();
@@ -145,8 +146,12 @@ pub(super) async fn post(
         // A 2025-11-25 session's own once it is known.
         account: principal.clone(),
         principal,
-        scopes: token.as_ref().map(|t| t.scopes.clone()).unwrap_or_default(),
-        issuer: token.map(|t| t.issuer),
+        scopes: token
+            .as_ref()
+            .map(|(t, _)| t.scopes.clone())
+            .unwrap_or_default(),
+        issuer: token.as_ref().map(|(t, _)| t.issuer.clone()),
+        access_token: token.map(|(_, raw)| raw),
         transport: "http",
         session: None,
         back: None,
