@@ -17,6 +17,8 @@ pub(crate) struct Caller {
     pub principal: String,
     /// The scopes its credentials grant (none for static tokens).
     pub scopes: Vec<String>,
+    /// The groups its credentials list (none for static tokens).
+    pub groups: Vec<String>,
     /// The authorization server that vouched for it (OAuth only).
     pub issuer: Option<String>,
     /// Whose audit budget its calls spend: the principal, or its 2025-11-25
@@ -52,6 +54,7 @@ impl Caller {
         warden::Identity {
             principal: Some(&self.principal),
             scopes: &self.scopes,
+            groups: &self.groups,
         }
     }
 }
@@ -515,10 +518,16 @@ fn call_params(params: &Value) -> Result<(&str, Value), RpcError> {
 fn caller_label(caller: &Caller) -> String {
     match &caller.issuer {
         None => caller.principal.clone(),
-        Some(iss) => format!(
+        Some(iss) if caller.groups.is_empty() => format!(
             "{} (issuer {iss}; scopes {})",
             caller.principal,
             caller.scopes.join(" ")
+        ),
+        Some(iss) => format!(
+            "{} (issuer {iss}; scopes {}; groups {})",
+            caller.principal,
+            caller.scopes.join(" "),
+            caller.groups.join(" ")
         ),
     }
 }

@@ -202,6 +202,7 @@ impl Client {
         let caller = Caller {
             principal: PRINCIPAL.into(),
             scopes: Vec::new(),
+            groups: Vec::new(),
             issuer: None,
             // One client per process.
             account: PRINCIPAL.into(),

@@ -28,6 +28,10 @@ pub(crate) struct CallArgs {
     /// `scopes`.
     #[arg(long = "scope", value_name = "SCOPE")]
     scopes: Vec<String>,
+    /// A group the principal is in (repeat for more), for rules that name
+    /// `groups`.
+    #[arg(long = "group", value_name = "GROUP")]
+    groups: Vec<String>,
 }
 
 pub(crate) async fn run(args: CallArgs, config: &Path) -> anyhow::Result<()> {
@@ -37,6 +41,7 @@ pub(crate) async fn run(args: CallArgs, config: &Path) -> anyhow::Result<()> {
         session,
         principal,
         scopes,
+        groups,
     } = args;
     // A call needs only the plugins (and sources) that can serve its id.
     let host = super::ready(Host::new_for_call(super::read_config(config)?, &capability).await?);
@@ -48,6 +53,7 @@ pub(crate) async fn run(args: CallArgs, config: &Path) -> anyhow::Result<()> {
         identity: warden::Identity {
             principal: principal.as_deref(),
             scopes: &scopes,
+            groups: &groups,
         },
         ..CallContext::default()
     };

@@ -158,14 +158,20 @@ fn call_with(port: u16, token: &str) -> (u16, Vec<(String, String)>, String) {
 }
 
 fn setup(extra: &str) -> (tempfile::TempDir, AuthServer, Serve) {
+    setup_with(|_| extra.to_string())
+}
+
+/// [`setup`] with `[serve.oauth]` lines that name the provider.
+fn setup_with(extra: impl Fn(&AuthServer) -> String) -> (tempfile::TempDir, AuthServer, Serve) {
     let tmp = tempfile::tempdir().unwrap();
     let port = McpServer::free_port();
     let resource = format!("http://127.0.0.1:{port}/mcp");
     let auth = AuthServer::start(&resource);
     let config = format!(
-        "{}\n[serve.oauth]\nissuer = \"{}\"\nresource = \"{resource}\"\nscopes = [\"mcp:tools\"]\njwks-refresh-ms = 200\n{extra}",
+        "{}\n[serve.oauth]\nissuer = \"{}\"\nresource = \"{resource}\"\nscopes = [\"mcp:tools\"]\njwks-refresh-ms = 200\n{}",
         base_config(tmp.path()),
-        auth.issuer()
+        auth.issuer(),
+        extra(&auth)
     );
     let path = tmp.path().join("warden.toml");
     std::fs::write(&path, config).unwrap();
@@ -513,5 +519,117 @@ scopes = ["mcp:tools"]
             .unwrap_or("")
             .contains("/token was refused (invalid_grant"),
         "{denied}"
+    );
+}
+
+/// The audit `client` of the last call record.
+fn last_client(dir: &std::path::Path) -> String {
+    audit(&dir.join("audit.jsonl"))
+        .into_iter()
+        .rev()
+        .find(|r| r["effect"] == "call" && r["capability"] == "text.case")
+        .and_then(|r| r["client"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+#[test]
+fn principal_claim_and_leeway_are_what_the_settings_say() {
+    let (tmp, auth, serve) = setup("principal-claim = \"email\"\nleeway-s = 5\n");
+    let p = serve.port;
+    let t = now();
+    let with_email = auth.mint(json!({"email": "alice@example.com"}), None, None);
+    assert_eq!(call_with(p, &with_email).0, 200);
+    assert!(
+        last_client(tmp.path()).starts_with("alice@example.com (issuer "),
+        "{}",
+        last_client(tmp.path())
+    );
+    let (status, _, body) = call_with(p, &auth.mint(json!({}), None, None));
+    assert_eq!(status, 401, "a token without the principal claim: {body}");
+    // Within the leeway: accepted; past it: refused (the default of 60 s
+    // would take all four).
+    for (claims, expected) in [
+        (json!({"email": "a@x", "exp": t - 2, "iat": t - 100}), 200),
+        (json!({"email": "a@x", "nbf": t + 2}), 200),
+        (json!({"email": "a@x", "exp": t - 30, "iat": t - 100}), 401),
+        (json!({"email": "a@x", "nbf": t + 30}), 401),
+    ] {
+        let (status, _, body) = call_with(p, &auth.mint(claims.clone(), None, None));
+        assert_eq!(status, expected, "{claims}: {body}");
+    }
+}
+
+#[test]
+fn jwks_uri_names_the_keys_without_discovery() {
+    // A wrong jwks-uri: no key, so no token passes (the keys are
+    // unavailable, not a token fault).
+    let (_tmp, auth, serve) = setup("jwks-uri = \"http://127.0.0.1:9/keys\"\n");
+    let (status, _, body) = call_with(serve.port, &auth.mint(json!({}), None, None));
+    assert!(status == 503 || status == 401, "{status}: {body}");
+    drop(serve);
+    // The provider's own, named directly.
+    let (_tmp, auth, serve) = setup_with(|a| format!("jwks-uri = \"{}/jwks\"\n", a.issuer()));
+    assert_eq!(
+        call_with(serve.port, &auth.mint(json!({}), None, None)).0,
+        200
+    );
+}
+
+#[test]
+fn a_rule_names_groups_from_the_tokens_groups_claim() {
+    let rules = format!(
+        "groups-claim = \"roles\"\n\n[plugins.files]\ncomponent = \"{}\"\n\n[[policy.rules]]\ncapability = \"files.write\"\ngroups = [\"writers\"]\n\n[[policy.rules]]\ncapability = \"files.write\"\ndecision = \"deny\"\nreason = \"writers only\"\n",
+        component("files").display()
+    );
+    let (tmp, auth, serve) = setup(&rules);
+    let call = |claims: Value| {
+        let token = auth.mint(claims, None, None);
+        let params =
+            json!({"name": "files.write", "arguments": {"path": "/nowhere/x", "text": "x"}});
+        modern(
+            serve.port,
+            1,
+            "tools/call",
+            params,
+            &[("authorization", &format!("Bearer {token}"))],
+        )
+        .1
+        .to_string()
+    };
+    for (claims, writes) in [
+        (
+            json!({"sub": "carol", "roles": ["readers", "writers"]}),
+            true,
+        ),
+        (json!({"sub": "erin", "roles": "admins writers"}), true),
+        (
+            json!({"sub": "dave", "roles": ["readers", "writers-not"]}),
+            false,
+        ),
+        // The configured claim, not the usual one.
+        (json!({"sub": "frank", "groups": ["writers"]}), false),
+    ] {
+        let answer = call(claims.clone());
+        assert_eq!(
+            !answer.contains("writers only"),
+            writes,
+            "{claims}: {answer}"
+        );
+    }
+    let records = audit(&tmp.path().join("audit.jsonl"));
+    let carol = records
+        .iter()
+        .find(|r| {
+            r["client"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("carol "))
+        })
+        .expect("carol's call is recorded");
+    assert!(
+        carol["client"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("; groups readers writers)"),
+        "{carol}"
     );
 }

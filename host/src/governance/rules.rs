@@ -60,6 +60,11 @@ pub struct CallRule {
     /// (OAuth scopes, or those an embedder passes). Empty: any.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// Groups the caller must be in, one of them, for the rule to apply
+    /// (an OAuth token's groups claim, or those an embedder passes).
+    /// Empty: any.
+    #[serde(default)]
+    pub groups: Vec<String>,
     /// What it does. Default `allow`.
     #[serde(default)]
     pub decision: RuleDecision,
@@ -99,6 +104,8 @@ pub struct Identity<'a> {
     pub principal: Option<&'a str>,
     /// Its scopes.
     pub scopes: &'a [String],
+    /// The groups it is in.
+    pub groups: &'a [String],
 }
 
 impl CallRule {
@@ -120,7 +127,9 @@ impl CallRule {
             || caller
                 .principal
                 .is_some_and(|p| self.principals.iter().any(|g| glob(g, p)));
-        principal_ok && self.scopes.iter().all(|s| caller.scopes.contains(s))
+        let groups_ok =
+            self.groups.is_empty() || self.groups.iter().any(|g| caller.groups.contains(g));
+        principal_ok && groups_ok && self.scopes.iter().all(|s| caller.scopes.contains(s))
     }
 }
 
@@ -133,7 +142,11 @@ impl CallRules {
     /// that name is configured.
     pub(crate) fn validate(&self, plugin_exists: impl Fn(&str) -> bool) -> Result<()> {
         for (i, r) in self.rules.iter().enumerate() {
-            for (key, items) in [("principals", &r.principals), ("scopes", &r.scopes)] {
+            for (key, items) in [
+                ("principals", &r.principals),
+                ("scopes", &r.scopes),
+                ("groups", &r.groups),
+            ] {
                 if let Some(j) = items.iter().position(|p| p.trim().is_empty()) {
                     return Err(Error::Config(format!(
                         "at `policy.rules[{i}].{key}[{j}]`: must not be empty"

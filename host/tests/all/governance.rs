@@ -59,6 +59,7 @@ fn rule(capability: &str, decision: RuleDecision) -> CallRule {
         metadata: Default::default(),
         principals: Vec::new(),
         scopes: Vec::new(),
+        groups: Vec::new(),
         decision,
         calls_per_minute: None,
         reason: None,
@@ -657,7 +658,11 @@ fn policy_and_audit_config_are_strict() {
 /// Calls `hostile.echo` as `principal` holding `scopes`; whether it ran.
 async fn allowed_for(host: &Host, principal: Option<&str>, scopes: &[String]) -> bool {
     let context = warden::CallContext {
-        identity: warden::Identity { principal, scopes },
+        identity: warden::Identity {
+            principal,
+            scopes,
+            groups: &[],
+        },
         ..Default::default()
     };
     match host.call_with("hostile.echo", json!({}), &context).await {

@@ -150,6 +150,10 @@ pub(super) async fn post(
             .as_ref()
             .map(|(t, _)| t.scopes.clone())
             .unwrap_or_default(),
+        groups: token
+            .as_ref()
+            .map(|(t, _)| t.groups.clone())
+            .unwrap_or_default(),
         issuer: token.as_ref().map(|(t, _)| t.issuer.clone()),
         access_token: token.map(|(_, raw)| raw),
         transport: "http",

@@ -42,6 +42,11 @@ pub struct OAuthSettings {
     /// The claim naming the principal. Default `sub`.
     #[serde(default = "default_principal_claim")]
     pub principal_claim: String,
+    /// The claim listing the caller's groups (an array of strings, or
+    /// one space-separated string), kept with the principal for rules
+    /// that name `groups` and for the audit log. Default `groups`.
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
     /// Clock skew allowed on `exp` and `nbf`, in seconds. Default 60.
     #[serde(default = "default_leeway_s")]
     pub leeway_s: u64,
@@ -53,6 +58,9 @@ pub struct OAuthSettings {
 
 fn default_principal_claim() -> String {
     "sub".into()
+}
+fn default_groups_claim() -> String {
+    "groups".into()
 }
 fn default_leeway_s() -> u64 {
     60
@@ -148,6 +156,8 @@ pub(crate) fn scope_challenge(settings: &OAuthSettings, missing: &[String]) -> S
 pub(crate) struct TokenIdentity {
     pub principal: String,
     pub scopes: Vec<String>,
+    /// The groups its groups claim lists.
+    pub groups: Vec<String>,
     /// The issuer that signed it.
     pub issuer: String,
 }
@@ -270,14 +280,7 @@ impl Validator {
             .and_then(Value::as_str)
             .filter(|p| !p.is_empty())
             .ok_or_else(|| Rejection::Invalid(format!("no `{claim}` claim names the caller")))?;
-        let scopes: Vec<String> = match claims.get("scope").or_else(|| claims.get("scp")) {
-            Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
-            Some(Value::Array(a)) => a
-                .iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect(),
-            _ => Vec::new(),
-        };
+        let scopes = strings(claims.get("scope").or_else(|| claims.get("scp")));
         let missing: Vec<String> = self
             .settings
             .scopes
@@ -291,9 +294,26 @@ impl Validator {
         Ok(TokenIdentity {
             principal: principal.to_string(),
             scopes,
+            groups: strings(claims.get(&self.settings.groups_claim)),
             issuer: self.settings.issuer.clone(),
         })
     }
+}
+
+/// A claim that lists names: an array of strings, or one space-separated
+/// string (at most 256 names, each at most 256 bytes, others dropped).
+fn strings(claim: Option<&Value>) -> Vec<String> {
+    let names: Vec<&str> = match claim {
+        Some(Value::String(s)) => s.split_whitespace().collect(),
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    names
+        .into_iter()
+        .filter(|n| !n.is_empty() && n.len() <= 256)
+        .take(256)
+        .map(str::to_string)
+        .collect()
 }
 
 /// The one algorithm a key may verify: from its type and curve, never
