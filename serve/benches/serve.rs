@@ -51,17 +51,18 @@ impl Served {
     fn start(
         rt: &tokio::runtime::Runtime,
         audit_dir: Option<&std::path::Path>,
-        otlp: Option<String>,
+        otlp: Option<(String, f64)>,
     ) -> Served {
         let text = PluginConfig::new(components::component("text"));
         let mut config = Config::new(".").with_plugin("text", text);
-        config.telemetry = otlp.map(|endpoint| warden::telemetry::TelemetrySettings {
+        config.telemetry = otlp.map(|(endpoint, ratio)| warden::telemetry::TelemetrySettings {
             otlp_endpoint: endpoint,
             protocol: warden::telemetry::OtlpProtocol::HttpProtobuf,
             service_name: None,
             metrics_interval_ms: None,
             timeout_ms: None,
             propagate: None,
+            sample_ratio: Some(ratio),
         });
         config.audit = audit_dir.map(|dir| AuditSettings {
             path: dir.join("audit.jsonl"),
@@ -205,17 +206,16 @@ fn serve(c: &mut Criterion) {
     let audit_dir = tempfile::tempdir().unwrap();
     let audited = Served::start(&rt, Some(audit_dir.path()), None);
     let collector = warden_test_support::http_server::TestServer::start();
-    let traced = Served::start(
-        &rt,
-        None,
-        Some(format!("http://127.0.0.1:{}", collector.port)),
-    );
-    let mut rates = (Vec::new(), Vec::new(), Vec::new());
+    let otlp = format!("http://127.0.0.1:{}", collector.port);
+    let traced = Served::start(&rt, None, Some((otlp.clone(), 1.0)));
+    let sampled = Served::start(&rt, None, Some((otlp, 0.1)));
+    let mut rates = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..3 {
         for (served, what, rates) in [
             (&url, "off", &mut rates.0),
             (&audited.url, "flush", &mut rates.1),
             (&traced.url, "off, OTLP on", &mut rates.2),
+            (&sampled.url, "off, OTLP on, sample-ratio 0.1", &mut rates.3),
         ] {
             let rate = minimal_clients(&rt, served, &request, round == 0, what);
             rates.push(rate);
@@ -225,21 +225,25 @@ fn serve(c: &mut Criterion) {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let (off, flush, otlp) = (
+    let (off, flush, otlp, sampled_rate) = (
         median(&mut rates.0),
         median(&mut rates.1),
         median(&mut rates.2),
+        median(&mut rates.3),
     );
     println!(
         "{CLIENTS} minimal clients, median of 3 rounds: audit off {off:.0} calls/s, \
          audit flush {flush:.0} calls/s ({:.2} of off), OTLP export on {otlp:.0} calls/s \
-         ({:.2} of off; {} exports reached the collector)",
+         ({:.2} of off), at sample-ratio 0.1 {sampled_rate:.0} calls/s ({:.2} of off; \
+         {} exports reached the collector)",
         flush / off,
         otlp / off,
+        sampled_rate / off,
         collector.count()
     );
     rt.block_on(audited.server.shutdown());
     rt.block_on(traced.server.shutdown());
+    rt.block_on(sampled.server.shutdown());
     rt.block_on(server.shutdown());
 }
 

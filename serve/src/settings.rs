@@ -136,11 +136,19 @@ impl ServeSettings {
     /// The `[serve]` table of `config`, checked: an unknown key is named,
     /// every bound holds and each token's secret is defined.
     pub fn from_config(config: &Config) -> Result<ServeSettings> {
-        let settings = ServeSettings::deserialize(toml::Value::Table(config.serve.clone()))
+        let mut settings = ServeSettings::deserialize(toml::Value::Table(config.serve.clone()))
             .map_err(|e| Error::Config(format!("in [serve]: {}", e.message())))?;
         settings.validate(|s| config.secrets.contains_key(s))?;
-        if let Some(o) = &settings.oauth {
+        if let Some(o) = &mut settings.oauth {
             o.validate().map_err(Error::Config)?;
+            if let Some(i) = &mut o.introspection {
+                if let Some(name) = &i.client_secret {
+                    let value = config.secret_value(name).map_err(|e| {
+                        Error::Config(format!("at `serve.oauth.introspection.client-secret`: {e}"))
+                    })?;
+                    i.secret_value = Some(crate::oauth::introspect::Hidden(value));
+                }
+            }
         }
         Ok(settings)
     }

@@ -7,6 +7,8 @@
 //   POST /__mint {claims, kid?, alg?, unpublished?}   a token signed by the provider's key
 //        (alg "HS256" uses the published public JWK's JSON as the HMAC secret)
 //   GET  /__exchanges                          how many token exchanges were granted
+//   POST /__opaque {sub?, scope?, audience?}   an opaque access token, for introspection
+//        (RFC 7662 at /token/introspection; client `warden-exchange` may introspect)
 // Token exchange (RFC 8693), registered with the provider's own
 // `registerGrantType`: the client `warden-exchange` (secret
 // `exchange-secret`, HTTP Basic) trades an access token for this resource
@@ -59,6 +61,7 @@ const provider = new Provider(issuer, {
     devInteractions: { enabled: false },
     registration: { enabled: true },
     clientCredentials: { enabled: true },
+    introspection: { enabled: true },
     resourceIndicators: {
       enabled: true,
       defaultResource: async () => RESOURCE,
@@ -107,6 +110,16 @@ provider.use(async (ctx, next) => {
     signKid = ctx.query.sign;
     published = String(ctx.query.publish).split(',');
     ctx.body = { sign: signKid, published };
+    return;
+  }
+  if (ctx.path === '/__opaque' && ctx.method === 'POST') {
+    const { sub = 'alice', scope = SCOPES.join(' '), audience = RESOURCE } = await body(ctx.req);
+    const client = await provider.Client.find('warden-exchange');
+    const token = new provider.AccessToken({
+      accountId: sub, client, scope, expiresIn: 300,
+      resourceServer: { audience, scope, accessTokenFormat: 'opaque' },
+    });
+    ctx.body = await token.save();
     return;
   }
   if (ctx.path === '/__exchanges') {

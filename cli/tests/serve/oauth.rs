@@ -158,11 +158,14 @@ fn call_with(port: u16, token: &str) -> (u16, Vec<(String, String)>, String) {
 }
 
 fn setup(extra: &str) -> (tempfile::TempDir, AuthServer, Serve) {
-    setup_with(|_| extra.to_string())
+    setup_with(|_, _| extra.to_string())
 }
 
-/// [`setup`] with `[serve.oauth]` lines that name the provider.
-fn setup_with(extra: impl Fn(&AuthServer) -> String) -> (tempfile::TempDir, AuthServer, Serve) {
+/// [`setup`] with `[serve.oauth]` lines that name the provider (or files
+/// written into the directory first).
+fn setup_with(
+    extra: impl Fn(&AuthServer, &std::path::Path) -> String,
+) -> (tempfile::TempDir, AuthServer, Serve) {
     let tmp = tempfile::tempdir().unwrap();
     let port = McpServer::free_port();
     let resource = format!("http://127.0.0.1:{port}/mcp");
@@ -171,7 +174,7 @@ fn setup_with(extra: impl Fn(&AuthServer) -> String) -> (tempfile::TempDir, Auth
         "{}\n[serve.oauth]\nissuer = \"{}\"\nresource = \"{resource}\"\nscopes = [\"mcp:tools\"]\njwks-refresh-ms = 200\n{}",
         base_config(tmp.path()),
         auth.issuer(),
-        extra(&auth)
+        extra(&auth, tmp.path())
     );
     let path = tmp.path().join("warden.toml");
     std::fs::write(&path, config).unwrap();
@@ -568,7 +571,7 @@ fn jwks_uri_names_the_keys_without_discovery() {
     assert!(status == 503 || status == 401, "{status}: {body}");
     drop(serve);
     // The provider's own, named directly.
-    let (_tmp, auth, serve) = setup_with(|a| format!("jwks-uri = \"{}/jwks\"\n", a.issuer()));
+    let (_tmp, auth, serve) = setup_with(|a, _| format!("jwks-uri = \"{}/jwks\"\n", a.issuer()));
     assert_eq!(
         call_with(serve.port, &auth.mint(json!({}), None, None)).0,
         200
@@ -632,4 +635,45 @@ fn a_rule_names_groups_from_the_tokens_groups_claim() {
             .contains("; groups readers writers)"),
         "{carol}"
     );
+}
+
+#[test]
+fn opaque_tokens_are_introspected_at_the_provider() {
+    let (tmp, auth, serve) = setup_with(|a, dir| {
+        std::fs::write(dir.join("introspect.secret"), "exchange-secret\n").unwrap();
+        format!(
+            "introspection = {{ endpoint = \"{}/token/introspection\", client-id = \"warden-exchange\", client-secret = \"INTROSPECT\" }}\n\n[secrets.INTROSPECT]\nfile = \"introspect.secret\"\n",
+            a.issuer()
+        )
+    });
+    let p = serve.port;
+    let opaque = |ask: Value| auth.request("POST", "/__opaque", &ask.to_string());
+    let alice = opaque(json!({"sub": "alice"}));
+    assert!(!alice.contains('.'), "an opaque token: {alice}");
+    let (status, _, body) = call_with(p, &alice);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        last_client(tmp.path()).starts_with("alice (issuer "),
+        "{}",
+        last_client(tmp.path())
+    );
+    // Remembered: the same token again passes.
+    assert_eq!(call_with(p, &alice).0, 200);
+    for (what, token) in [
+        (
+            "meant for another resource",
+            opaque(json!({"audience": "http://127.0.0.1:1/mcp"})),
+        ),
+        (
+            "without the required scope",
+            opaque(json!({"scope": "openid"})),
+        ),
+        (
+            "unknown to the provider",
+            "Zm9yZ2VkLW9wYXF1ZS10b2tlbg".to_string(),
+        ),
+    ] {
+        let (status, _, body) = call_with(p, &token);
+        assert!(status == 401 || status == 403, "{what}: {status} {body}");
+    }
 }

@@ -91,7 +91,13 @@ impl Drop for Receiver {
     }
 }
 
-fn config(dir: &Path, endpoint: &str, protocol: &str, upstream: &TestServer) -> String {
+fn config(
+    dir: &Path,
+    endpoint: &str,
+    protocol: &str,
+    upstream: &TestServer,
+    extra: &str,
+) -> String {
     format!(
         r#"
 [plugins.hostile]
@@ -111,6 +117,7 @@ otlp-endpoint = "{endpoint}"
 protocol = "{protocol}"
 service-name = "warden-test"
 metrics-interval-ms = 300
+{extra}
 "#,
         hostile = component("hostile").display(),
         port = upstream.port,
@@ -193,7 +200,7 @@ fn one_trace_from_the_client_through_the_call_to_its_egress_and_the_metrics() {
     let endpoint = format!("http://127.0.0.1:{}", receiver.http);
     let serve = Serve::start(
         dir.path(),
-        &config(dir.path(), &endpoint, "http/protobuf", &upstream),
+        &config(dir.path(), &endpoint, "http/protobuf", &upstream, ""),
         &[],
     );
     traced_call(&serve, &receiver, &upstream);
@@ -270,21 +277,48 @@ fn one_trace_from_the_client_through_the_call_to_its_egress_and_the_metrics() {
     assert_eq!(failed["status"], "STATUS_CODE_ERROR");
 }
 
+/// Over gRPC, recording no new trace (`sample-ratio = 0.0`): a client's
+/// sampled trace is still followed, a call without one leaves no span,
+/// and its metrics arrive all the same.
 #[test]
-fn over_grpc_too() {
+fn over_grpc_too_and_sampled_as_configured() {
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start(dir.path());
     let upstream = TestServer::start();
     let endpoint = format!("http://127.0.0.1:{}", receiver.grpc);
     let serve = Serve::start(
         dir.path(),
-        &config(dir.path(), &endpoint, "grpc", &upstream),
+        &config(
+            dir.path(),
+            &endpoint,
+            "grpc",
+            &upstream,
+            "sample-ratio = 0.0",
+        ),
         &[],
     );
     traced_call(&serve, &receiver, &upstream);
-    let records = receiver.wait("metrics over gRPC", |r| {
-        r.iter()
-            .any(|p| p["signal"] == "metric" && p["name"] == "warden.calls")
+    let (status, answer) = modern(
+        serve.port,
+        11,
+        "tools/call",
+        json!({"name": "hostile.echo", "arguments": {"unsampled": true}}),
+        &[],
+    );
+    assert_eq!(status, 200, "{answer}");
+    receiver.wait("the unsampled call's metrics", |r| {
+        r.iter().any(|p| {
+            p["signal"] == "metric"
+                && p["name"] == "warden.calls"
+                && p["attributes"]["gen_ai.tool.name"] == "hostile.echo"
+        })
     });
+    // Spans wait at most a second to be exported.
+    std::thread::sleep(Duration::from_millis(1500));
+    let records = receiver.records();
+    assert!(
+        span(&records, "tools/call hostile.echo").is_none(),
+        "a new trace was recorded at sample-ratio 0"
+    );
     assert!(records.iter().all(|r| r["transport"] == "grpc"));
 }

@@ -139,7 +139,17 @@ pub(super) fn providers(
         .with_max_queue_size(SPAN_QUEUE)
         .with_scheduled_delay(SPAN_DELAY)
         .build();
+    let ratio = settings.sample_ratio.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&ratio) {
+        return Err(failed(format!(
+            "`sample-ratio` {ratio} is not between 0.0 and 1.0"
+        )));
+    }
+    let sampler = opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(
+        opentelemetry_sdk::trace::Sampler::TraceIdRatioBased(ratio),
+    ));
     let tracers = SdkTracerProvider::builder()
+        .with_sampler(sampler)
         .with_span_processor(
             BatchSpanProcessor::builder(spans)
                 .with_batch_config(batch)

@@ -46,7 +46,7 @@ const MCP_BUCKETS: [f64; 14] = [
 ];
 
 /// `[telemetry]`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TelemetrySettings {
@@ -70,6 +70,11 @@ pub struct TelemetrySettings {
     /// (default true); the host sets the header, whatever the plugin wrote.
     #[serde(default)]
     pub propagate: Option<bool>,
+    /// The share of new traces recorded, 0.0 to 1.0 (default 1.0: all). A
+    /// request whose client sent a `traceparent` follows the client's
+    /// decision (its sampled flag) whatever the ratio.
+    #[serde(default)]
+    pub sample_ratio: Option<f64>,
 }
 
 /// How OTLP is sent.

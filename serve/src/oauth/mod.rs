@@ -7,6 +7,7 @@
 //! resource (RFC 8707), `exp`/`nbf` with bounded skew, and the required
 //! scopes. The principal is a configured claim.
 
+pub(crate) mod introspect;
 mod jwks;
 mod ring;
 
@@ -54,6 +55,10 @@ pub struct OAuthSettings {
     /// Default 30 000 ms.
     #[serde(default = "default_jwks_refresh_ms")]
     pub jwks_refresh_ms: u64,
+    /// Opaque (non-JWT) tokens are checked at this introspection endpoint
+    /// (RFC 7662); without it they are refused.
+    #[serde(default)]
+    pub introspection: Option<introspect::IntrospectionSettings>,
 }
 
 fn default_principal_claim() -> String {
@@ -185,6 +190,9 @@ pub(crate) struct Validator {
     /// Why no token can be checked, if the backend or client could not
     /// be set up (every token is then refused).
     keys: Result<jwks::KeySource, String>,
+    /// Opaque tokens' introspection, when configured (an error refuses
+    /// every opaque token, saying why).
+    introspector: Option<Result<introspect::Introspector, String>>,
 }
 
 impl Validator {
@@ -198,10 +206,20 @@ impl Validator {
         if let Err(e) = &keys {
             tracing::error!("[serve.oauth] cannot check tokens, so every one is refused: {e}");
         }
+        let introspector = settings
+            .introspection
+            .as_ref()
+            .map(introspect::Introspector::new);
+        if let Some(Err(e)) = &introspector {
+            tracing::error!(
+                "[serve.oauth] cannot introspect tokens, so opaque ones are refused: {e}"
+            );
+        }
         Validator {
             settings,
             keys,
             checked: Default::default(),
+            introspector,
         }
     }
 
@@ -240,8 +258,11 @@ impl Validator {
 
     /// Verifies `token` in full; the identity and its expiry.
     async fn verify(&self, token: &str) -> Result<(TokenIdentity, u64), Rejection> {
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| Rejection::Invalid(format!("not a JWS: {e}")))?;
+        let header = match jsonwebtoken::decode_header(token) {
+            Ok(h) => h,
+            // Not a JWS: an opaque token, for the introspection endpoint.
+            Err(e) => return self.introspect(token, e).await,
+        };
         let kid = header
             .kid
             .ok_or_else(|| Rejection::Invalid("the token names no key (`kid`)".into()))?;
@@ -268,6 +289,23 @@ impl Validator {
             .map_err(|e| Rejection::Invalid(e.to_string()))?;
         let exp = data.claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
         Ok((self.identity(&data.claims)?, exp))
+    }
+
+    /// An opaque token, checked at the introspection endpoint; without
+    /// one, refused as not a JWS (`why`).
+    async fn introspect(
+        &self,
+        token: &str,
+        why: jsonwebtoken::errors::Error,
+    ) -> Result<(TokenIdentity, u64), Rejection> {
+        match &self.introspector {
+            None => Err(Rejection::Invalid(format!("not a JWS: {why}"))),
+            Some(Err(e)) => Err(Rejection::Unavailable(e.clone())),
+            Some(Ok(i)) => {
+                let (claims, exp) = i.claims(token, &self.settings).await?;
+                Ok((self.identity(&claims)?, exp))
+            }
+        }
     }
 
     fn identity(
