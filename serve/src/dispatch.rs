@@ -163,6 +163,9 @@ impl Shared {
         params: Value,
         caller: &Caller,
     ) -> Result<Value, RpcError> {
+        if !self.traced() {
+            return self.answer(method, params, caller, None).await;
+        }
         let host = self.host();
         let Some(telemetry) = host.telemetry() else {
             return self.answer(method, params, caller, None).await;

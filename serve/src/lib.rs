@@ -82,6 +82,9 @@ pub enum ServeError {
 /// State shared by every transport.
 pub(crate) struct Shared {
     host: RwLock<Host>,
+    /// The host serving now has `[telemetry]` on (set with each host), so
+    /// that a request without it pays one load, not a look at the host.
+    traced: std::sync::atomic::AtomicBool,
     config_path: Option<PathBuf>,
     pub(crate) settings: ServeSettings,
     /// Bearer token values and the principal each stands for.
@@ -123,10 +126,19 @@ impl Shared {
         self.host.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Whether the host serving now exports telemetry.
+    pub(crate) fn traced(&self) -> bool {
+        self.traced.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The server's gauges on `host`'s telemetry (each host has its own):
     /// open 2025-11-25 sessions and running tasks. They hold the server
     /// weakly.
     pub(crate) fn observe(self: &Arc<Self>, host: &Host) {
+        self.traced.store(
+            host.telemetry().is_some(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let Some(telemetry) = host.telemetry() else {
             return;
         };
@@ -243,6 +255,7 @@ impl Server {
         let shared = Arc::new(Shared {
             oauth,
             host: RwLock::new(host),
+            traced: Default::default(),
             config_path,
             states: approval::States::new(Duration::from_millis(settings.approval_timeout_ms)),
             sessions: client_sessions::Sessions::new(

@@ -219,7 +219,11 @@ impl Client {
             task_progress: None,
             trace_parent: None,
             access_token: None,
-            request_id: crate::protocol::id_text(&id),
+            request_id: self
+                .shared
+                .traced()
+                .then(|| crate::protocol::id_text(&id))
+                .flatten(),
         };
         let (shared, tx, id2) = (self.shared.clone(), self.tx.clone(), id.clone());
         let task = tokio::spawn(async move {

@@ -161,11 +161,17 @@ pub(super) async fn post(
         back: None,
         notify: None,
         task_progress: None,
-        trace_parent: shared
-            .host()
-            .telemetry()
-            .map(|t| t.parent(None, Some(&headers))),
-        request_id: crate::protocol::id_text(&id),
+        trace_parent: match shared.traced() {
+            false => None,
+            true => shared
+                .host()
+                .telemetry()
+                .map(|t| t.parent(None, Some(&headers))),
+        },
+        request_id: shared
+            .traced()
+            .then(|| crate::protocol::id_text(&id))
+            .flatten(),
     };
     let request = Rpc {
         id,
