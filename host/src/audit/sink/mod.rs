@@ -26,6 +26,8 @@ pub(crate) use ship::Destination;
 pub const DEFAULT_BUFFER_RECORDS: usize = 10_000;
 /// Bytes of records the tap holds at most, whatever their count.
 const BUFFER_BYTES: usize = 64 << 20;
+/// Gap reports a full tap still takes.
+const REPORT_ROOM: usize = 16;
 /// Records shipped in one request (HTTP) or one go (syslog).
 const BATCH: usize = 500;
 /// Default `[audit.sink] timeout-ms`.
@@ -169,7 +171,14 @@ impl Tap {
     pub(crate) fn offer(&self, written: &[u8]) {
         let mut state = self.lock();
         for line in written.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            if state.lines.len() < self.capacity && state.bytes + line.len() <= BUFFER_BYTES {
+            let room = if is_report(line) {
+                // A gap's report gets past a full tap: it must reach the
+                // collector, or the gap would be silent there.
+                self.capacity + REPORT_ROOM
+            } else {
+                self.capacity
+            };
+            if state.lines.len() < room && state.bytes + line.len() <= BUFFER_BYTES {
                 state.bytes += line.len();
                 state.lines.push_back(line.into());
             } else {
@@ -252,6 +261,12 @@ impl Tap {
                 .0;
         }
     }
+}
+
+/// Whether a record is a sink's gap report (`"effect":"sink"`).
+fn is_report(line: &[u8]) -> bool {
+    const MARK: &[u8] = br#","effect":"sink","#;
+    line.windows(MARK.len()).any(|w| w == MARK)
 }
 
 /// The `seq` a record begins with (`{"seq":N,...`), 0 if unreadable.
@@ -467,6 +482,15 @@ mod tests {
         assert!(!done);
         tap.close();
         assert!(tap.take(10, Duration::ZERO).1);
+    }
+
+    #[test]
+    fn a_gap_report_gets_past_a_full_tap() {
+        let tap = Tap::new(1);
+        let report = "{\"seq\":3,\"time\":\"t\",\"plugin\":\"\",\"digest\":\"\",\"capability\":\"\",\"call_id\":\"\",\"effect\":\"sink\",\"target\":\"x\"}\n";
+        tap.offer(format!("{}{}{report}", line(1), line(2)).as_bytes());
+        let stats = tap.stats();
+        assert_eq!((stats.queued, stats.dropped), (2, 1));
     }
 
     #[test]
