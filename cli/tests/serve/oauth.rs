@@ -365,26 +365,16 @@ fn a_rule_lets_one_oauth_principal_write_and_refuses_another() {
 
 /// `tools/call` of `name` with `arguments`, as the holder of `token`.
 fn call_tool_with(port: u16, token: &str, name: &str, arguments: Value) -> Value {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
-        "name": name, "arguments": arguments,
-        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                  "io.modelcontextprotocol/clientCapabilities": {}}}});
     let auth = format!("Bearer {token}");
-    let (status, _, body) = http(
+    let (status, answer) = modern(
         port,
-        "POST",
-        &[
-            ("content-type", "application/json"),
-            ("accept", "application/json, text/event-stream"),
-            ("authorization", &auth),
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-method", "tools/call"),
-            ("mcp-name", name),
-        ],
-        &body.to_string(),
+        1,
+        "tools/call",
+        json!({"name": name, "arguments": arguments}),
+        &[("authorization", &auth)],
     );
-    assert_eq!(status, 200, "{body}");
-    message(&body)
+    assert_eq!(status, 200, "{answer}");
+    answer
 }
 
 /// The claims of a JWT (unverified: the test reads what the provider made).

@@ -313,10 +313,12 @@ fn run(config: SinkConfig, events: &super::ocsf::Events, tap: &Tap, report: &Rep
     };
     let mut shipper = ship::Shipper::new(&config.destination, config.timeout);
     let mut reporter = GapReporter::new(config.destination.to_string());
+    let host = ship::hostname();
     loop {
         let (batch, done) = tap.take(BATCH, Duration::from_secs(1));
         if !batch.is_empty() {
-            let payload = ship::encode(&batch, config.format, events).frame(&config.destination);
+            let payload =
+                ship::encode(&batch, config.format, events).frame(&config.destination, &host);
             let mut shipping = Shipping {
                 runtime: &runtime,
                 shipper: &mut shipper,

@@ -151,8 +151,9 @@ pub(crate) struct Encoded {
 }
 
 impl Encoded {
-    /// Framed for `destination`.
-    pub(crate) fn frame(&self, destination: &Destination) -> Payload {
+    /// Framed for `destination`; `host` is this machine's name for syslog
+    /// ([`hostname`], read once by the sink).
+    pub(crate) fn frame(&self, destination: &Destination, host: &str) -> Payload {
         let messages = match destination {
             Destination::Http { .. } => {
                 let mut array = Vec::with_capacity(
@@ -168,13 +169,11 @@ impl Encoded {
                 array.push(b']');
                 vec![Bytes::from(array)]
             }
-            Destination::Syslog { .. } => {
-                let host = hostname();
-                self.events
-                    .iter()
-                    .map(|(record, body)| Bytes::from(syslog_message(record.as_ref(), body, &host)))
-                    .collect()
-            }
+            Destination::Syslog { .. } => self
+                .events
+                .iter()
+                .map(|(record, body)| Bytes::from(syslog_message(record.as_ref(), body, host)))
+                .collect(),
         };
         Payload {
             messages,
@@ -204,7 +203,7 @@ fn syslog_message(record: Option<&Record>, body: &[u8], host: &str) -> Vec<u8> {
 }
 
 /// This machine's name (RFC 5424 HOSTNAME), `-` when unknown.
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let name = name.trim();
     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
