@@ -313,12 +313,47 @@ fn over_grpc_too_and_sampled_as_configured() {
                 && p["attributes"]["gen_ai.tool.name"] == "hostile.echo"
         })
     });
+    // A client's unsampled trace is followed as unsampled: no spans, and
+    // the upstream is told the same trace, unsampled, from a new span.
+    let unsampled = "5ce0e9a56015fec5aadfa328ae398115";
+    let before = upstream.seen().len();
+    let (status, answer) = modern(
+        serve.port,
+        12,
+        "tools/call",
+        json!({"name": "hostile.http", "arguments": {"arg": upstream.url("/json")},
+               "_meta": {"traceparent": format!("00-{unsampled}-ab42124a3c573678-00")}}),
+        &[],
+    );
+    assert_eq!(status, 200, "{answer}");
+    let sent = upstream.seen()[before..]
+        .iter()
+        .find_map(|s| {
+            s.headers
+                .iter()
+                .find(|(k, _)| k == "traceparent")
+                .map(|(_, v)| v.clone())
+        })
+        .expect("the unsampled call's request carried a traceparent");
+    let parts: Vec<&str> = sent.split('-').collect();
+    assert_eq!(parts.len(), 4, "{sent}");
+    assert_eq!((parts[1], parts[3]), (unsampled, "00"), "{sent}");
+    assert!(
+        parts[2] != "ab42124a3c573678" && parts[2] != "0000000000000000",
+        "{sent}"
+    );
     // Spans wait at most a second to be exported.
     std::thread::sleep(Duration::from_millis(1500));
     let records = receiver.records();
     assert!(
         span(&records, "tools/call hostile.echo").is_none(),
         "a new trace was recorded at sample-ratio 0"
+    );
+    assert!(
+        !records
+            .iter()
+            .any(|r| r["signal"] == "span" && r["trace_id"] == unsampled),
+        "an unsampled client's trace was recorded"
     );
     assert!(records.iter().all(|r| r["transport"] == "grpc"));
 }

@@ -20,6 +20,8 @@ const SPAN_DELAY: Duration = Duration::from_secs(1);
 /// Spans held for export at most; past it new ones are dropped (and the
 /// SDK counts them), never a call held up.
 const SPAN_QUEUE: usize = 8192;
+/// Spans per export request.
+const SPAN_BATCH: usize = 2048;
 
 /// Each export, run on the host's runtime (the SDK calls from its own
 /// thread, where reqwest has no reactor).
@@ -137,19 +139,13 @@ pub(super) fn providers(
     let resource = resource(settings);
     let batch = BatchConfigBuilder::default()
         .with_max_queue_size(SPAN_QUEUE)
+        .with_max_export_batch_size(SPAN_BATCH)
         .with_scheduled_delay(SPAN_DELAY)
         .build();
-    let ratio = settings.sample_ratio.unwrap_or(1.0);
-    if !(0.0..=1.0).contains(&ratio) {
-        return Err(failed(format!(
-            "`sample-ratio` {ratio} is not between 0.0 and 1.0"
-        )));
-    }
-    let sampler = opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(
-        opentelemetry_sdk::trace::Sampler::TraceIdRatioBased(ratio),
-    ));
+    // Sampling is decided before a span is built (`Telemetry::span`): the
+    // SDK records every span it is asked to start.
     let tracers = SdkTracerProvider::builder()
-        .with_sampler(sampler)
+        .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn)
         .with_span_processor(
             BatchSpanProcessor::builder(spans)
                 .with_batch_config(batch)

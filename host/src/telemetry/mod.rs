@@ -21,14 +21,15 @@ mod export;
 use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
 use opentelemetry::trace::{
-    SpanKind, Status, TraceContextExt as _, Tracer as _, TracerProvider as _,
+    SpanBuilder, SpanContext, SpanKind, Status, TraceContextExt as _, TraceFlags, Tracer as _,
+    TracerProvider as _,
 };
-use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry::{InstrumentationScope, KeyValue, Value};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator, SdkTracer, SdkTracerProvider};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use opentelemetry::Context;
@@ -160,6 +161,9 @@ pub struct Telemetry {
     propagator: TraceContextPropagator,
     instruments: Instruments,
     propagate: bool,
+    /// `sample-ratio`, applied to new traces.
+    ratio: f64,
+    ids: RandomIdGenerator,
     /// The calls running now and their spans' contexts.
     followed: Mutex<HashMap<Box<str>, Context>>,
 }
@@ -174,6 +178,12 @@ impl Telemetry {
     /// Starts the exporters of `settings`. Called within a tokio runtime,
     /// which sends the exports.
     pub fn start(settings: &TelemetrySettings) -> Result<Telemetry, TelemetryError> {
+        let ratio = settings.sample_ratio.unwrap_or(1.0);
+        if !(0.0..=1.0).contains(&ratio) {
+            return Err(TelemetryError::Exporter(format!(
+                "`sample-ratio` {ratio} is not between 0.0 and 1.0"
+            )));
+        }
         let (tracers, meters) = export::providers(settings)?;
         let scope = InstrumentationScope::builder("warden")
             .with_version(env!("CARGO_PKG_VERSION"))
@@ -190,6 +200,8 @@ impl Telemetry {
             propagator: TraceContextPropagator::new(),
             instruments,
             propagate: settings.propagate.unwrap_or(true),
+            ratio,
+            ids: RandomIdGenerator::default(),
             followed: Mutex::default(),
         })
     }
@@ -221,6 +233,13 @@ impl Telemetry {
             .build();
     }
 
+    /// Exports the spans ended so far and returns once the collector has
+    /// them (or the export failed). Blocks: call it off the runtime's
+    /// worker threads (`spawn_blocking`).
+    pub fn flush(&self) {
+        let _ = self.tracers.force_flush();
+    }
+
     /// Exports what is pending and stops. Blocks: call it off the runtime's
     /// worker threads (`spawn_blocking`).
     pub fn shutdown(&self) {
@@ -250,45 +269,63 @@ impl Telemetry {
         }
     }
 
+    /// A new span under `parent`, built by `build` only when it is sampled:
+    /// a child of a sampled span is, one of an unsampled span is not, and a
+    /// new trace is with probability `sample-ratio`. An unsampled span costs
+    /// no more than its ids, which are still propagated (flags `00`), so
+    /// that the services it calls make the same decision.
+    fn span(&self, parent: &Context, build: impl FnOnce() -> SpanBuilder) -> Context {
+        let span = parent.span();
+        let context = span.span_context();
+        let sampled = match context.is_valid() {
+            true => context.is_sampled(),
+            false => self.ratio >= 1.0 || (self.ratio > 0.0 && self.draw() < self.ratio),
+        };
+        if sampled {
+            return parent.with_span(build().start_with_context(&self.tracer, parent));
+        }
+        let trace_id = match context.is_valid() {
+            true => context.trace_id(),
+            false => self.ids.new_trace_id(),
+        };
+        let unsampled = SpanContext::new(
+            trace_id,
+            self.ids.new_span_id(),
+            TraceFlags::default(),
+            false,
+            context.trace_state().clone(),
+        );
+        parent.with_remote_span_context(unsampled)
+    }
+
+    /// A uniform draw in [0, 1), from a fresh span id's random bits.
+    fn draw(&self) -> f64 {
+        let bits = u64::from_be_bytes(self.ids.new_span_id().to_bytes());
+        (bits >> 11) as f64 / (1u64 << 53) as f64
+    }
+
     /// Starts an MCP server span (see [`McpSpan`]).
     pub fn mcp_span(&self, parent: &Context, request: &McpRequest<'_>) -> McpSpan<'_> {
-        let name = match request.target {
-            Some(t) => format!("{} {t}", request.method),
-            None => request.method.to_string(),
+        let method: Arc<str> = request.method.into();
+        let tool: Option<Arc<str>> = match request.method {
+            "tools/call" => request.target.map(Arc::from),
+            _ => None,
         };
-        let mut attributes = vec![
-            KeyValue::new("mcp.method.name", request.method.to_string()),
-            KeyValue::new("network.transport", request.transport),
-        ];
-        if request.transport == "tcp" {
-            attributes.push(KeyValue::new("network.protocol.name", "http"));
-        }
-        if let Some(v) = request.protocol_version {
-            attributes.push(KeyValue::new("mcp.protocol.version", v.to_string()));
-        }
-        if let Some(id) = request.id {
-            attributes.push(KeyValue::new("jsonrpc.request.id", id.to_string()));
-        }
-        if let Some(s) = request.session {
-            attributes.push(KeyValue::new("mcp.session.id", s.to_string()));
-        }
-        if request.method == "tools/call" {
-            if let Some(t) = request.target {
-                attributes.push(KeyValue::new("gen_ai.tool.name", t.to_string()));
-                attributes.push(KeyValue::new("gen_ai.operation.name", "execute_tool"));
-            }
-        }
-        let span = self
-            .tracer
-            .span_builder(name)
-            .with_kind(SpanKind::Server)
-            .with_attributes(attributes)
-            .start_with_context(&self.tracer, parent);
+        let context = self.span(parent, || {
+            let name = match request.target {
+                Some(t) => format!("{} {t}", request.method),
+                None => request.method.to_string(),
+            };
+            self.tracer
+                .span_builder(name)
+                .with_kind(SpanKind::Server)
+                .with_attributes(mcp_attributes(request, &method, tool.as_ref()))
+        });
         McpSpan {
             telemetry: self,
-            context: parent.with_span(span),
-            method: request.method.to_string(),
-            target: request.target.map(str::to_string),
+            context,
+            method,
+            tool,
             started: std::time::Instant::now(),
         }
     }
@@ -303,18 +340,24 @@ impl Telemetry {
         call_id: &str,
     ) -> CallSpan<'_> {
         let parent = parent.cloned().unwrap_or_default();
-        let span = self
-            .tracer
-            .span_builder(format!("execute_tool {capability}"))
-            .with_kind(SpanKind::Internal)
-            .with_attributes([
+        let tool = KeyValue::new(
+            "gen_ai.tool.name",
+            Value::from(Arc::<str>::from(capability)),
+        );
+        let context = self.span(&parent, || {
+            // Room for the outcome and an error, set when the call ends.
+            let mut attributes = Vec::with_capacity(7);
+            attributes.extend([
                 KeyValue::new("gen_ai.operation.name", "execute_tool"),
-                KeyValue::new("gen_ai.tool.name", capability.to_string()),
+                tool.clone(),
                 KeyValue::new("gen_ai.tool.call.id", call_id.to_string()),
                 KeyValue::new("warden.plugin", plugin.to_string()),
-            ])
-            .start_with_context(&self.tracer, &parent);
-        let context = parent.with_span(span);
+            ]);
+            self.tracer
+                .span_builder(format!("execute_tool {capability}"))
+                .with_kind(SpanKind::Internal)
+                .with_attributes(attributes)
+        });
         let mut followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
         if followed.len() < MAX_FOLLOWED {
             followed.insert(call_id.into(), context.clone());
@@ -324,7 +367,7 @@ impl Telemetry {
             telemetry: self,
             context,
             call_id: call_id.into(),
-            capability: capability.into(),
+            tool,
             started: std::time::Instant::now(),
         }
     }
@@ -348,19 +391,19 @@ impl Telemetry {
         (host, port): (&str, u16),
     ) -> Option<EffectSpan> {
         let parent = self.call_context(call_id)?;
-        let span = self
-            .tracer
-            .span_builder(method.to_string())
-            .with_kind(SpanKind::Client)
-            .with_attributes([
-                KeyValue::new("http.request.method", method.to_string()),
-                KeyValue::new("url.full", url.to_string()),
-                KeyValue::new("server.address", host.to_string()),
-                KeyValue::new("server.port", i64::from(port)),
-            ])
-            .start_with_context(&self.tracer, &parent);
+        let context = self.span(&parent, || {
+            self.tracer
+                .span_builder(method.to_string())
+                .with_kind(SpanKind::Client)
+                .with_attributes([
+                    KeyValue::new("http.request.method", method.to_string()),
+                    KeyValue::new("url.full", url.to_string()),
+                    KeyValue::new("server.address", host.to_string()),
+                    KeyValue::new("server.port", i64::from(port)),
+                ])
+        });
         Some(EffectSpan {
-            context: parent.with_span(span),
+            context,
             propagate: self.propagate,
         })
     }
@@ -368,14 +411,14 @@ impl Telemetry {
     /// Starts a client span for a name lookup of the call `call_id`.
     pub(crate) fn lookup_started(&self, call_id: &str, name: &str) -> Option<EffectSpan> {
         let parent = self.call_context(call_id)?;
-        let span = self
-            .tracer
-            .span_builder(format!("lookup {name}"))
-            .with_kind(SpanKind::Client)
-            .with_attributes([KeyValue::new("dns.question.name", name.to_string())])
-            .start_with_context(&self.tracer, &parent);
+        let context = self.span(&parent, || {
+            self.tracer
+                .span_builder(format!("lookup {name}"))
+                .with_kind(SpanKind::Client)
+                .with_attributes([KeyValue::new("dns.question.name", name.to_string())])
+        });
         Some(EffectSpan {
-            context: parent.with_span(span),
+            context,
             propagate: false,
         })
     }
@@ -416,8 +459,9 @@ pub struct McpRequest<'a> {
 pub struct McpSpan<'a> {
     telemetry: &'a Telemetry,
     context: Context,
-    method: String,
-    target: Option<String>,
+    method: Arc<str>,
+    /// The tool of a `tools/call`.
+    tool: Option<Arc<str>>,
     started: std::time::Instant,
 }
 
@@ -430,18 +474,21 @@ impl McpSpan<'_> {
     /// Ends the span: `error` is a JSON-RPC error code and message, or
     /// `tool_error` for a tool result with `isError`.
     pub fn end(self, error: Option<(&str, &str)>) {
-        let span = self.context.span();
-        let mut attributes = vec![KeyValue::new("mcp.method.name", self.method.clone())];
-        if let (Some(t), "tools/call") = (&self.target, self.method.as_str()) {
-            attributes.push(KeyValue::new("gen_ai.tool.name", t.clone()));
+        let mut attributes = Vec::with_capacity(3);
+        attributes.push(KeyValue::new("mcp.method.name", Value::from(self.method)));
+        if let Some(tool) = self.tool {
+            attributes.push(KeyValue::new("gen_ai.tool.name", Value::from(tool)));
         }
+        let span = self.context.span();
         if let Some((code, message)) = error {
-            span.set_attribute(KeyValue::new("error.type", code.to_string()));
             attributes.push(KeyValue::new("error.type", code.to_string()));
-            if code != "tool_error" {
-                span.set_attribute(KeyValue::new("rpc.response.status_code", code.to_string()));
+            if span.is_recording() {
+                span.set_attribute(KeyValue::new("error.type", code.to_string()));
+                if code != "tool_error" {
+                    span.set_attribute(KeyValue::new("rpc.response.status_code", code.to_string()));
+                }
+                span.set_status(Status::error(message.to_string()));
             }
-            span.set_status(Status::error(message.to_string()));
         }
         self.telemetry
             .instruments
@@ -451,12 +498,45 @@ impl McpSpan<'_> {
     }
 }
 
+/// An MCP server span's attributes, as MCP's semantic conventions name them.
+fn mcp_attributes(
+    request: &McpRequest<'_>,
+    method: &Arc<str>,
+    tool: Option<&Arc<str>>,
+) -> Vec<KeyValue> {
+    // Room for an error's two, set when the request ends.
+    let mut attributes = Vec::with_capacity(10);
+    attributes.push(KeyValue::new(
+        "mcp.method.name",
+        Value::from(method.clone()),
+    ));
+    attributes.push(KeyValue::new("network.transport", request.transport));
+    if request.transport == "tcp" {
+        attributes.push(KeyValue::new("network.protocol.name", "http"));
+    }
+    if let Some(v) = request.protocol_version {
+        attributes.push(KeyValue::new("mcp.protocol.version", v.to_string()));
+    }
+    if let Some(id) = request.id {
+        attributes.push(KeyValue::new("jsonrpc.request.id", id.to_string()));
+    }
+    if let Some(s) = request.session {
+        attributes.push(KeyValue::new("mcp.session.id", s.to_string()));
+    }
+    if let Some(tool) = tool {
+        attributes.push(KeyValue::new("gen_ai.tool.name", Value::from(tool.clone())));
+        attributes.push(KeyValue::new("gen_ai.operation.name", "execute_tool"));
+    }
+    attributes
+}
+
 /// A capability call's span, followed until it ends.
 pub(crate) struct CallSpan<'a> {
     telemetry: &'a Telemetry,
     context: Context,
     call_id: Box<str>,
-    capability: Box<str>,
+    /// `gen_ai.tool.name`: the capability.
+    tool: KeyValue,
     started: std::time::Instant,
 }
 
@@ -465,16 +545,14 @@ impl CallSpan<'_> {
     /// `trap`, `error`), counted and timed; `limit` names the limit.
     pub(crate) fn end(self, outcome: &'static str, error: Option<(String, Option<&'static str>)>) {
         let t = self.telemetry;
-        let attributes = [
-            KeyValue::new("gen_ai.tool.name", self.capability.to_string()),
-            KeyValue::new("warden.outcome", outcome),
-        ];
+        let attributes = [self.tool.clone(), KeyValue::new("warden.outcome", outcome)];
         t.instruments.calls.add(1, &attributes);
         t.instruments
             .call_duration
             .record(self.started.elapsed().as_secs_f64(), &attributes);
         let span = self.context.span();
-        span.set_attribute(KeyValue::new("warden.outcome", outcome));
+        let [_, outcome_kv] = attributes;
+        span.set_attribute(outcome_kv);
         if let Some((message, limit)) = error {
             span.set_attribute(KeyValue::new("error.type", outcome));
             span.set_status(Status::error(message));
@@ -576,6 +654,89 @@ impl Injector for HeaderInjector<'_> {
             http::HeaderValue::from_str(&value),
         ) {
             self.0.insert(name, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::{SpanId, TraceId, TraceState};
+
+    /// Telemetry exporting to a port nothing listens on (nothing here is
+    /// exported: spans are only started).
+    fn telemetry(ratio: f64) -> Telemetry {
+        Telemetry::start(&TelemetrySettings {
+            otlp_endpoint: "http://127.0.0.1:9".into(),
+            protocol: OtlpProtocol::HttpProtobuf,
+            service_name: None,
+            metrics_interval_ms: None,
+            timeout_ms: Some(100),
+            propagate: None,
+            sample_ratio: Some(ratio),
+        })
+        .unwrap()
+    }
+
+    fn builder(t: &Telemetry) -> SpanBuilder {
+        t.tracer.span_builder("test")
+    }
+
+    fn parent(sampled: bool) -> Context {
+        let state = TraceState::from_key_value([("vendor", "x")]).unwrap();
+        Context::new().with_remote_span_context(SpanContext::new(
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            if sampled {
+                TraceFlags::SAMPLED
+            } else {
+                TraceFlags::default()
+            },
+            true,
+            state,
+        ))
+    }
+
+    #[test]
+    fn a_parent_decides_and_new_traces_follow_the_ratio() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        for ratio in [0.0, 0.3, 1.0] {
+            let t = rt.block_on(async { telemetry(ratio) });
+            for sampled in [true, false] {
+                let child = t.span(&parent(sampled), || builder(&t));
+                let span = child.span();
+                let c = span.span_context();
+                assert_eq!(c.is_sampled(), sampled, "ratio {ratio}");
+                assert_eq!(span.is_recording(), sampled);
+                assert_eq!(c.trace_id(), parent(true).span().span_context().trace_id());
+                assert_ne!(c.span_id(), SpanId::from_hex("00f067aa0ba902b7").unwrap());
+                assert_eq!(c.trace_state().get("vendor"), Some("x"));
+            }
+            let n = 4000;
+            let recorded = (0..n)
+                .filter(|_| {
+                    let root = t.span(&Context::new(), || builder(&t));
+                    let c = root.span().span_context().clone();
+                    assert!(c.is_valid(), "an unsampled root still has ids");
+                    c.is_sampled()
+                })
+                .count();
+            let share = recorded as f64 / n as f64;
+            assert!((share - ratio).abs() < 0.05, "ratio {ratio}: {share}");
+            t.shutdown();
+        }
+    }
+
+    #[test]
+    fn draws_are_uniform_in_the_unit_interval() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let t = rt.block_on(async { telemetry(1.0) });
+        let draws: Vec<f64> = (0..10_000).map(|_| t.draw()).collect();
+        assert!(draws.iter().all(|d| (0.0..1.0).contains(d)));
+        for decile in 0..10 {
+            let low = f64::from(decile) / 10.0;
+            let share = draws.iter().filter(|d| (low..low + 0.1).contains(*d)).count();
+            assert!((800..1200).contains(&share), "decile {decile}: {share}");
         }
     }
 }

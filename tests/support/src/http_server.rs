@@ -33,6 +33,8 @@ struct Shared {
     requests: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
     flaky: std::sync::atomic::AtomicUsize,
     stored: std::sync::Mutex<Vec<u8>>,
+    /// Whether requests are recorded without their bodies.
+    discard: bool,
 }
 
 impl TestServer {
@@ -42,6 +44,16 @@ impl TestServer {
 
     /// On `port` (0: any free one), e.g. a collector that comes up late.
     pub fn start_on(port: u16) -> TestServer {
+        Self::start_with(port, false)
+    }
+
+    /// One that records requests without their bodies: a collector for a
+    /// benchmark, which must not grow with what it receives.
+    pub fn start_discarding() -> TestServer {
+        Self::start_with(0, true)
+    }
+
+    fn start_with(port: u16, discard: bool) -> TestServer {
         use std::sync::atomic::{AtomicUsize, Ordering};
         use std::sync::{Arc, Mutex};
         let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
@@ -51,6 +63,7 @@ impl TestServer {
         let open = Arc::new(AtomicUsize::new(0));
         let shared = Arc::new(Shared {
             requests: requests.clone(),
+            discard,
             ..Shared::default()
         });
         let (c, o) = (connections.clone(), open.clone());
@@ -93,7 +106,14 @@ fn serve_connection(stream: std::net::TcpStream, shared: &Shared) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut out = stream;
     while let Some(seen) = read_request(&mut reader) {
-        shared.requests.lock().unwrap().push(seen.clone());
+        let kept = match shared.discard {
+            true => Seen {
+                body: Vec::new(),
+                ..seen.clone()
+            },
+            false => seen.clone(),
+        };
+        shared.requests.lock().unwrap().push(kept);
         let close = seen
             .headers
             .iter()
