@@ -408,13 +408,17 @@ fn the_callers_token_is_exchanged_for_the_upstreams_and_never_forwarded() {
         r#"{base}
 [plugins.hostile.grants]
 network = ["{origin}"]
-secrets = [{{ name = "UPSTREAM", hosts = ["{origin}"], headers = ["authorization"] }}]
+secrets = [{{ name = "UPSTREAM", hosts = ["{origin}"], headers = ["authorization"] }},
+           {{ name = "HUNG", hosts = ["{origin}"], headers = ["authorization"] }}]
 
 [secrets.EXCHANGE_CLIENT]
 file = "exchange.secret"
 
 [secrets.UPSTREAM]
 exchange = {{ token-endpoint = "{issuer}/token", audience = "{upstream_aud}", scope = "upstream:read", client-id = "warden-exchange", client-secret = "EXCHANGE_CLIENT" }}
+
+[secrets.HUNG]
+exchange = {{ token-endpoint = "http://127.0.0.1:{hung}/token", audience = "{upstream_aud}", client-id = "warden-exchange", client-secret = "EXCHANGE_CLIENT", timeout-ms = 300 }}
 
 [serve.oauth]
 issuer = "{issuer}"
@@ -423,6 +427,7 @@ scopes = ["mcp:tools"]
 "#,
         base = base_config(tmp.path()),
         issuer = auth.issuer(),
+        hung = warden_test_support::http_server::silent_port(),
     );
     let path = tmp.path().join("warden.toml");
     std::fs::write(&path, config).unwrap();
@@ -512,6 +517,35 @@ scopes = ["mcp:tools"]
             .unwrap_or("")
             .contains("/token was refused (invalid_grant"),
         "{denied}"
+    );
+
+    // A token endpoint that never answers: the exchange gives up after its
+    // `timeout-ms` (300; the default is 5 s), and nothing goes out.
+    let before = upstream.count();
+    let started = std::time::Instant::now();
+    let hung = call_tool_with(
+        serve.port,
+        &alice,
+        "hostile.http-headers",
+        json!({"url": upstream.url("/json"),
+               "headers": [["authorization", "Bearer {{secret:HUNG}}"]]}),
+    );
+    assert_eq!(hung["result"]["isError"], true, "{hung}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "the exchange waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(upstream.count(), before, "nothing left without its token");
+    assert!(
+        audit(&tmp.path().join("audit.jsonl")).iter().any(|r| {
+            r["effect"] == "secret"
+                && r["decision"] == "deny"
+                && r["target"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("HUNG ->"))
+        }),
+        "the timed-out exchange is audited"
     );
 }
 

@@ -357,3 +357,63 @@ fn over_grpc_too_and_sampled_as_configured() {
     );
     assert!(records.iter().all(|r| r["transport"] == "grpc"));
 }
+
+/// `propagate = false`: what leaves carries no trace header at all, the
+/// plugin's own included. `timeout-ms`: a collector that never answers
+/// holds up neither calls nor the exit by more than its exports' timeout.
+#[test]
+fn propagation_off_and_a_silent_collector_bounded_by_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = TestServer::start();
+    let endpoint = format!(
+        "http://127.0.0.1:{}",
+        warden_test_support::http_server::silent_port()
+    );
+    let mut serve = Serve::start(
+        dir.path(),
+        &config(
+            dir.path(),
+            &endpoint,
+            "http/protobuf",
+            &upstream,
+            "propagate = false\ntimeout-ms = 300",
+        ),
+        &[],
+    );
+    for id in 0..20 {
+        let (status, answer) = modern(
+            serve.port,
+            id,
+            "tools/call",
+            json!({"name": "hostile.http-headers", "arguments": {"url": upstream.url("/json"),
+                   "headers": [["traceparent", "00-11111111111111111111111111111111-2222222222222222-01"],
+                               ["tracestate", "forged=1"]]},
+                   "_meta": {"traceparent": format!("00-{TRACE}-{CLIENT_SPAN}-01")}}),
+            &[],
+        );
+        assert_eq!(status, 200, "{answer}");
+        assert_ne!(answer["result"]["isError"], true, "{answer}");
+    }
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 20);
+    for request in &seen {
+        assert!(
+            !request
+                .headers
+                .iter()
+                .any(|(k, _)| k == "traceparent" || k == "tracestate"),
+            "a trace header left with propagation off: {:?}",
+            request.headers
+        );
+    }
+    // Exiting flushes spans and metrics to the silent collector: each
+    // attempt gives up after 300 ms (the default would wait 10 s).
+    let started = Instant::now();
+    let status = serve.signal_and_wait("TERM");
+    assert!(status.success(), "{status}: {}", serve.log());
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "the exit waited {:?} on a collector that never answers",
+        started.elapsed()
+    );
+}

@@ -735,7 +735,10 @@ mod tests {
         assert!(draws.iter().all(|d| (0.0..1.0).contains(d)));
         for decile in 0..10 {
             let low = f64::from(decile) / 10.0;
-            let share = draws.iter().filter(|d| (low..low + 0.1).contains(*d)).count();
+            let share = draws
+                .iter()
+                .filter(|d| (low..low + 0.1).contains(*d))
+                .count();
             assert!((800..1200).contains(&share), "decile {decile}: {share}");
         }
     }

@@ -21,8 +21,19 @@ fn settings(url: &str, format: SinkFormat, buffer: usize) -> SinkSettings {
 }
 
 fn open(path: &Path, sink: &SinkSettings, token: Option<&str>) -> Result<AuditLog> {
+    open_trusting(path, sink, token, None)
+}
+
+/// [`open`], trusting the CA certificate `ca` (PEM text) besides the
+/// public roots.
+fn open_trusting(
+    path: &Path,
+    sink: &SinkSettings,
+    token: Option<&str>,
+    ca: Option<String>,
+) -> Result<AuditLog> {
     let config =
-        SinkConfig::new(sink, token.map(str::to_string), None).map_err(anyhow::Error::msg)?;
+        SinkConfig::new(sink, token.map(str::to_string), ca).map_err(anyhow::Error::msg)?;
     Ok(AuditLog::open_shipped(
         path,
         SyncPolicy::Flush,
@@ -282,6 +293,122 @@ impl Drop for Rsyslog {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `timeout-ms`: a collector that accepts and never answers is given up on
+/// after it (reported failing, nothing held up, nothing lost from the file).
+#[test]
+fn a_collector_that_hangs_is_given_up_on_after_the_timeout() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("audit.jsonl");
+    let port = warden_test_support::http_server::silent_port();
+    let mut sink = settings(
+        &format!("http://127.0.0.1:{port}/echo"),
+        SinkFormat::Warden,
+        100,
+    );
+    sink.timeout_ms = Some(300);
+    let log = open(&path, &sink, None)?;
+    for n in 0..5 {
+        log.append(entry(n, Outcome::Allow))?;
+    }
+    wait_for("the hung collector reported failing", || {
+        log.sink_stats()
+            .is_some_and(|s| s.failing && s.shipped == 0)
+    })?;
+    drop(log);
+    assert!(records(&path)?.len() >= 5, "every record is in the file");
+    Ok(())
+}
+
+/// An HTTPS front for `server`: TLS with the certificate in `dir` (made
+/// by openssl, signed by `dir/ca.pem`), each connection relayed to it.
+fn https_front(dir: &Path, server: &TestServer) -> Result<u16> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs =
+        CertificateDer::pem_file_iter(dir.join("cert.pem"))?.collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(dir.join("key.pem"))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    let port = listener.local_addr()?.port();
+    let target = server.port;
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let Ok(mut plain) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                });
+            }
+        });
+    });
+    Ok(port)
+}
+
+/// `ca`: an https collector whose certificate a private CA signed is
+/// trusted with that CA, and without it nothing is sent to it (the
+/// records stay in the file, the sink reports failing).
+#[test]
+fn an_https_collector_is_trusted_through_its_ca_and_only_then() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    warden_test_support::registry::make_certificates(dir.path());
+    let server = TestServer::start();
+    let port = https_front(dir.path(), &server)?;
+    let url = format!("https://127.0.0.1:{port}/echo");
+    let sink = settings(&url, SinkFormat::Warden, 100);
+
+    let untrusted = dir.path().join("untrusted.jsonl");
+    let log = open_trusting(&untrusted, &sink, None, None)?;
+    for n in 0..5 {
+        log.append(entry(n, Outcome::Allow))?;
+    }
+    wait_for("the untrusted sink failing", || {
+        log.sink_stats().is_some_and(|s| s.failing)
+    })?;
+    drop(log);
+    assert_eq!(server.count(), 0, "nothing crossed an untrusted session");
+    let kept: Vec<u64> = records(&untrusted)?.iter().map(|r| r.seq).collect();
+    assert!(kept.len() >= 5, "every record is in the file: {kept:?}");
+
+    let trusted = dir.path().join("trusted.jsonl");
+    let ca = std::fs::read_to_string(dir.path().join("ca.pem"))?;
+    let log = open_trusting(&trusted, &sink, None, Some(ca))?;
+    for n in 0..5 {
+        log.append(entry(n, Outcome::Allow))?;
+    }
+    wait_for("5 records over https", || received(&server).len() == 5)?;
+    wait_for("5 counted as shipped", || {
+        log.sink_stats()
+            .is_some_and(|s| s.shipped == 5 && !s.failing)
+    })?;
+    let calls: Vec<String> = received(&server)
+        .iter()
+        .map(|r| r["call_id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        calls,
+        (0..5).map(|n| format!("call-{n}")).collect::<Vec<_>>()
+    );
+    Ok(())
 }
 
 fn rsyslogd() -> PathBuf {

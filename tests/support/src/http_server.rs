@@ -339,3 +339,17 @@ fn write_reply(out: &mut impl std::io::Write, reply: Reply) -> bool {
     };
     out.write_all(&bytes).is_ok()
 }
+
+/// A port on 127.0.0.1 that accepts connections and never answers (nor
+/// closes them): a peer that hangs.
+pub fn silent_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    port
+}

@@ -31,8 +31,9 @@ fn run(command: &mut Command, what: &str) {
     );
 }
 
-/// A CA and a server certificate for 127.0.0.1 signed by it.
-fn make_certificates(dir: &Path) {
+/// A CA (`ca.pem`) and a server certificate for 127.0.0.1 and localhost
+/// signed by it (`cert.pem`, `key.pem`) in `dir`, made with openssl.
+pub fn make_certificates(dir: &Path) {
     let at = |f: &str| dir.join(f);
     run(
         Command::new("openssl")
@@ -91,6 +92,11 @@ fn make_certificates(dir: &Path) {
             .arg(at("cert.pem")),
         "signing the registry's certificate",
     );
+}
+
+/// The registry's logins file, `htpasswd`, in `dir`.
+fn make_logins(dir: &Path) {
+    let at = |f: &str| dir.join(f);
     run(
         Command::new("htpasswd")
             .args(["-Bbc"])
@@ -120,6 +126,7 @@ impl OciRegistry {
         let dir = tempfile::tempdir().unwrap();
         if tls {
             make_certificates(dir.path());
+            make_logins(dir.path());
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
