@@ -87,7 +87,8 @@ fn progress_of(params: &Value, caller: &Caller) -> Option<Arc<dyn warden::Progre
         return Some(to_task.clone());
     }
     let token = params
-        .pointer("/_meta/progressToken")
+        .get("_meta")
+        .and_then(|m| m.get("progressToken"))
         .filter(|t| t.is_string() || t.is_i64() || t.is_u64())?;
     let sink = caller.notify.clone()?;
     Some(Arc::new(ProgressTo {

@@ -147,7 +147,14 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Message, RpcError> {
 
 pub(crate) fn response(id: &Value, outcome: Result<Value, RpcError>) -> Value {
     match outcome {
-        Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
+        // The result moves in whole (`json!` would copy it).
+        Ok(result) => {
+            let mut message = serde_json::Map::with_capacity(3);
+            message.insert("jsonrpc".into(), "2.0".into());
+            message.insert("id".into(), id.clone());
+            message.insert("result".into(), result);
+            Value::Object(message)
+        }
         Err(e) => error_response(id, &e),
     }
 }
@@ -162,7 +169,10 @@ pub(crate) fn error_response(id: &Value, e: &RpcError) -> Value {
 
 /// One SSE `message` event carrying `message`.
 pub(crate) fn sse_event(message: &Value) -> bytes::Bytes {
-    bytes::Bytes::from(format!("event: message\ndata: {message}\n\n"))
+    let mut event = b"event: message\ndata: ".to_vec();
+    serde_json::to_writer(&mut event, message).expect("a Value serializes");
+    event.extend_from_slice(b"\n\n");
+    bytes::Bytes::from(event)
 }
 
 pub(crate) fn notification(method: &str, params: Value) -> Value {

@@ -23,7 +23,9 @@ const POLL_INTERVAL_MS: u64 = 500;
 /// Whether a 2026-07-28 request's client declares the extension.
 pub(crate) fn declared(params: &Value) -> bool {
     params
-        .pointer("/_meta/io.modelcontextprotocol~1clientCapabilities/extensions")
+        .get("_meta")
+        .and_then(|m| m.get(crate::protocol::META_CAPABILITIES))
+        .and_then(|c| c.get("extensions"))
         .and_then(|e| e.get(EXTENSION))
         .is_some()
 }

@@ -70,18 +70,18 @@ fn tool(info: &Arc<CapabilityInfo>) -> Value {
 /// or `isError` with the typed error's text.
 pub(crate) fn result(info: &CapabilityInfo, outcome: Result<Value, Error>) -> Value {
     match outcome {
+        // Values move in whole (`json!` would copy them).
         Ok(out) => {
-            let text = out.to_string();
-            let structured = if wraps_output(info) {
-                json!({"result": out})
-            } else {
-                out
+            let text = serde_json::to_string(&out).expect("a Value serializes");
+            let structured = match wraps_output(info) {
+                true => Value::Object(serde_json::Map::from_iter([("result".into(), out)])),
+                false => out,
             };
-            json!({
-                "content": [{"type": "text", "text": text}],
-                "structuredContent": structured,
-                "isError": false,
-            })
+            let mut result = serde_json::Map::with_capacity(3);
+            result.insert("content".into(), text_content(text));
+            result.insert("structuredContent".into(), structured);
+            result.insert("isError".into(), false.into());
+            Value::Object(result)
         }
         Err(e) => json!({
             "content": [{"type": "text", "text": e.to_string()}],
@@ -89,6 +89,15 @@ pub(crate) fn result(info: &CapabilityInfo, outcome: Result<Value, Error>) -> Va
             "_meta": {"dev.warden/error": e.code()},
         }),
     }
+}
+
+/// A one-block `content` array holding `text` (moved in).
+fn text_content(text: String) -> Value {
+    let block = serde_json::Map::from_iter([
+        ("type".to_string(), Value::from("text")),
+        ("text".to_string(), Value::String(text)),
+    ]);
+    Value::Array(vec![Value::Object(block)])
 }
 
 #[cfg(test)]

@@ -100,7 +100,9 @@ pub(super) fn plain(status: StatusCode, text: &str) -> Response<Body> {
 }
 
 pub(super) fn json_body(status: StatusCode, body: &Value) -> Response<Body> {
-    let mut r = Response::new(Body::Full(Some(Bytes::from(body.to_string()))));
+    // `to_vec` writes straight to bytes (`to_string` goes through `fmt`).
+    let text = serde_json::to_vec(body).expect("a Value serializes");
+    let mut r = Response::new(Body::Full(Some(Bytes::from(text))));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,

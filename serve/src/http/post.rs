@@ -50,15 +50,15 @@ fn check_headers(headers: &HeaderMap, method: &str, params: &Value) -> Result<()
             ));
         }
     }
-    let body_version = params.pointer(&format!(
-        "/_meta/{}",
-        protocol::META_PROTOCOL.replace('/', "~1")
-    ));
-    if header_str(headers, VERSION_HEADER)
-        .map(|v| Value::String(v.into()))
-        .as_ref()
-        != body_version
-    {
+    let body_version = params
+        .get("_meta")
+        .and_then(|m| m.get(protocol::META_PROTOCOL));
+    let agrees = match (header_str(headers, VERSION_HEADER), body_version) {
+        (None, None) => true,
+        (Some(header), Some(Value::String(body))) => header == body,
+        _ => false,
+    };
+    if !agrees {
         return mismatch("MCP-Protocol-Version");
     }
     if header_str(headers, METHOD_HEADER) != Some(method) {
@@ -512,7 +512,10 @@ async fn modern(
 
 /// Whether a request asks for its progress (`_meta.progressToken`).
 fn wants_progress(params: &Value) -> bool {
-    params.pointer("/_meta/progressToken").is_some()
+    params
+        .get("_meta")
+        .and_then(|m| m.get("progressToken"))
+        .is_some()
 }
 
 /// A 2026-07-28 call answered as a stream: its progress notifications,
