@@ -28,6 +28,7 @@ mod governance;
 mod host;
 mod limits;
 pub mod lock;
+pub mod oauth_form;
 
 /// Installs `ring` as rustls' process-wide crypto provider, unless the
 /// embedding program installed one first (then theirs is used): the

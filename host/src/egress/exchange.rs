@@ -132,31 +132,14 @@ impl Exchanger {
         if let Some(scope) = &s.scope {
             form.push(("scope", scope));
         }
-        if self.client_secret.is_none() {
-            form.push(("client_id", s.client_id.as_str()));
-        }
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(&form)
-            .finish();
-        let mut request = self
-            .http
-            .post(&s.token_endpoint)
-            .header(
-                http::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .header(http::header::ACCEPT, "application/json")
-            .body(body);
-        if let Some(secret) = &self.client_secret {
-            request = request.basic_auth(form_encode(&s.client_id), Some(form_encode(secret)));
-        }
+        let client = crate::oauth_form::Client {
+            id: &s.client_id,
+            secret: self.client_secret.as_deref(),
+        };
         let at = &s.token_endpoint;
-        let answer = request
-            .send()
+        let (status, body) = crate::oauth_form::post(&self.http, at, &form, client, MAX_ANSWER)
             .await
             .map_err(|e| format!("the token exchange at {at} failed: {e}"))?;
-        let status = answer.status();
-        let body = read_bounded(answer).await?;
         if !status.is_success() {
             let why = serde_json::from_slice::<Refusal>(&body)
                 .map(|r| match r.error_description {
@@ -183,22 +166,6 @@ impl Exchanger {
             .map_or(DEFAULT_LIFETIME, Duration::from_secs);
         Ok((answer.access_token, lifetime))
     }
-}
-
-/// RFC 6749 2.3.1: the client id and secret are form-encoded before Basic.
-fn form_encode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-async fn read_bounded(mut answer: reqwest::Response) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    while let Some(chunk) = answer.chunk().await.map_err(|e| e.to_string())? {
-        if body.len() + chunk.len() > MAX_ANSWER {
-            return Err("the token endpoint's answer is too large".into());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 /// One call's tokens: each exchange secret's name and its token, or why

@@ -82,48 +82,19 @@ impl Introspector {
 
     async fn ask(&self, token: &str) -> Result<serde_json::Map<String, Value>, Rejection> {
         let s = &self.settings;
-        let body = {
-            let mut form = url::form_urlencoded::Serializer::new(String::new());
-            form.append_pair("token", token)
-                .append_pair("token_type_hint", "access_token");
-            if self.client_secret.is_none() {
-                form.append_pair("client_id", &s.client_id);
-            }
-            form.finish()
+        let form = [("token", token), ("token_type_hint", "access_token")];
+        let client = warden::oauth_form::Client {
+            id: &s.client_id,
+            secret: self.client_secret.as_deref(),
         };
-        let mut request = self
-            .http
-            .post(&s.endpoint)
-            .header(
-                http::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .header(http::header::ACCEPT, "application/json")
-            .body(body);
-        if let Some(secret) = &self.client_secret {
-            let enc =
-                |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
-            request = request.basic_auth(enc(&s.client_id), Some(enc(secret)));
-        }
         let unavailable =
             |e: String| Rejection::Unavailable(format!("introspection at {}: {e}", s.endpoint));
-        let mut answer = request
-            .send()
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
-        if !answer.status().is_success() {
-            return Err(unavailable(format!("HTTP {}", answer.status())));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = answer
-            .chunk()
-            .await
-            .map_err(|e| unavailable(e.to_string()))?
-        {
-            if body.len() + chunk.len() > MAX_ANSWER {
-                return Err(unavailable("the answer is too large".into()));
-            }
-            body.extend_from_slice(&chunk);
+        let (status, body) =
+            warden::oauth_form::post(&self.http, &s.endpoint, &form, client, MAX_ANSWER)
+                .await
+                .map_err(unavailable)?;
+        if !status.is_success() {
+            return Err(unavailable(format!("HTTP {status}")));
         }
         serde_json::from_slice(&body).map_err(|e| unavailable(format!("not JSON: {e}")))
     }
