@@ -84,7 +84,7 @@ pub(crate) fn result(info: &CapabilityInfo, outcome: Result<Value, Error>) -> Va
             Value::Object(result)
         }
         Err(e) => json!({
-            "content": [{"type": "text", "text": e.to_string()}],
+            "content": text_content(e.to_string()),
             "isError": true,
             "_meta": {"dev.warden/error": e.code()},
         }),

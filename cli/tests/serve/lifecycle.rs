@@ -6,7 +6,6 @@ use crate::components::component;
 use crate::mcp_server::McpServer;
 use crate::util::*;
 use serde_json::json;
-use std::net::TcpListener;
 use std::time::Duration;
 
 fn mcp_config(dir: &std::path::Path, servers: &[(&str, u16)], timeout_ms: u64) -> String {
@@ -85,15 +84,7 @@ fn shutdown_lets_calls_finish_ends_sessions_upstream_and_flushes_the_log() {
 fn a_hanging_mcp_source_holds_up_no_other_and_is_named() {
     let upstream = McpServer::start(&[]);
     // Accepts connections and never answers.
-    let hang = TcpListener::bind("127.0.0.1:0").unwrap();
-    let hang_port = hang.local_addr().unwrap().port();
-    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let keep = held.clone();
-    std::thread::spawn(move || {
-        for s in hang.incoming().map_while(Result::ok) {
-            keep.lock().unwrap().push(s);
-        }
-    });
+    let hang_port = warden_test_support::http_server::silent_port();
     let dir = tempfile::tempdir().unwrap();
     let serve = Serve::start(
         dir.path(),

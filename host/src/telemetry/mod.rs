@@ -277,14 +277,15 @@ impl Telemetry {
     fn span(&self, parent: &Context, build: impl FnOnce() -> SpanBuilder) -> Context {
         let span = parent.span();
         let context = span.span_context();
-        let sampled = match context.is_valid() {
+        let within = context.is_valid();
+        let sampled = match within {
             true => context.is_sampled(),
-            false => self.ratio >= 1.0 || (self.ratio > 0.0 && self.draw() < self.ratio),
+            false => self.new_trace_sampled(),
         };
         if sampled {
             return parent.with_span(build().start_with_context(&self.tracer, parent));
         }
-        let trace_id = match context.is_valid() {
+        let trace_id = match within {
             true => context.trace_id(),
             false => self.ids.new_trace_id(),
         };
@@ -296,6 +297,11 @@ impl Telemetry {
             context.trace_state().clone(),
         );
         parent.with_remote_span_context(unsampled)
+    }
+
+    /// Whether a new trace is recorded (with probability `sample-ratio`).
+    fn new_trace_sampled(&self) -> bool {
+        self.ratio >= 1.0 || (self.ratio > 0.0 && self.draw() < self.ratio)
     }
 
     /// A uniform draw in [0, 1), from a fresh span id's random bits.

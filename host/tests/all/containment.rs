@@ -541,14 +541,7 @@ async fn audit_volume_is_bounded_per_plugin_and_per_client_and_summarized() {
 async fn a_call_does_not_wait_for_a_sibling_source_that_hangs() {
     use crate::mcp::{mcp_config, Server};
     let good = McpServer::start(&[]);
-    // Accepts connections and never answers.
-    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = hang.local_addr().unwrap().port();
-    let held = std::thread::spawn(move || {
-        let kept: Vec<_> = hang.incoming().take(8).collect();
-        std::thread::sleep(Duration::from_secs(20));
-        drop(kept);
-    });
+    let port = warden_test_support::http_server::silent_port();
     let servers = [Server::of("good", &good), Server::at("hang", port)];
     let mut c = mcp_config(&servers, Default::default());
     if let Some(p) = c.plugins.get_mut("mcp") {
@@ -565,7 +558,6 @@ async fn a_call_does_not_wait_for_a_sibling_source_that_hangs() {
     let took = started.elapsed();
     assert!(took < Duration::from_secs(8), "the call waited {took:?}");
     drop(host);
-    drop(held);
 }
 
 /// A peer that accepts TCP and never answers the TLS handshake holds the
@@ -573,14 +565,7 @@ async fn a_call_does_not_wait_for_a_sibling_source_that_hangs() {
 /// call's time limit; the failure is recorded.
 #[tokio::test]
 async fn a_stalled_tls_handshake_ends_within_the_connect_time() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming().flatten() {
-            held.push(stream); // accepted, never answered
-        }
-    });
+    let port = warden_test_support::http_server::silent_port();
     let dir = tempfile::tempdir().unwrap();
     let mut h = hostile();
     h.grants.network = vec![format!("https://127.0.0.1:{port}")];
