@@ -167,6 +167,8 @@ pub(crate) struct Auditor {
     volume: Arc<super::budget::Budget>,
     /// Traces and metrics, when on: denials counted, effects' spans.
     telemetry: Option<Arc<crate::telemetry::Telemetry>>,
+    /// `warden.fuel.used` for this plugin (telemetry on).
+    fuel: Option<opentelemetry::metrics::BoundCounter<u64>>,
 }
 
 impl Auditor {
@@ -185,6 +187,7 @@ impl Auditor {
             scope: Default::default(),
             log_budget: None,
             telemetry: None,
+            fuel: None,
         }
     }
 
@@ -193,6 +196,7 @@ impl Auditor {
         mut self,
         telemetry: Option<Arc<crate::telemetry::Telemetry>>,
     ) -> Auditor {
+        self.fuel = telemetry.as_ref().map(|t| t.fuel_counter(&self.plugin));
         self.telemetry = telemetry;
         self
     }
@@ -219,8 +223,8 @@ impl Auditor {
 
     /// Counts the fuel a call used (telemetry on).
     pub(crate) fn fuel_used(&self, fuel: u64) {
-        if let Some(t) = &self.telemetry {
-            t.fuel_used(&self.plugin, fuel);
+        if let Some(counter) = &self.fuel {
+            counter.add(fuel);
         }
     }
 
@@ -235,6 +239,7 @@ impl Auditor {
             log_budget: Some(log_budget),
             volume: self.volume.clone(),
             telemetry: self.telemetry.clone(),
+            fuel: self.fuel.clone(),
         }
     }
 

@@ -1,27 +1,19 @@
-//! The OTLP exporters behind [`Telemetry`](super::Telemetry): HTTP/protobuf
-//! through reqwest (rustls with ring), or gRPC through tonic, each with a
-//! batch span processor and a periodic metric reader. Both processors run
-//! on threads of their own; an HTTP export is handed to the runtime the
-//! host was started in, where reqwest can run.
+//! The OTLP transports behind [`Telemetry`](super::Telemetry): HTTP/protobuf
+//! through reqwest (rustls with ring), or gRPC through tonic. Spans go
+//! through the host's own [`Sender`]; metrics through the SDK's exporter
+//! and periodic reader, whose thread hands each HTTP export to the runtime
+//! the host was started in, where reqwest can run.
 
+use super::batch::Sender;
 use super::{OtlpProtocol, TelemetryError, TelemetrySettings};
 use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::{
-    MetricExporter, Protocol, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
+    MetricExporter, Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig,
 };
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
-use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// How long spans wait to be exported together.
-const SPAN_DELAY: Duration = Duration::from_secs(1);
-/// Spans held for export at most; past it new ones are dropped (and the
-/// SDK counts them), never a call held up.
-const SPAN_QUEUE: usize = 8192;
-/// Spans per export request.
-const SPAN_BATCH: usize = 2048;
 
 /// Each export, run on the host's runtime (the SDK calls from its own
 /// thread, where reqwest has no reactor).
@@ -41,7 +33,8 @@ impl HttpClient for OnRuntime {
     }
 }
 
-fn resource(settings: &TelemetrySettings) -> Resource {
+/// The resource every export names: `service.name` and `service.version`.
+pub(super) fn resource(settings: &TelemetrySettings) -> Resource {
     Resource::builder_empty()
         .with_service_name(
             settings
@@ -60,10 +53,10 @@ fn failed(e: impl std::fmt::Display) -> TelemetryError {
     TelemetryError::Exporter(e.to_string())
 }
 
-/// The span and metric exporters of `settings`.
-fn exporters(
+/// Where spans go and the metric exporter, for `settings`.
+pub(super) fn exporters(
     settings: &TelemetrySettings,
-) -> Result<(SpanExporter, MetricExporter), TelemetryError> {
+) -> Result<(Sender, MetricExporter), TelemetryError> {
     let timeout = Duration::from_millis(settings.timeout_ms.unwrap_or(super::DEFAULT_TIMEOUT_MS));
     let base = settings.otlp_endpoint.trim_end_matches('/');
     let url =
@@ -74,98 +67,81 @@ fn exporters(
         )));
     }
     match settings.protocol {
-        OtlpProtocol::Grpc => {
-            let tls = || {
-                opentelemetry_otlp::tonic_types::transport::ClientTlsConfig::new()
-                    .with_webpki_roots()
-            };
-            let mut spans = SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(base)
-                .with_timeout(timeout);
-            let mut metrics = MetricExporter::builder()
-                .with_tonic()
-                .with_endpoint(base)
-                .with_timeout(timeout)
-                .with_temporality(Temporality::Cumulative);
-            if url.scheme() == "https" {
-                spans = spans.with_tls_config(tls());
-                metrics = metrics.with_tls_config(tls());
-            }
-            Ok((
-                spans.build().map_err(failed)?,
-                metrics.build().map_err(failed)?,
-            ))
-        }
-        OtlpProtocol::HttpProtobuf => {
-            let tls = crate::tls::client_config(None).map_err(failed)?;
-            let client = reqwest::Client::builder()
-                .tls_backend_preconfigured((*tls).clone())
-                .timeout(timeout)
-                .connect_timeout(timeout)
-                .build()
-                .map_err(failed)?;
-            let client: Arc<dyn HttpClient> = Arc::new(OnRuntime {
-                client,
-                runtime: tokio::runtime::Handle::try_current().map_err(failed)?,
-            });
-            let spans = SpanExporter::builder()
-                .with_http()
-                .with_protocol(Protocol::HttpBinary)
-                .with_endpoint(format!("{base}/v1/traces"))
-                .with_timeout(timeout)
-                .with_shared_http_client(client.clone())
-                .build()
-                .map_err(failed)?;
-            let metrics = MetricExporter::builder()
-                .with_http()
-                .with_protocol(Protocol::HttpBinary)
-                .with_endpoint(format!("{base}/v1/metrics"))
-                .with_timeout(timeout)
-                .with_shared_http_client(client)
-                .with_temporality(Temporality::Cumulative)
-                .build()
-                .map_err(failed)?;
-            Ok((spans, metrics))
-        }
+        OtlpProtocol::Grpc => grpc(base, url.scheme() == "https", timeout),
+        OtlpProtocol::HttpProtobuf => http(base, timeout),
     }
 }
 
-/// The tracer and meter providers exporting to `settings`' collector.
-pub(super) fn providers(
+fn grpc(
+    base: &str,
+    tls: bool,
+    timeout: Duration,
+) -> Result<(Sender, MetricExporter), TelemetryError> {
+    let roots = || tonic::transport::ClientTlsConfig::new().with_webpki_roots();
+    let mut endpoint = tonic::transport::Endpoint::from_shared(base.to_string())
+        .map_err(|e| failed(format!("`otlp-endpoint` {base:?}: {e}")))?
+        .timeout(timeout)
+        .connect_timeout(timeout);
+    let mut metrics = MetricExporter::builder()
+        .with_tonic()
+        .with_endpoint(base)
+        .with_timeout(timeout)
+        .with_temporality(Temporality::Cumulative);
+    if tls {
+        endpoint = endpoint.tls_config(roots()).map_err(failed)?;
+        metrics = metrics.with_tls_config(roots());
+    }
+    let spans = Sender::Grpc(tonic::client::Grpc::new(endpoint.connect_lazy()));
+    Ok((spans, metrics.build().map_err(failed)?))
+}
+
+fn http(base: &str, timeout: Duration) -> Result<(Sender, MetricExporter), TelemetryError> {
+    let tls = crate::tls::client_config(None).map_err(failed)?;
+    let client = reqwest::Client::builder()
+        .tls_backend_preconfigured((*tls).clone())
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .build()
+        .map_err(failed)?;
+    let on_runtime: Arc<dyn HttpClient> = Arc::new(OnRuntime {
+        client: client.clone(),
+        runtime: tokio::runtime::Handle::try_current().map_err(failed)?,
+    });
+    let metrics = MetricExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(format!("{base}/v1/metrics"))
+        .with_timeout(timeout)
+        .with_shared_http_client(on_runtime)
+        .with_temporality(Temporality::Cumulative)
+        .build()
+        .map_err(failed)?;
+    let spans = Sender::Http {
+        client,
+        url: format!("{base}/v1/traces"),
+    };
+    Ok((spans, metrics))
+}
+
+/// The meter provider exporting through `metrics` every
+/// `metrics-interval-ms`.
+pub(super) fn meters(
     settings: &TelemetrySettings,
-) -> Result<(SdkTracerProvider, SdkMeterProvider), TelemetryError> {
-    let (spans, metrics) = exporters(settings)?;
-    let resource = resource(settings);
-    let batch = BatchConfigBuilder::default()
-        .with_max_queue_size(SPAN_QUEUE)
-        .with_max_export_batch_size(SPAN_BATCH)
-        .with_scheduled_delay(SPAN_DELAY)
-        .build();
-    // Sampling is decided before a span is built (`Telemetry::span`): the
-    // SDK records every span it is asked to start.
-    let tracers = SdkTracerProvider::builder()
-        .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn)
-        .with_span_processor(
-            BatchSpanProcessor::builder(spans)
-                .with_batch_config(batch)
-                .build(),
-        )
-        .with_resource(resource.clone())
-        .build();
+    metrics: MetricExporter,
+    resource: Resource,
+) -> SdkMeterProvider {
     let interval = Duration::from_millis(
         settings
             .metrics_interval_ms
             .unwrap_or(super::DEFAULT_METRICS_INTERVAL_MS)
             .max(100),
     );
-    let meters = SdkMeterProvider::builder()
+    SdkMeterProvider::builder()
         .with_reader(
             PeriodicReader::builder(metrics)
                 .with_interval(interval)
                 .build(),
         )
         .with_resource(resource)
-        .build();
-    Ok((tracers, meters))
+        .build()
 }

@@ -1,6 +1,10 @@
-//! `[telemetry]`: traces and metrics over OTLP (HTTP/protobuf or gRPC),
-//! with the maintained `opentelemetry` crates. Off by default: without the
-//! section there is no [`Telemetry`], and every hook is one `None` check.
+//! `[telemetry]`: traces and metrics over OTLP (HTTP/protobuf or gRPC). The
+//! `opentelemetry` API carries contexts and attributes, its SDK aggregates
+//! and exports the metrics; spans are the host's own ([`span`]), encoded
+//! as OTLP protobuf when they end ([`otlp`]) and sent in batches
+//! ([`batch`]), which costs a busy server a fraction of the SDK's span
+//! pipeline. Off by default: without the section there is no
+//! [`Telemetry`], and every hook is one `None` check.
 //!
 //! Spans: `warden serve` opens one per MCP request (kind server, named and
 //! attributed as the MCP semantic conventions say, its parent the client's
@@ -16,20 +20,24 @@
 //! effect, limit hits, fuel used, instances, the audit queue, and MCP's
 //! `mcp.server.operation.duration` (see [`Instruments`]).
 
+mod batch;
 mod export;
+mod otlp;
+mod span;
 
-use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
-use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
-use opentelemetry::trace::{
-    SpanBuilder, SpanContext, SpanKind, Status, TraceContextExt as _, TraceFlags, Tracer as _,
-    TracerProvider as _,
+use batch::Batch;
+use opentelemetry::metrics::{
+    BoundCounter, BoundHistogram, Counter, Histogram, Meter, MeterProvider as _,
 };
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
+use opentelemetry::trace::{SpanContext, SpanKind, Status, TraceContextExt as _, TraceFlags};
 use opentelemetry::{InstrumentationScope, KeyValue, Value};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator, SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
 use serde::{Deserialize, Serialize};
+use span::{Recorded, SpanStart};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 pub use opentelemetry::Context;
@@ -41,6 +49,10 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 /// Calls followed at once (their contexts kept for their effects' spans);
 /// past it, a call's effects get no spans of their own.
 const MAX_FOLLOWED: usize = 64 * 1024;
+/// Capabilities whose call instruments are kept bound.
+const MAX_BOUND: usize = 4096;
+/// A call's outcomes (`warden.outcome`).
+const OUTCOMES: [&str; 5] = ["ok", "deny", "limit", "trap", "error"];
 /// MCP's duration buckets (seconds), from its semantic conventions.
 const MCP_BUCKETS: [f64; 14] = [
     0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
@@ -99,6 +111,42 @@ pub enum TelemetryError {
     Exporter(String),
 }
 
+/// A capability's `warden.calls` and `warden.call.duration`, bound to each
+/// outcome when it first happens.
+struct CallInstruments {
+    /// `gen_ai.tool.name`: the capability.
+    tool: KeyValue,
+    by_outcome: [OnceLock<(BoundCounter<u64>, BoundHistogram<f64>)>; OUTCOMES.len()],
+}
+
+impl CallInstruments {
+    fn new(capability: &str) -> CallInstruments {
+        CallInstruments {
+            tool: KeyValue::new(
+                "gen_ai.tool.name",
+                Value::from(Arc::<str>::from(capability)),
+            ),
+            by_outcome: Default::default(),
+        }
+    }
+
+    /// Counts and times one call that ended with `outcome`.
+    fn record(&self, instruments: &Instruments, outcome: &'static str, seconds: f64) {
+        let Some(slot) = OUTCOMES.iter().position(|o| *o == outcome) else {
+            return instruments.record_call(&self.tool, outcome, seconds);
+        };
+        let (calls, duration) = self.by_outcome[slot].get_or_init(|| {
+            let attributes = [self.tool.clone(), KeyValue::new("warden.outcome", outcome)];
+            (
+                instruments.calls.bind(&attributes),
+                instruments.call_duration.bind(&attributes),
+            )
+        });
+        calls.add(1);
+        duration.record(seconds);
+    }
+}
+
 /// The host's instruments.
 struct Instruments {
     calls: Counter<u64>,
@@ -110,6 +158,14 @@ struct Instruments {
 }
 
 impl Instruments {
+    /// Counts and times a call of `tool` that ended with `outcome`,
+    /// unbound.
+    fn record_call(&self, tool: &KeyValue, outcome: &'static str, seconds: f64) {
+        let attributes = [tool.clone(), KeyValue::new("warden.outcome", outcome)];
+        self.calls.add(1, &attributes);
+        self.call_duration.record(seconds, &attributes);
+    }
+
     fn new(meter: &Meter) -> Instruments {
         Instruments {
             calls: meter
@@ -154,9 +210,9 @@ impl Instruments {
 /// Traces and metrics of one host (no global state: each host has its own
 /// providers).
 pub struct Telemetry {
-    tracers: SdkTracerProvider,
+    /// Ended spans on their way to the collector.
+    batch: Arc<Batch>,
     meters: opentelemetry_sdk::metrics::SdkMeterProvider,
-    tracer: SdkTracer,
     meter: Meter,
     propagator: TraceContextPropagator,
     instruments: Instruments,
@@ -166,6 +222,16 @@ pub struct Telemetry {
     ids: RandomIdGenerator,
     /// The calls running now and their spans' contexts.
     followed: Mutex<HashMap<Box<str>, Context>>,
+    /// The call instruments of each capability called.
+    bound: RwLock<HashMap<Box<str>, Arc<CallInstruments>>>,
+}
+
+impl Drop for Telemetry {
+    /// Stops the span exporter after one last export (without
+    /// [`shutdown`](Telemetry::shutdown), not waited for).
+    fn drop(&mut self) {
+        self.batch.close_now();
+    }
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -184,18 +250,29 @@ impl Telemetry {
                 "`sample-ratio` {ratio} is not between 0.0 and 1.0"
             )));
         }
-        let (tracers, meters) = export::providers(settings)?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+        let (sender, metrics) = export::exporters(settings)?;
+        let resource = export::resource(settings);
+        let named: Vec<KeyValue> = resource
+            .iter()
+            .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+            .collect();
+        let version = env!("CARGO_PKG_VERSION");
+        let envelope = otlp::Envelope::new(&named, "warden", version);
+        let timeout = settings.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+        let batch = Arc::new(Batch::new(Duration::from_millis(timeout)));
+        runtime.spawn(batch::export(batch.clone(), sender, envelope));
+        let meters = export::meters(settings, metrics, resource);
         let scope = InstrumentationScope::builder("warden")
-            .with_version(env!("CARGO_PKG_VERSION"))
+            .with_version(version)
             .build();
-        let tracer = tracers.tracer_with_scope(scope.clone());
         let meter = meters.meter_with_scope(scope);
         let instruments = Instruments::new(&meter);
         tracing::info!(endpoint = %settings.otlp_endpoint, "telemetry: exporting traces and metrics over OTLP");
         Ok(Telemetry {
-            tracers,
+            batch,
             meters,
-            tracer,
             meter,
             propagator: TraceContextPropagator::new(),
             instruments,
@@ -203,6 +280,7 @@ impl Telemetry {
             ratio,
             ids: RandomIdGenerator::default(),
             followed: Mutex::default(),
+            bound: RwLock::default(),
         })
     }
 
@@ -237,14 +315,13 @@ impl Telemetry {
     /// them (or the export failed). Blocks: call it off the runtime's
     /// worker threads (`spawn_blocking`).
     pub fn flush(&self) {
-        let _ = self.tracers.force_flush();
+        self.batch.flush();
     }
 
     /// Exports what is pending and stops. Blocks: call it off the runtime's
     /// worker threads (`spawn_blocking`).
     pub fn shutdown(&self) {
-        let _ = self.tracers.force_flush();
-        let _ = self.tracers.shutdown_with_timeout(Duration::from_secs(5));
+        self.batch.close();
         let _ = self.meters.shutdown();
     }
 
@@ -274,29 +351,29 @@ impl Telemetry {
     /// new trace is with probability `sample-ratio`. An unsampled span costs
     /// no more than its ids, which are still propagated (flags `00`), so
     /// that the services it calls make the same decision.
-    fn span(&self, parent: &Context, build: impl FnOnce() -> SpanBuilder) -> Context {
+    fn span(&self, parent: &Context, build: impl FnOnce() -> SpanStart) -> Context {
         let span = parent.span();
         let context = span.span_context();
         let within = context.is_valid();
-        let sampled = match within {
-            true => context.is_sampled(),
-            false => self.new_trace_sampled(),
+        let (sampled, trace_id) = match within {
+            true => (context.is_sampled(), context.trace_id()),
+            false => (self.new_trace_sampled(), self.ids.new_trace_id()),
         };
-        if sampled {
-            return parent.with_span(build().start_with_context(&self.tracer, parent));
-        }
-        let trace_id = match within {
-            true => context.trace_id(),
-            false => self.ids.new_trace_id(),
+        let flags = match sampled {
+            true => TraceFlags::SAMPLED,
+            false => TraceFlags::default(),
         };
-        let unsampled = SpanContext::new(
+        let own = SpanContext::new(
             trace_id,
             self.ids.new_span_id(),
-            TraceFlags::default(),
+            flags,
             false,
             context.trace_state().clone(),
         );
-        parent.with_remote_span_context(unsampled)
+        if !sampled {
+            return parent.with_remote_span_context(own);
+        }
+        parent.with_span(Recorded::start(self.batch.clone(), own, context, build()))
     }
 
     /// Whether a new trace is recorded (with probability `sample-ratio`).
@@ -322,10 +399,11 @@ impl Telemetry {
                 Some(t) => format!("{} {t}", request.method),
                 None => request.method.to_string(),
             };
-            self.tracer
-                .span_builder(name)
-                .with_kind(SpanKind::Server)
-                .with_attributes(mcp_attributes(request, &method, tool.as_ref()))
+            SpanStart {
+                name: name.into(),
+                kind: SpanKind::Server,
+                attributes: mcp_attributes(request, &method, tool.as_ref()),
+            }
         });
         McpSpan {
             telemetry: self,
@@ -346,10 +424,14 @@ impl Telemetry {
         call_id: &str,
     ) -> CallSpan<'_> {
         let parent = parent.cloned().unwrap_or_default();
-        let tool = KeyValue::new(
-            "gen_ai.tool.name",
-            Value::from(Arc::<str>::from(capability)),
-        );
+        let instruments = self.call_instruments(capability);
+        let tool = match &instruments {
+            Some(bound) => bound.tool.clone(),
+            None => KeyValue::new(
+                "gen_ai.tool.name",
+                Value::from(Arc::<str>::from(capability)),
+            ),
+        };
         let context = self.span(&parent, || {
             // Room for the outcome and an error, set when the call ends.
             let mut attributes = Vec::with_capacity(7);
@@ -359,10 +441,11 @@ impl Telemetry {
                 KeyValue::new("gen_ai.tool.call.id", call_id.to_string()),
                 KeyValue::new("warden.plugin", plugin.to_string()),
             ]);
-            self.tracer
-                .span_builder(format!("execute_tool {capability}"))
-                .with_kind(SpanKind::Internal)
-                .with_attributes(attributes)
+            SpanStart {
+                name: format!("execute_tool {capability}").into(),
+                kind: SpanKind::Internal,
+                attributes,
+            }
         });
         let mut followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
         if followed.len() < MAX_FOLLOWED {
@@ -373,6 +456,7 @@ impl Telemetry {
             telemetry: self,
             context,
             call_id: call_id.into(),
+            bound: instruments,
             tool,
             started: std::time::Instant::now(),
         }
@@ -397,16 +481,15 @@ impl Telemetry {
         (host, port): (&str, u16),
     ) -> Option<EffectSpan> {
         let parent = self.call_context(call_id)?;
-        let context = self.span(&parent, || {
-            self.tracer
-                .span_builder(method.to_string())
-                .with_kind(SpanKind::Client)
-                .with_attributes([
-                    KeyValue::new("http.request.method", method.to_string()),
-                    KeyValue::new("url.full", url.to_string()),
-                    KeyValue::new("server.address", host.to_string()),
-                    KeyValue::new("server.port", i64::from(port)),
-                ])
+        let context = self.span(&parent, || SpanStart {
+            name: method.to_string().into(),
+            kind: SpanKind::Client,
+            attributes: vec![
+                KeyValue::new("http.request.method", method.to_string()),
+                KeyValue::new("url.full", url.to_string()),
+                KeyValue::new("server.address", host.to_string()),
+                KeyValue::new("server.port", i64::from(port)),
+            ],
         });
         Some(EffectSpan {
             context,
@@ -417,11 +500,10 @@ impl Telemetry {
     /// Starts a client span for a name lookup of the call `call_id`.
     pub(crate) fn lookup_started(&self, call_id: &str, name: &str) -> Option<EffectSpan> {
         let parent = self.call_context(call_id)?;
-        let context = self.span(&parent, || {
-            self.tracer
-                .span_builder(format!("lookup {name}"))
-                .with_kind(SpanKind::Client)
-                .with_attributes([KeyValue::new("dns.question.name", name.to_string())])
+        let context = self.span(&parent, || SpanStart {
+            name: format!("lookup {name}").into(),
+            kind: SpanKind::Client,
+            attributes: vec![KeyValue::new("dns.question.name", name.to_string())],
         });
         Some(EffectSpan {
             context,
@@ -436,11 +518,29 @@ impl Telemetry {
             .add(1, &[KeyValue::new("warden.effect", effect)]);
     }
 
-    /// Counts fuel a call of `plugin` used.
-    pub(crate) fn fuel_used(&self, plugin: &str, fuel: u64) {
-        self.instruments
-            .fuel
-            .add(fuel, &[KeyValue::new("warden.plugin", plugin.to_string())]);
+    /// `warden.fuel.used` for the calls of `plugin`.
+    pub(crate) fn fuel_counter(&self, plugin: &str) -> BoundCounter<u64> {
+        let attributes = [KeyValue::new("warden.plugin", plugin.to_string())];
+        self.instruments.fuel.bind(&attributes)
+    }
+
+    /// The call instruments of `capability`, bound on first use (past
+    /// [`MAX_BOUND`] capabilities, calls of new ones are counted unbound).
+    fn call_instruments(&self, capability: &str) -> Option<Arc<CallInstruments>> {
+        let read = |bound: &HashMap<Box<str>, Arc<CallInstruments>>| bound.get(capability).cloned();
+        if let Some(found) = read(&self.bound.read().unwrap_or_else(|e| e.into_inner())) {
+            return Some(found);
+        }
+        let mut bound = self.bound.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = read(&bound) {
+            return Some(found);
+        }
+        if bound.len() >= MAX_BOUND {
+            return None;
+        }
+        let made = Arc::new(CallInstruments::new(capability));
+        bound.insert(capability.into(), made.clone());
+        Some(made)
     }
 }
 
@@ -541,6 +641,8 @@ pub(crate) struct CallSpan<'a> {
     telemetry: &'a Telemetry,
     context: Context,
     call_id: Box<str>,
+    /// The capability's bound instruments (none past [`MAX_BOUND`]).
+    bound: Option<Arc<CallInstruments>>,
     /// `gen_ai.tool.name`: the capability.
     tool: KeyValue,
     started: std::time::Instant,
@@ -551,14 +653,13 @@ impl CallSpan<'_> {
     /// `trap`, `error`), counted and timed; `limit` names the limit.
     pub(crate) fn end(self, outcome: &'static str, error: Option<(String, Option<&'static str>)>) {
         let t = self.telemetry;
-        let attributes = [self.tool.clone(), KeyValue::new("warden.outcome", outcome)];
-        t.instruments.calls.add(1, &attributes);
-        t.instruments
-            .call_duration
-            .record(self.started.elapsed().as_secs_f64(), &attributes);
+        let seconds = self.started.elapsed().as_secs_f64();
+        match &self.bound {
+            Some(bound) => bound.record(&t.instruments, outcome, seconds),
+            None => t.instruments.record_call(&self.tool, outcome, seconds),
+        }
         let span = self.context.span();
-        let [_, outcome_kv] = attributes;
-        span.set_attribute(outcome_kv);
+        span.set_attribute(KeyValue::new("warden.outcome", outcome));
         if let Some((message, limit)) = error {
             span.set_attribute(KeyValue::new("error.type", outcome));
             span.set_status(Status::error(message));
@@ -684,8 +785,12 @@ mod tests {
         .unwrap()
     }
 
-    fn builder(t: &Telemetry) -> SpanBuilder {
-        t.tracer.span_builder("test")
+    fn builder() -> SpanStart {
+        SpanStart {
+            name: "test".into(),
+            kind: SpanKind::Internal,
+            attributes: Vec::new(),
+        }
     }
 
     fn parent(sampled: bool) -> Context {
@@ -709,7 +814,7 @@ mod tests {
         for ratio in [0.0, 0.3, 1.0] {
             let t = rt.block_on(async { telemetry(ratio) });
             for sampled in [true, false] {
-                let child = t.span(&parent(sampled), || builder(&t));
+                let child = t.span(&parent(sampled), builder);
                 let span = child.span();
                 let c = span.span_context();
                 assert_eq!(c.is_sampled(), sampled, "ratio {ratio}");
@@ -721,7 +826,7 @@ mod tests {
             let n = 4000;
             let recorded = (0..n)
                 .filter(|_| {
-                    let root = t.span(&Context::new(), || builder(&t));
+                    let root = t.span(&Context::new(), builder);
                     let c = root.span().span_context().clone();
                     assert!(c.is_valid(), "an unsampled root still has ids");
                     c.is_sampled()
