@@ -31,7 +31,7 @@ use opentelemetry::metrics::{
 };
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
 use opentelemetry::trace::{SpanContext, SpanKind, Status, TraceContextExt as _, TraceFlags};
-use opentelemetry::{InstrumentationScope, KeyValue, Value};
+use opentelemetry::{InstrumentationScope, KeyValue, StringValue, Value};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
 use serde::{Deserialize, Serialize};
@@ -116,16 +116,22 @@ pub enum TelemetryError {
 struct CallInstruments {
     /// `gen_ai.tool.name`: the capability.
     tool: KeyValue,
+    /// The call span's name.
+    name: StringValue,
+    /// `warden.plugin`: the plugin that served its first call.
+    plugin: KeyValue,
     by_outcome: [OnceLock<(BoundCounter<u64>, BoundHistogram<f64>)>; OUTCOMES.len()],
 }
 
 impl CallInstruments {
-    fn new(capability: &str) -> CallInstruments {
+    fn new(capability: &str, plugin: &str) -> CallInstruments {
         CallInstruments {
             tool: KeyValue::new(
                 "gen_ai.tool.name",
                 Value::from(Arc::<str>::from(capability)),
             ),
+            name: format!("execute_tool {capability}").into(),
+            plugin: KeyValue::new("warden.plugin", Value::from(Arc::<str>::from(plugin))),
             by_outcome: Default::default(),
         }
     }
@@ -221,7 +227,7 @@ pub struct Telemetry {
     ratio: f64,
     ids: RandomIdGenerator,
     /// The calls running now and their spans' contexts.
-    followed: Mutex<HashMap<Box<str>, Context>>,
+    followed: Mutex<HashMap<Arc<str>, Context>>,
     /// The call instruments of each capability called.
     bound: RwLock<HashMap<Box<str>, Arc<CallInstruments>>>,
 }
@@ -389,7 +395,7 @@ impl Telemetry {
 
     /// Starts an MCP server span (see [`McpSpan`]).
     pub fn mcp_span(&self, parent: &Context, request: &McpRequest<'_>) -> McpSpan<'_> {
-        let method: Arc<str> = request.method.into();
+        let method = shared_text(request.method);
         let tool: Option<Arc<str>> = match request.method {
             "tools/call" => request.target.map(Arc::from),
             _ => None,
@@ -424,40 +430,42 @@ impl Telemetry {
         call_id: &str,
     ) -> CallSpan<'_> {
         let parent = parent.cloned().unwrap_or_default();
-        let instruments = self.call_instruments(capability);
-        let tool = match &instruments {
-            Some(bound) => bound.tool.clone(),
-            None => KeyValue::new(
-                "gen_ai.tool.name",
-                Value::from(Arc::<str>::from(capability)),
-            ),
+        let bound = self.call_instruments(capability, plugin);
+        let named = match &bound {
+            Some(b) => b.clone(),
+            None => Arc::new(CallInstruments::new(capability, plugin)),
         };
+        let call_id: Arc<str> = call_id.into();
         let context = self.span(&parent, || {
+            let plugin = match named.plugin.value.as_str() == plugin {
+                true => named.plugin.clone(),
+                false => KeyValue::new("warden.plugin", plugin.to_string()),
+            };
             // Room for the outcome and an error, set when the call ends.
             let mut attributes = Vec::with_capacity(7);
             attributes.extend([
                 KeyValue::new("gen_ai.operation.name", "execute_tool"),
-                tool.clone(),
-                KeyValue::new("gen_ai.tool.call.id", call_id.to_string()),
-                KeyValue::new("warden.plugin", plugin.to_string()),
+                named.tool.clone(),
+                KeyValue::new("gen_ai.tool.call.id", Value::from(call_id.clone())),
+                plugin,
             ]);
             SpanStart {
-                name: format!("execute_tool {capability}").into(),
+                name: named.name.clone(),
                 kind: SpanKind::Internal,
                 attributes,
             }
         });
         let mut followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
         if followed.len() < MAX_FOLLOWED {
-            followed.insert(call_id.into(), context.clone());
+            followed.insert(call_id.clone(), context.clone());
         }
         drop(followed);
         CallSpan {
             telemetry: self,
             context,
-            call_id: call_id.into(),
-            bound: instruments,
-            tool,
+            call_id,
+            tool: named.tool.clone(),
+            bound,
             started: std::time::Instant::now(),
         }
     }
@@ -526,7 +534,7 @@ impl Telemetry {
 
     /// The call instruments of `capability`, bound on first use (past
     /// [`MAX_BOUND`] capabilities, calls of new ones are counted unbound).
-    fn call_instruments(&self, capability: &str) -> Option<Arc<CallInstruments>> {
+    fn call_instruments(&self, capability: &str, plugin: &str) -> Option<Arc<CallInstruments>> {
         let read = |bound: &HashMap<Box<str>, Arc<CallInstruments>>| bound.get(capability).cloned();
         if let Some(found) = read(&self.bound.read().unwrap_or_else(|e| e.into_inner())) {
             return Some(found);
@@ -538,7 +546,7 @@ impl Telemetry {
         if bound.len() >= MAX_BOUND {
             return None;
         }
-        let made = Arc::new(CallInstruments::new(capability));
+        let made = Arc::new(CallInstruments::new(capability, plugin));
         bound.insert(capability.into(), made.clone());
         Some(made)
     }
@@ -565,7 +573,7 @@ pub struct McpRequest<'a> {
 pub struct McpSpan<'a> {
     telemetry: &'a Telemetry,
     context: Context,
-    method: Arc<str>,
+    method: StringValue,
     /// The tool of a `tools/call`.
     tool: Option<Arc<str>>,
     started: std::time::Instant,
@@ -604,10 +612,37 @@ impl McpSpan<'_> {
     }
 }
 
+/// Names that recur in every request (MCP's methods and protocol
+/// revisions), shared rather than copied; any other text copied.
+fn shared_text(text: &str) -> StringValue {
+    const KNOWN: [&str; 16] = [
+        "tools/call",
+        "tools/list",
+        "initialize",
+        "notifications/initialized",
+        "ping",
+        "resources/list",
+        "resources/read",
+        "prompts/list",
+        "prompts/get",
+        "completion/complete",
+        "subscriptions/listen",
+        "tasks/get",
+        "tasks/result",
+        "2026-07-28",
+        "2025-11-25",
+        "2025-06-18",
+    ];
+    match KNOWN.iter().find(|k| **k == text) {
+        Some(known) => StringValue::from(*known),
+        None => StringValue::from(text.to_string()),
+    }
+}
+
 /// An MCP server span's attributes, as MCP's semantic conventions name them.
 fn mcp_attributes(
     request: &McpRequest<'_>,
-    method: &Arc<str>,
+    method: &StringValue,
     tool: Option<&Arc<str>>,
 ) -> Vec<KeyValue> {
     // Room for an error's two, set when the request ends.
@@ -621,7 +656,7 @@ fn mcp_attributes(
         attributes.push(KeyValue::new("network.protocol.name", "http"));
     }
     if let Some(v) = request.protocol_version {
-        attributes.push(KeyValue::new("mcp.protocol.version", v.to_string()));
+        attributes.push(KeyValue::new("mcp.protocol.version", shared_text(v)));
     }
     if let Some(id) = request.id {
         attributes.push(KeyValue::new("jsonrpc.request.id", id.to_string()));
@@ -640,7 +675,7 @@ fn mcp_attributes(
 pub(crate) struct CallSpan<'a> {
     telemetry: &'a Telemetry,
     context: Context,
-    call_id: Box<str>,
+    call_id: Arc<str>,
     /// The capability's bound instruments (none past [`MAX_BOUND`]).
     bound: Option<Arc<CallInstruments>>,
     /// `gen_ai.tool.name`: the capability.

@@ -7,7 +7,7 @@
 use super::batch::Batch;
 use super::otlp::{Dropped, Ended};
 use opentelemetry::trace::{Event, Link, SpanContext, SpanId, SpanKind, Status};
-use opentelemetry::KeyValue;
+use opentelemetry::{KeyValue, StringValue};
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -20,7 +20,7 @@ const MAX_LINKS: usize = 128;
 
 /// What a sampled span starts with.
 pub(super) struct SpanStart {
-    pub(super) name: Cow<'static, str>,
+    pub(super) name: StringValue,
     pub(super) kind: SpanKind,
     pub(super) attributes: Vec<KeyValue>,
 }
@@ -30,7 +30,7 @@ pub(super) struct Recorded {
     context: SpanContext,
     /// The parent span, and whether it was another process's.
     parent: Option<(SpanId, bool)>,
-    name: Cow<'static, str>,
+    name: StringValue,
     kind: SpanKind,
     start: SystemTime,
     attributes: Vec<KeyValue>,
@@ -79,7 +79,7 @@ impl Recorded {
             context: &self.context,
             parent: self.parent.map(|(id, _)| id),
             parent_remote: self.parent.is_some_and(|(_, remote)| remote),
-            name: &self.name,
+            name: self.name.as_str(),
             kind: &self.kind,
             start: self.start,
             end,
@@ -156,7 +156,7 @@ impl opentelemetry::trace::Span for Recorded {
         T: Into<Cow<'static, str>>,
     {
         if !self.ended {
-            self.name = new_name.into();
+            self.name = StringValue::from(new_name.into());
         }
     }
 
