@@ -266,6 +266,20 @@ fn one_trace_from_the_client_through_the_call_to_its_egress_and_the_metrics() {
         .find(|p| p["name"] == "warden.denials" && p["attributes"]["warden.effect"] == "call")
         .expect("the denied call counted");
     assert!(denied["value"].as_i64().unwrap_or(0) >= 1, "{denied}");
+    let calls = records
+        .iter()
+        .find(|p| {
+            p["name"] == "warden.calls"
+                && p["attributes"]["warden.outcome"] == "deny"
+                && p["attributes"]["gen_ai.tool.name"] == "hostile.count"
+        })
+        .expect("the denied call by its capability");
+    assert_eq!(calls["value"].as_i64(), Some(1), "one call: {calls}");
+    let fuel = records
+        .iter()
+        .find(|p| p["name"] == "warden.fuel.used" && p["attributes"]["warden.plugin"] == "hostile")
+        .expect("the plugin's fuel");
+    assert!(fuel["value"].as_i64().unwrap_or(0) > 0, "{fuel}");
     let duration = records
         .iter()
         .find(|p| p["name"] == "mcp.server.operation.duration")

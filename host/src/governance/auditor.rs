@@ -168,7 +168,7 @@ pub(crate) struct Auditor {
     /// Traces and metrics, when on: denials counted, effects' spans.
     telemetry: Option<Arc<crate::telemetry::Telemetry>>,
     /// `warden.fuel.used` for this plugin (telemetry on).
-    fuel: Option<opentelemetry::metrics::BoundCounter<u64>>,
+    fuel: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl Auditor {
@@ -224,7 +224,7 @@ impl Auditor {
     /// Counts the fuel a call used (telemetry on).
     pub(crate) fn fuel_used(&self, fuel: u64) {
         if let Some(counter) = &self.fuel {
-            counter.add(fuel);
+            counter.fetch_add(fuel, std::sync::atomic::Ordering::Relaxed);
         }
     }
 

@@ -425,14 +425,17 @@ impl KindServers {
 
 /// Ends a call's span with its outcome, as metrics and traces name it.
 fn end_span<T>(span: crate::telemetry::CallSpan<'_>, result: &Result<T>) {
+    use crate::telemetry::Outcome;
     let Err(e) = result else {
-        return span.end("ok", None);
+        return span.end(Outcome::Ok, None);
     };
     let (outcome, limit) = match e {
-        Error::Denied { .. } | Error::RateLimited { .. } | Error::Busy { .. } => ("deny", None),
-        Error::LimitExceeded { limit, .. } => ("limit", Some(limit.as_str())),
-        Error::Trap { .. } => ("trap", None),
-        _ => ("error", None),
+        Error::Denied { .. } | Error::RateLimited { .. } | Error::Busy { .. } => {
+            (Outcome::Deny, None)
+        }
+        Error::LimitExceeded { limit, .. } => (Outcome::Limit, Some(limit.as_str())),
+        Error::Trap { .. } => (Outcome::Trap, None),
+        _ => (Outcome::Error, None),
     };
     span.end(outcome, Some((e.to_string(), limit)));
 }

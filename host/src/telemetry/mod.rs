@@ -22,13 +22,14 @@
 
 mod batch;
 mod export;
+mod metrics;
 mod otlp;
 mod span;
 
 use batch::Batch;
-use opentelemetry::metrics::{
-    BoundCounter, BoundHistogram, Counter, Histogram, Meter, MeterProvider as _,
-};
+pub(crate) use metrics::Outcome;
+use metrics::{CallInstruments, Instruments};
+use opentelemetry::metrics::{Meter, MeterProvider as _};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
 use opentelemetry::trace::{SpanContext, SpanKind, Status, TraceContextExt as _, TraceFlags};
 use opentelemetry::{InstrumentationScope, KeyValue, StringValue, Value};
@@ -37,7 +38,8 @@ use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
 use serde::{Deserialize, Serialize};
 use span::{Recorded, SpanStart};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use opentelemetry::Context;
@@ -49,10 +51,6 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 /// Calls followed at once (their contexts kept for their effects' spans);
 /// past it, a call's effects get no spans of their own.
 const MAX_FOLLOWED: usize = 64 * 1024;
-/// Capabilities whose call instruments are kept bound.
-const MAX_BOUND: usize = 4096;
-/// A call's outcomes (`warden.outcome`).
-const OUTCOMES: [&str; 5] = ["ok", "deny", "limit", "trap", "error"];
 /// MCP's duration buckets (seconds), from its semantic conventions.
 const MCP_BUCKETS: [f64; 14] = [
     0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
@@ -111,108 +109,6 @@ pub enum TelemetryError {
     Exporter(String),
 }
 
-/// A capability's `warden.calls` and `warden.call.duration`, bound to each
-/// outcome when it first happens.
-struct CallInstruments {
-    /// `gen_ai.tool.name`: the capability.
-    tool: KeyValue,
-    /// The call span's name.
-    name: StringValue,
-    /// `warden.plugin`: the plugin that served its first call.
-    plugin: KeyValue,
-    by_outcome: [OnceLock<(BoundCounter<u64>, BoundHistogram<f64>)>; OUTCOMES.len()],
-}
-
-impl CallInstruments {
-    fn new(capability: &str, plugin: &str) -> CallInstruments {
-        CallInstruments {
-            tool: KeyValue::new(
-                "gen_ai.tool.name",
-                Value::from(Arc::<str>::from(capability)),
-            ),
-            name: format!("execute_tool {capability}").into(),
-            plugin: KeyValue::new("warden.plugin", Value::from(Arc::<str>::from(plugin))),
-            by_outcome: Default::default(),
-        }
-    }
-
-    /// Counts and times one call that ended with `outcome`.
-    fn record(&self, instruments: &Instruments, outcome: &'static str, seconds: f64) {
-        let Some(slot) = OUTCOMES.iter().position(|o| *o == outcome) else {
-            return instruments.record_call(&self.tool, outcome, seconds);
-        };
-        let (calls, duration) = self.by_outcome[slot].get_or_init(|| {
-            let attributes = [self.tool.clone(), KeyValue::new("warden.outcome", outcome)];
-            (
-                instruments.calls.bind(&attributes),
-                instruments.call_duration.bind(&attributes),
-            )
-        });
-        calls.add(1);
-        duration.record(seconds);
-    }
-}
-
-/// The host's instruments.
-struct Instruments {
-    calls: Counter<u64>,
-    call_duration: Histogram<f64>,
-    denials: Counter<u64>,
-    limits: Counter<u64>,
-    fuel: Counter<u64>,
-    operation_duration: Histogram<f64>,
-}
-
-impl Instruments {
-    /// Counts and times a call of `tool` that ended with `outcome`,
-    /// unbound.
-    fn record_call(&self, tool: &KeyValue, outcome: &'static str, seconds: f64) {
-        let attributes = [tool.clone(), KeyValue::new("warden.outcome", outcome)];
-        self.calls.add(1, &attributes);
-        self.call_duration.record(seconds, &attributes);
-    }
-
-    fn new(meter: &Meter) -> Instruments {
-        Instruments {
-            calls: meter
-                .u64_counter("warden.calls")
-                .with_description("Capability calls, by capability and outcome")
-                .with_unit("{call}")
-                .build(),
-            call_duration: meter
-                .f64_histogram("warden.call.duration")
-                .with_description("Capability call duration, admission to end")
-                .with_unit("s")
-                .with_boundaries(MCP_BUCKETS.to_vec())
-                .build(),
-            denials: meter
-                .u64_counter("warden.denials")
-                .with_description("Decisions that refused an effect or a call, by effect")
-                .with_unit("{denial}")
-                .build(),
-            limits: meter
-                .u64_counter("warden.limit.hits")
-                .with_description("Calls stopped by a plugin limit, by limit")
-                .with_unit("{call}")
-                .build(),
-            fuel: meter
-                .u64_counter("warden.fuel.used")
-                .with_description("Fuel the plugins' calls used")
-                .with_unit("{fuel}")
-                .build(),
-            operation_duration: meter
-                .f64_histogram("mcp.server.operation.duration")
-                .with_description(
-                    "MCP request or notification duration as observed on the receiver from \
-                     the time it was received until the result or ack is sent.",
-                )
-                .with_unit("s")
-                .with_boundaries(MCP_BUCKETS.to_vec())
-                .build(),
-        }
-    }
-}
-
 /// Traces and metrics of one host (no global state: each host has its own
 /// providers).
 pub struct Telemetry {
@@ -228,8 +124,6 @@ pub struct Telemetry {
     ids: RandomIdGenerator,
     /// The calls running now and their spans' contexts.
     followed: Mutex<HashMap<Arc<str>, Context>>,
-    /// The call instruments of each capability called.
-    bound: RwLock<HashMap<Box<str>, Arc<CallInstruments>>>,
 }
 
 impl Drop for Telemetry {
@@ -286,7 +180,6 @@ impl Telemetry {
             ratio,
             ids: RandomIdGenerator::default(),
             followed: Mutex::default(),
-            bound: RwLock::default(),
         })
     }
 
@@ -430,10 +323,10 @@ impl Telemetry {
         call_id: &str,
     ) -> CallSpan<'_> {
         let parent = parent.cloned().unwrap_or_default();
-        let bound = self.call_instruments(capability, plugin);
-        let named = match &bound {
-            Some(b) => b.clone(),
-            None => Arc::new(CallInstruments::new(capability, plugin)),
+        let call = self.instruments.for_call(capability, plugin);
+        let named = match call.is_own() {
+            true => call.clone(),
+            false => Arc::new(CallInstruments::new(capability, plugin)),
         };
         let call_id: Arc<str> = call_id.into();
         let context = self.span(&parent, || {
@@ -464,8 +357,7 @@ impl Telemetry {
             telemetry: self,
             context,
             call_id,
-            tool: named.tool.clone(),
-            bound,
+            call,
             started: std::time::Instant::now(),
         }
     }
@@ -526,29 +418,9 @@ impl Telemetry {
             .add(1, &[KeyValue::new("warden.effect", effect)]);
     }
 
-    /// `warden.fuel.used` for the calls of `plugin`.
-    pub(crate) fn fuel_counter(&self, plugin: &str) -> BoundCounter<u64> {
-        let attributes = [KeyValue::new("warden.plugin", plugin.to_string())];
-        self.instruments.fuel.bind(&attributes)
-    }
-
-    /// The call instruments of `capability`, bound on first use (past
-    /// [`MAX_BOUND`] capabilities, calls of new ones are counted unbound).
-    fn call_instruments(&self, capability: &str, plugin: &str) -> Option<Arc<CallInstruments>> {
-        let read = |bound: &HashMap<Box<str>, Arc<CallInstruments>>| bound.get(capability).cloned();
-        if let Some(found) = read(&self.bound.read().unwrap_or_else(|e| e.into_inner())) {
-            return Some(found);
-        }
-        let mut bound = self.bound.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(found) = read(&bound) {
-            return Some(found);
-        }
-        if bound.len() >= MAX_BOUND {
-            return None;
-        }
-        let made = Arc::new(CallInstruments::new(capability, plugin));
-        bound.insert(capability.into(), made.clone());
-        Some(made)
+    /// The count of `warden.fuel.used` for the calls of `plugin`.
+    pub(crate) fn fuel_counter(&self, plugin: &str) -> Arc<AtomicU64> {
+        self.instruments.fuel_of(plugin)
     }
 }
 
@@ -588,12 +460,21 @@ impl McpSpan<'_> {
     /// Ends the span: `error` is a JSON-RPC error code and message, or
     /// `tool_error` for a tool result with `isError`.
     pub fn end(self, error: Option<(&str, &str)>) {
+        let seconds = self.started.elapsed().as_secs_f64();
+        let t = self.telemetry;
+        let span = self.context.span();
+        if error.is_none()
+            && t.instruments
+                .record_tool_call(self.tool.as_deref(), seconds)
+        {
+            span.end();
+            return;
+        }
         let mut attributes = Vec::with_capacity(3);
         attributes.push(KeyValue::new("mcp.method.name", Value::from(self.method)));
         if let Some(tool) = self.tool {
             attributes.push(KeyValue::new("gen_ai.tool.name", Value::from(tool)));
         }
-        let span = self.context.span();
         if let Some((code, message)) = error {
             attributes.push(KeyValue::new("error.type", code.to_string()));
             if span.is_recording() {
@@ -604,10 +485,9 @@ impl McpSpan<'_> {
                 span.set_status(Status::error(message.to_string()));
             }
         }
-        self.telemetry
-            .instruments
+        t.instruments
             .operation_duration
-            .record(self.started.elapsed().as_secs_f64(), &attributes);
+            .record(seconds, &attributes);
         span.end();
     }
 }
@@ -676,29 +556,24 @@ pub(crate) struct CallSpan<'a> {
     telemetry: &'a Telemetry,
     context: Context,
     call_id: Arc<str>,
-    /// The capability's bound instruments (none past [`MAX_BOUND`]).
-    bound: Option<Arc<CallInstruments>>,
-    /// `gen_ai.tool.name`: the capability.
-    tool: KeyValue,
+    /// The capability's counts.
+    call: Arc<CallInstruments>,
     started: std::time::Instant,
 }
 
 impl CallSpan<'_> {
     /// Ends the call's span with its outcome (`ok`, `deny`, `limit`,
     /// `trap`, `error`), counted and timed; `limit` names the limit.
-    pub(crate) fn end(self, outcome: &'static str, error: Option<(String, Option<&'static str>)>) {
+    pub(crate) fn end(self, outcome: Outcome, error: Option<(String, Option<&'static str>)>) {
         let t = self.telemetry;
         let seconds = self.started.elapsed().as_secs_f64();
-        match &self.bound {
-            Some(bound) => bound.record(&t.instruments, outcome, seconds),
-            None => t.instruments.record_call(&self.tool, outcome, seconds),
-        }
+        t.instruments.record_call(&self.call, outcome, seconds);
         let span = self.context.span();
-        span.set_attribute(KeyValue::new("warden.outcome", outcome));
+        span.set_attribute(KeyValue::new("warden.outcome", outcome.as_str()));
         if let Some((message, limit)) = error {
-            span.set_attribute(KeyValue::new("error.type", outcome));
+            span.set_attribute(KeyValue::new("error.type", outcome.as_str()));
             span.set_status(Status::error(message));
-            if outcome == "deny" {
+            if outcome == Outcome::Deny {
                 t.denied("call");
             }
             if let Some(limit) = limit {
