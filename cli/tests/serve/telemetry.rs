@@ -431,3 +431,45 @@ fn propagation_off_and_a_silent_collector_bounded_by_its_timeout() {
         started.elapsed()
     );
 }
+
+/// A collector that refuses every export with a long explanation: calls
+/// are not held up, and each failed export is one bounded warning that
+/// names the collector's status.
+#[test]
+fn a_refusing_collector_costs_warnings_not_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = TestServer::start();
+    let endpoint = upstream.url("/refuse");
+    let mut serve = Serve::start(
+        dir.path(),
+        &config(dir.path(), &endpoint, "http/protobuf", &upstream, ""),
+        &[],
+    );
+    for id in 0..5 {
+        let (status, answer) = modern(
+            serve.port,
+            id,
+            "tools/call",
+            json!({"name": "hostile.echo", "arguments": {"refused": id}}),
+            &[],
+        );
+        assert_eq!(status, 200, "{answer}");
+        assert_ne!(answer["result"]["isError"], true, "{answer}");
+    }
+    let status = serve.signal_and_wait("TERM");
+    assert!(status.success(), "{status}: {}", serve.log());
+    let log = serve.log();
+    let warned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("spans not exported"))
+        .collect();
+    assert!(!warned.is_empty(), "no warning:\n{log}");
+    for line in warned {
+        assert!(line.contains("HTTP 500"), "{line}");
+        assert!(
+            line.len() < 1000,
+            "a collector's answer repeated whole: {} bytes",
+            line.len()
+        );
+    }
+}

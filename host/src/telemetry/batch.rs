@@ -144,8 +144,10 @@ impl Sender {
                 if status.is_success() {
                     return Ok(());
                 }
-                let text = response.text().await.unwrap_or_default();
-                let text: String = text.chars().take(200).collect();
+                // The collector's explanation: its first chunk, no more.
+                let mut response = response;
+                let head = response.chunk().await.ok().flatten().unwrap_or_default();
+                let text = String::from_utf8_lossy(&head[..head.len().min(200)]);
                 Err(format!("{url}: HTTP {status} {text}"))
             }
             Sender::Grpc(grpc) => {

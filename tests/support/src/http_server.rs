@@ -294,6 +294,12 @@ fn reply(seen: &Seen, shared: &Shared) -> Reply {
             status = p[8..].parse().unwrap_or(500);
             Vec::new()
         }
+        // A collector that refuses everything, at length (1 MiB of
+        // explanation).
+        p if p.starts_with("/refuse/") => {
+            status = 500;
+            vec![b'x'; 1 << 20]
+        }
         // An OTLP/HTTP collector that takes everything (for benchmarks):
         // an empty Export*ServiceResponse.
         p if p == "/v1/traces" || p == "/v1/metrics" => Vec::new(),
