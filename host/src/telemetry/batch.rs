@@ -133,7 +133,7 @@ impl Sender {
     async fn send(&self, body: Vec<u8>) -> Result<(), String> {
         match self {
             Sender::Http { client, url } => {
-                let response = client
+                let mut response = client
                     .post(url)
                     .header(http::header::CONTENT_TYPE, "application/x-protobuf")
                     .body(body)
@@ -145,7 +145,6 @@ impl Sender {
                     return Ok(());
                 }
                 // The collector's explanation: its first chunk, no more.
-                let mut response = response;
                 let head = response.chunk().await.ok().flatten().unwrap_or_default();
                 let text = String::from_utf8_lossy(&head[..head.len().min(200)]);
                 Err(format!("{url}: HTTP {status} {text}"))

@@ -65,7 +65,7 @@ pub(super) struct CallInstruments {
 }
 
 impl CallInstruments {
-    pub(super) fn new(capability: &str, plugin: &str) -> CallInstruments {
+    fn new(capability: &str, plugin: &str) -> CallInstruments {
         CallInstruments {
             tool: KeyValue::new(
                 "gen_ai.tool.name",

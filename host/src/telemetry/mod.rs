@@ -326,29 +326,9 @@ impl Telemetry {
     ) -> CallSpan<'_> {
         let parent = parent.cloned().unwrap_or_default();
         let call = self.instruments.for_call(capability, plugin);
-        let named = match call.is_own() {
-            true => call.clone(),
-            false => Arc::new(CallInstruments::new(capability, plugin)),
-        };
         let call_id: Arc<str> = call_id.into();
         let context = self.span(&parent, || {
-            let plugin = match named.plugin.value.as_str() == plugin {
-                true => named.plugin.clone(),
-                false => KeyValue::new("warden.plugin", plugin.to_string()),
-            };
-            // Room for the outcome and an error, set when the call ends.
-            let mut attributes = Vec::with_capacity(7);
-            attributes.extend([
-                KeyValue::new("gen_ai.operation.name", "execute_tool"),
-                named.tool.clone(),
-                KeyValue::new("gen_ai.tool.call.id", Value::from(call_id.clone())),
-                plugin,
-            ]);
-            SpanStart {
-                name: named.name.clone(),
-                kind: SpanKind::Internal,
-                attributes,
-            }
+            call_span_start(&call, capability, plugin, &call_id)
         });
         let mut followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
         if followed.len() < MAX_FOLLOWED {
@@ -551,6 +531,42 @@ fn mcp_attributes(
         attributes.push(KeyValue::new("gen_ai.operation.name", "execute_tool"));
     }
     attributes
+}
+
+/// What the span of a call of `capability` on `plugin` starts with: the
+/// names kept with its counts (made at its first call), or new ones for
+/// a capability counted in the overflow or now served by another plugin.
+fn call_span_start(
+    call: &CallInstruments,
+    capability: &str,
+    plugin: &str,
+    call_id: &Arc<str>,
+) -> SpanStart {
+    let own = call.is_own();
+    let (tool, name) = match own {
+        true => (call.tool.clone(), call.name.clone()),
+        false => (
+            KeyValue::new("gen_ai.tool.name", capability.to_string()),
+            format!("execute_tool {capability}").into(),
+        ),
+    };
+    let plugin = match own && call.plugin.value.as_str() == plugin {
+        true => call.plugin.clone(),
+        false => KeyValue::new("warden.plugin", plugin.to_string()),
+    };
+    // Room for the outcome and an error, set when the call ends.
+    let mut attributes = Vec::with_capacity(7);
+    attributes.extend([
+        KeyValue::new("gen_ai.operation.name", "execute_tool"),
+        tool,
+        KeyValue::new("gen_ai.tool.call.id", Value::from(call_id.clone())),
+        plugin,
+    ]);
+    SpanStart {
+        name,
+        kind: SpanKind::Internal,
+        attributes,
+    }
 }
 
 /// A capability call's span, followed until it ends.

@@ -76,10 +76,17 @@ fn key(s: &mut Vec<u8>, field: u32, wire: u32) {
     varint(s, u64::from(field << 3 | wire));
 }
 
+/// The tag and length of a length-delimited field whose `len` bytes
+/// follow.
+#[inline]
+fn delimited(s: &mut Vec<u8>, field: u32, len: usize) {
+    key(s, field, LEN);
+    varint(s, len as u64);
+}
+
 #[inline]
 fn bytes(s: &mut Vec<u8>, field: u32, value: &[u8]) {
-    key(s, field, LEN);
-    varint(s, value.len() as u64);
+    delimited(s, field, value.len());
     s.extend_from_slice(value);
 }
 
@@ -159,8 +166,7 @@ fn any_value(s: &mut Vec<u8>, value: &Value) {
         Value::F64(f) => fixed64(s, 4, f.to_bits()),
         Value::String(v) => bytes(s, 1, v.as_str().as_bytes()),
         Value::Array(array) => {
-            key(s, 5, LEN);
-            varint(s, array_value_len(array) as u64);
+            delimited(s, 5, array_value_len(array));
             array_value(s, array);
         }
         // A kind this encoder does not know (the type is non-exhaustive):
@@ -190,8 +196,7 @@ fn array_value_len(array: &Array) -> usize {
 /// `ArrayValue`'s `values`.
 fn array_value(s: &mut Vec<u8>, array: &Array) {
     for v in elements(array) {
-        key(s, 1, LEN);
-        varint(s, any_value_len(&v) as u64);
+        delimited(s, 1, any_value_len(&v));
         any_value(s, &v);
     }
 }
@@ -206,11 +211,9 @@ fn attributes(s: &mut Vec<u8>, field: u32, list: &[KeyValue]) {
         } else {
             field_len(name.len())
         };
-        key(s, field, LEN);
-        varint(s, (name_len + field_len(value)) as u64);
+        delimited(s, field, name_len + field_len(value));
         string(s, 1, name);
-        key(s, 2, LEN);
-        varint(s, value as u64);
+        delimited(s, 2, value);
         any_value(s, &kv.value);
     }
 }
@@ -326,15 +329,12 @@ impl Envelope {
     /// [`encode_span`] into `spans` (their lengths computed, so that the
     /// batch is copied once).
     pub(super) fn request(&self, spans: &[u8]) -> Vec<u8> {
-        let field = |len: usize| 1 + varint_len(len as u64) + len;
-        let scope_spans = field(self.scope.len()) + spans.len();
-        let resource_spans = field(self.resource.len()) + field(scope_spans);
-        let mut out = Vec::with_capacity(field(resource_spans));
-        key(&mut out, 1, LEN);
-        varint(&mut out, resource_spans as u64);
+        let scope_spans = field_len(self.scope.len()) + spans.len();
+        let resource_spans = field_len(self.resource.len()) + field_len(scope_spans);
+        let mut out = Vec::with_capacity(field_len(resource_spans));
+        delimited(&mut out, 1, resource_spans);
         bytes(&mut out, 1, &self.resource);
-        key(&mut out, 2, LEN);
-        varint(&mut out, scope_spans as u64);
+        delimited(&mut out, 2, scope_spans);
         bytes(&mut out, 1, &self.scope);
         out.extend_from_slice(spans);
         out

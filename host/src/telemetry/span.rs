@@ -92,6 +92,16 @@ impl Recorded {
     }
 }
 
+/// Whether `list` has room for one more of at most `max`; when it has
+/// not, the one is counted in `dropped`.
+fn room<T>(list: &[T], max: usize, dropped: &mut u32) -> bool {
+    let room = list.len() < max;
+    if !room {
+        *dropped = dropped.saturating_add(1);
+    }
+    room
+}
+
 /// Keeps the first `max` of `list`; returns how many went.
 fn cut<T>(list: &mut Vec<T>, max: usize) -> u32 {
     let over = list.len().saturating_sub(max);
@@ -108,11 +118,7 @@ impl opentelemetry::trace::Span for Recorded {
     ) where
         T: Into<Cow<'static, str>>,
     {
-        if self.ended {
-            return;
-        }
-        if self.events.len() >= MAX_EVENTS {
-            self.dropped.events = self.dropped.events.saturating_add(1);
+        if self.ended || !room(&self.events, MAX_EVENTS, &mut self.dropped.events) {
             return;
         }
         let dropped = cut(&mut attributes, MAX_ATTRIBUTES);
@@ -136,10 +142,12 @@ impl opentelemetry::trace::Span for Recorded {
         }
         if let Some(kept) = self.attributes.iter_mut().find(|a| a.key == attribute.key) {
             kept.value = attribute.value;
-        } else if self.attributes.len() < MAX_ATTRIBUTES {
+        } else if room(
+            &self.attributes,
+            MAX_ATTRIBUTES,
+            &mut self.dropped.attributes,
+        ) {
             self.attributes.push(attribute);
-        } else {
-            self.dropped.attributes = self.dropped.attributes.saturating_add(1);
         }
     }
 
@@ -161,11 +169,10 @@ impl opentelemetry::trace::Span for Recorded {
     }
 
     fn add_link(&mut self, span_context: SpanContext, mut attributes: Vec<KeyValue>) {
-        if self.ended || !span_context.is_valid() {
-            return;
-        }
-        if self.links.len() >= MAX_LINKS {
-            self.dropped.links = self.dropped.links.saturating_add(1);
+        if self.ended
+            || !span_context.is_valid()
+            || !room(&self.links, MAX_LINKS, &mut self.dropped.links)
+        {
             return;
         }
         let dropped = cut(&mut attributes, MAX_ATTRIBUTES);
