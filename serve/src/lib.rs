@@ -97,6 +97,11 @@ pub(crate) struct Shared {
     pub(crate) swaps: watch::Sender<u64>,
     /// Set once shutdown begins.
     pub(crate) stopping: watch::Sender<bool>,
+    /// Set once a stop signal came: `/readyz` answers 503 while requests
+    /// are still served (`drain-ms`).
+    pub(crate) draining: std::sync::atomic::AtomicBool,
+    /// This replica's name (`replica-id`).
+    pub(crate) replica: String,
     /// Requests in flight, per client and in total.
     budgets: Arc<Budgets>,
     /// Refusals so far, by reason.
@@ -252,6 +257,7 @@ impl Server {
         config_path: Option<PathBuf>,
     ) -> Server {
         let oauth = settings.oauth.clone().map(oauth::Validator::new);
+        let settings_replica = settings.replica();
         let shared = Arc::new(Shared {
             oauth,
             host: RwLock::new(host),
@@ -280,6 +286,8 @@ impl Server {
             changes: watch::channel(0).0,
             swaps: watch::channel(0).0,
             stopping: watch::channel(false).0,
+            draining: Default::default(),
+            replica: settings_replica,
         });
         shared.observe(&shared.host());
         let server = Server { shared };
@@ -334,13 +342,30 @@ impl Server {
         &self,
         transports: Vec<Pin<Box<dyn Future<Output = ()> + Send>>>,
     ) {
+        self.run_until(transports, StopSignals::listen()).await
+    }
+
+    /// [`run_until_signal`](Self::run_until_signal) with signals listened
+    /// for since `signals` was made (make it before announcing the server,
+    /// so that a signal sent as soon as it is announced is not missed).
+    pub async fn run_until(
+        &self,
+        transports: Vec<Pin<Box<dyn Future<Output = ()> + Send>>>,
+        mut signals: StopSignals,
+    ) {
         let mut set = tokio::task::JoinSet::new();
         for t in transports {
             set.spawn(t);
         }
         tokio::select! {
             _ = async { while set.join_next().await.is_some() {} } => tracing::info!("every transport ended"),
-            s = stop_signal() => tracing::info!("{s}: shutting down"),
+            s = signals.next() => {
+                tracing::info!("{s}: shutting down");
+                tokio::select! {
+                    _ = self.drain() => {}
+                    s = signals.next() => tracing::info!("{s} while draining: stopping now"),
+                }
+            }
         }
         self.shutdown().await;
         // Transports end once they see the shutdown (listen streams get
@@ -349,6 +374,32 @@ impl Server {
             while set.join_next().await.is_some() {}
         })
         .await;
+    }
+
+    /// Marks the server not ready (`/readyz` answers 503) and keeps serving
+    /// for `drain-ms`, so that a load balancer stops sending here before
+    /// [`shutdown`](Self::shutdown) refuses new requests.
+    /// [`run_until_signal`](Self::run_until_signal) ends the wait at a
+    /// second signal.
+    pub async fn drain(&self) {
+        let shared = &self.shared;
+        shared
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let ms = shared.settings.drain_ms;
+        if ms == 0 {
+            return;
+        }
+        tracing::info!(
+            replica = %shared.replica,
+            "draining: /readyz answers 503; requests are served for {ms} ms more (serve.drain-ms; a second signal stops now)"
+        );
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+
+    /// This replica's name (`[serve] replica-id`).
+    pub fn replica(&self) -> &str {
+        &self.shared.replica
     }
 
     /// Stops accepting requests, lets calls in flight finish (up to
@@ -467,17 +518,38 @@ fn tokens(config: &Config, settings: &ServeSettings) -> Result<Vec<(String, Stri
 /// Resolves at the first SIGTERM or SIGINT with its name (never where
 /// those signals cannot be listened for).
 pub async fn stop_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        std::future::pending::<()>().await;
-        unreachable!()
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    StopSignals::listen().next().await
+}
+
+/// SIGTERM and SIGINT, listened for from creation on: one that comes
+/// before [`next`](Self::next) is asked is kept for it.
+pub struct StopSignals {
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl StopSignals {
+    /// Starts listening (inside a Tokio runtime).
+    pub fn listen() -> StopSignals {
+        use tokio::signal::unix::{signal, SignalKind};
+        let streams = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Some((term, int)),
+            _ => None,
+        };
+        StopSignals { streams }
+    }
+
+    /// The next signal's name (never, where they cannot be listened for).
+    pub async fn next(&mut self) -> &'static str {
+        let Some((term, int)) = &mut self.streams else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
     }
 }
 

@@ -88,6 +88,15 @@ pub struct ServeSettings {
     /// OAuth 2.1 access tokens (JWT) from an authorization server, beside
     /// the static `tokens`.
     pub oauth: Option<crate::oauth::OAuthSettings>,
+    /// On SIGTERM or SIGINT, how long `/readyz` answers 503 while requests
+    /// are still served, before the server stops taking new ones: time for
+    /// a load balancer or Kubernetes to stop sending here. A second signal
+    /// ends the wait. 0: stop at once.
+    pub drain_ms: u64,
+    /// This replica's name, given by `/healthz` and `/readyz`. Unset: the
+    /// environment's `WARDEN_REPLICA_ID`, else the machine's host name (a
+    /// Kubernetes pod's name). 1-63 letters, digits, `.`, `_` or `-`.
+    pub replica_id: Option<String>,
 }
 
 /// One accepted bearer token (`[[serve.tokens]]`).
@@ -125,6 +134,8 @@ impl Default for ServeSettings {
             task_bytes_per_principal: 32 << 20,
             attest_results: false,
             oauth: None,
+            drain_ms: 0,
+            replica_id: None,
         }
     }
 }
@@ -266,13 +277,49 @@ impl ServeSettings {
         for (field, v) in [
             ("header-timeout-ms", self.header_timeout_ms),
             ("body-timeout-ms", self.body_timeout_ms),
+            ("drain-ms", self.drain_ms),
         ] {
             if v > MAX_TIMEOUT_MS {
                 return bad(field, format!("must be at most {MAX_TIMEOUT_MS} (an hour)"));
             }
         }
+        if let Some(id) = &self.replica_id {
+            if !is_replica_id(id) {
+                return bad(
+                    "replica-id",
+                    format!("{id:?}: must be 1-63 letters, digits, `.`, `_` or `-`"),
+                );
+            }
+        }
         Ok(())
     }
+
+    /// The replica's name: `replica-id`, else `WARDEN_REPLICA_ID` from the
+    /// environment, else the host name, else `warden` (a name that does
+    /// not fit the rule is not taken from the environment).
+    pub fn replica(&self) -> String {
+        if let Some(id) = &self.replica_id {
+            return id.clone();
+        }
+        let from_env = std::env::var("WARDEN_REPLICA_ID").ok();
+        let host_name = || {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        };
+        from_env
+            .filter(|id| is_replica_id(id))
+            .or_else(|| host_name().filter(|id| is_replica_id(id)))
+            .unwrap_or_else(|| "warden".to_string())
+    }
+}
+
+/// Whether `id` may name a replica: 1-63 ASCII letters, digits, `.`, `_`, `-`.
+fn is_replica_id(id: &str) -> bool {
+    (1..=63).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 #[cfg(test)]
@@ -335,10 +382,24 @@ mod tests {
             ),
             ("header-timeout-ms = 3600001", "header-timeout-ms"),
             ("body-timeout-ms = 9223372036854775807", "body-timeout-ms"),
+            ("drain-ms = 3600001", "drain-ms"),
+            ("replica-id = \"\"", "replica-id"),
+            ("replica-id = \"a b\"", "replica-id"),
+            ("replica-id = \"r/1\"", "replica-id"),
         ] {
             let e = error(text);
             assert!(e.contains(&format!("serve.{named}`")), "{text}: {e}");
         }
         assert!(toml::from_str::<ServeSettings>("max-connection = 1").is_err());
+    }
+
+    #[test]
+    fn a_replica_is_named_by_its_setting_first() {
+        let s = parse("replica-id = \"edge-1.eu_west\"");
+        assert!(s.validate(|_| true).is_ok());
+        assert_eq!(s.replica(), "edge-1.eu_west");
+        // Unset: the environment's or the host's name, always a valid one.
+        assert!(is_replica_id(&parse("").replica()));
+        assert!(!is_replica_id(&"x".repeat(64)));
     }
 }

@@ -38,6 +38,8 @@ pub(crate) async fn run(args: ServeArgs, config: &Path) -> anyhow::Result<()> {
     for (name, why) in server.host().refused_plugins() {
         eprintln!("warden serve: plugin `{name}` refused at load, not served: {why}");
     }
+    // From here on a stop signal drains and stops (before, it ends the load).
+    let signals = warden_serve::StopSignals::listen();
     let mut transports: Vec<Pin<Box<dyn Future<Output = ()> + Send>>> = Vec::new();
     if let Some(addr) = http {
         let listener = server.bind_http(addr).await?;
@@ -47,6 +49,11 @@ pub(crate) async fn run(args: ServeArgs, config: &Path) -> anyhow::Result<()> {
             warden_serve::MODERN,
             warden_serve::HANDSHAKE.join(", ")
         );
+        eprintln!(
+            "warden serve: replica {}; probes at http://{addr}/healthz and /readyz",
+            server.replica(),
+            addr = listener.local_addr()
+        );
         transports.push(listener.run());
     }
     if stdio {
@@ -54,7 +61,7 @@ pub(crate) async fn run(args: ServeArgs, config: &Path) -> anyhow::Result<()> {
         transports.push(Box::pin(server.stdio()));
     }
     tokio::spawn(server.watch(!no_watch));
-    server.run_until_signal(transports).await;
+    server.run_until(transports, signals).await;
     eprintln!("warden serve: stopped");
     Ok(())
 }

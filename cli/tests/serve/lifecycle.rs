@@ -222,3 +222,91 @@ fn sighup_reloads_and_a_broken_config_keeps_the_old_one() {
     serve.wait_for_log("reload failed", Duration::from_secs(30));
     assert!(has("files.read"));
 }
+
+/// A probe's status and its JSON body.
+fn probe(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
+    let (status, response_headers, body) = http_at(port, method, path, headers, "");
+    if status == 200 || status == 503 {
+        assert_eq!(header(&response_headers, "cache-control"), Some("no-store"));
+    }
+    (status, serde_json::from_str(&body).unwrap_or_default())
+}
+
+/// `/healthz` and `/readyz` answer without a token (the MCP endpoint still
+/// wants one) and name the replica. On SIGTERM `/readyz` turns 503 while
+/// calls are still served for `drain-ms`; then the server stops by itself.
+#[test]
+fn probes_need_no_token_and_sigterm_drains_before_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = two_principals(dir.path(), "drain-ms = 3000\nreplica-id = \"replica-a\"");
+    let mut serve = Serve::start(dir.path(), &config, &[]);
+    let p = serve.port;
+    for (path, word) in [("/healthz", "ok"), ("/readyz", "ready")] {
+        let (status, body) = probe(p, "GET", path, &[]);
+        assert_eq!(status, 200, "{path}: {body}");
+        assert_eq!(body, json!({"status": word, "replica": "replica-a"}));
+        assert_eq!(probe(p, "HEAD", path, &[]).0, 200, "HEAD {path}");
+        assert_eq!(probe(p, "POST", path, &[]).0, 405, "POST {path}");
+        // On a loopback bind the Host check still applies.
+        let misdirected = probe(p, "GET", path, &[("Host", "rebound.example")]);
+        assert_eq!(misdirected.0, 421, "{path}");
+    }
+    let call = |id: u64, auth: &[(&str, &str)]| {
+        modern(
+            p,
+            id,
+            "tools/call",
+            json!({"name": "text.case", "arguments": {"text": "drain", "to": "upper"}}),
+            auth,
+        )
+    };
+    let json = [("Content-Type", "application/json")];
+    let (status, _, _) = http(p, "POST", &json, "{}");
+    assert_eq!(status, 401, "the MCP endpoint still wants a token");
+    let bearer = format!("Bearer {TOKEN_A}");
+    let auth = [("Authorization", bearer.as_str())];
+    assert_eq!(call(1, &auth).1["result"]["isError"], false);
+
+    serve.signal("TERM");
+    serve.wait_for_log("draining", Duration::from_secs(10));
+    let (status, body) = probe(p, "GET", "/readyz", &[]);
+    assert_eq!(
+        (status, &body["status"]),
+        (503, &json!("draining")),
+        "{body}"
+    );
+    assert_eq!(probe(p, "GET", "/healthz", &[]).0, 200, "still alive");
+    let (status, m) = call(2, &auth);
+    assert_eq!(status, 200, "{m}");
+    assert_eq!(m["result"]["structuredContent"]["text"], "DRAIN", "{m}");
+    let status = serve.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "{status:?}\n{}", serve.log());
+    let calls = audit(&dir.path().join("audit.jsonl"))
+        .into_iter()
+        .filter(|r| r["effect"] == "call" && r["decision"] == "ok")
+        .count();
+    assert_eq!(calls, 2, "both calls ended and were recorded");
+}
+
+/// A second signal while draining stops the server at once.
+#[test]
+fn a_second_signal_ends_the_drain() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("{}\n[serve]\ndrain-ms = 3600000\n", base_config(dir.path()));
+    let mut serve = Serve::start(dir.path(), &config, &[]);
+    serve.signal("TERM");
+    serve.wait_for_log("draining", Duration::from_secs(10));
+    assert_eq!(probe(serve.port, "GET", "/readyz", &[]).0, 503);
+    let status = serve.signal_and_wait("INT");
+    assert!(status.success(), "{status:?}\n{}", serve.log());
+    assert!(
+        serve.log().contains("SIGINT while draining"),
+        "{}",
+        serve.log()
+    );
+}

@@ -135,24 +135,21 @@ impl Serve {
 
     /// Sends `signal` (e.g. `TERM`) and waits for the process to exit.
     pub fn signal_and_wait(&mut self, signal: &str) -> ExitStatus {
+        self.signal(signal);
+        self.wait_exit(Duration::from_secs(30))
+    }
+
+    /// Waits up to `within` for the process to exit on its own.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("running");
-        let ok = Command::new("kill")
-            .args([&format!("-{signal}"), &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{signal}");
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + within;
         loop {
             if let Some(status) = child.try_wait().unwrap() {
                 return status;
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!(
-                    "warden serve did not exit after SIG{signal}:\n{}",
-                    self.log()
-                );
+                panic!("warden serve did not exit:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -160,10 +157,12 @@ impl Serve {
 
     pub fn signal(&self, signal: &str) {
         let child = self.child.as_ref().expect("running");
-        Command::new("kill")
+        let ok = Command::new("kill")
             .args([&format!("-{signal}"), &child.id().to_string()])
             .status()
-            .unwrap();
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{signal}");
     }
 }
 
@@ -184,10 +183,21 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, Vec<(String, String)>, String) {
+    http_at(port, method, "/mcp", headers, body)
+}
+
+/// [`http`] to `path`.
+pub fn http_at(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Vec<(String, String)>, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut req = format!(
-        "{method} /mcp HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     let has_host = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host"));

@@ -9,6 +9,9 @@
 //! - GET: a 2025-11-25 session's stream of list changes.
 //! - DELETE: ends a 2025-11-25 session (and what it opened behind the host).
 //!
+//! - `/healthz` and `/readyz`: probes for load balancers and orchestrators
+//!   (no token; see [`probes`]).
+//!
 //! Before any of that: the connection must fit under the connection caps
 //! (see [`conns`]), its request must come whole within the header and body
 //! timeouts, the `Host` header must name a loopback host when the server
@@ -19,6 +22,7 @@
 mod body;
 mod conns;
 mod post;
+mod probes;
 mod streams;
 mod task_call;
 
@@ -260,6 +264,14 @@ async fn handle(
     if let Some(metadata) = protected_resource(&shared, &req) {
         return metadata;
     }
+    if let Some(probe) = probes::Probe::at(req.uri().path()) {
+        // No token: orchestrators' probes carry none, and the answer says
+        // only whether this replica serves.
+        if let Err(r) = misdirected(&shared, &req, local.ip().is_loopback(), conn) {
+            return *r;
+        }
+        return probes::answer(&shared, probe, req.method());
+    }
     if req.uri().path() != "/mcp" {
         return plain(StatusCode::NOT_FOUND, "not found: the MCP endpoint is /mcp");
     }
@@ -309,18 +321,7 @@ fn admission(
     conn: &Conn,
 ) -> Result<Admitted, Box<Response<Body>>> {
     let headers = req.headers();
-    if loopback && !names_this_machine(req) {
-        let host = header_str(headers, "host").unwrap_or("");
-        let what = format!(
-            "from {}: Host {host:?} does not name this machine",
-            conn.peer
-        );
-        shared.refusals.note(Refusal::Misdirected, &what);
-        return Err(Box::new(plain(
-            StatusCode::MISDIRECTED_REQUEST,
-            "the Host header must name this machine (localhost, 127.0.0.1 or [::1], with an optional port)",
-        )));
-    }
+    misdirected(shared, req, loopback, conn)?;
     if let Some(origin) = headers.get(header::ORIGIN) {
         let ok = origin
             .to_str()
@@ -423,6 +424,29 @@ fn protected_resource(shared: &Shared, req: &Request<Incoming>) -> Option<Respon
         "application/json".parse().expect("valid"),
     );
     Some(r)
+}
+
+/// On a loopback bind, refuses (counted) a request whose `Host` does not
+/// name this machine: a DNS name pointed here by a page in a browser.
+fn misdirected(
+    shared: &Shared,
+    req: &Request<Incoming>,
+    loopback: bool,
+    conn: &Conn,
+) -> Result<(), Box<Response<Body>>> {
+    if !loopback || names_this_machine(req) {
+        return Ok(());
+    }
+    let host = header_str(req.headers(), "host").unwrap_or("");
+    let what = format!(
+        "from {}: Host {host:?} does not name this machine",
+        conn.peer
+    );
+    shared.refusals.note(Refusal::Misdirected, &what);
+    Err(Box::new(plain(
+        StatusCode::MISDIRECTED_REQUEST,
+        "the Host header must name this machine (localhost, 127.0.0.1 or [::1], with an optional port)",
+    )))
 }
 
 /// One `Host` header naming a loopback host, and a loopback authority in
