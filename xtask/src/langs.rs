@@ -66,14 +66,27 @@ pub(crate) fn ensure_python_env(root: &Path) -> Result<PathBuf> {
     if ready() {
         return Ok(python);
     }
+    pip_install(&venv, PYTHON_PACKAGES)?;
+    if !ready() {
+        bail!(
+            "{} installed but `import mcp.server.mcpserver, a2a.server.routes` or `componentize-py --version` still fails",
+            PYTHON_PACKAGES.join(", ")
+        );
+    }
+    Ok(python)
+}
+
+/// Installs `packages` into the virtual environment `venv`, made first if
+/// it is not there.
+fn pip_install(venv: &Path, packages: &[&str]) -> Result<()> {
     let make_venv = || {
         Command::new("python3")
             .args(["-m", "venv", "--clear"])
-            .arg(&venv)
+            .arg(venv)
             .status()
             .is_ok_and(|s| s.success())
     };
-    if !python.exists() && !make_venv() {
+    if !venv.join("bin/python").exists() && !make_venv() {
         // Debian splits venv (and ensurepip) out of python3.
         apt_install(&["python3", "python3-venv"])
             .context("cannot create a Python virtual environment")?;
@@ -83,24 +96,46 @@ pub(crate) fn ensure_python_env(root: &Path) -> Result<PathBuf> {
     }
     println!(
         "xtask: installing {} into {}",
-        PYTHON_PACKAGES.join(", "),
+        packages.join(", "),
         venv.display()
     );
     check(
         Command::new(venv.join("bin/pip"))
             .args(["install", "--quiet", "--disable-pip-version-check"])
-            .args(PYTHON_PACKAGES)
+            .args(packages)
             .status()
             .context("running pip")?,
         "pip install",
-    )?;
-    if !ready() {
+    )
+}
+
+/// The checks of `deploy/` (`cli/tests/deploy.rs`): a Kubernetes schema
+/// validator and a security linter, in a virtual environment of their own
+/// (`.venv-deploy/`; checkov pins many packages of its own).
+const DEPLOY_PACKAGES: &[&str] = &["kubernetes-validate==1.37.0", "checkov==3.3.30"];
+
+/// Makes `.venv-deploy/` with [`DEPLOY_PACKAGES`] unless both answer.
+pub(crate) fn ensure_deploy_tools(root: &Path) -> Result<()> {
+    let venv = root.join(".venv-deploy");
+    let answers = |tool: &str| {
+        Command::new(venv.join("bin").join(tool))
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if answers("kubernetes-validate") && answers("checkov") {
+        return Ok(());
+    }
+    pip_install(&venv, DEPLOY_PACKAGES)?;
+    if !(answers("kubernetes-validate") && answers("checkov")) {
         bail!(
-            "{} installed but `import mcp.server.mcpserver, a2a.server.routes` or `componentize-py --version` still fails",
-            PYTHON_PACKAGES.join(", ")
+            "{} installed but do not answer --version",
+            DEPLOY_PACKAGES.join(", ")
         );
     }
-    Ok(python)
+    Ok(())
 }
 
 /// The npm peers the tests drive: the MCP ones (the TypeScript SDK v2

@@ -23,7 +23,10 @@ mod sys;
 mod toolchain;
 
 use anyhow::{bail, Context, Result};
-use langs::{build_js_guests, build_python_guests, ensure_node_clients, ensure_python_env};
+use langs::{
+    build_js_guests, build_python_guests, ensure_deploy_tools, ensure_node_clients,
+    ensure_python_env,
+};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use sys::{check, host_cargo, Manifest};
@@ -72,6 +75,7 @@ fn run() -> Result<()> {
         Some("demo") => demo(&root),
         Some("links") => links::run(&root),
         Some("python-env") => ensure_python_env(&root).map(|_| ()),
+        Some("deploy-tools") => ensure_deploy_tools(&root),
         Some("test") => test(&root, &args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             println!(
@@ -82,6 +86,7 @@ fn run() -> Result<()> {
                  build-plugin DIR [--out FILE]\n                 \
                  build the plugin crate in DIR (anywhere) into a component\n  \
                  python-env     create .venv/ with the MCP Python SDK and componentize-py (for the tests)\n  \
+                 deploy-tools   create .venv-deploy/ with kubernetes-validate and checkov (deploy/'s tests)\n  \
                  demo           build everything and run the demo (examples/demo/warden.toml)\n  \
                  links          check the relative links of README.md, ARCHITECTURE.md and docs/*.md\n                 \
                  (files and #anchors) and that README.md has at most 300 lines\n  \
@@ -599,6 +604,7 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     build_python_guests(root)?;
     build_js_guests(root)?;
     ensure_node_clients(root)?;
+    ensure_deploy_tools(root)?;
     sys::ensure_services()?;
     // Guest crates compile natively too (their imports become stubs), so
     // their unit tests run with everything else.
