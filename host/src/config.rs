@@ -80,6 +80,9 @@ pub struct Config {
     /// Traces and metrics over OTLP; off if absent.
     #[serde(default)]
     pub telemetry: Option<crate::telemetry::TelemetrySettings>,
+    /// State shared by the replicas of one service (Redis); none if absent.
+    #[serde(default)]
+    pub cluster: Option<crate::cluster::ClusterSettings>,
     /// How `warden serve` lets MCP clients in: kept as written and read
     /// (strictly) by `warden-serve`'s `ServeSettings::from_config`.
     #[serde(default)]
@@ -468,6 +471,7 @@ impl Config {
         self.validate_globals()?;
         self.validate_registries()?;
         self.validate_policy()?;
+        self.validate_cluster()?;
         check_limits("limits", &self.limits)?;
         for (name, p) in &self.plugins {
             if name.is_empty()
@@ -535,6 +539,19 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    fn validate_cluster(&self) -> Result<()> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(());
+        };
+        cluster.validate().map_err(Error::Config)?;
+        match &cluster.password_secret {
+            Some(name) if !self.secrets.contains_key(name) => Err(Error::Config(format!(
+                "at `cluster.password-secret`: secret `{name}` is not defined in [secrets]"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     fn validate_policy(&self) -> Result<()> {

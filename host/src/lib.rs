@@ -20,6 +20,7 @@
 
 pub mod audit;
 mod bindings;
+pub mod cluster;
 pub mod config;
 mod digest;
 mod egress;

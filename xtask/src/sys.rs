@@ -55,12 +55,15 @@ pub fn apt_install(packages: &[&str]) -> Result<()> {
 /// The programs the tests (and the demo) start as real services, and the
 /// Debian package of each: the OCI registry (distribution 2.8), htpasswd
 /// for its logins, openssl for the CA its TLS tests make, rsyslogd as the
-/// audit sink's syslog collector.
+/// audit sink's syslog collector, Redis for `[cluster]` and haproxy as the
+/// load balancer in front of replicas.
 const SERVICES: &[(&str, &str)] = &[
     ("/usr/bin/docker-registry", "docker-registry"),
     ("/usr/bin/htpasswd", "apache2-utils"),
     ("/usr/bin/openssl", "openssl"),
     ("/usr/sbin/rsyslogd", "rsyslog"),
+    ("/usr/bin/redis-server", "redis-server"),
+    ("/usr/sbin/haproxy", "haproxy"),
 ];
 
 /// Installs what [`SERVICES`] names and is missing.
@@ -73,7 +76,9 @@ pub fn ensure_services() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    apt_install(&missing).context("the tests need docker-registry, htpasswd, openssl and rsyslogd")
+    apt_install(&missing).context(
+        "the tests need docker-registry, htpasswd, openssl, rsyslogd, redis-server and haproxy",
+    )
 }
 
 /// A crate's or workspace's `Cargo.toml`, parsed.

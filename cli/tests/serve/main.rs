@@ -7,6 +7,7 @@ use warden_test_support::{components, mcp_server};
 
 mod attest;
 mod clients;
+mod cluster;
 mod front_door;
 mod lifecycle;
 mod oauth;

@@ -7,6 +7,7 @@ use super::call_id::CallId;
 use super::rules::{CallRule, CallRules, RuleDecision};
 use crate::audit::{AuditLog, Effect, Entry, Outcome};
 use crate::audit::{CallFields, Pending, Receipt, Wait};
+use crate::cluster::{Cluster, OnUnreachable, Unreachable};
 use crate::error::{Error, Result};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -91,6 +92,8 @@ pub(crate) struct Governance {
     clients: super::budget::ClientBudgets,
     /// Traces and metrics, when `[telemetry]` is on.
     telemetry: Option<Arc<crate::telemetry::Telemetry>>,
+    /// Rate limits shared with other replicas, with `[cluster]`.
+    cluster: Option<Arc<Cluster>>,
 }
 
 /// An admitted call: what it was admitted with (released when it ends),
@@ -153,7 +156,23 @@ pub(crate) struct CallFacts<'a> {
 /// Rate-window entries a call was charged, returned if its approval is
 /// deferred (the call comes back and is charged then).
 #[derive(Default)]
-struct Charges(Vec<(String, Instant)>);
+struct Charges {
+    /// In this replica's windows.
+    local: Vec<(String, Instant)>,
+    /// Still to take in the cluster's shared windows.
+    shared: Vec<SharedCharge>,
+    /// Taken in the cluster's shared windows (their names).
+    taken: Vec<String>,
+}
+
+/// One shared rate window a call is to be counted in.
+struct SharedCharge {
+    key: String,
+    limit: u32,
+    per: Duration,
+    /// The refusal's message when the window is full.
+    message: String,
+}
 
 impl<'a> Admission<'a> {
     /// Records how the call ended: the end record is queued now (dropped
@@ -252,7 +271,14 @@ impl Governance {
             clients: super::budget::ClientBudgets::new(volume, audit.clone()),
             audit,
             telemetry: None,
+            cluster: None,
         }
+    }
+
+    /// The same, counting rate limits with the other replicas in `cluster`.
+    pub(crate) fn with_cluster(mut self, cluster: Option<Arc<Cluster>>) -> Governance {
+        self.cluster = cluster;
+        self
     }
 
     /// The same, reporting to `telemetry`.
@@ -397,10 +423,20 @@ impl Governance {
         Ok(now)
     }
 
-    /// Takes back what [`take`](Self::take) counted for one call.
-    fn refund(&self, charges: &Charges) {
+    /// Takes back what a call was counted in (in the cluster's windows, in
+    /// the background).
+    fn refund(&self, charges: &Charges, call_id: &str) {
+        if let (Some(cluster), false) = (&self.cluster, charges.taken.is_empty()) {
+            let (cluster, keys, member) =
+                (cluster.clone(), charges.taken.clone(), call_id.to_string());
+            tokio::spawn(async move {
+                for key in keys {
+                    cluster.give_back(&key, &member).await;
+                }
+            });
+        }
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        for (key, at) in &charges.0 {
+        for (key, at) in &charges.local {
             if let Some(window) = windows.get_mut(key) {
                 if let Some(i) = window.iter().rposition(|t| t == at) {
                     window.remove(i);
@@ -432,10 +468,17 @@ impl Governance {
             Err(e) => return Admitting::Waits(Box::pin(self.refuse(fields, e))),
         };
         let slots = self.slots.get(call.plugin);
-        if call.rule.decision != RuleDecision::Approve && slots.is_none() {
+        let shared = !charges.shared.is_empty();
+        if call.rule.decision != RuleDecision::Approve && slots.is_none() && !shared {
             return Admitting::Now(self.open(call, fields, None, &rule_name));
         }
         Admitting::Waits(Box::pin(async move {
+            let mut charges = charges;
+            if shared {
+                if let Err(e) = self.charge_shared(&call, &mut charges).await {
+                    return self.refuse(fields, e).await;
+                }
+            }
             if call.rule.decision == RuleDecision::Approve {
                 self.approve(&call, input, &rule_name, &charges).await?;
             }
@@ -505,19 +548,29 @@ impl Governance {
         let (id, plugin) = (call.id, call.plugin);
         let minute = Duration::from_secs(60);
         let mut charges = Charges::default();
-        let mut charge =
-            |key: String, limit: u32, per: Duration, why: &dyn Fn() -> String| match self
-                .take(&key, limit, per)
-            {
+        let shared = self.cluster.is_some();
+        let mut charge = |key: String, limit: u32, per: Duration, why: &dyn Fn() -> String| {
+            if shared {
+                let message = why();
+                charges.shared.push(SharedCharge {
+                    key,
+                    limit,
+                    per,
+                    message,
+                });
+                return Ok(());
+            }
+            match self.take(&key, limit, per) {
                 Ok(at) => {
-                    charges.0.push((key, at));
+                    charges.local.push((key, at));
                     Ok(())
                 }
                 Err(()) => Err(Error::RateLimited {
                     capability: id.to_string(),
                     message: why(),
                 }),
-            };
+            }
+        };
         if let Some(n) = self.rule_of(call.rule).and_then(|r| r.calls_per_minute) {
             charge(format!("rule:{rule_name}:{id}"), n, minute, &|| {
                 format!("more than {n} calls per minute ({rule_name}, calls-per-minute)")
@@ -543,6 +596,36 @@ impl Governance {
             })?;
         }
         Ok(charges)
+    }
+
+    /// Counts the call in the cluster's shared windows; while Redis does
+    /// not answer, `on-unreachable` decides (refused, or counted here).
+    async fn charge_shared(&self, call: &CallFacts<'_>, charges: &mut Charges) -> Result<()> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(());
+        };
+        let refused = |message: String| Error::RateLimited {
+            capability: call.id.to_string(),
+            message,
+        };
+        for c in std::mem::take(&mut charges.shared) {
+            match cluster.take(&c.key, c.limit, c.per, call.call_id).await {
+                Ok(true) => charges.taken.push(c.key),
+                Ok(false) => return Err(refused(c.message)),
+                Err(Unreachable(why)) => match cluster.mode() {
+                    OnUnreachable::FailClosed => {
+                        return Err(refused(format!(
+                            "the shared rate limit could not be counted ({why}; cluster.on-unreachable = fail-closed)"
+                        )))
+                    }
+                    OnUnreachable::FailOpen => match self.take(&c.key, c.limit, c.per) {
+                        Ok(at) => charges.local.push((c.key, at)),
+                        Err(()) => return Err(refused(c.message)),
+                    },
+                },
+            }
+        }
+        Ok(())
     }
 
     /// Asks for approval (the rule says `approve`) and records the answer.
@@ -586,7 +669,7 @@ impl Governance {
             Approval::Approve => return Ok(()),
             Approval::Deny(why) => format!("not approved: {why}"),
             Approval::Deferred(why) => {
-                self.refund(charges);
+                self.refund(charges, call.call_id);
                 format!("waiting for approval: {why}")
             }
         };

@@ -297,7 +297,22 @@ fn open_governance(config: &Config) -> Result<Governance> {
             crate::telemetry::Telemetry::start(t).map_err(|e| Error::Config(e.to_string()))?,
         )),
     };
-    Ok(Governance::new(config.policy.clone(), audit_log, volume).with_telemetry(telemetry))
+    let cluster = match &config.cluster {
+        None => None,
+        Some(c) => {
+            let password = c
+                .password_secret
+                .as_ref()
+                .map(|name| config.secret_value(name))
+                .transpose()?;
+            Some(Arc::new(
+                crate::cluster::Cluster::new(c, password).map_err(Error::Config)?,
+            ))
+        }
+    };
+    Ok(Governance::new(config.policy.clone(), audit_log, volume)
+        .with_telemetry(telemetry)
+        .with_cluster(cluster))
 }
 
 impl Config {

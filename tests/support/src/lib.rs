@@ -2,9 +2,11 @@
 //! published): where the components `cargo xtask build-guests` builds are
 //! (`components`), a small HTTP/1.1 server (`http_server`), a real MCP server
 //! on the official SDKs (`mcp_server`), a real A2A agent (`a2a_agent`) and interleaved rounds for the
-//! benchmarks' ratios (`interleave`), and a real OCI registry (`registry`).
+//! benchmarks' ratios (`interleave`), a real OCI registry (`registry`), and a
+//! real Redis and load balancer for replicas (`cluster`).
 
 pub mod a2a_agent;
+pub mod cluster;
 pub mod components;
 pub mod http_server;
 pub mod interleave;

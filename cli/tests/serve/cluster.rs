@@ -1,0 +1,133 @@
+//! Replicas sharing state: three `warden serve` processes with
+//! `[cluster]` on one real Redis, behind a real load balancer (haproxy,
+//! round-robin). A `calls-per-minute` rule counts across them; while Redis
+//! is down a `fail-closed` replica refuses what the rule covers and a
+//! `fail-open` one counts alone, and both share again once it is back.
+
+use crate::util::*;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use warden_test_support::cluster::{LoadBalancer, RedisServer};
+
+/// One replica's configuration: the base one, a shared limit of 60 calls
+/// a minute on `text.case`, `[cluster]` on `redis` with `mode`.
+fn replica_config(dir: &std::path::Path, redis: &str, replica: &str, mode: &str) -> String {
+    format!(
+        "{}\n[[policy.rules]]\ncapability = \"text.case\"\ncalls-per-minute = 60\n\n\
+         [cluster]\nredis = \"{redis}\"\ntimeout-ms = 300\non-unreachable = \"{mode}\"\n\n\
+         [serve]\nreplica-id = \"{replica}\"\n",
+        base_config(dir)
+    )
+}
+
+/// One `text.case` call to the server on `port`: `Ok` with the result, or
+/// the refusal's kind and text.
+fn case(port: u16, id: u64) -> Result<Value, (String, String)> {
+    let (status, m) = modern(
+        port,
+        id,
+        "tools/call",
+        json!({"name": "text.case", "arguments": {"text": "shared", "to": "upper"}}),
+        &[],
+    );
+    assert_eq!(status, 200, "{m}");
+    let result = &m["result"];
+    if result["isError"] == false {
+        return Ok(result.clone());
+    }
+    let kind = result["_meta"]["dev.warden/error"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    Err((kind, result["content"][0]["text"].to_string()))
+}
+
+/// Admitted calls in one replica's audit log (end records that say `ok`).
+fn ok_calls(dir: &std::path::Path) -> usize {
+    audit(&dir.join("audit.jsonl"))
+        .iter()
+        .filter(|r| {
+            r["effect"] == "call" && r["capability"] == "text.case" && r["decision"] == "ok"
+        })
+        .count()
+}
+
+#[test]
+fn a_rate_limit_counts_across_replicas_and_redis_down_is_handled_as_configured() {
+    let mut redis = RedisServer::start();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let modes = ["fail-closed", "fail-closed", "fail-open"];
+    let replicas: Vec<Serve> = dirs
+        .iter()
+        .zip(modes)
+        .enumerate()
+        .map(|(i, (d, mode))| {
+            let config = replica_config(d.path(), &redis.url(), &format!("r{i}"), mode);
+            Serve::start(d.path(), &config, &[])
+        })
+        .collect();
+    let ports: Vec<u16> = replicas.iter().map(|s| s.port).collect();
+    let balancer = LoadBalancer::round_robin(&ports);
+
+    // 72 calls through the balancer: 60 in the minute, across all three.
+    let outcomes: Vec<_> = (0..72).map(|n| case(balancer.port, n)).collect();
+    let admitted = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert_eq!(admitted, 60, "{:?}", outcomes.iter().find(|o| o.is_err()));
+    for refused in outcomes.iter().filter_map(|o| o.as_ref().err()) {
+        assert_eq!(refused.0, "rate-limited", "{refused:?}");
+        assert!(refused.1.contains("60 calls per minute"), "{refused:?}");
+    }
+    let per_replica: Vec<usize> = dirs.iter().map(|d| ok_calls(d.path())).collect();
+    assert_eq!(per_replica.iter().sum::<usize>(), 60, "{per_replica:?}");
+    assert!(
+        per_replica.iter().all(|n| *n > 0),
+        "spread: {per_replica:?}"
+    );
+
+    // Redis stops: the fail-closed replicas refuse, saying why; the
+    // fail-open one counts alone (its own window is empty).
+    redis.stop();
+    for (i, port) in ports.iter().enumerate() {
+        let outcome = case(*port, 100 + i as u64);
+        if modes[i] == "fail-open" {
+            assert!(outcome.is_ok(), "r{i}: {outcome:?}");
+            continue;
+        }
+        let (kind, text) = outcome.expect_err("refused while Redis is down");
+        assert_eq!(kind, "rate-limited", "r{i}: {text}");
+        assert!(
+            text.contains("fail-closed") && text.contains("did not answer"),
+            "r{i}: {text}"
+        );
+    }
+    for (i, r) in replicas.iter().enumerate() {
+        r.wait_for_log("cluster: Redis does not answer", Duration::from_secs(10));
+        assert!(!r.log().contains("panicked"), "r{i}: {}", r.log());
+    }
+    // A call no shared limit covers does not need Redis.
+    let (_, m) = modern(
+        ports[0],
+        200,
+        "tools/call",
+        json!({"name": "text.slugify", "arguments": {"text": "No Limit"}}),
+        &[],
+    );
+    assert_eq!(m["result"]["isError"], false, "{m}");
+
+    // Redis is back (empty): every replica shares again.
+    redis.start_again();
+    for (i, port) in ports.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match case(*port, 300 + i as u64) {
+                Ok(_) => break,
+                Err(e) => assert!(
+                    Instant::now() < deadline,
+                    "r{i} after Redis came back: {e:?}"
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        replicas[i].wait_for_log("cluster: Redis answers again", Duration::from_secs(10));
+    }
+}

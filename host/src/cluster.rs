@@ -1,0 +1,308 @@
+//! `[cluster]`: what the replicas of one service share through Redis. For
+//! now, rate limits: `calls-per-minute` (a rule's and a plugin's) and a
+//! capability's rate-limit hint are counted across every replica, in a
+//! sliding window kept on Redis's own clock (replicas' clocks may differ).
+//!
+//! When Redis does not answer within `timeout-ms`, `on-unreachable`
+//! decides: `fail-closed` (the default) refuses the calls a shared limit
+//! covers, `fail-open` counts them in this replica alone. Either way the
+//! log says so once when it starts and once when Redis is back.
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// `[cluster]`.
+///
+/// ```toml
+/// [cluster]
+/// redis = "rediss://redis.internal:6379/0"
+/// password-secret = "REDIS_PASSWORD"   # a [secrets] entry
+/// on-unreachable = "fail-closed"       # or "fail-open"
+/// ```
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClusterSettings {
+    /// `redis://HOST:PORT[/DB]`, or `rediss://` for TLS (the public roots).
+    /// No password in it: see `password-secret`.
+    pub redis: String,
+    /// The user name Redis's `AUTH` is given (ACL users), if any.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The `[secrets]` entry whose value is Redis's password, if it has one.
+    #[serde(default)]
+    pub password_secret: Option<String>,
+    /// Prefix of every key (default `warden`); services sharing one Redis
+    /// take different ones. Letters, digits, `.`, `_`, `-`, `:`.
+    #[serde(default)]
+    pub key_prefix: Option<String>,
+    /// How long connecting, and each command, may take (default 500 ms, at
+    /// most 60 000).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// What a call under a shared limit meets while Redis does not answer.
+    #[serde(default)]
+    pub on_unreachable: OnUnreachable,
+}
+
+/// What happens while Redis does not answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum OnUnreachable {
+    /// Calls a shared limit covers are refused (`rate limited`, saying why).
+    #[default]
+    FailClosed,
+    /// Such calls are counted by this replica alone, as without `[cluster]`.
+    FailOpen,
+}
+
+const DEFAULT_TIMEOUT_MS: u64 = 500;
+const MAX_TIMEOUT_MS: u64 = 60_000;
+
+impl ClusterSettings {
+    /// Checks the settings; the error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        let bad = |key: &str, what: String| Err(format!("at `cluster.{key}`: {what}"));
+        let rest = self
+            .redis
+            .strip_prefix("redis://")
+            .or_else(|| self.redis.strip_prefix("rediss://"));
+        let Some(rest) = rest else {
+            return bad(
+                "redis",
+                format!("{:?} is not a redis:// or rediss:// URL", self.redis),
+            );
+        };
+        let authority = rest.split('/').next().unwrap_or("");
+        if authority.contains('@') {
+            return bad(
+                "redis",
+                "holds credentials: give the password through `password-secret`".into(),
+            );
+        }
+        if authority.is_empty() {
+            return bad("redis", "names no host".into());
+        }
+        if let Err(e) = redis::Client::open(self.redis.as_str()) {
+            return bad("redis", e.to_string());
+        }
+        if let Some(prefix) = &self.key_prefix {
+            let ok = (1..=64).contains(&prefix.len())
+                && prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-:".contains(&b));
+            if !ok {
+                return bad(
+                    "key-prefix",
+                    "must be 1-64 letters, digits, `.`, `_`, `-` or `:`".into(),
+                );
+            }
+        }
+        match self.timeout_ms {
+            Some(0) => bad("timeout-ms", "must be at least 1".into()),
+            Some(ms) if ms > MAX_TIMEOUT_MS => {
+                bad("timeout-ms", format!("must be at most {MAX_TIMEOUT_MS}"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS))
+    }
+}
+
+/// Counts one call in a sliding window. KEYS[1]: the window (a sorted set
+/// of calls by time). ARGV: the window's length in ms, the limit, the
+/// call's member. Returns 1 if counted, 0 if the window is full.
+const SLIDING_WINDOW: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local per = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - per)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], per)
+return 1
+";
+
+/// Why shared state could not be reached, for the caller's error.
+#[derive(Debug, Clone)]
+pub(crate) struct Unreachable(pub(crate) String);
+
+/// A connection to the cluster's Redis (made lazily, remade after a loss).
+pub(crate) struct Cluster {
+    manager: ConnectionManager,
+    prefix: String,
+    timeout: Duration,
+    mode: OnUnreachable,
+    window: redis::Script,
+    /// Where Redis is, for messages (the URL has no credentials).
+    address: String,
+    /// Redis did not answer last time (so the log says when it is back).
+    down: AtomicBool,
+}
+
+impl Cluster {
+    /// Connects lazily to the Redis `settings` name (inside a Tokio
+    /// runtime), with `password` for `AUTH`.
+    pub(crate) fn new(
+        settings: &ClusterSettings,
+        password: Option<String>,
+    ) -> Result<Self, String> {
+        settings.validate()?;
+        let redis_error = |e: redis::RedisError| format!("at `cluster.redis`: {e}");
+        let mut info = redis::IntoConnectionInfo::into_connection_info(settings.redis.as_str())
+            .map_err(redis_error)?;
+        let mut auth = info.redis_settings().clone();
+        if let Some(user) = &settings.username {
+            auth = auth.set_username(user);
+        }
+        if let Some(password) = password {
+            auth = auth.set_password(password);
+        }
+        info = info.set_redis_settings(auth);
+        let client = redis::Client::open(info).map_err(redis_error)?;
+        let timeout = settings.timeout();
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(2));
+        let manager =
+            ConnectionManager::new_lazy_with_config(client, config).map_err(redis_error)?;
+        Ok(Cluster {
+            manager,
+            prefix: settings
+                .key_prefix
+                .clone()
+                .unwrap_or_else(|| "warden".into()),
+            timeout,
+            mode: settings.on_unreachable,
+            window: redis::Script::new(SLIDING_WINDOW),
+            address: settings.redis.clone(),
+            down: AtomicBool::new(false),
+        })
+    }
+
+    /// What happens while Redis does not answer.
+    pub(crate) fn mode(&self) -> OnUnreachable {
+        self.mode
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}:rate:{name}", self.prefix)
+    }
+
+    /// Counts call `member` under the shared window `name` (`limit` calls
+    /// per `per`): `Ok(true)` counted, `Ok(false)` the window is full.
+    pub(crate) async fn take(
+        &self,
+        name: &str,
+        limit: u32,
+        per: Duration,
+        member: &str,
+    ) -> Result<bool, Unreachable> {
+        let mut conn = self.manager.clone();
+        let per_ms = per.as_millis().max(1) as u64;
+        let mut invocation = self.window.key(self.key(name));
+        invocation.arg(per_ms).arg(limit).arg(member);
+        let answer = invocation.invoke_async::<i64>(&mut conn);
+        // The connection's own timeouts bound each attempt; this bounds the
+        // whole (a reconnection and a script load included).
+        let answer = match tokio::time::timeout(self.timeout * 3, answer).await {
+            Ok(Ok(n)) => Ok(n == 1),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "no answer within {} ms",
+                (self.timeout * 3).as_millis()
+            )),
+        };
+        self.note(answer.as_ref().err());
+        answer
+            .map_err(|why| Unreachable(format!("Redis at {} did not answer: {why}", self.address)))
+    }
+
+    /// Takes back call `member` from window `name` (its approval was
+    /// deferred: it will be counted when it comes back). Best effort.
+    pub(crate) async fn give_back(&self, name: &str, member: &str) {
+        let mut conn = self.manager.clone();
+        let mut remove = redis::cmd("ZREM");
+        remove.arg(self.key(name)).arg(member);
+        let _ = tokio::time::timeout(self.timeout * 3, remove.exec_async(&mut conn)).await;
+    }
+
+    /// Logs when Redis stops answering and when it answers again.
+    fn note(&self, failure: Option<&String>) {
+        let was_down = self.down.swap(failure.is_some(), Ordering::Relaxed);
+        match (failure, was_down) {
+            (Some(why), false) => {
+                let what = match self.mode {
+                    OnUnreachable::FailClosed => {
+                        "calls under shared rate limits are refused (cluster.on-unreachable = fail-closed)"
+                    }
+                    OnUnreachable::FailOpen => {
+                        "calls under shared rate limits are counted by this replica alone (cluster.on-unreachable = fail-open)"
+                    }
+                };
+                tracing::error!(redis = %self.address, "cluster: Redis does not answer ({why}): {what}");
+            }
+            (None, true) => {
+                tracing::warn!(redis = %self.address, "cluster: Redis answers again: rate limits are shared");
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(text: &str) -> ClusterSettings {
+        toml::from_str(text).expect("parses")
+    }
+
+    #[test]
+    fn settings_are_checked_and_name_the_key() {
+        for (text, key) in [
+            (r#"redis = "http://127.0.0.1:6379""#, "cluster.redis"),
+            (
+                r#"redis = "redis://:hunter2@127.0.0.1:6379""#,
+                "cluster.redis",
+            ),
+            (r#"redis = "redis://user:pw@127.0.0.1""#, "cluster.redis"),
+            (r#"redis = "redis:///0""#, "cluster.redis"),
+            (
+                "redis = \"redis://r\"\nkey-prefix = \"a b\"",
+                "cluster.key-prefix",
+            ),
+            (
+                "redis = \"redis://r\"\ntimeout-ms = 0",
+                "cluster.timeout-ms",
+            ),
+            (
+                "redis = \"redis://r\"\ntimeout-ms = 60001",
+                "cluster.timeout-ms",
+            ),
+        ] {
+            let e = settings(text).validate().unwrap_err();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+        let ok = settings("redis = \"rediss://r.example:6380/2\"\nkey-prefix = \"team-a:warden\"");
+        assert_eq!(ok.validate(), Ok(()));
+        assert_eq!(ok.on_unreachable, OnUnreachable::FailClosed);
+        assert!(
+            toml::from_str::<ClusterSettings>("redis = \"redis://r\"\nredis-url = \"x\"").is_err()
+        );
+        assert!(toml::from_str::<ClusterSettings>(
+            "redis = \"redis://r\"\non-unreachable = \"maybe\""
+        )
+        .is_err());
+    }
+}
