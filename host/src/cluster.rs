@@ -1,7 +1,9 @@
-//! `[cluster]`: what the replicas of one service share through Redis. For
-//! now, rate limits: `calls-per-minute` (a rule's and a plugin's) and a
-//! capability's rate-limit hint are counted across every replica, in a
-//! sliding window kept on Redis's own clock (replicas' clocks may differ).
+//! `[cluster]`: what the replicas of one service share through Redis:
+//! rate limits (`calls-per-minute`, a rule's and a plugin's, and a
+//! capability's rate-limit hint) counted across every replica in a sliding
+//! window kept on Redis's own clock (replicas' clocks may differ), and
+//! one-time claims ([`Cluster::claim_once`], e.g. `warden serve`'s
+//! approval nonces).
 //!
 //! When Redis does not answer within `timeout-ms`, `on-unreachable`
 //! decides: `fail-closed` (the default) refuses the calls a shared limit
@@ -131,12 +133,14 @@ redis.call('PEXPIRE', KEYS[1], per)
 return 1
 ";
 
-/// Why shared state could not be reached, for the caller's error.
-#[derive(Debug, Clone)]
-pub(crate) struct Unreachable(pub(crate) String);
+/// Why shared state could not be reached: Redis did not answer.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreachable(pub(crate) String);
 
-/// A connection to the cluster's Redis (made lazily, remade after a loss).
-pub(crate) struct Cluster {
+/// A connection to the cluster's Redis (made lazily, remade after a loss);
+/// [`Host::cluster`](crate::Host::cluster) gives the host's.
+pub struct Cluster {
     manager: ConnectionManager,
     prefix: String,
     timeout: Duration,
@@ -190,8 +194,8 @@ impl Cluster {
         })
     }
 
-    /// What happens while Redis does not answer.
-    pub(crate) fn mode(&self) -> OnUnreachable {
+    /// What happens while Redis does not answer (`on-unreachable`).
+    pub fn mode(&self) -> OnUnreachable {
         self.mode
     }
 
@@ -212,20 +216,45 @@ impl Cluster {
         let per_ms = per.as_millis().max(1) as u64;
         let mut invocation = self.window.key(self.key(name));
         invocation.arg(per_ms).arg(limit).arg(member);
-        let answer = invocation.invoke_async::<i64>(&mut conn);
-        // The connection's own timeouts bound each attempt; this bounds the
-        // whole (a reconnection and a script load included).
-        let answer = match tokio::time::timeout(self.timeout * 3, answer).await {
-            Ok(Ok(n)) => Ok(n == 1),
+        let counted = self
+            .answer(invocation.invoke_async::<i64>(&mut conn))
+            .await?;
+        Ok(counted == 1)
+    }
+
+    /// What Redis answered to `request`, bounded in time (the connection's
+    /// own timeouts bound each attempt; this bounds the whole, a
+    /// reconnection and a script load included), the log told of a change.
+    async fn answer<T>(
+        &self,
+        request: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, Unreachable> {
+        let bound = self.timeout * 3;
+        let answer = match tokio::time::timeout(bound, request).await {
+            Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!(
-                "no answer within {} ms",
-                (self.timeout * 3).as_millis()
-            )),
+            Err(_) => Err(format!("no answer within {} ms", bound.as_millis())),
         };
         self.note(answer.as_ref().err());
         answer
             .map_err(|why| Unreachable(format!("Redis at {} did not answer: {why}", self.address)))
+    }
+
+    /// Claims `name` (in the `claim` space) until `ttl` from now:
+    /// `Ok(true)` for the first claim across the cluster, `Ok(false)` if it
+    /// was claimed already and has not expired.
+    pub async fn claim_once(&self, name: &str, ttl: Duration) -> Result<bool, Unreachable> {
+        let mut conn = self.manager.clone();
+        let mut set = redis::cmd("SET");
+        set.arg(format!("{}:claim:{name}", self.prefix))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64);
+        let set = self
+            .answer(set.query_async::<Option<String>>(&mut conn))
+            .await?;
+        Ok(set.is_some())
     }
 
     /// Takes back call `member` from window `name` (its approval was

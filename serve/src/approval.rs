@@ -156,10 +156,41 @@ impl Approver for AskLater {
 
 /// Issues and redeems `requestState` values.
 pub(crate) struct States {
-    key: [u8; 32],
+    keys: StateKeys,
     ttl: Duration,
     /// Redeemed nonces, until their expiry (unix ms).
     redeemed: Mutex<HashMap<[u8; 16], u64>>,
+}
+
+/// The keys that authenticate `requestState` values: states are issued
+/// with `current` and accepted under either (a rotation's old key stays
+/// `previous` until the states it issued expire).
+#[derive(Clone)]
+pub(crate) struct StateKeys {
+    pub current: [u8; 32],
+    pub previous: Option<[u8; 32]>,
+}
+
+impl StateKeys {
+    /// A key of this process alone (no replica accepts its states).
+    pub(crate) fn random() -> StateKeys {
+        StateKeys {
+            current: random(),
+            previous: None,
+        }
+    }
+
+    /// The key a configured secret's value stands for.
+    pub(crate) fn derive(secret: &str) -> [u8; 32] {
+        hmac(&[0u8; 32], &[b"warden-approval-key-v1", secret.as_bytes()])
+    }
+}
+
+/// A `requestState` whose authentication and expiry were checked; still
+/// to be used up ([`States::use_up`]).
+pub(crate) struct Checked {
+    nonce: [u8; 16],
+    expiry: u64,
 }
 
 fn now_ms() -> u64 {
@@ -218,16 +249,16 @@ fn hmac_with(key: &[u8; 32], feed: impl FnOnce(&mut Sha256)) -> [u8; 32] {
 }
 
 impl States {
-    pub(crate) fn new(ttl: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration, keys: StateKeys) -> Self {
         States {
-            key: random(),
+            keys,
             ttl,
             redeemed: Mutex::new(HashMap::new()),
         }
     }
 
     fn mac(
-        &self,
+        key: &[u8; 32],
         principal: &str,
         tool: &str,
         args: &Value,
@@ -238,7 +269,7 @@ impl States {
         warden::audit::signing::canonical_json(args, &mut text);
         let digest = Sha256::digest(text.as_bytes());
         hmac(
-            &self.key,
+            key,
             &[
                 b"warden-approval-v1",
                 principal.as_bytes(),
@@ -254,65 +285,140 @@ impl States {
     pub(crate) fn issue(&self, principal: &str, tool: &str, args: &Value) -> String {
         let expiry = now_ms() + self.ttl.as_millis() as u64;
         let nonce: [u8; 16] = random();
-        let mac = self.mac(principal, tool, args, expiry, &nonce);
+        let mac = Self::mac(&self.keys.current, principal, tool, args, expiry, &nonce);
         format!("v1.{expiry}.{}.{}", hex(&nonce), hex(&mac))
     }
 
-    /// Checks a state the client sent back and uses it up.
-    pub(crate) fn redeem(
+    /// Checks a state the client sent back: its form, that this server (or
+    /// a replica with the same key) issued it for this principal, tool and
+    /// arguments, and that it has not expired. Then [`use_up`](Self::use_up).
+    pub(crate) fn check(
         &self,
         state: &str,
         principal: &str,
         tool: &str,
         args: &Value,
-    ) -> Result<(), RpcError> {
-        let bad = |why: &str| {
-            Err(RpcError::invalid_params(format!(
-                "requestState refused: {why}"
-            )))
-        };
+    ) -> Result<Checked, RpcError> {
         let parts: Vec<&str> = state.split('.').collect();
         let [version, expiry, nonce, mac] = parts[..] else {
-            return bad("malformed");
+            return Err(refused("malformed"));
         };
         let (Ok(expiry), Some(nonce), Some(mac)) =
             (expiry.parse::<u64>(), unhex(nonce), unhex(mac))
         else {
-            return bad("malformed");
+            return Err(refused("malformed"));
         };
         if version != "v1" || nonce.len() != 16 || mac.len() != 32 {
-            return bad("malformed");
+            return Err(refused("malformed"));
         }
-        let expected = self.mac(principal, tool, args, expiry, &nonce);
-        // Constant time: every byte is compared.
-        let diff = expected.iter().zip(&mac).fold(0u8, |d, (a, b)| d | (a ^ b));
-        if diff != 0 {
-            return bad("it was not issued by this server for this client, tool and arguments");
+        let matches = |key: &[u8; 32]| {
+            let expected = Self::mac(key, principal, tool, args, expiry, &nonce);
+            // Constant time: every byte is compared.
+            expected.iter().zip(&mac).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0
+        };
+        let previous = self.keys.previous.as_ref().is_some_and(matches);
+        if !matches(&self.keys.current) && !previous {
+            return Err(refused(
+                "it was not issued by this server for this client, tool and arguments",
+            ));
         }
-        let now = now_ms();
-        if now > expiry {
-            return bad("it has expired; call the tool again to be asked anew");
+        if now_ms() > expiry {
+            return Err(refused(
+                "it has expired; call the tool again to be asked anew",
+            ));
         }
         let nonce: [u8; 16] = nonce.try_into().expect("16 bytes");
+        Ok(Checked { nonce, expiry })
+    }
+
+    /// Uses a checked state up: once across the cluster's replicas with
+    /// `cluster` (`[cluster]`), else once in this process. While Redis does
+    /// not answer, `on-unreachable` decides: refused, or once here.
+    pub(crate) async fn use_up(
+        &self,
+        checked: Checked,
+        cluster: Option<&warden::cluster::Cluster>,
+    ) -> Result<(), RpcError> {
+        let Some(cluster) = cluster else {
+            return self.use_here(&checked);
+        };
+        let left = checked.expiry.saturating_sub(now_ms()).max(1);
+        let name = format!("approval:{}", hex(&checked.nonce));
+        match cluster.claim_once(&name, Duration::from_millis(left)).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(refused("it has been used already")),
+            Err(e) => match cluster.mode() {
+                warden::cluster::OnUnreachable::FailOpen => self.use_here(&checked),
+                warden::cluster::OnUnreachable::FailClosed => Err(refused(&format!(
+                    "whether another replica used it cannot be checked ({e}; cluster.on-unreachable = fail-closed)"
+                ))),
+            },
+        }
+    }
+
+    /// Remembers a checked state's nonce here until it expires.
+    fn use_here(&self, checked: &Checked) -> Result<(), RpcError> {
+        let now = now_ms();
         let mut redeemed = self.redeemed.lock().unwrap_or_else(|e| e.into_inner());
         redeemed.retain(|_, until| *until >= now);
         if redeemed.len() >= MAX_REDEEMED {
-            return bad("too many approvals are in use; try again later");
+            return Err(refused("too many approvals are in use; try again later"));
         }
-        if redeemed.insert(nonce, expiry).is_some() {
-            return bad("it has been used already");
+        if redeemed.insert(checked.nonce, checked.expiry).is_some() {
+            return Err(refused("it has been used already"));
         }
         Ok(())
     }
+}
+
+/// A refused `requestState`, saying why.
+fn refused(why: &str) -> RpcError {
+    RpcError::invalid_params(format!("requestState refused: {why}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    impl States {
+        /// Checks and uses up a state in this process.
+        fn redeem(
+            &self,
+            state: &str,
+            principal: &str,
+            tool: &str,
+            args: &Value,
+        ) -> Result<(), RpcError> {
+            self.use_here(&self.check(state, principal, tool, args)?)
+        }
+    }
+
+    fn keyed(key: &str, previous: Option<&str>) -> States {
+        let keys = StateKeys {
+            current: StateKeys::derive(key),
+            previous: previous.map(StateKeys::derive),
+        };
+        States::new(Duration::from_secs(60), keys)
+    }
+
+    #[test]
+    fn replicas_with_one_key_accept_each_others_states_and_a_rotation_keeps_old_ones() {
+        let args = json!({"path": "a"});
+        let issued = keyed("first-key-0123456789abcdef0123456789", None).issue("a", "t", &args);
+        let replica = keyed("first-key-0123456789abcdef0123456789", None);
+        assert!(replica.redeem(&issued, "a", "t", &args).is_ok());
+        let rotated = keyed(
+            "second-key-0123456789abcdef012345678",
+            Some("first-key-0123456789abcdef0123456789"),
+        );
+        assert!(rotated.redeem(&issued, "a", "t", &args).is_ok());
+        let forgotten = keyed("second-key-0123456789abcdef012345678", None);
+        assert!(forgotten.redeem(&issued, "a", "t", &args).is_err());
+    }
+
     #[test]
     fn a_state_is_bound_and_usable_once() {
-        let states = States::new(Duration::from_secs(60));
+        let states = States::new(Duration::from_secs(60), StateKeys::random());
         let args = json!({"b": 1, "a": [true, {"y": 2, "x": 1}]});
         let same = json!({"a": [true, {"x": 1, "y": 2}], "b": 1});
         let s = states.issue("alice", "files.delete", &args);
@@ -331,11 +437,11 @@ mod tests {
             .redeem(&s, "alice", "files.delete", &args)
             .unwrap_err();
         assert!(again.message.contains("used already"), "{}", again.message);
-        let other = States::new(Duration::from_secs(60));
+        let other = States::new(Duration::from_secs(60), StateKeys::random());
         assert!(other
             .redeem(&states.issue("a", "t", &args), "a", "t", &args)
             .is_err());
-        let expired = States::new(Duration::ZERO);
+        let expired = States::new(Duration::ZERO, StateKeys::random());
         let s = expired.issue("a", "t", &args);
         std::thread::sleep(Duration::from_millis(5));
         assert!(expired

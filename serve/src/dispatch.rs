@@ -379,7 +379,7 @@ impl Shared {
         let plan = match plan.approval_rule(&host) {
             None => plan,
             Some(_) => {
-                let ask = self.approver(params, caller, &era, name, &args)?;
+                let ask = self.approver(params, caller, &era, name, &args).await?;
                 if let Asker::Later(later) = &ask {
                     deferred = Some(later.clone());
                 }
@@ -418,7 +418,7 @@ impl Shared {
     /// client's user through elicitation (2025-11-25), the answer a
     /// redeemed `requestState` carries, a round to the client's user
     /// (2026-07-28), or a refusal for a client that cannot ask.
-    fn approver(
+    async fn approver(
         &self,
         params: &Value,
         caller: &Caller,
@@ -443,7 +443,11 @@ impl Shared {
             };
         match params.get("requestState") {
             Some(Value::String(state)) => {
-                self.states.redeem(state, &caller.principal, name, args)?;
+                let checked = self.states.check(state, &caller.principal, name, args)?;
+                let host = self.host();
+                self.states
+                    .use_up(checked, host.cluster().map(|c| &**c))
+                    .await?;
                 let response = params.pointer(&format!("/inputResponses/{}", approval::INPUT_KEY));
                 let Some(response) = response else {
                     return Err(RpcError::invalid_params(format!(

@@ -228,8 +228,9 @@ impl Server {
         let settings = ServeSettings::from_config(&config)?;
         let tokens = tokens(&config, &settings)?;
         let attestor = attestor(&config, &settings)?;
+        let keys = approval_keys(&config, &settings)?;
         let host = Host::new(config).await?;
-        let server = Server::build(host, settings, tokens, Some(path.to_path_buf()));
+        let server = Server::build(host, settings, tokens, Some(path.to_path_buf()), keys);
         Ok(match attestor {
             Some(key) => server.attesting_with(key),
             None => server,
@@ -239,7 +240,7 @@ impl Server {
     /// Serves an existing host (an embedder's), with `settings` and bearer
     /// tokens as (value, principal) pairs.
     pub fn from_host(host: Host, settings: ServeSettings, tokens: Vec<(String, String)>) -> Server {
-        Server::build(host, settings, tokens, None)
+        Server::build(host, settings, tokens, None, approval::StateKeys::random())
     }
 
     /// Signs each successful tool result with `key` (`[serve]
@@ -255,6 +256,7 @@ impl Server {
         settings: ServeSettings,
         tokens: Vec<(String, String)>,
         config_path: Option<PathBuf>,
+        keys: approval::StateKeys,
     ) -> Server {
         let oauth = settings.oauth.clone().map(oauth::Validator::new);
         let settings_replica = settings.replica();
@@ -263,7 +265,10 @@ impl Server {
             host: RwLock::new(host),
             traced: Default::default(),
             config_path,
-            states: approval::States::new(Duration::from_millis(settings.approval_timeout_ms)),
+            states: approval::States::new(
+                Duration::from_millis(settings.approval_timeout_ms),
+                keys,
+            ),
             sessions: client_sessions::Sessions::new(
                 settings.max_sessions as usize,
                 settings.sessions_per_principal() as usize,
@@ -496,6 +501,34 @@ fn attestor(
         )
         .into()),
     }
+}
+
+/// The keys of approvals' `requestState` (`approval-key-secret` and
+/// `approval-previous-key-secret`), or a random one.
+fn approval_keys(
+    config: &Config,
+    settings: &ServeSettings,
+) -> Result<approval::StateKeys, ServeError> {
+    let read = |key: &str, name: &Option<String>| -> Result<Option<[u8; 32]>, ServeError> {
+        let Some(name) = name else { return Ok(None) };
+        let value = config.secret_value(name)?;
+        if value.chars().count() < 32 {
+            return Err(warden::Error::Config(format!(
+                "at `serve.{key}`: the key in secret `{name}` is shorter than 32 characters"
+            ))
+            .into());
+        }
+        Ok(Some(approval::StateKeys::derive(&value)))
+    };
+    let current = read("approval-key-secret", &settings.approval_key_secret)?;
+    let previous = read(
+        "approval-previous-key-secret",
+        &settings.approval_previous_key_secret,
+    )?;
+    Ok(match current {
+        Some(current) => approval::StateKeys { current, previous },
+        None => approval::StateKeys::random(),
+    })
 }
 
 /// Bearer tokens of `[serve]`, read from their secrets.

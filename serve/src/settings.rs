@@ -44,6 +44,14 @@ pub struct ServeSettings {
     pub shutdown_grace_ms: u64,
     /// How long the user has to answer an approval request.
     pub approval_timeout_ms: u64,
+    /// The `[secrets]` entry (at least 32 characters) whose value keys the
+    /// `requestState` of approvals, so that every replica given the same
+    /// one accepts the others' states (each still usable once: across
+    /// replicas with `[cluster]`). Unset: a random key of this process.
+    pub approval_key_secret: Option<String>,
+    /// A former `approval-key-secret`, whose states are still accepted
+    /// (never issued) during a rotation.
+    pub approval_previous_key_secret: Option<String>,
     /// MCP sessions (revision 2025-11-25) idle this long are ended.
     pub session_idle_ms: u64,
     /// At most this many MCP sessions at once; `initialize` is refused past it.
@@ -136,6 +144,8 @@ impl Default for ServeSettings {
             oauth: None,
             drain_ms: 0,
             replica_id: None,
+            approval_key_secret: None,
+            approval_previous_key_secret: None,
         }
     }
 }
@@ -202,6 +212,26 @@ impl ServeSettings {
                     &format!("`{}` is given twice", t.principal),
                 );
             }
+        }
+        for (key, name) in [
+            ("approval-key-secret", &self.approval_key_secret),
+            (
+                "approval-previous-key-secret",
+                &self.approval_previous_key_secret,
+            ),
+        ] {
+            if let Some(name) = name.as_deref().filter(|n| !secret_defined(n)) {
+                return bad(
+                    key.to_string(),
+                    &format!("secret `{name}` is not defined in [secrets]"),
+                );
+            }
+        }
+        if self.approval_previous_key_secret.is_some() && self.approval_key_secret.is_none() {
+            return bad(
+                "approval-previous-key-secret".into(),
+                "needs `approval-key-secret` (the key states are issued with)",
+            );
         }
         for (i, o) in self.allowed_origins.iter().enumerate() {
             let ok = (o.starts_with("http://") || o.starts_with("https://"))
@@ -383,6 +413,10 @@ mod tests {
             ("header-timeout-ms = 3600001", "header-timeout-ms"),
             ("body-timeout-ms = 9223372036854775807", "body-timeout-ms"),
             ("drain-ms = 3600001", "drain-ms"),
+            (
+                "approval-previous-key-secret = \"OLD\"",
+                "approval-previous-key-secret",
+            ),
             ("replica-id = \"\"", "replica-id"),
             ("replica-id = \"a b\"", "replica-id"),
             ("replica-id = \"r/1\"", "replica-id"),

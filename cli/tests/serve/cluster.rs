@@ -1,8 +1,9 @@
 //! Replicas sharing state: three `warden serve` processes with
 //! `[cluster]` on one real Redis, behind a real load balancer (haproxy,
-//! round-robin). A `calls-per-minute` rule counts across them; while Redis
-//! is down a `fail-closed` replica refuses what the rule covers and a
-//! `fail-open` one counts alone, and both share again once it is back.
+//! round-robin). A `calls-per-minute` rule counts across them, and an
+//! approval's `requestState` issued by one is accepted by another, once in
+//! all. While Redis is down a `fail-closed` replica refuses what needs it
+//! and a `fail-open` one decides alone; both share again once it is back.
 
 use crate::util::*;
 use serde_json::{json, Value};
@@ -12,12 +13,49 @@ use warden_test_support::cluster::{LoadBalancer, RedisServer};
 /// One replica's configuration: the base one, a shared limit of 60 calls
 /// a minute on `text.case`, `[cluster]` on `redis` with `mode`.
 fn replica_config(dir: &std::path::Path, redis: &str, replica: &str, mode: &str) -> String {
+    std::fs::write(
+        dir.join("approval-key"),
+        "one-key-for-every-replica-0123456789",
+    )
+    .unwrap();
     format!(
         "{}\n[[policy.rules]]\ncapability = \"text.case\"\ncalls-per-minute = 60\n\n\
+         [secrets.APPROVAL_KEY]\nfile = \"approval-key\"\n\n\
          [cluster]\nredis = \"{redis}\"\ntimeout-ms = 300\non-unreachable = \"{mode}\"\n\n\
-         [serve]\nreplica-id = \"{replica}\"\n",
+         [serve]\nreplica-id = \"{replica}\"\napproval-key-secret = \"APPROVAL_KEY\"\n",
         base_config(dir)
     )
+}
+
+/// Asks `port` to call `text.stats` (its rule says `approve`) as a client
+/// that can ask its user: the `requestState` of the question.
+fn ask(port: u16) -> String {
+    let (_, m) = modern(
+        port,
+        1,
+        "tools/call",
+        json!({"name": "text.stats", "arguments": {"text": "a b"},
+        "_meta": {"io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}}),
+        &[],
+    );
+    assert_eq!(m["result"]["resultType"], "input_required", "{m}");
+    m["result"]["requestState"].as_str().unwrap().to_string()
+}
+
+/// Sends the user's yes with `state` to `port`: the result, or the error.
+fn approve(port: u16, state: &str) -> Result<Value, String> {
+    let (_, m) = modern(
+        port,
+        2,
+        "tools/call",
+        json!({"name": "text.stats", "arguments": {"text": "a b"}, "requestState": state,
+        "inputResponses": {"warden-approval": {"action": "accept", "content": {"approve": true}}}}),
+        &[],
+    );
+    match m.get("error") {
+        Some(e) => Err(e["message"].as_str().unwrap_or("").to_string()),
+        None => Ok(m["result"].clone()),
+    }
 }
 
 /// One `text.case` call to the server on `port`: `Ok` with the result, or
@@ -53,7 +91,7 @@ fn ok_calls(dir: &std::path::Path) -> usize {
 }
 
 #[test]
-fn a_rate_limit_counts_across_replicas_and_redis_down_is_handled_as_configured() {
+fn replicas_share_rate_limits_and_approvals_and_meet_redis_down_as_configured() {
     let mut redis = RedisServer::start();
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let modes = ["fail-closed", "fail-closed", "fail-open"];
@@ -84,6 +122,16 @@ fn a_rate_limit_counts_across_replicas_and_redis_down_is_handled_as_configured()
         "spread: {per_replica:?}"
     );
 
+    // An approval asked on one replica is answered on another, and its
+    // state is used up for all three.
+    let state = ask(ports[0]);
+    let result = approve(ports[1], &state).expect("the other replica accepts it");
+    assert_eq!(result["isError"], false, "{result}");
+    for port in [ports[0], ports[2]] {
+        let again = approve(port, &state).expect_err("used once in all");
+        assert!(again.contains("used already"), "{again}");
+    }
+
     // Redis stops: the fail-closed replicas refuse, saying why; the
     // fail-open one counts alone (its own window is empty).
     redis.stop();
@@ -104,6 +152,15 @@ fn a_rate_limit_counts_across_replicas_and_redis_down_is_handled_as_configured()
         r.wait_for_log("cluster: Redis does not answer", Duration::from_secs(10));
         assert!(!r.log().contains("panicked"), "r{i}: {}", r.log());
     }
+    // An approval cannot be known unused: refused on a fail-closed replica,
+    // accepted once on the fail-open one.
+    let refused = approve(ports[0], &ask(ports[0])).expect_err("fail-closed");
+    assert!(refused.contains("cannot be checked"), "{refused}");
+    let state = ask(ports[2]);
+    assert!(approve(ports[2], &state).is_ok());
+    assert!(approve(ports[2], &state)
+        .unwrap_err()
+        .contains("used already"));
     // A call no shared limit covers does not need Redis.
     let (_, m) = modern(
         ports[0],

@@ -295,6 +295,11 @@ impl Governance {
         self.telemetry.as_ref()
     }
 
+    /// The state shared with other replicas, when `[cluster]` is set.
+    pub(crate) fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
+    }
+
     /// The records and bytes per minute a plugin or client may write.
     pub(crate) fn volume_limits(&self) -> super::budget::VolumeLimits {
         self.clients.limits()

@@ -341,6 +341,12 @@ impl Host {
         self.inner.governance.telemetry()
     }
 
+    /// The state shared with other replicas (`[cluster]`), when set: for
+    /// an embedder's own one-time claims (`warden serve`'s approvals).
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.inner.governance.cluster()
+    }
+
     /// Like [`call`](Self::call), with typed input and output.
     pub async fn call_typed<I: Serialize, O: DeserializeOwned>(
         &self,
