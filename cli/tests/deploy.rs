@@ -223,15 +223,33 @@ fn the_configuration_loads_and_the_pieces_agree() -> Result<()> {
     };
     let dockerfile = std::fs::read_to_string(repo().join("deploy/Dockerfile"))?;
     assert!(dockerfile.contains(&format!("\"{}/warden.toml\"", mount_of("config"))));
+    // Every secret file the configuration names is a key of the Secret.
     let secret = one("secret.yaml");
-    let key = secret["stringData"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .next()
-        .unwrap()
-        .clone();
-    assert!(toml_text.contains(&format!("\"{}/{key}\"", mount_of("tokens"))));
+    let data = secret["stringData"].as_object().unwrap();
+    let tokens = mount_of("tokens");
+    for source in config.secrets.values() {
+        let file = source.file.as_ref().expect("secrets come from files");
+        let key = file
+            .strip_prefix(&tokens)
+            .unwrap_or_else(|_| panic!("{} is not under {tokens}", file.display()));
+        assert!(
+            data.contains_key(key.to_str().unwrap()),
+            "{key:?} in the Secret"
+        );
+    }
+    // [cluster] names the Redis Service, whose password is the Secret's.
+    let cluster = config.cluster.as_ref().expect("[cluster] is set");
+    let redis = documents("redis.yaml");
+    let service = redis.iter().find(|d| d["kind"] == "Service").unwrap();
+    let host = format!(
+        "redis://{}.{}.svc:{}",
+        service["metadata"]["name"].as_str().unwrap(),
+        service["metadata"]["namespace"].as_str().unwrap(),
+        service["spec"]["ports"][0]["port"]
+    );
+    assert_eq!(cluster.redis, host);
+    let password = data["redis-password"].as_str().unwrap();
+    assert_eq!(data["redis.conf"], format!("requirepass {password}"));
     for writable in ["/var/lib/warden/warden.lock", "/var/lib/warden/audit.jsonl"] {
         assert!(toml_text.contains(writable), "{writable}");
     }
