@@ -45,6 +45,7 @@ fn host(rt: &tokio::runtime::Runtime, dir: &std::path::Path, sync: Option<SyncPo
         checkpoint_records: None,
         checkpoint_ms: None,
         sink: None,
+        replica: None,
     });
     rt.block_on(Host::new(config)).expect("host loads")
 }

@@ -542,6 +542,12 @@ impl Config {
     }
 
     fn validate_cluster(&self) -> Result<()> {
+        let replica = self.audit.as_ref().and_then(|a| a.replica.as_deref());
+        if let Some(name) = replica.filter(|n| !crate::audit::is_replica_name(n)) {
+            return Err(Error::Config(format!(
+                "at `audit.replica`: {name:?}: must be 1-63 letters, digits, `.`, `_` or `-`"
+            )));
+        }
         let Some(cluster) = &self.cluster else {
             return Ok(());
         };

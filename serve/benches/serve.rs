@@ -80,6 +80,7 @@ impl Served {
             checkpoint_records: None,
             checkpoint_ms: None,
             sink: None,
+            replica: None,
         });
         let host = rt.block_on(Host::new(config)).expect("host loads");
         let server =

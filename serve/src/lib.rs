@@ -224,8 +224,14 @@ impl Shared {
 impl Server {
     /// Loads the configuration file and its plugins.
     pub async fn from_config_file(path: &Path) -> Result<Server, ServeError> {
-        let config = Config::from_file(path)?;
+        let mut config = Config::from_file(path)?;
         let settings = ServeSettings::from_config(&config)?;
+        // A replica of several names itself in its audit records.
+        if config.cluster.is_some() {
+            if let Some(audit) = config.audit.as_mut() {
+                audit.replica.get_or_insert_with(|| settings.replica());
+            }
+        }
         let tokens = tokens(&config, &settings)?;
         let attestor = attestor(&config, &settings)?;
         let keys = approval_keys(&config, &settings)?;

@@ -314,7 +314,7 @@ impl ServeSettings {
             }
         }
         if let Some(id) = &self.replica_id {
-            if !is_replica_id(id) {
+            if !warden::audit::is_replica_name(id) {
                 return bad(
                     "replica-id",
                     format!("{id:?}: must be 1-63 letters, digits, `.`, `_` or `-`"),
@@ -338,18 +338,10 @@ impl ServeSettings {
                 .map(|h| h.trim().to_string())
         };
         from_env
-            .filter(|id| is_replica_id(id))
-            .or_else(|| host_name().filter(|id| is_replica_id(id)))
+            .filter(|id| warden::audit::is_replica_name(id))
+            .or_else(|| host_name().filter(|id| warden::audit::is_replica_name(id)))
             .unwrap_or_else(|| "warden".to_string())
     }
-}
-
-/// Whether `id` may name a replica: 1-63 ASCII letters, digits, `.`, `_`, `-`.
-fn is_replica_id(id: &str) -> bool {
-    (1..=63).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 #[cfg(test)]
@@ -433,7 +425,7 @@ mod tests {
         assert!(s.validate(|_| true).is_ok());
         assert_eq!(s.replica(), "edge-1.eu_west");
         // Unset: the environment's or the host's name, always a valid one.
-        assert!(is_replica_id(&parse("").replica()));
-        assert!(!is_replica_id(&"x".repeat(64)));
+        assert!(warden::audit::is_replica_name(&parse("").replica()));
+        assert!(!warden::audit::is_replica_name(&"x".repeat(64)));
     }
 }

@@ -187,4 +187,30 @@ fn replicas_share_rate_limits_and_approvals_and_meet_redis_down_as_configured() 
         }
         replicas[i].wait_for_log("cluster: Redis answers again", Duration::from_secs(10));
     }
+
+    // Each replica's records name it; the three chains verify together,
+    // every admitted call in one of them.
+    drop(balancer);
+    for mut r in replicas {
+        assert!(r.signal_and_wait("TERM").success());
+    }
+    let logs: Vec<_> = dirs.iter().map(|d| d.path().join("audit.jsonl")).collect();
+    for (i, log) in logs.iter().enumerate() {
+        let records = audit(log);
+        assert!(
+            records.iter().all(|r| r["replica"] == format!("r{i}")),
+            "r{i}"
+        );
+    }
+    let out = std::process::Command::new(warden_bin())
+        .args(["audit", "verify"])
+        .args(&logs)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("OK: 3 chains, each intact"), "{text}");
+    for i in 0..3 {
+        assert!(text.contains(&format!("replica r{i}:")), "{text}");
+    }
 }

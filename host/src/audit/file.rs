@@ -51,6 +51,8 @@ pub(super) struct Writer {
     checkpoints: Option<Checkpoints>,
     /// Where written records are handed to the sink, when there is one.
     tap: Option<Arc<Tap>>,
+    /// `,"replica":"NAME"`, written into every record of a replica's log.
+    replica: Vec<u8>,
 }
 
 /// What signs checkpoints, and when one is due.
@@ -120,12 +122,20 @@ impl Writer {
             unadmitted: HashSet::new(),
             checkpoints,
             tap: None,
+            replica: Vec::new(),
         })
     }
 
     /// Hands every record written from now on to `tap`.
     pub(super) fn tap(&mut self, tap: Arc<Tap>) {
         self.tap = Some(tap);
+    }
+
+    /// Names replica `name` in every record from now on.
+    pub(super) fn replica(&mut self, name: &str) {
+        self.replica.clear();
+        self.replica.extend_from_slice(br#","replica":"#);
+        serde_json::to_writer(&mut self.replica, name).expect("strings serialize");
     }
 
     pub(super) fn path(&self) -> &Path {
@@ -286,6 +296,7 @@ impl Writer {
         out.extend_from_slice(now.as_bytes());
         out.extend_from_slice(br#"","#);
         out.extend_from_slice(record.body);
+        out.extend_from_slice(&self.replica);
         out.extend_from_slice(br#","prev":""#);
         out.extend_from_slice(self.prev.as_bytes());
         // The hash is taken over the record with `hash` empty, then written

@@ -90,6 +90,10 @@ pub struct Record {
     /// so logs written before this field existed still verify.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
+    /// The replica that wrote it (`[audit] replica`), in a log of one of
+    /// several replicas; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
     /// The previous record's hash.
     pub prev: String,
     /// This record's hash.
@@ -195,6 +199,21 @@ pub struct AuditSettings {
     /// (`[audit.sink]`).
     #[serde(default)]
     pub sink: Option<sink::SinkSettings>,
+    /// The replica writing this log, named in each of its records (1-63
+    /// letters, digits, `.`, `_`, `-`), so that the logs of several
+    /// replicas can be told apart and verified together. `warden serve`
+    /// with `[cluster]` sets it to its `[serve] replica-id` when unset.
+    #[serde(default)]
+    pub replica: Option<String>,
+}
+
+/// Whether `name` may name a replica: 1-63 ASCII letters, digits, `.`,
+/// `_`, `-`.
+pub fn is_replica_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Where a key is read from: a file or a secret (exactly one).
@@ -280,6 +299,29 @@ mod tests {
         files.sort();
         files.push(path);
         files
+    }
+
+    #[test]
+    fn a_replicas_log_names_it_in_every_record_and_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        let log =
+            AuditLog::open_shipped(&path, SyncPolicy::Flush, 0, None, None, Some("r-1")).unwrap();
+        for n in 0..3 {
+            log.append(entry(n)).unwrap();
+        }
+        drop(log);
+        let files = vec![path.clone()];
+        assert_eq!(verify(&files).unwrap(), Verdict::Ok { records: 3 });
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines() {
+            let record: Record = serde_json::from_str(line).unwrap();
+            assert_eq!(record.replica.as_deref(), Some("r-1"), "{line}");
+        }
+        // Another replica's name in a record breaks its hash.
+        std::fs::write(&path, text.replacen("\"r-1\"", "\"r-2\"", 1)).unwrap();
+        assert!(matches!(verify(&files).unwrap(), Verdict::Bad { .. }));
+        assert!(is_replica_name("pod-7.a_b") && !is_replica_name("a b") && !is_replica_name(""));
     }
 
     #[test]

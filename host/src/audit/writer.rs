@@ -446,18 +446,19 @@ impl AuditLog {
         rotate_bytes: u64,
         signing: Option<Signing>,
     ) -> Result<AuditLog, AuditError> {
-        Self::open_shipped(path, sync, rotate_bytes, signing, None)
+        Self::open_shipped(path, sync, rotate_bytes, signing, None, None)
     }
 
     /// [`open_signed`](Self::open_signed), with the records shipped to a
     /// collector as they are written when `sink` is given
-    /// ([`sink`](super::sink)).
+    /// ([`sink`](super::sink)), and each record naming `replica`.
     pub fn open_shipped(
         path: &Path,
         sync: SyncPolicy,
         rotate_bytes: u64,
         signing: Option<Signing>,
         sink: Option<SinkConfig>,
+        replica: Option<&str>,
     ) -> Result<AuditLog, AuditError> {
         let every = signing.as_ref().map(|s| s.every);
         let checkpoints = signing.map(|s| Checkpoints {
@@ -466,6 +467,9 @@ impl AuditLog {
             since: 0,
         });
         let mut writer = Writer::open(path, sync, rotate_bytes, checkpoints)?;
+        if let Some(name) = replica {
+            writer.replica(name);
+        }
         let queue = Arc::new(Inbox::default());
         let sink = match sink {
             None => None,

@@ -280,6 +280,7 @@ fn open_governance(config: &Config) -> Result<Governance> {
                     a.rotate_bytes,
                     signing,
                     sink,
+                    a.replica.as_deref(),
                 )
                 .map_err(|e| Error::Config(e.to_string()))?,
             ))

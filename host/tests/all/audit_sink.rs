@@ -40,6 +40,7 @@ fn open_trusting(
         0,
         None,
         Some(config),
+        None,
     )?)
 }
 

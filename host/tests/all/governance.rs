@@ -26,6 +26,7 @@ pub fn audited(dir: &Path) -> Config {
         checkpoint_records: None,
         checkpoint_ms: None,
         sink: None,
+        replica: None,
     });
     c
 }

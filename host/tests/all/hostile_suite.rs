@@ -114,6 +114,7 @@ async fn world() -> World {
         checkpoint_records: None,
         checkpoint_ms: None,
         sink: None,
+        replica: None,
     });
     let host = Host::new(c).await.expect("host loads");
     World {

@@ -21,6 +21,7 @@ fn audited(mut c: Config, dir: &Path) -> Config {
         checkpoint_records: None,
         checkpoint_ms: None,
         sink: None,
+        replica: None,
     });
     c
 }

@@ -45,6 +45,7 @@ pub fn with_audit(mut c: Config, dir: &Path) -> (Config, PathBuf) {
         checkpoint_records: None,
         checkpoint_ms: None,
         sink: None,
+        replica: None,
     });
     (c, path)
 }

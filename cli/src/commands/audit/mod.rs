@@ -3,6 +3,7 @@
 
 mod export;
 mod follow;
+mod replicas;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -20,6 +21,10 @@ enum AuditCommand {
     /// Check that FILE... (oldest first: rotated files, then the current
     /// one) form one intact hash chain. Prints OK, or names the first bad
     /// record and exits 1.
+    ///
+    /// The logs of several replicas (`[audit] replica`) may be given
+    /// together: each replica's files are checked as its own chain, then
+    /// the union (every admitted call in exactly one chain).
     ///
     /// With --key, every checkpoint's signature is checked too, and the log
     /// must end with the checkpoint its host writes when it stops (else it
@@ -99,10 +104,15 @@ enum AuditCommand {
 
 pub(crate) fn run(args: AuditArgs, config: &Path) -> anyhow::Result<ExitCode> {
     match args.command {
-        AuditCommand::Verify { files, key, live } => match key {
-            None => verify(&files),
-            Some(key) => verify_signed(&files, &key, live),
-        },
+        AuditCommand::Verify { files, key, live } => {
+            let chains = replicas::chains(&files)?;
+            match (key, chains.len()) {
+                (None, 1) => verify(&files),
+                (Some(key), 1) => verify_signed(&files, &key, live),
+                (None, _) => replicas::verify(&chains, verify),
+                (Some(key), _) => replicas::verify(&chains, |f| verify_signed(f, &key, live)),
+            }
+        }
         AuditCommand::Keygen { name } => keygen(&name),
         AuditCommand::VerifyResult {
             result,
