@@ -3,7 +3,8 @@
 //! capability's rate-limit hint) counted across every replica in a sliding
 //! window kept on Redis's own clock (replicas' clocks may differ), and
 //! one-time claims ([`Cluster::claim_once`], e.g. `warden serve`'s
-//! approval nonces).
+//! approval nonces), and news between replicas ([`Cluster::publish`],
+//! [`Cluster::listen`], e.g. that the tool list changed).
 //!
 //! When Redis does not answer within `timeout-ms`, `on-unreachable`
 //! decides: `fail-closed` (the default) refuses the calls a shared limit
@@ -62,6 +63,8 @@ pub enum OnUnreachable {
 }
 
 const DEFAULT_TIMEOUT_MS: u64 = 500;
+/// The longest message [`Cluster::listen`] passes on.
+pub const MAX_MESSAGE: usize = 1024;
 const MAX_TIMEOUT_MS: u64 = 60_000;
 
 impl ClusterSettings {
@@ -133,6 +136,26 @@ redis.call('PEXPIRE', KEYS[1], per)
 return 1
 ";
 
+/// The messages of one topic ([`Cluster::listen`]).
+pub struct Messages(std::pin::Pin<Box<redis::aio::PubSubStream>>);
+
+impl Messages {
+    /// The next message (at most [`MAX_MESSAGE`] bytes of UTF-8; others
+    /// are skipped), or `None` once the connection is lost.
+    pub async fn next(&mut self) -> Option<String> {
+        use futures::StreamExt;
+        loop {
+            let message = self.0.next().await?;
+            if message.get_payload_bytes().len() > MAX_MESSAGE {
+                continue;
+            }
+            if let Ok(text) = message.get_payload::<String>() {
+                return Some(text);
+            }
+        }
+    }
+}
+
 /// Why shared state could not be reached: Redis did not answer.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
@@ -141,6 +164,8 @@ pub struct Unreachable(pub(crate) String);
 /// A connection to the cluster's Redis (made lazily, remade after a loss);
 /// [`Host::cluster`](crate::Host::cluster) gives the host's.
 pub struct Cluster {
+    /// For listening connections (one each).
+    client: redis::Client,
     manager: ConnectionManager,
     prefix: String,
     timeout: Duration,
@@ -179,8 +204,9 @@ impl Cluster {
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(2));
         let manager =
-            ConnectionManager::new_lazy_with_config(client, config).map_err(redis_error)?;
+            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(redis_error)?;
         Ok(Cluster {
+            client,
             manager,
             prefix: settings
                 .key_prefix
@@ -255,6 +281,32 @@ impl Cluster {
             .answer(set.query_async::<Option<String>>(&mut conn))
             .await?;
         Ok(set.is_some())
+    }
+
+    /// Publishes `message` on `topic` to every replica listening.
+    pub async fn publish(&self, topic: &str, message: &str) -> Result<(), Unreachable> {
+        let mut conn = self.manager.clone();
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(self.topic(topic)).arg(message);
+        self.answer(publish.query_async::<i64>(&mut conn)).await?;
+        Ok(())
+    }
+
+    /// Listens on `topic`: its messages as they come, until the
+    /// connection is lost (then listen again).
+    pub async fn listen(&self, topic: &str) -> Result<Messages, Unreachable> {
+        let topic = self.topic(topic);
+        let connect = async {
+            let mut pubsub = self.client.get_async_pubsub().await?;
+            pubsub.subscribe(&topic).await?;
+            Ok(pubsub)
+        };
+        let pubsub = self.answer(connect).await?;
+        Ok(Messages(Box::pin(pubsub.into_on_message())))
+    }
+
+    fn topic(&self, topic: &str) -> String {
+        format!("{}:topic:{topic}", self.prefix)
     }
 
     /// Takes back call `member` from window `name` (its approval was

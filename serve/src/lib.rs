@@ -79,6 +79,12 @@ pub enum ServeError {
     Unauthenticated(std::net::SocketAddr),
 }
 
+/// Where replicas tell each other that their tool list changed (the
+/// message is the replica's name).
+const CHANGES_TOPIC: &str = "tools-changed";
+/// How long a lost listening connection waits before listening again.
+const RELISTEN: Duration = Duration::from_secs(1);
+
 /// State shared by every transport.
 pub(crate) struct Shared {
     host: RwLock<Host>,
@@ -214,6 +220,22 @@ impl Shared {
         })
     }
 
+    /// Tells this server's listeners that the tool list changed, and with
+    /// `[cluster]` the other replicas' (in the background: a Redis that
+    /// does not answer is logged by the cluster, never waited for here).
+    pub(crate) fn tools_changed(&self) {
+        self.changes.send_modify(|n| *n += 1);
+        let Some(cluster) = self.host().cluster().cloned() else {
+            return;
+        };
+        let replica = self.replica.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = cluster.publish(CHANGES_TOPIC, &replica).await;
+            });
+        }
+    }
+
     /// Ends a 2025-11-25 session and the host sessions opened under it.
     pub(crate) async fn end_session(&self, session: &client_sessions::Session) {
         let n = self.host().end_sessions(&session.pool_key()).await;
@@ -226,12 +248,7 @@ impl Server {
     pub async fn from_config_file(path: &Path) -> Result<Server, ServeError> {
         let mut config = Config::from_file(path)?;
         let settings = ServeSettings::from_config(&config)?;
-        // A replica of several names itself in its audit records.
-        if config.cluster.is_some() {
-            if let Some(audit) = config.audit.as_mut() {
-                audit.replica.get_or_insert_with(|| settings.replica());
-            }
-        }
+        as_replica(&mut config, &settings.replica());
         let tokens = tokens(&config, &settings)?;
         let attestor = attestor(&config, &settings)?;
         let keys = approval_keys(&config, &settings)?;
@@ -304,7 +321,43 @@ impl Server {
         let server = Server { shared };
         server.spawn_sweeper();
         server.spawn_catalog_forwarder();
+        server.spawn_change_listener();
         server
+    }
+
+    /// With `[cluster]`: another replica's tool list change reaches this
+    /// one's listeners (its clients then list again).
+    fn spawn_change_listener(&self) {
+        let Some(cluster) = self.shared.host().cluster().cloned() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak = Arc::downgrade(&self.shared);
+        let mut stopping = self.shared.stopping.subscribe();
+        runtime.spawn(async move {
+            loop {
+                if let Ok(mut messages) = cluster.listen(CHANGES_TOPIC).await {
+                    loop {
+                        let from = tokio::select! {
+                            m = messages.next() => m,
+                            _ = stopped(&mut stopping) => return,
+                        };
+                        let Some(from) = from else { break };
+                        let Some(shared) = weak.upgrade() else { return };
+                        if from != shared.replica {
+                            tracing::info!(from = %from, "the tool list changed on another replica: clients are told");
+                            shared.changes.send_modify(|n| *n += 1);
+                        }
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(RELISTEN) => {}
+                    _ = stopped(&mut stopping) => return,
+                }
+            }
+        });
     }
 
     /// Open MCP sessions (revision 2025-11-25 clients).
@@ -457,7 +510,7 @@ impl Server {
                         let Some(shared) = weak.upgrade() else { return };
                         if r.is_ok() {
                             tracing::info!("capabilities were registered: the tool list changed");
-                            shared.changes.send_modify(|n| *n += 1);
+                            shared.tools_changed();
                         } else {
                             drop(shared);
                             // That host is gone: wait for its replacement.
@@ -488,6 +541,17 @@ impl Server {
                 }
             }
         });
+    }
+}
+
+/// The configuration as replica `replica` serves it: with `[cluster]`, its
+/// audit records name it (unless `[audit] replica` names another).
+pub(crate) fn as_replica(config: &mut Config, replica: &str) {
+    if config.cluster.is_none() {
+        return;
+    }
+    if let Some(audit) = config.audit.as_mut() {
+        audit.replica.get_or_insert_with(|| replica.to_string());
     }
 }
 

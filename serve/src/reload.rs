@@ -77,8 +77,9 @@ pub(crate) async fn reload(shared: &Arc<Shared>) -> Result<bool, ServeError> {
     };
     let started = std::time::Instant::now();
     // A broken `[serve]` table keeps the old configuration too.
-    let config = Config::from_file(path)?;
+    let mut config = Config::from_file(path)?;
     crate::ServeSettings::from_config(&config)?;
+    crate::as_replica(&mut config, &shared.replica);
     let host = Host::new(config).await?;
     if let Some((plugin, why)) = host.held_updates().first() {
         // The old host keeps serving every plugin as it was accepted.
@@ -102,7 +103,7 @@ pub(crate) async fn reload(shared: &Arc<Shared>) -> Result<bool, ServeError> {
         "configuration reloaded"
     );
     if changed {
-        shared.changes.send_modify(|n| *n += 1);
+        shared.tools_changed();
     }
     // Calls already running on the old host finish there; then its
     // sessions end (MCP servers see DELETE) and its log is flushed.

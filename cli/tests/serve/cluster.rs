@@ -1,8 +1,8 @@
 //! Replicas sharing state: three `warden serve` processes with
 //! `[cluster]` on one real Redis, behind a real load balancer (haproxy,
-//! round-robin). A `calls-per-minute` rule counts across them, and an
+//! round-robin). A `calls-per-minute` rule counts across them, an
 //! approval's `requestState` issued by one is accepted by another, once in
-//! all. While Redis is down a `fail-closed` replica refuses what needs it
+//! all, and a tool list changed on one reaches a listener on another. While Redis is down a `fail-closed` replica refuses what needs it
 //! and a `fail-open` one decides alone; both share again once it is back.
 
 use crate::util::*;
@@ -80,6 +80,48 @@ fn case(port: u16, id: u64) -> Result<Value, (String, String)> {
     Err((kind, result["content"][0]["text"].to_string()))
 }
 
+/// A 2026-07-28 `subscriptions/listen` stream for tool list changes on
+/// `port`, once acknowledged.
+fn listen(port: u16) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen", "params": {
+        "notifications": {"toolsListChanged": true}, "_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}}}})
+    .to_string();
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\n\
+         Mcp-Method: subscriptions/listen\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    assert!(read_until(&mut s, "acknowledged"), "the listen stream");
+    s
+}
+
+/// Reads `s` until `needle` arrives (true), or 20 s or the stream end.
+fn read_until(s: &mut std::net::TcpStream, needle: &str) -> bool {
+    use std::io::Read;
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut got = String::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => return false,
+            Ok(n) => got.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(_) => {}
+        }
+        if got.contains(needle) {
+            return true;
+        }
+    }
+    false
+}
+
 /// Admitted calls in one replica's audit log (end records that say `ok`).
 fn ok_calls(dir: &std::path::Path) -> usize {
     audit(&dir.join("audit.jsonl"))
@@ -131,6 +173,24 @@ fn replicas_share_rate_limits_and_approvals_and_meet_redis_down_as_configured() 
         let again = approve(port, &state).expect_err("used once in all");
         assert!(again.contains("used already"), "{again}");
     }
+
+    // A configuration change loaded by one replica reaches a listener
+    // connected to another.
+    let mut listener = listen(ports[0]);
+    let config = std::fs::read_to_string(&replicas[1].config).unwrap();
+    let narrower = config.replacen(
+        "namespaces = [\"text\", \"json\"]",
+        "namespaces = [\"text\"]",
+        1,
+    );
+    assert_ne!(narrower, config);
+    std::fs::write(&replicas[1].config, narrower).unwrap();
+    let heard = read_until(&mut listener, "notifications/tools/list_changed");
+    assert!(heard, "no list change reached replica r0");
+    replicas[0].wait_for_log(
+        "the tool list changed on another replica",
+        Duration::from_secs(5),
+    );
 
     // Redis stops: the fail-closed replicas refuse, saying why; the
     // fail-open one counts alone (its own window is empty).
