@@ -3,7 +3,8 @@
 //! capability's rate-limit hint) counted across every replica in a sliding
 //! window kept on Redis's own clock (replicas' clocks may differ), and
 //! one-time claims ([`Cluster::claim_once`], e.g. `warden serve`'s
-//! approval nonces), and news between replicas ([`Cluster::publish`],
+//! approval nonces), records with a time to live ([`Cluster::put`], e.g.
+//! 2025-11-25 sessions), and news between replicas ([`Cluster::publish`],
 //! [`Cluster::listen`], e.g. that the tool list changed).
 //!
 //! When Redis does not answer within `timeout-ms`, `on-unreachable`
@@ -281,6 +282,46 @@ impl Cluster {
             .answer(set.query_async::<Option<String>>(&mut conn))
             .await?;
         Ok(set.is_some())
+    }
+
+    /// Keeps `value` under `name` (in the `record` space) for `ttl`.
+    pub async fn put(&self, name: &str, value: &str, ttl: Duration) -> Result<(), Unreachable> {
+        let mut conn = self.manager.clone();
+        let mut set = redis::cmd("SET");
+        set.arg(self.record(name))
+            .arg(value)
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64);
+        self.answer(set.query_async::<()>(&mut conn)).await
+    }
+
+    /// The value under `name`, its time to live reset to `ttl`; `None` if
+    /// there is none (never put, removed, or expired).
+    pub async fn get_refreshed(
+        &self,
+        name: &str,
+        ttl: Duration,
+    ) -> Result<Option<String>, Unreachable> {
+        let mut conn = self.manager.clone();
+        let mut get = redis::cmd("GETEX");
+        get.arg(self.record(name))
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64);
+        self.answer(get.query_async::<Option<String>>(&mut conn))
+            .await
+    }
+
+    /// Removes the value under `name`.
+    pub async fn remove(&self, name: &str) -> Result<(), Unreachable> {
+        let mut conn = self.manager.clone();
+        let mut del = redis::cmd("DEL");
+        del.arg(self.record(name));
+        self.answer(del.query_async::<i64>(&mut conn)).await?;
+        Ok(())
+    }
+
+    fn record(&self, name: &str) -> String {
+        format!("{}:record:{name}", self.prefix)
     }
 
     /// Publishes `message` on `topic` to every replica listening.

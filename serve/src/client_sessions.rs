@@ -31,6 +31,21 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    fn new(id: String, principal: &str, version: &str, client: String, elicitation: bool) -> Self {
+        Session {
+            id,
+            principal: principal.to_string(),
+            version: version.to_string(),
+            client,
+            elicitation,
+            initialized: AtomicBool::new(false),
+            last_used: Mutex::new(Instant::now()),
+            waiting: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(1),
+            running: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// The host's session key for calls of this client session.
     pub(crate) fn pool_key(&self) -> String {
         format!("mcp:{}:{}", self.principal, self.id)
@@ -223,19 +238,18 @@ impl Sessions {
         client: String,
         elicitation: bool,
     ) -> Result<Arc<Session>, Full> {
-        let session = Arc::new(Session {
-            id: hex(&random::<16>()),
-            principal: principal.to_string(),
-            version: version.to_string(),
-            client,
-            elicitation,
-            initialized: AtomicBool::new(false),
-            last_used: Mutex::new(Instant::now()),
-            waiting: Mutex::new(HashMap::new()),
-            next: AtomicU64::new(1),
-            running: Mutex::new(HashMap::new()),
-        });
+        let id = hex(&random::<16>());
+        self.insert(Session::new(id, principal, version, client, elicitation))
+    }
+
+    fn insert(&self, session: Session) -> Result<Arc<Session>, Full> {
+        let session = Arc::new(session);
+        let principal = session.principal.as_str();
         let mut open = self.open();
+        if let Some(there) = open.map.get(&session.id) {
+            // Adopted by another request meanwhile.
+            return Ok(there.clone());
+        }
         let mine = open.by_principal.get(principal).copied().unwrap_or(0);
         if mine >= self.per_principal {
             return Err(Full::Principal);
@@ -246,6 +260,25 @@ impl Sessions {
         open.map.insert(session.id.clone(), session.clone());
         open.by_principal.insert(principal.to_string(), mine + 1);
         Ok(session)
+    }
+
+    /// Takes in session `id`, opened on another replica, unless a cap is
+    /// reached (its requests may come here from now on).
+    pub(crate) fn adopt(
+        &self,
+        id: &str,
+        principal: &str,
+        version: &str,
+        client: String,
+        elicitation: bool,
+    ) -> Result<Arc<Session>, Full> {
+        self.insert(Session::new(
+            id.to_string(),
+            principal,
+            version,
+            client,
+            elicitation,
+        ))
     }
 
     /// The session `id`, if it is open and belongs to `principal`.

@@ -192,6 +192,8 @@ fn replicas_share_rate_limits_and_approvals_and_meet_redis_down_as_configured() 
         Duration::from_secs(5),
     );
 
+    let session = open_session(ports[0]);
+
     // Redis stops: the fail-closed replicas refuse, saying why; the
     // fail-open one counts alone (its own window is empty).
     redis.stop();
@@ -221,6 +223,26 @@ fn replicas_share_rate_limits_and_approvals_and_meet_redis_down_as_configured() 
     assert!(approve(ports[2], &state)
         .unwrap_err()
         .contains("used already"));
+    // A session cannot be known open (fail-closed: 503), nor a new one
+    // shared; the fail-open replica opens one of its own.
+    let (status, m) = in_session(ports[0], &session, 7, "tools/list", json!({}));
+    assert_eq!(status, 503, "{m}");
+    assert!(
+        m["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be checked"),
+        "{m}"
+    );
+    let body = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let json_headers = [
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+    ];
+    let (status, _, text) = http(ports[0], "POST", &json_headers, &body.to_string());
+    assert_eq!(status, 503, "{text}");
+    open_session(ports[2]);
     // A call no shared limit covers does not need Redis.
     let (_, m) = modern(
         ports[0],
@@ -273,4 +295,101 @@ fn replicas_share_rate_limits_and_approvals_and_meet_redis_down_as_configured() 
     for i in 0..3 {
         assert!(text.contains(&format!("replica r{i}:")), "{text}");
     }
+}
+
+/// A 2025-11-25 request of session `session` through `port`: the status
+/// and the JSON-RPC message (`Null` when the body holds none).
+fn in_session(port: u16, session: &str, id: u64, method: &str, params: Value) -> (u16, Value) {
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+        ("MCP-Protocol-Version", "2025-11-25"),
+        ("Mcp-Session-Id", session),
+    ];
+    let (status, _, body) = http(port, "POST", &headers, &body);
+    let message = serde_json::from_str(&body)
+        .ok()
+        .or_else(|| body.contains("data:").then(|| message(&body)))
+        .unwrap_or(Value::Null);
+    (status, message)
+}
+
+/// Opens a 2025-11-25 session on the server at `port`: its id.
+fn open_session(port: u16) -> String {
+    let body = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "cluster-test", "version": "1"}}})
+    .to_string();
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+    ];
+    let (status, headers, body) = http(port, "POST", &headers, &body);
+    assert_eq!(status, 200, "{body}");
+    header(&headers, "mcp-session-id").unwrap().to_string()
+}
+
+#[test]
+fn a_session_is_served_by_every_replica_and_outlives_the_one_that_opened_it() {
+    let redis = RedisServer::start();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut replicas: Vec<Serve> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let config = replica_config(d.path(), &redis.url(), &format!("r{i}"), "fail-closed");
+            Serve::start(d.path(), &config, &[])
+        })
+        .collect();
+    let ports: Vec<u16> = replicas.iter().map(|s| s.port).collect();
+    let balancer = LoadBalancer::round_robin(&ports);
+    // Opened on r0; its requests then go round the three.
+    let session = open_session(ports[0]);
+    let call = |id: u64| {
+        let args = json!({"name": "text.case", "arguments": {"text": "in session", "to": "upper"}});
+        in_session(balancer.port, &session, id, "tools/call", args)
+    };
+    for id in 1..=9 {
+        let (status, m) = call(id);
+        assert_eq!(status, 200, "{m}");
+        assert_eq!(
+            m["result"]["structuredContent"]["text"], "IN SESSION",
+            "{m}"
+        );
+    }
+    let per_replica: Vec<usize> = dirs.iter().map(|d| ok_calls(d.path())).collect();
+    assert!(
+        per_replica.iter().all(|n| *n > 0),
+        "spread: {per_replica:?}"
+    );
+    // An id no replica opened is unknown on each.
+    let (status, _) = in_session(
+        ports[1],
+        "0123456789abcdef0123456789abcdef",
+        20,
+        "tools/list",
+        json!({}),
+    );
+    assert_eq!(status, 404);
+
+    // The replica that opened it dies: the session goes on elsewhere.
+    let mut opener = replicas.remove(0);
+    opener.signal_and_wait("KILL");
+    let failed = (30..50).filter(|id| call(*id).0 != 200).count();
+    assert!(failed <= 1, "{failed} calls failed after the kill");
+    assert!(
+        dirs[1..].iter().map(|d| ok_calls(d.path())).sum::<usize>() >= 19,
+        "the survivors served the calls after the kill"
+    );
+
+    // Ended on one replica (DELETE): gone on every one.
+    let headers = [
+        ("Mcp-Session-Id", session.as_str()),
+        ("MCP-Protocol-Version", "2025-11-25"),
+    ];
+    let (status, _, body) = http(ports[1], "DELETE", &headers, "");
+    assert_eq!(status, 200, "{body}");
+    let (status, m) = in_session(ports[2], &session, 60, "tools/list", json!({}));
+    assert_eq!(status, 404, "{m}");
 }

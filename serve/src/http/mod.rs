@@ -27,6 +27,7 @@ mod streams;
 mod task_call;
 
 use crate::client_sessions::Session;
+use crate::cluster_sessions::Found;
 use crate::protocol::{self, RpcError};
 use crate::refusals::Refusal;
 use crate::{ServeError, Shared};
@@ -290,7 +291,7 @@ async fn handle(
         Method::POST => post::post(shared, req, principal, token, conn).await,
         Method::GET => {
             conn.serving();
-            streams::get(shared, req.headers(), &principal)
+            streams::get(shared, req.headers(), &principal).await
         }
         Method::DELETE => {
             conn.serving();
@@ -464,8 +465,9 @@ fn names_this_machine(req: &Request<Incoming>) -> bool {
             .is_none_or(|a| is_loopback_authority(a.as_str()))
 }
 
-/// The 2025-11-25 session a request names: `Err` is the answer to give.
-fn session_of(
+/// The 2025-11-25 session a request names (opened here or, with
+/// `[cluster]`, on another replica): `Err` is the answer to give.
+async fn session_of(
     shared: &Shared,
     headers: &HeaderMap,
     principal: &str,
@@ -479,13 +481,23 @@ fn session_of(
         )));
     };
     // Another principal's session is as unknown as a closed one.
-    shared.sessions.get(id, principal).ok_or_else(|| {
-        let e = RpcError::new(
-            protocol::INVALID_REQUEST,
-            "Session not found: initialize a new session",
-        );
-        Box::new(rpc_error(StatusCode::NOT_FOUND, &Value::Null, &e))
-    })
+    let why = match shared.find_session(id, principal).await {
+        Found::Session(s) => return Ok(s),
+        Found::Unknown => {
+            let e = RpcError::new(
+                protocol::INVALID_REQUEST,
+                "Session not found: initialize a new session",
+            );
+            return Err(Box::new(rpc_error(StatusCode::NOT_FOUND, &Value::Null, &e)));
+        }
+        Found::Unavailable(why) => why,
+    };
+    let e = RpcError::new(protocol::BUSY, why);
+    Err(Box::new(rpc_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &Value::Null,
+        &e,
+    )))
 }
 
 struct Accepts {

@@ -130,14 +130,14 @@ pub(super) async fn post(
     };
     let (id, method, params) = match message {
         Message::Response { id, body } => {
-            return match session_of(&shared, &headers, &principal) {
+            return match session_of(&shared, &headers, &principal).await {
                 Ok(s) if s.deliver(&id, body) => plain(StatusCode::ACCEPTED, ""),
                 Ok(_) => plain(StatusCode::ACCEPTED, ""),
                 Err(r) => *r,
             };
         }
         Message::Notification { method, params } => {
-            notification(&shared, &headers, &principal, &method, &params);
+            notification(&shared, &headers, &principal, &method, &params).await;
             return plain(StatusCode::ACCEPTED, "");
         }
         Message::Request { id, method, params } => (id, method, params),
@@ -184,7 +184,7 @@ pub(super) async fn post(
         return modern(shared, &headers, request, caller).await;
     }
     if request.method == "initialize" {
-        return initialize(&shared, &headers, &request, &caller.principal);
+        return initialize(&shared, &headers, &request, &caller.principal).await;
     }
     legacy(shared, &headers, request, caller).await
 }
@@ -269,17 +269,17 @@ async fn within<F: std::future::Future>(limit: Duration, fut: F) -> Result<F::Ou
 }
 
 /// A notification of a 2025-11-25 session: `initialized`, `cancelled`.
-fn notification(
+async fn notification(
     shared: &Shared,
     headers: &HeaderMap,
     principal: &str,
     method: &str,
     params: &Value,
 ) {
-    let Some(s) = headers
-        .get(SESSION_HEADER)
-        .and_then(|_| session_of(shared, headers, principal).ok())
-    else {
+    if headers.get(SESSION_HEADER).is_none() {
+        return;
+    }
+    let Ok(s) = session_of(shared, headers, principal).await else {
         return;
     };
     match method {
@@ -307,7 +307,7 @@ fn client_key(shared: &Shared, principal: &str, session: Option<&Session>, conn:
 }
 
 /// `initialize` opens a 2025-11-25 session.
-fn initialize(
+async fn initialize(
     shared: &Shared,
     headers: &HeaderMap,
     request: &Rpc,
@@ -321,7 +321,15 @@ fn initialize(
         );
         return rpc_error(StatusCode::BAD_REQUEST, id, &e);
     }
-    match shared.initialize(&request.params, principal) {
+    let opened = shared.initialize(&request.params, principal);
+    if let Ok((session, _)) = &opened {
+        if let Err(why) = shared.share_session(session).await {
+            shared.sessions.remove(&session.id);
+            let e = RpcError::new(protocol::BUSY, why);
+            return rpc_error(StatusCode::SERVICE_UNAVAILABLE, id, &e);
+        }
+    }
+    match opened {
         Ok((session, result)) => {
             let mut r = json_body(StatusCode::OK, &protocol::response(id, Ok(result)));
             r.headers_mut()
@@ -346,7 +354,7 @@ async fn legacy(
         accept,
         conn,
     } = request;
-    let session = match session_of(&shared, headers, &caller.principal) {
+    let session = match session_of(&shared, headers, &caller.principal).await {
         Ok(s) => s,
         Err(r) => return *r,
     };

@@ -133,7 +133,11 @@ async fn send_task_changes(
 }
 
 /// GET: a 2025-11-25 session's stream of list changes.
-pub(super) fn get(shared: Arc<Shared>, headers: &HeaderMap, principal: &str) -> Response<Body> {
+pub(super) async fn get(
+    shared: Arc<Shared>,
+    headers: &HeaderMap,
+    principal: &str,
+) -> Response<Body> {
     if header_str(headers, VERSION_HEADER).is_some_and(|v| !HANDSHAKE.contains(&v)) {
         return plain(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -146,7 +150,7 @@ pub(super) fn get(shared: Arc<Shared>, headers: &HeaderMap, principal: &str) -> 
             "the stream is text/event-stream",
         );
     }
-    let session = match session_of(&shared, headers, principal) {
+    let session = match session_of(&shared, headers, principal).await {
         Ok(s) => s,
         Err(r) => return *r,
     };
@@ -182,10 +186,11 @@ pub(super) async fn delete(
     headers: &HeaderMap,
     principal: &str,
 ) -> Response<Body> {
-    let session = match session_of(&shared, headers, principal) {
+    let session = match session_of(&shared, headers, principal).await {
         Ok(s) => s,
         Err(r) => return *r,
     };
+    shared.forget_session(&session.id).await;
     if let Some(s) = shared.sessions.remove(&session.id) {
         shared.end_session(&s).await;
     }

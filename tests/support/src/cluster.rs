@@ -104,7 +104,8 @@ impl Drop for RedisServer {
     }
 }
 
-/// haproxy on 127.0.0.1, round-robin over HTTP servers on 127.0.0.1.
+/// haproxy on 127.0.0.1, round-robin over HTTP servers on 127.0.0.1 that
+/// answer `/readyz` (checked every 200 ms; one that does not is out).
 pub struct LoadBalancer {
     child: Child,
     pub port: u16,
@@ -123,12 +124,17 @@ impl LoadBalancer {
         let servers: String = ports
             .iter()
             .enumerate()
-            .map(|(i, p)| format!("  server r{i} 127.0.0.1:{p}\n"))
+            .map(|(i, p)| format!("  server r{i} 127.0.0.1:{p} check inter 200 fall 1 rise 1\n"))
             .collect();
+        // Replicas are asked /readyz (with a Host they accept); a request
+        // whose connection is refused goes to another.
         let config = format!(
             "global\n  maxconn 512\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 60s\n  \
-             timeout server 60s\n  option http-server-close\nfrontend mcp\n  bind 127.0.0.1:{port}\n  \
-             default_backend replicas\nbackend replicas\n  balance roundrobin\n{servers}"
+             timeout server 60s\n  option http-server-close\n  retries 3\n  option redispatch\n\
+             frontend mcp\n  bind 127.0.0.1:{port}\n  default_backend replicas\n\
+             backend replicas\n  balance roundrobin\n  option httpchk\n  \
+             http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host 127.0.0.1\n  \
+             http-check expect status 200\n{servers}"
         );
         let file = dir.path().join("haproxy.cfg");
         std::fs::write(&file, config).unwrap();
