@@ -8,6 +8,7 @@ check fails.
     client.py watch  --mode auto|legacy --url URL
     client.py count  --mode auto|legacy --url URL --tool ID --times N [--handle H]
     client.py progress --mode auto|legacy (--url URL | --stdio WARDEN CONFIG) --tool ID --times N [--key K]
+    client.py spread --mode auto|legacy --url URL --times N [--pause-ms P]
 """
 
 import argparse
@@ -190,9 +191,26 @@ async def progress(args):
         report(progress=heard, text=text_of(r))
 
 
+async def spread(args):
+    """Calls text.case N times in one client (one session in legacy mode),
+    reporting each call as it ends; a call that fails is reported, not fatal
+    (a replica behind a load balancer may die under it)."""
+    async with Client(target(args), mode=args.mode) as client:
+        report(version=client.session.protocol_version)
+        for n in range(args.times):
+            try:
+                r = await client.call_tool("text.case", {"text": f"call {n}", "to": "upper"})
+                ok = not r.is_error and r.structured_content == {"text": f"CALL {n}"}
+                report(call=n, ok=ok, text="" if ok else text_of(r))
+            except Exception as e:  # the transport's or the server's error
+                report(call=n, ok=False, text=f"{type(e).__name__}: {e}")
+            await asyncio.sleep(args.pause_ms / 1000)
+    report(done=True)
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("scenario", choices=["suite", "watch", "count", "progress"])
+    p.add_argument("scenario", choices=["suite", "watch", "count", "progress", "spread"])
     p.add_argument("--mode", default="auto")
     p.add_argument("--url")
     p.add_argument("--token")
@@ -202,8 +220,9 @@ def main():
     p.add_argument("--key", default="arg", help="the input key that takes --times")
     p.add_argument("--handle")
     p.add_argument("--hold", action="store_true")
+    p.add_argument("--pause-ms", type=int, default=0)
     args = p.parse_args()
-    scenarios = {"suite": suite, "watch": watch, "count": count, "progress": progress}
+    scenarios = {"suite": suite, "watch": watch, "count": count, "progress": progress, "spread": spread}
     asyncio.run(scenarios[args.scenario](args))
 
 

@@ -249,7 +249,7 @@ fn node_modules() -> std::path::PathBuf {
     dir
 }
 
-fn node(args: &[&str]) -> (bool, String, String) {
+pub(crate) fn node(args: &[&str]) -> (bool, String, String) {
     node_modules();
     let out = std::process::Command::new("node")
         .args(args)

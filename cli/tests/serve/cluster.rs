@@ -393,3 +393,70 @@ fn a_session_is_served_by_every_replica_and_outlives_the_one_that_opened_it() {
     let (status, m) = in_session(ports[2], &session, 60, "tools/list", json!({}));
     assert_eq!(status, 404, "{m}");
 }
+
+/// The official clients through the load balancer: the TypeScript v2
+/// client (2026-07-28) is served by all three replicas, its approval asked
+/// by one and answered to another; the Python SDK client's 2025-11-25
+/// session goes on while a replica is killed under it, losing at most the
+/// call in flight.
+#[test]
+fn the_official_clients_are_served_by_replicas_that_die_under_them() {
+    use std::io::BufRead;
+    let redis = RedisServer::start();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut replicas: Vec<Serve> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let config = replica_config(d.path(), &redis.url(), &format!("r{i}"), "fail-closed");
+            Serve::start(d.path(), &config, &[])
+        })
+        .collect();
+    let ports: Vec<u16> = replicas.iter().map(|s| s.port).collect();
+    let balancer = LoadBalancer::round_robin(&ports);
+    let url = format!("http://127.0.0.1:{}/mcp", balancer.port);
+
+    let (ok, out, err) = crate::clients::node(&["cluster.mjs", &url, "12"]);
+    assert!(ok, "{err}\n{out}");
+    assert!(out.contains(r#""done":true"#), "{out}");
+    let per_replica: Vec<usize> = dirs.iter().map(|d| ok_calls(d.path())).collect();
+    assert!(
+        per_replica.iter().all(|n| *n > 0),
+        "spread: {per_replica:?}"
+    );
+
+    let mut client = std::process::Command::new(python())
+        .arg(repo().join("tests/serve/client.py"))
+        .args([
+            "spread",
+            "--mode",
+            "legacy",
+            "--url",
+            &url,
+            "--times",
+            "40",
+            "--pause-ms",
+            "20",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufReader::new(client.stdout.take().unwrap()).lines();
+    let mut reports = Vec::new();
+    for line in lines.map_while(Result::ok) {
+        let report: Value = serde_json::from_str(&line).unwrap_or_default();
+        if report["call"] == 10 {
+            replicas[0].signal_and_wait("KILL");
+        }
+        reports.push(report);
+    }
+    let status = client.wait().unwrap();
+    assert!(status.success(), "{reports:?}");
+    assert_eq!(reports[0]["version"], "2025-11-25", "{reports:?}");
+    let calls: Vec<&Value> = reports.iter().filter(|r| r.get("call").is_some()).collect();
+    assert_eq!(calls.len(), 40, "{reports:?}");
+    let failed: Vec<&&Value> = calls.iter().filter(|r| r["ok"] != true).collect();
+    assert!(failed.len() <= 1, "failed after the kill: {failed:?}");
+    assert!(reports.last().unwrap()["done"] == true);
+}
