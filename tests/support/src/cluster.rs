@@ -113,8 +113,18 @@ pub struct LoadBalancer {
 }
 
 impl LoadBalancer {
-    /// In front of the servers on `ports`, each request to the next.
+    /// In front of the servers on `ports`, each request to the next (on a
+    /// new connection to it: a killed server is noticed at once).
     pub fn round_robin(ports: &[u16]) -> LoadBalancer {
+        Self::start(ports, "http-server-close")
+    }
+
+    /// The same, keeping connections to the servers alive (benchmarks).
+    pub fn round_robin_kept_alive(ports: &[u16]) -> LoadBalancer {
+        Self::start(ports, "http-keep-alive")
+    }
+
+    fn start(ports: &[u16], connections: &str) -> LoadBalancer {
         assert!(
             Path::new(HAPROXY).exists(),
             "{HAPROXY} is missing: `cargo xtask test` installs Debian's haproxy"
@@ -130,7 +140,7 @@ impl LoadBalancer {
         // whose connection is refused goes to another.
         let config = format!(
             "global\n  maxconn 512\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 60s\n  \
-             timeout server 60s\n  option http-server-close\n  retries 3\n  option redispatch\n\
+             timeout server 60s\n  option {connections}\n  retries 3\n  option redispatch\n\
              frontend mcp\n  bind 127.0.0.1:{port}\n  default_backend replicas\n\
              backend replicas\n  balance roundrobin\n  option httpchk\n  \
              http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host 127.0.0.1\n  \
