@@ -27,6 +27,22 @@ fn replica_config(dir: &std::path::Path, redis: &str, replica: &str, mode: &str)
     )
 }
 
+/// Replicas `r0`, `r1`, ... on `redis`, one per `on-unreachable` mode,
+/// each in a folder of its own.
+fn start_replicas(redis: &RedisServer, modes: &[&str]) -> (Vec<tempfile::TempDir>, Vec<Serve>) {
+    let dirs: Vec<tempfile::TempDir> = modes.iter().map(|_| tempfile::tempdir().unwrap()).collect();
+    let replicas = dirs
+        .iter()
+        .zip(modes)
+        .enumerate()
+        .map(|(i, (d, mode))| {
+            let config = replica_config(d.path(), &redis.url(), &format!("r{i}"), mode);
+            Serve::start(d.path(), &config, &[])
+        })
+        .collect();
+    (dirs, replicas)
+}
+
 /// Asks `port` to call `text.stats` (its rule says `approve`) as a client
 /// that can ask its user: the `requestState` of the question.
 fn ask(port: u16) -> String {
@@ -85,18 +101,7 @@ fn case(port: u16, id: u64) -> Result<Value, (String, String)> {
 fn listen(port: u16) -> std::net::TcpStream {
     use std::io::Write;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen", "params": {
-        "notifications": {"toolsListChanged": true}, "_meta": {
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": {}}}})
-    .to_string();
-    let head = format!(
-        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
-         Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\n\
-         Mcp-Method: subscriptions/listen\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(listen_request(port).as_bytes()).unwrap();
     assert!(read_until(&mut s, "acknowledged"), "the listen stream");
     s
 }
@@ -135,17 +140,8 @@ fn ok_calls(dir: &std::path::Path) -> usize {
 #[test]
 fn replicas_share_rate_limits_and_approvals_and_meet_redis_down_as_configured() {
     let mut redis = RedisServer::start();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let modes = ["fail-closed", "fail-closed", "fail-open"];
-    let replicas: Vec<Serve> = dirs
-        .iter()
-        .zip(modes)
-        .enumerate()
-        .map(|(i, (d, mode))| {
-            let config = replica_config(d.path(), &redis.url(), &format!("r{i}"), mode);
-            Serve::start(d.path(), &config, &[])
-        })
-        .collect();
+    let (dirs, replicas) = start_replicas(&redis, &modes);
     let ports: Vec<u16> = replicas.iter().map(|s| s.port).collect();
     let balancer = LoadBalancer::round_robin(&ports);
 
@@ -333,15 +329,7 @@ fn open_session(port: u16) -> String {
 #[test]
 fn a_session_is_served_by_every_replica_and_outlives_the_one_that_opened_it() {
     let redis = RedisServer::start();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut replicas: Vec<Serve> = dirs
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let config = replica_config(d.path(), &redis.url(), &format!("r{i}"), "fail-closed");
-            Serve::start(d.path(), &config, &[])
-        })
-        .collect();
+    let (dirs, mut replicas) = start_replicas(&redis, &["fail-closed"; 3]);
     let ports: Vec<u16> = replicas.iter().map(|s| s.port).collect();
     let balancer = LoadBalancer::round_robin(&ports);
     // Opened on r0; its requests then go round the three.
@@ -403,15 +391,7 @@ fn a_session_is_served_by_every_replica_and_outlives_the_one_that_opened_it() {
 fn the_official_clients_are_served_by_replicas_that_die_under_them() {
     use std::io::BufRead;
     let redis = RedisServer::start();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut replicas: Vec<Serve> = dirs
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let config = replica_config(d.path(), &redis.url(), &format!("r{i}"), "fail-closed");
-            Serve::start(d.path(), &config, &[])
-        })
-        .collect();
+    let (dirs, mut replicas) = start_replicas(&redis, &["fail-closed"; 3]);
     let ports: Vec<u16> = replicas.iter().map(|s| s.port).collect();
     let balancer = LoadBalancer::round_robin(&ports);
     let url = format!("http://127.0.0.1:{}/mcp", balancer.port);

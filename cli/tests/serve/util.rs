@@ -361,3 +361,20 @@ pub fn two_principals(dir: &std::path::Path, serve: &str) -> String {
         base_config(dir)
     )
 }
+
+/// A whole 2026-07-28 `subscriptions/listen` request for tool list changes
+/// to the server on `port`.
+pub fn listen_request(port: u16) -> String {
+    let body =
+        serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen", "params": {
+        "notifications": {"toolsListChanged": true}, "_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}}}})
+        .to_string();
+    format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\n\
+         Mcp-Method: subscriptions/listen\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
