@@ -3,8 +3,9 @@
 //! capability's rate-limit hint) counted across every replica in a sliding
 //! window kept on Redis's own clock (replicas' clocks may differ), and
 //! one-time claims ([`Cluster::claim_once`], e.g. `warden serve`'s
-//! approval nonces), records with a time to live ([`Cluster::put`], e.g.
-//! 2025-11-25 sessions), and news between replicas ([`Cluster::publish`],
+//! approval nonces), places held under a lease ([`Cluster::hold`], e.g.
+//! requests in flight per principal), records with a time to live
+//! ([`Cluster::put`], e.g. 2025-11-25 sessions), and news between replicas ([`Cluster::publish`],
 //! [`Cluster::listen`], e.g. that the tool list changed).
 //!
 //! When Redis does not answer within `timeout-ms`, `on-unreachable`
@@ -137,6 +138,34 @@ redis.call('PEXPIRE', KEYS[1], per)
 return 1
 ";
 
+/// Holds a place among at most ARGV[2] in KEYS[1] (a sorted set of
+/// holders by the end of their lease): expired leases go first. ARGV: the
+/// lease in ms, the limit, the holder. Returns 1 if held, 0 if full.
+const HOLD: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now + lease, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], 2 * lease)
+return 1
+";
+
+/// Extends holder ARGV[2]'s lease in KEYS[1] to ARGV[1] ms from now, if it
+/// still holds a place.
+const RENEW: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[1])
+if redis.call('ZADD', KEYS[1], 'XX', 'CH', now + lease, ARGV[2]) == 1 then
+  redis.call('PEXPIRE', KEYS[1], 2 * lease)
+end
+return 1
+";
+
 /// The messages of one topic ([`Cluster::listen`]).
 pub struct Messages(std::pin::Pin<Box<redis::aio::PubSubStream>>);
 
@@ -172,6 +201,8 @@ pub struct Cluster {
     timeout: Duration,
     mode: OnUnreachable,
     window: redis::Script,
+    hold: redis::Script,
+    renew: redis::Script,
     /// Where Redis is, for messages (the URL has no credentials).
     address: String,
     /// Redis did not answer last time (so the log says when it is back).
@@ -216,6 +247,8 @@ impl Cluster {
             timeout,
             mode: settings.on_unreachable,
             window: redis::Script::new(SLIDING_WINDOW),
+            hold: redis::Script::new(HOLD),
+            renew: redis::Script::new(RENEW),
             address: settings.redis.clone(),
             down: AtomicBool::new(false),
         })
@@ -282,6 +315,56 @@ impl Cluster {
             .answer(set.query_async::<Option<String>>(&mut conn))
             .await?;
         Ok(set.is_some())
+    }
+
+    /// Takes one of at most `limit` places under `name` for `holder`, for
+    /// `lease` (renew it while held; a replica that dies lets its places
+    /// go when their leases end): `Ok(false)` when every place is held.
+    pub async fn hold(
+        &self,
+        name: &str,
+        holder: &str,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<bool, Unreachable> {
+        let mut conn = self.manager.clone();
+        let mut invocation = self.hold.key(self.holds(name));
+        invocation
+            .arg(lease.as_millis().max(1) as u64)
+            .arg(limit)
+            .arg(holder);
+        Ok(self
+            .answer(invocation.invoke_async::<i64>(&mut conn))
+            .await?
+            == 1)
+    }
+
+    /// Extends `holder`'s place under `name` for `lease` from now.
+    pub async fn renew(
+        &self,
+        name: &str,
+        holder: &str,
+        lease: Duration,
+    ) -> Result<(), Unreachable> {
+        let mut conn = self.manager.clone();
+        let mut invocation = self.renew.key(self.holds(name));
+        invocation.arg(lease.as_millis().max(1) as u64).arg(holder);
+        self.answer(invocation.invoke_async::<i64>(&mut conn))
+            .await?;
+        Ok(())
+    }
+
+    /// Gives `holder`'s place under `name` back. Best effort: a place not
+    /// given back ends with its lease.
+    pub async fn release(&self, name: &str, holder: &str) {
+        let mut conn = self.manager.clone();
+        let mut remove = redis::cmd("ZREM");
+        remove.arg(self.holds(name)).arg(holder);
+        let _ = tokio::time::timeout(self.timeout * 3, remove.exec_async(&mut conn)).await;
+    }
+
+    fn holds(&self, name: &str) -> String {
+        format!("{}:hold:{name}", self.prefix)
     }
 
     /// Keeps `value` under `name` (in the `record` space) for `ttl`.

@@ -37,6 +37,16 @@ pub(crate) struct Budgets {
 pub(crate) struct InFlight {
     budgets: Arc<Budgets>,
     key: String,
+    /// Its place across replicas, with `[cluster]`.
+    _shared: Option<crate::cluster_holds::SharedHold>,
+}
+
+impl InFlight {
+    /// The same request, holding `place` across replicas too.
+    pub(crate) fn holding(mut self, place: crate::cluster_holds::SharedHold) -> InFlight {
+        self._shared = Some(place);
+        self
+    }
 }
 
 impl Budgets {
@@ -69,6 +79,7 @@ impl Budgets {
         Ok(InFlight {
             budgets: self.clone(),
             key: key.to_string(),
+            _shared: None,
         })
     }
 

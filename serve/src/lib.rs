@@ -24,6 +24,7 @@
 mod admission;
 mod approval;
 mod client_sessions;
+mod cluster_holds;
 mod cluster_sessions;
 mod dispatch;
 pub mod http;

@@ -440,3 +440,77 @@ fn the_official_clients_are_served_by_replicas_that_die_under_them() {
     assert!(failed.len() <= 1, "failed after the kill: {failed:?}");
     assert!(reports.last().unwrap()["done"] == true);
 }
+
+/// With tokens, a principal's requests in flight are counted across
+/// replicas: two slow calls on two replicas fill `max-concurrent-per-client
+/// = 2`, a third on either is refused (another principal is not), and the
+/// places come back when the calls end.
+#[test]
+fn a_principals_requests_in_flight_are_counted_across_replicas() {
+    let redis = RedisServer::start();
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let replicas: Vec<Serve> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let serve = format!("max-concurrent-per-client = 2\nreplica-id = \"r{i}\"");
+            let config = format!(
+                "{}\n[cluster]\nredis = \"{}\"\n",
+                two_principals(d.path(), &serve),
+                redis.url()
+            );
+            Serve::start(d.path(), &config, &[])
+        })
+        .collect();
+    let (alice, bob) = (format!("Bearer {TOKEN_A}"), format!("Bearer {TOKEN_B}"));
+    let call = move |port: u16, auth: String, name: &str, args: Value| {
+        let params = json!({"name": name, "arguments": args});
+        modern(
+            port,
+            1,
+            "tools/call",
+            params,
+            &[("Authorization", auth.as_str())],
+        )
+    };
+    let slow: Vec<_> = replicas
+        .iter()
+        .map(|r| {
+            let (port, auth) = (r.port, alice.clone());
+            std::thread::spawn(move || call(port, auth, "hostile.sleep", json!({"arg": 3000})))
+        })
+        .collect();
+    // Both slow calls are in flight (each replica counts one of its own);
+    // a third on either replica finds no place.
+    std::thread::sleep(Duration::from_millis(800));
+    let (status, refused) = call(
+        replicas[1].port,
+        alice.clone(),
+        "text.slugify",
+        json!({"text": "x"}),
+    );
+    assert_eq!(status, 429, "{refused}");
+    let text = refused.to_string();
+    assert!(text.contains("across replicas"), "{text}");
+    let (status, m) = call(replicas[0].port, bob, "text.slugify", json!({"text": "x"}));
+    assert_eq!(
+        (status, &m["result"]["isError"]),
+        (200, &json!(false)),
+        "{m}"
+    );
+    for s in slow {
+        let (status, m) = s.join().unwrap();
+        assert_eq!(status, 200, "{m}");
+    }
+    let (status, m) = call(
+        replicas[0].port,
+        alice,
+        "text.slugify",
+        json!({"text": "x"}),
+    );
+    assert_eq!(
+        (status, &m["result"]["isError"]),
+        (200, &json!(false)),
+        "{m}"
+    );
+}

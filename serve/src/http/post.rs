@@ -371,7 +371,7 @@ async fn legacy(
         }
     }
     let key = client_key(&shared, &caller.principal, Some(&session), conn);
-    let in_flight = match shared.enter(&key) {
+    let in_flight = match shared.enter_everywhere(&key).await {
         Ok(f) => f,
         Err(b) => return busy(&id, b),
     };
@@ -497,7 +497,7 @@ async fn modern(
         };
     }
     let key = client_key(&shared, &caller.principal, None, conn);
-    let in_flight = match shared.enter(&key) {
+    let in_flight = match shared.enter_everywhere(&key).await {
         Ok(f) => f,
         Err(b) => return busy(&id, b),
     };
