@@ -69,18 +69,27 @@ impl Follower {
         if now.is_some() && now != self.id {
             // Rotated: the old file was read to its end above (its writer
             // finished it before moving it); files rotated after it, then
-            // the new one, are read whole.
+            // the new one, are read whole. The new one is opened first, so
+            // that a rotation between the two looks cannot hide a file; a
+            // rotated file that is the one opened is read once, through it.
+            let newest = File::open(&self.path).ok();
+            let newest_id = newest.as_ref().and_then(file_id);
             for file in self.rotated_since()? {
-                let mut reader = BufReader::new(File::open(&file)?);
+                let file = File::open(&file)?;
+                if newest_id.is_some() && file_id(&file) == newest_id {
+                    continue;
+                }
                 self.pending.clear();
                 Self::read_lines(
-                    &mut reader,
+                    &mut BufReader::new(file),
                     &mut self.pending,
                     &mut self.last_seq,
                     &mut each,
                 )?;
             }
-            self.open(0)?;
+            self.pending.clear();
+            self.id = newest_id;
+            self.reader = newest.map(BufReader::new);
             self.read_to_end(&mut each)?;
         }
         Ok(())
