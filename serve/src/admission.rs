@@ -3,11 +3,15 @@
 //!
 //! A client is named by a key: a token's principal, `stdio`, or, without
 //! tokens, a 2025-11-25 session or an HTTP connection (local clients have
-//! no identity of their own, and must not share one budget).
+//! no identity of their own, and must not share one budget). With
+//! `[cluster]` a request may also hold a place across replicas
+//! ([`SharedHold`], taken by `cluster_holds.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::Notify;
+use warden::cluster::Cluster;
 
 /// Which budget was spent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,12 +42,12 @@ pub(crate) struct InFlight {
     budgets: Arc<Budgets>,
     key: String,
     /// Its place across replicas, with `[cluster]`.
-    _shared: Option<crate::cluster_holds::SharedHold>,
+    _shared: Option<SharedHold>,
 }
 
 impl InFlight {
     /// The same request, holding `place` across replicas too.
-    pub(crate) fn holding(mut self, place: crate::cluster_holds::SharedHold) -> InFlight {
+    pub(crate) fn holding(mut self, place: SharedHold) -> InFlight {
         self._shared = Some(place);
         self
     }
@@ -113,6 +117,52 @@ impl Drop for InFlight {
         if counts.total == 0 {
             drop(counts);
             self.budgets.idle.notify_waiters();
+        }
+    }
+}
+
+/// How long a place is held without renewal.
+pub(crate) const LEASE: Duration = Duration::from_secs(30);
+
+/// A place held in Redis: renewed every third of its lease, given back
+/// when dropped.
+pub(crate) struct SharedHold {
+    cluster: Arc<Cluster>,
+    name: String,
+    holder: String,
+    renewing: tokio::task::JoinHandle<()>,
+}
+
+impl SharedHold {
+    pub(crate) fn start(cluster: Arc<Cluster>, name: String, holder: String) -> SharedHold {
+        let renewing = {
+            let (cluster, name, holder) = (cluster.clone(), name.clone(), holder.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(LEASE / 3).await;
+                    let _ = cluster.renew(&name, &holder, LEASE).await;
+                }
+            })
+        };
+        SharedHold {
+            cluster,
+            name,
+            holder,
+            renewing,
+        }
+    }
+}
+
+impl Drop for SharedHold {
+    fn drop(&mut self) {
+        self.renewing.abort();
+        let (cluster, name, holder) = (
+            self.cluster.clone(),
+            std::mem::take(&mut self.name),
+            std::mem::take(&mut self.holder),
+        );
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { cluster.release(&name, &holder).await });
         }
     }
 }

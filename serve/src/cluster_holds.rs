@@ -4,67 +4,22 @@
 //! a lease renewed while it runs, so that a replica that dies lets its
 //! places go within a lease.
 
-use crate::admission::InFlight;
+use crate::admission::{SharedHold, LEASE};
 use crate::protocol::{self, RpcError};
 use crate::refusals::Refusal;
 use crate::{Busy, Shared};
-use std::sync::Arc;
-use std::time::Duration;
-use warden::cluster::{Cluster, OnUnreachable};
-
-/// How long a place is held without renewal.
-const LEASE: Duration = Duration::from_secs(30);
-
-/// A place held in Redis: renewed every third of its lease, given back
-/// when dropped.
-pub(crate) struct SharedHold {
-    cluster: Arc<Cluster>,
-    name: String,
-    holder: String,
-    renewing: tokio::task::JoinHandle<()>,
-}
-
-impl SharedHold {
-    fn start(cluster: Arc<Cluster>, name: String, holder: String) -> SharedHold {
-        let renewing = {
-            let (cluster, name, holder) = (cluster.clone(), name.clone(), holder.clone());
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(LEASE / 3).await;
-                    let _ = cluster.renew(&name, &holder, LEASE).await;
-                }
-            })
-        };
-        SharedHold {
-            cluster,
-            name,
-            holder,
-            renewing,
-        }
-    }
-}
-
-impl Drop for SharedHold {
-    fn drop(&mut self) {
-        self.renewing.abort();
-        let (cluster, name, holder) = (
-            self.cluster.clone(),
-            std::mem::take(&mut self.name),
-            std::mem::take(&mut self.holder),
-        );
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { cluster.release(&name, &holder).await });
-        }
-    }
-}
+use warden::cluster::OnUnreachable;
 
 impl Shared {
     /// [`enter`](Shared::enter), and with `[cluster]` and authenticated
     /// clients (whose key is their principal, the same on every replica),
     /// one of the principal's places across replicas.
-    pub(crate) async fn enter_everywhere(&self, client: &str) -> Result<InFlight, Busy> {
+    pub(crate) async fn enter_everywhere(
+        &self,
+        client: &str,
+    ) -> Result<crate::admission::InFlight, Busy> {
         let in_flight = self.enter(client)?;
-        let cluster = self.host().cluster().cloned();
+        let cluster = self.cluster();
         let (Some(cluster), true) = (cluster, self.requires_auth()) else {
             return Ok(in_flight);
         };

@@ -42,7 +42,8 @@ fn name(id: &str) -> String {
 }
 
 impl Shared {
-    fn cluster(&self) -> Option<Arc<Cluster>> {
+    /// The serving host's `[cluster]`, when set.
+    pub(crate) fn cluster(&self) -> Option<Arc<Cluster>> {
         self.host().cluster().cloned()
     }
 

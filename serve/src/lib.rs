@@ -227,7 +227,7 @@ impl Shared {
     /// does not answer is logged by the cluster, never waited for here).
     pub(crate) fn tools_changed(&self) {
         self.changes.send_modify(|n| *n += 1);
-        let Some(cluster) = self.host().cluster().cloned() else {
+        let Some(cluster) = self.cluster() else {
             return;
         };
         let replica = self.replica.clone();
