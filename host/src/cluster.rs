@@ -5,7 +5,8 @@
 //! one-time claims ([`Cluster::claim_once`], e.g. `warden serve`'s
 //! approval nonces), places held under a lease ([`Cluster::hold`], e.g.
 //! requests in flight per principal), records with a time to live
-//! ([`Cluster::put`], e.g. 2025-11-25 sessions), and news between replicas ([`Cluster::publish`],
+//! ([`Cluster::put`], e.g. 2025-11-25 sessions), states that end once
+//! ([`Cluster::advance`], e.g. MCP Tasks), and news between replicas ([`Cluster::publish`],
 //! [`Cluster::listen`], e.g. that the tool list changed).
 //!
 //! When Redis does not answer within `timeout-ms`, `on-unreachable`
@@ -166,6 +167,18 @@ end
 return 1
 ";
 
+/// Writes ARGV[1] (a state: `O` open or `F` final, then the value) to
+/// KEYS[1] for ARGV[2] ms, unless the state there is final. Returns 1 if
+/// written, 0 if refused.
+const ADVANCE: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if cur and string.sub(cur, 1, 1) == 'F' then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+";
+
 /// The messages of one topic ([`Cluster::listen`]).
 pub struct Messages(std::pin::Pin<Box<redis::aio::PubSubStream>>);
 
@@ -191,6 +204,25 @@ impl Messages {
 #[error("{0}")]
 pub struct Unreachable(pub(crate) String);
 
+/// Why a request to Redis failed.
+enum Failure {
+    /// No answer: down, unreachable, too slow.
+    Silent(String),
+    /// It answered, refusing this replica: credentials or permissions.
+    Refused(String),
+}
+
+impl Failure {
+    fn of(e: &redis::RedisError) -> Self {
+        let refused = e.kind() == redis::ErrorKind::AuthenticationFailed
+            || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"));
+        match refused {
+            true => Failure::Refused(e.to_string()),
+            false => Failure::Silent(e.to_string()),
+        }
+    }
+}
+
 /// A connection to the cluster's Redis (made lazily, remade after a loss);
 /// [`Host::cluster`](crate::Host::cluster) gives the host's.
 pub struct Cluster {
@@ -203,6 +235,7 @@ pub struct Cluster {
     window: redis::Script,
     hold: redis::Script,
     renew: redis::Script,
+    advance: redis::Script,
     /// Where Redis is, for messages (the URL has no credentials).
     address: String,
     /// Redis did not answer last time (so the log says when it is back).
@@ -249,6 +282,7 @@ impl Cluster {
             window: redis::Script::new(SLIDING_WINDOW),
             hold: redis::Script::new(HOLD),
             renew: redis::Script::new(RENEW),
+            advance: redis::Script::new(ADVANCE),
             address: settings.redis.clone(),
             down: AtomicBool::new(false),
         })
@@ -292,12 +326,23 @@ impl Cluster {
         let bound = self.timeout * 3;
         let answer = match tokio::time::timeout(bound, request).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no answer within {} ms", bound.as_millis())),
+            Ok(Err(e)) => Err(Failure::of(&e)),
+            Err(_) => Err(Failure::Silent(format!(
+                "no answer within {} ms",
+                bound.as_millis()
+            ))),
         };
         self.note(answer.as_ref().err());
-        answer
-            .map_err(|why| Unreachable(format!("Redis at {} did not answer: {why}", self.address)))
+        answer.map_err(|failure| {
+            Unreachable(match failure {
+                Failure::Silent(why) => format!("Redis at {} did not answer: {why}", self.address),
+                Failure::Refused(why) => format!(
+                    "Redis at {} refused this replica ({why}): check `cluster.username` and \
+                     `cluster.password-secret`, and the user's ACL",
+                    self.address
+                ),
+            })
+        })
     }
 
     /// Claims `name` (in the `claim` space) until `ttl` from now:
@@ -403,6 +448,55 @@ impl Cluster {
         Ok(())
     }
 
+    /// Whether a value is under `name` (see [`put`](Self::put)).
+    pub async fn exists(&self, name: &str) -> Result<bool, Unreachable> {
+        let mut conn = self.manager.clone();
+        let mut exists = redis::cmd("EXISTS");
+        exists.arg(self.record(name));
+        Ok(self.answer(exists.query_async::<i64>(&mut conn)).await? == 1)
+    }
+
+    /// Moves the state under `name` (in the `state` space) to `value` for
+    /// `ttl`, unless it is final already; `last` makes this one final.
+    /// `Ok(false)`: it was final, nothing changed. Replicas racing to end
+    /// one state (done here, cancelled there) agree on the first.
+    pub async fn advance(
+        &self,
+        name: &str,
+        value: &str,
+        ttl: Duration,
+        last: bool,
+    ) -> Result<bool, Unreachable> {
+        let mut conn = self.manager.clone();
+        let tagged = format!("{}{value}", if last { 'F' } else { 'O' });
+        let mut invocation = self.advance.key(self.state_key(name));
+        invocation.arg(tagged).arg(ttl.as_millis().max(1) as u64);
+        Ok(self
+            .answer(invocation.invoke_async::<i64>(&mut conn))
+            .await?
+            == 1)
+    }
+
+    /// The state under `name` and whether it is final; `None` if there is
+    /// none (never set, or expired).
+    pub async fn state(&self, name: &str) -> Result<Option<(String, bool)>, Unreachable> {
+        let mut conn = self.manager.clone();
+        let mut get = redis::cmd("GET");
+        get.arg(self.state_key(name));
+        let tagged = self
+            .answer(get.query_async::<Option<String>>(&mut conn))
+            .await?;
+        Ok(tagged.and_then(|t| match t.split_at_checked(1) {
+            Some(("F", value)) => Some((value.to_string(), true)),
+            Some(("O", value)) => Some((value.to_string(), false)),
+            _ => None,
+        }))
+    }
+
+    fn state_key(&self, name: &str) -> String {
+        format!("{}:state:{name}", self.prefix)
+    }
+
     fn record(&self, name: &str) -> String {
         format!("{}:record:{name}", self.prefix)
     }
@@ -443,10 +537,10 @@ impl Cluster {
     }
 
     /// Logs when Redis stops answering and when it answers again.
-    fn note(&self, failure: Option<&String>) {
+    fn note(&self, failure: Option<&Failure>) {
         let was_down = self.down.swap(failure.is_some(), Ordering::Relaxed);
         match (failure, was_down) {
-            (Some(why), false) => {
+            (Some(failure), false) => {
                 let what = match self.mode {
                     OnUnreachable::FailClosed => {
                         "calls under shared rate limits are refused (cluster.on-unreachable = fail-closed)"
@@ -455,7 +549,14 @@ impl Cluster {
                         "calls under shared rate limits are counted by this replica alone (cluster.on-unreachable = fail-open)"
                     }
                 };
-                tracing::error!(redis = %self.address, "cluster: Redis does not answer ({why}): {what}");
+                match failure {
+                    Failure::Silent(why) => {
+                        tracing::error!(redis = %self.address, "cluster: Redis does not answer ({why}): {what}")
+                    }
+                    Failure::Refused(why) => {
+                        tracing::error!(redis = %self.address, "cluster: Redis refuses this replica ({why}; check cluster.username, cluster.password-secret and the user's ACL): {what}")
+                    }
+                }
             }
             (None, true) => {
                 tracing::warn!(redis = %self.address, "cluster: Redis answers again: rate limits are shared");

@@ -290,7 +290,7 @@ impl Shared {
                     .await?
             }
             "tasks/get" | "tasks/update" | "tasks/cancel" => {
-                self.task_request(method, &params, caller)?
+                self.task_request(method, &params, caller).await?
             }
             other => {
                 return Err(RpcError::new(
@@ -313,7 +313,7 @@ impl Shared {
 
     /// `tasks/get`, `tasks/update`, `tasks/cancel`: for clients that
     /// declare the extension, about their principal's tasks only.
-    fn task_request(
+    async fn task_request(
         &self,
         method: &str,
         params: &Value,
@@ -333,9 +333,9 @@ impl Shared {
             .ok_or_else(|| RpcError::invalid_params("taskId (a string) is required"))?;
         let principal = &caller.principal;
         match method {
-            "tasks/get" => self.tasks.get(principal, id),
-            "tasks/cancel" => self.tasks.cancel(principal, id).map(|()| json!({})),
-            _ => self.tasks.update(principal, id).map(|()| json!({})),
+            "tasks/get" => self.task(principal, id).await.map(|(view, _)| view),
+            "tasks/cancel" => self.cancel_task(principal, id).await.map(|()| json!({})),
+            _ => self.check_task(principal, id).await.map(|()| json!({})),
         }
     }
 

@@ -26,6 +26,7 @@ mod approval;
 mod client_sessions;
 mod cluster_holds;
 mod cluster_sessions;
+mod cluster_tasks;
 mod dispatch;
 pub mod http;
 mod oauth;
@@ -324,13 +325,29 @@ impl Server {
         server.spawn_sweeper();
         server.spawn_catalog_forwarder();
         server.spawn_change_listener();
+        server.spawn_task_sharing();
         server
     }
 
     /// With `[cluster]`: another replica's tool list change reaches this
     /// one's listeners (its clients then list again).
     fn spawn_change_listener(&self) {
-        let Some(cluster) = self.shared.host().cluster().cloned() else {
+        self.spawn_listener(CHANGES_TOPIC, |shared, from| {
+            if from != shared.replica {
+                tracing::info!(from = %from, "the tool list changed on another replica: clients are told");
+                shared.changes.send_modify(|n| *n += 1);
+            }
+        });
+    }
+
+    /// With `[cluster]`: `heard` is given each message on `topic` until the
+    /// server stops (listening again after a lost connection).
+    pub(crate) fn spawn_listener(
+        &self,
+        topic: &'static str,
+        heard: impl Fn(&Shared, &str) + Send + 'static,
+    ) {
+        let Some(cluster) = self.shared.cluster() else {
             return;
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -340,18 +357,15 @@ impl Server {
         let mut stopping = self.shared.stopping.subscribe();
         runtime.spawn(async move {
             loop {
-                if let Ok(mut messages) = cluster.listen(CHANGES_TOPIC).await {
+                if let Ok(mut messages) = cluster.listen(topic).await {
                     loop {
-                        let from = tokio::select! {
+                        let message = tokio::select! {
                             m = messages.next() => m,
                             _ = stopped(&mut stopping) => return,
                         };
-                        let Some(from) = from else { break };
+                        let Some(message) = message else { break };
                         let Some(shared) = weak.upgrade() else { return };
-                        if from != shared.replica {
-                            tracing::info!(from = %from, "the tool list changed on another replica: clients are told");
-                            shared.changes.send_modify(|n| *n += 1);
-                        }
+                        heard(&shared, &message);
                     }
                 }
                 tokio::select! {

@@ -70,6 +70,8 @@ struct Entry {
     outcome: Option<Value>,
     bytes: usize,
     abort: AbortHandle,
+    /// Whether other replicas have its latest state (`[cluster]`).
+    shared: bool,
 }
 
 /// Bounds of the task table.
@@ -136,6 +138,7 @@ impl Tasks {
             outcome: None,
             bytes: 0,
             abort,
+            shared: false,
         };
         let view = self.view(&id, &entry, false);
         table.insert(id, entry);
@@ -175,6 +178,7 @@ impl Tasks {
         let entry = table.get_mut(id).expect("checked above");
         entry.updated = SystemTime::now();
         entry.ended = Some(Instant::now());
+        entry.shared = false;
         if bytes > self.limits.bytes_per_principal {
             entry.status = Status::Failed;
             entry.message = format!("the result ({bytes} bytes) is larger than `serve.task-bytes-per-principal` ({}) allows to keep", self.limits.bytes_per_principal);
@@ -198,12 +202,14 @@ impl Tasks {
         };
         e.message = message;
         e.updated = SystemTime::now();
+        e.shared = false;
         drop(table);
         self.changed();
     }
 
     /// `tasks/get`: the task with its result or error once it has ended.
-    pub(crate) fn get(&self, principal: &str, id: &str) -> Result<Value, RpcError> {
+    #[cfg(test)]
+    fn get(&self, principal: &str, id: &str) -> Result<Value, RpcError> {
         let mut table = self.table();
         sweep(&mut table, self.limits.ttl);
         let e = owned(&table, principal, id)?;
@@ -213,25 +219,76 @@ impl Tasks {
     /// `tasks/cancel`: a running task's call is stopped (and audited as
     /// cancelled); an ended one stays as it ended.
     pub(crate) fn cancel(&self, principal: &str, id: &str) -> Result<(), RpcError> {
-        let mut table = self.table();
-        owned(&table, principal, id)?;
-        let e = table.get_mut(id).expect("checked");
-        if e.status == Status::Working {
-            e.abort.abort();
-            e.status = Status::Cancelled;
-            e.message = "cancelled by the client".into();
-            e.updated = SystemTime::now();
-            e.ended = Some(Instant::now());
-        }
-        drop(table);
-        self.changed();
+        owned(&self.table(), principal, id)?;
+        self.stop(id);
         Ok(())
     }
 
-    /// `tasks/update`: this server never asks a task's client for input,
-    /// so there is nothing to answer; the task must be the caller's.
-    pub(crate) fn update(&self, principal: &str, id: &str) -> Result<(), RpcError> {
-        owned(&self.table(), principal, id).map(|_| ())
+    /// Stops task `id` if it runs here (cancelled through another replica,
+    /// which checked whose it is).
+    pub(crate) fn stop(&self, id: &str) {
+        let mut table = self.table();
+        let Some(e) = table.get_mut(id).filter(|e| e.status == Status::Working) else {
+            return;
+        };
+        e.abort.abort();
+        e.status = Status::Cancelled;
+        e.message = "cancelled by the client".into();
+        e.updated = SystemTime::now();
+        e.ended = Some(Instant::now());
+        e.shared = false;
+        drop(table);
+        self.changed();
+    }
+
+    /// The tasks whose latest state other replicas do not have yet: id,
+    /// principal, detailed view, whether it ended. They count as shared
+    /// from now on.
+    pub(crate) fn unshared(&self) -> Vec<(String, String, Value, bool)> {
+        let mut table = self.table();
+        let mut out = Vec::new();
+        for (id, e) in table.iter_mut().filter(|(_, e)| !e.shared) {
+            e.shared = true;
+            let ended = e.status != Status::Working;
+            out.push((
+                id.clone(),
+                e.principal.clone(),
+                self.view(id, e, true),
+                ended,
+            ));
+        }
+        out
+    }
+
+    /// Marks task `id` to be shared again (Redis did not take it).
+    pub(crate) fn unshare(&self, id: &str) {
+        if let Some(e) = self.table().get_mut(id) {
+            e.shared = false;
+        }
+    }
+
+    /// Wakes listeners: tasks changed on another replica.
+    pub(crate) fn notify(&self) {
+        self.changed();
+    }
+
+    /// Marks every running task to be shared again (its lease renewed).
+    pub(crate) fn reshare_running(&self) {
+        let mut table = self.table();
+        let mut any = false;
+        for e in table.values_mut().filter(|e| e.status == Status::Working) {
+            e.shared = false;
+            any = true;
+        }
+        drop(table);
+        if any {
+            self.changed();
+        }
+    }
+
+    /// How long an ended task is kept.
+    pub(crate) fn ttl(&self) -> Duration {
+        self.limits.ttl
     }
 
     /// The views of those of `ids` that are `principal`'s, with whether
@@ -289,12 +346,15 @@ fn owned<'t>(
     table
         .get(id)
         .filter(|e| e.principal == principal)
-        .ok_or_else(|| {
-            let mut e = RpcError::new(INVALID_PARAMS, "Task not found");
-            e.data = Some(json!({"taskId": id}));
-            e.not_found = true;
-            e
-        })
+        .ok_or_else(|| not_found(id))
+}
+
+/// `Task not found`, for a task that is not, or not the caller's.
+pub(crate) fn not_found(id: &str) -> RpcError {
+    let mut e = RpcError::new(INVALID_PARAMS, "Task not found");
+    e.data = Some(json!({"taskId": id}));
+    e.not_found = true;
+    e
 }
 
 /// A call's outcome as a task's end: status, what `tasks/get` carries,
@@ -390,7 +450,7 @@ mod tests {
         for other in ["b", "", "A"] {
             let e = tasks.get(other, &t).unwrap_err();
             assert!(e.not_found && e.message == "Task not found");
-            assert!(tasks.cancel(other, &t).is_err() && tasks.update(other, &t).is_err());
+            assert!(tasks.cancel(other, &t).is_err());
         }
         tasks.finish(&t, Ok(json!({"content": [], "resultType": "complete"})));
         let v = tasks.get("a", &t).unwrap();

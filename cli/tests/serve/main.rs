@@ -8,6 +8,8 @@ use warden_test_support::{components, mcp_server};
 mod attest;
 mod clients;
 mod cluster;
+mod cluster_settings;
+mod cluster_tasks;
 mod front_door;
 mod lifecycle;
 mod oauth;

@@ -11,11 +11,11 @@ use serde_json::{json, Value};
 const TASKS: &str = "io.modelcontextprotocol/tasks";
 
 /// The `_meta` of a request whose client declares the tasks extension.
-fn declaring() -> Value {
+pub(crate) fn declaring() -> Value {
     json!({"_meta": {"io.modelcontextprotocol/clientCapabilities": {"extensions": {TASKS: {}}}}})
 }
 
-fn with(params: Value, base: Value) -> Value {
+pub(crate) fn with(params: Value, base: Value) -> Value {
     let mut p = base;
     for (k, v) in params.as_object().unwrap() {
         p[k] = v.clone();
@@ -24,7 +24,13 @@ fn with(params: Value, base: Value) -> Value {
 }
 
 /// A 2026-07-28 `tasks/*` request as `token`, with the task id in `Mcp-Name`.
-fn task_request(port: u16, token: &str, method: &str, task: &str, declare: bool) -> (u16, Value) {
+pub(crate) fn task_request(
+    port: u16,
+    token: &str,
+    method: &str,
+    task: &str,
+    declare: bool,
+) -> (u16, Value) {
     let auth = format!("Bearer {token}");
     let base = if declare { declaring() } else { json!({}) };
     modern(
@@ -208,7 +214,11 @@ fn a_tasks_client_gets_tasks_that_it_alone_polls_cancels_and_hears() {
 }
 
 /// `subscriptions/listen` as `auth`: status, headers, the SSE body.
-fn listen_raw(port: u16, auth: &str, params: Value) -> (u16, Vec<(String, String)>, String) {
+pub(crate) fn listen_raw(
+    port: u16,
+    auth: &str,
+    params: Value,
+) -> (u16, Vec<(String, String)>, String) {
     let mut params = params;
     params["_meta"]["io.modelcontextprotocol/protocolVersion"] = json!("2026-07-28");
     let body =

@@ -29,7 +29,7 @@ pub(super) async fn listen(
     principal: String,
 ) {
     let tools = params.pointer("/notifications/toolsListChanged") == Some(&Value::Bool(true));
-    let mut followed = followed_tasks(&shared, &params, &principal);
+    let mut followed = followed_tasks(&shared, &params, &principal).await;
     let mut granted = json!({});
     if tools {
         granted["toolsListChanged"] = json!(true);
@@ -78,7 +78,11 @@ pub(super) async fn listen(
 
 /// The caller's tasks a listen request names (`notifications.taskIds`),
 /// each with the last status sent (none yet).
-fn followed_tasks(shared: &Shared, params: &Value, principal: &str) -> BTreeMap<String, String> {
+async fn followed_tasks(
+    shared: &Shared,
+    params: &Value,
+    principal: &str,
+) -> BTreeMap<String, String> {
     if !crate::tasks::declared(params) {
         return BTreeMap::new();
     }
@@ -91,8 +95,8 @@ fn followed_tasks(shared: &Shared, params: &Value, principal: &str) -> BTreeMap<
         .take(MAX_LISTENED_TASKS)
         .collect();
     shared
-        .tasks
-        .views(principal, &ids)
+        .task_views(principal, &ids)
+        .await
         .into_iter()
         .filter_map(|(v, _)| Some((v["taskId"].as_str()?.to_string(), String::new())))
         .collect()
@@ -109,7 +113,7 @@ async fn send_task_changes(
     followed: &mut BTreeMap<String, String>,
 ) -> bool {
     let ids: Vec<String> = followed.keys().cloned().collect();
-    let views = shared.tasks.views(principal, &ids);
+    let views = shared.task_views(principal, &ids).await;
     let mut alive = BTreeMap::new();
     for (mut view, ended) in views {
         let task = view["taskId"].as_str().unwrap_or_default().to_string();

@@ -113,6 +113,7 @@ pub(super) async fn answer(
     if let Ok(outcome) = rx.try_recv() {
         shared.tasks.finish(&tid, outcome);
     }
+    shared.share_new_task().await;
     view["resultType"] = json!("task");
     view["_meta"] = json!({ protocol::META_SERVER_INFO: crate::dispatch::server_info() });
     json_body(StatusCode::OK, &protocol::response(&id, Ok(view)))

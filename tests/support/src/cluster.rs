@@ -49,10 +49,17 @@ fn wait_port(port: u16, up: bool) -> bool {
 pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
+    /// Configuration beyond the defaults, as `redis-server` arguments.
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        Self::start_with(&[])
+    }
+
+    /// Started with `extra` configuration (e.g. `["--user", "NAME on >PASSWORD ~* +@all"]`).
+    pub fn start_with(extra: &[&str]) -> RedisServer {
         assert!(
             Path::new(REDIS).exists(),
             "{REDIS} is missing: `cargo xtask test` installs Debian's redis-server"
@@ -60,6 +67,7 @@ impl RedisServer {
         let mut redis = RedisServer {
             child: None,
             port: crate::free_port(),
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         redis.start_again();
         redis
@@ -81,7 +89,7 @@ impl RedisServer {
     /// Starts it on the same port.
     pub fn start_again(&mut self) {
         let port = self.port.to_string();
-        let args = [
+        let mut args = vec![
             "--port",
             &port,
             "--bind",
@@ -91,6 +99,7 @@ impl RedisServer {
             "--appendonly",
             "no",
         ];
+        args.extend(self.extra.iter().map(String::as_str));
         self.child = Some(supervised(REDIS, &args));
         assert!(wait_port(self.port, true), "redis-server did not start");
     }
