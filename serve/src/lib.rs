@@ -119,6 +119,8 @@ pub(crate) struct Shared {
     pub(crate) tasks: Arc<tasks::Tasks>,
     /// The key that signs tool results, with `attest-results`.
     pub(crate) attestor: std::sync::OnceLock<Arc<warden::audit::signing::SigningKey>>,
+    /// The key that signs the published marketplace, if one does.
+    publisher: std::sync::OnceLock<Arc<warden::audit::signing::SigningKey>>,
     /// Checks OAuth access tokens, with `[serve.oauth]`.
     pub(crate) oauth: Option<oauth::Validator>,
 }
@@ -223,6 +225,11 @@ impl Shared {
         })
     }
 
+    /// The key that signs the published marketplace, if one does.
+    pub(crate) fn marketplace_key(&self) -> Option<&warden::audit::signing::SigningKey> {
+        self.publisher.get().map(|k| &**k)
+    }
+
     /// Tells this server's listeners that the tool list changed, and with
     /// `[cluster]` the other replicas' (in the background: a Redis that
     /// does not answer is logged by the cluster, never waited for here).
@@ -254,13 +261,17 @@ impl Server {
         as_replica(&mut config, &settings.replica());
         let tokens = tokens(&config, &settings)?;
         let attestor = attestor(&config, &settings)?;
+        let publisher = marketplace_key(&config, &settings)?;
         let keys = approval_keys(&config, &settings)?;
         let host = Host::new(config).await?;
-        let server = Server::build(host, settings, tokens, Some(path.to_path_buf()), keys);
-        Ok(match attestor {
-            Some(key) => server.attesting_with(key),
-            None => server,
-        })
+        let mut server = Server::build(host, settings, tokens, Some(path.to_path_buf()), keys);
+        if let Some(key) = attestor {
+            server = server.attesting_with(key);
+        }
+        if let Some(key) = publisher {
+            server = server.publishing_with(key);
+        }
+        Ok(server)
     }
 
     /// Serves an existing host (an embedder's), with `settings` and bearer
@@ -274,6 +285,14 @@ impl Server {
     /// serving.
     pub fn attesting_with(self, key: warden::audit::signing::SigningKey) -> Server {
         let _ = self.shared.attestor.set(Arc::new(key));
+        self
+    }
+
+    /// Signs the published marketplace with `key` (`[serve]
+    /// marketplace-signing-key`, else `[audit] signing-key`, does this from
+    /// the configuration). Call before serving.
+    pub fn publishing_with(self, key: warden::audit::signing::SigningKey) -> Server {
+        let _ = self.shared.publisher.set(Arc::new(key));
         self
     }
 
@@ -314,6 +333,7 @@ impl Server {
             settings,
             tokens,
             attestor: std::sync::OnceLock::new(),
+            publisher: std::sync::OnceLock::new(),
             changes: watch::channel(0).0,
             swaps: watch::channel(0).0,
             stopping: watch::channel(false).0,
@@ -586,6 +606,20 @@ fn attestor(
                 .into(),
         )
         .into()),
+    }
+}
+
+/// The key that signs the published marketplace: `[serve]
+/// marketplace-signing-key`, else `[audit] signing-key`, else none.
+fn marketplace_key(
+    config: &Config,
+    settings: &ServeSettings,
+) -> Result<Option<warden::audit::signing::SigningKey>, ServeError> {
+    match &settings.marketplace_signing_key {
+        Some(source) => Ok(Some(
+            config.signing_key(source, "serve.marketplace-signing-key")?,
+        )),
+        None => Ok(config.audit_signing_key()?),
     }
 }
 

@@ -105,6 +105,16 @@ pub struct ServeSettings {
     /// environment's `WARDEN_REPLICA_ID`, else the machine's host name (a
     /// Kubernetes pod's name). 1-63 letters, digits, `.`, `_` or `-`.
     pub replica_id: Option<String>,
+    /// The Ed25519 key (a PEM file or secret, as `[audit] signing-key`)
+    /// that signs the published marketplace (`/.well-known/warden/
+    /// marketplace.json` and `.rtfs`: an RFC 9421 `Signature` over its RFC
+    /// 9530 `Content-Digest`). Unset: `[audit] signing-key`, if that is
+    /// set; else the marketplace is published unsigned.
+    pub marketplace_signing_key: Option<warden::audit::KeySource>,
+    /// This service's MCP endpoint as its consumers reach it
+    /// (`https://central.example/mcp`), published as each capability's
+    /// `:module-url`. Unset: `http://`, the request's `Host`, `/mcp`.
+    pub public_url: Option<String>,
 }
 
 /// One accepted bearer token (`[[serve.tokens]]`).
@@ -146,6 +156,8 @@ impl Default for ServeSettings {
             replica_id: None,
             approval_key_secret: None,
             approval_previous_key_secret: None,
+            marketplace_signing_key: None,
+            public_url: None,
         }
     }
 }
@@ -232,6 +244,17 @@ impl ServeSettings {
                 "approval-previous-key-secret".into(),
                 "needs `approval-key-secret` (the key states are issued with)",
             );
+        }
+        if let Some(url) = &self.public_url {
+            let ok = (url.starts_with("http://") || url.starts_with("https://"))
+                && !url.contains(char::is_whitespace)
+                && url.len() <= 2048;
+            if !ok {
+                return bad(
+                    "public-url".into(),
+                    "must be an http:// or https:// URL such as `https://central.example/mcp`",
+                );
+            }
         }
         for (i, o) in self.allowed_origins.iter().enumerate() {
             let ok = (o.starts_with("http://") || o.starts_with("https://"))

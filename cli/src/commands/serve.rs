@@ -50,8 +50,9 @@ pub(crate) async fn run(args: ServeArgs, config: &Path) -> anyhow::Result<()> {
             warden_serve::HANDSHAKE.join(", ")
         );
         eprintln!(
-            "warden serve: replica {}; probes at http://{addr}/healthz and /readyz",
+            "warden serve: replica {}; probes at http://{addr}/healthz and /readyz; marketplace at http://{addr}{}",
             server.replica(),
+            warden_serve::http::marketplace::JSON_PATH,
             addr = listener.local_addr()
         );
         transports.push(listener.run());

@@ -12,6 +12,7 @@ mod cluster_settings;
 mod cluster_tasks;
 mod front_door;
 mod lifecycle;
+mod marketplace;
 mod oauth;
 mod principals;
 mod tasks;

@@ -323,10 +323,19 @@ impl Config {
         let Some(source) = self.audit.as_ref().and_then(|a| a.signing_key.as_ref()) else {
             return Ok(None);
         };
-        let text = read_key(self, source, "audit.signing-key")?;
+        self.signing_key(source, "audit.signing-key").map(Some)
+    }
+
+    /// The Ed25519 key `source` names (a PEM file or secret); errors say
+    /// `at`, the key's place in the configuration.
+    pub fn signing_key(
+        &self,
+        source: &crate::audit::KeySource,
+        at: &str,
+    ) -> Result<crate::audit::signing::SigningKey> {
+        let text = read_key(self, source, at)?;
         crate::audit::signing::SigningKey::from_pem(&text)
-            .map(Some)
-            .map_err(|e| Error::Config(format!("at `audit.signing-key`: {e}")))
+            .map_err(|e| Error::Config(format!("at `{at}`: {e}")))
     }
 }
 

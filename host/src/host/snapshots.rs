@@ -27,6 +27,36 @@ impl Host {
         (out, skipped)
     }
 
+    /// What this host publishes to `caller` (`warden serve`'s marketplace):
+    /// every capability a loaded plugin serves and a `[[policy.rules]]`
+    /// decision lets `caller` call (approval included), as `:RemoteRTFS`
+    /// served at `endpoint` (`:module-url`) under its id here
+    /// (`:remote-id`), with its schemas, metadata, permissions and effects.
+    /// Sorted by id.
+    pub fn published(&self, caller: crate::Identity<'_>, endpoint: &str) -> Vec<Manifest> {
+        let governance = &self.inner.governance;
+        let mut out: Vec<Manifest> = self
+            .capabilities()
+            .into_iter()
+            .filter(|c| c.plugin.is_some())
+            .filter(|c| {
+                let rule = governance.match_rule(&c.id, &c.flat_metadata, caller);
+                rule.decision != crate::governance::rules::RuleDecision::Deny
+            })
+            .map(|c| {
+                let mut m = c.manifest();
+                m.provider = ProviderKind::RemoteRtfs;
+                m.provider_meta = serde_json::Map::from_iter([
+                    ("module-url".to_string(), Value::from(endpoint)),
+                    ("remote-id".to_string(), Value::from(c.id.as_str())),
+                ]);
+                m
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
     /// Writes every serializable capability to `dir` as one `.rtfs` snapshot
     /// file each; the others are skipped and named in the report.
     pub fn export_rtfs(&self, dir: &Path) -> Result<ExportReport> {

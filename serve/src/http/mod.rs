@@ -11,6 +11,8 @@
 //!
 //! - `/healthz` and `/readyz`: probes for load balancers and orchestrators
 //!   (no token; see [`probes`]).
+//! - `/.well-known/warden/marketplace.json` and `.rtfs`: the published
+//!   marketplace, what the caller may call (see [`marketplace`]).
 //!
 //! Before any of that: the connection must fit under the connection caps
 //! (see [`conns`]), its request must come whole within the header and body
@@ -21,6 +23,7 @@
 
 mod body;
 mod conns;
+pub mod marketplace;
 mod post;
 mod probes;
 mod streams;
@@ -273,7 +276,8 @@ async fn handle(
         }
         return probes::answer(&shared, probe, req.method());
     }
-    if req.uri().path() != "/mcp" {
+    let published = marketplace::Format::at(req.uri().path());
+    if req.uri().path() != "/mcp" && published.is_none() {
         return plain(StatusCode::NOT_FOUND, "not found: the MCP endpoint is /mcp");
     }
     let admitted = match admission(&shared, &req, local.ip().is_loopback(), conn) {
@@ -287,6 +291,18 @@ async fn handle(
             Err(r) => return *r,
         },
     };
+    if let Some(format) = published {
+        conn.serving();
+        let (scopes, groups) = token.as_ref().map_or((&[][..], &[][..]), |(id, _)| {
+            (id.scopes.as_slice(), id.groups.as_slice())
+        });
+        let caller = warden::Identity {
+            principal: Some(&principal),
+            scopes,
+            groups,
+        };
+        return marketplace::answer(&shared, format, req.method(), req.headers(), caller);
+    }
     match *req.method() {
         Method::POST => post::post(shared, req, principal, token, conn).await,
         Method::GET => {
