@@ -9,6 +9,7 @@ check fails.
     client.py count  --mode auto|legacy --url URL --tool ID --times N [--handle H]
     client.py progress --mode auto|legacy (--url URL | --stdio WARDEN CONFIG) --tool ID --times N [--key K]
     client.py spread --mode auto|legacy --url URL --times N [--pause-ms P]
+    client.py calls --url URL --calls '[["tool", {args}], ...]'
 """
 
 import argparse
@@ -208,9 +209,25 @@ async def spread(args):
     report(done=True)
 
 
+async def calls(args):
+    """Lists the tools, then makes each call in --calls, reporting each outcome."""
+    async with Client(target(args), mode=args.mode,
+                      client_info=types.Implementation(name="calls-client", version="1.0")) as client:
+        tools = await client.list_tools()
+        report(tools=sorted(t.name for t in tools.tools))
+        for tool, arguments in json.loads(args.calls):
+            try:
+                r = await client.call_tool(tool, arguments)
+                meta = r.meta or {}
+                report(tool=tool, ok=not r.is_error, structured=r.structured_content,
+                       text=text_of(r), kind=meta.get("dev.warden/error"))
+            except Exception as e:  # the transport's or the server's error
+                report(tool=tool, ok=False, text=f"{type(e).__name__}: {e}", kind="exception")
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("scenario", choices=["suite", "watch", "count", "progress", "spread"])
+    p.add_argument("scenario", choices=["suite", "watch", "count", "progress", "spread", "calls"])
     p.add_argument("--mode", default="auto")
     p.add_argument("--url")
     p.add_argument("--token")
@@ -221,8 +238,10 @@ def main():
     p.add_argument("--handle")
     p.add_argument("--hold", action="store_true")
     p.add_argument("--pause-ms", type=int, default=0)
+    p.add_argument("--calls", default="[]", help="JSON list of [tool, arguments]")
     args = p.parse_args()
-    scenarios = {"suite": suite, "watch": watch, "count": count, "progress": progress, "spread": spread}
+    scenarios = {"suite": suite, "watch": watch, "count": count, "progress": progress, "spread": spread,
+                 "calls": calls}
     asyncio.run(scenarios[args.scenario](args))
 
 

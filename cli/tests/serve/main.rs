@@ -10,6 +10,7 @@ mod clients;
 mod cluster;
 mod cluster_settings;
 mod cluster_tasks;
+mod federation;
 mod front_door;
 mod lifecycle;
 mod marketplace;

@@ -30,6 +30,7 @@
 //! origin in `grants.network` and the secret in `grants.secrets`.
 
 mod client;
+mod federation;
 mod remote_state;
 mod sse;
 mod tasks;
@@ -67,7 +68,21 @@ enum Transport {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct ServerConfig {
+    /// The server's MCP endpoint (for a Warden service, or `urls`).
+    #[serde(default)]
     url: String,
+    /// A Warden service's replicas (`marketplace = true` only).
+    #[serde(default)]
+    urls: Vec<String>,
+    /// A Warden service: its published marketplace is discovered, its
+    /// capabilities served as `:RemoteRTFS` (see `federation`).
+    #[serde(default)]
+    marketplace: bool,
+    /// The Ed25519 public key (PEM) the marketplace must be signed with.
+    marketplace_key: Option<String>,
+    /// How long a Warden service's replica that did not answer is left
+    /// out (default 5000).
+    back_off_ms: Option<u64>,
     auth_secret: Option<String>,
     timeout_ms: Option<u64>,
     #[serde(default)]
@@ -131,6 +146,8 @@ fn glob(pattern: &str, text: &str) -> bool {
 
 struct Mcp {
     servers: BTreeMap<String, ServerConfig>,
+    /// The servers that are Warden services (`marketplace = true`).
+    services: BTreeMap<String, federation::Service>,
     transport: Transport,
     /// Clients of stateless servers, for direct calls (no per-caller state).
     direct: BTreeMap<String, Client>,
@@ -341,6 +358,59 @@ impl Mcp {
     }
 }
 
+/// The configured Warden services (`marketplace = true`).
+fn services(config: &McpConfig) -> Result<BTreeMap<String, federation::Service>, Error> {
+    let mut out = BTreeMap::new();
+    for (name, s) in config.servers.iter().filter(|(_, s)| s.marketplace) {
+        let urls = match (s.url.is_empty(), s.urls.is_empty()) {
+            (false, true) => vec![s.url.clone()],
+            (true, false) => s.urls.clone(),
+            _ => {
+                return Err(Error::invalid_input(format!(
+                    "servers.{name}: give one of `url` and `urls`"
+                )))
+            }
+        };
+        let how = federation::Reach {
+            auth_secret: s.auth_secret.clone(),
+            key_pem: s.marketplace_key.clone(),
+            timeout: s.timeout_ms.map(Duration::from_millis),
+            wasi_http: config.transport == Transport::WasiHttp,
+            back_off: s
+                .back_off_ms
+                .map_or(federation::BACK_OFF, Duration::from_millis),
+        };
+        let service = federation::Service::new(name, urls, how)?;
+        out.insert(name.clone(), service);
+    }
+    Ok(out)
+}
+
+impl Mcp {
+    /// Calls the capability a `:RemoteRTFS` capability names (imported from
+    /// a snapshot): through the configured Warden service whose replicas
+    /// include its `module-url` (its credentials, key and replicas), else
+    /// at that URL alone, without credentials.
+    fn invoke_remote(&mut self, i: Invoke) -> Result<Value, Error> {
+        let meta = &i.capability.provider_meta;
+        let text = |k: &str| meta.get(k).and_then(Value::as_str).map(str::to_string);
+        let url = text("module-url")
+            .ok_or_else(|| Error::invalid_input("provider-meta has no module-url"))?;
+        let id = text("remote-id")
+            .ok_or_else(|| Error::invalid_input("provider-meta has no remote-id"))?;
+        if let Some(service) = self.services.values_mut().find(|s| s.serves(&url)) {
+            return service.call(&id, i.input);
+        }
+        let how = federation::Reach {
+            wasi_http: self.transport == Transport::WasiHttp,
+            back_off: federation::BACK_OFF,
+            ..Default::default()
+        };
+        let mut alone = federation::Service::new(&url, vec![url.clone()], how)?;
+        alone.call(&id, i.input)
+    }
+}
+
 /// A tool result as the capability's output: its structured content, or
 /// its content blocks. Content blocks that say more than the structured
 /// content (an image, a text that is not its JSON echo) are kept under
@@ -436,6 +506,15 @@ impl Provider for Mcp {
                 .effect("call:external_api"),
             |this: &mut Mcp, i: Invoke| this.invoke(i),
         );
+        caps.add(
+            Capability::new("mcp.invoke-remote", "Serve a :RemoteRTFS capability")
+                .describe("Calls the capability a :RemoteRTFS capability names on the Warden service at its module-url (one imported from a snapshot; the host routes them here)")
+                .input("[:map [:capability [:map [:id :string] [:provider-meta [:map [:module-url :string] [:remote-id :string]]]]] [:input :any]]")
+                .output(":any")
+                .metadata(json!({"warden": {"serves": "RemoteRTFS"}}))
+                .effect("call:external_api"),
+            |this: &mut Mcp, i: Invoke| this.invoke_remote(i),
+        );
     }
 
     fn init(config: Config) -> Result<Self, Error> {
@@ -450,6 +529,14 @@ impl Provider for Mcp {
                     "server name `{name}`: use letters, digits, `-` and `_` only"
                 )));
             }
+            if s.marketplace {
+                continue;
+            }
+            if !s.urls.is_empty() || s.marketplace_key.is_some() || s.back_off_ms.is_some() {
+                return Err(Error::invalid_input(format!(
+                    "servers.{name}: `urls`, `marketplace-key` and `back-off-ms` are for a Warden service: set `marketplace = true`"
+                )));
+            }
             if !(s.url.starts_with("http://") || s.url.starts_with("https://")) {
                 return Err(Error::invalid_input(format!(
                     "servers.{name}.url: `{}` is not an http(s) URL",
@@ -457,9 +544,11 @@ impl Provider for Mcp {
                 )));
             }
         }
+        let services = services(&config)?;
         Ok(Mcp {
             direct: BTreeMap::new(),
             servers: config.servers,
+            services,
             transport: config.transport,
         })
     }
@@ -468,6 +557,9 @@ impl Provider for Mcp {
         let (server, tool) = self.split_id(capability).ok_or_else(|| {
             Error::not_found(format!("`{capability}` names no configured MCP server"))
         })?;
+        if let Some(service) = self.services.get_mut(&server) {
+            return service.call(tool, input);
+        }
         if !self.direct.contains_key(&server) {
             let endpoint = self.endpoint(&server).expect("a configured server");
             self.direct
@@ -503,6 +595,9 @@ impl Provider for Mcp {
             return Err(Error::not_found(format!(
                 "no MCP server `{source}` is configured"
             )));
+        }
+        if let Some(service) = self.services.get_mut(source) {
+            return service.capabilities();
         }
         self.tools_of(source)
     }

@@ -1,0 +1,320 @@
+//! One Warden service importing another's capabilities (`:RemoteRTFS`):
+//! two replicas of a "central" service (a secret-bound HTTP capability,
+//! the text plugin, its marketplace signed) and an "edge" whose MCP plugin
+//! reads central's published marketplace and serves it. The official
+//! Python MCP client calls the edge: central's capabilities are listed and
+//! called, denied by the edge's rule and by central's (a denial, not an
+//! upstream error) and limited by the edge; with one central replica
+//! killed, a read-only capability fails over and a non-idempotent one is
+//! not retried; a marketplace signed with another key is refused; an edge
+//! without a grant to central cannot reach it; and a snapshot saved from
+//! central and imported into another host is served.
+
+use crate::util::*;
+use serde_json::{json, Value};
+use warden_test_support::http_server::TestServer;
+
+/// A central replica in `dir`: the base plugins with Alice's and Bob's
+/// tokens, a read-only HTTP capability `weather.now` bound to secret `API`
+/// at `upstream`, its marketplace signed with `key` (`host.key` there).
+fn central(dir: &std::path::Path, upstream: &TestServer, key: &std::path::Path) -> Serve {
+    std::fs::copy(key.join("host.key"), dir.join("host.key")).unwrap();
+    std::fs::write(dir.join("api-key"), "central-api-key-4242").unwrap();
+    let origin = upstream.url("");
+    let base = base_config(dir);
+    let extra = format!(
+        "{base}signing-key = {{ file = \"host.key\" }}\n\n\
+         [secrets.API]\nfile = \"api-key\"\n\n\
+         [plugins.http]\ncomponent = \"{http}\"\n\
+         grants = {{ network = [\"{origin}\"], secrets = [{{ name = \"API\", hosts = [\"{origin}\"] }}] }}\n\n\
+         [[capabilities]]\nid = \"weather.now\"\nname = \"Weather now\"\nversion = \"1.0.0\"\n\
+         provider = \"Http\"\nprovider-meta = {{ base-url = \"{origin}\", path = \"/json\", auth-secret = \"API\" }}\n\
+         input-schema = \":any\"\noutput-schema = \":any\"\n\
+         metadata = {{ http = {{ read-only-hint = true }} }}\n",
+        http = crate::components::component("http").display(),
+    );
+    let config = two_principals(dir, "").replacen(&base, &extra, 1);
+    let config = format!("providers = {{ Http = \"http\" }}\n{config}");
+    Serve::start(dir, &config, &[])
+}
+
+/// A signing key pair (`host.key`, `host.pub`) in a new folder.
+fn keys() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(warden_bin())
+        .current_dir(dir.path())
+        .args(["audit", "keygen", "host"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    dir
+}
+
+/// The edge in `dir`: the MCP plugin with central's replicas at `urls`
+/// (`marketplace = true`, Alice's token, `key` as the marketplace key),
+/// network grants to `granted`, and `rules`.
+fn edge(
+    dir: &std::path::Path,
+    urls: &[String],
+    granted: &[String],
+    key: &str,
+    rules: &str,
+) -> String {
+    std::fs::write(dir.join("central-token"), TOKEN_A).unwrap();
+    let list = |v: &[String]| {
+        v.iter()
+            .map(|u| format!("\"{u}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let hosts = list(granted);
+    format!(
+        "[secrets.CENTRAL]\nfile = \"central-token\"\n\n\
+         [plugins.mcp]\ncomponent = \"{mcp}\"\n\
+         grants = {{ network = [{hosts}], secrets = [{{ name = \"CENTRAL\", hosts = [{hosts}] }}] }}\n\n\
+         [plugins.mcp.config.servers.central]\nurls = [{urls}]\nmarketplace = true\n\
+         auth-secret = \"CENTRAL\"\nback-off-ms = 1\nmarketplace-key = \"\"\"\n{key}\"\"\"\n\n\
+         {rules}\n\
+         [audit]\npath = \"{audit}\"\n",
+        mcp = crate::components::component("mcp").display(),
+        urls = list(urls),
+        audit = dir.join("audit.jsonl").display(),
+    )
+}
+
+/// The Python client's calls to `url`: the tool list, then each outcome.
+fn calls(url: &str, calls: &Value) -> (Vec<String>, Vec<Value>) {
+    let lines = python_client(&["calls", "--url", url, "--calls", &calls.to_string()]);
+    let tools = serde_json::from_value(lines[0]["tools"].clone()).unwrap();
+    (tools, lines[1..].to_vec())
+}
+
+/// Counts `id`'s admitted calls in the audit log in `dir`.
+fn served(dir: &std::path::Path, id: &str) -> usize {
+    audit(&dir.join("audit.jsonl"))
+        .iter()
+        .filter(|r| r["effect"] == "call" && r["capability"] == id && r["decision"] == "ok")
+        .count()
+}
+
+#[test]
+fn an_edge_serves_a_central_service_with_both_governing() {
+    let upstream = TestServer::start();
+    let key = keys();
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut centrals: Vec<Serve> = dirs
+        .iter()
+        .map(|d| central(d.path(), &upstream, key.path()))
+        .collect();
+    let urls: Vec<String> = centrals.iter().map(|c| c.url.clone()).collect();
+    let origins: Vec<String> = centrals
+        .iter()
+        .map(|c| format!("http://127.0.0.1:{}", c.port))
+        .collect();
+    let public = std::fs::read_to_string(key.path().join("host.pub")).unwrap();
+    let rules = "[[policy.rules]]\ncapability = \"mcp.central.text.slugify\"\ndecision = \"deny\"\nreason = \"not at the edge\"\n\n\
+                 [[policy.rules]]\ncapability = \"mcp.central.text.case\"\ncalls-per-minute = 3\n";
+    let edge_dir = tempfile::tempdir().unwrap();
+    let config = edge(edge_dir.path(), &urls, &origins, &public, rules);
+    let edge = Serve::start(edge_dir.path(), &config, &[]);
+
+    let script = json!([
+        ["mcp.central.text.case", {"text": "far away", "to": "upper"}],
+        ["mcp.central.weather.now", {}],
+        ["mcp.central.text.slugify", {"text": "Edge Says No"}],
+        ["mcp.central.text.stats", {"text": "a b"}],
+        ["mcp.central.text.case", {"text": "two", "to": "upper"}],
+        ["mcp.central.text.case", {"text": "three", "to": "upper"}],
+        ["mcp.central.text.case", {"text": "four", "to": "upper"}],
+    ]);
+    let (tools, out) = calls(&edge.url, &script);
+    for id in [
+        "mcp.central.text.case",
+        "mcp.central.weather.now",
+        "mcp.central.text.stats",
+    ] {
+        assert!(tools.contains(&id.to_string()), "{id}: {tools:?}");
+    }
+    assert!(
+        !tools.iter().any(|t| t.contains("json.merge")),
+        "denied at central: {tools:?}"
+    );
+    assert_eq!(out[0]["ok"], true, "{}", out[0]);
+    assert_eq!(out[0]["structured"]["text"], "FAR AWAY", "{}", out[0]);
+    // The secret-bound capability: central put its secret on the request.
+    assert_eq!(out[1]["ok"], true, "{}", out[1]);
+    let seen = upstream.seen();
+    let auth = seen[0].headers.iter().find(|(k, _)| k == "authorization");
+    assert!(
+        auth.is_some_and(|(_, v)| v.contains("central-api-key-4242")),
+        "{seen:?}"
+    );
+    // Denied by the edge's rule, then by central's (it asks for approval,
+    // which nobody can give there): both denials.
+    let kind = |o: &Value| (o["ok"].as_bool(), o["kind"].as_str().map(str::to_string));
+    assert_eq!(
+        kind(&out[2]),
+        (Some(false), Some("denied".into())),
+        "{}",
+        out[2]
+    );
+    assert!(
+        out[2]["text"].as_str().unwrap().contains("not at the edge"),
+        "{}",
+        out[2]
+    );
+    assert_eq!(
+        kind(&out[3]),
+        (Some(false), Some("denied".into())),
+        "{}",
+        out[3]
+    );
+    assert!(
+        out[3]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Warden service `central`"),
+        "{}",
+        out[3]
+    );
+    // The edge's limit of 3 a minute: the fourth is limited.
+    assert_eq!(
+        (out[4]["ok"].as_bool(), out[5]["ok"].as_bool()),
+        (Some(true), Some(true))
+    );
+    assert_eq!(out[6]["kind"], "rate-limited", "{}", out[6]);
+    // Both replicas served (round-robin).
+    let both: Vec<usize> = dirs.iter().map(|d| served(d.path(), "text.case")).collect();
+    assert!(both.iter().all(|n| *n > 0), "{both:?}");
+
+    // One replica killed: the read-only capability fails over every time;
+    // a non-idempotent one that lands on the dead replica is not retried.
+    centrals.remove(0).signal_and_wait("KILL");
+    let script = vec![json!(["mcp.central.weather.now", {}]); 4];
+    let (_, out) = calls(&edge.url, &json!(script));
+    assert!(out.iter().all(|o| o["ok"] == true), "{out:?}");
+    let before = served(dirs[1].path(), "text.truncate");
+    let args = json!({"text": "abcdef", "max": 3});
+    let script = vec![json!(["mcp.central.text.truncate", args]); 4];
+    let (_, out) = calls(&edge.url, &json!(script));
+    let ok = out.iter().filter(|o| o["ok"] == true).count();
+    let refused: Vec<&Value> = out.iter().filter(|o| o["ok"] != true).collect();
+    assert!(
+        !refused.is_empty(),
+        "none landed on the dead replica: {out:?}"
+    );
+    for o in &refused {
+        let text = o["text"].as_str().unwrap_or("");
+        assert!(text.contains("not tried on another replica"), "{o}");
+    }
+    assert_eq!(
+        served(dirs[1].path(), "text.truncate") - before,
+        ok,
+        "{out:?}"
+    );
+}
+
+/// The tools `warden serve` lists at `port` (2026-07-28).
+fn tool_names(port: u16) -> Vec<String> {
+    let (_, m) = modern(port, 1, "tools/list", json!({}), &[]);
+    m["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_wrong_key_or_no_grant_keeps_central_out_and_a_saved_snapshot_is_served() {
+    let upstream = TestServer::start();
+    let key = keys();
+    let dir = tempfile::tempdir().unwrap();
+    let central = central(dir.path(), &upstream, key.path());
+    let urls = vec![central.url.clone()];
+    let origin = vec![format!("http://127.0.0.1:{}", central.port)];
+    let public = std::fs::read_to_string(key.path().join("host.pub")).unwrap();
+    let stranger = std::fs::read_to_string(keys().path().join("host.pub")).unwrap();
+
+    // Signed by another key than the edge expects: refused, said why.
+    let wrong = tempfile::tempdir().unwrap();
+    let edge_wrong = Serve::start(
+        wrong.path(),
+        &edge(wrong.path(), &urls, &origin, &stranger, ""),
+        &[],
+    );
+    assert!(!tool_names(edge_wrong.port)
+        .iter()
+        .any(|t| t.starts_with("mcp.central.")));
+    edge_wrong.wait_for_log(
+        "does not verify with `marketplace-key`",
+        std::time::Duration::from_secs(10),
+    );
+
+    // No network grant to central: the edge's egress policy refuses it,
+    // and central never hears of it.
+    let before = audit(&dir.path().join("audit.jsonl")).len();
+    let closed = tempfile::tempdir().unwrap();
+    let elsewhere = vec!["http://127.0.0.1:9".to_string()];
+    let edge_closed = Serve::start(
+        closed.path(),
+        &edge(closed.path(), &urls, &elsewhere, &public, ""),
+        &[],
+    );
+    assert!(!tool_names(edge_closed.port)
+        .iter()
+        .any(|t| t.starts_with("mcp.central.")));
+    let denied = audit(&closed.path().join("audit.jsonl")).iter().any(|r| {
+        r["decision"] == "deny"
+            && r.to_string()
+                .contains(&format!("127.0.0.1:{}", central.port))
+    });
+    assert!(denied, "no egress denial in the edge's audit log");
+    let heard: Vec<Value> = audit(&dir.path().join("audit.jsonl"))[before..].to_vec();
+    assert!(heard.iter().all(|r| r["effect"] != "call"), "{heard:?}");
+
+    // A snapshot saved from central, imported into another host whose MCP
+    // plugin serves :RemoteRTFS: its capabilities are served there.
+    let (status, _, body) = http_at(
+        central.port,
+        "GET",
+        "/.well-known/warden/marketplace.json",
+        &[("Authorization", &format!("Bearer {TOKEN_A}"))],
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("central.json"), &body).unwrap();
+    let config = format!(
+        "providers = {{ RemoteRTFS = \"mcp\" }}\n{}",
+        edge(other.path(), &urls, &origin, &public, "")
+    );
+    std::fs::write(other.path().join("warden.toml"), config).unwrap();
+    let warden = |args: &[&str]| {
+        let out = std::process::Command::new(warden_bin())
+            .current_dir(other.path())
+            .arg("--config")
+            .arg("warden.toml")
+            .args(args)
+            .env(
+                "WARDEN_CACHE_DIR",
+                crate::components::target_dir().join("warden-test-cache"),
+            )
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        (
+            out.status.success(),
+            text + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, text) = warden(&["import", "central.json"]);
+    assert!(ok && text.contains("text.case"), "{text}");
+    let (ok, text) = warden(&[
+        "call",
+        "text.case",
+        r#"{"text": "imported", "to": "upper"}"#,
+    ]);
+    assert!(ok && text.contains("IMPORTED"), "{text}");
+    assert!(served(dir.path(), "text.case") >= 1);
+}
