@@ -214,17 +214,6 @@ fn an_edge_serves_a_central_service_with_both_governing() {
     );
 }
 
-/// The tools `warden serve` lists at `port` (2026-07-28).
-fn tool_names(port: u16) -> Vec<String> {
-    let (_, m) = modern(port, 1, "tools/list", json!({}), &[]);
-    m["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn a_wrong_key_or_no_grant_keeps_central_out_and_a_saved_snapshot_is_served() {
     let upstream = TestServer::start();

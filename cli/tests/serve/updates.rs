@@ -51,16 +51,6 @@ fn with_custom_section(mut bytes: Vec<u8>) -> Vec<u8> {
     bytes
 }
 
-fn tools(port: u16) -> Vec<String> {
-    let (_, m) = modern(port, 1, "tools/list", json!({}), &[]);
-    m["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
 fn greets(port: u16) -> bool {
     let call = json!({"name": "hello.greet", "arguments": {"name": "Ada"}});
     let (_, m) = modern(port, 2, "tools/call", call, &[]);
@@ -100,14 +90,14 @@ fn a_version_asking_for_more_waits_for_lock_accept_while_the_old_one_serves() {
     serve.wait_for_log("reload refused", Duration::from_secs(60));
     assert!(serve.log().contains("lock --accept p"), "{}", serve.log());
     assert!(greets(p), "the old version keeps serving");
-    assert!(!tools(p).iter().any(|t| t.starts_with("files.")));
+    assert!(!tool_names(p).iter().any(|t| t.starts_with("files.")));
 
     // Accepted: the next reload lets it in.
     let accepted = warden(&path, &["lock", "--accept", "p"]);
     assert!(accepted.contains("locked 1 plugin"), "{accepted}");
     serve.signal("HUP");
     serve.wait_for_log("configuration reloaded", Duration::from_secs(60));
-    assert!(tools(p).iter().any(|t| t.starts_with("files.")));
+    assert!(tool_names(p).iter().any(|t| t.starts_with("files.")));
 
     // v3: the same declarations under another digest goes through.
     let bytes = std::fs::read(component("files")).unwrap();

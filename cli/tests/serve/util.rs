@@ -308,6 +308,17 @@ pub fn modern(
     (status, message(&body))
 }
 
+/// The tools `warden serve` lists at `port` (2026-07-28).
+pub fn tool_names(port: u16) -> Vec<String> {
+    let (_, m) = modern(port, 1, "tools/list", serde_json::json!({}), &[]);
+    m["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// Runs the Python client script; returns its JSON report lines. Panics
 /// with its stderr if it fails.
 pub fn python_client(args: &[&str]) -> Vec<Value> {
