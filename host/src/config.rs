@@ -341,6 +341,16 @@ pub struct SessionSettings {
     /// that was down) are asked for again.
     #[serde(default = "default_discovery_retry_ms")]
     pub discovery_retry_ms: u64,
+    /// How often the capabilities of sources that answered are asked for
+    /// again (a remote marketplace that changed: new ones registered, gone
+    /// ones removed, changed ones replaced). Unset: never (at least 100).
+    #[serde(default)]
+    pub discovery_refresh_ms: Option<u64>,
+    /// A source whose refreshes keep failing keeps its last capabilities
+    /// (stale) this long, then loses them until it answers again. Unset:
+    /// kept while the host runs.
+    #[serde(default)]
+    pub discovery_stale_after_ms: Option<u64>,
 }
 
 impl Default for SessionSettings {
@@ -350,6 +360,8 @@ impl Default for SessionSettings {
             max_per_server: default_max_per_server(),
             max: default_max_sessions(),
             discovery_retry_ms: default_discovery_retry_ms(),
+            discovery_refresh_ms: None,
+            discovery_stale_after_ms: None,
         }
     }
 }
@@ -490,12 +502,21 @@ impl Config {
                 ("max-per-server", sessions.max_per_server == 0),
                 ("max", sessions.max == 0),
                 ("discovery-retry-ms", sessions.discovery_retry_ms == 0),
+                (
+                    "discovery-stale-after-ms",
+                    sessions.discovery_stale_after_ms == Some(0),
+                ),
             ] {
                 if bad {
                     return Err(Error::Config(format!(
                         "at `plugins.{name}.sessions.{key}`: must be at least 1"
                     )));
                 }
+            }
+            if sessions.discovery_refresh_ms.is_some_and(|ms| ms < 100) {
+                return Err(Error::Config(format!(
+                    "at `plugins.{name}.sessions.discovery-refresh-ms`: must be at least 100"
+                )));
             }
             if p.max_instances == 0 {
                 return Err(Error::Config(format!(
@@ -807,6 +828,28 @@ mod tests {
         assert_eq!(cfg.resolve_path(&p.component), PathBuf::from("/cfg/a.wasm"));
         let d: DirGrant = toml::from_str("host = 'x'\nguest = '/x'").unwrap();
         assert_eq!(d.mode, DirMode::ReadOnly);
+    }
+
+    #[test]
+    fn discovery_refresh_and_staleness_are_bounded() {
+        let with = |sessions: &str| {
+            parse(&format!(
+                "[plugins.a]\ncomponent = 'a.wasm'\nsessions = {{ {sessions} }}\n"
+            ))
+        };
+        let ok = with("discovery-refresh-ms = 100, discovery-stale-after-ms = 1").unwrap();
+        assert_eq!(ok.plugins["a"].sessions.discovery_refresh_ms, Some(100));
+        for (bad, key) in [
+            ("discovery-refresh-ms = 99", "discovery-refresh-ms"),
+            ("discovery-stale-after-ms = 0", "discovery-stale-after-ms"),
+        ] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+        assert_eq!(
+            with("").unwrap().plugins["a"].sessions.discovery_refresh_ms,
+            None
+        );
     }
 
     #[test]

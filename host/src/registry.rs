@@ -276,6 +276,21 @@ impl Registry {
         self.per_plugin.remove(&index);
     }
 
+    /// Forgets plugin `index`'s capability `id` (its discovery source no
+    /// longer offers it); whether it was there.
+    pub(crate) fn remove_discovered(&mut self, index: usize, id: &str) -> bool {
+        if !matches!(self.by_id.get(id), Some((Source::Plugin(i), _)) if *i == index) {
+            return false;
+        }
+        self.by_id.remove(id);
+        self.folded.remove(&id.to_ascii_lowercase());
+        self.ordered.retain(|o| o != id);
+        if let Some(n) = self.per_plugin.get_mut(&index) {
+            *n = n.saturating_sub(1);
+        }
+        true
+    }
+
     /// Holds `id` for the operator (`by` names where it is declared)
     /// before any plugin loads.
     pub(crate) fn reserve(&mut self, id: &str, by: &'static str) {

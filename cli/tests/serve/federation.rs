@@ -307,3 +307,85 @@ fn a_wrong_key_or_no_grant_keeps_central_out_and_a_saved_snapshot_is_served() {
     assert!(ok && text.contains("IMPORTED"), "{text}");
     assert!(served(dir.path(), "text.case") >= 1);
 }
+
+#[test]
+fn the_edge_follows_central_changes_keeps_a_stale_snapshot_and_recovers() {
+    let upstream = TestServer::start();
+    let key = keys();
+    let dir = tempfile::tempdir().unwrap();
+    let mut central = central(dir.path(), &upstream, key.path());
+    let port = central.port;
+    let urls = vec![central.url.clone()];
+    let origin = vec![format!("http://127.0.0.1:{port}")];
+    let public = std::fs::read_to_string(key.path().join("host.pub")).unwrap();
+    // Refreshed every 300 ms; one edge keeps a stale snapshot, the other
+    // drops it after 1 s (and asks again every 300 ms).
+    let start_edge = |sessions: &str| {
+        let d = tempfile::tempdir().unwrap();
+        let config = edge(d.path(), &urls, &origin, &public, "").replacen(
+            "[plugins.mcp.config.servers.central]",
+            &format!("{sessions}\n[plugins.mcp.config.servers.central]"),
+            1,
+        );
+        let serve = Serve::start(d.path(), &config, &[]);
+        (d, serve)
+    };
+    let (_k, keeps) = start_edge("sessions = { discovery-refresh-ms = 300 }");
+    let (_d, drops) = start_edge(
+        "sessions = { discovery-refresh-ms = 300, discovery-stale-after-ms = 1000, discovery-retry-ms = 300 }",
+    );
+    let wait_for = |port: u16, id: &str, present: bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while tool_names(port).iter().any(|t| t == id) != present {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{id} present: {}",
+                !present
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    wait_for(keeps.port, "mcp.central.weather.now", true);
+
+    // Central gains a capability (its configuration reloaded): the edges
+    // list it without a restart.
+    let config = std::fs::read_to_string(&central.config).unwrap();
+    let more = config.replacen(
+        "[[capabilities]]\nid = \"weather.now\"",
+        "[[capabilities]]\nid = \"weather.tomorrow\"\nname = \"Tomorrow\"\nversion = \"1.0.0\"\n\
+         provider = \"Http\"\nprovider-meta = { base-url = \"http://127.0.0.1:9\", path = \"/json\" }\n\
+         input-schema = \":any\"\noutput-schema = \":any\"\n\n[[capabilities]]\nid = \"weather.now\"",
+        1,
+    );
+    assert_ne!(more, config);
+    std::fs::write(&central.config, more).unwrap();
+    wait_for(keeps.port, "mcp.central.weather.tomorrow", true);
+    wait_for(drops.port, "mcp.central.weather.tomorrow", true);
+
+    // Central down: the first edge keeps listing its capabilities (stale)
+    // and a call fails saying why; the second drops them after 1 s.
+    central.signal_and_wait("KILL");
+    keeps.wait_for_log(
+        "its last capabilities are kept, stale",
+        std::time::Duration::from_secs(10),
+    );
+    assert!(tool_names(keeps.port).contains(&"mcp.central.text.case".to_string()));
+    let args = json!({"name": "mcp.central.text.case", "arguments": {"text": "x", "to": "upper"}});
+    let (_, m) = modern(keeps.port, 5, "tools/call", args.clone(), &[]);
+    assert_eq!(m["result"]["isError"], true, "{m}");
+    let text = m["result"]["content"][0]["text"].as_str().unwrap_or("");
+    assert!(
+        text.contains("Warden service `central`") && text.contains("not tried on another replica"),
+        "{m}"
+    );
+    wait_for(drops.port, "mcp.central.text.case", false);
+
+    // Central back: both serve it again.
+    let _back = Serve::start_file(&central.config, &format!("127.0.0.1:{port}"), &[]);
+    wait_for(drops.port, "mcp.central.text.case", true);
+    keeps.wait_for_log("source answers again", std::time::Duration::from_secs(10));
+    for edge in [&keeps, &drops] {
+        let (_, m) = modern(edge.port, 6, "tools/call", args.clone(), &[]);
+        assert_eq!(m["result"]["structuredContent"]["text"], "X", "{m}");
+    }
+}

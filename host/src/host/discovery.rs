@@ -73,15 +73,19 @@ impl Host {
         None
     }
 
-    /// Sources of plugin `name` whose capabilities are not registered, with
-    /// the reason (e.g. the server is down).
-    pub async fn pending_sources(&self, name: &str) -> Result<Vec<(String, String)>> {
-        let index = self
-            .inner
+    /// The index of plugin `name`.
+    pub(super) fn plugin_index(&self, name: &str) -> Result<usize> {
+        self.inner
             .plugins
             .iter()
             .position(|p| p.info.name == name)
-            .ok_or_else(|| Error::UnknownPlugin(name.to_string()))?;
+            .ok_or_else(|| Error::UnknownPlugin(name.to_string()))
+    }
+
+    /// Sources of plugin `name` whose capabilities are not registered, with
+    /// the reason (e.g. the server is down).
+    pub async fn pending_sources(&self, name: &str) -> Result<Vec<(String, String)>> {
+        let index = self.plugin_index(name)?;
         let states = self.inner.discovery.lock().await;
         Ok(states
             .get(&index)
@@ -95,7 +99,8 @@ impl Host {
     }
 
     /// Background work that holds no strong reference to the host: the
-    /// session sweeper and discovery retries. Both stop with the host.
+    /// session sweeper, discovery retries and refreshes. All stop with the
+    /// host.
     pub(super) fn start_background(&self, sweep_every: Duration) {
         let weak = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
@@ -107,26 +112,44 @@ impl Host {
                 inner.sessions.sweep().await;
             }
         });
-        let retry_every = self
-            .inner
-            .plugins
-            .iter()
-            .filter(|p| p.has_discovery())
-            .map(|p| p.info.sessions.discovery_retry_ms)
-            .min();
-        if let Some(ms) = retry_every {
-            let weak = Arc::downgrade(&self.inner);
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_millis(ms));
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    let Some(inner) = weak.upgrade() else { break };
-                    Host { inner }.retry_discovery(false).await;
-                }
+        let every = |pick: fn(&LoadedPlugin) -> Option<u64>| {
+            self.inner
+                .plugins
+                .iter()
+                .filter(|p| p.has_discovery())
+                .filter_map(|p| pick(p))
+                .min()
+        };
+        if let Some(ms) = every(|p| Some(p.info.sessions.discovery_retry_ms)) {
+            self.every(ms, |host| async move {
+                host.retry_discovery(false).await;
             });
         }
+        if let Some(ms) = every(|p| p.info.sessions.discovery_refresh_ms) {
+            self.every(ms, |host| async move {
+                host.refresh_discovery(false).await;
+            });
+        }
+    }
+
+    /// Runs `work` every `ms` (the first time after `ms`) while the host
+    /// lives, holding no strong reference to it in between.
+    fn every<F, Fut>(&self, ms: u64, work: F)
+    where
+        F: Fn(Host) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(ms));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                work(Host { inner }).await;
+            }
+        });
     }
 }
 
@@ -136,22 +159,27 @@ pub(super) struct Discovery {
     /// Sources whose capabilities are registered.
     pub(super) registered: std::collections::BTreeSet<String>,
     /// Sources that failed, with why.
-    pending: std::collections::BTreeMap<String, Failure>,
+    pub(super) pending: std::collections::BTreeMap<String, Failure>,
     last_attempt: Option<Instant>,
+    /// The ids each registered source's capabilities hold.
+    pub(super) owned: std::collections::BTreeMap<String, Vec<String>>,
+    /// Registered sources whose last refresh failed: since when, and why.
+    pub(super) stale: std::collections::BTreeMap<String, (std::time::SystemTime, Instant, String)>,
+    pub(super) last_refresh: Option<Instant>,
 }
 
 /// Why a source could not be listed.
 #[derive(Clone)]
 pub(super) struct Failure {
-    reason: String,
+    pub(super) reason: String,
     /// Refused by policy (a grant missing, a secret without a value).
-    denied: bool,
+    pub(super) denied: bool,
 }
 
 /// What one source offered, or why it could not be listed.
 pub(super) struct Found {
-    name: String,
-    capabilities: std::result::Result<
+    pub(super) name: String,
+    pub(super) capabilities: std::result::Result<
         Vec<crate::bindings::warden::provider::types::CapabilityDescriptor>,
         Failure,
     >,
@@ -273,7 +301,9 @@ pub(super) fn register_sources(
                 state.pending.insert(source.name, failure);
             }
             Ok(descriptors) => {
-                count += register_source(plugin, index, descriptors, registry, &mut refused);
+                let ids = register_source(plugin, index, descriptors, registry, &mut refused);
+                count += ids.len();
+                state.owned.insert(source.name.clone(), ids);
                 if state.pending.remove(&source.name).is_some() {
                     tracing::info!(plugin = %name, source = %source.name, "source available again; its capabilities are registered");
                 }
@@ -288,16 +318,16 @@ pub(super) fn register_sources(
 }
 
 /// Registers one source's capabilities, at most
-/// [`MAX_CAPABILITIES_PER_SOURCE`]; returns how many.
-fn register_source(
+/// [`MAX_CAPABILITIES_PER_SOURCE`]; returns their ids.
+pub(super) fn register_source(
     plugin: &LoadedPlugin,
     index: usize,
     descriptors: Vec<crate::bindings::warden::provider::types::CapabilityDescriptor>,
     registry: &mut Registry,
     refused: &mut Refused,
-) -> usize {
+) -> Vec<String> {
     let name = &plugin.info.name;
-    let mut count = 0;
+    let mut ids = Vec::new();
     for (n, d) in descriptors.into_iter().enumerate() {
         let id = d.id.clone();
         if n >= MAX_CAPABILITIES_PER_SOURCE {
@@ -321,9 +351,9 @@ fn register_source(
             continue;
         }
         match registry.claim(index, &plugin.info.namespaces, info) {
-            Ok(()) => count += 1,
+            Ok(()) => ids.push(id),
             Err(why) => refused.add(&id, why),
         }
     }
-    count
+    ids
 }

@@ -29,6 +29,7 @@ mod call;
 mod declared;
 mod discovery;
 mod load;
+mod refresh;
 mod snapshots;
 mod source;
 
