@@ -204,20 +204,7 @@ pub(super) async fn discover_all(
     for name in asked.iter().cloned() {
         let plugin = plugin.clone();
         asks.spawn(async move {
-            let capabilities = match plugin.discover(&name).await {
-                Ok(Ok(found)) => Ok(found),
-                Ok(Err(e)) => Err(Failure {
-                    reason: crate::runtime::outcome::wit_error_text(&e),
-                    denied: matches!(
-                        e,
-                        crate::bindings::warden::provider::types::Error::Denied(_)
-                    ),
-                }),
-                Err(e) => Err(Failure {
-                    reason: e.to_string(),
-                    denied: matches!(e, Error::Denied { .. }),
-                }),
-            };
+            let capabilities = ask(&plugin, &name).await;
             Found { name, capabilities }
         });
     }
@@ -252,6 +239,28 @@ pub(super) async fn discover_all(
     }
     found.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(found)
+}
+
+/// What `source` of `plugin` offers, or why it could not say.
+pub(super) async fn ask(
+    plugin: &Arc<LoadedPlugin>,
+    source: &str,
+) -> std::result::Result<Vec<crate::bindings::warden::provider::types::CapabilityDescriptor>, Failure>
+{
+    match plugin.discover(source).await {
+        Ok(Ok(found)) => Ok(found),
+        Ok(Err(e)) => Err(Failure {
+            reason: crate::runtime::outcome::wit_error_text(&e),
+            denied: matches!(
+                e,
+                crate::bindings::warden::provider::types::Error::Denied(_)
+            ),
+        }),
+        Err(e) => Err(Failure {
+            reason: e.to_string(),
+            denied: matches!(e, Error::Denied { .. }),
+        }),
+    }
 }
 
 /// Registers the capabilities of sources not registered yet; remembers the

@@ -7,7 +7,7 @@
 //! retried like one that failed at start.
 
 use super::declared::declared_info;
-use super::discovery::{Discovery, Failure};
+use super::discovery::{ask, Discovery, Failure};
 use super::*;
 use crate::bindings::warden::provider::types::CapabilityDescriptor;
 use crate::registry::Refused;
@@ -151,27 +151,6 @@ impl Host {
             .registry
             .write()
             .unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// What `source` of `plugin` offers now, or why it could not say.
-async fn ask(
-    plugin: &Arc<LoadedPlugin>,
-    source: &str,
-) -> std::result::Result<Vec<CapabilityDescriptor>, Failure> {
-    match plugin.discover(source).await {
-        Ok(Ok(found)) => Ok(found),
-        Ok(Err(e)) => Err(Failure {
-            reason: crate::runtime::outcome::wit_error_text(&e),
-            denied: matches!(
-                e,
-                crate::bindings::warden::provider::types::Error::Denied(_)
-            ),
-        }),
-        Err(e) => Err(Failure {
-            reason: e.to_string(),
-            denied: matches!(e, Error::Denied { .. }),
-        }),
     }
 }
 
