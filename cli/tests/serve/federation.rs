@@ -389,3 +389,53 @@ fn the_edge_follows_central_changes_keeps_a_stale_snapshot_and_recovers() {
         assert_eq!(m["result"]["structuredContent"]["text"], "X", "{m}");
     }
 }
+
+#[test]
+fn each_edge_caller_keeps_its_own_session_at_central() {
+    let upstream = TestServer::start();
+    let key = keys();
+    let dir = tempfile::tempdir().unwrap();
+    let central = central(dir.path(), &upstream, key.path());
+    let public = std::fs::read_to_string(key.path().join("host.pub")).unwrap();
+    let origin = vec![format!("http://127.0.0.1:{}", central.port)];
+    let edge_dir = tempfile::tempdir().unwrap();
+    let d = edge_dir.path();
+    std::fs::write(d.join("token-a"), "edge-token-for-alice-012345").unwrap();
+    std::fs::write(d.join("token-b"), "edge-token-for-bob-0123456789").unwrap();
+    let config = format!(
+        "{}\n[secrets.A]\nfile = \"token-a\"\n[secrets.B]\nfile = \"token-b\"\n\
+         [serve]\ntokens = [{{ secret = \"A\", principal = \"alice\" }}, {{ secret = \"B\", principal = \"bob\" }}]\n",
+        edge(d, std::slice::from_ref(&central.url), &origin, &public, "")
+    );
+    let edge = Serve::start(d, &config, &[]);
+    let count = |token: &str| {
+        let auth = format!("Bearer {token}");
+        let args = json!({"name": "mcp.central.hostile.session-count", "arguments": {}});
+        let (_, m) = modern(
+            edge.port,
+            1,
+            "tools/call",
+            args,
+            &[("Authorization", &auth)],
+        );
+        m["result"]["structuredContent"]["result"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{m}"))
+    };
+    let (alice, bob) = (
+        "edge-token-for-alice-012345",
+        "edge-token-for-bob-0123456789",
+    );
+    let seen = [
+        count(alice),
+        count(alice),
+        count(bob),
+        count(alice),
+        count(bob),
+    ];
+    assert_eq!(
+        seen,
+        [1, 2, 1, 3, 2],
+        "each caller's session is its own at central"
+    );
+}

@@ -3,7 +3,10 @@
 //! read at discovery, its signature checked against `marketplace-key`
 //! (RFC 9421 over the RFC 9530 digest) when one is configured, and each
 //! capability in it registered as `mcp.<server>.<its id there>`, provider
-//! `:RemoteRTFS`, with its schemas, metadata, permissions and effects.
+//! `:RemoteRTFS`, with its schemas, metadata, permissions and effects. A
+//! capability that asks for a session is served in a session of the
+//! caller here, carried to the service as a handle of its own
+//! (`_meta["dev.warden/session"]`), so each caller keeps its own state there.
 //! Calls go to the service over MCP 2026-07-28, round-robin over its
 //! `urls` (replicas of one service); a replica that does not answer is
 //! left out for a back-off, and the call is tried on the next replica only
@@ -12,7 +15,7 @@
 
 use crate::sse;
 use crate::wire::header_value;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use warden_sdk::http::{Request, StreamingResponse};
@@ -60,9 +63,18 @@ pub(crate) struct Service {
     next: usize,
     /// Until when (monotonic ns) each replica is left out.
     down_until: Vec<u64>,
-    /// Per id there: whether a call may be tried on another replica
-    /// (read-only or idempotent), once read in this instance.
-    retry_safe: Option<BTreeMap<String, bool>>,
+    /// Per id there: what a call needs to know of it, once read in this
+    /// instance.
+    known: Option<BTreeMap<String, Known>>,
+}
+
+/// What a call needs to know of a capability of the service.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Known {
+    /// It may be tried on another replica (read-only or idempotent).
+    retry_safe: bool,
+    /// Its output is not a map: the service wraps it as `{"result": ...}`.
+    wrapped: bool,
 }
 
 impl Service {
@@ -102,7 +114,7 @@ impl Service {
             wasi_http: how.wasi_http,
             back_off: how.back_off,
             next: 0,
-            retry_safe: None,
+            known: None,
         })
     }
 
@@ -215,37 +227,43 @@ impl Service {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        self.retry_safe = Some(retry_safety(&entries));
+        self.known = Some(knowledge(&entries));
         Ok(entries
             .iter()
             .filter_map(|e| capability(&self.name, &url, e))
             .collect())
     }
 
-    /// Calls `id` (its id on the service) with `input`.
-    pub(crate) fn call(&mut self, id: &str, input: Value) -> Result<Value, Error> {
-        if self.retry_safe.is_none() {
+    /// Calls `id` (its id on the service) with `input`, in the service's
+    /// session `handle` when given (`_meta["dev.warden/session"]`).
+    pub(crate) fn call(
+        &mut self,
+        id: &str,
+        input: Value,
+        handle: Option<&str>,
+    ) -> Result<Value, Error> {
+        if self.known.is_none() {
             // Read once per instance; unread, nothing is retried.
             let entries = self
                 .snapshot()
                 .ok()
                 .and_then(|(s, _)| s.get("capabilities").and_then(Value::as_array).cloned());
-            self.retry_safe = Some(retry_safety(&entries.unwrap_or_default()));
+            self.known = Some(knowledge(&entries.unwrap_or_default()));
         }
-        let safe = self
-            .retry_safe
+        let known = self
+            .known
             .as_ref()
             .and_then(|m| m.get(id))
             .copied()
-            .unwrap_or(false);
+            .unwrap_or_default();
         let mut silent = Vec::new();
         for i in self.order() {
-            match self.call_at(i, id, &input) {
-                Outcome::Answered(result) => return result,
+            match self.call_at(i, id, &input, handle) {
+                Outcome::Answered(result) => return result.map(|out| unwrap(out, known)),
                 Outcome::Silent(why) => {
                     self.left_out(i, &why);
                     silent.push(format!("{}: {why}", self.urls[i]));
-                    if !safe {
+                    if !known.retry_safe {
                         return Err(Error::Unavailable(format!(
                             "Warden service `{}` did not answer ({why}); `{id}` is not marked read-only or idempotent, so it is not tried on another replica",
                             self.name
@@ -262,13 +280,16 @@ impl Service {
     }
 
     /// One `tools/call` to replica `i`.
-    fn call_at(&self, i: usize, id: &str, input: &Value) -> Outcome {
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+    fn call_at(&self, i: usize, id: &str, input: &Value, handle: Option<&str>) -> Outcome {
+        let mut body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
         "name": id, "arguments": input, "_meta": {
             "io.modelcontextprotocol/protocolVersion": MODERN,
             "io.modelcontextprotocol/clientCapabilities": {},
             "io.modelcontextprotocol/clientInfo": {"name": "warden-mcp", "version": env!("CARGO_PKG_VERSION")},
         }}});
+        if let Some(h) = handle {
+            body["params"]["_meta"]["dev.warden/session"] = json!(h);
+        }
         let req = self
             .base(Request::post(&self.urls[i]))
             .header("content-type", "application/json")
@@ -394,17 +415,37 @@ fn verify(
 }
 
 /// Per id: whether a call may go to another replica after one failed
-/// before answering (metadata says read-only or idempotent).
-fn retry_safety(entries: &[Value]) -> BTreeMap<String, bool> {
+/// before answering (metadata says read-only or idempotent), and whether
+/// its output comes wrapped (its output schema is not a map).
+fn knowledge(entries: &[Value]) -> BTreeMap<String, Known> {
     entries
         .iter()
         .filter_map(|e| {
             let id = e.get("id")?.as_str()?.to_string();
             let meta = e.get("metadata").cloned().unwrap_or(Value::Null);
-            let safe = hint(&meta, "read-only-hint") || hint(&meta, "idempotent-hint");
-            Some((id, safe))
+            let schema = e
+                .get("output-schema")
+                .and_then(Value::as_str)
+                .unwrap_or(":any");
+            let schema = schema.trim();
+            let known = Known {
+                retry_safe: hint(&meta, "read-only-hint") || hint(&meta, "idempotent-hint"),
+                wrapped: !schema.starts_with("[:map"),
+            };
+            Some((id, known))
         })
         .collect()
+}
+
+/// The capability's own output: what a service wrapped as
+/// `{"result": ...}` (an output that is not a map), unwrapped.
+fn unwrap(out: Value, known: Known) -> Value {
+    match out {
+        Value::Object(mut map) if known.wrapped && map.len() == 1 && map.contains_key("result") => {
+            map.remove("result").unwrap_or(Value::Null)
+        }
+        other => other,
+    }
 }
 
 /// Whether `name` (or its `_` spelling) is `true` anywhere in `meta`.
@@ -417,18 +458,13 @@ fn hint(meta: &Value, name: &str) -> bool {
     }
 }
 
-/// `meta` without `requires-session` keys: a remote capability is called
-/// over stateless MCP 2026-07-28, and the service keeps what it keeps.
-fn stateless(meta: &Value) -> Value {
-    match meta {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .filter(|(k, _)| k.replace('_', "-") != "requires-session")
-                .map(|(k, v)| (k.clone(), stateless(v)))
-                .collect::<Map<String, Value>>(),
-        ),
-        other => other.clone(),
-    }
+/// The service's session handle for the caller's session `key`: the same
+/// for every call of that session (on any instance or replica of this
+/// host), another for each other session, and not the key itself.
+pub(crate) fn session_handle(key: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(format!("warden-edge-session:{key}").as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// One published capability, as served here.
@@ -469,7 +505,7 @@ fn capability(server: &str, url: &str, entry: &Value) -> Option<Capability> {
         } else {
             text("output-schema")
         })
-        .metadata(stateless(entry.get("metadata").unwrap_or(&json!({}))))
+        .metadata(entry.get("metadata").cloned().unwrap_or(json!({})))
         .provider(
             "RemoteRTFS",
             json!({"module-url": url, "remote-id": id, "server": server}),
@@ -561,8 +597,33 @@ mod tests {
             "read-only-hint"
         ));
         assert!(hint(&json!({"idempotent_hint": true}), "idempotent-hint"));
-        let meta =
-            json!({"mcp": {"requires-session": "auto", "server": "t"}, "requires_session": true});
-        assert_eq!(stateless(&meta), json!({"mcp": {"server": "t"}}));
+        let known = knowledge(&[
+            json!({"id": "n", "output-schema": ":int", "metadata": {"x": {"idempotent-hint": true}}}),
+            json!({"id": "m", "output-schema": "[:map [:result :int]]"}),
+        ]);
+        assert_eq!(
+            known["n"],
+            Known {
+                retry_safe: true,
+                wrapped: true
+            }
+        );
+        assert_eq!(
+            known["m"],
+            Known {
+                retry_safe: false,
+                wrapped: false
+            }
+        );
+        assert_eq!(unwrap(json!({"result": 5}), known["n"]), json!(5));
+        assert_eq!(
+            unwrap(json!({"result": 5}), known["m"]),
+            json!({"result": 5})
+        );
+        let (a, b) = (session_handle("alice/1"), session_handle("bob/1"));
+        assert_ne!(a, b);
+        assert_eq!(a, session_handle("alice/1"));
+        assert_eq!(a.len(), 32);
+        assert!(!a.contains("alice"));
     }
 }

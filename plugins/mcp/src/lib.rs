@@ -399,7 +399,7 @@ impl Mcp {
         let id = text("remote-id")
             .ok_or_else(|| Error::invalid_input("provider-meta has no remote-id"))?;
         if let Some(service) = self.services.values_mut().find(|s| s.serves(&url)) {
-            return service.call(&id, i.input);
+            return service.call(&id, i.input, None);
         }
         let how = federation::Reach {
             wasi_http: self.transport == Transport::WasiHttp,
@@ -407,7 +407,7 @@ impl Mcp {
             ..Default::default()
         };
         let mut alone = federation::Service::new(&url, vec![url.clone()], how)?;
-        alone.call(&id, i.input)
+        alone.call(&id, i.input, None)
     }
 }
 
@@ -483,8 +483,16 @@ mod output_tests {
 
 /// One session with one server.
 struct McpSession {
-    client: Client,
+    link: Link,
     prefix: String,
+}
+
+/// What a session talks to.
+enum Link {
+    /// An MCP server's session.
+    Server(Client),
+    /// A Warden service, in its session `handle`.
+    Service { server: String, handle: String },
 }
 
 impl Provider for Mcp {
@@ -558,7 +566,7 @@ impl Provider for Mcp {
             Error::not_found(format!("`{capability}` names no configured MCP server"))
         })?;
         if let Some(service) = self.services.get_mut(&server) {
-            return service.call(tool, input);
+            return service.call(tool, input, None);
         }
         if !self.direct.contains_key(&server) {
             let endpoint = self.endpoint(&server).expect("a configured server");
@@ -607,6 +615,16 @@ impl Sessions for Mcp {
     type Session = McpSession;
 
     fn open(&mut self, config: SessionConfig) -> Result<McpSession, Error> {
+        let remote = self.split_id(&config.capability).map(|(s, _)| s);
+        if let Some(server) = remote.filter(|s| self.services.contains_key(s)) {
+            return Ok(McpSession {
+                prefix: format!("mcp.{server}."),
+                link: Link::Service {
+                    server,
+                    handle: federation::session_handle(&config.session_key),
+                },
+            });
+        }
         let server = config.meta_str("mcp.server").ok_or_else(|| {
             Error::invalid_input(format!(
                 "`{}`: metadata mcp.server is missing",
@@ -628,7 +646,7 @@ impl Sessions for Mcp {
             endpoint.era = Era::Legacy;
         }
         Ok(McpSession {
-            client: Client::connect(endpoint)?,
+            link: Link::Server(Client::connect(endpoint)?),
             prefix: format!("mcp.{server}."),
         })
     }
@@ -644,12 +662,22 @@ impl Sessions for Mcp {
                 "`{capability}` is not a tool of this session's server"
             ))
         })?;
-        let result = session.client.call_tool(tool, input)?;
-        Ok(output(result))
+        match &mut session.link {
+            Link::Server(client) => Ok(output(client.call_tool(tool, input)?)),
+            Link::Service { server, handle } => {
+                let service = self.services.get_mut(server.as_str()).ok_or_else(|| {
+                    Error::not_found(format!("Warden service `{server}` is not configured"))
+                })?;
+                service.call(tool, input, Some(handle))
+            }
+        }
     }
 
-    fn close(&mut self, mut session: McpSession) {
-        session.client.close();
+    fn close(&mut self, session: McpSession) {
+        // A Warden service ends an idle session itself (session-idle-ms).
+        if let Link::Server(mut client) = session.link {
+            client.close();
+        }
     }
 }
 
