@@ -15,10 +15,23 @@ const ANNOTATIONS: [(&str, &str); 4] = [
 ];
 
 /// The tool list, in a deterministic order (by name).
+///
+/// A capability whose discovery source no longer answers (served from its
+/// last snapshot) says since when in `_meta["dev.warden/stale-since"]`.
 pub(crate) fn list(host: &Host) -> Vec<Value> {
     let mut caps = host.capabilities();
     caps.sort_by(|a, b| a.id.cmp(&b.id));
-    caps.iter().map(tool).collect()
+    let stale = host.stale_capabilities();
+    caps.iter()
+        .map(|c| {
+            let mut t = tool(c);
+            if let Some(since) = stale.get(&c.id) {
+                t["_meta"]["dev.warden/stale-since"] =
+                    json!(warden_manifest::time::rfc3339(*since, false));
+            }
+            t
+        })
+        .collect()
 }
 
 /// An MCP tool's output schema and structured content must be objects; a

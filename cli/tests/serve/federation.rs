@@ -369,7 +369,16 @@ fn the_edge_follows_central_changes_keeps_a_stale_snapshot_and_recovers() {
         "its last capabilities are kept, stale",
         std::time::Duration::from_secs(10),
     );
-    assert!(tool_names(keeps.port).contains(&"mcp.central.text.case".to_string()));
+    let (_, m) = modern(keeps.port, 4, "tools/list", json!({}), &[]);
+    let listed = m["result"]["tools"].as_array().unwrap().iter();
+    let case = listed
+        .clone()
+        .find(|t| t["name"] == "mcp.central.text.case")
+        .unwrap_or_else(|| panic!("kept while stale: {m}"));
+    let since = case["_meta"]["dev.warden/stale-since"]
+        .as_str()
+        .unwrap_or("");
+    assert!(since.ends_with('Z') && since.len() == 20, "{case}");
     let args = json!({"name": "mcp.central.text.case", "arguments": {"text": "x", "to": "upper"}});
     let (_, m) = modern(keeps.port, 5, "tools/call", args.clone(), &[]);
     assert_eq!(m["result"]["isError"], true, "{m}");
@@ -384,6 +393,18 @@ fn the_edge_follows_central_changes_keeps_a_stale_snapshot_and_recovers() {
     let _back = Serve::start_file(&central.config, &format!("127.0.0.1:{port}"), &[]);
     wait_for(drops.port, "mcp.central.text.case", true);
     keeps.wait_for_log("source answers again", std::time::Duration::from_secs(10));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, m) = modern(keeps.port, 7, "tools/list", json!({}), &[]);
+        if !m.to_string().contains("dev.warden/stale-since") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still marked stale: {m}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     for edge in [&keeps, &drops] {
         let (_, m) = modern(edge.port, 6, "tools/call", args.clone(), &[]);
         assert_eq!(m["result"]["structuredContent"]["text"], "X", "{m}");

@@ -102,6 +102,7 @@ impl Host {
                 refused,
                 held,
                 catalog: tokio::sync::watch::channel(0).0,
+                stale: RwLock::new(HashMap::new()),
                 listeners,
                 _ticker: ticker,
             }),

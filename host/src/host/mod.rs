@@ -68,6 +68,9 @@ struct Inner {
     held: Vec<(String, String)>,
     /// Bumped whenever capabilities are registered after load.
     catalog: tokio::sync::watch::Sender<u64>,
+    /// Capabilities of sources whose refresh fails, since when (kept in
+    /// step with `discovery` by `refresh`).
+    stale: RwLock<HashMap<String, std::time::SystemTime>>,
     /// Who listens to the progress of which call.
     listeners: Arc<crate::progress::Listeners>,
     // Dropped last: stops the epoch thread once no call can be running.

@@ -38,10 +38,39 @@ impl Host {
                 changed |= self.settle_refresh(&plugin, *index, state, &source, answer);
             }
         }
+        changed |= self.note_stale(&states);
         drop(states);
         if changed {
             self.catalog_changed();
         }
+        changed
+    }
+
+    /// Capabilities whose source's refresh fails, with since when: still
+    /// served from their last snapshot (`warden serve` marks them).
+    pub fn stale_capabilities(&self) -> HashMap<String, SystemTime> {
+        self.inner
+            .stale
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Keeps [`stale_capabilities`](Self::stale_capabilities) in step;
+    /// whether the set changed (clients see it in the tool list).
+    fn note_stale(&self, states: &HashMap<usize, Discovery>) -> bool {
+        let stale: HashMap<String, SystemTime> = states
+            .values()
+            .flat_map(|s| {
+                s.stale.iter().flat_map(|(source, (since, _, _))| {
+                    let ids = s.owned.get(source).map(Vec::as_slice).unwrap_or_default();
+                    ids.iter().map(|id| (id.clone(), *since))
+                })
+            })
+            .collect();
+        let mut held = self.inner.stale.write().unwrap_or_else(|e| e.into_inner());
+        let changed = *held != stale;
+        *held = stale;
         changed
     }
 
