@@ -23,3 +23,12 @@ pub fn warn(message: impl AsRef<str>) {
 pub fn error(message: impl AsRef<str>) {
     host::log(Level::Error, message.as_ref())
 }
+
+/// Notes `text` about the call in progress in the host's audit log, under
+/// `topic` (a record of that call: effect `note`). For what only the
+/// plugin knows, such as the id a remote service gave the call. Clipped
+/// to 64 and 512 bytes; counts as a log line; outside a call it goes
+/// nowhere.
+pub fn audit_note(topic: impl AsRef<str>, text: impl AsRef<str>) {
+    host::note(topic.as_ref(), text.as_ref())
+}

@@ -386,15 +386,19 @@ impl Shared {
                 plan.with_approver(ask.into_approver())
             }
         };
+        let call_id = plan.call_id().to_string();
         let attesting = self
             .attestor
             .get()
-            .map(|k| (k.clone(), plan.call_id().to_string(), args.clone()));
+            .map(|k| (k.clone(), call_id.clone(), args.clone()));
         let outcome = host.execute(plan, args).await;
         if let Some(round) = deferred.and_then(|later| later.asked()) {
             return Ok(self.input_required(&caller.principal, name, round));
         }
         let mut result = tools::result(&info, outcome);
+        // The join key with this replica's audit log, for whoever called
+        // (another Warden host notes it in its own).
+        result["_meta"]["dev.warden/call"] = json!({"id": call_id, "replica": self.replica});
         if let Some((key, call_id, input)) = attesting {
             if result.get("isError") != Some(&Value::Bool(true)) {
                 let a = warden::audit::signing::Attestation::sign(

@@ -186,6 +186,30 @@ fn an_edge_serves_a_central_service_with_both_governing() {
     // Both replicas served (round-robin).
     let both: Vec<usize> = dirs.iter().map(|d| served(d.path(), "text.case")).collect();
     assert!(both.iter().all(|n| *n > 0), "{both:?}");
+    // Each call the edge passed on is noted in its audit log with the
+    // replica and call id central gave it: the two logs join on it.
+    let notes: Vec<Value> = audit(&edge_dir.path().join("audit.jsonl"))
+        .into_iter()
+        .filter(|r| r["effect"] == "note" && r["target"] == "remote-call")
+        .collect();
+    assert!(notes.len() >= 4, "{notes:?}");
+    let central_ids: Vec<String> = dirs
+        .iter()
+        .flat_map(|d| audit(&d.path().join("audit.jsonl")))
+        .filter_map(|r| r["call_id"].as_str().map(str::to_string))
+        .collect();
+    for note in &notes {
+        let reason = note["reason"].as_str().unwrap();
+        let id = reason.rsplit("call ").next().unwrap();
+        assert!(
+            central_ids.iter().any(|c| c == id),
+            "{reason} not in central's logs"
+        );
+        assert!(
+            note["call_id"].as_str().is_some_and(|c| !c.is_empty()),
+            "{note}"
+        );
+    }
 
     // One replica killed: the read-only capability fails over every time;
     // a non-idempotent one that lands on the dead replica is not retried.

@@ -41,6 +41,7 @@ impl host::Host for BareState {
         Ok(())
     }
     fn progress(&mut self, _done: u64, _total: Option<u64>, _message: String) {}
+    fn note(&mut self, _topic: String, _text: String) {}
 }
 
 /// The same settings Warden arms each call with.

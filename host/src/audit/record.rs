@@ -44,6 +44,9 @@ pub enum Effect {
     Checkpoint,
     /// Records the `[audit.sink]` collector did not get (`sink`).
     Sink,
+    /// A plugin's note about the call in progress (`note`): its statement,
+    /// e.g. the id a remote service gave the call.
+    Note,
 }
 
 impl Effect {
@@ -65,6 +68,7 @@ impl Effect {
             Effect::Register => "register",
             Effect::Checkpoint => "checkpoint",
             Effect::Sink => "sink",
+            Effect::Note => "note",
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `warden:provider/host`: the log and env-var services.
+//! `warden:provider/host`: the log, env-var, remote-state, progress and
+//! note services.
 
 use crate::audit::{Effect, Outcome};
 use crate::bindings::warden::provider::host::{self, Level};
@@ -8,6 +9,9 @@ use super::*;
 
 /// Longest text `set-remote-state` keeps.
 const MAX_REMOTE_STATE: usize = 64 << 10;
+/// Longest topic and text of a `note`, in bytes.
+const MAX_NOTE_TOPIC: usize = 64;
+const MAX_NOTE_TEXT: usize = 512;
 
 impl host::Host for State {
     fn env_var(&mut self, name: String) -> Result<Option<String>, WitError> {
@@ -56,6 +60,17 @@ impl host::Host for State {
             total,
             message: clip_to(&line, crate::progress::MAX_MESSAGE_BYTES).to_string(),
         });
+    }
+
+    fn note(&mut self, topic: String, text: String) {
+        let (_, call_id) = self.auditor.current();
+        if call_id.is_empty() || !self.log_budget.take() {
+            return;
+        }
+        let topic = one_line(clip_to(&topic, MAX_NOTE_TOPIC)).into_owned();
+        let text = one_line(clip_to(&text, MAX_NOTE_TEXT)).into_owned();
+        self.auditor
+            .record(Effect::Note, &topic, Outcome::Allow, &text);
     }
 
     fn log(&mut self, level: Level, message: String) {

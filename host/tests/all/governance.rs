@@ -101,6 +101,49 @@ fn verify(files: &[&Path]) -> (bool, String) {
     )
 }
 
+/// A plugin's notes are records of its call, each clipped to one line of
+/// bounded size, and no more of them than its log lines allow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugins_notes_are_records_of_its_call_bounded_and_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = audited(dir.path());
+    c.plugins.get_mut("hostile").unwrap().limits.max_log_lines = Some(5);
+    let host = Host::new(c).await.unwrap();
+    // Within the budget: every note written.
+    let out = host.call("hostile.note", json!({"arg": 3})).await.unwrap();
+    assert_eq!(out["noted"], 3);
+    // Past it: a flood of notes is a flood of log lines, and stops the call.
+    let err = host
+        .call("hostile.note", json!({"arg": 40}))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::LimitExceeded { .. }), "{err}");
+    host.shutdown().await;
+    let log = records(&dir.path().join("audit.jsonl"));
+    let calls: Vec<&str> = log
+        .iter()
+        .filter(|r| r.effect == "call" && r.capability == "hostile.note")
+        .map(|r| r.call_id.as_str())
+        .collect();
+    let notes: Vec<&Record> = log.iter().filter(|r| r.effect == "note").collect();
+    assert!((3..=8).contains(&notes.len()), "{} notes", notes.len());
+    for n in notes {
+        assert!(calls.contains(&n.call_id.as_str()), "{}", n.call_id);
+        assert_eq!(n.decision, "allow");
+        assert!(
+            !n.target.contains('\n') && n.target.len() <= 64 + 8,
+            "{}",
+            n.target
+        );
+        assert!(
+            !n.reason.contains('\n') && n.reason.len() <= 600,
+            "{}",
+            n.reason.len()
+        );
+        assert!(n.target.starts_with("remote-call"), "{}", n.target);
+    }
+}
+
 #[tokio::test]
 async fn the_default_allows_and_a_deny_rule_refuses_before_the_guest_runs() {
     let dir = tempfile::tempdir().unwrap();

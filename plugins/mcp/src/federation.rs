@@ -309,6 +309,25 @@ impl Service {
         Outcome::Answered(self.answer(&mut resp, id))
     }
 
+    /// Notes in the audit log which call of which replica answered (what
+    /// the service put in `_meta["dev.warden/call"]`), so that its audit
+    /// log and this host's can be joined.
+    fn note_call(&self, result: &Value) {
+        let Some(call) = result.pointer("/_meta/dev.warden~1call") else {
+            return;
+        };
+        let text = |k: &str| call.get(k).and_then(Value::as_str).unwrap_or("?");
+        warden_sdk::log::audit_note(
+            "remote-call",
+            format!(
+                "Warden service `{}` answered: replica {}, call {}",
+                self.name,
+                text("replica"),
+                text("id")
+            ),
+        );
+    }
+
     /// The call's answer, typed.
     fn answer(&self, resp: &mut StreamingResponse, id: &str) -> Result<Value, Error> {
         let name = &self.name;
@@ -327,6 +346,7 @@ impl Service {
             });
         }
         let result = message.get("result").cloned().unwrap_or(Value::Null);
+        self.note_call(&result);
         if result.get("isError").and_then(Value::as_bool) != Some(true) {
             return Ok(crate::output(result));
         }

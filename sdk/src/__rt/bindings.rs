@@ -1367,6 +1367,41 @@ pub mod warden {
                     );
                 }
             }
+            #[allow(unused_unsafe, clippy::all)]
+            /// Writes a note about the call in progress into the audit log, as a
+            /// record of that call (effect `note`, target `topic`, reason `text`):
+            /// what only the plugin knows, such as the id a remote service gave the
+            /// call, so that the two audit logs can be joined. The host writes it
+            /// as the plugin's statement, never as its own finding. `topic` is
+            /// clipped to 64 bytes and `text` to 512, both to one line; notes count
+            /// against `limits.max-log-lines`. Outside a call it goes nowhere.
+            #[allow(async_fn_in_trait)]
+            pub fn note(topic: &str, text: &str) -> () {
+                unsafe {
+                    let vec0 = topic;
+                    let ptr0 = vec0.as_ptr().cast::<u8>();
+                    let len0 = vec0.len();
+                    let vec1 = text;
+                    let ptr1 = vec1.as_ptr().cast::<u8>();
+                    let len1 = vec1.len();
+                    #[cfg(target_arch = "wasm32")]
+                    #[link(wasm_import_module = "warden:provider/host@0.1.0")]
+                    unsafe extern "C" {
+                        #[link_name = "note"]
+                        fn wit_import2(_: *mut u8, _: usize, _: *mut u8, _: usize);
+                    }
+                    #[cfg(not(target_arch = "wasm32"))]
+                    unsafe extern "C" fn wit_import2(
+                        _: *mut u8,
+                        _: usize,
+                        _: *mut u8,
+                        _: usize,
+                    ) {
+                        unreachable!()
+                    }
+                    wit_import2(ptr0.cast_mut(), len0, ptr1.cast_mut(), len1);
+                }
+            }
         }
     }
 }
@@ -15667,9 +15702,9 @@ macro_rules! __export_guest_impl {
         (link_section =
         "component-type:wit-bindgen:0.63.0:warden:sdk:guest:imports and exports")]
         #[doc(hidden)] #[allow(clippy::octal_escapes)] pub static
-        __WIT_BINDGEN_COMPONENT_TYPE : [u8; 11544] = *
+        __WIT_BINDGEN_COMPONENT_TYPE : [u8; 11571] = *
         b"\
-\0asm\x0d\0\x01\0\0\x19\x16wit-component-encoding\x04\0\x07\x9cY\x01A\x02\x01A2\x01\
+\0asm\x0d\0\x01\0\0\x19\x16wit-component-encoding\x04\0\x07\xb7Y\x01A\x02\x01A2\x01\
 B\x0a\x01o\x02ss\x01p\0\x01@\0\0\x01\x04\0\x0fget-environment\x01\x02\x01ps\x01@\
 \0\0\x03\x04\0\x0dget-arguments\x01\x04\x01ks\x01@\0\0\x05\x04\0\x0binitial-cwd\x01\
 \x06\x03\0\x1bwasi:cli/environment@0.2.12\x05\0\x01B\x04\x04\0\x05error\x03\x01\x01\
@@ -15877,30 +15912,31 @@ h\x07\x01k\x1b\x01@\x01\x03err\x8b\x01\0\x8c\x01\x04\0\x0fhttp-error-code\x01\x8
 \x18future-incoming-response\x03\0\x04\x02\x03\x02\x01\x17\x04\0\x0aerror-code\x03\
 \0\x06\x01i\x01\x01i\x03\x01k\x09\x01i\x05\x01j\x01\x0b\x01\x07\x01@\x02\x07requ\
 est\x08\x07options\x0a\0\x0c\x04\0\x06handle\x01\x0d\x03\0!wasi:http/outgoing-ha\
-ndler@0.2.12\x05\x18\x01B\x10\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\0\x01m\x05\
+ndler@0.2.12\x05\x18\x01B\x12\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\0\x01m\x05\
 \x05trace\x05debug\x04info\x04warn\x05error\x04\0\x05level\x03\0\x02\x01@\x02\x05\
 level\x03\x07messages\x01\0\x04\0\x03log\x01\x04\x01ks\x01j\x01\x05\x01\x01\x01@\
 \x01\x04names\0\x06\x04\0\x07env-var\x01\x07\x01j\0\x01\x01\x01@\x01\x05states\0\
 \x08\x04\0\x10set-remote-state\x01\x09\x01kw\x01@\x03\x04donew\x05total\x0a\x07m\
-essages\x01\0\x04\0\x08progress\x01\x0b\x03\0\x1awarden:provider/host@0.1.0\x05\x19\
-\x02\x03\0\x08\x15capability-descriptor\x01B\x0b\x02\x03\x02\x01\x10\x04\0\x05er\
-ror\x03\0\0\x02\x03\x02\x01\x1a\x04\0\x15capability-descriptor\x03\0\x02\x01ps\x01\
-@\0\0\x04\x04\0\x07sources\x01\x05\x01p\x03\x01j\x01\x06\x01\x01\x01@\x01\x04nam\
-es\0\x07\x04\0\x08discover\x01\x08\x04\0\x1fwarden:provider/discovery@0.1.0\x05\x1b\
-\x01B\x0b\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\0\x04\0\x07session\x03\x01\x01\
-i\x02\x01j\x01\x03\x01\x01\x01@\x02\x0dcapability-ids\x06configs\0\x04\x04\0\x14\
-[static]session.open\x01\x05\x01h\x02\x01j\x01s\x01\x01\x01@\x03\x04self\x06\x0d\
-capability-ids\x05inputs\0\x07\x04\0\x14[method]session.call\x01\x08\x04\0%warde\
-n:provider/session-handler@0.1.0\x05\x1c\x01B\x02\x01@\x01\x05states\x01\0\x04\0\
-\x07release\x01\0\x04\0\x1dwarden:provider/cleanup@0.1.0\x05\x1d\x02\x03\0\x08\x0b\
-description\x02\x03\0\x08\x0dhealth-report\x01B\x10\x02\x03\x02\x01\x10\x04\0\x05\
-error\x03\0\0\x02\x03\x02\x01\x1e\x04\0\x0bdescription\x03\0\x02\x02\x03\x02\x01\
-\x1f\x04\0\x0dhealth-report\x03\0\x04\x01@\0\0\x03\x04\0\x08describe\x01\x06\x01\
-j\0\x01\x01\x01@\x01\x06configs\0\x07\x04\0\x04init\x01\x08\x01j\x01s\x01\x01\x01\
-@\x02\x0dcapability-ids\x05inputs\0\x09\x04\0\x04call\x01\x0a\x01@\0\0\x05\x04\0\
-\x06health\x01\x0b\x04\0\x1ewarden:provider/provider@0.1.0\x05\x20\x04\0\x10ward\
-en:sdk/guest\x04\0\x0b\x0b\x01\0\x05guest\x03\0\0\0G\x09producers\x01\x0cprocess\
-ed-by\x02\x0dwit-component\x070.262.0\x10wit-bindgen-rust\x060.63.0";
+essages\x01\0\x04\0\x08progress\x01\x0b\x01@\x02\x05topics\x04texts\x01\0\x04\0\x04\
+note\x01\x0c\x03\0\x1awarden:provider/host@0.1.0\x05\x19\x02\x03\0\x08\x15capabi\
+lity-descriptor\x01B\x0b\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\0\x02\x03\x02\x01\
+\x1a\x04\0\x15capability-descriptor\x03\0\x02\x01ps\x01@\0\0\x04\x04\0\x07source\
+s\x01\x05\x01p\x03\x01j\x01\x06\x01\x01\x01@\x01\x04names\0\x07\x04\0\x08discove\
+r\x01\x08\x04\0\x1fwarden:provider/discovery@0.1.0\x05\x1b\x01B\x0b\x02\x03\x02\x01\
+\x10\x04\0\x05error\x03\0\0\x04\0\x07session\x03\x01\x01i\x02\x01j\x01\x03\x01\x01\
+\x01@\x02\x0dcapability-ids\x06configs\0\x04\x04\0\x14[static]session.open\x01\x05\
+\x01h\x02\x01j\x01s\x01\x01\x01@\x03\x04self\x06\x0dcapability-ids\x05inputs\0\x07\
+\x04\0\x14[method]session.call\x01\x08\x04\0%warden:provider/session-handler@0.1\
+.0\x05\x1c\x01B\x02\x01@\x01\x05states\x01\0\x04\0\x07release\x01\0\x04\0\x1dwar\
+den:provider/cleanup@0.1.0\x05\x1d\x02\x03\0\x08\x0bdescription\x02\x03\0\x08\x0d\
+health-report\x01B\x10\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\0\x02\x03\x02\x01\
+\x1e\x04\0\x0bdescription\x03\0\x02\x02\x03\x02\x01\x1f\x04\0\x0dhealth-report\x03\
+\0\x04\x01@\0\0\x03\x04\0\x08describe\x01\x06\x01j\0\x01\x01\x01@\x01\x06configs\
+\0\x07\x04\0\x04init\x01\x08\x01j\x01s\x01\x01\x01@\x02\x0dcapability-ids\x05inp\
+uts\0\x09\x04\0\x04call\x01\x0a\x01@\0\0\x05\x04\0\x06health\x01\x0b\x04\0\x1ewa\
+rden:provider/provider@0.1.0\x05\x20\x04\0\x10warden:sdk/guest\x04\0\x0b\x0b\x01\
+\0\x05guest\x03\0\0\0G\x09producers\x01\x0cprocessed-by\x02\x0dwit-component\x07\
+0.262.0\x10wit-bindgen-rust\x060.63.0";
         };
     };
 }
@@ -15913,8 +15949,8 @@ pub use __export_guest_impl as __warden_export_world;
 )]
 #[doc(hidden)]
 #[allow(clippy::octal_escapes)]
-pub static __WIT_BINDGEN_COMPONENT_TYPE: [u8; 10942] = *b"\
-\0asm\x0d\0\x01\0\0\x19\x16wit-component-encoding\x04\0\x07\xa2T\x01A\x02\x01A'\x01\
+pub static __WIT_BINDGEN_COMPONENT_TYPE: [u8; 10969] = *b"\
+\0asm\x0d\0\x01\0\0\x19\x16wit-component-encoding\x04\0\x07\xbdT\x01A\x02\x01A'\x01\
 B\x0a\x01o\x02ss\x01p\0\x01@\0\0\x01\x04\0\x0fget-environment\x01\x02\x01ps\x01@\
 \0\0\x03\x04\0\x0dget-arguments\x01\x04\x01ks\x01@\0\0\x05\x04\0\x0binitial-cwd\x01\
 \x06\x03\0\x1bwasi:cli/environment@0.2.12\x05\0\x01B\x04\x04\0\x05error\x03\x01\x01\
@@ -16122,15 +16158,16 @@ h\x07\x01k\x1b\x01@\x01\x03err\x8b\x01\0\x8c\x01\x04\0\x0fhttp-error-code\x01\x8
 \x18future-incoming-response\x03\0\x04\x02\x03\x02\x01\x17\x04\0\x0aerror-code\x03\
 \0\x06\x01i\x01\x01i\x03\x01k\x09\x01i\x05\x01j\x01\x0b\x01\x07\x01@\x02\x07requ\
 est\x08\x07options\x0a\0\x0c\x04\0\x06handle\x01\x0d\x03\0!wasi:http/outgoing-ha\
-ndler@0.2.12\x05\x18\x01B\x10\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\0\x01m\x05\
+ndler@0.2.12\x05\x18\x01B\x12\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\0\x01m\x05\
 \x05trace\x05debug\x04info\x04warn\x05error\x04\0\x05level\x03\0\x02\x01@\x02\x05\
 level\x03\x07messages\x01\0\x04\0\x03log\x01\x04\x01ks\x01j\x01\x05\x01\x01\x01@\
 \x01\x04names\0\x06\x04\0\x07env-var\x01\x07\x01j\0\x01\x01\x01@\x01\x05states\0\
 \x08\x04\0\x10set-remote-state\x01\x09\x01kw\x01@\x03\x04donew\x05total\x0a\x07m\
-essages\x01\0\x04\0\x08progress\x01\x0b\x03\0\x1awarden:provider/host@0.1.0\x05\x19\
-\x04\00warden:sdk/guest-with-all-of-its-exports-removed\x04\0\x0b+\x01\0%guest-w\
-ith-all-of-its-exports-removed\x03\0\0\0G\x09producers\x01\x0cprocessed-by\x02\x0d\
-wit-component\x070.262.0\x10wit-bindgen-rust\x060.63.0";
+essages\x01\0\x04\0\x08progress\x01\x0b\x01@\x02\x05topics\x04texts\x01\0\x04\0\x04\
+note\x01\x0c\x03\0\x1awarden:provider/host@0.1.0\x05\x19\x04\00warden:sdk/guest-\
+with-all-of-its-exports-removed\x04\0\x0b+\x01\0%guest-with-all-of-its-exports-r\
+emoved\x03\0\0\0G\x09producers\x01\x0cprocessed-by\x02\x0dwit-component\x070.262\
+.0\x10wit-bindgen-rust\x060.63.0";
 #[inline(never)]
 #[doc(hidden)]
 pub fn __link_custom_section_describing_imports() {

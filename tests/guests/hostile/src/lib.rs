@@ -599,6 +599,20 @@ fn floods_and_sessions(caps: &mut Capabilities<Hostile>) {
         },
     )
     .add(
+        Capability::new(
+            "hostile.note",
+            "Write N audit notes, each trying to forge lines",
+        ),
+        |_, a: Arg<u64>| {
+            for i in 0..a.arg {
+                let topic = format!("remote-call\n{}", "t".repeat(200));
+                let text = format!("note {i}\n{{\"effect\":\"call\"}}{}", "x".repeat(2000));
+                log::audit_note(topic, text);
+            }
+            Ok(json!({ "noted": a.arg }))
+        },
+    )
+    .add(
         Capability::new("hostile.log", "Log N lines"),
         |_, a: Arg<u64>| {
             for i in 0..a.arg {
