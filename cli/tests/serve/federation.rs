@@ -116,6 +116,8 @@ fn an_edge_serves_a_central_service_with_both_governing() {
                  [[policy.rules]]\ncapability = \"mcp.central.text.case\"\ncalls-per-minute = 3\n";
     let edge_dir = tempfile::tempdir().unwrap();
     let config = edge(edge_dir.path(), &urls, &origins, &public, rules);
+    let other_dir = tempfile::tempdir().unwrap();
+    let other_config = edge(other_dir.path(), &urls, &origins, &public, "");
     let edge = Serve::start(edge_dir.path(), &config, &[]);
 
     let script = json!([
@@ -211,16 +213,32 @@ fn an_edge_serves_a_central_service_with_both_governing() {
         );
     }
 
-    // One replica killed: the read-only capability fails over every time;
-    // a non-idempotent one that lands on the dead replica is not retried.
+    // A second edge, discovered while both replicas were up.
+    let other = Serve::start(other_dir.path(), &other_config, &[]);
+
+    // One replica killed: on the first edge the read-only capability fails
+    // over every time, and the dead replica, once left out, is asked
+    // /readyz before it is sent another call.
+    let seen_before = audit(&edge_dir.path().join("audit.jsonl")).len();
     centrals.remove(0).signal_and_wait("KILL");
     let script = vec![json!(["mcp.central.weather.now", {}]); 4];
     let (_, out) = calls(&edge.url, &json!(script));
     assert!(out.iter().all(|o| o["ok"] == true), "{out:?}");
+    // (Egress records name the method and origin: a GET to the dead
+    // replica after the kill is the probe.)
+    let probe = format!("GET {}", origins[0]);
+    let after: Vec<Value> = audit(&edge_dir.path().join("audit.jsonl"))[seen_before..].to_vec();
+    let probed = after
+        .iter()
+        .any(|r| r["effect"] == "egress" && r["target"] == probe.as_str());
+    assert!(probed, "no /readyz probe of the dead replica: {after:?}");
+
+    // On the second edge, a non-idempotent call sent to the dead replica
+    // fails and is not retried: the live one serves exactly the others.
     let before = served(dirs[1].path(), "text.truncate");
     let args = json!({"text": "abcdef", "max": 3});
     let script = vec![json!(["mcp.central.text.truncate", args]); 4];
-    let (_, out) = calls(&edge.url, &json!(script));
+    let (_, out) = calls(&other.url, &json!(script));
     let ok = out.iter().filter(|o| o["ok"] == true).count();
     let refused: Vec<&Value> = out.iter().filter(|o| o["ok"] != true).collect();
     assert!(
@@ -408,7 +426,9 @@ fn the_edge_follows_central_changes_keeps_a_stale_snapshot_and_recovers() {
     assert_eq!(m["result"]["isError"], true, "{m}");
     let text = m["result"]["content"][0]["text"].as_str().unwrap_or("");
     assert!(
-        text.contains("Warden service `central`") && text.contains("not tried on another replica"),
+        text.contains("Warden service `central`")
+            && (text.contains("not tried on another replica")
+                || text.contains("no replica answered")),
         "{m}"
     );
     wait_for(drops.port, "mcp.central.text.case", false);

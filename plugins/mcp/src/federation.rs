@@ -9,8 +9,9 @@
 //! (`_meta["dev.warden/session"]`), so each caller keeps its own state there.
 //! Calls go to the service over MCP 2026-07-28, round-robin over its
 //! `urls` (replicas of one service); a replica that does not answer is
-//! left out for a back-off, and the call is tried on the next replica only
-//! when the capability says it is read-only or idempotent. A remote refusal
+//! left out for a back-off, then asked `/readyz` before it is used again,
+//! and the call is tried on the next replica only when the capability says
+//! it is read-only or idempotent (or when nothing was sent). A remote refusal
 //! comes back typed: a denial stays a denial, bad input bad input.
 
 use crate::sse;
@@ -27,6 +28,8 @@ pub(crate) const MARKETPLACE_PATH: &str = "/.well-known/warden/marketplace.json"
 const MODERN: &str = "2026-07-28";
 /// How long a replica that did not answer is left out, by default.
 pub(crate) const BACK_OFF: Duration = Duration::from_secs(5);
+/// How long a replica that was left out has to answer `/readyz`.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The label of the signature this client checks.
 const LABEL: &str = "warden";
 
@@ -63,6 +66,9 @@ pub(crate) struct Service {
     next: usize,
     /// Until when (monotonic ns) each replica is left out.
     down_until: Vec<u64>,
+    /// Replicas that were left out: asked `/readyz` before they are used
+    /// again.
+    suspect: Vec<bool>,
     /// Per id there: what a call needs to know of it, once read in this
     /// instance.
     known: Option<BTreeMap<String, Known>>,
@@ -107,6 +113,7 @@ impl Service {
         Ok(Service {
             name: name.to_string(),
             down_until: vec![0; urls.len()],
+            suspect: vec![false; urls.len()],
             urls,
             auth_secret: how.auth_secret,
             key,
@@ -135,9 +142,39 @@ impl Service {
         order
     }
 
+    /// Whether replica `i` may be sent a request: one that was left out is
+    /// asked `/readyz` first (no token; a 503 while it drains or stops, or
+    /// no answer, leaves it out again). Nothing was sent when it is not, so
+    /// any call may go on to the next replica.
+    fn ready(&mut self, i: usize) -> bool {
+        if !self.suspect[i] {
+            return true;
+        }
+        let url = format!("{}/readyz", origin(&self.urls[i]).expect("checked"));
+        let mut req = Request::get(&url).timeout(PROBE_TIMEOUT);
+        if self.wasi_http {
+            req = req.via_wasi_http();
+        }
+        match req.send() {
+            Ok(r) if r.status == 200 => {
+                self.suspect[i] = false;
+                true
+            }
+            Ok(r) => {
+                self.left_out(i, &format!("/readyz answered {}", r.status));
+                false
+            }
+            Err(e) => {
+                self.left_out(i, &format!("/readyz: {e}"));
+                false
+            }
+        }
+    }
+
     fn left_out(&mut self, i: usize, why: &str) {
         let until = warden_sdk::time::monotonic_nanos() + self.back_off.as_nanos() as u64;
         self.down_until[i] = until;
+        self.suspect[i] = true;
         warden_sdk::log::warn(format!(
             "Warden service `{}`: replica {} did not answer ({why}); left out for {} ms",
             self.name,
@@ -164,6 +201,10 @@ impl Service {
     fn snapshot(&mut self) -> Result<(Value, String), Error> {
         let mut last = String::new();
         for i in self.order() {
+            if !self.ready(i) {
+                last = format!("{} is not ready", self.urls[i]);
+                continue;
+            }
             let url = format!(
                 "{}{MARKETPLACE_PATH}",
                 origin(&self.urls[i]).expect("checked")
@@ -258,6 +299,10 @@ impl Service {
             .unwrap_or_default();
         let mut silent = Vec::new();
         for i in self.order() {
+            if !self.ready(i) {
+                silent.push(format!("{}: not ready", self.urls[i]));
+                continue;
+            }
             match self.call_at(i, id, &input, handle) {
                 Outcome::Answered(result) => return result.map(|out| unwrap(out, known)),
                 Outcome::Silent(why) => {
