@@ -305,8 +305,10 @@ fn demo(root: &Path) -> Result<()> {
             &["schema", "check", "[:map [:items [:vector [:map [:name :string]]]]]", r#"{"items":[{"name":"a"},{"name":7}]}"#],
         ),
     ];
-    let audit = target_dir(root).join("demo/audit.jsonl");
-    // A fresh log per demo run (the config writes it under target/demo).
+    // The config names it relative to itself (`../../target/demo/`), so it
+    // is under the checkout's `target/` whatever CARGO_TARGET_DIR says.
+    let audit = root.join("target/demo/audit.jsonl");
+    // A fresh log per demo run.
     let _ = std::fs::remove_file(&audit);
     let audit_arg = audit.to_str().context("non-UTF-8 path")?.to_string();
     let governance: &[(&str, &[&str])] = &[
