@@ -166,20 +166,28 @@ fn setup(extra: &str) -> (tempfile::TempDir, AuthServer, Serve) {
 fn setup_with(
     extra: impl Fn(&AuthServer, &std::path::Path) -> String,
 ) -> (tempfile::TempDir, AuthServer, Serve) {
-    let tmp = tempfile::tempdir().unwrap();
-    let port = McpServer::free_port();
-    let resource = format!("http://127.0.0.1:{port}/mcp");
-    let auth = AuthServer::start(&resource);
-    let config = format!(
-        "{}\n[serve.oauth]\nissuer = \"{}\"\nresource = \"{resource}\"\nscopes = [\"mcp:tools\"]\njwks-refresh-ms = 200\n{}",
-        base_config(tmp.path()),
-        auth.issuer(),
-        extra(&auth, tmp.path())
-    );
-    let path = tmp.path().join("warden.toml");
-    std::fs::write(&path, config).unwrap();
-    let serve = Serve::start_file(&path, &format!("127.0.0.1:{port}"), &["--no-watch"]);
-    (tmp, auth, serve)
+    // The resource URL names the port before the server binds it: another
+    // process may take it meanwhile, and then a new one is picked.
+    for _ in 0..5 {
+        let tmp = tempfile::tempdir().unwrap();
+        let port = McpServer::free_port();
+        let resource = format!("http://127.0.0.1:{port}/mcp");
+        let auth = AuthServer::start(&resource);
+        let config = format!(
+            "{}\n[serve.oauth]\nissuer = \"{}\"\nresource = \"{resource}\"\nscopes = [\"mcp:tools\"]\njwks-refresh-ms = 200\n{}",
+            base_config(tmp.path()),
+            auth.issuer(),
+            extra(&auth, tmp.path())
+        );
+        let path = tmp.path().join("warden.toml");
+        std::fs::write(&path, config).unwrap();
+        match Serve::try_start_file(&path, &format!("127.0.0.1:{port}"), &["--no-watch"]) {
+            Ok(serve) => return (tmp, auth, serve),
+            Err(log) if log.contains("Address already in use") => continue,
+            Err(log) => panic!("warden serve did not start: {log}"),
+        }
+    }
+    panic!("no free port stayed free for warden serve in 5 tries")
 }
 
 #[test]

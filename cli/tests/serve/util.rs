@@ -69,6 +69,13 @@ impl Serve {
     }
 
     pub fn start_file(config: &Path, addr: &str, extra: &[&str]) -> Serve {
+        Serve::try_start_file(config, addr, extra)
+            .unwrap_or_else(|log| panic!("warden serve did not start: {log}"))
+    }
+
+    /// [`start_file`](Self::start_file), or what it said when it did not
+    /// start (e.g. the address was taken meanwhile).
+    pub fn try_start_file(config: &Path, addr: &str, extra: &[&str]) -> Result<Serve, String> {
         let mut child = Command::new(warden_bin())
             .arg("--config")
             .arg(config)
@@ -100,20 +107,18 @@ impl Serve {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
-                panic!(
-                    "warden serve did not start: {}",
-                    stderr.lock().unwrap().join("\n")
-                );
+                let _ = child.wait();
+                return Err(stderr.lock().unwrap().join("\n"));
             }
         };
         let port = addr.rsplit(':').next().unwrap().parse().unwrap();
-        Serve {
+        Ok(Serve {
             child: Some(child),
             url: format!("http://{addr}/mcp"),
             port,
             config: config.to_path_buf(),
             stderr,
-        }
+        })
     }
 
     pub fn log(&self) -> String {
