@@ -17,7 +17,10 @@ wasmtime::component::bindgen!({
         }
     ",
     world: "warden:host-view/host-view",
-    imports: { "warden:provider/http-client": async | trappable },
+    imports: {
+        "warden:provider/http-client": async | trappable,
+        "warden:provider/host.lookup-service": async,
+    },
     exports: { default: async },
     with: { "warden:provider/http-client.body": ResponseBody },
 });

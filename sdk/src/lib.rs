@@ -59,6 +59,7 @@ pub mod __rt;
 mod alloc;
 mod capability;
 mod config;
+pub mod dns;
 pub mod env;
 mod error;
 pub mod fs;

@@ -30,6 +30,12 @@ pub struct ServeSettings {
     /// (`http://localhost:*`, `http://127.0.0.1:*`, `http://[::1]:*`); a
     /// request with any other `Origin` is refused (DNS rebinding).
     pub allowed_origins: Vec<String>,
+    /// Host names (no port) a loopback-bound server answers to besides
+    /// `localhost` and the loopback addresses: names this machine has (in
+    /// `/etc/hosts`, DNS or a local proxy's upstream). Any other `Host` is
+    /// refused with 421 (DNS rebinding). Binds that are not loopback take
+    /// any `Host`.
+    pub allowed_hosts: Vec<String>,
     /// Largest request body accepted, in bytes.
     pub max_request_bytes: u64,
     /// Requests one client may have in flight at once; more are refused
@@ -134,6 +140,7 @@ impl Default for ServeSettings {
         ServeSettings {
             tokens: Vec::new(),
             allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             max_request_bytes: 4 << 20,
             max_concurrent_per_client: 32,
             max_concurrent: 256,
@@ -253,6 +260,18 @@ impl ServeSettings {
                 return bad(
                     "public-url".into(),
                     "must be an http:// or https:// URL such as `https://central.example/mcp`",
+                );
+            }
+        }
+        for (i, h) in self.allowed_hosts.iter().enumerate() {
+            let ok = !h.is_empty()
+                && h.len() <= 253
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+            if !ok {
+                return bad(
+                    format!("allowed-hosts[{i}]"),
+                    "must be a host name such as `central.internal` (no scheme, port or path)",
                 );
             }
         }

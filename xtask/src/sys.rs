@@ -55,8 +55,9 @@ pub fn apt_install(packages: &[&str]) -> Result<()> {
 /// The programs the tests (and the demo) start as real services, and the
 /// Debian package of each: the OCI registry (distribution 2.8), htpasswd
 /// for its logins, openssl for the CA its TLS tests make, rsyslogd as the
-/// audit sink's syslog collector, Redis for `[cluster]` and haproxy as the
-/// load balancer in front of replicas.
+/// audit sink's syslog collector, Redis for `[cluster]`, haproxy as the
+/// load balancer in front of replicas and dnsmasq as the nameserver of
+/// DNS-SD records.
 const SERVICES: &[(&str, &str)] = &[
     ("/usr/bin/docker-registry", "docker-registry"),
     ("/usr/bin/htpasswd", "apache2-utils"),
@@ -64,6 +65,7 @@ const SERVICES: &[(&str, &str)] = &[
     ("/usr/sbin/rsyslogd", "rsyslog"),
     ("/usr/bin/redis-server", "redis-server"),
     ("/usr/sbin/haproxy", "haproxy"),
+    ("/usr/sbin/dnsmasq", "dnsmasq-base"),
 ];
 
 /// Installs what [`SERVICES`] names and is missing.
@@ -77,7 +79,7 @@ pub fn ensure_services() -> Result<()> {
         return Ok(());
     }
     apt_install(&missing).context(
-        "the tests need docker-registry, htpasswd, openssl, rsyslogd, redis-server and haproxy",
+        "the tests need docker-registry, htpasswd, openssl, rsyslogd, redis-server, haproxy and dnsmasq",
     )
 }
 

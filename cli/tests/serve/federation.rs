@@ -17,7 +17,21 @@ use warden_test_support::http_server::TestServer;
 /// A central replica in `dir`: the base plugins with Alice's and Bob's
 /// tokens, a read-only HTTP capability `weather.now` bound to secret `API`
 /// at `upstream`, its marketplace signed with `key` (`host.key` there).
-fn central(dir: &std::path::Path, upstream: &TestServer, key: &std::path::Path) -> Serve {
+pub(crate) fn central(
+    dir: &std::path::Path,
+    upstream: &TestServer,
+    key: &std::path::Path,
+) -> Serve {
+    central_with(dir, upstream, key, "")
+}
+
+/// [`central`] with `serve` (lines of its `[serve]` table) added.
+pub(crate) fn central_with(
+    dir: &std::path::Path,
+    upstream: &TestServer,
+    key: &std::path::Path,
+    serve: &str,
+) -> Serve {
     std::fs::copy(key.join("host.key"), dir.join("host.key")).unwrap();
     std::fs::write(dir.join("api-key"), "central-api-key-4242").unwrap();
     let origin = upstream.url("");
@@ -33,13 +47,13 @@ fn central(dir: &std::path::Path, upstream: &TestServer, key: &std::path::Path) 
          metadata = {{ http = {{ read-only-hint = true }} }}\n",
         http = crate::components::component("http").display(),
     );
-    let config = two_principals(dir, "").replacen(&base, &extra, 1);
+    let config = two_principals(dir, serve).replacen(&base, &extra, 1);
     let config = format!("providers = {{ Http = \"http\" }}\n{config}");
     Serve::start(dir, &config, &[])
 }
 
 /// A signing key pair (`host.key`, `host.pub`) in a new folder.
-fn keys() -> tempfile::TempDir {
+pub(crate) fn keys() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(warden_bin())
         .current_dir(dir.path())
@@ -83,14 +97,14 @@ fn edge(
 }
 
 /// The Python client's calls to `url`: the tool list, then each outcome.
-fn calls(url: &str, calls: &Value) -> (Vec<String>, Vec<Value>) {
+pub(crate) fn calls(url: &str, calls: &Value) -> (Vec<String>, Vec<Value>) {
     let lines = python_client(&["calls", "--url", url, "--calls", &calls.to_string()]);
     let tools = serde_json::from_value(lines[0]["tools"].clone()).unwrap();
     (tools, lines[1..].to_vec())
 }
 
 /// Counts `id`'s admitted calls in the audit log in `dir`.
-fn served(dir: &std::path::Path, id: &str) -> usize {
+pub(crate) fn served(dir: &std::path::Path, id: &str) -> usize {
     audit(&dir.join("audit.jsonl"))
         .iter()
         .filter(|r| r["effect"] == "call" && r["capability"] == id && r["decision"] == "ok")

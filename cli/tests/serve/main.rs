@@ -16,6 +16,7 @@ mod lifecycle;
 mod marketplace;
 mod oauth;
 mod principals;
+mod registries;
 mod tasks;
 mod telemetry;
 mod transport;

@@ -49,6 +49,47 @@ fn host_and_origin_are_checked() {
 }
 
 #[test]
+fn allowed_hosts_widen_the_host_check_by_whole_name_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}\n[serve]\nallowed-hosts = [\"central.internal\"]\n",
+        base_config(dir.path())
+    );
+    let serve = Serve::start(dir.path(), &config, &[]);
+    let p = serve.port;
+    let status = |host: &str| http(p, "POST", &[JSON, ACCEPT, ("Host", host)], &init_body()).0;
+    for host in ["central.internal", "CENTRAL.internal:8080", "localhost:1"] {
+        assert_eq!(status(host), 200, "{host}");
+    }
+    for host in [
+        "central.internal.evil.example",
+        "evil-central.internal",
+        "central.internal:x",
+        "central.internal:99999",
+        "central.internal@evil.example",
+        "internal",
+    ] {
+        assert_eq!(status(host), 421, "{host}");
+    }
+    // A name that cannot be one is refused at start, naming the field.
+    let bad = format!(
+        "{}\n[serve]\nallowed-hosts = [\"https://central.internal\"]\n",
+        base_config(dir.path())
+    );
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, bad).unwrap();
+    let out = Command::new(warden_bin())
+        .arg("--config")
+        .arg(&path)
+        .args(["serve", "--http", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("allowed-hosts[0]"), "{err}");
+}
+
+#[test]
 fn malformed_and_mismatched_requests_get_json_rpc_errors() {
     let dir = tempfile::tempdir().unwrap();
     let serve = Serve::start(dir.path(), &base_config(dir.path()), &[]);

@@ -42,6 +42,9 @@ impl host::Host for BareState {
     }
     fn progress(&mut self, _done: u64, _total: Option<u64>, _message: String) {}
     fn note(&mut self, _topic: String, _text: String) {}
+    fn lookup_service(&mut self, _name: String) -> Result<Vec<host::ServiceTarget>, types::Error> {
+        Ok(Vec::new())
+    }
 }
 
 /// The same settings Warden arms each call with.

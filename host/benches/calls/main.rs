@@ -11,7 +11,9 @@
 //! criterion's figures come first, then interleaved rounds that print each
 //! ratio to bare wasmtime. Needs the components: `cargo xtask build-guests`.
 //!
-//! Run: `cargo bench -p warden --bench calls`.
+//! Run: `cargo bench -p warden --bench calls`. For a profiler, set
+//! `WARDEN_BENCH_ALONE` to `json`, `fresh`, `bare` or `bare-fresh`: that
+//! contender alone is called for 8 s, and nothing else runs.
 
 use criterion::Criterion;
 use serde_json::json;
@@ -140,8 +142,27 @@ fn interleaved(s: &mut Setup) {
     );
 }
 
+/// Calls one contender, named as `WARDEN_BENCH_ALONE` names it, for 8 s.
+fn alone(s: &mut Setup, which: &str) {
+    let started = std::time::Instant::now();
+    while started.elapsed().as_secs() < 8 {
+        for _ in 0..1000 {
+            match which {
+                "json" => s.host_call_json(&s.warm),
+                "fresh" => s.host_call_json(&s.fresh),
+                "bare" => s.bare_warm(),
+                "bare-fresh" => s.bare_fresh(),
+                other => panic!("WARDEN_BENCH_ALONE={other}: use json, fresh, bare or bare-fresh"),
+            }
+        }
+    }
+}
+
 fn main() {
     let mut s = Setup::new();
+    if let Ok(which) = std::env::var("WARDEN_BENCH_ALONE") {
+        return alone(&mut s, &which);
+    }
     let mut c = Criterion::default().configure_from_args();
     criterion_figures(&mut c, &mut s);
     c.final_summary();

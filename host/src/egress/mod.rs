@@ -45,7 +45,8 @@ mod secrets;
 use ack::{Acker, QuickAck};
 use connect::Conn;
 use counted::Counted;
-use dns::{Dns, DnsFailure};
+use dns::Dns;
+pub(crate) use dns::{DnsFailure, ServiceTarget, MAX_SERVICE_TARGETS};
 use hooks::Attempt;
 pub(crate) use hooks::{EgressHooks, Failure, OutBody, Timeouts};
 use secrets::{substitute, Redacted, Redaction};
@@ -263,6 +264,18 @@ impl Egress {
                 format!("resolving {host} timed out"),
             )),
         }
+    }
+}
+
+impl Egress {
+    /// The SRV records of `name` (already granted), through the plugin's
+    /// resolver within `timeout`; `Ok(None)` when it has none.
+    pub(crate) async fn lookup_service(
+        &self,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<Option<Vec<ServiceTarget>>, DnsFailure> {
+        self.dns.lookup_service(name, timeout).await
     }
 }
 

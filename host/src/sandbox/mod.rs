@@ -19,6 +19,7 @@ mod http_client;
 mod limiter;
 mod lookup;
 mod output;
+mod service_lookup;
 mod services;
 mod sockets;
 

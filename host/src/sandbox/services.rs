@@ -1,5 +1,5 @@
-//! `warden:provider/host`: the log, env-var, remote-state, progress and
-//! note services.
+//! `warden:provider/host`: the log, env-var, remote-state, progress,
+//! note and service-lookup services.
 
 use crate::audit::{Effect, Outcome};
 use crate::bindings::warden::provider::host::{self, Level};
@@ -71,6 +71,15 @@ impl host::Host for State {
         let text = one_line(clip_to(&text, MAX_NOTE_TEXT)).into_owned();
         self.auditor
             .record(Effect::Note, &topic, Outcome::Allow, &text);
+    }
+
+    async fn lookup_service(&mut self, name: String) -> Result<Vec<host::ServiceTarget>, WitError> {
+        let lookup = super::service_lookup::ServiceLookup {
+            egress: self.hooks.egress().clone(),
+            auditor: self.auditor.clone(),
+            timeout: std::time::Duration::from_millis(self.hooks.limits().request_timeout_ms),
+        };
+        lookup.run(name).await
     }
 
     fn log(&mut self, level: Level, message: String) {

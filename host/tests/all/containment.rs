@@ -278,18 +278,48 @@ async fn lookups_are_recorded_before_any_query_leaves() {
     let out = host.call("hostile.lookup-many", input).await.unwrap();
     assert!(out["refused"].as_u64().unwrap() > 0, "{out}");
     host.shutdown().await;
-    let admitted: std::collections::HashSet<String> = records(&log)
+    let admitted = queried_only_as_admitted(&log, &dns, "querying the nameservers");
+    assert!(admitted < 1200, "{admitted} admitted");
+    crate::governance::assert_chain(&log);
+}
+
+/// Checks that every name `dns` was asked was admitted first, in a
+/// `lookup` record of `log` whose reason says `admitted`; how many were.
+fn queried_only_as_admitted(log: &Path, dns: &DnsServer, admitted: &str) -> usize {
+    let names: std::collections::HashSet<String> = records(log)
         .into_iter()
         .filter(|r| r.effect == "lookup" && r.decision == "allow")
-        .filter(|r| r.reason.contains("querying the nameservers"))
+        .filter(|r| r.reason.contains(admitted))
         .map(|r| r.target)
         .collect();
     let asked = dns.asked();
     assert!(!asked.is_empty(), "no query reached the server");
     for name in &asked {
-        assert!(admitted.contains(name), "`{name}` was queried unrecorded");
+        assert!(names.contains(name), "`{name}` was queried unrecorded");
     }
-    assert!(admitted.len() < 1200, "{} admitted", admitted.len());
+    names.len()
+}
+
+/// Service (SRV) lookups follow the same rules: each name is admitted and
+/// recorded before its query leaves, past the call's record cap none
+/// leaves, a name without records is `not-found` and one no grant names is
+/// `denied` without a query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_lookups_are_granted_and_recorded_like_name_lookups() {
+    let dir = tempfile::tempdir().unwrap();
+    let dns = DnsServer::start(false);
+    let (host, log) = host_resolving(&dns, "exfil.test", dir.path()).await;
+    let input = json!({"n": 1200, "suffix": "exfil.test"});
+    let out = host.call("hostile.srv-many", input).await.unwrap();
+    assert!(out["not-found"].as_u64().unwrap() > 0, "{out}");
+    assert!(out["denied"].as_u64().unwrap() > 0, "{out}");
+    let input = json!({"n": 3, "suffix": "elsewhere.test"});
+    let other = host.call("hostile.srv-many", input).await.unwrap();
+    assert_eq!(other, json!({"denied": 3}));
+    host.shutdown().await;
+    let admitted = queried_only_as_admitted(&log, &dns, "SRV, querying the nameservers");
+    assert!(admitted < 1200, "{admitted} admitted");
+    assert!(dns.asked().iter().all(|n| n.ends_with(".exfil.test")));
     crate::governance::assert_chain(&log);
 }
 

@@ -14,6 +14,7 @@
 //! it is read-only or idempotent (or when nothing was sent). A remote refusal
 //! comes back typed: a denial stays a denial, bad input bad input.
 
+use crate::registries::DnsSd;
 use crate::sse;
 use crate::wire::header_value;
 use serde_json::{json, Value};
@@ -72,6 +73,10 @@ pub(crate) struct Service {
     /// Per id there: what a call needs to know of it, once read in this
     /// instance.
     known: Option<BTreeMap<String, Known>>,
+    /// Each replica's SRV priority (0 for configured URLs): lower first.
+    priority: Vec<u16>,
+    /// Where the replicas come from when SRV records list them.
+    dns: Option<DnsSd>,
 }
 
 /// What a call needs to know of a capability of the service.
@@ -99,22 +104,28 @@ impl Service {
                 ))
             })?;
         }
-        let key = how
-            .key_pem
-            .as_deref()
-            .map(|pem| {
-                ed25519_compact::PublicKey::from_pem(pem).map_err(|e| {
-                    Error::invalid_input(format!(
-                        "servers.{name}.marketplace-key: not an Ed25519 public key in PEM ({e})"
-                    ))
-                })
-            })
-            .transpose()?;
-        Ok(Service {
+        let key = public_key(name, how.key_pem.as_deref())?;
+        let mut service = Service::unresolved(name, how, key);
+        service.set_replicas(urls.into_iter().map(|u| (u, 0)).collect());
+        Ok(service)
+    }
+
+    /// The service `name` whose replicas are the targets of the SRV records
+    /// `dns` names, looked up when first needed.
+    pub(crate) fn by_dns(name: &str, dns: DnsSd, how: Reach) -> Result<Service, Error> {
+        let key = public_key(name, how.key_pem.as_deref())?;
+        let mut service = Service::unresolved(name, how, key);
+        service.dns = Some(dns);
+        Ok(service)
+    }
+
+    fn unresolved(name: &str, how: Reach, key: Option<ed25519_compact::PublicKey>) -> Service {
+        Service {
             name: name.to_string(),
-            down_until: vec![0; urls.len()],
-            suspect: vec![false; urls.len()],
-            urls,
+            down_until: Vec::new(),
+            suspect: Vec::new(),
+            priority: Vec::new(),
+            urls: Vec::new(),
             auth_secret: how.auth_secret,
             key,
             timeout: how.timeout,
@@ -122,23 +133,84 @@ impl Service {
             back_off: how.back_off,
             next: 0,
             known: None,
-        })
+            dns: None,
+        }
     }
 
+    /// Replaces the replicas (URL, priority), keeping what is known of the
+    /// health of those that stay.
+    fn set_replicas(&mut self, replicas: Vec<(String, u16)>) {
+        let mut down_until = Vec::with_capacity(replicas.len());
+        let mut suspect = Vec::with_capacity(replicas.len());
+        for (url, _) in &replicas {
+            let was = self.urls.iter().position(|u| u == url);
+            down_until.push(was.map_or(0, |i| self.down_until[i]));
+            suspect.push(was.is_some_and(|i| self.suspect[i]));
+        }
+        self.urls = replicas.iter().map(|(u, _)| u.clone()).collect();
+        self.priority = replicas.iter().map(|(_, p)| *p).collect();
+        self.down_until = down_until;
+        self.suspect = suspect;
+    }
+
+    /// Looks the replicas up again when SRV records list them and they are
+    /// due (`fresh`: at discovery, always). A failed lookup keeps the
+    /// replicas found before, if any.
+    fn resolve(&mut self, fresh: bool) -> Result<(), Error> {
+        let Some(dns) = self.dns.as_mut().filter(|d| d.due(fresh)) else {
+            return Ok(());
+        };
+        let found = dns.look_up().and_then(|r| match r.is_empty() {
+            true => Err(Error::not_found(format!("{} lists no targets", dns.name))),
+            false => Ok(r),
+        });
+        match found {
+            Ok(replicas) => {
+                self.set_replicas(replicas);
+                Ok(())
+            }
+            Err(e) if !self.urls.is_empty() => {
+                warden_sdk::log::warn(format!(
+                    "Warden service `{}`: looking up its replicas failed ({e}); the last found are used",
+                    self.name
+                ));
+                Ok(())
+            }
+            Err(e) => Err(Error::Unavailable(format!(
+                "Warden service `{}`: no replicas: {e}",
+                self.name
+            ))),
+        }
+    }
+}
+
+/// The Ed25519 public key `pem` gives, for service `name`.
+fn public_key(name: &str, pem: Option<&str>) -> Result<Option<ed25519_compact::PublicKey>, Error> {
+    pem.map(|pem| {
+        ed25519_compact::PublicKey::from_pem(pem).map_err(|e| {
+            Error::invalid_input(format!(
+                "servers.{name}.marketplace-key: not an Ed25519 public key in PEM ({e})"
+            ))
+        })
+    })
+    .transpose()
+}
+
+impl Service {
     /// Whether `url` is one of this service's replicas.
     pub(crate) fn serves(&self, url: &str) -> bool {
         self.urls.iter().any(|u| u == url)
     }
 
     /// The replicas in the order to try: from the next one round, those
-    /// not left out first.
+    /// not left out first, then by SRV priority (lower first).
     fn order(&mut self) -> Vec<usize> {
         let n = self.urls.len();
-        let start = self.next % n;
+        let start = self.next % n.max(1);
         self.next = self.next.wrapping_add(1);
         let now = warden_sdk::time::monotonic_nanos();
         let mut order: Vec<usize> = (0..n).map(|i| (start + i) % n).collect();
-        order.sort_by_key(|i| self.down_until[*i] > now);
+        order.sort_by_key(|i| (self.down_until[*i] > now, self.priority[*i]));
         order
     }
 
@@ -262,6 +334,7 @@ impl Service {
 
     /// Discovery: the service's capabilities, as this plugin serves them.
     pub(crate) fn capabilities(&mut self) -> Result<Vec<Capability>, Error> {
+        self.resolve(true)?;
         let (snapshot, url) = self.snapshot()?;
         let entries = snapshot
             .get("capabilities")
@@ -283,6 +356,7 @@ impl Service {
         input: Value,
         handle: Option<&str>,
     ) -> Result<Value, Error> {
+        self.resolve(false)?;
         if self.known.is_none() {
             // Read once per instance; unread, nothing is retried.
             let entries = self

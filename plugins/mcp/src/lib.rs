@@ -31,6 +31,7 @@
 
 mod client;
 mod federation;
+mod registries;
 mod remote_state;
 mod sse;
 mod tasks;
@@ -51,6 +52,9 @@ use warden_sdk::{
 struct McpConfig {
     #[serde(default)]
     servers: BTreeMap<String, ServerConfig>,
+    /// Warden services found by registry URL or DNS-SD (`registries`).
+    #[serde(default)]
+    discovery: registries::DiscoveryConfig,
     /// `host` (default): the host's `http-client` import; `wasi-http`:
     /// `wasi:http`. Both go through the same egress policy.
     #[serde(default)]
@@ -172,7 +176,8 @@ impl Mcp {
     /// The server and tool a discovered capability id names.
     fn split_id<'a>(&self, capability: &'a str) -> Option<(String, &'a str)> {
         let rest = capability.strip_prefix("mcp.")?;
-        self.servers.keys().find_map(|s| {
+        let names = self.servers.keys().chain(self.services.keys());
+        names.into_iter().find_map(|s| {
             rest.strip_prefix(s.as_str())
                 .and_then(|t| t.strip_prefix('.'))
                 .map(|tool| (s.clone(), tool))
@@ -358,8 +363,10 @@ impl Mcp {
     }
 }
 
-/// The configured Warden services (`marketplace = true`).
+/// The Warden services: those configured (`marketplace = true`) and those
+/// `[discovery]` names.
 fn services(config: &McpConfig) -> Result<BTreeMap<String, federation::Service>, Error> {
+    let wasi_http = config.transport == Transport::WasiHttp;
     let mut out = BTreeMap::new();
     for (name, s) in config.servers.iter().filter(|(_, s)| s.marketplace) {
         let urls = match (s.url.is_empty(), s.urls.is_empty()) {
@@ -375,13 +382,41 @@ fn services(config: &McpConfig) -> Result<BTreeMap<String, federation::Service>,
             auth_secret: s.auth_secret.clone(),
             key_pem: s.marketplace_key.clone(),
             timeout: s.timeout_ms.map(Duration::from_millis),
-            wasi_http: config.transport == Transport::WasiHttp,
+            wasi_http,
             back_off: s
                 .back_off_ms
                 .map_or(federation::BACK_OFF, Duration::from_millis),
         };
         let service = federation::Service::new(name, urls, how)?;
         out.insert(name.clone(), service);
+    }
+    let d = &config.discovery;
+    for found in d.found()? {
+        let how = federation::Reach {
+            auth_secret: d.auth_secret.clone(),
+            key_pem: d.marketplace_key.clone(),
+            timeout: d.timeout_ms.map(Duration::from_millis),
+            wasi_http,
+            back_off: d
+                .back_off_ms
+                .map_or(federation::BACK_OFF, Duration::from_millis),
+        };
+        let (name, service) = match found {
+            registries::Found::Registry { name, url } => {
+                let service = federation::Service::new(&name, vec![url], how)?;
+                (name, service)
+            }
+            registries::Found::Dns { name, dns } => {
+                let service = federation::Service::by_dns(&name, dns, how)?;
+                (name, service)
+            }
+        };
+        if config.servers.contains_key(&name) || out.contains_key(&name) {
+            return Err(Error::invalid_input(format!(
+                "discovery: a service found there would be named `{name}`, which is taken: rename the server or leave one out"
+            )));
+        }
+        out.insert(name, service);
     }
     Ok(out)
 }
@@ -589,7 +624,13 @@ impl Provider for Mcp {
     }
 
     fn sources(&mut self) -> Vec<String> {
-        self.servers.keys().cloned().collect()
+        let mut names: Vec<String> = self.servers.keys().cloned().collect();
+        let found = self
+            .services
+            .keys()
+            .filter(|n| !self.servers.contains_key(*n));
+        names.extend(found.cloned());
+        names
     }
 
     fn release(&mut self, state: &str) {
@@ -599,13 +640,13 @@ impl Provider for Mcp {
     }
 
     fn discover(&mut self, source: &str) -> Result<Vec<Capability>, Error> {
+        if let Some(service) = self.services.get_mut(source) {
+            return service.capabilities();
+        }
         if !self.servers.contains_key(source) {
             return Err(Error::not_found(format!(
                 "no MCP server `{source}` is configured"
             )));
-        }
-        if let Some(service) = self.services.get_mut(source) {
-            return service.capabilities();
         }
         self.tools_of(source)
     }

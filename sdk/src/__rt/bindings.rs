@@ -902,6 +902,30 @@ pub mod warden {
                     }
                 }
             }
+            /// One target of a DNS service record (SRV, RFC 2782).
+            #[derive(Clone)]
+            pub struct ServiceTarget {
+                /// Lower is tried first.
+                pub priority: u16,
+                /// Among targets of one priority, the share of the load.
+                pub weight: u16,
+                pub port: u16,
+                /// A host name (lower case, no trailing dot).
+                pub target: _rt::String,
+            }
+            impl ::core::fmt::Debug for ServiceTarget {
+                fn fmt(
+                    &self,
+                    f: &mut ::core::fmt::Formatter<'_>,
+                ) -> ::core::fmt::Result {
+                    f.debug_struct("ServiceTarget")
+                        .field("priority", &self.priority)
+                        .field("weight", &self.weight)
+                        .field("port", &self.port)
+                        .field("target", &self.target)
+                        .finish()
+                }
+            }
             #[allow(unused_unsafe, clippy::all)]
             /// Writes a record into the host's log, tagged with the plugin's name.
             #[allow(async_fn_in_trait)]
@@ -1400,6 +1424,240 @@ pub mod warden {
                         unreachable!()
                     }
                     wit_import2(ptr0.cast_mut(), len0, ptr1.cast_mut(), len1);
+                }
+            }
+            #[allow(unused_unsafe, clippy::all)]
+            /// The SRV records of `name` (such as `_warden._tcp.example.org`),
+            /// through the plugin's governed DNS: `name` is looked up only when a
+            /// network grant names it (exactly or by a `*.` wildcard, and with
+            /// `[host] resolve-wildcards = false` only exactly), recorded in the
+            /// audit log (effect `lookup`) before the query leaves, within
+            /// `limits.request-timeout-ms`. The targets are names: reaching them is
+            /// decided by egress as for any host. At most 64 targets, by priority.
+            /// Errors: `denied` for a name not granted, `not-found` for a name
+            /// without such records, `timeout` when no answer came in time,
+            /// `upstream` when the nameservers failed.
+            #[allow(async_fn_in_trait)]
+            pub fn lookup_service(
+                name: &str,
+            ) -> ::core::result::Result<_rt::Vec<ServiceTarget>, Error> {
+                unsafe {
+                    #[cfg_attr(target_pointer_width = "64", repr(align(8)))]
+                    #[cfg_attr(target_pointer_width = "32", repr(align(4)))]
+                    struct RetArea(
+                        [::core::mem::MaybeUninit<
+                            u8,
+                        >; 4 * ::core::mem::size_of::<*const u8>()],
+                    );
+                    let mut ret_area = RetArea(
+                        [::core::mem::MaybeUninit::uninit(); 4
+                            * ::core::mem::size_of::<*const u8>()],
+                    );
+                    let vec0 = name;
+                    let ptr0 = vec0.as_ptr().cast::<u8>();
+                    let len0 = vec0.len();
+                    let ptr1 = ret_area.0.as_mut_ptr().cast::<u8>();
+                    #[cfg(target_arch = "wasm32")]
+                    #[link(wasm_import_module = "warden:provider/host@0.1.0")]
+                    unsafe extern "C" {
+                        #[link_name = "lookup-service"]
+                        fn wit_import2(_: *mut u8, _: usize, _: *mut u8);
+                    }
+                    #[cfg(not(target_arch = "wasm32"))]
+                    unsafe extern "C" fn wit_import2(_: *mut u8, _: usize, _: *mut u8) {
+                        unreachable!()
+                    }
+                    wit_import2(ptr0.cast_mut(), len0, ptr1);
+                    let l3 = i32::from(*ptr1.add(0).cast::<u8>());
+                    let result36 = match l3 {
+                        0 => {
+                            let e = {
+                                let l4 = *ptr1
+                                    .add(::core::mem::size_of::<*const u8>())
+                                    .cast::<*mut u8>();
+                                let l5 = *ptr1
+                                    .add(2 * ::core::mem::size_of::<*const u8>())
+                                    .cast::<usize>();
+                                let base12 = l4;
+                                let len12 = l5;
+                                let mut result12 = _rt::Vec::with_capacity(len12);
+                                for i in 0..len12 {
+                                    let base = base12
+                                        .add(i * (8 + 2 * ::core::mem::size_of::<*const u8>()));
+                                    let e12 = {
+                                        let l6 = i32::from(*base.add(0).cast::<u16>());
+                                        let l7 = i32::from(*base.add(2).cast::<u16>());
+                                        let l8 = i32::from(*base.add(4).cast::<u16>());
+                                        let l9 = *base.add(8).cast::<*mut u8>();
+                                        let l10 = *base
+                                            .add(8 + 1 * ::core::mem::size_of::<*const u8>())
+                                            .cast::<usize>();
+                                        let len11 = l10;
+                                        let bytes11 = _rt::Vec::from_raw_parts(
+                                            l9.cast(),
+                                            len11,
+                                            len11,
+                                        );
+                                        ServiceTarget {
+                                            priority: l6 as u16,
+                                            weight: l7 as u16,
+                                            port: l8 as u16,
+                                            target: _rt::string_lift(bytes11),
+                                        }
+                                    };
+                                    result12.push(e12);
+                                }
+                                _rt::cabi_dealloc(
+                                    base12,
+                                    len12 * (8 + 2 * ::core::mem::size_of::<*const u8>()),
+                                    ::core::mem::size_of::<*const u8>(),
+                                );
+                                result12
+                            };
+                            Ok(e)
+                        }
+                        1 => {
+                            let e = {
+                                let l13 = i32::from(
+                                    *ptr1.add(::core::mem::size_of::<*const u8>()).cast::<u8>(),
+                                );
+                                use super::super::super::warden::provider::types::Error as V35;
+                                let v35 = match l13 {
+                                    0 => {
+                                        let e35 = {
+                                            let l14 = *ptr1
+                                                .add(2 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<*mut u8>();
+                                            let l15 = *ptr1
+                                                .add(3 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<usize>();
+                                            let len16 = l15;
+                                            let bytes16 = _rt::Vec::from_raw_parts(
+                                                l14.cast(),
+                                                len16,
+                                                len16,
+                                            );
+                                            _rt::string_lift(bytes16)
+                                        };
+                                        V35::InvalidInput(e35)
+                                    }
+                                    1 => {
+                                        let e35 = {
+                                            let l17 = *ptr1
+                                                .add(2 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<*mut u8>();
+                                            let l18 = *ptr1
+                                                .add(3 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<usize>();
+                                            let len19 = l18;
+                                            let bytes19 = _rt::Vec::from_raw_parts(
+                                                l17.cast(),
+                                                len19,
+                                                len19,
+                                            );
+                                            _rt::string_lift(bytes19)
+                                        };
+                                        V35::NotFound(e35)
+                                    }
+                                    2 => {
+                                        let e35 = {
+                                            let l20 = *ptr1
+                                                .add(2 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<*mut u8>();
+                                            let l21 = *ptr1
+                                                .add(3 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<usize>();
+                                            let len22 = l21;
+                                            let bytes22 = _rt::Vec::from_raw_parts(
+                                                l20.cast(),
+                                                len22,
+                                                len22,
+                                            );
+                                            _rt::string_lift(bytes22)
+                                        };
+                                        V35::Denied(e35)
+                                    }
+                                    3 => {
+                                        let e35 = {
+                                            let l23 = *ptr1
+                                                .add(2 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<*mut u8>();
+                                            let l24 = *ptr1
+                                                .add(3 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<usize>();
+                                            let len25 = l24;
+                                            let bytes25 = _rt::Vec::from_raw_parts(
+                                                l23.cast(),
+                                                len25,
+                                                len25,
+                                            );
+                                            _rt::string_lift(bytes25)
+                                        };
+                                        V35::Upstream(e35)
+                                    }
+                                    4 => {
+                                        let e35 = {
+                                            let l26 = *ptr1
+                                                .add(2 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<*mut u8>();
+                                            let l27 = *ptr1
+                                                .add(3 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<usize>();
+                                            let len28 = l27;
+                                            let bytes28 = _rt::Vec::from_raw_parts(
+                                                l26.cast(),
+                                                len28,
+                                                len28,
+                                            );
+                                            _rt::string_lift(bytes28)
+                                        };
+                                        V35::Timeout(e35)
+                                    }
+                                    5 => {
+                                        let e35 = {
+                                            let l29 = *ptr1
+                                                .add(2 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<*mut u8>();
+                                            let l30 = *ptr1
+                                                .add(3 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<usize>();
+                                            let len31 = l30;
+                                            let bytes31 = _rt::Vec::from_raw_parts(
+                                                l29.cast(),
+                                                len31,
+                                                len31,
+                                            );
+                                            _rt::string_lift(bytes31)
+                                        };
+                                        V35::Unavailable(e35)
+                                    }
+                                    n => {
+                                        debug_assert_eq!(n, 6, "invalid enum discriminant");
+                                        let e35 = {
+                                            let l32 = *ptr1
+                                                .add(2 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<*mut u8>();
+                                            let l33 = *ptr1
+                                                .add(3 * ::core::mem::size_of::<*const u8>())
+                                                .cast::<usize>();
+                                            let len34 = l33;
+                                            let bytes34 = _rt::Vec::from_raw_parts(
+                                                l32.cast(),
+                                                len34,
+                                                len34,
+                                            );
+                                            _rt::string_lift(bytes34)
+                                        };
+                                        V35::Internal(e35)
+                                    }
+                                };
+                                v35
+                            };
+                            Err(e)
+                        }
+                        _ => _rt::invalid_enum_discriminant(),
+                    };
+                    result36
                 }
             }
         }
@@ -15702,9 +15960,9 @@ macro_rules! __export_guest_impl {
         (link_section =
         "component-type:wit-bindgen:0.63.0:warden:sdk:guest:imports and exports")]
         #[doc(hidden)] #[allow(clippy::octal_escapes)] pub static
-        __WIT_BINDGEN_COMPONENT_TYPE : [u8; 11571] = *
+        __WIT_BINDGEN_COMPONENT_TYPE : [u8; 11665] = *
         b"\
-\0asm\x0d\0\x01\0\0\x19\x16wit-component-encoding\x04\0\x07\xb7Y\x01A\x02\x01A2\x01\
+\0asm\x0d\0\x01\0\0\x19\x16wit-component-encoding\x04\0\x07\x95Z\x01A\x02\x01A2\x01\
 B\x0a\x01o\x02ss\x01p\0\x01@\0\0\x01\x04\0\x0fget-environment\x01\x02\x01ps\x01@\
 \0\0\x03\x04\0\x0dget-arguments\x01\x04\x01ks\x01@\0\0\x05\x04\0\x0binitial-cwd\x01\
 \x06\x03\0\x1bwasi:cli/environment@0.2.12\x05\0\x01B\x04\x04\0\x05error\x03\x01\x01\
@@ -15912,31 +16170,33 @@ h\x07\x01k\x1b\x01@\x01\x03err\x8b\x01\0\x8c\x01\x04\0\x0fhttp-error-code\x01\x8
 \x18future-incoming-response\x03\0\x04\x02\x03\x02\x01\x17\x04\0\x0aerror-code\x03\
 \0\x06\x01i\x01\x01i\x03\x01k\x09\x01i\x05\x01j\x01\x0b\x01\x07\x01@\x02\x07requ\
 est\x08\x07options\x0a\0\x0c\x04\0\x06handle\x01\x0d\x03\0!wasi:http/outgoing-ha\
-ndler@0.2.12\x05\x18\x01B\x12\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\0\x01m\x05\
-\x05trace\x05debug\x04info\x04warn\x05error\x04\0\x05level\x03\0\x02\x01@\x02\x05\
-level\x03\x07messages\x01\0\x04\0\x03log\x01\x04\x01ks\x01j\x01\x05\x01\x01\x01@\
-\x01\x04names\0\x06\x04\0\x07env-var\x01\x07\x01j\0\x01\x01\x01@\x01\x05states\0\
-\x08\x04\0\x10set-remote-state\x01\x09\x01kw\x01@\x03\x04donew\x05total\x0a\x07m\
-essages\x01\0\x04\0\x08progress\x01\x0b\x01@\x02\x05topics\x04texts\x01\0\x04\0\x04\
-note\x01\x0c\x03\0\x1awarden:provider/host@0.1.0\x05\x19\x02\x03\0\x08\x15capabi\
-lity-descriptor\x01B\x0b\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\0\x02\x03\x02\x01\
-\x1a\x04\0\x15capability-descriptor\x03\0\x02\x01ps\x01@\0\0\x04\x04\0\x07source\
-s\x01\x05\x01p\x03\x01j\x01\x06\x01\x01\x01@\x01\x04names\0\x07\x04\0\x08discove\
-r\x01\x08\x04\0\x1fwarden:provider/discovery@0.1.0\x05\x1b\x01B\x0b\x02\x03\x02\x01\
-\x10\x04\0\x05error\x03\0\0\x04\0\x07session\x03\x01\x01i\x02\x01j\x01\x03\x01\x01\
-\x01@\x02\x0dcapability-ids\x06configs\0\x04\x04\0\x14[static]session.open\x01\x05\
-\x01h\x02\x01j\x01s\x01\x01\x01@\x03\x04self\x06\x0dcapability-ids\x05inputs\0\x07\
-\x04\0\x14[method]session.call\x01\x08\x04\0%warden:provider/session-handler@0.1\
-.0\x05\x1c\x01B\x02\x01@\x01\x05states\x01\0\x04\0\x07release\x01\0\x04\0\x1dwar\
-den:provider/cleanup@0.1.0\x05\x1d\x02\x03\0\x08\x0bdescription\x02\x03\0\x08\x0d\
-health-report\x01B\x10\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\0\x02\x03\x02\x01\
-\x1e\x04\0\x0bdescription\x03\0\x02\x02\x03\x02\x01\x1f\x04\0\x0dhealth-report\x03\
-\0\x04\x01@\0\0\x03\x04\0\x08describe\x01\x06\x01j\0\x01\x01\x01@\x01\x06configs\
-\0\x07\x04\0\x04init\x01\x08\x01j\x01s\x01\x01\x01@\x02\x0dcapability-ids\x05inp\
-uts\0\x09\x04\0\x04call\x01\x0a\x01@\0\0\x05\x04\0\x06health\x01\x0b\x04\0\x1ewa\
-rden:provider/provider@0.1.0\x05\x20\x04\0\x10warden:sdk/guest\x04\0\x0b\x0b\x01\
-\0\x05guest\x03\0\0\0G\x09producers\x01\x0cprocessed-by\x02\x0dwit-component\x07\
-0.262.0\x10wit-bindgen-rust\x060.63.0";
+ndler@0.2.12\x05\x18\x01B\x18\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\0\x01m\x05\
+\x05trace\x05debug\x04info\x04warn\x05error\x04\0\x05level\x03\0\x02\x01r\x04\x08\
+priority{\x06weight{\x04port{\x06targets\x04\0\x0eservice-target\x03\0\x04\x01@\x02\
+\x05level\x03\x07messages\x01\0\x04\0\x03log\x01\x06\x01ks\x01j\x01\x07\x01\x01\x01\
+@\x01\x04names\0\x08\x04\0\x07env-var\x01\x09\x01j\0\x01\x01\x01@\x01\x05states\0\
+\x0a\x04\0\x10set-remote-state\x01\x0b\x01kw\x01@\x03\x04donew\x05total\x0c\x07m\
+essages\x01\0\x04\0\x08progress\x01\x0d\x01@\x02\x05topics\x04texts\x01\0\x04\0\x04\
+note\x01\x0e\x01p\x05\x01j\x01\x0f\x01\x01\x01@\x01\x04names\0\x10\x04\0\x0elook\
+up-service\x01\x11\x03\0\x1awarden:provider/host@0.1.0\x05\x19\x02\x03\0\x08\x15\
+capability-descriptor\x01B\x0b\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\0\x02\x03\
+\x02\x01\x1a\x04\0\x15capability-descriptor\x03\0\x02\x01ps\x01@\0\0\x04\x04\0\x07\
+sources\x01\x05\x01p\x03\x01j\x01\x06\x01\x01\x01@\x01\x04names\0\x07\x04\0\x08d\
+iscover\x01\x08\x04\0\x1fwarden:provider/discovery@0.1.0\x05\x1b\x01B\x0b\x02\x03\
+\x02\x01\x10\x04\0\x05error\x03\0\0\x04\0\x07session\x03\x01\x01i\x02\x01j\x01\x03\
+\x01\x01\x01@\x02\x0dcapability-ids\x06configs\0\x04\x04\0\x14[static]session.op\
+en\x01\x05\x01h\x02\x01j\x01s\x01\x01\x01@\x03\x04self\x06\x0dcapability-ids\x05\
+inputs\0\x07\x04\0\x14[method]session.call\x01\x08\x04\0%warden:provider/session\
+-handler@0.1.0\x05\x1c\x01B\x02\x01@\x01\x05states\x01\0\x04\0\x07release\x01\0\x04\
+\0\x1dwarden:provider/cleanup@0.1.0\x05\x1d\x02\x03\0\x08\x0bdescription\x02\x03\
+\0\x08\x0dhealth-report\x01B\x10\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\0\x02\x03\
+\x02\x01\x1e\x04\0\x0bdescription\x03\0\x02\x02\x03\x02\x01\x1f\x04\0\x0dhealth-\
+report\x03\0\x04\x01@\0\0\x03\x04\0\x08describe\x01\x06\x01j\0\x01\x01\x01@\x01\x06\
+configs\0\x07\x04\0\x04init\x01\x08\x01j\x01s\x01\x01\x01@\x02\x0dcapability-ids\
+\x05inputs\0\x09\x04\0\x04call\x01\x0a\x01@\0\0\x05\x04\0\x06health\x01\x0b\x04\0\
+\x1ewarden:provider/provider@0.1.0\x05\x20\x04\0\x10warden:sdk/guest\x04\0\x0b\x0b\
+\x01\0\x05guest\x03\0\0\0G\x09producers\x01\x0cprocessed-by\x02\x0dwit-component\
+\x070.262.0\x10wit-bindgen-rust\x060.63.0";
         };
     };
 }
@@ -15949,8 +16209,8 @@ pub use __export_guest_impl as __warden_export_world;
 )]
 #[doc(hidden)]
 #[allow(clippy::octal_escapes)]
-pub static __WIT_BINDGEN_COMPONENT_TYPE: [u8; 10969] = *b"\
-\0asm\x0d\0\x01\0\0\x19\x16wit-component-encoding\x04\0\x07\xbdT\x01A\x02\x01A'\x01\
+pub static __WIT_BINDGEN_COMPONENT_TYPE: [u8; 11063] = *b"\
+\0asm\x0d\0\x01\0\0\x19\x16wit-component-encoding\x04\0\x07\x9bU\x01A\x02\x01A'\x01\
 B\x0a\x01o\x02ss\x01p\0\x01@\0\0\x01\x04\0\x0fget-environment\x01\x02\x01ps\x01@\
 \0\0\x03\x04\0\x0dget-arguments\x01\x04\x01ks\x01@\0\0\x05\x04\0\x0binitial-cwd\x01\
 \x06\x03\0\x1bwasi:cli/environment@0.2.12\x05\0\x01B\x04\x04\0\x05error\x03\x01\x01\
@@ -16158,16 +16418,18 @@ h\x07\x01k\x1b\x01@\x01\x03err\x8b\x01\0\x8c\x01\x04\0\x0fhttp-error-code\x01\x8
 \x18future-incoming-response\x03\0\x04\x02\x03\x02\x01\x17\x04\0\x0aerror-code\x03\
 \0\x06\x01i\x01\x01i\x03\x01k\x09\x01i\x05\x01j\x01\x0b\x01\x07\x01@\x02\x07requ\
 est\x08\x07options\x0a\0\x0c\x04\0\x06handle\x01\x0d\x03\0!wasi:http/outgoing-ha\
-ndler@0.2.12\x05\x18\x01B\x12\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\0\x01m\x05\
-\x05trace\x05debug\x04info\x04warn\x05error\x04\0\x05level\x03\0\x02\x01@\x02\x05\
-level\x03\x07messages\x01\0\x04\0\x03log\x01\x04\x01ks\x01j\x01\x05\x01\x01\x01@\
-\x01\x04names\0\x06\x04\0\x07env-var\x01\x07\x01j\0\x01\x01\x01@\x01\x05states\0\
-\x08\x04\0\x10set-remote-state\x01\x09\x01kw\x01@\x03\x04donew\x05total\x0a\x07m\
-essages\x01\0\x04\0\x08progress\x01\x0b\x01@\x02\x05topics\x04texts\x01\0\x04\0\x04\
-note\x01\x0c\x03\0\x1awarden:provider/host@0.1.0\x05\x19\x04\00warden:sdk/guest-\
-with-all-of-its-exports-removed\x04\0\x0b+\x01\0%guest-with-all-of-its-exports-r\
-emoved\x03\0\0\0G\x09producers\x01\x0cprocessed-by\x02\x0dwit-component\x070.262\
-.0\x10wit-bindgen-rust\x060.63.0";
+ndler@0.2.12\x05\x18\x01B\x18\x02\x03\x02\x01\x10\x04\0\x05error\x03\0\0\x01m\x05\
+\x05trace\x05debug\x04info\x04warn\x05error\x04\0\x05level\x03\0\x02\x01r\x04\x08\
+priority{\x06weight{\x04port{\x06targets\x04\0\x0eservice-target\x03\0\x04\x01@\x02\
+\x05level\x03\x07messages\x01\0\x04\0\x03log\x01\x06\x01ks\x01j\x01\x07\x01\x01\x01\
+@\x01\x04names\0\x08\x04\0\x07env-var\x01\x09\x01j\0\x01\x01\x01@\x01\x05states\0\
+\x0a\x04\0\x10set-remote-state\x01\x0b\x01kw\x01@\x03\x04donew\x05total\x0c\x07m\
+essages\x01\0\x04\0\x08progress\x01\x0d\x01@\x02\x05topics\x04texts\x01\0\x04\0\x04\
+note\x01\x0e\x01p\x05\x01j\x01\x0f\x01\x01\x01@\x01\x04names\0\x10\x04\0\x0elook\
+up-service\x01\x11\x03\0\x1awarden:provider/host@0.1.0\x05\x19\x04\00warden:sdk/\
+guest-with-all-of-its-exports-removed\x04\0\x0b+\x01\0%guest-with-all-of-its-exp\
+orts-removed\x03\0\0\0G\x09producers\x01\x0cprocessed-by\x02\x0dwit-component\x07\
+0.262.0\x10wit-bindgen-rust\x060.63.0";
 #[inline(never)]
 #[doc(hidden)]
 pub fn __link_custom_section_describing_imports() {

@@ -444,14 +444,15 @@ fn protected_resource(shared: &Shared, req: &Request<Incoming>) -> Option<Respon
 }
 
 /// On a loopback bind, refuses (counted) a request whose `Host` does not
-/// name this machine: a DNS name pointed here by a page in a browser.
+/// name this machine (or one of `[serve] allowed-hosts`): a DNS name
+/// pointed here by a page in a browser.
 fn misdirected(
     shared: &Shared,
     req: &Request<Incoming>,
     loopback: bool,
     conn: &Conn,
 ) -> Result<(), Box<Response<Body>>> {
-    if !loopback || names_this_machine(req) {
+    if !loopback || names_this_machine(req, &shared.settings.allowed_hosts) {
         return Ok(());
     }
     let host = header_str(req.headers(), "host").unwrap_or("");
@@ -462,23 +463,31 @@ fn misdirected(
     shared.refusals.note(Refusal::Misdirected, &what);
     Err(Box::new(plain(
         StatusCode::MISDIRECTED_REQUEST,
-        "the Host header must name this machine (localhost, 127.0.0.1 or [::1], with an optional port)",
+        "the Host header must name this machine (localhost, 127.0.0.1, [::1] or one of serve.allowed-hosts, with an optional port)",
     )))
 }
 
 /// One `Host` header naming a loopback host, and a loopback authority in
 /// the request line if it has one.
-fn names_this_machine(req: &Request<Incoming>) -> bool {
+fn names_this_machine(req: &Request<Incoming>, allowed: &[String]) -> bool {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     let host = match (hosts.next(), hosts.next()) {
         (Some(h), None) => h.to_str().ok(),
         _ => None,
     };
-    host.is_some_and(is_loopback_authority)
-        && req
-            .uri()
-            .authority()
-            .is_none_or(|a| is_loopback_authority(a.as_str()))
+    let ours = |a: &str| is_loopback_authority(a) || is_allowed_authority(a, allowed);
+    host.is_some_and(ours) && req.uri().authority().is_none_or(|a| ours(a.as_str()))
+}
+
+/// Whether `authority` is one of `allowed` (`[serve] allowed-hosts`,
+/// compared without case) with an optional numeric port.
+fn is_allowed_authority(authority: &str, allowed: &[String]) -> bool {
+    let Some((host, port)) = split_authority(authority) else {
+        return false;
+    };
+    let port_ok =
+        port.is_none_or(|p| p.parse::<u16>().is_ok() && p.bytes().all(|b| b.is_ascii_digit()));
+    port_ok && allowed.iter().any(|a| a.eq_ignore_ascii_case(host))
 }
 
 /// The 2025-11-25 session a request names (opened here or, with

@@ -13,7 +13,7 @@ const REDIS: &str = "/usr/bin/redis-server";
 const HAPROXY: &str = "/usr/sbin/haproxy";
 
 /// A program under `sh`, stopped when its stdin closes.
-fn supervised(program: &str, args: &[&str]) -> Child {
+pub(crate) fn supervised(program: &str, args: &[&str]) -> Child {
     let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
     Command::new("sh")
         .arg("-c")
@@ -28,13 +28,13 @@ fn supervised(program: &str, args: &[&str]) -> Child {
         .unwrap_or_else(|e| panic!("starting {program}: {e}"))
 }
 
-fn stop(child: &mut Child) {
+pub(crate) fn stop(child: &mut Child) {
     drop(child.stdin.take());
     let _ = child.wait();
 }
 
 /// Waits until `port` accepts connections (or not, with `up` false).
-fn wait_port(port: u16, up: bool) -> bool {
+pub(crate) fn wait_port(port: u16, up: bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() == up {

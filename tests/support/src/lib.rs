@@ -8,6 +8,7 @@
 pub mod a2a_agent;
 pub mod cluster;
 pub mod components;
+pub mod dns;
 pub mod http_server;
 pub mod interleave;
 pub mod mcp_server;

@@ -542,6 +542,27 @@ fn floods_and_sessions(caps: &mut Capabilities<Hostile>) {
     )
     .add(
         Capability::new(
+            "hostile.srv-many",
+            "Look up the SRV records of N made-up services `_s<i>._tcp.SUFFIX`, one after another",
+        ),
+        |_, a: LookupMany| {
+            let mut outcomes = std::collections::BTreeMap::<&str, u64>::new();
+            for i in 0..a.n {
+                let kind =
+                    match warden_sdk::dns::lookup_service(&format!("_s{i}._tcp.{}", a.suffix)) {
+                        Ok(_) => "answered",
+                        Err(Error::Denied(_)) => "denied",
+                        Err(Error::NotFound(_)) => "not-found",
+                        Err(Error::Timeout(_)) => "timeout",
+                        Err(_) => "other",
+                    };
+                *outcomes.entry(kind).or_default() += 1;
+            }
+            Ok(json!(outcomes))
+        },
+    )
+    .add(
+        Capability::new(
             "hostile.deny-flood",
             "Try N ungranted TCP connects, one socket each",
         ),
