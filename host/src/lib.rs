@@ -48,7 +48,7 @@ pub mod telemetry;
 mod tls;
 
 pub use governance::effect_policy;
-pub use warden_manifest::{route, rtfs, schema};
+pub use warden_manifest::{route, rtfs, schema, time};
 
 /// Marketplace snapshots and the capability manifest (from
 /// [`warden_manifest::manifest`] and [`warden_manifest::snapshot`]).

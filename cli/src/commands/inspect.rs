@@ -1,8 +1,10 @@
 //! `warden inspect`: a plugin's descriptors, grants and limits.
 
 use clap::Args;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
 use warden::{CapabilityInfo, PluginInfo};
 
 #[derive(Args)]
@@ -22,13 +24,16 @@ pub(crate) async fn run(args: InspectArgs, config: &Path) -> anyhow::Result<()> 
         .into_iter()
         .filter(|c| c.plugin.as_deref() == Some(args.plugin.as_str()))
         .collect();
+    let stale = host.stale_capabilities();
     if args.json {
+        let caps = super::with_staleness(&caps, &stale)?;
         let v = serde_json::json!({ "plugin": info, "capabilities": caps });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print_plugin(info);
         print_grants(&info.grants);
-        print_capabilities(&caps);
+        print_sources(&host, &args.plugin).await;
+        print_capabilities(&caps, &stale);
     }
     Ok(())
 }
@@ -103,11 +108,29 @@ fn print_grants(g: &warden::Grants) {
     println!("grants.sec  {}", none(&secrets));
 }
 
+/// The plugin's discovery sources that are not current: stale (served
+/// from their last answer) or missing.
+async fn print_sources(host: &warden::Host, plugin: &str) {
+    for (source, since, why) in host.stale_sources(plugin).await.unwrap_or_default() {
+        let since = warden::time::rfc3339(since, false);
+        println!("source      {source}: stale since {since} ({why})");
+    }
+    for (source, why) in host.pending_sources(plugin).await.unwrap_or_default() {
+        println!("source      {source}: not listed ({why})");
+    }
+}
+
 /// The plugin's capabilities, each with its schemas and metadata.
-fn print_capabilities(caps: &[Arc<CapabilityInfo>]) {
+fn print_capabilities(caps: &[Arc<CapabilityInfo>], stale: &HashMap<String, SystemTime>) {
     println!("capabilities:");
     for c in caps {
         println!("  {} ({} {})", c.id, c.name, c.version);
+        if let Some(since) = stale.get(&c.id) {
+            let since = warden::time::rfc3339(*since, false);
+            println!(
+                "    stale   since {since}: its source did not answer; served from its last answer"
+            );
+        }
         for note in &c.schema_notes {
             println!("    schema note: {note}");
         }

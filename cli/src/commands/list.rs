@@ -2,8 +2,10 @@
 //! JSON.
 
 use clap::Args;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
 use warden::{CapabilityInfo, Host};
 
 #[derive(Args)]
@@ -16,17 +18,26 @@ pub(crate) struct ListArgs {
 pub(crate) async fn run(args: ListArgs, config: &Path) -> anyhow::Result<()> {
     let host = super::load(config).await?;
     let caps = host.capabilities();
+    let stale = host.stale_capabilities();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&caps)?);
+        let listed = super::with_staleness(&caps, &stale)?;
+        println!("{}", serde_json::to_string_pretty(&listed)?);
     } else if caps.is_empty() {
         say_why_empty(&host, config).await;
     } else {
-        print_table(&caps)?;
+        print_table(&caps, &stale)?;
         let pending = pending_sources(&host).await;
         if !pending.is_empty() {
             eprintln!(
                 "note: these sources could not be listed, so their capabilities are missing:\n{}",
                 pending.join("\n")
+            );
+        }
+        let stale = super::stale_sources(&host).await;
+        if !stale.is_empty() {
+            eprintln!(
+                "note: these sources did not answer; their capabilities (marked stale) are served from their last answer:\n{}",
+                stale.join("\n")
             );
         }
     }
@@ -74,7 +85,10 @@ async fn pending_sources(host: &Host) -> Vec<String> {
 /// The capability table on stdout. What a plugin wrote is shown as text
 /// only (see [`shown`]), and a closed stdout (`warden list | head`) ends the
 /// listing quietly.
-fn print_table(caps: &[Arc<CapabilityInfo>]) -> anyhow::Result<()> {
+fn print_table(
+    caps: &[Arc<CapabilityInfo>],
+    stale: &HashMap<String, SystemTime>,
+) -> anyhow::Result<()> {
     use std::fmt::Write as _;
     let w_id = caps.iter().map(|c| c.id.len()).max().unwrap_or(2).max(2);
     let w_pl = caps
@@ -92,9 +106,14 @@ fn print_table(caps: &[Arc<CapabilityInfo>]) -> anyhow::Result<()> {
             &c.description
         };
         let plugin = c.plugin.as_deref().unwrap_or("-");
+        let mark = if stale.contains_key(&c.id) {
+            "(stale) "
+        } else {
+            ""
+        };
         let _ = writeln!(
             table,
-            "{:w_id$}  {:w_pl$}  {}",
+            "{:w_id$}  {:w_pl$}  {mark}{}",
             c.id,
             plugin,
             shown(text, 160)

@@ -26,6 +26,39 @@ use std::sync::Arc;
 use warden::{Config, Host};
 
 /// The host of the configuration at `config`, made [`ready`].
+/// `caps` as JSON, each stale one with `"stale-since"` (RFC 3339): its
+/// source did not answer and it is served from the source's last answer.
+pub(crate) fn with_staleness(
+    caps: &[Arc<warden::CapabilityInfo>],
+    stale: &std::collections::HashMap<String, std::time::SystemTime>,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    caps.iter()
+        .map(|c| {
+            let mut v = serde_json::to_value(&**c)?;
+            if let (Some(since), Some(o)) = (stale.get(&c.id), v.as_object_mut()) {
+                let since = warden::time::rfc3339(*since, false);
+                o.insert("stale-since".into(), since.into());
+            }
+            Ok(v)
+        })
+        .collect()
+}
+
+/// Each stale discovery source, one line: plugin, source, since, why.
+pub(crate) async fn stale_sources(host: &Host) -> Vec<String> {
+    let mut lines = Vec::new();
+    for p in host.plugins() {
+        for (source, since, why) in host.stale_sources(&p.name).await.unwrap_or_default() {
+            let since = warden::time::rfc3339(since, false);
+            lines.push(format!(
+                "  {}: source `{source}` since {since}: {why}",
+                p.name
+            ));
+        }
+    }
+    lines
+}
+
 pub(crate) async fn load(config: &Path) -> anyhow::Result<Host> {
     Ok(ready(Host::new(read_config(config)?).await?))
 }

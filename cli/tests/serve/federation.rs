@@ -386,7 +386,7 @@ fn the_edge_follows_central_changes_keeps_a_stale_snapshot_and_recovers() {
         let serve = Serve::start(d.path(), &config, &[]);
         (d, serve)
     };
-    let (_k, keeps) = start_edge("sessions = { discovery-refresh-ms = 300 }");
+    let (keeps_dir, keeps) = start_edge("sessions = { discovery-refresh-ms = 300 }");
     let (_d, drops) = start_edge(
         "sessions = { discovery-refresh-ms = 300, discovery-stale-after-ms = 1000, discovery-retry-ms = 300 }",
     );
@@ -446,6 +446,29 @@ fn the_edge_follows_central_changes_keeps_a_stale_snapshot_and_recovers() {
         "{m}"
     );
     wait_for(drops.port, "mcp.central.text.case", false);
+
+    // A new host on the first edge's configuration (here `warden list` and
+    // `warden inspect`) starts with central down: it serves central's
+    // capabilities from their last answer, kept on disk, and says so.
+    let edge_config = keeps_dir.path().join("warden.toml");
+    let listed: Value =
+        serde_json::from_str(&warden_cli(&edge_config, &["list", "--json"])).unwrap();
+    let case = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "mcp.central.text.case")
+        .unwrap_or_else(|| panic!("served from the last answer: {listed}"));
+    let since = case["stale-since"].as_str().unwrap_or("");
+    assert!(since.ends_with('Z') && since.len() == 20, "{case}");
+    let table = warden_cli(&edge_config, &["list"]);
+    assert!(table.contains("(stale)"), "{table}");
+    let inspected = warden_cli(&edge_config, &["inspect", "mcp"]);
+    assert!(
+        inspected.contains("source      central: stale since")
+            && inspected.contains("served from its last answer"),
+        "{inspected}"
+    );
 
     // Central back: both serve it again.
     let _back = Serve::start_file(&central.config, &format!("127.0.0.1:{port}"), &[]);

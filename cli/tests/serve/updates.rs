@@ -7,28 +7,7 @@ use crate::components::component;
 use crate::util::*;
 use serde_json::json;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
-
-/// `warden --config CONFIG ARGS…`: its stdout, after it succeeded.
-fn warden(config: &Path, args: &[&str]) -> String {
-    let out = Command::new(warden_bin())
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env(
-            "WARDEN_CACHE_DIR",
-            crate::components::target_dir().join("warden-test-cache"),
-        )
-        .output()
-        .expect("running warden");
-    assert!(
-        out.status.success(),
-        "warden {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// The config: plugin `p` from `p.wasm` in `dir`, with `grants`.
 fn config(dir: &Path, grants: &str) -> String {
@@ -66,7 +45,7 @@ fn a_version_asking_for_more_waits_for_lock_accept_while_the_old_one_serves() {
     std::fs::copy(component("hello"), dir.join("p.wasm")).unwrap();
     let path = dir.join("warden.toml");
     std::fs::write(&path, config(dir, "")).unwrap();
-    warden(&path, &["lock"]);
+    warden_cli(&path, &["lock"]);
     let lock = std::fs::read_to_string(dir.join("warden.lock")).unwrap();
     assert!(lock.contains("hello.greet"), "{lock}");
     let serve = Serve::start(dir, &config(dir, ""), &["--no-watch"]);
@@ -80,7 +59,7 @@ fn a_version_asking_for_more_waits_for_lock_accept_while_the_old_one_serves() {
         data.display()
     );
     std::fs::write(&path, config(dir, &dirs)).unwrap();
-    let diff = warden(&path, &["diff"]);
+    let diff = warden_cli(&path, &["diff"]);
     assert!(diff.contains("capabilities added: files."), "{diff}");
     assert!(
         diff.contains("grants newly used: dir ") && diff.contains("/data"),
@@ -93,7 +72,7 @@ fn a_version_asking_for_more_waits_for_lock_accept_while_the_old_one_serves() {
     assert!(!tool_names(p).iter().any(|t| t.starts_with("files.")));
 
     // Accepted: the next reload lets it in.
-    let accepted = warden(&path, &["lock", "--accept", "p"]);
+    let accepted = warden_cli(&path, &["lock", "--accept", "p"]);
     assert!(accepted.contains("locked 1 plugin"), "{accepted}");
     serve.signal("HUP");
     serve.wait_for_log("configuration reloaded", Duration::from_secs(60));
@@ -102,7 +81,7 @@ fn a_version_asking_for_more_waits_for_lock_accept_while_the_old_one_serves() {
     // v3: the same declarations under another digest goes through.
     let bytes = std::fs::read(component("files")).unwrap();
     std::fs::write(dir.join("p.wasm"), with_custom_section(bytes)).unwrap();
-    let diff = warden(&path, &["diff"]);
+    let diff = warden_cli(&path, &["diff"]);
     assert!(diff.contains("nothing declared changed"), "{diff}");
     let reloads = serve.log().matches("configuration reloaded").count();
     serve.signal("HUP");

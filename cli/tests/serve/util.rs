@@ -394,3 +394,20 @@ pub fn listen_request(port: u16) -> String {
         body.len()
     )
 }
+
+/// `warden --config CONFIG ARGS…`: its stdout, after it succeeded.
+pub fn warden_cli(config: &Path, args: &[&str]) -> String {
+    let out = Command::new(warden_bin())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("WARDEN_CACHE_DIR", target_dir().join("warden-test-cache"))
+        .output()
+        .expect("running warden");
+    assert!(
+        out.status.success(),
+        "warden {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}

@@ -166,6 +166,8 @@ pub(super) struct Discovery {
     /// Registered sources whose last refresh failed: since when, and why.
     pub(super) stale: std::collections::BTreeMap<String, (std::time::SystemTime, Instant, String)>,
     pub(super) last_refresh: Option<Instant>,
+    /// Where each source's last good answer is kept (`None`: not kept).
+    pub(super) last_good: Option<Arc<super::last_good::LastGood>>,
 }
 
 /// Why a source could not be listed.
@@ -301,6 +303,20 @@ pub(super) fn register_sources(
             continue;
         }
         match source.capabilities {
+            Err(failure)
+                if !retrying
+                    && serve_last_good(
+                        plugin,
+                        index,
+                        registry,
+                        state,
+                        &source.name,
+                        &failure,
+                        &mut refused,
+                    ) =>
+            {
+                count += state.owned.get(&source.name).map_or(0, Vec::len);
+            }
             Err(failure) => {
                 tracing::warn!(
                     plugin = %name, source = %source.name,
@@ -310,7 +326,11 @@ pub(super) fn register_sources(
                 state.pending.insert(source.name, failure);
             }
             Ok(descriptors) => {
+                let kept = state.last_good.clone().map(|k| (k, descriptors.clone()));
                 let ids = register_source(plugin, index, descriptors, registry, &mut refused);
+                if let Some((last_good, descriptors)) = kept {
+                    last_good.write(plugin, &source.name, &registered_of(descriptors, &ids));
+                }
                 count += ids.len();
                 state.owned.insert(source.name.clone(), ids);
                 if state.pending.remove(&source.name).is_some() {
@@ -324,6 +344,61 @@ pub(super) fn register_sources(
         tracing::warn!(plugin = %name, "refused claims could not be audited: {e}");
     }
     count
+}
+
+/// Serves `source`, which failed as the host loads, from its last good
+/// answer if one is kept and not older than `discovery-stale-after-ms`:
+/// its capabilities registered, the source stale since the answer was
+/// written (and asked again at each refresh). Whether it was.
+fn serve_last_good(
+    plugin: &LoadedPlugin,
+    index: usize,
+    registry: &mut Registry,
+    state: &mut Discovery,
+    source: &str,
+    failure: &Failure,
+    refused: &mut Refused,
+) -> bool {
+    let Some((written, descriptors)) = state
+        .last_good
+        .as_ref()
+        .and_then(|k| k.read(plugin, source))
+    else {
+        return false;
+    };
+    let age = std::time::SystemTime::now()
+        .duration_since(written)
+        .unwrap_or_default();
+    let limit = plugin.info.sessions.discovery_stale_after_ms;
+    if limit.is_some_and(|ms| age >= Duration::from_millis(ms)) {
+        return false;
+    }
+    let ids = register_source(plugin, index, descriptors, registry, refused);
+    tracing::warn!(
+        plugin = %plugin.info.name, source, capabilities = ids.len(),
+        "source unavailable ({}): served from its last answer, stale since {} s ago",
+        failure.reason, age.as_secs()
+    );
+    let since = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+    let why = format!("{} (served from its last answer)", failure.reason);
+    state
+        .stale
+        .insert(source.to_string(), (written, since, why));
+    state.owned.insert(source.to_string(), ids);
+    state.registered.insert(source.to_string());
+    true
+}
+
+/// Of `descriptors`, those whose ids are in `ids` (what was registered).
+pub(super) fn registered_of(
+    descriptors: Vec<crate::bindings::warden::provider::types::CapabilityDescriptor>,
+    ids: &[String],
+) -> Vec<crate::bindings::warden::provider::types::CapabilityDescriptor> {
+    let ids: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+    descriptors
+        .into_iter()
+        .filter(|d| ids.contains(d.id.as_str()))
+        .collect()
 }
 
 /// Registers one source's capabilities, at most

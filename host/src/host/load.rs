@@ -5,6 +5,7 @@
 
 use super::declared::declared_info;
 use super::discovery::{discover_all, register_sources, Discovery};
+use super::last_good::LastGood;
 use super::*;
 use crate::config::PluginConfig;
 use crate::limits::DescriptorBudget;
@@ -76,7 +77,14 @@ impl Host {
                 loaded.refused.push((name.clone(), e.to_string()));
             }
         }
-        discover_at_load(&mut loaded, &governance, strict, for_call).await?;
+        let last_good = config.cache_dir().map(|d| Arc::new(LastGood::under(&d)));
+        let at_load = AtLoad {
+            governance: &governance,
+            strict,
+            for_call,
+            last_good,
+        };
+        discover_at_load(&mut loaded, at_load).await?;
         let Loaded {
             plugins,
             mut registry,
@@ -98,11 +106,11 @@ impl Host {
                 store,
                 sessions: Arc::default(),
                 governance,
+                stale: RwLock::new(super::refresh::stale_map(&discovery)),
                 discovery: tokio::sync::Mutex::new(discovery),
                 refused,
                 held,
                 catalog: tokio::sync::watch::channel(0).0,
-                stale: RwLock::new(HashMap::new()),
                 listeners,
                 _ticker: ticker,
             }),
@@ -711,16 +719,29 @@ async fn load_plugin(
     Ok(())
 }
 
+/// How discovery runs at load.
+struct AtLoad<'a> {
+    governance: &'a Governance,
+    /// Refuse to start when a plugin's sources cannot be listed.
+    strict: bool,
+    /// Loaded for one call of this id: only plugins that can hold it.
+    for_call: Option<&'a str>,
+    /// Where sources' last good answers are kept (caching on).
+    last_good: Option<Arc<LastGood>>,
+}
+
 /// Discovers the sources of every plugin with discovery, all at once (each
 /// source in a call of its own, under its plugin's time limit), then
 /// registers what they offer in load order, before declared and stored
-/// capabilities.
-async fn discover_at_load(
-    loaded: &mut Loaded,
-    governance: &Governance,
-    strict: bool,
-    for_call: Option<&str>,
-) -> Result<()> {
+/// capabilities. A source that fails is served from its last good answer
+/// where one is kept (plugins with `discovery-refresh-ms`).
+async fn discover_at_load(loaded: &mut Loaded, at: AtLoad<'_>) -> Result<()> {
+    let AtLoad {
+        governance,
+        strict,
+        for_call,
+        last_good,
+    } = at;
     let mut asks = tokio::task::JoinSet::new();
     for (index, plugin) in loaded.plugins.iter().enumerate() {
         // For one call, a plugin that cannot hold the id is not asked.
@@ -760,6 +781,9 @@ async fn discover_at_load(
             }
         };
         let state = loaded.discovery.entry(index).or_default();
+        if plugin.info.sessions.discovery_refresh_ms.is_some() {
+            state.last_good = last_good.clone();
+        }
         register_sources(
             &plugin,
             index,

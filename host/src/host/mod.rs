@@ -28,6 +28,7 @@ use wasmtime::component::{HasSelf, Linker};
 mod call;
 mod declared;
 mod discovery;
+mod last_good;
 mod load;
 mod refresh;
 mod snapshots;

@@ -7,7 +7,7 @@
 //! retried like one that failed at start.
 
 use super::declared::declared_info;
-use super::discovery::{ask, Discovery, Failure};
+use super::discovery::{ask, registered_of, Discovery, Failure};
 use super::*;
 use crate::bindings::warden::provider::types::CapabilityDescriptor;
 use crate::registry::Refused;
@@ -59,15 +59,7 @@ impl Host {
     /// Keeps [`stale_capabilities`](Self::stale_capabilities) in step;
     /// whether the set changed (clients see it in the tool list).
     fn note_stale(&self, states: &HashMap<usize, Discovery>) -> bool {
-        let stale: HashMap<String, SystemTime> = states
-            .values()
-            .flat_map(|s| {
-                s.stale.iter().flat_map(|(source, (since, _, _))| {
-                    let ids = s.owned.get(source).map(Vec::as_slice).unwrap_or_default();
-                    ids.iter().map(|id| (id.clone(), *since))
-                })
-            })
-            .collect();
+        let stale = stale_map(states);
         let mut held = self.inner.stale.write().unwrap_or_else(|e| e.into_inner());
         let changed = *held != stale;
         *held = stale;
@@ -105,7 +97,17 @@ impl Host {
                 if state.stale.remove(source).is_some() {
                     tracing::warn!(plugin = %name, source, "source answers again: its capabilities are current");
                 }
-                self.replace_source(plugin, index, state, source, descriptors)
+                let kept = state.last_good.clone().map(|k| (k, descriptors.clone()));
+                let changed = self.replace_source(plugin, index, state, source, descriptors);
+                if let Some((last_good, descriptors)) = kept {
+                    let owned = state
+                        .owned
+                        .get(source)
+                        .map(Vec::as_slice)
+                        .unwrap_or_default();
+                    last_good.write(plugin, source, &registered_of(descriptors, owned));
+                }
+                changed
             }
             Err(failure) => {
                 let now = (SystemTime::now(), Instant::now());
@@ -181,6 +183,19 @@ impl Host {
             .write()
             .unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// The capabilities of stale sources in `states`, with since when.
+pub(super) fn stale_map(states: &HashMap<usize, Discovery>) -> HashMap<String, SystemTime> {
+    states
+        .values()
+        .flat_map(|s| {
+            s.stale.iter().flat_map(|(source, (since, _, _))| {
+                let ids = s.owned.get(source).map(Vec::as_slice).unwrap_or_default();
+                ids.iter().map(|id| (id.clone(), *since))
+            })
+        })
+        .collect()
 }
 
 /// Whether `descriptors` describe exactly the capabilities `ids` holds.

@@ -184,6 +184,11 @@ impl LoadedPlugin {
         self.sandbox.limits
     }
 
+    /// The plugin's configuration as its `init` is given it (JSON text).
+    pub(crate) fn config_json(&self) -> &str {
+        &self.config_json
+    }
+
     /// The plugin's name, as errors and records give it.
     fn name(&self) -> &str {
         &self.sandbox.plugin
