@@ -12,6 +12,7 @@ mod cluster_settings;
 mod cluster_tasks;
 mod federation;
 mod front_door;
+mod hostile_central;
 mod lifecycle;
 mod marketplace;
 mod oauth;

@@ -77,6 +77,9 @@ pub(crate) struct Service {
     priority: Vec<u16>,
     /// Where the replicas come from when SRV records list them.
     dns: Option<DnsSd>,
+    /// The last marketplace read (checked) and its `ETag`: asked for with
+    /// `If-None-Match`, and used again on a 304.
+    last_read: Option<(String, Value)>,
 }
 
 /// What a call needs to know of a capability of the service.
@@ -134,6 +137,7 @@ impl Service {
             next: 0,
             known: None,
             dns: None,
+            last_read: None,
         }
     }
 
@@ -269,7 +273,9 @@ impl Service {
     }
 
     /// The published marketplace, from the first replica that answers,
-    /// its signature checked: the snapshot and the replica's MCP URL.
+    /// its signature checked: the snapshot and the replica's MCP URL. A
+    /// marketplace read before is asked for with `If-None-Match` and, when
+    /// it did not change (304), used again as it was checked.
     fn snapshot(&mut self) -> Result<(Value, String), Error> {
         let mut last = String::new();
         for i in self.order() {
@@ -281,7 +287,11 @@ impl Service {
                 "{}{MARKETPLACE_PATH}",
                 origin(&self.urls[i]).expect("checked")
             );
-            let resp = match self.base(Request::get(&url)).send() {
+            let mut req = self.base(Request::get(&url));
+            if let Some((etag, _)) = &self.last_read {
+                req = req.header("if-none-match", etag.clone());
+            }
+            let resp = match req.send() {
                 Ok(r) if matches!(r.status, 502..=504) => {
                     last = format!("{} answered {}", self.urls[i], r.status);
                     self.left_out(i, &last);
@@ -300,6 +310,11 @@ impl Service {
                     "Warden service `{}` refused our credentials for its marketplace ({}): check `auth-secret`",
                     self.name, resp.status
                 )));
+            }
+            if resp.status == 304 {
+                if let Some((_, snapshot)) = &self.last_read {
+                    return Ok((snapshot.clone(), self.urls[i].clone()));
+                }
             }
             if resp.status != 200 {
                 return Err(Error::upstream(format!(
@@ -324,6 +339,9 @@ impl Service {
                     self.name
                 )));
             }
+            self.last_read = resp
+                .header("etag")
+                .map(|etag| (etag.to_string(), snapshot.clone()));
             return Ok((snapshot, self.urls[i].clone()));
         }
         Err(Error::Unavailable(format!(
