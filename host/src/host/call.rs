@@ -225,23 +225,45 @@ impl Host {
                 plan.call_id(),
             )
         });
-        let result = self.admit_and_run(plan, route, input).await;
+        // Admission, the run and the admission's end, in this one future
+        // (a call's future is copied by each `async` layer it is in).
+        let result: Result<Answer> = 'call: {
+            let admitted = match self.inner.governance.admit(plan.facts(), input) {
+                Admitting::Now(admission) => admission,
+                Admitting::Waits(waits) => waits.await,
+            };
+            let admission = match admitted {
+                Ok(admission) => admission,
+                Err(e) => break 'call Err(e),
+            };
+            let result = self.run_admitted(plan, route, input).await;
+            let ended = match admission.end(&result) {
+                Ok(ended) => ended,
+                Err(e) => break 'call Err(e),
+            };
+            if ended.pending() {
+                // Boxed: a call without a log has nothing to wait for here.
+                if let Err(e) = Box::pin(ended.written()).await {
+                    break 'call Err(e);
+                }
+            }
+            result
+        };
         if let Some(span) = span {
             end_span(span, &result);
         }
         result
     }
 
-    async fn admit_and_run(
+    /// Runs an admitted call: with the caller's token exchanged for its
+    /// upstreams first, if the plugin exchanges tokens, and retried if its
+    /// hints say so ([`retry_strategy`]).
+    async fn run_admitted(
         &self,
         plan: &CallPlan<'_>,
         route: &CallRoute<'_>,
         input: Input<'_>,
     ) -> Result<Answer> {
-        let admission = match self.inner.governance.admit(plan.facts(), input) {
-            Admitting::Now(admission) => admission?,
-            Admitting::Waits(waits) => waits.await?,
-        };
         // The caller's token exchanged for the call's upstreams, kept while
         // it runs (a plugin granted no exchange secret skips this).
         let egress = route.served().plugin.egress();
@@ -251,44 +273,14 @@ impl Host {
                 Box::pin(egress.exchange_for_call(plan.call_id(), plan.context.subject_token)).await
             }
         };
-        let result = self.run_retrying(plan, route, input).await;
-        let ended = admission.end(&result)?;
-        if ended.pending() {
-            // Boxed: a call without a log has nothing to wait for here.
-            Box::pin(ended.written()).await?;
+        match retry_strategy(&plan.capability) {
+            None => self.run(plan, route, input).await,
+            Some(strategy) => Box::pin(self.run_again(plan, route, input, strategy)).await,
         }
-        result
     }
 
-    /// Runs an admitted call; retries it, per its `*.retry-strategy` hint,
-    /// when the provider reports the remote side unavailable (a connection
-    /// failure, a 502/503/504) and the capability is marked read-only or
-    /// idempotent (`*.read-only-hint`, `*.idempotent-hint`), so that a
-    /// repeat cannot do anything twice.
-    async fn run_retrying(
-        &self,
-        plan: &CallPlan<'_>,
-        route: &CallRoute<'_>,
-        input: Input<'_>,
-    ) -> Result<Answer> {
-        let info = &plan.capability;
-        let repeatable = |hint| {
-            warden_manifest::route::find_hint(&info.flat_metadata, hint) == Some(&Value::Bool(true))
-        };
-        let strategy = match &info.hints.retry {
-            Some(r)
-                if r.attempts > 1
-                    && (repeatable("read-only-hint") || repeatable("idempotent-hint")) =>
-            {
-                r
-            }
-            _ => return self.run(plan, route, input).await,
-        };
-        Box::pin(self.run_again(plan, route, input, strategy)).await
-    }
-
-    /// [`run_retrying`](Self::run_retrying)'s loop, out of line: its timer
-    /// would otherwise make every call's future larger.
+    /// The retry loop, out of line: its timer would otherwise make every
+    /// call's future larger.
     async fn run_again(
         &self,
         plan: &CallPlan<'_>,
@@ -348,9 +340,11 @@ impl Host {
             (CallRoute::Direct(_), Input::Value(v)) => {
                 Answer::Value(plugin.call(&info.id, v, call_id).await?)
             }
-            (CallRoute::Direct(_), Input::Text(t)) => {
-                Answer::Text(plugin.call_json(&info.id, t, call_id).await?)
-            }
+            (CallRoute::Direct(_), Input::Text(t)) => Answer::Text(
+                plugin
+                    .enter_call(&info.id, t, call_id, LoadedPlugin::output_text)
+                    .await?,
+            ),
             (CallRoute::Kind { entry, head, .. }, _) => {
                 let input_text = input.text();
                 let mut request = String::with_capacity(head.len() + input_text.len() + 1);
@@ -373,6 +367,19 @@ impl Host {
         answer.check(plugin, info)?;
         Ok(answer)
     }
+}
+
+/// How a call of `info` is retried, per its `*.retry-strategy` hint, when
+/// the provider reports the remote side unavailable (a connection failure,
+/// a 502/503/504): only for a capability marked read-only or idempotent
+/// (`*.read-only-hint`, `*.idempotent-hint`), so that a repeat cannot do
+/// anything twice.
+fn retry_strategy(info: &CapabilityInfo) -> Option<&warden_manifest::route::RetryStrategy> {
+    let strategy = info.hints.retry.as_ref().filter(|r| r.attempts > 1)?;
+    let repeatable = |hint| {
+        warden_manifest::route::find_hint(&info.flat_metadata, hint) == Some(&Value::Bool(true))
+    };
+    (repeatable("read-only-hint") || repeatable("idempotent-hint")).then_some(strategy)
 }
 
 /// A call's output, in the form its input came in.

@@ -524,8 +524,9 @@ impl LoadedPlugin {
     }
 
     /// Runs `provider.call` in an instance; `output` turns what the guest
-    /// returned into the call's result.
-    async fn enter_call<T>(
+    /// returned into the call's result ([`output`](Self::output),
+    /// [`output_text`](Self::output_text)).
+    pub(crate) async fn enter_call<T>(
         self: &Arc<Self>,
         capability: &str,
         input_text: &str,
