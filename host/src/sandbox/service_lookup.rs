@@ -14,6 +14,9 @@ use crate::governance::Auditor;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Longest name looked up (a DNS name has at most 253 characters).
+const MAX_NAME: usize = 253;
+
 /// What one service lookup needs from its instance.
 pub(super) struct ServiceLookup {
     pub(super) egress: Arc<Egress>,
@@ -72,12 +75,19 @@ impl ServiceLookup {
     /// `name` in the form grants use, once it is granted and its lookup is
     /// recorded: nothing leaves before that.
     async fn admit(&self, name: &str) -> Result<String, WitError> {
-        let name = match url::Host::parse(name) {
-            Ok(url::Host::Domain(d)) => d.trim_end_matches('.').to_string(),
+        let parsed = match name.len() <= MAX_NAME {
+            true => url::Host::parse(name).ok(),
+            false => None,
+        };
+        let name = match parsed {
+            Some(url::Host::Domain(d)) if d.len() <= MAX_NAME => {
+                d.trim_end_matches('.').to_string()
+            }
             _ => {
-                let reason = format!("`{}` is not a domain name", name.escape_debug());
+                let shown: String = name.chars().take(MAX_NAME).collect();
+                let reason = format!("`{}` is not a domain name", shown.escape_debug());
                 self.auditor
-                    .record(Effect::Lookup, name, Outcome::Deny, &reason);
+                    .record(Effect::Lookup, &shown, Outcome::Deny, &reason);
                 return Err(WitError::InvalidInput(reason));
             }
         };

@@ -316,10 +316,15 @@ async fn service_lookups_are_granted_and_recorded_like_name_lookups() {
     let input = json!({"n": 3, "suffix": "elsewhere.test"});
     let other = host.call("hostile.srv-many", input).await.unwrap();
     assert_eq!(other, json!({"denied": 3}));
+    // A name no DNS name can be is refused as such, and recorded clipped.
+    let input = json!({"n": 1, "suffix": format!("{}.exfil.test", "a".repeat(400))});
+    let long = host.call("hostile.srv-many", input).await.unwrap();
+    assert_eq!(long, json!({"invalid": 1}));
     host.shutdown().await;
     let admitted = queried_only_as_admitted(&log, &dns, "SRV, querying the nameservers");
     assert!(admitted < 1200, "{admitted} admitted");
     assert!(dns.asked().iter().all(|n| n.ends_with(".exfil.test")));
+    assert!(records(&log).iter().all(|r| r.target.len() <= 253));
     crate::governance::assert_chain(&log);
 }
 

@@ -554,6 +554,7 @@ fn floods_and_sessions(caps: &mut Capabilities<Hostile>) {
                         Err(Error::Denied(_)) => "denied",
                         Err(Error::NotFound(_)) => "not-found",
                         Err(Error::Timeout(_)) => "timeout",
+                        Err(Error::InvalidInput(_)) => "invalid",
                         Err(_) => "other",
                     };
                 *outcomes.entry(kind).or_default() += 1;
