@@ -25,7 +25,6 @@ use std::path::Path;
 use std::sync::Arc;
 use warden::{Config, Host};
 
-/// The host of the configuration at `config`, made [`ready`].
 /// `caps` as JSON, each stale one with `"stale-since"` (RFC 3339): its
 /// source did not answer and it is served from the source's last answer.
 pub(crate) fn with_staleness(
@@ -59,6 +58,7 @@ pub(crate) async fn stale_sources(host: &Host) -> Vec<String> {
     lines
 }
 
+/// The host of the configuration at `config`, made [`ready`].
 pub(crate) async fn load(config: &Path) -> anyhow::Result<Host> {
     Ok(ready(Host::new(read_config(config)?).await?))
 }

@@ -230,6 +230,32 @@ impl Egress {
         ))
     }
 
+    /// Whether `host` (a name) may be looked up by the guest: the grant
+    /// that names it, or why not (no grant names it, or only a wildcard
+    /// does and `[host] resolve-wildcards = false`). The one admission of
+    /// address and service lookups.
+    pub(crate) fn admit_lookup(&self, host: &str) -> Result<String, String> {
+        use crate::governance::effect_policy::Decision;
+        let granted = match self.policy.lookup_decision(host) {
+            Decision::Allow(granted) => granted,
+            Decision::Deny(reason) => return Err(reason),
+        };
+        match self.lookup_denial(host) {
+            Some(reason) => Err(reason),
+            None => Ok(granted),
+        }
+    }
+
+    /// The SRV records of `name` (admitted), through the plugin's resolver
+    /// within `timeout`; `Ok(None)` when it has none.
+    pub(crate) async fn lookup_service(
+        &self,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<Option<Vec<ServiceTarget>>, DnsFailure> {
+        self.dns.lookup_service(name, timeout).await
+    }
+
     /// Whether `host` is pinned in `[host] resolve` (no query for it).
     pub(crate) fn pinned(&self, host: &str) -> bool {
         self.pins.contains_key(host)
@@ -264,18 +290,6 @@ impl Egress {
                 format!("resolving {host} timed out"),
             )),
         }
-    }
-}
-
-impl Egress {
-    /// The SRV records of `name` (already granted), through the plugin's
-    /// resolver within `timeout`; `Ok(None)` when it has none.
-    pub(crate) async fn lookup_service(
-        &self,
-        name: &str,
-        timeout: Duration,
-    ) -> Result<Option<Vec<ServiceTarget>>, DnsFailure> {
-        self.dns.lookup_service(name, timeout).await
     }
 }
 

@@ -326,13 +326,11 @@ pub(super) fn register_sources(
                 state.pending.insert(source.name, failure);
             }
             Ok(descriptors) => {
-                let kept = state.last_good.clone().map(|k| (k, descriptors.clone()));
+                let answer = state.answer_to_keep(&descriptors);
                 let ids = register_source(plugin, index, descriptors, registry, &mut refused);
-                if let Some((last_good, descriptors)) = kept {
-                    last_good.write(plugin, &source.name, &registered_of(descriptors, &ids));
-                }
                 count += ids.len();
                 state.owned.insert(source.name.clone(), ids);
+                state.keep_answer(plugin, &source.name, answer);
                 if state.pending.remove(&source.name).is_some() {
                     tracing::info!(plugin = %name, source = %source.name, "source available again; its capabilities are registered");
                 }
@@ -389,16 +387,39 @@ fn serve_last_good(
     true
 }
 
-/// Of `descriptors`, those whose ids are in `ids` (what was registered).
-pub(super) fn registered_of(
-    descriptors: Vec<crate::bindings::warden::provider::types::CapabilityDescriptor>,
-    ids: &[String],
-) -> Vec<crate::bindings::warden::provider::types::CapabilityDescriptor> {
-    let ids: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
-    descriptors
-        .into_iter()
-        .filter(|d| ids.contains(d.id.as_str()))
-        .collect()
+impl Discovery {
+    /// A copy of what a source answered, to keep once it is registered
+    /// ([`keep_answer`](Self::keep_answer)); `None` when answers are not kept.
+    pub(super) fn answer_to_keep(
+        &self,
+        descriptors: &[crate::bindings::warden::provider::types::CapabilityDescriptor],
+    ) -> Option<Vec<crate::bindings::warden::provider::types::CapabilityDescriptor>> {
+        self.last_good.as_ref().map(|_| descriptors.to_vec())
+    }
+
+    /// Keeps `answer` as `source`'s last good answer: those of its
+    /// capabilities registered now (the ids `source` owns).
+    pub(super) fn keep_answer(
+        &self,
+        plugin: &LoadedPlugin,
+        source: &str,
+        answer: Option<Vec<crate::bindings::warden::provider::types::CapabilityDescriptor>>,
+    ) {
+        let (Some(last_good), Some(answer)) = (&self.last_good, answer) else {
+            return;
+        };
+        let owned = self
+            .owned
+            .get(source)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let ids: std::collections::HashSet<&str> = owned.iter().map(String::as_str).collect();
+        let registered: Vec<_> = answer
+            .into_iter()
+            .filter(|d| ids.contains(d.id.as_str()))
+            .collect();
+        last_good.write(plugin, source, &registered);
+    }
 }
 
 /// Registers one source's capabilities, at most

@@ -10,7 +10,6 @@
 use crate::bindings::warden::provider::types::CapabilityDescriptor;
 use crate::runtime::plugin::LoadedPlugin;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -62,16 +61,14 @@ impl LastGood {
 
     /// The file of `source` of `plugin` (its digest and configuration).
     fn path(&self, plugin: &LoadedPlugin, source: &str) -> PathBuf {
-        let mut h = Sha256::new();
+        let mut key = Vec::new();
         for part in [plugin.info.digest.as_str(), plugin.config_json(), source] {
-            h.update((part.len() as u64).to_le_bytes());
-            h.update(part.as_bytes());
+            key.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            key.extend_from_slice(part.as_bytes());
         }
-        let hash: String = h.finalize()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        self.dir.join(format!("{}-{hash}.json", plugin.info.name))
+        let hash = crate::digest::sha256_hex(&key);
+        self.dir
+            .join(format!("{}-{}.json", plugin.info.name, &hash[..32]))
     }
 
     /// Keeps what `source` answered now (its registered capabilities).

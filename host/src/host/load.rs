@@ -78,13 +78,7 @@ impl Host {
             }
         }
         let last_good = config.cache_dir().map(|d| Arc::new(LastGood::under(&d)));
-        let at_load = AtLoad {
-            governance: &governance,
-            strict,
-            for_call,
-            last_good,
-        };
-        discover_at_load(&mut loaded, at_load).await?;
+        discover_at_load(&mut loaded, &governance, strict, for_call, last_good).await?;
         let Loaded {
             plugins,
             mut registry,
@@ -719,29 +713,19 @@ async fn load_plugin(
     Ok(())
 }
 
-/// How discovery runs at load.
-struct AtLoad<'a> {
-    governance: &'a Governance,
-    /// Refuse to start when a plugin's sources cannot be listed.
-    strict: bool,
-    /// Loaded for one call of this id: only plugins that can hold it.
-    for_call: Option<&'a str>,
-    /// Where sources' last good answers are kept (caching on).
-    last_good: Option<Arc<LastGood>>,
-}
-
 /// Discovers the sources of every plugin with discovery, all at once (each
 /// source in a call of its own, under its plugin's time limit), then
 /// registers what they offer in load order, before declared and stored
 /// capabilities. A source that fails is served from its last good answer
-/// where one is kept (plugins with `discovery-refresh-ms`).
-async fn discover_at_load(loaded: &mut Loaded, at: AtLoad<'_>) -> Result<()> {
-    let AtLoad {
-        governance,
-        strict,
-        for_call,
-        last_good,
-    } = at;
+/// where one is kept in `last_good` (plugins with `discovery-refresh-ms`,
+/// caching on).
+async fn discover_at_load(
+    loaded: &mut Loaded,
+    governance: &Governance,
+    strict: bool,
+    for_call: Option<&str>,
+    last_good: Option<Arc<LastGood>>,
+) -> Result<()> {
     let mut asks = tokio::task::JoinSet::new();
     for (index, plugin) in loaded.plugins.iter().enumerate() {
         // For one call, a plugin that cannot hold the id is not asked.

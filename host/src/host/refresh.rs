@@ -7,7 +7,7 @@
 //! retried like one that failed at start.
 
 use super::declared::declared_info;
-use super::discovery::{ask, registered_of, Discovery, Failure};
+use super::discovery::{ask, Discovery, Failure};
 use super::*;
 use crate::bindings::warden::provider::types::CapabilityDescriptor;
 use crate::registry::Refused;
@@ -97,16 +97,9 @@ impl Host {
                 if state.stale.remove(source).is_some() {
                     tracing::warn!(plugin = %name, source, "source answers again: its capabilities are current");
                 }
-                let kept = state.last_good.clone().map(|k| (k, descriptors.clone()));
+                let answer = state.answer_to_keep(&descriptors);
                 let changed = self.replace_source(plugin, index, state, source, descriptors);
-                if let Some((last_good, descriptors)) = kept {
-                    let owned = state
-                        .owned
-                        .get(source)
-                        .map(Vec::as_slice)
-                        .unwrap_or_default();
-                    last_good.write(plugin, source, &registered_of(descriptors, owned));
-                }
+                state.keep_answer(plugin, source, answer);
                 changed
             }
             Err(failure) => {

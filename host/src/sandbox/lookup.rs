@@ -148,17 +148,13 @@ impl Resolver {
             }
         };
         let policy = self.egress.policy().clone();
-        let granted = match policy.lookup_decision(&host) {
-            crate::governance::effect_policy::Decision::Deny(reason) => {
+        let granted = match self.egress.admit_lookup(&host) {
+            Ok(granted) => granted,
+            Err(reason) => {
                 self.record(&host, Outcome::Deny, &reason);
                 return Lookup::Ready(Err(ErrorCode::AccessDenied));
             }
-            crate::governance::effect_policy::Decision::Allow(reason) => reason,
         };
-        if let Some(reason) = self.egress.lookup_denial(&host) {
-            self.record(&host, Outcome::Deny, &reason);
-            return Lookup::Ready(Err(ErrorCode::AccessDenied));
-        }
         let how = if self.egress.pinned(&host) {
             "answered from [host] resolve"
         } else {

@@ -9,7 +9,6 @@ use crate::audit::{Effect, Outcome};
 use crate::bindings::warden::provider::host::ServiceTarget;
 use crate::bindings::warden::provider::types::Error as WitError;
 use crate::egress::{DnsFailure, Egress, MAX_SERVICE_TARGETS};
-use crate::governance::effect_policy::Decision;
 use crate::governance::Auditor;
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,19 +90,14 @@ impl ServiceLookup {
                 return Err(WitError::InvalidInput(reason));
             }
         };
-        let granted = match self.egress.policy().lookup_decision(&name) {
-            Decision::Allow(reason) => reason,
-            Decision::Deny(reason) => {
+        let granted = match self.egress.admit_lookup(&name) {
+            Ok(granted) => granted,
+            Err(reason) => {
                 self.auditor
                     .record(Effect::Lookup, &name, Outcome::Deny, &reason);
                 return Err(WitError::Denied(reason));
             }
         };
-        if let Some(reason) = self.egress.lookup_denial(&name) {
-            self.auditor
-                .record(Effect::Lookup, &name, Outcome::Deny, &reason);
-            return Err(WitError::Denied(reason));
-        }
         let reason = format!("{granted}; SRV, querying the nameservers");
         let recorded = self
             .auditor

@@ -46,11 +46,42 @@ enum Outcome {
 #[derive(Default)]
 pub(crate) struct Reach {
     pub auth_secret: Option<String>,
-    /// The Ed25519 public key (PEM) its marketplace must be signed with.
-    pub key_pem: Option<String>,
+    /// The Ed25519 public key its marketplace must be signed with.
+    pub key: Option<ed25519_compact::PublicKey>,
     pub timeout: Option<Duration>,
     pub wasi_http: bool,
     pub back_off: Duration,
+}
+
+impl Reach {
+    /// The settings under `field` (`servers.NAME` or `discovery`): the
+    /// key's PEM parsed (an error names `field`), the defaults filled in.
+    pub(crate) fn configured(
+        field: &str,
+        auth_secret: &Option<String>,
+        key_pem: &Option<String>,
+        timeout_ms: Option<u64>,
+        back_off_ms: Option<u64>,
+        wasi_http: bool,
+    ) -> Result<Reach, Error> {
+        let key = key_pem
+            .as_deref()
+            .map(|pem| {
+                ed25519_compact::PublicKey::from_pem(pem).map_err(|e| {
+                    Error::invalid_input(format!(
+                        "{field}.marketplace-key: not an Ed25519 public key in PEM ({e})"
+                    ))
+                })
+            })
+            .transpose()?;
+        Ok(Reach {
+            auth_secret: auth_secret.clone(),
+            key,
+            timeout: timeout_ms.map(Duration::from_millis),
+            wasi_http,
+            back_off: back_off_ms.map_or(BACK_OFF, Duration::from_millis),
+        })
+    }
 }
 
 /// One Warden service and how its replicas are doing in this instance.
@@ -92,8 +123,7 @@ struct Known {
 }
 
 impl Service {
-    /// The service `name` at `urls`, its marketplace signed by the public
-    /// key `key_pem` when given.
+    /// The service `name` at `urls`, reached as `how` says.
     pub(crate) fn new(name: &str, urls: Vec<String>, how: Reach) -> Result<Service, Error> {
         if urls.is_empty() {
             return Err(Error::invalid_input(format!(
@@ -107,22 +137,20 @@ impl Service {
                 ))
             })?;
         }
-        let key = public_key(name, how.key_pem.as_deref())?;
-        let mut service = Service::unresolved(name, how, key);
+        let mut service = Service::unresolved(name, how);
         service.set_replicas(urls.into_iter().map(|u| (u, 0)).collect());
         Ok(service)
     }
 
     /// The service `name` whose replicas are the targets of the SRV records
     /// `dns` names, looked up when first needed.
-    pub(crate) fn by_dns(name: &str, dns: DnsSd, how: Reach) -> Result<Service, Error> {
-        let key = public_key(name, how.key_pem.as_deref())?;
-        let mut service = Service::unresolved(name, how, key);
+    pub(crate) fn by_dns(name: &str, dns: DnsSd, how: Reach) -> Service {
+        let mut service = Service::unresolved(name, how);
         service.dns = Some(dns);
-        Ok(service)
+        service
     }
 
-    fn unresolved(name: &str, how: Reach, key: Option<ed25519_compact::PublicKey>) -> Service {
+    fn unresolved(name: &str, how: Reach) -> Service {
         Service {
             name: name.to_string(),
             down_until: Vec::new(),
@@ -130,7 +158,7 @@ impl Service {
             priority: Vec::new(),
             urls: Vec::new(),
             auth_secret: how.auth_secret,
-            key,
+            key: how.key,
             timeout: how.timeout,
             wasi_http: how.wasi_http,
             back_off: how.back_off,
@@ -186,21 +214,7 @@ impl Service {
             ))),
         }
     }
-}
 
-/// The Ed25519 public key `pem` gives, for service `name`.
-fn public_key(name: &str, pem: Option<&str>) -> Result<Option<ed25519_compact::PublicKey>, Error> {
-    pem.map(|pem| {
-        ed25519_compact::PublicKey::from_pem(pem).map_err(|e| {
-            Error::invalid_input(format!(
-                "servers.{name}.marketplace-key: not an Ed25519 public key in PEM ({e})"
-            ))
-        })
-    })
-    .transpose()
-}
-
-impl Service {
     /// Whether `url` is one of this service's replicas.
     pub(crate) fn serves(&self, url: &str) -> bool {
         self.urls.iter().any(|u| u == url)

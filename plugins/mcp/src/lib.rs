@@ -378,36 +378,34 @@ fn services(config: &McpConfig) -> Result<BTreeMap<String, federation::Service>,
                 )))
             }
         };
-        let how = federation::Reach {
-            auth_secret: s.auth_secret.clone(),
-            key_pem: s.marketplace_key.clone(),
-            timeout: s.timeout_ms.map(Duration::from_millis),
+        let how = federation::Reach::configured(
+            &format!("servers.{name}"),
+            &s.auth_secret,
+            &s.marketplace_key,
+            s.timeout_ms,
+            s.back_off_ms,
             wasi_http,
-            back_off: s
-                .back_off_ms
-                .map_or(federation::BACK_OFF, Duration::from_millis),
-        };
+        )?;
         let service = federation::Service::new(name, urls, how)?;
         out.insert(name.clone(), service);
     }
     let d = &config.discovery;
     for found in d.found()? {
-        let how = federation::Reach {
-            auth_secret: d.auth_secret.clone(),
-            key_pem: d.marketplace_key.clone(),
-            timeout: d.timeout_ms.map(Duration::from_millis),
+        let how = federation::Reach::configured(
+            "discovery",
+            &d.auth_secret,
+            &d.marketplace_key,
+            d.timeout_ms,
+            d.back_off_ms,
             wasi_http,
-            back_off: d
-                .back_off_ms
-                .map_or(federation::BACK_OFF, Duration::from_millis),
-        };
+        )?;
         let (name, service) = match found {
             registries::Found::Registry { name, url } => {
                 let service = federation::Service::new(&name, vec![url], how)?;
                 (name, service)
             }
             registries::Found::Dns { name, dns } => {
-                let service = federation::Service::by_dns(&name, dns, how)?;
+                let service = federation::Service::by_dns(&name, dns, how);
                 (name, service)
             }
         };

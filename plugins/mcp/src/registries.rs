@@ -70,14 +70,8 @@ impl DnsSd {
         Ok(targets
             .into_iter()
             .map(|t| {
-                let host = match t.host.contains(':') {
-                    true => format!("[{}]", t.host),
-                    false => t.host,
-                };
-                (
-                    format!("{}://{host}:{}{}", self.scheme, t.port, self.path),
-                    t.priority,
-                )
+                let url = format!("{}://{}:{}{}", self.scheme, t.host, t.port, self.path);
+                (url, t.priority)
             })
             .collect())
     }

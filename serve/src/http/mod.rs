@@ -209,18 +209,9 @@ pub(super) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a s
 /// parsed whole, with an optional numeric port. A name that merely starts
 /// like one (`127.0.0.1.evil.example`) is a DNS name anyone may point here.
 fn is_loopback_authority(authority: &str) -> bool {
-    let Some((host, port)) = split_authority(authority) else {
+    let Some(host) = authority_host(authority) else {
         return false;
     };
-    let port_ok = port.is_none_or(|p| {
-        !p.is_empty()
-            && p.len() <= 5
-            && p.bytes().all(|b| b.is_ascii_digit())
-            && p.parse::<u16>().is_ok()
-    });
-    if !port_ok {
-        return false;
-    }
     if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         return v6.parse::<Ipv6Addr>().is_ok_and(|a| {
             a.is_loopback() || a.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
@@ -228,6 +219,19 @@ fn is_loopback_authority(authority: &str) -> bool {
     }
     host.eq_ignore_ascii_case("localhost")
         || host.parse::<Ipv4Addr>().is_ok_and(|a| a.is_loopback())
+}
+
+/// The host of `authority` (`host[:port]`) when its port, if any, is a
+/// numeric port; IPv6 literals keep their brackets.
+fn authority_host(authority: &str) -> Option<&str> {
+    let (host, port) = split_authority(authority)?;
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u16>().is_ok()
+    });
+    port_ok.then_some(host)
 }
 
 /// `host[:port]` -> (host, port); IPv6 literals keep their brackets.
@@ -482,12 +486,8 @@ fn names_this_machine(req: &Request<Incoming>, allowed: &[String]) -> bool {
 /// Whether `authority` is one of `allowed` (`[serve] allowed-hosts`,
 /// compared without case) with an optional numeric port.
 fn is_allowed_authority(authority: &str, allowed: &[String]) -> bool {
-    let Some((host, port)) = split_authority(authority) else {
-        return false;
-    };
-    let port_ok =
-        port.is_none_or(|p| p.parse::<u16>().is_ok() && p.bytes().all(|b| b.is_ascii_digit()));
-    port_ok && allowed.iter().any(|a| a.eq_ignore_ascii_case(host))
+    authority_host(authority)
+        .is_some_and(|host| allowed.iter().any(|a| a.eq_ignore_ascii_case(host)))
 }
 
 /// The 2025-11-25 session a request names (opened here or, with
