@@ -19,7 +19,7 @@ const ALLOWED: &str = "allowed-hosts = [\"r1.warden.test\", \"r2.warden.test\"]"
 
 /// The edge in `dir`: the MCP plugin finding services by `discovery` (TOML
 /// lines of its `[discovery]`), resolving names at `nameserver`, granted
-/// `granted`, with Alice's token and central's key for every service found.
+/// `granted`, with Alice's token for every service found.
 fn edge(dir: &std::path::Path, nameserver: &str, granted: &[String], discovery: &str) -> String {
     std::fs::write(dir.join("central-token"), TOKEN_A).unwrap();
     let hosts: Vec<String> = granted.iter().map(|g| format!("\"{g}\"")).collect();
@@ -74,8 +74,11 @@ fn services_are_found_by_srv_records_and_registry_urls() {
         format!("http://r2.warden.test:{p2}"),
         format!("http://127.0.0.1:{p1}"),
     ];
+    // Every marketplace found must be signed with central's key.
+    let public = std::fs::read_to_string(key.path().join("host.pub")).unwrap();
     let discovery = format!(
-        "dns-sd = [\"{SERVICE}\"]\nscheme = \"http\"\nregistries = [\"{}\"]",
+        "dns-sd = [\"{SERVICE}\"]\nscheme = \"http\"\nregistries = [\"{}\"]\n\
+         marketplace-key = \"\"\"\n{public}\"\"\"",
         centrals[0].url
     );
     let edge_dir = tempfile::tempdir().unwrap();
@@ -84,13 +87,13 @@ fn services_are_found_by_srv_records_and_registry_urls() {
     let mut granted = vec!["http://*.warden.test:*".to_string()];
     granted.extend(replicas.iter().cloned());
     let config = edge(edge_dir.path(), &nameserver.addr(), &granted, &discovery);
-    let edge = Serve::start(edge_dir.path(), &config, &[]);
+    let served_edge = Serve::start(edge_dir.path(), &config, &[]);
 
     let registry = format!("mcp.127-0-0-1-{p1}.text.case");
     let args = json!({"text": "found", "to": "upper"});
     let mut script = vec![json!(["mcp.warden-test.text.case", args]); 4];
     script.push(json!([registry, args]));
-    let (tools, out) = calls(&edge.url, &json!(script));
+    let (tools, out) = calls(&served_edge.url, &json!(script));
     let log = audit(&edge_dir.path().join("audit.jsonl"));
     let lookups: Vec<&Value> = log.iter().filter(|r| r["effect"] != "call").collect();
     for id in [
@@ -123,6 +126,24 @@ fn services_are_found_by_srv_records_and_registry_urls() {
             .any(|r| said(r).contains("SRV ->") && said(r).contains(answer)),
         "{lookups:?}"
     );
+
+    // An edge expecting another key registers nothing of what it finds.
+    let other_key = keys();
+    let other_public = std::fs::read_to_string(other_key.path().join("host.pub")).unwrap();
+    let wrong = discovery.replace(&public, &other_public);
+    assert_ne!(wrong, discovery);
+    let wrong_dir = tempfile::tempdir().unwrap();
+    let config = edge(wrong_dir.path(), &nameserver.addr(), &granted, &wrong);
+    let refusing = Serve::start(wrong_dir.path(), &config, &[]);
+    let tools = tool_names(refusing.port);
+    assert!(
+        !tools
+            .iter()
+            .any(|t| t.starts_with("mcp.warden-test.") || t.starts_with("mcp.127-0-0-1-")),
+        "{tools:?}"
+    );
+    // The log says why: the marketplace's signature did not verify.
+    refusing.wait_for_log("is refused", std::time::Duration::from_secs(5));
 }
 
 #[test]
