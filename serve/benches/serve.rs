@@ -39,9 +39,9 @@ use raw_client::RawClient;
 
 const CLIENTS: usize = 64;
 const ROUNDS: usize = 200;
-/// Alternating rounds of the throughput comparison (the median is
-/// reported: a 2-core VM's rates vary by a fifth from round to round).
-const ROUNDS_OF_RATES: usize = 7;
+/// Rounds of the throughput comparison (medians are reported: a 2-core
+/// VM's rates vary by a fifth from round to round).
+const ROUNDS_OF_RATES: usize = 12;
 
 /// A host serving `text` (audit log off, or on with `sync = "flush"` in
 /// `audit_dir`) and `warden serve --http` over it on 127.0.0.1, running on `rt`.
@@ -100,6 +100,9 @@ fn serve(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
+    if let Ok(which) = std::env::var("WARDEN_BENCH_ALONE") {
+        return alone(&rt, &which);
+    }
     let Served { host, server, url } = Served::start(&rt, None, None);
     let client = rt
         .block_on(async { ().serve(StreamableHttpClientTransport::from_uri(url.clone())).await })
@@ -109,10 +112,7 @@ fn serve(c: &mut Criterion) {
         CallToolRequestParams::new("text.case").with_arguments(args.as_object().unwrap().clone())
     };
     let http = reqwest::Client::new();
-    let modern_body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
-        "name": "text.case", "arguments": args,
-        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}})
-    .to_string();
+    let modern_body = modern_body(&args);
 
     let mut group = c.benchmark_group("text.case");
     group.bench_function("in process: Host::call", |b| {
@@ -153,11 +153,7 @@ fn serve(c: &mut Criterion) {
     // The floor: one kept-alive connection, the request written whole, the
     // response read by its content-length; no client library.
     let mut raw = rt.block_on(RawClient::connect(&url));
-    let request = format!(
-        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
-         MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: text.case\r\nContent-Length: {}\r\n\r\n{modern_body}",
-        modern_body.len()
-    );
+    let request = raw_request(&modern_body);
     group.bench_function(
         "warden serve --http: 2026-07-28 tools/call, minimal HTTP client",
         |b| {
@@ -209,10 +205,70 @@ fn serve(c: &mut Criterion) {
     rt.block_on(server.shutdown());
 }
 
+/// A 2026-07-28 `tools/call` of `text.case` with `args`.
+fn modern_body(args: &serde_json::Value) -> String {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "text.case", "arguments": args,
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}})
+    .to_string()
+}
+
+/// The minimal client's request: `body` as one 2026-07-28 POST.
+fn raw_request(body: &str) -> String {
+    format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+         MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: text.case\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// For a profiler: 64 minimal clients call, for 8 s, a server with
+/// telemetry `off` or exporting OTLP at sample-ratio 1.0 (`otlp`), as
+/// `WARDEN_BENCH_ALONE` names it; nothing else runs. `rates` runs only
+/// the throughput comparison ([`compare_rates`]).
+fn alone(rt: &tokio::runtime::Runtime, which: &str) {
+    let request = raw_request(&modern_body(&json!({"text": "hello there", "to": "upper"})));
+    if which == "rates" {
+        let off = Served::start(rt, None, None);
+        compare_rates(rt, &off.url, &request);
+        return rt.block_on(off.server.shutdown());
+    }
+    let collector = warden_test_support::http_server::TestServer::start_discarding();
+    let otlp = match which {
+        "off" => None,
+        "otlp" => Some((format!("http://127.0.0.1:{}", collector.port), 1.0)),
+        other => panic!("WARDEN_BENCH_ALONE={other}: use off, otlp or rates"),
+    };
+    let served = Served::start(rt, None, otlp);
+    let started = Instant::now();
+    let mut rates = Vec::new();
+    while started.elapsed().as_secs() < 8 {
+        let telemetry = served.host.telemetry().cloned();
+        rates.push(minimal_clients(
+            rt,
+            &served.url,
+            &request,
+            false,
+            which,
+            telemetry,
+        ));
+    }
+    let calls = rates.len() * CLIENTS * ROUNDS;
+    println!(
+        "{which}: {calls} calls in {:.2?}, rounds at {rates:.0?} calls/s",
+        started.elapsed()
+    );
+    rt.block_on(served.server.shutdown());
+}
+
 /// The same load as the rmcp clients' from minimal HTTP clients (what the
 /// server itself sustains, with less client work on the same two cores),
-/// in alternating rounds: the audit log off, on with `sync = "flush"`, and
-/// OTLP export on at two sample ratios.
+/// in rounds of four: the audit log off, on with `sync = "flush"`, and
+/// OTLP export on at two sample ratios. Each round starts with the next
+/// of the four (so none always follows the same one, whose leftover work
+/// it would pay for), and each is compared with the round's "off": a
+/// 2-core VM's speed moves by a fifth within seconds, so rates a second
+/// apart compare; medians of minutes apart do not.
 fn compare_rates(rt: &tokio::runtime::Runtime, url: &str, request: &str) {
     let audit_dir = tempfile::tempdir().unwrap();
     let audited = Served::start(rt, Some(audit_dir.path()), None);
@@ -220,47 +276,43 @@ fn compare_rates(rt: &tokio::runtime::Runtime, url: &str, request: &str) {
     let otlp = format!("http://127.0.0.1:{}", collector.port);
     let traced = Served::start(rt, None, Some((otlp.clone(), 1.0)));
     let sampled = Served::start(rt, None, Some((otlp, 0.1)));
-    let mut rates = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let configs = [
+        (url, None, "off"),
+        (&audited.url, None, "flush"),
+        (&traced.url, Some(&traced.host), "off, OTLP on"),
+        (
+            &sampled.url,
+            Some(&sampled.host),
+            "off, OTLP on, sample-ratio 0.1",
+        ),
+    ];
+    let mut rates = vec![Vec::new(); configs.len()];
     for round in 0..ROUNDS_OF_RATES {
-        for (served, host, what, rates) in [
-            (url, None, "off", &mut rates.0),
-            (&audited.url, None, "flush", &mut rates.1),
-            (
-                &traced.url,
-                Some(&traced.host),
-                "off, OTLP on",
-                &mut rates.2,
-            ),
-            (
-                &sampled.url,
-                Some(&sampled.host),
-                "off, OTLP on, sample-ratio 0.1",
-                &mut rates.3,
-            ),
-        ] {
+        for k in 0..configs.len() {
+            let which = (round + k) % configs.len();
+            let (served, host, what) = configs[which];
             let telemetry = host.and_then(|h| h.telemetry().cloned());
             let rate = minimal_clients(rt, served, request, round == 0, what, telemetry);
-            rates.push(rate);
+            rates[which].push(rate);
         }
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+    let off = warden_test_support::interleave::median(rates[0].clone());
+    let of_off = |i: usize| {
+        let ratios = rates[i].iter().zip(&rates[0]).map(|(r, o)| r / o).collect();
+        warden_test_support::interleave::median(ratios)
     };
-    let (off, flush, otlp, sampled_rate) = (
-        median(&mut rates.0),
-        median(&mut rates.1),
-        median(&mut rates.2),
-        median(&mut rates.3),
-    );
+    let rate = |i: usize| warden_test_support::interleave::median(rates[i].clone());
     println!(
-        "{CLIENTS} minimal clients, median of {ROUNDS_OF_RATES} rounds: audit off {off:.0} calls/s, \
-         audit flush {flush:.0} calls/s ({:.2} of off), OTLP export on {otlp:.0} calls/s \
-         ({:.2} of off), at sample-ratio 0.1 {sampled_rate:.0} calls/s ({:.2} of off; \
-         {} exports reached the collector)",
-        flush / off,
-        otlp / off,
-        sampled_rate / off,
+        "{CLIENTS} minimal clients, {ROUNDS_OF_RATES} rounds, medians (of the rates, and of \
+         each round's ratio to off): audit off {off:.0} calls/s, audit flush {:.0} calls/s \
+         ({:.2} of off), OTLP export on {:.0} calls/s ({:.2} of off), at sample-ratio 0.1 \
+         {:.0} calls/s ({:.2} of off; {} exports reached the collector)",
+        rate(1),
+        of_off(1),
+        rate(2),
+        of_off(2),
+        rate(3),
+        of_off(3),
         collector.count()
     );
     rt.block_on(audited.server.shutdown());

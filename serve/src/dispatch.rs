@@ -175,14 +175,13 @@ impl Shared {
             Some(meta) if meta.contains_key("traceparent") => telemetry.parent(Some(meta), None),
             _ => caller.trace_parent.clone().unwrap_or_default(),
         };
-        let tool = params
-            .get("name")
-            .and_then(Value::as_str)
-            .map(str::to_string);
         let modern = protocol::is_modern(&params);
         let request = warden::telemetry::McpRequest {
             method,
-            target: tool.as_deref().filter(|_| method == "tools/call"),
+            target: params
+                .get("name")
+                .and_then(Value::as_str)
+                .filter(|_| method == "tools/call"),
             id: caller.request_id.as_deref(),
             session: caller.session.as_ref().map(|s| s.id.as_str()),
             protocol_version: match (&caller.session, modern) {

@@ -134,14 +134,31 @@ fn span<'a>(records: &'a [Value], name: &str) -> Option<&'a Value> {
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 
-/// One call with the client's `traceparent` in `_meta`; the trace's spans,
-/// parent to child, and the `traceparent` the upstream got.
-fn traced_call(serve: &Serve, receiver: &Receiver, upstream: &TestServer) {
+/// The span named `name` whose parent is `parent`'s span.
+fn child<'a>(records: &'a [Value], parent: &Value, name: &str) -> Option<&'a Value> {
+    records.iter().find(|r| {
+        r["signal"] == "span" && r["name"] == name && r["parent_span_id"] == parent["span_id"]
+    })
+}
+
+/// The server span of the request with JSON-RPC id `id`, named `name`.
+fn request_span<'a>(records: &'a [Value], name: &str, id: u64) -> Option<&'a Value> {
+    records.iter().find(|r| {
+        r["signal"] == "span"
+            && r["name"] == name
+            && r["attributes"]["jsonrpc.request.id"].as_str() == Some(id.to_string().as_str())
+    })
+}
+
+/// One call (JSON-RPC id `id`) with the client's `traceparent` in `_meta`;
+/// the trace's spans, parent to child, and the `traceparent` the upstream
+/// got. The same before and after the capability's first call.
+fn traced_call(serve: &Serve, receiver: &Receiver, upstream: &TestServer, id: u64) {
     let url = upstream.url("/json");
     let traceparent = format!("00-{TRACE}-{CLIENT_SPAN}-01");
     let (status, answer) = modern(
         serve.port,
-        7,
+        id,
         "tools/call",
         json!({"name": "hostile.http", "arguments": {"arg": url},
                "_meta": {"traceparent": traceparent}}),
@@ -149,14 +166,15 @@ fn traced_call(serve: &Serve, receiver: &Receiver, upstream: &TestServer) {
     );
     assert_eq!(status, 200, "{answer}");
     assert_ne!(answer["result"]["isError"], true, "{answer}");
-    let records = receiver.wait("the call's three spans", |r| {
-        span(r, "tools/call hostile.http").is_some()
-            && span(r, "execute_tool hostile.http").is_some()
-            && span(r, "GET").is_some()
-    });
-    let server = span(&records, "tools/call hostile.http").unwrap();
-    let call = span(&records, "execute_tool hostile.http").unwrap();
-    let egress = span(&records, "GET").unwrap();
+    let spans = |r: &[Value]| {
+        let server = request_span(r, "tools/call hostile.http", id)?;
+        let call = child(r, server, "execute_tool hostile.http")?;
+        let egress = child(r, call, "GET")?;
+        Some((server.clone(), call.clone(), egress.clone()))
+    };
+    let records = receiver.wait("the call's three spans", |r| spans(r).is_some());
+    let (server, call, egress) = spans(&records).unwrap();
+    let (server, call, egress) = (&server, &call, &egress);
     for s in [server, call, egress] {
         assert_eq!(s["trace_id"], TRACE, "one trace: {s}");
         assert_eq!(s["resource"]["service.name"], "warden-test");
@@ -169,8 +187,10 @@ fn traced_call(serve: &Serve, receiver: &Receiver, upstream: &TestServer) {
     assert_eq!(server["attributes"]["mcp.method.name"], "tools/call");
     assert_eq!(server["attributes"]["gen_ai.tool.name"], "hostile.http");
     assert_eq!(server["attributes"]["mcp.protocol.version"], "2026-07-28");
-    assert_eq!(server["attributes"]["jsonrpc.request.id"], "7");
-    assert_eq!(call["parent_span_id"], server["span_id"]);
+    assert_eq!(
+        server["attributes"]["gen_ai.operation.name"],
+        "execute_tool"
+    );
     assert_eq!(call["attributes"]["gen_ai.operation.name"], "execute_tool");
     assert_eq!(egress["parent_span_id"], call["span_id"]);
     assert_eq!(egress["kind"], "SPAN_KIND_CLIENT");
@@ -179,6 +199,7 @@ fn traced_call(serve: &Serve, receiver: &Receiver, upstream: &TestServer) {
     let seen = upstream.seen();
     let sent = seen
         .iter()
+        .rev()
         .find_map(|s| {
             s.headers
                 .iter()
@@ -203,7 +224,8 @@ fn one_trace_from_the_client_through_the_call_to_its_egress_and_the_metrics() {
         &config(dir.path(), &endpoint, "http/protobuf", &upstream, ""),
         &[],
     );
-    traced_call(&serve, &receiver, &upstream);
+    traced_call(&serve, &receiver, &upstream, 7);
+    traced_call(&serve, &receiver, &upstream, 17);
 
     // The HTTP header names the parent when `_meta` does not; a plugin's
     // own traceparent never leaves.
@@ -311,7 +333,7 @@ fn over_grpc_too_and_sampled_as_configured() {
         ),
         &[],
     );
-    traced_call(&serve, &receiver, &upstream);
+    traced_call(&serve, &receiver, &upstream, 7);
     let (status, answer) = modern(
         serve.port,
         11,

@@ -12,6 +12,8 @@ use tokio::sync::Notify;
 
 /// How long ended spans wait to be exported together.
 const SPAN_DELAY: Duration = Duration::from_secs(1);
+/// Room made for one encoded span (a call's span is about 300 bytes).
+const SPAN_BYTES: usize = 512;
 /// Spans that wake the exporter before the delay.
 const SPAN_BATCH: usize = 2048;
 /// Spans, and their encoded bytes, held for export at most.
@@ -57,13 +59,17 @@ impl Batch {
     /// Queues one span, which `encode` writes; drops it when the queue is
     /// full or closed.
     pub(super) fn push(&self, encode: impl FnOnce(&mut Vec<u8>)) {
+        // Encoded before the lock is taken: the other cores' spans do not
+        // wait for this one's encoding.
+        let mut span = Vec::with_capacity(SPAN_BYTES);
+        encode(&mut span);
         let mut pending = self.lock();
         if pending.closed || pending.spans >= SPAN_QUEUE || pending.bytes.len() >= SPAN_QUEUE_BYTES
         {
             pending.dropped += 1;
             return;
         }
-        encode(&mut pending.bytes);
+        pending.bytes.extend_from_slice(&span);
         pending.spans += 1;
         let full = pending.spans == SPAN_BATCH;
         drop(pending);

@@ -53,6 +53,8 @@ pub(super) struct CallInstruments {
     pub(super) tool: KeyValue,
     /// The call span's name.
     pub(super) name: StringValue,
+    /// The name of the span of a `tools/call` of it.
+    pub(super) request_name: StringValue,
     /// `warden.plugin`: the plugin that served its first call.
     pub(super) plugin: KeyValue,
     /// Whether this counts every capability past [`MAX_CAPABILITIES`].
@@ -72,6 +74,7 @@ impl CallInstruments {
                 Value::from(Arc::<str>::from(capability)),
             ),
             name: format!("execute_tool {capability}").into(),
+            request_name: format!("tools/call {capability}").into(),
             plugin: KeyValue::new("warden.plugin", Value::from(Arc::<str>::from(plugin))),
             overflow: false,
             calls: Default::default(),
@@ -196,21 +199,19 @@ impl Instruments {
             .record(seconds);
     }
 
-    /// Times a `tools/call` of `tool` that did not fail, when `tool` is a
-    /// capability called before (its instruments are found, never made:
-    /// a client's names take no room); false when it is not.
-    pub(super) fn record_tool_call(&self, tool: Option<&str>, seconds: f64) -> bool {
-        let Some(tool) = tool else {
-            return false;
-        };
+    /// The instruments of capability `tool` when it was called before
+    /// (found, never made: a client's names take no room).
+    pub(super) fn known(&self, tool: &str) -> Option<Arc<CallInstruments>> {
         let map = self
             .calls
             .by_capability
             .read()
             .unwrap_or_else(|e| e.into_inner());
-        let Some(call) = map.get(tool) else {
-            return false;
-        };
+        map.get(tool).cloned()
+    }
+
+    /// Times a `tools/call` of `call`'s capability that did not fail.
+    pub(super) fn record_tool_call(&self, call: &CallInstruments, seconds: f64) {
         call.operation
             .get_or_init(|| {
                 let attributes = [
@@ -220,7 +221,6 @@ impl Instruments {
                 self.operation_duration.bind(&attributes)
             })
             .record(seconds);
-        true
     }
 
     /// The fuel count of `plugin`.

@@ -40,7 +40,7 @@ use span::{Recorded, SpanStart};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 pub use opentelemetry::Context;
 
@@ -253,6 +253,16 @@ impl Telemetry {
     /// no more than its ids, which are still propagated (flags `00`), so
     /// that the services it calls make the same decision.
     fn span(&self, parent: &Context, build: impl FnOnce() -> SpanStart) -> Context {
+        self.span_at(parent, SystemTime::now(), build)
+    }
+
+    /// [`span`](Self::span), started at `at`.
+    fn span_at(
+        &self,
+        parent: &Context,
+        at: SystemTime,
+        build: impl FnOnce() -> SpanStart,
+    ) -> Context {
         let span = parent.span();
         let context = span.span_context();
         let within = context.is_valid();
@@ -274,7 +284,12 @@ impl Telemetry {
         if !sampled {
             return parent.with_remote_span_context(own);
         }
-        parent.with_span(Recorded::start(self.batch.clone(), own, context, build()))
+        parent.with_span(Recorded::start(
+            self.batch.clone(),
+            own,
+            context,
+            (build(), at),
+        ))
     }
 
     /// Whether a new trace is recorded (with probability `sample-ratio`).
@@ -290,18 +305,24 @@ impl Telemetry {
 
     /// Starts an MCP server span (see [`McpSpan`]).
     pub fn mcp_span(&self, parent: &Context, request: &McpRequest<'_>) -> McpSpan<'_> {
+        let started = SystemTime::now();
         let method = shared_text(request.method);
-        let tool: Option<Arc<str>> = match request.method {
-            "tools/call" => request.target.map(Arc::from),
-            _ => None,
+        let target = request.target.filter(|_| request.method == "tools/call");
+        // A capability called before has its names made once.
+        let known = target.and_then(|t| self.instruments.known(t));
+        let tool = match (&known, target) {
+            (Some(call), _) => Some(call.tool.value.clone()),
+            (None, Some(t)) => Some(Value::from(Arc::<str>::from(t))),
+            (None, None) => None,
         };
-        let context = self.span(parent, || {
-            let name = match request.target {
-                Some(t) => format!("{} {t}", request.method),
-                None => request.method.to_string(),
+        let context = self.span_at(parent, started, || {
+            let name = match (&known, request.target) {
+                (Some(call), _) => call.request_name.clone(),
+                (None, Some(t)) => format!("{} {t}", request.method).into(),
+                (None, None) => shared_text(request.method),
             };
             SpanStart {
-                name: name.into(),
+                name,
                 kind: SpanKind::Server,
                 attributes: mcp_attributes(request, &method, tool.as_ref()),
             }
@@ -311,7 +332,8 @@ impl Telemetry {
             context,
             method,
             tool,
-            started: std::time::Instant::now(),
+            known,
+            started,
         }
     }
 
@@ -324,10 +346,11 @@ impl Telemetry {
         plugin: &str,
         call_id: &str,
     ) -> CallSpan<'_> {
+        let started = SystemTime::now();
         let parent = parent.cloned().unwrap_or_default();
         let call = self.instruments.for_call(capability, plugin);
         let call_id: Arc<str> = call_id.into();
-        let context = self.span(&parent, || {
+        let context = self.span_at(&parent, started, || {
             call_span_start(&call, capability, plugin, &call_id)
         });
         let mut followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
@@ -340,7 +363,7 @@ impl Telemetry {
             context,
             call_id,
             call,
-            started: std::time::Instant::now(),
+            started,
         }
     }
 
@@ -429,8 +452,10 @@ pub struct McpSpan<'a> {
     context: Context,
     method: StringValue,
     /// The tool of a `tools/call`.
-    tool: Option<Arc<str>>,
-    started: std::time::Instant,
+    tool: Option<Value>,
+    /// Its instruments, when it was called before.
+    known: Option<Arc<CallInstruments>>,
+    started: SystemTime,
 }
 
 impl McpSpan<'_> {
@@ -442,20 +467,19 @@ impl McpSpan<'_> {
     /// Ends the span: `error` is a JSON-RPC error code and message, or
     /// `tool_error` for a tool result with `isError`.
     pub fn end(self, error: Option<(&str, &str)>) {
-        let seconds = self.started.elapsed().as_secs_f64();
+        let ended = SystemTime::now();
+        let seconds = seconds_between(self.started, ended);
         let t = self.telemetry;
         let span = self.context.span();
-        if error.is_none()
-            && t.instruments
-                .record_tool_call(self.tool.as_deref(), seconds)
-        {
-            span.end();
+        if let (None, Some(call)) = (error, &self.known) {
+            t.instruments.record_tool_call(call, seconds);
+            span.end_with_timestamp(ended);
             return;
         }
         let mut attributes = Vec::with_capacity(3);
         attributes.push(KeyValue::new("mcp.method.name", Value::from(self.method)));
         if let Some(tool) = self.tool {
-            attributes.push(KeyValue::new("gen_ai.tool.name", Value::from(tool)));
+            attributes.push(KeyValue::new("gen_ai.tool.name", tool));
         }
         if let Some((code, message)) = error {
             attributes.push(KeyValue::new("error.type", code.to_string()));
@@ -470,42 +494,45 @@ impl McpSpan<'_> {
         t.instruments
             .operation_duration
             .record(seconds, &attributes);
-        span.end();
+        span.end_with_timestamp(ended);
     }
+}
+
+/// Seconds from `start` to `end` (none if the clock went back).
+fn seconds_between(start: SystemTime, end: SystemTime) -> f64 {
+    end.duration_since(start).unwrap_or_default().as_secs_f64()
 }
 
 /// Names that recur in every request (MCP's methods and protocol
 /// revisions), shared rather than copied; any other text copied.
 fn shared_text(text: &str) -> StringValue {
-    const KNOWN: [&str; 16] = [
-        "tools/call",
-        "tools/list",
-        "initialize",
-        "notifications/initialized",
-        "ping",
-        "resources/list",
-        "resources/read",
-        "prompts/list",
-        "prompts/get",
-        "completion/complete",
-        "subscriptions/listen",
-        "tasks/get",
-        "tasks/result",
-        "2026-07-28",
-        "2025-11-25",
-        "2025-06-18",
-    ];
-    match KNOWN.iter().find(|k| **k == text) {
-        Some(known) => StringValue::from(*known),
-        None => StringValue::from(text.to_string()),
-    }
+    let known: &'static str = match text {
+        "tools/call" => "tools/call",
+        "tools/list" => "tools/list",
+        "initialize" => "initialize",
+        "notifications/initialized" => "notifications/initialized",
+        "ping" => "ping",
+        "resources/list" => "resources/list",
+        "resources/read" => "resources/read",
+        "prompts/list" => "prompts/list",
+        "prompts/get" => "prompts/get",
+        "completion/complete" => "completion/complete",
+        "subscriptions/listen" => "subscriptions/listen",
+        "tasks/get" => "tasks/get",
+        "tasks/result" => "tasks/result",
+        "2026-07-28" => "2026-07-28",
+        "2025-11-25" => "2025-11-25",
+        "2025-06-18" => "2025-06-18",
+        other => return StringValue::from(other.to_string()),
+    };
+    StringValue::from(known)
 }
 
 /// An MCP server span's attributes, as MCP's semantic conventions name them.
 fn mcp_attributes(
     request: &McpRequest<'_>,
     method: &StringValue,
-    tool: Option<&Arc<str>>,
+    tool: Option<&Value>,
 ) -> Vec<KeyValue> {
     // Room for an error's two, set when the request ends.
     let mut attributes = Vec::with_capacity(10);
@@ -527,7 +554,7 @@ fn mcp_attributes(
         attributes.push(KeyValue::new("mcp.session.id", s.to_string()));
     }
     if let Some(tool) = tool {
-        attributes.push(KeyValue::new("gen_ai.tool.name", Value::from(tool.clone())));
+        attributes.push(KeyValue::new("gen_ai.tool.name", tool.clone()));
         attributes.push(KeyValue::new("gen_ai.operation.name", "execute_tool"));
     }
     attributes
@@ -576,7 +603,7 @@ pub(crate) struct CallSpan<'a> {
     call_id: Arc<str>,
     /// The capability's counts.
     call: Arc<CallInstruments>,
-    started: std::time::Instant,
+    started: SystemTime,
 }
 
 impl CallSpan<'_> {
@@ -584,7 +611,8 @@ impl CallSpan<'_> {
     /// `trap`, `error`), counted and timed; `limit` names the limit.
     pub(crate) fn end(self, outcome: Outcome, error: Option<(String, Option<&'static str>)>) {
         let t = self.telemetry;
-        let seconds = self.started.elapsed().as_secs_f64();
+        let ended = SystemTime::now();
+        let seconds = seconds_between(self.started, ended);
         t.instruments.record_call(&self.call, outcome, seconds);
         let span = self.context.span();
         span.set_attribute(KeyValue::new("warden.outcome", outcome.as_str()));
@@ -600,7 +628,7 @@ impl CallSpan<'_> {
                     .add(1, &[KeyValue::new("warden.limit", limit)]);
             }
         }
-        span.end();
+        span.end_with_timestamp(ended);
     }
 }
 

@@ -49,7 +49,7 @@ impl Recorded {
         batch: Arc<Batch>,
         context: SpanContext,
         parent: &SpanContext,
-        start: SpanStart,
+        (start, at): (SpanStart, SystemTime),
     ) -> Recorded {
         let mut attributes = start.attributes;
         let dropped = Dropped {
@@ -63,7 +63,7 @@ impl Recorded {
                 .then(|| (parent.span_id(), parent.is_remote())),
             name: start.name,
             kind: start.kind,
-            start: SystemTime::now(),
+            start: at,
             attributes,
             events: Vec::new(),
             links: Vec::new(),

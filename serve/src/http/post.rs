@@ -161,7 +161,8 @@ pub(super) async fn post(
         back: None,
         notify: None,
         task_progress: None,
-        trace_parent: match shared.traced() {
+        // Most requests name no parent: the host is not asked then.
+        trace_parent: match shared.traced() && headers.contains_key("traceparent") {
             false => None,
             true => shared
                 .host()
