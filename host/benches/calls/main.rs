@@ -12,7 +12,7 @@
 //! ratio to bare wasmtime. Needs the components: `cargo xtask build-guests`.
 //!
 //! Run: `cargo bench -p warden --bench calls`. For a profiler, set
-//! `WARDEN_BENCH_ALONE` to `json`, `fresh`, `bare` or `bare-fresh`: that
+//! `WARDEN_BENCH_ALONE` to `json`, `traced`, `fresh`, `bare` or `bare-fresh`: that
 //! contender alone is called for 8 s, and nothing else runs.
 
 use criterion::Criterion;
@@ -23,18 +23,31 @@ use warden_test_support::interleave::{interleave, Contender};
 
 mod bare;
 
-fn host(rt: &tokio::runtime::Runtime, mode: InstanceMode) -> Host {
+fn host(rt: &tokio::runtime::Runtime, mode: InstanceMode, otlp: Option<String>) -> Host {
     let mut plugin = PluginConfig::new(component("hello"));
     plugin.instances = mode;
     let mut config = Config::new(".").with_plugin("hello", plugin);
     config.host.no_cache = true;
+    config.telemetry = otlp.map(|endpoint| warden::telemetry::TelemetrySettings {
+        otlp_endpoint: endpoint,
+        protocol: warden::telemetry::OtlpProtocol::HttpProtobuf,
+        service_name: None,
+        metrics_interval_ms: None,
+        timeout_ms: None,
+        propagate: None,
+        sample_ratio: Some(1.0),
+    });
     rt.block_on(Host::new(config)).expect("host loads")
 }
 
-/// The four contenders: the host and bare wasmtime, warm and fresh.
+/// The contenders: the host and bare wasmtime, warm and fresh, and the
+/// host with OTLP export on (every call's span recorded and sent to a
+/// collector on 127.0.0.1 that keeps nothing).
 struct Setup {
     rt: tokio::runtime::Runtime,
     warm: Host,
+    traced: Host,
+    _collector: warden_test_support::http_server::TestServer,
     fresh: Host,
     bare: bare::Bare,
 }
@@ -47,12 +60,17 @@ impl Setup {
             .enable_all()
             .build()
             .unwrap();
-        let warm = host(&rt, InstanceMode::Reuse);
-        let fresh = host(&rt, InstanceMode::Fresh);
+        let warm = host(&rt, InstanceMode::Reuse, None);
+        let fresh = host(&rt, InstanceMode::Fresh, None);
+        let collector = warden_test_support::http_server::TestServer::start_discarding();
+        let otlp = format!("http://127.0.0.1:{}", collector.port);
+        let traced = host(&rt, InstanceMode::Reuse, Some(otlp));
         let bare = rt.block_on(bare::Bare::new(&component("hello")));
         Setup {
             rt,
             warm,
+            traced,
+            _collector: collector,
             fresh,
             bare,
         }
@@ -122,6 +140,10 @@ fn interleaved(s: &mut Setup) {
                 let s = s.borrow();
                 s.host_call_json(&s.warm)
             }),
+            Contender::new("warden: Host::call_json, OTLP export on", || {
+                let s = s.borrow();
+                s.host_call_json(&s.traced)
+            }),
         ],
     );
     interleave(
@@ -149,10 +171,11 @@ fn alone(s: &mut Setup, which: &str) {
         for _ in 0..1000 {
             match which {
                 "json" => s.host_call_json(&s.warm),
+                "traced" => s.host_call_json(&s.traced),
                 "fresh" => s.host_call_json(&s.fresh),
                 "bare" => s.bare_warm(),
                 "bare-fresh" => s.bare_fresh(),
-                other => panic!("WARDEN_BENCH_ALONE={other}: use json, fresh, bare or bare-fresh"),
+                other => panic!("WARDEN_BENCH_ALONE={other}: use json, traced, fresh, bare or bare-fresh"),
             }
         }
     }

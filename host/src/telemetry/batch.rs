@@ -33,7 +33,7 @@ pub(super) struct Batch {
 
 #[derive(Debug, Default)]
 struct Pending {
-    /// `ScopeSpans.spans` entries.
+    /// `ScopeSpans.spans` entries ([`span_entry`](super::otlp::span_entry)).
     bytes: Vec<u8>,
     spans: usize,
     /// Spans dropped since the last export.
@@ -56,20 +56,20 @@ impl Batch {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues one span, which `encode` writes; drops it when the queue is
-    /// full or closed.
+    /// Queues one span, whose fields `encode` writes; drops it when the
+    /// queue is full or closed.
     pub(super) fn push(&self, encode: impl FnOnce(&mut Vec<u8>)) {
         // Encoded before the lock is taken: the other cores' spans do not
         // wait for this one's encoding.
-        let mut span = Vec::with_capacity(SPAN_BYTES);
-        encode(&mut span);
+        let mut fields = Vec::with_capacity(SPAN_BYTES);
+        encode(&mut fields);
         let mut pending = self.lock();
         if pending.closed || pending.spans >= SPAN_QUEUE || pending.bytes.len() >= SPAN_QUEUE_BYTES
         {
             pending.dropped += 1;
             return;
         }
-        pending.bytes.extend_from_slice(&span);
+        super::otlp::span_entry(&mut pending.bytes, &fields);
         pending.spans += 1;
         let full = pending.spans == SPAN_BATCH;
         drop(pending);
@@ -259,11 +259,13 @@ mod tests {
             for _ in 0..pushed {
                 batch.push(|out| out.resize(out.len() + size, 7));
             }
+            let mut entry = Vec::new();
+            super::super::otlp::span_entry(&mut entry, &vec![7; size]);
             let taken = batch.take(Vec::new());
             assert!(taken.spans <= SPAN_QUEUE, "{size}: {}", taken.spans);
-            assert!(taken.bytes.len() < SPAN_QUEUE_BYTES + size, "{size}");
+            assert!(taken.bytes.len() < SPAN_QUEUE_BYTES + entry.len(), "{size}");
             assert_eq!(taken.spans as u64 + taken.dropped, pushed as u64, "{size}");
-            assert_eq!(taken.bytes.len(), taken.spans * size);
+            assert_eq!(taken.bytes.len(), taken.spans * entry.len());
             let again = batch.take(Vec::new());
             assert_eq!((again.spans, again.dropped, again.bytes.len()), (0, 0, 0));
         }

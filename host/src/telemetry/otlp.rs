@@ -252,7 +252,7 @@ fn identity(s: &mut Vec<u8>, context: &SpanContext) {
 }
 
 /// `Span`'s fields.
-fn span_fields(s: &mut Vec<u8>, span: &Ended<'_>) {
+pub(super) fn span_fields(s: &mut Vec<u8>, span: &Ended<'_>) {
     identity(s, span.context);
     if let Some(parent) = span.parent {
         bytes(s, 4, &parent.to_bytes());
@@ -299,8 +299,17 @@ fn flags(context: &SpanContext, remote: bool) -> u32 {
 }
 
 /// Appends `span` as one entry of `ScopeSpans.spans`.
-pub(super) fn encode_span(out: &mut Vec<u8>, span: &Ended<'_>) {
-    message(out, 2, |s| span_fields(s, span));
+#[cfg(test)]
+fn encode_span(out: &mut Vec<u8>, span: &Ended<'_>) {
+    let mut fields = Vec::new();
+    span_fields(&mut fields, span);
+    span_entry(out, &fields);
+}
+
+/// Appends one entry of `ScopeSpans.spans` whose fields ([`span_fields`])
+/// are `fields`: its length is known, so nothing is moved after.
+pub(super) fn span_entry(out: &mut Vec<u8>, fields: &[u8]) {
+    bytes(out, 2, fields);
 }
 
 /// The parts of a request that every batch shares: the resource and the
@@ -325,8 +334,8 @@ impl Envelope {
         }
     }
 
-    /// An `ExportTraceServiceRequest` of the spans encoded by
-    /// [`encode_span`] into `spans` (their lengths computed, so that the
+    /// An `ExportTraceServiceRequest` of the entries [`span_entry`] wrote
+    /// into `spans` (their lengths computed, so that the
     /// batch is copied once).
     pub(super) fn request(&self, spans: &[u8]) -> Vec<u8> {
         let scope_spans = field_len(self.scope.len()) + spans.len();

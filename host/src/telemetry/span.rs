@@ -185,7 +185,7 @@ impl opentelemetry::trace::Span for Recorded {
             return;
         }
         let ended = self.ended(timestamp);
-        self.batch.push(|out| super::otlp::encode_span(out, &ended));
+        self.batch.push(|out| super::otlp::span_fields(out, &ended));
     }
 }
 
