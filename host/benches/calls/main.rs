@@ -175,7 +175,9 @@ fn alone(s: &mut Setup, which: &str) {
                 "fresh" => s.host_call_json(&s.fresh),
                 "bare" => s.bare_warm(),
                 "bare-fresh" => s.bare_fresh(),
-                other => panic!("WARDEN_BENCH_ALONE={other}: use json, traced, fresh, bare or bare-fresh"),
+                other => panic!(
+                    "WARDEN_BENCH_ALONE={other}: use json, traced, fresh, bare or bare-fresh"
+                ),
             }
         }
     }

@@ -105,13 +105,17 @@ fn serve_connection(stream: std::net::TcpStream, shared: &Shared) {
     let _ = stream.set_nodelay(true);
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut out = stream;
-    while let Some(seen) = read_request(&mut reader) {
-        let kept = match shared.discard {
-            true => Seen {
-                body: Vec::new(),
-                ..seen.clone()
+    // A discarding server reads each body into the last one's room.
+    let mut spare = Vec::new();
+    while let Some(seen) = read_request(&mut reader, std::mem::take(&mut spare)) {
+        let kept = Seen {
+            method: seen.method.clone(),
+            target: seen.target.clone(),
+            headers: seen.headers.clone(),
+            body: match shared.discard {
+                true => Vec::new(),
+                false => seen.body.clone(),
             },
-            false => seen.clone(),
         };
         shared.requests.lock().unwrap().push(kept);
         let close = seen
@@ -121,11 +125,15 @@ fn serve_connection(stream: std::net::TcpStream, shared: &Shared) {
         if !write_reply(&mut out, reply(&seen, shared)) || close {
             return;
         }
+        if shared.discard {
+            spare = seen.body;
+        }
     }
 }
 
-/// One request off the connection; `None` when it ends or is malformed.
-fn read_request(reader: &mut impl std::io::BufRead) -> Option<Seen> {
+/// One request off the connection, its body read into `room`; `None`
+/// when it ends or is malformed.
+fn read_request(reader: &mut impl std::io::BufRead, room: Vec<u8>) -> Option<Seen> {
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
         return None;
@@ -149,7 +157,7 @@ fn read_request(reader: &mut impl std::io::BufRead) -> Option<Seen> {
             headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
         }
     }
-    let body = read_body(reader, &headers)?;
+    let body = read_body(reader, &headers, room)?;
     Some(Seen {
         method,
         target,
@@ -158,8 +166,12 @@ fn read_request(reader: &mut impl std::io::BufRead) -> Option<Seen> {
     })
 }
 
-/// A request's body: `content-length` bytes, or chunks.
-fn read_body(reader: &mut impl std::io::BufRead, headers: &[(String, String)]) -> Option<Vec<u8>> {
+/// A request's body, in `room`: `content-length` bytes, or chunks.
+fn read_body(
+    reader: &mut impl std::io::BufRead,
+    headers: &[(String, String)],
+    mut room: Vec<u8>,
+) -> Option<Vec<u8>> {
     let len: usize = headers
         .iter()
         .find(|(k, _)| k == "content-length")
@@ -168,12 +180,13 @@ fn read_body(reader: &mut impl std::io::BufRead, headers: &[(String, String)]) -
     let chunked = headers
         .iter()
         .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    room.clear();
     if !chunked {
-        let mut body = vec![0u8; len];
-        reader.read_exact(&mut body).ok()?;
-        return Some(body);
+        room.resize(len, 0);
+        reader.read_exact(&mut room).ok()?;
+        return Some(room);
     }
-    let mut body = Vec::new();
+    let mut body = room;
     loop {
         let mut size = String::new();
         if reader.read_line(&mut size).unwrap_or(0) == 0 {
