@@ -60,13 +60,8 @@ impl Served {
         let text = PluginConfig::new(components::component("text"));
         let mut config = Config::new(".").with_plugin("text", text);
         config.telemetry = otlp.map(|(endpoint, ratio)| warden::telemetry::TelemetrySettings {
-            otlp_endpoint: endpoint,
-            protocol: warden::telemetry::OtlpProtocol::HttpProtobuf,
-            service_name: None,
-            metrics_interval_ms: None,
-            timeout_ms: None,
-            propagate: None,
             sample_ratio: Some(ratio),
+            ..warden::telemetry::TelemetrySettings::new(endpoint)
         });
         config.audit = audit_dir.map(|dir| AuditSettings {
             path: dir.join("audit.jsonl"),

@@ -28,15 +28,7 @@ fn host(rt: &tokio::runtime::Runtime, mode: InstanceMode, otlp: Option<String>) 
     plugin.instances = mode;
     let mut config = Config::new(".").with_plugin("hello", plugin);
     config.host.no_cache = true;
-    config.telemetry = otlp.map(|endpoint| warden::telemetry::TelemetrySettings {
-        otlp_endpoint: endpoint,
-        protocol: warden::telemetry::OtlpProtocol::HttpProtobuf,
-        service_name: None,
-        metrics_interval_ms: None,
-        timeout_ms: None,
-        propagate: None,
-        sample_ratio: Some(1.0),
-    });
+    config.telemetry = otlp.map(warden::telemetry::TelemetrySettings::new);
     rt.block_on(Host::new(config)).expect("host loads")
 }
 

@@ -88,6 +88,22 @@ pub struct TelemetrySettings {
     pub sample_ratio: Option<f64>,
 }
 
+impl TelemetrySettings {
+    /// Export to `otlp_endpoint` over HTTP/protobuf, every other setting
+    /// at its default.
+    pub fn new(otlp_endpoint: impl Into<String>) -> TelemetrySettings {
+        TelemetrySettings {
+            otlp_endpoint: otlp_endpoint.into(),
+            protocol: OtlpProtocol::HttpProtobuf,
+            service_name: None,
+            metrics_interval_ms: None,
+            timeout_ms: None,
+            propagate: None,
+            sample_ratio: None,
+        }
+    }
+}
+
 /// How OTLP is sent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -730,13 +746,9 @@ mod tests {
     /// exported: spans are only started).
     fn telemetry(ratio: f64) -> Telemetry {
         Telemetry::start(&TelemetrySettings {
-            otlp_endpoint: "http://127.0.0.1:9".into(),
-            protocol: OtlpProtocol::HttpProtobuf,
-            service_name: None,
-            metrics_interval_ms: None,
             timeout_ms: Some(100),
-            propagate: None,
             sample_ratio: Some(ratio),
+            ..TelemetrySettings::new("http://127.0.0.1:9")
         })
         .unwrap()
     }
