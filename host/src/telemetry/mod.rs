@@ -304,7 +304,8 @@ impl Telemetry {
             self.batch.clone(),
             own,
             context,
-            (build(), at),
+            build(),
+            at,
         ))
     }
 
@@ -335,7 +336,7 @@ impl Telemetry {
             let name = match (&known, request.target) {
                 (Some(call), _) => call.request_name.clone(),
                 (None, Some(t)) => format!("{} {t}", request.method).into(),
-                (None, None) => shared_text(request.method),
+                (None, None) => method.clone(),
             };
             SpanStart {
                 name,

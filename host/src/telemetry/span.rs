@@ -44,12 +44,13 @@ pub(super) struct Recorded {
 
 impl Recorded {
     /// Starts recording a span with `context` (its ids), under `parent`'s
-    /// span when that is valid.
+    /// span when that is valid, started at `at`.
     pub(super) fn start(
         batch: Arc<Batch>,
         context: SpanContext,
         parent: &SpanContext,
-        (start, at): (SpanStart, SystemTime),
+        start: SpanStart,
+        at: SystemTime,
     ) -> Recorded {
         let mut attributes = start.attributes;
         let dropped = Dropped {
