@@ -139,7 +139,7 @@ pub struct Telemetry {
     ratio: f64,
     ids: RandomIdGenerator,
     /// The calls running now and their spans' contexts.
-    followed: Mutex<HashMap<Arc<str>, Context>>,
+    followed: Mutex<HashMap<Arc<str>, SpanContext>>,
 }
 
 impl Drop for Telemetry {
@@ -263,27 +263,29 @@ impl Telemetry {
         }
     }
 
-    /// A new span under `parent`, built by `build` only when it is sampled:
-    /// a child of a sampled span is, one of an unsampled span is not, and a
-    /// new trace is with probability `sample-ratio`. An unsampled span costs
-    /// no more than its ids, which are still propagated (flags `00`), so
-    /// that the services it calls make the same decision.
-    fn span(&self, parent: &Context, build: impl FnOnce() -> SpanStart) -> Context {
+    /// A new span under `parent`, started now (see [`span_at`](Self::span_at)).
+    fn span(
+        &self,
+        parent: &SpanContext,
+        build: impl FnOnce() -> SpanStart,
+    ) -> (SpanContext, Option<Recorded>) {
         self.span_at(parent, SystemTime::now(), build)
     }
 
-    /// [`span`](Self::span), started at `at`.
+    /// A new span under `parent`, started at `at`: its ids, and its record,
+    /// built by `build` only when it is sampled: a child of a sampled span
+    /// is, one of an unsampled span is not, and a new trace is with
+    /// probability `sample-ratio`. An unsampled span costs no more than its
+    /// ids, which are still propagated (flags `00`), so that the services
+    /// it calls make the same decision.
     fn span_at(
         &self,
-        parent: &Context,
+        parent: &SpanContext,
         at: SystemTime,
         build: impl FnOnce() -> SpanStart,
-    ) -> Context {
-        let span = parent.span();
-        let context = span.span_context();
-        let within = context.is_valid();
-        let (sampled, trace_id) = match within {
-            true => (context.is_sampled(), context.trace_id()),
+    ) -> (SpanContext, Option<Recorded>) {
+        let (sampled, trace_id) = match parent.is_valid() {
+            true => (parent.is_sampled(), parent.trace_id()),
             false => (self.new_trace_sampled(), self.ids.new_trace_id()),
         };
         let flags = match sampled {
@@ -295,18 +297,10 @@ impl Telemetry {
             self.ids.new_span_id(),
             flags,
             false,
-            context.trace_state().clone(),
+            parent.trace_state().clone(),
         );
-        if !sampled {
-            return parent.with_remote_span_context(own);
-        }
-        parent.with_span(Recorded::start(
-            self.batch.clone(),
-            own,
-            context,
-            build(),
-            at,
-        ))
+        let recorded = sampled.then(|| Recorded::start(own.clone(), parent, build(), at));
+        (own, recorded)
     }
 
     /// Whether a new trace is recorded (with probability `sample-ratio`).
@@ -332,7 +326,8 @@ impl Telemetry {
             (None, Some(t)) => Some(Value::from(Arc::<str>::from(t))),
             (None, None) => None,
         };
-        let context = self.span_at(parent, started, || {
+        let parent_ids = parent.span().span_context().clone();
+        let (own, recorded) = self.span_at(&parent_ids, started, || {
             let name = match (&known, request.target) {
                 (Some(call), _) => call.request_name.clone(),
                 (None, Some(t)) => format!("{} {t}", request.method).into(),
@@ -346,7 +341,8 @@ impl Telemetry {
         });
         McpSpan {
             telemetry: self,
-            context,
+            context: parent.with_remote_span_context(own),
+            recorded,
             method,
             tool,
             known,
@@ -364,20 +360,23 @@ impl Telemetry {
         call_id: &str,
     ) -> CallSpan<'_> {
         let started = SystemTime::now();
-        let parent = parent.cloned().unwrap_or_default();
+        let parent = match parent {
+            Some(p) => p.span().span_context().clone(),
+            None => SpanContext::empty_context(),
+        };
         let call = self.instruments.for_call(capability, plugin);
         let call_id: Arc<str> = call_id.into();
-        let context = self.span_at(&parent, started, || {
+        let (own, recorded) = self.span_at(&parent, started, || {
             call_span_start(&call, capability, plugin, &call_id)
         });
         let mut followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
         if followed.len() < MAX_FOLLOWED {
-            followed.insert(call_id.clone(), context.clone());
+            followed.insert(call_id.clone(), own.clone());
         }
         drop(followed);
         CallSpan {
             telemetry: self,
-            context,
+            recorded,
             call_id,
             call,
             started,
@@ -385,7 +384,7 @@ impl Telemetry {
     }
 
     /// The span context of the call `call_id`, while it runs.
-    pub(crate) fn call_context(&self, call_id: &str) -> Option<Context> {
+    pub(crate) fn call_context(&self, call_id: &str) -> Option<SpanContext> {
         self.followed
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -403,7 +402,7 @@ impl Telemetry {
         (host, port): (&str, u16),
     ) -> Option<EffectSpan> {
         let parent = self.call_context(call_id)?;
-        let context = self.span(&parent, || SpanStart {
+        let (own, recorded) = self.span(&parent, || SpanStart {
             name: method.to_string().into(),
             kind: SpanKind::Client,
             attributes: vec![
@@ -414,7 +413,9 @@ impl Telemetry {
             ],
         });
         Some(EffectSpan {
-            context,
+            own,
+            recorded: Mutex::new(recorded),
+            batch: self.batch.clone(),
             propagate: self.propagate,
         })
     }
@@ -422,13 +423,15 @@ impl Telemetry {
     /// Starts a client span for a name lookup of the call `call_id`.
     pub(crate) fn lookup_started(&self, call_id: &str, name: &str) -> Option<EffectSpan> {
         let parent = self.call_context(call_id)?;
-        let context = self.span(&parent, || SpanStart {
+        let (own, recorded) = self.span(&parent, || SpanStart {
             name: format!("lookup {name}").into(),
             kind: SpanKind::Client,
             attributes: vec![KeyValue::new("dns.question.name", name.to_string())],
         });
         Some(EffectSpan {
-            context,
+            own,
+            recorded: Mutex::new(recorded),
+            batch: self.batch.clone(),
             propagate: false,
         })
     }
@@ -466,7 +469,10 @@ pub struct McpRequest<'a> {
 /// (dropped, it ends as it is).
 pub struct McpSpan<'a> {
     telemetry: &'a Telemetry,
+    /// The client's context with this span's ids.
     context: Context,
+    /// Its record, when sampled.
+    recorded: Option<Recorded>,
     method: StringValue,
     /// The tool of a `tools/call`.
     tool: Option<Value>,
@@ -476,31 +482,51 @@ pub struct McpSpan<'a> {
 }
 
 impl McpSpan<'_> {
-    /// The context calls made for this request are children of.
+    /// The context calls made for this request are children of: the
+    /// client's, with this span's ids.
     pub fn context(&self) -> &Context {
         &self.context
     }
 
     /// Ends the span: `error` is a JSON-RPC error code and message, or
     /// `tool_error` for a tool result with `isError`.
-    pub fn end(self, error: Option<(&str, &str)>) {
+    pub fn end(mut self, error: Option<(&str, &str)>) {
         let ended = SystemTime::now();
         let seconds = seconds_between(self.started, ended);
         let t = self.telemetry;
-        let span = self.context.span();
-        if let (None, Some(call)) = (error, &self.known) {
-            t.instruments.record_tool_call(call, seconds);
-            span.end_with_timestamp(ended);
-            return;
+        let mut recorded = self.recorded.take();
+        match (error, &self.known) {
+            (None, Some(call)) => t.instruments.record_tool_call(call, seconds),
+            _ => {
+                let attributes = self.failed(error, recorded.as_mut());
+                t.instruments
+                    .operation_duration
+                    .record(seconds, &attributes);
+            }
         }
+        if let Some(span) = recorded {
+            span.end(&t.batch, ended);
+        }
+    }
+
+    /// The duration's attributes for a request that failed (or whose tool
+    /// was not called before); `span` notes the error.
+    fn failed(
+        &mut self,
+        error: Option<(&str, &str)>,
+        span: Option<&mut Recorded>,
+    ) -> Vec<KeyValue> {
         let mut attributes = Vec::with_capacity(3);
-        attributes.push(KeyValue::new("mcp.method.name", Value::from(self.method)));
-        if let Some(tool) = self.tool {
+        attributes.push(KeyValue::new(
+            "mcp.method.name",
+            Value::from(self.method.clone()),
+        ));
+        if let Some(tool) = self.tool.take() {
             attributes.push(KeyValue::new("gen_ai.tool.name", tool));
         }
         if let Some((code, message)) = error {
             attributes.push(KeyValue::new("error.type", code.to_string()));
-            if span.is_recording() {
+            if let Some(span) = span {
                 span.set_attribute(KeyValue::new("error.type", code.to_string()));
                 if code != "tool_error" {
                     span.set_attribute(KeyValue::new("rpc.response.status_code", code.to_string()));
@@ -508,10 +534,15 @@ impl McpSpan<'_> {
                 span.set_status(Status::error(message.to_string()));
             }
         }
-        t.instruments
-            .operation_duration
-            .record(seconds, &attributes);
-        span.end_with_timestamp(ended);
+        attributes
+    }
+}
+
+impl Drop for McpSpan<'_> {
+    fn drop(&mut self) {
+        if let Some(span) = self.recorded.take() {
+            span.end(&self.telemetry.batch, SystemTime::now());
+        }
     }
 }
 
@@ -616,7 +647,8 @@ fn call_span_start(
 /// A capability call's span, followed until it ends.
 pub(crate) struct CallSpan<'a> {
     telemetry: &'a Telemetry,
-    context: Context,
+    /// Its record, when sampled.
+    recorded: Option<Recorded>,
     call_id: Arc<str>,
     /// The capability's counts.
     call: Arc<CallInstruments>,
@@ -626,16 +658,20 @@ pub(crate) struct CallSpan<'a> {
 impl CallSpan<'_> {
     /// Ends the call's span with its outcome (`ok`, `deny`, `limit`,
     /// `trap`, `error`), counted and timed; `limit` names the limit.
-    pub(crate) fn end(self, outcome: Outcome, error: Option<(String, Option<&'static str>)>) {
+    pub(crate) fn end(mut self, outcome: Outcome, error: Option<(String, Option<&'static str>)>) {
         let t = self.telemetry;
         let ended = SystemTime::now();
         let seconds = seconds_between(self.started, ended);
         t.instruments.record_call(&self.call, outcome, seconds);
-        let span = self.context.span();
-        span.set_attribute(KeyValue::new("warden.outcome", outcome.as_str()));
+        let mut recorded = self.recorded.take();
+        if let Some(span) = &mut recorded {
+            span.set_attribute(KeyValue::new("warden.outcome", outcome.as_str()));
+        }
         if let Some((message, limit)) = error {
-            span.set_attribute(KeyValue::new("error.type", outcome.as_str()));
-            span.set_status(Status::error(message));
+            if let Some(span) = &mut recorded {
+                span.set_attribute(KeyValue::new("error.type", outcome.as_str()));
+                span.set_status(Status::error(message));
+            }
             if outcome == Outcome::Deny {
                 t.denied("call");
             }
@@ -645,24 +681,33 @@ impl CallSpan<'_> {
                     .add(1, &[KeyValue::new("warden.limit", limit)]);
             }
         }
-        span.end_with_timestamp(ended);
+        if let Some(span) = recorded {
+            span.end(&t.batch, ended);
+        }
     }
 }
 
 impl Drop for CallSpan<'_> {
+    /// Stops following the call; a span not ended ends as it is.
     fn drop(&mut self) {
-        self.telemetry
-            .followed
+        let t = self.telemetry;
+        t.followed
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&*self.call_id);
+        if let Some(span) = self.recorded.take() {
+            span.end(&t.batch, SystemTime::now());
+        }
     }
 }
 
 /// An effect's client span (an egress request, a lookup); ends when
 /// dropped.
 pub(crate) struct EffectSpan {
-    context: Context,
+    own: SpanContext,
+    /// Its record, when sampled.
+    recorded: Mutex<Option<Recorded>>,
+    batch: Arc<Batch>,
     /// Whether requests carry its `traceparent`.
     propagate: bool,
 }
@@ -674,32 +719,45 @@ impl EffectSpan {
         headers.remove("traceparent");
         headers.remove("tracestate");
         if self.propagate {
-            TraceContextPropagator::new()
-                .inject_context(&self.context, &mut HeaderInjector(headers));
+            let context = Context::new().with_remote_span_context(self.own.clone());
+            TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(headers));
+        }
+    }
+
+    /// Notes something on its record, when it is recorded.
+    fn note(&self, write: impl FnOnce(&mut Recorded)) {
+        let mut recorded = self.recorded.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(span) = recorded.as_mut() {
+            write(span);
         }
     }
 
     /// Marks it failed, `why`.
     pub(crate) fn failed(&self, why: &str) {
-        let span = self.context.span();
-        span.set_attribute(KeyValue::new("error.type", "_OTHER"));
-        span.set_status(Status::error(why.to_string()));
+        self.note(|span| {
+            span.set_attribute(KeyValue::new("error.type", "_OTHER"));
+            span.set_status(Status::error(why.to_string()));
+        });
     }
 
     /// Notes the response's status code.
     pub(crate) fn status(&self, code: u16) {
-        let span = self.context.span();
-        span.set_attribute(KeyValue::new("http.response.status_code", i64::from(code)));
-        if code >= 500 {
-            span.set_attribute(KeyValue::new("error.type", code.to_string()));
-            span.set_status(Status::error(format!("HTTP {code}")));
-        }
+        self.note(|span| {
+            span.set_attribute(KeyValue::new("http.response.status_code", i64::from(code)));
+            if code >= 500 {
+                span.set_attribute(KeyValue::new("error.type", code.to_string()));
+                span.set_status(Status::error(format!("HTTP {code}")));
+            }
+        });
     }
 }
 
 impl Drop for EffectSpan {
     fn drop(&mut self) {
-        self.context.span().end();
+        let recorded = self.recorded.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(span) = recorded.take() {
+            span.end(&self.batch, SystemTime::now());
+        }
     }
 }
 
@@ -762,9 +820,9 @@ mod tests {
         }
     }
 
-    fn parent(sampled: bool) -> Context {
+    fn parent(sampled: bool) -> SpanContext {
         let state = TraceState::from_key_value([("vendor", "x")]).unwrap();
-        Context::new().with_remote_span_context(SpanContext::new(
+        SpanContext::new(
             TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
             SpanId::from_hex("00f067aa0ba902b7").unwrap(),
             if sampled {
@@ -774,7 +832,7 @@ mod tests {
             },
             true,
             state,
-        ))
+        )
     }
 
     #[test]
@@ -783,21 +841,19 @@ mod tests {
         for ratio in [0.0, 0.3, 1.0] {
             let t = rt.block_on(async { telemetry(ratio) });
             for sampled in [true, false] {
-                let child = t.span(&parent(sampled), builder);
-                let span = child.span();
-                let c = span.span_context();
+                let (c, recorded) = t.span(&parent(sampled), builder);
                 assert_eq!(c.is_sampled(), sampled, "ratio {ratio}");
-                assert_eq!(span.is_recording(), sampled);
-                assert_eq!(c.trace_id(), parent(true).span().span_context().trace_id());
+                assert_eq!(recorded.is_some(), sampled);
+                assert_eq!(c.trace_id(), parent(true).trace_id());
                 assert_ne!(c.span_id(), SpanId::from_hex("00f067aa0ba902b7").unwrap());
                 assert_eq!(c.trace_state().get("vendor"), Some("x"));
             }
             let n = 4000;
             let recorded = (0..n)
                 .filter(|_| {
-                    let root = t.span(&Context::new(), builder);
-                    let c = root.span().span_context().clone();
+                    let (c, recorded) = t.span(&SpanContext::empty_context(), builder);
                     assert!(c.is_valid(), "an unsampled root still has ids");
+                    assert_eq!(recorded.is_some(), c.is_sampled());
                     c.is_sampled()
                 })
                 .count();

@@ -301,15 +301,24 @@ fn flags(context: &SpanContext, remote: bool) -> u32 {
 /// Appends `span` as one entry of `ScopeSpans.spans`.
 #[cfg(test)]
 fn encode_span(out: &mut Vec<u8>, span: &Ended<'_>) {
-    let mut fields = Vec::new();
-    span_fields(&mut fields, span);
-    span_entry(out, &fields);
+    span_entry(out, |s| span_fields(s, span));
 }
 
 /// Appends one entry of `ScopeSpans.spans` whose fields ([`span_fields`])
-/// are `fields`: its length is known, so nothing is moved after.
-pub(super) fn span_entry(out: &mut Vec<u8>, fields: &[u8]) {
-    bytes(out, 2, fields);
+/// `fields` writes: room for a two-byte length is left before them, so
+/// that a span of 128 bytes to 16 KiB (nearly all) is written in place and
+/// never moved; any other is moved once.
+pub(super) fn span_entry(out: &mut Vec<u8>, fields: impl FnOnce(&mut Vec<u8>)) {
+    key(out, 2, LEN);
+    let at = out.len();
+    out.extend_from_slice(&[0, 0]);
+    fields(out);
+    let mut prefix = [0u8; 10];
+    let n = varint_into(&mut prefix, (out.len() - at - 2) as u64);
+    match n {
+        2 => out[at..at + 2].copy_from_slice(&prefix[..2]),
+        _ => drop(out.splice(at..at + 2, prefix[..n].iter().copied())),
+    }
 }
 
 /// The parts of a request that every batch shares: the resource and the
@@ -610,6 +619,20 @@ mod tests {
             (expected.0 as i32, expected.1)
         );
         assert_eq!(theirs.flags, flags_of(c, ours.parent.is_some_and(|p| p.1)));
+    }
+
+    /// An entry's length prefix is the shortest varint at every size
+    /// (one, two and three bytes), as a length-known field would have it.
+    #[test]
+    fn entries_are_framed_as_their_length_says() {
+        for size in [0, 1, 127, 128, 300, 16_383, 16_384, 70_000] {
+            let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let mut expected = vec![9];
+            bytes(&mut expected, 2, &body);
+            let mut framed = vec![9];
+            span_entry(&mut framed, |s| s.extend_from_slice(&body));
+            assert_eq!(framed, expected, "{size}");
+        }
     }
 
     proptest! {
