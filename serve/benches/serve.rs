@@ -41,7 +41,7 @@ const CLIENTS: usize = 64;
 const ROUNDS: usize = 200;
 /// Rounds of the throughput comparison (medians are reported: a 2-core
 /// VM's rates vary by a fifth from round to round).
-const ROUNDS_OF_RATES: usize = 12;
+const ROUNDS_OF_RATES: usize = 24;
 
 /// A host serving `text` (audit log off, or on with `sync = "flush"` in
 /// `audit_dir`) and `warden serve --http` over it on 127.0.0.1, running on `rt`.

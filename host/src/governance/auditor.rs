@@ -17,6 +17,7 @@
 //!   refused, and one summary says how many.
 
 use crate::audit::{AuditLog, Effect, Entry, Outcome, OwnedReceipt, Pending, Wait};
+use opentelemetry::trace::SpanContext;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
@@ -99,6 +100,9 @@ struct ScopeCell {
 struct Scope {
     capability: String,
     call_id: String,
+    /// The span of the call in progress (telemetry on and the call
+    /// sampled or not): its effects' spans are its children.
+    trace: Option<SpanContext>,
     written: u32,
     denials: Vec<(Effect, u32)>,
     counted: Vec<(Effect, Counted)>,
@@ -151,6 +155,21 @@ impl Scope {
             }
         }
         admit
+    }
+}
+
+/// A call as the instance that runs it knows it: its id in the audit log,
+/// and the ids of its span when telemetry follows it.
+#[derive(Clone, Copy)]
+pub(crate) struct CallTag<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) trace: Option<&'a SpanContext>,
+}
+
+impl<'a> CallTag<'a> {
+    /// A call no span follows (a cleanup, a test).
+    pub(crate) fn untraced(id: &'a str) -> CallTag<'a> {
+        CallTag { id, trace: None }
     }
 }
 
@@ -210,15 +229,15 @@ impl Auditor {
         server: (&str, u16),
     ) -> Option<crate::telemetry::EffectSpan> {
         let telemetry = self.telemetry.as_ref()?;
-        let call_id = self.scope().call_id.clone();
-        telemetry.egress_started(&call_id, method, url, server)
+        let parent = self.scope().trace.clone()?;
+        telemetry.egress_started(&parent, method, url, server)
     }
 
     /// Starts the span of a name lookup of the call in this instance.
     pub(crate) fn lookup_span(&self, name: &str) -> Option<crate::telemetry::EffectSpan> {
         let telemetry = self.telemetry.as_ref()?;
-        let call_id = self.scope().call_id.clone();
-        telemetry.lookup_started(&call_id, name)
+        let parent = self.scope().trace.clone()?;
+        telemetry.lookup_started(&parent, name)
     }
 
     /// Counts the fuel a call used (telemetry on).
@@ -255,13 +274,14 @@ impl Auditor {
 
     /// The call now running in this instance (what the previous one counted
     /// is written first).
-    pub(crate) fn enter(&self, capability: &str, call_id: &str) {
+    pub(crate) fn enter(&self, capability: &str, call: CallTag<'_>) {
         self.finish();
         let mut scope = self.scope();
         scope.capability.clear();
         scope.capability.push_str(capability);
         scope.call_id.clear();
-        scope.call_id.push_str(call_id);
+        scope.call_id.push_str(call.id);
+        scope.trace = call.trace.cloned();
     }
 
     /// The capability and call id of the call this instance is in (or was

@@ -25,7 +25,7 @@ pub use crate::audit::AuditSettings;
 pub(crate) use admission::Governance;
 pub(crate) use admission::{Admitting, CallFacts, Input, MatchedRule};
 pub use admission::{Approval, ApprovalRequest, Approver};
-pub(crate) use auditor::Auditor;
+pub(crate) use auditor::{Auditor, CallTag};
 pub(crate) use call_id::CallId;
 pub use grants::{DirGrant, DirMode, Grants, SecretGrant};
 pub use rules::{CallRule, CallRules, PluginRules, RuleDecision};

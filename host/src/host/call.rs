@@ -4,7 +4,7 @@
 
 use super::{CallContext, Host};
 use crate::error::{Error, ErrorKind, Result};
-use crate::governance::{Admitting, Approver, CallFacts, CallId, Input, MatchedRule};
+use crate::governance::{Admitting, Approver, CallFacts, CallId, CallTag, Input, MatchedRule};
 use crate::registry::{CapabilityInfo, Serving};
 use crate::runtime::plugin::LoadedPlugin;
 use crate::runtime::session_pool::{SessionCall, DEFAULT_SESSION_KEY};
@@ -225,6 +225,11 @@ impl Host {
                 plan.call_id(),
             )
         });
+        // The instance that runs the call knows its span by these ids.
+        let call = CallTag {
+            id: plan.call_id(),
+            trace: span.as_ref().map(|s| s.ids()),
+        };
         // Admission, the run and the admission's end, in this one future
         // (a call's future is copied by each `async` layer it is in).
         let result: Result<Answer> = 'call: {
@@ -236,7 +241,7 @@ impl Host {
                 Ok(admission) => admission,
                 Err(e) => break 'call Err(e),
             };
-            let result = self.run_admitted(plan, route, input).await;
+            let result = self.run_admitted(plan, route, input, call).await;
             let ended = match admission.end(&result) {
                 Ok(ended) => ended,
                 Err(e) => break 'call Err(e),
@@ -263,6 +268,7 @@ impl Host {
         plan: &CallPlan<'_>,
         route: &CallRoute<'_>,
         input: Input<'_>,
+        call: CallTag<'_>,
     ) -> Result<Answer> {
         // The caller's token exchanged for the call's upstreams, kept while
         // it runs (a plugin granted no exchange secret skips this).
@@ -274,8 +280,8 @@ impl Host {
             }
         };
         match retry_strategy(&plan.capability) {
-            None => self.run(plan, route, input).await,
-            Some(strategy) => Box::pin(self.run_again(plan, route, input, strategy)).await,
+            None => self.run(plan, route, input, call).await,
+            Some(strategy) => Box::pin(self.run_again(plan, route, input, call, strategy)).await,
         }
     }
 
@@ -286,12 +292,13 @@ impl Host {
         plan: &CallPlan<'_>,
         route: &CallRoute<'_>,
         input: Input<'_>,
+        call: CallTag<'_>,
         strategy: &warden_manifest::route::RetryStrategy,
     ) -> Result<Answer> {
         let info = &plan.capability;
         let mut attempt = 1;
         loop {
-            match self.run(plan, route, input).await {
+            match self.run(plan, route, input, call).await {
                 Err(Error::Capability {
                     kind: ErrorKind::Unavailable,
                     ref message,
@@ -321,10 +328,11 @@ impl Host {
         plan: &CallPlan<'_>,
         route: &CallRoute<'_>,
         input: Input<'_>,
+        call: CallTag<'_>,
     ) -> Result<Answer> {
         let info = &plan.capability;
         let served = route.served();
-        let (plugin, call_id) = (&served.plugin, plan.call_id.as_str());
+        let plugin = &served.plugin;
         let answer = match (route, input) {
             (CallRoute::Session { key, .. }, _) => {
                 let call = SessionCall {
@@ -332,17 +340,17 @@ impl Host {
                     index: served.index,
                     info,
                     key,
-                    call_id,
+                    call,
                 };
                 let input = input.to_value(&info.id)?;
                 Answer::Value(Box::pin(self.inner.sessions.call(call, input)).await?)
             }
             (CallRoute::Direct(_), Input::Value(v)) => {
-                Answer::Value(plugin.call(&info.id, v, call_id).await?)
+                Answer::Value(plugin.call(&info.id, v, call).await?)
             }
             (CallRoute::Direct(_), Input::Text(t)) => Answer::Text(
                 plugin
-                    .enter_call(&info.id, t, call_id, LoadedPlugin::output_text)
+                    .enter_call(&info.id, t, call, LoadedPlugin::output_text)
                     .await?,
             ),
             (CallRoute::Kind { entry, head, .. }, _) => {
@@ -353,11 +361,11 @@ impl Host {
                 request.push('}');
                 let answer = match input {
                     Input::Value(_) => plugin
-                        .call_text(entry, &request, call_id)
+                        .call_text(entry, &request, call)
                         .await
                         .map(Answer::Value),
                     Input::Text(_) => plugin
-                        .call_json(entry, &request, call_id)
+                        .call_json(entry, &request, call)
                         .await
                         .map(Answer::Text),
                 };

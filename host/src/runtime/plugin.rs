@@ -6,7 +6,7 @@ use crate::bindings::exports::warden::provider::{cleanup, discovery, provider, s
 use crate::bindings::warden::provider::types as wit;
 use crate::config::InstanceMode;
 use crate::error::{Error, ErrorKind, Limit, Result};
-use crate::governance::Auditor;
+use crate::governance::{Auditor, CallTag};
 use crate::limits::ResolvedLimits;
 use crate::runtime::engine::CompileSource;
 use crate::runtime::outcome::{crash_cause, split_wit_error};
@@ -493,11 +493,11 @@ impl LoadedPlugin {
         self: &Arc<Self>,
         capability: &str,
         input: &Value,
-        call_id: &str,
+        call: CallTag<'_>,
     ) -> Result<Value> {
         let input_text =
             serde_json::to_string(input).map_err(|e| Error::Internal(e.to_string()))?;
-        self.call_text(capability, &input_text, call_id).await
+        self.call_text(capability, &input_text, call).await
     }
 
     /// Calls a capability with its input already JSON text.
@@ -505,9 +505,9 @@ impl LoadedPlugin {
         self: &Arc<Self>,
         capability: &str,
         input_text: &str,
-        call_id: &str,
+        call: CallTag<'_>,
     ) -> Result<Value> {
-        self.enter_call(capability, input_text, call_id, Self::output)
+        self.enter_call(capability, input_text, call, Self::output)
             .await
     }
 
@@ -517,9 +517,9 @@ impl LoadedPlugin {
         self: &Arc<Self>,
         capability: &str,
         input_text: &str,
-        call_id: &str,
+        call: CallTag<'_>,
     ) -> Result<String> {
-        self.enter_call(capability, input_text, call_id, Self::output_text)
+        self.enter_call(capability, input_text, call, Self::output_text)
             .await
     }
 
@@ -530,7 +530,7 @@ impl LoadedPlugin {
         self: &Arc<Self>,
         capability: &str,
         input_text: &str,
-        call_id: &str,
+        call: CallTag<'_>,
         output: impl FnOnce(&Self, &Auditor, &str, GuestOutcome) -> Result<T>,
     ) -> Result<T> {
         let (_permit, warm) = self.checkout(capability).await?;
@@ -539,7 +539,7 @@ impl LoadedPlugin {
         // fresh one.
         let mut entered = Entered::new(self, warm);
         let warm = entered.warm();
-        warm.store.data().auditor.enter(capability, call_id);
+        warm.store.data().auditor.enter(capability, call);
         let r = self
             .timed(
                 warm.guests

@@ -13,6 +13,7 @@
 //! remote session (an MCP `DELETE`).
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::governance::CallTag;
 use crate::registry::CapabilityInfo;
 use crate::runtime::plugin::{LiveSession, LoadedPlugin};
 use serde_json::{json, Value};
@@ -97,7 +98,7 @@ pub(crate) struct SessionCall<'a> {
     pub(crate) index: usize,
     pub(crate) info: &'a Arc<CapabilityInfo>,
     pub(crate) key: &'a str,
-    pub(crate) call_id: &'a str,
+    pub(crate) call: CallTag<'a>,
 }
 
 impl SessionPool {
@@ -126,7 +127,7 @@ impl SessionPool {
             index,
             info,
             key: caller,
-            call_id,
+            call,
         } = call;
         let key = Key {
             plugin: index,
@@ -148,9 +149,14 @@ impl SessionPool {
         let pool = self.clone();
         let plugin = plugin.clone();
         let info = info.clone();
-        let call_id = call_id.to_string();
+        // Owned by the task, which may outlive the caller.
+        let (call_id, trace) = (call.id.to_string(), call.trace.cloned());
         let task = tokio::spawn(async move {
-            pool.call_in(&key, &slot, &plugin, &info, &input, &call_id)
+            let call = CallTag {
+                id: &call_id,
+                trace: trace.as_ref(),
+            };
+            pool.call_in(&key, &slot, &plugin, &info, &input, call)
                 .await
         });
         match task.await {
@@ -166,7 +172,7 @@ impl SessionPool {
         plugin: &Arc<LoadedPlugin>,
         info: &CapabilityInfo,
         input: &Value,
-        call_id: &str,
+        call: CallTag<'_>,
     ) -> Result<Value> {
         let caller = key.caller.as_str();
         let mut live = slot.live.lock().await;
@@ -180,7 +186,7 @@ impl SessionPool {
                 "provider-meta": info.provider_meta,
                 "session-key": caller,
             });
-            match plugin.open_session(&info.id, &config, call_id).await {
+            match plugin.open_session(&info.id, &config, call).await {
                 Ok(s) => {
                     tracing::debug!(plugin = %plugin.info.name, server = %key.scope, caller, "session opened");
                     *live = Some(s);
@@ -192,7 +198,7 @@ impl SessionPool {
             }
         }
         let session = live.as_mut().expect("opened above");
-        let result = plugin.session_call(session, &info.id, input, call_id).await;
+        let result = plugin.session_call(session, &info.id, input, call).await;
         slot.touch();
         match result {
             Ok(outcome) => outcome,

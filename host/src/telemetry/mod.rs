@@ -10,9 +10,10 @@
 //! attributed as the MCP semantic conventions say, its parent the client's
 //! `traceparent` from `params._meta` or the HTTP header); each capability
 //! call is a child (`execute_tool <capability>`), and each of its egress
-//! requests and name lookups a child of the call. The call's context is
-//! found by call id ([`Telemetry::call_context`]), so that the code that
-//! performs an effect needs no new parameter. Egress requests carry the
+//! requests and name lookups a child of the call. The instance running a
+//! call holds its span's ids beside its call id (its auditor's scope), so
+//! that the code that performs an effect needs no new parameter and no
+//! host-wide lookup. Egress requests carry the
 //! call's `traceparent` (unless `propagate = false`); the host sets it,
 //! whatever the plugin wrote.
 //!
@@ -37,7 +38,6 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
 use serde::{Deserialize, Serialize};
 use span::{Recorded, SpanStart};
-use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -48,9 +48,6 @@ pub use opentelemetry::Context;
 pub const DEFAULT_METRICS_INTERVAL_MS: u64 = 10_000;
 /// Default `[telemetry] timeout-ms`.
 pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
-/// Calls followed at once (their contexts kept for their effects' spans);
-/// past it, a call's effects get no spans of their own.
-const MAX_FOLLOWED: usize = 64 * 1024;
 /// MCP's duration buckets (seconds), from its semantic conventions.
 const MCP_BUCKETS: [f64; 14] = [
     0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
@@ -138,8 +135,6 @@ pub struct Telemetry {
     /// `sample-ratio`, applied to new traces.
     ratio: f64,
     ids: RandomIdGenerator,
-    /// The calls running now and their spans' contexts.
-    followed: Mutex<HashMap<Arc<str>, SpanContext>>,
 }
 
 impl Drop for Telemetry {
@@ -195,7 +190,6 @@ impl Telemetry {
             propagate: settings.propagate.unwrap_or(true),
             ratio,
             ids: RandomIdGenerator::default(),
-            followed: Mutex::default(),
         })
     }
 
@@ -350,8 +344,8 @@ impl Telemetry {
         }
     }
 
-    /// Starts a capability call's span, a child of `parent` (or a root),
-    /// and follows the call so that its effects' spans are its children.
+    /// Starts a capability call's span, a child of `parent` (or a root);
+    /// its effects' spans are children of [`CallSpan::ids`].
     pub(crate) fn call_started(
         &self,
         parent: Option<&Context>,
@@ -369,40 +363,26 @@ impl Telemetry {
         let (own, recorded) = self.span_at(&parent, started, || {
             call_span_start(&call, capability, plugin, &call_id)
         });
-        let mut followed = self.followed.lock().unwrap_or_else(|e| e.into_inner());
-        if followed.len() < MAX_FOLLOWED {
-            followed.insert(call_id.clone(), own.clone());
-        }
-        drop(followed);
         CallSpan {
             telemetry: self,
+            own,
             recorded,
-            call_id,
             call,
             started,
         }
     }
 
-    /// The span context of the call `call_id`, while it runs.
-    pub(crate) fn call_context(&self, call_id: &str) -> Option<SpanContext> {
-        self.followed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(call_id)
-            .cloned()
-    }
-
-    /// Starts a client span for an outbound request of the call `call_id`
-    /// ([`EffectSpan::inject`] sets its `traceparent` on the request).
+    /// Starts a client span for an outbound request of the call whose span
+    /// is `parent` ([`EffectSpan::inject`] sets its `traceparent` on the
+    /// request).
     pub(crate) fn egress_started(
         &self,
-        call_id: &str,
+        parent: &SpanContext,
         method: &str,
         url: &str,
         (host, port): (&str, u16),
     ) -> Option<EffectSpan> {
-        let parent = self.call_context(call_id)?;
-        let (own, recorded) = self.span(&parent, || SpanStart {
+        let (own, recorded) = self.span(parent, || SpanStart {
             name: method.to_string().into(),
             kind: SpanKind::Client,
             attributes: vec![
@@ -420,10 +400,10 @@ impl Telemetry {
         })
     }
 
-    /// Starts a client span for a name lookup of the call `call_id`.
-    pub(crate) fn lookup_started(&self, call_id: &str, name: &str) -> Option<EffectSpan> {
-        let parent = self.call_context(call_id)?;
-        let (own, recorded) = self.span(&parent, || SpanStart {
+    /// Starts a client span for a name lookup of the call whose span is
+    /// `parent`.
+    pub(crate) fn lookup_started(&self, parent: &SpanContext, name: &str) -> Option<EffectSpan> {
+        let (own, recorded) = self.span(parent, || SpanStart {
             name: format!("lookup {name}").into(),
             kind: SpanKind::Client,
             attributes: vec![KeyValue::new("dns.question.name", name.to_string())],
@@ -644,18 +624,23 @@ fn call_span_start(
     }
 }
 
-/// A capability call's span, followed until it ends.
+/// A capability call's span.
 pub(crate) struct CallSpan<'a> {
     telemetry: &'a Telemetry,
+    own: SpanContext,
     /// Its record, when sampled.
     recorded: Option<Recorded>,
-    call_id: Arc<str>,
     /// The capability's counts.
     call: Arc<CallInstruments>,
     started: SystemTime,
 }
 
 impl CallSpan<'_> {
+    /// Its ids, the parent of its effects' spans.
+    pub(crate) fn ids(&self) -> &SpanContext {
+        &self.own
+    }
+
     /// Ends the call's span with its outcome (`ok`, `deny`, `limit`,
     /// `trap`, `error`), counted and timed; `limit` names the limit.
     pub(crate) fn end(mut self, outcome: Outcome, error: Option<(String, Option<&'static str>)>) {
@@ -688,15 +673,10 @@ impl CallSpan<'_> {
 }
 
 impl Drop for CallSpan<'_> {
-    /// Stops following the call; a span not ended ends as it is.
+    /// A span not ended ends as it is.
     fn drop(&mut self) {
-        let t = self.telemetry;
-        t.followed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&*self.call_id);
         if let Some(span) = self.recorded.take() {
-            span.end(&t.batch, SystemTime::now());
+            span.end(&self.telemetry.batch, SystemTime::now());
         }
     }
 }

@@ -116,7 +116,10 @@ impl LoadedPlugin {
             .cleanup
             .clone()
             .ok_or_else(|| Error::Internal("no cleanup export".into()))?;
-        warm.store.data().auditor.enter(during, call_id);
+        warm.store
+            .data()
+            .auditor
+            .enter(during, CallTag::untraced(call_id));
         self.arm(&mut warm.store);
         let r = self.timed(guest.call_release(&mut warm.store, state)).await;
         self.settle(&warm.store, "release", r)

@@ -16,10 +16,10 @@ impl LoadedPlugin {
         self: &Arc<Self>,
         capability: &str,
         config: &Value,
-        call_id: &str,
+        call: CallTag<'_>,
     ) -> Result<LiveSession> {
         let mut warm = self.new_instance(capability).await?;
-        warm.store.data().auditor.enter(capability, call_id);
+        warm.store.data().auditor.enter(capability, call);
         let Some(guest) = warm.guests.sessions.clone() else {
             return Err(Error::Contract {
                 plugin: self.name().to_string(),
@@ -64,9 +64,9 @@ impl LoadedPlugin {
         live: &mut LiveSession,
         capability: &str,
         input: &Value,
-        call_id: &str,
+        call: CallTag<'_>,
     ) -> std::result::Result<Result<Value>, Error> {
-        live.warm.store.data().auditor.enter(capability, call_id);
+        live.warm.store.data().auditor.enter(capability, call);
         let input_text =
             serde_json::to_string(input).map_err(|e| Error::Internal(e.to_string()))?;
         let guest = live
