@@ -178,10 +178,6 @@ impl Shared {
         let modern = protocol::is_modern(&params);
         let request = warden::telemetry::McpRequest {
             method,
-            target: params
-                .get("name")
-                .and_then(Value::as_str)
-                .filter(|_| method == "tools/call"),
             id: caller.request_id.as_deref(),
             session: caller.session.as_ref().map(|s| s.id.as_str()),
             protocol_version: match (&caller.session, modern) {
@@ -195,7 +191,11 @@ impl Shared {
                 "tcp"
             },
         };
-        let span = telemetry.mcp_span(&parent, &request);
+        let target = params
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|_| method == "tools/call");
+        let span = telemetry.mcp_span(&parent, request, target);
         let outcome = self
             .answer(method, params, caller, Some(span.context()))
             .await;

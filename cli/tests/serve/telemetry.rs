@@ -191,7 +191,19 @@ fn traced_call(serve: &Serve, receiver: &Receiver, upstream: &TestServer, id: u6
         server["attributes"]["gen_ai.operation.name"],
         "execute_tool"
     );
+    assert_eq!(server["name"], "tools/call hostile.http");
+    assert_eq!(server["attributes"]["network.transport"], "tcp");
+    assert_eq!(server["attributes"]["network.protocol.name"], "http");
+    assert_eq!(call["parent_span_id"], server["span_id"]);
+    assert_eq!(call["name"], "execute_tool hostile.http");
+    assert_eq!(call["kind"], "SPAN_KIND_INTERNAL");
     assert_eq!(call["attributes"]["gen_ai.operation.name"], "execute_tool");
+    assert_eq!(call["attributes"]["gen_ai.tool.name"], "hostile.http");
+    assert_eq!(call["attributes"]["warden.plugin"], "hostile");
+    assert_eq!(call["attributes"]["warden.outcome"], "ok");
+    let call_id = call["attributes"]["gen_ai.tool.call.id"].as_str();
+    assert!(call_id.is_some_and(|id| !id.is_empty()), "{call}");
+    assert!(call["attributes"].get("error.type").is_none(), "{call}");
     assert_eq!(egress["parent_span_id"], call["span_id"]);
     assert_eq!(egress["kind"], "SPAN_KIND_CLIENT");
     assert_eq!(egress["attributes"]["http.response.status_code"], 200);
@@ -310,7 +322,18 @@ fn one_trace_from_the_client_through_the_call_to_its_egress_and_the_metrics() {
     assert_eq!(duration["bounds"][0], 0.01, "MCP's buckets: {duration}");
     let failed = span(&records, "tools/call hostile.count").expect("the denied call's span");
     assert_eq!(failed["attributes"]["error.type"], "tool_error");
+    assert!(
+        failed["attributes"]
+            .get("rpc.response.status_code")
+            .is_none(),
+        "a tool's error is no JSON-RPC error: {failed}"
+    );
     assert_eq!(failed["status"], "STATUS_CODE_ERROR");
+    let refused = span(&records, "execute_tool hostile.count").expect("the denied call");
+    assert_eq!(refused["parent_span_id"], failed["span_id"]);
+    assert_eq!(refused["attributes"]["warden.outcome"], "deny");
+    assert_eq!(refused["attributes"]["error.type"], "deny");
+    assert_eq!(refused["status"], "STATUS_CODE_ERROR");
 }
 
 /// Over gRPC, recording no new trace (`sample-ratio = 0.0`): a client's

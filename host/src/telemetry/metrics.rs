@@ -55,8 +55,6 @@ pub(super) struct CallInstruments {
     pub(super) name: StringValue,
     /// The name of the span of a `tools/call` of it.
     pub(super) request_name: StringValue,
-    /// `warden.plugin`: the plugin that served its first call.
-    pub(super) plugin: KeyValue,
     /// Whether this counts every capability past [`MAX_CAPABILITIES`].
     overflow: bool,
     calls: [AtomicU64; Outcome::ALL.len()],
@@ -67,7 +65,7 @@ pub(super) struct CallInstruments {
 }
 
 impl CallInstruments {
-    fn new(capability: &str, plugin: &str) -> CallInstruments {
+    fn new(capability: &str) -> CallInstruments {
         CallInstruments {
             tool: KeyValue::new(
                 "gen_ai.tool.name",
@@ -75,7 +73,6 @@ impl CallInstruments {
             ),
             name: format!("execute_tool {capability}").into(),
             request_name: format!("tools/call {capability}").into(),
-            plugin: KeyValue::new("warden.plugin", Value::from(Arc::<str>::from(plugin))),
             overflow: false,
             calls: Default::default(),
             durations: Default::default(),
@@ -87,7 +84,7 @@ impl CallInstruments {
         CallInstruments {
             tool: KeyValue::new("otel.metric.overflow", true),
             overflow: true,
-            ..CallInstruments::new("", "")
+            ..CallInstruments::new("")
         }
     }
 
@@ -162,9 +159,9 @@ impl Instruments {
         }
     }
 
-    /// The instruments of `capability` (served by `plugin`), made at its
+    /// The instruments of `capability`, made at its
     /// first call; past [`MAX_CAPABILITIES`], the overflow's.
-    pub(super) fn for_call(&self, capability: &str, plugin: &str) -> Arc<CallInstruments> {
+    pub(super) fn for_call(&self, capability: &str) -> Arc<CallInstruments> {
         let table = &self.calls;
         let read = |map: &HashMap<Box<str>, Arc<CallInstruments>>| map.get(capability).cloned();
         let map = table
@@ -185,7 +182,7 @@ impl Instruments {
         if map.len() >= MAX_CAPABILITIES {
             return table.overflow.clone();
         }
-        let made = Arc::new(CallInstruments::new(capability, plugin));
+        let made = Arc::new(CallInstruments::new(capability));
         map.insert(capability.into(), made.clone());
         made
     }

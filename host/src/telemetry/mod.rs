@@ -32,7 +32,9 @@ pub(crate) use metrics::Outcome;
 use metrics::{CallInstruments, Instruments};
 use opentelemetry::metrics::{Meter, MeterProvider as _};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
-use opentelemetry::trace::{SpanContext, SpanKind, Status, TraceContextExt as _, TraceFlags};
+use opentelemetry::trace::{
+    SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceFlags,
+};
 use opentelemetry::{InstrumentationScope, KeyValue, StringValue, Value};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator};
@@ -257,27 +259,27 @@ impl Telemetry {
         }
     }
 
-    /// A new span under `parent`, started now (see [`span_at`](Self::span_at)).
+    /// A new span under `parent`, started now: its ids ([`ids_under`](
+    /// Self::ids_under)), and its record, built by `build` only when it is
+    /// sampled.
     fn span(
         &self,
         parent: &SpanContext,
         build: impl FnOnce() -> SpanStart,
     ) -> (SpanContext, Option<Recorded>) {
-        self.span_at(parent, SystemTime::now(), build)
+        let own = self.ids_under(parent);
+        let recorded = own
+            .is_sampled()
+            .then(|| Recorded::start(own.clone(), parent, build(), SystemTime::now()));
+        (own, recorded)
     }
 
-    /// A new span under `parent`, started at `at`: its ids, and its record,
-    /// built by `build` only when it is sampled: a child of a sampled span
-    /// is, one of an unsampled span is not, and a new trace is with
-    /// probability `sample-ratio`. An unsampled span costs no more than its
-    /// ids, which are still propagated (flags `00`), so that the services
-    /// it calls make the same decision.
-    fn span_at(
-        &self,
-        parent: &SpanContext,
-        at: SystemTime,
-        build: impl FnOnce() -> SpanStart,
-    ) -> (SpanContext, Option<Recorded>) {
+    /// The ids of a new span under `parent`, and whether it is sampled: a
+    /// child of a sampled span is, one of an unsampled span is not, and a
+    /// new trace is with probability `sample-ratio`. An unsampled span costs
+    /// no more than its ids, which are still propagated (flags `00`), so
+    /// that the services it calls make the same decision.
+    fn ids_under(&self, parent: &SpanContext) -> SpanContext {
         let (sampled, trace_id) = match parent.is_valid() {
             true => (parent.is_sampled(), parent.trace_id()),
             false => (self.new_trace_sampled(), self.ids.new_trace_id()),
@@ -286,15 +288,13 @@ impl Telemetry {
             true => TraceFlags::SAMPLED,
             false => TraceFlags::default(),
         };
-        let own = SpanContext::new(
+        SpanContext::new(
             trace_id,
             self.ids.new_span_id(),
             flags,
             false,
             parent.trace_state().clone(),
-        );
-        let recorded = sampled.then(|| Recorded::start(own.clone(), parent, build(), at));
-        (own, recorded)
+        )
     }
 
     /// Whether a new trace is recorded (with probability `sample-ratio`).
@@ -308,67 +308,71 @@ impl Telemetry {
         (bits >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    /// Starts an MCP server span (see [`McpSpan`]).
-    pub fn mcp_span(&self, parent: &Context, request: &McpRequest<'_>) -> McpSpan<'_> {
+    /// Starts an MCP server span (see [`McpSpan`]) for `request`, which
+    /// names `target` (the tool of a `tools/call`, the prompt of a
+    /// `prompts/get`) when it names one.
+    pub fn mcp_span<'a>(
+        &'a self,
+        parent: &Context,
+        request: McpRequest<'a>,
+        target: Option<&str>,
+    ) -> McpSpan<'a> {
         let started = SystemTime::now();
-        let method = shared_text(request.method);
-        let target = request.target.filter(|_| request.method == "tools/call");
+        let tool_call = target.filter(|_| request.method == "tools/call");
         // A capability called before has its names made once.
-        let known = target.and_then(|t| self.instruments.known(t));
-        let tool = match (&known, target) {
+        let known = tool_call.and_then(|t| self.instruments.known(t));
+        let tool = match (&known, tool_call) {
             (Some(call), _) => Some(call.tool.value.clone()),
             (None, Some(t)) => Some(Value::from(Arc::<str>::from(t))),
             (None, None) => None,
         };
         let parent_ids = parent.span().span_context().clone();
-        let (own, recorded) = self.span_at(&parent_ids, started, || {
-            let name = match (&known, request.target) {
-                (Some(call), _) => call.request_name.clone(),
-                (None, Some(t)) => format!("{} {t}", request.method).into(),
-                (None, None) => method.clone(),
-            };
-            SpanStart {
-                name,
-                kind: SpanKind::Server,
-                attributes: mcp_attributes(request, &method, tool.as_ref()),
-            }
-        });
+        let own = self.ids_under(&parent_ids);
+        // Named now: the target is the caller's only until this returns.
+        let name = match (own.is_sampled(), &known, target) {
+            (false, _, _) | (true, Some(_), _) | (true, None, None) => None,
+            (true, None, Some(t)) => Some(format!("{} {t}", request.method)),
+        };
         McpSpan {
             telemetry: self,
+            parent: span::parent_of(&parent_ids),
             context: parent.with_remote_span_context(own),
-            recorded,
-            method,
+            request,
+            name,
             tool,
             known,
             started,
+            ended: false,
         }
     }
 
     /// Starts a capability call's span, a child of `parent` (or a root);
-    /// its effects' spans are children of [`CallSpan::ids`].
-    pub(crate) fn call_started(
-        &self,
+    /// its effects' spans are children of [`CallSpan::ids`]. Its names are
+    /// the caller's, borrowed until it is written.
+    pub(crate) fn call_started<'a>(
+        &'a self,
         parent: Option<&Context>,
-        capability: &str,
-        plugin: &str,
-        call_id: &str,
-    ) -> CallSpan<'_> {
+        capability: &'a str,
+        plugin: &'a str,
+        call_id: &'a str,
+    ) -> CallSpan<'a> {
         let started = SystemTime::now();
         let parent = match parent {
             Some(p) => p.span().span_context().clone(),
             None => SpanContext::empty_context(),
         };
-        let call = self.instruments.for_call(capability, plugin);
-        let call_id: Arc<str> = call_id.into();
-        let (own, recorded) = self.span_at(&parent, started, || {
-            call_span_start(&call, capability, plugin, &call_id)
-        });
         CallSpan {
             telemetry: self,
-            own,
-            recorded,
-            call,
+            own: self.ids_under(&parent),
+            parent: span::parent_of(&parent),
+            names: CallNames {
+                capability,
+                plugin,
+                call_id,
+            },
+            call: self.instruments.for_call(capability),
             started,
+            ended: false,
         }
     }
 
@@ -429,12 +433,11 @@ impl Telemetry {
     }
 }
 
-/// What an MCP request's span is made from.
+/// What an MCP request's span is made from (borrowed until it ends).
+#[derive(Clone, Copy)]
 pub struct McpRequest<'a> {
     /// `mcp.method.name`.
     pub method: &'a str,
-    /// The tool or prompt named, for the span's name.
-    pub target: Option<&'a str>,
     /// The JSON-RPC id (absent for notifications).
     pub id: Option<&'a str>,
     /// `mcp.session.id` (2025-11-25 sessions).
@@ -446,19 +449,23 @@ pub struct McpRequest<'a> {
 }
 
 /// An MCP request's server span; [`end`](Self::end) it with the outcome
-/// (dropped, it ends as it is).
+/// (dropped, it ends as it is). It is written when it ends, from what it
+/// borrowed at the start.
 pub struct McpSpan<'a> {
     telemetry: &'a Telemetry,
     /// The client's context with this span's ids.
     context: Context,
-    /// Its record, when sampled.
-    recorded: Option<Recorded>,
-    method: StringValue,
+    /// The parent's id, and whether it is the client's.
+    parent: Option<(SpanId, bool)>,
+    request: McpRequest<'a>,
+    /// Its name when neither the method's nor a known tool's.
+    name: Option<String>,
     /// The tool of a `tools/call`.
     tool: Option<Value>,
     /// Its instruments, when it was called before.
     known: Option<Arc<CallInstruments>>,
     started: SystemTime,
+    ended: bool,
 }
 
 impl McpSpan<'_> {
@@ -471,58 +478,120 @@ impl McpSpan<'_> {
     /// Ends the span: `error` is a JSON-RPC error code and message, or
     /// `tool_error` for a tool result with `isError`.
     pub fn end(mut self, error: Option<(&str, &str)>) {
+        self.ended = true;
         let ended = SystemTime::now();
         let seconds = seconds_between(self.started, ended);
         let t = self.telemetry;
-        let mut recorded = self.recorded.take();
         match (error, &self.known) {
             (None, Some(call)) => t.instruments.record_tool_call(call, seconds),
-            _ => {
-                let attributes = self.failed(error, recorded.as_mut());
-                t.instruments
-                    .operation_duration
-                    .record(seconds, &attributes);
-            }
+            _ => t
+                .instruments
+                .operation_duration
+                .record(seconds, &self.metric_attributes(error)),
         }
-        if let Some(span) = recorded {
-            span.end(&t.batch, ended);
-        }
+        self.write(error, ended);
     }
 
     /// The duration's attributes for a request that failed (or whose tool
-    /// was not called before); `span` notes the error.
-    fn failed(
-        &mut self,
-        error: Option<(&str, &str)>,
-        span: Option<&mut Recorded>,
-    ) -> Vec<KeyValue> {
+    /// was not called before).
+    fn metric_attributes(&self, error: Option<(&str, &str)>) -> Vec<KeyValue> {
         let mut attributes = Vec::with_capacity(3);
-        attributes.push(KeyValue::new(
-            "mcp.method.name",
-            Value::from(self.method.clone()),
-        ));
-        if let Some(tool) = self.tool.take() {
-            attributes.push(KeyValue::new("gen_ai.tool.name", tool));
+        let method = shared_text(self.request.method);
+        attributes.push(KeyValue::new("mcp.method.name", method));
+        if let Some(tool) = &self.tool {
+            attributes.push(KeyValue::new("gen_ai.tool.name", tool.clone()));
         }
-        if let Some((code, message)) = error {
+        if let Some((code, _)) = error {
             attributes.push(KeyValue::new("error.type", code.to_string()));
-            if let Some(span) = span {
-                span.set_attribute(KeyValue::new("error.type", code.to_string()));
-                if code != "tool_error" {
-                    span.set_attribute(KeyValue::new("rpc.response.status_code", code.to_string()));
-                }
-                span.set_status(Status::error(message.to_string()));
-            }
         }
         attributes
+    }
+
+    /// Writes the span (when sampled), as MCP's semantic conventions name
+    /// its attributes.
+    fn write(&self, error: Option<(&str, &str)>, end: SystemTime) {
+        let span = self.context.span();
+        let ids = span.span_context();
+        if !ids.is_sampled() {
+            return;
+        }
+        let r = &self.request;
+        let tool = self.tool.as_ref().map(Value::as_str);
+        let mut texts = Texts::default();
+        texts.push("mcp.method.name", Some(r.method));
+        texts.push("network.transport", Some(r.transport));
+        texts.push(
+            "network.protocol.name",
+            (r.transport == "tcp").then_some("http"),
+        );
+        texts.push("mcp.protocol.version", r.protocol_version);
+        texts.push("jsonrpc.request.id", r.id);
+        texts.push("mcp.session.id", r.session);
+        texts.push("gen_ai.tool.name", tool.as_deref());
+        texts.push(
+            "gen_ai.operation.name",
+            tool.is_some().then_some("execute_tool"),
+        );
+        let code = error.map(|(code, _)| code);
+        texts.push("error.type", code);
+        texts.push(
+            "rpc.response.status_code",
+            code.filter(|c| *c != "tool_error"),
+        );
+        let status = match error {
+            Some((_, message)) => Status::error(message.to_string()),
+            None => Status::Unset,
+        };
+        let name = match (&self.known, &self.name) {
+            (Some(call), _) => call.request_name.as_str(),
+            (None, Some(name)) => name.as_str(),
+            (None, None) => r.method,
+        };
+        let head = span::Head {
+            context: ids,
+            parent: self.parent,
+            name,
+            kind: SpanKind::Server,
+            start: self.started,
+            end,
+        };
+        span::write(
+            &self.telemetry.batch,
+            head,
+            (&[], texts.as_slice()),
+            &status,
+            0,
+        );
     }
 }
 
 impl Drop for McpSpan<'_> {
+    /// A span not ended ends as it is.
     fn drop(&mut self) {
-        if let Some(span) = self.recorded.take() {
-            span.end(&self.telemetry.batch, SystemTime::now());
+        if !self.ended {
+            self.write(None, SystemTime::now());
         }
+    }
+}
+
+/// A written span's text attributes, on the stack (no span here has more).
+#[derive(Default)]
+struct Texts<'a> {
+    list: [(&'a str, &'a str); 10],
+    len: usize,
+}
+
+impl<'a> Texts<'a> {
+    /// Adds `key` with `value`, when there is one.
+    fn push(&mut self, key: &'a str, value: Option<&'a str>) {
+        if let (Some(value), Some(slot)) = (value, self.list.get_mut(self.len)) {
+            *slot = (key, value);
+            self.len += 1;
+        }
+    }
+
+    fn as_slice(&self) -> &[(&'a str, &'a str)] {
+        &self.list[..self.len]
     }
 }
 
@@ -556,83 +625,24 @@ fn shared_text(text: &str) -> StringValue {
     StringValue::from(known)
 }
 
-/// An MCP server span's attributes, as MCP's semantic conventions name them.
-fn mcp_attributes(
-    request: &McpRequest<'_>,
-    method: &StringValue,
-    tool: Option<&Value>,
-) -> Vec<KeyValue> {
-    // Room for an error's two, set when the request ends.
-    let mut attributes = Vec::with_capacity(10);
-    attributes.push(KeyValue::new(
-        "mcp.method.name",
-        Value::from(method.clone()),
-    ));
-    attributes.push(KeyValue::new("network.transport", request.transport));
-    if request.transport == "tcp" {
-        attributes.push(KeyValue::new("network.protocol.name", "http"));
-    }
-    if let Some(v) = request.protocol_version {
-        attributes.push(KeyValue::new("mcp.protocol.version", shared_text(v)));
-    }
-    if let Some(id) = request.id {
-        attributes.push(KeyValue::new("jsonrpc.request.id", id.to_string()));
-    }
-    if let Some(s) = request.session {
-        attributes.push(KeyValue::new("mcp.session.id", s.to_string()));
-    }
-    if let Some(tool) = tool {
-        attributes.push(KeyValue::new("gen_ai.tool.name", tool.clone()));
-        attributes.push(KeyValue::new("gen_ai.operation.name", "execute_tool"));
-    }
-    attributes
+/// A call span's names, the caller's.
+struct CallNames<'a> {
+    capability: &'a str,
+    plugin: &'a str,
+    call_id: &'a str,
 }
 
-/// What the span of a call of `capability` on `plugin` starts with: the
-/// names kept with its counts (made at its first call), or new ones for
-/// a capability counted in the overflow or now served by another plugin.
-fn call_span_start(
-    call: &CallInstruments,
-    capability: &str,
-    plugin: &str,
-    call_id: &Arc<str>,
-) -> SpanStart {
-    let own = call.is_own();
-    let (tool, name) = match own {
-        true => (call.tool.clone(), call.name.clone()),
-        false => (
-            KeyValue::new("gen_ai.tool.name", capability.to_string()),
-            format!("execute_tool {capability}").into(),
-        ),
-    };
-    let plugin = match own && call.plugin.value.as_str() == plugin {
-        true => call.plugin.clone(),
-        false => KeyValue::new("warden.plugin", plugin.to_string()),
-    };
-    // Room for the outcome and an error, set when the call ends.
-    let mut attributes = Vec::with_capacity(7);
-    attributes.extend([
-        KeyValue::new("gen_ai.operation.name", "execute_tool"),
-        tool,
-        KeyValue::new("gen_ai.tool.call.id", Value::from(call_id.clone())),
-        plugin,
-    ]);
-    SpanStart {
-        name,
-        kind: SpanKind::Internal,
-        attributes,
-    }
-}
-
-/// A capability call's span.
+/// A capability call's span, written when it ends.
 pub(crate) struct CallSpan<'a> {
     telemetry: &'a Telemetry,
     own: SpanContext,
-    /// Its record, when sampled.
-    recorded: Option<Recorded>,
+    /// The parent's id, and whether it is another process's.
+    parent: Option<(SpanId, bool)>,
+    names: CallNames<'a>,
     /// The capability's counts.
     call: Arc<CallInstruments>,
     started: SystemTime,
+    ended: bool,
 }
 
 impl CallSpan<'_> {
@@ -644,19 +654,14 @@ impl CallSpan<'_> {
     /// Ends the call's span with its outcome (`ok`, `deny`, `limit`,
     /// `trap`, `error`), counted and timed; `limit` names the limit.
     pub(crate) fn end(mut self, outcome: Outcome, error: Option<(String, Option<&'static str>)>) {
+        self.ended = true;
         let t = self.telemetry;
         let ended = SystemTime::now();
         let seconds = seconds_between(self.started, ended);
         t.instruments.record_call(&self.call, outcome, seconds);
-        let mut recorded = self.recorded.take();
-        if let Some(span) = &mut recorded {
-            span.set_attribute(KeyValue::new("warden.outcome", outcome.as_str()));
-        }
+        let mut status = Status::Unset;
         if let Some((message, limit)) = error {
-            if let Some(span) = &mut recorded {
-                span.set_attribute(KeyValue::new("error.type", outcome.as_str()));
-                span.set_status(Status::error(message));
-            }
+            status = Status::error(message);
             if outcome == Outcome::Deny {
                 t.denied("call");
             }
@@ -666,17 +671,60 @@ impl CallSpan<'_> {
                     .add(1, &[KeyValue::new("warden.limit", limit)]);
             }
         }
-        if let Some(span) = recorded {
-            span.end(&t.batch, ended);
+        self.write(Some(outcome), &status, ended);
+    }
+
+    /// Writes the span (when sampled): the GenAI conventions' tool
+    /// attributes, the plugin, and the outcome when it is known.
+    fn write(&self, outcome: Option<Outcome>, status: &Status, end: SystemTime) {
+        if !self.own.is_sampled() {
+            return;
         }
+        let n = &self.names;
+        let mut texts = Texts::default();
+        texts.push("gen_ai.operation.name", Some("execute_tool"));
+        texts.push("gen_ai.tool.name", Some(n.capability));
+        texts.push("gen_ai.tool.call.id", Some(n.call_id));
+        texts.push("warden.plugin", Some(n.plugin));
+        texts.push("warden.outcome", outcome.map(Outcome::as_str));
+        let failed = matches!(status, Status::Error { .. });
+        texts.push(
+            "error.type",
+            outcome.filter(|_| failed).map(Outcome::as_str),
+        );
+        // Named at its first call (or now, past the capabilities counted
+        // apart).
+        let named;
+        let name = match self.call.is_own() {
+            true => self.call.name.as_str(),
+            false => {
+                named = format!("execute_tool {}", n.capability);
+                named.as_str()
+            }
+        };
+        let head = span::Head {
+            context: &self.own,
+            parent: self.parent,
+            name,
+            kind: SpanKind::Internal,
+            start: self.started,
+            end,
+        };
+        span::write(
+            &self.telemetry.batch,
+            head,
+            (&[], texts.as_slice()),
+            status,
+            0,
+        );
     }
 }
 
 impl Drop for CallSpan<'_> {
     /// A span not ended ends as it is.
     fn drop(&mut self) {
-        if let Some(span) = self.recorded.take() {
-            span.end(&self.telemetry.batch, SystemTime::now());
+        if !self.ended {
+            self.write(None, &Status::Unset, SystemTime::now());
         }
     }
 }

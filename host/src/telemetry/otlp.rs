@@ -18,6 +18,9 @@ pub(super) struct Ended<'a> {
     pub(super) start: SystemTime,
     pub(super) end: SystemTime,
     pub(super) attributes: &'a [KeyValue],
+    /// Text attributes borrowed from whoever holds the span, written after
+    /// `attributes` (the holder keeps the keys of both unique).
+    pub(super) texts: &'a [(&'a str, &'a str)],
     pub(super) events: &'a [Event],
     pub(super) links: &'a [Link],
     pub(super) status: &'a Status,
@@ -218,6 +221,22 @@ fn attributes(s: &mut Vec<u8>, field: u32, list: &[KeyValue]) {
     }
 }
 
+/// A repeated `KeyValue` field of text values.
+fn texts(s: &mut Vec<u8>, field: u32, list: &[(&str, &str)]) {
+    for (name, value) in list {
+        let name_len = if name.is_empty() {
+            0
+        } else {
+            field_len(name.len())
+        };
+        let value_len = field_len(value.len());
+        delimited(s, field, name_len + field_len(value_len));
+        string(s, 1, name);
+        delimited(s, 2, value_len);
+        bytes(s, 1, value.as_bytes());
+    }
+}
+
 fn kind(kind: &SpanKind) -> u64 {
     match kind {
         SpanKind::Internal => 1,
@@ -262,6 +281,7 @@ pub(super) fn span_fields(s: &mut Vec<u8>, span: &Ended<'_>) {
     fixed64(s, 7, nanos(span.start));
     fixed64(s, 8, nanos(span.end));
     attributes(s, 9, span.attributes);
+    texts(s, 9, span.texts);
     uint(s, 10, u64::from(span.dropped.attributes));
     for event in span.events {
         message(s, 11, |s| {
@@ -380,6 +400,7 @@ mod tests {
         start: SystemTime,
         end: SystemTime,
         attributes: Vec<KeyValue>,
+        texts: Vec<(String, String)>,
         events: Vec<Event>,
         links: Vec<Link>,
         status: Status,
@@ -387,7 +408,22 @@ mod tests {
     }
 
     impl Parts {
-        fn ended(&self) -> Ended<'_> {
+        fn texts(&self) -> Vec<(&str, &str)> {
+            self.texts
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect()
+        }
+
+        /// Its attributes as the collector sees them: the list, then the
+        /// texts.
+        fn all_attributes(&self) -> Vec<KeyValue> {
+            let texts = self.texts.iter();
+            let texts = texts.map(|(k, v)| KeyValue::new(k.clone(), v.clone()));
+            self.attributes.iter().cloned().chain(texts).collect()
+        }
+
+        fn ended<'a>(&'a self, texts: &'a [(&'a str, &'a str)]) -> Ended<'a> {
             Ended {
                 context: &self.context,
                 parent: self.parent.map(|p| p.0),
@@ -397,6 +433,7 @@ mod tests {
                 start: self.start,
                 end: self.end,
                 attributes: &self.attributes,
+                texts,
                 events: &self.events,
                 links: &self.links,
                 status: &self.status,
@@ -483,8 +520,9 @@ mod tests {
             kind(),
         );
         let times = (time(), time());
+        let texts = prop::collection::vec(("[a-z._]{1,30}", ".{0,40}"), 0..6);
         let lists = (
-            attributes(),
+            (attributes(), texts),
             prop::collection::vec(event, 0..3),
             prop::collection::vec(link, 0..3),
         );
@@ -493,7 +531,7 @@ mod tests {
             |(
                 (context, parent, name, kind),
                 (start, end),
-                (attributes, events, links),
+                ((attributes, texts), events, links),
                 (status, dropped),
             )| Parts {
                 context,
@@ -503,6 +541,7 @@ mod tests {
                 start,
                 end,
                 attributes,
+                texts,
                 events,
                 links,
                 status,
@@ -577,7 +616,7 @@ mod tests {
         assert_eq!(theirs.kind, kind as i32);
         assert_eq!(theirs.start_time_unix_nano, nanos(ours.start));
         assert_eq!(theirs.end_time_unix_nano, nanos(ours.end));
-        same_attributes(&ours.attributes, &theirs.attributes);
+        same_attributes(&ours.all_attributes(), &theirs.attributes);
         let d = ours.dropped;
         assert_eq!(
             (
@@ -645,7 +684,7 @@ mod tests {
             let envelope = Envelope::new(&resource, "warden", "1.2.3");
             let mut batch = Vec::new();
             for span in &spans {
-                encode_span(&mut batch, &span.ended());
+                encode_span(&mut batch, &span.ended(&span.texts()));
             }
             let request = ExportTraceServiceRequest::decode(&envelope.request(&batch)[..]).expect("decodes");
             prop_assert_eq!(request.resource_spans.len(), 1);

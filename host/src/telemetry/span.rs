@@ -23,6 +23,54 @@ pub(super) struct SpanStart {
     pub(super) attributes: Vec<KeyValue>,
 }
 
+/// What every written span has: its ids, its parent's (and whether that
+/// parent was another process's), its name, kind and times.
+pub(super) struct Head<'a> {
+    pub(super) context: &'a SpanContext,
+    pub(super) parent: Option<(SpanId, bool)>,
+    pub(super) name: &'a str,
+    pub(super) kind: SpanKind,
+    pub(super) start: SystemTime,
+    pub(super) end: SystemTime,
+}
+
+/// The parent a span records: `parent`'s id when it is valid.
+pub(super) fn parent_of(parent: &SpanContext) -> Option<(SpanId, bool)> {
+    parent
+        .is_valid()
+        .then(|| (parent.span_id(), parent.is_remote()))
+}
+
+/// Writes an ended span into `batch`'s queue: `head`, its attributes
+/// (`attributes` held, `texts` borrowed) and its status.
+pub(super) fn write(
+    batch: &Batch,
+    head: Head<'_>,
+    (attributes, texts): (&[KeyValue], &[(&str, &str)]),
+    status: &Status,
+    dropped_attributes: u32,
+) {
+    let ended = Ended {
+        context: head.context,
+        parent: head.parent.map(|(id, _)| id),
+        parent_remote: head.parent.is_some_and(|(_, remote)| remote),
+        name: head.name,
+        kind: &head.kind,
+        start: head.start,
+        end: head.end,
+        attributes,
+        texts,
+        events: &[],
+        links: &[],
+        status,
+        dropped: Dropped {
+            attributes: dropped_attributes,
+            ..Dropped::default()
+        },
+    };
+    batch.push(|out| super::otlp::span_fields(out, &ended));
+}
+
 /// A span being recorded; [`end`](Self::end) sends it on its way.
 pub(super) struct Recorded {
     context: SpanContext,
@@ -50,9 +98,7 @@ impl Recorded {
         attributes.truncate(MAX_ATTRIBUTES);
         Recorded {
             context,
-            parent: parent
-                .is_valid()
-                .then(|| (parent.span_id(), parent.is_remote())),
+            parent: parent_of(parent),
             name: start.name,
             kind: start.kind,
             start: at,
@@ -84,24 +130,22 @@ impl Recorded {
 
     /// Ends it at `end`: encoded into `batch`'s queue.
     pub(super) fn end(self, batch: &Batch, end: SystemTime) {
-        let ended = Ended {
+        let head = Head {
             context: &self.context,
-            parent: self.parent.map(|(id, _)| id),
-            parent_remote: self.parent.is_some_and(|(_, remote)| remote),
+            parent: self.parent,
             name: self.name.as_str(),
-            kind: &self.kind,
+            kind: self.kind,
             start: self.start,
             end,
-            attributes: &self.attributes,
-            events: &[],
-            links: &[],
-            status: &self.status,
-            dropped: Dropped {
-                attributes: self.dropped_attributes,
-                ..Dropped::default()
-            },
         };
-        batch.push(|out| super::otlp::span_fields(out, &ended));
+        let attributes = (&self.attributes[..], &[][..]);
+        write(
+            batch,
+            head,
+            attributes,
+            &self.status,
+            self.dropped_attributes,
+        );
     }
 }
 
