@@ -321,10 +321,10 @@ impl Telemetry {
         let tool_call = target.filter(|_| request.method == "tools/call");
         // A capability called before has its names made once.
         let known = tool_call.and_then(|t| self.instruments.known(t));
+        // A known tool's name is its instruments'; another's is copied.
         let tool = match (&known, tool_call) {
-            (Some(call), _) => Some(call.tool.value.clone()),
             (None, Some(t)) => Some(Value::from(Arc::<str>::from(t))),
-            (None, None) => None,
+            _ => None,
         };
         let parent_ids = parent.span().span_context().clone();
         let own = self.ids_under(&parent_ids);
@@ -460,9 +460,9 @@ pub struct McpSpan<'a> {
     request: McpRequest<'a>,
     /// Its name when neither the method's nor a known tool's.
     name: Option<String>,
-    /// The tool of a `tools/call`.
+    /// The tool of a `tools/call` not called before.
     tool: Option<Value>,
-    /// Its instruments, when it was called before.
+    /// The instruments of the tool of a `tools/call` called before.
     known: Option<Arc<CallInstruments>>,
     started: SystemTime,
     ended: bool,
@@ -473,6 +473,14 @@ impl McpSpan<'_> {
     /// client's, with this span's ids.
     pub fn context(&self) -> &Context {
         &self.context
+    }
+
+    /// The `tools/call`'s tool, when it names one.
+    fn tool(&self) -> Option<&Value> {
+        match &self.known {
+            Some(call) => Some(&call.tool.value),
+            None => self.tool.as_ref(),
+        }
     }
 
     /// Ends the span: `error` is a JSON-RPC error code and message, or
@@ -498,7 +506,7 @@ impl McpSpan<'_> {
         let mut attributes = Vec::with_capacity(3);
         let method = shared_text(self.request.method);
         attributes.push(KeyValue::new("mcp.method.name", method));
-        if let Some(tool) = &self.tool {
+        if let Some(tool) = self.tool() {
             attributes.push(KeyValue::new("gen_ai.tool.name", tool.clone()));
         }
         if let Some((code, _)) = error {
@@ -516,7 +524,7 @@ impl McpSpan<'_> {
             return;
         }
         let r = &self.request;
-        let tool = self.tool.as_ref().map(Value::as_str);
+        let tool = self.tool().map(Value::as_str);
         let mut texts = Texts::default();
         texts.push("mcp.method.name", Some(r.method));
         texts.push("network.transport", Some(r.transport));
