@@ -420,6 +420,29 @@ impl Telemetry {
         })
     }
 
+    /// Writes a span whose attributes are all `texts` (a call's, an MCP
+    /// request's): its ids and its parent's, its name and kind, its start
+    /// and end.
+    fn write_texts(
+        &self,
+        (context, parent): (&SpanContext, Option<(SpanId, bool)>),
+        (name, kind): (&str, SpanKind),
+        (start, end): (SystemTime, SystemTime),
+        texts: &Texts<'_>,
+        status: &Status,
+    ) {
+        let head = span::Head {
+            context,
+            parent,
+            name,
+            kind,
+            start,
+            end,
+        };
+        let attributes = (&[][..], texts.as_slice());
+        span::write(&self.batch, head, attributes, status, 0);
+    }
+
     /// Counts a refused effect (`effect` as audit records name it).
     pub(crate) fn denied(&self, effect: &'static str) {
         self.instruments
@@ -555,21 +578,10 @@ impl McpSpan<'_> {
             (None, Some(name)) => name.as_str(),
             (None, None) => r.method,
         };
-        let head = span::Head {
-            context: ids,
-            parent: self.parent,
-            name,
-            kind: SpanKind::Server,
-            start: self.started,
-            end,
-        };
-        span::write(
-            &self.telemetry.batch,
-            head,
-            (&[], texts.as_slice()),
-            &status,
-            0,
-        );
+        let t = self.telemetry;
+        let ids = (ids, self.parent);
+        let times = (self.started, end);
+        t.write_texts(ids, (name, SpanKind::Server), times, &texts, &status);
     }
 }
 
@@ -710,21 +722,10 @@ impl CallSpan<'_> {
                 named.as_str()
             }
         };
-        let head = span::Head {
-            context: &self.own,
-            parent: self.parent,
-            name,
-            kind: SpanKind::Internal,
-            start: self.started,
-            end,
-        };
-        span::write(
-            &self.telemetry.batch,
-            head,
-            (&[], texts.as_slice()),
-            status,
-            0,
-        );
+        let ids = (&self.own, self.parent);
+        let what = (name, SpanKind::Internal);
+        let times = (self.started, end);
+        self.telemetry.write_texts(ids, what, times, &texts, status);
     }
 }
 
