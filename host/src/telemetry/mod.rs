@@ -329,9 +329,9 @@ impl Telemetry {
         let parent_ids = parent.span().span_context().clone();
         let own = self.ids_under(&parent_ids);
         // Named now: the target is the caller's only until this returns.
-        let name = match (own.is_sampled(), &known, target) {
-            (false, _, _) | (true, Some(_), _) | (true, None, None) => None,
-            (true, None, Some(t)) => Some(format!("{} {t}", request.method)),
+        let name = match (&known, target) {
+            (None, Some(t)) if own.is_sampled() => Some(format!("{} {t}", request.method)),
+            _ => None,
         };
         McpSpan {
             telemetry: self,

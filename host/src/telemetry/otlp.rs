@@ -207,34 +207,40 @@ fn array_value(s: &mut Vec<u8>, array: &Array) {
 /// A repeated `KeyValue` field.
 fn attributes(s: &mut Vec<u8>, field: u32, list: &[KeyValue]) {
     for kv in list {
-        let name = kv.key.as_str();
         let value = any_value_len(&kv.value);
-        let name_len = if name.is_empty() {
-            0
-        } else {
-            field_len(name.len())
-        };
-        delimited(s, field, name_len + field_len(value));
-        string(s, 1, name);
-        delimited(s, 2, value);
-        any_value(s, &kv.value);
+        key_value(s, field, kv.key.as_str(), value, |s| {
+            any_value(s, &kv.value)
+        });
     }
 }
 
 /// A repeated `KeyValue` field of text values.
 fn texts(s: &mut Vec<u8>, field: u32, list: &[(&str, &str)]) {
     for (name, value) in list {
-        let name_len = if name.is_empty() {
-            0
-        } else {
-            field_len(name.len())
-        };
         let value_len = field_len(value.len());
-        delimited(s, field, name_len + field_len(value_len));
-        string(s, 1, name);
-        delimited(s, 2, value_len);
-        bytes(s, 1, value.as_bytes());
+        key_value(s, field, name, value_len, |s| bytes(s, 1, value.as_bytes()));
     }
+}
+
+/// One `KeyValue` entry of `field`: `name`, and an `AnyValue` of
+/// `value_len` bytes that `value` writes.
+#[inline]
+fn key_value(
+    s: &mut Vec<u8>,
+    field: u32,
+    name: &str,
+    value_len: usize,
+    value: impl FnOnce(&mut Vec<u8>),
+) {
+    let name_len = if name.is_empty() {
+        0
+    } else {
+        field_len(name.len())
+    };
+    delimited(s, field, name_len + field_len(value_len));
+    string(s, 1, name);
+    delimited(s, 2, value_len);
+    value(s);
 }
 
 fn kind(kind: &SpanKind) -> u64 {
